@@ -1,0 +1,14 @@
+//! The vocabulary every Kilowatch crate shares: what a measurement is, how it is named,
+//! and how it travels as InfluxDB line protocol. Nothing here does I/O.
+
+pub mod job;
+pub mod lineproto;
+pub mod metric;
+pub mod point;
+pub mod time;
+
+pub use job::{JobAllocation, JobId};
+pub use lineproto::{LineError, Precision, encode_points, parse_lines};
+pub use metric::{Kind, MetricDef, Unit, lookup_metric, METRICS};
+pub use point::{FieldValue, Labels, Point};
+pub use time::{TimeRange, Timestamp};

@@ -1,0 +1,122 @@
+//! The one table of what Kilowatch measures: measurement, field, unit, and whether the value
+//! is a gauge (a reading) or a counter (cumulative, taken as deltas). Look a name up here
+//! before inventing one.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A reading at an instant: power, temperature, utilization.
+    Gauge,
+    /// Cumulative since some origin: energy and water totals. Only differences mean anything;
+    /// a decrease is a reset or rollover, never negative energy.
+    Counter,
+    /// A name or state, such as the cooling mode.
+    Label,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Unit {
+    #[serde(rename = "W")]
+    Watt,
+    #[serde(rename = "mJ")]
+    Millijoule,
+    #[serde(rename = "J")]
+    Joule,
+    #[serde(rename = "kWh")]
+    KilowattHour,
+    #[serde(rename = "m3")]
+    CubicMetre,
+    #[serde(rename = "degC")]
+    Celsius,
+    #[serde(rename = "%")]
+    Percent,
+    #[serde(rename = "MHz")]
+    Megahertz,
+    #[serde(rename = "B")]
+    Byte,
+    #[serde(rename = "1")]
+    Dimensionless,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MetricDef {
+    pub measurement: &'static str,
+    pub field: &'static str,
+    pub unit: Unit,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+const fn m(measurement: &'static str, field: &'static str, unit: Unit, kind: Kind, help: &'static str) -> MetricDef {
+    MetricDef { measurement, field, unit, kind, help }
+}
+
+use Kind::{Counter, Gauge, Label};
+use Unit::*;
+
+pub const GPU: &str = "gpu";
+pub const NODE: &str = "node";
+pub const METER: &str = "meter";
+pub const WATER: &str = "water";
+pub const COOLING: &str = "cooling";
+
+/// Every metric of the wire schema (see ARCHITECTURE.md, "The wire schema").
+pub const METRICS: &[MetricDef] = &[
+    m(GPU, "power_w", Watt, Gauge, "GPU board power draw (NVML: 1 s average on H100)"),
+    m(GPU, "energy_mj", Millijoule, Counter, "GPU energy since driver load (NVML total energy consumption)"),
+    m(GPU, "power_limit_w", Watt, Gauge, "enforced power limit"),
+    m(GPU, "temp_c", Celsius, Gauge, "GPU core temperature"),
+    m(GPU, "temp_margin_c", Celsius, Gauge, "degrees left before thermal slowdown"),
+    m(GPU, "mem_temp_c", Celsius, Gauge, "HBM temperature"),
+    m(GPU, "util_pct", Percent, Gauge, "GPU utilization"),
+    m(GPU, "mem_util_pct", Percent, Gauge, "memory controller utilization"),
+    m(GPU, "sm_clock_mhz", Megahertz, Gauge, "SM clock"),
+    m(GPU, "mem_clock_mhz", Megahertz, Gauge, "memory clock"),
+    m(GPU, "mem_used_bytes", Byte, Gauge, "framebuffer memory used"),
+    m(GPU, "mem_total_bytes", Byte, Gauge, "framebuffer memory total"),
+    m(GPU, "throttle_reasons", Dimensionless, Gauge, "NVML clock event reasons bitmask"),
+    m(NODE, "power_w", Watt, Gauge, "node input power (PSU input, BMC)"),
+    m(NODE, "energy_j", Joule, Counter, "node input energy"),
+    m(METER, "power_w", Watt, Gauge, "meter active power"),
+    m(METER, "energy_kwh", KilowattHour, Counter, "meter active energy import"),
+    m(WATER, "volume_m3", CubicMetre, Counter, "water totaliser"),
+    m(COOLING, "outside_temp_c", Celsius, Gauge, "outside air dry bulb"),
+    m(COOLING, "outside_rh_pct", Percent, Gauge, "outside air relative humidity"),
+    m(COOLING, "supply_temp_c", Celsius, Gauge, "supply air to the IT intake"),
+    m(COOLING, "supply_rh_pct", Percent, Gauge, "supply air relative humidity"),
+    m(COOLING, "return_temp_c", Celsius, Gauge, "hot-aisle return air"),
+    m(COOLING, "fan_power_w", Watt, Gauge, "unit fan power"),
+    m(COOLING, "pump_power_w", Watt, Gauge, "unit pump power"),
+    m(COOLING, "mode", Dimensionless, Label, "cooling mode: mix, free, evaporative, humidify"),
+];
+
+pub fn lookup_metric(measurement: &str, field: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().find(|d| d.measurement == measurement && d.field == field)
+}
+
+/// Meter roles of the wire schema: which meters make E_DC, E_IT and the pPUE sub-meters.
+pub mod role {
+    pub const FACILITY: &str = "facility";
+    pub const GENERATOR: &str = "generator";
+    pub const IT: &str = "it";
+    pub const COOLING: &str = "cooling";
+    pub const POWER_LOSSES: &str = "power_losses";
+    pub const OTHER: &str = "other";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_unique_names() {
+        for (i, a) in METRICS.iter().enumerate() {
+            for b in &METRICS[i + 1..] {
+                assert!(!(a.measurement == b.measurement && a.field == b.field), "{a:?} twice");
+            }
+        }
+        assert_eq!(lookup_metric("gpu", "energy_mj").map(|d| d.kind), Some(Kind::Counter));
+    }
+}
