@@ -1,1 +1,8 @@
-//! placeholder
+//! The collector: sources of samples, the loop that samples them every interval, and the
+//! shipper that sends line protocol to the aggregator.
+
+pub mod agent;
+pub mod clock;
+pub mod config;
+pub mod ship;
+pub mod source;

@@ -1,0 +1,126 @@
+//! The HTTP API: ingest (`/api/v2/write`, InfluxDB v2-compatible), KPIs, health.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kilowatch_model::{Precision, TimeRange, Timestamp, parse_lines};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Auth, Grant};
+use crate::config::Config;
+use crate::kpi;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub auth: Arc<Auth>,
+    pub config: Arc<Config>,
+}
+
+/// An error in InfluxDB v2's shape (`code`, `message`), which its clients print as is.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "code": code, "message": message.into() }))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct WriteParams {
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub precision: Option<String>,
+}
+
+pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, headers: HeaderMap, body: Bytes) -> Response {
+    match st.auth.grant(Auth::presented(&headers, None)) {
+        Grant::Write => {}
+        Grant::Read => return error(StatusCode::FORBIDDEN, "forbidden", "this token may read but not write"),
+        Grant::None => return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid write token is required: Authorization: Token <token>"),
+    }
+    let precision = match q.precision.as_deref().map(str::parse::<Precision>).transpose() {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text");
+    };
+    let points = match parse_lines(text, precision, Timestamp::now()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(line = e.line, reason = %e.reason, bucket = ?q.bucket, org = ?q.org, "rejected write");
+            return (StatusCode::BAD_REQUEST, Json(json!({ "code": "invalid", "message": e.to_string(), "line": e.line }))).into_response();
+        }
+    };
+    if points.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || store.write(&points)).await {
+        Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "write not stored");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "write task failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", "write task failed")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RangeParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub token: Option<String>,
+}
+
+pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String> {
+    let parse = |name: &str, v: Option<&str>| -> Result<Timestamp, String> {
+        let v = v.ok_or_else(|| format!("{name} is required (RFC 3339, e.g. 2026-10-01T00:00:00+02:00)"))?;
+        Timestamp::parse_rfc3339(v).map_err(|e| format!("{name}={v:?} is not an RFC 3339 time: {e}"))
+    };
+    let r = TimeRange::new(parse("from", from)?, parse("to", to)?);
+    if r.to <= r.from {
+        return Err("to must be after from".into());
+    }
+    Ok(r)
+}
+
+pub async fn kpi(State(st): State<AppState>, Query(q): Query<RangeParams>, headers: HeaderMap) -> Response {
+    if !st.auth.may_read(Auth::presented(&headers, q.token.as_deref())) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>");
+    }
+    let range = match parse_range(q.from.as_deref(), q.to.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+    };
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || kpi::compute(&store, range, "custom range")).await {
+        Ok(Ok(k)) => Json(k).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+    }
+}
+
+pub async fn health(State(st): State<AppState>) -> Response {
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || store.stats()).await {
+        Ok(Ok(stats)) => Json(json!({
+            "status": "pass",
+            "name": "kilowatch",
+            "version": env!("CARGO_PKG_VERSION"),
+            "site": st.config.site.name,
+            "store": stats,
+        }))
+        .into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "fail", "name": "kilowatch"}))).into_response(),
+    }
+}

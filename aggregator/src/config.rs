@@ -1,0 +1,150 @@
+//! `kilowatch serve`'s TOML configuration (example: deploy/kilowatch.toml). Unknown keys stop
+//! startup with their name.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub site: SiteConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default 127.0.0.1:8086, InfluxDB's port, so clients need no change).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the embedded store lives (default /var/lib/kilowatch).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Largest accepted write body, in bytes, after decompression (default 32 MiB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Tokens allowed to write (`Authorization: Token …` on /api/v2/write). Also read from
+    /// `KILOWATCH_WRITE_TOKEN`.
+    #[serde(default)]
+    pub write_tokens: Vec<String>,
+    /// Tokens allowed to read the API and the dashboard. Also read from `KILOWATCH_READ_TOKEN`.
+    #[serde(default)]
+    pub read_tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The site's name, as in the `site` tag (default "dc5").
+    #[serde(default = "default_site")]
+    pub name: String,
+    /// IANA time zone for days, months and years (default Europe/Paris).
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Seconds between checkpoints of the in-memory heads into chunks (default 300). Shorter
+    /// means a smaller request log to replay after a crash; longer means fewer, larger chunks.
+    #[serde(default = "default_checkpoint")]
+    pub checkpoint_interval_s: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8086".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/kilowatch")
+}
+fn default_max_body() -> usize {
+    32 << 20
+}
+fn default_site() -> String {
+    "dc5".into()
+}
+fn default_tz() -> String {
+    "Europe/Paris".into()
+}
+fn default_checkpoint() -> u64 {
+    300
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: default_listen(), data_dir: default_data_dir(), max_body_bytes: default_max_body() }
+    }
+}
+impl Default for SiteConfig {
+    fn default() -> Self {
+        SiteConfig { name: default_site(), timezone: default_tz() }
+    }
+}
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { checkpoint_interval_s: default_checkpoint() }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        chrono_tz::Tz::from_str(&self.site.timezone)
+            .map_err(|_| ConfigError::Invalid { key: "site.timezone", message: format!("unknown time zone {:?} (use an IANA name such as Europe/Paris)", self.site.timezone) })?;
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ConfigError::Invalid { key: "server.listen", message: format!("{:?}: {e}", self.server.listen) })?;
+        if self.store.checkpoint_interval_s == 0 {
+            return Err(ConfigError::Invalid { key: "store.checkpoint_interval_s", message: "must be at least 1".into() });
+        }
+        for (key, list) in [("auth.write_tokens", &self.auth.write_tokens), ("auth.read_tokens", &self.auth.read_tokens)] {
+            if list.iter().any(|t| t.len() < 16) {
+                return Err(ConfigError::Invalid { key, message: "tokens must be at least 16 characters".into() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the tokens given in the environment to those of the file.
+    pub fn with_env_tokens(mut self) -> Self {
+        for (var, list) in [("KILOWATCH_WRITE_TOKEN", &mut self.auth.write_tokens), ("KILOWATCH_READ_TOKEN", &mut self.auth.read_tokens)] {
+            if let Ok(t) = std::env::var(var)
+                && !t.trim().is_empty()
+            {
+                list.push(t.trim().to_owned());
+            }
+        }
+        self
+    }
+}

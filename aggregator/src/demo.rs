@@ -1,0 +1,138 @@
+//! `kilowatch demo`: the whole system on its embedded defaults. A simulated DC5 is backfilled
+//! straight into the store, then keeps running live through the real collector path (line
+//! protocol over HTTP on loopback) while the dashboard serves it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kilowatch_collector::agent::{Agent, AgentStats};
+use kilowatch_collector::clock::Clock;
+use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
+use kilowatch_collector::source::SimSource;
+use kilowatch_model::Timestamp;
+use kilowatch_sim::{SimConfig, Site};
+use tokio::sync::watch;
+
+use crate::api::AppState;
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::server;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub data_dir: Option<PathBuf>,
+    pub speed: f64,
+    pub backfill: Duration,
+    pub backfill_step: Duration,
+    pub seed: u64,
+    pub nodes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create a temporary data directory: {0}")]
+    TempDir(std::io::Error),
+    #[error("cannot listen on {addr}: {source} (is another demo running? try --listen 127.0.0.1:8081)")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Ship(#[from] ShipError),
+    #[error("--speed must be positive, and --backfill-step at least one second")]
+    Options,
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Simulates `[site.now(), until]` at `step` and writes it to the store in large batches.
+pub fn backfill(store: &Store, site: &mut Site, until: Timestamp, step: Duration) -> Result<u64, StoreError> {
+    let step_ns = step.as_nanos() as i64;
+    let start = site.now();
+    let total = ((until.0 - start.0) / step_ns).max(0);
+    let mut batch = Vec::new();
+    let mut written = 0u64;
+    let mut last_log = Instant::now();
+    let t0 = Instant::now();
+    for i in 1..=total {
+        site.advance_to(Timestamp(start.0 + i * step_ns));
+        batch.extend(site.points());
+        drop(site.take_job_events());
+        if batch.len() >= 50_000 || i == total {
+            written += store.write(&batch)?.samples as u64;
+            batch.clear();
+        }
+        if last_log.elapsed() >= Duration::from_secs(2) {
+            last_log = Instant::now();
+            tracing::info!(progress_pct = (i * 100 / total.max(1)), sim_time = %site.now().to_rfc3339(), samples = written, "backfilling");
+        }
+    }
+    store.checkpoint()?;
+    tracing::info!(samples = written, seconds = format!("{:.1}", t0.elapsed().as_secs_f64()), "backfill done");
+    Ok(written)
+}
+
+pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
+    if opts.speed <= 0.0 || opts.backfill_step < Duration::from_secs(1) {
+        return Err(DemoError::Options);
+    }
+    let _tmp;
+    let dir = match &opts.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            let t = tempfile::Builder::new().prefix("kilowatch-demo-").tempdir().map_err(DemoError::TempDir)?;
+            let p = t.path().to_owned();
+            _tmp = t;
+            p
+        }
+    };
+    tracing::info!(data_dir = %dir.display(), "opening the embedded store");
+    let store = Arc::new(Store::open(&dir)?);
+
+    let step_ns = opts.backfill_step.as_nanos() as i64;
+    let now = Timestamp::now();
+    let start = Timestamp((now.0 - opts.backfill.as_nanos() as i64).div_euclid(step_ns) * step_ns);
+    let mut site = Site::new(SimConfig { seed: opts.seed, nodes: opts.nodes, start, ..SimConfig::default() });
+    if !opts.backfill.is_zero() {
+        tracing::info!(from = %start.to_rfc3339(), step_s = opts.backfill_step.as_secs(), nodes = opts.nodes, "backfilling simulated history");
+        let s = store.clone();
+        site = tokio::task::spawn_blocking(move || backfill(&s, &mut site, now, opts.backfill_step).map(|_| site))
+            .await
+            .map_err(|e| DemoError::Task(e.to_string()))??;
+    }
+
+    let write_token = format!("demo-{:016x}{:08x}", now.0, std::process::id());
+    let mut config = Config::default();
+    config.server.listen = opts.listen.to_string();
+    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config) };
+    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
+    let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), shutdown.clone());
+    let http = tokio::spawn(server::serve(listener, server::router(state), shutdown.clone()));
+
+    let shipper = Shipper::new(&ShipperConfig {
+        url: format!("http://{}", opts.listen),
+        token: write_token,
+        org: None,
+        bucket: None,
+        timeout: Duration::from_secs(10),
+    })?;
+    let origin = site.now();
+    let agent = Agent {
+        sources: vec![Box::new(SimSource::from_site(site))],
+        shipper,
+        interval: Duration::from_secs(1),
+        clock: Clock::scaled(origin, opts.speed),
+        max_pending_bytes: 256 << 20,
+        stats: Arc::new(AgentStats::default()),
+    };
+    let collector = tokio::spawn(agent.run(shutdown.clone()));
+    println!("Kilowatch demo: dashboard at http://{}/  (API: http://{}/api/v1/kpi?from=…&to=…; Ctrl-C to stop)", opts.listen, opts.listen);
+    println!("Reads are open without a token: this demo is for loopback only.");
+    let _ = collector.await;
+    let _ = http.await.map_err(|e| DemoError::Task(e.to_string()))?;
+    let _ = checkpointer.await;
+    Ok(())
+}

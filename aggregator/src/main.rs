@@ -1,0 +1,125 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kilowatch_aggregator::api::AppState;
+use kilowatch_aggregator::auth::Auth;
+use kilowatch_aggregator::config::Config;
+use kilowatch_aggregator::demo::{self, DemoOptions};
+use kilowatch_aggregator::server;
+use kilowatch_aggregator::store::Store;
+
+/// Kilowatch: energy, water and carbon of an AI datacenter, from the GPU to the meter.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the aggregator: ingest, store, API and dashboard.
+    Serve {
+        /// TOML configuration (see deploy/kilowatch.toml). Flags below override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Directory of the embedded store.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Let anyone read the API and the dashboard without a token (loopback demos only).
+        #[arg(long)]
+        insecure_no_auth: bool,
+    },
+    /// Run a simulated DC5 end to end: store, collector, API and dashboard, in one process.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Keep the store here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Simulated history to fill in before going live, e.g. 30d, 12h.
+        #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+        backfill: Duration,
+        /// Step of the backfill.
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        backfill_step: Duration,
+        #[arg(long, default_value_t = 5)]
+        seed: u64,
+        /// DGX nodes to simulate.
+        #[arg(long, default_value_t = 127)]
+        nodes: usize,
+    },
+    /// Parse a configuration file and say what is wrong with it, if anything.
+    CheckConfig {
+        config: PathBuf,
+    },
+}
+
+fn shutdown_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("stopping");
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config, listen, data_dir, insecure_no_auth } => {
+            let mut cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            }
+            .with_env_tokens();
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            if let Some(d) = data_dir {
+                cfg.server.data_dir = d;
+            }
+            cfg.validate()?;
+            if cfg.auth.write_tokens.is_empty() {
+                anyhow::bail!("no write token: set auth.write_tokens in the config or KILOWATCH_WRITE_TOKEN");
+            }
+            if cfg.auth.read_tokens.is_empty() && !insecure_no_auth {
+                anyhow::bail!("no read token: set auth.read_tokens or KILOWATCH_READ_TOKEN (or --insecure-no-auth on a trusted loopback)");
+            }
+            let store = Arc::new(Store::open(&cfg.server.data_dir)?);
+            let addr: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let shutdown = shutdown_on_ctrl_c();
+            let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), shutdown.clone());
+            let auth = Auth::new(cfg.auth.write_tokens.clone(), cfg.auth.read_tokens.clone(), insecure_no_auth);
+            let state = AppState { store, auth: Arc::new(auth), config: Arc::new(cfg) };
+            server::serve(listener, server::router(state), shutdown).await?;
+            checkpointer.await.context("final checkpoint")?;
+        }
+        Command::Demo { listen, data_dir, speed, backfill, backfill_step, seed, nodes } => {
+            let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes };
+            demo::run(opts, shutdown_on_ctrl_c()).await?;
+        }
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)?;
+            println!("{}: OK (site {}, time zone {}, listen {})", config.display(), cfg.site.name, cfg.site.timezone, cfg.server.listen);
+        }
+    }
+    Ok(())
+}

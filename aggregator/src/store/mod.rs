@@ -1,0 +1,414 @@
+//! The embedded store. Every accepted write is first appended, whole, to a request log in
+//! SQLite (one row per request, WAL mode: durable against a crash of the process), then applied
+//! to in-memory heads, one sorted map per series. A checkpoint moves the heads into per-series
+//! chunks and empties the log in one transaction. Reads merge chunks and heads.
+//!
+//! Why not one SQLite row per sample: measured here, interleaved inserts of 10,000 series run at
+//! about 60,000 rows/s, a sixth of what one DC5 site sends at 1 Hz; a request row plus a chunk
+//! row per series and checkpoint is a few thousand rows a minute instead.
+//!
+//! Idempotence: a sample is keyed by (series, timestamp). A replayed request lands on the same
+//! keys and replaces the same values, in the heads at once and in chunks when they are read
+//! (later writes win).
+
+mod codec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kilowatch_model::{FieldValue, Labels, Point};
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+pub type SeriesId = u32;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Num(f64),
+    Text(String),
+}
+
+impl Value {
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Num(v) => Some(*v),
+            Value::Text(_) => None,
+        }
+    }
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            Value::Num(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Corrupt(#[from] codec::CorruptRecord),
+    #[error("the store's lock was poisoned by a panic in another thread")]
+    Poisoned,
+}
+
+/// What identifies one stored series: a measurement, its tags and one field.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesMeta {
+    pub id: SeriesId,
+    pub measurement: String,
+    pub tags: Labels,
+    pub field: String,
+}
+
+impl SeriesMeta {
+    pub fn tag(&self, k: &str) -> Option<&str> {
+        self.tags.get(k).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreStats {
+    pub series: usize,
+    pub head_samples: usize,
+    pub log_records: u64,
+    pub samples_written: u64,
+    pub requests_written: u64,
+    pub checkpoints: u64,
+    pub newest_ts: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteSummary {
+    pub points: usize,
+    pub samples: usize,
+    pub new_series: usize,
+}
+
+pub struct Store {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    by_key: HashMap<String, SeriesId>,
+    meta: Vec<SeriesMeta>,
+    heads: Vec<BTreeMap<i64, Value>>,
+    last: Vec<Option<(i64, Value)>>,
+    stats: StoreStats,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=NORMAL;
+CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, measurement TEXT NOT NULL, tags TEXT NOT NULL, field TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(series_id INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_by_series_end ON chunks(series_id, t_max);
+CREATE TABLE IF NOT EXISTS last_values(series_id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data BLOB NOT NULL);
+";
+
+fn series_key(measurement: &str, tags: &Labels, field: &str) -> String {
+    // \u{1f} cannot appear in a parsed name without being part of it verbatim, and a
+    // collision would need it in a name; it keeps the key cheap to build.
+    let mut k = String::with_capacity(64);
+    k.push_str(measurement);
+    for (tk, tv) in tags {
+        k.push('\u{1f}');
+        k.push_str(tk);
+        k.push('=');
+        k.push_str(tv);
+    }
+    k.push('\u{1e}');
+    k.push_str(field);
+    k
+}
+
+fn to_value(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Str(s) => Value::Text(s.clone()),
+        // as_f64 is Some for every non-string variant.
+        other => Value::Num(other.as_f64().unwrap_or(f64::NAN)),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) `store.db` in `dir` and replays any request log left by a crash.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
+        let path = dir.join("store.db");
+        let conn = Connection::open(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        conn.execute_batch(SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let mut inner = Inner { conn, by_key: HashMap::new(), meta: Vec::new(), heads: Vec::new(), last: Vec::new(), stats: StoreStats::default() };
+        inner.load()?;
+        Ok(Store { path, inner: Mutex::new(inner) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+        self.inner.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Stores a whole request or nothing: the log row and any new series commit together
+    /// before the heads change.
+    pub fn write(&self, points: &[Point]) -> Result<WriteSummary, StoreError> {
+        self.lock()?.write(points)
+    }
+
+    /// Moves the heads into chunks and truncates the request log.
+    pub fn checkpoint(&self) -> Result<usize, StoreError> {
+        self.lock()?.checkpoint()
+    }
+
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let g = self.lock()?;
+        let mut s = g.stats.clone();
+        s.series = g.meta.len();
+        Ok(s)
+    }
+
+    /// Series whose measurement and field match, and whose tags include every `(k, v)` given.
+    pub fn find_series(&self, measurement: &str, field: &str, tags: &[(&str, &str)]) -> Result<Vec<SeriesMeta>, StoreError> {
+        let g = self.lock()?;
+        Ok(g.meta
+            .iter()
+            .filter(|m| m.measurement == measurement && m.field == field && tags.iter().all(|(k, v)| m.tag(k) == Some(v)))
+            .cloned()
+            .collect())
+    }
+
+    /// Newest sample of each series passed, in the same order.
+    pub fn latest(&self, ids: &[SeriesId]) -> Result<Vec<Option<(i64, Value)>>, StoreError> {
+        let g = self.lock()?;
+        Ok(ids.iter().map(|id| g.last.get(*id as usize).cloned().flatten()).collect())
+    }
+
+    /// Samples with `from <= ts <= to`, plus the nearest sample on each side of the range when
+    /// there is one, sorted, one per timestamp. The neighbours let callers interpolate at the
+    /// range's edges.
+    pub fn read_with_neighbours(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, Value)>, StoreError> {
+        self.lock()?.read(id, from, to)
+    }
+}
+
+impl Inner {
+    fn load(&mut self) -> Result<(), StoreError> {
+        let mut rows: Vec<(i64, String, String, String, String)> = Vec::new();
+        {
+            let mut st = self.conn.prepare("SELECT id, key, measurement, tags, field FROM series ORDER BY id")?;
+            let mut q = st.query([])?;
+            while let Some(r) = q.next()? {
+                rows.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
+            }
+        }
+        for (id, key, measurement, tags, field) in rows {
+            let tags: Labels = serde_json::from_str(&tags).map_err(|_| codec::CorruptRecord("series tags are not JSON"))?;
+            let id = SeriesId::try_from(id).map_err(|_| codec::CorruptRecord("series id out of range"))?;
+            if id as usize != self.meta.len() {
+                return Err(codec::CorruptRecord("series ids are not dense").into());
+            }
+            self.by_key.insert(key, id);
+            self.meta.push(SeriesMeta { id, measurement, tags, field });
+            self.heads.push(BTreeMap::new());
+            self.last.push(None);
+        }
+        {
+            let mut st = self.conn.prepare("SELECT series_id, ts, data FROM last_values")?;
+            let mut q = st.query([])?;
+            while let Some(r) = q.next()? {
+                let id: i64 = r.get(0)?;
+                let ts: i64 = r.get(1)?;
+                let data: Vec<u8> = r.get(2)?;
+                let mut v = Vec::new();
+                codec::decode_chunk(&data, &mut v)?;
+                if let (Some(slot), Some((_, val))) = (self.last.get_mut(id as usize), v.pop()) {
+                    *slot = Some((ts, val));
+                    self.stats.newest_ts = self.stats.newest_ts.max(Some(ts));
+                }
+            }
+        }
+        let mut replay = Vec::new();
+        {
+            let mut st = self.conn.prepare("SELECT rows FROM log ORDER BY seq")?;
+            let mut q = st.query([])?;
+            while let Some(r) = q.next()? {
+                let data: Vec<u8> = r.get(0)?;
+                replay.push(codec::decode_rows(&data)?);
+                self.stats.log_records += 1;
+            }
+        }
+        for rows in replay {
+            self.apply(rows);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, points: &[Point]) -> Result<WriteSummary, StoreError> {
+        let mut rows = Vec::with_capacity(points.len() * 8);
+        let mut new_series: Vec<SeriesMeta> = Vec::new();
+        let mut new_keys: Vec<String> = Vec::new();
+        for p in points {
+            for (field, v) in &p.fields {
+                let key = series_key(&p.measurement, &p.tags, field);
+                let id = match self.by_key.get(&key) {
+                    Some(id) => *id,
+                    None => match new_keys.iter().position(|k| *k == key) {
+                        Some(i) => new_series[i].id,
+                        None => {
+                            let id = (self.meta.len() + new_series.len()) as SeriesId;
+                            new_series.push(SeriesMeta { id, measurement: p.measurement.clone(), tags: p.tags.clone(), field: field.clone() });
+                            new_keys.push(key);
+                            id
+                        }
+                    },
+                };
+                rows.push((id, p.ts.0, to_value(v)));
+            }
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached("INSERT INTO series(id, key, measurement, tags, field) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for (m, key) in new_series.iter().zip(&new_keys) {
+                let tags = serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".into());
+                ins.execute(params![m.id, key, m.measurement, tags, m.field])?;
+            }
+            tx.prepare_cached("INSERT INTO log(rows) VALUES (?1)")?.execute(params![codec::encode_rows(&rows)])?;
+        }
+        tx.commit()?;
+        let summary = WriteSummary { points: points.len(), samples: rows.len(), new_series: new_series.len() };
+        for (m, key) in new_series.into_iter().zip(new_keys) {
+            self.by_key.insert(key, m.id);
+            self.meta.push(m);
+            self.heads.push(BTreeMap::new());
+            self.last.push(None);
+        }
+        self.stats.samples_written += rows.len() as u64;
+        self.stats.requests_written += 1;
+        self.stats.log_records += 1;
+        self.apply(rows);
+        Ok(summary)
+    }
+
+    fn apply(&mut self, rows: Vec<(SeriesId, i64, Value)>) {
+        for (id, ts, v) in rows {
+            let i = id as usize;
+            let (Some(head), Some(last)) = (self.heads.get_mut(i), self.last.get_mut(i)) else { continue };
+            if last.as_ref().is_none_or(|(lt, _)| ts >= *lt) {
+                *last = Some((ts, v.clone()));
+            }
+            if head.insert(ts, v).is_none() {
+                self.stats.head_samples += 1;
+            }
+            self.stats.newest_ts = self.stats.newest_ts.max(Some(ts));
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut moved = 0;
+        {
+            let mut ins = tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            let mut last = tx.prepare_cached("INSERT OR REPLACE INTO last_values(series_id, ts, data) VALUES (?1, ?2, ?3)")?;
+            for (id, head) in self.heads.iter().enumerate() {
+                let (Some((t_min, _)), Some((t_max, _))) = (head.first_key_value(), head.last_key_value()) else { continue };
+                let samples: Vec<(i64, Value)> = head.iter().map(|(t, v)| (*t, v.clone())).collect();
+                ins.execute(params![id as i64, t_min, t_max, samples.len() as i64, codec::encode_chunk(&samples)])?;
+                moved += samples.len();
+                if let Some(Some((ts, v))) = self.last.get(id) {
+                    last.execute(params![id as i64, ts, codec::encode_chunk(&[(*ts, v.clone())])])?;
+                }
+            }
+            tx.execute("DELETE FROM log", [])?;
+        }
+        tx.commit()?;
+        for h in &mut self.heads {
+            h.clear();
+        }
+        self.stats.head_samples = 0;
+        self.stats.log_records = 0;
+        self.stats.checkpoints += 1;
+        Ok(moved)
+    }
+
+    fn read(&mut self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, Value)>, StoreError> {
+        let mut all: Vec<(i64, Value)> = Vec::new();
+        {
+            let sid = i64::from(id);
+            let mut blobs: Vec<Vec<u8>> = Vec::new();
+            let mut st = self.conn.prepare_cached(
+                "SELECT data FROM (SELECT rowid AS r, data FROM chunks WHERE series_id = ?1 AND t_max >= ?2 AND t_min <= ?3
+                 UNION SELECT * FROM (SELECT rowid AS r, data FROM chunks WHERE series_id = ?1 AND t_max < ?2 ORDER BY t_max DESC LIMIT 1)
+                 UNION SELECT * FROM (SELECT rowid AS r, data FROM chunks WHERE series_id = ?1 AND t_min > ?3 ORDER BY t_min LIMIT 1)) ORDER BY r",
+            )?;
+            let mut q = st.query(params![sid, from, to])?;
+            while let Some(r) = q.next()? {
+                blobs.push(r.get(0)?);
+            }
+            for b in &blobs {
+                codec::decode_chunk(b, &mut all)?;
+            }
+        }
+        if let Some(head) = self.heads.get(id as usize) {
+            all.extend(head.iter().map(|(t, v)| (*t, v.clone())));
+        }
+        // Stable sort keeps write order among equal timestamps; the last write wins.
+        all.sort_by_key(|(t, _)| *t);
+        let mut dedup: Vec<(i64, Value)> = Vec::with_capacity(all.len());
+        for s in all {
+            match dedup.last_mut() {
+                Some(l) if l.0 == s.0 => *l = s,
+                _ => dedup.push(s),
+            }
+        }
+        let first_in = dedup.partition_point(|(t, _)| *t < from);
+        let last_in = dedup.partition_point(|(t, _)| *t <= to);
+        let lo = first_in.saturating_sub(1);
+        let hi = (last_in + 1).min(dedup.len());
+        Ok(dedup.drain(lo..hi).collect())
+    }
+}
+
+pub use codec::CorruptRecord;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kilowatch_model::Timestamp;
+
+    fn pt(v: f64, t: i64) -> Point {
+        Point::new("meter", Timestamp(t)).tag("meter", "grid-a").field("energy_kwh", v)
+    }
+
+    #[test]
+    fn survives_reopen_with_and_without_checkpoint() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            s.write(&[pt(1.0, 10), pt(2.0, 20)]).expect("write");
+            s.checkpoint().expect("checkpoint");
+            s.write(&[pt(3.0, 30), pt(3.0, 30)]).expect("write");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        let ids = s.find_series("meter", "energy_kwh", &[("meter", "grid-a")]).expect("find");
+        assert_eq!(ids.len(), 1);
+        let got = s.read_with_neighbours(ids[0].id, 0, 100).expect("read");
+        assert_eq!(got, vec![(10, Value::Num(1.0)), (20, Value::Num(2.0)), (30, Value::Num(3.0))]);
+        assert_eq!(s.latest(&[ids[0].id]).expect("latest")[0], Some((30, Value::Num(3.0))));
+        // A replay of already checkpointed data is stored once.
+        s.write(&[pt(2.0, 20)]).expect("write");
+        s.checkpoint().expect("checkpoint");
+        assert_eq!(s.read_with_neighbours(ids[0].id, 0, 100).expect("read").len(), 3);
+        // Neighbours on both sides of a narrow range.
+        assert_eq!(s.read_with_neighbours(ids[0].id, 15, 16).expect("read"), vec![(10, Value::Num(1.0)), (20, Value::Num(2.0))]);
+    }
+}
