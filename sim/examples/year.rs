@@ -34,6 +34,9 @@ fn main() {
     let total_gpus = 127.0 * 8.0;
     println!("month   IT MWh   PUE     WUE L/kWh  water m3   min/max outside °C");
     let (mut tmin, mut tmax) = (f64::MAX, f64::MIN);
+    // Per UTC day: (truth at start, sum of outside temp, max, min, samples).
+    let mut days: Vec<(Truth, Truth, f64, f64, f64)> = Vec::new();
+    let (mut day_start, mut d_sum, mut d_max, mut d_min, mut d_n) = (site.truth(), 0.0, f64::MIN, f64::MAX, 0.0);
     let mut t = site.now();
     while t < end {
         t = Timestamp(t.0 + step * 1_000_000_000);
@@ -48,6 +51,15 @@ fn main() {
             Mode::Humidify => 3,
         };
         mode_h[m] += step as f64 / 3600.0;
+        d_sum += air.temp_c;
+        d_max = d_max.max(air.temp_c);
+        d_min = d_min.min(air.temp_c);
+        d_n += 1.0;
+        if t.0.rem_euclid(86_400_000_000_000) == 0 {
+            let now = site.truth();
+            days.push((day_start, now, d_sum / d_n, d_max, d_min));
+            (day_start, d_sum, d_max, d_min, d_n) = (now, 0.0, f64::MIN, f64::MAX, 0.0);
+        }
         alloc += site.active_jobs().iter().map(|a| a.gpus.len()).sum::<usize>() as f64 / total_gpus;
         samples += 1.0;
         let dt = t.to_datetime();
@@ -92,6 +104,17 @@ fn main() {
         t0.elapsed().as_secs_f64()
     );
 
+    let hot = days.iter().filter(|d| d.3 > 33.0).count();
+    let frost = days.iter().filter(|d| d.4 < 0.0).count();
+    if let Some(h) = days.iter().max_by(|a, b| a.2.total_cmp(&b.2)) {
+        let (p, w, _) = kpis(&h.0, &h.1);
+        println!("  hottest day (mean {:.1} °C, max {:.1}): PUE {p:.4}, WUE {w:.3}", h.2, h.3);
+    }
+    if let Some(m) = days.iter().filter(|d| d.3 < 22.0).min_by(|a, b| (a.2 - 16.0).abs().total_cmp(&(b.2 - 16.0).abs())) {
+        let (p, w, _) = kpis(&m.0, &m.1);
+        println!("  mildest day (mean {:.1} °C, max {:.1}): PUE {p:.4}, WUE {w:.3}", m.2, m.3);
+    }
+    println!("  days above 33 °C: {hot}, frost days: {frost}");
     if std::env::args().any(|a| a == "--no-timing") {
         return;
     }

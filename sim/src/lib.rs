@@ -6,6 +6,10 @@
 //! functions of the time and of the job schedule, which itself is generated from its own RNG
 //! independently of the step. Counters integrate those powers with the trapezoid rule over the
 //! steps between `advance_to` calls, so energy balances exactly whatever the step.
+//!
+//! For backfills, prefer [`Site::fill_points`] with one [`PointBuf`] over [`Site::points`]:
+//! it rewrites values in place instead of allocating ~20 strings per point (a month of the
+//! whole site at 60 s: ~5 s instead of ~65 s in release).
 
 mod gpu;
 mod jobs;
