@@ -12,7 +12,7 @@ use kilowatch_collector::clock::Clock;
 use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
 use kilowatch_collector::source::SimSource;
 use kilowatch_model::Timestamp;
-use kilowatch_sim::{SimConfig, Site};
+use kilowatch_sim::{PointBuf, SimConfig, Site};
 use tokio::sync::watch;
 
 use crate::api::AppState;
@@ -53,18 +53,15 @@ pub fn backfill(store: &Store, site: &mut Site, until: Timestamp, step: Duration
     let step_ns = step.as_nanos() as i64;
     let start = site.now();
     let total = ((until.0 - start.0) / step_ns).max(0);
-    let mut batch = Vec::new();
+    let mut buf = PointBuf::new();
     let mut written = 0u64;
     let mut last_log = Instant::now();
     let t0 = Instant::now();
     for i in 1..=total {
         site.advance_to(Timestamp(start.0 + i * step_ns));
-        batch.extend(site.points());
+        site.fill_points(&mut buf);
         drop(site.take_job_events());
-        if batch.len() >= 50_000 || i == total {
-            written += store.write(&batch)?.samples as u64;
-            batch.clear();
-        }
+        written += store.write(buf.points())?.samples as u64;
         if last_log.elapsed() >= Duration::from_secs(2) {
             last_log = Instant::now();
             tracing::info!(progress_pct = (i * 100 / total.max(1)), sim_time = %site.now().to_rfc3339(), samples = written, "backfilling");

@@ -1,0 +1,76 @@
+//! A real aggregator on loopback for the integration tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use kilowatch_aggregator::api::AppState;
+use kilowatch_aggregator::auth::Auth;
+use kilowatch_aggregator::config::Config;
+use kilowatch_aggregator::server;
+use kilowatch_aggregator::store::Store;
+use tokio::sync::watch;
+
+pub const WRITE: &str = "write-token-0123456789";
+pub const READ: &str = "read-token-0123456789";
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub store: Arc<Store>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub async fn start(dir: &Path) -> Server {
+        let store = Arc::new(Store::open(dir).expect("open store"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, rx) = watch::channel(false);
+        let state = AppState {
+            store: store.clone(),
+            auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)),
+            config: Arc::new(Config::default()),
+        };
+        let task = tokio::spawn(server::serve(listener, server::router(state), rx));
+        Server { addr, store, stop, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops serving without a checkpoint: what is not in chunks must come back from the log.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    pub async fn write(&self, body: &str, precision: &str, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url(&format!("/api/v2/write?org=dc5&bucket=kilowatch&precision={precision}")))
+            .header("Authorization", format!("Token {token}"))
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("send")
+    }
+
+    pub async fn kpi(&self, from: &str, to: &str) -> serde_json::Value {
+        let r = reqwest::Client::new()
+            .get(self.url("/api/v1/kpi"))
+            .query(&[("from", from), ("to", to)])
+            .header("Authorization", format!("Token {READ}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200, "kpi status");
+        r.json().await.expect("json")
+    }
+}
+
+pub fn assert_close(got: &serde_json::Value, want: f64, what: &str) {
+    let g = got.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {got}"));
+    assert!(((g - want) / want).abs() <= 1e-9, "{what}: got {g}, want {want}");
+}
