@@ -350,11 +350,11 @@ fn sample_gpu(slot: &mut Slot, dev: &Device<'static>, jobs: &JobResolver, events
     let gpu = slot.statics.index;
     // The energy counter first: it is the value the ledgers are built on.
     let energy_mj = slot.read(Field::Energy, || dev.total_energy_consumption())?;
-    if let (Some(prev), Some(cur)) = (slot.last_energy, energy_mj) {
-        if cur < prev {
-            warn!(gpu, previous_mj = prev, current_mj = cur, "GPU energy counter went backwards (driver reload or reset); counting from the new value");
-            events.push(GpuEvent { gpu, kind: GpuEventKind::CounterReset { previous_mj: prev, current_mj: cur } });
-        }
+    if let (Some(prev), Some(cur)) = (slot.last_energy, energy_mj)
+        && cur < prev
+    {
+        warn!(gpu, previous_mj = prev, current_mj = cur, "GPU energy counter went backwards (driver reload or reset); counting from the new value");
+        events.push(GpuEvent { gpu, kind: GpuEventKind::CounterReset { previous_mj: prev, current_mj: cur } });
     }
     if energy_mj.is_some() {
         slot.last_energy = energy_mj;
