@@ -4,5 +4,6 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod nvml;
 pub mod ship;
 pub mod source;
