@@ -57,6 +57,9 @@ pub fn backfill(store: &Store, site: &mut Site, until: Timestamp, step: Duration
     let mut written = 0u64;
     let mut last_log = Instant::now();
     let t0 = Instant::now();
+    // The readings at the start itself, so that the first interval is covered too.
+    site.fill_points(&mut buf);
+    written += store.write(buf.points())?.samples as u64;
     for i in 1..=total {
         site.advance_to(Timestamp(start.0 + i * step_ns));
         site.fill_points(&mut buf);

@@ -1,0 +1,47 @@
+//! Every example configuration under deploy/ parses, and a mistyped key is named.
+
+use std::path::{Path, PathBuf};
+
+use kilowatch_aggregator::config::Config;
+use kilowatch_collector::config::CollectorConfig;
+
+fn tomls(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read deploy/").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            tomls(&p, out);
+        } else if p.extension().is_some_and(|x| x == "toml") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_deploy_example_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut files = Vec::new();
+    tomls(&root, &mut files);
+    assert!(!files.is_empty());
+    for f in files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if name.starts_with("kilowatch") {
+            Config::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        } else if name.starts_with("collector") {
+            CollectorConfig::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        } else {
+            panic!("{}: no parser is known for this example; name it kilowatch*.toml or collector*.toml, or teach this test", f.display());
+        }
+    }
+}
+
+#[test]
+fn a_mistyped_key_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("kilowatch.toml");
+    std::fs::write(&p, "[server]\nlisten = \"127.0.0.1:1\"\ndata_dri = \"/x\"\n").expect("write");
+    let e = Config::load(&p).expect_err("unknown key").to_string();
+    assert!(e.contains("data_dri"), "{e}");
+    std::fs::write(&p, "[site]\ntimezone = \"Europe/Pariss\"\n").expect("write");
+    let e = Config::load(&p).expect_err("bad zone").to_string();
+    assert!(e.contains("site.timezone"), "{e}");
+}
