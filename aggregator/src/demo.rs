@@ -11,6 +11,7 @@ use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
 use kilowatch_collector::source::SimSource;
+use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig, SpoolError};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{PointBuf, SimConfig, Site};
 use tokio::sync::watch;
@@ -42,6 +43,8 @@ pub enum DemoError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Ship(#[from] ShipError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
     #[error("--speed must be positive, and --backfill-step at least one second")]
     Options,
     #[error("background task failed: {0}")]
@@ -125,7 +128,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
         shipper,
         interval: Duration::from_secs(1),
         clock: Clock::scaled(origin, opts.speed),
-        max_pending_bytes: 256 << 20,
+        spool: Spool::open(SpoolConfig { dir: dir.join("collector-spool"), fsync: Fsync::Never, ..SpoolConfig::default() })?,
         stats: Arc::new(AgentStats::default()),
     };
     let collector = tokio::spawn(agent.run(shutdown.clone()));

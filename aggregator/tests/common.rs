@@ -24,8 +24,13 @@ pub struct Server {
 
 impl Server {
     pub async fn start(dir: &Path) -> Server {
+        Self::start_on(dir, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// On a given address, e.g. the one a stopped server had, so clients find it again.
+    pub async fn start_on(dir: &Path, addr: SocketAddr) -> Server {
         let store = Arc::new(Store::open(dir).expect("open store"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, rx) = watch::channel(false);
         let state = AppState {

@@ -13,6 +13,7 @@ use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::source::SimSource;
+use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{SimConfig, Site};
 
@@ -72,7 +73,7 @@ async fn the_collector_ships_the_simulator_over_http() {
         interval: Duration::from_millis(100),
         // 10 simulated minutes per real second.
         clock: Clock::scaled(start, 600.0),
-        max_pending_bytes: 64 << 20,
+        spool: Spool::open(SpoolConfig { dir: dir.path().join("spool"), fsync: Fsync::Never, ..SpoolConfig::default() }).expect("spool"),
         stats: stats.clone(),
     };
     let task = tokio::spawn(agent.run(rx));

@@ -1,17 +1,18 @@
-//! The sampling loop: every interval, sample each source, encode, queue, and ship the queue
-//! oldest first. A source or a network error is logged and counted; the loop keeps going.
+//! The collector's two loops. The sampler samples every source each interval and appends the
+//! batch to the spool; the shipper sends the spool oldest first. They run apart so that a slow
+//! or absent aggregator never delays a sample. Errors are logged and counted; both keep going.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kilowatch_model::{Precision, encode_points};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::ship::Shipper;
 use crate::source::Source;
+use crate::spool::Spool;
 
 /// Counters an operator reads to know whether the agent is healthy.
 #[derive(Debug, Default)]
@@ -21,9 +22,13 @@ pub struct AgentStats {
     pub source_errors: AtomicU64,
     pub batches_sent: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Batches the server called invalid; they can never succeed and are dropped.
     pub batches_rejected: AtomicU64,
+    /// Batches lost: dropped from a full spool, or not written because the disk failed.
     pub batches_dropped: AtomicU64,
-    pub pending_bytes: AtomicU64,
+    pub spool_errors: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub spool_batches: AtomicU64,
     pub last_cycle_us: AtomicU64,
 }
 
@@ -32,87 +37,189 @@ pub struct Agent {
     pub shipper: Shipper,
     pub interval: Duration,
     pub clock: Clock,
-    /// Unsent batches are kept up to this many bytes; past it the oldest go first.
-    pub max_pending_bytes: usize,
+    pub spool: Spool,
     pub stats: Arc<AgentStats>,
 }
 
+/// Largest request the shipper builds when catching up after an outage.
+const MAX_REQUEST_BYTES: usize = 4 << 20;
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+type SharedSpool = Arc<Mutex<Spool>>;
+
+fn update_spool_stats(stats: &AgentStats, spool: &Spool) {
+    stats.spool_bytes.store(spool.pending_bytes(), Ordering::Relaxed);
+    stats.spool_batches.store(spool.pending_records(), Ordering::Relaxed);
+}
+
 impl Agent {
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut pending: VecDeque<String> = VecDeque::new();
-        let mut pending_bytes = 0usize;
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(endpoint = self.shipper.endpoint(), interval_ms = self.interval.as_millis() as u64, sources = self.sources.len(), "collector started");
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => break,
-            }
-            let started = Instant::now();
-            let now = self.clock.now();
-            let sources = std::mem::take(&mut self.sources);
-            let stats = self.stats.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                let mut sources = sources;
-                let mut points = Vec::new();
-                for s in &mut sources {
-                    match s.sample(now) {
-                        Ok(p) => points.extend(p),
-                        Err(e) => {
-                            stats.source_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(source = s.name(), error = %e, "sampling failed");
-                        }
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let Agent { sources, shipper, interval, clock, spool, stats } = self;
+        tracing::info!(endpoint = shipper.endpoint(), interval_ms = interval.as_millis() as u64, sources = sources.len(), spooled = spool.pending_records(), "collector started");
+        update_spool_stats(&stats, &spool);
+        let spool: SharedSpool = Arc::new(Mutex::new(spool));
+        let notify = Arc::new(Notify::new());
+        let shipping = tokio::spawn(ship_loop(shipper, spool.clone(), notify.clone(), stats.clone(), shutdown.clone()));
+        sample_loop(sources, interval, clock, spool.clone(), notify, stats.clone(), shutdown).await;
+        let _ = shipping.await;
+        if let Ok(s) = spool.lock() {
+            tracing::info!(spooled = s.pending_records(), "collector stopped; unsent batches stay in the spool");
+        }
+    }
+}
+
+async fn sample_loop(
+    mut sources: Vec<Box<dyn Source>>,
+    interval: Duration,
+    clock: Clock,
+    spool: SharedSpool,
+    notify: Arc<Notify>,
+    stats: Arc<AgentStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let started = Instant::now();
+        let now = clock.now();
+        let st = stats.clone();
+        let sp = spool.clone();
+        // Sources do blocking I/O (FFI, files, sockets): off the async runtime.
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut points = Vec::new();
+            for s in &mut sources {
+                match s.sample(now) {
+                    Ok(p) => points.extend(p),
+                    Err(e) => {
+                        st.source_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(source = s.name(), error = %e, "sampling failed");
                     }
                 }
-                (sources, points)
-            })
-            .await;
-            let points = match joined {
-                Ok((sources, points)) => {
-                    self.sources = sources;
-                    points
+            }
+            if !points.is_empty() {
+                st.points.fetch_add(points.len() as u64, Ordering::Relaxed);
+                let body = encode_points(&points, Precision::Ns);
+                match sp.lock() {
+                    Ok(mut spool) => {
+                        match spool.append(body.as_bytes()) {
+                            Ok(dropped) => {
+                                st.batches_dropped.fetch_add(dropped, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                st.spool_errors.fetch_add(1, Ordering::Relaxed);
+                                st.batches_dropped.fetch_add(1, Ordering::Relaxed);
+                                tracing::error!(error = %e, "cannot spool a batch; it is lost");
+                            }
+                        }
+                        update_spool_stats(&st, &spool);
+                    }
+                    Err(_) => tracing::error!("spool lock poisoned"),
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "a source panicked; stopping the collector");
+            }
+            sources
+        })
+        .await;
+        match joined {
+            Ok(s) => sources = s,
+            Err(e) => {
+                tracing::error!(error = %e, "a source panicked; stopping the collector");
+                break;
+            }
+        }
+        notify.notify_one();
+        stats.cycles.fetch_add(1, Ordering::Relaxed);
+        stats.last_cycle_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+async fn ship_loop(shipper: Shipper, spool: SharedSpool, notify: Arc<Notify>, stats: Arc<AgentStats>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = BACKOFF_MIN;
+    // After a rejection, send one batch at a time to find the bad one without losing the rest.
+    let mut single = false;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let limit = if single { 0 } else { MAX_REQUEST_BYTES };
+        let batches = match spool.lock() {
+            Ok(s) => s.peek(limit).map(|mut b| {
+                if single {
+                    b.truncate(1);
+                }
+                b
+            }),
+            Err(_) => break,
+        };
+        let batches = match batches {
+            Ok(b) => b,
+            Err(e) => {
+                stats.spool_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot read the spool");
+                if wait_or_stop(&mut shutdown, backoff).await {
                     break;
                 }
-            };
-            self.stats.cycles.fetch_add(1, Ordering::Relaxed);
-            if !points.is_empty() {
-                self.stats.points.fetch_add(points.len() as u64, Ordering::Relaxed);
-                let body = encode_points(&points, Precision::Ns);
-                pending_bytes += body.len();
-                pending.push_back(body);
+                continue;
             }
-            while pending_bytes > self.max_pending_bytes {
-                let Some(old) = pending.pop_front() else { break };
-                pending_bytes -= old.len();
-                self.stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(bytes = old.len(), "queue full: dropped the oldest batch");
+        };
+        if batches.is_empty() {
+            single = false;
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = shutdown.changed() => break,
             }
-            while let Some(body) = pending.front() {
-                match self.shipper.send(body.clone()).await {
-                    Ok(()) => {
-                        self.stats.batches_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) if e.retryable() => {
-                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %e, pending = pending.len(), "send failed; will retry next interval");
-                        break;
-                    }
-                    Err(e) => {
-                        self.stats.batches_rejected.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(error = %e, "batch rejected by the server; dropping it");
-                    }
-                }
-                if let Some(sent) = pending.pop_front() {
-                    pending_bytes -= sent.len();
-                }
-            }
-            self.stats.pending_bytes.store(pending_bytes as u64, Ordering::Relaxed);
-            self.stats.last_cycle_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            continue;
         }
-        tracing::info!(pending = pending.len(), "collector stopped");
+        let n = batches.len() as u64;
+        let body = String::from_utf8_lossy(&batches.concat()).into_owned();
+        match shipper.send(body).await {
+            Ok(()) => {
+                stats.batches_sent.fetch_add(n, Ordering::Relaxed);
+                ack(&spool, n, &stats);
+                backoff = BACKOFF_MIN;
+            }
+            Err(e) if e.retryable() => {
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                // Full jitter: collectors that lost the aggregator together do not all come back
+                // in the same second.
+                let wait = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+                tracing::warn!(error = %e, batches = n, retry_in_ms = wait.as_millis() as u64, "send failed; kept in the spool");
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                if wait_or_stop(&mut shutdown, wait).await {
+                    break;
+                }
+            }
+            Err(e) if n > 1 => {
+                tracing::warn!(error = %e, batches = n, "request rejected; resending one batch at a time to isolate the bad one");
+                single = true;
+            }
+            Err(e) => {
+                stats.batches_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "batch rejected by the server as invalid; dropping it");
+                ack(&spool, 1, &stats);
+            }
+        }
+    }
+}
+
+fn ack(spool: &SharedSpool, n: u64, stats: &AgentStats) {
+    if let Ok(mut s) = spool.lock() {
+        if let Err(e) = s.ack(n) {
+            stats.spool_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "cannot record delivery in the spool; batches may be resent (the aggregator stores them once)");
+        }
+        update_spool_stats(stats, &s);
+    }
+}
+
+/// Sleeps `d` unless asked to stop first; true when stopping.
+async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.changed() => true,
     }
 }

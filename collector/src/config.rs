@@ -26,6 +26,9 @@ pub struct CollectorConfig {
     /// The simulated site as a source (demo, tests, load runs). Absent: no simulation.
     #[serde(default)]
     pub sim: Option<SimSourceConfig>,
+    /// The on-disk queue of batches not yet acknowledged by the aggregator.
+    #[serde(default)]
+    pub spool: crate::spool::SpoolConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,9 +50,6 @@ pub struct AggregatorConfig {
     /// Seconds before a write request is abandoned (default 10).
     #[serde(default = "default_timeout")]
     pub timeout_s: f64,
-    /// Bytes of unsent batches kept while the aggregator is unreachable (default 64 MiB).
-    #[serde(default = "default_pending")]
-    pub max_pending_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,9 +79,6 @@ fn default_interval() -> f64 {
 }
 fn default_timeout() -> f64 {
     10.0
-}
-fn default_pending() -> usize {
-    64 << 20
 }
 fn default_seed() -> u64 {
     5
@@ -116,6 +113,9 @@ impl CollectorConfig {
         }
         if cfg.aggregator.timeout_s <= 0.0 {
             return Err(invalid("aggregator.timeout_s", "must be positive".into()));
+        }
+        if cfg.spool.segment_bytes < 4096 || cfg.spool.segment_bytes.saturating_mul(2) > cfg.spool.max_bytes {
+            return Err(invalid("spool.segment_bytes", format!("{} must be at least 4096 and at most half of spool.max_bytes ({})", cfg.spool.segment_bytes, cfg.spool.max_bytes)));
         }
         if let Some(sim) = &cfg.sim
             && (sim.nodes == 0 || sim.first_node == 0)

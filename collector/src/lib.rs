@@ -7,3 +7,4 @@ pub mod config;
 pub mod nvml;
 pub mod ship;
 pub mod source;
+pub mod spool;

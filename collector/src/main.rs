@@ -9,6 +9,7 @@ use kilowatch_collector::clock::Clock;
 use kilowatch_collector::config::CollectorConfig;
 use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::source::{SimSource, Source};
+use kilowatch_collector::spool::Spool;
 use kilowatch_model::{Precision, Timestamp, encode_points};
 use kilowatch_sim::{Emit, SimConfig};
 
@@ -75,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         shipper,
         interval: Duration::from_secs_f64(cfg.interval_s),
         clock: Clock::Wall,
-        max_pending_bytes: cfg.aggregator.max_pending_bytes,
+        spool: Spool::open(cfg.spool.clone())?,
         stats: Arc::new(AgentStats::default()),
     };
     let task = tokio::spawn(agent.run(rx));
