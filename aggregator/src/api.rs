@@ -21,6 +21,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
+    /// Forwarding to InfluxDB, when configured.
+    pub sink: Option<Arc<crate::sink::InfluxSink>>,
 }
 
 /// An error in InfluxDB v2's shape (`code`, `message`), which its clients print as is.
@@ -62,7 +64,15 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, hea
         return StatusCode::NO_CONTENT.into_response();
     }
     let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || store.write(&points)).await {
+    let sink = st.sink.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let r = store.write(&points);
+        if let (Ok(_), Some(sink)) = (&r, sink) {
+            sink.enqueue(&points);
+        }
+        r
+    });
+    match stored.await {
         Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "write not stored");
@@ -119,6 +129,7 @@ pub async fn health(State(st): State<AppState>) -> Response {
             "version": env!("CARGO_PKG_VERSION"),
             "site": st.config.site.name,
             "store": stats,
+            "influxdb": st.sink.as_ref().map(|s| s.health()),
         }))
         .into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "fail", "name": "kilowatch"}))).into_response(),

@@ -27,6 +27,9 @@ pub struct Config {
     pub site: SiteConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    /// Forward every accepted point to an InfluxDB v2 write API. Absent: no forwarding.
+    #[serde(default)]
+    pub influxdb: Option<crate::sink::InfluxConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

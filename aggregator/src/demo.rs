@@ -110,7 +110,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let write_token = format!("demo-{:016x}{:08x}", now.0, std::process::id());
     let mut config = Config::default();
     config.server.listen = opts.listen.to_string();
-    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config) };
+    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config), sink: None };
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
     let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), shutdown.clone());
     let http = tokio::spawn(server::serve(listener, server::router(state), shutdown.clone()));

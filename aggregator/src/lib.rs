@@ -8,5 +8,6 @@ pub mod counter;
 pub mod demo;
 pub mod kpi;
 pub mod server;
+pub mod sink;
 pub mod store;
 pub mod view;

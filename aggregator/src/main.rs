@@ -10,6 +10,7 @@ use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::demo::{self, DemoOptions};
 use kilowatch_aggregator::server;
+use kilowatch_aggregator::sink::InfluxSink;
 use kilowatch_aggregator::store::Store;
 
 /// Kilowatch: energy, water and carbon of an AI datacenter, from the GPU to the meter.
@@ -108,7 +109,11 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_on_ctrl_c();
             let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), shutdown.clone());
             let auth = Auth::new(cfg.auth.write_tokens.clone(), cfg.auth.read_tokens.clone(), insecure_no_auth);
-            let state = AppState { store, auth: Arc::new(auth), config: Arc::new(cfg) };
+            let sink = match &cfg.influxdb {
+                Some(i) => Some(InfluxSink::start(i, &cfg.server.data_dir, shutdown.clone())?),
+                None => None,
+            };
+            let state = AppState { store, auth: Arc::new(auth), config: Arc::new(cfg), sink };
             server::serve(listener, server::router(state), shutdown).await?;
             checkpointer.await.context("final checkpoint")?;
         }

@@ -37,6 +37,7 @@ impl Server {
             store: store.clone(),
             auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)),
             config: Arc::new(Config::default()),
+            sink: None,
         };
         let task = tokio::spawn(server::serve(listener, server::router(state), rx));
         Server { addr, store, stop, task }

@@ -46,9 +46,9 @@ const MAX_REQUEST_BYTES: usize = 4 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-type SharedSpool = Arc<Mutex<Spool>>;
+pub type SharedSpool = Arc<Mutex<Spool>>;
 
-fn update_spool_stats(stats: &AgentStats, spool: &Spool) {
+pub fn update_spool_stats(stats: &AgentStats, spool: &Spool) {
     stats.spool_bytes.store(spool.pending_bytes(), Ordering::Relaxed);
     stats.spool_batches.store(spool.pending_records(), Ordering::Relaxed);
 }
@@ -137,7 +137,9 @@ async fn sample_loop(
     }
 }
 
-async fn ship_loop(shipper: Shipper, spool: SharedSpool, notify: Arc<Notify>, stats: Arc<AgentStats>, mut shutdown: watch::Receiver<bool>) {
+/// Sends a spool's batches oldest first until `shutdown`, waking on `notify` when new batches
+/// arrive. Used by the collector, and by the aggregator's forwarding to InfluxDB.
+pub async fn ship_loop(shipper: Shipper, spool: SharedSpool, notify: Arc<Notify>, stats: Arc<AgentStats>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = BACKOFF_MIN;
     // After a rejection, send one batch at a time to find the bad one without losing the rest.
     let mut single = false;

@@ -13,7 +13,7 @@
 
 mod codec;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -100,7 +100,9 @@ struct Inner {
     conn: Connection,
     by_key: HashMap<String, SeriesId>,
     meta: Vec<SeriesMeta>,
-    heads: Vec<BTreeMap<i64, Value>>,
+    /// Samples since the last checkpoint, per series, in arrival order (sorted and de-duplicated
+    /// when read or checkpointed: appending is what keeps ingest cheap).
+    heads: Vec<Vec<(i64, Value)>>,
     last: Vec<Option<(i64, Value)>>,
     stats: StoreStats,
 }
@@ -115,10 +117,11 @@ CREATE INDEX IF NOT EXISTS chunks_by_series_end ON chunks(series_id, t_max);
 CREATE TABLE IF NOT EXISTS last_values(series_id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data BLOB NOT NULL);
 ";
 
-fn series_key(measurement: &str, tags: &Labels, field: &str) -> String {
-    // \u{1f} cannot appear in a parsed name without being part of it verbatim, and a
-    // collision would need it in a name; it keeps the key cheap to build.
-    let mut k = String::with_capacity(64);
+/// Writes the part of a series key shared by all fields of a point into `k`.
+// \u{1f} and \u{1e} separate the parts: a collision would need those control characters
+// inside a name, and they keep the key cheap to build.
+fn series_prefix(k: &mut String, measurement: &str, tags: &Labels) {
+    k.clear();
     k.push_str(measurement);
     for (tk, tv) in tags {
         k.push('\u{1f}');
@@ -127,8 +130,22 @@ fn series_key(measurement: &str, tags: &Labels, field: &str) -> String {
         k.push_str(tv);
     }
     k.push('\u{1e}');
-    k.push_str(field);
-    k
+}
+
+/// Sorts by time and keeps the last write of each timestamp.
+fn sort_dedup(samples: &mut Vec<(i64, Value)>) {
+    if !samples.windows(2).all(|w| w[0].0 < w[1].0) {
+        // Stable: among equal timestamps, write order is kept, so the last write wins below.
+        samples.sort_by_key(|(t, _)| *t);
+        let mut out: Vec<(i64, Value)> = Vec::with_capacity(samples.len());
+        for s in samples.drain(..) {
+            match out.last_mut() {
+                Some(l) if l.0 == s.0 => *l = s,
+                _ => out.push(s),
+            }
+        }
+        *samples = out;
+    }
 }
 
 fn to_value(v: &FieldValue) -> Value {
@@ -219,7 +236,7 @@ impl Inner {
             }
             self.by_key.insert(key, id);
             self.meta.push(SeriesMeta { id, measurement, tags, field });
-            self.heads.push(BTreeMap::new());
+            self.heads.push(Vec::new());
             self.last.push(None);
         }
         {
@@ -257,17 +274,21 @@ impl Inner {
         let mut rows = Vec::with_capacity(points.len() * 8);
         let mut new_series: Vec<SeriesMeta> = Vec::new();
         let mut new_keys: Vec<String> = Vec::new();
+        let mut key = String::with_capacity(128);
         for p in points {
+            series_prefix(&mut key, &p.measurement, &p.tags);
+            let prefix = key.len();
             for (field, v) in &p.fields {
-                let key = series_key(&p.measurement, &p.tags, field);
-                let id = match self.by_key.get(&key) {
+                key.truncate(prefix);
+                key.push_str(field);
+                let id = match self.by_key.get(key.as_str()) {
                     Some(id) => *id,
                     None => match new_keys.iter().position(|k| *k == key) {
                         Some(i) => new_series[i].id,
                         None => {
                             let id = (self.meta.len() + new_series.len()) as SeriesId;
                             new_series.push(SeriesMeta { id, measurement: p.measurement.clone(), tags: p.tags.clone(), field: field.clone() });
-                            new_keys.push(key);
+                            new_keys.push(key.clone());
                             id
                         }
                     },
@@ -289,7 +310,7 @@ impl Inner {
         for (m, key) in new_series.into_iter().zip(new_keys) {
             self.by_key.insert(key, m.id);
             self.meta.push(m);
-            self.heads.push(BTreeMap::new());
+            self.heads.push(Vec::new());
             self.last.push(None);
         }
         self.stats.samples_written += rows.len() as u64;
@@ -306,9 +327,8 @@ impl Inner {
             if last.as_ref().is_none_or(|(lt, _)| ts >= *lt) {
                 *last = Some((ts, v.clone()));
             }
-            if head.insert(ts, v).is_none() {
-                self.stats.head_samples += 1;
-            }
+            head.push((ts, v));
+            self.stats.head_samples += 1;
             self.stats.newest_ts = self.stats.newest_ts.max(Some(ts));
         }
     }
@@ -319,10 +339,11 @@ impl Inner {
         {
             let mut ins = tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
             let mut last = tx.prepare_cached("INSERT OR REPLACE INTO last_values(series_id, ts, data) VALUES (?1, ?2, ?3)")?;
-            for (id, head) in self.heads.iter().enumerate() {
-                let (Some((t_min, _)), Some((t_max, _))) = (head.first_key_value(), head.last_key_value()) else { continue };
-                let samples: Vec<(i64, Value)> = head.iter().map(|(t, v)| (*t, v.clone())).collect();
-                ins.execute(params![id as i64, t_min, t_max, samples.len() as i64, codec::encode_chunk(&samples)])?;
+            for (id, head) in self.heads.iter_mut().enumerate() {
+                sort_dedup(head);
+                let samples: &[(i64, Value)] = head;
+                let (Some((t_min, _)), Some((t_max, _))) = (samples.first(), samples.last()) else { continue };
+                ins.execute(params![id as i64, t_min, t_max, samples.len() as i64, codec::encode_chunk(samples)])?;
                 moved += samples.len();
                 if let Some(Some((ts, v))) = self.last.get(id) {
                     last.execute(params![id as i64, ts, codec::encode_chunk(&[(*ts, v.clone())])])?;
@@ -359,17 +380,11 @@ impl Inner {
             }
         }
         if let Some(head) = self.heads.get(id as usize) {
-            all.extend(head.iter().map(|(t, v)| (*t, v.clone())));
+            all.extend(head.iter().cloned());
         }
-        // Stable sort keeps write order among equal timestamps; the last write wins.
-        all.sort_by_key(|(t, _)| *t);
-        let mut dedup: Vec<(i64, Value)> = Vec::with_capacity(all.len());
-        for s in all {
-            match dedup.last_mut() {
-                Some(l) if l.0 == s.0 => *l = s,
-                _ => dedup.push(s),
-            }
-        }
+        // Chunks in write order, then the head: the last write of a timestamp wins.
+        let mut dedup = all;
+        sort_dedup(&mut dedup);
         let first_in = dedup.partition_point(|(t, _)| *t < from);
         let last_in = dedup.partition_point(|(t, _)| *t <= to);
         let lo = first_in.saturating_sub(1);

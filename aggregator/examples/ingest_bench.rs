@@ -1,0 +1,80 @@
+//! Ingest benchmark: points per second per core for parse + validate + store of a fixed
+//! line-protocol file, through the same functions the HTTP handler calls.
+//!
+//!     cargo run --release -p kilowatch-aggregator --example ingest_bench -- [--write-file FILE] [--steps N]
+//!
+//! With `--write-file`, it only writes the file (for running other servers on the same input,
+//! see scripts/bench-ingest). "Points" are field values (one stored sample each); lines are
+//! reported too.
+
+use std::time::Instant;
+
+use kilowatch_aggregator::store::Store;
+use kilowatch_model::{Precision, Timestamp, encode_points, parse_lines};
+use kilowatch_sim::{PointBuf, SimConfig, Site};
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, from /proc/self/stat (fields 14 and 15, in clock ticks).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let steps: i64 = args.iter().position(|a| a == "--steps").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(60);
+    let write_file = args.iter().position(|a| a == "--write-file").and_then(|i| args.get(i + 1)).cloned();
+
+    // One minute of the whole DC5 site at 1 Hz (default): the file every server ingests.
+    let start = Timestamp::parse_rfc3339("2025-07-01T12:00:00Z").expect("time");
+    let mut site = Site::new(SimConfig { start, ..SimConfig::default() });
+    let mut buf = PointBuf::new();
+    let mut body = String::new();
+    let mut requests = Vec::new();
+    for i in 1..=steps {
+        site.advance_to(Timestamp(start.0 + i * 1_000_000_000));
+        site.fill_points(&mut buf);
+        let text = encode_points(buf.points(), Precision::Ns);
+        body.push_str(&text);
+        requests.push(text);
+    }
+    if let Some(path) = write_file {
+        std::fs::write(&path, &body).expect("write file");
+        eprintln!("wrote {} bytes, {} lines to {path}", body.len(), body.lines().count());
+        return;
+    }
+    let lines = body.lines().count();
+
+    // Parse alone.
+    let t = Instant::now();
+    let mut fields = 0usize;
+    for r in &requests {
+        let pts = parse_lines(r, Precision::Ns, Timestamp(0)).expect("valid");
+        fields += pts.iter().map(|p| p.fields.len()).sum::<usize>();
+    }
+    let parse_s = t.elapsed().as_secs_f64();
+
+    // Parse + validate + store, one request per second of data as collectors send it.
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path()).expect("store");
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    for r in &requests {
+        let pts = parse_lines(r, Precision::Ns, Timestamp(0)).expect("valid");
+        store.write(&pts).expect("store");
+    }
+    let ingest_s = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let t = Instant::now();
+    store.checkpoint().expect("checkpoint");
+    let ckpt_s = t.elapsed().as_secs_f64();
+    let db = std::fs::metadata(dir.path().join("store.db")).map(|m| m.len()).unwrap_or(0);
+
+    println!("input: {} requests, {lines} lines, {fields} field values, {:.1} MB", requests.len(), body.len() as f64 / 1e6);
+    println!("parse only:            {:>10.0} lines/s  {:>10.0} values/s", lines as f64 / parse_s, fields as f64 / parse_s);
+    println!("parse+validate+store:  {:>10.0} lines/s  {:>10.0} values/s  (wall {ingest_s:.2} s, cpu {cpu:.2} s)", lines as f64 / ingest_s, fields as f64 / ingest_s);
+    println!("per core (cpu time):   {:>10.0} lines/s  {:>10.0} values/s", lines as f64 / cpu.max(1e-9), fields as f64 / cpu.max(1e-9));
+    println!("checkpoint: {ckpt_s:.2} s; store on disk {:.1} MB ({:.1} bytes/value)", db as f64 / 1e6, db as f64 / fields as f64);
+}
