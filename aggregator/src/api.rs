@@ -41,7 +41,9 @@ pub struct WriteParams {
 }
 
 pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, headers: HeaderMap, body: Bytes) -> Response {
-    match st.auth.grant(Auth::presented(&headers, None)) {
+    let (grant, who) = st.auth.identify(Auth::presented(&headers, None));
+    let who = who.unwrap_or("").to_owned();
+    match grant {
         Grant::Write => {}
         Grant::Read => return error(StatusCode::FORBIDDEN, "forbidden", "this token may read but not write"),
         Grant::None => return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid write token is required: Authorization: Token <token>"),
@@ -56,7 +58,7 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, hea
     let points = match parse_lines(text, precision, Timestamp::now()) {
         Ok(p) => p,
         Err(e) => {
-            tracing::debug!(line = e.line, reason = %e.reason, bucket = ?q.bucket, org = ?q.org, "rejected write");
+            tracing::debug!(line = e.line, reason = %e.reason, writer = %who, bucket = ?q.bucket, org = ?q.org, "rejected write");
             return (StatusCode::BAD_REQUEST, Json(json!({ "code": "invalid", "message": e.to_string(), "line": e.line }))).into_response();
         }
     };
@@ -75,7 +77,7 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, hea
     match stored.await {
         Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "write not stored");
+            tracing::error!(error = %e, writer = %who, "write not stored");
             error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"))
         }
         Err(e) => {

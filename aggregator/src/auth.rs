@@ -1,7 +1,11 @@
 //! Who may write and who may read. Writers and readers hold different tokens: a collector's
-//! token cannot read customers' figures, and a dashboard's cannot inject data.
+//! token cannot read customers' figures, and a dashboard's cannot inject data. Tokens are kept
+//! only as SHA-256 hashes in memory, and may be configured that way.
 
 use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::config::{AuthConfig, TokenScope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
@@ -10,17 +14,53 @@ pub enum Grant {
     Write,
 }
 
+#[derive(Debug, Clone)]
+struct Known {
+    name: String,
+    hash: [u8; 32],
+    scope: TokenScope,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    write: Vec<String>,
-    read: Vec<String>,
+    known: Vec<Known>,
     /// Reads without a token: only for the demo on loopback (`--insecure-no-auth`).
     open_reads: bool,
 }
 
+pub fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+pub fn sha256_hex(token: &str) -> String {
+    sha256(token).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(h: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 impl Auth {
+    /// Plain tokens (from the environment or a test), hashed at once.
     pub fn new(write: Vec<String>, read: Vec<String>, open_reads: bool) -> Self {
-        Auth { write, read, open_reads }
+        let mut known = Vec::new();
+        for (list, scope, name) in [(write, TokenScope::Write, "write token"), (read, TokenScope::Read, "read token")] {
+            for (i, t) in list.iter().enumerate() {
+                known.push(Known { name: format!("{name} {}", i + 1), hash: sha256(t), scope });
+            }
+        }
+        Auth { known, open_reads }
+    }
+
+    pub fn from_config(cfg: &AuthConfig, open_reads: bool) -> Self {
+        let mut a = Auth::new(cfg.write_tokens.clone(), cfg.read_tokens.clone(), open_reads);
+        // Validated at load: every hash is 64 hex digits.
+        a.known.extend(cfg.tokens.iter().filter_map(|t| Some(Known { name: t.name.clone(), hash: from_hex(&t.sha256)?, scope: t.scope })));
+        a
     }
 
     pub fn open_reads(&self) -> bool {
@@ -42,15 +82,26 @@ impl Auth {
         query_token
     }
 
-    pub fn grant(&self, token: Option<&str>) -> Grant {
-        let Some(t) = token else { return Grant::None };
-        if self.write.iter().any(|w| constant_time_eq(w.as_bytes(), t.as_bytes())) {
-            Grant::Write
-        } else if self.read.iter().any(|r| constant_time_eq(r.as_bytes(), t.as_bytes())) {
-            Grant::Read
-        } else {
-            Grant::None
+    /// What a token may do, and the name of whoever holds it.
+    pub fn identify(&self, token: Option<&str>) -> (Grant, Option<&str>) {
+        let Some(t) = token else { return (Grant::None, None) };
+        let h = sha256(t);
+        // Every entry is compared, without early exit, so timing says nothing about which
+        // (or whether one) matched.
+        let mut found: Option<&Known> = None;
+        for k in &self.known {
+            if constant_time_eq(&k.hash, &h) {
+                found = Some(k);
+            }
         }
+        match found {
+            Some(k) => (if k.scope == TokenScope::Write { Grant::Write } else { Grant::Read }, Some(k.name.as_str())),
+            None => (Grant::None, None),
+        }
+    }
+
+    pub fn grant(&self, token: Option<&str>) -> Grant {
+        self.identify(token).0
     }
 
     pub fn may_read(&self, token: Option<&str>) -> bool {
@@ -58,18 +109,14 @@ impl Auth {
     }
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much of a guessed
-/// token was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TokenEntry;
 
     #[test]
     fn tokens_grant_what_they_are_for() {
@@ -82,5 +129,18 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Token abc".parse().expect("header"));
         assert_eq!(Auth::presented(&h, Some("q")), Some("abc"));
+    }
+
+    #[test]
+    fn hashed_tokens_identify_their_holder() {
+        let cfg = AuthConfig {
+            tokens: vec![TokenEntry { name: "collector dgx-001".into(), sha256: sha256_hex("s3cret-token-for-dgx-001"), scope: TokenScope::Write }],
+            ..AuthConfig::default()
+        };
+        let a = Auth::from_config(&cfg, false);
+        assert_eq!(a.identify(Some("s3cret-token-for-dgx-001")), (Grant::Write, Some("collector dgx-001")));
+        assert_eq!(a.grant(Some("s3cret-token-for-dgx-002")), Grant::None);
+        // sha256("abc"), the FIPS 180-2 test vector.
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -56,6 +56,27 @@ pub struct AuthConfig {
     /// Tokens allowed to read the API and the dashboard. Also read from `KILOWATCH_READ_TOKEN`.
     #[serde(default)]
     pub read_tokens: Vec<String>,
+    /// Named tokens stored as SHA-256 hashes (`kilowatch hash-token` prints one), so the file
+    /// holds no secret: one per collector, dashboard or reader.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Who holds it, e.g. "collector dgx-001"; logged with writes, never the token.
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+    pub scope: TokenScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    Write,
+    Read,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +155,11 @@ impl Config {
         for (key, list) in [("auth.write_tokens", &self.auth.write_tokens), ("auth.read_tokens", &self.auth.read_tokens)] {
             if list.iter().any(|t| t.len() < 16) {
                 return Err(ConfigError::Invalid { key, message: "tokens must be at least 16 characters".into() });
+            }
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid { key: "auth.tokens.sha256", message: format!("entry {} ({:?}): 64 hex digits expected (kilowatch hash-token prints them)", i + 1, t.name) });
             }
         }
         Ok(())

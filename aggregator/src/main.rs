@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
-use kilowatch_aggregator::config::Config;
+use kilowatch_aggregator::config::{Config, TokenScope};
 use kilowatch_aggregator::demo::{self, DemoOptions};
 use kilowatch_aggregator::server;
 use kilowatch_aggregator::sink::InfluxSink;
@@ -64,6 +64,8 @@ enum Command {
     CheckConfig {
         config: PathBuf,
     },
+    /// Read a token on standard input and print the SHA-256 to put in `[[auth.tokens]]`.
+    HashToken,
 }
 
 fn shutdown_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
@@ -97,10 +99,11 @@ async fn main() -> anyhow::Result<()> {
                 cfg.server.data_dir = d;
             }
             cfg.validate()?;
-            if cfg.auth.write_tokens.is_empty() {
+            let has = |scope| cfg.auth.tokens.iter().any(|t| t.scope == scope);
+            if cfg.auth.write_tokens.is_empty() && !has(TokenScope::Write) {
                 anyhow::bail!("no write token: set auth.write_tokens in the config or KILOWATCH_WRITE_TOKEN");
             }
-            if cfg.auth.read_tokens.is_empty() && !insecure_no_auth {
+            if cfg.auth.read_tokens.is_empty() && !has(TokenScope::Read) && !insecure_no_auth {
                 anyhow::bail!("no read token: set auth.read_tokens or KILOWATCH_READ_TOKEN (or --insecure-no-auth on a trusted loopback)");
             }
             let store = Arc::new(Store::open(&cfg.server.data_dir)?);
@@ -108,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let shutdown = shutdown_on_ctrl_c();
             let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), shutdown.clone());
-            let auth = Auth::new(cfg.auth.write_tokens.clone(), cfg.auth.read_tokens.clone(), insecure_no_auth);
+            let auth = Auth::from_config(&cfg.auth, insecure_no_auth);
             let sink = match &cfg.influxdb {
                 Some(i) => Some(InfluxSink::start(i, &cfg.server.data_dir, shutdown.clone())?),
                 None => None,
@@ -120,6 +123,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { listen, data_dir, speed, backfill, backfill_step, seed, nodes } => {
             let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes };
             demo::run(opts, shutdown_on_ctrl_c()).await?;
+        }
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token).context("reading the token from standard input")?;
+            let token = token.trim();
+            if token.len() < 16 {
+                anyhow::bail!("the token is shorter than 16 characters");
+            }
+            println!("{}", kilowatch_aggregator::auth::sha256_hex(token));
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;

@@ -226,3 +226,15 @@ async fn bad_ranges_are_explained() {
         assert_eq!(r.status(), 400, "{q}");
     }
 }
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    // The default limit is 32 MiB; send a little more, of valid lines.
+    let line = format!("meter,meter=g,role=facility energy_kwh=1 {T0}\n");
+    let body = line.repeat((33 << 20) / line.len() + 1);
+    let r = s.write(&body, "s", WRITE).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(s.store.stats().expect("stats").series, 0, "nothing stored");
+}
