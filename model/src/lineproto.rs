@@ -94,18 +94,22 @@ fn convert(p: ilp::ParsedLine<'_>, line: usize, precision: Precision, default_ts
     if measurement.is_empty() {
         return Err(err("empty measurement name".into()));
     }
+    check_name("measurement", measurement).map_err(err)?;
     let mut tags = Labels::new();
     if let Some(tag_set) = &p.series.tag_set {
         for (k, v) in tag_set {
             if k.as_str().is_empty() || v.as_str().is_empty() {
                 return Err(err(format!("tag {:?} has an empty key or value", k.as_str())));
             }
+            check_name("tag key", k.as_str()).map_err(err)?;
+            check_name("tag value", v.as_str()).map_err(err)?;
             tags.insert(k.as_str().to_owned(), v.as_str().to_owned());
         }
     }
     let mut fields = Vec::with_capacity(p.field_set.len());
     for (k, v) in &p.field_set {
         let key = k.as_str();
+        check_name("field key", key).map_err(err)?;
         if fields.iter().any(|(f, _): &(String, FieldValue)| f == key) {
             return Err(err(format!("field {key:?} appears twice")));
         }
@@ -129,6 +133,19 @@ fn convert(p: ilp::ParsedLine<'_>, line: usize, precision: Precision, default_ts
         None => default_ts,
     };
     Ok(Point { measurement: measurement.to_owned(), tags, fields, ts })
+}
+
+/// Names that no line-protocol parser reads back the same: control characters (line breaks,
+/// NUL, which parsers take as the end of the text), or a backslash at the end (the reference
+/// parser refuses it however it is escaped).
+fn check_name(what: &str, s: &str) -> Result<(), String> {
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} {s:?} contains a control character"));
+    }
+    if s.ends_with('\\') {
+        return Err(format!("{what} {s:?} ends with a backslash"));
+    }
+    Ok(())
 }
 
 /// Encodes points as line protocol, one line each, timestamps in `precision` (truncated).
@@ -249,6 +266,17 @@ mod tests {
         assert_eq!(text, "my\\ measurement\\,x,tag\\ key=va\\=l\\,ue\\ with\\ space field\\=key=\"a \\\"quoted\\\" \\\\ string\",n=1.5 7\n");
         let back = parse_lines(&text, Precision::Ns, T0).expect("valid");
         assert_eq!(back, vec![p]);
+    }
+
+    #[test]
+    fn backslashes_in_names_round_trip() {
+        // Found by the fuzz target. A backslash before an ordinary character is itself.
+        let pts = parse_lines("m\\%x,t=a\\\\b f\\y=1 1", Precision::Ns, T0).expect("valid");
+        assert_eq!(pts[0].measurement, "m\\%x");
+        let again = encode_points(&pts, Precision::Ns);
+        assert_eq!(parse_lines(&again, Precision::Ns, T0).expect("valid"), pts);
+        let e = parse_lines("m,t=a\\\\ v=1 1", Precision::Ns, T0).expect_err("ends with a backslash");
+        assert!(e.reason.contains("backslash"), "{e}");
     }
 
     #[test]
