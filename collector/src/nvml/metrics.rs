@@ -99,6 +99,11 @@ impl DcgmMetrics {
         DcgmMetrics { hostname: hostname.into(), statics, ..Default::default() }
     }
 
+    /// Replaces the static facts (a GPU that was down at start has been read since).
+    pub fn set_statics(&mut self, statics: Vec<GpuStatic>) {
+        self.statics = statics;
+    }
+
     /// Records a sample; call after every `GpuBackend::sample()`.
     pub fn update(&mut self, sample: &GpuSampleSet) {
         for e in &sample.events {

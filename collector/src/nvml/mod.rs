@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod metrics;
 pub mod procs;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use kilowatch_model::{Point, Timestamp};
 pub use backend::{GpuBackend, NvmlBackend, NvmlOptions};
 pub use metrics::DcgmMetrics;
 pub use procs::JobResolver;
+pub use source::{NvmlSource, SharedGpuMetrics};
 
 /// The environment variable that points the collector at another `libnvidia-ml.so`.
 pub const NVML_LIB_ENV: &str = "KILOWATCH_NVML_LIB";
@@ -39,13 +41,13 @@ pub fn resolve_lib_path(config: Option<&std::path::Path>) -> PathBuf {
 pub enum NvmlError {
     #[error(
         "cannot load the NVML library {path:?}: {detail}. Is the NVIDIA driver installed on this node? \
-         Set {NVML_LIB_ENV} (or `nvml_lib` in the collector config) to the full path of libnvidia-ml.so.1, \
-         or mark the GPU source optional"
+         Set {NVML_LIB_ENV} (or `lib_path` under `[nvml]` in the collector config) to the full path of libnvidia-ml.so.1, \
+         or set `optional = true` under `[nvml]`"
     )]
     LibraryNotFound { path: PathBuf, detail: String },
     #[error(
         "the NVIDIA kernel driver is not loaded (NVML at {path:?} answered DRIVER_NOT_LOADED): \
-         check `nvidia-smi` and `lsmod | grep nvidia`, or mark the GPU source optional"
+         check `nvidia-smi` and `lsmod | grep nvidia`, or set `optional = true` under `[nvml]`"
     )]
     DriverNotLoaded { path: PathBuf },
     #[error("NVML at {path:?} refused access (NO_PERMISSION): the collector's user needs read access to /dev/nvidia*")]
