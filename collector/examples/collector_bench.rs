@@ -5,7 +5,8 @@
 //! its resident memory.
 //!
 //! ```sh
-//! cargo build --release -p kilowatch-collector -p kilowatch-fake-nvml --bins --examples
+//! cargo build --release -p kilowatch-fake-nvml
+//! cargo build --release -p kilowatch-collector --bins --examples
 //! target/release/examples/collector_bench [seconds=60] [interval_s=1]
 //! ```
 //! (`nvml_bench` measures the library's cycle alone, in-process, with finer timing.)
@@ -84,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (bin, fake) = (release.join("kilowatch-collector"), release.join("libkilowatch_fake_nvml.so"));
     for p in [&bin, &fake] {
         if !p.exists() {
-            return Err(format!("{} missing: cargo build --release -p kilowatch-collector -p kilowatch-fake-nvml --bins --examples", p.display()).into());
+            return Err(format!("{} missing: cargo build --release -p kilowatch-fake-nvml && cargo build --release -p kilowatch-collector --bins --examples", p.display()).into());
         }
     }
     let dir = tempfile::tempdir()?;
