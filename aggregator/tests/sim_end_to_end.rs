@@ -77,7 +77,13 @@ async fn the_collector_ships_the_simulator_over_http() {
         stats: stats.clone(),
     };
     let task = tokio::spawn(agent.run(rx));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // At least ten batches delivered, however loaded the machine is (bounded wait).
+    for _ in 0..300 {
+        if stats.batches_sent.load(Ordering::Relaxed) >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = stop.send(true);
     task.await.expect("agent");
     let sent = stats.batches_sent.load(Ordering::Relaxed);

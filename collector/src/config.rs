@@ -26,9 +26,56 @@ pub struct CollectorConfig {
     /// The simulated site as a source (demo, tests, load runs). Absent: no simulation.
     #[serde(default)]
     pub sim: Option<SimSourceConfig>,
+    /// The site's name, the `site` tag of every point this collector makes from real hardware;
+    /// must match the aggregator's `[site] name` (default "dc5", as there).
+    #[serde(default = "default_site")]
+    pub site: String,
+    /// This node's name, the `node` tag (default: the hostname).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The GPUs of this node through NVML. Absent: no GPU source.
+    #[serde(default)]
+    pub nvml: Option<NvmlSourceConfig>,
+    /// Prometheus `/metrics` of this collector. Absent: no listener.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// The on-disk queue of batches not yet acknowledged by the aggregator.
     #[serde(default)]
     pub spool: crate::spool::SpoolConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvmlSourceConfig {
+    /// Path of `libnvidia-ml.so.1` (default: found through the loader's search path). The
+    /// environment variable `KILOWATCH_NVML_LIB` overrides it.
+    #[serde(default)]
+    pub lib_path: Option<PathBuf>,
+    /// When NVML cannot start (library missing, driver not loaded): `false` (default) stops the
+    /// collector with the reason, `true` logs a warning and runs without GPUs.
+    #[serde(default)]
+    pub optional: bool,
+    /// Where the host's `/proc` is, to map GPU processes to jobs through their cgroups
+    /// (`/host/proc` in a container; default `/proc`).
+    #[serde(default = "default_proc_root")]
+    pub proc_root: PathBuf,
+}
+
+/// What `kilowatch-collector --once` uses when there is no config file: the driver's library,
+/// required, the host's `/proc`.
+impl Default for NvmlSourceConfig {
+    fn default() -> Self {
+        NvmlSourceConfig { lib_path: None, optional: false, proc_root: default_proc_root() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` listener (default `127.0.0.1:9400`, dcgm-exporter's port:
+    /// run one or the other on a node, not both).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +142,12 @@ fn default_first() -> usize {
 fn yes() -> bool {
     true
 }
+fn default_proc_root() -> PathBuf {
+    PathBuf::from("/proc")
+}
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9400".into()
+}
 
 impl CollectorConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -122,7 +175,20 @@ impl CollectorConfig {
         {
             return Err(invalid("sim.nodes", "nodes and first_node start at 1".into()));
         }
+        if let Some(m) = &cfg.metrics
+            && m.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid("metrics.listen", format!("{:?} is not an address:port such as 127.0.0.1:9400", m.listen)));
+        }
+        if cfg.site.is_empty() || cfg.node.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("site", "site and node names must not be empty".into()));
+        }
         Ok(cfg)
+    }
+
+    /// The `node` tag: the configured name, else this machine's hostname.
+    pub fn node_name(&self) -> String {
+        self.node.clone().unwrap_or_else(hostname)
     }
 
     /// The write token: `KILOWATCH_TOKEN`, else `token_file`, else `token`.
@@ -144,6 +210,16 @@ impl CollectorConfig {
     }
 }
 
+/// The kernel's hostname (what `hostname` prints), or "localhost" where it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "localhost".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +230,22 @@ mod tests {
         assert!(e.to_string().contains("intervl_s"), "{e}");
         let e = CollectorConfig::parse("[aggregator]\nurl = \"ftp://x\"\n", Path::new("c.toml")).expect_err("bad url");
         assert!(e.to_string().contains("aggregator.url"), "{e}");
+    }
+
+    #[test]
+    fn nvml_metrics_and_fast_interval() {
+        let text = "interval_s = 0.1\nnode = \"dgx-001\"\n[aggregator]\nurl = \"http://x\"\n[nvml]\noptional = true\n[metrics]\n";
+        let cfg = CollectorConfig::parse(text, Path::new("c.toml")).expect("parse");
+        assert_eq!(cfg.interval_s, 0.1);
+        assert_eq!(cfg.site, "dc5");
+        assert_eq!(cfg.node_name(), "dgx-001");
+        let nvml = cfg.nvml.expect("nvml");
+        assert!(nvml.optional && nvml.lib_path.is_none());
+        assert_eq!(nvml.proc_root, PathBuf::from("/proc"));
+        assert_eq!(cfg.metrics.expect("metrics").listen, "127.0.0.1:9400");
+        let e = CollectorConfig::parse("[aggregator]\nurl = \"http://x\"\n[metrics]\nlisten = \"9400\"\n", Path::new("c.toml")).expect_err("bad listen");
+        assert!(e.to_string().contains("metrics.listen"), "{e}");
+        let e = CollectorConfig::parse("[aggregator]\nurl = \"http://x\"\n[nvml]\nlib = \"/x\"\n", Path::new("c.toml")).expect_err("typo");
+        assert!(e.to_string().contains("lib"), "{e}");
     }
 }

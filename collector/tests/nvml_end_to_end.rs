@@ -160,9 +160,9 @@ fn every_field_into_the_exposition() {
         assert!(text.contains(&format!("# HELP {name} ")), "no HELP for {name}");
     }
     assert!(text.contains("# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n"));
-    assert!(text.contains(&format!("kilowatch_gpu_job_info{{gpu=\"0\",UUID=\"{UUID0}\",Hostname=\"dgx-001\",job=\"slurm:1234\"}} 1\n")));
+    assert!(text.contains(&format!("kilowatch_gpu_job_info{{gpu=\"0\",UUID=\"{UUID0}\",Hostname=\"dgx-001\",hpc_job=\"slurm:1234\"}} 1\n")));
     assert_eq!(text.matches("kilowatch_gpu_job_info{").count(), 4);
-    assert!(!text.contains("job=\"\""));
+    assert!(!text.contains("hpc_job=\"\""));
     // The replay counter's symbol is missing from the fake: absent, not zero.
     assert!(!text.contains("DCGM_FI_DEV_PCIE_REPLAY_COUNTER"));
 }

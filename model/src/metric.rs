@@ -38,6 +38,9 @@ pub enum Unit {
     Byte,
     #[serde(rename = "1")]
     Dimensionless,
+    /// A count of occurrences (errors, events).
+    #[serde(rename = "count")]
+    Count,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -57,6 +60,10 @@ use Kind::{Counter, Gauge, Label};
 use Unit::*;
 
 pub const GPU: &str = "gpu";
+/// Which job holds a GPU: one line per (GPU, job) each interval, from the processes' cgroups.
+pub const GPU_JOB: &str = "gpu_job";
+/// Something that happened to a GPU: an XID, a counter reset, lost, recovered.
+pub const GPU_EVENT: &str = "gpu_event";
 pub const NODE: &str = "node";
 pub const METER: &str = "meter";
 pub const WATER: &str = "water";
@@ -77,6 +84,15 @@ pub const METRICS: &[MetricDef] = &[
     m(GPU, "mem_used_bytes", Byte, Gauge, "framebuffer memory used"),
     m(GPU, "mem_total_bytes", Byte, Gauge, "framebuffer memory total"),
     m(GPU, "throttle_reasons", Dimensionless, Gauge, "NVML clock event reasons bitmask"),
+    m(GPU, "ecc_corrected", Count, Counter, "corrected (single-bit) ECC errors since driver load, volatile"),
+    m(GPU, "ecc_uncorrected", Count, Counter, "uncorrected (double-bit) ECC errors since driver load, volatile"),
+    m(GPU_JOB, "job", Dimensionless, Label, "job holding the GPU: `slurm:<id>` or `k8s:<pod uid>`"),
+    m(GPU_JOB, "pids", Dimensionless, Label, "the job's processes on the GPU, comma-separated ascending"),
+    m(GPU_EVENT, "kind", Dimensionless, Label, "xid, counter_reset, lost or recovered"),
+    m(GPU_EVENT, "xid", Dimensionless, Label, "the XID code (kind=xid)"),
+    m(GPU_EVENT, "previous_mj", Millijoule, Gauge, "energy counter before it went backwards (kind=counter_reset)"),
+    m(GPU_EVENT, "current_mj", Millijoule, Gauge, "energy counter after it went backwards (kind=counter_reset)"),
+    m(GPU_EVENT, "error", Dimensionless, Label, "the NVML error that made the GPU lost (kind=lost)"),
     m(NODE, "power_w", Watt, Gauge, "node input power (PSU input, BMC)"),
     m(NODE, "energy_j", Joule, Counter, "node input energy"),
     m(METER, "power_w", Watt, Gauge, "meter active power"),
@@ -118,5 +134,7 @@ mod tests {
             }
         }
         assert_eq!(lookup_metric("gpu", "energy_mj").map(|d| d.kind), Some(Kind::Counter));
+        assert_eq!(lookup_metric(GPU, "ecc_uncorrected").map(|d| d.kind), Some(Kind::Counter));
+        assert!(lookup_metric(GPU_JOB, "job").is_some() && lookup_metric(GPU_EVENT, "kind").is_some());
     }
 }

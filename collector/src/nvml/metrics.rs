@@ -3,9 +3,10 @@
 //! dashboards built for dcgm-exporter work unchanged. Units follow dcgm-exporter, not the wire
 //! schema: framebuffer in MiB, energy in mJ, power in W.
 //!
-//! Which job holds a GPU is its own series, `kilowatch_gpu_job_info{gpu,UUID,Hostname,job} 1`,
+//! Which job holds a GPU is its own series, `kilowatch_gpu_job_info{gpu,UUID,Hostname,hpc_job} 1`,
 //! rather than a label on every series: job churn would otherwise start new series for every
-//! metric of the GPU.
+//! metric of the GPU. The label is `hpc_job` (dcgm-exporter's name for it), not `job`, which
+//! Prometheus reserves for the scrape job and would rename to `exported_job`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -99,6 +100,11 @@ impl DcgmMetrics {
         DcgmMetrics { hostname: hostname.into(), statics, ..Default::default() }
     }
 
+    /// Replaces the static facts (a GPU that was down at start has been read since).
+    pub fn set_statics(&mut self, statics: Vec<GpuStatic>) {
+        self.statics = statics;
+    }
+
     /// Records a sample; call after every `GpuBackend::sample()`.
     pub fn update(&mut self, sample: &GpuSampleSet) {
         for e in &sample.events {
@@ -158,7 +164,7 @@ impl DcgmMetrics {
             for job in jobs_of(r).keys() {
                 let _ = writeln!(
                     out,
-                    "kilowatch_gpu_job_info{{gpu=\"{}\",UUID=\"{}\",Hostname=\"{}\",job=\"{}\"}} 1",
+                    "kilowatch_gpu_job_info{{gpu=\"{}\",UUID=\"{}\",Hostname=\"{}\",hpc_job=\"{}\"}} 1",
                     r.index,
                     escape(st.uuid.as_deref().unwrap_or("")),
                     escape(&self.hostname),

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod metrics;
 pub mod procs;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use kilowatch_model::{Point, Timestamp};
 pub use backend::{GpuBackend, NvmlBackend, NvmlOptions};
 pub use metrics::DcgmMetrics;
 pub use procs::JobResolver;
+pub use source::{NvmlSource, SharedGpuMetrics};
 
 /// The environment variable that points the collector at another `libnvidia-ml.so`.
 pub const NVML_LIB_ENV: &str = "KILOWATCH_NVML_LIB";
@@ -39,13 +41,13 @@ pub fn resolve_lib_path(config: Option<&std::path::Path>) -> PathBuf {
 pub enum NvmlError {
     #[error(
         "cannot load the NVML library {path:?}: {detail}. Is the NVIDIA driver installed on this node? \
-         Set {NVML_LIB_ENV} (or `nvml_lib` in the collector config) to the full path of libnvidia-ml.so.1, \
-         or mark the GPU source optional"
+         Set {NVML_LIB_ENV} (or `lib_path` under `[nvml]` in the collector config) to the full path of libnvidia-ml.so.1, \
+         or set `optional = true` under `[nvml]`"
     )]
     LibraryNotFound { path: PathBuf, detail: String },
     #[error(
         "the NVIDIA kernel driver is not loaded (NVML at {path:?} answered DRIVER_NOT_LOADED): \
-         check `nvidia-smi` and `lsmod | grep nvidia`, or mark the GPU source optional"
+         check `nvidia-smi` and `lsmod | grep nvidia`, or set `optional = true` under `[nvml]`"
     )]
     DriverNotLoaded { path: PathBuf },
     #[error("NVML at {path:?} refused access (NO_PERMISSION): the collector's user needs read access to /dev/nvidia*")]
@@ -272,5 +274,46 @@ mod tests {
              gpu_job,gpu=0,node=n1,site=dc5,uuid=GPU-a job=\"slurm:1\",pids=\"3,9\" 5\n\
              gpu_event,gpu=0,node=n1,site=dc5,uuid=GPU-a kind=\"xid\",xid=79i 5\n"
         );
+    }
+
+    #[test]
+    fn every_field_is_in_the_model_table() {
+        let statics = vec![GpuStatic { index: 0, uuid: Some("GPU-a".into()), ..Default::default() }];
+        let full = GpuReading {
+            index: 0,
+            power_w: Some(1.0),
+            energy_mj: Some(1),
+            power_limit_w: Some(1.0),
+            temp_c: Some(1),
+            temp_margin_c: Some(1),
+            mem_temp_c: Some(1),
+            util_pct: Some(1),
+            mem_util_pct: Some(1),
+            sm_clock_mhz: Some(1),
+            mem_clock_mhz: Some(1),
+            mem_used_bytes: Some(1),
+            mem_total_bytes: Some(1),
+            throttle_reasons: Some(1),
+            ecc_corrected: Some(1),
+            ecc_uncorrected: Some(1),
+            pcie_replays: Some(1),
+            processes: vec![GpuProcess { pid: 1, used_memory_bytes: None, job: Some("slurm:1".into()) }],
+        };
+        let events = [
+            GpuEventKind::Xid { code: 79 },
+            GpuEventKind::CounterReset { previous_mj: 2, current_mj: 1 },
+            GpuEventKind::Lost { error: "x".into() },
+            GpuEventKind::Recovered,
+        ];
+        let sample = GpuSampleSet {
+            readings: vec![full],
+            events: events.into_iter().map(|kind| GpuEvent { gpu: 0, kind }).collect(),
+            down: vec![],
+        };
+        for p in sample_to_points("dc5", "n1", &statics, &sample, Timestamp(1)) {
+            for (f, _) in &p.fields {
+                assert!(kilowatch_model::lookup_metric(&p.measurement, f).is_some(), "{}.{f} missing from model::METRICS", p.measurement);
+            }
+        }
     }
 }

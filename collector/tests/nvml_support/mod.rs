@@ -67,6 +67,9 @@ impl FakeNvml {
     }
 }
 
+/// The cgroup fixture tree; spelled from the workspace root so other crates' tests (the
+/// aggregator's end-to-end test includes this module) find it too.
 pub fn fixtures_proc() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc")
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    workspace.join("collector/tests/fixtures/proc")
 }
