@@ -26,6 +26,9 @@ pub struct CollectorConfig {
     /// The simulated site as a source (demo, tests, load runs). Absent: no simulation.
     #[serde(default)]
     pub sim: Option<SimSourceConfig>,
+    /// Facility devices: Modbus meters and cooling units, SNMP UPSs and PDUs, Redfish BMCs.
+    #[serde(default)]
+    pub facility: Option<crate::facility::FacilityConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -23,10 +23,21 @@ struct Cli {
     /// Sample every source once, print the line protocol to stdout, and exit.
     #[arg(long)]
     once: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
 }
 
-fn sources(cfg: &CollectorConfig) -> Vec<Box<dyn Source>> {
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Serve the simulated site's meters, water and cooling units over Modbus TCP.
+    SimPlant(kilowatch_collector::facility::plant_server::SimPlantArgs),
+}
+
+fn sources(cfg: &CollectorConfig, path: &std::path::Path) -> anyhow::Result<Vec<Box<dyn Source>>> {
     let mut out: Vec<Box<dyn Source>> = Vec::new();
+    if let Some(f) = &cfg.facility {
+        out.extend(kilowatch_collector::facility::sources(f, path.parent().unwrap_or(std::path::Path::new(".")))?);
+    }
     if let Some(s) = &cfg.sim {
         out.push(Box::new(SimSource::new(SimConfig {
             seed: s.seed,
@@ -38,7 +49,7 @@ fn sources(cfg: &CollectorConfig) -> Vec<Box<dyn Source>> {
             ..SimConfig::default()
         })));
     }
-    out
+    Ok(out)
 }
 
 #[tokio::main]
@@ -48,8 +59,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Cmd::SimPlant(args)) = cli.cmd {
+        return kilowatch_collector::facility::plant_server::run(args).await;
+    }
     let cfg = CollectorConfig::load(&cli.config)?;
-    let mut sources = sources(&cfg);
+    let mut sources = sources(&cfg, &cli.config)?;
     if sources.is_empty() {
         anyhow::bail!("{}: no source is configured (add a [sim] section)", cli.config.display());
     }
