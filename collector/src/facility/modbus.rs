@@ -239,7 +239,7 @@ impl DeviceState {
 
 /// Every configured Modbus device, polled concurrently once per due interval.
 pub struct ModbusSource {
-    rt: tokio::runtime::Runtime,
+    rt: Option<tokio::runtime::Runtime>,
     devices: Vec<DeviceState>,
 }
 
@@ -247,9 +247,11 @@ impl ModbusSource {
     /// `base_dir` resolves relative map paths (the configuration file's folder); `site_tags`
     /// are added to every point (usually `site`).
     pub fn new(devices: &[ModbusDevice], base_dir: &Path, site_tags: &Labels) -> Result<Self, ModbusError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ModbusError::Runtime)?;
+        // Devices first: a runtime dropped on the error path inside main's async context would
+        // panic.
         let devices = devices.iter().map(|d| DeviceState::new(d.clone(), base_dir, site_tags)).collect::<Result<_, _>>()?;
-        Ok(ModbusSource { rt, devices })
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ModbusError::Runtime)?;
+        Ok(ModbusSource { rt: Some(rt), devices })
     }
 
     async fn poll_all(devices: Vec<DeviceState>, now: Timestamp) -> Vec<(DeviceState, Vec<Point>)> {
@@ -306,6 +308,16 @@ impl ModbusSource {
     }
 }
 
+/// The agent drops its sources inside its async task, where dropping a runtime the usual
+/// (blocking) way panics: shut it down in the background instead.
+impl Drop for ModbusSource {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 impl Source for ModbusSource {
     fn name(&self) -> &str {
         "modbus"
@@ -313,7 +325,9 @@ impl Source for ModbusSource {
 
     fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
         let devices = std::mem::take(&mut self.devices);
-        let rt = &self.rt;
+        let Some(rt) = self.rt.as_ref() else {
+            return Err(SourceError::Failed { source_name: "modbus".into(), message: "runtime shut down".into() });
+        };
         // Called from inside another runtime (the `--once` path in main), block_on would
         // panic: run it on a scoped thread then.
         let done = if tokio::runtime::Handle::try_current().is_ok() {

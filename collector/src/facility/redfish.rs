@@ -280,19 +280,17 @@ impl Bmc {
 }
 
 pub struct RedfishSource {
-    rt: tokio::runtime::Runtime,
+    rt: Option<tokio::runtime::Runtime>,
     bmcs: Vec<Bmc>,
 }
 
 impl RedfishSource {
     pub fn new(devices: &[RedfishDevice], base_dir: &Path, site_tags: &Labels) -> Result<Self, RedfishError> {
+        // BMC clients first (reqwest needs no runtime to be built): a runtime dropped on the
+        // error path inside main's async context would panic.
+        let bmcs = devices.iter().map(|d| Bmc::new(d, base_dir, site_tags)).collect::<Result<Vec<_>, _>>()?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RedfishError::Runtime)?;
-        // reqwest clients must be built inside the runtime that drives them.
-        let bmcs = {
-            let _g = rt.enter();
-            devices.iter().map(|d| Bmc::new(d, base_dir, site_tags)).collect::<Result<Vec<_>, _>>()?
-        };
-        Ok(RedfishSource { rt, bmcs })
+        Ok(RedfishSource { rt: Some(rt), bmcs })
     }
 
     /// The chassis each BMC lists, for diagnostics (`--once` troubleshooting) and tests.
@@ -304,7 +302,7 @@ impl RedfishSource {
                 .map(|a| a.iter().filter_map(|m| m.get("@odata.id").and_then(Value::as_str)).map(|s| s.rsplit('/').next().unwrap_or_default().to_owned()).collect())
                 .unwrap_or_default())
         }
-        let (rt, bmcs) = (&self.rt, &mut self.bmcs);
+        let (Some(rt), bmcs) = (self.rt.as_ref(), &mut self.bmcs) else { return Vec::new() };
         let mut run = || rt.block_on(async { join_all(bmcs.iter_mut().map(|b| list(b)).collect()).await });
         if tokio::runtime::Handle::try_current().is_ok() { std::thread::scope(|s| s.spawn(run).join()).unwrap_or_default() } else { run() }
     }
@@ -340,13 +338,25 @@ async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     out.into_iter().flatten().collect()
 }
 
+/// The agent drops its sources inside its async task, where dropping a runtime the usual
+/// (blocking) way panics: shut it down in the background instead.
+impl Drop for RedfishSource {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 impl Source for RedfishSource {
     fn name(&self) -> &str {
         "redfish"
     }
 
     fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        let (rt, bmcs) = (&self.rt, &mut self.bmcs);
+        let (Some(rt), bmcs) = (self.rt.as_ref(), &mut self.bmcs) else {
+            return Err(SourceError::Failed { source_name: "redfish".into(), message: "runtime shut down".into() });
+        };
         if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|s| s.spawn(|| rt.block_on(Self::poll_all(bmcs, now))).join())
                 .map_err(|_| SourceError::Failed { source_name: "redfish".into(), message: "poll thread panicked".into() })
