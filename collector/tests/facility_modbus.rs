@@ -130,6 +130,33 @@ fn pymodbus_registers_decode_exactly() {
 }
 
 #[test]
+fn a_silent_device_costs_its_timeout_and_nothing_more() {
+    let Some(py) = peers::python("a_silent_device_costs_its_timeout_and_nothing_more") else { return };
+    let port = peers::free_port();
+    let mut peer = peers::spawn(&py, &[peers::script("modbus_server.py").to_str().expect("utf-8"), &port.to_string()]);
+    peers::wait_tcp(port, &mut peer);
+    // Accepts connections (the kernel's backlog) and never answers: the worst kind of dead.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let text = config(port, silent_port).replace("timeout_ms = 300", "timeout_ms = 400");
+    let cfg = CollectorConfig::parse(&text, Path::new("t.toml")).expect("config");
+    let fac = cfg.facility.expect("facility");
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut src = ModbusSource::new(&fac.modbus, &deploy, &fac.site_tags()).expect("source");
+    for i in 0..3 {
+        let t0 = Instant::now();
+        let p = src.sample(Timestamp::from_secs(10 + i)).expect("sample");
+        let took = t0.elapsed();
+        // Polled concurrently: the cycle takes the silent device's timeout, not a sum.
+        assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(1_200), "cycle took {took:?}");
+        assert_eq!(find(&p, "meter", ("meter", "abcd")).get_f64("power_w"), Some(1234.5));
+        assert_eq!(find(&p, "meter", ("meter", "grid-a")).get_f64("power_w"), Some(12_345.5));
+        assert_eq!(events(&p, "no_response").len(), usize::from(i == 0), "{p:#?}");
+    }
+    drop(silent);
+}
+
+#[test]
 fn a_device_that_stops_answering_and_comes_back_raises_events() {
     let Some(py) = peers::python("a_device_that_stops_answering_and_comes_back_raises_events") else { return };
     let port = peers::free_port();

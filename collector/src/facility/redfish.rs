@@ -303,7 +303,7 @@ impl RedfishSource {
                 .unwrap_or_default())
         }
         let (Some(rt), bmcs) = (self.rt.as_ref(), &mut self.bmcs) else { return Vec::new() };
-        let mut run = || rt.block_on(async { join_all(bmcs.iter_mut().map(|b| list(b)).collect()).await });
+        let mut run = || rt.block_on(async { join_all(bmcs.iter_mut().map(list).collect()).await });
         if tokio::runtime::Handle::try_current().is_ok() { std::thread::scope(|s| s.spawn(run).join()).unwrap_or_default() } else { run() }
     }
 

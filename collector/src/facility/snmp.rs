@@ -121,6 +121,9 @@ fn number(v: &Value<'_>) -> Option<(f64, Option<u32>)> {
     }
 }
 
+/// A numeric varbind and, for Counter32, its width; `None` when the agent had no number.
+type Reading = Option<(f64, Option<u32>)>;
+
 struct DeviceState {
     cfg: SnmpDevice,
     oids: Vec<SnmpOid>,
@@ -142,7 +145,7 @@ impl DeviceState {
                     self.down = false;
                     events.push(event(&self.base, &self.cfg.name, EventKind::Recovered, None, now, "agent answers again"));
                 }
-                let pts = self.to_points(values, now, &mut events);
+                let pts = self.points_from(values, now, &mut events);
                 events.extend(pts);
             }
             Err(e) => {
@@ -161,7 +164,7 @@ impl DeviceState {
     }
 
     /// One GET for every OID (v2c allows many varbinds; UPS and PDU lists are short).
-    fn read(&mut self) -> Result<Vec<Option<(f64, Option<u32>)>>, SnmpError> {
+    fn read(&mut self) -> Result<Vec<Reading>, SnmpError> {
         let err = |message: String| SnmpError::Request { device: self.cfg.name.clone(), message };
         if self.addr.is_none() {
             self.addr = (self.cfg.host.as_str(), self.cfg.port).to_socket_addrs().map_err(|e| err(e.to_string()))?.next();
@@ -186,7 +189,7 @@ impl DeviceState {
         Ok(out)
     }
 
-    fn to_points(&mut self, values: Vec<Option<(f64, Option<u32>)>>, now: Timestamp, events: &mut Vec<Point>) -> Vec<Point> {
+    fn points_from(&mut self, values: Vec<Reading>, now: Timestamp, events: &mut Vec<Point>) -> Vec<Point> {
         let mut groups: BTreeMap<(String, Labels), Point> = BTreeMap::new();
         for (i, v) in values.into_iter().enumerate() {
             let o = &self.oids[i];

@@ -104,7 +104,7 @@ pub struct Validator {
 impl Validator {
     /// `frozen_after_s` = 0 disables the frozen-sensor check.
     pub fn new(device: &str, base: Labels, frozen_after_s: f64) -> Self {
-        let frozen_after_ns = (frozen_after_s > 0.0).then(|| (frozen_after_s * 1e9) as i64);
+        let frozen_after_ns = (frozen_after_s > 0.0).then_some((frozen_after_s * 1e9) as i64);
         Validator { device: device.into(), base, frozen_after_ns, seen: HashMap::new(), dropped: BTreeMap::new() }
     }
 
