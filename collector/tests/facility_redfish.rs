@@ -171,3 +171,31 @@ password = "nope"
     assert!(msgs.iter().any(|m| m.contains("no chassis with power readings")), "{msgs:?}");
     assert!(msgs.iter().any(|m| m.contains("401")), "{msgs:?}");
 }
+
+#[test]
+fn tls_needs_the_ca_file_or_an_explicit_insecure_flag() {
+    let Some(py) = peers::python("tls_needs_the_ca_file_or_an_explicit_insecure_flag") else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = peers::free_port();
+    let script = peers::script("sushy_emulator.py");
+    let mut peer = peers::spawn(&py, &[script.to_str().expect("utf-8"), &port.to_string(), dir.path().to_str().expect("utf-8"), "admin", "s3cret", "--tls"]);
+    peers::wait_tcp(port, &mut peer);
+    let ca = dir.path().join("cert.pem");
+    let block = |name: &str, extra: &str| {
+        format!("[[facility.redfish]]\nname = \"{name}\"\nurl = \"https://127.0.0.1:{port}\"\nnode = \"{name}\"\nauth = \"basic\"\nusername = \"admin\"\npassword = \"s3cret\"\n{extra}\n")
+    };
+    let text = format!(
+        "[aggregator]\nurl = \"http://127.0.0.1:1\"\n[facility]\n{}{}{}",
+        block("with-ca", &format!("ca_file = {:?}", ca.to_str().expect("utf-8"))),
+        block("insecure", "insecure = true"),
+        block("unverified", ""),
+    );
+    let cfg = CollectorConfig::parse(&text, Path::new("t.toml")).expect("config");
+    let fac = cfg.facility.expect("facility");
+    let mut src = RedfishSource::new(&fac.redfish, Path::new("."), &fac.site_tags()).expect("source");
+    let ids = src.chassis_ids();
+    assert_eq!(ids[0].as_ref().expect("trusted through ca_file").len(), 1);
+    assert_eq!(ids[1].as_ref().expect("insecure accepts it").len(), 1);
+    let e = ids[2].as_ref().expect_err("an unknown self-signed certificate is refused").to_string();
+    assert!(e.contains("GET /redfish/v1/Chassis"), "{e}");
+}
