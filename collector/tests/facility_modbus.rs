@@ -93,9 +93,9 @@ fn pymodbus_registers_decode_exactly() {
     assert!(t0.elapsed() < Duration::from_millis(2_500), "a dead device stalled the poll: {:?}", t0.elapsed());
     assert_eq!(find(&p, "meter", ("meter", "abcd")).get_f64("power_w"), Some(1234.5));
     assert_eq!(find(&p, "meter", ("meter", "cdab")).get_f64("power_w"), Some(1234.5));
-    assert_eq!(find(&p, "cooling", ("unit", "u1")).get_f64("supply_temp_c"), Some(-123.0 * 0.1));
-    assert_eq!(find(&p, "cooling", ("unit", "u1")).get_f64("supply_rh_pct"), Some(655.0 * 0.1));
-    assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some(4_294_967_280.0 * 0.01));
+    assert_eq!(find(&p, "cooling", ("unit", "u1")).get_f64("supply_temp_c"), Some(-12.3));
+    assert_eq!(find(&p, "cooling", ("unit", "u1")).get_f64("supply_rh_pct"), Some(65.5));
+    assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some(42_949_672.8));
     assert_eq!(find(&p, "water", ("meter", "w")).get_f64("volume_m3"), Some(4512.3));
     assert_eq!(find(&p, "meter", ("meter", "c16")).get_f64("energy_kwh"), Some(65_530.0));
     assert_eq!(find(&p, "meter", ("meter", "u32le")).get_f64("power_w"), Some(65_538.0));
@@ -111,7 +111,7 @@ fn pymodbus_registers_decode_exactly() {
     write(port, 6, &[0x0000, 0x0010]);
     write(port, 12, &[4]);
     let p = src.sample(Timestamp::from_secs(1_001)).expect("sample");
-    assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some((4_294_967_296.0 + 16.0) * 0.01));
+    assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some(42_949_673.12));
     assert_eq!(find(&p, "meter", ("meter", "c16")).get_f64("energy_kwh"), Some(65_540.0));
     let wraps = events(&p, "rollover");
     assert_eq!(wraps.len(), 2, "{p:#?}");
@@ -123,7 +123,7 @@ fn pymodbus_registers_decode_exactly() {
     // A new meter starting from a small reading is a swap (reset), not a wrap.
     write(port, 6, &[0x0000, 0x0005]);
     let p = src.sample(Timestamp::from_secs(1_002)).expect("sample");
-    assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some(5.0 * 0.01));
+    assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some(0.05));
     let resets = events(&p, "reset");
     assert_eq!(resets.len(), 1, "{p:#?}");
     assert_eq!(resets[0].tag_value("meter"), Some("c32"));

@@ -238,12 +238,24 @@ impl Raw {
     }
 }
 
-/// Applies scale and offset. Written as `raw * scale + offset` with the identity cases left
-/// alone, so a value the plant encoded as `n` with scale 0.1 decodes to the same f64 as the
-/// simulator's own `n * 0.1` rounding.
+/// Applies scale and offset: `raw × scale + offset`. A decimal scale such as 0.1 or 0.01 is
+/// applied as a division by its exact inverse (10, 100), which gives the correctly rounded
+/// decimal (112 × 0.1 = 11.200000000000001, 112 / 10 = 11.2): what an operator expects to see
+/// and what a counter summed over a year should carry.
+pub fn apply_scale(raw: f64, scale: f64, offset: f64) -> f64 {
+    let inv = 1.0 / scale;
+    let v = if scale == 1.0 {
+        raw
+    } else if inv.fract() == 0.0 && inv.abs() > 1.0 {
+        raw / inv
+    } else {
+        raw * scale
+    };
+    if offset == 0.0 { v } else { v + offset }
+}
+
 pub fn scaled(r: &Register, raw: f64) -> f64 {
-    let v = if r.scale == 1.0 { raw } else { raw * r.scale };
-    if r.offset == 0.0 { v } else { v + r.offset }
+    apply_scale(raw, r.scale, r.offset)
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -328,9 +340,10 @@ mod tests {
         r.scale = 0.1;
         assert_eq!(decode_raw(&r, &[0xFF9C]), Raw::Int(-100));
         assert_eq!(scaled(&r, -100.0), -10.0);
-        // The simulator's 0.1-quantised values survive an i16 × 0.1 register bit-exactly.
+        // Decimal scales give the correctly rounded decimal, and encoding round-trips.
+        assert_eq!(scaled(&r, 112.0), 11.2);
         for n in [-400i64, -1, 0, 1, 235, 799] {
-            let v = (n as f64 * 0.1 / 0.1).round() * 0.1;
+            let v = n as f64 / 10.0;
             let w = encode(&r, v).expect("enc");
             assert_eq!(scaled(&r, decode_raw(&r, &w).as_f64()), v, "{n}");
         }

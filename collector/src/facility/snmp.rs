@@ -208,7 +208,7 @@ impl DeviceState {
                     events.push(e);
                 }
             }
-            let value = if o.scale == 1.0 { x } else { x * o.scale } + o.offset;
+            let value = super::regmap::apply_scale(x, o.scale, o.offset);
             let mut tags = self.base.clone();
             tags.extend(o.tags.iter().map(|(a, b)| (a.clone(), b.clone())));
             let p = groups.entry((o.measurement.clone(), tags.clone())).or_insert_with(|| {
