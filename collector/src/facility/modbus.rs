@@ -233,6 +233,7 @@ impl DeviceState {
         }
         let mut points = self.validator.check(groups.into_values().collect(), events);
         super::derive::add_psychrometrics(&mut points);
+        super::derive::add_inferred_mode(&mut points);
         points
     }
 }
