@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use kilowatch_aggregator::config::Config;
 use kilowatch_collector::config::CollectorConfig;
+use kilowatch_collector::facility::regmap::RegisterMap;
+use kilowatch_collector::facility::snmp::OidMap;
 
 fn tomls(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("read deploy/").flatten() {
@@ -24,7 +26,12 @@ fn every_deploy_example_parses() {
     assert!(!files.is_empty());
     for f in files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        if name.starts_with("kilowatch") {
+        let folder = f.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
+        if folder == "modbus" {
+            RegisterMap::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        } else if folder == "snmp" {
+            OidMap::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        } else if name.starts_with("kilowatch") {
             Config::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         } else if name.starts_with("collector") {
             CollectorConfig::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
@@ -44,4 +51,13 @@ fn a_mistyped_key_is_named() {
     std::fs::write(&p, "[site]\ntimezone = \"Europe/Pariss\"\n").expect("write");
     let e = Config::load(&p).expect_err("bad zone").to_string();
     assert!(e.contains("site.timezone"), "{e}");
+    // Facility sections and register maps name a mistyped key too.
+    let p = dir.path().join("collector.toml");
+    std::fs::write(&p, "[aggregator]\nurl = \"http://x\"\n[facility]\n[[facility.modbus]]\nname = \"m\"\nhost = \"h\"\ntimeout = 5\n").expect("write");
+    let e = CollectorConfig::load(&p).expect_err("unknown key").to_string();
+    assert!(e.contains("timeout"), "{e}");
+    let p = dir.path().join("map.toml");
+    std::fs::write(&p, "[[register]]\naddress = 1\ntype = \"f32\"\nmeasurement = \"meter\"\nfield = \"power_w\"\nword_ordr = \"little\"\n").expect("write");
+    let e = RegisterMap::load(&p).expect_err("unknown key").to_string();
+    assert!(e.contains("word_ordr"), "{e}");
 }

@@ -42,6 +42,9 @@ pub struct CollectorConfig {
     /// The on-disk queue of batches not yet acknowledged by the aggregator.
     #[serde(default)]
     pub spool: crate::spool::SpoolConfig,
+    /// Facility devices: Modbus meters and cooling units, SNMP UPSs and PDUs, Redfish BMCs.
+    #[serde(default)]
+    pub facility: Option<crate::facility::FacilityConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

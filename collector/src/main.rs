@@ -32,6 +32,14 @@ struct Cli {
     /// Sample every source once, print the line protocol to stdout, and exit.
     #[arg(long)]
     once: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Serve the simulated site's meters, water and cooling units over Modbus TCP.
+    SimPlant(kilowatch_collector::facility::plant_server::SimPlantArgs),
 }
 
 /// The configured sources, and the GPU view the `/metrics` listener renders.
@@ -42,8 +50,12 @@ struct Sources {
 
 /// One block per kind of source. A source that cannot start is an error here (the process
 /// exits with its message), unless its config says it is optional.
-fn sources(cfg: &CollectorConfig) -> anyhow::Result<Sources> {
+fn sources(cfg: &CollectorConfig, path: &std::path::Path) -> anyhow::Result<Sources> {
     let mut out = Sources { list: Vec::new(), gpus: None };
+    if let Some(f) = &cfg.facility {
+        // Register maps and CA files are named relative to the config file.
+        out.list.extend(kilowatch_collector::facility::sources(f, path.parent().unwrap_or(std::path::Path::new(".")))?);
+    }
     if let Some(s) = &cfg.sim {
         out.list.push(Box::new(SimSource::new(SimConfig {
             seed: s.seed,
@@ -65,7 +77,7 @@ fn sources(cfg: &CollectorConfig) -> anyhow::Result<Sources> {
 }
 
 fn any_source_configured(cfg: &CollectorConfig) -> bool {
-    cfg.sim.is_some() || cfg.nvml.is_some()
+    cfg.sim.is_some() || cfg.nvml.is_some() || cfg.facility.is_some()
 }
 
 /// `--config` as given (must exist), else the default path if it exists, else `None`.
@@ -120,7 +132,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    if let Some(Cmd::SimPlant(args)) = cli.cmd.take() {
+        return kilowatch_collector::facility::plant_server::run(args).await;
+    }
     let Some((cfg, path)) = load_config(&cli)? else {
         if !cli.once {
             anyhow::bail!("no configuration: {DEFAULT_CONFIG} does not exist; give --config FILE (or try --once to sample the local GPUs)");
@@ -134,9 +149,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     };
     if !any_source_configured(&cfg) {
-        anyhow::bail!("{}: no source is configured (add an [nvml] or [sim] section)", path.display());
+        anyhow::bail!("{}: no source is configured (add an [nvml], [facility] or [sim] section)", path.display());
     }
-    let Sources { list: mut sources, gpus } = tokio::task::block_in_place(|| sources(&cfg))?;
+    let Sources { list: mut sources, gpus } = tokio::task::block_in_place(|| sources(&cfg, &path))?;
     if sources.is_empty() {
         tracing::warn!(config = %path.display(), "every configured source is optional and unavailable: sampling nothing");
     }

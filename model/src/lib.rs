@@ -5,6 +5,7 @@ pub mod job;
 pub mod lineproto;
 pub mod metric;
 pub mod point;
+pub mod psychro;
 pub mod time;
 
 pub use job::{JobAllocation, JobId};
