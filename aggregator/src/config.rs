@@ -27,6 +27,8 @@ pub struct Config {
     pub site: SiteConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub alerts: kilowatch_alerts::AlertsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
