@@ -86,3 +86,44 @@ impl Scenario {
         (cf.unit == unit && t >= cf.start && cf.end.is_none_or(|e| t < e)).then_some(cf.inlet_rise_c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SimConfig, Site};
+
+    const H: i64 = 3600 * 1_000_000_000;
+
+    #[test]
+    fn events_change_only_what_they_touch_and_only_when_active() {
+        // 2025-07-15T10:00:00Z; 16 nodes on 2 units: dgx-001..008 on cu-01, dgx-009..016 on cu-02.
+        let start = Timestamp::from_secs(1_752_573_600);
+        let base = SimConfig { start, site_nodes: 16, nodes: 16, cooling_units: 2, ..SimConfig::default() };
+        let cf = CoolingFailure { unit: 1, start: Timestamp(start.0 + H), end: Some(Timestamp(start.0 + 3 * H)), inlet_rise_c: 20.0 };
+        let mut plain = Site::new(base.clone());
+        let mut failing = Site::new(SimConfig { scenario: Scenario { heat_wave: None, cooling_failure: Some(cf) }, ..base.clone() });
+        let at = |s: &mut Site, t: i64| {
+            s.advance_to(Timestamp(start.0 + t));
+            s.points()
+        };
+        assert_eq!(at(&mut plain, H / 2), at(&mut failing, H / 2), "identical before the failure");
+        let (p, f) = (at(&mut plain, 2 * H), at(&mut failing, 2 * H));
+        let gpu = |pts: &[kilowatch_model::Point], node: &str| pts.iter().filter(|x| x.measurement == "gpu" && x.tag_value("node") == Some(node)).filter_map(|x| x.get_f64("temp_c")).collect::<Vec<_>>();
+        assert_eq!(gpu(&p, "dgx-003"), gpu(&f, "dgx-003"), "cu-01's nodes are untouched");
+        for (a, b) in gpu(&p, "dgx-012").iter().zip(gpu(&f, "dgx-012")) {
+            assert!((b - a - 20.0).abs() <= 1.0, "cu-02's nodes breathe hot air: {a} → {b}");
+        }
+        let fan = |pts: &[kilowatch_model::Point], unit: &str| pts.iter().find(|x| x.measurement == "cooling" && x.tag_value("unit") == Some(unit)).and_then(|x| x.get_f64("fan_power_w"));
+        assert_eq!(fan(&f, "cu-02"), Some(0.0));
+        assert!(fan(&f, "cu-01").is_some_and(|w| w > 0.0));
+        let (p, f) = (at(&mut plain, 4 * H), at(&mut failing, 4 * H));
+        assert_eq!(gpu(&p, "dgx-012"), gpu(&f, "dgx-012"), "repaired");
+
+        let hw = Scenario::named("heatwave", Timestamp(start.0 + H)).and_then(|s| s.heat_wave).expect("heat wave");
+        let air = crate::weather::Weather::new(5).at(start.as_secs_f64() + 2.0 * 3600.0);
+        let hot = Scenario { heat_wave: Some(hw), cooling_failure: None }.air(&air, start.as_secs_f64() + 2.0 * 3600.0).expect("active");
+        assert!((hot.temp_c - air.temp_c - hw.delta_c).abs() < 1e-9);
+        assert!(hot.wet_bulb_c > air.wet_bulb_c && hot.dew_point_c > air.dew_point_c);
+        assert!(Scenario::none().air(&air, start.as_secs_f64()).is_none());
+    }
+}
