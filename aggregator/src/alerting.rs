@@ -126,7 +126,7 @@ fn derive(store: &Store, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), St
     }
 
     // Daily water against the median of the previous 30 days in the same wet-bulb band.
-    let days: Vec<(f64, Option<f64>)> = (0..31).map(|k| daily_water_and_wet_bulb(store, Timestamp(now.0 - k * DAY_NS))).collect::<Result<_, _>>()?;
+    let days = daily_history(store, now)?;
     if let Some((today, Some(wb))) = days.first().copied() {
         let b = band(wb);
         let mut same: Vec<f64> = days[1..].iter().filter(|(_, w)| w.map(band).as_deref() == Some(b.as_str())).map(|(v, _)| *v).collect();
@@ -142,6 +142,31 @@ fn derive(store: &Store, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// The 30 previous days change once an hour at most, and reading them means a month of the
+/// cooling series: keep them per store for the hour (evaluations run every few seconds).
+type History = Vec<(f64, Option<f64>)>;
+static HISTORY: std::sync::Mutex<BTreeMap<PathBuf, (i64, History)>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Today (the last 24 h) then the 30 days before it: (water m³, mean outside wet bulb).
+fn daily_history(store: &Store, now: Timestamp) -> Result<History, StoreError> {
+    let hour = now.0.div_euclid(3600 * NANOS_PER_SEC);
+    let key = store.path().to_owned();
+    let cached = HISTORY.lock().ok().and_then(|m| m.get(&key).filter(|(h, _)| *h == hour).map(|(_, v)| v.clone()));
+    let previous = match cached {
+        Some(v) => v,
+        None => {
+            let v: History = (1..31).map(|k| daily_water_and_wet_bulb(store, Timestamp(now.0 - k * DAY_NS))).collect::<Result<_, _>>()?;
+            if let Ok(mut m) = HISTORY.lock() {
+                m.insert(key, (hour, v.clone()));
+            }
+            v
+        }
+    };
+    let mut out = vec![daily_water_and_wet_bulb(store, now)?];
+    out.extend(previous);
+    Ok(out)
 }
 
 fn water_delta(store: &Store, id: crate::store::SeriesId, from: Timestamp, to: Timestamp) -> Result<f64, StoreError> {
@@ -257,14 +282,14 @@ struct AlertQuery {
     token: Option<String>,
 }
 
-fn guard(st: &AppState, headers: &HeaderMap, token: Option<&str>, write: bool) -> Result<Arc<Outbox>, Response> {
+fn guard(st: &AppState, headers: &HeaderMap, token: Option<&str>, write: bool) -> Result<Arc<Outbox>, Box<Response>> {
     let presented = Auth::presented(headers, token);
     let ok = if write { st.auth.grant(presented) == Grant::Write } else { st.auth.may_read(presented) };
     if !ok {
         let need = if write { "write" } else { "read" };
-        return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", format!("a valid {need} token is required")));
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "unauthorized", format!("a valid {need} token is required"))));
     }
-    Outbox::open(&data_dir(&st.store)).map(Arc::new).map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))
+    Outbox::open(&data_dir(&st.store)).map(Arc::new).map_err(|e| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())))
 }
 
 fn internal(e: OutboxError) -> Response {
@@ -274,7 +299,7 @@ fn internal(e: OutboxError) -> Response {
 async fn list_alerts(State(st): State<AppState>, Query(q): Query<AlertQuery>, headers: HeaderMap) -> Response {
     let ob = match guard(&st, &headers, q.token.as_deref(), false) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (es, ds): (EngineState, DispatchState) = match (ob.load("engine"), ob.load("dispatch")) {
         (Ok(e), Ok(d)) => (e.unwrap_or_default(), d.unwrap_or_default()),
@@ -296,14 +321,14 @@ async fn list_notifications(State(st): State<AppState>, Query(q): Query<AlertQue
             Ok(l) => Json(json!({ "notifications": l })).into_response(),
             Err(e) => internal(e),
         },
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn list_rules(State(st): State<AppState>, Query(q): Query<AlertQuery>, headers: HeaderMap) -> Response {
     let ob = match guard(&st, &headers, q.token.as_deref(), false) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let rules: Vec<Rule> = match ob.load("rules") {
         Ok(r) => r.unwrap_or_default(),
@@ -327,7 +352,7 @@ async fn list_silences(State(st): State<AppState>, Query(q): Query<AlertQuery>, 
             }
             Err(e) => internal(e),
         },
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -349,7 +374,7 @@ struct NewSilence {
 async fn create_silence(State(st): State<AppState>, headers: HeaderMap, Json(n): Json<NewSilence>) -> Response {
     let ob = match guard(&st, &headers, None, true) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if n.matchers.is_empty() {
         return error(StatusCode::BAD_REQUEST, "invalid", "a silence needs at least one matcher");
@@ -382,7 +407,7 @@ async fn create_silence(State(st): State<AppState>, headers: HeaderMap, Json(n):
 async fn expire_silence(State(st): State<AppState>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
     let ob = match guard(&st, &headers, None, true) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match ob.expire_silence(&id, Timestamp::now()) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),

@@ -72,7 +72,7 @@ fn read(p: &Path) -> Result<String, ConfigError> {
 }
 
 /// A node of the route tree. Unset timers and `group_by` inherit from the parent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     #[serde(default)]
@@ -92,12 +92,6 @@ pub struct Route {
     pub continue_: bool,
     #[serde(default)]
     pub routes: Vec<Route>,
-}
-
-impl Default for Route {
-    fn default() -> Self {
-        Route { receiver: None, matchers: Vec::new(), group_by: None, group_wait: None, group_interval: None, repeat_interval: None, continue_: false, routes: Vec::new() }
-    }
 }
 
 mod opt_dur {

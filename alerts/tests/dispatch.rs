@@ -79,7 +79,7 @@ fn group_wait_interval_and_repeat() {
     let mut d = dispatcher();
     let a1 = alert(&[("alertname", "Hot"), ("unit", "cu-01")], AlertStatus::Firing);
     let a2 = alert(&[("alertname", "Hot"), ("unit", "cu-02")], AlertStatus::Firing);
-    assert!(d.tick(t(0), &[a1.clone()], &[]).is_empty(), "group_wait holds the first notification");
+    assert!(d.tick(t(0), std::slice::from_ref(&a1), &[]).is_empty(), "group_wait holds the first notification");
     assert!(d.tick(t(20), &[a1.clone(), a2.clone()], &[]).is_empty());
     let n = d.tick(t(30), &[a1.clone(), a2.clone()], &[]);
     assert_eq!(n.len(), 1, "one notification for the group after group_wait");
@@ -96,13 +96,13 @@ fn group_wait_interval_and_repeat() {
     assert_eq!(n.len(), 1, "change sent at the next group_interval flush");
     assert_eq!(n[0].alerts.iter().filter(|a| a.status == AlertStatus::Resolved).count(), 1);
     // Repeat: an hour after the last send, the still-firing a2 again.
-    assert!(d.tick(t(3630 + 3000), &[a2.clone()], &[]).is_empty());
-    let n = d.tick(t(3630 + 3600), &[a2.clone()], &[]);
+    assert!(d.tick(t(3630 + 3000), std::slice::from_ref(&a2), &[]).is_empty());
+    let n = d.tick(t(3630 + 3600), std::slice::from_ref(&a2), &[]);
     assert_eq!(n.len(), 1, "repeat_interval");
     assert_eq!(n[0].alerts.len(), 1);
     // Everything resolved and announced: the group goes away.
     let a2r = Alert { status: AlertStatus::Resolved, resolved_at: Some(t(8000)), ..a2.clone() };
-    let n = d.tick(t(8000), &[a2r.clone()], &[]);
+    let n = d.tick(t(8000), std::slice::from_ref(&a2r), &[]);
     assert_eq!(n.len(), 1);
     assert!(n[0].alerts.iter().all(|a| a.status == AlertStatus::Resolved));
     assert!(d.state.groups.is_empty());
@@ -113,9 +113,9 @@ fn group_wait_interval_and_repeat() {
 fn continue_routes_critical_to_pager_and_ops_and_ids_are_unique() {
     let mut d = dispatcher();
     let c = alert(&[("alertname", "Leak"), ("severity", "critical")], AlertStatus::Firing);
-    let n = d.tick(t(0), &[c.clone()], &[]);
+    let n = d.tick(t(0), std::slice::from_ref(&c), &[]);
     assert_eq!(n.iter().map(|n| n.receiver.as_str()).collect::<Vec<_>>(), vec!["pager"], "group_wait 0 on the pager route");
-    let n2 = d.tick(t(30), &[c.clone()], &[]);
+    let n2 = d.tick(t(30), std::slice::from_ref(&c), &[]);
     assert_eq!(n2.iter().map(|n| n.receiver.as_str()).collect::<Vec<_>>(), vec!["ops"]);
     assert_ne!(n[0].id, n2[0].id);
 }
@@ -149,9 +149,9 @@ fn silences_mute_until_they_expire() {
     let mut d = dispatcher();
     let a = alert(&[("alertname", "Hot"), ("unit", "cu-01")], AlertStatus::Firing);
     let s = Silence { id: "s1".into(), matchers: vec![Matcher::eq("unit", "cu-01")], starts_at: t(0), ends_at: t(600), created_by: "op".into(), comment: "maintenance".into() };
-    assert!(d.tick(t(0), &[a.clone()], std::slice::from_ref(&s)).is_empty());
-    assert!(d.tick(t(300), &[a.clone()], std::slice::from_ref(&s)).is_empty(), "silenced past group_wait");
+    assert!(d.tick(t(0), std::slice::from_ref(&a), std::slice::from_ref(&s)).is_empty());
+    assert!(d.tick(t(300), std::slice::from_ref(&a), std::slice::from_ref(&s)).is_empty(), "silenced past group_wait");
     assert!(d.state.muted[&a.fingerprint].contains("s1"));
-    assert!(d.tick(t(600), &[a.clone()], std::slice::from_ref(&s)).is_empty(), "new group waits group_wait");
-    assert_eq!(d.tick(t(630), &[a.clone()], std::slice::from_ref(&s)).len(), 1, "expired silence lets it through");
+    assert!(d.tick(t(600), std::slice::from_ref(&a), std::slice::from_ref(&s)).is_empty(), "new group waits group_wait");
+    assert_eq!(d.tick(t(630), std::slice::from_ref(&a), std::slice::from_ref(&s)).len(), 1, "expired silence lets it through");
 }
