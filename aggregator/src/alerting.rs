@@ -415,3 +415,19 @@ async fn expire_silence(State(st): State<AppState>, UrlPath(id): UrlPath<String>
         Err(e) => internal(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psychrometrics_and_bands() {
+        // Magnus: 25 °C at 60 % RH has a dew point of about 16.7 °C; saturated air's is itself.
+        assert!((dew_point_c(25.0, 60.0) - 16.7).abs() < 0.1, "{}", dew_point_c(25.0, 60.0));
+        assert!((dew_point_c(18.0, 100.0) - 18.0).abs() < 1e-9);
+        // Stull (2011)'s own check value: 20 °C, 50 % → 13.7 °C.
+        assert!((wet_bulb_c(20.0, 50.0) - 13.7).abs() < 0.1, "{}", wet_bulb_c(20.0, 50.0));
+        assert_eq!(band(13.7), "12-14");
+        assert_eq!(band(-0.5), "-2-0");
+    }
+}
