@@ -251,6 +251,8 @@ pub fn run(store: Arc<Store>, mut pipeline: Pipeline, deliverer: Deliverer, ever
     tokio::spawn(async move {
         let mut eval = tokio::time::interval(every);
         let mut retry = tokio::time::interval(Duration::from_secs(1));
+        // The delivery log is kept 30 days (`/api/v1/alerts/notifications`), then pruned.
+        let mut prune = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tokio::select! {
                 _ = eval.tick() => match step(&store, &mut pipeline, &deliverer).await {
@@ -260,6 +262,13 @@ pub fn run(store: Arc<Store>, mut pipeline: Pipeline, deliverer: Deliverer, ever
                 _ = retry.tick() => if let Err(e) = deliverer.round().await {
                     tracing::error!(error = %e, "alert delivery round failed");
                 },
+                _ = prune.tick() => {
+                    let before = Timestamp(pipeline.clock.now().0 - 30 * DAY_NS);
+                    match pipeline.outbox.prune(before) {
+                        Ok(n) => tracing::debug!(pruned = n, "delivery log pruned"),
+                        Err(e) => tracing::warn!(error = %e, "cannot prune the delivery log"),
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
         }
