@@ -13,6 +13,8 @@ use crate::engine::{Alert, AlertStatus};
 use crate::rule::{Matcher, all_match};
 
 const NS: i64 = kilowatch_model::time::NANOS_PER_SEC;
+/// How often firing alerts are re-pushed to an Alertmanager receiver.
+pub const AM_RESEND_S: i64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Silence {
@@ -145,6 +147,11 @@ impl Dispatcher {
                 });
                 g.group_interval = leaf.group_interval;
                 g.repeat_interval = leaf.repeat_interval;
+                if self.routing.receiver(&leaf.receiver).is_some_and(|r| r.kind == crate::config::ReceiverKind::Alertmanager) {
+                    // Alertmanager resolves an alert nobody re-sent within its resolve_timeout
+                    // (5 min by default): keep it fed the way Prometheus does, every minute.
+                    g.repeat_interval = g.repeat_interval.min(AM_RESEND_S);
+                }
                 g.current.insert(a.fingerprint.clone(), a.clone());
             }
         }

@@ -155,3 +155,13 @@ fn silences_mute_until_they_expire() {
     assert!(d.tick(t(600), std::slice::from_ref(&a), std::slice::from_ref(&s)).is_empty(), "new group waits group_wait");
     assert_eq!(d.tick(t(630), std::slice::from_ref(&a), std::slice::from_ref(&s)).len(), 1, "expired silence lets it through");
 }
+
+#[test]
+fn alertmanager_receivers_are_fed_every_minute() {
+    let routing = Routing::parse("[route]\nreceiver = \"am\"\ngroup_wait = \"0s\"\ngroup_interval = \"30s\"\nrepeat_interval = \"4h\"\n[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\n").expect("routing");
+    let mut d = Dispatcher::new(routing, DispatchState::default());
+    let a = alert(&[("alertname", "Hot")], AlertStatus::Firing);
+    assert_eq!(d.tick(t(0), std::slice::from_ref(&a), &[]).len(), 1);
+    assert!(d.tick(t(30), std::slice::from_ref(&a), &[]).is_empty());
+    assert_eq!(d.tick(t(60), std::slice::from_ref(&a), &[]).len(), 1, "re-pushed before Alertmanager's resolve_timeout");
+}
