@@ -30,6 +30,8 @@ pub struct Config {
     /// Forward every accepted point to an InfluxDB v2 write API. Absent: no forwarding.
     #[serde(default)]
     pub influxdb: Option<crate::sink::InfluxConfig>,
+    #[serde(default)]
+    pub alerts: kilowatch_alerts::AlertsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -31,6 +31,8 @@ pub struct DemoOptions {
     pub backfill_step: Duration,
     pub seed: u64,
     pub nodes: usize,
+    /// `heatwave`, `cooling-failure` or `both`, starting when the live run starts.
+    pub scenario: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,10 @@ pub enum DemoError {
     Options,
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("unknown --scenario {0:?}: use heatwave, cooling-failure or both")]
+    Scenario(String),
+    #[error(transparent)]
+    Alerting(#[from] crate::alerting::AlertingError),
 }
 
 /// Simulates `[site.now(), until]` at `step` and writes it to the store in large batches.
@@ -98,7 +104,11 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let step_ns = opts.backfill_step.as_nanos() as i64;
     let now = Timestamp::now();
     let start = Timestamp((now.0 - opts.backfill.as_nanos() as i64).div_euclid(step_ns) * step_ns);
-    let mut site = Site::new(SimConfig { seed: opts.seed, nodes: opts.nodes, start, ..SimConfig::default() });
+    let scenario = match opts.scenario.as_deref() {
+        Some(name) => kilowatch_sim::Scenario::named(name, now).ok_or_else(|| DemoError::Scenario(name.to_owned()))?,
+        None => kilowatch_sim::Scenario::none(),
+    };
+    let mut site = Site::new(SimConfig { seed: opts.seed, nodes: opts.nodes, start, scenario, ..SimConfig::default() });
     if !opts.backfill.is_zero() {
         tracing::info!(from = %start.to_rfc3339(), step_s = opts.backfill_step.as_secs(), nodes = opts.nodes, "backfilling simulated history");
         let s = store.clone();
@@ -114,6 +124,9 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
     let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), shutdown.clone());
     let http = tokio::spawn(server::serve(listener, server::router(state), shutdown.clone()));
+    let rules = kilowatch_alerts::RulePack::default_pack().rules;
+    let (pipeline, deliverer) = crate::alerting::open_pipeline_with(&store, rules, crate::alerting::demo_routing(), format!("http://{}", opts.listen), Arc::new(crate::alerting::DataClock(store.clone())))?;
+    let alerting = crate::alerting::run(store.clone(), pipeline, deliverer, Duration::from_secs(5), shutdown.clone());
 
     let shipper = Shipper::new(&ShipperConfig {
         url: format!("http://{}", opts.listen),
@@ -137,5 +150,6 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let _ = collector.await;
     let _ = http.await.map_err(|e| DemoError::Task(e.to_string()))?;
     let _ = checkpointer.await;
+    let _ = alerting.await;
     Ok(())
 }

@@ -59,6 +59,9 @@ enum Command {
         /// DGX nodes to simulate.
         #[arg(long, default_value_t = 127)]
         nodes: usize,
+        /// Inject a scenario into the live simulation: heatwave, cooling-failure or both.
+        #[arg(long)]
+        scenario: Option<String>,
     },
     /// Parse a configuration file and say what is wrong with it, if anything.
     CheckConfig {
@@ -116,12 +119,16 @@ async fn main() -> anyhow::Result<()> {
                 Some(i) => Some(InfluxSink::start(i, &cfg.server.data_dir, shutdown.clone())?),
                 None => None,
             };
+            let alerting = if cfg.alerts.enabled { Some(kilowatch_aggregator::alerting::spawn(store.clone(), cfg.alerts.clone(), Arc::new(kilowatch_alerts::SystemClock), shutdown.clone())?) } else { None };
             let state = AppState { store, auth: Arc::new(auth), config: Arc::new(cfg), sink };
             server::serve(listener, server::router(state), shutdown).await?;
             checkpointer.await.context("final checkpoint")?;
+            if let Some(a) = alerting {
+                let _ = a.await;
+            }
         }
-        Command::Demo { listen, data_dir, speed, backfill, backfill_step, seed, nodes } => {
-            let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes };
+        Command::Demo { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario } => {
+            let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario };
             demo::run(opts, shutdown_on_ctrl_c()).await?;
         }
         Command::HashToken => {

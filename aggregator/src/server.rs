@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/health", get(api::health))
         .route("/health", get(api::health))
         .merge(ingest)
+        .merge(crate::alerting::routes())
         .with_state(state)
         .merge(dashboard)
 }

@@ -35,8 +35,13 @@ fn every_deploy_example_parses() {
             Config::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         } else if name.starts_with("collector") {
             CollectorConfig::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        } else if name.starts_with("rules") {
+            let text = std::fs::read_to_string(&f).expect("read");
+            kilowatch_alerts::RulePack::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        } else if name.starts_with("routing") {
+            kilowatch_alerts::config::Routing::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         } else {
-            panic!("{}: no parser is known for this example; name it kilowatch*.toml or collector*.toml, or teach this test", f.display());
+            panic!("{}: no parser is known for this example; name it kilowatch*.toml, collector*.toml, rules*.toml or routing*.toml, or teach this test", f.display());
         }
     }
 }

@@ -18,6 +18,7 @@ mod noise;
 mod plant;
 mod points;
 mod psy;
+mod scenario;
 mod weather;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub use jobs::OWNERS;
 pub use meters::METERS;
 pub use plant::Mode;
 pub use points::PointBuf;
+pub use scenario::{CoolingFailure, HeatWave, Scenario};
 pub use weather::OutsideAir;
 
 use gpu::{GpuReading, GpuStatic};
@@ -66,6 +68,8 @@ pub struct SimConfig {
     pub cooling_units: usize,
     pub emit: Emit,
     pub start: Timestamp,
+    /// Injected events (heat wave, cooling unit failure); none by default.
+    pub scenario: Scenario,
 }
 
 impl Default for SimConfig {
@@ -81,6 +85,7 @@ impl Default for SimConfig {
             emit: Emit::default(),
             // 2025-01-01T00:00:00Z
             start: Timestamp::from_secs(1_735_689_600),
+            scenario: Scenario::none(),
         }
     }
 }
@@ -343,12 +348,18 @@ impl Site {
     fn compute(&mut self, t: Timestamp) {
         let t_s = t.0 as f64 / 1e9;
         let g = self.cfg.gpus_per_node.max(1);
-        let air = self.weather.at(t_s);
+        let mut air = self.weather.at(t_s);
+        if let Some(hot) = self.cfg.scenario.air(&air, t_s) {
+            air = hot;
+        }
         let path = plant::air_path(&air);
         let next = &mut self.next;
         let mut nodes_w = 0.0;
         for n in 0..self.site_nodes {
-            let inlet = path.supply_c + self.unit_offset_c[self.node_unit[n]];
+            let mut inlet = path.supply_c + self.unit_offset_c[self.node_unit[n]];
+            if let Some(rise) = self.cfg.scenario.unit_failed(self.node_unit[n], t) {
+                inlet += rise;
+            }
             let range = n * g..(n + 1) * g;
             for i in range.clone() {
                 next.gpus[i] = gpu::gpu_at(&self.gpu_static[i], self.profiles[i].as_ref(), t_s, inlet);

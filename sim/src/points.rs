@@ -179,8 +179,16 @@ impl Site {
         );
         let p = &snap.plant;
         for (u, (offset, share)) in self.unit_offset_c.iter().zip(&self.unit_share).enumerate() {
-            let supply = p.path.supply_c + offset;
+            let mut supply = p.path.supply_c + offset;
             let units = self.unit_share.len() as f64;
+            // A failed unit: fans and pumps stopped, its cold aisle full of recirculated air.
+            let failed = self.cfg.scenario.unit_failed(u, self.now);
+            let (mut fan_w, mut pump_w) = (q(p.fan_w * share, 1.0), q(p.pump_w / units, 1.0));
+            if let Some(rise) = failed {
+                supply += rise;
+                fan_w = 0.0;
+                pump_w = 0.0;
+            }
             w.put(
                 COOLING,
                 || vec![("site", site.to_owned()), ("unit", format!("cu-{:02}", u + 1))],
@@ -190,9 +198,9 @@ impl Site {
                     ("supply_temp_c", V::F(q(supply, 0.1))),
                     ("supply_rh_pct", V::F(q(psy::rh_from_humidity_ratio(supply, p.path.supply_w), 0.1))),
                     ("return_temp_c", V::F(q(p.return_c + offset, 0.1))),
-                    ("fan_power_w", V::F(q(p.fan_w * share, 1.0))),
+                    ("fan_power_w", V::F(fan_w)),
                     // Pumps and controls are shared evenly.
-                    ("pump_power_w", V::F(q(p.pump_w / units, 1.0))),
+                    ("pump_power_w", V::F(pump_w)),
                     ("mode", V::S(p.path.mode.as_str())),
                 ],
             );

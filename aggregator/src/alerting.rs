@@ -1,0 +1,442 @@
+//! The glue between the store and the alert engine (kilowatch-alerts): a background task that
+//! every `eval_interval_s` turns the store's newest values, plus derived ones (dew point,
+//! daily PUE, daily water against its baseline, water flow with the media off), into samples
+//! for the engine, commits the resulting state and notifications to `alerts.db`, and delivers
+//! the outbox. `routes()` serves `/api/v1/alerts`, `/api/v1/silences` and `/api/v1/rules`
+//! from that same database, so the API shows exactly what survived the last commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use kilowatch_alerts::deliver::Deliverer;
+use kilowatch_alerts::dispatch::{DispatchState, Silence};
+use kilowatch_alerts::engine::{EngineState, Sample};
+use kilowatch_alerts::rule::{Matcher, Rule};
+use kilowatch_alerts::config::Routing;
+use kilowatch_alerts::{AlertsConfig, Clock, Outbox, OutboxError, Pipeline};
+use kilowatch_model::time::NANOS_PER_SEC;
+use kilowatch_model::{Labels, TimeRange, Timestamp};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::api::{AppState, error};
+use crate::auth::{Auth, Grant};
+use crate::counter::counter_delta;
+use crate::kpi;
+use crate::store::{Store, StoreError};
+
+const DAY_NS: i64 = 86_400 * NANOS_PER_SEC;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertingError {
+    #[error(transparent)]
+    Config(#[from] kilowatch_alerts::ConfigError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("alert evaluation task failed: {0}")]
+    Task(String),
+}
+
+/// Magnus formula (Sonntag 1990 constants a = 17.62, b = 243.12 °C), as DOMAIN.md allows.
+/// Private until model/src/psychro.rs lands in this tree; then use that.
+pub fn dew_point_c(t_c: f64, rh_pct: f64) -> f64 {
+    let (a, b) = (17.62, 243.12);
+    let g = (rh_pct.clamp(0.1, 100.0) / 100.0).ln() + a * t_c / (b + t_c);
+    b * g / (a - g)
+}
+
+/// Stull (2011) wet bulb from dry bulb and RH at sea-level pressure, ±1 °C: enough to band days.
+pub fn wet_bulb_c(t: f64, rh: f64) -> f64 {
+    t * (0.151_977 * (rh + 8.313_659).sqrt()).atan() + (t + rh).atan() - (rh - 1.676_331).atan() + 0.003_918_38 * rh.powf(1.5) * (0.023_101 * rh).atan() - 4.686_035
+}
+
+/// 2 °C wet-bulb bands: "10-12".
+fn band(wb: f64) -> String {
+    let lo = (wb / 2.0).floor() as i64 * 2;
+    format!("{lo}-{}", lo + 2)
+}
+
+fn sample(metric: &str, labels: Labels, value: f64, ts: Timestamp) -> Sample {
+    Sample { metric: metric.into(), labels, value, ts }
+}
+
+/// The newest value of every series a rule looks at, plus the derived values.
+pub fn live_samples(store: &Store, rules: &[Rule], now: Timestamp) -> Result<Vec<Sample>, StoreError> {
+    let mut wanted: Vec<&str> = rules.iter().map(|r| r.metric.as_str()).filter(|m| !m.starts_with("derived.")).collect();
+    wanted.extend(["cooling.supply_temp_c", "cooling.supply_rh_pct", "cooling.pump_power_w"]);
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut out = Vec::new();
+    for m in wanted {
+        let Some((meas, field)) = m.split_once('.') else { continue };
+        let series = store.find_series(meas, field, &[])?;
+        let ids: Vec<_> = series.iter().map(|s| s.id).collect();
+        for (meta, last) in series.iter().zip(store.latest(&ids)?) {
+            if let Some((ts, v)) = last
+                && let Some(v) = v.as_f64()
+            {
+                out.push(sample(m, meta.tags.clone(), v, Timestamp(ts)));
+            }
+        }
+    }
+    derive(store, now, &mut out)?;
+    Ok(out)
+}
+
+fn derive(store: &Store, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), StoreError> {
+    // Dew point of each unit's supply air.
+    let rh: BTreeMap<Labels, f64> = out.iter().filter(|s| s.metric == "cooling.supply_rh_pct").map(|s| (s.labels.clone(), s.value)).collect();
+    let dew: Vec<Sample> = out
+        .iter()
+        .filter(|s| s.metric == "cooling.supply_temp_c")
+        .filter_map(|s| rh.get(&s.labels).map(|h| sample("derived.supply_dew_point_c", s.labels.clone(), dew_point_c(s.value, *h), s.ts)))
+        .collect();
+    out.extend(dew);
+    let site: Labels = out.iter().find_map(|s| s.labels.get("site").cloned()).map(|s| Labels::from([("site".to_owned(), s)])).unwrap_or_default();
+
+    // Daily PUE, an operational indicator over the last 24 h.
+    let day = TimeRange::new(Timestamp(now.0 - DAY_NS), now);
+    let k = kpi::compute(store, day, "last 24 h")?;
+    if k.it_energy_kwh > 0.0 && k.data_quality.coverage_pct >= 50.0 {
+        let raw = k.facility_energy_kwh / k.it_energy_kwh;
+        out.push(sample("derived.daily_pue_raw", site.clone(), raw, now));
+        if let Some(p) = k.pue {
+            out.push(sample("derived.daily_pue", site.clone(), p, now));
+        }
+    }
+
+    // Water flowing with every media pump off: a leak or a stuck valve.
+    let pumps: Vec<f64> = out.iter().filter(|s| s.metric == "cooling.pump_power_w").map(|s| s.value).collect();
+    if !pumps.is_empty() && pumps.iter().all(|p| *p < 1.0) {
+        let mut litres = 0.0;
+        for m in store.find_series("water", "volume_m3", &[])? {
+            litres += water_delta(store, m.id, Timestamp(now.0 - 15 * 60 * NANOS_PER_SEC), now)? * 1000.0;
+        }
+        out.push(sample("derived.water_flow_media_off_l_min", site.clone(), litres / 15.0, now));
+    }
+
+    // Daily water against the median of the previous 30 days in the same wet-bulb band.
+    let days = daily_history(store, now)?;
+    if let Some((today, Some(wb))) = days.first().copied() {
+        let b = band(wb);
+        let mut same: Vec<f64> = days[1..].iter().filter(|(_, w)| w.map(band).as_deref() == Some(b.as_str())).map(|(v, _)| *v).collect();
+        let mut labels = site;
+        labels.insert("wet_bulb_band".into(), b);
+        out.push(sample("derived.daily_water_m3", labels.clone(), today, now));
+        // A baseline needs a week of comparable days; before that the rule stays quiet.
+        if same.len() >= 7 {
+            same.sort_by(f64::total_cmp);
+            let n = same.len();
+            let median = if n % 2 == 1 { same[n / 2] } else { 0.5 * (same[n / 2 - 1] + same[n / 2]) };
+            out.push(sample("derived.daily_water_baseline_m3", labels, median, now));
+        }
+    }
+    Ok(())
+}
+
+/// The 30 previous days change once an hour at most, and reading them means a month of the
+/// cooling series: keep them per store for the hour (evaluations run every few seconds).
+type History = Vec<(f64, Option<f64>)>;
+static HISTORY: std::sync::Mutex<BTreeMap<PathBuf, (i64, History)>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Today (the last 24 h) then the 30 days before it: (water m³, mean outside wet bulb).
+fn daily_history(store: &Store, now: Timestamp) -> Result<History, StoreError> {
+    let hour = now.0.div_euclid(3600 * NANOS_PER_SEC);
+    let key = store.path().to_owned();
+    let cached = HISTORY.lock().ok().and_then(|m| m.get(&key).filter(|(h, _)| *h == hour).map(|(_, v)| v.clone()));
+    let previous = match cached {
+        Some(v) => v,
+        None => {
+            let v: History = (1..31).map(|k| daily_water_and_wet_bulb(store, Timestamp(now.0 - k * DAY_NS))).collect::<Result<_, _>>()?;
+            if let Ok(mut m) = HISTORY.lock() {
+                m.insert(key, (hour, v.clone()));
+            }
+            v
+        }
+    };
+    let mut out = vec![daily_water_and_wet_bulb(store, now)?];
+    out.extend(previous);
+    Ok(out)
+}
+
+fn water_delta(store: &Store, id: crate::store::SeriesId, from: Timestamp, to: Timestamp) -> Result<f64, StoreError> {
+    let s: Vec<(i64, f64)> = store.read_with_neighbours(id, from.0, to.0)?.into_iter().filter_map(|(t, v)| v.as_f64().map(|f| (t, f))).collect();
+    Ok(counter_delta(&s, from.0, to.0).delta)
+}
+
+/// Water over the 24 h ending at `end`, and the mean outside wet bulb then (first unit).
+fn daily_water_and_wet_bulb(store: &Store, end: Timestamp) -> Result<(f64, Option<f64>), StoreError> {
+    let from = Timestamp(end.0 - DAY_NS);
+    let mut water = 0.0;
+    for m in store.find_series("water", "volume_m3", &[])? {
+        water += water_delta(store, m.id, from, end)?;
+    }
+    let mean = |field: &str| -> Result<Option<f64>, StoreError> {
+        let Some(m) = store.find_series("cooling", field, &[])?.into_iter().next() else { return Ok(None) };
+        let v: Vec<f64> = store.read_with_neighbours(m.id, from.0, end.0)?.into_iter().filter(|(t, _)| *t >= from.0 && *t <= end.0).filter_map(|(_, v)| v.as_f64()).collect();
+        Ok((!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64))
+    };
+    let wb = match (mean("outside_temp_c")?, mean("outside_rh_pct")?) {
+        (Some(t), Some(rh)) => Some(wet_bulb_c(t, rh)),
+        _ => None,
+    };
+    Ok((water, wb))
+}
+
+/// The newest time the store holds (the wall clock when empty): the demo's simulated site runs
+/// ahead of the wall clock, and its alerts should follow its time.
+pub struct DataClock(pub Arc<Store>);
+
+impl Clock for DataClock {
+    fn now(&self) -> Timestamp {
+        self.0.stats().ok().and_then(|s| s.newest_ts).map(Timestamp).unwrap_or_else(Timestamp::now)
+    }
+}
+
+/// Where the alert database lives: beside the sample store.
+pub fn data_dir(store: &Store) -> PathBuf {
+    store.path().parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Opens the pipeline with the configured rules and routing, restoring saved state.
+pub fn open_pipeline(store: &Store, cfg: &AlertsConfig, clock: Arc<dyn Clock>) -> Result<(Pipeline, Deliverer), AlertingError> {
+    let external = cfg.external_url.clone().unwrap_or_else(|| "http://127.0.0.1:8086".into());
+    open_pipeline_with(store, cfg.load_rules()?.rules, cfg.load_routing()?, external, clock)
+}
+
+pub fn open_pipeline_with(store: &Store, rules: Vec<Rule>, routing: Routing, external_url: String, clock: Arc<dyn Clock>) -> Result<(Pipeline, Deliverer), AlertingError> {
+    let outbox = Arc::new(Outbox::open(&data_dir(store))?);
+    let deliverer = Deliverer::new(outbox.clone(), routing.clone(), clock.clone(), external_url);
+    Ok((Pipeline::open(rules, routing, outbox, clock)?, deliverer))
+}
+
+/// The example routing's inhibition and topology without its receivers: what the demo runs,
+/// so its API shows what would be muted without sending anything anywhere.
+pub fn demo_routing() -> Routing {
+    let mut r = Routing::parse(include_str!("../../deploy/alerts/routing.toml")).unwrap_or_default();
+    r.receivers.clear();
+    r.route = kilowatch_alerts::config::Route::default();
+    r
+}
+
+/// One evaluation: samples from the store, the pipeline step, one delivery round.
+pub async fn step(store: &Arc<Store>, pipeline: &mut Pipeline, deliverer: &Deliverer) -> Result<usize, AlertingError> {
+    let now = pipeline.clock.now();
+    let rules = pipeline.engine.rules.clone();
+    let s = store.clone();
+    let samples = tokio::task::spawn_blocking(move || live_samples(&s, &rules, now)).await.map_err(|e| AlertingError::Task(e.to_string()))??;
+    let notes = pipeline.tick(&samples)?;
+    deliverer.round().await?;
+    Ok(notes.len())
+}
+
+/// The background task: evaluate every `eval_interval_s`, deliver (retries included) every
+/// second, until shutdown.
+pub fn spawn(store: Arc<Store>, cfg: AlertsConfig, clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>, AlertingError> {
+    let (pipeline, deliverer) = open_pipeline(&store, &cfg, clock)?;
+    Ok(run(store, pipeline, deliverer, Duration::from_secs(cfg.eval_interval_s.max(1)), shutdown))
+}
+
+pub fn run(store: Arc<Store>, mut pipeline: Pipeline, deliverer: Deliverer, every: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut eval = tokio::time::interval(every);
+        let mut retry = tokio::time::interval(Duration::from_secs(1));
+        // The delivery log is kept 30 days (`/api/v1/alerts/notifications`), then pruned.
+        let mut prune = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = eval.tick() => match step(&store, &mut pipeline, &deliverer).await {
+                    Ok(n) => tracing::debug!(notifications = n, "alerts evaluated"),
+                    Err(e) => tracing::error!(error = %e, "alert evaluation failed; state kept, next round retries"),
+                },
+                _ = retry.tick() => if let Err(e) = deliverer.round().await {
+                    tracing::error!(error = %e, "alert delivery round failed");
+                },
+                _ = prune.tick() => {
+                    let before = Timestamp(pipeline.clock.now().0 - 30 * DAY_NS);
+                    match pipeline.outbox.prune(before) {
+                        Ok(n) => tracing::debug!(pruned = n, "delivery log pruned"),
+                        Err(e) => tracing::warn!(error = %e, "cannot prune the delivery log"),
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    })
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/notifications", get(list_notifications))
+        .route("/api/v1/rules", get(list_rules))
+        .route("/api/v1/silences", get(list_silences).post(create_silence))
+        .route("/api/v1/silences/{id}", delete(expire_silence))
+}
+
+#[derive(Deserialize)]
+struct AlertQuery {
+    state: Option<String>,
+    fingerprint: Option<String>,
+    token: Option<String>,
+}
+
+fn guard(st: &AppState, headers: &HeaderMap, token: Option<&str>, write: bool) -> Result<Arc<Outbox>, Box<Response>> {
+    let presented = Auth::presented(headers, token);
+    let ok = if write { st.auth.grant(presented) == Grant::Write } else { st.auth.may_read(presented) };
+    if !ok {
+        let need = if write { "write" } else { "read" };
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "unauthorized", format!("a valid {need} token is required"))));
+    }
+    Outbox::open(&data_dir(&st.store)).map(Arc::new).map_err(|e| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())))
+}
+
+fn internal(e: OutboxError) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string())
+}
+
+async fn list_alerts(State(st): State<AppState>, Query(q): Query<AlertQuery>, headers: HeaderMap) -> Response {
+    let ob = match guard(&st, &headers, q.token.as_deref(), false) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    let (es, ds): (EngineState, DispatchState) = match (ob.load("engine"), ob.load("dispatch")) {
+        (Ok(e), Ok(d)) => (e.unwrap_or_default(), d.unwrap_or_default()),
+        (Err(e), _) | (_, Err(e)) => return internal(e),
+    };
+    let alerts: Vec<_> = es
+        .alerts
+        .values()
+        .filter(|a| q.state.as_deref().is_none_or(|s| serde_json::to_value(a.status).ok().and_then(|v| v.as_str().map(|x| x == s)).unwrap_or(false)))
+        .filter(|a| q.fingerprint.as_deref().is_none_or(|f| f == a.fingerprint))
+        .map(|a| json!({ "alert": a, "muted": ds.muted.get(&a.fingerprint) }))
+        .collect();
+    Json(json!({ "alerts": alerts })).into_response()
+}
+
+async fn list_notifications(State(st): State<AppState>, Query(q): Query<AlertQuery>, headers: HeaderMap) -> Response {
+    match guard(&st, &headers, q.token.as_deref(), false) {
+        Ok(ob) => match ob.log(500) {
+            Ok(l) => Json(json!({ "notifications": l })).into_response(),
+            Err(e) => internal(e),
+        },
+        Err(r) => *r,
+    }
+}
+
+async fn list_rules(State(st): State<AppState>, Query(q): Query<AlertQuery>, headers: HeaderMap) -> Response {
+    let ob = match guard(&st, &headers, q.token.as_deref(), false) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    let rules: Vec<Rule> = match ob.load("rules") {
+        Ok(r) => r.unwrap_or_default(),
+        Err(e) => return internal(e),
+    };
+    let es: EngineState = ob.load("engine").ok().flatten().unwrap_or_default();
+    let out: Vec<_> = rules
+        .iter()
+        .map(|r| json!({ "rule": r, "status": es.rules.get(&format!("{}/{}/{}", r.name, r.severity, r.metric)) }))
+        .collect();
+    Json(json!({ "rules": out })).into_response()
+}
+
+async fn list_silences(State(st): State<AppState>, Query(q): Query<AlertQuery>, headers: HeaderMap) -> Response {
+    match guard(&st, &headers, q.token.as_deref(), false) {
+        Ok(ob) => match ob.silences() {
+            Ok(s) => {
+                let now = Timestamp::now();
+                let v: Vec<_> = s.iter().map(|s| json!({ "silence": s, "active": s.active(now) })).collect();
+                Json(json!({ "silences": v })).into_response()
+            }
+            Err(e) => internal(e),
+        },
+        Err(r) => *r,
+    }
+}
+
+#[derive(Deserialize)]
+struct NewSilence {
+    matchers: Vec<Matcher>,
+    #[serde(rename = "startsAt")]
+    starts_at: Option<String>,
+    #[serde(rename = "endsAt")]
+    ends_at: Option<String>,
+    /// Alternative to endsAt: "2h".
+    duration: Option<String>,
+    #[serde(default, rename = "createdBy")]
+    created_by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn create_silence(State(st): State<AppState>, headers: HeaderMap, Json(n): Json<NewSilence>) -> Response {
+    let ob = match guard(&st, &headers, None, true) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    if n.matchers.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "invalid", "a silence needs at least one matcher");
+    }
+    let now = Timestamp::now();
+    let parse = |s: &Option<String>| s.as_deref().map(Timestamp::parse_rfc3339).transpose();
+    let (starts, ends) = match (parse(&n.starts_at), parse(&n.ends_at)) {
+        (Ok(s), Ok(e)) => (s.unwrap_or(now), e),
+        _ => return error(StatusCode::BAD_REQUEST, "invalid", "startsAt/endsAt must be RFC 3339"),
+    };
+    let ends = match (ends, n.duration.as_deref().and_then(kilowatch_alerts::parse_duration_s)) {
+        (Some(e), _) => e,
+        (None, Some(d)) => Timestamp(starts.0 + d * NANOS_PER_SEC),
+        (None, None) => return error(StatusCode::BAD_REQUEST, "invalid", "give endsAt or duration (e.g. \"2h\")"),
+    };
+    if ends <= starts {
+        return error(StatusCode::BAD_REQUEST, "invalid", "endsAt must be after startsAt");
+    }
+    let id = format!("{:x}-{:04x}", now.0, std::process::id() & 0xffff);
+    let s = Silence { id: id.clone(), matchers: n.matchers, starts_at: starts, ends_at: ends, created_by: n.created_by, comment: n.comment };
+    match ob.put_silence(&s) {
+        Ok(()) => {
+            tracing::info!(silence = %id, matchers = ?s.matchers.iter().map(ToString::to_string).collect::<Vec<_>>(), ends = %ends.to_rfc3339(), "silence created");
+            (StatusCode::CREATED, Json(json!({ "silenceID": id, "silence": s }))).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn expire_silence(State(st): State<AppState>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
+    let ob = match guard(&st, &headers, None, true) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    match ob.expire_silence(&id, Timestamp::now()) {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "not found", format!("no silence {id}")),
+        Err(e) => internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psychrometrics_and_bands() {
+        // Magnus: 25 °C at 60 % RH has a dew point of about 16.7 °C; saturated air's is itself.
+        assert!((dew_point_c(25.0, 60.0) - 16.7).abs() < 0.1, "{}", dew_point_c(25.0, 60.0));
+        assert!((dew_point_c(18.0, 100.0) - 18.0).abs() < 1e-9);
+        // Stull (2011)'s own check value: 20 °C, 50 % → 13.7 °C.
+        assert!((wet_bulb_c(20.0, 50.0) - 13.7).abs() < 0.1, "{}", wet_bulb_c(20.0, 50.0));
+        assert_eq!(band(13.7), "12-14");
+        assert_eq!(band(-0.5), "-2-0");
+    }
+}
