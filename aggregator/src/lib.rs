@@ -1,12 +1,20 @@
 //! The aggregator: ingest, the embedded store, site KPIs, the query API, and the dashboard's
 //! view of the data. The `kilowatch` binary (src/main.rs) wires these together.
 
+pub mod acct_api;
 pub mod api;
+pub mod attribution;
+pub mod carbon;
 pub mod auth;
 pub mod config;
 pub mod counter;
 pub mod demo;
+pub mod eu;
+pub mod jobs;
 pub mod kpi;
+pub mod ledger;
+pub mod periods;
 pub mod server;
+pub mod slurm;
 pub mod store;
 pub mod view;

@@ -9,7 +9,7 @@ use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::demo::{self, DemoOptions};
-use kilowatch_aggregator::server;
+use kilowatch_aggregator::{server, slurm};
 use kilowatch_aggregator::store::Store;
 
 /// Kilowatch: energy, water and carbon of an AI datacenter, from the GPU to the meter.
@@ -58,6 +58,24 @@ enum Command {
         /// DGX nodes to simulate.
         #[arg(long, default_value_t = 127)]
         nodes: usize,
+    },
+    /// Poll Slurm (`squeue --json`) and post running jobs and their GPU indices to an
+    /// aggregator, closing jobs that vanish: catches what the prolog/epilog hooks missed.
+    SlurmPoll {
+        /// The aggregator's base URL.
+        #[arg(long, env = "KILOWATCH_URL", default_value = "http://127.0.0.1:8086")]
+        url: String,
+        /// A write token.
+        #[arg(long, env = "KILOWATCH_TOKEN")]
+        token: String,
+        #[arg(long, default_value = "squeue")]
+        squeue: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+        /// Poll once and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Parse a configuration file and say what is wrong with it, if anything.
     CheckConfig {
@@ -108,13 +126,41 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_on_ctrl_c();
             let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), shutdown.clone());
             let auth = Auth::new(cfg.auth.write_tokens.clone(), cfg.auth.read_tokens.clone(), insecure_no_auth);
+            let poller = if cfg.slurm.poll {
+                let jobs = Arc::new(kilowatch_aggregator::jobs::JobStore::beside(&store)?);
+                let sink = move |posts: Vec<kilowatch_aggregator::jobs::JobPost>| {
+                    let j = jobs.clone();
+                    async move { tokio::task::spawn_blocking(move || j.post_many(&posts)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()) }
+                };
+                Some(tokio::spawn(slurm::run_poller(cfg.slurm.squeue.clone(), Duration::from_secs(cfg.slurm.poll_interval_s), shutdown.clone(), sink)))
+            } else {
+                None
+            };
             let state = AppState { store, auth: Arc::new(auth), config: Arc::new(cfg) };
             server::serve(listener, server::router(state), shutdown).await?;
+            if let Some(p) = poller {
+                let _ = p.await;
+            }
             checkpointer.await.context("final checkpoint")?;
         }
         Command::Demo { listen, data_dir, speed, backfill, backfill_step, seed, nodes } => {
             let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes };
             demo::run(opts, shutdown_on_ctrl_c()).await?;
+        }
+        Command::SlurmPoll { url, token, squeue, interval, once } => {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+            if once {
+                let json = slurm::run_squeue(&squeue)?;
+                let posts = slurm::Poller::default().poll(&json, kilowatch_model::Timestamp::now())?;
+                let n = slurm::post_http(&client, &url, &token, posts).await.map_err(anyhow::Error::msg)?;
+                println!("{n} allocations posted");
+            } else {
+                let sink = |posts| {
+                    let (c, u, t) = (client.clone(), url.clone(), token.clone());
+                    async move { slurm::post_http(&c, &u, &t, posts).await }
+                };
+                slurm::run_poller(squeue, Duration::from_secs(interval.max(1)), shutdown_on_ctrl_c(), sink).await;
+            }
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;
