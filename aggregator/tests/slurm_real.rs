@@ -67,7 +67,7 @@ fn write_conf(dir: &Path, url: &str) -> PathBuf {
          SlurmUser=root\nSlurmdUser=root\nStateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\nSlurmctldPidFile={d}/ctld.pid\nSlurmdPidFile={d}/d.pid\n\
          SlurmctldLogFile={d}/ctld.log\nSlurmdLogFile={d}/d.log\nProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nSchedulerType=sched/builtin\n\
          SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nGresTypes=gpu\nPrologFlags=Alloc\nProlog={d}/prolog.sh\nEpilog={d}/epilog.sh\n\
-         JobCompType=jobcomp/none\nAccountingStorageType=accounting_storage/none\nMpiDefault=none\nReturnToService=2\nSchedulerParameters=sched_interval=1\n\
+         JobCompType=jobcomp/none\nAccountingStorageType=accounting_storage/none\nMpiDefault=none\nReturnToService=2\nSchedulerParameters=sched_interval=1\nSlurmdParameters=config_overrides\n\
          NodeName={host} NodeAddr=127.0.0.1 CPUs=4 Gres=gpu:8 State=UNKNOWN\nPartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES\n",
         cp = free_port(),
         dp = free_port(),
@@ -147,6 +147,11 @@ async fn slurm_hooks_and_poller_record_gpu_indices() {
     assert_eq!(ledger[0]["allocations"][0]["source"], "slurm-hook");
     assert_eq!(ledger[0]["allocations"][0]["node"], host);
     // The indices match what Slurm itself says.
+    let c = conf.clone();
+    let j3_running = format!("{j3} R");
+    wait_until("job 3 to run", Duration::from_secs(30), || {
+        Command::new("squeue").args(["-h", "-o", "%i %t"]).env("SLURM_CONF", &c).output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&j3_running))
+    });
     let detail = slurm_cmd(&conf, "squeue", &["--json"]);
     let running = slurm::running_allocations(&detail).expect("squeue json");
     let p3 = running.iter().find(|p| p.job == format!("slurm:{j3}")).expect("job 3 running");
