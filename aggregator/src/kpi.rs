@@ -46,6 +46,8 @@ pub struct DataQuality {
     pub meters: Vec<MeterQuality>,
     /// Reasons a figure is withheld or suspect (PUE below 1, no IT meter, …).
     pub faults: Vec<String>,
+    /// Meters known to the store that sent nothing covering this window.
+    pub missing_meters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,6 +213,10 @@ pub fn compute_with(store: &Store, r: TimeRange, window: &str, carbon_cfg: &Carb
     let coverage_pct = key_meters.chain(water_q.iter()).map(|m| m.coverage_pct).fold(f64::NAN, f64::min);
     let mut all_q = meters;
     all_q.extend(water_q);
+    let missing_meters: Vec<String> = all_q.iter().filter(|m| m.coverage_pct == 0.0).map(|m| m.meter.clone()).collect();
+    if !missing_meters.is_empty() {
+        faults.push(format!("no data over this window from: {}", missing_meters.join(", ")));
+    }
     let from = r.from.to_rfc3339();
     let to = r.to.to_rfc3339();
     let pue_label = match (pue, category) {
@@ -248,6 +254,7 @@ pub fn compute_with(store: &Store, r: TimeRange, window: &str, carbon_cfg: &Carb
             estimated_meters: all_q.iter().filter(|m| m.estimated).count(),
             meters: all_q,
             faults,
+            missing_meters,
         },
     })
 }
