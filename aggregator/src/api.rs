@@ -13,7 +13,6 @@ use serde_json::json;
 
 use crate::auth::{Auth, Grant};
 use crate::config::Config;
-use crate::kpi;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -106,21 +105,7 @@ pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, St
     Ok(r)
 }
 
-pub async fn kpi(State(st): State<AppState>, Query(q): Query<RangeParams>, headers: HeaderMap) -> Response {
-    if !st.auth.may_read(Auth::presented(&headers, q.token.as_deref())) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>");
-    }
-    let range = match parse_range(q.from.as_deref(), q.to.as_deref()) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
-    };
-    let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || kpi::compute(&store, range, "custom range")).await {
-        Ok(Ok(k)) => Json(k).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
-    }
-}
+// `GET /api/v1/kpi` lives in `acct_api` (ranges and calendar periods).
 
 pub async fn health(State(st): State<AppState>) -> Response {
     let store = st.store.clone();

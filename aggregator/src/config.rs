@@ -32,6 +32,48 @@ pub struct Config {
     pub influxdb: Option<crate::sink::InfluxConfig>,
     #[serde(default)]
     pub alerts: kilowatch_alerts::AlertsConfig,
+    #[serde(default)]
+    pub carbon: CarbonConfig,
+    /// EU Delegated Regulation 2024/1364 Annex II figures the meters cannot give, declared by
+    /// the operator (e.g. `pdit_kw = 1295.4`, `sdc_m2 = 2000`); reported as declared.
+    #[serde(default)]
+    pub eu: std::collections::BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub slurm: SlurmConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarbonConfig {
+    /// Location-based grid factor, kg CO2eq per kWh (default 0.056, Ember 2024 for France, what
+    /// the DC5 operator publishes). An ingested `carbon` series (`intensity_g_per_kwh`) takes
+    /// precedence hour by hour.
+    #[serde(default = "default_factor")]
+    pub factor_kg_per_kwh: f64,
+    #[serde(default = "default_factor_source")]
+    pub source: String,
+    #[serde(default = "default_factor_year")]
+    pub year: i32,
+    /// Residual-mix factor for market-based CO2 of the energy not covered by renewables
+    /// (`role=renewable` meters). Defaults to the location-based factor.
+    #[serde(default)]
+    pub residual_factor_kg_per_kwh: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    /// Poll `squeue --json` from `kilowatch serve` every `poll_interval_s` (default off; the
+    /// prolog/epilog hooks or `kilowatch slurm-poll` can run instead).
+    #[serde(default)]
+    pub poll: bool,
+    #[serde(default = "default_poll")]
+    pub poll_interval_s: u64,
+    /// Where squeue and scontrol are (default: found on PATH).
+    #[serde(default = "default_squeue")]
+    pub squeue: String,
+    #[serde(default = "default_scontrol")]
+    pub scontrol: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +161,35 @@ fn default_tz() -> String {
 fn default_checkpoint() -> u64 {
     300
 }
+fn default_factor() -> f64 {
+    0.056
+}
+fn default_factor_source() -> String {
+    "Ember".into()
+}
+fn default_factor_year() -> i32 {
+    2024
+}
+fn default_poll() -> u64 {
+    30
+}
+fn default_squeue() -> String {
+    "squeue".into()
+}
+fn default_scontrol() -> String {
+    "scontrol".into()
+}
+
+impl Default for CarbonConfig {
+    fn default() -> Self {
+        CarbonConfig { factor_kg_per_kwh: default_factor(), source: default_factor_source(), year: default_factor_year(), residual_factor_kg_per_kwh: None }
+    }
+}
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        SlurmConfig { poll: false, poll_interval_s: default_poll(), squeue: default_squeue(), scontrol: default_scontrol() }
+    }
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -151,6 +222,12 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| ConfigError::Invalid { key: "server.listen", message: format!("{:?}: {e}", self.server.listen) })?;
+        if !(self.carbon.factor_kg_per_kwh.is_finite() && self.carbon.factor_kg_per_kwh >= 0.0) {
+            return Err(ConfigError::Invalid { key: "carbon.factor_kg_per_kwh", message: "must be a number >= 0".into() });
+        }
+        if self.slurm.poll_interval_s == 0 {
+            return Err(ConfigError::Invalid { key: "slurm.poll_interval_s", message: "must be at least 1".into() });
+        }
         if self.store.checkpoint_interval_s == 0 {
             return Err(ConfigError::Invalid { key: "store.checkpoint_interval_s", message: "must be at least 1".into() });
         }

@@ -13,7 +13,9 @@ use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
 use kilowatch_collector::source::SimSource;
 use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig, SpoolError};
 use kilowatch_model::Timestamp;
-use kilowatch_sim::{PointBuf, SimConfig, Site};
+use kilowatch_sim::{JobEvent, PointBuf, SimConfig, Site};
+
+use crate::jobs::{JobError, JobPost, JobStore};
 use tokio::sync::watch;
 
 use crate::api::AppState;
@@ -49,6 +51,8 @@ pub enum DemoError {
     Spool(#[from] SpoolError),
     #[error("--speed must be positive, and --backfill-step at least one second")]
     Options,
+    #[error(transparent)]
+    Jobs(#[from] JobError),
     #[error("background task failed: {0}")]
     Task(String),
     #[error("unknown --scenario {0:?}: use heatwave, cooling-failure or both")]
@@ -57,8 +61,43 @@ pub enum DemoError {
     Alerting(#[from] crate::alerting::AlertingError),
 }
 
-/// Simulates `[site.now(), until]` at `step` and writes it to the store in large batches.
-pub fn backfill(store: &Store, site: &mut Site, until: Timestamp, step: Duration) -> Result<u64, StoreError> {
+/// Simulates `[site.now(), until]` at `step` and writes it to the store in large batches,
+/// without the job events.
+pub fn backfill(store: &Store, site: &mut Site, until: Timestamp, step: Duration) -> Result<u64, DemoError> {
+    backfill_with_jobs(store, None, site, until, step)
+}
+
+/// The simulator's job events as ledger posts (job ids prefixed "sim:").
+pub fn job_posts(events: Vec<JobEvent>) -> Vec<JobPost> {
+    events
+        .into_iter()
+        .map(|e| match e {
+            JobEvent::Start(a) => JobPost {
+                job: format!("sim:{}", a.job),
+                owner: Some(a.owner.clone()),
+                project: Some(a.owner),
+                node: Some(a.node),
+                gpus: Some(a.gpus),
+                start: Some(a.start.to_rfc3339()),
+                end: a.end.map(|e| e.to_rfc3339()),
+                source: Some("sim".into()),
+            },
+            JobEvent::End { job, node, end } => JobPost { job: format!("sim:{job}"), owner: None, project: None, node: Some(node), gpus: None, start: None, end: Some(end.to_rfc3339()), source: Some("sim".into()) },
+        })
+        .collect()
+}
+
+/// Records the allocations already running at the site's current time (the backfill's first
+/// instant), whose start events happened before it.
+pub fn record_active(jobs: &JobStore, site: &Site) -> Result<usize, JobError> {
+    jobs.post_many(&job_posts(site.active_jobs().into_iter().map(JobEvent::Start).collect()))
+}
+
+/// Like [`backfill`], and records the job events in `jobs` as they happen.
+pub fn backfill_with_jobs(store: &Store, jobs: Option<&JobStore>, site: &mut Site, until: Timestamp, step: Duration) -> Result<u64, DemoError> {
+    if let Some(j) = jobs {
+        record_active(j, site)?;
+    }
     let step_ns = step.as_nanos() as i64;
     let start = site.now();
     let total = ((until.0 - start.0) / step_ns).max(0);
@@ -72,7 +111,10 @@ pub fn backfill(store: &Store, site: &mut Site, until: Timestamp, step: Duration
     for i in 1..=total {
         site.advance_to(Timestamp(start.0 + i * step_ns));
         site.fill_points(&mut buf);
-        drop(site.take_job_events());
+        let events = site.take_job_events();
+        if let Some(j) = jobs {
+            j.post_many(&job_posts(events))?;
+        }
         written += store.write(buf.points())?.samples as u64;
         if last_log.elapsed() >= Duration::from_secs(2) {
             last_log = Instant::now();
@@ -112,7 +154,10 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     if !opts.backfill.is_zero() {
         tracing::info!(from = %start.to_rfc3339(), step_s = opts.backfill_step.as_secs(), nodes = opts.nodes, "backfilling simulated history");
         let s = store.clone();
-        site = tokio::task::spawn_blocking(move || backfill(&s, &mut site, now, opts.backfill_step).map(|_| site))
+        site = tokio::task::spawn_blocking(move || {
+            let jobs = JobStore::beside(&s)?;
+            backfill_with_jobs(&s, Some(&jobs), &mut site, now, opts.backfill_step).map(|_| site)
+        })
             .await
             .map_err(|e| DemoError::Task(e.to_string()))??;
     }
@@ -136,6 +181,10 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
         timeout: Duration::from_secs(10),
     })?;
     let origin = site.now();
+    // The collector ships points only; the simulator's job events reach the ledger from a
+    // twin of the site (same seed, same schedule) that emits nothing and only keeps time.
+    let twin_cfg = SimConfig { emit: kilowatch_sim::Emit { gpus: false, nodes: false, facility: false }, ..site.config().clone() };
+    let jobs_task = tokio::spawn(live_jobs(store.clone(), twin_cfg, origin, opts.speed, shutdown.clone()));
     let agent = Agent {
         sources: vec![Box::new(SimSource::from_site(site))],
         shipper,
@@ -151,5 +200,35 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let _ = http.await.map_err(|e| DemoError::Task(e.to_string()))?;
     let _ = checkpointer.await;
     let _ = alerting.await;
+    let _ = jobs_task.await;
     Ok(())
+}
+
+/// Follows the simulated clock every 10 real seconds and records the job events.
+async fn live_jobs(store: Arc<Store>, cfg: SimConfig, origin: Timestamp, speed: f64, mut shutdown: watch::Receiver<bool>) {
+    let jobs = match JobStore::beside(&store) {
+        Ok(j) => Arc::new(j),
+        Err(e) => {
+            tracing::error!(error = %e, "demo: no job ledger, live jobs are not recorded");
+            return;
+        }
+    };
+    let mut twin = Site::new(SimConfig { start: origin, ..cfg });
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let t = Timestamp(origin.0 + (started.elapsed().as_secs_f64() * speed * 1e9) as i64);
+        twin.advance_to(t);
+        let posts = job_posts(twin.take_job_events());
+        let j = jobs.clone();
+        match tokio::task::spawn_blocking(move || j.post_many(&posts)).await {
+            Ok(Ok(n)) => tracing::debug!(rows = n, "demo: job events recorded"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "demo: job events not recorded"),
+            Err(e) => tracing::warn!(error = %e, "demo: job task failed"),
+        }
+    }
 }

@@ -2,13 +2,21 @@
 //! view of the data. The `kilowatch` binary (src/main.rs) wires these together.
 
 pub mod alerting;
+pub mod acct_api;
 pub mod api;
+pub mod attribution;
+pub mod carbon;
 pub mod auth;
 pub mod config;
 pub mod counter;
 pub mod demo;
+pub mod eu;
+pub mod jobs;
 pub mod kpi;
+pub mod ledger;
+pub mod periods;
 pub mod server;
 pub mod sink;
+pub mod slurm;
 pub mod store;
 pub mod view;

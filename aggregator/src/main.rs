@@ -9,8 +9,8 @@ use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::{Config, TokenScope};
 use kilowatch_aggregator::demo::{self, DemoOptions};
-use kilowatch_aggregator::server;
 use kilowatch_aggregator::sink::InfluxSink;
+use kilowatch_aggregator::{server, slurm};
 use kilowatch_aggregator::store::Store;
 
 /// Kilowatch: energy, water and carbon of an AI datacenter, from the GPU to the meter.
@@ -62,6 +62,24 @@ enum Command {
         /// Inject a scenario into the live simulation: heatwave, cooling-failure or both.
         #[arg(long)]
         scenario: Option<String>,
+    },
+    /// Poll Slurm (`squeue --json`) and post running jobs and their GPU indices to an
+    /// aggregator, closing jobs that vanish: catches what the prolog/epilog hooks missed.
+    SlurmPoll {
+        /// The aggregator's base URL.
+        #[arg(long, env = "KILOWATCH_URL", default_value = "http://127.0.0.1:8086")]
+        url: String,
+        /// A write token.
+        #[arg(long, env = "KILOWATCH_TOKEN")]
+        token: String,
+        #[arg(long, default_value = "squeue")]
+        squeue: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+        /// Poll once and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Parse a configuration file and say what is wrong with it, if anything.
     CheckConfig {
@@ -120,8 +138,21 @@ async fn main() -> anyhow::Result<()> {
                 None => None,
             };
             let alerting = if cfg.alerts.enabled { Some(kilowatch_aggregator::alerting::spawn(store.clone(), cfg.alerts.clone(), Arc::new(kilowatch_alerts::SystemClock), shutdown.clone())?) } else { None };
+            let poller = if cfg.slurm.poll {
+                let jobs = Arc::new(kilowatch_aggregator::jobs::JobStore::beside(&store)?);
+                let sink = move |posts: Vec<kilowatch_aggregator::jobs::JobPost>| {
+                    let j = jobs.clone();
+                    async move { tokio::task::spawn_blocking(move || j.post_many(&posts)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()) }
+                };
+                Some(tokio::spawn(slurm::run_poller(cfg.slurm.squeue.clone(), Duration::from_secs(cfg.slurm.poll_interval_s), shutdown.clone(), sink)))
+            } else {
+                None
+            };
             let state = AppState { store, auth: Arc::new(auth), config: Arc::new(cfg), sink };
             server::serve(listener, server::router(state), shutdown).await?;
+            if let Some(p) = poller {
+                let _ = p.await;
+            }
             checkpointer.await.context("final checkpoint")?;
             if let Some(a) = alerting {
                 let _ = a.await;
@@ -139,6 +170,21 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("the token is shorter than 16 characters");
             }
             println!("{}", kilowatch_aggregator::auth::sha256_hex(token));
+        }
+        Command::SlurmPoll { url, token, squeue, interval, once } => {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+            if once {
+                let json = slurm::run_squeue(&squeue)?;
+                let posts = slurm::Poller::default().poll(&json, kilowatch_model::Timestamp::now())?;
+                let n = slurm::post_http(&client, &url, &token, posts).await.map_err(anyhow::Error::msg)?;
+                println!("{n} allocations posted");
+            } else {
+                let sink = |posts| {
+                    let (c, u, t) = (client.clone(), url.clone(), token.clone());
+                    async move { slurm::post_http(&c, &u, &t, posts).await }
+                };
+                slurm::run_poller(squeue, Duration::from_secs(interval.max(1)), shutdown_on_ctrl_c(), sink).await;
+            }
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use tokio::sync::watch;
 use tower_http::decompression::RequestDecompressionLayer;
 
+use crate::acct_api;
 use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::store::Store;
@@ -28,8 +29,13 @@ pub fn router(state: AppState) -> Router {
         // Telegraf and InfluxDB clients gzip their bodies; the limit applies after inflating.
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(max_body));
+    let acct = Arc::new(acct_api::Accounting::open(&state.store));
     Router::new()
-        .route("/api/v1/kpi", get(api::kpi))
+        .route("/api/v1/kpi", get(acct_api::kpi))
+        .route("/api/v1/jobs", get(acct_api::list_jobs).post(acct_api::post_jobs))
+        .route("/api/v1/jobs/{id}", get(acct_api::get_job))
+        .route("/api/v1/eu-indicators", get(acct_api::eu_indicators))
+        .layer(axum::Extension(acct))
         .route("/api/v1/health", get(api::health))
         .route("/health", get(api::health))
         .merge(ingest)

@@ -1,0 +1,203 @@
+//! The accounting API: KPIs over calendar periods, jobs in (`POST /api/v1/jobs`) and out
+//! (`GET /api/v1/jobs`, `/api/v1/jobs/{id}`), and the EU indicators.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono_tz::Tz;
+use kilowatch_model::{TimeRange, Timestamp};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{AppState, error, parse_range};
+use crate::attribution::{self, Attribution};
+use crate::auth::{Auth, Grant};
+use crate::jobs::{self, Allocation, JobError, JobPost, JobStore};
+use crate::periods;
+use crate::store::Store;
+use crate::{eu, kpi};
+
+/// The job ledger, opened beside the store when the router is built. If it cannot be opened
+/// the rest of the API still serves, and the job endpoints answer 503 with the reason.
+pub struct Accounting {
+    pub jobs: Result<JobStore, String>,
+}
+
+pub type Acct = Extension<Arc<Accounting>>;
+
+impl Accounting {
+    pub fn open(store: &Store) -> Accounting {
+        let jobs = JobStore::beside(store).map_err(|e| {
+            tracing::error!(error = %e, "job ledger unavailable");
+            e.to_string()
+        });
+        Accounting { jobs }
+    }
+}
+
+/// A collector's `gpu_job` points are read as holding a GPU across gaps up to this long: the
+/// collector sends them every second, a backfill or a slow shipper every 15 minutes.
+const GPU_JOB_MAX_GAP_NS: i64 = 1_200_000_000_000;
+
+#[derive(Deserialize, Default)]
+pub struct WindowParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub period: Option<String>,
+    pub at: Option<String>,
+    pub month: Option<String>,
+    pub year: Option<String>,
+    pub token: Option<String>,
+}
+
+/// A window from `period=` (with `at`, `month`, `year`) or `from`/`to`, with its label.
+pub fn window(st: &AppState, q: &WindowParams) -> Result<(TimeRange, String, bool), String> {
+    let Some(period) = q.period.as_deref() else {
+        return parse_range(q.from.as_deref(), q.to.as_deref()).map(|r| (r, "custom range (operational indicator unless a calendar year)".to_owned(), false));
+    };
+    let tz: Tz = st.config.site.timezone.parse().map_err(|_| format!("bad site.timezone {:?}", st.config.site.timezone))?;
+    let at = q.at.as_deref().map(|a| Timestamp::parse_rfc3339(a).map_err(|e| format!("at={a:?}: {e}"))).transpose()?;
+    // "Now" for live data is the newest sample, which runs ahead of the clock in a fast demo.
+    let now = if period == "live" { st.store.stats().ok().and_then(|s| s.newest_ts).map(Timestamp).unwrap_or_else(Timestamp::now) } else { Timestamp::now() };
+    let p = periods::resolve(period, at, q.month.as_deref(), q.year.as_deref(), tz, now).map_err(|e| e.to_string())?;
+    Ok((p.range, p.label, p.official))
+}
+
+fn read_ok(st: &AppState, headers: &HeaderMap, token: Option<&str>) -> Option<Response> {
+    (!st.auth.may_read(Auth::presented(headers, token))).then(|| error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>"))
+}
+
+async fn blocking<T: serde::Serialize + Send + 'static, E: std::fmt::Display + Send + 'static>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+    }
+}
+
+pub async fn kpi(State(st): State<AppState>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
+        return r;
+    }
+    let (range, label, official) = match window(&st, &q) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+    };
+    let store = st.store.clone();
+    let carbon = st.config.carbon.clone();
+    blocking(move || {
+        kpi::compute_with(&store, range, &label, &carbon).map(|k| {
+            let mut v = serde_json::to_value(&k).unwrap_or_default();
+            v["official"] = json!(official);
+            v
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(JobPost),
+    Many(Vec<JobPost>),
+}
+
+pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMap, Json(body): Json<OneOrMany>) -> Response {
+    match st.auth.grant(Auth::presented(&headers, None)) {
+        Grant::Write => {}
+        Grant::Read => return error(StatusCode::FORBIDDEN, "forbidden", "this token may read but not write"),
+        Grant::None => return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid write token is required: Authorization: Token <token>"),
+    }
+    let posts = match body {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    };
+    let res = tokio::task::spawn_blocking(move || -> Result<usize, JobError> {
+        let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(format!("job ledger unavailable: {e}")))?;
+        posts.iter().try_fold(0, |n, p| js.post(p).map(|k| n + k))
+    })
+    .await;
+    match res {
+        Ok(Ok(rows)) => Json(json!({ "rows": rows })).into_response(),
+        Ok(Err(JobError::Invalid(m))) => error(StatusCode::BAD_REQUEST, "invalid", m),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "job post not stored");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+    }
+}
+
+fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
+    let mut a = js.overlapping(r.from.0, r.to.0)?;
+    a.extend(jobs::from_gpu_job_points(store, js, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)?);
+    Ok(a)
+}
+
+pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
+        return r;
+    }
+    let (range, label, _) = match window(&st, &q) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+    };
+    let store = st.store.clone();
+    let carbon = st.config.carbon.clone();
+    blocking(move || -> Result<serde_json::Value, JobError> {
+        let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
+        let a = allocations(&store, js, range)?;
+        let att: Attribution = attribution::attribute(&store, &a, range, 3_600_000_000_000, &carbon, false)?;
+        let mut v = serde_json::to_value(&att).unwrap_or_default();
+        v["window"] = json!(label);
+        Ok(v)
+    })
+    .await
+}
+
+pub async fn get_job(State(st): State<AppState>, acct: Acct, Path(id): Path<String>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
+        return r;
+    }
+    let store = st.store.clone();
+    let carbon = st.config.carbon.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, JobError> {
+        let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
+        let mut a = js.job(&id)?;
+        if a.is_empty() {
+            return Ok(None);
+        }
+        let newest = store.stats()?.newest_ts.unwrap_or_else(|| Timestamp::now().0);
+        let from = a.iter().map(|x| x.start).min().unwrap_or(0);
+        let to = a.iter().map(|x| x.end.unwrap_or(newest)).max().unwrap_or(from).max(from + 1);
+        // About 200 points or fewer, on round steps, so short jobs get a usable series.
+        let span = to - from;
+        let step = [1i64, 10, 60, 300, 900, 3600, 86_400].iter().map(|s| s * 1_000_000_000).find(|s| span / s <= 200).unwrap_or(86_400_000_000_000);
+        a.retain(|x| x.job == id);
+        let att = attribution::attribute(&store, &a, TimeRange::new(Timestamp(from), Timestamp(to)), step, &carbon, true)?;
+        let Some(job) = att.jobs.into_iter().next() else { return Ok(None) };
+        Ok(Some(json!({ "job": job, "allocations": a, "pue": att.pue, "carbon_factor": att.carbon_factor, "step_s": att.step_s })))
+    })
+    .await;
+    match res {
+        Ok(Ok(Some(v))) => Json(v).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not found", "no such job in the ledger"),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+    }
+}
+
+pub async fn eu_indicators(State(st): State<AppState>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
+        return r;
+    }
+    let Some(year) = q.year.as_deref().and_then(|y| y.parse::<i32>().ok()) else {
+        return error(StatusCode::BAD_REQUEST, "invalid", "year=YYYY is required");
+    };
+    let store = st.store.clone();
+    let cfg = st.config.clone();
+    blocking(move || eu::indicators(&store, &cfg, year)).await
+}

@@ -1,0 +1,376 @@
+//! Per-job attribution (DOMAIN.md "Per-job attribution"): over a window cut into steps (hours
+//! for the jobs list), each GPU's counter energy goes to the job(s) holding it, plus an equal
+//! share per GPU of its node's non-GPU energy (node counter minus its GPUs) where node power is
+//! known; energy of GPUs no job holds is idle. Facility energy, water and CO2 follow each job
+//! with the PUE, WUE and carbon factor of the step they were used in. Unattributed is metered
+//! E_IT minus jobs and idle, so Σ jobs + idle + unattributed = E_IT holds by construction for
+//! every window; it is what no node or GPU reading explains (storage, network, unmetered nodes).
+//!
+//! Speed: every GPU and node series is read once per query and split over its node's
+//! boundaries in one pass (`ledger`), never once per job.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use kilowatch_model::{TimeRange, Timestamp};
+use serde::Serialize;
+
+use crate::carbon::{self, FactorSource};
+use crate::config::CarbonConfig;
+use crate::jobs::Allocation;
+use crate::ledger::{self, Ledger};
+use crate::store::{SeriesMeta, Store, StoreError};
+
+const MJ_PER_KWH: f64 = 3.6e9;
+const J_PER_KWH: f64 = 3.6e6;
+/// GPUs per node assumed when a node reports power but no GPU series (DGX H100: 8).
+pub const DEFAULT_GPUS_PER_NODE: u32 = 8;
+/// NVML updates its energy counter every 20–100 ms: nothing shorter can be trusted.
+const MIN_UPDATE_S: f64 = 0.1;
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct JobEnergy {
+    pub job: String,
+    pub owner: String,
+    pub project: String,
+    pub source: String,
+    pub start: String,
+    pub end: Option<String>,
+    /// "node:index" of every GPU allocated.
+    pub gpus: Vec<String>,
+    pub gpu_energy_kwh: f64,
+    pub it_energy_kwh: f64,
+    pub facility_energy_kwh: f64,
+    pub water_l: f64,
+    pub co2_kg: f64,
+    /// "high", or "low" when the job ran for less than its counters' update period (its energy
+    /// is then mostly interpolation) or its GPU energy was integrated from power.
+    pub confidence: &'static str,
+    pub estimated: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<SeriesPoint>,
+    #[serde(skip)]
+    steps: HashMap<usize, (f64, f64)>,
+    #[serde(skip)]
+    min_span_s: f64,
+    #[serde(skip)]
+    first: i64,
+    #[serde(skip)]
+    last: Option<i64>,
+}
+
+/// One step of a job's series: energies over `[t, t + step)` and the mean power they imply.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPoint {
+    pub t: String,
+    pub gpu_energy_kwh: f64,
+    pub it_energy_kwh: f64,
+    pub it_power_w: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Rollup {
+    pub jobs: usize,
+    pub gpu_energy_kwh: f64,
+    pub it_energy_kwh: f64,
+    pub facility_energy_kwh: f64,
+    pub water_l: f64,
+    pub co2_kg: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AttributionQuality {
+    pub gpu_series: usize,
+    pub gpu_series_estimated: usize,
+    pub node_series: usize,
+    pub nodes_without_power: Vec<String>,
+    pub counter_resets: u32,
+    /// Steps where a node read less than its GPUs (non-GPU share taken as 0).
+    pub node_below_gpus_steps: usize,
+    /// Steps with no valid PUE of their own: the window's PUE was used.
+    pub steps_without_pue: usize,
+    pub it_category: Option<u8>,
+    pub it_estimated: bool,
+    pub low_confidence_jobs: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Attribution {
+    pub from: String,
+    pub to: String,
+    pub step_s: f64,
+    /// Metered E_IT over the window.
+    pub it_energy_kwh: f64,
+    pub facility_energy_kwh: f64,
+    pub jobs_it_energy_kwh: f64,
+    pub idle_kwh: f64,
+    pub unattributed_kwh: f64,
+    pub gpu_energy_kwh: f64,
+    pub node_energy_kwh: f64,
+    pub pue: Option<f64>,
+    pub carbon_factor: Option<FactorSource>,
+    pub jobs: Vec<JobEnergy>,
+    pub by_owner: BTreeMap<String, Rollup>,
+    pub by_project: BTreeMap<String, Rollup>,
+    pub data_quality: AttributionQuality,
+}
+
+struct NodeSeries {
+    gpus: BTreeMap<u32, (Option<SeriesMeta>, Option<SeriesMeta>)>,
+    energy: Option<SeriesMeta>,
+    power: Option<SeriesMeta>,
+}
+
+fn ledger_of(store: &Store, counter: Option<&SeriesMeta>, power: Option<&SeriesMeta>, bounds: &[i64], counter_per_kwh: f64) -> Result<Option<(Vec<f64>, Ledger)>, StoreError> {
+    let (from, to) = (bounds[0], bounds[bounds.len() - 1]);
+    if let Some(c) = counter {
+        let s = ledger::read_f64(store, c.id, from, to)?;
+        if !s.is_empty() {
+            let l = ledger::counter_ledger(&s, bounds);
+            return Ok(Some((l.values.iter().map(|v| v / counter_per_kwh).collect(), l)));
+        }
+    }
+    if let Some(p) = power {
+        let s = ledger::read_f64(store, p.id, from, to)?;
+        if !s.is_empty() {
+            let l = ledger::power_ledger(&s, bounds);
+            return Ok(Some((l.values.iter().map(|v| v / J_PER_KWH).collect(), l)));
+        }
+    }
+    Ok(None)
+}
+
+fn discover(store: &Store) -> Result<BTreeMap<String, NodeSeries>, StoreError> {
+    let mut nodes: BTreeMap<String, NodeSeries> = BTreeMap::new();
+    let entry = |nodes: &mut BTreeMap<String, NodeSeries>, n: &str| {
+        if !nodes.contains_key(n) {
+            nodes.insert(n.to_owned(), NodeSeries { gpus: BTreeMap::new(), energy: None, power: None });
+        }
+    };
+    for (field, is_counter) in [("energy_mj", true), ("power_w", false)] {
+        for m in store.find_series("gpu", field, &[])? {
+            let (Some(node), Some(idx)) = (m.tag("node").map(str::to_owned), m.tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
+            entry(&mut nodes, &node);
+            if let Some(ns) = nodes.get_mut(&node) {
+                let slot = ns.gpus.entry(idx).or_insert((None, None));
+                if is_counter { slot.0 = Some(m) } else { slot.1 = Some(m) }
+            }
+        }
+    }
+    for (field, is_counter) in [("energy_j", true), ("power_w", false)] {
+        for m in store.find_series("node", field, &[])? {
+            let Some(node) = m.tag("node").map(str::to_owned) else { continue };
+            entry(&mut nodes, &node);
+            if let Some(ns) = nodes.get_mut(&node) {
+                if is_counter { ns.energy = Some(m) } else { ns.power = Some(m) }
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+/// Attributes `[r.from, r.to)` to `allocs` in steps of `step_ns`. `with_series` keeps each
+/// job's per-step series (for `/api/v1/jobs/{id}`).
+pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i64, carbon_cfg: &CarbonConfig, with_series: bool) -> Result<Attribution, StoreError> {
+    let (from, to) = (r.from.0, r.to.0);
+    let steps = ledger::step_bounds(from, to, step_ns);
+    let n_steps = steps.len().saturating_sub(1);
+    let site = ledger::site_ledgers(store, &steps)?;
+    let (cef, factor_src) = carbon::factors(store, &steps, carbon_cfg)?;
+    let it_total: f64 = site.it_kwh.iter().sum();
+    let fac_total: f64 = site.facility_kwh.iter().sum();
+    let window_pue = (it_total > 0.0 && fac_total >= it_total).then(|| fac_total / it_total);
+    let mut q = AttributionQuality { it_category: site.it_category, it_estimated: site.it_estimated, counter_resets: site.counter_resets, ..Default::default() };
+    let mut pue = vec![0.0; n_steps];
+    let mut wue = vec![0.0; n_steps];
+    for s in 0..n_steps {
+        let (it, fac) = (site.it_kwh[s], site.facility_kwh[s]);
+        pue[s] = if it > 0.0 && fac >= it {
+            fac / it
+        } else {
+            q.steps_without_pue += 1;
+            window_pue.unwrap_or(0.0)
+        };
+        wue[s] = if it > 0.0 { site.water_m3[s] * 1000.0 / it } else if it_total > 0.0 { site.water_m3.iter().sum::<f64>() * 1000.0 / it_total } else { 0.0 };
+    }
+
+    // Jobs are keyed by their id; one job may hold GPUs on several nodes.
+    let mut job_index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut jobs: Vec<JobEnergy> = Vec::new();
+    for a in allocs {
+        let i = *job_index.entry(a.job.as_str()).or_insert_with(|| {
+            jobs.push(JobEnergy { job: a.job.clone(), owner: a.owner.clone(), project: a.project.clone(), source: a.source.clone(), confidence: "high", min_span_s: f64::INFINITY, first: i64::MAX, last: Some(i64::MIN), ..Default::default() });
+            jobs.len() - 1
+        });
+        let j = &mut jobs[i];
+        j.gpus.extend(a.gpus.iter().map(|g| format!("{}:{g}", a.node)));
+        j.min_span_s = j.min_span_s.min((a.end.unwrap_or(to) - a.start) as f64 / 1e9);
+        j.first = j.first.min(a.start);
+        // A job is still running while any of its node allocations is open.
+        j.last = match (j.last, a.end) {
+            (Some(l), Some(e)) => Some(l.max(e)),
+            _ => None,
+        };
+    }
+    for j in &mut jobs {
+        j.start = Timestamp(j.first).to_rfc3339();
+        j.end = j.last.map(|e| Timestamp(e).to_rfc3339());
+    }
+    let mut by_node: BTreeMap<&str, Vec<(usize, &Allocation)>> = BTreeMap::new();
+    for a in allocs {
+        if let Some(&i) = job_index.get(a.job.as_str()) {
+            by_node.entry(a.node.as_str()).or_default().push((i, a));
+        }
+    }
+
+    let series = discover(store)?;
+    let mut node_names: BTreeSet<&str> = series.keys().map(String::as_str).collect();
+    node_names.extend(by_node.keys());
+    let mut idle = 0.0;
+    let (mut gpu_total, mut node_total) = (0.0, 0.0);
+    for node in node_names {
+        let here = by_node.get(node).map(Vec::as_slice).unwrap_or(&[]);
+        // Steps plus every allocation edge on this node: segments where holders do not change.
+        let mut b: Vec<i64> = steps.clone();
+        for (_, a) in here {
+            for t in [Some(a.start), a.end].into_iter().flatten() {
+                if t > from && t < to {
+                    b.push(t);
+                }
+            }
+        }
+        b.sort_unstable();
+        b.dedup();
+        let nseg = b.len() - 1;
+        let ns = series.get(node);
+        let mut gpu_e: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+        let mut gpu_step_s: BTreeMap<u32, f64> = BTreeMap::new();
+        let mut gpu_est: BTreeMap<u32, bool> = BTreeMap::new();
+        if let Some(ns) = ns {
+            for (idx, (c, p)) in &ns.gpus {
+                q.gpu_series += 1;
+                if let Some((v, l)) = ledger_of(store, c.as_ref(), p.as_ref(), &b, MJ_PER_KWH)? {
+                    q.counter_resets += l.resets;
+                    q.gpu_series_estimated += usize::from(l.estimated);
+                    gpu_step_s.insert(*idx, l.median_step_s);
+                    gpu_est.insert(*idx, l.estimated);
+                    gpu_e.insert(*idx, v);
+                }
+            }
+        }
+        let node_e = match ns {
+            Some(ns) => {
+                q.node_series += usize::from(ns.energy.is_some() || ns.power.is_some());
+                ledger_of(store, ns.energy.as_ref(), ns.power.as_ref(), &b, J_PER_KWH)?.map(|(v, l)| {
+                    q.counter_resets += l.resets;
+                    v
+                })
+            }
+            None => None,
+        };
+        if node_e.is_none() {
+            q.nodes_without_power.push(node.to_owned());
+        }
+        let indices: Vec<u32> = match ns {
+            Some(ns) if !ns.gpus.is_empty() => ns.gpus.keys().copied().collect(),
+            _ => (0..DEFAULT_GPUS_PER_NODE).collect(),
+        };
+        let g = indices.len() as f64;
+        let mut hour = 0usize;
+        for s in 0..nseg {
+            while hour + 1 < n_steps && steps[hour + 1] <= b[s] {
+                hour += 1;
+            }
+            let gsum: f64 = gpu_e.values().map(|v| v[s]).sum();
+            gpu_total += gsum;
+            let non_gpu = match &node_e {
+                Some(v) => {
+                    node_total += v[s];
+                    if v[s] < gsum {
+                        q.node_below_gpus_steps += 1;
+                    }
+                    (v[s] - gsum).max(0.0)
+                }
+                None => 0.0,
+            };
+            let mid = b[s] + (b[s + 1] - b[s]) / 2;
+            for idx in &indices {
+                let ge = gpu_e.get(idx).map_or(0.0, |v| v[s]);
+                let e = ge + non_gpu / g;
+                let holders: Vec<usize> = here.iter().filter(|(_, a)| a.start <= mid && a.end.is_none_or(|e| e > mid) && a.gpus.contains(idx)).map(|(i, _)| *i).collect();
+                if holders.is_empty() {
+                    idle += e;
+                    continue;
+                }
+                // Two jobs claiming one GPU at once (overlapping sources) share it equally, so
+                // nothing is counted twice.
+                let k = holders.len() as f64;
+                for i in holders {
+                    let j = &mut jobs[i];
+                    let st = j.steps.entry(hour).or_insert((0.0, 0.0));
+                    st.0 += ge / k;
+                    st.1 += e / k;
+                    if gpu_est.get(idx).copied().unwrap_or(false) {
+                        j.estimated = true;
+                    }
+                    if j.min_span_s < gpu_step_s.get(idx).copied().unwrap_or(0.0).max(MIN_UPDATE_S) {
+                        j.confidence = "low";
+                    }
+                }
+            }
+        }
+    }
+
+    let mut jobs_it = 0.0;
+    let mut by_owner: BTreeMap<String, Rollup> = BTreeMap::new();
+    let mut by_project: BTreeMap<String, Rollup> = BTreeMap::new();
+    for j in &mut jobs {
+        let mut hours: Vec<(&usize, &(f64, f64))> = j.steps.iter().collect();
+        hours.sort_by_key(|(h, _)| **h);
+        for (&h, &(ge, ie)) in hours {
+            j.gpu_energy_kwh += ge;
+            j.it_energy_kwh += ie;
+            let fac = ie * pue[h];
+            j.facility_energy_kwh += fac;
+            j.water_l += ie * wue[h];
+            j.co2_kg += fac * cef[h];
+            if with_series {
+                let dt = (steps[h + 1] - steps[h]) as f64 / 3.6e12;
+                j.series.push(SeriesPoint { t: Timestamp(steps[h]).to_rfc3339(), gpu_energy_kwh: ge, it_energy_kwh: ie, it_power_w: ie * 1000.0 / dt });
+            }
+        }
+        if j.estimated {
+            j.confidence = "low";
+        }
+        q.low_confidence_jobs += usize::from(j.confidence == "low");
+        jobs_it += j.it_energy_kwh;
+        for (map, key) in [(&mut by_owner, &j.owner), (&mut by_project, &j.project)] {
+            let r = map.entry(if key.is_empty() { "(unknown)".to_owned() } else { key.clone() }).or_default();
+            r.jobs += 1;
+            r.gpu_energy_kwh += j.gpu_energy_kwh;
+            r.it_energy_kwh += j.it_energy_kwh;
+            r.facility_energy_kwh += j.facility_energy_kwh;
+            r.water_l += j.water_l;
+            r.co2_kg += j.co2_kg;
+        }
+    }
+    tracing::debug!(jobs = jobs.len(), it_kwh = it_total, jobs_kwh = jobs_it, idle_kwh = idle, "attributed");
+    Ok(Attribution {
+        from: r.from.to_rfc3339(),
+        to: r.to.to_rfc3339(),
+        step_s: step_ns as f64 / 1e9,
+       
+        it_energy_kwh: it_total,
+        facility_energy_kwh: fac_total,
+        jobs_it_energy_kwh: jobs_it,
+        idle_kwh: idle,
+        unattributed_kwh: it_total - jobs_it - idle,
+        gpu_energy_kwh: gpu_total,
+        node_energy_kwh: node_total,
+        pue: window_pue,
+        carbon_factor: Some(factor_src),
+        jobs,
+        by_owner,
+        by_project,
+        data_quality: q,
+    })
+}

@@ -1,0 +1,73 @@
+//! Carbon factors per interval: an ingested hourly grid-intensity series
+//! (`carbon,site=… intensity_g_per_kwh=…`) where there is one, else the configured factor with
+//! its source and year. Every CO2 figure carries where its factor came from.
+
+use serde::Serialize;
+
+use crate::config::CarbonConfig;
+use crate::ledger::read_f64;
+use crate::store::{Store, StoreError};
+
+pub const MEASUREMENT: &str = "carbon";
+pub const FIELD: &str = "intensity_g_per_kwh";
+
+/// Where a CO2 figure's factor came from.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FactorSource {
+    /// "configured" or "ingested hourly series".
+    pub kind: String,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub year: Option<i32>,
+    /// The configured factor, kg/kWh (also what fills hours the series does not cover).
+    pub configured_kg_per_kwh: f64,
+    /// Segments that fell back to the configured factor although a series exists.
+    pub fallback_intervals: usize,
+}
+
+/// One factor (kg/kWh) per segment of `bounds`. A segment takes the newest reading at or before
+/// its start, or failing that the first reading inside it.
+pub fn factors(store: &Store, bounds: &[i64], cfg: &CarbonConfig) -> Result<(Vec<f64>, FactorSource), StoreError> {
+    let n = bounds.len().saturating_sub(1);
+    let series = store.find_series(MEASUREMENT, FIELD, &[])?;
+    let configured = FactorSource {
+        kind: "configured".into(),
+        source: cfg.source.clone(),
+        year: Some(cfg.year),
+        configured_kg_per_kwh: cfg.factor_kg_per_kwh,
+        fallback_intervals: 0,
+    };
+    let Some(meta) = series.first() else {
+        return Ok((vec![cfg.factor_kg_per_kwh; n], configured));
+    };
+    let (Some(first), Some(last)) = (bounds.first(), bounds.last()) else {
+        return Ok((Vec::new(), configured));
+    };
+    let samples = read_f64(store, meta.id, *first, *last)?;
+    if samples.is_empty() {
+        return Ok((vec![cfg.factor_kg_per_kwh; n], configured));
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut fallback = 0;
+    let mut i = 0usize;
+    for w in bounds.windows(2) {
+        while i + 1 < samples.len() && samples[i + 1].0 <= w[0] {
+            i += 1;
+        }
+        let pick = if samples[i].0 <= w[0] && samples.get(i + 1).is_none_or(|s| s.0 > w[0]) {
+            // An hourly series more than two hours stale no longer describes this hour.
+            (w[0] - samples[i].0 <= 2 * 3_600_000_000_000).then_some(samples[i].1)
+        } else {
+            samples[i..].iter().find(|s| s.0 >= w[0] && s.0 < w[1]).map(|s| s.1)
+        };
+        match pick {
+            Some(g) => out.push(g / 1000.0),
+            None => {
+                fallback += 1;
+                out.push(cfg.factor_kg_per_kwh);
+            }
+        }
+    }
+    let source = meta.tag("source").map(str::to_owned).unwrap_or_else(|| "ingested carbon series".into());
+    Ok((out, FactorSource { kind: "ingested hourly series".into(), source, year: None, configured_kg_per_kwh: cfg.factor_kg_per_kwh, fallback_intervals: fallback }))
+}

@@ -1,0 +1,110 @@
+//! EU Delegated Regulation 2024/1364 indicators for a calendar year in the site's time zone:
+//! Annex II key indicators and Annex III KPIs the meters provide, the rest as declared in
+//! `[eu]` or listed "to be declared".
+
+use std::collections::BTreeMap;
+
+use chrono_tz::Tz;
+use kilowatch_model::{TimeRange, Timestamp};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::kpi;
+use crate::ledger::read_f64;
+use crate::periods::{self, PeriodError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EuError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Period(#[from] PeriodError),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Indicator {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub value: Option<serde_json::Value>,
+    /// "metered", "declared" (from `[eu]`) or "to be declared".
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EuReport {
+    pub year: i32,
+    pub period: String,
+    pub annex_ii: Vec<Indicator>,
+    pub annex_iii: Vec<Indicator>,
+    pub pue_category: Option<u8>,
+    pub data_quality: kpi::DataQuality,
+}
+
+/// Indicators no meter gives: (key in `[eu]`, name, unit).
+const DECLARED: &[(&str, &str, &str)] = &[
+    ("pdit_kw", "PDIT installed IT power", "kW"),
+    ("sdc_m2", "SDC total floor area", "m2"),
+    ("scr_m2", "SCR computer room floor area", "m2"),
+    ("twh_c", "TWH average waste-heat temperature", "°C"),
+    ("tin_c", "TIN intake air set point", "°C"),
+    ("eres_goo_kwh", "ERES-GOO guarantees of origin", "kWh"),
+    ("eres_ppa_kwh", "ERES-PPA power purchase agreements", "kWh"),
+    ("eres_os_kwh", "ERES-OS on-site renewables", "kWh"),
+    ("traffic_incoming_exabytes", "incoming traffic", "EB"),
+    ("traffic_outgoing_exabytes", "outgoing traffic", "EB"),
+    ("bandwidth_incoming_gbps", "incoming bandwidth", "Gb/s"),
+    ("bandwidth_outgoing_gbps", "outgoing bandwidth", "Gb/s"),
+];
+
+fn metered(key: &'static str, name: &'static str, unit: &'static str, v: Option<f64>) -> Indicator {
+    Indicator { key, name, unit, value: v.map(serde_json::Value::from), status: if v.is_some() { "metered" } else { "to be declared" } }
+}
+
+/// Cooling degree days, base 21 °C: Σ over local days of max(0, mean outside temperature − 21),
+/// from the first cooling unit's `outside_temp_c`. None without that series.
+fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<f64>, StoreError> {
+    let Some(m) = store.find_series("cooling", "outside_temp_c", &[])?.into_iter().next() else { return Ok(None) };
+    let samples = read_f64(store, m.id, r.from.0, r.to.0)?;
+    let mut days: BTreeMap<chrono::NaiveDate, (f64, usize)> = BTreeMap::new();
+    for (t, v) in samples.into_iter().filter(|(t, _)| *t >= r.from.0 && *t < r.to.0) {
+        let d = Timestamp(t).to_datetime().with_timezone(&tz).date_naive();
+        let e = days.entry(d).or_default();
+        e.0 += v;
+        e.1 += 1;
+    }
+    if days.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(days.values().map(|(s, n)| (s / *n as f64 - 21.0).max(0.0)).sum()))
+}
+
+pub fn indicators(store: &Store, cfg: &Config, year: i32) -> Result<EuReport, EuError> {
+    let tz: Tz = cfg.site.timezone.parse().unwrap_or(chrono_tz::Europe::Paris);
+    let p = periods::resolve("year", None, None, Some(&year.to_string()), tz, Timestamp::now())?;
+    let k = kpi::compute_with(store, p.range, &p.label, &cfg.carbon)?;
+    let has_it = k.pue_category.is_some();
+    let mut annex_ii = vec![
+        metered("edc_kwh", "EDC total energy consumption", "kWh", Some(k.facility_energy_kwh)),
+        metered("edc_bg_kwh", "EDC-BG back-up generator energy", "kWh", Some(k.generator_energy_kwh)),
+        metered("eit_kwh", "EIT IT energy (Cat 1 when UPS outputs are metered)", "kWh", has_it.then_some(k.it_energy_kwh)),
+        metered("win_m3", "WIN total water input", "m3", Some(k.water_m3)),
+        metered("win_pot_m3", "WIN-POT potable water input", "m3", Some(k.water_potable_m3)),
+        metered("ereuse_kwh", "EREUSE reused waste heat", "kWh", k.erf.map(|_| k.reuse_energy_kwh)),
+        metered("eres_tot_kwh", "ERES-TOT renewable energy", "kWh", k.ref_.map(|_| k.renewable_energy_kwh)),
+        metered("cdd", "CDD cooling degree days (base 21 °C)", "°C·d", cdd(store, p.range, tz)?),
+    ];
+    for &(key, name, unit) in DECLARED {
+        let v = cfg.eu.get(key).and_then(|v| serde_json::to_value(v).ok());
+        let status = if v.is_some() { "declared" } else { "to be declared" };
+        annex_ii.push(Indicator { key, name, unit, value: v, status });
+    }
+    let annex_iii = vec![
+        metered("pue", "PUE power usage effectiveness", "", k.pue),
+        metered("wue", "WUE water usage effectiveness", "L/kWh", k.wue_l_per_kwh),
+        metered("erf", "ERF energy reuse factor", "", k.erf),
+        metered("ref", "REF renewable energy factor (capped at 1)", "", k.ref_),
+    ];
+    Ok(EuReport { year, period: p.label, annex_ii, annex_iii, pue_category: k.pue_category, data_quality: k.data_quality })
+}

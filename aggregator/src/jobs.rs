@@ -1,0 +1,308 @@
+//! The job ledger: allocations (job, node, GPU indices, start, end) from `POST /api/v1/jobs`,
+//! the Slurm hooks and poller, and the collector's `gpu_job` points. Kept in its own SQLite
+//! file (`jobs.db` beside `store.db`) so the sample store's layout does not change; one row per
+//! (job, node), so a replayed start or a poller that sees the job again changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kilowatch_model::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("jobs database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("jobs database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the jobs database lock was poisoned")]
+    Poisoned,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One job's allocation on one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub job: String,
+    pub owner: String,
+    pub project: String,
+    pub node: String,
+    pub gpus: Vec<u32>,
+    pub start: i64,
+    pub end: Option<i64>,
+    /// "api", "slurm-hook", "slurm-poll", "gpu_job".
+    pub source: String,
+}
+
+/// The body of `POST /api/v1/jobs`. `node` and `start` may be left out of an end-only update.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobPost {
+    pub job: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default, alias = "account")]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub gpus: Option<Vec<u32>>,
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub end: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+pub struct JobStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS jobs(job TEXT NOT NULL, node TEXT NOT NULL, owner TEXT NOT NULL, project TEXT NOT NULL,
+  gpus TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER, source TEXT NOT NULL, PRIMARY KEY(job, node));
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs(start_ns, end_ns);
+";
+
+fn ts(name: &str, v: &str) -> Result<i64, JobError> {
+    Timestamp::parse_rfc3339(v).map(|t| t.0).map_err(|e| JobError::Invalid(format!("{name}={v:?} is not RFC 3339: {e}")))
+}
+
+fn gpus_text(g: &[u32]) -> String {
+    g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Allocation> {
+    let gpus: String = r.get(4)?;
+    Ok(Allocation {
+        job: r.get(0)?,
+        node: r.get(1)?,
+        owner: r.get(2)?,
+        project: r.get(3)?,
+        gpus: gpus.split(',').filter_map(|g| g.trim().parse().ok()).collect(),
+        start: r.get(5)?,
+        end: r.get(6)?,
+        source: r.get(7)?,
+    })
+}
+
+impl JobStore {
+    pub fn open(dir: &Path) -> Result<JobStore, JobError> {
+        let path = dir.join("jobs.db");
+        let conn = Connection::open(&path).map_err(|source| JobError::Open { path: path.clone(), source })?;
+        conn.execute_batch(SCHEMA).map_err(|source| JobError::Open { path, source })?;
+        Ok(JobStore { conn: Mutex::new(conn) })
+    }
+
+    /// Opens the ledger beside a store's database file.
+    pub fn beside(store: &Store) -> Result<JobStore, JobError> {
+        let dir = store.path().parent().unwrap_or_else(|| Path::new("."));
+        JobStore::open(dir)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, JobError> {
+        self.conn.lock().map_err(|_| JobError::Poisoned)
+    }
+
+    /// Applies a post: a start (node, gpus, start) creates or refreshes the allocation; an end
+    /// closes it (on `node`, or on every node of the job when none is given). Returns the rows
+    /// touched. Idempotent: the same post twice leaves the same rows.
+    pub fn post(&self, p: &JobPost) -> Result<usize, JobError> {
+        let conn = self.lock()?;
+        apply(&conn, p)
+    }
+
+    /// Several posts in one transaction (a backfill's job events): all or none.
+    pub fn post_many(&self, posts: &[JobPost]) -> Result<usize, JobError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for p in posts {
+            n += apply(&tx, p)?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Allocations overlapping `[from, to)` (open ones included).
+    pub fn overlapping(&self, from: i64, to: i64) -> Result<Vec<Allocation>, JobError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare_cached(
+            "SELECT job, node, owner, project, gpus, start_ns, end_ns, source FROM jobs WHERE start_ns < ?2 AND (end_ns IS NULL OR end_ns > ?1) ORDER BY job, node",
+        )?;
+        let rows = st.query_map(params![from, to], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn job(&self, job: &str) -> Result<Vec<Allocation>, JobError> {
+        let conn = self.lock()?;
+        let mut st = conn.prepare_cached("SELECT job, node, owner, project, gpus, start_ns, end_ns, source FROM jobs WHERE job = ?1 ORDER BY node")?;
+        let rows = st.query_map(params![job], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn exists(&self, job: &str) -> Result<bool, JobError> {
+        let conn = self.lock()?;
+        Ok(conn.query_row("SELECT 1 FROM jobs WHERE job = ?1 LIMIT 1", params![job], |_| Ok(())).optional()?.is_some())
+    }
+}
+
+fn apply(conn: &Connection, p: &JobPost) -> Result<usize, JobError> {
+    if p.job.trim().is_empty() {
+        return Err(JobError::Invalid("job is required".into()));
+    }
+    let end = p.end.as_deref().map(|e| ts("end", e)).transpose()?;
+    let source = p.source.clone().unwrap_or_else(|| "api".into());
+    match (&p.node, &p.start) {
+        (Some(node), Some(start)) => {
+            let start = ts("start", start)?;
+            if end.is_some_and(|e| e < start) {
+                return Err(JobError::Invalid("end is before start".into()));
+            }
+            let gpus = gpus_text(p.gpus.as_deref().unwrap_or(&[]));
+            // A later start post (the poller after the hook) keeps the known end and the
+            // earliest start; it fills owner and project only if they were unknown.
+            let n = conn.execute(
+                "INSERT INTO jobs(job, node, owner, project, gpus, start_ns, end_ns, source) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)
+                 ON CONFLICT(job, node) DO UPDATE SET
+                   owner = CASE WHEN excluded.owner <> '' THEN excluded.owner ELSE owner END,
+                   project = CASE WHEN excluded.project <> '' THEN excluded.project ELSE project END,
+                   gpus = CASE WHEN excluded.gpus <> '' THEN excluded.gpus ELSE gpus END,
+                   start_ns = MIN(start_ns, excluded.start_ns),
+                   end_ns = COALESCE(excluded.end_ns, end_ns)",
+                params![p.job, node, p.owner.clone().unwrap_or_default(), p.project.clone().unwrap_or_default(), gpus, start, end, source],
+            )?;
+            Ok(n)
+        }
+        (node, None) => {
+            let Some(end) = end else {
+                return Err(JobError::Invalid("a post needs node and start (a start), or end (an end-only update)".into()));
+            };
+            let n = match node {
+                Some(node) => conn.execute("UPDATE jobs SET end_ns = ?3 WHERE job = ?1 AND node = ?2 AND ?3 >= start_ns", params![p.job, node, end])?,
+                None => conn.execute("UPDATE jobs SET end_ns = ?2 WHERE job = ?1 AND ?2 >= start_ns", params![p.job, end])?,
+            };
+            if n == 0 {
+                return Err(JobError::Invalid(format!("no running allocation of job {:?} to close", p.job)));
+            }
+            Ok(n)
+        }
+        (None, Some(_)) => Err(JobError::Invalid("a start needs node".into())),
+    }
+}
+
+/// Allocations read from the collector's `gpu_job` points (`job="slurm:1234"` per GPU while a
+/// process of the job uses it). A GPU is held from the first to the last point of a run of
+/// points naming the same job; runs break on a gap longer than `max_gap_ns`. Jobs the ledger
+/// already knows from the API or Slurm are skipped: their declared allocation wins.
+pub fn from_gpu_job_points(store: &Store, jobs: &JobStore, from: i64, to: i64, max_gap_ns: i64) -> Result<Vec<Allocation>, JobError> {
+    use std::collections::BTreeMap;
+    let mut runs: BTreeMap<(String, String, u32), Vec<(i64, i64)>> = BTreeMap::new();
+    for meta in store.find_series("gpu_job", "job", &[])? {
+        let (Some(node), Some(gpu)) = (meta.tag("node"), meta.tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
+        let samples = store.read_with_neighbours(meta.id, from - max_gap_ns, to + max_gap_ns)?;
+        let mut cur: Option<(String, i64, i64)> = None;
+        for (t, v) in samples {
+            let Some(job) = v.as_text().map(str::to_owned) else { continue };
+            cur = match cur.take() {
+                Some((j, s, e)) if j == job && t - e <= max_gap_ns => Some((j, s, t)),
+                Some((j, s, e)) => {
+                    runs.entry((j, node.to_owned(), gpu)).or_default().push((s, e));
+                    Some((job, t, t))
+                }
+                None => Some((job, t, t)),
+            };
+        }
+        if let Some((j, s, e)) = cur {
+            runs.entry((j, node.to_owned(), gpu)).or_default().push((s, e));
+        }
+    }
+    // One allocation per (job, node): GPUs that ran the job, over the union of their runs.
+    let mut per_job: BTreeMap<(String, String), (Vec<u32>, i64, i64)> = BTreeMap::new();
+    for ((job, node, gpu), spans) in runs {
+        for (s, e) in spans {
+            if e <= s || e < from || s > to {
+                continue;
+            }
+            let ent = per_job.entry((job.clone(), node.clone())).or_insert((Vec::new(), s, e));
+            if !ent.0.contains(&gpu) {
+                ent.0.push(gpu);
+            }
+            ent.1 = ent.1.min(s);
+            ent.2 = ent.2.max(e);
+        }
+    }
+    let mut out = Vec::new();
+    for ((job, node), (mut gpus, s, e)) in per_job {
+        if jobs.exists(&job)? {
+            continue;
+        }
+        gpus.sort_unstable();
+        out.push(Allocation { job, owner: String::new(), project: String::new(), node, gpus, start: s, end: Some(e), source: "gpu_job".into() });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(job: &str, node: Option<&str>, start: Option<&str>, end: Option<&str>) -> JobPost {
+        JobPost {
+            job: job.into(),
+            owner: Some("alice".into()),
+            project: None,
+            node: node.map(Into::into),
+            gpus: Some(vec![0, 1]),
+            start: start.map(Into::into),
+            end: end.map(Into::into),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn start_end_idempotent() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let j = JobStore::open(dir.path()).expect("open");
+        let s = post("1", Some("n1"), Some("2026-01-01T00:00:00Z"), None);
+        j.post(&s).expect("start");
+        j.post(&s).expect("start again");
+        assert_eq!(j.job("1").expect("job").len(), 1);
+        j.post(&post("1", None, None, Some("2026-01-01T01:00:00Z"))).expect("end");
+        let a = &j.job("1").expect("job")[0];
+        assert_eq!(a.gpus, vec![0, 1]);
+        assert_eq!(a.end.map(|e| e - a.start), Some(3_600_000_000_000));
+        // A start replayed after the end keeps the end.
+        j.post(&s).expect("replay");
+        assert!(j.job("1").expect("job")[0].end.is_some());
+        assert!(j.post(&post("2", None, None, Some("2026-01-01T01:00:00Z"))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod gpu_job_tests {
+    use super::*;
+    use kilowatch_model::Point;
+
+    #[test]
+    fn runs_of_gpu_job_points_become_allocations() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("store");
+        let j = JobStore::open(dir.path()).expect("jobs");
+        let s = 1_000_000_000i64;
+        let pts: Vec<Point> = [1800, 2700, 3600].iter().map(|t| Point::new("gpu_job", Timestamp(t * s)).tag("node", "n1").tag("gpu", "1").field("job", "slurm:42")).collect();
+        store.write(&pts).expect("write");
+        let a = from_gpu_job_points(&store, &j, 0, 3600 * s, 1000 * s).expect("read");
+        assert!(from_gpu_job_points(&store, &j, 0, 3600 * s, 300 * s).expect("read").is_empty(), "isolated points hold nothing");
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!((a[0].start, a[0].end, a[0].gpus.clone()), (1800 * s, Some(3600 * s), vec![1]));
+    }
+}
