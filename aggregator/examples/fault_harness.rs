@@ -12,50 +12,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kilowatch_aggregator::store::Store;
 use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::ship::{Shipper, ShipperConfig};
-use kilowatch_collector::source::{Source, SourceError};
+use kilowatch_collector::source::SimSource;
 use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
-use kilowatch_model::{Point, Timestamp};
-use kilowatch_sim::{Emit, PointBuf, SimConfig, Site, Truth};
+use kilowatch_model::Timestamp;
+use kilowatch_sim::{Emit, SimConfig};
 
 const WRITE: &str = "harness-write-token-0123456789";
 const READ: &str = "harness-read-token-0123456789";
-
-/// A simulated slice of the site that remembers the ground truth at its first and last sample.
-struct Recorded {
-    site: Site,
-    buf: PointBuf,
-    first: Arc<Mutex<Option<(Timestamp, Truth)>>>,
-    last: Arc<Mutex<Option<(Timestamp, Truth)>>>,
-}
-
-impl Source for Recorded {
-    fn name(&self) -> &str {
-        "sim"
-    }
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        if now > self.site.now() {
-            self.site.advance_to(now);
-        }
-        let rec = Some((self.site.now(), self.site.truth()));
-        if let Ok(mut f) = self.first.lock()
-            && f.is_none()
-        {
-            *f = rec;
-        }
-        if let Ok(mut l) = self.last.lock() {
-            *l = rec;
-        }
-        self.site.fill_points(&mut self.buf);
-        Ok(self.buf.points().to_vec())
-    }
-}
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let a: Vec<String> = std::env::args().collect();
@@ -127,12 +97,12 @@ async fn main() {
             break;
         }
         let cfg = SimConfig { start, nodes: n, first_node, site_nodes: nodes.max(127), emit: Emit { gpus: true, nodes: true, facility: c == 0 }, ..SimConfig::default() };
-        let (first, last) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
-        records.push((first.clone(), last.clone(), c == 0));
+        let source = SimSource::new(cfg);
+        records.push((source.truth_marks(), c == 0));
         let st = Arc::new(AgentStats::default());
         stats.push(st.clone());
         let agent = Agent {
-            sources: vec![Box::new(Recorded { site: Site::new(cfg), buf: PointBuf::new(), first, last })],
+            sources: vec![Box::new(source)],
             shipper: Shipper::new(&ShipperConfig { url: format!("http://127.0.0.1:{port}"), token: WRITE.into(), org: None, bucket: None, timeout: Duration::from_secs(10) }).expect("shipper"),
             interval: Duration::from_secs(1),
             clock: Clock::scaled(start, speed),
@@ -210,8 +180,8 @@ async fn main() {
     let mut gpu_truth = 0.0;
     let mut lost = 0i64;
     let cycles: Vec<u64> = stats.iter().map(|s| s.cycles.load(Ordering::Relaxed)).collect();
-    for (c, (first, last, facility)) in records.iter().enumerate() {
-        let (Some((tf, f)), Some((tl, l))) = (*first.lock().expect("lock"), *last.lock().expect("lock")) else { continue };
+    for (marks, facility) in &records {
+        let (Some((tf, f)), Some((tl, l))) = (marks.first(), marks.last()) else { continue };
         gpu_truth += l.gpu_energy_j - f.gpu_energy_j;
         if *facility {
             let k = kilowatch_aggregator::kpi::compute(&store, kilowatch_model::TimeRange::new(tf, tl), "harness").expect("kpi");
@@ -219,7 +189,6 @@ async fn main() {
             let dc_err = (k.facility_energy_kwh - (l.facility_kwh - f.facility_kwh)).abs() / (l.facility_kwh - f.facility_kwh);
             println!("facility: E_IT relative error {it_err:.1e}, E_DC relative error {dc_err:.1e}, PUE {:?}", k.pue);
         }
-        let _ = c;
     }
     for m in store.find_series("gpu", "energy_mj", &[]).expect("find") {
         let s = store.read_with_neighbours(m.id, 0, i64::MAX).expect("read");

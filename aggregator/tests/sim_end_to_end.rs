@@ -67,8 +67,10 @@ async fn the_collector_ships_the_simulator_over_http() {
     .expect("shipper");
     let stats = Arc::new(AgentStats::default());
     let (stop, rx) = tokio::sync::watch::channel(false);
+    let source = SimSource::new(cfg.clone());
+    let marks = source.truth_marks();
     let agent = Agent {
-        sources: vec![Box::new(SimSource::new(cfg.clone()))],
+        sources: vec![Box::new(source)],
         shipper,
         interval: Duration::from_millis(100),
         // 10 simulated minutes per real second.
@@ -93,25 +95,12 @@ async fn the_collector_ships_the_simulator_over_http() {
 
     let gpus = s.store.find_series("gpu", "energy_mj", &[]).expect("find");
     assert_eq!(gpus.len(), 16 * 8, "every simulated GPU arrived");
-    // The KPI over what arrived equals the simulator's own counters between the same readings.
-    let grid = s.store.find_series("meter", "energy_kwh", &[("meter", "grid-a")]).expect("find");
-    let newest = s.store.latest(&[grid[0].id]).expect("latest")[0].clone().expect("a reading").0;
-    let first = s.store.read_with_neighbours(grid[0].id, 0, i64::MAX).expect("read")[0].0;
-    let k = s.kpi(&Timestamp(first).to_rfc3339(), &Timestamp(newest).to_rfc3339()).await;
-    let mut replay = Site::new(cfg);
-    replay.advance_to(Timestamp(first));
-    let t0 = replay.truth();
-    // Steps about as fine as the collector's (one per 60 simulated seconds).
-    let mut t = first;
-    while t < newest {
-        t = (t + 60_000_000_000).min(newest);
-        replay.advance_to(Timestamp(t));
-    }
-    let t1 = replay.truth();
+    // The KPI between the first and the latest reading equals the simulator's own ground truth
+    // at exactly those readings.
+    let ((tf, f), (tl, l)) = (marks.first().expect("sampled"), marks.last().expect("sampled"));
+    let k = s.kpi(&tf.to_rfc3339(), &tl.to_rfc3339()).await;
     let pue = k["pue"].as_f64().expect("pue");
     assert!((1.05..1.4).contains(&pue), "PUE {pue}");
-    // The collector's steps differ from the replay's, so counters agree to the trapezoid
-    // rule's step error, not exactly.
-    let it = k["it_energy_kwh"].as_f64().expect("it");
-    assert!(((it - (t1.it_kwh - t0.it_kwh)) / it).abs() < 1e-3, "IT {it} vs {}", t1.it_kwh - t0.it_kwh);
+    assert_close(&k["it_energy_kwh"], l.it_kwh - f.it_kwh, "E_IT vs truth");
+    assert_close(&k["facility_energy_kwh"], l.facility_kwh - f.facility_kwh, "E_DC vs truth");
 }

@@ -1,5 +1,7 @@
+use std::sync::{Arc, Mutex};
+
 use kilowatch_model::{Point, Timestamp};
-use kilowatch_sim::{SimConfig, Site};
+use kilowatch_sim::{PointBuf, SimConfig, Site, Truth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -14,18 +16,47 @@ pub trait Source: Send {
     fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError>;
 }
 
+/// The simulator's ground truth at the first and the latest sample a [`SimSource`] took, so
+/// tests and the fault harness can compare what was stored with what was simulated between
+/// exactly those readings.
+#[derive(Debug, Clone, Default)]
+pub struct TruthMarks {
+    inner: Arc<Mutex<(Option<(Timestamp, Truth)>, Option<(Timestamp, Truth)>)>>,
+}
+
+impl TruthMarks {
+    pub fn first(&self) -> Option<(Timestamp, Truth)> {
+        self.inner.lock().ok().and_then(|g| g.0)
+    }
+    pub fn last(&self) -> Option<(Timestamp, Truth)> {
+        self.inner.lock().ok().and_then(|g| g.1)
+    }
+    fn record(&self, mark: (Timestamp, Truth)) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.0.get_or_insert(mark);
+            g.1 = Some(mark);
+        }
+    }
+}
+
 /// The simulated site as a source: the demo's and the tests' stand-in for real hardware.
 pub struct SimSource {
     site: Site,
+    buf: PointBuf,
+    marks: TruthMarks,
 }
 
 impl SimSource {
     pub fn new(cfg: SimConfig) -> Self {
-        SimSource { site: Site::new(cfg) }
+        Self::from_site(Site::new(cfg))
     }
     /// Continues an already advanced simulation (the demo's live phase after its backfill).
     pub fn from_site(site: Site) -> Self {
-        SimSource { site }
+        SimSource { site, buf: PointBuf::new(), marks: TruthMarks::default() }
+    }
+    /// A handle on the ground truth at this source's first and latest samples.
+    pub fn truth_marks(&self) -> TruthMarks {
+        self.marks.clone()
     }
     pub fn site_mut(&mut self) -> &mut Site {
         &mut self.site
@@ -41,6 +72,9 @@ impl Source for SimSource {
         if now > self.site.now() {
             self.site.advance_to(now);
         }
-        Ok(self.site.points())
+        self.marks.record((self.site.now(), self.site.truth()));
+        // The reused buffer rewrites values in place; only the copy handed out allocates.
+        self.site.fill_points(&mut self.buf);
+        Ok(self.buf.points().to_vec())
     }
 }
