@@ -66,3 +66,27 @@ fn a_mistyped_key_is_named() {
     let e = RegisterMap::load(&p).expect_err("unknown key").to_string();
     assert!(e.contains("word_ordr"), "{e}");
 }
+
+/// The Grafana dashboard is valid JSON and queries only measurements and fields that exist.
+#[test]
+fn grafana_dashboard_names_real_metrics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana");
+    for e in std::fs::read_dir(&root).expect("deploy/grafana").flatten() {
+        let text = std::fs::read_to_string(e.path()).expect("read");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+        for p in v["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                let q = t["query"].as_str().expect("query");
+                let mut quoted = q.split('"').skip(1).step_by(2);
+                let names: Vec<&str> = quoted.by_ref().collect();
+                let measurement_ok = names.iter().any(|n| kilowatch_model::METRICS.iter().any(|m| m.measurement == *n));
+                assert!(measurement_ok, "{}: no known measurement in {q}", p["title"]);
+                for n in names {
+                    let known = kilowatch_model::METRICS.iter().any(|m| m.measurement == n || m.field == n);
+                    let tag_or_alias = ["role", "meter", "node", "gpu", "f", "i", "p", "m", "outside", "supply"].contains(&n);
+                    assert!(known || tag_or_alias, "{}: unknown name {n:?} in {q}", p["title"]);
+                }
+            }
+        }
+    }
+}
