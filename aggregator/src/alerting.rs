@@ -34,6 +34,7 @@ use crate::kpi;
 use crate::store::{Store, StoreError};
 
 const DAY_NS: i64 = 86_400 * NANOS_PER_SEC;
+const XID_LIVE_NS: i64 = 15 * 60 * NANOS_PER_SEC;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertingError {
@@ -102,6 +103,14 @@ fn derive(store: &Store, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), St
         .filter_map(|s| rh.get(&s.labels).map(|h| sample("derived.supply_dew_point_c", s.labels.clone(), dew_point_c(s.value, *h), s.ts)))
         .collect();
     out.extend(dew);
+    // XIDs arrive as events (`gpu_event` points with an `xid` field), so the newest one stays
+    // the series' latest value forever: only one from the last 15 minutes is live, else 0.
+    for meta in store.find_series("gpu_event", "xid", &[])? {
+        if let Some(Some((ts, v))) = store.latest(&[meta.id])?.into_iter().next() {
+            let live = if ts >= now.0 - XID_LIVE_NS { v.as_f64().unwrap_or(0.0) } else { 0.0 };
+            out.push(sample("derived.gpu_xid_recent", meta.tags.clone(), live, now));
+        }
+    }
     let site: Labels = out.iter().find_map(|s| s.labels.get("site").cloned()).map(|s| Labels::from([("site".to_owned(), s)])).unwrap_or_default();
 
     // Daily PUE, an operational indicator over the last 24 h.
@@ -428,6 +437,25 @@ async fn expire_silence(State(st): State<AppState>, UrlPath(id): UrlPath<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_xid_is_live_for_fifteen_minutes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("store");
+        let now = Timestamp::from_secs(1_800_000_000);
+        let xid = |node: &str, secs_ago: i64| {
+            kilowatch_model::Point::new("gpu_event", Timestamp(now.0 - secs_ago * NANOS_PER_SEC)).tag("node", node).tag("gpu", "3").field("kind", "xid").field("xid", 79i64)
+        };
+        store.write(&[xid("dgx-001", 60), xid("dgx-002", 3600)]).expect("write");
+        let got: BTreeMap<String, f64> = live_samples(&store, &[], now)
+            .expect("samples")
+            .into_iter()
+            .filter(|s| s.metric == "derived.gpu_xid_recent")
+            .filter_map(|s| Some((s.labels.get("node")?.clone(), s.value)))
+            .collect();
+        assert_eq!(got.get("dgx-001"), Some(&79.0));
+        assert_eq!(got.get("dgx-002"), Some(&0.0));
+    }
 
     #[test]
     fn psychrometrics_and_bands() {

@@ -20,6 +20,24 @@ pub struct CounterDelta {
     pub readings: usize,
 }
 
+/// A pair of consecutive readings and the part `[lo, hi]` of it inside the window.
+struct Overlap {
+    t0: i64,
+    v0: f64,
+    t1: i64,
+    v1: f64,
+    lo: i64,
+    hi: i64,
+}
+
+fn overlaps(samples: &[(i64, f64)], from: i64, to: i64) -> impl Iterator<Item = Overlap> + '_ {
+    samples.windows(2).filter_map(move |pair| {
+        let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
+        let (lo, hi) = (t0.max(from), t1.min(to));
+        (t1 > t0 && hi > lo).then_some(Overlap { t0, v0, t1, v1, lo, hi })
+    })
+}
+
 /// `samples` are `(ts_ns, value)` sorted by time, including the nearest reading on each side of
 /// the window when there is one. The window is `[from, to]` in ns.
 pub fn counter_delta(samples: &[(i64, f64)], from: i64, to: i64) -> CounterDelta {
@@ -28,16 +46,7 @@ pub fn counter_delta(samples: &[(i64, f64)], from: i64, to: i64) -> CounterDelta
         return out;
     }
     out.readings = samples.iter().filter(|(t, _)| *t >= from && *t <= to).count();
-    for pair in samples.windows(2) {
-        let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
-        if t1 <= t0 {
-            continue;
-        }
-        let lo = t0.max(from);
-        let hi = t1.min(to);
-        if hi <= lo {
-            continue;
-        }
+    for Overlap { t0, v0, t1, v1, lo, hi } in overlaps(samples, from, to) {
         let span = (t1 - t0) as f64;
         let inside = (hi - lo) as f64;
         out.covered_s += inside / 1e9;
@@ -58,16 +67,7 @@ pub fn counter_delta(samples: &[(i64, f64)], from: i64, to: i64) -> CounterDelta
 /// no energy counter. Edge pairs are cut by linear interpolation of the power.
 pub fn trapezoid_joules(samples: &[(i64, f64)], from: i64, to: i64) -> f64 {
     let mut j = 0.0;
-    for pair in samples.windows(2) {
-        let ((t0, p0), (t1, p1)) = (pair[0], pair[1]);
-        if t1 <= t0 {
-            continue;
-        }
-        let lo = t0.max(from);
-        let hi = t1.min(to);
-        if hi <= lo {
-            continue;
-        }
+    for Overlap { t0, v0: p0, t1, v1: p1, lo, hi } in overlaps(samples, from, to) {
         let at = |t: i64| p0 + (p1 - p0) * ((t - t0) as f64 / (t1 - t0) as f64);
         j += (at(lo) + at(hi)) / 2.0 * ((hi - lo) as f64 / 1e9);
     }

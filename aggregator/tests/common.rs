@@ -10,6 +10,11 @@ use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::server;
 use kilowatch_aggregator::store::Store;
+use kilowatch_collector::agent::{Agent, AgentStats};
+use kilowatch_collector::clock::Clock;
+use kilowatch_collector::ship::{Shipper, ShipperConfig};
+use kilowatch_collector::source::Source;
+use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
 use tokio::sync::watch;
 
 pub const WRITE: &str = "write-token-0123456789";
@@ -79,4 +84,43 @@ impl Server {
 pub fn assert_close(got: &serde_json::Value, want: f64, what: &str) {
     let g = got.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {got}"));
     assert!(((g - want) / want).abs() <= 1e-9, "{what}: got {g}, want {want}");
+}
+
+/// A collector agent shipping `sources` to the aggregator at `addr`, spooling in `spool_dir`.
+pub fn agent(addr: SocketAddr, sources: Vec<Box<dyn Source>>, interval: std::time::Duration, clock: Clock, spool_dir: &Path) -> (Agent, Arc<AgentStats>) {
+    let stats = Arc::new(AgentStats::default());
+    let agent = Agent {
+        sources,
+        shipper: Shipper::new(&ShipperConfig {
+            url: format!("http://{addr}"),
+            token: WRITE.into(),
+            org: Some("dc5".into()),
+            bucket: Some("kilowatch".into()),
+            timeout: std::time::Duration::from_secs(5),
+        })
+        .expect("shipper"),
+        interval,
+        clock,
+        spool: Spool::open(SpoolConfig { dir: spool_dir.to_owned(), fsync: Fsync::Always, ..SpoolConfig::default() }).expect("spool"),
+        stats: stats.clone(),
+    };
+    (agent, stats)
+}
+
+/// Sends what a stopped collector left in its spool, as a restarted collector would, and waits
+/// (bounded) until the spool is empty.
+pub async fn drain_spool(addr: SocketAddr, spool_dir: &Path) -> Arc<AgentStats> {
+    use std::sync::atomic::Ordering;
+    let (a, stats) = agent(addr, Vec::new(), std::time::Duration::from_millis(100), Clock::Wall, spool_dir);
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(a.run(rx));
+    for _ in 0..300 {
+        if stats.cycles.load(Ordering::Relaxed) > 0 && stats.spool_batches.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    let _ = task.await;
+    stats
 }

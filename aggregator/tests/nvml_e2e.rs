@@ -6,16 +6,13 @@ mod common;
 #[path = "../../collector/tests/nvml_support/mod.rs"]
 mod nvml_support;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Server, WRITE};
-use kilowatch_collector::agent::{Agent, AgentStats};
+use common::Server;
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::config::NvmlSourceConfig;
 use kilowatch_collector::nvml::NvmlSource;
-use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_aggregator::store::Value;
 use nvml_support::{FakeNvml, fixtures_proc};
 
@@ -42,26 +39,10 @@ async fn gpu_lines_reach_the_aggregator_with_their_values() {
     let s = Server::start(dir.path()).await;
     let nvml = NvmlSourceConfig { lib_path: Some(fake.lib.clone()), optional: false, proc_root: fixtures_proc() };
     let src = NvmlSource::from_config(&nvml, "dc5", "dgx-001").expect("NVML starts").expect("a required source is Some");
-    let shipper = Shipper::new(&ShipperConfig {
-        url: format!("http://{}", s.addr),
-        token: WRITE.into(),
-        org: Some("dc5".into()),
-        bucket: Some("kilowatch".into()),
-        timeout: Duration::from_secs(5),
-    })
-    .expect("shipper");
     let spool_dir = tempfile::tempdir().expect("tmp");
-    let stats = Arc::new(AgentStats::default());
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let agent = Agent {
-        sources: vec![Box::new(src)],
-        shipper,
-        // The fastest interval the collector supports.
-        interval: Duration::from_millis(100),
-        clock: Clock::Wall,
-        spool: kilowatch_collector::spool::Spool::open(kilowatch_collector::spool::SpoolConfig { dir: spool_dir.path().to_owned(), ..Default::default() }).expect("spool"),
-        stats: stats.clone(),
-    };
+    // The fastest interval the collector supports.
+    let (agent, stats) = common::agent(s.addr, vec![Box::new(src)], Duration::from_millis(100), Clock::Wall, spool_dir.path());
     let task = tokio::spawn(agent.run(rx));
     let started = Instant::now();
     while stats.batches_sent.load(Ordering::Relaxed) < 4 && started.elapsed() < Duration::from_secs(20) {

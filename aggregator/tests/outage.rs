@@ -4,39 +4,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Server, WRITE};
-use kilowatch_collector::agent::{Agent, AgentStats};
+use common::Server;
 use kilowatch_collector::clock::Clock;
-use kilowatch_collector::ship::{Shipper, ShipperConfig};
-use kilowatch_collector::source::{SimSource, Source, SourceError};
-use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
-use kilowatch_model::{Point, Timestamp};
+use kilowatch_collector::source::SimSource;
+use kilowatch_model::Timestamp;
 use kilowatch_sim::SimConfig;
-
-struct Nothing;
-impl Source for Nothing {
-    fn name(&self) -> &str {
-        "nothing"
-    }
-    fn sample(&mut self, _: Timestamp) -> Result<Vec<Point>, SourceError> {
-        Ok(Vec::new())
-    }
-}
-
-fn agent(addr: std::net::SocketAddr, spool_dir: &std::path::Path, source: Box<dyn Source>, stats: Arc<AgentStats>, clock: Clock) -> Agent {
-    Agent {
-        sources: vec![source],
-        shipper: Shipper::new(&ShipperConfig { url: format!("http://{addr}"), token: WRITE.into(), org: None, bucket: None, timeout: Duration::from_secs(2) }).expect("shipper"),
-        interval: Duration::from_millis(100),
-        clock,
-        spool: Spool::open(SpoolConfig { dir: spool_dir.to_owned(), fsync: Fsync::Always, ..SpoolConfig::default() }).expect("spool"),
-        stats,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_and_a_collector_restart_lose_nothing() {
@@ -45,9 +20,8 @@ async fn an_outage_and_a_collector_restart_lose_nothing() {
     let s = Server::start(data.path()).await;
     let addr = s.addr;
     let start = Timestamp::parse_rfc3339("2025-05-05T08:00:00Z").expect("time");
-    let stats = Arc::new(AgentStats::default());
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let a = agent(addr, spool_dir.path(), Box::new(SimSource::new(SimConfig { start, nodes: 2, ..SimConfig::default() })), stats.clone(), Clock::scaled(start, 60.0));
+    let (a, stats) = common::agent(addr, vec![Box::new(SimSource::new(SimConfig { start, nodes: 2, ..SimConfig::default() }))], Duration::from_millis(100), Clock::scaled(start, 60.0), spool_dir.path());
     let running = tokio::spawn(a.run(rx));
 
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -62,17 +36,7 @@ async fn an_outage_and_a_collector_restart_lose_nothing() {
     assert_eq!(stats.batches_dropped.load(Ordering::Relaxed), 0);
 
     let s = Server::start_on(data.path(), addr).await;
-    let stats2 = Arc::new(AgentStats::default());
-    let (stop2, rx2) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(agent(addr, spool_dir.path(), Box::new(Nothing), stats2.clone(), Clock::Wall).run(rx2));
-    for _ in 0..100 {
-        if stats2.spool_batches.load(Ordering::Relaxed) == 0 && stats2.batches_sent.load(Ordering::Relaxed) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = stop2.send(true);
-    running.await.expect("agent");
+    let stats2 = common::drain_spool(addr, spool_dir.path()).await;
     assert_eq!(stats2.spool_batches.load(Ordering::Relaxed), 0, "the spool drained");
 
     // One sample per cycle for every series: none lost, none twice.

@@ -3,17 +3,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Server, WRITE, assert_close};
+use common::{Server, assert_close};
 use kilowatch_aggregator::demo::backfill;
-use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
-use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::source::SimSource;
-use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{SimConfig, Site};
 
@@ -57,27 +53,11 @@ async fn the_collector_ships_the_simulator_over_http() {
     let s = Server::start(dir.path()).await;
     let start = Timestamp::parse_rfc3339("2025-03-10T12:00:00Z").expect("time");
     let cfg = SimConfig { start, nodes: 16, ..SimConfig::default() };
-    let shipper = Shipper::new(&ShipperConfig {
-        url: format!("http://{}", s.addr),
-        token: WRITE.into(),
-        org: Some("dc5".into()),
-        bucket: Some("kilowatch".into()),
-        timeout: Duration::from_secs(5),
-    })
-    .expect("shipper");
-    let stats = Arc::new(AgentStats::default());
-    let (stop, rx) = tokio::sync::watch::channel(false);
     let source = SimSource::new(cfg.clone());
     let marks = source.truth_marks();
-    let agent = Agent {
-        sources: vec![Box::new(source)],
-        shipper,
-        interval: Duration::from_millis(100),
-        // 10 simulated minutes per real second.
-        clock: Clock::scaled(start, 600.0),
-        spool: Spool::open(SpoolConfig { dir: dir.path().join("spool"), fsync: Fsync::Never, ..SpoolConfig::default() }).expect("spool"),
-        stats: stats.clone(),
-    };
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    // 10 simulated minutes per real second.
+    let (agent, stats) = common::agent(s.addr, vec![Box::new(source)], Duration::from_millis(100), Clock::scaled(start, 600.0), &dir.path().join("spool"));
     let task = tokio::spawn(agent.run(rx));
     // At least ten batches delivered, however loaded the machine is (bounded wait).
     for _ in 0..300 {
@@ -88,6 +68,9 @@ async fn the_collector_ships_the_simulator_over_http() {
     }
     let _ = stop.send(true);
     task.await.expect("agent");
+    // What was sampled but not yet sent when the collector stopped is in its spool.
+    let drained = common::drain_spool(s.addr, &dir.path().join("spool")).await;
+    assert_eq!(drained.spool_batches.load(Ordering::Relaxed), 0);
     let sent = stats.batches_sent.load(Ordering::Relaxed);
     assert!(sent >= 10, "{sent} batches sent");
     assert_eq!(stats.send_errors.load(Ordering::Relaxed), 0);
