@@ -40,7 +40,9 @@ fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
         return (0.0, 1.0);
     }
     let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.01).max(1e-6);
-    (lo - pad, hi + pad)
+    // Quantities that cannot be negative keep a floor at 0 rather than a "-0.1" tick.
+    let floor = if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+    ((lo - pad).max(floor), hi + pad)
 }
 
 fn head(s: &mut String, title: &str) {

@@ -63,7 +63,8 @@ pub fn html(r: &MonthlyReport) -> String {
 
     let _ = write!(s, "<section><h2>KPIs</h2><table><tr><th>indicator</th><th>month</th><th>year to date</th><th>rolling 12 months</th></tr>\n");
     for row in &r.kpi_table {
-        let _ = writeln!(s, "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&row.label), unit(row.unit), num(row.month), num(row.ytd), num(row.rolling12));
+        let f = |v: Option<f64>| if row.key == "pue_category" { v.map(|c| format!("{c:.0}")).unwrap_or_else(|| "–".into()) } else { num(v) };
+        let _ = writeln!(s, "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&row.label), unit(row.unit), f(row.month), f(row.ytd), f(row.rolling12));
     }
     let _ = write!(s, "</table><p class=\"meta\">Periods: {} · {} · {}. CO2 factor: {}.</p></section>\n", esc(&r.windows.month.window), esc(&r.windows.ytd.window), esc(&r.windows.rolling12.window), esc(&r.methodology.carbon_factor));
 

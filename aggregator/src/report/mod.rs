@@ -205,6 +205,13 @@ fn pct_change(now: Option<f64>, then: Option<f64>) -> Option<f64> {
     }
 }
 
+/// Below this coverage a month is not compared with (the summary's change columns stay empty).
+pub const MIN_COMPARE_COVERAGE_PCT: f64 = 90.0;
+
+fn comparable(k: &Kpi) -> bool {
+    k.pue_category.is_some() && k.data_quality.coverage_pct >= MIN_COMPARE_COVERAGE_PCT
+}
+
 fn headlines(w: &Windows) -> Vec<Headline> {
     type Get = fn(&Kpi) -> Option<f64>;
     let items: [(&'static str, &'static str, &'static str, Get); 6] = [
@@ -219,9 +226,10 @@ fn headlines(w: &Windows) -> Vec<Headline> {
         .into_iter()
         .map(|(key, label, unit, get)| {
             let (v, p, y) = (get(&w.month), get(&w.previous_month), get(&w.same_month_last_year));
-            // A month with no IT data is "no data", not a 100 % drop.
-            let p = p.filter(|_| w.previous_month.pue_category.is_some());
-            let y = y.filter(|_| w.same_month_last_year.pue_category.is_some());
+            // A month with no IT data, or barely covered, is "no data", not a 100 % drop or a
+            // 90,000 % rise: comparisons need the other month ≥ MIN_COMPARE_COVERAGE_PCT covered.
+            let p = p.filter(|_| comparable(&w.previous_month));
+            let y = y.filter(|_| comparable(&w.same_month_last_year));
             Headline { key, label, unit, value: v, previous_month: p, change_vs_previous_month_pct: pct_change(v, p), same_month_last_year: y, change_vs_last_year_pct: pct_change(v, y) }
         })
         .collect()
