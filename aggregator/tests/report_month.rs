@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::{READ, Server, WRITE};
 use kilowatch_aggregator::demo::backfill_with_jobs;
 use kilowatch_aggregator::jobs::JobStore;
+use kilowatch_aggregator::report;
 use kilowatch_aggregator::store::Store;
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{SimConfig, Site};
@@ -159,4 +160,19 @@ async fn example_12_month_boundary_in_paris() {
     assert_eq!(ytd["ytd"], 16.0);
     assert_eq!(ytd["month"], 8.0);
     assert_eq!(jan["summary"]["headlines"][0]["change_vs_previous_month_pct"], Value::Null, "no December data: no change shown");
+
+    // The scheduled run: from 2 February (local) January's report is due, written once.
+    let out = tempfile::tempdir().expect("out");
+    let mut cfg = kilowatch_aggregator::config::Config::default();
+    cfg.report.dir = Some(out.path().to_owned());
+    let feb2 = Timestamp::from_secs(1_706_828_400); // 2024-02-01T23:00Z = 2 February 00:00 in Paris
+    let (month, files) = report::schedule::run_once(&s.store, &cfg, feb2).expect("run").expect("due");
+    assert_eq!(month, "2024-01");
+    assert_eq!(files.len(), 3);
+    let written: Value = serde_json::from_slice(&std::fs::read(out.path().join("dc5-2024-01.json")).expect("json file")).expect("json");
+    assert_eq!(written["windows"]["month"]["it_energy_kwh"], 8.0);
+    assert!(report::schedule::run_once(&s.store, &cfg, feb2).expect("again").is_none(), "not produced twice");
+    let early = tempfile::tempdir().expect("early dir");
+    cfg.report.dir = Some(early.path().to_owned());
+    assert!(report::schedule::run_once(&s.store, &cfg, Timestamp(feb2.0 - 60_000_000_000)).expect("early").is_none(), "1 February 23:59 in Paris: not due yet");
 }
