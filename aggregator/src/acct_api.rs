@@ -131,7 +131,8 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
     }
 }
 
-fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
+/// Public so the monthly report attributes over exactly the allocations `GET /api/v1/jobs` uses.
+pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
     let mut a = js.overlapping(r.from.0, r.to.0)?;
     a.extend(jobs::from_gpu_job_points(store, js, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)?);
     Ok(a)

@@ -40,6 +40,9 @@ pub struct Config {
     pub eu: std::collections::BTreeMap<String, toml::Value>,
     #[serde(default)]
     pub slurm: SlurmConfig,
+    /// The monthly report: when to produce it on its own, where to keep it, whom to notify.
+    #[serde(default)]
+    pub report: crate::report::schedule::ReportConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

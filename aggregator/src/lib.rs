@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod kpi;
 pub mod ledger;
 pub mod periods;
+pub mod report;
 pub mod server;
 pub mod sink;
 pub mod slurm;

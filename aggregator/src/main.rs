@@ -81,6 +81,27 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Write the monthly sustainability report for a local calendar month.
+    Report {
+        /// The month, YYYY-MM, in the site's time zone.
+        #[arg(long)]
+        month: String,
+        /// Comma-separated: html, csv, json.
+        #[arg(long, default_value = "html,csv,json")]
+        format: String,
+        /// Directory to write `<site>-<month>.<ext>` into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Directory of the embedded store (overrides the config's server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Generation time to print (RFC 3339); default SOURCE_DATE_EPOCH, else now. Pin it
+        /// for byte-identical files.
+        #[arg(long)]
+        generated_at: Option<String>,
+    },
     /// Parse a configuration file and say what is wrong with it, if anything.
     CheckConfig {
         config: PathBuf,
@@ -148,10 +169,15 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 None
             };
-            let state = AppState { store, auth: Arc::new(auth), config: Arc::new(cfg), sink };
+            let cfg = Arc::new(cfg);
+            let reporter = cfg.report.enabled.then(|| kilowatch_aggregator::report::schedule::spawn(store.clone(), cfg.clone(), shutdown.clone()));
+            let state = AppState { store, auth: Arc::new(auth), config: cfg, sink };
             server::serve(listener, server::router(state), shutdown).await?;
             if let Some(p) = poller {
                 let _ = p.await;
+            }
+            if let Some(r) = reporter {
+                let _ = r.await;
             }
             checkpointer.await.context("final checkpoint")?;
             if let Some(a) = alerting {
@@ -184,6 +210,21 @@ async fn main() -> anyhow::Result<()> {
                     async move { slurm::post_http(&c, &u, &t, posts).await }
                 };
                 slurm::run_poller(squeue, Duration::from_secs(interval.max(1)), shutdown_on_ctrl_c(), sink).await;
+            }
+        }
+        Command::Report { month, format, out, data_dir, config, generated_at } => {
+            let mut cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            };
+            if let Some(d) = data_dir {
+                cfg.server.data_dir = d;
+            }
+            let formats = format.split(',').map(kilowatch_aggregator::report::render::Format::parse).collect::<Result<Vec<_>, _>>()?;
+            let store = Store::open(&cfg.server.data_dir).with_context(|| format!("opening the store in {}", cfg.server.data_dir.display()))?;
+            let written = kilowatch_aggregator::report::write_files(&store, &cfg, &month, &formats, &out, generated_at.as_deref())?;
+            for p in written {
+                println!("{}", p.display());
             }
         }
         Command::CheckConfig { config } => {

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs", get(acct_api::list_jobs).post(acct_api::post_jobs))
         .route("/api/v1/jobs/{id}", get(acct_api::get_job))
         .route("/api/v1/eu-indicators", get(acct_api::eu_indicators))
+        .route("/api/v1/reports/{file}", get(crate::report::web::get_report))
         .layer(axum::Extension(acct))
         .route("/api/v1/health", get(api::health))
         .route("/health", get(api::health))

@@ -1,0 +1,109 @@
+//! The report's outputs. JSON is the report itself; CSV lists every number of the JSON, one
+//! `path,value` line each, so nothing shown in a table or chart is missing from it; HTML is a
+//! printable A4 document with the charts inline.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::{MonthlyReport, ReportError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format, ReportError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "html" => Ok(Format::Html),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            other => Err(ReportError::Format(other.to_owned())),
+        }
+    }
+
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Html => "html",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Html => "text/html; charset=utf-8",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+pub fn render(r: &MonthlyReport, f: Format) -> Result<Vec<u8>, ReportError> {
+    Ok(match f {
+        Format::Json => {
+            let mut v = serde_json::to_vec_pretty(r)?;
+            v.push(b'\n');
+            v
+        }
+        Format::Csv => csv(r)?.into_bytes(),
+        Format::Html => super::html::html(r).into_bytes(),
+    })
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                flatten(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, x, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), x, out);
+            }
+        }
+        Value::Null => out.push((prefix.to_owned(), String::new())),
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        // serde_json prints the shortest text that reads back as the same f64: exact.
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
+
+/// `path,value`, one line per figure in the JSON's order; `generated_at` comes last, alone,
+/// so two runs over the same data differ in that line only.
+pub fn csv(r: &MonthlyReport) -> Result<String, ReportError> {
+    let mut v = serde_json::to_value(r)?;
+    let generated = v.as_object_mut().and_then(|o| o.remove("generated_at"));
+    let mut rows = Vec::new();
+    flatten("", &v, &mut rows);
+    let mut s = String::from("path,value\n");
+    for (k, x) in rows {
+        let _ = writeln!(s, "{},{}", csv_field(&k), csv_field(&x));
+    }
+    if let Some(Value::String(g)) = generated {
+        let _ = writeln!(s, "generated_at,{}", csv_field(&g));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+        let mut out = Vec::new();
+        flatten("", &serde_json::json!({"a": [1.5, null], "b": {"c": "x"}}), &mut out);
+        assert_eq!(out, vec![("a[0]".into(), "1.5".into()), ("a[1]".into(), String::new()), ("b.c".into(), "x".into())]);
+    }
+}

@@ -1,0 +1,178 @@
+//! The monthly report against the API: a simulated October 2024 (745 local hours in
+//! Europe/Paris, DOMAIN example 13) backfilled by the demo's code at 1-hour steps with 8 nodes,
+//! then every KPI and job figure in the report's JSON compared with `/api/v1/kpi` and
+//! `/api/v1/jobs` for the same month; two downloads give the same bytes. DOMAIN example 12
+//! (month boundaries in Europe/Paris) through the report of January and February 2024.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{READ, Server, WRITE};
+use kilowatch_aggregator::demo::backfill_with_jobs;
+use kilowatch_aggregator::jobs::JobStore;
+use kilowatch_aggregator::report;
+use kilowatch_aggregator::store::Store;
+use kilowatch_model::Timestamp;
+use kilowatch_sim::{SimConfig, Site};
+use serde_json::Value;
+
+const GENERATED: &str = "2024-11-02T06:00:00Z";
+
+async fn get(s: &Server, path: &str) -> reqwest::Response {
+    let r = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().expect("client").get(s.url(path)).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200, "{path}");
+    r
+}
+
+async fn json(s: &Server, path: &str) -> Value {
+    get(s, path).await.json().await.expect("json")
+}
+
+/// Every number (and string, except labels that name the window differently) of `want` is in
+/// `got` with the same value.
+fn same_numbers(got: &Value, want: &Value, path: &str) {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            for (k, wv) in w {
+                if k == "official" {
+                    continue; // the API adds it; the report states the period's status in its label
+                }
+                let gv = g.get(k).unwrap_or_else(|| panic!("{path}.{k} missing in the report"));
+                same_numbers(gv, wv, &format!("{path}.{k}"));
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{path} length");
+            for (i, (a, b)) in g.iter().zip(w).enumerate() {
+                same_numbers(a, b, &format!("{path}[{i}]"));
+            }
+        }
+        _ => assert_eq!(got, want, "{path}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn october_2024_report_equals_the_api() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // 2024-09-30T21:00Z: an hour before the local month starts, so its first hour is covered.
+    let start = Timestamp::from_secs(1_727_730_000);
+    let end = Timestamp::from_secs(1_730_415_600 + 3600); // 2024-10-31T23:00Z + 1 h
+    {
+        let store = Store::open(dir.path()).expect("store");
+        let jobs = JobStore::open(dir.path()).expect("jobs");
+        let mut site = Site::new(SimConfig { start, nodes: 8, site_nodes: 8, ..SimConfig::default() });
+        backfill_with_jobs(&store, Some(&jobs), &mut site, end, Duration::from_secs(3600)).expect("backfill");
+    }
+    let s = Server::start(dir.path()).await;
+    let path = format!("/api/v1/reports/2024-10.json?generated_at={GENERATED}");
+    let t = std::time::Instant::now();
+    let bytes = get(&s, &path).await.bytes().await.expect("body");
+    println!("report generated in {:.2} s (debug)", t.elapsed().as_secs_f64());
+    let r: Value = serde_json::from_slice(&bytes).expect("report json");
+
+    // Example 13: October 2024 has 745 local hours.
+    assert_eq!(r["meta"]["hours"], 745.0);
+    assert_eq!(r["windows"]["month"]["hours"], 745.0);
+    assert_eq!(r["meta"]["timezone"], "Europe/Paris");
+    assert_eq!(r["meta"]["from"], "2024-09-30T22:00:00Z");
+    assert_eq!(r["meta"]["to"], "2024-10-31T23:00:00Z");
+    assert_eq!(r["generated_at"], GENERATED);
+
+    let k = json(&s, "/api/v1/kpi?period=month&month=2024-10").await;
+    same_numbers(&r["windows"]["month"], &k, "month");
+    let k12 = json(&s, "/api/v1/kpi?period=rolling12&month=2024-10").await;
+    same_numbers(&r["windows"]["rolling12"], &k12, "rolling12");
+    let prev = json(&s, "/api/v1/kpi?period=month&month=2024-09").await;
+    same_numbers(&r["windows"]["previous_month"], &prev, "previous month");
+    let pue = k["pue"].as_f64().expect("pue");
+    assert!((1.0..1.5).contains(&pue), "PUE {pue}");
+    let row = r["kpi_table"].as_array().expect("table").iter().find(|x| x["key"] == "pue").expect("pue row");
+    assert_eq!(row["month"], k["pue"]);
+    // September holds one hour of data: too little to compare with.
+    assert_eq!(r["summary"]["headlines"][0]["previous_month"], Value::Null);
+    let head = r["summary"]["headlines"].as_array().expect("headlines").iter().find(|x| x["key"] == "wue_l_per_kwh").expect("wue");
+    assert_eq!(head["value"], k["wue_l_per_kwh"]);
+
+    // The days add up to the month (local days: 31 of them, one of 25 h).
+    let days = r["daily"].as_array().expect("daily");
+    assert_eq!(days.len(), 31);
+    assert_eq!(days[26]["hours"], 25.0, "27 October 2024 has 25 h in Paris");
+    let sum: f64 = days.iter().map(|d| d["facility_energy_kwh"].as_f64().expect("day")).sum();
+    let month = k["facility_energy_kwh"].as_f64().expect("edc");
+    assert!(((sum - month) / month).abs() < 1e-9, "Σ days {sum} vs month {month}");
+
+    let j = json(&s, "/api/v1/jobs?period=month&month=2024-10").await;
+    for key in ["it_energy_kwh", "jobs_it_energy_kwh", "idle_kwh", "unattributed_kwh"] {
+        assert_eq!(r["jobs"][key], j[key], "jobs.{key}");
+    }
+    let api_jobs = j["jobs"].as_array().expect("jobs");
+    assert_eq!(r["jobs"]["job_count"], api_jobs.len());
+    assert!(!api_jobs.is_empty(), "the simulator ran jobs");
+    for top in r["jobs"]["top_jobs"].as_array().expect("top") {
+        let a = api_jobs.iter().find(|x| x["job"] == top["job"]).expect("top job in the API");
+        same_numbers(top, a, "top job");
+    }
+    for (name, roll) in r["jobs"]["top_owners"].as_array().expect("owners").iter().map(|x| (x[0].as_str().expect("owner"), &x[1])) {
+        same_numbers(roll, &j["by_owner"][name], "owner");
+    }
+    let eu = json(&s, "/api/v1/eu-indicators?year=2024").await;
+    same_numbers(&r["eu"]["annex_ii"], &eu["annex_ii"], "eu");
+
+    // Reproducible: the same bytes again, in JSON and in CSV.
+    assert_eq!(get(&s, &path).await.bytes().await.expect("again"), bytes);
+    let csv_path = format!("/api/v1/reports/2024-10.csv?generated_at={GENERATED}");
+    let csv = get(&s, &csv_path).await.text().await.expect("csv");
+    assert_eq!(get(&s, &csv_path).await.text().await.expect("csv again"), csv);
+    assert!(csv.contains(&format!("\nwindows.month.pue,{}\n", k["pue"])), "the CSV carries the exact PUE");
+    assert!(csv.ends_with(&format!("generated_at,{GENERATED}\n")));
+    let html = get(&s, "/api/v1/reports/2024-10.html").await.text().await.expect("html");
+    assert!(html.contains("PUE (Cat 1)") && html.contains("Europe/Paris"), "the HTML states category and zone");
+    assert_eq!(html.matches("<svg").count(), 5, "five charts inline");
+    // To look at it: KILOWATCH_REPORT_OUT=/tmp/r cargo test --test report_month
+    if let Ok(out) = std::env::var("KILOWATCH_REPORT_OUT") {
+        std::fs::create_dir_all(&out).expect("out dir");
+        std::fs::write(format!("{out}/dc5-2024-10.html"), &html).expect("write html");
+        std::fs::write(format!("{out}/dc5-2024-10.json"), &bytes).expect("write json");
+    }
+}
+
+#[tokio::test]
+async fn example_12_month_boundary_in_paris() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    // 8 kW IT (PUE 1.25) from 2024-01-31T22:00Z to 2024-02-01T00:00Z, hourly readings.
+    let (a, b, c) = (1_706_738_400i64, 1_706_742_000i64, 1_706_745_600i64);
+    let body = format!(
+        "meter,meter=u,role=it,category=1 energy_kwh=0 {a}\nmeter,meter=u,role=it,category=1 energy_kwh=8 {b}\nmeter,meter=u,role=it,category=1 energy_kwh=16 {c}\n\
+         meter,meter=g,role=facility energy_kwh=0 {a}\nmeter,meter=g,role=facility energy_kwh=10 {b}\nmeter,meter=g,role=facility energy_kwh=20 {c}\n"
+    );
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let jan = json(&s, "/api/v1/reports/2024-01.json").await;
+    let feb = json(&s, "/api/v1/reports/2024-02.json").await;
+    assert_eq!(jan["windows"]["month"]["it_energy_kwh"], 8.0, "January ends at 23:00Z in Paris");
+    assert_eq!(feb["windows"]["month"]["it_energy_kwh"], 8.0);
+    assert_eq!(feb["windows"]["month"]["pue"], 1.25);
+    assert_eq!(jan["meta"]["hours"], 744.0);
+    assert_eq!(feb["meta"]["hours"], 696.0);
+    // February's year to date includes January's 8 kWh.
+    let ytd = feb["kpi_table"].as_array().expect("table").iter().find(|x| x["key"] == "eit_kwh").expect("eit");
+    assert_eq!(ytd["ytd"], 16.0);
+    assert_eq!(ytd["month"], 8.0);
+    assert_eq!(jan["summary"]["headlines"][0]["change_vs_previous_month_pct"], Value::Null, "no December data: no change shown");
+
+    // The scheduled run: from 2 February (local) January's report is due, written once.
+    let out = tempfile::tempdir().expect("out");
+    let mut cfg = kilowatch_aggregator::config::Config::default();
+    cfg.report.dir = Some(out.path().to_owned());
+    let feb2 = Timestamp::from_secs(1_706_828_400); // 2024-02-01T23:00Z = 2 February 00:00 in Paris
+    let (month, files) = report::schedule::run_once(&s.store, &cfg, feb2).expect("run").expect("due");
+    assert_eq!(month, "2024-01");
+    assert_eq!(files.len(), 3);
+    let written: Value = serde_json::from_slice(&std::fs::read(out.path().join("dc5-2024-01.json")).expect("json file")).expect("json");
+    assert_eq!(written["windows"]["month"]["it_energy_kwh"], 8.0);
+    assert!(report::schedule::run_once(&s.store, &cfg, feb2).expect("again").is_none(), "not produced twice");
+    let early = tempfile::tempdir().expect("early dir");
+    cfg.report.dir = Some(early.path().to_owned());
+    assert!(report::schedule::run_once(&s.store, &cfg, Timestamp(feb2.0 - 60_000_000_000)).expect("early").is_none(), "1 February 23:59 in Paris: not due yet");
+}
