@@ -22,7 +22,8 @@ use crate::view::StoreView;
 
 pub fn router(state: AppState) -> Router {
     let view: kilowatch_dashboard::SharedView = Arc::new(StoreView::new(state.store.clone(), state.config.site.name.clone()));
-    let dashboard = kilowatch_dashboard::router(view).layer(middleware::from_fn_with_state(state.clone(), require_read));
+    // Pages and assets hold no data and are open; the JSON they fetch needs a read token.
+    let dashboard = kilowatch_dashboard::pages_router().merge(kilowatch_dashboard::data_router(view).layer(middleware::from_fn_with_state(state.clone(), require_read)));
     let max_body = state.config.server.max_body_bytes;
     let ingest = Router::new()
         .route("/api/v2/write", post(api::write))
@@ -44,12 +45,9 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard)
 }
 
-/// The dashboard's page itself holds no data; everything it fetches needs a read token
-/// unless reads are open (demo on loopback).
+/// Everything the dashboard's pages fetch needs a read token unless reads are open (demo on
+/// loopback).
 async fn require_read(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/" {
-        return next.run(req).await;
-    }
     let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
     if st.auth.may_read(Auth::presented(req.headers(), query_token)) {
         next.run(req).await
