@@ -124,9 +124,15 @@ impl StoreView {
         for (i, c) in counts.iter().enumerate() {
             let Some((mode, _)) = c.iter().max_by_key(|(_, n)| **n) else { continue };
             let (from_ms, to_ms) = (s.ms(i), s.ms(i + 1));
+            // A mode holds until the next reading: buckets without one (a 15-min backfill under
+            // 5-min buckets) belong to the span before them.
             match spans.last_mut() {
-                Some(l) if l.mode == *mode && l.to_ms == from_ms => l.to_ms = to_ms,
-                _ => spans.push(ModeSpan { from_ms, to_ms, mode: mode.clone() }),
+                Some(l) if l.mode == *mode => l.to_ms = to_ms,
+                Some(l) => {
+                    l.to_ms = from_ms;
+                    spans.push(ModeSpan { from_ms, to_ms, mode: mode.clone() });
+                }
+                None => spans.push(ModeSpan { from_ms, to_ms, mode: mode.clone() }),
             }
         }
         Ok(spans)

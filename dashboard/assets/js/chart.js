@@ -13,7 +13,7 @@ function niceTicks(lo, hi, n) {
   const out = []; for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(+v.toPrecision(12));
   return out;
 }
-function timeLabel(t, span) { const d = new Date(t); return span > 3 * 86400e3 ? d.toLocaleDateString([], { month: "short", day: "numeric" }) : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+function timeLabel(t, span, dates) { const d = new Date(t); return dates || span > 3 * 86400e3 ? d.toLocaleDateString([], { month: "short", day: "numeric" }) : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
 Chart.tip = (text, ev) => { const t = document.getElementById("tip"); if (!text) { t.style.display = "none"; return; } t.textContent = text; t.style.display = "block"; t.style.left = Math.min(ev.clientX + 14, innerWidth - t.offsetWidth - 8) + "px"; t.style.top = (ev.clientY + 14) + "px"; };
 
 // opts: {stack, bars, unit, scale (divide values), digits, modes: [{from_ms,to_ms,mode}], hlines: [{y, color, label}], y0}
@@ -21,7 +21,7 @@ Chart.time = (host, series, opts = {}) => {
   host.innerHTML = "";
   const W = host.clientWidth || 600, H = opts.height || (innerWidth >= 2200 ? 360 : 240);
   const m = { l: 52, r: 10, t: 8, b: 22 };
-  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" }, host);
+  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", style: `height:${H}px` }, host);
   const scale = opts.scale || 1, digits = opts.digits ?? 1;
   const ts = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
   if (!ts.length) { el("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, svg).textContent = "no data in this window"; return; }
@@ -32,14 +32,14 @@ Chart.time = (host, series, opts = {}) => {
   const all = tops.flat().filter((v) => v != null).concat((opts.hlines || []).map((h) => h.y));
   let lo = Math.min(...all), hi = Math.max(...all);
   if (opts.stack || opts.bars || opts.y0) lo = Math.min(0, lo);
-  if (hi === lo) { hi += 1; lo -= opts.y0 ? 0 : 1; }
+  if (hi === lo) { hi += 1; lo -= (opts.y0 || opts.bars || opts.stack) ? 0 : 1; }
   const pad = (hi - lo) * 0.05; hi += pad; if (!(opts.stack || opts.bars || opts.y0)) lo -= pad;
   const t0 = ts[0], t1 = opts.bars ? ts[ts.length - 1] + (ts[1] - ts[0] || 1) : ts[ts.length - 1];
   const X = (t) => m.l + (W - m.l - m.r) * (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5);
   const Y = (v) => H - m.b - (H - m.t - m.b) * (v - lo) / (hi - lo);
   (opts.modes || []).forEach((s) => { const x0 = Math.max(X(s.from_ms), m.l), x1 = Math.min(X(s.to_ms), W - m.r); if (x1 > x0) el("rect", { x: x0, y: m.t, width: x1 - x0, height: H - m.t - m.b, fill: Chart.modeColors[s.mode] || "#ffffff14" }, svg); });
   niceTicks(lo, hi, 4).forEach((v) => { el("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), stroke: "#2d3640" }, svg); el("text", { x: m.l - 4, y: Y(v) + 4, "text-anchor": "end" }, svg).textContent = KW.fmt(v, Math.abs(hi - lo) < 5 ? 1 : 0); });
-  for (let k = 0; k <= 5; k++) { const t = t0 + (t1 - t0) * k / 5; el("text", { x: X(t), y: H - 6, "text-anchor": k === 0 ? "start" : k === 5 ? "end" : "middle" }, svg).textContent = timeLabel(t, t1 - t0); }
+  for (let k = 0; k <= 5; k++) { const t = t0 + (t1 - t0) * k / 5; el("text", { x: X(t), y: H - 6, "text-anchor": k === 0 ? "start" : k === 5 ? "end" : "middle" }, svg).textContent = timeLabel(t, t1 - t0, opts.dates); }
   (opts.hlines || []).forEach((h) => el("line", { x1: m.l, x2: W - m.r, y1: Y(h.y), y2: Y(h.y), stroke: h.color || "#f85149", "stroke-dasharray": "4 3" }, svg));
   const color = (i) => (opts.colors && opts.colors[i]) || Chart.colors[i % Chart.colors.length];
   tops.forEach((a, i) => {
@@ -90,7 +90,7 @@ Chart.time = (host, series, opts = {}) => {
 Chart.scatter = (host, points, opts) => {
   host.innerHTML = "";
   const W = host.clientWidth || 400, H = opts.height || 240, m = { l: 40, r: 10, t: 8, b: 26 };
-  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" }, host);
+  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", style: `height:${H}px` }, host);
   const [x0, x1] = opts.x, [y0, y1] = opts.y;
   const X = (v) => m.l + (W - m.l - m.r) * (v - x0) / (x1 - x0), Y = (v) => H - m.b - (H - m.t - m.b) * (v - y0) / (y1 - y0);
   (opts.boxes || []).forEach((b) => el("rect", { x: X(b.x[0]), y: Y(b.y[1]), width: X(b.x[1]) - X(b.x[0]), height: Y(b.y[0]) - Y(b.y[1]), fill: b.fill, stroke: b.stroke }, svg));

@@ -15,10 +15,10 @@ async function load() {
   const first = units[0];
   Chart.time(KW.$("modes"), first ? first.series.filter((s) => s.name === "supply temperature").map((s) => ({ ...s, name: first.unit + " supply °C" })) : [], { modes: first ? first.modes : [], unit: "°C", height: 160 });
   // Litres and degrees do not share an axis: water as bars, wet bulb in a strip below.
-  for (const [id, s] of [["water-h", water.hourly], ["water-d", water.daily]]) {
-    Chart.time(KW.$(id), s.filter((x) => x.unit === "L"), { bars: true, digits: 1, height: 180 });
+  for (const [id, s, dates] of [["water-h", water.hourly, false], ["water-d", water.daily, true]]) {
+    Chart.time(KW.$(id), s.filter((x) => x.unit === "L"), { bars: true, digits: 1, height: 180, dates });
     const strip = document.createElement("div"); KW.$(id).appendChild(strip);
-    Chart.time(strip, s.filter((x) => x.unit !== "L"), { digits: 1, height: 110, colors: ["#d29922"] });
+    Chart.time(strip, s.filter((x) => x.unit !== "L"), { digits: 1, height: 110, colors: ["#d29922"], dates });
   }
 }
 KW.onRange(() => load().catch((e) => KW.status(e.message, true)));

@@ -16,7 +16,7 @@ async function tiles() {
   KW.set("mode", "mode " + (o.cooling_mode || "–"));
   KW.set("faults", o.faults.length ? o.faults.join(" · ") : "none");
   KW.$("faults").className = o.faults.length ? "sub bad" : "sub";
-  KW.set("status", "data at " + (o.data_time || "–"));
+  KW.set("data-time", "data at " + (o.data_time ? new Date(o.data_time).toLocaleString() : "–"));
 }
 async function periods() {
   const rows = [["today", "period=day"], ["this month", "period=month"], ["rolling 12 months", "period=rolling12"]];
