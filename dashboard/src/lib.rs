@@ -9,12 +9,15 @@
 mod pages;
 mod view;
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -33,6 +36,7 @@ pub fn pages_router() -> Router {
 pub fn data_router(view: SharedView) -> Router {
     Router::new()
         .route("/dashboard/overview.json", get(overview_json))
+        .route("/dashboard/live", get(live))
         .route("/dashboard/power.json", get(power_json))
         .route("/dashboard/climate.json", get(climate_json))
         .route("/dashboard/cooling.json", get(cooling_json))
@@ -82,6 +86,29 @@ async fn answer<T: Serialize + Send + 'static>(f: impl FnOnce() -> Result<T, Vie
 
 async fn overview_json(State(view): State<SharedView>) -> Response {
     answer(move || view.overview()).await
+}
+
+/// How often the live stream sends the overview: the collectors sample every second, and a
+/// wall screen needs no more than this.
+const LIVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Server-Sent Events: an `overview` event now and every [`LIVE_EVERY`] (an `error` event when
+/// the view fails; the stream goes on). EventSource cannot send headers, so the read token
+/// comes as `?token=`.
+async fn live(State(view): State<SharedView>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let stream = futures_util::stream::unfold((view, true), |(view, first)| async move {
+        if !first {
+            tokio::time::sleep(LIVE_EVERY).await;
+        }
+        let v = view.clone();
+        let event = match tokio::task::spawn_blocking(move || v.overview()).await {
+            Ok(Ok(o)) => Event::default().event("overview").json_data(&o).unwrap_or_else(|e| Event::default().event("error").data(e.to_string())),
+            Ok(Err(e)) => Event::default().event("error").data(e.to_string()),
+            Err(e) => Event::default().event("error").data(e.to_string()),
+        };
+        Some((Ok(event), (view, false)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 async fn power_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {

@@ -132,3 +132,17 @@ fn windows_parse_to_round_steps() {
     assert_eq!(Window::parse("30d").map(|w| w.span_s / w.step_s), Some(360));
     assert_eq!(Window::parse("1y"), None);
 }
+
+#[tokio::test]
+async fn live_stream_sends_the_overview_at_once() {
+    use futures_util::StreamExt;
+    let app = router(Arc::new(Partial));
+    let r = app.oneshot(Request::get("/dashboard/live").body(Body::empty()).expect("request")).await.expect("response");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("text/event-stream"));
+    let mut body = r.into_body().into_data_stream();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.expect("an event within 5 s").expect("a frame").expect("bytes");
+    let text = String::from_utf8_lossy(&first);
+    assert!(text.starts_with("event: overview\ndata: {"), "{text}");
+    assert!(text.contains("\"pue\":1.16"), "{text}");
+}

@@ -45,7 +45,7 @@ try {
   for (const [name, path] of pages) {
     const page = await ctx.newPage(); watch(page, name);
     await page.goto(BASE + path);
-    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("updated"), null, { timeout: 20000 })
+    await page.waitForFunction(() => /^(updated|live)/.test(document.getElementById("status").textContent), null, { timeout: 20000 })
       .catch(() => fail(`${name}: never updated (status: ${"?"})`));
     await sleep(1500); // the slower loaders of the page (charts, jobs)
     await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
@@ -101,7 +101,7 @@ try {
   {
     const page = await browser.newPage({ viewport: { width: 2560, height: 1440 } }); watch(page, "wall");
     await page.goto(BASE + "/");
-    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("updated"), null, { timeout: 20000 }).catch(() => {});
+    await page.waitForFunction(() => /^(updated|live)/.test(document.getElementById("status").textContent), null, { timeout: 20000 }).catch(() => {});
     await sleep(1500);
     await page.screenshot({ path: `${SHOTS}/overview-wall.png` });
     await page.close();

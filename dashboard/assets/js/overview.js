@@ -1,7 +1,6 @@
 "use strict";
 // Live tiles every 3 s; KPI periods, charts and alerts every 30 s or on a range change.
-async function tiles() {
-  const o = await KW.get("/dashboard/overview.json");
+function render(o) {
   KW.set("site", o.site);
   const cat = o.pue_category ? " (Cat " + o.pue_category + ")" : "";
   KW.set("pue-title", "PUE" + cat + " · " + o.window);
@@ -48,5 +47,13 @@ async function alerts() {
   KW.$("alerts").innerHTML = list.length ? list.slice(0, 12).map((x) => `<div><span class="pill ${KW.esc((x.alert.labels.severity||""))}">${KW.esc((x.alert.labels.severity||""))}</span> ${KW.esc(x.alert.labels.alertname || x.alert.rule)} ${KW.esc(Object.entries(x.alert.labels || {}).filter(([k]) => !["site","alertname","severity"].includes(k)).map(([k, v]) => k + "=" + v).join(" "))}</div>`).join("") + (list.length > 12 ? `<div>… ${list.length - 12} more</div>` : "") : "none firing";
 }
 KW.onRange(() => charts().catch((e) => KW.status(e.message, true)));
-KW.live(tiles, 3000);
+async function tiles() { render(await KW.get("/dashboard/overview.json")); }
+// Live tiles from the server's event stream; polling only where it cannot be opened.
+if (window.EventSource) {
+  const es = new EventSource("/dashboard/live" + (KW.token ? "?token=" + encodeURIComponent(KW.token) : ""));
+  es.addEventListener("overview", (ev) => { render(JSON.parse(ev.data)); KW.status("live · " + new Date().toLocaleTimeString()); });
+  es.addEventListener("error", (ev) => { if (ev.data) KW.status("live view failed: " + ev.data, true); else KW.status("live stream interrupted, reconnecting…", true); });
+} else {
+  KW.live(tiles, 3000);
+}
 KW.live(async () => { await Promise.all([periods(), charts(), alerts()]); }, 30000);
