@@ -95,18 +95,20 @@ impl StoreView {
         Ok(out)
     }
 
+    /// Mean over series of their bucket means, reading each series once. Outside air is the
+    /// same at every unit: this is the mean over the units that reported.
     fn mean_of(&self, metas: &[SeriesMeta], s: Span) -> Result<Vec<Option<f64>>, StoreError> {
-        let refs: Vec<&SeriesMeta> = metas.iter().collect();
-        // Outside air is the same at every unit: the mean over units that reported.
-        let mut counts = vec![0.0; s.buckets()];
+        let mut sum = vec![0.0; s.buckets()];
+        let mut count = vec![0.0; s.buckets()];
         for m in metas {
-            for (c, v) in counts.iter_mut().zip(self.bucketed(m.id, s)?) {
-                if v.is_some() {
+            for ((a, c), v) in sum.iter_mut().zip(count.iter_mut()).zip(self.bucketed(m.id, s)?) {
+                if let Some(v) = v {
+                    *a += v;
                     *c += 1.0;
                 }
             }
         }
-        Ok(self.summed(&refs, s)?.into_iter().zip(counts).map(|(v, c)| v.map(|v| v / f64::max(c, 1.0))).collect())
+        Ok(sum.into_iter().zip(count).map(|(a, c)| (c > 0.0).then(|| a / c)).collect())
     }
 
     /// The mode each bucket spent most readings in, merged into spans.

@@ -130,3 +130,29 @@ async fn every_endpoint_answers_on_partial_data() {
     assert_eq!(v["series"].as_array().map(Vec::len), Some(3), "power, margin, utilization");
     assert_eq!(get(&app, "/dashboard/gpus/dgx-001/7?range=1h", None).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn basic_auth_carries_the_read_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(Arc::new(Store::open(dir.path()).expect("store")), false);
+    let call = |auth: Option<String>, uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::get(uri);
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            app.oneshot(req.body(Body::empty()).expect("request")).await.expect("response")
+        }
+    };
+    // base64("ops:read-token-0123456789")
+    let basic = Some("Basic b3BzOnJlYWQtdG9rZW4tMDEyMzQ1Njc4OQ==".to_owned());
+    for uri in ["/dashboard/overview.json", "/api/v1/kpi?period=day"] {
+        assert_eq!(call(basic.clone(), uri).await.status(), StatusCode::OK, "{uri}");
+        let r = call(None, uri).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        assert!(r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("Basic")), "{uri}: the browser is asked to log in");
+    }
+    // base64("ops:wrong-token-000000")
+    assert_eq!(call(Some("Basic b3BzOndyb25nLXRva2VuLTAwMDAwMA==".into()), "/dashboard/gpus.json").await.status(), StatusCode::UNAUTHORIZED);
+}

@@ -96,7 +96,7 @@ Chart.scatter = (host, points, opts) => {
   (opts.boxes || []).forEach((b) => el("rect", { x: X(b.x[0]), y: Y(b.y[1]), width: X(b.x[1]) - X(b.x[0]), height: Y(b.y[0]) - Y(b.y[1]), fill: b.fill, stroke: b.stroke }, svg));
   niceTicks(x0, x1, 6).forEach((v) => { el("text", { x: X(v), y: H - 8, "text-anchor": "middle" }, svg).textContent = v; });
   niceTicks(y0, y1, 4).forEach((v) => { el("text", { x: m.l - 4, y: Y(v) + 4, "text-anchor": "end" }, svg).textContent = v; });
-  el("text", { x: W - m.r, y: H - 8, "text-anchor": "end" }, svg).textContent = opts.xlabel;
+  el("text", { x: W - m.r, y: H - m.b - 4, "text-anchor": "end" }, svg).textContent = opts.xlabel;
   el("text", { x: m.l + 4, y: m.t + 10 }, svg).textContent = opts.ylabel;
   points.forEach(([x, y], i) => {
     const c = el("circle", { cx: X(x), cy: Y(y), r: i === points.length - 1 ? 4 : 2, fill: i === points.length - 1 ? "#f0f6fc" : "#58a6ff99" }, svg);
