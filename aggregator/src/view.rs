@@ -116,10 +116,10 @@ impl StoreView {
         let Some(meta) = meta else { return Ok(Vec::new()) };
         let mut counts: Vec<BTreeMap<String, u32>> = vec![BTreeMap::new(); s.buckets()];
         for (t, v) in self.store.read_with_neighbours(meta.id, s.from, s.to - 1)? {
-            if let (true, Value::Text(m)) = (t >= s.from && t < s.to, v) {
-                if let Some(c) = counts.get_mut(((t - s.from) / s.step) as usize) {
-                    *c.entry(m).or_default() += 1;
-                }
+            if let (true, Value::Text(m)) = (t >= s.from && t < s.to, v)
+                && let Some(c) = counts.get_mut(((t - s.from) / s.step) as usize)
+            {
+                *c.entry(m).or_default() += 1;
             }
         }
         let mut spans: Vec<ModeSpan> = Vec::new();

@@ -58,9 +58,9 @@ struct RangeQuery {
 }
 
 impl RangeQuery {
-    fn window(&self) -> Result<Window, Response> {
+    fn window(&self) -> Result<Window, String> {
         let r = self.range.as_deref().unwrap_or("24h");
-        Window::parse(r).ok_or_else(|| bad_request(format!("range={r:?}: use 1h, 6h, 24h, 7d or 30d")))
+        Window::parse(r).ok_or_else(|| format!("range={r:?}: use 1h, 6h, 24h, 7d or 30d"))
     }
 }
 
@@ -114,28 +114,28 @@ async fn live(State(view): State<SharedView>) -> Sse<impl futures_util::Stream<I
 async fn power_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
     match q.window() {
         Ok(w) => answer(move || view.power(w)).await,
-        Err(r) => r,
+        Err(m) => bad_request(m),
     }
 }
 
 async fn climate_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
     match q.window() {
         Ok(w) => answer(move || view.climate(w)).await,
-        Err(r) => r,
+        Err(m) => bad_request(m),
     }
 }
 
 async fn cooling_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
     match q.window() {
         Ok(w) => answer(move || view.cooling(w)).await,
-        Err(r) => r,
+        Err(m) => bad_request(m),
     }
 }
 
 async fn water_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
     match q.window() {
         Ok(w) => answer(move || view.water(w)).await,
-        Err(r) => r,
+        Err(m) => bad_request(m),
     }
 }
 
@@ -146,14 +146,14 @@ async fn gpus_json(State(view): State<SharedView>) -> Response {
 async fn node_json(State(view): State<SharedView>, Path(node): Path<String>, Query(q): Query<RangeQuery>) -> Response {
     match q.window() {
         Ok(w) => answer(move || view.gpu_detail(&node, None, w)).await,
-        Err(r) => r,
+        Err(m) => bad_request(m),
     }
 }
 
 async fn gpu_json(State(view): State<SharedView>, Path((node, gpu)): Path<(String, u32)>, Query(q): Query<RangeQuery>) -> Response {
     match q.window() {
         Ok(w) => answer(move || view.gpu_detail(&node, Some(gpu), w)).await,
-        Err(r) => r,
+        Err(m) => bad_request(m),
     }
 }
 
