@@ -162,7 +162,9 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
             .map_err(|e| DemoError::Task(e.to_string()))??;
     }
 
-    let write_token = format!("demo-{:016x}{:08x}", now.0, std::process::id());
+    // A fixed write token from the environment lets a browser test create silences in the
+    // demo; otherwise a fresh one nobody else knows.
+    let write_token = std::env::var("KILOWATCH_WRITE_TOKEN").ok().filter(|t| t.len() >= 16).unwrap_or_else(|| format!("demo-{:016x}{:08x}", now.0, std::process::id()));
     let mut config = Config::default();
     config.server.listen = opts.listen.to_string();
     let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config), sink: None };

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use tokio::sync::watch;
 use tower_http::decompression::RequestDecompressionLayer;
 
@@ -22,7 +22,8 @@ use crate::view::StoreView;
 
 pub fn router(state: AppState) -> Router {
     let view: kilowatch_dashboard::SharedView = Arc::new(StoreView::new(state.store.clone(), state.config.site.name.clone()));
-    let dashboard = kilowatch_dashboard::router(view).layer(middleware::from_fn_with_state(state.clone(), require_read));
+    // Pages and assets hold no data and are open; the JSON they fetch needs a read token.
+    let dashboard = kilowatch_dashboard::pages_router().merge(kilowatch_dashboard::data_router(view).layer(middleware::from_fn_with_state(state.clone(), require_read)));
     let max_body = state.config.server.max_body_bytes;
     let ingest = Router::new()
         .route("/api/v2/write", post(api::write))
@@ -43,14 +44,58 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::alerting::routes())
         .with_state(state)
         .merge(dashboard)
+        .layer(middleware::from_fn(basic_auth))
 }
 
-/// The dashboard's page itself holds no data; everything it fetches needs a read token
-/// unless reads are open (demo on loopback).
-async fn require_read(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/" {
-        return next.run(req).await;
+/// HTTP basic auth for browsers: `Authorization: Basic base64(user:token)` is read as
+/// `Token <token>` (the user name is free), so everything that checks tokens accepts it. A
+/// read refused without credentials asks for them (`WWW-Authenticate: Basic`), which makes a
+/// browser show its own login prompt and then send them with every request.
+async fn basic_auth(mut req: Request, next: Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::trim);
+    let had_credentials = header.is_some() || req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+    if let Some(token) = header.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))).and_then(basic_password)
+        && let Ok(v) = HeaderValue::from_str(&format!("Token {token}"))
+    {
+        req.headers_mut().insert(header::AUTHORIZATION, v);
     }
+    let is_read = req.method() == Method::GET && (req.uri().path().starts_with("/dashboard/") || req.uri().path().starts_with("/api/v1/"));
+    let mut resp = next.run(req).await;
+    if is_read && !had_credentials && resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Kilowatch\", charset=\"UTF-8\""));
+    }
+    resp
+}
+
+/// The password of a basic-auth credential (standard base64 of `user:password`).
+fn basic_password(b64: &str) -> Option<String> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in b64.trim().bytes().take_while(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    text.split_once(':').map(|(_, p)| p.to_owned()).filter(|p| !p.is_empty())
+}
+
+/// Everything the dashboard's pages fetch needs a read token unless reads are open (demo on
+/// loopback).
+async fn require_read(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
     if st.auth.may_read(Auth::presented(req.headers(), query_token)) {
         next.run(req).await
@@ -92,4 +137,15 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, mut shutdown:
             let _ = shutdown.wait_for(|v| *v).await;
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn basic_credentials_decode_to_their_password() {
+        // base64("ops:read-token-0123456789")
+        assert_eq!(super::basic_password("b3BzOnJlYWQtdG9rZW4tMDEyMzQ1Njc4OQ==").as_deref(), Some("read-token-0123456789"));
+        assert_eq!(super::basic_password("Zm9v"), None, "no colon");
+        assert_eq!(super::basic_password("!!"), None);
+    }
 }

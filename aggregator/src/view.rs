@@ -1,19 +1,49 @@
 //! The dashboard's window on the store: the aggregator implements the dashboard's
-//! `SiteView` trait here, so the dashboard never touches storage itself.
+//! `SiteView` trait here, so the dashboard never touches storage itself. Charts get bucketed
+//! means (about 300 buckets a window), never raw 1 Hz samples.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kilowatch_dashboard::{Overview, SiteView, ViewError};
+use kilowatch_dashboard::{Climate, CoolingUnit, GpuCell, GpuDetail, ModeSpan, Overview, Series, SiteView, ViewError, Water, Window};
 use kilowatch_model::Timestamp;
-use kilowatch_model::metric::{COOLING, GPU, METER, role};
+use kilowatch_model::metric::{COOLING, GPU, METER, WATER, role};
+use kilowatch_model::time::NANOS_PER_SEC;
 
+use crate::alerting::{dew_point_c, wet_bulb_c};
 use crate::kpi;
-use crate::store::{SeriesMeta, Store, StoreError, Value};
+use crate::ledger;
+use crate::store::{SeriesId, SeriesMeta, Store, StoreError, Value};
+
+/// A reading older than this (behind the newest data) marks a GPU silent.
+const STALE_NS: i64 = 300 * NANOS_PER_SEC;
+/// Points of the envelope scatter per unit: the newest ones.
+const ENVELOPE_POINTS: usize = 120;
 
 pub struct StoreView {
     store: Arc<Store>,
     site: String,
+}
+
+/// A window resolved against the newest data: `[from, to)` in ns cut into `step`s.
+#[derive(Clone, Copy)]
+struct Span {
+    from: i64,
+    to: i64,
+    step: i64,
+}
+
+impl Span {
+    fn buckets(&self) -> usize {
+        ((self.to - self.from) / self.step).max(1) as usize
+    }
+    fn ms(&self, i: usize) -> i64 {
+        (self.from + i as i64 * self.step) / 1_000_000
+    }
+}
+
+fn err(e: StoreError) -> ViewError {
+    ViewError::Backend(e.to_string())
 }
 
 impl StoreView {
@@ -21,19 +51,108 @@ impl StoreView {
         StoreView { store, site }
     }
 
+    fn newest(&self) -> Result<i64, StoreError> {
+        Ok(self.store.stats()?.newest_ts.unwrap_or_else(|| Timestamp::now().0))
+    }
+
+    /// The window ending at the newest data, aligned to its step so buckets stay put between
+    /// refreshes.
+    fn span(&self, w: Window) -> Result<Span, StoreError> {
+        let step = w.step_s * NANOS_PER_SEC;
+        let to = (self.newest()?.div_euclid(step) + 1) * step;
+        Ok(Span { from: to - w.span_s * NANOS_PER_SEC, to, step })
+    }
+
+    /// Mean of each bucket's numeric readings; `None` where a bucket holds none.
+    fn bucketed(&self, id: SeriesId, s: Span) -> Result<Vec<Option<f64>>, StoreError> {
+        let mut sum = vec![0.0; s.buckets()];
+        let mut n = vec![0u32; s.buckets()];
+        for (t, v) in self.store.read_with_neighbours(id, s.from, s.to - 1)? {
+            if t < s.from || t >= s.to {
+                continue;
+            }
+            if let Some(f) = v.as_f64().filter(|f| f.is_finite()) {
+                let i = ((t - s.from) / s.step) as usize;
+                if let (Some(a), Some(c)) = (sum.get_mut(i), n.get_mut(i)) {
+                    *a += f;
+                    *c += 1;
+                }
+            }
+        }
+        Ok(sum.into_iter().zip(n).map(|(a, c)| (c > 0).then(|| a / f64::from(c))).collect())
+    }
+
+    /// Σ over series of their bucket means (a bucket is `None` only when no series has one).
+    fn summed(&self, metas: &[&SeriesMeta], s: Span) -> Result<Vec<Option<f64>>, StoreError> {
+        let mut out = vec![None; s.buckets()];
+        for m in metas {
+            for (o, v) in out.iter_mut().zip(self.bucketed(m.id, s)?) {
+                if let Some(v) = v {
+                    *o = Some(o.unwrap_or(0.0) + v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Mean over series of their bucket means, reading each series once. Outside air is the
+    /// same at every unit: this is the mean over the units that reported.
+    fn mean_of(&self, metas: &[SeriesMeta], s: Span) -> Result<Vec<Option<f64>>, StoreError> {
+        let mut sum = vec![0.0; s.buckets()];
+        let mut count = vec![0.0; s.buckets()];
+        for m in metas {
+            for ((a, c), v) in sum.iter_mut().zip(count.iter_mut()).zip(self.bucketed(m.id, s)?) {
+                if let Some(v) = v {
+                    *a += v;
+                    *c += 1.0;
+                }
+            }
+        }
+        Ok(sum.into_iter().zip(count).map(|(a, c)| (c > 0.0).then(|| a / c)).collect())
+    }
+
+    /// The mode each bucket spent most readings in, merged into spans.
+    fn modes(&self, meta: Option<&SeriesMeta>, s: Span) -> Result<Vec<ModeSpan>, StoreError> {
+        let Some(meta) = meta else { return Ok(Vec::new()) };
+        let mut counts: Vec<BTreeMap<String, u32>> = vec![BTreeMap::new(); s.buckets()];
+        for (t, v) in self.store.read_with_neighbours(meta.id, s.from, s.to - 1)? {
+            if let (true, Value::Text(m)) = (t >= s.from && t < s.to, v)
+                && let Some(c) = counts.get_mut(((t - s.from) / s.step) as usize)
+            {
+                *c.entry(m).or_default() += 1;
+            }
+        }
+        let mut spans: Vec<ModeSpan> = Vec::new();
+        for (i, c) in counts.iter().enumerate() {
+            let Some((mode, _)) = c.iter().max_by_key(|(_, n)| **n) else { continue };
+            let (from_ms, to_ms) = (s.ms(i), s.ms(i + 1));
+            // A mode holds until the next reading: buckets without one (a 15-min backfill under
+            // 5-min buckets) belong to the span before them.
+            match spans.last_mut() {
+                Some(l) if l.mode == *mode => l.to_ms = to_ms,
+                Some(l) => {
+                    l.to_ms = from_ms;
+                    spans.push(ModeSpan { from_ms, to_ms, mode: mode.clone() });
+                }
+                None => spans.push(ModeSpan { from_ms, to_ms, mode: mode.clone() }),
+            }
+        }
+        Ok(spans)
+    }
+
+    fn series(name: &str, unit: &str, s: Span, v: Vec<Option<f64>>) -> Series {
+        Series { name: name.into(), unit: unit.into(), points: v.into_iter().enumerate().map(|(i, v)| (s.ms(i), v)).collect() }
+    }
+
     /// Newest value of each matching series, if it is no older than `since`.
     fn recent(&self, measurement: &str, field: &str, since: i64) -> Result<Vec<(SeriesMeta, Value)>, StoreError> {
         let metas = self.store.find_series(measurement, field, &[])?;
         let ids: Vec<_> = metas.iter().map(|m| m.id).collect();
         let latest = self.store.latest(&ids)?;
-        Ok(metas
-            .into_iter()
-            .zip(latest)
-            .filter_map(|(m, l)| l.filter(|(t, _)| *t >= since).map(|(_, v)| (m, v)))
-            .collect())
+        Ok(metas.into_iter().zip(latest).filter_map(|(m, l)| l.filter(|(t, _)| *t >= since).map(|(_, v)| (m, v))).collect())
     }
 
-    fn build(&self) -> Result<Overview, StoreError> {
+    fn build_overview(&self) -> Result<Overview, StoreError> {
         let live = kpi::live_range(&self.store)?;
         let k = kpi::compute(&self.store, live, "live, last 5 min")?;
         let since = live.from.0;
@@ -77,10 +196,190 @@ impl StoreView {
             faults: k.data_quality.faults,
         })
     }
+
+    fn build_power(&self, w: Window) -> Result<Vec<Series>, StoreError> {
+        let s = self.span(w)?;
+        let meters = self.store.find_series(METER, "power_w", &[])?;
+        // IT at the best category present, as the KPIs take it: mixing would count twice.
+        let best = meters.iter().filter(|m| m.tag("role") == Some(role::IT)).map(|m| m.tag("category").and_then(|c| c.parse::<u8>().ok()).unwrap_or(1)).min();
+        let mut out = Vec::new();
+        for (name, roles) in [("facility", &[role::FACILITY, role::GENERATOR][..]), ("IT", &[role::IT]), ("cooling", &[role::COOLING]), ("losses", &[role::POWER_LOSSES])] {
+            let pick: Vec<&SeriesMeta> = meters
+                .iter()
+                .filter(|m| m.tag("role").is_some_and(|r| roles.contains(&r)))
+                .filter(|m| name != "IT" || m.tag("category").and_then(|c| c.parse::<u8>().ok()).unwrap_or(1) == best.unwrap_or(1))
+                .collect();
+            if !pick.is_empty() {
+                out.push(Self::series(name, "W", s, self.summed(&pick, s)?));
+            }
+        }
+        Ok(out)
+    }
+
+    fn build_climate(&self, w: Window) -> Result<Climate, StoreError> {
+        let s = self.span(w)?;
+        let temp = self.store.find_series(COOLING, "outside_temp_c", &[])?;
+        let rh = self.store.find_series(COOLING, "outside_rh_pct", &[])?;
+        let mut series = Vec::new();
+        if !temp.is_empty() {
+            series.push(Self::series("outside temperature °C", "°C", s, self.mean_of(&temp, s)?));
+        }
+        if !rh.is_empty() {
+            series.push(Self::series("outside RH %", "%", s, self.mean_of(&rh, s)?));
+        }
+        let modes = self.store.find_series(COOLING, "mode", &[])?;
+        Ok(Climate { series, modes: self.modes(modes.first(), s)? })
+    }
+
+    fn build_cooling(&self, w: Window) -> Result<Vec<CoolingUnit>, StoreError> {
+        let s = self.span(w)?;
+        let newest = self.newest()?;
+        let mut out = Vec::new();
+        for t_meta in self.store.find_series(COOLING, "supply_temp_c", &[])? {
+            let unit = t_meta.tag("unit").unwrap_or("?").to_owned();
+            let tags = [("unit", unit.as_str())];
+            let rh_meta = self.store.find_series(COOLING, "supply_rh_pct", &tags)?.into_iter().next();
+            let mode_meta = self.store.find_series(COOLING, "mode", &tags)?.into_iter().next();
+            let temp = self.bucketed(t_meta.id, s)?;
+            let rh = match &rh_meta {
+                Some(m) => self.bucketed(m.id, s)?,
+                None => vec![None; s.buckets()],
+            };
+            let dew: Vec<Option<f64>> = temp.iter().zip(&rh).map(|(t, h)| Some(dew_point_c((*t)?, (*h)?))).collect();
+            let mut envelope: Vec<(f64, f64)> = temp.iter().zip(&dew).filter_map(|(t, d)| Some(((*t)?, (*d)?))).collect();
+            envelope.drain(..envelope.len().saturating_sub(ENVELOPE_POINTS));
+            let fresh = |m: Option<&SeriesMeta>| -> Result<Option<Value>, StoreError> {
+                let Some(m) = m else { return Ok(None) };
+                Ok(self.store.latest(&[m.id])?.into_iter().flatten().find(|(t, _)| *t >= newest - STALE_NS).map(|(_, v)| v))
+            };
+            let supply_temp_c = fresh(Some(&t_meta))?.and_then(|v| v.as_f64());
+            let supply_rh_pct = fresh(rh_meta.as_ref())?.and_then(|v| v.as_f64());
+            out.push(CoolingUnit {
+                unit,
+                supply_temp_c,
+                supply_rh_pct,
+                dew_point_c: supply_temp_c.zip(supply_rh_pct).map(|(t, h)| dew_point_c(t, h)),
+                mode: fresh(mode_meta.as_ref())?.and_then(|v| v.as_text().map(str::to_owned)),
+                series: vec![Self::series("supply temperature", "°C", s, temp), Self::series("supply RH", "%", s, rh), Self::series("dew point", "°C", s, dew)],
+                envelope,
+                modes: self.modes(mode_meta.as_ref(), s)?,
+            });
+        }
+        out.sort_by(|a, b| a.unit.cmp(&b.unit));
+        Ok(out)
+    }
+
+    /// Water drawn per bucket (L, counter deltas) and the mean outside wet bulb (Stull 2011).
+    fn water_at(&self, s: Span) -> Result<Vec<Series>, StoreError> {
+        let bounds: Vec<i64> = (0..=s.buckets()).map(|i| s.from + i as i64 * s.step).collect();
+        let mut litres = vec![None; s.buckets()];
+        for m in self.store.find_series(WATER, "volume_m3", &[])? {
+            let samples = ledger::read_f64(&self.store, m.id, s.from, s.to)?;
+            let l = ledger::counter_ledger(&samples, &bounds);
+            for ((o, v), c) in litres.iter_mut().zip(&l.values).zip(&l.covered_s) {
+                if *c > 0.0 {
+                    *o = Some(o.unwrap_or(0.0) + v * 1000.0);
+                }
+            }
+        }
+        let t = self.mean_of(&self.store.find_series(COOLING, "outside_temp_c", &[])?, s)?;
+        let h = self.mean_of(&self.store.find_series(COOLING, "outside_rh_pct", &[])?, s)?;
+        let wb = t.iter().zip(&h).map(|(t, h)| Some(wet_bulb_c((*t)?, (*h)?))).collect();
+        Ok(vec![Self::series("water L", "L", s, litres), Self::series("outside wet bulb °C", "°C", s, wb)])
+    }
+
+    fn build_water(&self, w: Window) -> Result<Water, StoreError> {
+        let base = self.span(w)?;
+        let at = |step_s: i64| {
+            let step = step_s * NANOS_PER_SEC;
+            let to = (base.to.div_euclid(step) + 1) * step;
+            Span { from: to - (w.span_s.max(step_s) * NANOS_PER_SEC).div_euclid(step) * step, to, step }
+        };
+        Ok(Water { hourly: self.water_at(at(3600))?, daily: self.water_at(at(86_400))? })
+    }
+
+    fn build_gpus(&self) -> Result<Vec<GpuCell>, StoreError> {
+        let newest = self.newest()?;
+        let mut cells: BTreeMap<(String, u32), GpuCell> = BTreeMap::new();
+        for field in ["power_w", "temp_margin_c", "util_pct", "throttle_reasons"] {
+            let metas = self.store.find_series(GPU, field, &[])?;
+            let latest = self.store.latest(&metas.iter().map(|m| m.id).collect::<Vec<_>>())?;
+            for (m, l) in metas.iter().zip(latest) {
+                let (Some(node), Some(gpu)) = (m.tag("node"), m.tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
+                let c = cells.entry((node.to_owned(), gpu)).or_insert_with(|| GpuCell { node: node.to_owned(), gpu, stale: true, ..Default::default() });
+                let Some((t, v)) = l else { continue };
+                let v = v.as_f64();
+                match field {
+                    "power_w" => {
+                        c.power_w = v;
+                        c.stale = t < newest - STALE_NS;
+                    }
+                    "temp_margin_c" => c.temp_margin_c = v,
+                    "util_pct" => c.util_pct = v,
+                    _ => c.throttle_reasons = v.map(|x| x as i64).unwrap_or(0),
+                }
+            }
+        }
+        Ok(cells.into_values().collect())
+    }
+
+    fn build_gpu_detail(&self, node: &str, gpu: Option<u32>, w: Window) -> Result<Option<GpuDetail>, StoreError> {
+        let s = self.span(w)?;
+        let mut power = self.store.find_series(GPU, "power_w", &[("node", node)])?;
+        if power.is_empty() {
+            return Ok(None);
+        }
+        power.sort_by_key(|m| m.tag("gpu").and_then(|g| g.parse::<u32>().ok()));
+        let mut series = Vec::new();
+        match gpu {
+            None => {
+                for m in &power {
+                    series.push(Self::series(&format!("GPU {}", m.tag("gpu").unwrap_or("?")), "W", s, self.bucketed(m.id, s)?));
+                }
+            }
+            Some(g) => {
+                let gs = g.to_string();
+                let tags = [("node", node), ("gpu", gs.as_str())];
+                for (field, name, unit) in [("power_w", "power", "W"), ("temp_margin_c", "temperature margin", "°C"), ("util_pct", "utilization", "%")] {
+                    if let Some(m) = self.store.find_series(GPU, field, &tags)?.first() {
+                        series.push(Self::series(name, unit, s, self.bucketed(m.id, s)?));
+                    }
+                }
+                if series.is_empty() {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(GpuDetail { node: node.to_owned(), gpu, series }))
+    }
 }
 
 impl SiteView for StoreView {
     fn overview(&self) -> Result<Overview, ViewError> {
-        self.build().map_err(|e| ViewError(e.to_string()))
+        self.build_overview().map_err(err)
+    }
+    fn power(&self, w: Window) -> Result<Vec<Series>, ViewError> {
+        self.build_power(w).map_err(err)
+    }
+    fn climate(&self, w: Window) -> Result<Climate, ViewError> {
+        self.build_climate(w).map_err(err)
+    }
+    fn cooling(&self, w: Window) -> Result<Vec<CoolingUnit>, ViewError> {
+        self.build_cooling(w).map_err(err)
+    }
+    fn water(&self, w: Window) -> Result<Water, ViewError> {
+        self.build_water(w).map_err(err)
+    }
+    fn gpus(&self) -> Result<Vec<GpuCell>, ViewError> {
+        self.build_gpus().map_err(err)
+    }
+    fn gpu_detail(&self, node: &str, gpu: Option<u32>, w: Window) -> Result<GpuDetail, ViewError> {
+        match self.build_gpu_detail(node, gpu, w).map_err(err)? {
+            Some(d) => Ok(d),
+            None => Err(ViewError::NotFound(match gpu {
+                Some(g) => format!("no series for {node} GPU {g}"),
+                None => format!("no GPU series for node {node}"),
+            })),
+        }
     }
 }

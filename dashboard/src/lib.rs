@@ -1,107 +1,161 @@
 //! The dashboard: pages and the JSON they poll. It owns the read-only [`SiteView`] trait it
 //! needs; the aggregator implements it. Every asset is compiled into the binary: sites run
 //! without internet access.
+//!
+//! Charts are drawn in the browser by a small hand-written SVG renderer (`assets/app.js`)
+//! from the JSON below: hover values and live updates need no round trip and no re-render
+//! on the server, and the renderer is a few hundred lines instead of a charting dependency.
 
+mod pages;
+mod view;
+
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ViewError(pub String);
-
-/// The live state of the site, as the overview page shows it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Overview {
-    pub site: String,
-    /// Time of the newest data (RFC 3339). Runs ahead of the clock in a fast demo.
-    pub data_time: Option<String>,
-    pub pue: Option<f64>,
-    pub pue_category: Option<u8>,
-    /// The window a live ratio covers, e.g. "live, last 5 min".
-    pub window: String,
-    pub wue_l_per_kwh: Option<f64>,
-    pub facility_power_w: Option<f64>,
-    pub it_power_w: Option<f64>,
-    pub cooling_power_w: Option<f64>,
-    pub outside_temp_c: Option<f64>,
-    pub outside_rh_pct: Option<f64>,
-    pub supply_temp_c: Option<f64>,
-    pub cooling_mode: Option<String>,
-    pub gpu_count: usize,
-    pub gpu_power_w: f64,
-    /// Data faults that withhold or qualify a figure.
-    pub faults: Vec<String>,
-}
-
-/// What the dashboard needs from whoever holds the data. Calls may block (storage reads):
-/// the dashboard runs them off the async runtime.
-pub trait SiteView: Send + Sync + 'static {
-    fn overview(&self) -> Result<Overview, ViewError>;
-}
+pub use view::{Climate, CoolingUnit, GpuCell, GpuDetail, ModeSpan, Overview, Series, SiteView, ViewError, Water, Window};
 
 pub type SharedView = Arc<dyn SiteView>;
 
-/// Routes: `/` (overview page) and `/dashboard/overview.json`.
-pub fn router(view: SharedView) -> Router {
+/// The pages and their assets: they hold no data, so they are served without a token (the
+/// data they fetch is not).
+pub fn pages_router() -> Router {
+    pages::router()
+}
+
+/// The JSON the pages poll, under `/dashboard/`: mount it behind the read check.
+pub fn data_router(view: SharedView) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/dashboard/overview.json", get(overview_json))
+        .route("/dashboard/live", get(live))
+        .route("/dashboard/power.json", get(power_json))
+        .route("/dashboard/climate.json", get(climate_json))
+        .route("/dashboard/cooling.json", get(cooling_json))
+        .route("/dashboard/water.json", get(water_json))
+        .route("/dashboard/gpus.json", get(gpus_json))
+        .route("/dashboard/gpus/{node}", get(node_json))
+        .route("/dashboard/gpus/{node}/{gpu}", get(gpu_json))
         .with_state(view)
 }
 
-async fn index() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
-        Html(include_str!("../assets/overview.html")),
-    )
-        .into_response()
+/// Pages and data together, with no access check (tests, embedding).
+pub fn router(view: SharedView) -> Router {
+    pages_router().merge(data_router(view))
 }
 
-async fn overview_json(State(view): State<SharedView>) -> Response {
-    match tokio::task::spawn_blocking(move || view.overview()).await {
-        Ok(Ok(o)) => Json(o).into_response(),
+#[derive(Deserialize, Default)]
+struct RangeQuery {
+    range: Option<String>,
+}
+
+impl RangeQuery {
+    fn window(&self) -> Result<Window, String> {
+        let r = self.range.as_deref().unwrap_or("24h");
+        Window::parse(r).ok_or_else(|| format!("range={r:?}: use 1h, 6h, 24h, 7d or 30d"))
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(serde_json::json!({"code": "invalid", "message": message}))).into_response()
+}
+
+/// Runs a view call off the async runtime (it reads storage) and answers its JSON.
+async fn answer<T: Serialize + Send + 'static>(f: impl FnOnce() -> Result<T, ViewError> + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(ViewError::NotFound(m))) => (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": "not found", "message": m}))).into_response(),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "overview failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"code": "internal error", "message": e.0}))).into_response()
+            tracing::warn!(error = %e, "dashboard view failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"code": "internal error", "message": e.to_string()}))).into_response()
         }
         Err(e) => {
-            tracing::error!(error = %e, "overview task panicked");
+            tracing::error!(error = %e, "dashboard view task panicked");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use tower::ServiceExt;
+async fn overview_json(State(view): State<SharedView>) -> Response {
+    answer(move || view.overview()).await
+}
 
-    struct Empty;
-    impl SiteView for Empty {
-        fn overview(&self) -> Result<Overview, ViewError> {
-            Ok(Overview { site: "dc5".into(), window: "live, last 5 min".into(), ..Default::default() })
+/// How often the live stream sends the overview: the collectors sample every second, and a
+/// wall screen needs no more than this.
+const LIVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Server-Sent Events: an `overview` event now and every [`LIVE_EVERY`] (an `error` event when
+/// the view fails; the stream goes on). EventSource cannot send headers, so the read token
+/// comes as `?token=`.
+async fn live(State(view): State<SharedView>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let stream = futures_util::stream::unfold((view, true), |(view, first)| async move {
+        if !first {
+            tokio::time::sleep(LIVE_EVERY).await;
         }
-    }
+        let v = view.clone();
+        let event = match tokio::task::spawn_blocking(move || v.overview()).await {
+            Ok(Ok(o)) => Event::default().event("overview").json_data(&o).unwrap_or_else(|e| Event::default().event("error").data(e.to_string())),
+            Ok(Err(e)) => Event::default().event("error").data(e.to_string()),
+            Err(e) => Event::default().event("error").data(e.to_string()),
+        };
+        Some((Ok(event), (view, false)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
 
-    #[tokio::test]
-    async fn page_and_json_answer_with_no_data() {
-        let app = router(Arc::new(Empty));
-        let r = app.clone().oneshot(Request::get("/").body(Body::empty()).expect("req")).await.expect("resp");
-        assert_eq!(r.status(), StatusCode::OK);
-        let r = app.oneshot(Request::get("/dashboard/overview.json").body(Body::empty()).expect("req")).await.expect("resp");
-        assert_eq!(r.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.expect("body");
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(v["site"], "dc5");
-        assert!(v["pue"].is_null());
+async fn power_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
+    match q.window() {
+        Ok(w) => answer(move || view.power(w)).await,
+        Err(m) => bad_request(m),
     }
 }
+
+async fn climate_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
+    match q.window() {
+        Ok(w) => answer(move || view.climate(w)).await,
+        Err(m) => bad_request(m),
+    }
+}
+
+async fn cooling_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
+    match q.window() {
+        Ok(w) => answer(move || view.cooling(w)).await,
+        Err(m) => bad_request(m),
+    }
+}
+
+async fn water_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
+    match q.window() {
+        Ok(w) => answer(move || view.water(w)).await,
+        Err(m) => bad_request(m),
+    }
+}
+
+async fn gpus_json(State(view): State<SharedView>) -> Response {
+    answer(move || view.gpus()).await
+}
+
+async fn node_json(State(view): State<SharedView>, Path(node): Path<String>, Query(q): Query<RangeQuery>) -> Response {
+    match q.window() {
+        Ok(w) => answer(move || view.gpu_detail(&node, None, w)).await,
+        Err(m) => bad_request(m),
+    }
+}
+
+async fn gpu_json(State(view): State<SharedView>, Path((node, gpu)): Path<(String, u32)>, Query(q): Query<RangeQuery>) -> Response {
+    match q.window() {
+        Ok(w) => answer(move || view.gpu_detail(&node, Some(gpu), w)).await,
+        Err(m) => bad_request(m),
+    }
+}
+
+#[cfg(test)]
+mod tests;
