@@ -15,5 +15,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "dashboard e2e: SKIPPED, missing: ${missing[*]} (set CI=true to make this a failure)"
   exit 0
 fi
-[ -x "${KILOWATCH_BIN:-target/debug/kilowatch}" ] || cargo build -q -p kilowatch-aggregator --bin kilowatch
+# The binary lives where cargo puts it: CARGO_TARGET_DIR when set (CI sets it), else target/.
+export KILOWATCH_BIN="${KILOWATCH_BIN:-${CARGO_TARGET_DIR:-target}/debug/kilowatch}"
+[ -x "$KILOWATCH_BIN" ] || cargo build -q -p kilowatch-aggregator --bin kilowatch
 exec node scripts/e2e/dashboard.mjs
