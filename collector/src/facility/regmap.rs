@@ -296,7 +296,7 @@ pub fn encode(r: &Register, value: f64) -> Result<Vec<u16>, EncodeError> {
 /// Encodes a state name through the register's `states` list.
 pub fn encode_state(r: &Register, state: &str) -> Result<Vec<u16>, EncodeError> {
     let n = r.states.iter().position(|s| s == state).ok_or_else(|| EncodeError::UnknownState(state.to_owned()))?;
-    encode(r, n as f64 * r.scale + r.offset)
+    encode(r, scaled(r, n as f64))
 }
 
 #[cfg(test)]
