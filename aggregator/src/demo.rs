@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
-use kilowatch_collector::source::SimSource;
+use kilowatch_collector::source::{JobEvents, SimSource};
 use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig, SpoolError};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{JobEvent, PointBuf, SimConfig, Site};
@@ -183,12 +183,12 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
         timeout: Duration::from_secs(10),
     })?;
     let origin = site.now();
-    // The collector ships points only; the simulator's job events reach the ledger from a
-    // twin of the site (same seed, same schedule) that emits nothing and only keeps time.
-    let twin_cfg = SimConfig { emit: kilowatch_sim::Emit { gpus: false, nodes: false, facility: false }, ..site.config().clone() };
-    let jobs_task = tokio::spawn(live_jobs(store.clone(), twin_cfg, origin, opts.speed, shutdown.clone()));
+    // The collector ships points only; the simulation's job events reach the ledger through
+    // the source's event handle.
+    let mut source = SimSource::from_site(site);
+    let jobs_task = tokio::spawn(live_jobs(store.clone(), source.job_events(), shutdown.clone()));
     let agent = Agent {
-        sources: vec![Box::new(SimSource::from_site(site))],
+        sources: vec![Box::new(source)],
         shipper,
         interval: Duration::from_secs(1),
         clock: Clock::scaled(origin, opts.speed),
@@ -206,8 +206,8 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     Ok(())
 }
 
-/// Follows the simulated clock every 10 real seconds and records the job events.
-async fn live_jobs(store: Arc<Store>, cfg: SimConfig, origin: Timestamp, speed: f64, mut shutdown: watch::Receiver<bool>) {
+/// Records the live simulation's job events every 10 real seconds.
+async fn live_jobs(store: Arc<Store>, events: JobEvents, mut shutdown: watch::Receiver<bool>) {
     let jobs = match JobStore::beside(&store) {
         Ok(j) => Arc::new(j),
         Err(e) => {
@@ -215,17 +215,13 @@ async fn live_jobs(store: Arc<Store>, cfg: SimConfig, origin: Timestamp, speed: 
             return;
         }
     };
-    let mut twin = Site::new(SimConfig { start: origin, ..cfg });
-    let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let t = Timestamp(origin.0 + (started.elapsed().as_secs_f64() * speed * 1e9) as i64);
-        twin.advance_to(t);
-        let posts = job_posts(twin.take_job_events());
+        let posts = job_posts(events.take());
         let j = jobs.clone();
         match tokio::task::spawn_blocking(move || j.post_many(&posts)).await {
             Ok(Ok(n)) => tracing::debug!(rows = n, "demo: job events recorded"),

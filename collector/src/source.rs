@@ -1,7 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use kilowatch_model::{Point, Timestamp};
-use kilowatch_sim::{PointBuf, SimConfig, Site, Truth};
+use kilowatch_sim::{JobEvent, PointBuf, SimConfig, Site, Truth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -21,8 +21,11 @@ pub trait Source: Send {
 /// exactly those readings.
 #[derive(Debug, Clone, Default)]
 pub struct TruthMarks {
-    inner: Arc<Mutex<(Option<(Timestamp, Truth)>, Option<(Timestamp, Truth)>)>>,
+    inner: Arc<Mutex<(Option<Mark>, Option<Mark>)>>,
 }
+
+/// The simulator's cumulative ground truth at one sample time.
+type Mark = (Timestamp, Truth);
 
 impl TruthMarks {
     pub fn first(&self) -> Option<(Timestamp, Truth)> {
@@ -31,11 +34,26 @@ impl TruthMarks {
     pub fn last(&self) -> Option<(Timestamp, Truth)> {
         self.inner.lock().ok().and_then(|g| g.1)
     }
-    fn record(&self, mark: (Timestamp, Truth)) {
+    fn record(&self, mark: Mark) {
         if let Ok(mut g) = self.inner.lock() {
             g.0.get_or_insert(mark);
             g.1 = Some(mark);
         }
+    }
+}
+
+/// Job starts and ends from a [`SimSource`]'s simulation, for whoever records allocations
+/// (the demo's job ledger). The source drains its simulation's events every sample, whether or
+/// not anyone holds this handle, so they never pile up.
+#[derive(Debug, Clone, Default)]
+pub struct JobEvents {
+    inner: Arc<Mutex<Vec<JobEvent>>>,
+}
+
+impl JobEvents {
+    /// The events since the last call, in time order.
+    pub fn take(&self) -> Vec<JobEvent> {
+        self.inner.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default()
     }
 }
 
@@ -44,6 +62,7 @@ pub struct SimSource {
     site: Site,
     buf: PointBuf,
     marks: TruthMarks,
+    events: Option<JobEvents>,
 }
 
 impl SimSource {
@@ -52,7 +71,11 @@ impl SimSource {
     }
     /// Continues an already advanced simulation (the demo's live phase after its backfill).
     pub fn from_site(site: Site) -> Self {
-        SimSource { site, buf: PointBuf::new(), marks: TruthMarks::default() }
+        SimSource { site, buf: PointBuf::new(), marks: TruthMarks::default(), events: None }
+    }
+    /// A handle on the job events this source's simulation produces from now on.
+    pub fn job_events(&mut self) -> JobEvents {
+        self.events.get_or_insert_with(JobEvents::default).clone()
     }
     /// A handle on the ground truth at this source's first and latest samples.
     pub fn truth_marks(&self) -> TruthMarks {
@@ -73,6 +96,12 @@ impl Source for SimSource {
             self.site.advance_to(now);
         }
         self.marks.record((self.site.now(), self.site.truth()));
+        let events = self.site.take_job_events();
+        if let (Some(handle), false) = (&self.events, events.is_empty())
+            && let Ok(mut g) = handle.inner.lock()
+        {
+            g.extend(events);
+        }
         // The reused buffer rewrites values in place; only the copy handed out allocates.
         self.site.fill_points(&mut self.buf);
         Ok(self.buf.points().to_vec())
