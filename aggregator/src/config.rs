@@ -144,6 +144,33 @@ pub struct StoreConfig {
     /// means a smaller request log to replay after a crash; longer means fewer, larger chunks.
     #[serde(default = "default_checkpoint")]
     pub checkpoint_interval_s: u64,
+    /// Hours of raw samples kept (default 48). Older data is read from the roll-ups: the last
+    /// reading of each minute, then of each hour. Energy and water totals stay exact at those
+    /// readings; see docs/storage.md.
+    #[serde(default = "default_raw_retention")]
+    pub raw_retention_h: u64,
+    /// Days of one-minute roll-ups kept (default 35: a month, plus the days until the monthly
+    /// report is produced, at minute resolution).
+    #[serde(default = "default_minute_retention")]
+    pub minute_rollup_retention_d: u64,
+    /// Days of one-hour roll-ups kept; 0 (the default) keeps them forever.
+    #[serde(default)]
+    pub hour_rollup_retention_d: u64,
+    /// Seconds between maintenance passes: roll-ups, compaction, retention (default 60).
+    #[serde(default = "default_maintenance")]
+    pub maintenance_interval_s: u64,
+}
+
+impl StoreConfig {
+    pub fn retention(&self) -> crate::store::Retention {
+        const H: i64 = 3_600_000_000_000;
+        let h = |n: u64| i64::try_from(n).unwrap_or(i64::MAX / H).saturating_mul(H);
+        crate::store::Retention {
+            raw: h(self.raw_retention_h),
+            minute: h(self.minute_rollup_retention_d.saturating_mul(24)),
+            hour: (self.hour_rollup_retention_d > 0).then(|| h(self.hour_rollup_retention_d.saturating_mul(24))),
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -163,6 +190,15 @@ fn default_tz() -> String {
 }
 fn default_checkpoint() -> u64 {
     300
+}
+fn default_raw_retention() -> u64 {
+    48
+}
+fn default_minute_retention() -> u64 {
+    35
+}
+fn default_maintenance() -> u64 {
+    60
 }
 fn default_factor() -> f64 {
     0.056
@@ -206,7 +242,13 @@ impl Default for SiteConfig {
 }
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { checkpoint_interval_s: default_checkpoint() }
+        StoreConfig {
+            checkpoint_interval_s: default_checkpoint(),
+            raw_retention_h: default_raw_retention(),
+            minute_rollup_retention_d: default_minute_retention(),
+            hour_rollup_retention_d: 0,
+            maintenance_interval_s: default_maintenance(),
+        }
     }
 }
 
@@ -231,8 +273,15 @@ impl Config {
         if self.slurm.poll_interval_s == 0 {
             return Err(ConfigError::Invalid { key: "slurm.poll_interval_s", message: "must be at least 1".into() });
         }
-        if self.store.checkpoint_interval_s == 0 {
-            return Err(ConfigError::Invalid { key: "store.checkpoint_interval_s", message: "must be at least 1".into() });
+        for (key, v) in [
+            ("store.checkpoint_interval_s", self.store.checkpoint_interval_s),
+            ("store.raw_retention_h", self.store.raw_retention_h),
+            ("store.minute_rollup_retention_d", self.store.minute_rollup_retention_d),
+            ("store.maintenance_interval_s", self.store.maintenance_interval_s),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid { key, message: "must be at least 1".into() });
+            }
         }
         for (key, list) in [("auth.write_tokens", &self.auth.write_tokens), ("auth.read_tokens", &self.auth.read_tokens)] {
             if list.iter().any(|t| t.len() < 16) {

@@ -116,6 +116,10 @@ pub fn backfill_with_jobs(store: &Store, jobs: Option<&JobStore>, site: &mut Sit
             j.post_many(&job_posts(events))?;
         }
         written += store.write(buf.points())?.samples as u64;
+        // A simulated day at a time into chunks: memory stays bounded however long the backfill.
+        if (start.0 + i * step_ns).rem_euclid(86_400_000_000_000) < step_ns {
+            store.checkpoint()?;
+        }
         if last_log.elapsed() >= Duration::from_secs(2) {
             last_log = Instant::now();
             tracing::info!(progress_pct = (i * 100 / total.max(1)), sim_time = %site.now().to_rfc3339(), samples = written, "backfilling");
@@ -170,6 +174,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config), sink: None };
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
     let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), shutdown.clone());
+    let maintenance = server::spawn_maintenance(store.clone(), state.config.store.retention(), Duration::from_secs(state.config.store.maintenance_interval_s), shutdown.clone());
     let http = tokio::spawn(server::serve(listener, server::router(state), shutdown.clone()));
     let rules = kilowatch_alerts::RulePack::default_pack().rules;
     let (pipeline, deliverer) = crate::alerting::open_pipeline_with(&store, rules, crate::alerting::demo_routing(), format!("http://{}", opts.listen), Arc::new(crate::alerting::DataClock(store.clone())))?;
@@ -200,6 +205,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     println!("Reads are open without a token: this demo is for loopback only.");
     let _ = collector.await;
     let _ = http.await.map_err(|e| DemoError::Task(e.to_string()))?;
+    let _ = maintenance.await;
     let _ = checkpointer.await;
     let _ = alerting.await;
     let _ = jobs_task.await;

@@ -153,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let shutdown = shutdown_on_ctrl_c();
             let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), shutdown.clone());
+            let maintenance = server::spawn_maintenance(store.clone(), cfg.store.retention(), Duration::from_secs(cfg.store.maintenance_interval_s), shutdown.clone());
             let auth = Auth::from_config(&cfg.auth, insecure_no_auth);
             let sink = match &cfg.influxdb {
                 Some(i) => Some(InfluxSink::start(i, &cfg.server.data_dir, shutdown.clone())?),
@@ -179,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(r) = reporter {
                 let _ = r.await;
             }
+            let _ = maintenance.await;
             checkpointer.await.context("final checkpoint")?;
             if let Some(a) = alerting {
                 let _ = a.await;

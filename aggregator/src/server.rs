@@ -128,6 +128,39 @@ pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, mut shutdown: watc
     })
 }
 
+/// Runs the store's maintenance (roll-ups, compaction, retention) every `every`. A failed pass
+/// is logged and retried at the next tick: nothing is deleted before it is rolled up.
+pub fn spawn_maintenance(store: Arc<Store>, keep: crate::store::Retention, every: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let s = store.clone();
+            let t0 = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || s.maintain(&keep, kilowatch_model::Timestamp::now().0)).await {
+                Ok(Ok(r)) if r != crate::store::MaintenanceReport::default() => tracing::info!(
+                    hours_rolled_up = r.hours_rolled_up,
+                    hours_rolled_up_again = r.hours_rolled_up_again,
+                    late_hours_ignored = r.late_hours_ignored,
+                    rollup_rows = r.rollup_rows_written,
+                    chunks_compacted = r.chunks_compacted,
+                    blocks = r.blocks_written,
+                    raw_rows_deleted = r.raw_rows_deleted,
+                    rollup_rows_deleted = r.rollup_rows_deleted,
+                    seconds = format!("{:.1}", t0.elapsed().as_secs_f64()),
+                    "store maintenance"
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "store maintenance failed; retrying at the next tick"),
+                Err(e) => tracing::error!(error = %e, "store maintenance task failed"),
+            }
+        }
+    })
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();

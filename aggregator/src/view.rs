@@ -13,6 +13,7 @@ use kilowatch_model::time::NANOS_PER_SEC;
 use crate::alerting::{dew_point_c, wet_bulb_c};
 use crate::kpi;
 use crate::ledger;
+use crate::store::rollup::{Bucket, HOUR, Level, MINUTE};
 use crate::store::{SeriesId, SeriesMeta, Store, StoreError, Value};
 
 /// A reading older than this (behind the newest data) marks a GPU silent.
@@ -36,6 +37,10 @@ struct Span {
 impl Span {
     fn buckets(&self) -> usize {
         ((self.to - self.from) / self.step).max(1) as usize
+    }
+    /// The bucket holding `t` (`usize::MAX` before the span: no bucket).
+    fn index(&self, t: i64) -> usize {
+        if t < self.from { usize::MAX } else { ((t - self.from) / self.step) as usize }
     }
     fn ms(&self, i: usize) -> i64 {
         (self.from + i as i64 * self.step) / 1_000_000
@@ -63,23 +68,51 @@ impl StoreView {
         Ok(Span { from: to - w.span_s * NANOS_PER_SEC, to, step })
     }
 
+    /// The series over the span as buckets: roll-ups up to where they end (hour ones when the
+    /// span's step is an hour or more, and before the minute ones' horizon), then each raw
+    /// reading as a bucket of its own. Charts of weeks thus read a few hundred buckets a series
+    /// instead of a reading a second.
+    /// Each bucket comes with its width (0 for a raw reading).
+    fn pieces(&self, id: SeriesId, s: Span) -> Result<Vec<(Bucket, i64)>, StoreError> {
+        let h = self.store.horizons()?;
+        let rolled = h.rolled_to.unwrap_or(i64::MIN).clamp(s.from, s.to);
+        let mut out = Vec::new();
+        if s.step >= MINUTE && rolled > s.from {
+            let minute_from = if s.step >= HOUR { rolled } else { h.minute_from.clamp(s.from, rolled) };
+            if minute_from > s.from {
+                out.extend(self.store.read_rollups(id, Level::Hour, s.from, minute_from)?.into_iter().map(|b| (b, HOUR)));
+            }
+            if rolled > minute_from {
+                out.extend(self.store.read_rollups(id, Level::Minute, minute_from, rolled)?.into_iter().map(|b| (b, MINUTE)));
+            }
+        }
+        let raw_from = if s.step >= MINUTE { rolled } else { s.from };
+        for (t, v) in self.store.read_with_neighbours(id, raw_from, s.to - 1)? {
+            if t >= raw_from && t < s.to {
+                let f = v.as_f64().filter(|f| f.is_finite()).unwrap_or(f64::NAN);
+                out.push((Bucket { t, n: 1, min: f, max: f, mean: f, last: Some((t, v)), first: None, energy: None }, 0));
+            }
+        }
+        Ok(out)
+    }
+
     /// Mean of each bucket's numeric readings; `None` where a bucket holds none.
     fn bucketed(&self, id: SeriesId, s: Span) -> Result<Vec<Option<f64>>, StoreError> {
         let mut sum = vec![0.0; s.buckets()];
-        let mut n = vec![0u32; s.buckets()];
-        for (t, v) in self.store.read_with_neighbours(id, s.from, s.to - 1)? {
-            if t < s.from || t >= s.to {
-                continue;
-            }
-            if let Some(f) = v.as_f64().filter(|f| f.is_finite()) {
-                let i = ((t - s.from) / s.step) as usize;
-                if let (Some(a), Some(c)) = (sum.get_mut(i), n.get_mut(i)) {
-                    *a += f;
-                    *c += 1;
+        let mut n = vec![0.0; s.buckets()];
+        for (b, width) in self.pieces(id, s)? {
+            if b.mean.is_finite() {
+                // A roll-up wider than the chart's step (hour buckets under a minute step, once
+                // the minute ones are expired) fills every chart bucket it spans.
+                for i in s.index(b.t)..=s.index(b.t + width - 1).max(s.index(b.t)) {
+                    if let (Some(a), Some(c)) = (sum.get_mut(i), n.get_mut(i)) {
+                        *a += b.mean * f64::from(b.n);
+                        *c += f64::from(b.n);
+                    }
                 }
             }
         }
-        Ok(sum.into_iter().zip(n).map(|(a, c)| (c > 0).then(|| a / f64::from(c))).collect())
+        Ok(sum.into_iter().zip(n).map(|(a, c)| (c > 0.0).then(|| a / c)).collect())
     }
 
     /// Σ over series of their bucket means (a bucket is `None` only when no series has one).
@@ -115,11 +148,11 @@ impl StoreView {
     fn modes(&self, meta: Option<&SeriesMeta>, s: Span) -> Result<Vec<ModeSpan>, StoreError> {
         let Some(meta) = meta else { return Ok(Vec::new()) };
         let mut counts: Vec<BTreeMap<String, u32>> = vec![BTreeMap::new(); s.buckets()];
-        for (t, v) in self.store.read_with_neighbours(meta.id, s.from, s.to - 1)? {
-            if let (true, Value::Text(m)) = (t >= s.from && t < s.to, v)
-                && let Some(c) = counts.get_mut(((t - s.from) / s.step) as usize)
+        for (b, _) in self.pieces(meta.id, s)? {
+            if let Some((_, Value::Text(m))) = b.last
+                && let Some(c) = counts.get_mut(s.index(b.t))
             {
-                *c.entry(m).or_default() += 1;
+                *c.entry(m).or_default() += b.n;
             }
         }
         let mut spans: Vec<ModeSpan> = Vec::new();
@@ -380,6 +413,51 @@ impl SiteView for StoreView {
                 Some(g) => format!("no series for {node} GPU {g}"),
                 None => format!("no GPU series for node {node}"),
             })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kilowatch_model::Point;
+
+    const S: i64 = NANOS_PER_SEC;
+    const T0: i64 = 1_790_812_800 * S;
+
+    #[test]
+    fn charts_read_the_same_from_rollups_as_from_raw() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(dir.path()).expect("open"));
+        let mut pts = Vec::new();
+        for i in 0..(4 * 3600 + 600) {
+            let t = Timestamp(T0 + i * S);
+            pts.push(Point::new(METER, t).tag("meter", "grid").tag("role", role::FACILITY).field("power_w", 1_000_000.0 + ((i * 7919) % 1000) as f64));
+            pts.push(Point::new(COOLING, t).tag("unit", "cu1").field("mode", if (i / 2000) % 2 == 0 { "free" } else { "evaporative" }));
+        }
+        for c in pts.chunks(1000) {
+            store.write(c).expect("write");
+        }
+        store.checkpoint().expect("checkpoint");
+        let view = StoreView::new(store.clone(), "dc5".into());
+        let windows = ["6h", "24h", "7d"].map(|w| Window::parse(w).expect("window"));
+        let before: Vec<_> = windows.iter().map(|w| (view.build_power(*w).expect("power"), view.build_climate(*w).expect("climate").modes)).collect();
+        let rep = store.maintain(&crate::store::Retention { raw: HOUR, minute: 8 * HOUR, hour: None }, i64::MAX).expect("maintain");
+        assert_eq!(rep.hours_rolled_up, 4);
+        assert!(store.horizons().expect("h").raw_from > T0);
+        for (w, (power, modes)) in windows.iter().zip(before) {
+            let after = view.build_power(*w).expect("power");
+            assert_eq!(after.len(), power.len());
+            for (a, b) in after[0].points.iter().zip(&power[0].points) {
+                assert_eq!(a.0, b.0);
+                match (a.1, b.1) {
+                    // Means are stored as f32.
+                    (Some(x), Some(y)) => assert!((x - y).abs() / y < 1e-6, "{w:?} at {}: {x} vs {y}", a.0),
+                    (x, y) => assert_eq!(x.is_some(), y.is_some(), "{w:?} at {}", a.0),
+                }
+            }
+            let after_modes = view.build_climate(*w).expect("climate").modes;
+            assert_eq!(after_modes.iter().map(|m| m.mode.clone()).collect::<Vec<_>>(), modes.iter().map(|m| m.mode.clone()).collect::<Vec<_>>(), "{w:?}");
         }
     }
 }

@@ -12,8 +12,12 @@
 //! (later writes win).
 
 mod codec;
+mod maintain;
+pub mod rollup;
 
-use std::collections::HashMap;
+pub use maintain::{MaintenanceReport, Retention};
+
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -82,6 +86,11 @@ pub struct StoreStats {
     pub requests_written: u64,
     pub checkpoints: u64,
     pub newest_ts: Option<i64>,
+    /// Where raw samples and each roll-up begin and end.
+    pub horizons: Horizons,
+    pub maintenance_passes: u64,
+    pub maintenance_failures: u64,
+    pub last_maintenance: Option<MaintenanceReport>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -105,6 +114,34 @@ struct Inner {
     heads: Vec<Vec<(i64, Value)>>,
     last: Vec<Option<(i64, Value)>>,
     stats: StoreStats,
+    horizons: Horizons,
+    /// Hours already rolled up that received samples since, to roll up again.
+    dirty: BTreeSet<i64>,
+}
+
+/// Where each resolution of the store begins and ends, ns. Before `raw_from` raw samples have
+/// been deleted and reads use roll-ups; minute roll-ups exist from `minute_from` and hour
+/// roll-ups from `hour_from`, up to `rolled_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Horizons {
+    pub rolled_to: Option<i64>,
+    #[serde(serialize_with = "none_if_min")]
+    pub raw_from: i64,
+    #[serde(serialize_with = "none_if_min")]
+    pub minute_from: i64,
+    #[serde(serialize_with = "none_if_min")]
+    pub hour_from: i64,
+}
+
+/// `i64::MIN` means "nothing deleted yet": shown as null rather than a date in 1677.
+fn none_if_min<S: serde::Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_some(&(*v != i64::MIN).then_some(*v))
+}
+
+impl Default for Horizons {
+    fn default() -> Self {
+        Horizons { rolled_to: None, raw_from: i64::MIN, minute_from: i64::MIN, hour_from: i64::MIN }
+    }
 }
 
 const SCHEMA: &str = "
@@ -115,6 +152,14 @@ CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(series_id INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_series_end ON chunks(series_id, t_max);
 CREATE TABLE IF NOT EXISTS last_values(series_id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks(t_max);
+CREATE TABLE IF NOT EXISTS blocks(series_id INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS blocks_by_series_end ON blocks(series_id, t_max);
+CREATE INDEX IF NOT EXISTS blocks_by_end ON blocks(t_max);
+CREATE TABLE IF NOT EXISTS rollups(series_id INTEGER NOT NULL, level INTEGER NOT NULL, t0 INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(series_id, level, t0)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_by_start ON rollups(level, t0);
+CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dirty_hours(t INTEGER PRIMARY KEY);
 ";
 
 /// Writes the part of a series key shared by all fields of a point into `k`.
@@ -163,7 +208,16 @@ impl Store {
         let path = dir.join("store.db");
         let conn = Connection::open(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         conn.execute_batch(SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        let mut inner = Inner { conn, by_key: HashMap::new(), meta: Vec::new(), heads: Vec::new(), last: Vec::new(), stats: StoreStats::default() };
+        let mut inner = Inner {
+            conn,
+            by_key: HashMap::new(),
+            meta: Vec::new(),
+            heads: Vec::new(),
+            last: Vec::new(),
+            stats: StoreStats::default(),
+            horizons: Horizons::default(),
+            dirty: BTreeSet::new(),
+        };
         inner.load()?;
         Ok(Store { path, inner: Mutex::new(inner) })
     }
@@ -191,6 +245,7 @@ impl Store {
         let g = self.lock()?;
         let mut s = g.stats.clone();
         s.series = g.meta.len();
+        s.horizons = g.horizons;
         Ok(s)
     }
 
@@ -215,6 +270,22 @@ impl Store {
     /// range's edges.
     pub fn read_with_neighbours(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, Value)>, StoreError> {
         self.lock()?.read(id, from, to)
+    }
+
+    /// Roll-up buckets of a series starting in `[from, to)`, sorted. Only what has been rolled
+    /// up (before `horizons().rolled_to`) is there.
+    pub fn read_rollups(&self, id: SeriesId, level: rollup::Level, from: i64, to: i64) -> Result<Vec<rollup::Bucket>, StoreError> {
+        let mut g = self.lock()?;
+        let mut out = Vec::new();
+        for (t0, data) in g.rollup_rows(id, level, from, to, false)? {
+            rollup::decode_row(t0, level.step(), &data, &mut out)?;
+        }
+        out.retain(|b| b.t >= from && b.t < to);
+        Ok(out)
+    }
+
+    pub fn horizons(&self) -> Result<Horizons, StoreError> {
+        Ok(self.lock()?.horizons)
     }
 }
 
@@ -252,6 +323,26 @@ impl Inner {
                     *slot = Some((ts, val));
                     self.stats.newest_ts = self.stats.newest_ts.max(Some(ts));
                 }
+            }
+        }
+        {
+            let mut st = self.conn.prepare("SELECT key, value FROM state")?;
+            let mut q = st.query([])?;
+            while let Some(r) = q.next()? {
+                let k: String = r.get(0)?;
+                let v: i64 = r.get(1)?;
+                match k.as_str() {
+                    "rolled_to" => self.horizons.rolled_to = Some(v),
+                    "raw_from" => self.horizons.raw_from = v,
+                    "minute_from" => self.horizons.minute_from = v,
+                    "hour_from" => self.horizons.hour_from = v,
+                    _ => {}
+                }
+            }
+            let mut st = self.conn.prepare("SELECT t FROM dirty_hours")?;
+            let mut q = st.query([])?;
+            while let Some(r) = q.next()? {
+                self.dirty.insert(r.get(0)?);
             }
         }
         let mut replay = Vec::new();
@@ -327,6 +418,9 @@ impl Inner {
             if last.as_ref().is_none_or(|(lt, _)| ts >= *lt) {
                 *last = Some((ts, v.clone()));
             }
+            if self.horizons.rolled_to.is_some_and(|r| ts < r) {
+                self.dirty.insert(ts.div_euclid(rollup::HOUR) * rollup::HOUR);
+            }
             head.push((ts, v));
             self.stats.head_samples += 1;
             self.stats.newest_ts = self.stats.newest_ts.max(Some(ts));
@@ -341,13 +435,21 @@ impl Inner {
             let mut last = tx.prepare_cached("INSERT OR REPLACE INTO last_values(series_id, ts, data) VALUES (?1, ?2, ?3)")?;
             for (id, head) in self.heads.iter_mut().enumerate() {
                 sort_dedup(head);
-                let samples: &[(i64, Value)] = head;
-                let (Some((t_min, _)), Some((t_max, _))) = (samples.first(), samples.last()) else { continue };
-                ins.execute(params![id as i64, t_min, t_max, samples.len() as i64, codec::encode_chunk(samples)])?;
-                moved += samples.len();
+                // One chunk per UTC day: retention can then drop whole chunks of past days, and
+                // a backfill of weeks checkpointed at once does not become one chunk that
+                // every roll-up of it would decode again.
+                for day in head.chunk_by(|a, b| a.0.div_euclid(rollup::DAY) == b.0.div_euclid(rollup::DAY)) {
+                    let (Some((t_min, _)), Some((t_max, _))) = (day.first(), day.last()) else { continue };
+                    ins.execute(params![id as i64, t_min, t_max, day.len() as i64, codec::encode_chunk(day)])?;
+                    moved += day.len();
+                }
                 if let Some(Some((ts, v))) = self.last.get(id) {
                     last.execute(params![id as i64, ts, codec::encode_chunk(&[(*ts, v.clone())])])?;
                 }
+            }
+            let mut dirty = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
+            for t in &self.dirty {
+                dirty.execute(params![t])?;
             }
             tx.execute("DELETE FROM log", [])?;
         }
@@ -361,28 +463,88 @@ impl Inner {
         Ok(moved)
     }
 
+    /// Blobs of `table` (chunks or blocks) of one series overlapping `[from, to]`, plus the
+    /// nearest on each side, in write order.
+    fn blobs(&mut self, table: &str, sid: i64, from: i64, to: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let sql = format!(
+            "SELECT data FROM (SELECT rowid AS r, data FROM {table} WHERE series_id = ?1 AND t_max >= ?2 AND t_min <= ?3
+             UNION SELECT * FROM (SELECT rowid AS r, data FROM {table} WHERE series_id = ?1 AND t_max < ?2 ORDER BY t_max DESC LIMIT 1)
+             UNION SELECT * FROM (SELECT rowid AS r, data FROM {table} WHERE series_id = ?1 AND t_min > ?3 ORDER BY t_min LIMIT 1)) ORDER BY r"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let mut q = st.query(params![sid, from, to])?;
+        let mut blobs = Vec::new();
+        while let Some(r) = q.next()? {
+            blobs.push(r.get(0)?);
+        }
+        Ok(blobs)
+    }
+
+    /// Roll-up rows `(t0, data)` of a series whose buckets may start in `[from, to)`, and with
+    /// `neighbours` the nearest row on each side.
+    fn rollup_rows(&mut self, id: SeriesId, level: rollup::Level, from: i64, to: i64, neighbours: bool) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let span = level.row_span();
+        let lo = from.div_euclid(span) * span;
+        let sql = if neighbours {
+            "SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 < ?4
+             UNION SELECT * FROM (SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 < ?3 ORDER BY t0 DESC LIMIT 1)
+             UNION SELECT * FROM (SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?4 ORDER BY t0 LIMIT 1) ORDER BY t0"
+        } else {
+            "SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 < ?4 ORDER BY t0"
+        };
+        let mut st = self.conn.prepare_cached(sql)?;
+        let mut q = st.query(params![i64::from(id), level.code(), lo, to])?;
+        let mut rows = Vec::new();
+        while let Some(r) = q.next()? {
+            rows.push((r.get(0)?, r.get(1)?));
+        }
+        Ok(rows)
+    }
+
+    /// The last reading of each roll-up bucket of `level` in `[from, to]` and around it, and
+    /// the first of those starting on an hour.
+    fn rollup_lasts(&mut self, id: SeriesId, level: rollup::Level, from: i64, to: i64, out: &mut Vec<(i64, Value)>) -> Result<(), StoreError> {
+        let mut buckets = Vec::new();
+        for (t0, data) in self.rollup_rows(id, level, from, to.saturating_add(1), true)? {
+            rollup::decode_row(t0, level.step(), &data, &mut buckets)?;
+        }
+        for b in buckets {
+            out.extend(b.first);
+            out.extend(b.last);
+        }
+        Ok(())
+    }
+
     fn read(&mut self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, Value)>, StoreError> {
         let mut all: Vec<(i64, Value)> = Vec::new();
-        {
-            let sid = i64::from(id);
-            let mut blobs: Vec<Vec<u8>> = Vec::new();
-            let mut st = self.conn.prepare_cached(
-                "SELECT data FROM (SELECT rowid AS r, data FROM chunks WHERE series_id = ?1 AND t_max >= ?2 AND t_min <= ?3
-                 UNION SELECT * FROM (SELECT rowid AS r, data FROM chunks WHERE series_id = ?1 AND t_max < ?2 ORDER BY t_max DESC LIMIT 1)
-                 UNION SELECT * FROM (SELECT rowid AS r, data FROM chunks WHERE series_id = ?1 AND t_min > ?3 ORDER BY t_min LIMIT 1)) ORDER BY r",
-            )?;
-            let mut q = st.query(params![sid, from, to])?;
-            while let Some(r) = q.next()? {
-                blobs.push(r.get(0)?);
+        // Where the raw samples are gone, the last reading of each roll-up bucket stands in:
+        // hour buckets before the minute ones, then minute buckets up to the raw samples.
+        // Within an hour after a horizon, the newer resolution may hold nothing before `from`,
+        // so the older one is asked too, for the left neighbour.
+        let h = self.horizons;
+        let near = |horizon: i64| horizon != i64::MIN && from < horizon.saturating_add(rollup::HOUR);
+        if near(h.raw_from) {
+            if near(h.minute_from) {
+                self.rollup_lasts(id, rollup::Level::Hour, from, to.min(h.minute_from - 1), &mut all)?;
             }
-            for b in &blobs {
-                codec::decode_chunk(b, &mut all)?;
+            self.rollup_lasts(id, rollup::Level::Minute, from, to.min(h.raw_from - 1), &mut all)?;
+        }
+        let sid = i64::from(id);
+        // Blocks are compacted chunks: older than every chunk left, so they go first.
+        for table in ["blocks", "chunks"] {
+            for b in self.blobs(table, sid, from, to)? {
+                if table == "blocks" {
+                    codec::decode_block(&b, &mut all)?;
+                } else {
+                    codec::decode_chunk(&b, &mut all)?;
+                }
             }
         }
         if let Some(head) = self.heads.get(id as usize) {
             all.extend(head.iter().cloned());
         }
-        // Chunks in write order, then the head: the last write of a timestamp wins.
+        // Roll-ups, blocks, chunks in write order, then the head: the last write of a
+        // timestamp wins.
         let mut dedup = all;
         sort_dedup(&mut dedup);
         let first_in = dedup.partition_point(|(t, _)| *t < from);

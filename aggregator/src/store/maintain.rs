@@ -1,0 +1,422 @@
+//! Background maintenance of the store: roll-ups, compaction and retention, in one pass that
+//! the aggregator runs every minute or so (`server::spawn_maintenance`).
+//!
+//! - Roll-up: every complete hour (two minutes after it ends, in data time) is summarised into
+//!   minute and hour buckets (`rollup.rs`); hours that receive samples after that (a collector
+//!   replaying its spool) are rolled up again.
+//! - Compaction: the chunks written by checkpoints (a few minutes each, a varint layout cheap to
+//!   write) are merged, per series and hour, into blocks compressed with pco.
+//! - Retention: raw samples older than the raw retention, minute buckets older than theirs, hour
+//!   buckets older than theirs (if any) are deleted, never before they are rolled up.
+//!
+//! The store's lock is taken per series or per batch, never for the whole pass: ingest goes on
+//! between them.
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::rollup::{self, Bucket, DAY, EnergyKind, HOUR, Level};
+use super::{Inner, SeriesId, Store, StoreError, Value, codec, sort_dedup};
+
+/// How long an hour is left open for late samples before its first roll-up.
+const SETTLE_NS: i64 = 120 * 1_000_000_000;
+/// Series rolled up between two write transactions.
+const BATCH_SERIES: usize = 512;
+/// Rows deleted per statement, so that retention never holds the lock for long.
+const DELETE_BATCH: i64 = 20_000;
+
+/// How long each resolution is kept, ns. `None` keeps it forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub raw: i64,
+    pub minute: i64,
+    pub hour: Option<i64>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { raw: 48 * HOUR, minute: 35 * DAY, hour: None }
+    }
+}
+
+/// What one pass did, for the log and `/api/v1/health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MaintenanceReport {
+    pub hours_rolled_up: usize,
+    pub hours_rolled_up_again: usize,
+    /// Late samples for hours whose raw samples were already deleted: kept as they are, but
+    /// their hour's roll-ups are not recomputed (the rest of that hour is gone).
+    pub late_hours_ignored: usize,
+    pub rollup_rows_written: usize,
+    pub chunks_compacted: usize,
+    pub blocks_written: usize,
+    pub raw_rows_deleted: usize,
+    pub rollup_rows_deleted: usize,
+}
+
+/// Deletes up to `?2` rows of `level` starting before `?1` (the table has no rowid).
+fn rollup_delete(level: Level) -> String {
+    format!(
+        "DELETE FROM rollups WHERE (series_id, level, t0) IN (SELECT series_id, level, t0 FROM rollups WHERE level = {} AND t0 < ?1 LIMIT ?2)",
+        level.code()
+    )
+}
+
+fn floor(t: i64, step: i64) -> i64 {
+    t.div_euclid(step) * step
+}
+
+impl Store {
+    /// One maintenance pass. `wall_now` (ns) caps the data time used to judge ages, so that a
+    /// sample stamped in the far future cannot expire everything else.
+    pub fn maintain(&self, keep: &Retention, wall_now: i64) -> Result<MaintenanceReport, StoreError> {
+        let res = self.maintain_pass(keep, wall_now);
+        let mut g = self.lock()?;
+        match &res {
+            Ok(r) => {
+                g.stats.maintenance_passes += 1;
+                g.stats.last_maintenance = Some(r.clone());
+            }
+            Err(_) => g.stats.maintenance_failures += 1,
+        }
+        res
+    }
+
+    fn maintain_pass(&self, keep: &Retention, wall_now: i64) -> Result<MaintenanceReport, StoreError> {
+        let mut rep = MaintenanceReport::default();
+        let (now, start, dirty, series) = {
+            let mut g = self.lock()?;
+            let Some(newest) = g.stats.newest_ts else { return Ok(rep) };
+            let now = newest.min(wall_now.saturating_add(HOUR));
+            let start = match g.horizons.rolled_to {
+                Some(r) => Some(r),
+                None => g.oldest()?.map(|t| floor(t, HOUR)),
+            };
+            let raw_from = g.horizons.raw_from;
+            let rolled_to = g.horizons.rolled_to.unwrap_or(i64::MIN);
+            let dirty: Vec<i64> = std::mem::take(&mut g.dirty).into_iter().filter(|h| *h < rolled_to).collect();
+            rep.late_hours_ignored = dirty.iter().filter(|h| **h < raw_from).count();
+            let dirty: Vec<i64> = dirty.into_iter().filter(|h| *h >= raw_from).collect();
+            let series: Vec<(SeriesId, EnergyKind)> = g.meta.iter().map(|m| (m.id, rollup::energy_kind(m))).collect();
+            (now, start, dirty, series)
+        };
+        for h in &dirty {
+            self.roll_up(&series, *h, h + HOUR, false, &mut rep)?;
+            rep.hours_rolled_up_again += 1;
+        }
+        {
+            let g = self.lock()?;
+            let tx = g.conn.unchecked_transaction()?;
+            tx.execute("DELETE FROM dirty_hours", [])?;
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
+            for t in &g.dirty {
+                ins.execute(params![t])?;
+            }
+            drop(ins);
+            tx.commit()?;
+        }
+        let target = floor(now - SETTLE_NS, HOUR);
+        if let Some(mut a) = start {
+            // Day-sized slices: a day's hour row is written once per slice, and a catch-up over
+            // weeks (a backfill) releases the lock between them.
+            while a < target {
+                let b = (floor(a, DAY) + DAY).min(target);
+                self.roll_up(&series, a, b, true, &mut rep)?;
+                rep.hours_rolled_up += ((b - a) / HOUR) as usize;
+                a = b;
+            }
+        }
+        let rolled = rep.hours_rolled_up + rep.hours_rolled_up_again > 0;
+        if let Some(rolled_to) = self.horizons()?.rolled_to {
+            let raw_cut = self.expire(keep, now, rolled_to, &mut rep)?;
+            // Chunks only become compactable when an hour is rolled up.
+            for (id, _) in series.iter().filter(|_| rolled) {
+                let (chunks, blocks) = self.lock()?.compact(*id, rolled_to, raw_cut)?;
+                rep.chunks_compacted += chunks;
+                rep.blocks_written += blocks;
+            }
+        }
+        Ok(rep)
+    }
+
+    /// Rolls `[a, b)` (whole hours) up for every series; `advance` moves `rolled_to` to `b`.
+    fn roll_up(&self, series: &[(SeriesId, EnergyKind)], a: i64, b: i64, advance: bool, rep: &mut MaintenanceReport) -> Result<(), StoreError> {
+        if advance {
+            // Moved first: samples for `[a, b)` arriving while this runs mark their hour dirty
+            // and are rolled up again next pass. Persisted only once the slice is written.
+            self.lock()?.horizons.rolled_to = Some(b);
+        }
+        let batches = series.len().div_ceil(BATCH_SERIES);
+        for (bi, batch) in series.chunks(BATCH_SERIES).enumerate() {
+            let mut minute_rows: Vec<(SeriesId, i64, Vec<u8>)> = Vec::new();
+            let mut hour_buckets: Vec<(SeriesId, Vec<Bucket>)> = Vec::new();
+            for (id, kind) in batch {
+                let samples = self.read_with_neighbours(*id, a, b - 1)?;
+                if !samples.iter().any(|(t, _)| *t >= a && *t < b) && *kind == EnergyKind::None {
+                    continue;
+                }
+                let minutes = rollup::compute(&samples, a, b, Level::Minute.step(), *kind);
+                let mut by_hour: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+                for m in minutes {
+                    by_hour.entry(floor(m.t, HOUR)).or_default().push(m);
+                }
+                for (t0, bs) in by_hour {
+                    minute_rows.push((*id, t0, rollup::encode_row(t0, Level::Minute.step(), &bs)));
+                }
+                let hours = rollup::compute(&samples, a, b, Level::Hour.step(), *kind);
+                if !hours.is_empty() {
+                    hour_buckets.push((*id, hours));
+                }
+            }
+            let last_batch = bi + 1 == batches;
+            let g = self.lock()?;
+            let tx = g.conn.unchecked_transaction()?;
+            {
+                let mut del = tx.prepare_cached("DELETE FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 < ?4")?;
+                let mut put = tx.prepare_cached("INSERT OR REPLACE INTO rollups(series_id, level, t0, data) VALUES (?1, ?2, ?3, ?4)")?;
+                for (id, _) in batch {
+                    del.execute(params![i64::from(*id), Level::Minute.code(), a, b])?;
+                }
+                for (id, t0, data) in &minute_rows {
+                    put.execute(params![i64::from(*id), Level::Minute.code(), t0, data])?;
+                }
+                rep.rollup_rows_written += minute_rows.len();
+                let mut get = tx.prepare_cached("SELECT data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 = ?3")?;
+                for (id, hours) in hour_buckets {
+                    let mut by_day: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+                    for h in hours {
+                        by_day.entry(floor(h.t, DAY)).or_default().push(h);
+                    }
+                    for (t0, new) in by_day {
+                        let mut old = Vec::new();
+                        let mut q = get.query(params![i64::from(id), Level::Hour.code(), t0])?;
+                        if let Some(r) = q.next()? {
+                            let data: Vec<u8> = r.get(0)?;
+                            rollup::decode_row(t0, HOUR, &data, &mut old)?;
+                        }
+                        let merged = rollup::splice(old, new, a, b);
+                        put.execute(params![i64::from(id), Level::Hour.code(), t0, rollup::encode_row(t0, HOUR, &merged)])?;
+                        rep.rollup_rows_written += 1;
+                    }
+                }
+                if advance && last_batch {
+                    tx.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('rolled_to', ?1)", params![b])?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes what is past its retention, oldest first, in short statements. Returns the raw
+    /// cut: raw samples before it are expired.
+    fn expire(&self, keep: &Retention, now: i64, rolled_to: i64, rep: &mut MaintenanceReport) -> Result<i64, StoreError> {
+        let raw_cut = floor(now - keep.raw, HOUR).min(rolled_to);
+        let minute_cut = floor(now - keep.minute, HOUR).min(raw_cut);
+        let hour_cut = keep.hour.map(|k| floor(now - k, DAY).min(floor(minute_cut, DAY)));
+        let h = self.horizons()?;
+        if raw_cut > h.raw_from {
+            for table in ["chunks", "blocks"] {
+                rep.raw_rows_deleted += self.delete_batched(&format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE t_max < ?1 LIMIT ?2)"), raw_cut)?;
+            }
+            self.set_horizon("raw_from", raw_cut, |h| h.raw_from = raw_cut)?;
+        }
+        if minute_cut > h.minute_from {
+            rep.rollup_rows_deleted += self.delete_batched(&rollup_delete(Level::Minute), minute_cut)?;
+            self.set_horizon("minute_from", minute_cut, |h| h.minute_from = minute_cut)?;
+        }
+        if let Some(cut) = hour_cut.filter(|c| *c > h.hour_from) {
+            rep.rollup_rows_deleted += self.delete_batched(&rollup_delete(Level::Hour), cut)?;
+            self.set_horizon("hour_from", cut, |h| h.hour_from = cut)?;
+        }
+        Ok(raw_cut)
+    }
+
+    fn delete_batched(&self, sql: &str, cut: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.lock()?.conn.prepare_cached(sql)?.execute(params![cut, DELETE_BATCH])?;
+            total += n;
+            if (n as i64) < DELETE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn set_horizon(&self, key: &str, v: i64, apply: impl FnOnce(&mut super::Horizons)) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        g.conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?1, ?2)", params![key, v])?;
+        apply(&mut g.horizons);
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// The oldest timestamp stored, raw.
+    fn oldest(&mut self) -> Result<Option<i64>, StoreError> {
+        let stored: Option<i64> = self.conn.query_row("SELECT MIN(t) FROM (SELECT MIN(t_min) AS t FROM chunks UNION ALL SELECT MIN(t_min) FROM blocks)", [], |r| r.get(0))?;
+        let heads = self.heads.iter().flat_map(|h| h.iter().map(|(t, _)| *t)).min();
+        Ok(match (stored, heads) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Merges the series' oldest chunks that end before `before` into one block per hour,
+    /// dropping samples before `drop_before` (expired). Only a prefix in write order is merged,
+    /// so every chunk left is newer than every block and reads can keep "blocks, then chunks,
+    /// in write order; the last write wins". The series' newest chunk may straddle `before`:
+    /// its older part is merged and the rest written back as the newest chunk.
+    fn compact(&mut self, id: SeriesId, before: i64, drop_before: i64) -> Result<(usize, usize), StoreError> {
+        let sid = i64::from(id);
+        let mut rows: Vec<(i64, i64, i64)> = Vec::new();
+        {
+            let mut st = self.conn.prepare_cached("SELECT rowid, t_min, t_max FROM chunks WHERE series_id = ?1 ORDER BY rowid")?;
+            let mut q = st.query(params![sid])?;
+            while let Some(r) = q.next()? {
+                rows.push((r.get(0)?, r.get(1)?, r.get(2)?));
+            }
+        }
+        let mut n = rows.iter().take_while(|(_, _, t_max)| *t_max < before).count();
+        let split_last = n + 1 == rows.len() && rows.last().is_some_and(|(_, t_min, _)| *t_min < before);
+        if split_last {
+            n += 1;
+        }
+        let Some(&(upto, _, _)) = rows.get(n.wrapping_sub(1)) else { return Ok((0, 0)) };
+        let mut samples: Vec<(i64, Value)> = Vec::new();
+        {
+            let mut st = self.conn.prepare_cached("SELECT data FROM chunks WHERE series_id = ?1 AND rowid <= ?2 ORDER BY rowid")?;
+            let mut q = st.query(params![sid, upto])?;
+            while let Some(r) = q.next()? {
+                let data: Vec<u8> = r.get(0)?;
+                codec::decode_chunk(&data, &mut samples)?;
+            }
+        }
+        sort_dedup(&mut samples);
+        let keep_from = samples.partition_point(|(t, _)| *t < drop_before);
+        let split = samples.partition_point(|(t, _)| *t < before);
+        let (old, rest) = samples.split_at(split);
+        let old = old.get(keep_from..).unwrap_or(&[]);
+        let tx = self.conn.transaction()?;
+        let mut blocks = 0;
+        {
+            let mut ins = tx.prepare_cached("INSERT INTO blocks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for hour in old.chunk_by(|a, b| floor(a.0, HOUR) == floor(b.0, HOUR)) {
+                let (Some((t_min, _)), Some((t_max, _))) = (hour.first(), hour.last()) else { continue };
+                ins.execute(params![sid, t_min, t_max, hour.len() as i64, codec::encode_block(hour)])?;
+                blocks += 1;
+            }
+            tx.execute("DELETE FROM chunks WHERE series_id = ?1 AND rowid <= ?2", params![sid, upto])?;
+            if let (Some((t_min, _)), Some((t_max, _))) = (rest.first(), rest.last()) {
+                tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                    .execute(params![sid, t_min, t_max, rest.len() as i64, codec::encode_chunk(rest)])?;
+            }
+        }
+        tx.commit()?;
+        Ok((n, blocks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kilowatch_model::{Point, Timestamp};
+
+    const S: i64 = 1_000_000_000;
+    /// 2026-10-01T00:00:00Z.
+    const T0: i64 = 1_790_812_800 * S;
+
+    fn write_hours(s: &Store, from_s: i64, to_s: i64) {
+        let mut pts = Vec::new();
+        for i in from_s..to_s {
+            let t = T0 + i * S;
+            pts.push(Point::new("meter", Timestamp(t)).tag("meter", "grid").field("energy_kwh", 1000.0 + i as f64 * 0.25).field("power_w", 900_000.0 + (i % 7) as f64));
+            pts.push(Point::new("cooling", Timestamp(t)).tag("unit", "cu1").field("mode", if (i / 1800) % 2 == 0 { "free" } else { "evaporative" }));
+            if pts.len() >= 600 {
+                s.write(&pts).expect("write");
+                pts.clear();
+            }
+        }
+        s.write(&pts).expect("write");
+        s.checkpoint().expect("checkpoint");
+    }
+
+    fn id(s: &Store, m: &str, f: &str) -> SeriesId {
+        s.find_series(m, f, &[]).expect("find")[0].id
+    }
+
+    #[test]
+    fn rolls_up_compacts_expires_and_reads_stay_exact() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        write_hours(&s, 0, 5 * 3600 + 300);
+        let e = id(&s, "meter", "energy_kwh");
+        let mode = id(&s, "cooling", "mode");
+        let before = s.read_with_neighbours(e, T0, T0 + 3 * HOUR).expect("read");
+        let keep = Retention { raw: 2 * HOUR, minute: 3 * HOUR, hour: None };
+        let rep = s.maintain(&keep, i64::MAX).expect("maintain");
+        assert_eq!(rep.hours_rolled_up, 5, "{rep:?}");
+        let h = s.horizons().expect("horizons");
+        assert_eq!(h.rolled_to, Some(T0 + 5 * HOUR));
+        // Newest is 05:05, so raw older than 03:00 and minutes older than 02:00 are gone.
+        assert_eq!((h.raw_from, h.minute_from), (T0 + 3 * HOUR, T0 + 2 * HOUR));
+        assert!(rep.rollup_rows_deleted > 0 && rep.blocks_written > 0, "{rep:?}");
+
+        // Raw data kept: compaction changed nothing a reader sees.
+        let recent = s.read_with_neighbours(e, T0 + 3 * HOUR, T0 + 4 * HOUR).expect("read");
+        assert_eq!(recent.len(), 3601 + 2);
+        assert_eq!(recent[1], (T0 + 3 * HOUR, Value::Num(1000.0 + 3.0 * 3600.0 * 0.25)));
+        // Expired raw: minute lasts between 02:00 and 03:00, hour lasts before, and the counter's
+        // differences between them are still exact.
+        let old = s.read_with_neighbours(e, T0, T0 + 3 * HOUR).expect("read");
+        assert!(old.len() < before.len());
+        let at = |t: i64| old.iter().find(|(x, _)| *x == t).and_then(|(_, v)| v.as_f64());
+        assert_eq!(at(T0 + 3599 * S), Some(1000.0 + 3599.0 * 0.25));
+        assert_eq!(at(T0 + 2 * HOUR + 59 * S), Some(1000.0 + 7259.0 * 0.25));
+        // 60 minute lasts and the first reading of the hour.
+        assert_eq!(old.iter().filter(|(t, _)| *t >= T0 + 2 * HOUR && *t < T0 + 3 * HOUR).count(), 61);
+        assert_eq!(old.iter().filter(|(t, _)| *t < T0 + 2 * HOUR).count(), 4);
+
+        // Hour buckets carry the energy of the hour, equal to the counter's increase.
+        let hours = s.read_rollups(e, Level::Hour, T0, T0 + 5 * HOUR).expect("rollups");
+        assert_eq!(hours.len(), 5);
+        assert!((hours[1].energy.expect("energy") - 900.0).abs() < 1e-9, "{:?}", hours[1]);
+        assert_eq!(hours[1].n, 3600);
+        let minutes = s.read_rollups(e, Level::Minute, T0 + 2 * HOUR, T0 + 3 * HOUR).expect("rollups");
+        assert_eq!(minutes.len(), 60);
+        let sum: f64 = minutes.iter().filter_map(|b| b.energy).sum();
+        assert!((sum - 900.0).abs() < 1e-6, "{sum}");
+        // A label keeps its last value per bucket.
+        let modes = s.read_with_neighbours(mode, T0 + 2 * HOUR, T0 + 2 * HOUR + 40 * 60 * S).expect("read");
+        assert_eq!(modes.iter().filter(|(_, v)| v.as_text() == Some("evaporative")).count(), 12, "{modes:?}");
+
+        // Horizons and roll-ups survive a restart.
+        drop(s);
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.horizons().expect("h"), h);
+        assert_eq!(s.read_with_neighbours(e, T0, T0 + 3 * HOUR).expect("read"), old);
+    }
+
+    #[test]
+    fn late_samples_roll_their_hour_up_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        write_hours(&s, 0, 2 * 3600 + 300);
+        s.maintain(&Retention::default(), i64::MAX).expect("maintain");
+        let p = id(&s, "meter", "power_w");
+        let first = s.read_rollups(p, Level::Hour, T0, T0 + HOUR).expect("r")[0].clone();
+        // A replayed sample with a different value, as a collector could send after a fix.
+        s.write(&[Point::new("meter", Timestamp(T0 + 10 * S)).tag("meter", "grid").field("power_w", 2_000_000.0)]).expect("write");
+        s.checkpoint().expect("checkpoint");
+        let rep = s.maintain(&Retention::default(), i64::MAX).expect("maintain");
+        assert_eq!(rep.hours_rolled_up_again, 1, "{rep:?}");
+        let again = s.read_rollups(p, Level::Hour, T0, T0 + HOUR).expect("r")[0].clone();
+        assert_eq!(again.max, 2_000_000.0);
+        assert_eq!(again.n, first.n);
+        // And the raw read sees the replacement once, after compaction merged the late chunk.
+        let raw = s.read_with_neighbours(p, T0 + 10 * S, T0 + 10 * S).expect("read");
+        assert_eq!(raw[1], (T0 + 10 * S, Value::Num(2_000_000.0)));
+    }
+}
