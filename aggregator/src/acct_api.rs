@@ -24,6 +24,8 @@ use crate::{eu, kpi};
 /// the rest of the API still serves, and the job endpoints answer 503 with the reason.
 pub struct Accounting {
     pub jobs: Result<JobStore, String>,
+    /// Answers of `GET /api/v1/kpi` over calendar periods and `GET /api/v1/jobs`.
+    pub cache: crate::cache::ResponseCache,
 }
 
 pub type Acct = Extension<Arc<Accounting>>;
@@ -34,7 +36,7 @@ impl Accounting {
             tracing::error!(error = %e, "job ledger unavailable");
             e.to_string()
         });
-        Accounting { jobs }
+        Accounting { jobs, cache: crate::cache::ResponseCache::default() }
     }
 }
 
@@ -51,6 +53,40 @@ pub struct WindowParams {
     pub month: Option<String>,
     pub year: Option<String>,
     pub token: Option<String>,
+}
+
+impl WindowParams {
+    /// What identifies the answer: every parameter but the token.
+    fn cache_key(&self, endpoint: &str) -> String {
+        format!("{endpoint}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", self.from, self.to, self.period, self.at, self.month, self.year)
+    }
+}
+
+/// Answers from the cache under `key`, or computes over `range`, caches and answers.
+async fn cached<E: std::fmt::Display + Send + 'static>(
+    st: &AppState,
+    acct: &Arc<Accounting>,
+    key: String,
+    range: TimeRange,
+    f: impl FnOnce() -> Result<serde_json::Value, E> + Send + 'static,
+) -> Response {
+    let store = st.store.clone();
+    let a = acct.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<Arc<serde_json::Value>, E> {
+        if let Some(v) = a.cache.get(&store, &key) {
+            return Ok(v);
+        }
+        let mark = a.cache.mark(&store, range.from.0, range.to.0);
+        let v = Arc::new(f()?);
+        a.cache.put(key, mark, v.clone());
+        Ok(v)
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => Json(v.as_ref()).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+    }
 }
 
 /// A window from `period=` (with `at`, `month`, `year`) or `from`/`to`, with its label.
@@ -78,7 +114,7 @@ async fn blocking<T: serde::Serialize + Send + 'static, E: std::fmt::Display + S
     }
 }
 
-pub async fn kpi(State(st): State<AppState>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
     if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
         return r;
     }
@@ -88,14 +124,19 @@ pub async fn kpi(State(st): State<AppState>, Query(q): Query<WindowParams>, head
     };
     let store = st.store.clone();
     let carbon = st.config.carbon.clone();
-    blocking(move || {
+    let compute = move || {
         kpi::compute_with(&store, range, &label, &carbon).map(|k| {
             let mut v = serde_json::to_value(&k).unwrap_or_default();
             v["official"] = json!(official);
             v
         })
-    })
-    .await
+    };
+    // Live KPIs are cheap and must move every second; calendar periods are cached.
+    if q.period.as_deref() == Some("live") {
+        return blocking(compute).await;
+    }
+    let key = q.cache_key("kpi");
+    cached(&st, &acct.0, key, range, compute).await
 }
 
 #[derive(Deserialize)]
@@ -115,11 +156,14 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
         OneOrMany::One(p) => vec![p],
         OneOrMany::Many(v) => v,
     };
+    let a2 = acct.0.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<usize, JobError> {
-        let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(format!("job ledger unavailable: {e}")))?;
+        let js = a2.jobs.as_ref().map_err(|e| JobError::Invalid(format!("job ledger unavailable: {e}")))?;
         posts.iter().try_fold(0, |n, p| js.post(p).map(|k| n + k))
     })
     .await;
+    // A new or ended job changes the attribution at once, not in 15 s.
+    acct.cache.clear();
     match res {
         Ok(Ok(rows)) => Json(json!({ "rows": rows })).into_response(),
         Ok(Err(JobError::Invalid(m))) => error(StatusCode::BAD_REQUEST, "invalid", m),
@@ -148,7 +192,10 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<W
     };
     let store = st.store.clone();
     let carbon = st.config.carbon.clone();
-    blocking(move || -> Result<serde_json::Value, JobError> {
+    let key = q.cache_key("jobs");
+    let a2 = acct.0.clone();
+    cached(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
+        let acct = a2;
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
         let a = allocations(&store, js, range)?;
         let att: Attribution = attribution::attribute(&store, &a, range, 3_600_000_000_000, &carbon, false)?;

@@ -5,6 +5,7 @@ pub mod alerting;
 pub mod acct_api;
 pub mod api;
 pub mod attribution;
+pub mod cache;
 pub mod carbon;
 pub mod auth;
 pub mod config;

@@ -1,0 +1,120 @@
+//! A cache of computed API answers. Attribution over a day reads every GPU's counter (hundreds
+//! of milliseconds at DC5 scale) and KPIs over a month or a year read every meter: a dashboard
+//! that several people keep open, each refreshing, would compute the same answer again and
+//! again.
+//!
+//! An answer over a past window stays valid until a write lands in that window (the store
+//! counts writes per hour of sample time), so a late replay or a backfill is seen at once. An
+//! answer over a window that reaches the newest data moves every second anyway; it is kept at
+//! most `live_ttl` (15 s). A job post clears everything.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::store::Store;
+
+/// A window ending this close to the present (ns) is live.
+const LIVE_NS: i64 = 300_000_000_000;
+
+struct Entry {
+    at: Instant,
+    seq: u64,
+    from: i64,
+    to: i64,
+    live: bool,
+    value: Arc<serde_json::Value>,
+}
+
+pub struct ResponseCache {
+    live_ttl: Duration,
+    max_entries: usize,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Default for ResponseCache {
+    fn default() -> Self {
+        ResponseCache::new(Duration::from_secs(15), 256)
+    }
+}
+
+impl ResponseCache {
+    pub fn new(live_ttl: Duration, max_entries: usize) -> Self {
+        ResponseCache { live_ttl, max_entries, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// A valid answer for `key`, if there is one. Errors (a poisoned lock) only miss.
+    pub fn get(&self, store: &Store, key: &str) -> Option<Arc<serde_json::Value>> {
+        let (seq, from, to, live, at, value) = {
+            let g = self.entries.lock().ok()?;
+            let e = g.get(key)?;
+            (e.seq, e.from, e.to, e.live, e.at, e.value.clone())
+        };
+        let valid = if live { at.elapsed() < self.live_ttl } else { store.written_since(from, to, seq).ok() == Some(false) };
+        valid.then_some(value)
+    }
+
+    /// A mark taken before computing an answer over `[from, to]`, to [`ResponseCache::put`] it
+    /// with: writes during the computation then invalidate it.
+    pub fn mark(&self, store: &Store, from: i64, to: i64) -> Option<(u64, i64, i64, bool)> {
+        let seq = store.write_seq().ok()?;
+        // The present: the clock, or data time where a fast demo runs ahead of it. A window
+        // over history loaded into a store is not live, even if it ends at its newest sample.
+        let newest = store.stats().ok()?.newest_ts.unwrap_or(i64::MIN).max(kilowatch_model::Timestamp::now().0);
+        Some((seq, from, to, to >= newest.saturating_sub(LIVE_NS)))
+    }
+
+    pub fn put(&self, key: String, mark: Option<(u64, i64, i64, bool)>, value: Arc<serde_json::Value>) {
+        let Some((seq, from, to, live)) = mark else { return };
+        let Ok(mut g) = self.entries.lock() else { return };
+        if g.len() >= self.max_entries {
+            let ttl = self.live_ttl;
+            g.retain(|_, e| !e.live || e.at.elapsed() < ttl);
+            if g.len() >= self.max_entries {
+                g.clear();
+            }
+        }
+        g.insert(key, Entry { at: Instant::now(), seq, from, to, live, value });
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut g) = self.entries.lock() {
+            g.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kilowatch_model::{Point, Timestamp};
+
+    const H: i64 = 3_600_000_000_000;
+
+    fn write(s: &Store, t: i64) {
+        s.write(&[Point::new("meter", Timestamp(t)).tag("meter", "g").field("energy_kwh", 1.0)]).expect("write");
+    }
+
+    #[test]
+    fn past_answers_last_until_a_write_lands_in_their_window() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let now = Timestamp::now().0;
+        write(&s, now);
+        let c = ResponseCache::new(Duration::from_millis(50), 4);
+        let v = Arc::new(serde_json::json!(1));
+        c.put("past".into(), c.mark(&s, now - 20 * H, now - 10 * H), v.clone());
+        c.put("live".into(), c.mark(&s, now - 10 * H, now), v.clone());
+        write(&s, now - 50 * H);
+        assert!(c.get(&s, "past").is_some(), "a write elsewhere leaves it valid");
+        assert!(c.get(&s, "live").is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(c.get(&s, "live").is_none(), "live answers expire");
+        assert!(c.get(&s, "past").is_some(), "past ones do not");
+        write(&s, now - 15 * H);
+        assert!(c.get(&s, "past").is_none(), "a late write into the window invalidates it");
+        c.put("past".into(), c.mark(&s, now - 20 * H, now - 10 * H), v);
+        c.clear();
+        assert!(c.get(&s, "past").is_none());
+    }
+}
