@@ -238,6 +238,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;
+            if let (Some(cert), Some(key)) = (&cfg.server.tls_cert, &cfg.server.tls_key) {
+                kilowatch_aggregator::tls::acceptor(cert, key)?;
+            }
             println!("{}: OK (site {}, time zone {}, listen {})", config.display(), cfg.site.name, cfg.site.timezone, cfg.server.listen);
         }
     }

@@ -108,3 +108,28 @@ fn bad_certificate_files_name_their_key() {
     let cfg: Config = toml::from_str("[server]\ntls_cert = \"/x.pem\"\n").expect("parse");
     assert!(cfg.validate().expect_err("no key").to_string().starts_with("server.tls_key"));
 }
+
+#[test]
+fn serve_stops_at_startup_on_a_missing_certificate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    private_ca(dir.path());
+    let config = dir.path().join("kilowatch.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\ntls_cert = {:?}\ntls_key = {:?}\n",
+        dir.path().join("data"),
+        dir.path().join("nowhere.pem"),
+        dir.path().join("key.pem")
+    );
+    std::fs::write(&config, text).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("KILOWATCH_WRITE_TOKEN", WRITE)
+        .env("KILOWATCH_READ_TOKEN", READ)
+        .output()
+        .expect("run kilowatch");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.tls_cert") && stderr.contains("nowhere.pem"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "stopped before opening the store");
+}
