@@ -180,7 +180,6 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         let mut inner = Inner { conn, by_key: HashMap::new(), meta: Vec::new(), heads: Vec::new(), last: Vec::new(), stats: StoreStats::default(), write: WriteState::default() };
         inner.load()?;
-        inner.write.newest = inner.last.iter().map(|l| l.as_ref().map_or(i64::MIN, |(t, _)| *t)).collect();
         Ok(Store { path, inner: Mutex::new(inner) })
     }
 
@@ -299,6 +298,10 @@ impl Inner {
     }
 
     fn write_lines(&mut self, lines: &Lines<'_>) -> Result<WriteSummary, StoreError> {
+        if self.write.newest.len() != self.last.len() {
+            // First write since opening (or series added by another path).
+            self.sync_newest();
+        }
         let first_new = self.meta.len();
         let mut rows = std::mem::take(&mut self.write.rows);
         rows.clear();
@@ -423,6 +426,10 @@ impl Inner {
         Ok(r?)
     }
 
+    fn sync_newest(&mut self) {
+        self.write.newest = self.last.iter().map(|l| l.as_ref().map_or(i64::MIN, |(t, _)| *t)).collect();
+    }
+
     /// Undoes what `resolve` did in memory for a write that was not stored.
     fn take_back(&mut self, first_new: usize, new_keys: &[String]) {
         for k in new_keys {
@@ -432,7 +439,7 @@ impl Inner {
         self.heads.truncate(first_new);
         self.last.truncate(first_new);
         // Cheap next to a failed write, and simpler than tracking what ran ahead.
-        self.write.newest = self.last.iter().map(|l| l.as_ref().map_or(i64::MIN, |(t, _)| *t)).collect();
+        self.sync_newest();
         if !new_keys.is_empty() {
             // Groups may name series that no longer exist.
             self.write.groups.clear();
