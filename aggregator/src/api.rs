@@ -7,13 +7,13 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kilowatch_model::{Precision, TimeRange, Timestamp, parse_lines};
+use kilowatch_model::{Precision, TimeRange, Timestamp, parse_batch};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{Auth, Grant};
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -51,31 +51,35 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, hea
         Ok(p) => p.unwrap_or_default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
     };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text");
-    };
-    let points = match parse_lines(text, precision, Timestamp::now()) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(line = e.line, reason = %e.reason, writer = %who, bucket = ?q.bucket, org = ?q.org, "rejected write");
-            return (StatusCode::BAD_REQUEST, Json(json!({ "code": "invalid", "message": e.to_string(), "line": e.line }))).into_response();
-        }
-    };
-    if points.is_empty() {
-        return StatusCode::NO_CONTENT.into_response();
-    }
     let store = st.store.clone();
     let sink = st.sink.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        let r = store.write(&points);
-        if let (Ok(_), Some(sink)) = (&r, sink) {
-            sink.enqueue(&points);
+    // Parsing a large body is CPU work too: off the async workers, with the store write.
+    let stored = tokio::task::spawn_blocking(move || -> Result<usize, Refused> {
+        let text = std::str::from_utf8(&body).map_err(|_| Refused::NotUtf8)?;
+        let lines = parse_batch(text, precision, Timestamp::now()).map_err(Refused::Line)?;
+        if lines.is_empty() {
+            return Ok(0);
         }
-        r
+        let summary = store.write_lines(&lines).map_err(Refused::Store)?;
+        if let Some(sink) = sink {
+            sink.enqueue(&lines.to_points());
+        }
+        Ok(summary.samples)
     });
     match stored.await {
         Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(e)) => {
+        Ok(Err(Refused::NotUtf8)) => error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text"),
+        Ok(Err(Refused::Line(e))) => {
+            tracing::debug!(line = e.line, reason = %e.reason, writer = %who, bucket = ?q.bucket, org = ?q.org, "rejected write");
+            line_error(StatusCode::BAD_REQUEST, "invalid", e.line, e.to_string())
+        }
+        Ok(Err(Refused::Store(e @ StoreError::TooOld { line, .. }))) => {
+            tracing::info!(line, writer = %who, "write refused: older than the out-of-order window");
+            // InfluxDB answers 422 for points outside its retention; clients (our collector
+            // included) drop such a batch instead of retrying it.
+            line_error(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable entity", line, e.to_string())
+        }
+        Ok(Err(Refused::Store(e))) => {
             tracing::error!(error = %e, writer = %who, "write not stored");
             error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"))
         }
@@ -84,6 +88,18 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, hea
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", "write task failed")
         }
     }
+}
+
+/// Why a write was not stored.
+enum Refused {
+    NotUtf8,
+    Line(kilowatch_model::LineError),
+    Store(StoreError),
+}
+
+/// [`error`] with the number of the line at fault.
+fn line_error(status: StatusCode, code: &str, line: usize, message: String) -> Response {
+    (status, Json(json!({ "code": code, "message": message, "line": line }))).into_response()
 }
 
 #[derive(Deserialize)]

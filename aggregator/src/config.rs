@@ -91,6 +91,13 @@ pub struct ServerConfig {
     /// Largest accepted write body, in bytes, after decompression (default 32 MiB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// PEM certificate chain to serve HTTPS with (rustls). With `tls_key`; both or neither.
+    /// Absent: plain HTTP (e.g. behind a TLS-terminating proxy, or on loopback).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -159,6 +166,11 @@ pub struct StoreConfig {
     /// Seconds between maintenance passes: roll-ups, compaction, retention (default 60).
     #[serde(default = "default_maintenance")]
     pub maintenance_interval_s: u64,
+    /// Seconds a sample may lie behind the newest sample of its series (default 172800, 48 h,
+    /// the raw retention). A write with an older sample is refused whole (HTTP 422). A
+    /// collector replays its spool oldest first, so a replay after an outage stays in order.
+    #[serde(default = "default_out_of_order_window")]
+    pub out_of_order_window_s: u64,
 }
 
 impl StoreConfig {
@@ -200,6 +212,9 @@ fn default_minute_retention() -> u64 {
 fn default_maintenance() -> u64 {
     60
 }
+fn default_out_of_order_window() -> u64 {
+    48 * 3600
+}
 fn default_factor() -> f64 {
     0.056
 }
@@ -232,7 +247,7 @@ impl Default for SlurmConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), data_dir: default_data_dir(), max_body_bytes: default_max_body() }
+        ServerConfig { listen: default_listen(), data_dir: default_data_dir(), max_body_bytes: default_max_body(), tls_cert: None, tls_key: None }
     }
 }
 impl Default for SiteConfig {
@@ -248,6 +263,7 @@ impl Default for StoreConfig {
             minute_rollup_retention_d: default_minute_retention(),
             hour_rollup_retention_d: 0,
             maintenance_interval_s: default_maintenance(),
+            out_of_order_window_s: default_out_of_order_window(),
         }
     }
 }
@@ -282,6 +298,14 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError::Invalid { key, message: "must be at least 1".into() });
             }
+        }
+        if self.store.out_of_order_window_s == 0 {
+            return Err(ConfigError::Invalid { key: "store.out_of_order_window_s", message: "must be at least 1".into() });
+        }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => return Err(ConfigError::Invalid { key: "server.tls_key", message: "tls_cert is set, tls_key is missing".into() }),
+            (None, Some(_)) => return Err(ConfigError::Invalid { key: "server.tls_cert", message: "tls_key is set, tls_cert is missing".into() }),
+            _ => {}
         }
         for (key, list) in [("auth.write_tokens", &self.auth.write_tokens), ("auth.read_tokens", &self.auth.read_tokens)] {
             if list.iter().any(|t| t.len() < 16) {

@@ -21,4 +21,5 @@ pub mod server;
 pub mod sink;
 pub mod slurm;
 pub mod store;
+pub mod tls;
 pub mod view;

@@ -148,7 +148,13 @@ async fn main() -> anyhow::Result<()> {
             if cfg.auth.read_tokens.is_empty() && !has(TokenScope::Read) && !insecure_no_auth {
                 anyhow::bail!("no read token: set auth.read_tokens or KILOWATCH_READ_TOKEN (or --insecure-no-auth on a trusted loopback)");
             }
+            // Before anything starts: a bad certificate stops startup, naming its key.
+            let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+                (Some(cert), Some(key)) => Some(kilowatch_aggregator::tls::acceptor(cert, key)?),
+                _ => None,
+            };
             let store = Arc::new(Store::open(&cfg.server.data_dir)?);
+            store.set_out_of_order_window(Some(Duration::from_secs(cfg.store.out_of_order_window_s)))?;
             let addr: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let shutdown = shutdown_on_ctrl_c();
@@ -173,7 +179,10 @@ async fn main() -> anyhow::Result<()> {
             let cfg = Arc::new(cfg);
             let reporter = cfg.report.enabled.then(|| kilowatch_aggregator::report::schedule::spawn(store.clone(), cfg.clone(), shutdown.clone()));
             let state = AppState { store, auth: Arc::new(auth), config: cfg, sink };
-            server::serve(listener, server::router(state), shutdown).await?;
+            match tls {
+                Some(acceptor) => server::serve_tls(listener, acceptor, server::router(state), shutdown).await?,
+                None => server::serve(listener, server::router(state), shutdown).await?,
+            }
             if let Some(p) = poller {
                 let _ = p.await;
             }
@@ -231,6 +240,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;
+            if let (Some(cert), Some(key)) = (&cfg.server.tls_cert, &cfg.server.tls_key) {
+                kilowatch_aggregator::tls::acceptor(cert, key)?;
+            }
             println!("{}: OK (site {}, time zone {}, listen {})", config.display(), cfg.site.name, cfg.site.timezone, cfg.server.listen);
         }
     }

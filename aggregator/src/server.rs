@@ -162,9 +162,21 @@ pub fn spawn_maintenance(store: Arc<Store>, keep: crate::store::Retention, every
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    serve_on(listener, app, shutdown, "http").await
+}
+
+/// [`serve`] over TLS (see [`crate::tls`]).
+pub async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: Router, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    serve_on(crate::tls::TlsListener::new(listener, acceptor)?, app, shutdown, "https").await
+}
+
+async fn serve_on<L>(listener: L, app: Router, mut shutdown: watch::Receiver<bool>, scheme: &'static str) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "listening");
+    tracing::info!(addr = ?addr, scheme, "listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|v| *v).await;

@@ -100,6 +100,10 @@ pub struct AggregatorConfig {
     /// Seconds before a write request is abandoned (default 10).
     #[serde(default = "default_timeout")]
     pub timeout_s: f64,
+    /// PEM file of the CA that signed the aggregator's certificate, for an `https://` URL
+    /// whose certificate is not from a CA the system trusts. Trusted besides the system's CAs.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -160,13 +160,21 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let shipper = Shipper::new(&ShipperConfig {
-        url: cfg.aggregator.url.clone(),
-        token: cfg.token(&path)?,
-        org: cfg.aggregator.org.clone(),
-        bucket: cfg.aggregator.bucket.clone(),
-        timeout: Duration::from_secs_f64(cfg.aggregator.timeout_s),
-    })?;
+    let ca = match &cfg.aggregator.ca_file {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("aggregator.ca_file {}", p.display()))?),
+        None => None,
+    };
+    let shipper = Shipper::with_ca(
+        &ShipperConfig {
+            url: cfg.aggregator.url.clone(),
+            token: cfg.token(&path)?,
+            org: cfg.aggregator.org.clone(),
+            bucket: cfg.aggregator.bucket.clone(),
+            timeout: Duration::from_secs_f64(cfg.aggregator.timeout_s),
+        },
+        ca.as_deref(),
+    )
+    .with_context(|| cfg.aggregator.ca_file.as_ref().map(|p| format!("aggregator.ca_file {}", p.display())).unwrap_or_else(|| "aggregator".into()))?;
     let stats = Arc::new(AgentStats::default());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let metrics_task = match &cfg.metrics {

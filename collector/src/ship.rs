@@ -16,13 +16,15 @@ pub enum ShipError {
     Server { url: String, status: u16, message: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
+    #[error("the CA file holds no PEM certificate")]
+    NoCaCertificate,
 }
 
 impl ShipError {
     /// Whether the same batch may succeed later. A batch the server calls invalid never will;
     /// a refused token may, once an operator fixes it, so that data is kept.
     pub fn retryable(&self) -> bool {
-        !matches!(self, ShipError::Rejected { .. } | ShipError::Client(_))
+        !matches!(self, ShipError::Rejected { .. } | ShipError::Client(_) | ShipError::NoCaCertificate)
     }
 }
 
@@ -44,7 +46,21 @@ pub struct Shipper {
 
 impl Shipper {
     pub fn new(cfg: &ShipperConfig) -> Result<Self, ShipError> {
-        let client = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(ShipError::Client)?;
+        Self::with_ca(cfg, None)
+    }
+
+    /// Like [`Shipper::new`], trusting also the CA certificates of `ca_pem` (PEM, one or
+    /// more), for an aggregator whose HTTPS certificate comes from a private CA.
+    pub fn with_ca(cfg: &ShipperConfig, ca_pem: Option<&[u8]>) -> Result<Self, ShipError> {
+        let mut builder = reqwest::Client::builder().timeout(cfg.timeout);
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(ShipError::Client)?;
+            if certs.is_empty() {
+                return Err(ShipError::NoCaCertificate);
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(ShipError::Client)?;
         let mut endpoint = format!("{}/api/v2/write?precision={}", cfg.url.trim_end_matches('/'), Precision::Ns.as_str());
         for (k, v) in [("org", &cfg.org), ("bucket", &cfg.bucket)] {
             if let Some(v) = v {

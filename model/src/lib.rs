@@ -9,7 +9,7 @@ pub mod psychro;
 pub mod time;
 
 pub use job::{JobAllocation, JobId};
-pub use lineproto::{LineError, Precision, encode_points, parse_lines};
+pub use lineproto::{FieldValueRef, Line, LineError, Lines, Precision, encode_points, parse_batch, parse_lines};
 pub use metric::{Kind, MetricDef, Unit, lookup_metric, METRICS};
 pub use point::{FieldValue, Labels, Point};
 pub use time::{TimeRange, Timestamp};

@@ -3,6 +3,7 @@
 //! module adds what Kilowatch needs on top: line numbers in errors, timestamp precisions,
 //! and conversion to and from [`Point`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -67,28 +68,222 @@ pub struct LineError {
 /// accepted whole or not at all, so the caller never stores half a request.
 /// Lines without a timestamp get `default_ts` (the server's receive time).
 pub fn parse_lines(body: &str, precision: Precision, default_ts: Timestamp) -> Result<Vec<Point>, LineError> {
-    let mut points = Vec::with_capacity(body.len() / 96 + 1);
-    for (idx, raw) in ilp::split_lines(body).enumerate() {
-        let line = idx + 1;
-        let trimmed = raw.trim_start_matches([' ', '\t', '\r']);
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        // `split_lines` keeps a trailing '\r' from CRLF bodies; the parser would take it as
-        // part of the timestamp.
-        let text = raw.strip_suffix('\r').unwrap_or(raw);
-        let mut parsed = ilp::parse_lines(text);
-        let parsed = match parsed.next() {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => return Err(LineError { line, reason: e.to_string() }),
-            None => continue,
-        };
-        points.push(convert(parsed, line, precision, default_ts)?);
-    }
-    Ok(points)
+    parse_batch(body, precision, default_ts).map(|b| b.to_points())
 }
 
-fn convert(p: ilp::ParsedLine<'_>, line: usize, precision: Precision, default_ts: Timestamp) -> Result<Point, LineError> {
+/// [`parse_lines`] with InfluxData's parser alone, line by line: the reference that the fast
+/// path of [`parse_batch`] must agree with (checked by tests and the fuzz target).
+#[doc(hidden)]
+pub fn parse_lines_reference(body: &str, precision: Precision, default_ts: Timestamp) -> Result<Vec<Point>, LineError> {
+    let mut out = Lines::default();
+    for (idx, raw) in ilp::split_lines(body).enumerate() {
+        parse_slow(raw, idx + 1, precision, default_ts, &mut out)?;
+    }
+    Ok(out.to_points())
+}
+
+/// One field value as parsed, borrowing string values from the body where it can.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValueRef<'a> {
+    F64(f64),
+    I64(i64),
+    U64(u64),
+    Bool(bool),
+    Str(Cow<'a, str>),
+}
+
+impl FieldValueRef<'_> {
+    /// The numeric value, where there is one. Integers above 2^53 lose precision; the largest
+    /// counters we carry (NVML mJ since driver load) stay far below that for decades.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            FieldValueRef::F64(v) => Some(*v),
+            FieldValueRef::I64(v) => Some(*v as f64),
+            FieldValueRef::U64(v) => Some(*v as f64),
+            FieldValueRef::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            FieldValueRef::Str(_) => None,
+        }
+    }
+    fn to_owned_value(&self) -> FieldValue {
+        match self {
+            FieldValueRef::F64(v) => FieldValue::F64(*v),
+            FieldValueRef::I64(v) => FieldValue::I64(*v),
+            FieldValueRef::U64(v) => FieldValue::U64(*v),
+            FieldValueRef::Bool(b) => FieldValue::Bool(*b),
+            FieldValueRef::Str(s) => FieldValue::Str(s.clone().into_owned()),
+        }
+    }
+}
+
+impl<'a> From<&'a FieldValue> for FieldValueRef<'a> {
+    fn from(v: &'a FieldValue) -> Self {
+        match v {
+            FieldValue::F64(v) => FieldValueRef::F64(*v),
+            FieldValue::I64(v) => FieldValueRef::I64(*v),
+            FieldValue::U64(v) => FieldValueRef::U64(*v),
+            FieldValue::Bool(b) => FieldValueRef::Bool(*b),
+            FieldValue::Str(s) => FieldValueRef::Str(Cow::Borrowed(s)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LineSpan<'a> {
+    number: usize,
+    series_text: Option<&'a str>,
+    measurement: Cow<'a, str>,
+    tags: (u32, u32),
+    fields: (u32, u32),
+    ts: Timestamp,
+}
+
+/// A parsed request: the same content as `Vec<Point>`, but borrowing names and strings from
+/// the body and keeping all tags and fields in two flat vectors, so that parsing a line
+/// allocates nothing (the ingest path's per-line `String`s and maps cost more than parsing).
+/// Tags of each line are sorted by key and unique, as in [`Labels`].
+#[derive(Debug, Default)]
+pub struct Lines<'a> {
+    lines: Vec<LineSpan<'a>>,
+    tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    fields: Vec<(Cow<'a, str>, FieldValueRef<'a>)>,
+}
+
+/// One line of a [`Lines`].
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'l, 'a> {
+    span: &'l LineSpan<'a>,
+    tags: &'l [(Cow<'a, str>, Cow<'a, str>)],
+    fields: &'l [(Cow<'a, str>, FieldValueRef<'a>)],
+}
+
+impl<'l, 'a> Line<'l, 'a> {
+    /// The line's number in the request body, from 1 (for points: their index + 1).
+    pub fn number(&self) -> usize {
+        self.span.number
+    }
+    /// The measurement and tags exactly as written, when that text names the series
+    /// unambiguously (no escapes, tags sorted and unique): a cheap key for caching what the
+    /// series resolved to. `None` otherwise.
+    pub fn series_text(&self) -> Option<&'a str> {
+        self.span.series_text
+    }
+    pub fn measurement(&self) -> &'l str {
+        &self.span.measurement
+    }
+    pub fn tags(&self) -> &'l [(Cow<'a, str>, Cow<'a, str>)] {
+        self.tags
+    }
+    pub fn fields(&self) -> &'l [(Cow<'a, str>, FieldValueRef<'a>)] {
+        self.fields
+    }
+    pub fn ts(&self) -> Timestamp {
+        self.span.ts
+    }
+}
+
+impl<'a> Lines<'a> {
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+    /// Field values in all lines (one stored sample each).
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Line<'_, 'a>> + '_ {
+        self.lines.iter().map(|span| Line {
+            span,
+            tags: &self.tags[span.tags.0 as usize..span.tags.1 as usize],
+            fields: &self.fields[span.fields.0 as usize..span.fields.1 as usize],
+        })
+    }
+
+    /// Borrows already built points; line numbers are their positions from 1.
+    pub fn from_points(points: &'a [Point]) -> Lines<'a> {
+        let mut out = Lines { lines: Vec::with_capacity(points.len()), tags: Vec::new(), fields: Vec::new() };
+        for (i, p) in points.iter().enumerate() {
+            let t0 = out.tags.len() as u32;
+            out.tags.extend(p.tags.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str()))));
+            let f0 = out.fields.len() as u32;
+            out.fields.extend(p.fields.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), FieldValueRef::from(v))));
+            out.lines.push(LineSpan {
+                number: i + 1,
+                series_text: None,
+                measurement: Cow::Borrowed(&p.measurement),
+                tags: (t0, out.tags.len() as u32),
+                fields: (f0, out.fields.len() as u32),
+                ts: p.ts,
+            });
+        }
+        out
+    }
+
+    pub fn to_points(&self) -> Vec<Point> {
+        self.iter()
+            .map(|l| Point {
+                measurement: l.measurement().to_owned(),
+                tags: l.tags().iter().map(|(k, v)| (k.clone().into_owned(), v.clone().into_owned())).collect(),
+                fields: l.fields().iter().map(|(k, v)| (k.clone().into_owned(), v.to_owned_value())).collect(),
+                ts: l.ts(),
+            })
+            .collect()
+    }
+}
+
+/// Parses a whole request body into [`Lines`], with the semantics of [`parse_lines`]. Plain
+/// lines (no escapes, sorted tags, the number spellings the reference parser reads) take a
+/// hand-written path; any line it is unsure of goes through InfluxData's parser instead, so
+/// every value and every error is the reference parser's.
+pub fn parse_batch(body: &str, precision: Precision, default_ts: Timestamp) -> Result<Lines<'_>, LineError> {
+    let mut out = Lines {
+        lines: Vec::with_capacity(body.len() / 128 + 1),
+        tags: Vec::with_capacity(body.len() / 32 + 1),
+        fields: Vec::with_capacity(body.len() / 16 + 1),
+    };
+    let mut pos = 0;
+    let mut number = 0;
+    loop {
+        number += 1;
+        let rest = &body[pos..];
+        let seg = rest.find('\n').map_or(rest, |i| &rest[..i]);
+        let text = seg.strip_suffix('\r').unwrap_or(seg);
+        let consumed = if text.as_bytes().first().is_some_and(|b| NAME[*b as usize] && *b != b'#') && parse_fast(text, number, precision, default_ts, &mut out) {
+            // A line the fast path takes has every quoted string closed, so the reference
+            // splitter ends it at the same newline.
+            seg.len()
+        } else {
+            let raw = ilp::split_lines(rest).next().unwrap_or(rest);
+            parse_slow(raw, number, precision, default_ts, &mut out)?;
+            raw.len()
+        };
+        if consumed >= rest.len() {
+            break;
+        }
+        pos += consumed + 1;
+    }
+    Ok(out)
+}
+
+/// One line through InfluxData's parser (and Kilowatch's checks), as `split_lines` cut it.
+fn parse_slow<'a>(raw: &'a str, line: usize, precision: Precision, default_ts: Timestamp, out: &mut Lines<'a>) -> Result<(), LineError> {
+    let trimmed = raw.trim_start_matches([' ', '\t', '\r']);
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(());
+    }
+    // `split_lines` keeps a trailing '\r' from CRLF bodies; the parser would take it as
+    // part of the timestamp.
+    let text = raw.strip_suffix('\r').unwrap_or(raw);
+    let mut parsed = ilp::parse_lines(text);
+    match parsed.next() {
+        Some(Ok(p)) => convert(p, line, precision, default_ts, out),
+        Some(Err(e)) => Err(LineError { line, reason: e.to_string() }),
+        None => Ok(()),
+    }
+}
+
+fn convert<'a>(p: ilp::ParsedLine<'a>, line: usize, precision: Precision, default_ts: Timestamp, out: &mut Lines<'a>) -> Result<(), LineError> {
     let err = |reason: String| LineError { line, reason };
     let measurement = p.series.measurement.as_str();
     if measurement.is_empty() {
@@ -106,24 +301,24 @@ fn convert(p: ilp::ParsedLine<'_>, line: usize, precision: Precision, default_ts
             tags.insert(k.as_str().to_owned(), v.as_str().to_owned());
         }
     }
-    let mut fields = Vec::with_capacity(p.field_set.len());
+    let f0 = out.fields.len();
     for (k, v) in &p.field_set {
         let key = k.as_str();
         check_name("field key", key).map_err(err)?;
-        if fields.iter().any(|(f, _): &(String, FieldValue)| f == key) {
+        if out.fields[f0..].iter().any(|(f, _)| f == key) {
             return Err(err(format!("field {key:?} appears twice")));
         }
         let value = match v {
             ilp::FieldValue::F64(f) if !f.is_finite() => {
                 return Err(err(format!("field {key:?} is not a finite number")));
             }
-            ilp::FieldValue::F64(f) => FieldValue::F64(*f),
-            ilp::FieldValue::I64(i) => FieldValue::I64(*i),
-            ilp::FieldValue::U64(u) => FieldValue::U64(*u),
-            ilp::FieldValue::Boolean(b) => FieldValue::Bool(*b),
-            ilp::FieldValue::String(s) => FieldValue::Str(s.as_str().to_owned()),
+            ilp::FieldValue::F64(f) => FieldValueRef::F64(*f),
+            ilp::FieldValue::I64(i) => FieldValueRef::I64(*i),
+            ilp::FieldValue::U64(u) => FieldValueRef::U64(*u),
+            ilp::FieldValue::Boolean(b) => FieldValueRef::Bool(*b),
+            ilp::FieldValue::String(s) => FieldValueRef::Str(Cow::Owned(s.as_str().to_owned())),
         };
-        fields.push((key.to_owned(), value));
+        out.fields.push((Cow::Owned(key.to_owned()), value));
     }
     let ts = match p.timestamp {
         Some(raw) => raw
@@ -132,7 +327,193 @@ fn convert(p: ilp::ParsedLine<'_>, line: usize, precision: Precision, default_ts
             .ok_or_else(|| err(format!("timestamp {raw} overflows at precision {}", precision.as_str())))?,
         None => default_ts,
     };
-    Ok(Point { measurement: measurement.to_owned(), tags, fields, ts })
+    let t0 = out.tags.len() as u32;
+    out.tags.extend(tags.into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))));
+    out.lines.push(LineSpan {
+        number: line,
+        series_text: None,
+        measurement: Cow::Owned(measurement.to_owned()),
+        tags: (t0, out.tags.len() as u32),
+        fields: (f0 as u32, out.fields.len() as u32),
+        ts,
+    });
+    Ok(())
+}
+
+/// Bytes the fast path accepts in names: printable ASCII except the characters line protocol
+/// gives a meaning to somewhere (`,` `=` `\` `"` space). Anything else is left to the
+/// reference parser.
+const NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = !matches!(b as u8, b',' | b'=' | b'\\' | b'"');
+        b += 1;
+    }
+    t
+};
+
+/// Parses a plain line into `out`, or returns false having added nothing, for the reference
+/// parser to decide. True only where the reference parser would produce the same values.
+fn parse_fast<'a>(text: &'a str, number: usize, precision: Precision, default_ts: Timestamp, out: &mut Lines<'a>) -> bool {
+    let (t0, f0) = (out.tags.len(), out.fields.len());
+    let ok = parse_fast_inner(text, number, precision, default_ts, out);
+    if !ok {
+        out.tags.truncate(t0);
+        out.fields.truncate(f0);
+    }
+    ok
+}
+
+fn parse_fast_inner<'a>(text: &'a str, number: usize, precision: Precision, default_ts: Timestamp, out: &mut Lines<'a>) -> bool {
+    let b = text.as_bytes();
+    // Measurement: up to ',' or ' '.
+    let mut i = name_end(b, 0);
+    if i == 0 || i >= b.len() {
+        return false;
+    }
+    let measurement = &text[..i];
+    let t0 = out.tags.len();
+    while b[i] == b',' {
+        let k = i + 1;
+        let ke = name_end(b, k);
+        if ke == k || b.get(ke) != Some(&b'=') {
+            return false;
+        }
+        let v = ke + 1;
+        let ve = name_end(b, v);
+        if ve == v || ve >= b.len() {
+            return false;
+        }
+        let key = &text[k..ke];
+        // Sorted and unique, as Labels would hold them; other orders take the slow path.
+        if out.tags[t0..].last().is_some_and(|(p, _)| p.as_ref() >= key) {
+            return false;
+        }
+        out.tags.push((Cow::Borrowed(key), Cow::Borrowed(&text[v..ve])));
+        i = ve;
+    }
+    if b[i] != b' ' {
+        return false;
+    }
+    let series_end = i;
+    let f0 = out.fields.len();
+    loop {
+        let k = i + 1;
+        let ke = name_end(b, k);
+        if ke == k || b.get(ke) != Some(&b'=') {
+            return false;
+        }
+        let key = &text[k..ke];
+        if out.fields[f0..].iter().any(|(f, _)| f == key) {
+            return false;
+        }
+        let v = ke + 1;
+        let (value, ve) = if b.get(v) == Some(&b'"') {
+            // A string without escapes or control characters.
+            let Some(len) = b[v + 1..].iter().position(|c| *c == b'"' || *c == b'\\' || *c < 0x20) else { return false };
+            let end = v + 1 + len;
+            if b[end] != b'"' {
+                return false;
+            }
+            (FieldValueRef::Str(Cow::Borrowed(&text[v + 1..end])), end + 1)
+        } else {
+            let ve = b[v..].iter().position(|c| *c == b',' || *c == b' ').map_or(b.len(), |n| v + n);
+            match number_value(&text[v..ve]) {
+                Some(x) => (x, ve),
+                None => return false,
+            }
+        };
+        out.fields.push((Cow::Borrowed(key), value));
+        i = ve;
+        if i >= b.len() || b[i] != b',' {
+            break;
+        }
+    }
+    let ts = if i >= b.len() {
+        default_ts
+    } else {
+        // One space, then an integer to the end of the line.
+        if b[i] != b' ' {
+            return false;
+        }
+        let digits = &text[i + 1..];
+        let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+        if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
+            return false;
+        }
+        match digits.parse::<i64>().ok().and_then(|raw| raw.checked_mul(precision.nanos())) {
+            Some(ns) => Timestamp(ns),
+            None => return false,
+        }
+    };
+    out.lines.push(LineSpan {
+        number,
+        series_text: Some(&text[..series_end]),
+        measurement: Cow::Borrowed(measurement),
+        tags: (t0 as u32, out.tags.len() as u32),
+        fields: (f0 as u32, out.fields.len() as u32),
+        ts,
+    });
+    true
+}
+
+/// The end of a run of name bytes starting at `from`.
+fn name_end(b: &[u8], from: usize) -> usize {
+    b[from.min(b.len())..].iter().position(|c| !NAME[*c as usize]).map_or(b.len(), |n| from + n)
+}
+
+/// A field value that is not a string, in the spellings of the reference grammar only:
+/// `-?D+i`, `D+u`, `-?D+(.D+)?([eE][+-]?D+)?` and the ten boolean words. A finite float only:
+/// the reference parser's answer to others is an error, which the slow path gives.
+fn number_value(s: &str) -> Option<FieldValueRef<'static>> {
+    let b = s.as_bytes();
+    match b.last()? {
+        b'i' => {
+            let d = &s[..s.len() - 1];
+            let u = d.strip_prefix('-').unwrap_or(d);
+            if u.is_empty() || !u.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            return d.parse().ok().map(FieldValueRef::I64);
+        }
+        b'u' => {
+            let d = &s[..s.len() - 1];
+            if d.is_empty() || !d.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            return d.parse().ok().map(FieldValueRef::U64);
+        }
+        _ => {}
+    }
+    match s {
+        "t" | "T" | "true" | "True" | "TRUE" => return Some(FieldValueRef::Bool(true)),
+        "f" | "F" | "false" | "False" | "FALSE" => return Some(FieldValueRef::Bool(false)),
+        _ => {}
+    }
+    let digits = |mut j: usize| {
+        let start = j;
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        (j > start).then_some(j)
+    };
+    let mut j = usize::from(b.first() == Some(&b'-'));
+    j = digits(j)?;
+    if b.get(j) == Some(&b'.') {
+        j = digits(j + 1)?;
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        j += 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        j = digits(j)?;
+    }
+    if j != b.len() {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|f| f.is_finite()).map(FieldValueRef::F64)
 }
 
 /// Names that no line-protocol parser reads back the same: control characters (line breaks,
@@ -284,6 +665,98 @@ mod tests {
         let pts = parse_lines("m v=1 1\r\nm v=2 2\r\n", Precision::Ns, T0).expect("valid");
         assert_eq!(pts.len(), 2);
         assert_eq!(pts[1].ts, Timestamp(2));
+    }
+
+    /// The fast path and the reference parser agree, value for value and error for error.
+    fn same_as_reference(body: &str) {
+        let fast = parse_batch(body, Precision::S, Timestamp(9)).map(|b| b.to_points());
+        let reference = parse_lines_reference(body, Precision::S, Timestamp(9));
+        assert_eq!(fast, reference, "body {body:?}");
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_reference_parser() {
+        for body in [
+            "m v=1 1",
+            "m,a=1,b=2 v=1.5,w=-2i,x=3u,y=t,z=\"s p,a=ce\" -4",
+            "m,b=1,a=2 v=1 1",
+            "m,a=1,a=2 v=1 1",
+            "m v=1,v=2 1",
+            "m v=1e3,w=-1.5E-3,x=2e+2,y=-0 1",
+            "m v=1.,w=.5 1",
+            "m v=+1 1",
+            "m v=1.5i 1",
+            "m v=99999999999999999999i 1",
+            "m v=1e999 1",
+            "m v=tru 1",
+            "m v=TRUE,w=False,x=F 1",
+            "m v=1  1",
+            "m v=1 1 ",
+            "m v=1 ",
+            "m  v=1 1",
+            "m v=1 9223372036854775807",
+            "m v=\"a\nb\" 1\nm v=2 2",
+            "m v=\"a\" x 1",
+            "m v=\"a\"x 1",
+            "m v=\"\" 1",
+            "m v=\"é\" 1",
+            "#c v=1 1\nm v=1 2",
+            "  m v=1 1\n\tm v=2 2",
+            "m v=1 1\r\nm v=2 2\r\n",
+            "m\\ x v=1 1",
+            "m,t=a\\ b v=1 1",
+            "m,t=a=b v=1 1",
+            "m,a,b=c v=1 1",
+            "m=x v=1 1",
+            "m, v=1 1",
+            "m,t= v=1 1",
+            "m,t=x",
+            "m",
+            "m v=1,",
+            "m v= 1",
+            "m =1 1",
+            "m v=1\n\n\nm w=x 2\n",
+            "m\u{1} v=1 1",
+            "m v=1 -5",
+            "m v=1 --5",
+            "m v=1 5x",
+        ] {
+            same_as_reference(body);
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_reference_on_random_lines() {
+        // Lines built from the characters that matter to the grammar.
+        let alphabet: Vec<char> = "mvt=,\" .1-eEiu\\\n\r\t#0123456789aTf".chars().collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let mut body = String::from(["m,t=a v=", "m v=", "m,a=1,b=2 x=1,y=", ""][(next() % 4) as usize]);
+            for _ in 0..len {
+                body.push(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            same_as_reference(&body);
+        }
+    }
+
+    #[test]
+    fn plain_lines_borrow_their_series_text() {
+        let body = "gpu,node=a,site=dc5 power_w=1,mode=\"x\" 1\ngpu,site=dc5,node=a power_w=1 2\n";
+        let b = parse_batch(body, Precision::Ns, T0).expect("valid");
+        let lines: Vec<_> = b.iter().collect();
+        assert_eq!(lines[0].series_text(), Some("gpu,node=a,site=dc5"));
+        assert_eq!(lines[1].series_text(), None, "unsorted tags take the reference parser");
+        assert_eq!(b.field_count(), 3);
+        let pts = b.to_points();
+        assert_eq!(pts[0].tags, pts[1].tags);
+        assert_eq!(pts[0].get("mode"), Some(&FieldValue::Str("x".into())));
     }
 
     #[test]

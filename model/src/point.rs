@@ -17,16 +17,9 @@ pub enum FieldValue {
 }
 
 impl FieldValue {
-    /// The numeric value, where there is one. Integers above 2^53 lose precision; the largest
-    /// counters we carry (NVML mJ since driver load) stay far below that for decades.
+    /// The numeric value, where there is one (see [`crate::FieldValueRef::as_f64`]).
     pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            FieldValue::F64(v) => Some(*v),
-            FieldValue::I64(v) => Some(*v as f64),
-            FieldValue::U64(v) => Some(*v as f64),
-            FieldValue::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-            FieldValue::Str(_) => None,
-        }
+        crate::lineproto::FieldValueRef::from(self).as_f64()
     }
     pub fn as_str(&self) -> Option<&str> {
         match self {

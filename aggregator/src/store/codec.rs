@@ -104,15 +104,23 @@ pub fn get_value(r: &mut Reader<'_>) -> Result<Value, CorruptRecord> {
 }
 
 /// A request-log record: rows of (series, timestamp, value) exactly as accepted.
+#[cfg(test)]
 pub fn encode_rows(rows: &[(SeriesId, i64, Value)]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(rows.len() * 14);
-    put_uvarint(&mut buf, rows.len() as u64);
-    for (sid, ts, v) in rows {
-        put_uvarint(&mut buf, u64::from(*sid));
-        put_ivarint(&mut buf, *ts);
-        put_value(&mut buf, v);
-    }
+    let mut buf = Vec::new();
+    encode_rows_into(&mut buf, rows);
     buf
+}
+
+/// [`encode_rows`] into a buffer kept between requests (cleared first).
+pub fn encode_rows_into(buf: &mut Vec<u8>, rows: &[(SeriesId, i64, Value)]) {
+    buf.clear();
+    buf.reserve(rows.len() * 14 + 4);
+    put_uvarint(buf, rows.len() as u64);
+    for (sid, ts, v) in rows {
+        put_uvarint(buf, u64::from(*sid));
+        put_ivarint(buf, *ts);
+        put_value(buf, v);
+    }
 }
 
 pub fn decode_rows(data: &[u8]) -> Result<Vec<(SeriesId, i64, Value)>, CorruptRecord> {
