@@ -255,3 +255,60 @@ fn october_2024_pdf_renders_every_page() {
         }
     }
 }
+
+fn alert(name: &str, severity: &str, fired: Timestamp) -> kilowatch_alerts::Alert {
+    let labels: kilowatch_model::Labels = [("alertname", name), ("severity", severity)].iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    kilowatch_alerts::Alert {
+        fingerprint: kilowatch_alerts::fingerprint(&labels),
+        rule: name.into(),
+        labels,
+        annotations: Default::default(),
+        status: kilowatch_alerts::AlertStatus::Firing,
+        active_since: fired,
+        fired_at: Some(fired),
+        resolved_at: None,
+        value: 1.0,
+        last_eval: fired,
+        history: Vec::new(),
+    }
+}
+
+/// Alerts by severity come from the alert history (the delivery log in alerts.db) and the
+/// engine's state, each alert once however many receivers were notified; alerts that fired
+/// before the month are not counted even when notified in it.
+#[test]
+fn alerts_by_severity_from_the_history() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path()).expect("store");
+    let outbox = kilowatch_alerts::Outbox::open(&kilowatch_aggregator::alerting::data_dir(&store)).expect("outbox");
+    let at = |s: &str| Timestamp::parse_rfc3339(s).expect("time");
+    let resolved_early = alert("WaterLeak", "warning", at("2024-10-05T10:00:00Z"));
+    let twice = alert("CoolingFailure", "critical", at("2024-10-20T10:00:00Z"));
+    let before = alert("HighPue", "warning", at("2024-09-30T21:00:00Z")); // 23:00 in Paris, 30 September
+    let live = alert("GpuThermalMarginLow", "critical", at("2024-10-31T22:30:00Z")); // 23:30, 31 October
+    let note = |id: &str, receiver: &str, alerts: Vec<kilowatch_alerts::Alert>, created: Timestamp| kilowatch_alerts::Notification {
+        id: id.into(),
+        receiver: receiver.into(),
+        group_key: id.into(),
+        group_labels: Default::default(),
+        alerts,
+        created_at: created,
+    };
+    let notes = [
+        note("n1", "ops", vec![resolved_early.clone()], at("2024-10-05T10:00:30Z")),
+        note("n2", "ops", vec![twice.clone()], at("2024-10-20T10:00:30Z")),
+        note("n2", "pager", vec![twice.clone()], at("2024-10-20T10:00:30Z")),
+        note("n3", "ops", vec![before.clone()], at("2024-09-30T22:00:30Z")),
+    ];
+    let mut state = kilowatch_alerts::engine::EngineState::default();
+    for a in [twice, live] {
+        state.alerts.insert(a.fingerprint.clone(), a);
+    }
+    outbox.commit_tick(&[("engine", &state)], &notes).expect("commit");
+
+    let r = report::build(&store, &kilowatch_aggregator::config::Config::default(), "2024-10", Some(GENERATED)).expect("report");
+    assert_eq!(r.alerts.unavailable, None);
+    assert_eq!(r.alerts.fired_by_severity.get("critical"), Some(&2), "{:?}", r.alerts);
+    assert_eq!(r.alerts.fired_by_severity.get("warning"), Some(&1), "{:?}", r.alerts);
+    assert_eq!(r.alerts.total, 3);
+}
