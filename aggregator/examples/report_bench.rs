@@ -50,6 +50,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(&dir)?;
     let cfg = Config::default();
     let formats = [Format::Json, Format::Csv, Format::Html, Format::Pdf];
+    let check = report::build(&store, &cfg, month, None)?;
+    println!(
+        "month {month}: {} h, E_DC {:.0} kWh, PUE {:?}, coverage {:.1} %, {} jobs, {} daily points, {} cooling units",
+        check.meta.hours,
+        check.windows.month.facility_energy_kwh,
+        check.windows.month.pue,
+        check.data_quality.coverage_pct,
+        check.jobs.job_count,
+        check.daily.len(),
+        check.climate.units
+    );
     let (mut build, mut total) = (Vec::new(), Vec::new());
     let mut per_format: Vec<Vec<f64>> = vec![Vec::new(); formats.len()];
     let mut sizes = vec![0usize; formats.len()];
