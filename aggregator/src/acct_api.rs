@@ -242,10 +242,14 @@ pub async fn eu_indicators(State(st): State<AppState>, Query(q): Query<WindowPar
     if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
         return r;
     }
-    let Some(year) = q.year.as_deref().and_then(|y| y.parse::<i32>().ok()) else {
-        return error(StatusCode::BAD_REQUEST, "invalid", "year=YYYY is required");
-    };
     let store = st.store.clone();
     let cfg = st.config.clone();
+    // month=YYYY-MM: the year to date at that month's end, as the monthly report shows it.
+    if let Some(month) = q.month.clone() {
+        return blocking(move || eu::indicators_to_month(&store, &cfg, &month)).await;
+    }
+    let Some(year) = q.year.as_deref().and_then(|y| y.parse::<i32>().ok()) else {
+        return error(StatusCode::BAD_REQUEST, "invalid", "year=YYYY (or month=YYYY-MM for the year to date) is required");
+    };
     blocking(move || eu::indicators(&store, &cfg, year)).await
 }

@@ -260,7 +260,8 @@ pub fn run(store: Arc<Store>, mut pipeline: Pipeline, deliverer: Deliverer, ever
     tokio::spawn(async move {
         let mut eval = tokio::time::interval(every);
         let mut retry = tokio::time::interval(Duration::from_secs(1));
-        // The delivery log is kept 30 days (`/api/v1/alerts/notifications`), then pruned.
+        // The delivery log is kept 62 days (`/api/v1/alerts/notifications`), then pruned: it is
+        // the alert history of the monthly report, due up to the 28th of the next month.
         let mut prune = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tokio::select! {
@@ -272,7 +273,7 @@ pub fn run(store: Arc<Store>, mut pipeline: Pipeline, deliverer: Deliverer, ever
                     tracing::error!(error = %e, "alert delivery round failed");
                 },
                 _ = prune.tick() => {
-                    let before = Timestamp(pipeline.clock.now().0 - 30 * DAY_NS);
+                    let before = Timestamp(pipeline.clock.now().0 - 62 * DAY_NS);
                     match pipeline.outbox.prune(before) {
                         Ok(n) => tracing::debug!(pruned = n, "delivery log pruned"),
                         Err(e) => tracing::warn!(error = %e, "cannot prune the delivery log"),

@@ -80,9 +80,25 @@ fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<f64>, StoreError> {
     Ok(Some(days.values().map(|(s, n)| (s / *n as f64 - 21.0).max(0.0)).sum()))
 }
 
+/// The calendar year `year` (the yearly filing).
 pub fn indicators(store: &Store, cfg: &Config, year: i32) -> Result<EuReport, EuError> {
     let tz: Tz = cfg.site.timezone.parse().unwrap_or(chrono_tz::Europe::Paris);
     let p = periods::resolve("year", None, None, Some(&year.to_string()), tz, Timestamp::now())?;
+    over(store, cfg, year, tz, p)
+}
+
+/// Year to date: 1 January to the end of the local month `month` (YYYY-MM), whatever day it is
+/// asked on (the monthly report's EU section).
+pub fn indicators_to_month(store: &Store, cfg: &Config, month: &str) -> Result<EuReport, EuError> {
+    use chrono::Datelike;
+    let tz: Tz = cfg.site.timezone.parse().unwrap_or(chrono_tz::Europe::Paris);
+    let m = periods::resolve("month", None, Some(month), None, tz, Timestamp::from_secs(0))?;
+    let year = m.range.from.to_datetime().with_timezone(&tz).year();
+    let p = periods::resolve("ytd", Some(m.range.to), None, Some(&year.to_string()), tz, m.range.to)?;
+    over(store, cfg, year, tz, p)
+}
+
+fn over(store: &Store, cfg: &Config, year: i32, tz: Tz, p: periods::Period) -> Result<EuReport, EuError> {
     let k = kpi::compute_with(store, p.range, &p.label, &cfg.carbon)?;
     let has_it = k.pue_category.is_some();
     let mut annex_ii = vec![

@@ -86,8 +86,8 @@ enum Command {
         /// The month, YYYY-MM, in the site's time zone.
         #[arg(long)]
         month: String,
-        /// Comma-separated: html, csv, json.
-        #[arg(long, default_value = "html,csv,json")]
+        /// Comma-separated: html, pdf, csv, json.
+        #[arg(long, default_value = "html,pdf,csv,json")]
         format: String,
         /// Directory to write `<site>-<month>.<ext>` into.
         #[arg(long, default_value = ".")]

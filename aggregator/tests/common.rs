@@ -124,3 +124,15 @@ pub async fn drain_spool(addr: SocketAddr, spool_dir: &Path) -> Arc<AgentStats> 
     let _ = task.await;
     stats
 }
+
+/// Whether the external program `bin` (from the Debian package `package`) is on PATH. Missing:
+/// the test is skipped with a note, except under CI, where scripts/test installs it and its
+/// absence is a failure.
+pub fn require_tool(bin: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
+    if !found {
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "{bin} is not installed and CI is set (scripts/test installs {package})");
+        eprintln!("SKIPPED: {bin} not found (apt-get install {package})");
+    }
+    found
+}

@@ -107,6 +107,12 @@ impl Outbox {
         self.query("WHERE ?1 = ?1 ORDER BY created_at DESC, id LIMIT ?2", params![0, limit as i64])
     }
 
+    /// Every delivery created at or after `from`, oldest first: the alert history the
+    /// monthly report counts (delivered rows are kept until `prune`).
+    pub fn log_since(&self, from: Timestamp) -> Result<Vec<Delivery>, OutboxError> {
+        self.query("WHERE created_at >= ?1 ORDER BY created_at, id", params![from.0])
+    }
+
     fn query(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Delivery>, OutboxError> {
         let c = self.conn()?;
         let mut st = c.prepare(&format!("SELECT id, receiver, body, attempts, status, last_error, created_at, delivered_at FROM outbox {tail}"))?;
@@ -178,7 +184,7 @@ impl Outbox {
         Ok(true)
     }
 
-    /// Forgets delivered and dead rows older than `before` (the log is kept 30 days by the
+    /// Forgets delivered and dead rows older than `before` (the log is kept 62 days by the
     /// caller's choice).
     pub fn prune(&self, before: Timestamp) -> Result<usize, OutboxError> {
         Ok(self.conn()?.execute("DELETE FROM outbox WHERE status != 'pending' AND created_at < ?1", [before.0])?)

@@ -3,14 +3,17 @@
 //! over the same windows and with the same labels as the API, so every figure in it equals the
 //! API's for that month. Months, days and years are local to `site.timezone`.
 //!
-//! Outputs: JSON (the `MonthlyReport` itself), CSV (every number of the JSON, one per line) and
-//! HTML (printable, A4). Same data and version give the same JSON and CSV bytes: the only
-//! varying field is `generated_at`, which callers pin with `--generated-at` or
-//! `SOURCE_DATE_EPOCH`.
+//! Outputs: JSON (the `MonthlyReport` itself), CSV (every number of the JSON, one per line),
+//! HTML (printable, A4) and PDF (A4, made in process). HTML and PDF show the same blocks
+//! (`doc`) and the same `plotters` charts. Same data and version give the same bytes in every
+//! format: the only varying field is `generated_at`, which callers pin with `--generated-at`
+//! or `SOURCE_DATE_EPOCH`.
 
 mod charts;
 mod climate;
+mod doc;
 mod html;
+mod pdf;
 pub mod render;
 pub mod schedule;
 pub mod web;
@@ -45,10 +48,25 @@ pub enum ReportError {
     TimeZone(String),
     #[error("cannot write {path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("unknown format {0:?}: use html, csv or json")]
+    #[error("unknown format {0:?}: use html, pdf, csv or json")]
     Format(String),
+    #[error("cannot draw a chart: {0}")]
+    Chart(String),
+    #[error("cannot make the PDF: {0}")]
+    Pdf(String),
     #[error("cannot serialise the report: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+/// The one font of the charts and the PDF, shipped so that rendering never depends on the
+/// host's fonts (licence beside it).
+pub(crate) static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+pub use pdf::Rendered as RenderedPdf;
+
+/// The PDF with what the layout found: page count and characters the font lacks.
+pub fn render_pdf(r: &MonthlyReport) -> Result<RenderedPdf, ReportError> {
+    pdf::render(r, &charts::all(r)?)
 }
 
 /// How many jobs, owners and projects the "top" tables list.
@@ -153,6 +171,8 @@ pub struct Alerts {
     /// Alerts that fired during the month, by their `severity` label.
     pub fired_by_severity: BTreeMap<String, usize>,
     pub total: usize,
+    /// Where the counts come from.
+    pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
 }
@@ -357,25 +377,38 @@ fn jobs_section(store: &Store, cfg: &Config, range: kilowatch_model::TimeRange) 
     })
 }
 
-/// Alerts that fired in the month, from the alert engine's saved state (`alerts.db` beside the
-/// store). Without that database the section says so instead of failing the report.
+/// Alerts that fired in the month, each counted once by (fingerprint, firing time): from the
+/// alert history (the notifications in `alerts.db`'s delivery log, kept 62 days) and from the
+/// engine's saved state (alerts still firing or resolved within the hour, which may not have
+/// been notified yet). Without that database the section says so instead of failing.
 fn alerts_section(store: &Store, range: kilowatch_model::TimeRange) -> Alerts {
     let dir = crate::alerting::data_dir(store);
-    let none = |why: String| Alerts { fired_by_severity: BTreeMap::new(), total: 0, unavailable: Some(why) };
+    let none = |why: String| Alerts { fired_by_severity: BTreeMap::new(), total: 0, source: String::new(), unavailable: Some(why) };
     if !dir.join("alerts.db").exists() {
         return none("no alert database (alerts.db) beside the store".into());
     }
-    let state: kilowatch_alerts::engine::EngineState = match kilowatch_alerts::Outbox::open(&dir).and_then(|o| o.load("engine")) {
-        Ok(s) => s.unwrap_or_default(),
+    let read = || -> Result<_, kilowatch_alerts::OutboxError> {
+        let outbox = kilowatch_alerts::Outbox::open(&dir)?;
+        let state: kilowatch_alerts::engine::EngineState = outbox.load("engine")?.unwrap_or_default();
+        Ok((outbox.log_since(range.from)?, state))
+    };
+    let (log, state) = match read() {
+        Ok(x) => x,
         Err(e) => return none(format!("alert database unreadable: {e}")),
     };
-    let mut by = BTreeMap::new();
-    for a in state.alerts.values() {
-        if a.fired_at.is_some_and(|f| f >= range.from && f < range.to) {
-            *by.entry(a.labels.get("severity").cloned().unwrap_or_else(|| "none".into())).or_insert(0) += 1;
+    let mut fired: BTreeMap<(String, i64), String> = BTreeMap::new();
+    let notified = log.iter().flat_map(|d| d.notification.alerts.iter());
+    for a in notified.chain(state.alerts.values()) {
+        if let Some(f) = a.fired_at.filter(|f| *f >= range.from && *f < range.to) {
+            fired.entry((a.fingerprint.clone(), f.0)).or_insert_with(|| a.labels.get("severity").cloned().unwrap_or_else(|| "none".into()));
         }
     }
-    Alerts { total: by.values().sum(), fired_by_severity: by, unavailable: None }
+    let mut by = BTreeMap::new();
+    for sev in fired.into_values() {
+        *by.entry(sev).or_insert(0) += 1;
+    }
+    let source = format!("alert history in alerts.db ({} notifications since the month began) and the alert engine's state", log.len());
+    Alerts { total: by.values().sum(), fired_by_severity: by, source, unavailable: None }
 }
 
 fn methodology(cfg: &Config, m: &Kpi) -> Methodology {
@@ -390,7 +423,16 @@ fn methodology(cfg: &Config, m: &Kpi) -> Methodology {
             "Job IT energy = its GPUs' energy + its share of node non-GPU energy; overhead, water and CO2 follow each hour's PUE, WUE and factor",
         ],
         pue_category: m.pue_category,
-        measurement_points: m.data_quality.meters.iter().map(|q| format!("{} (role {}{})", q.meter, q.role, q.category.map(|c| format!(", category {c}")).unwrap_or_default())).collect(),
+        measurement_points: m
+            .data_quality
+            .meters
+            .iter()
+            .map(|q| {
+                // Water meters carry no energy role: name what they measure instead.
+                let what = if q.role.is_empty() { format!("in {}", q.unit) } else { format!("role {}", q.role) };
+                format!("{} ({what}{})", q.meter, q.category.map(|c| format!(", category {c}")).unwrap_or_default())
+            })
+            .collect(),
         carbon_factor: format!("{}: {} {} ({} kg/kWh configured)", f.kind, f.source, f.year.map(|y| y.to_string()).unwrap_or_default(), f.configured_kg_per_kwh),
         timezone: cfg.site.timezone.clone(),
         psychrometrics: "dew point by the Magnus formula (Sonntag 1990); wet bulb by Stull (2011)",
@@ -443,7 +485,7 @@ pub fn build(store: &Store, cfg: &Config, month: &str, generated_at: Option<&str
         climate: climate::build(store, tz, p.range)?,
         jobs: jobs_section(store, cfg, p.range)?,
         alerts: alerts_section(store, p.range),
-        eu: eu::indicators(store, cfg, year)?,
+        eu: eu::indicators_to_month(store, cfg, month)?,
         data_quality: windows.month.data_quality.clone(),
         methodology: methodology(cfg, &windows.month),
         windows,
@@ -457,9 +499,10 @@ pub fn write_files(store: &Store, cfg: &Config, month: &str, formats: &[render::
     let io = |path: &std::path::Path, source| ReportError::Io { path: path.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut out = Vec::new();
+    let mut renderer = render::Renderer::new(&r);
     for f in formats {
         let path = dir.join(format!("{}-{}.{}", cfg.site.name, month, f.ext()));
-        std::fs::write(&path, render::render(&r, *f)?).map_err(|e| io(&path, e))?;
+        std::fs::write(&path, renderer.render(*f)?).map_err(|e| io(&path, e))?;
         out.push(path);
     }
     Ok(out)

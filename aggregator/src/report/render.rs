@@ -1,16 +1,18 @@
 //! The report's outputs. JSON is the report itself; CSV lists every number of the JSON, one
 //! `path,value` line each, so nothing shown in a table or chart is missing from it; HTML is a
-//! printable A4 document with the charts inline.
+//! printable A4 document with the charts inline; PDF is the same document laid out on A4 pages.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::charts::Chart;
 use super::{MonthlyReport, ReportError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Html,
+    Pdf,
     Csv,
     Json,
 }
@@ -19,6 +21,7 @@ impl Format {
     pub fn parse(s: &str) -> Result<Format, ReportError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "html" => Ok(Format::Html),
+            "pdf" => Ok(Format::Pdf),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
             other => Err(ReportError::Format(other.to_owned())),
@@ -28,6 +31,7 @@ impl Format {
     pub fn ext(self) -> &'static str {
         match self {
             Format::Html => "html",
+            Format::Pdf => "pdf",
             Format::Csv => "csv",
             Format::Json => "json",
         }
@@ -36,22 +40,49 @@ impl Format {
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Html => "text/html; charset=utf-8",
+            Format::Pdf => "application/pdf",
             Format::Csv => "text/csv; charset=utf-8",
             Format::Json => "application/json",
         }
     }
 }
 
+/// Renders one format. Several formats of one report: [`Renderer`] draws the charts once.
 pub fn render(r: &MonthlyReport, f: Format) -> Result<Vec<u8>, ReportError> {
-    Ok(match f {
-        Format::Json => {
-            let mut v = serde_json::to_vec_pretty(r)?;
-            v.push(b'\n');
-            v
+    Renderer::new(r).render(f)
+}
+
+/// One report in several formats, the charts drawn at most once (HTML and PDF share them).
+pub struct Renderer<'a> {
+    r: &'a MonthlyReport,
+    charts: Option<Vec<Chart>>,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(r: &'a MonthlyReport) -> Self {
+        Renderer { r, charts: None }
+    }
+
+    fn charts(&mut self) -> Result<&[Chart], ReportError> {
+        if self.charts.is_none() {
+            self.charts = Some(super::charts::all(self.r)?);
         }
-        Format::Csv => csv(r)?.into_bytes(),
-        Format::Html => super::html::html(r).into_bytes(),
-    })
+        Ok(self.charts.as_deref().unwrap_or_default())
+    }
+
+    pub fn render(&mut self, f: Format) -> Result<Vec<u8>, ReportError> {
+        let r = self.r;
+        Ok(match f {
+            Format::Json => {
+                let mut v = serde_json::to_vec_pretty(r)?;
+                v.push(b'\n');
+                v
+            }
+            Format::Csv => csv(r)?.into_bytes(),
+            Format::Html => super::html::html(r, self.charts()?).into_bytes(),
+            Format::Pdf => super::pdf::render(r, self.charts()?)?.bytes,
+        })
+    }
 }
 
 fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {

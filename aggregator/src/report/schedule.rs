@@ -46,7 +46,7 @@ fn default_day() -> u32 {
     2
 }
 fn default_formats() -> Vec<String> {
-    vec!["html".into(), "csv".into(), "json".into()]
+    vec!["html".into(), "pdf".into(), "csv".into(), "json".into()]
 }
 
 impl Default for ReportConfig {

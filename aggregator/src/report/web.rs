@@ -1,4 +1,4 @@
-//! `GET /api/v1/reports/{YYYY-MM}.{html,csv,json}` (read token).
+//! `GET /api/v1/reports/{YYYY-MM}.{html,pdf,csv,json}` (read token).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -21,7 +21,7 @@ pub async fn get_report(State(st): State<AppState>, Path(file): Path<String>, Qu
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>");
     }
     let Some((month, ext)) = file.rsplit_once('.') else {
-        return error(StatusCode::BAD_REQUEST, "invalid", "expected /api/v1/reports/YYYY-MM.{html,csv,json}");
+        return error(StatusCode::BAD_REQUEST, "invalid", "expected /api/v1/reports/YYYY-MM.{html,pdf,csv,json}");
     };
     let format = match Format::parse(ext) {
         Ok(f) => f,
