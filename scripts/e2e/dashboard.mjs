@@ -61,6 +61,16 @@ try {
     const before = await page.textContent("#data-time");
     await page.waitForFunction((b) => document.getElementById("data-time").textContent !== b, before, { timeout: 10000 })
       .then(() => console.log("ok live value changed"), () => fail("the live data time did not change within 10 s"));
+    // Hovering a chart shows the values under the cursor.
+    const chart = page.locator("svg.chart").first();
+    await chart.waitFor({ timeout: 15000 }).catch(() => fail("no chart on the overview"));
+    const box = await chart.boundingBox();
+    if (box) {
+      await page.mouse.move(box.x + box.width * 0.7, box.y + box.height / 2);
+      await page.waitForFunction(() => { const t = document.getElementById("tip"); return t && t.style.display === "block" && /\d/.test(t.textContent); }, null, { timeout: 5000 })
+        .then(async () => { console.log("ok chart hover shows: " + (await page.textContent("#tip")).replace(/\n/g, " | ")); await page.screenshot({ path: `${SHOTS}/overview-hover.png` }); },
+          () => fail("hovering the chart showed no values"));
+    }
     await page.close();
   }
 
