@@ -62,7 +62,8 @@ impl WindowParams {
     }
 }
 
-/// Answers from the cache under `key`, or computes over `range`, caches and answers.
+/// Answers from the cache under `key`, or computes over `range`, caches and answers. A live
+/// answer past its time is answered at once and computed again in the background.
 async fn cached<E: std::fmt::Display + Send + 'static>(
     st: &AppState,
     acct: &Arc<Accounting>,
@@ -72,14 +73,36 @@ async fn cached<E: std::fmt::Display + Send + 'static>(
 ) -> Response {
     let store = st.store.clone();
     let a = acct.clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<Arc<serde_json::Value>, E> {
-        if let Some(v) = a.cache.get(&store, &key) {
-            return Ok(v);
-        }
+    let compute = move |store: Arc<crate::store::Store>, a: Arc<Accounting>, key: String| -> Result<Arc<serde_json::Value>, E> {
         let mark = a.cache.mark(&store, range.from.0, range.to.0);
-        let v = Arc::new(f()?);
-        a.cache.put(key, mark, v.clone());
-        Ok(v)
+        match f() {
+            Ok(v) => {
+                let v = Arc::new(v);
+                a.cache.put(key, mark, v.clone());
+                Ok(v)
+            }
+            Err(e) => {
+                a.cache.refresh_failed(&key);
+                Err(e)
+            }
+        }
+    };
+    let res = tokio::task::spawn_blocking(move || -> Result<Arc<serde_json::Value>, E> {
+        match a.cache.lookup(&store, &key) {
+            crate::cache::Lookup::Fresh(v) => Ok(v),
+            crate::cache::Lookup::Stale { value, refresh } => {
+                if refresh {
+                    // Detached: the answer is the stale one, the next request gets the new one.
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = compute(store, a, key) {
+                            tracing::warn!(error = %e, "background refresh of a cached answer failed");
+                        }
+                    });
+                }
+                Ok(value)
+            }
+            crate::cache::Lookup::Miss => compute(store, a, key),
+        }
     })
     .await;
     match res {

@@ -5,8 +5,10 @@
 //!
 //! An answer over a past window stays valid until a write lands in that window (the store
 //! counts writes per hour of sample time), so a late replay or a backfill is seen at once. An
-//! answer over a window that reaches the newest data moves every second anyway; it is kept at
-//! most `live_ttl` (15 s). A job post clears everything.
+//! answer over a window that reaches the present moves every second anyway: it is fresh for
+//! `live_ttl` (15 s); after that it is still served while one request computes it again in the
+//! background (stale-while-revalidate), so the dashboard never waits for attribution once it
+//! has been computed. A job post clears everything.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,17 @@ struct Entry {
     from: i64,
     to: i64,
     live: bool,
+    /// A background computation of this answer is running.
+    refreshing: bool,
     value: Arc<serde_json::Value>,
+}
+
+/// What the cache holds for a key.
+pub enum Lookup {
+    Fresh(Arc<serde_json::Value>),
+    /// A live answer past its time: serve it, and compute the next one if `refresh`.
+    Stale { value: Arc<serde_json::Value>, refresh: bool },
+    Miss,
 }
 
 pub struct ResponseCache {
@@ -54,6 +66,37 @@ impl ResponseCache {
         valid.then_some(value)
     }
 
+    /// Like [`ResponseCache::get`], and a live answer past its time comes back as stale, with
+    /// `refresh` true for the one caller that should compute the next (the others keep being
+    /// served the stale one meanwhile).
+    pub fn lookup(&self, store: &Store, key: &str) -> Lookup {
+        let Ok(mut g) = self.entries.lock() else { return Lookup::Miss };
+        let Some(e) = g.get_mut(key) else { return Lookup::Miss };
+        if e.live {
+            if e.at.elapsed() < self.live_ttl {
+                return Lookup::Fresh(e.value.clone());
+            }
+            let refresh = !e.refreshing;
+            e.refreshing = true;
+            return Lookup::Stale { value: e.value.clone(), refresh };
+        }
+        let (seq, from, to, value) = (e.seq, e.from, e.to, e.value.clone());
+        drop(g);
+        match store.written_since(from, to, seq) {
+            Ok(false) => Lookup::Fresh(value),
+            _ => Lookup::Miss,
+        }
+    }
+
+    /// A background refresh failed: let a later request try again.
+    pub fn refresh_failed(&self, key: &str) {
+        if let Ok(mut g) = self.entries.lock()
+            && let Some(e) = g.get_mut(key)
+        {
+            e.refreshing = false;
+        }
+    }
+
     /// A mark taken before computing an answer over `[from, to]`, to [`ResponseCache::put`] it
     /// with: writes during the computation then invalidate it.
     pub fn mark(&self, store: &Store, from: i64, to: i64) -> Option<(u64, i64, i64, bool)> {
@@ -74,7 +117,7 @@ impl ResponseCache {
                 g.clear();
             }
         }
-        g.insert(key, Entry { at: Instant::now(), seq, from, to, live, value });
+        g.insert(key, Entry { at: Instant::now(), seq, from, to, live, refreshing: false, value });
     }
 
     pub fn clear(&self) {
@@ -110,6 +153,13 @@ mod tests {
         assert!(c.get(&s, "live").is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(c.get(&s, "live").is_none(), "live answers expire");
+        // Stale answers are still served; one caller refreshes.
+        assert!(matches!(c.lookup(&s, "live"), Lookup::Stale { refresh: true, .. }));
+        assert!(matches!(c.lookup(&s, "live"), Lookup::Stale { refresh: false, .. }));
+        c.refresh_failed("live");
+        assert!(matches!(c.lookup(&s, "live"), Lookup::Stale { refresh: true, .. }));
+        c.put("live".into(), c.mark(&s, now - 10 * H, now), v.clone());
+        assert!(matches!(c.lookup(&s, "live"), Lookup::Fresh(_)));
         assert!(c.get(&s, "past").is_some(), "past ones do not");
         write(&s, now - 15 * H);
         assert!(c.get(&s, "past").is_none(), "a late write into the window invalidates it");

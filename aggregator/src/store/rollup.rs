@@ -134,8 +134,7 @@ pub fn compute(samples: &[(i64, Value)], from: i64, to: i64, step: i64, kind: En
     let l = if kind == EnergyKind::Counter { ledger::counter_ledger(&nums, &bounds) } else { ledger::power_ledger(&nums, &bounds) };
     let mut with_energy: Vec<Bucket> = Vec::with_capacity(out.len());
     let mut it = out.into_iter().peekable();
-    for i in 0..nb {
-        let t = bounds[i];
+    for (i, &t) in bounds.iter().take(nb).enumerate() {
         let covered = l.covered_s.get(i).copied().unwrap_or(0.0) > 0.0;
         let energy = covered.then(|| l.values.get(i).copied().unwrap_or(0.0));
         match it.next_if(|b| b.t == t) {
