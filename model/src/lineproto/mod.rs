@@ -1,17 +1,22 @@
 //! InfluxDB line protocol, the lingua franca of the wire schema. Parsing and escaping are
 //! InfluxData's own `influxdb-line-protocol` crate (a port of the Go reference parser); this
 //! module adds what Kilowatch needs on top: line numbers in errors, timestamp precisions,
-//! and conversion to and from [`Point`].
+//! and conversion to and from [`Point`]. `parse_batch` tries `fast.rs` on each line first;
+//! `encode.rs` writes points back out.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::str::FromStr;
 
 use influxdb_line_protocol as ilp;
-use influxdb_line_protocol::builder::{AfterField, LineProtocolBuilder};
 
 use crate::point::{FieldValue, Labels, Point};
 use crate::time::Timestamp;
+
+mod encode;
+mod fast;
+
+pub use encode::encode_points;
+use fast::{NAME, parse_fast};
 
 /// The unit of the timestamps in a write request (`precision=` on `/api/v2/write`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -340,182 +345,6 @@ fn convert<'a>(p: ilp::ParsedLine<'a>, line: usize, precision: Precision, defaul
     Ok(())
 }
 
-/// Bytes the fast path accepts in names: printable ASCII except the characters line protocol
-/// gives a meaning to somewhere (`,` `=` `\` `"` space). Anything else is left to the
-/// reference parser.
-const NAME: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0x21;
-    while b < 0x7f {
-        t[b] = !matches!(b as u8, b',' | b'=' | b'\\' | b'"');
-        b += 1;
-    }
-    t
-};
-
-/// Parses a plain line into `out`, or returns false having added nothing, for the reference
-/// parser to decide. True only where the reference parser would produce the same values.
-fn parse_fast<'a>(text: &'a str, number: usize, precision: Precision, default_ts: Timestamp, out: &mut Lines<'a>) -> bool {
-    let (t0, f0) = (out.tags.len(), out.fields.len());
-    let ok = parse_fast_inner(text, number, precision, default_ts, out);
-    if !ok {
-        out.tags.truncate(t0);
-        out.fields.truncate(f0);
-    }
-    ok
-}
-
-fn parse_fast_inner<'a>(text: &'a str, number: usize, precision: Precision, default_ts: Timestamp, out: &mut Lines<'a>) -> bool {
-    let b = text.as_bytes();
-    // Measurement: up to ',' or ' '.
-    let mut i = name_end(b, 0);
-    if i == 0 || i >= b.len() {
-        return false;
-    }
-    let measurement = &text[..i];
-    let t0 = out.tags.len();
-    while b[i] == b',' {
-        let k = i + 1;
-        let ke = name_end(b, k);
-        if ke == k || b.get(ke) != Some(&b'=') {
-            return false;
-        }
-        let v = ke + 1;
-        let ve = name_end(b, v);
-        if ve == v || ve >= b.len() {
-            return false;
-        }
-        let key = &text[k..ke];
-        // Sorted and unique, as Labels would hold them; other orders take the slow path.
-        if out.tags[t0..].last().is_some_and(|(p, _)| p.as_ref() >= key) {
-            return false;
-        }
-        out.tags.push((Cow::Borrowed(key), Cow::Borrowed(&text[v..ve])));
-        i = ve;
-    }
-    if b[i] != b' ' {
-        return false;
-    }
-    let series_end = i;
-    let f0 = out.fields.len();
-    loop {
-        let k = i + 1;
-        let ke = name_end(b, k);
-        if ke == k || b.get(ke) != Some(&b'=') {
-            return false;
-        }
-        let key = &text[k..ke];
-        if out.fields[f0..].iter().any(|(f, _)| f == key) {
-            return false;
-        }
-        let v = ke + 1;
-        let (value, ve) = if b.get(v) == Some(&b'"') {
-            // A string without escapes or control characters.
-            let Some(len) = b[v + 1..].iter().position(|c| *c == b'"' || *c == b'\\' || *c < 0x20) else { return false };
-            let end = v + 1 + len;
-            if b[end] != b'"' {
-                return false;
-            }
-            (FieldValueRef::Str(Cow::Borrowed(&text[v + 1..end])), end + 1)
-        } else {
-            let ve = b[v..].iter().position(|c| *c == b',' || *c == b' ').map_or(b.len(), |n| v + n);
-            match number_value(&text[v..ve]) {
-                Some(x) => (x, ve),
-                None => return false,
-            }
-        };
-        out.fields.push((Cow::Borrowed(key), value));
-        i = ve;
-        if i >= b.len() || b[i] != b',' {
-            break;
-        }
-    }
-    let ts = if i >= b.len() {
-        default_ts
-    } else {
-        // One space, then an integer to the end of the line.
-        if b[i] != b' ' {
-            return false;
-        }
-        let digits = &text[i + 1..];
-        let unsigned = digits.strip_prefix('-').unwrap_or(digits);
-        if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
-            return false;
-        }
-        match digits.parse::<i64>().ok().and_then(|raw| raw.checked_mul(precision.nanos())) {
-            Some(ns) => Timestamp(ns),
-            None => return false,
-        }
-    };
-    out.lines.push(LineSpan {
-        number,
-        series_text: Some(&text[..series_end]),
-        measurement: Cow::Borrowed(measurement),
-        tags: (t0 as u32, out.tags.len() as u32),
-        fields: (f0 as u32, out.fields.len() as u32),
-        ts,
-    });
-    true
-}
-
-/// The end of a run of name bytes starting at `from`.
-fn name_end(b: &[u8], from: usize) -> usize {
-    b[from.min(b.len())..].iter().position(|c| !NAME[*c as usize]).map_or(b.len(), |n| from + n)
-}
-
-/// A field value that is not a string, in the spellings of the reference grammar only:
-/// `-?D+i`, `D+u`, `-?D+(.D+)?([eE][+-]?D+)?` and the ten boolean words. A finite float only:
-/// the reference parser's answer to others is an error, which the slow path gives.
-fn number_value(s: &str) -> Option<FieldValueRef<'static>> {
-    let b = s.as_bytes();
-    match b.last()? {
-        b'i' => {
-            let d = &s[..s.len() - 1];
-            let u = d.strip_prefix('-').unwrap_or(d);
-            if u.is_empty() || !u.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            return d.parse().ok().map(FieldValueRef::I64);
-        }
-        b'u' => {
-            let d = &s[..s.len() - 1];
-            if d.is_empty() || !d.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            return d.parse().ok().map(FieldValueRef::U64);
-        }
-        _ => {}
-    }
-    match s {
-        "t" | "T" | "true" | "True" | "TRUE" => return Some(FieldValueRef::Bool(true)),
-        "f" | "F" | "false" | "False" | "FALSE" => return Some(FieldValueRef::Bool(false)),
-        _ => {}
-    }
-    let digits = |mut j: usize| {
-        let start = j;
-        while b.get(j).is_some_and(u8::is_ascii_digit) {
-            j += 1;
-        }
-        (j > start).then_some(j)
-    };
-    let mut j = usize::from(b.first() == Some(&b'-'));
-    j = digits(j)?;
-    if b.get(j) == Some(&b'.') {
-        j = digits(j + 1)?;
-    }
-    if matches!(b.get(j), Some(b'e' | b'E')) {
-        j += 1;
-        if matches!(b.get(j), Some(b'+' | b'-')) {
-            j += 1;
-        }
-        j = digits(j)?;
-    }
-    if j != b.len() {
-        return None;
-    }
-    s.parse::<f64>().ok().filter(|f| f.is_finite()).map(FieldValueRef::F64)
-}
-
 /// Names that no line-protocol parser reads back the same: control characters (line breaks,
 /// NUL, which parsers take as the end of the text), or a backslash at the end (the reference
 /// parser refuses it however it is escaped).
@@ -527,67 +356,6 @@ fn check_name(what: &str, s: &str) -> Result<(), String> {
         return Err(format!("{what} {s:?} ends with a backslash"));
     }
     Ok(())
-}
-
-/// Encodes points as line protocol, one line each, timestamps in `precision` (truncated).
-/// Non-finite floats are left out: line protocol has no spelling for them. A point left with
-/// no field at all is left out entirely.
-pub fn encode_points(points: &[Point], precision: Precision) -> String {
-    let mut out = Vec::with_capacity(points.len() * 128);
-    for p in points {
-        out = encode_one(out, p, precision);
-    }
-    // The builder only ever writes the `str`s and number formats it is given.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-fn encode_one(buf: Vec<u8>, p: &Point, precision: Precision) -> Vec<u8> {
-    let mut fields = p.fields.iter().filter(|(_, v)| !matches!(v, FieldValue::F64(f) if !f.is_finite()));
-    let Some((k0, v0)) = fields.next() else { return buf };
-    let mut b = LineProtocolBuilder::new_with(buf).measurement(&p.measurement);
-    for (k, v) in &p.tags {
-        b = b.tag(k, v);
-    }
-    let mut b = add_field(b, k0, v0);
-    for (k, v) in fields {
-        b = add_field(b, k, v);
-    }
-    b.timestamp(p.ts.0.div_euclid(precision.nanos())).close_line().build()
-}
-
-fn add_field<S>(b: LineProtocolBuilder<Vec<u8>, S>, k: &str, v: &FieldValue) -> LineProtocolBuilder<Vec<u8>, AfterField>
-where
-    LineProtocolBuilder<Vec<u8>, S>: FieldAdder,
-{
-    match v {
-        FieldValue::F64(f) => b.add(k, *f),
-        FieldValue::I64(i) => b.add(k, *i),
-        FieldValue::U64(u) => b.add(k, *u),
-        FieldValue::Bool(x) => b.add(k, *x),
-        FieldValue::Str(s) => b.add(k, s.as_str()),
-    }
-}
-
-/// The builder's typestate has two `field` methods (first field, further fields); this trait
-/// lets one function call either.
-trait FieldAdder {
-    fn add<F: ilp::builder::FieldValue>(self, k: &str, v: F) -> LineProtocolBuilder<Vec<u8>, AfterField>;
-}
-impl FieldAdder for LineProtocolBuilder<Vec<u8>, ilp::builder::AfterMeasurement> {
-    fn add<F: ilp::builder::FieldValue>(self, k: &str, v: F) -> LineProtocolBuilder<Vec<u8>, AfterField> {
-        self.field(k, v)
-    }
-}
-impl FieldAdder for LineProtocolBuilder<Vec<u8>, AfterField> {
-    fn add<F: ilp::builder::FieldValue>(self, k: &str, v: F) -> LineProtocolBuilder<Vec<u8>, AfterField> {
-        self.field(k, v)
-    }
-}
-
-impl fmt::Display for Point {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(encode_points(std::slice::from_ref(self), Precision::Ns).trim_end())
-    }
 }
 
 #[cfg(test)]
