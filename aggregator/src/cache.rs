@@ -30,6 +30,15 @@ struct Entry {
     value: Arc<serde_json::Value>,
 }
 
+/// The store's state when an answer over `[from, to]` began to be computed.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    seq: u64,
+    from: i64,
+    to: i64,
+    live: bool,
+}
+
 /// What the cache holds for a key.
 pub enum Lookup {
     Fresh(Arc<serde_json::Value>),
@@ -55,20 +64,9 @@ impl ResponseCache {
         ResponseCache { live_ttl, max_entries, entries: Mutex::new(HashMap::new()) }
     }
 
-    /// A valid answer for `key`, if there is one. Errors (a poisoned lock) only miss.
-    pub fn get(&self, store: &Store, key: &str) -> Option<Arc<serde_json::Value>> {
-        let (seq, from, to, live, at, value) = {
-            let g = self.entries.lock().ok()?;
-            let e = g.get(key)?;
-            (e.seq, e.from, e.to, e.live, e.at, e.value.clone())
-        };
-        let valid = if live { at.elapsed() < self.live_ttl } else { store.written_since(from, to, seq).ok() == Some(false) };
-        valid.then_some(value)
-    }
-
-    /// Like [`ResponseCache::get`], and a live answer past its time comes back as stale, with
+    /// What the cache holds for `key`. A live answer past its time comes back as stale, with
     /// `refresh` true for the one caller that should compute the next (the others keep being
-    /// served the stale one meanwhile).
+    /// served the stale one meanwhile). Errors (a poisoned lock) only miss.
     pub fn lookup(&self, store: &Store, key: &str) -> Lookup {
         let Ok(mut g) = self.entries.lock() else { return Lookup::Miss };
         let Some(e) = g.get_mut(key) else { return Lookup::Miss };
@@ -99,16 +97,16 @@ impl ResponseCache {
 
     /// A mark taken before computing an answer over `[from, to]`, to [`ResponseCache::put`] it
     /// with: writes during the computation then invalidate it.
-    pub fn mark(&self, store: &Store, from: i64, to: i64) -> Option<(u64, i64, i64, bool)> {
+    pub fn mark(&self, store: &Store, from: i64, to: i64) -> Option<Mark> {
         let seq = store.write_seq().ok()?;
         // The present: the clock, or data time where a fast demo runs ahead of it. A window
         // over history loaded into a store is not live, even if it ends at its newest sample.
         let newest = store.stats().ok()?.newest_ts.unwrap_or(i64::MIN).max(kilowatch_model::Timestamp::now().0);
-        Some((seq, from, to, to >= newest.saturating_sub(LIVE_NS)))
+        Some(Mark { seq, from, to, live: to >= newest.saturating_sub(LIVE_NS) })
     }
 
-    pub fn put(&self, key: String, mark: Option<(u64, i64, i64, bool)>, value: Arc<serde_json::Value>) {
-        let Some((seq, from, to, live)) = mark else { return };
+    pub fn put(&self, key: String, mark: Option<Mark>, value: Arc<serde_json::Value>) {
+        let Some(Mark { seq, from, to, live }) = mark else { return };
         let Ok(mut g) = self.entries.lock() else { return };
         if g.len() >= self.max_entries {
             let ttl = self.live_ttl;
@@ -138,6 +136,10 @@ mod tests {
         s.write(&[Point::new("meter", Timestamp(t)).tag("meter", "g").field("energy_kwh", 1.0)]).expect("write");
     }
 
+    fn fresh(c: &ResponseCache, s: &Store, key: &str) -> bool {
+        matches!(c.lookup(s, key), Lookup::Fresh(_))
+    }
+
     #[test]
     fn past_answers_last_until_a_write_lands_in_their_window() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -149,22 +151,21 @@ mod tests {
         c.put("past".into(), c.mark(&s, now - 20 * H, now - 10 * H), v.clone());
         c.put("live".into(), c.mark(&s, now - 10 * H, now), v.clone());
         write(&s, now - 50 * H);
-        assert!(c.get(&s, "past").is_some(), "a write elsewhere leaves it valid");
-        assert!(c.get(&s, "live").is_some());
+        assert!(fresh(&c, &s, "past"), "a write elsewhere leaves it valid");
+        assert!(fresh(&c, &s, "live"));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(c.get(&s, "live").is_none(), "live answers expire");
-        // Stale answers are still served; one caller refreshes.
-        assert!(matches!(c.lookup(&s, "live"), Lookup::Stale { refresh: true, .. }));
+        // Live answers expire, but stale ones are still served while one caller refreshes.
+        assert!(matches!(c.lookup(&s, "live"), Lookup::Stale { refresh: true, .. }), "live answers expire");
         assert!(matches!(c.lookup(&s, "live"), Lookup::Stale { refresh: false, .. }));
         c.refresh_failed("live");
         assert!(matches!(c.lookup(&s, "live"), Lookup::Stale { refresh: true, .. }));
         c.put("live".into(), c.mark(&s, now - 10 * H, now), v.clone());
         assert!(matches!(c.lookup(&s, "live"), Lookup::Fresh(_)));
-        assert!(c.get(&s, "past").is_some(), "past ones do not");
+        assert!(fresh(&c, &s, "past"), "past ones do not");
         write(&s, now - 15 * H);
-        assert!(c.get(&s, "past").is_none(), "a late write into the window invalidates it");
+        assert!(matches!(c.lookup(&s, "past"), Lookup::Miss), "a late write into the window invalidates it");
         c.put("past".into(), c.mark(&s, now - 20 * H, now - 10 * H), v);
         c.clear();
-        assert!(c.get(&s, "past").is_none());
+        assert!(matches!(c.lookup(&s, "past"), Lookup::Miss));
     }
 }
