@@ -86,7 +86,7 @@ impl Store {
 
     fn maintain_pass(&self, keep: &Retention, wall_now: i64) -> Result<MaintenanceReport, StoreError> {
         let mut rep = MaintenanceReport::default();
-        let (now, start, dirty, series) = {
+        let (now, target, start, taken, dirty, series) = {
             let mut g = self.lock()?;
             let Some(newest) = g.stats.newest_ts else { return Ok(rep) };
             let now = newest.min(wall_now.saturating_add(HOUR));
@@ -96,17 +96,23 @@ impl Store {
             };
             let raw_from = g.horizons.raw_from;
             let rolled_to = g.horizons.rolled_to.unwrap_or(i64::MIN);
+            let taken = !g.dirty.is_empty();
             let dirty: Vec<i64> = std::mem::take(&mut g.dirty).into_iter().filter(|h| *h < rolled_to).collect();
             rep.late_hours_ignored = dirty.iter().filter(|h| **h < raw_from).count();
             let dirty: Vec<i64> = dirty.into_iter().filter(|h| *h >= raw_from).collect();
-            let series: Vec<(SeriesId, EnergyKind)> = g.meta.iter().map(|m| (m.id, rollup::energy_kind(m))).collect();
-            (now, start, dirty, series)
+            // Most passes find no complete hour and nothing late: they end here, cheaply.
+            let target = floor(now - SETTLE_NS, HOUR);
+            let due = start.is_some_and(|a| a < target);
+            let series: Vec<(SeriesId, EnergyKind)> =
+                if dirty.is_empty() && !due { Vec::new() } else { g.meta.iter().map(|m| (m.id, rollup::energy_kind(m))).collect() };
+            (now, target, start, taken, dirty, series)
         };
         for h in &dirty {
             self.roll_up(&series, *h, h + HOUR, false, &mut rep)?;
             rep.hours_rolled_up_again += 1;
         }
-        {
+        // The table mirrors the set taken above plus what arrived since; unchanged if none was.
+        if taken {
             let g = self.lock()?;
             let tx = g.conn.unchecked_transaction()?;
             tx.execute("DELETE FROM dirty_hours", [])?;
@@ -117,7 +123,6 @@ impl Store {
             drop(ins);
             tx.commit()?;
         }
-        let target = floor(now - SETTLE_NS, HOUR);
         if let Some(mut a) = start {
             // Day-sized slices: a day's hour row is written once per slice, and a catch-up over
             // weeks (a backfill) releases the lock between them.
