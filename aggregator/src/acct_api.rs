@@ -40,9 +40,7 @@ impl Accounting {
     }
 }
 
-/// A collector's `gpu_job` points are read as holding a GPU across gaps up to this long: the
-/// collector sends them every second, a backfill or a slow shipper every 15 minutes.
-const GPU_JOB_MAX_GAP_NS: i64 = 1_200_000_000_000;
+use crate::jobs::GPU_JOB_MAX_GAP_NS;
 
 #[derive(Deserialize, Default)]
 pub struct WindowParams {
@@ -146,9 +144,9 @@ pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowP
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
     };
     let store = st.store.clone();
-    let carbon = st.config.carbon.clone();
+    let cfg = st.config.clone();
     let compute = move || {
-        kpi::compute_with(&store, range, &label, &carbon).map(|k| {
+        kpi::compute_with(&store, range, &label, &cfg).map(|k| {
             let mut v = serde_json::to_value(&k).unwrap_or_default();
             v["official"] = json!(official);
             v
@@ -200,9 +198,7 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
 
 /// Public so the monthly report attributes over exactly the allocations `GET /api/v1/jobs` uses.
 pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
-    let mut a = js.overlapping(r.from.0, r.to.0)?;
-    a.extend(jobs::from_gpu_job_points(store, js, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)?);
-    Ok(a)
+    jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)
 }
 
 pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
@@ -221,7 +217,7 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<W
         let acct = a2;
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
         let a = allocations(&store, js, range)?;
-        let att: Attribution = attribution::attribute(&store, &a, range, 3_600_000_000_000, &carbon, false)?;
+        let att: Attribution = attribution::attribute(&store, &a, range, None, &carbon)?;
         let mut v = serde_json::to_value(&att).unwrap_or_default();
         v["window"] = json!(label);
         Ok(v)
@@ -248,7 +244,7 @@ pub async fn get_job(State(st): State<AppState>, acct: Acct, Path(id): Path<Stri
         let span = to - from;
         let step = [1i64, 10, 60, 300, 900, 3600, 86_400].iter().map(|s| s * 1_000_000_000).find(|s| span / s <= 200).unwrap_or(86_400_000_000_000);
         a.retain(|x| x.job == id);
-        let att = attribution::attribute(&store, &a, TimeRange::new(Timestamp(from), Timestamp(to)), step, &carbon, true)?;
+        let att = attribution::attribute(&store, &a, TimeRange::new(Timestamp(from), Timestamp(to)), Some(step), &carbon)?;
         let Some(job) = att.jobs.into_iter().next() else { return Ok(None) };
         Ok(Some(json!({ "job": job, "allocations": a, "pue": att.pue, "carbon_factor": att.carbon_factor, "step_s": att.step_s })))
     })

@@ -29,7 +29,6 @@ use tokio::sync::watch;
 
 use crate::api::{AppState, error};
 use crate::auth::{Auth, Grant};
-use crate::counter::counter_delta;
 use crate::kpi;
 use crate::store::{Store, StoreError};
 
@@ -179,8 +178,7 @@ fn daily_history(store: &Store, now: Timestamp) -> Result<History, StoreError> {
 }
 
 fn water_delta(store: &Store, id: crate::store::SeriesId, from: Timestamp, to: Timestamp) -> Result<f64, StoreError> {
-    let s: Vec<(i64, f64)> = store.read_with_neighbours(id, from.0, to.0)?.into_iter().filter_map(|(t, v)| v.as_f64().map(|f| (t, f))).collect();
-    Ok(counter_delta(&s, from.0, to.0).delta)
+    Ok(store.ledger(id, crate::store::rollup::EnergyKind::Counter, &[from.0, to.0])?.total())
 }
 
 /// Water over the 24 h ending at `end`, and the mean outside wet bulb then (first unit).

@@ -17,11 +17,14 @@ use serde::Serialize;
 use crate::carbon::{self, FactorSource};
 use crate::config::CarbonConfig;
 use crate::jobs::Allocation;
-use crate::ledger::{self, Ledger};
+use crate::ledger;
+use crate::store::rollup::EnergyKind;
 use crate::store::{SeriesMeta, Store, StoreError};
+use kilowatch_model::energy::{Ledger, step_bounds};
 
 const MJ_PER_KWH: f64 = 3.6e9;
 const J_PER_KWH: f64 = 3.6e6;
+const HOUR_NS: i64 = 3_600_000_000_000;
 /// GPUs per node assumed when a node reports power but no GPU series (DGX H100: 8).
 pub const DEFAULT_GPUS_PER_NODE: u32 = 8;
 /// NVML updates its energy counter every 20–100 ms: nothing shorter can be trusted.
@@ -40,7 +43,8 @@ pub struct JobEnergy {
     pub gpu_energy_kwh: f64,
     pub it_energy_kwh: f64,
     pub facility_energy_kwh: f64,
-    pub water_l: f64,
+    /// Null where no water meter covers the window ("not metered").
+    pub water_l: Option<f64>,
     pub co2_kg: f64,
     /// "high", or "low" when the job ran for less than its counters' update period (its energy
     /// is then mostly interpolation) or its GPU energy was integrated from power.
@@ -48,8 +52,12 @@ pub struct JobEnergy {
     pub estimated: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub series: Vec<SeriesPoint>,
+    /// GPU and IT energy per hour of the window (for PUE, WUE and carbon).
     #[serde(skip)]
     steps: HashMap<usize, (f64, f64)>,
+    /// The same per chart step, for `series`.
+    #[serde(skip)]
+    series_steps: HashMap<usize, (f64, f64)>,
     #[serde(skip)]
     min_span_s: f64,
     #[serde(skip)]
@@ -73,7 +81,7 @@ pub struct Rollup {
     pub gpu_energy_kwh: f64,
     pub it_energy_kwh: f64,
     pub facility_energy_kwh: f64,
-    pub water_l: f64,
+    pub water_l: Option<f64>,
     pub co2_kg: f64,
 }
 
@@ -120,20 +128,15 @@ struct NodeSeries {
     power: Option<SeriesMeta>,
 }
 
+/// A GPU's or node's energy per segment in kWh: its counter where it has readings here, else
+/// its power integrated (estimated). `None` when neither covers any of the segments.
 fn ledger_of(store: &Store, counter: Option<&SeriesMeta>, power: Option<&SeriesMeta>, bounds: &[i64], counter_per_kwh: f64) -> Result<Option<(Vec<f64>, Ledger)>, StoreError> {
-    let (from, to) = (bounds[0], bounds[bounds.len() - 1]);
-    if let Some(c) = counter {
-        let s = ledger::read_f64(store, c.id, from, to)?;
-        if !s.is_empty() {
-            let l = ledger::counter_ledger(&s, bounds);
-            return Ok(Some((l.values.iter().map(|v| v / counter_per_kwh).collect(), l)));
-        }
-    }
-    if let Some(p) = power {
-        let s = ledger::read_f64(store, p.id, from, to)?;
-        if !s.is_empty() {
-            let l = ledger::power_ledger(&s, bounds);
-            return Ok(Some((l.values.iter().map(|v| v / J_PER_KWH).collect(), l)));
+    for (meta, kind, per_kwh) in [(counter, EnergyKind::Counter, counter_per_kwh), (power, EnergyKind::Power, J_PER_KWH)] {
+        if let Some(m) = meta {
+            let l = store.ledger(m.id, kind, bounds)?;
+            if l.total_covered_s() > 0.0 {
+                return Ok(Some((l.values.iter().map(|v| v / per_kwh).collect(), l)));
+            }
         }
     }
     Ok(None)
@@ -168,30 +171,63 @@ fn discover(store: &Store) -> Result<BTreeMap<String, NodeSeries>, StoreError> {
     Ok(nodes)
 }
 
-/// Attributes `[r.from, r.to)` to `allocs` in steps of `step_ns`. `with_series` keeps each
-/// job's per-step series (for `/api/v1/jobs/{id}`).
-pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i64, carbon_cfg: &CarbonConfig, with_series: bool) -> Result<Attribution, StoreError> {
+/// Attributes `[r.from, r.to)` to `allocs`, hour by hour: each job's IT energy of a clock hour
+/// takes that whole clock hour's PUE, WUE and carbon factor, whatever the window, so the jobs
+/// list and one job's page (`series_step_ns`: its chart step, which keeps a per-step series)
+/// give the same figures.
+pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step_ns: Option<i64>, carbon_cfg: &CarbonConfig) -> Result<Attribution, StoreError> {
     let (from, to) = (r.from.0, r.to.0);
-    let steps = ledger::step_bounds(from, to, step_ns);
+    let steps = step_bounds(from, to, HOUR_NS);
     let n_steps = steps.len().saturating_sub(1);
-    let site = ledger::site_ledgers(store, &steps)?;
-    let (cef, factor_src) = carbon::factors(store, &steps, carbon_cfg)?;
-    let it_total: f64 = site.it_kwh.iter().sum();
-    let fac_total: f64 = site.facility_kwh.iter().sum();
+    // The site's meters over whole clock hours: the window's steps plus the parts of its first
+    // and last clock hours outside it.
+    let before = usize::from(from.rem_euclid(HOUR_NS) != 0 && n_steps > 0);
+    let after = to.rem_euclid(HOUR_NS) != 0 && n_steps > 0;
+    let mut ext = Vec::with_capacity(steps.len() + 2);
+    if before == 1 {
+        ext.push(from.div_euclid(HOUR_NS) * HOUR_NS);
+    }
+    ext.extend_from_slice(&steps);
+    if after {
+        ext.push((to.div_euclid(HOUR_NS) + 1) * HOUR_NS);
+    }
+    let site = ledger::site_ledgers(store, &ext)?;
+    let (grid_cef, factor_src) = carbon::factors(store, &ext, carbon_cfg)?;
+    let window = |v: &[f64]| v.iter().skip(before).take(n_steps).sum::<f64>();
+    // Step `s` of the window lies in the clock hour made of ext segment `s + before` and, at the
+    // window's ends, the segments outside it.
+    let clock = |v: &[f64], s: usize| {
+        let mut x = v[s + before];
+        if s == 0 && before == 1 {
+            x += v[0];
+        }
+        if s + 1 == n_steps && after {
+            x += v[s + before + 1];
+        }
+        x
+    };
+    let it_total = window(&site.it_kwh);
+    let fac_total = window(&site.facility_kwh);
+    let water_total = window(&site.water_m3);
     let window_pue = (it_total > 0.0 && fac_total >= it_total).then(|| fac_total / it_total);
     let mut q = AttributionQuality { it_category: site.it_category, it_estimated: site.it_estimated, counter_resets: site.counter_resets, ..Default::default() };
     let mut pue = vec![0.0; n_steps];
     let mut wue = vec![0.0; n_steps];
+    // Each hour's E_DC mixes grid energy at the grid's factor and generator energy at its own.
+    let mut cef = vec![0.0; n_steps];
     for s in 0..n_steps {
-        let (it, fac) = (site.it_kwh[s], site.facility_kwh[s]);
+        let (it, fac, gen_kwh, water) = (clock(&site.it_kwh, s), clock(&site.facility_kwh, s), clock(&site.generator_kwh, s), clock(&site.water_m3, s));
         pue[s] = if it > 0.0 && fac >= it {
             fac / it
         } else {
             q.steps_without_pue += 1;
             window_pue.unwrap_or(0.0)
         };
-        wue[s] = if it > 0.0 { site.water_m3[s] * 1000.0 / it } else if it_total > 0.0 { site.water_m3.iter().sum::<f64>() * 1000.0 / it_total } else { 0.0 };
+        wue[s] = if it > 0.0 { water * 1000.0 / it } else if it_total > 0.0 { water_total * 1000.0 / it_total } else { 0.0 };
+        let grid_f = grid_cef[if s == 0 { 0 } else { s + before }];
+        cef[s] = if fac > 0.0 { ((fac - gen_kwh) * grid_f + gen_kwh * carbon_cfg.generator.factor_kg_per_kwh) / fac } else { grid_f };
     }
+    let series_bounds = series_step_ns.map(|st| step_bounds(from, to, st));
 
     // Jobs are keyed by their id; one job may hold GPUs on several nodes.
     let mut job_index: BTreeMap<&str, usize> = BTreeMap::new();
@@ -231,6 +267,9 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
         let here = by_node.get(node).map(Vec::as_slice).unwrap_or(&[]);
         // Steps plus every allocation edge on this node: segments where holders do not change.
         let mut b: Vec<i64> = steps.clone();
+        if let Some(sb) = &series_bounds {
+            b.extend_from_slice(sb);
+        }
         for (_, a) in here {
             for t in [Some(a.start), a.end].into_iter().flatten() {
                 if t > from && t < to {
@@ -276,9 +315,15 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
         };
         let g = indices.len() as f64;
         let mut hour = 0usize;
+        let mut sstep = 0usize;
         for s in 0..nseg {
             while hour + 1 < n_steps && steps[hour + 1] <= b[s] {
                 hour += 1;
+            }
+            if let Some(sb) = &series_bounds {
+                while sstep + 2 < sb.len() && sb[sstep + 1] <= b[s] {
+                    sstep += 1;
+                }
             }
             let gsum: f64 = gpu_e.values().map(|v| v[s]).sum();
             gpu_total += gsum;
@@ -309,6 +354,11 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
                     let st = j.steps.entry(hour).or_insert((0.0, 0.0));
                     st.0 += ge / k;
                     st.1 += e / k;
+                    if series_bounds.is_some() {
+                        let st = j.series_steps.entry(sstep).or_insert((0.0, 0.0));
+                        st.0 += ge / k;
+                        st.1 += e / k;
+                    }
                     if gpu_est.get(idx).copied().unwrap_or(false) {
                         j.estimated = true;
                     }
@@ -331,11 +381,17 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
             j.it_energy_kwh += ie;
             let fac = ie * pue[h];
             j.facility_energy_kwh += fac;
-            j.water_l += ie * wue[h];
+            if site.water_metered {
+                *j.water_l.get_or_insert(0.0) += ie * wue[h];
+            }
             j.co2_kg += fac * cef[h];
-            if with_series {
-                let dt = (steps[h + 1] - steps[h]) as f64 / 3.6e12;
-                j.series.push(SeriesPoint { t: Timestamp(steps[h]).to_rfc3339(), gpu_energy_kwh: ge, it_energy_kwh: ie, it_power_w: ie * 1000.0 / dt });
+        }
+        if let Some(sb) = &series_bounds {
+            let mut points: Vec<(&usize, &(f64, f64))> = j.series_steps.iter().collect();
+            points.sort_by_key(|(i, _)| **i);
+            for (&i, &(ge, ie)) in points {
+                let dt = (sb[i + 1] - sb[i]) as f64 / 3.6e12;
+                j.series.push(SeriesPoint { t: Timestamp(sb[i]).to_rfc3339(), gpu_energy_kwh: ge, it_energy_kwh: ie, it_power_w: ie * 1000.0 / dt });
             }
         }
         if j.estimated {
@@ -349,7 +405,9 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
             r.gpu_energy_kwh += j.gpu_energy_kwh;
             r.it_energy_kwh += j.it_energy_kwh;
             r.facility_energy_kwh += j.facility_energy_kwh;
-            r.water_l += j.water_l;
+            if let Some(w) = j.water_l {
+                *r.water_l.get_or_insert(0.0) += w;
+            }
             r.co2_kg += j.co2_kg;
         }
     }
@@ -357,7 +415,7 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
     Ok(Attribution {
         from: r.from.to_rfc3339(),
         to: r.to.to_rfc3339(),
-        step_s: step_ns as f64 / 1e9,
+        step_s: series_step_ns.unwrap_or(HOUR_NS) as f64 / 1e9,
        
         it_energy_kwh: it_total,
         facility_energy_kwh: fac_total,

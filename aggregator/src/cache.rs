@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::store::Store;
+use crate::store::{Horizons, Store};
 
 /// A window ending this close to the present (ns) is live.
 const LIVE_NS: i64 = 300_000_000_000;
@@ -22,6 +22,7 @@ const LIVE_NS: i64 = 300_000_000_000;
 struct Entry {
     at: Instant,
     seq: u64,
+    horizons: Horizons,
     from: i64,
     to: i64,
     live: bool,
@@ -34,6 +35,7 @@ struct Entry {
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {
     seq: u64,
+    horizons: Horizons,
     from: i64,
     to: i64,
     live: bool,
@@ -78,10 +80,13 @@ impl ResponseCache {
             e.refreshing = true;
             return Lookup::Stale { value: e.value.clone(), refresh };
         }
-        let (seq, from, to, value) = (e.seq, e.from, e.to, e.value.clone());
+        let (seq, from, to, then, value) = (e.seq, e.from, e.to, e.horizons, e.value.clone());
         drop(g);
-        match store.written_since(from, to, seq) {
-            Ok(false) => Lookup::Fresh(value),
+        // Retention moved part of the window from raw samples to roll-ups (or deleted it):
+        // the answer is computed again rather than assumed unchanged.
+        let moved = |a: i64, b: i64| a != b && from < a.max(b);
+        match (store.written_since(from, to, seq), store.horizons()) {
+            (Ok(false), Ok(now)) if !moved(then.raw_from, now.raw_from) && !moved(then.minute_from, now.minute_from) && !moved(then.hour_from, now.hour_from) => Lookup::Fresh(value),
             _ => Lookup::Miss,
         }
     }
@@ -99,14 +104,15 @@ impl ResponseCache {
     /// with: writes during the computation then invalidate it.
     pub fn mark(&self, store: &Store, from: i64, to: i64) -> Option<Mark> {
         let seq = store.write_seq().ok()?;
+        let horizons = store.horizons().ok()?;
         // The present: the clock, or data time where a fast demo runs ahead of it. A window
         // over history loaded into a store is not live, even if it ends at its newest sample.
         let newest = store.stats().ok()?.newest_ts.unwrap_or(i64::MIN).max(kilowatch_model::Timestamp::now().0);
-        Some(Mark { seq, from, to, live: to >= newest.saturating_sub(LIVE_NS) })
+        Some(Mark { seq, horizons, from, to, live: to >= newest.saturating_sub(LIVE_NS) })
     }
 
     pub fn put(&self, key: String, mark: Option<Mark>, value: Arc<serde_json::Value>) {
-        let Some(Mark { seq, from, to, live }) = mark else { return };
+        let Some(Mark { seq, horizons, from, to, live }) = mark else { return };
         let Ok(mut g) = self.entries.lock() else { return };
         if g.len() >= self.max_entries {
             let ttl = self.live_ttl;
@@ -115,7 +121,7 @@ impl ResponseCache {
                 g.clear();
             }
         }
-        g.insert(key, Entry { at: Instant::now(), seq, from, to, live, refreshing: false, value });
+        g.insert(key, Entry { at: Instant::now(), seq, horizons, from, to, live, refreshing: false, value });
     }
 
     pub fn clear(&self) {

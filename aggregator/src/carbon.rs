@@ -2,7 +2,7 @@
 //! (`carbon,site=… intensity_g_per_kwh=…`) where there is one, else the configured factor with
 //! its source and year. Every CO2 figure carries where its factor came from.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::CarbonConfig;
 use crate::ledger::read_f64;
@@ -23,6 +23,40 @@ pub struct FactorSource {
     pub configured_kg_per_kwh: f64,
     /// Segments that fell back to the configured factor although a series exists.
     pub fallback_intervals: usize,
+}
+
+/// The carbon factor of back-up generator energy (EDC-BG), which burns fuel on site and so does
+/// not take the grid's factor (`[carbon.generator]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorFactor {
+    /// kg CO2eq per kWh of electricity generated. Default 0.72: diesel at 2.68 kg CO2 per litre
+    /// and 10 kWh per litre, converted at 37 % electrical efficiency (a typical standby set).
+    #[serde(default = "default_generator_factor")]
+    pub factor_kg_per_kwh: f64,
+    /// The fuel burnt ("diesel", "HVO", …).
+    #[serde(default = "default_generator_fuel")]
+    pub fuel: String,
+    #[serde(default = "default_generator_source")]
+    pub source: String,
+    #[serde(default)]
+    pub year: Option<i32>,
+}
+
+fn default_generator_factor() -> f64 {
+    0.72
+}
+fn default_generator_fuel() -> String {
+    "diesel".into()
+}
+fn default_generator_source() -> String {
+    "derived: diesel 2.68 kg CO2/L, 10 kWh/L, 37 % electrical efficiency".into()
+}
+
+impl Default for GeneratorFactor {
+    fn default() -> Self {
+        GeneratorFactor { factor_kg_per_kwh: default_generator_factor(), fuel: default_generator_fuel(), source: default_generator_source(), year: None }
+    }
 }
 
 /// One factor (kg/kWh) per segment of `bounds`. A segment takes the newest reading at or before

@@ -34,6 +34,8 @@ pub struct Config {
     pub alerts: kilowatch_alerts::AlertsConfig,
     #[serde(default)]
     pub carbon: CarbonConfig,
+    #[serde(default)]
+    pub accounting: AccountingConfig,
     /// EU Delegated Regulation 2024/1364 Annex II figures the meters cannot give, declared by
     /// the operator (e.g. `pdit_kw = 1295.4`, `sdc_m2 = 2000`); reported as declared.
     #[serde(default)]
@@ -61,6 +63,57 @@ pub struct CarbonConfig {
     /// (`role=renewable` meters). Defaults to the location-based factor.
     #[serde(default)]
     pub residual_factor_kg_per_kwh: Option<f64>,
+    /// The factor of generator energy (`role=generator` meters), never the grid's.
+    #[serde(default)]
+    pub generator: crate::carbon::GeneratorFactor,
+}
+
+/// How the ledger judges meters and spans (`[accounting]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountingConfig {
+    /// Meters (their `meter` tag) always expected to report: a window they are silent in has
+    /// lower coverage even before they were first seen or long after they went quiet.
+    #[serde(default)]
+    pub expected_meters: Vec<String>,
+    /// A meter silent for longer than this many hours before a window starts is taken as
+    /// retired for that window (default 24): it no longer lowers coverage.
+    #[serde(default = "default_retired_after_h")]
+    pub retired_after_h: f64,
+    /// PUE is computed over the span E_DC and E_IT both cover; when that span falls short of
+    /// the window by more than this share (percent, default 1) and more than two reading
+    /// intervals, a data-quality fault says so.
+    #[serde(default = "default_span_tolerance_pct")]
+    pub span_tolerance_pct: f64,
+}
+
+fn default_retired_after_h() -> f64 {
+    24.0
+}
+fn default_span_tolerance_pct() -> f64 {
+    1.0
+}
+
+impl Config {
+    fn validate_accounting(&self) -> Result<(), ConfigError> {
+        let nonneg = |v: f64| v.is_finite() && v >= 0.0;
+        if !nonneg(self.carbon.generator.factor_kg_per_kwh) {
+            return Err(ConfigError::Invalid { key: "carbon.generator.factor_kg_per_kwh", message: "must be a finite number >= 0".into() });
+        }
+        if !(self.accounting.retired_after_h.is_finite() && self.accounting.retired_after_h > 0.0) {
+            return Err(ConfigError::Invalid { key: "accounting.retired_after_h", message: "must be a finite number of hours > 0".into() });
+        }
+        if !(nonneg(self.accounting.span_tolerance_pct) && self.accounting.span_tolerance_pct <= 100.0) {
+            return Err(ConfigError::Invalid { key: "accounting.span_tolerance_pct", message: "must be a percentage between 0 and 100".into() });
+        }
+        Ok(())
+    }
+}
+
+impl Default for AccountingConfig {
+    fn default() -> Self {
+        AccountingConfig { expected_meters: Vec::new(), retired_after_h: default_retired_after_h(), span_tolerance_pct: default_span_tolerance_pct() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,7 +289,7 @@ fn default_scontrol() -> String {
 
 impl Default for CarbonConfig {
     fn default() -> Self {
-        CarbonConfig { factor_kg_per_kwh: default_factor(), source: default_factor_source(), year: default_factor_year(), residual_factor_kg_per_kwh: None }
+        CarbonConfig { factor_kg_per_kwh: default_factor(), source: default_factor_source(), year: default_factor_year(), residual_factor_kg_per_kwh: None, generator: Default::default() }
     }
 }
 impl Default for SlurmConfig {
@@ -286,6 +339,7 @@ impl Config {
         if !(self.carbon.factor_kg_per_kwh.is_finite() && self.carbon.factor_kg_per_kwh >= 0.0) {
             return Err(ConfigError::Invalid { key: "carbon.factor_kg_per_kwh", message: "must be a number >= 0".into() });
         }
+        self.validate_accounting()?;
         if self.slurm.poll_interval_s == 0 {
             return Err(ConfigError::Invalid { key: "slurm.poll_interval_s", message: "must be at least 1".into() });
         }

@@ -59,7 +59,7 @@ const DECLARED: &[(&str, &str, &str)] = &[
 ];
 
 fn metered(key: &'static str, name: &'static str, unit: &'static str, v: Option<f64>) -> Indicator {
-    Indicator { key, name, unit, value: v.map(serde_json::Value::from), status: if v.is_some() { "metered" } else { "to be declared" } }
+    Indicator { key, name, unit, value: v.map(serde_json::Value::from), status: if v.is_some() { "metered" } else { "not metered" } }
 }
 
 /// Cooling degree days, base 21 °C: Σ over local days of max(0, mean outside temperature − 21),
@@ -84,7 +84,7 @@ fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<f64>, StoreError> {
 pub fn indicators(store: &Store, cfg: &Config, year: i32) -> Result<EuReport, EuError> {
     let tz: Tz = cfg.site.timezone.parse().unwrap_or(chrono_tz::Europe::Paris);
     let p = periods::resolve("year", None, None, Some(&year.to_string()), tz, Timestamp::now())?;
-    over(store, cfg, year, tz, p)
+    over(store, cfg, year, tz, p, true)
 }
 
 /// Year to date: 1 January to the end of the local month `month` (YYYY-MM), whatever day it is
@@ -95,20 +95,28 @@ pub fn indicators_to_month(store: &Store, cfg: &Config, month: &str) -> Result<E
     let m = periods::resolve("month", None, Some(month), None, tz, Timestamp::from_secs(0))?;
     let year = m.range.from.to_datetime().with_timezone(&tz).year();
     let p = periods::resolve("ytd", Some(m.range.to), None, Some(&year.to_string()), tz, m.range.to)?;
-    over(store, cfg, year, tz, p)
+    over(store, cfg, year, tz, p, false)
 }
 
-fn over(store: &Store, cfg: &Config, year: i32, tz: Tz, p: periods::Period) -> Result<EuReport, EuError> {
-    let k = kpi::compute_with(store, p.range, &p.label, &cfg.carbon)?;
+/// Renewable energy declared in `[eu]` for the year (guarantees of origin, PPAs, on-site), kWh.
+pub fn declared_renewables_kwh(cfg: &Config) -> Option<f64> {
+    let vals: Vec<f64> = ["eres_goo_kwh", "eres_ppa_kwh", "eres_os_kwh"].iter().filter_map(|k| cfg.eu.get(*k)).filter_map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64))).collect();
+    (!vals.is_empty()).then(|| vals.iter().sum())
+}
+
+/// `full_year`: the declared renewables, yearly figures, apply (not to a year to date).
+fn over(store: &Store, cfg: &Config, year: i32, tz: Tz, p: periods::Period, full_year: bool) -> Result<EuReport, EuError> {
+    let declared = if full_year { declared_renewables_kwh(cfg) } else { None };
+    let k = kpi::compute_declared(store, p.range, &p.label, cfg, declared)?;
     let has_it = k.pue_category.is_some();
     let mut annex_ii = vec![
         metered("edc_kwh", "EDC total energy consumption", "kWh", Some(k.facility_energy_kwh)),
         metered("edc_bg_kwh", "EDC-BG back-up generator energy", "kWh", Some(k.generator_energy_kwh)),
         metered("eit_kwh", "EIT IT energy (Cat 1 when UPS outputs are metered)", "kWh", has_it.then_some(k.it_energy_kwh)),
-        metered("win_m3", "WIN total water input", "m3", Some(k.water_m3)),
-        metered("win_pot_m3", "WIN-POT potable water input", "m3", Some(k.water_potable_m3)),
-        metered("ereuse_kwh", "EREUSE reused waste heat", "kWh", k.erf.map(|_| k.reuse_energy_kwh)),
-        metered("eres_tot_kwh", "ERES-TOT renewable energy", "kWh", k.ref_.map(|_| k.renewable_energy_kwh)),
+        metered("win_m3", "WIN total water input", "m3", k.water_m3),
+        metered("win_pot_m3", "WIN-POT potable water input", "m3", k.water_potable_m3),
+        metered("ereuse_kwh", "EREUSE reused waste heat", "kWh", k.reuse_energy_kwh),
+        metered("eres_tot_kwh", "ERES-TOT renewable energy (metered and declared)", "kWh", k.renewable_energy_kwh),
         metered("cdd", "CDD cooling degree days (base 21 °C)", "°C·d", cdd(store, p.range, tz)?),
     ];
     for &(key, name, unit) in DECLARED {

@@ -200,15 +200,15 @@ fn apply(conn: &Connection, p: &JobPost) -> Result<usize, JobError> {
 }
 
 /// Allocations read from the collector's `gpu_job` points (`job="slurm:1234"` per GPU while a
-/// process of the job uses it). A GPU is held from the first to the last point of a run of
-/// points naming the same job; runs break on a gap longer than `max_gap_ns`. Jobs the ledger
-/// already knows from the API or Slurm are skipped: their declared allocation wins.
-pub fn from_gpu_job_points(store: &Store, jobs: &JobStore, from: i64, to: i64, max_gap_ns: i64) -> Result<Vec<Allocation>, JobError> {
+/// process of the job uses it) in `[from, to]`. A GPU is held from the first to the last point
+/// of a run of points naming the same job; runs break on a gap longer than `max_gap_ns`. One
+/// allocation per (job, node): the GPUs that ran the job, over the union of their runs.
+pub fn gpu_job_runs(store: &Store, from: i64, to: i64, max_gap_ns: i64) -> Result<Vec<Allocation>, JobError> {
     use std::collections::BTreeMap;
     let mut runs: BTreeMap<(String, String, u32), Vec<(i64, i64)>> = BTreeMap::new();
     for meta in store.find_series("gpu_job", "job", &[])? {
         let (Some(node), Some(gpu)) = (meta.tag("node"), meta.tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
-        let samples = store.read_with_neighbours(meta.id, from - max_gap_ns, to + max_gap_ns)?;
+        let samples = store.read_with_neighbours(meta.id, from.saturating_sub(max_gap_ns), to.saturating_add(max_gap_ns))?;
         let mut cur: Option<(String, i64, i64)> = None;
         for (t, v) in samples {
             let Some(job) = v.as_text().map(str::to_owned) else { continue };
@@ -225,7 +225,6 @@ pub fn from_gpu_job_points(store: &Store, jobs: &JobStore, from: i64, to: i64, m
             runs.entry((j, node.to_owned(), gpu)).or_default().push((s, e));
         }
     }
-    // One allocation per (job, node): GPUs that ran the job, over the union of their runs.
     let mut per_job: BTreeMap<(String, String), (Vec<u32>, i64, i64)> = BTreeMap::new();
     for ((job, node, gpu), spans) in runs {
         for (s, e) in spans {
@@ -240,15 +239,101 @@ pub fn from_gpu_job_points(store: &Store, jobs: &JobStore, from: i64, to: i64, m
             ent.2 = ent.2.max(e);
         }
     }
-    let mut out = Vec::new();
-    for ((job, node), (mut gpus, s, e)) in per_job {
-        if jobs.exists(&job)? {
-            continue;
+    Ok(per_job
+        .into_iter()
+        .map(|((job, node), (mut gpus, s, e))| {
+            gpus.sort_unstable();
+            Allocation { job, owner: String::new(), project: String::new(), node, gpus, start: s, end: Some(e), source: GPU_JOB.into() }
+        })
+        .collect())
+}
+
+/// The source of allocations derived from `gpu_job` points.
+pub const GPU_JOB: &str = "gpu_job";
+
+/// A collector's `gpu_job` points are read as holding a GPU across gaps up to this long: the
+/// collector sends them every second, a backfill or a slow shipper every 15 minutes.
+pub const GPU_JOB_MAX_GAP_NS: i64 = 1_200_000_000_000;
+
+/// Merges `b` into `a` (same job and node): the union of GPUs over the union of spans.
+fn merge_into(a: &mut Allocation, b: &Allocation) {
+    for g in &b.gpus {
+        if !a.gpus.contains(g) {
+            a.gpus.push(*g);
         }
-        gpus.sort_unstable();
-        out.push(Allocation { job, owner: String::new(), project: String::new(), node, gpus, start: s, end: Some(e), source: "gpu_job".into() });
     }
-    Ok(out)
+    a.gpus.sort_unstable();
+    a.start = a.start.min(b.start);
+    a.end = match (a.end, b.end) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        _ => None,
+    };
+}
+
+impl JobStore {
+    /// Writes the runs found in `gpu_job` points over `[from, to]` into the ledger (source
+    /// `gpu_job`), widening what an earlier pass recorded, so that jobs known only from those
+    /// points survive the points' retention. Jobs declared by the API or Slurm are left alone.
+    /// Returns the allocations written.
+    pub fn record_gpu_job_runs(&self, store: &Store, from: i64, to: i64, max_gap_ns: i64) -> Result<usize, JobError> {
+        let found = gpu_job_runs(store, from, to, max_gap_ns)?;
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for mut a in found {
+            let existing: Vec<Allocation> = {
+                let mut st = tx.prepare_cached("SELECT job, node, owner, project, gpus, start_ns, end_ns, source FROM jobs WHERE job = ?1")?;
+                st.query_map(params![a.job], row)?.collect::<Result<Vec<_>, _>>()?
+            };
+            if existing.iter().any(|e| e.source != GPU_JOB) {
+                continue;
+            }
+            if let Some(old) = existing.iter().find(|e| e.node == a.node) {
+                merge_into(&mut a, old);
+            }
+            tx.prepare_cached("INSERT OR REPLACE INTO jobs(job, node, owner, project, gpus, start_ns, end_ns, source) VALUES (?1,?2,'','',?3,?4,?5,?6)")?
+                .execute(params![a.job, a.node, gpus_text(&a.gpus), a.start, a.end, GPU_JOB])?;
+            n += 1;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Whether the API or Slurm declared the job (its allocation wins over `gpu_job` points).
+    pub fn declared(&self, job: &str) -> Result<bool, JobError> {
+        let conn = self.lock()?;
+        Ok(conn.query_row("SELECT 1 FROM jobs WHERE job = ?1 AND source <> ?2 LIMIT 1", params![job, GPU_JOB], |_| Ok(())).optional()?.is_some())
+    }
+}
+
+/// The store maintenance's `on_rolled` hook: records the job runs of each span rolled up, while
+/// its raw `gpu_job` points are still there. Failures are logged; the span is recorded again
+/// if late samples make it roll up again.
+pub fn recorder(jobs: Option<&JobStore>) -> impl FnMut(&Store, i64, i64) + '_ {
+    move |store, from, to| {
+        if let Some(j) = jobs
+            && let Err(e) = j.record_gpu_job_runs(store, from, to, GPU_JOB_MAX_GAP_NS)
+        {
+            tracing::error!(error = %e, "recording job runs from gpu_job points failed");
+        }
+    }
+}
+
+/// `stored` (the ledger's allocations over a window) completed with the runs in the `gpu_job`
+/// points of `[from, to]` not yet recorded: a run extends the recorded allocation of the same
+/// job and node, and a job the API or Slurm declared keeps its declared allocation.
+pub fn with_gpu_job_points(store: &Store, jobs: &JobStore, mut stored: Vec<Allocation>, from: i64, to: i64, max_gap_ns: i64) -> Result<Vec<Allocation>, JobError> {
+    for a in gpu_job_runs(store, from, to, max_gap_ns)? {
+        if let Some(s) = stored.iter_mut().find(|s| s.job == a.job && s.node == a.node && s.source == GPU_JOB) {
+            merge_into(s, &a);
+        } else if !stored.iter().any(|s| s.job == a.job && s.source != GPU_JOB) && !jobs.declared(&a.job)? {
+            stored.push(a);
+        }
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]
@@ -300,8 +385,8 @@ mod gpu_job_tests {
         let s = 1_000_000_000i64;
         let pts: Vec<Point> = [1800, 2700, 3600].iter().map(|t| Point::new("gpu_job", Timestamp(t * s)).tag("node", "n1").tag("gpu", "1").field("job", "slurm:42")).collect();
         store.write(&pts).expect("write");
-        let a = from_gpu_job_points(&store, &j, 0, 3600 * s, 1000 * s).expect("read");
-        assert!(from_gpu_job_points(&store, &j, 0, 3600 * s, 300 * s).expect("read").is_empty(), "isolated points hold nothing");
+        let a = with_gpu_job_points(&store, &j, Vec::new(), 0, 3600 * s, 1000 * s).expect("read");
+        assert!(with_gpu_job_points(&store, &j, Vec::new(), 0, 3600 * s, 300 * s).expect("read").is_empty(), "isolated points hold nothing");
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!((a[0].start, a[0].end, a[0].gpus.clone()), (1800 * s, Some(3600 * s), vec![1]));
     }

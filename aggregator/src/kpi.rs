@@ -1,17 +1,28 @@
-//! Site KPIs over a window, from the meters' counters: E_DC (grid and generator), E_IT with its
-//! ISO/IEC 30134-2 category, PUE, partial PUE per sub-meter, WIN, WIN-POT and WUE. Always energy
-//! over the same window divided, never an average of instantaneous ratios.
+//! Site KPIs over a window, from the meters: E_DC (grid and generator), E_IT with its
+//! ISO/IEC 30134-2 category, PUE, partial PUE per sub-meter, WIN, WIN-POT and WUE, CO2. Always
+//! energy over the same span divided, never an average of instantaneous ratios.
+//!
+//! Every figure reads through [`Store::ledger`], so it is the same whatever the age of the data
+//! (raw samples, minute or hour roll-ups), and power-only meters count like counters. The rules
+//! of `../shared/DOMAIN.md` ("Numbers that do not depend on the data's age"):
+//! - E_IT's category comes from the IT meters with data in the window;
+//! - coverage counts the meters expected in the window: one retired before it (silent for more
+//!   than `accounting.retired_after_h` before it starts) or installed after it does not lower
+//!   it, one that falls silent during it does; `accounting.expected_meters` are always expected;
+//! - PUE divides E_DC by E_IT over the span both cover, with a fault when that span falls short
+//!   of the window by more than the tolerance;
+//! - what is not metered is absent (null), never zero.
 
 use std::collections::BTreeMap;
 
+use kilowatch_model::energy::{Ledger, hour_bounds};
 use kilowatch_model::metric::{METER, WATER, role};
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
-use crate::config::CarbonConfig;
-use crate::counter::{CounterDelta, counter_delta, trapezoid_joules};
-use crate::ledger;
+use crate::config::{AccountingConfig, CarbonConfig, Config};
+use crate::store::rollup::EnergyKind;
 use crate::store::{SeriesMeta, Store, StoreError};
 
 /// One meter's contribution and how far it can be trusted.
@@ -29,6 +40,9 @@ pub struct MeterQuality {
     pub max_gap_s: f64,
     /// True when the figure comes from integrating power because the meter has no counter.
     pub estimated: bool,
+    /// False for a meter retired before the window or installed after it: it is listed but
+    /// does not count in the window's coverage.
+    pub expected: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,15 +53,25 @@ pub struct Subsystem {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DataQuality {
-    /// The lowest coverage among the meters that make PUE and WUE.
+    /// The lowest coverage among the expected meters that make PUE and WUE.
     pub coverage_pct: f64,
     pub counter_resets: u32,
     pub estimated_meters: usize,
     pub meters: Vec<MeterQuality>,
-    /// Reasons a figure is withheld or suspect (PUE below 1, no IT meter, …).
+    /// Reasons a figure is withheld or suspect (PUE below 1, no IT meter, unequal spans, …).
     pub faults: Vec<String>,
-    /// Meters known to the store that sent nothing covering this window.
+    /// Expected meters that sent nothing covering this window.
     pub missing_meters: Vec<String>,
+}
+
+/// The part of the window that E_DC and E_IT both cover, over which PUE is computed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Span {
+    pub from: String,
+    pub to: String,
+    pub hours: f64,
+    pub facility_energy_kwh: f64,
+    pub it_energy_kwh: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,21 +86,32 @@ pub struct Kpi {
     pub pue: Option<f64>,
     pub pue_category: Option<u8>,
     pub pue_label: String,
+    /// Where PUE was computed over less than the whole window: the common span of E_DC and
+    /// E_IT and their energies over it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pue_span: Option<Span>,
     pub subsystems: BTreeMap<String, Subsystem>,
-    pub water_m3: f64,
-    pub water_potable_m3: f64,
+    /// Null where no water meter covers the window ("not metered"), never 0.
+    pub water_m3: Option<f64>,
+    pub water_potable_m3: Option<f64>,
     pub wue_l_per_kwh: Option<f64>,
-    /// Location-based CO2 of E_DC, kg, with the factor's origin.
+    /// Location-based CO2 of E_DC, kg: grid energy at the grid factor of each hour, generator
+    /// energy at the generator's own factor.
     pub co2_location_kg: f64,
     pub carbon_factor: FactorSource,
-    /// Market-based CO2, kg: E_DC not covered by renewables (`role=renewable` meters) times the
-    /// residual factor. Present only where renewables are metered.
+    pub generator_factor: carbon::GeneratorFactor,
+    /// Market-based CO2, kg: E_DC not covered by renewables (metered `role=renewable`, plus
+    /// declared guarantees of origin, PPAs and on-site generation where given) times the
+    /// residual factor. Present only where renewables are metered or declared.
     pub co2_market_kg: Option<f64>,
     /// CUE = location-based CO2 / E_IT, kg/kWh.
     pub cue_kg_per_kwh: Option<f64>,
-    pub reuse_energy_kwh: f64,
+    pub reuse_energy_kwh: Option<f64>,
     pub erf: Option<f64>,
-    pub renewable_energy_kwh: f64,
+    pub renewable_energy_kwh: Option<f64>,
+    /// Of `renewable_energy_kwh`, the part declared in configuration rather than metered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewable_declared_kwh: Option<f64>,
     /// REF = E_RES / E_DC, capped at 1 (`ref_capped` says when the cap applied).
     #[serde(rename = "ref")]
     pub ref_: Option<f64>,
@@ -90,83 +125,177 @@ pub struct Kpi {
 pub const ROLE_REUSE: &str = "reuse";
 pub const ROLE_RENEWABLE: &str = "renewable";
 
-fn series_delta(store: &Store, meta: &SeriesMeta, r: TimeRange) -> Result<CounterDelta, StoreError> {
-    let samples: Vec<(i64, f64)> = store
-        .read_with_neighbours(meta.id, r.from.0, r.to.0)?
-        .into_iter()
-        .filter_map(|(t, v)| v.as_f64().map(|f| (t, f)))
-        .collect();
-    Ok(counter_delta(&samples, r.from.0, r.to.0))
+/// The most of a window a meter read at another phase may leave uncovered without a fault.
+const PHASE_ALLOWANCE_S: f64 = 300.0;
+
+/// One meter over the window: its hourly ledger in kWh (or m³) and whether it is expected.
+struct Metered {
+    meta: SeriesMeta,
+    ledger: Ledger,
+    expected: bool,
+    estimated: bool,
 }
 
-fn quality(meta: &SeriesMeta, d: &CounterDelta, value: f64, unit: &'static str, r: TimeRange, estimated: bool) -> MeterQuality {
-    let dur = r.duration_secs();
-    MeterQuality {
-        meter: meta.tag("meter").unwrap_or("?").to_owned(),
-        role: meta.tag("role").unwrap_or("").to_owned(),
-        category: meta.tag("category").and_then(|c| c.parse().ok()),
-        value,
-        unit,
-        coverage_pct: if dur > 0.0 { (d.covered_s / dur * 100.0).min(100.0) } else { 0.0 },
-        readings: d.readings,
-        counter_resets: d.resets,
-        max_gap_s: d.max_gap_s,
-        estimated,
+impl Metered {
+    fn role(&self) -> &str {
+        self.meta.tag("role").unwrap_or("")
     }
-}
-
-/// Energy of every meter over the window: from its kWh counter, or, for a meter that only
-/// reports power, by the trapezoid rule (flagged as estimated).
-fn meter_energies(store: &Store, r: TimeRange) -> Result<Vec<MeterQuality>, StoreError> {
-    let mut out = Vec::new();
-    let counters = store.find_series(METER, "energy_kwh", &[])?;
-    for m in &counters {
-        let d = series_delta(store, m, r)?;
-        out.push(quality(m, &d, d.delta, "kWh", r, false));
+    fn category(&self) -> u8 {
+        category(&self.meta)
     }
-    for m in store.find_series(METER, "power_w", &[])? {
-        if counters.iter().any(|c| c.tags == m.tags) {
-            continue;
+    fn value(&self) -> f64 {
+        self.ledger.total()
+    }
+    fn has_data(&self) -> bool {
+        self.ledger.total_covered_s() > 0.0
+    }
+    fn quality(&self, unit: &'static str, r: TimeRange) -> MeterQuality {
+        let dur = r.duration_secs();
+        MeterQuality {
+            meter: self.meta.tag("meter").unwrap_or("?").to_owned(),
+            role: self.role().to_owned(),
+            category: self.meta.tag("category").and_then(|c| c.parse().ok()),
+            value: self.value(),
+            unit,
+            coverage_pct: if dur > 0.0 { (self.ledger.total_covered_s() / dur * 100.0).min(100.0) } else { 0.0 },
+            readings: self.ledger.readings,
+            counter_resets: self.ledger.resets,
+            max_gap_s: self.ledger.max_gap_s,
+            estimated: self.estimated,
+            expected: self.expected,
         }
-        let samples: Vec<(i64, f64)> = store
-            .read_with_neighbours(m.id, r.from.0, r.to.0)?
-            .into_iter()
-            .filter_map(|(t, v)| v.as_f64().map(|f| (t, f)))
-            .collect();
-        let coverage = counter_delta(&samples, r.from.0, r.to.0);
-        let kwh = trapezoid_joules(&samples, r.from.0, r.to.0) / 3.6e6;
-        out.push(quality(&m, &CounterDelta { resets: 0, ..coverage }, kwh, "kWh", r, true));
     }
-    Ok(out)
 }
 
-/// KPIs with the default carbon settings (the dashboard's live tile).
+pub fn category(m: &SeriesMeta) -> u8 {
+    m.tag("category").and_then(|c| c.parse::<u8>().ok()).unwrap_or(1)
+}
+
+/// Whether a meter with no data in `r` was expected to report in it: it is listed in
+/// `expected_meters`, or it was seen before the window's end and has not been silent for longer
+/// than `retired_after_h` before the window's start.
+fn expected(store: &Store, m: &SeriesMeta, l: &Ledger, r: TimeRange, acc: &AccountingConfig) -> Result<bool, StoreError> {
+    if l.total_covered_s() > 0.0 || l.readings > 0 {
+        return Ok(true);
+    }
+    if m.tag("meter").is_some_and(|name| acc.expected_meters.iter().any(|e| e == name)) {
+        return Ok(true);
+    }
+    let Some(first) = store.first_seen(m.id)? else { return Ok(false) };
+    if first > r.to.0 {
+        return Ok(false);
+    }
+    let newest = store.latest(&[m.id])?.into_iter().flatten().next().map(|(t, _)| t).unwrap_or(i64::MIN);
+    let grace = (acc.retired_after_h * 3600.0 * 1e9) as i64;
+    Ok(newest >= r.from.0.saturating_sub(grace))
+}
+
+/// Every energy meter over the window, hour by hour: its kWh counter, or, for a meter that only
+/// reports power, the trapezoid rule (flagged estimated). Then every water meter (m³).
+fn meter_ledgers(store: &Store, r: TimeRange, bounds: &[i64], acc: &AccountingConfig) -> Result<(Vec<Metered>, Vec<Metered>), StoreError> {
+    let mut energy = Vec::new();
+    let counters = store.find_series(METER, "energy_kwh", &[])?;
+    let powers: Vec<SeriesMeta> = store.find_series(METER, "power_w", &[])?.into_iter().filter(|p| !counters.iter().any(|c| c.tags == p.tags)).collect();
+    for (meta, kind) in counters.into_iter().map(|m| (m, EnergyKind::Counter)).chain(powers.into_iter().map(|m| (m, EnergyKind::Power))) {
+        let mut ledger = store.ledger(meta.id, kind, bounds)?;
+        if kind == EnergyKind::Power {
+            for v in &mut ledger.values {
+                *v /= 3.6e6;
+            }
+        }
+        let expected = expected(store, &meta, &ledger, r, acc)?;
+        energy.push(Metered { estimated: kind == EnergyKind::Power, meta, ledger, expected });
+    }
+    let mut water = Vec::new();
+    for meta in store.find_series(WATER, "volume_m3", &[])? {
+        let ledger = store.ledger(meta.id, EnergyKind::Counter, bounds)?;
+        let expected = expected(store, &meta, &ledger, r, acc)?;
+        water.push(Metered { meta, ledger, expected, estimated: false });
+    }
+    Ok((energy, water))
+}
+
+/// KPIs with the default settings (the dashboard's live tile, alert rules).
 pub fn compute(store: &Store, r: TimeRange, window: &str) -> Result<Kpi, StoreError> {
-    compute_with(store, r, window, &CarbonConfig::default())
+    compute_with(store, r, window, &Config::default())
 }
 
-pub fn compute_with(store: &Store, r: TimeRange, window: &str, carbon_cfg: &CarbonConfig) -> Result<Kpi, StoreError> {
-    let meters = meter_energies(store, r)?;
+/// KPIs over `r` with the site's carbon and accounting settings. Declared renewables (`[eu]`
+/// `eres_goo_kwh`, `eres_ppa_kwh`, `eres_os_kwh`) are yearly figures: pass them with
+/// [`compute_declared`] for a calendar year.
+pub fn compute_with(store: &Store, r: TimeRange, window: &str, cfg: &Config) -> Result<Kpi, StoreError> {
+    compute_declared(store, r, window, cfg, None)
+}
+
+pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &Config, declared_renewable_kwh: Option<f64>) -> Result<Kpi, StoreError> {
+    let carbon_cfg = &cfg.carbon;
+    let acc = &cfg.accounting;
+    let bounds = hour_bounds(r.from.0, r.to.0);
+    let (meters, waters) = meter_ledgers(store, r, &bounds, acc)?;
     let mut faults = Vec::new();
-    let sum = |pred: &dyn Fn(&MeterQuality) -> bool| meters.iter().filter(|m| pred(m)).map(|m| m.value).sum::<f64>();
-    let grid = sum(&|m| m.role == role::FACILITY);
-    let generator = sum(&|m| m.role == role::GENERATOR);
+    let sum = |pred: &dyn Fn(&Metered) -> bool| meters.iter().filter(|m| pred(m)).map(Metered::value).sum::<f64>();
+    let grid = sum(&|m| m.role() == role::FACILITY);
+    let generator = sum(&|m| m.role() == role::GENERATOR);
     let facility = grid + generator;
 
-    // E_IT is taken at the best category present: UPS outputs (1) before PDU outputs (2)
-    // before IT inputs (3). Mixing categories would count the same energy twice.
-    let category = meters.iter().filter(|m| m.role == role::IT).map(|m| m.category.unwrap_or(1)).min();
+    // E_IT is taken at the best category with data in the window: UPS outputs (1) before PDU
+    // outputs (2) before IT inputs (3). Mixing categories would count the same energy twice.
+    let category = meters.iter().filter(|m| m.role() == role::IT && m.has_data()).map(Metered::category).min();
+    let is_it = |m: &Metered| m.role() == role::IT && Some(m.category()) == category;
     let it = match category {
-        Some(c) => sum(&|m| m.role == role::IT && m.category.unwrap_or(1) == c),
+        Some(_) => sum(&is_it),
         None => {
-            faults.push("no meter with role=it: E_IT, PUE and WUE cannot be computed".into());
+            faults.push("no meter with role=it has data in this window: E_IT, PUE and WUE cannot be computed".into());
             0.0
         }
     };
-    if !meters.iter().any(|m| m.role == role::FACILITY || m.role == role::GENERATOR) {
-        faults.push("no meter with role=facility or role=generator: E_DC is unknown".into());
+    let is_fac = |m: &Metered| matches!(m.role(), role::FACILITY | role::GENERATOR);
+    if !meters.iter().any(|m| is_fac(m) && m.has_data()) {
+        faults.push("no meter with role=facility or role=generator has data in this window: E_DC is unknown".into());
     }
-    let pue = ratio(facility, it).and_then(|p| {
+
+    // PUE over the span every expected grid and IT meter covers (generators often report only
+    // while they run, so they do not narrow it).
+    let key: Vec<&Metered> = meters.iter().filter(|m| m.expected && (m.role() == role::FACILITY || is_it(m))).collect();
+    let span = key.iter().try_fold(None::<(i64, i64)>, |acc, m| {
+        let s = m.ledger.covered_span?;
+        Some(Some(match acc {
+            Some((a, b)) => (a.max(s.0), b.min(s.1)),
+            None => s,
+        }))
+    });
+    let mut pue_span = None;
+    let pue_energies = match span {
+        Some(Some((a, b))) if b > a && category.is_some() => {
+            if a == r.from.0 && b == r.to.0 {
+                Some((facility, it))
+            } else {
+                let (f, i) = span_energies(store, &meters, &is_fac, &is_it, a, b)?;
+                let short_s = (r.duration_secs() - (b - a) as f64 / 1e9).max(0.0);
+                // Meters read at different phases leave up to a reading interval uncovered at
+                // the live edge; that is normal, not a fault, up to five minutes.
+                let phase_s = (2.0 * key.iter().map(|m| m.ledger.median_step_s).fold(0.0, f64::max)).min(PHASE_ALLOWANCE_S);
+                let allowed_s = (acc.span_tolerance_pct / 100.0 * r.duration_secs()).max(phase_s);
+                if short_s > allowed_s {
+                    faults.push(format!(
+                        "E_DC and E_IT both cover only {} to {} ({:.1} % of the window): PUE is computed over that span",
+                        Timestamp(a).to_rfc3339(),
+                        Timestamp(b).to_rfc3339(),
+                        (b - a) as f64 / 1e9 / r.duration_secs() * 100.0
+                    ));
+                }
+                pue_span = Some(Span { from: Timestamp(a).to_rfc3339(), to: Timestamp(b).to_rfc3339(), hours: (b - a) as f64 / 3.6e12, facility_energy_kwh: f, it_energy_kwh: i });
+                Some((f, i))
+            }
+        }
+        _ => {
+            if category.is_some() && meters.iter().any(|m| is_fac(m) && m.has_data()) {
+                faults.push("E_DC and E_IT cover no common span in this window: PUE cannot be computed".into());
+            }
+            None
+        }
+    };
+    let pue = pue_energies.and_then(|(f, i)| ratio(f, i)).and_then(|p| {
         if p < 1.0 {
             faults.push(format!("PUE computes to {p:.4}, below 1: a data fault (meter roles, coverage or a counter), not a result"));
             None
@@ -177,43 +306,42 @@ pub fn compute_with(store: &Store, r: TimeRange, window: &str, carbon_cfg: &Carb
 
     let mut subsystems = BTreeMap::new();
     for role_name in [role::COOLING, role::POWER_LOSSES, role::OTHER] {
-        if meters.iter().any(|m| m.role == role_name) {
-            let e = sum(&|m| m.role == role_name);
+        if meters.iter().any(|m| m.role() == role_name && m.has_data()) {
+            let e = sum(&|m| m.role() == role_name);
             subsystems.insert(role_name.to_owned(), Subsystem { energy_kwh: e, ppue: ratio(it + e, it) });
         }
     }
 
-    let mut water = 0.0;
-    let mut potable = 0.0;
-    let mut water_q = Vec::new();
-    for m in store.find_series(WATER, "volume_m3", &[])? {
-        let d = series_delta(store, &m, r)?;
-        water += d.delta;
-        if m.tag("potable") == Some("true") {
-            potable += d.delta;
-        }
-        water_q.push(quality(&m, &d, d.delta, "m3", r, false));
-    }
-    let wue = if it > 0.0 && category.is_some() { Some(water * 1000.0 / it) } else { None };
+    let water_metered = waters.iter().any(|w| w.expected && w.has_data());
+    let water = water_metered.then(|| waters.iter().map(Metered::value).sum::<f64>());
+    let potable = water_metered.then(|| waters.iter().filter(|w| w.meta.tag("potable") == Some("true")).map(Metered::value).sum::<f64>());
+    let wue = match water {
+        Some(w) if it > 0.0 && category.is_some() => Some(w * 1000.0 / it),
+        _ => None,
+    };
 
-    let reuse = sum(&|m| m.role == ROLE_REUSE);
-    let renewable = sum(&|m| m.role == ROLE_RENEWABLE);
-    let has_renewable = meters.iter().any(|m| m.role == ROLE_RENEWABLE);
-    let (co2, factor) = location_co2(store, r, carbon_cfg, facility)?;
-    let erf = ratio(reuse, facility).filter(|_| meters.iter().any(|m| m.role == ROLE_REUSE));
-    let ref_raw = ratio(renewable, facility).filter(|_| has_renewable);
+    let has = |r: &str| meters.iter().any(|m| m.role() == r && m.has_data());
+    let reuse = has(ROLE_REUSE).then(|| sum(&|m| m.role() == ROLE_REUSE));
+    let metered_res = has(ROLE_RENEWABLE).then(|| sum(&|m| m.role() == ROLE_RENEWABLE));
+    let renewable = match (metered_res, declared_renewable_kwh) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    };
+    let (co2, factor, generator_factor) = location_co2(store, &meters, &bounds, carbon_cfg)?;
+    let erf = reuse.and_then(|e| ratio(e, facility));
+    let ref_raw = renewable.and_then(|e| ratio(e, facility));
     let ref_capped = ref_raw.is_some_and(|v| v > 1.0);
     if ref_capped {
         faults.push("renewable energy exceeds E_DC: REF capped at 1".into());
     }
     let residual = carbon_cfg.residual_factor_kg_per_kwh.unwrap_or(carbon_cfg.factor_kg_per_kwh);
-    let co2_market = has_renewable.then(|| (facility - renewable).max(0.0) * residual);
+    let co2_market = renewable.map(|e| (facility - e).max(0.0) * residual);
 
-    let key_meters = meters.iter().filter(|m| matches!(m.role.as_str(), role::FACILITY | role::GENERATOR | role::IT));
-    let coverage_pct = key_meters.chain(water_q.iter()).map(|m| m.coverage_pct).fold(f64::NAN, f64::min);
-    let mut all_q = meters;
-    all_q.extend(water_q);
-    let missing_meters: Vec<String> = all_q.iter().filter(|m| m.coverage_pct == 0.0).map(|m| m.meter.clone()).collect();
+    let key_roles = |m: &&Metered| m.expected && (m.role() == role::FACILITY || m.role() == role::GENERATOR || is_it(m));
+    let mut all_q: Vec<MeterQuality> = meters.iter().map(|m| m.quality("kWh", r)).collect();
+    let key_cov = meters.iter().filter(key_roles).chain(waters.iter().filter(|w| w.expected)).map(|m| m.quality("", r).coverage_pct).fold(f64::NAN, f64::min);
+    all_q.extend(waters.iter().map(|w| w.quality("m3", r)));
+    let missing_meters: Vec<String> = all_q.iter().filter(|m| m.expected && m.coverage_pct == 0.0).map(|m| m.meter.clone()).collect();
     if !missing_meters.is_empty() {
         faults.push(format!("no data over this window from: {}", missing_meters.join(", ")));
     }
@@ -234,22 +362,25 @@ pub fn compute_with(store: &Store, r: TimeRange, window: &str, carbon_cfg: &Carb
         pue,
         pue_category: category,
         pue_label,
+        pue_span,
         subsystems,
         water_m3: water,
         water_potable_m3: potable,
         wue_l_per_kwh: wue,
         co2_location_kg: co2,
         carbon_factor: factor,
+        generator_factor,
         co2_market_kg: co2_market,
         cue_kg_per_kwh: if category.is_some() { ratio(co2, it) } else { None },
         reuse_energy_kwh: reuse,
         erf,
         renewable_energy_kwh: renewable,
+        renewable_declared_kwh: declared_renewable_kwh,
         ref_: ref_raw.map(|v| v.min(1.0)),
         ref_capped,
         hours: r.duration_secs() / 3600.0,
         data_quality: DataQuality {
-            coverage_pct: if coverage_pct.is_nan() { 0.0 } else { coverage_pct },
+            coverage_pct: if key_cov.is_nan() { 0.0 } else { key_cov },
             counter_resets: all_q.iter().map(|m| m.counter_resets).sum(),
             estimated_meters: all_q.iter().filter(|m| m.estimated).count(),
             meters: all_q,
@@ -259,25 +390,39 @@ pub fn compute_with(store: &Store, r: TimeRange, window: &str, carbon_cfg: &Carb
     })
 }
 
-/// Location-based CO2 of E_DC. With an ingested intensity series, E_DC is split per hour and
-/// each hour takes its own intensity; otherwise the configured factor applies to the total.
-fn location_co2(store: &Store, r: TimeRange, cfg: &CarbonConfig, facility: f64) -> Result<(f64, FactorSource), StoreError> {
-    if store.find_series(carbon::MEASUREMENT, carbon::FIELD, &[])?.is_empty() {
-        let (_, src) = carbon::factors(store, &[], cfg)?;
-        return Ok((facility * cfg.factor_kg_per_kwh, src));
-    }
-    let bounds = ledger::hour_bounds(r.from.0, r.to.0);
-    let (f, src) = carbon::factors(store, &bounds, cfg)?;
-    let mut per_hour = vec![0.0; f.len()];
-    for m in store.find_series(METER, "energy_kwh", &[])? {
-        if matches!(m.tag("role"), Some(role::FACILITY | role::GENERATOR)) {
-            let l = ledger::counter_ledger(&ledger::read_f64(store, m.id, r.from.0, r.to.0)?, &bounds);
-            for (acc, v) in per_hour.iter_mut().zip(&l.values) {
-                *acc += v;
-            }
+/// E_DC and E_IT over `[a, b]` (the common span), read again for that span.
+fn span_energies(store: &Store, meters: &[Metered], is_fac: &dyn Fn(&Metered) -> bool, is_it: &dyn Fn(&Metered) -> bool, a: i64, b: i64) -> Result<(f64, f64), StoreError> {
+    let (mut f, mut i) = (0.0, 0.0);
+    for m in meters {
+        let (fac, it) = (is_fac(m), is_it(m));
+        if !fac && !it {
+            continue;
+        }
+        let kind = if m.estimated { EnergyKind::Power } else { EnergyKind::Counter };
+        let v = store.ledger(m.meta.id, kind, &[a, b])?.total() / if m.estimated { 3.6e6 } else { 1.0 };
+        if fac {
+            f += v;
+        }
+        if it {
+            i += v;
         }
     }
-    Ok((per_hour.iter().zip(&f).map(|(e, k)| e * k).sum(), src))
+    Ok((f, i))
+}
+
+/// Location-based CO2 of E_DC: each hour's grid energy at that hour's factor (an ingested
+/// intensity series, else the configured factor), generator energy at the generator's factor.
+fn location_co2(store: &Store, meters: &[Metered], bounds: &[i64], cfg: &CarbonConfig) -> Result<(f64, FactorSource, carbon::GeneratorFactor), StoreError> {
+    let (f, src) = carbon::factors(store, bounds, cfg)?;
+    let mut kg = 0.0;
+    for m in meters {
+        match m.role() {
+            role::FACILITY => kg += m.ledger.values.iter().zip(&f).map(|(e, k)| e * k).sum::<f64>(),
+            role::GENERATOR => kg += m.value() * cfg.generator.factor_kg_per_kwh,
+            _ => {}
+        }
+    }
+    Ok((kg, src, cfg.generator.clone()))
 }
 
 fn ratio(num: f64, den: f64) -> Option<f64> {

@@ -9,7 +9,6 @@ pub mod cache;
 pub mod carbon;
 pub mod auth;
 pub mod config;
-pub mod counter;
 pub mod demo;
 pub mod eu;
 pub mod jobs;

@@ -131,6 +131,15 @@ pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, mut shutdown: watc
 /// Runs the store's maintenance (roll-ups, compaction, retention) every `every`. A failed pass
 /// is logged and retried at the next tick: nothing is deleted before it is rolled up.
 pub fn spawn_maintenance(store: Arc<Store>, keep: crate::store::Retention, every: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    // Job runs seen in `gpu_job` points are recorded as each hour is rolled up, while its raw
+    // points are still there: they must outlive the points' retention.
+    let jobs = match crate::jobs::JobStore::beside(&store) {
+        Ok(j) => Some(Arc::new(j)),
+        Err(e) => {
+            tracing::error!(error = %e, "jobs ledger unavailable: job runs from gpu_job points will not be recorded");
+            None
+        }
+    };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -139,8 +148,10 @@ pub fn spawn_maintenance(store: Arc<Store>, keep: crate::store::Retention, every
                 _ = shutdown.changed() => break,
             }
             let s = store.clone();
+            let j = jobs.clone();
             let t0 = std::time::Instant::now();
-            match tokio::task::spawn_blocking(move || s.maintain(&keep, kilowatch_model::Timestamp::now().0)).await {
+            let pass = move || s.maintain_with(&keep, kilowatch_model::Timestamp::now().0, &mut crate::jobs::recorder(j.as_deref()));
+            match tokio::task::spawn_blocking(pass).await {
                 Ok(Ok(r)) if r != crate::store::MaintenanceReport::default() => tracing::info!(
                     hours_rolled_up = r.hours_rolled_up,
                     hours_rolled_up_again = r.hours_rolled_up_again,

@@ -12,7 +12,7 @@ use kilowatch_model::time::NANOS_PER_SEC;
 
 use crate::alerting::{dew_point_c, wet_bulb_c};
 use crate::kpi;
-use crate::ledger;
+use crate::store::rollup::EnergyKind;
 use crate::store::rollup::{Bucket, HOUR, Level, MINUTE};
 use crate::store::{SeriesId, SeriesMeta, Store, StoreError, Value};
 
@@ -90,7 +90,7 @@ impl StoreView {
         for (t, v) in self.store.read_with_neighbours(id, raw_from, s.to - 1)? {
             if t >= raw_from && t < s.to {
                 let f = v.as_f64().filter(|f| f.is_finite()).unwrap_or(f64::NAN);
-                out.push((Bucket { t, n: 1, min: f, max: f, mean: f, last: Some((t, v)), first: None, energy: None }, 0));
+                out.push((Bucket { n: 1, min: f, max: f, mean: f, last: Some((t, v)), ..Bucket::empty(t) }, 0));
             }
         }
         Ok(out)
@@ -307,8 +307,7 @@ impl StoreView {
         let bounds: Vec<i64> = (0..=s.buckets()).map(|i| s.from + i as i64 * s.step).collect();
         let mut litres = vec![None; s.buckets()];
         for m in self.store.find_series(WATER, "volume_m3", &[])? {
-            let samples = ledger::read_f64(&self.store, m.id, s.from, s.to)?;
-            let l = ledger::counter_ledger(&samples, &bounds);
+            let l = self.store.ledger(m.id, EnergyKind::Counter, &bounds)?;
             for ((o, v), c) in litres.iter_mut().zip(&l.values).zip(&l.covered_s) {
                 if *c > 0.0 {
                     *o = Some(o.unwrap_or(0.0) + v * 1000.0);

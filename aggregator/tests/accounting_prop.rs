@@ -73,7 +73,7 @@ proptest! {
         }).collect();
         for (a, len) in &c.windows {
             let r = TimeRange::new(Timestamp(T0 + a * S), Timestamp(T0 + (a + len) * S));
-            let att = attribute(&store, &allocs, r, 3600 * S, &CarbonConfig::default(), false).expect("attribute");
+            let att = attribute(&store, &allocs, r, None, &CarbonConfig::default()).expect("attribute");
             let sum: f64 = att.jobs.iter().map(|j| j.it_energy_kwh).sum::<f64>() + att.idle_kwh + att.unattributed_kwh;
             let tol = 1e-9 * att.it_energy_kwh.abs().max(1e-6);
             prop_assert!((sum - att.it_energy_kwh).abs() <= tol, "sum {} vs E_IT {}", sum, att.it_energy_kwh);
@@ -81,7 +81,7 @@ proptest! {
             prop_assert!((k.it_energy_kwh - att.it_energy_kwh).abs() <= 1e-9 * k.it_energy_kwh.max(1e-6), "kpi {} vs ledger {}", k.it_energy_kwh, att.it_energy_kwh);
             prop_assert!(att.idle_kwh >= 0.0 && att.it_energy_kwh >= 0.0);
             for j in &att.jobs {
-                for v in [j.gpu_energy_kwh, j.it_energy_kwh, j.facility_energy_kwh, j.water_l, j.co2_kg] {
+                for v in [j.gpu_energy_kwh, j.it_energy_kwh, j.facility_energy_kwh, j.water_l.unwrap_or(0.0), j.co2_kg] {
                     prop_assert!(v >= 0.0 && v.is_finite(), "negative or non-finite figure in {:?}", j);
                 }
                 prop_assert!(j.gpu_energy_kwh <= j.it_energy_kwh + 1e-12);

@@ -34,6 +34,11 @@ impl Server {
 
     /// On a given address, e.g. the one a stopped server had, so clients find it again.
     pub async fn start_on(dir: &Path, addr: SocketAddr) -> Server {
+        Self::start_with(dir, addr, Config::default()).await
+    }
+
+    /// With a configuration of the test's own (carbon factors, `[eu]` declarations, …).
+    pub async fn start_with(dir: &Path, addr: SocketAddr, config: Config) -> Server {
         let store = Arc::new(Store::open(dir).expect("open store"));
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -41,7 +46,7 @@ impl Server {
         let state = AppState {
             store: store.clone(),
             auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)),
-            config: Arc::new(Config::default()),
+            config: Arc::new(config),
             sink: None,
         };
         let task = tokio::spawn(server::serve(listener, server::router(state), rx));

@@ -18,7 +18,7 @@ fn ts(s: &str) -> Timestamp {
 
 fn figures(store: &Store, from: &str, to: &str) -> [Option<f64>; 7] {
     let k = kpi::compute(store, TimeRange { from: ts(from), to: ts(to) }, "test").expect("kpi");
-    [Some(k.facility_energy_kwh), Some(k.it_energy_kwh), Some(k.water_m3), k.pue, k.wue_l_per_kwh, Some(k.co2_location_kg), Some(k.grid_energy_kwh)]
+    [Some(k.facility_energy_kwh), Some(k.it_energy_kwh), k.water_m3, k.pue, k.wue_l_per_kwh, Some(k.co2_location_kg), Some(k.grid_energy_kwh)]
 }
 
 #[test]

@@ -243,7 +243,7 @@ pub fn all(r: &MonthlyReport) -> Result<Vec<Chart>, ReportError> {
             Some(Stack { unit: "hours (unit average)", series: modes, top: Some(25.0) }),
             line("outside °C (daily mean)", "°C", c.days.iter().map(|d| d.outside_temp_mean_c).collect()),
         )?,
-        draw("Water per day and wet bulb", n, Some(Stack { unit: "m³", series: vec![("water", col(|d| d.water_m3))], top: None }), line("wet bulb °C (daily mean)", "°C", c.days.iter().map(|d| d.wet_bulb_mean_c).collect()))?,
+        draw("Water per day and wet bulb", n, Some(Stack { unit: "m³", series: vec![("water", col(|d| d.water_m3.unwrap_or(0.0)))], top: None }), line("wet bulb °C (daily mean)", "°C", c.days.iter().map(|d| d.wet_bulb_mean_c).collect()))?,
     ])
 }
 

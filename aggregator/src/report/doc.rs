@@ -144,12 +144,12 @@ pub fn blocks(r: &MonthlyReport) -> Vec<Block> {
     }
     b.push(Table {
         head: strings(["top jobs", "owner", "IT kWh", "facility kWh", "water L", "CO2 kg"]),
-        rows: j.top_jobs.iter().map(|x| vec![x.job.clone(), x.owner.clone(), n(x.it_energy_kwh), n(x.facility_energy_kwh), n(x.water_l), n(x.co2_kg)]).collect(),
+        rows: j.top_jobs.iter().map(|x| vec![x.job.clone(), x.owner.clone(), n(x.it_energy_kwh), n(x.facility_energy_kwh), x.water_l.map(n).unwrap_or_else(|| "not metered".into()), n(x.co2_kg)]).collect(),
     });
     for (title, list) in [("top owners", &j.top_owners), ("top projects", &j.top_projects)] {
         b.push(Table {
             head: strings([title, "jobs", "IT kWh", "facility kWh", "water L", "share of E_IT"]),
-            rows: list.iter().map(|(k, v)| vec![k.clone(), v.jobs.to_string(), n(v.it_energy_kwh), n(v.facility_energy_kwh), n(v.water_l), share(super::share(v.it_energy_kwh, j.it_energy_kwh))]).collect(),
+            rows: list.iter().map(|(k, v)| vec![k.clone(), v.jobs.to_string(), n(v.it_energy_kwh), n(v.facility_energy_kwh), v.water_l.map(n).unwrap_or_else(|| "not metered".into()), share(super::share(v.it_energy_kwh, j.it_energy_kwh))]).collect(),
         });
     }
 

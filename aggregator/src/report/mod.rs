@@ -140,7 +140,8 @@ pub struct Day {
     /// stacked chart adds up to E_DC.
     pub other_kwh: f64,
     pub pue: Option<f64>,
-    pub water_m3: f64,
+    /// Null where no water meter covers the day.
+    pub water_m3: Option<f64>,
     pub wue_l_per_kwh: Option<f64>,
     pub co2_location_kg: f64,
     pub coverage_pct: f64,
@@ -205,9 +206,9 @@ pub struct MonthlyReport {
     pub generated_at: String,
 }
 
-fn month_window(tz: Tz, month: &str, carbon: &crate::config::CarbonConfig, store: &Store) -> Result<Kpi, ReportError> {
+fn month_window(tz: Tz, month: &str, cfg: &Config, store: &Store) -> Result<Kpi, ReportError> {
     let p = periods::resolve("month", None, Some(month), None, tz, Timestamp::from_secs(0))?;
-    Ok(kpi::compute_with(store, p.range, &p.label, carbon)?)
+    Ok(kpi::compute_with(store, p.range, &p.label, cfg)?)
 }
 
 fn shift_month(month: &str, by: i32) -> Result<String, ReportError> {
@@ -239,7 +240,7 @@ fn headlines(w: &Windows) -> Vec<Headline> {
         ("wue_l_per_kwh", "WUE", "L/kWh", |k| k.wue_l_per_kwh),
         ("facility_energy_kwh", "Energy E_DC", "kWh", |k| Some(k.facility_energy_kwh)),
         ("it_energy_kwh", "IT energy E_IT", "kWh", |k| k.pue_category.map(|_| k.it_energy_kwh)),
-        ("water_m3", "Water WIN", "m3", |k| Some(k.water_m3)),
+        ("water_m3", "Water WIN", "m3", |k| k.water_m3),
         ("co2_location_kg", "CO2 (location-based)", "kg", |k| Some(k.co2_location_kg)),
     ];
     items
@@ -280,8 +281,8 @@ fn kpi_table(w: &Windows) -> Vec<KpiRow> {
         rows.push(row(&format!("ppue_{s}"), &format!("pPUE {s}"), "", &|k| k.subsystems.get(s).and_then(|x| x.ppue)));
     }
     rows.extend([
-        row("win_m3", "WIN water input", "m3", &|k| Some(k.water_m3)),
-        row("win_pot_m3", "WIN-POT potable water", "m3", &|k| Some(k.water_potable_m3)),
+        row("win_m3", "WIN water input", "m3", &|k| k.water_m3),
+        row("win_pot_m3", "WIN-POT potable water", "m3", &|k| k.water_potable_m3),
         row("wue", "WUE", "L/kWh", &|k| k.wue_l_per_kwh),
         row("co2_location_kg", "CO2 location-based", "kg", &|k| Some(k.co2_location_kg)),
         row("co2_market_kg", "CO2 market-based", "kg", &|k| k.co2_market_kg),
@@ -297,7 +298,7 @@ fn daily(store: &Store, cfg: &Config, tz: Tz, from: Timestamp, to: Timestamp) ->
     let mut t = from;
     while t < to {
         let p = periods::resolve("day", Some(t), None, None, tz, t)?;
-        let k = kpi::compute_with(store, p.range, &p.label, &cfg.carbon)?;
+        let k = kpi::compute_with(store, p.range, &p.label, cfg)?;
         let sub = |s: &str| k.subsystems.get(s).map(|x| x.energy_kwh).unwrap_or(0.0);
         let it = if k.pue_category.is_some() { k.it_energy_kwh } else { 0.0 };
         let (cooling, losses) = (sub("cooling"), sub("power_losses"));
@@ -354,7 +355,7 @@ fn jobs_section(store: &Store, cfg: &Config, range: kilowatch_model::TimeRange) 
     };
     let allocs = acct_api::allocations(store, &js, range)?;
     // One-hour steps, as `GET /api/v1/jobs` uses: overhead follows each hour's own PUE.
-    let att = attribution::attribute(store, &allocs, range, 3_600_000_000_000, &cfg.carbon, false)?;
+    let att = attribution::attribute(store, &allocs, range, None, &cfg.carbon)?;
     let mut jobs = att.jobs;
     jobs.sort_by(|a, b| b.it_energy_kwh.total_cmp(&a.it_energy_kwh).then_with(|| a.job.cmp(&b.job)));
     let job_count = jobs.len();
@@ -455,16 +456,16 @@ pub fn generation_time(generated_at: Option<&str>) -> String {
 pub fn build(store: &Store, cfg: &Config, month: &str, generated_at: Option<&str>) -> Result<MonthlyReport, ReportError> {
     let tz: Tz = cfg.site.timezone.parse().map_err(|_| ReportError::TimeZone(cfg.site.timezone.clone()))?;
     let p = periods::resolve("month", None, Some(month), None, tz, Timestamp::from_secs(0))?;
-    let month_kpi = kpi::compute_with(store, p.range, &p.label, &cfg.carbon)?;
+    let month_kpi = kpi::compute_with(store, p.range, &p.label, cfg)?;
     let year: i32 = month.get(..4).and_then(|y| y.parse().ok()).ok_or(PeriodError::Param { name: "month", value: month.to_owned(), why: "expected YYYY-MM" })?;
     // Year to date = 1 January to the end of the month, whatever day it is generated on.
     let ytd_p = periods::resolve("ytd", Some(p.range.to), None, Some(&year.to_string()), tz, p.range.to)?;
     let r12_p = periods::resolve("rolling12", None, Some(month), None, tz, p.range.to)?;
     let windows = Windows {
-        ytd: kpi::compute_with(store, ytd_p.range, &ytd_p.label, &cfg.carbon)?,
-        rolling12: kpi::compute_with(store, r12_p.range, &r12_p.label, &cfg.carbon)?,
-        previous_month: month_window(tz, &shift_month(month, -1)?, &cfg.carbon, store)?,
-        same_month_last_year: month_window(tz, &shift_month(month, -12)?, &cfg.carbon, store)?,
+        ytd: kpi::compute_with(store, ytd_p.range, &ytd_p.label, cfg)?,
+        rolling12: kpi::compute_with(store, r12_p.range, &r12_p.label, cfg)?,
+        previous_month: month_window(tz, &shift_month(month, -1)?, cfg, store)?,
+        same_month_last_year: month_window(tz, &shift_month(month, -12)?, cfg, store)?,
         month: month_kpi,
     };
     let summary = Summary { pue_label: windows.month.pue_label.clone(), pue_category: windows.month.pue_category, headlines: headlines(&windows) };

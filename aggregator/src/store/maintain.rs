@@ -56,6 +56,11 @@ pub struct MaintenanceReport {
     pub rollup_rows_deleted: usize,
 }
 
+/// Called with each span `[from, to)` a pass rolls up (first time or again), after its roll-ups
+/// are written and before any raw sample expires: what is derived from the raw samples, such
+/// as job runs from `gpu_job` points, is recorded there.
+pub type OnRolled<'a> = dyn FnMut(&Store, i64, i64) + 'a;
+
 /// Deletes up to `?2` rows of `level` starting before `?1` (the table has no rowid).
 fn rollup_delete(level: Level) -> String {
     format!(
@@ -72,7 +77,12 @@ impl Store {
     /// One maintenance pass. `wall_now` (ns) caps the data time used to judge ages, so that a
     /// sample stamped in the far future cannot expire everything else.
     pub fn maintain(&self, keep: &Retention, wall_now: i64) -> Result<MaintenanceReport, StoreError> {
-        let res = self.maintain_pass(keep, wall_now);
+        self.maintain_with(keep, wall_now, &mut |_, _, _| {})
+    }
+
+    /// [`Store::maintain`], calling `on_rolled` for each span rolled up.
+    pub fn maintain_with(&self, keep: &Retention, wall_now: i64, on_rolled: &mut OnRolled<'_>) -> Result<MaintenanceReport, StoreError> {
+        let res = self.maintain_pass(keep, wall_now, on_rolled);
         let mut g = self.lock()?;
         match &res {
             Ok(r) => {
@@ -84,7 +94,7 @@ impl Store {
         res
     }
 
-    fn maintain_pass(&self, keep: &Retention, wall_now: i64) -> Result<MaintenanceReport, StoreError> {
+    fn maintain_pass(&self, keep: &Retention, wall_now: i64, on_rolled: &mut OnRolled<'_>) -> Result<MaintenanceReport, StoreError> {
         let mut rep = MaintenanceReport::default();
         let (now, target, start, taken, dirty, series) = {
             let mut g = self.lock()?;
@@ -110,6 +120,7 @@ impl Store {
         for h in &dirty {
             self.roll_up(&series, *h, h + HOUR, false, &mut rep)?;
             rep.hours_rolled_up_again += 1;
+            on_rolled(self, *h, h + HOUR);
         }
         // The table mirrors the set taken above plus what arrived since; unchanged if none was.
         if taken {
@@ -130,6 +141,7 @@ impl Store {
                 let b = (floor(a, DAY) + DAY).min(target);
                 self.roll_up(&series, a, b, true, &mut rep)?;
                 rep.hours_rolled_up += ((b - a) / HOUR) as usize;
+                on_rolled(self, a, b);
                 a = b;
             }
         }

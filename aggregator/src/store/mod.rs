@@ -14,12 +14,13 @@
 //! (later writes win).
 
 mod codec;
+mod ledger;
 mod maintain;
 mod read;
 pub mod rollup;
 mod write;
 
-pub use maintain::{MaintenanceReport, Retention};
+pub use maintain::{MaintenanceReport, OnRolled, Retention};
 use write::WriteState;
 
 use std::collections::{BTreeSet, HashMap};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kilowatch_model::{Labels, Lines, Point};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 pub type SeriesId = u32;
@@ -300,6 +301,30 @@ impl Store {
         }
         out.retain(|b| b.t >= from && b.t < to);
         Ok(out)
+    }
+
+    /// When the series was first seen: its oldest raw sample, or the start of its oldest hour
+    /// bucket once raw samples have expired. `None` for a series with nothing stored.
+    pub fn first_seen(&self, id: SeriesId) -> Result<Option<i64>, StoreError> {
+        let g = self.lock()?;
+        let sid = i64::from(id);
+        let raw: Option<i64> = g
+            .conn
+            .prepare_cached("SELECT MIN(t) FROM (SELECT MIN(t_min) AS t FROM blocks WHERE series_id = ?1 UNION ALL SELECT MIN(t_min) FROM chunks WHERE series_id = ?1)")?
+            .query_row(params![sid], |r| r.get(0))?;
+        // Hour buckets keep the first reading of each hour: the oldest one is the series' first.
+        let mut buckets = Vec::new();
+        let oldest: Option<(i64, Vec<u8>)> = g
+            .conn
+            .prepare_cached("SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 ORDER BY t0 LIMIT 1")?
+            .query_row(params![sid, rollup::Level::Hour.code()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((t0, data)) = oldest {
+            rollup::decode_row(t0, rollup::HOUR, &data, &mut buckets)?;
+        }
+        let rolled = buckets.iter().find_map(|b| b.first.as_ref().or(b.last.as_ref()).map(|(t, _)| *t));
+        let head = g.heads.get(id as usize).and_then(|h| h.iter().map(|(t, _)| *t).min());
+        Ok([raw, rolled, head].into_iter().flatten().min())
     }
 
     /// A mark to pass to [`Store::written_since`] later.

@@ -16,7 +16,7 @@ use kilowatch_model::time::NANOS_PER_SEC;
 
 use super::codec::{CorruptRecord, Reader, get_value, put_ivarint, put_uvarint, put_value};
 use super::{SeriesMeta, Value};
-use crate::ledger;
+use kilowatch_model::energy;
 
 pub const MINUTE: i64 = 60 * NANOS_PER_SEC;
 pub const HOUR: i64 = 3600 * NANOS_PER_SEC;
@@ -86,6 +86,11 @@ pub struct Bucket {
     /// Counter increase (in the counter's unit) or energy in joules (power in W) over the
     /// bucket; `None` for other series and where no pair of readings covers the bucket.
     pub energy: Option<f64>,
+    /// Seconds of the bucket covered by a pair of readings (what `energy` speaks for); rows
+    /// written before this was kept read as the whole bucket where they have energy.
+    pub covered_s: f64,
+    /// Counter resets (a reading below the one before) whose later reading is in the bucket.
+    pub resets: u32,
 }
 
 /// Buckets of width `step` for `[from, to)` (both multiples of `step`) from `samples`: sorted,
@@ -110,7 +115,7 @@ pub fn compute(samples: &[(i64, Value)], from: i64, to: i64, step: i64, kind: En
         if cur.as_ref().is_none_or(|b| b.t != bt) {
             close(cur.take(), sum, nums, &mut out);
             let first = (bt.rem_euclid(HOUR) == 0).then(|| (*t, v.clone()));
-            cur = Some(Bucket { t: bt, n: 0, min: f64::NAN, max: f64::NAN, mean: f64::NAN, last: None, first, energy: None });
+            cur = Some(Bucket { t: bt, first, ..Bucket::empty(bt) });
             sum = 0.0;
             nums = 0;
         }
@@ -131,18 +136,35 @@ pub fn compute(samples: &[(i64, Value)], from: i64, to: i64, step: i64, kind: En
     }
     let nums: Vec<(i64, f64)> = samples.iter().filter_map(|(t, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (*t, f))).collect();
     let bounds: Vec<i64> = (0..=nb).map(|i| from + i as i64 * step).collect();
-    let l = if kind == EnergyKind::Counter { ledger::counter_ledger(&nums, &bounds) } else { ledger::power_ledger(&nums, &bounds) };
+    let l = if kind == EnergyKind::Counter { energy::counter_ledger(&nums, &bounds) } else { energy::power_ledger(&nums, &bounds) };
+    // Resets by the bucket of the reading after the drop, as `counter_ledger` counts them once
+    // per pair.
+    let mut resets = vec![0u32; nb];
+    if kind == EnergyKind::Counter {
+        for w in nums.windows(2) {
+            if w[1].1 < w[0].1 && w[1].0 > from && w[0].0 < to {
+                let i = ((w[1].0.min(to - 1) - from) / step).max(0) as usize;
+                if let Some(r) = resets.get_mut(i) {
+                    *r += 1;
+                }
+            }
+        }
+    }
     let mut with_energy: Vec<Bucket> = Vec::with_capacity(out.len());
     let mut it = out.into_iter().peekable();
     for (i, &t) in bounds.iter().take(nb).enumerate() {
-        let covered = l.covered_s.get(i).copied().unwrap_or(0.0) > 0.0;
+        let covered_s = l.covered_s.get(i).copied().unwrap_or(0.0);
+        let covered = covered_s > 0.0;
         let energy = covered.then(|| l.values.get(i).copied().unwrap_or(0.0));
+        let r = resets[i];
         match it.next_if(|b| b.t == t) {
             Some(mut b) => {
                 b.energy = energy;
+                b.covered_s = covered_s;
+                b.resets = r;
                 with_energy.push(b);
             }
-            None if covered => with_energy.push(Bucket { t, n: 0, min: f64::NAN, max: f64::NAN, mean: f64::NAN, last: None, first: None, energy }),
+            None if covered || r > 0 => with_energy.push(Bucket { energy, covered_s, resets: r, ..Bucket::empty(t) }),
             None => {}
         }
     }
@@ -153,6 +175,15 @@ const HAS_STATS: u8 = 1;
 const HAS_LAST: u8 = 2;
 const HAS_ENERGY: u8 = 4;
 const HAS_FIRST: u8 = 8;
+const HAS_COVER: u8 = 16;
+const HAS_RESETS: u8 = 32;
+
+impl Bucket {
+    /// A bucket starting at `t` with nothing in it yet.
+    pub fn empty(t: i64) -> Bucket {
+        Bucket { t, n: 0, min: f64::NAN, max: f64::NAN, mean: f64::NAN, last: None, first: None, energy: None, covered_s: 0.0, resets: 0 }
+    }
+}
 
 /// One row: the buckets of `[t0, t0 + row_span)`, each as its index from `t0` in steps.
 pub fn encode_row(t0: i64, step: i64, buckets: &[Bucket]) -> Vec<u8> {
@@ -162,7 +193,14 @@ pub fn encode_row(t0: i64, step: i64, buckets: &[Bucket]) -> Vec<u8> {
         put_uvarint(&mut buf, ((b.t - t0) / step) as u64);
         put_uvarint(&mut buf, u64::from(b.n));
         let stats = !b.mean.is_nan();
-        let flags = [(stats, HAS_STATS), (b.last.is_some(), HAS_LAST), (b.energy.is_some(), HAS_ENERGY), (b.first.is_some(), HAS_FIRST)]
+        let flags = [
+            (stats, HAS_STATS),
+            (b.last.is_some(), HAS_LAST),
+            (b.energy.is_some(), HAS_ENERGY),
+            (b.first.is_some(), HAS_FIRST),
+            (b.energy.is_some(), HAS_COVER),
+            (b.resets > 0, HAS_RESETS),
+        ]
             .into_iter()
             .fold(0, |f, (on, bit)| if on { f | bit } else { f });
         buf.push(flags);
@@ -182,6 +220,12 @@ pub fn encode_row(t0: i64, step: i64, buckets: &[Bucket]) -> Vec<u8> {
             put_ivarint(&mut buf, ft - b.t);
             put_value(&mut buf, v);
         }
+        if b.energy.is_some() {
+            buf.extend_from_slice(&b.covered_s.to_le_bytes());
+        }
+        if b.resets > 0 {
+            put_uvarint(&mut buf, u64::from(b.resets));
+        }
     }
     buf
 }
@@ -194,7 +238,7 @@ pub fn decode_row(t0: i64, step: i64, data: &[u8], out: &mut Vec<Bucket>) -> Res
         let t = t0 + idx * step;
         let count = u32::try_from(r.uvarint()?).map_err(|_| CorruptRecord("bucket count out of range"))?;
         let flags = r.bytes(1)?[0];
-        let mut b = Bucket { t, n: count, min: f64::NAN, max: f64::NAN, mean: f64::NAN, last: None, first: None, energy: None };
+        let mut b = Bucket { n: count, ..Bucket::empty(t) };
         if flags & HAS_STATS != 0 {
             b.min = f64::from(r.f32()?);
             b.max = f64::from(r.f32()?);
@@ -210,6 +254,14 @@ pub fn decode_row(t0: i64, step: i64, data: &[u8], out: &mut Vec<Bucket>) -> Res
         if flags & HAS_FIRST != 0 {
             let ft = t + r.ivarint()?;
             b.first = Some((ft, get_value(&mut r)?));
+        }
+        if flags & HAS_COVER != 0 {
+            b.covered_s = r.f64()?;
+        } else if b.energy.is_some() {
+            b.covered_s = step as f64 / 1e9;
+        }
+        if flags & HAS_RESETS != 0 {
+            b.resets = u32::try_from(r.uvarint()?).map_err(|_| CorruptRecord("reset count out of range"))?;
         }
         out.push(b);
     }
@@ -259,7 +311,7 @@ mod tests {
         assert!((e0 - want0).abs() < 1e-9, "{e0} vs {want0}");
         assert_eq!(b[0].first, Some((5 * S, Value::Num(10.0))));
         assert_eq!(b[1].first, None);
-        b.push(Bucket { t: 120 * S, n: 1, min: f64::NAN, max: f64::NAN, mean: f64::NAN, last: Some((150 * S, Value::Text("free".into()))), first: None, energy: None });
+        b.push(Bucket { n: 1, last: Some((150 * S, Value::Text("free".into()))), ..Bucket::empty(120 * S) });
         let mut back = Vec::new();
         decode_row(0, MINUTE, &encode_row(0, MINUTE, &b), &mut back).expect("valid");
         assert_eq!(back.len(), b.len());

@@ -25,6 +25,10 @@ pub(super) struct WriteState {
     log: Vec<u8>,
 }
 
+/// How far back a reading marks the hours up to its neighbour: a series silent for longer than
+/// this (over a year) leaves older cached answers to the next restart.
+const MAX_NEIGHBOUR_HOURS: i64 = 10_000;
+
 /// Writes the part of a series key shared by all fields of a point into `k`.
 // \u{1f} and \u{1e} separate the parts: a collision would need those control characters
 // inside a name, and they keep the key cheap to build.
@@ -197,13 +201,22 @@ impl Inner {
         for (id, ts, v) in rows {
             let i = id as usize;
             let (Some(head), Some(last)) = (self.heads.get_mut(i), self.last.get_mut(i)) else { continue };
+            // A reading after a silence changes what the windows in that silence interpolate:
+            // the hours back to the series' previous newest are written too, for the answers
+            // cached over them. (A late sample inside a silence is rare enough to be left to
+            // its own hour.)
+            let h = ts.div_euclid(rollup::HOUR);
+            if let Some(lh) = last.as_ref().map(|(lt, _)| lt.div_euclid(rollup::HOUR)).filter(|lh| *lh < h) {
+                for x in lh.max(h - MAX_NEIGHBOUR_HOURS)..h {
+                    self.hour_seq.insert(x, self.write_seq);
+                }
+            }
             if last.as_ref().is_none_or(|(lt, _)| ts >= *lt) {
                 if let Some(n) = self.write.newest.get_mut(i) {
                     *n = ts;
                 }
                 *last = Some((ts, v.clone()));
             }
-            let h = ts.div_euclid(rollup::HOUR);
             if hour != Some(h) {
                 hour = Some(h);
                 self.hour_seq.insert(h, self.write_seq);

@@ -1,0 +1,130 @@
+//! The one read every published figure goes through: a series' energy (or volume) per
+//! segment, the same whatever the age of the data (`../shared/DOMAIN.md`, "Numbers that do not
+//! depend on the data's age").
+//!
+//! The window is cut where the store's resolutions change:
+//! - raw samples from `raw_from` on: counter deltas or the trapezoid rule on the readings, with
+//!   the real reading before `raw_from` (kept in the roll-ups) as the left neighbour;
+//! - minute buckets between `minute_from` and `raw_from`, hour buckets before `minute_from`:
+//!   each bucket's exact energy, computed from the raw samples when it was rolled up (resets
+//!   and power-only meters resolved there), goes whole to the segment holding the bucket.
+//!
+//! Whole buckets therefore give the raw answer (to rounding). A segment edge inside a bucket
+//! splits that bucket's energy in proportion to time over the part of the bucket its readings
+//! cover: the error is at most the energy of the one bucket at each edge (a minute of that
+//! meter's energy once raw samples have expired, an hour once minute buckets have), and nil
+//! where the meter's rate is steady over that bucket.
+
+use kilowatch_model::energy::{self, Ledger};
+
+use super::rollup::{Bucket, EnergyKind, Level};
+use super::{SeriesId, Store, StoreError};
+
+impl Store {
+    /// `id`'s energy per segment of `bounds` (sorted, at least two): counter units for counters,
+    /// joules for power (flagged estimated). Empty for other series.
+    pub fn ledger(&self, id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError> {
+        let n = bounds.len().saturating_sub(1);
+        let mut out = Ledger::zeros(n, kind == EnergyKind::Power);
+        let (Some(&from), Some(&to)) = (bounds.first(), bounds.last()) else { return Ok(out) };
+        if kind == EnergyKind::None || to <= from {
+            return Ok(out);
+        }
+        let h = self.horizons()?;
+        let raw_from = h.raw_from;
+        // Minute buckets were kept back to `minute_from`; before that only hour buckets remain.
+        let minute_from = h.minute_from.min(raw_from);
+        if from < minute_from {
+            self.bucket_era(id, Level::Hour, bounds, from, to.min(minute_from), &mut out)?;
+        }
+        if from < raw_from && to > minute_from {
+            self.bucket_era(id, Level::Minute, bounds, from.max(minute_from), to.min(raw_from), &mut out)?;
+        }
+        if to > raw_from {
+            let lo = from.max(raw_from);
+            let samples: Vec<(i64, f64)> = self
+                .read_with_neighbours(id, lo, to)?
+                .into_iter()
+                .filter_map(|(t, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (t, f)))
+                .collect();
+            // Segments before `lo` become empty; the others keep their index.
+            let clamped: Vec<i64> = bounds.iter().map(|b| (*b).max(lo)).collect();
+            let raw = if kind == EnergyKind::Counter { energy::counter_ledger(&samples, &clamped) } else { energy::power_ledger(&samples, &clamped) };
+            // The median step of the raw readings describes the meter better than buckets do.
+            let step = raw.median_step_s;
+            out.absorb(&raw);
+            if step > 0.0 {
+                out.median_step_s = step;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds the buckets of `level` overlapping `[lo, hi)` to `out`, each bucket's energy split
+    /// over the segments of `bounds` by the share of the bucket's time inside each.
+    fn bucket_era(&self, id: SeriesId, level: Level, bounds: &[i64], lo: i64, hi: i64, out: &mut Ledger) -> Result<(), StoreError> {
+        if hi <= lo {
+            return Ok(());
+        }
+        let step = level.step();
+        let buckets: Vec<Bucket> = self.read_rollups(id, level, lo.div_euclid(step) * step, hi)?.into_iter().filter(|b| b.energy.is_some() || b.resets > 0).collect();
+        let first_with_energy = buckets.iter().position(|b| b.energy.is_some());
+        let last_with_energy = buckets.iter().rposition(|b| b.energy.is_some());
+        let mut seg = 0usize;
+        let n = bounds.len() - 1;
+        let (mut readings, mut covered_total) = (0.0, 0.0);
+        for (i, b) in buckets.iter().enumerate() {
+            let (olo, ohi) = (b.t.max(lo), b.t.saturating_add(step).min(hi));
+            if ohi <= olo {
+                continue;
+            }
+            out.resets += b.resets;
+            let Some(e) = b.energy else { continue };
+            let share_of_bucket = (ohi - olo) as f64 / step as f64;
+            readings += f64::from(b.n) * share_of_bucket;
+            covered_total += b.covered_s * share_of_bucket;
+            let (b0, b1) = (b.t, b.t.saturating_add(step));
+            if b.n > 0 {
+                out.max_gap_s = out.max_gap_s.max(b.covered_s / f64::from(b.n));
+            } else {
+                // A pair of readings spans the whole bucket.
+                out.max_gap_s = out.max_gap_s.max(step as f64 / 1e9);
+            }
+            // Where in a partly covered bucket the readings were is not kept. Pairs of readings
+            // cover a series from its first reading to its last, gaps included, so only its
+            // first and last buckets are partly covered: the first at its end, the last at its
+            // start.
+            let cov = ((b.covered_s * 1e9) as i64).clamp(1, step);
+            let (c0, c1) = match (Some(i) == first_with_energy, Some(i) == last_with_energy) {
+                (true, false) => (b1 - cov, b1),
+                (_, true) => (b0, b0 + cov),
+                (false, false) => (b0, b1),
+            };
+            let (clo, chi) = (c0.max(olo), c1.min(ohi));
+            if chi <= clo {
+                continue;
+            }
+            out.cover(clo, chi);
+            while seg < n && bounds[seg + 1] <= clo {
+                seg += 1;
+            }
+            let mut s = seg;
+            while s < n && bounds[s] < chi {
+                let (a, z) = (clo.max(bounds[s]), chi.min(bounds[s + 1]));
+                if z > a {
+                    // A bucket's covered part wholly inside one segment adds its energy
+                    // unscaled, so whole buckets reproduce the raw figures to rounding; a part
+                    // of it adds its share of the energy in proportion to time.
+                    out.values[s] += if z - a == c1 - c0 { e } else { e * ((z - a) as f64 / (c1 - c0) as f64) };
+                    out.covered_s[s] += (z - a) as f64 / 1e9;
+                }
+                s += 1;
+            }
+        }
+        out.readings += readings.round() as usize;
+        if out.median_step_s == 0.0 && readings > 0.0 {
+            out.median_step_s = covered_total / readings;
+        }
+        Ok(())
+    }
+}
