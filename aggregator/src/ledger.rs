@@ -32,8 +32,14 @@ pub fn read_f64(store: &Store, id: SeriesId, from: i64, to: i64) -> Result<Vec<(
         .collect())
 }
 
+/// `b - a` in ns as a float, exact in sign and never overflowing: samples may lie anywhere in
+/// the i64 range (a first reading from a clock reset to 1970, or from before it).
+fn span(a: i64, b: i64) -> f64 {
+    (i128::from(b) - i128::from(a)) as f64
+}
+
 fn median_step(samples: &[(i64, f64)]) -> f64 {
-    let mut d: Vec<i64> = samples.windows(2).map(|w| w[1].0 - w[0].0).filter(|d| *d > 0).collect();
+    let mut d: Vec<i64> = samples.windows(2).map(|w| w[1].0.saturating_sub(w[0].0)).filter(|d| *d > 0).collect();
     if d.is_empty() {
         return 0.0;
     }
@@ -73,7 +79,7 @@ where
             let lo = a.0.max(bounds[s]);
             let hi = b.0.min(bounds[s + 1]);
             if hi > lo {
-                covered[s] += (hi - lo) as f64 / 1e9;
+                covered[s] += span(lo, hi) / 1e9;
                 match contrib(a, b, lo, hi) {
                     Some(v) => values[s] += v,
                     None if !reset_counted => {
@@ -98,7 +104,7 @@ pub fn counter_ledger(samples: &[(i64, f64)], bounds: &[i64]) -> Ledger {
         }
         // A whole pair adds its delta exactly, so aligned windows reproduce the meter's own
         // differences bit for bit.
-        Some(if lo == t0 && hi == t1 { d } else { d * ((hi - lo) as f64 / (t1 - t0) as f64) })
+        Some(if lo == t0 && hi == t1 { d } else { d * (span(lo, hi) / span(t0, t1)) })
     });
     Ledger { values, covered_s, resets, median_step_s: median_step(samples), estimated: false }
 }
@@ -106,8 +112,8 @@ pub fn counter_ledger(samples: &[(i64, f64)], bounds: &[i64]) -> Ledger {
 /// Trapezoid integration of a power series (W) per segment, in joules, flagged estimated.
 pub fn power_ledger(samples: &[(i64, f64)], bounds: &[i64]) -> Ledger {
     let (values, covered_s, _) = split(samples, bounds, |(t0, p0), (t1, p1), lo, hi| {
-        let at = |t: i64| p0 + (p1 - p0) * ((t - t0) as f64 / (t1 - t0) as f64);
-        Some(((at(lo) + at(hi)) / 2.0 * ((hi - lo) as f64 / 1e9)).max(0.0))
+        let at = |t: i64| p0 + (p1 - p0) * (span(t0, t) / span(t0, t1));
+        Some(((at(lo) + at(hi)) / 2.0 * (span(lo, hi) / 1e9)).max(0.0))
     });
     Ledger { values, covered_s, resets: 0, median_step_s: median_step(samples), estimated: true }
 }
@@ -122,10 +128,11 @@ pub fn hour_bounds(from: i64, to: i64) -> Vec<i64> {
 pub fn step_bounds(from: i64, to: i64, step: i64) -> Vec<i64> {
     let step = step.max(1);
     let mut b = vec![from];
-    let mut t = (from.div_euclid(step) + 1) * step;
+    let mut t = from.div_euclid(step).saturating_add(1).saturating_mul(step);
     while t < to {
         b.push(t);
-        t += step;
+        let Some(next) = t.checked_add(step) else { break };
+        t = next;
     }
     if to > from {
         b.push(to);
