@@ -208,7 +208,7 @@ pub struct DataClock(pub Arc<Store>);
 
 impl Clock for DataClock {
     fn now(&self) -> Timestamp {
-        self.0.stats().ok().and_then(|s| s.newest_ts).map(Timestamp).unwrap_or_else(Timestamp::now)
+        self.0.live_now().map(Timestamp).unwrap_or_else(|_| Timestamp::now())
     }
 }
 

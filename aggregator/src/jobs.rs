@@ -208,12 +208,12 @@ pub fn from_gpu_job_points(store: &Store, jobs: &JobStore, from: i64, to: i64, m
     let mut runs: BTreeMap<(String, String, u32), Vec<(i64, i64)>> = BTreeMap::new();
     for meta in store.find_series("gpu_job", "job", &[])? {
         let (Some(node), Some(gpu)) = (meta.tag("node"), meta.tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
-        let samples = store.read_with_neighbours(meta.id, from - max_gap_ns, to + max_gap_ns)?;
+        let samples = store.read_with_neighbours(meta.id, from.saturating_sub(max_gap_ns), to.saturating_add(max_gap_ns))?;
         let mut cur: Option<(String, i64, i64)> = None;
         for (t, v) in samples {
             let Some(job) = v.as_text().map(str::to_owned) else { continue };
             cur = match cur.take() {
-                Some((j, s, e)) if j == job && t - e <= max_gap_ns => Some((j, s, t)),
+                Some((j, s, e)) if j == job && t.saturating_sub(e) <= max_gap_ns => Some((j, s, t)),
                 Some((j, s, e)) => {
                     runs.entry((j, node.to_owned(), gpu)).or_default().push((s, e));
                     Some((job, t, t))

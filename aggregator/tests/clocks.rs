@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{ADMIN, READ, Server, WRITE};
+use kilowatch_aggregator::alerting;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::store::Store;
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::source::{Source, SourceError};
+use kilowatch_alerts::{AlertsConfig, ManualClock};
 use kilowatch_model::{Point, Timestamp};
 use serde_json::json;
 use tokio::sync::watch;
@@ -135,6 +137,21 @@ async fn a_node_whose_clock_jumps_a_year_ahead_and_back_keeps_delivering() {
     assert!(temps.iter().any(|t| *t < jumped) && temps.iter().any(|t| *t >= back), "samples before the jump and after the return: {temps:?}");
     assert_eq!(temps.len() as u64 * 2, stats.points.load(Ordering::SeqCst) - ahead.load(Ordering::SeqCst), "every line with a good clock stored");
     live_views_at_wall_clock(&s).await;
+
+    // Its absence alert works: ten minutes of silence after the return, and the node is missed
+    // (a series holding a sample from a year ahead would have looked fresh for a year).
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[[rule]]\nname = \"NodeSilent\"\nmetric = \"gpu.temp_c\"\nkind = \"absent\"\nstale_after = \"5m\"\n").expect("rules");
+    let cfg = AlertsConfig { rules_file: Some(rules), ..AlertsConfig::default() };
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let (mut p, d) = alerting::open_pipeline(&s.store, &cfg, clock.clone()).expect("pipeline");
+    let silent = |alerts: &serde_json::Value| alerts["alerts"].as_array().expect("alerts").iter().any(|a| a["alert"]["labels"]["node"] == "dgx-skew");
+    alerting::step(&s.store, &mut p, &d).await.expect("step");
+    assert!(!silent(&json(s.get("/api/v1/alerts").await).await), "not absent while it sends");
+    clock.set(Timestamp(Timestamp::now().0 + 600 * S));
+    alerting::step(&s.store, &mut p, &d).await.expect("step");
+    let alerts = json(s.get("/api/v1/alerts").await).await;
+    assert!(silent(&alerts), "absent after ten minutes of silence: {alerts}");
     s.stop().await;
 }
 

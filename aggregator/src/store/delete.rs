@@ -188,3 +188,49 @@ impl Inner {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Retention;
+    use kilowatch_model::{Point, Timestamp};
+
+    const S: i64 = 1_000_000_000;
+    /// 2026-10-01T00:00:00Z.
+    const T0: i64 = 1_790_812_800 * S;
+
+    #[test]
+    fn deletes_raw_samples_and_roll_ups_and_rolls_kept_hours_up_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let p = |t: i64, v: f64| Point::new("meter", Timestamp(t)).tag("meter", "grid").field("power_w", v);
+        for h in 0..6 {
+            s.write(&(0..360).map(|i| p(T0 + h * HOUR + i * 10 * S, 1000.0)).collect::<Vec<_>>()).expect("write");
+        }
+        // A bad spike in hour 4, still raw after maintenance; hour 0 is expired to roll-ups.
+        s.write(&[p(T0 + 4 * HOUR + 5 * S, 5e6)]).expect("write");
+        s.checkpoint().expect("checkpoint");
+        s.maintain(&Retention { raw: 3 * HOUR, minute: 10 * HOUR, hour: None }, i64::MAX).expect("maintain");
+        let id = s.find_series("meter", "power_w", &[]).expect("find")[0].id;
+        assert_eq!(s.horizons().expect("h").raw_from, T0 + 2 * HOUR);
+        let hour4 = |s: &Store| s.read_rollups(id, Level::Hour, T0 + 4 * HOUR, T0 + 5 * HOUR).expect("rollups")[0].clone();
+        assert_eq!((hour4(&s).n, hour4(&s).max), (361, 5e6));
+
+        let sel = |from: i64, to: i64| Selector { measurement: "meter".into(), tags: vec![("meter".into(), "grid".into())], field: None, from, to };
+        let d = s.delete(&sel(T0 + 4 * HOUR + 5 * S, T0 + 4 * HOUR + 6 * S)).expect("delete the spike");
+        assert_eq!((d.series, d.samples, d.rollup_buckets), (1, 1, 0));
+        let rep = s.maintain(&Retention { raw: 3 * HOUR, minute: 10 * HOUR, hour: None }, i64::MAX).expect("maintain");
+        assert_eq!(rep.hours_rolled_up_again, 1, "{rep:?}");
+        assert_eq!((hour4(&s).n, hour4(&s).max), (360, 1000.0), "the hour is rolled up again without it");
+
+        // Hour 0 has only roll-ups left: its minute buckets and its hour bucket go.
+        let d = s.delete(&sel(T0, T0 + HOUR)).expect("delete an expired hour");
+        assert_eq!((d.samples, d.rollup_buckets), (0, 61));
+        assert!(s.read_rollups(id, Level::Minute, T0, T0 + HOUR).expect("r").is_empty());
+        assert!(s.read_with_neighbours(id, T0, T0 + HOUR - 1).expect("read").iter().all(|(t, _)| *t >= T0 + HOUR));
+        // Everything: the series is empty, its newest gone with it.
+        s.delete(&sel(i64::MIN, i64::MAX)).expect("delete all");
+        assert_eq!(s.latest(&[id]).expect("latest")[0], None);
+        assert_eq!(s.stats().expect("stats").newest_ts, None);
+    }
+}
