@@ -54,10 +54,10 @@ async fn delete(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
     };
     let to = match req.to.as_deref().map(|v| parse_time("to", v)).transpose() {
-        Ok(t) => t.map_or(i64::MAX, |t| t.0),
+        Ok(t) => t.map(|t| t.0),
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
     };
-    if to <= from {
+    if to.is_some_and(|to| to <= from) {
         return error(StatusCode::BAD_REQUEST, "invalid", "to must be after from");
     }
     if req.measurement.is_empty() {
@@ -74,7 +74,7 @@ async fn delete(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
                 tags = ?sel.tags,
                 field = ?sel.field,
                 from = %kilowatch_model::Timestamp(sel.from).to_rfc3339(),
-                to = %kilowatch_model::Timestamp(sel.to).to_rfc3339(),
+                to = %sel.to.map_or_else(|| "(no end)".to_owned(), |t| kilowatch_model::Timestamp(t).to_rfc3339()),
                 series = d.series,
                 samples = d.samples,
                 rollup_buckets = d.rollup_buckets,

@@ -13,14 +13,15 @@ use super::rollup::{self, HOUR, Level};
 use super::{Inner, SeriesId, Store, StoreError, Value, codec};
 
 /// Which samples to delete: the series of `measurement` whose tags include every `(k, v)` of
-/// `tags` (and whose field is `field`, if given), at times in `[from, to)`, ns.
+/// `tags` (and whose field is `field`, if given), at times in `[from, to)`, ns; without `to`,
+/// every sample from `from` on (the last instant included).
 #[derive(Debug, Clone, Serialize)]
 pub struct Selector {
     pub measurement: String,
     pub tags: Vec<(String, String)>,
     pub field: Option<String>,
     pub from: i64,
-    pub to: i64,
+    pub to: Option<i64>,
 }
 
 /// What a deletion removed.
@@ -50,7 +51,9 @@ impl Inner {
             .map(|m| m.id)
             .collect();
         let mut out = Deleted { series: ids.len(), ..Deleted::default() };
-        if ids.is_empty() || sel.to <= sel.from {
+        // Inclusive bounds from here on.
+        let (from, last) = (sel.from, sel.to.map_or(i64::MAX, |t| t.saturating_sub(1)));
+        if ids.is_empty() || last < from {
             return Ok(out);
         }
         // Heads and the request log into chunks first: a replay of the log after a crash would
@@ -63,8 +66,8 @@ impl Inner {
             for table in ["chunks", "blocks"] {
                 let mut rows: Vec<(i64, Vec<u8>)> = Vec::new();
                 {
-                    let mut st = tx.prepare_cached(&format!("SELECT rowid, data FROM {table} WHERE series_id = ?1 AND t_max >= ?2 AND t_min < ?3"))?;
-                    let mut q = st.query(params![sid, sel.from, sel.to])?;
+                    let mut st = tx.prepare_cached(&format!("SELECT rowid, data FROM {table} WHERE series_id = ?1 AND t_max >= ?2 AND t_min <= ?3"))?;
+                    let mut q = st.query(params![sid, from, last])?;
                     while let Some(r) = q.next()? {
                         rows.push((r.get(0)?, r.get(1)?));
                     }
@@ -78,7 +81,7 @@ impl Inner {
                     }
                     let before = samples.len();
                     samples.retain(|(t, _)| {
-                        let hit = *t >= sel.from && *t < sel.to;
+                        let hit = (from..=last).contains(t);
                         if hit {
                             hours.insert(t.div_euclid(HOUR));
                         }
@@ -101,11 +104,11 @@ impl Inner {
             }
             for level in [Level::Minute, Level::Hour] {
                 let span = level.row_span();
-                let lo = sel.from.div_euclid(span).saturating_mul(span);
+                let lo = from.div_euclid(span).saturating_mul(span);
                 let mut rows: Vec<(i64, Vec<u8>)> = Vec::new();
                 {
-                    let mut st = tx.prepare_cached("SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 < ?4")?;
-                    let mut q = st.query(params![sid, level.code(), lo, sel.to])?;
+                    let mut st = tx.prepare_cached("SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 <= ?4")?;
+                    let mut q = st.query(params![sid, level.code(), lo, last])?;
                     while let Some(r) = q.next()? {
                         rows.push((r.get(0)?, r.get(1)?));
                     }
@@ -115,7 +118,7 @@ impl Inner {
                     rollup::decode_row(t0, level.step(), &data, &mut buckets)?;
                     let before = buckets.len();
                     buckets.retain(|b| {
-                        let hit = b.t >= sel.from && b.t < sel.to;
+                        let hit = (from..=last).contains(&b.t);
                         if hit {
                             hours.insert(b.t.div_euclid(HOUR));
                         }
@@ -145,7 +148,7 @@ impl Inner {
         }
         // A series whose newest sample went has no stored newest until it is found again below:
         // a crash in between leaves it unset (the next write sets it), never the deleted one.
-        let stale: Vec<SeriesId> = ids.iter().copied().filter(|id| self.last.get(*id as usize).cloned().flatten().is_some_and(|(t, _)| t >= sel.from && t < sel.to)).collect();
+        let stale: Vec<SeriesId> = ids.iter().copied().filter(|id| self.last.get(*id as usize).cloned().flatten().is_some_and(|(t, _)| (from..=last).contains(&t))).collect();
         for id in &stale {
             tx.execute("DELETE FROM last_values WHERE series_id = ?1", params![i64::from(*id)])?;
         }
@@ -216,20 +219,20 @@ mod tests {
         let hour4 = |s: &Store| s.read_rollups(id, Level::Hour, T0 + 4 * HOUR, T0 + 5 * HOUR).expect("rollups")[0].clone();
         assert_eq!((hour4(&s).n, hour4(&s).max), (361, 5e6));
 
-        let sel = |from: i64, to: i64| Selector { measurement: "meter".into(), tags: vec![("meter".into(), "grid".into())], field: None, from, to };
-        let d = s.delete(&sel(T0 + 4 * HOUR + 5 * S, T0 + 4 * HOUR + 6 * S)).expect("delete the spike");
+        let sel = |from: i64, to: Option<i64>| Selector { measurement: "meter".into(), tags: vec![("meter".into(), "grid".into())], field: None, from, to };
+        let d = s.delete(&sel(T0 + 4 * HOUR + 5 * S, Some(T0 + 4 * HOUR + 6 * S))).expect("delete the spike");
         assert_eq!((d.series, d.samples, d.rollup_buckets), (1, 1, 0));
         let rep = s.maintain(&Retention { raw: 3 * HOUR, minute: 10 * HOUR, hour: None }, i64::MAX).expect("maintain");
         assert_eq!(rep.hours_rolled_up_again, 1, "{rep:?}");
         assert_eq!((hour4(&s).n, hour4(&s).max), (360, 1000.0), "the hour is rolled up again without it");
 
         // Hour 0 has only roll-ups left: its minute buckets and its hour bucket go.
-        let d = s.delete(&sel(T0, T0 + HOUR)).expect("delete an expired hour");
+        let d = s.delete(&sel(T0, Some(T0 + HOUR))).expect("delete an expired hour");
         assert_eq!((d.samples, d.rollup_buckets), (0, 61));
         assert!(s.read_rollups(id, Level::Minute, T0, T0 + HOUR).expect("r").is_empty());
         assert!(s.read_with_neighbours(id, T0, T0 + HOUR - 1).expect("read").iter().all(|(t, _)| *t >= T0 + HOUR));
         // Everything: the series is empty, its newest gone with it.
-        s.delete(&sel(i64::MIN, i64::MAX)).expect("delete all");
+        s.delete(&sel(i64::MIN, None)).expect("delete all");
         assert_eq!(s.latest(&[id]).expect("latest")[0], None);
         assert_eq!(s.stats().expect("stats").newest_ts, None);
     }

@@ -176,11 +176,16 @@ impl Inner {
                     (ts < reference.saturating_sub(w)).then_some((*id, reference))
                 });
                 if let Some((id, reference)) = too_old {
+                    let newest = self.write.newest[id as usize];
+                    let has = if reference < newest {
+                        format!("the series' newest sample counts as {}, the server's clock plus the allowed skew (it holds one at {})", Timestamp(reference).to_rfc3339(), Timestamp(newest).to_rfc3339())
+                    } else {
+                        format!("the series already has a sample at {}", Timestamp(reference).to_rfc3339())
+                    };
                     refused.push(refuse(format!(
-                        "{} at {} is older than the out-of-order window allows: the series already has a sample at {}, and samples more than {} s older than that are refused ([store] out_of_order_window_s)",
+                        "{} at {} is older than the out-of-order window allows: {has}, and samples more than {} s older than that are refused ([store] out_of_order_window_s)",
                         series_text(&self.meta[id as usize]),
                         Timestamp(ts).to_rfc3339(),
-                        Timestamp(reference).to_rfc3339(),
                         w / 1_000_000_000
                     )));
                     continue;
