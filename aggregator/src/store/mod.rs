@@ -240,8 +240,9 @@ impl Store {
         self.inner.lock().map_err(|_| StoreError::Poisoned)
     }
 
-    /// Stores a whole request or nothing: the log row and any new series commit together
-    /// before the heads change.
+    /// Stores the lines the write policy accepts, and reports the others in
+    /// [`WriteSummary::refused`]. What is stored commits whole or not at all: the log row and
+    /// any new series commit together before the heads change.
     pub fn write(&self, points: &[Point]) -> Result<WriteSummary, StoreError> {
         self.write_lines(&Lines::from_points(points))
     }
