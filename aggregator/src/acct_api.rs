@@ -116,9 +116,10 @@ pub fn window(st: &AppState, q: &WindowParams) -> Result<(TimeRange, String, boo
         return parse_range(q.from.as_deref(), q.to.as_deref()).map(|r| (r, "custom range (operational indicator unless a calendar year)".to_owned(), false));
     };
     let tz: Tz = st.config.site.timezone.parse().map_err(|_| format!("bad site.timezone {:?}", st.config.site.timezone))?;
-    let at = q.at.as_deref().map(|a| Timestamp::parse_rfc3339(a).map_err(|e| format!("at={a:?}: {e}"))).transpose()?;
-    // "Now" for live data is the newest sample, which runs ahead of the clock in a fast demo.
-    let now = if period == "live" { st.store.stats().ok().and_then(|s| s.newest_ts).map(Timestamp).unwrap_or_else(Timestamp::now) } else { Timestamp::now() };
+    let at = q.at.as_deref().map(|a| crate::api::parse_time("at", a)).transpose()?;
+    // "Now" for live data is the newest sample (it runs ahead of the clock in a fast demo), but
+    // never later than the clock plus the allowed skew.
+    let now = if period == "live" { st.store.live_now().map(Timestamp).unwrap_or_else(|_| Timestamp::now()) } else { Timestamp::now() };
     let p = periods::resolve(period, at, q.month.as_deref(), q.year.as_deref(), tz, now).map_err(|e| e.to_string())?;
     Ok((p.range, p.label, p.official))
 }
@@ -237,11 +238,11 @@ pub async fn get_job(State(st): State<AppState>, acct: Acct, Path(id): Path<Stri
         if a.is_empty() {
             return Ok(None);
         }
-        let newest = store.stats()?.newest_ts.unwrap_or_else(|| Timestamp::now().0);
+        let newest = store.live_now()?;
         let from = a.iter().map(|x| x.start).min().unwrap_or(0);
-        let to = a.iter().map(|x| x.end.unwrap_or(newest)).max().unwrap_or(from).max(from + 1);
+        let to = a.iter().map(|x| x.end.unwrap_or(newest)).max().unwrap_or(from).max(from.saturating_add(1));
         // About 200 points or fewer, on round steps, so short jobs get a usable series.
-        let span = to - from;
+        let span = to.saturating_sub(from);
         let step = [1i64, 10, 60, 300, 900, 3600, 86_400].iter().map(|s| s * 1_000_000_000).find(|s| span / s <= 200).unwrap_or(86_400_000_000_000);
         a.retain(|x| x.job == id);
         let att = attribution::attribute(&store, &a, TimeRange::new(Timestamp(from), Timestamp(to)), Some(step), &carbon)?;

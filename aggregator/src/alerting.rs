@@ -206,7 +206,7 @@ pub struct DataClock(pub Arc<Store>);
 
 impl Clock for DataClock {
     fn now(&self) -> Timestamp {
-        self.0.stats().ok().and_then(|s| s.newest_ts).map(Timestamp).unwrap_or_else(Timestamp::now)
+        self.0.live_now().map(Timestamp).unwrap_or_else(|_| Timestamp::now())
     }
 }
 
@@ -292,6 +292,32 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/silences/{id}", delete(expire_silence))
 }
 
+/// Keys of the alerts API's answers that hold a time. The state behind them keeps integer
+/// nanoseconds (what `alerts.db` stores); the API shows RFC 3339, as docs/api.md promises.
+const TIME_KEYS: &[&str] = &["active_since", "fired_at", "resolved_at", "last_eval", "at", "startsAt", "endsAt", "created_at", "delivered_at", "next_flush", "last_sent", "ts", "next_at"];
+
+/// `v` with every integer under a [`TIME_KEYS`] key written as RFC 3339.
+fn rfc3339_times(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if let Some(ns) = x.as_i64().filter(|_| TIME_KEYS.contains(&k.as_str())) {
+                    *x = json!(Timestamp(ns).to_rfc3339());
+                } else {
+                    rfc3339_times(x);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(rfc3339_times),
+        _ => {}
+    }
+}
+
+fn times_answer(mut v: serde_json::Value) -> Response {
+    rfc3339_times(&mut v);
+    Json(v).into_response()
+}
+
 #[derive(Deserialize)]
 struct AlertQuery {
     state: Option<String>,
@@ -329,13 +355,13 @@ async fn list_alerts(State(st): State<AppState>, Query(q): Query<AlertQuery>, he
         .filter(|a| q.fingerprint.as_deref().is_none_or(|f| f == a.fingerprint))
         .map(|a| json!({ "alert": a, "muted": ds.muted.get(&a.fingerprint) }))
         .collect();
-    Json(json!({ "alerts": alerts })).into_response()
+    times_answer(json!({ "alerts": alerts }))
 }
 
 async fn list_notifications(State(st): State<AppState>, Query(q): Query<AlertQuery>, headers: HeaderMap) -> Response {
     match guard(&st, &headers, q.token.as_deref(), false) {
         Ok(ob) => match ob.log(500) {
-            Ok(l) => Json(json!({ "notifications": l })).into_response(),
+            Ok(l) => times_answer(json!({ "notifications": l })),
             Err(e) => internal(e),
         },
         Err(r) => *r,
@@ -356,7 +382,7 @@ async fn list_rules(State(st): State<AppState>, Query(q): Query<AlertQuery>, hea
         .iter()
         .map(|r| json!({ "rule": r, "status": es.rules.get(&format!("{}/{}/{}", r.name, r.severity, r.metric)) }))
         .collect();
-    Json(json!({ "rules": out })).into_response()
+    times_answer(json!({ "rules": out }))
 }
 
 async fn list_silences(State(st): State<AppState>, Query(q): Query<AlertQuery>, headers: HeaderMap) -> Response {
@@ -365,7 +391,7 @@ async fn list_silences(State(st): State<AppState>, Query(q): Query<AlertQuery>, 
             Ok(s) => {
                 let now = Timestamp::now();
                 let v: Vec<_> = s.iter().map(|s| json!({ "silence": s, "active": s.active(now) })).collect();
-                Json(json!({ "silences": v })).into_response()
+                times_answer(json!({ "silences": v }))
             }
             Err(e) => internal(e),
         },
@@ -397,14 +423,14 @@ async fn create_silence(State(st): State<AppState>, headers: HeaderMap, Json(n):
         return error(StatusCode::BAD_REQUEST, "invalid", "a silence needs at least one matcher");
     }
     let now = Timestamp::now();
-    let parse = |s: &Option<String>| s.as_deref().map(Timestamp::parse_rfc3339).transpose();
-    let (starts, ends) = match (parse(&n.starts_at), parse(&n.ends_at)) {
+    let parse = |name: &str, s: &Option<String>| s.as_deref().map(|v| crate::api::parse_time(name, v)).transpose();
+    let (starts, ends) = match (parse("startsAt", &n.starts_at), parse("endsAt", &n.ends_at)) {
         (Ok(s), Ok(e)) => (s.unwrap_or(now), e),
-        _ => return error(StatusCode::BAD_REQUEST, "invalid", "startsAt/endsAt must be RFC 3339"),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, "invalid", e),
     };
     let ends = match (ends, n.duration.as_deref().and_then(kilowatch_alerts::parse_duration_s)) {
         (Some(e), _) => e,
-        (None, Some(d)) => Timestamp(starts.0 + d * NANOS_PER_SEC),
+        (None, Some(d)) => starts.saturating_add_ns(d.saturating_mul(NANOS_PER_SEC)),
         (None, None) => return error(StatusCode::BAD_REQUEST, "invalid", "give endsAt or duration (e.g. \"2h\")"),
     };
     if ends <= starts {
@@ -415,7 +441,7 @@ async fn create_silence(State(st): State<AppState>, headers: HeaderMap, Json(n):
     match ob.put_silence(&s) {
         Ok(()) => {
             tracing::info!(silence = %id, matchers = ?s.matchers.iter().map(ToString::to_string).collect::<Vec<_>>(), ends = %ends.to_rfc3339(), "silence created");
-            (StatusCode::CREATED, Json(json!({ "silenceID": id, "silence": s }))).into_response()
+            (StatusCode::CREATED, times_answer(json!({ "silenceID": id, "silence": s }))).into_response()
         }
         Err(e) => internal(e),
     }
@@ -454,6 +480,16 @@ mod tests {
             .collect();
         assert_eq!(got.get("dgx-001"), Some(&79.0));
         assert_eq!(got.get("dgx-002"), Some(&0.0));
+    }
+
+    #[test]
+    fn api_times_are_rfc3339() {
+        let mut v = json!({ "alerts": [{ "alert": { "fired_at": 1_800_000_000_000_000_000i64, "resolved_at": null, "value": 3, "history": [{ "at": 0 }] } }] });
+        rfc3339_times(&mut v);
+        assert_eq!(v["alerts"][0]["alert"]["fired_at"], "2027-01-15T08:00:00Z");
+        assert_eq!(v["alerts"][0]["alert"]["history"][0]["at"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["alerts"][0]["alert"]["value"], 3, "other numbers stay");
+        assert!(v["alerts"][0]["alert"]["resolved_at"].is_null());
     }
 
     #[test]

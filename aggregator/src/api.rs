@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::auth::{Auth, Grant};
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteSummary};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -54,30 +54,26 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, hea
     let store = st.store.clone();
     let sink = st.sink.clone();
     // Parsing a large body is CPU work too: off the async workers, with the store write.
-    let stored = tokio::task::spawn_blocking(move || -> Result<usize, Refused> {
+    let stored = tokio::task::spawn_blocking(move || -> Result<WriteSummary, Refused> {
         let text = std::str::from_utf8(&body).map_err(|_| Refused::NotUtf8)?;
         let lines = parse_batch(text, precision, Timestamp::now()).map_err(Refused::Line)?;
         if lines.is_empty() {
-            return Ok(0);
+            return Ok(WriteSummary::default());
         }
         let summary = store.write_lines(&lines).map_err(Refused::Store)?;
         if let Some(sink) = sink {
-            sink.enqueue(&lines.to_points());
+            let refused: std::collections::HashSet<usize> = summary.refused.iter().map(|r| r.line).collect();
+            sink.enqueue(&lines.to_points().into_iter().zip(lines.iter()).filter(|(_, l)| !refused.contains(&l.number())).map(|(p, _)| p).collect::<Vec<_>>());
         }
-        Ok(summary.samples)
+        Ok(summary)
     });
     match stored.await {
-        Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(summary)) if summary.refused.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(summary)) => partial_write(&summary, &who),
         Ok(Err(Refused::NotUtf8)) => error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text"),
         Ok(Err(Refused::Line(e))) => {
             tracing::debug!(line = e.line, reason = %e.reason, writer = %who, bucket = ?q.bucket, org = ?q.org, "rejected write");
             line_error(StatusCode::BAD_REQUEST, "invalid", e.line, e.to_string())
-        }
-        Ok(Err(Refused::Store(e @ StoreError::TooOld { line, .. }))) => {
-            tracing::info!(line, writer = %who, "write refused: older than the out-of-order window");
-            // InfluxDB answers 422 for points outside its retention; clients (our collector
-            // included) drop such a batch instead of retrying it.
-            line_error(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable entity", line, e.to_string())
         }
         Ok(Err(Refused::Store(e))) => {
             tracing::error!(error = %e, writer = %who, "write not stored");
@@ -88,6 +84,25 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, hea
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", "write task failed")
         }
     }
+}
+
+/// Refused lines listed in a partial write's answer, at most: the answer stays small when a
+/// whole batch of a node with a wrong clock is refused.
+const MAX_LISTED_REFUSALS: usize = 20;
+
+/// The answer to a write of which some lines were refused and the others stored: 422, as
+/// InfluxDB v2 answers a partial write. Retrying cannot help, and the good lines are in.
+fn partial_write(summary: &WriteSummary, who: &str) -> Response {
+    let first = &summary.refused[0];
+    let refused = summary.refused.len();
+    tracing::info!(line = first.line, refused, accepted = summary.points, writer = %who, reason = %first.reason, "write partly refused");
+    let message = format!("partial write: {refused} line(s) refused, {} stored; first refused: {first}", summary.points);
+    let errors: Vec<_> = summary.refused.iter().take(MAX_LISTED_REFUSALS).map(|r| json!({ "line": r.line, "message": r.reason })).collect();
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({ "code": "unprocessable entity", "message": message, "line": first.line, "refused": refused, "accepted": summary.points, "errors": errors })),
+    )
+        .into_response()
 }
 
 /// Why a write was not stored.
@@ -112,13 +127,22 @@ pub struct RangeParams {
 pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String> {
     let parse = |name: &str, v: Option<&str>| -> Result<Timestamp, String> {
         let v = v.ok_or_else(|| format!("{name} is required (RFC 3339, e.g. 2026-10-01T00:00:00+02:00)"))?;
-        Timestamp::parse_rfc3339(v).map_err(|e| format!("{name}={v:?} is not an RFC 3339 time: {e}"))
+        parse_time(name, v)
     };
     let r = TimeRange::new(parse("from", from)?, parse("to", to)?);
     if r.to <= r.from {
         return Err("to must be after from".into());
     }
     Ok(r)
+}
+
+/// A query parameter's RFC 3339 time; the message names the parameter and, for a date beyond
+/// what the store's timestamps hold, the supported range.
+pub fn parse_time(name: &str, v: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(v).map_err(|e| match e {
+        kilowatch_model::TimeError::Parse(e) => format!("{name}={v:?} is not an RFC 3339 time: {e}"),
+        e @ kilowatch_model::TimeError::OutOfRange(_) => format!("{name}: {e}"),
+    })
 }
 
 // `GET /api/v1/kpi` lives in `acct_api` (ranges and calendar periods).

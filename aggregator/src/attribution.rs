@@ -337,7 +337,7 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step
                 }
                 None => 0.0,
             };
-            let mid = b[s] + (b[s + 1] - b[s]) / 2;
+            let mid = b[s].midpoint(b[s + 1]);
             for idx in &indices {
                 let ge = gpu_e.get(idx).map_or(0.0, |v| v[s]);
                 let e = ge + non_gpu / g;

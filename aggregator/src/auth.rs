@@ -82,10 +82,9 @@ impl Auth {
         query_token
     }
 
-    /// What a token may do, and the name of whoever holds it.
-    pub fn identify(&self, token: Option<&str>) -> (Grant, Option<&str>) {
-        let Some(t) = token else { return (Grant::None, None) };
-        let h = sha256(t);
+    /// The entry of a token.
+    fn find(&self, token: Option<&str>) -> Option<&Known> {
+        let h = sha256(token?);
         // Every entry is compared, without early exit, so timing says nothing about which
         // (or whether one) matched.
         let mut found: Option<&Known> = None;
@@ -94,9 +93,23 @@ impl Auth {
                 found = Some(k);
             }
         }
-        match found {
-            Some(k) => (if k.scope == TokenScope::Write { Grant::Write } else { Grant::Read }, Some(k.name.as_str())),
+        found
+    }
+
+    /// What a token may do, and the name of whoever holds it.
+    pub fn identify(&self, token: Option<&str>) -> (Grant, Option<&str>) {
+        match self.find(token) {
+            // An admin token writes too; what it may do beyond is asked with `admin`.
+            Some(k) => (if k.scope == TokenScope::Read { Grant::Read } else { Grant::Write }, Some(k.name.as_str())),
             None => (Grant::None, None),
+        }
+    }
+
+    /// The holder's name if the token has the admin scope, else what it may do.
+    pub fn admin(&self, token: Option<&str>) -> Result<&str, Grant> {
+        match self.find(token) {
+            Some(k) if k.scope == TokenScope::Admin => Ok(k.name.as_str()),
+            _ => Err(self.grant(token)),
         }
     }
 
@@ -140,6 +153,15 @@ mod tests {
         let a = Auth::from_config(&cfg, false);
         assert_eq!(a.identify(Some("s3cret-token-for-dgx-001")), (Grant::Write, Some("collector dgx-001")));
         assert_eq!(a.grant(Some("s3cret-token-for-dgx-002")), Grant::None);
+        assert_eq!(a.admin(Some("s3cret-token-for-dgx-001")), Err(Grant::Write), "a write token is no admin");
+        let cfg = AuthConfig {
+            tokens: vec![TokenEntry { name: "ops on call".into(), sha256: sha256_hex("admin-token-0123456789"), scope: TokenScope::Admin }],
+            ..AuthConfig::default()
+        };
+        let a = Auth::from_config(&cfg, false);
+        assert_eq!(a.admin(Some("admin-token-0123456789")), Ok("ops on call"));
+        assert_eq!(a.grant(Some("admin-token-0123456789")), Grant::Write, "an admin token writes");
+        assert_eq!(a.admin(None), Err(Grant::None));
         // sha256("abc"), the FIPS 180-2 test vector.
         assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }

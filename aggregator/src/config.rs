@@ -184,6 +184,9 @@ pub struct TokenEntry {
 pub enum TokenScope {
     Write,
     Read,
+    /// Write, plus the admin API (`POST /api/v1/admin/delete`): for an operator, never a
+    /// collector.
+    Admin,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,9 +227,39 @@ pub struct StoreConfig {
     /// collector replays its spool oldest first, so a replay after an outage stays in order.
     #[serde(default = "default_out_of_order_window")]
     pub out_of_order_window_s: u64,
+    /// Seconds a sample may be stamped ahead of the server's clock (default 300). A line with a
+    /// later sample is refused (HTTP 422, the request's other lines are stored): one node with a
+    /// wrong clock must not block its series for months nor move "now" for the whole site.
+    /// Five minutes is far above the drift of any node that runs NTP (milliseconds) or of one
+    /// whose NTP has been off for days (seconds a day), and no more than one live window (the
+    /// live KPIs and the dashboard's staleness count five minutes), the most "now" can move.
+    #[serde(default = "default_max_future_skew")]
+    pub max_future_skew_s: u64,
+    /// Most series the store holds (default 1,000,000). A line that would create more is
+    /// refused (HTTP 422, naming this key). A GPU sends about 13 series (10 `gpu` fields, its
+    /// share of `node`, `gpu_job`), so 50,000 GPUs make about 650,000, plus the facility's few
+    /// thousand; a million leaves room for swapped GPUs' new series. Each costs about 1.5 KB of
+    /// memory.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Longest measurement, tag key, tag value or field key accepted, in bytes (default 256).
+    /// A line with a longer one is refused (HTTP 422, naming this key).
+    #[serde(default = "default_max_name_bytes")]
+    pub max_name_bytes: usize,
 }
 
 impl StoreConfig {
+    /// What writes refuse, line by line.
+    pub fn policy(&self) -> crate::store::WritePolicy {
+        let ns = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000);
+        crate::store::WritePolicy {
+            out_of_order_window_ns: Some(ns(self.out_of_order_window_s)),
+            max_future_skew_ns: Some(ns(self.max_future_skew_s)),
+            max_series: Some(self.max_series),
+            max_name_bytes: Some(self.max_name_bytes),
+        }
+    }
+
     pub fn retention(&self) -> crate::store::Retention {
         const H: i64 = 3_600_000_000_000;
         let h = |n: u64| i64::try_from(n).unwrap_or(i64::MAX / H).saturating_mul(H);
@@ -267,6 +300,15 @@ fn default_maintenance() -> u64 {
 }
 fn default_out_of_order_window() -> u64 {
     48 * 3600
+}
+fn default_max_future_skew() -> u64 {
+    300
+}
+fn default_max_series() -> usize {
+    1_000_000
+}
+fn default_max_name_bytes() -> usize {
+    256
 }
 fn default_factor() -> f64 {
     0.056
@@ -317,6 +359,9 @@ impl Default for StoreConfig {
             hour_rollup_retention_d: 0,
             maintenance_interval_s: default_maintenance(),
             out_of_order_window_s: default_out_of_order_window(),
+            max_future_skew_s: default_max_future_skew(),
+            max_series: default_max_series(),
+            max_name_bytes: default_max_name_bytes(),
         }
     }
 }
@@ -353,8 +398,15 @@ impl Config {
                 return Err(ConfigError::Invalid { key, message: "must be at least 1".into() });
             }
         }
-        if self.store.out_of_order_window_s == 0 {
-            return Err(ConfigError::Invalid { key: "store.out_of_order_window_s", message: "must be at least 1".into() });
+        for (key, v) in [
+            ("store.out_of_order_window_s", self.store.out_of_order_window_s),
+            ("store.max_future_skew_s", self.store.max_future_skew_s),
+            ("store.max_series", self.store.max_series as u64),
+            ("store.max_name_bytes", self.store.max_name_bytes as u64),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid { key, message: "must be at least 1".into() });
+            }
         }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => return Err(ConfigError::Invalid { key: "server.tls_key", message: "tls_cert is set, tls_key is missing".into() }),

@@ -213,7 +213,7 @@ pub fn gpu_job_runs(store: &Store, from: i64, to: i64, max_gap_ns: i64) -> Resul
         for (t, v) in samples {
             let Some(job) = v.as_text().map(str::to_owned) else { continue };
             cur = match cur.take() {
-                Some((j, s, e)) if j == job && t - e <= max_gap_ns => Some((j, s, t)),
+                Some((j, s, e)) if j == job && t.saturating_sub(e) <= max_gap_ns => Some((j, s, t)),
                 Some((j, s, e)) => {
                     runs.entry((j, node.to_owned(), gpu)).or_default().push((s, e));
                     Some((job, t, t))

@@ -432,6 +432,6 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
 /// The live window: the last five minutes up to the newest data the store holds (which runs
 /// ahead of the wall clock when the demo runs faster than real time).
 pub fn live_range(store: &Store) -> Result<TimeRange, StoreError> {
-    let now = store.stats()?.newest_ts.map(Timestamp).unwrap_or_else(Timestamp::now);
-    Ok(TimeRange::new(Timestamp(now.0 - 300 * kilowatch_model::time::NANOS_PER_SEC), now))
+    let now = Timestamp(store.live_now()?);
+    Ok(TimeRange::new(now.saturating_add_ns(-300 * kilowatch_model::time::NANOS_PER_SEC), now))
 }

@@ -3,6 +3,7 @@
 
 pub mod alerting;
 pub mod acct_api;
+pub mod admin;
 pub mod api;
 pub mod attribution;
 pub mod cache;

@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
             }
             cfg.validate()?;
             let has = |scope| cfg.auth.tokens.iter().any(|t| t.scope == scope);
-            if cfg.auth.write_tokens.is_empty() && !has(TokenScope::Write) {
+            if cfg.auth.write_tokens.is_empty() && !has(TokenScope::Write) && !has(TokenScope::Admin) {
                 anyhow::bail!("no write token: set auth.write_tokens in the config or KILOWATCH_WRITE_TOKEN");
             }
             if cfg.auth.read_tokens.is_empty() && !has(TokenScope::Read) && !insecure_no_auth {
@@ -154,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
                 _ => None,
             };
             let store = Arc::new(Store::open(&cfg.server.data_dir)?);
-            store.set_out_of_order_window(Some(Duration::from_secs(cfg.store.out_of_order_window_s)))?;
+            store.set_policy(cfg.store.policy())?;
             let addr: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let shutdown = shutdown_on_ctrl_c();

@@ -14,6 +14,8 @@ pub enum PeriodError {
     Param { name: &'static str, value: String, why: &'static str },
     #[error("the local time {0} does not exist in the site's time zone")]
     NoLocalTime(String),
+    #[error("{0} is outside the supported range, {range}", range = kilowatch_model::time::SUPPORTED_RANGE)]
+    OutOfRange(String),
 }
 
 /// A resolved period: its window and how to label it.
@@ -32,7 +34,7 @@ pub struct Period {
 fn local_midnight(tz: Tz, d: NaiveDate) -> Result<Timestamp, PeriodError> {
     let naive = d.and_hms_opt(0, 0, 0).ok_or_else(|| PeriodError::NoLocalTime(d.to_string()))?;
     match tz.from_local_datetime(&naive) {
-        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(Timestamp::from_datetime(t)),
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Timestamp::try_from_datetime(t).ok_or_else(|| PeriodError::OutOfRange(d.to_string())),
         LocalResult::None => Err(PeriodError::NoLocalTime(naive.to_string())),
     }
 }
@@ -46,7 +48,7 @@ fn month_start(tz: Tz, y: i32, m: u32) -> Result<Timestamp, PeriodError> {
 fn parse_month(s: &str) -> Result<(i32, u32), PeriodError> {
     let bad = || PeriodError::Param { name: "month", value: s.to_owned(), why: "expected YYYY-MM" };
     let (y, m) = s.split_once('-').ok_or_else(bad)?;
-    let y: i32 = y.parse().map_err(|_| bad())?;
+    let y: i32 = y.parse().ok().filter(|y| (1..=9999).contains(y)).ok_or_else(bad)?;
     let m: u32 = m.parse().map_err(|_| bad())?;
     if !(1..=12).contains(&m) {
         return Err(bad());
@@ -61,18 +63,18 @@ pub fn resolve(period: &str, at: Option<Timestamp>, month: Option<&str>, year: O
     let local: DateTime<Tz> = at.to_datetime().with_timezone(&tz);
     let zone = tz.name();
     let year_n = match year {
-        Some(y) => Some(y.parse::<i32>().map_err(|_| PeriodError::Param { name: "year", value: y.to_owned(), why: "expected YYYY" })?),
+        Some(y) => Some(y.parse::<i32>().ok().filter(|y| (1..=9999).contains(y)).ok_or_else(|| PeriodError::Param { name: "year", value: y.to_owned(), why: "expected YYYY" })?),
         None => None,
     };
     let month_n = month.map(parse_month).transpose()?;
     let p = |from: Timestamp, to: Timestamp, label: String, official: bool| Period { range: TimeRange::new(from, to), label, official };
     Ok(match period {
-        "live" => p(Timestamp(at.0 - 300_000_000_000), at, format!("live, last 5 min to {} (operational indicator)", at.to_rfc3339()), false),
+        "live" => p(at.saturating_add_ns(-300_000_000_000), at, format!("live, last 5 min to {} (operational indicator)", at.to_rfc3339()), false),
         "hour" => {
             // Truncating in UTC is truncating locally for whole-hour offsets.
-            let from = Timestamp(at.0.div_euclid(3_600_000_000_000) * 3_600_000_000_000);
+            let from = Timestamp(at.0.div_euclid(3_600_000_000_000).saturating_mul(3_600_000_000_000));
             let l = local.with_minute(0).and_then(|l| l.with_second(0)).unwrap_or(local);
-            p(from, Timestamp(from.0 + 3_600_000_000_000), format!("hour {} ({zone}, operational indicator)", l.format("%Y-%m-%d %H:00")), false)
+            p(from, from.saturating_add_ns(3_600_000_000_000), format!("hour {} ({zone}, operational indicator)", l.format("%Y-%m-%d %H:00")), false)
         }
         "day" => {
             let d = local.date_naive();
@@ -126,5 +128,9 @@ mod tests {
         let r = resolve("rolling12", None, Some("2024-12"), None, tz, now).expect("r12");
         assert_eq!(r.range, resolve("year", None, None, Some("2024"), tz, now).expect("year").range);
         assert!(matches!(resolve("fortnight", None, None, None, tz, now), Err(PeriodError::Unknown(_))));
+        // Years the store's timestamps cannot hold are refused, not wrapped to another date.
+        assert!(matches!(resolve("year", None, None, Some("0001"), tz, now), Err(PeriodError::OutOfRange(_))));
+        assert!(matches!(resolve("month", None, Some("2262-12"), None, tz, now), Err(PeriodError::OutOfRange(_))));
+        assert!(matches!(resolve("year", None, None, Some("2147483647"), tz, now), Err(PeriodError::Param { .. })));
     }
 }

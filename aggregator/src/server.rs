@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(api::health))
         .merge(ingest)
         .merge(crate::alerting::routes())
+        .merge(crate::admin::routes())
         .with_state(state)
         .merge(dashboard)
         .layer(middleware::from_fn(basic_auth))

@@ -26,7 +26,9 @@ pub struct StoreView {
     site: String,
 }
 
-/// A window resolved against the newest data: `[from, to)` in ns cut into `step`s.
+/// A window resolved against the newest data: `[from, to)` in ns cut into `step`s. Built only
+/// by [`Span::ending`], so `from <= to` even at the ends of time: a sample stamped near the
+/// largest timestamp must not make a chart overflow or panic.
 #[derive(Clone, Copy)]
 struct Span {
     from: i64,
@@ -35,15 +37,24 @@ struct Span {
 }
 
 impl Span {
-    fn buckets(&self) -> usize {
-        ((self.to - self.from) / self.step).max(1) as usize
+    /// `span_ns` before the end of the `step` holding `newest`, aligned to `step` so buckets
+    /// stay put between refreshes (saturated at the ends of time).
+    fn ending(newest: i64, span_ns: i64, step: i64) -> Span {
+        let to = newest.div_euclid(step).saturating_add(1).saturating_mul(step);
+        Span { from: to.saturating_sub(span_ns), to, step }
     }
-    /// The bucket holding `t` (`usize::MAX` before the span: no bucket).
+    fn buckets(&self) -> usize {
+        usize::try_from(self.to.saturating_sub(self.from) / self.step).unwrap_or(0).max(1)
+    }
+    /// The bucket holding `t` (`usize::MAX` outside the span: no bucket).
     fn index(&self, t: i64) -> usize {
-        if t < self.from { usize::MAX } else { ((t - self.from) / self.step) as usize }
+        t.checked_sub(self.from).filter(|d| *d >= 0).and_then(|d| usize::try_from(d / self.step).ok()).unwrap_or(usize::MAX)
+    }
+    fn at(&self, i: usize) -> i64 {
+        i64::try_from(i).unwrap_or(i64::MAX).saturating_mul(self.step).saturating_add(self.from)
     }
     fn ms(&self, i: usize) -> i64 {
-        (self.from + i as i64 * self.step) / 1_000_000
+        self.at(i) / 1_000_000
     }
 }
 
@@ -56,16 +67,14 @@ impl StoreView {
         StoreView { store, site }
     }
 
+    /// "Now" for live views: the newest data, never later than the clock plus the allowed skew.
     fn newest(&self) -> Result<i64, StoreError> {
-        Ok(self.store.stats()?.newest_ts.unwrap_or_else(|| Timestamp::now().0))
+        self.store.live_now()
     }
 
-    /// The window ending at the newest data, aligned to its step so buckets stay put between
-    /// refreshes.
+    /// The window ending at the newest data.
     fn span(&self, w: Window) -> Result<Span, StoreError> {
-        let step = w.step_s * NANOS_PER_SEC;
-        let to = (self.newest()?.div_euclid(step) + 1) * step;
-        Ok(Span { from: to - w.span_s * NANOS_PER_SEC, to, step })
+        Ok(Span::ending(self.newest()?, w.span_s.saturating_mul(NANOS_PER_SEC), w.step_s.saturating_mul(NANOS_PER_SEC).max(1)))
     }
 
     /// The series over the span as buckets: roll-ups up to where they end (hour ones when the
@@ -87,7 +96,7 @@ impl StoreView {
             }
         }
         let raw_from = if s.step >= MINUTE { rolled } else { s.from };
-        for (t, v) in self.store.read_with_neighbours(id, raw_from, s.to - 1)? {
+        for (t, v) in self.store.read_with_neighbours(id, raw_from, s.to.saturating_sub(1))? {
             if t >= raw_from && t < s.to {
                 let f = v.as_f64().filter(|f| f.is_finite()).unwrap_or(f64::NAN);
                 out.push((Bucket { n: 1, min: f, max: f, mean: f, last: Some((t, v)), ..Bucket::empty(t) }, 0));
@@ -104,7 +113,8 @@ impl StoreView {
             if b.mean.is_finite() {
                 // A roll-up wider than the chart's step (hour buckets under a minute step, once
                 // the minute ones are expired) fills every chart bucket it spans.
-                for i in s.index(b.t)..=s.index(b.t + width - 1).max(s.index(b.t)) {
+                let first = s.index(b.t);
+                for i in first..=s.index(b.t.saturating_add(width - 1)).max(first).min(s.buckets()) {
                     if let (Some(a), Some(c)) = (sum.get_mut(i), n.get_mut(i)) {
                         *a += b.mean * f64::from(b.n);
                         *c += f64::from(b.n);
@@ -212,7 +222,7 @@ impl StoreView {
         let gpus = self.recent(GPU, "power_w", since)?;
         Ok(Overview {
             site: self.site.clone(),
-            data_time: self.store.stats()?.newest_ts.map(|t| Timestamp(t).to_rfc3339()),
+            data_time: self.store.stats()?.newest_ts.map(|t| Timestamp(t.min(live.to.0)).to_rfc3339()),
             pue: k.pue,
             pue_category: k.pue_category,
             window: "live, last 5 min".into(),
@@ -283,7 +293,7 @@ impl StoreView {
             envelope.drain(..envelope.len().saturating_sub(ENVELOPE_POINTS));
             let fresh = |m: Option<&SeriesMeta>| -> Result<Option<Value>, StoreError> {
                 let Some(m) = m else { return Ok(None) };
-                Ok(self.store.latest(&[m.id])?.into_iter().flatten().find(|(t, _)| *t >= newest - STALE_NS).map(|(_, v)| v))
+                Ok(self.store.latest(&[m.id])?.into_iter().flatten().find(|(t, _)| *t >= newest.saturating_sub(STALE_NS)).map(|(_, v)| v))
             };
             let supply_temp_c = fresh(Some(&t_meta))?.and_then(|v| v.as_f64());
             let supply_rh_pct = fresh(rh_meta.as_ref())?.and_then(|v| v.as_f64());
@@ -304,7 +314,7 @@ impl StoreView {
 
     /// Water drawn per bucket (L, counter deltas) and the mean outside wet bulb (Stull 2011).
     fn water_at(&self, s: Span) -> Result<Vec<Series>, StoreError> {
-        let bounds: Vec<i64> = (0..=s.buckets()).map(|i| s.from + i as i64 * s.step).collect();
+        let bounds: Vec<i64> = (0..=s.buckets()).map(|i| s.at(i)).collect();
         let mut litres = vec![None; s.buckets()];
         for m in self.store.find_series(WATER, "volume_m3", &[])? {
             let l = self.store.ledger(m.id, EnergyKind::Counter, &bounds)?;
@@ -324,8 +334,7 @@ impl StoreView {
         let base = self.span(w)?;
         let at = |step_s: i64| {
             let step = step_s * NANOS_PER_SEC;
-            let to = (base.to.div_euclid(step) + 1) * step;
-            Span { from: to - (w.span_s.max(step_s) * NANOS_PER_SEC).div_euclid(step) * step, to, step }
+            Span::ending(base.to, w.span_s.max(step_s).saturating_mul(NANOS_PER_SEC).div_euclid(step).saturating_mul(step), step)
         };
         Ok(Water { hourly: self.water_at(at(3600))?, daily: self.water_at(at(86_400))? })
     }
@@ -344,7 +353,7 @@ impl StoreView {
                 match field {
                     "power_w" => {
                         c.power_w = v;
-                        c.stale = t < newest - STALE_NS;
+                        c.stale = t < newest.saturating_sub(STALE_NS);
                     }
                     "temp_margin_c" => c.temp_margin_c = v,
                     "util_pct" => c.util_pct = v,
@@ -423,6 +432,34 @@ mod tests {
 
     const S: i64 = NANOS_PER_SEC;
     const T0: i64 = 1_790_812_800 * S;
+
+    /// Without a skew limit (the demo's store), "now" is the newest sample, here the last
+    /// instant there is: every view still answers.
+    #[test]
+    fn views_answer_with_a_sample_at_the_end_of_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(dir.path()).expect("open"));
+        for t in [T0, i64::MAX - 1, i64::MAX] {
+            store
+                .write(&[
+                    Point::new(METER, Timestamp(t)).tag("meter", "grid").tag("role", role::FACILITY).field("power_w", 1e6),
+                    Point::new(COOLING, Timestamp(t)).tag("unit", "cu1").field("supply_temp_c", 20.0).field("supply_rh_pct", 50.0).field("mode", "free"),
+                    Point::new(WATER, Timestamp(t)).tag("meter", "w1").field("volume_m3", 10.0),
+                    Point::new(GPU, Timestamp(t)).tag("node", "dgx-001").tag("gpu", "0").field("power_w", 500.0),
+                ])
+                .expect("write");
+        }
+        let view = StoreView::new(store.clone(), "dc5".into());
+        for w in ["1h", "24h", "30d"].map(|w| Window::parse(w).expect("window")) {
+            view.build_power(w).expect("power");
+            view.build_climate(w).expect("climate");
+            view.build_cooling(w).expect("cooling");
+            view.build_water(w).expect("water");
+            view.build_gpu_detail("dgx-001", Some(0), w).expect("gpu");
+        }
+        view.build_gpus().expect("gpus");
+        view.build_overview().expect("overview");
+    }
 
     #[test]
     fn charts_read_the_same_from_rollups_as_from_raw() {

@@ -34,6 +34,9 @@ async fn silences_alerts_and_rules_over_http() {
     let list: serde_json::Value = http.get(url("/api/v1/silences")).header("Authorization", format!("Token {READ}")).send().await.expect("get").json().await.expect("json");
     assert_eq!(list["silences"][0]["silence"]["id"], id.as_str());
     assert_eq!(list["silences"][0]["active"], true);
+    // Times are RFC 3339, as docs/api.md says of every time.
+    let ends = list["silences"][0]["silence"]["endsAt"].as_str().expect("endsAt is text");
+    assert!(Timestamp::parse_rfc3339(ends).is_ok(), "{ends}");
 
     // The engine, beside the server, evaluates what the store holds and honours the silence.
     let now = Timestamp::now();
@@ -56,6 +59,8 @@ async fn silences_alerts_and_rules_over_http() {
         let unit = a["alert"]["labels"]["unit"].as_str().expect("unit");
         assert_eq!(a["alert"]["status"], "firing");
         assert_eq!(a["alert"]["history"][1]["to"], "firing");
+        assert_eq!(a["alert"]["fired_at"], now.to_rfc3339(), "{a}");
+        assert_eq!(a["alert"]["history"][1]["at"], now.to_rfc3339(), "{a}");
         if unit == "cu-01" {
             assert!(a["muted"].as_str().is_some_and(|m| m.contains(&id)), "{a}");
         } else {
@@ -66,6 +71,7 @@ async fn silences_alerts_and_rules_over_http() {
     assert_eq!(rules["rules"][0]["rule"]["name"], "Warm");
     assert_eq!(rules["rules"][0]["status"]["series"], 2);
     assert_eq!(rules["rules"][0]["status"]["active"], 2);
+    assert_eq!(rules["rules"][0]["status"]["last_eval"], now.to_rfc3339());
 
     let r = http.delete(url(&format!("/api/v1/silences/{id}"))).header("Authorization", format!("Token {WRITE}")).send().await.expect("delete");
     assert_eq!(r.status(), 204);

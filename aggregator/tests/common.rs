@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kilowatch_aggregator::api::AppState;
-use kilowatch_aggregator::auth::Auth;
-use kilowatch_aggregator::config::Config;
+use kilowatch_aggregator::auth::{Auth, sha256_hex};
+use kilowatch_aggregator::config::{AuthConfig, Config, TokenEntry, TokenScope};
 use kilowatch_aggregator::server;
 use kilowatch_aggregator::store::Store;
 use kilowatch_collector::agent::{Agent, AgentStats};
@@ -19,6 +19,8 @@ use tokio::sync::watch;
 
 pub const WRITE: &str = "write-token-0123456789";
 pub const READ: &str = "read-token-0123456789";
+/// A token of scope `admin` (writes too), held by "ops on call".
+pub const ADMIN: &str = "admin-token-0123456789";
 
 pub struct Server {
     pub addr: SocketAddr,
@@ -34,18 +36,29 @@ impl Server {
 
     /// On a given address, e.g. the one a stopped server had, so clients find it again.
     pub async fn start_on(dir: &Path, addr: SocketAddr) -> Server {
-        Self::start_with(dir, addr, Config::default()).await
+        Self::start_with(dir, addr, Config::default(), false).await
     }
 
-    /// With a configuration of the test's own (carbon factors, `[eu]` declarations, …).
-    pub async fn start_with(dir: &Path, addr: SocketAddr, config: Config) -> Server {
+    /// With `config`; `policy` applies its `[store]` write limits as `kilowatch serve` does
+    /// (off otherwise, so that tests can write history as old or new as they like).
+    pub async fn start_with(dir: &Path, addr: SocketAddr, config: Config, policy: bool) -> Server {
         let store = Arc::new(Store::open(dir).expect("open store"));
+        if policy {
+            store.set_policy(config.store.policy()).expect("policy");
+        }
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, rx) = watch::channel(false);
         let state = AppState {
             store: store.clone(),
-            auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)),
+            auth: Arc::new(Auth::from_config(
+                &AuthConfig {
+                    write_tokens: vec![WRITE.into()],
+                    read_tokens: vec![READ.into()],
+                    tokens: vec![TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin }],
+                },
+                false,
+            )),
             config: Arc::new(config),
             sink: None,
         };
@@ -71,6 +84,11 @@ impl Server {
             .send()
             .await
             .expect("send")
+    }
+
+    /// A GET with the read token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::new().get(self.url(path)).header("Authorization", format!("Token {READ}")).send().await.expect("send")
     }
 
     pub async fn kpi(&self, from: &str, to: &str) -> serde_json::Value {

@@ -56,6 +56,14 @@ fn a_mistyped_key_is_named() {
     std::fs::write(&p, "[site]\ntimezone = \"Europe/Pariss\"\n").expect("write");
     let e = Config::load(&p).expect_err("bad zone").to_string();
     assert!(e.contains("site.timezone"), "{e}");
+    for key in ["max_future_skew_s", "max_series", "max_name_bytes"] {
+        std::fs::write(&p, format!("[store]\n{key} = 0\n")).expect("write");
+        let e = Config::load(&p).expect_err("zero limit").to_string();
+        assert!(e.contains(&format!("store.{key}")), "{e}");
+    }
+    // The admin scope is a scope of [[auth.tokens]].
+    std::fs::write(&p, format!("[[auth.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscope = \"admin\"\n", "ab".repeat(32))).expect("write");
+    Config::load(&p).expect("admin scope");
     // Facility sections and register maps name a mistyped key too.
     let p = dir.path().join("collector.toml");
     std::fs::write(&p, "[aggregator]\nurl = \"http://x\"\n[facility]\n[[facility.modbus]]\nname = \"m\"\nhost = \"h\"\ntimeout = 5\n").expect("write");

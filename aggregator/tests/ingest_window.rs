@@ -1,5 +1,5 @@
 //! The write path: the out-of-order window (store and HTTP, and what a collector does with a
-//! refused batch), whole-or-nothing writes through the series cache, and the borrowed parse
+//! refused line), partial writes through the series cache, and the borrowed parse
 //! storing what the owned one did.
 
 mod common;
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Server, WRITE};
-use kilowatch_aggregator::store::{Store, StoreError, Value};
+use kilowatch_aggregator::store::{Store, Value};
 use kilowatch_collector::agent::{AgentStats, ship_loop};
 use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
@@ -30,7 +30,7 @@ fn read_all(s: &Store, field: &str) -> Vec<(i64, Value)> {
 }
 
 #[test]
-fn samples_older_than_the_window_are_refused_whole() {
+fn lines_older_than_the_window_are_refused_alone() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = Store::open(dir.path()).expect("open");
     s.set_out_of_order_window(Some(Duration::from_secs(2 * 3600))).expect("window");
@@ -41,41 +41,36 @@ fn samples_older_than_the_window_are_refused_whole() {
     s.write(&[meter(1.5, T0 + 2 * H)]).expect("replayed");
     let before = s.stats().expect("stats");
 
-    // One too-old sample refuses the request, its good lines and new series included.
+    // One too-old line is refused; the request's other lines, a new series among them, are stored.
     let new_series = Point::new("meter", Timestamp(T0 + 3 * H)).tag("meter", "new").field("energy_kwh", 1.0);
-    let e = s.write(&[meter(3.0, T0 + 4 * H), new_series.clone(), meter(0.5, T0 + H / 2)]).expect_err("too old");
-    match &e {
-        StoreError::TooOld { line, window_s, .. } => {
-            assert_eq!(*line, 3);
-            assert_eq!(*window_s, 7200);
-        }
-        other => panic!("{other}"),
-    }
-    let msg = e.to_string();
+    let w = s.write(&[meter(3.0, T0 + 4 * H), new_series.clone(), meter(0.5, T0 + H / 2)]).expect("partial write");
+    assert_eq!(w.refused.len(), 1, "{w:?}");
+    assert_eq!((w.refused[0].line, w.points, w.samples, w.new_series), (3, 2, 3, 1));
+    let msg = w.refused[0].to_string();
     assert!(msg.starts_with("line 3: meter,meter=grid-a,role=facility energy_kwh at 2026-10-01T00:30:00Z"), "{msg}");
     assert!(msg.contains("2026-10-01T04:00:00Z"), "the newest counts the request's own earlier lines: {msg}");
+    assert!(msg.contains("7200 s") && msg.contains("out_of_order_window_s"), "{msg}");
     let after = s.stats().expect("stats");
-    assert_eq!((after.series, after.samples_written, after.head_samples), (before.series, before.samples_written, before.head_samples));
-    assert!(s.find_series("meter", "energy_kwh", &[("meter", "new")]).expect("find").is_empty());
-    assert_eq!(read_all(&s, "energy_kwh").len(), 3);
-
-    // The refused request left nothing behind: its series come fresh, the newest is unchanged.
-    s.write(&[new_series, meter(0.9, T0 + H + H / 2)]).expect("1.5 h behind the newest (3 h) is inside the window");
+    assert_eq!((after.series, after.samples_written), (before.series + 1, before.samples_written + 3));
     assert_eq!(s.find_series("meter", "energy_kwh", &[("meter", "new")]).expect("find").len(), 1);
     assert_eq!(
         read_all(&s, "energy_kwh").iter().map(|(t, _)| (t - T0) / (H / 2)).collect::<Vec<_>>(),
-        vec![0, 3, 4, 6],
-        "sorted, one per timestamp"
+        vec![0, 4, 6, 8],
+        "sorted, one per timestamp, the refused one absent"
     );
-    assert_eq!(read_all(&s, "power_w").last(), Some(&(T0 + 3 * H, Value::Num(4.0))));
+    assert_eq!(read_all(&s, "power_w").last(), Some(&(T0 + 4 * H, Value::Num(6.0))));
+    // A request whose every line is refused stores nothing and still answers.
+    let w = s.write(&[meter(0.1, T0)]).expect("all refused");
+    assert_eq!((w.refused.len(), w.points, w.samples), (1, 0, 0));
+    assert_eq!(s.stats().expect("stats").samples_written, after.samples_written);
     s.checkpoint().expect("checkpoint");
     drop(s);
 
     // After a restart the newest comes from the stored data.
     let s = Store::open(dir.path()).expect("reopen");
     s.set_out_of_order_window(Some(Duration::from_secs(2 * 3600))).expect("window");
-    assert!(matches!(s.write(&[meter(0.1, T0 + H / 2)]), Err(StoreError::TooOld { line: 1, .. })));
-    s.write(&[meter(0.1, T0 + 2 * H)]).expect("inside");
+    assert_eq!(s.write(&[meter(0.1, T0 + H / 2)]).expect("write").refused.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1]);
+    assert!(s.write(&[meter(0.1, T0 + 3 * H)]).expect("inside").refused.is_empty());
 }
 
 #[test]
@@ -119,7 +114,7 @@ fn borrowed_parse_stores_what_points_store() {
 }
 
 #[tokio::test]
-async fn http_refuses_too_old_writes_with_422_and_the_line() {
+async fn http_answers_a_partial_write_with_422_the_line_and_the_counts() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = Server::start(dir.path()).await;
     s.store.set_out_of_order_window(Some(Duration::from_secs(3600))).expect("window");
@@ -130,22 +125,24 @@ async fn http_refuses_too_old_writes_with_422_and_the_line() {
     assert_eq!(r.status(), 422);
     let e: serde_json::Value = r.json().await.expect("json");
     assert_eq!(e["line"], 3, "{e}");
+    assert_eq!((e["refused"].as_u64(), e["accepted"].as_u64()), (Some(1), Some(2)), "{e}");
     assert_eq!(e["code"], "unprocessable entity");
     assert!(e["message"].as_str().expect("message").contains("out-of-order window"), "{e}");
+    assert_eq!(e["errors"][0]["line"], 3, "{e}");
     let after = s.store.stats().expect("stats");
-    assert_eq!((after.series, after.samples_written), (before.series, before.samples_written), "nothing stored");
+    assert_eq!((after.series, after.samples_written), (before.series + 1, before.samples_written + 2), "the good lines are stored");
 }
 
-/// A collector whose spool holds a batch the aggregator refuses as too old drops it, counts
-/// it, and delivers the batches around it.
+/// A collector whose spool holds a line the aggregator refuses as too old delivers the lines
+/// around it, counts the refused one and does not resend anything.
 #[tokio::test]
-async fn a_collector_drops_and_counts_a_refused_batch() {
+async fn a_collector_counts_a_refused_line_and_delivers_the_rest() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = Server::start(&dir.path().join("agg")).await;
     s.store.set_out_of_order_window(Some(Duration::from_secs(3600))).expect("window");
     let t = T0;
     let mut spool = Spool::open(SpoolConfig { dir: dir.path().join("spool"), fsync: Fsync::Never, ..SpoolConfig::default() }).expect("spool");
-    for body in [format!("m,k=a v=1 {}\n", t + 10 * H), format!("m,k=a v=2 {t}\n"), format!("m,k=a v=3 {}\n", t + 11 * H)] {
+    for body in [format!("m,k=a v=1 {}\n", t + 10 * H), format!("m,k=a v=2 {t}\nm,k=b v=2 {t}\n"), format!("m,k=a v=3 {}\n", t + 11 * H)] {
         spool.append(body.as_bytes()).expect("append");
     }
     let stats = Arc::new(AgentStats::default());
@@ -162,9 +159,11 @@ async fn a_collector_drops_and_counts_a_refused_batch() {
     let _ = stop.send(true);
     task.await.expect("ship loop");
     assert!(spool.lock().expect("lock").peek(0).expect("peek").is_empty(), "the spool drained: nothing retried forever");
-    assert_eq!(stats.batches_rejected.load(Ordering::Relaxed), 1);
-    assert_eq!(stats.batches_sent.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.lines_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.batches_rejected.load(Ordering::Relaxed), 0, "no batch dropped whole");
+    assert_eq!(stats.batches_sent.load(Ordering::Relaxed), 3);
     let ids = s.store.find_series("m", "v", &[("k", "a")]).expect("find");
     let got: Vec<i64> = s.store.read_with_neighbours(ids[0].id, i64::MIN, i64::MAX).expect("read").iter().map(|(t, _)| *t).collect();
     assert_eq!(got, vec![t + 10 * H, t + 11 * H]);
+    assert_eq!(s.store.find_series("m", "v", &[("k", "b")]).expect("find").len(), 1, "the good line of the mixed batch is stored");
 }

@@ -25,7 +25,7 @@ async fn start() -> (tempfile::TempDir, Server) {
 
 async fn start_with(cfg: Config) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tmp");
-    let s = Server::start_with(dir.path(), "127.0.0.1:0".parse().expect("addr"), cfg).await;
+    let s = Server::start_with(dir.path(), "127.0.0.1:0".parse().expect("addr"), cfg, false).await;
     (dir, s)
 }
 

@@ -109,7 +109,7 @@ impl Engine {
                         (true, Some(c)) => op.test(s.value, *c),
                         _ => op.test(s.value, *threshold),
                     },
-                    Condition::Absent { stale_after } => (now.0 - s.ts.0) > stale_after * kilowatch_model::time::NANOS_PER_SEC,
+                    Condition::Absent { stale_after } => now.0.saturating_sub(s.ts.0) > stale_after.saturating_mul(kilowatch_model::time::NANOS_PER_SEC),
                     Condition::Rate { op, threshold } => {
                         let key = format!("{}\u{1f}{fp}", rule_key(rule));
                         let prev = self.state.prev.insert(key, (s.ts, s.value));

@@ -24,6 +24,8 @@ pub struct AgentStats {
     pub send_errors: AtomicU64,
     /// Batches the server called invalid; they can never succeed and are dropped.
     pub batches_rejected: AtomicU64,
+    /// Lines the server refused (a wrong clock, a limit) while storing the rest of their batch.
+    pub lines_refused: AtomicU64,
     /// Batches lost: dropped from a full spool, or not written because the disk failed.
     pub batches_dropped: AtomicU64,
     pub spool_errors: AtomicU64,
@@ -179,7 +181,12 @@ pub async fn ship_loop(shipper: Shipper, spool: SharedSpool, notify: Arc<Notify>
         let n = batches.len() as u64;
         let body = String::from_utf8_lossy(&batches.concat()).into_owned();
         match shipper.send(body).await {
-            Ok(()) => {
+            Ok(delivered) => {
+                if delivered.refused_lines > 0 {
+                    // Once a request, not per line: a node with a wrong clock sends thousands.
+                    stats.lines_refused.fetch_add(delivered.refused_lines, Ordering::Relaxed);
+                    tracing::warn!(refused_lines = delivered.refused_lines, batches = n, reason = delivered.reason.as_deref().unwrap_or(""), "the server refused some lines and stored the others");
+                }
                 stats.batches_sent.fetch_add(n, Ordering::Relaxed);
                 ack(&spool, n, &stats);
                 backoff = BACKOFF_MIN;

@@ -52,6 +52,12 @@ const HEALTH: &[(&str, &str, &str, Reader)] = &[
         |s| count(&s.batches_rejected),
     ),
     (
+        "kilowatch_collector_lines_refused_total",
+        "Lines the aggregator refused (a clock ahead, a limit) while storing the rest of their batch.",
+        "counter",
+        |s| count(&s.lines_refused),
+    ),
+    (
         "kilowatch_collector_batches_dropped_total",
         "Unsent batches lost: dropped from a full spool, or not written because the disk failed.",
         "counter",

@@ -28,6 +28,26 @@ impl ShipError {
     }
 }
 
+/// What the server did with a batch it took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Lines the server refused while storing the others (a partial write, HTTP 422 with
+    /// `refused` and `accepted` counts): resending cannot change that.
+    pub refused_lines: u64,
+    /// Why, for the first refused line.
+    pub reason: Option<String>,
+}
+
+/// A partial write's answer: `{"refused": N, "accepted": M, "message": …}` (Kilowatch). A 422
+/// without those counts (InfluxDB's "points beyond retention", an older Kilowatch) is not one:
+/// what it stored is unknown, so the batch is treated as rejected.
+fn partial_write(body: &str) -> Option<Delivered> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let refused = v.get("refused")?.as_u64()?;
+    v.get("accepted")?.as_u64()?;
+    Some(Delivered { refused_lines: refused, reason: v.get("message").and_then(|m| m.as_str()).map(str::to_owned) })
+}
+
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
     /// Base URL, e.g. `http://aggregator:8086`.
@@ -74,8 +94,9 @@ impl Shipper {
         &self.endpoint
     }
 
-    /// Posts one batch of line protocol (timestamps in ns).
-    pub async fn send(&self, body: String) -> Result<(), ShipError> {
+    /// Posts one batch of line protocol (timestamps in ns). `Ok` when the server stored it,
+    /// or stored it but for the lines it refused (counted in the answer).
+    pub async fn send(&self, body: String) -> Result<Delivered, ShipError> {
         let url = self.endpoint.clone();
         let resp = self
             .client
@@ -88,9 +109,14 @@ impl Shipper {
             .map_err(|source| ShipError::Network { url: url.clone(), source })?;
         let status = resp.status().as_u16();
         if resp.status().is_success() {
-            return Ok(());
+            return Ok(Delivered::default());
         }
         let message = resp.text().await.unwrap_or_default();
+        if status == 422
+            && let Some(d) = partial_write(&message)
+        {
+            return Ok(d);
+        }
         Err(match status {
             401 | 403 => ShipError::Unauthorized { url, status, message },
             400 | 413 | 422 => ShipError::Rejected { url, status, message },
@@ -106,4 +132,20 @@ fn encode_query(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_write_is_told_from_a_rejection() {
+        let d = partial_write(r#"{"code":"unprocessable entity","message":"partial write: 1 line(s) refused","line":2,"refused":1,"accepted":9}"#).expect("partial");
+        assert_eq!(d.refused_lines, 1);
+        assert!(d.reason.expect("reason").starts_with("partial write"));
+        // InfluxDB's retention answer and an older Kilowatch's whole refusal say nothing stored.
+        assert_eq!(partial_write(r#"{"code":"unprocessable entity","message":"failure writing points to database: partial write: points beyond retention policy dropped=1"}"#), None);
+        assert_eq!(partial_write(r#"{"code":"unprocessable entity","message":"too old","line":3}"#), None);
+        assert_eq!(partial_write("not json"), None);
+    }
 }

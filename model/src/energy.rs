@@ -26,6 +26,12 @@ pub struct CounterDelta {
     pub readings: usize,
 }
 
+/// `b - a` in ns as a float, exact in sign and never overflowing: samples may lie anywhere in
+/// the i64 range (a first reading from a clock reset to 1970, or from before it).
+fn span(a: i64, b: i64) -> f64 {
+    (i128::from(b) - i128::from(a)) as f64
+}
+
 /// A pair of consecutive readings and the part `[lo, hi]` of it inside the window.
 struct Overlap {
     t0: i64,
@@ -53,10 +59,9 @@ pub fn counter_delta(samples: &[(i64, f64)], from: i64, to: i64) -> CounterDelta
     }
     out.readings = samples.iter().filter(|(t, _)| *t >= from && *t <= to).count();
     for Overlap { t0, v0, t1, v1, lo, hi } in overlaps(samples, from, to) {
-        let span = (t1 - t0) as f64;
-        let inside = (hi - lo) as f64;
+        let (whole, inside) = (span(t0, t1), span(lo, hi));
         out.covered_s += inside / 1e9;
-        out.max_gap_s = out.max_gap_s.max(span / 1e9);
+        out.max_gap_s = out.max_gap_s.max(whole / 1e9);
         let d = v1 - v0;
         if d < 0.0 {
             out.resets += 1;
@@ -64,7 +69,7 @@ pub fn counter_delta(samples: &[(i64, f64)], from: i64, to: i64) -> CounterDelta
         }
         // Whole pairs add their delta exactly, so that windows aligned on readings reproduce
         // the meters' own differences bit for bit.
-        out.delta += if inside == span { d } else { d * (inside / span) };
+        out.delta += if inside == whole { d } else { d * (inside / whole) };
     }
     out
 }
@@ -74,8 +79,8 @@ pub fn counter_delta(samples: &[(i64, f64)], from: i64, to: i64) -> CounterDelta
 pub fn trapezoid_joules(samples: &[(i64, f64)], from: i64, to: i64) -> f64 {
     let mut j = 0.0;
     for Overlap { t0, v0: p0, t1, v1: p1, lo, hi } in overlaps(samples, from, to) {
-        let at = |t: i64| p0 + (p1 - p0) * ((t - t0) as f64 / (t1 - t0) as f64);
-        j += (at(lo) + at(hi)) / 2.0 * ((hi - lo) as f64 / 1e9);
+        let at = |t: i64| p0 + (p1 - p0) * (span(t0, t) / span(t0, t1));
+        j += (at(lo) + at(hi)) / 2.0 * (span(lo, hi) / 1e9);
     }
     j
 }
@@ -145,7 +150,7 @@ impl Ledger {
 }
 
 pub fn median_step(samples: &[(i64, f64)]) -> f64 {
-    let mut d: Vec<i64> = samples.windows(2).map(|w| w[1].0 - w[0].0).filter(|d| *d > 0).collect();
+    let mut d: Vec<i64> = samples.windows(2).map(|w| w[1].0.saturating_sub(w[0].0)).filter(|d| *d > 0).collect();
     if d.is_empty() {
         return 0.0;
     }
@@ -175,7 +180,7 @@ where
         if b.0 <= a.0 || b.0 <= first || a.0 >= last {
             continue;
         }
-        out.max_gap_s = out.max_gap_s.max((b.0 - a.0) as f64 / 1e9);
+        out.max_gap_s = out.max_gap_s.max(span(a.0, b.0) / 1e9);
         out.cover(a.0.max(first), b.0.min(last));
         // Segments only move forward because samples are sorted.
         while seg < n && bounds[seg + 1] <= a.0 {
@@ -187,7 +192,7 @@ where
             let lo = a.0.max(bounds[s]);
             let hi = b.0.min(bounds[s + 1]);
             if hi > lo {
-                out.covered_s[s] += (hi - lo) as f64 / 1e9;
+                out.covered_s[s] += span(lo, hi) / 1e9;
                 match contrib(a, b, lo, hi) {
                     Some(v) => out.values[s] += v,
                     None if !reset_counted => {
@@ -212,15 +217,15 @@ pub fn counter_ledger(samples: &[(i64, f64)], bounds: &[i64]) -> Ledger {
         }
         // A whole pair adds its delta exactly, so aligned windows reproduce the meter's own
         // differences bit for bit.
-        Some(if lo == t0 && hi == t1 { d } else { d * ((hi - lo) as f64 / (t1 - t0) as f64) })
+        Some(if lo == t0 && hi == t1 { d } else { d * (span(lo, hi) / span(t0, t1)) })
     })
 }
 
 /// Trapezoid integration of a power series (W) per segment, in joules, flagged estimated.
 pub fn power_ledger(samples: &[(i64, f64)], bounds: &[i64]) -> Ledger {
     split(samples, bounds, true, |(t0, p0), (t1, p1), lo, hi| {
-        let at = |t: i64| p0 + (p1 - p0) * ((t - t0) as f64 / (t1 - t0) as f64);
-        Some(((at(lo) + at(hi)) / 2.0 * ((hi - lo) as f64 / 1e9)).max(0.0))
+        let at = |t: i64| p0 + (p1 - p0) * (span(t0, t) / span(t0, t1));
+        Some(((at(lo) + at(hi)) / 2.0 * (span(lo, hi) / 1e9)).max(0.0))
     })
 }
 
@@ -234,10 +239,11 @@ pub fn hour_bounds(from: i64, to: i64) -> Vec<i64> {
 pub fn step_bounds(from: i64, to: i64, step: i64) -> Vec<i64> {
     let step = step.max(1);
     let mut b = vec![from];
-    let mut t = (from.div_euclid(step) + 1) * step;
+    let mut t = from.div_euclid(step).saturating_add(1).saturating_mul(step);
     while t < to {
         b.push(t);
-        t += step;
+        let Some(next) = t.checked_add(step) else { break };
+        t = next;
     }
     if to > from {
         b.push(to);

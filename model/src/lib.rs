@@ -13,4 +13,4 @@ pub use job::{JobAllocation, JobId};
 pub use lineproto::{FieldValueRef, Line, LineError, Lines, Precision, encode_points, parse_batch, parse_lines};
 pub use metric::{Kind, MetricDef, Unit, lookup_metric, METRICS};
 pub use point::{FieldValue, Labels, Point};
-pub use time::{TimeRange, Timestamp};
+pub use time::{TimeError, TimeRange, Timestamp};

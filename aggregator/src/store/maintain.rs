@@ -26,6 +26,12 @@ const SETTLE_NS: i64 = 120 * 1_000_000_000;
 const BATCH_SERIES: usize = 512;
 /// Rows deleted per statement, so that retention never holds the lock for long.
 const DELETE_BATCH: i64 = 20_000;
+/// A stretch with no sample at all longer than this is skipped by the roll-up instead of rolled
+/// up day by day. A first sample stamped decades ago (a node whose clock had been reset to 1970)
+/// made the catch-up walk every empty day since, filling each minute with a counter's increase
+/// spread over the gap: a pass that never ended, and retention that never ran behind it. Reads
+/// across a skipped gap still use the readings on both sides of it.
+const SKIP_EMPTY_NS: i64 = 7 * DAY;
 
 /// How long each resolution is kept, ns. `None` keeps it forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,8 @@ pub struct MaintenanceReport {
     pub blocks_written: usize,
     pub raw_rows_deleted: usize,
     pub rollup_rows_deleted: usize,
+    /// Hours without any sample skipped by the roll-up (see `SKIP_EMPTY_NS`).
+    pub empty_hours_skipped: usize,
 }
 
 /// Called with each span `[from, to)` a pass rolls up (first time or again), after its roll-ups
@@ -69,8 +77,9 @@ fn rollup_delete(level: Level) -> String {
     )
 }
 
+/// `t` rounded down to a multiple of `step`, saturated (never wrapped) near the end of time.
 fn floor(t: i64, step: i64) -> i64 {
-    t.div_euclid(step) * step
+    t.div_euclid(step).saturating_mul(step)
 }
 
 impl Store {
@@ -111,7 +120,7 @@ impl Store {
             rep.late_hours_ignored = dirty.iter().filter(|h| **h < raw_from).count();
             let dirty: Vec<i64> = dirty.into_iter().filter(|h| *h >= raw_from).collect();
             // Most passes find no complete hour and nothing late: they end here, cheaply.
-            let target = floor(now - SETTLE_NS, HOUR);
+            let target = floor(now.saturating_sub(SETTLE_NS), HOUR);
             let due = start.is_some_and(|a| a < target);
             let series: Vec<(SeriesId, EnergyKind)> =
                 if dirty.is_empty() && !due { Vec::new() } else { g.meta.iter().map(|m| (m.id, rollup::energy_kind(m))).collect() };
@@ -138,7 +147,14 @@ impl Store {
             // Day-sized slices: a day's hour row is written once per slice, and a catch-up over
             // weeks (a backfill) releases the lock between them.
             while a < target {
-                let b = (floor(a, DAY) + DAY).min(target);
+                let next = self.lock()?.first_sample_from(a)?.map_or(target, |n| floor(n, HOUR).clamp(a, target));
+                if next.saturating_sub(a) > SKIP_EMPTY_NS {
+                    self.set_horizon("rolled_to", next, |h| h.rolled_to = Some(next))?;
+                    rep.empty_hours_skipped += usize::try_from(next.saturating_sub(a) / HOUR).unwrap_or(usize::MAX);
+                    a = next;
+                    continue;
+                }
+                let b = floor(a, DAY).saturating_add(DAY).min(target);
                 self.roll_up(&series, a, b, true, &mut rep)?;
                 rep.hours_rolled_up += ((b - a) / HOUR) as usize;
                 on_rolled(self, a, b);
@@ -230,9 +246,9 @@ impl Store {
     /// Deletes what is past its retention, oldest first, in short statements. Returns the raw
     /// cut: raw samples before it are expired.
     fn expire(&self, keep: &Retention, now: i64, rolled_to: i64, rep: &mut MaintenanceReport) -> Result<i64, StoreError> {
-        let raw_cut = floor(now - keep.raw, HOUR).min(rolled_to);
-        let minute_cut = floor(now - keep.minute, HOUR).min(raw_cut);
-        let hour_cut = keep.hour.map(|k| floor(now - k, DAY).min(floor(minute_cut, DAY)));
+        let raw_cut = floor(now.saturating_sub(keep.raw), HOUR).min(rolled_to);
+        let minute_cut = floor(now.saturating_sub(keep.minute), HOUR).min(raw_cut);
+        let hour_cut = keep.hour.map(|k| floor(now.saturating_sub(k), DAY).min(floor(minute_cut, DAY)));
         let h = self.horizons()?;
         if raw_cut > h.raw_from {
             for table in ["chunks", "blocks"] {
@@ -271,6 +287,21 @@ impl Store {
 }
 
 impl Inner {
+    /// The first timestamp stored at or after `a`, raw, or `a` itself where a chunk or block
+    /// spans it.
+    fn first_sample_from(&mut self, a: i64) -> Result<Option<i64>, StoreError> {
+        let stored: Option<i64> = self.conn.query_row(
+            "SELECT MIN(t) FROM (SELECT MAX(MIN(t_min), ?1) AS t FROM chunks WHERE t_max >= ?1 UNION ALL SELECT MAX(MIN(t_min), ?1) FROM blocks WHERE t_max >= ?1)",
+            params![a],
+            |r| r.get(0),
+        )?;
+        let heads = self.heads.iter().flat_map(|h| h.iter().map(|(t, _)| *t)).filter(|t| *t >= a).min();
+        Ok(match (stored, heads) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        })
+    }
+
     /// The oldest timestamp stored, raw.
     fn oldest(&mut self) -> Result<Option<i64>, StoreError> {
         let stored: Option<i64> = self.conn.query_row("SELECT MIN(t) FROM (SELECT MIN(t_min) AS t FROM chunks UNION ALL SELECT MIN(t_min) FROM blocks)", [], |r| r.get(0))?;
@@ -414,6 +445,28 @@ mod tests {
         let s = Store::open(dir.path()).expect("reopen");
         assert_eq!(s.horizons().expect("h"), h);
         assert_eq!(s.read_with_neighbours(e, T0, T0 + 3 * HOUR).expect("read"), old);
+    }
+
+    #[test]
+    fn a_first_sample_decades_old_does_not_stall_the_roll_up() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        // A node whose clock was reset sent a counter reading from 1971, and one from the very
+        // start of time; the site's data is from today.
+        let m = |t: i64, v: f64| Point::new("meter", Timestamp(t)).tag("meter", "grid").field("energy_kwh", v).field("power_w", 1000.0);
+        s.write(&[m(i64::MIN + 1, 0.5), m(365 * DAY, 1.0)]).expect("write");
+        write_hours(&s, 0, 3 * 3600 + 300);
+        let rep = s.maintain(&Retention::default(), T0 + 4 * HOUR).expect("maintain");
+        assert_eq!(s.horizons().expect("h").rolled_to, Some(T0 + 3 * HOUR), "{rep:?}");
+        // The three hours of data, the day slice of 1677 and the hour of 1971; the decades
+        // between are skipped, not rolled up minute by minute.
+        assert!(rep.hours_rolled_up <= 3 + 2 * 24, "{rep:?}");
+        assert!(rep.empty_hours_skipped > 400_000, "{rep:?}");
+        assert!(rep.rollup_rows_written < 200, "{rep:?}");
+        // Retention ran behind it: the 1971 reading's raw sample is gone, its roll-up stays.
+        assert_eq!(s.horizons().expect("h").raw_from, T0 + 3 * HOUR - 48 * HOUR);
+        let e = id(&s, "meter", "energy_kwh");
+        assert_eq!(s.read_with_neighbours(e, 365 * DAY, 365 * DAY).expect("read"), vec![(i64::MIN + 1, Value::Num(0.5)), (365 * DAY, Value::Num(1.0)), (T0, Value::Num(1000.0))]);
     }
 
     #[test]

@@ -14,13 +14,16 @@
 //! (later writes win).
 
 mod codec;
+mod delete;
 mod ledger;
 mod maintain;
 mod read;
 pub mod rollup;
 mod write;
 
+pub use delete::{Deleted, Selector};
 pub use maintain::{MaintenanceReport, OnRolled, Retention};
+pub use write::{Refusal, WritePolicy};
 use write::WriteState;
 
 use std::collections::{BTreeSet, HashMap};
@@ -66,11 +69,6 @@ pub enum StoreError {
     Corrupt(#[from] codec::CorruptRecord),
     #[error("the store's lock was poisoned by a panic in another thread")]
     Poisoned,
-    /// A sample further behind its series' newest sample than the out-of-order window allows.
-    #[error(
-        "line {line}: {series} at {ts} is older than the out-of-order window allows: the series already has a sample at {newest}, and samples more than {window_s} s older than that are refused"
-    )]
-    TooOld { line: usize, series: String, ts: String, newest: String, window_s: u64 },
 }
 
 /// What identifies one stored series: a measurement, its tags and one field.
@@ -104,11 +102,14 @@ pub struct StoreStats {
     pub last_maintenance: Option<MaintenanceReport>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WriteSummary {
+    /// Lines stored.
     pub points: usize,
     pub samples: usize,
     pub new_series: usize,
+    /// Lines refused by the write policy, in request order; the others were stored.
+    pub refused: Vec<Refusal>,
 }
 
 pub struct Store {
@@ -124,6 +125,8 @@ struct Inner {
     /// when read or checkpointed: appending is what keeps ingest cheap).
     heads: Vec<Vec<(i64, Value)>>,
     last: Vec<Option<(i64, Value)>>,
+    /// Series whose `last` changed since the last checkpoint: the only ones it writes.
+    last_changed: BTreeSet<SeriesId>,
     stats: StoreStats,
     horizons: Horizons,
     /// Hours already rolled up that received samples since, to roll up again.
@@ -218,6 +221,7 @@ impl Store {
             meta: Vec::new(),
             heads: Vec::new(),
             last: Vec::new(),
+            last_changed: BTreeSet::new(),
             stats: StoreStats::default(),
             horizons: Horizons::default(),
             dirty: BTreeSet::new(),
@@ -237,8 +241,9 @@ impl Store {
         self.inner.lock().map_err(|_| StoreError::Poisoned)
     }
 
-    /// Stores a whole request or nothing: the log row and any new series commit together
-    /// before the heads change.
+    /// Stores the lines the write policy accepts, and reports the others in
+    /// [`WriteSummary::refused`]. What is stored commits whole or not at all: the log row and
+    /// any new series commit together before the heads change.
     pub fn write(&self, points: &[Point]) -> Result<WriteSummary, StoreError> {
         self.write_lines(&Lines::from_points(points))
     }
@@ -248,11 +253,34 @@ impl Store {
         self.lock()?.write_lines(lines)
     }
 
-    /// Refuses, from now on, writes with a sample more than `window` older than the newest
+    /// Refuses, from now on, lines with a sample more than `window` older than the newest
     /// sample of its series (`None`: any age is accepted, the default).
     pub fn set_out_of_order_window(&self, window: Option<std::time::Duration>) -> Result<(), StoreError> {
-        self.lock()?.write.window_ns = window.map(|w| i64::try_from(w.as_nanos()).unwrap_or(i64::MAX));
+        self.lock()?.write.policy.out_of_order_window_ns = window.map(|w| i64::try_from(w.as_nanos()).unwrap_or(i64::MAX));
         Ok(())
+    }
+
+    /// What writes refuse from now on (default: nothing).
+    pub fn set_policy(&self, policy: WritePolicy) -> Result<(), StoreError> {
+        self.lock()?.write.policy = policy;
+        Ok(())
+    }
+
+    pub fn policy(&self) -> Result<WritePolicy, StoreError> {
+        Ok(self.lock()?.write.policy)
+    }
+
+    /// "Now" for live views, ns: the newest sample, which runs ahead of the clock in a fast
+    /// demo, but never later than the wall clock plus the allowed skew when one is set (a sample
+    /// from the future must not move the whole site's "now"). The wall clock when empty.
+    pub fn live_now(&self) -> Result<i64, StoreError> {
+        let g = self.lock()?;
+        let wall = kilowatch_model::Timestamp::now().0;
+        Ok(match (g.stats.newest_ts, g.write.policy.max_future_skew_ns) {
+            (Some(n), Some(skew)) => n.min(wall.saturating_add(skew)),
+            (Some(n), None) => n,
+            (None, _) => wall,
+        })
     }
 
     /// Moves the heads into chunks and truncates the request log.
@@ -437,8 +465,12 @@ impl Inner {
                     ins.execute(params![id as i64, t_min, t_max, day.len() as i64, codec::encode_chunk(day)])?;
                     moved += day.len();
                 }
-                if let Some(Some((ts, v))) = self.last.get(id) {
-                    last.execute(params![id as i64, ts, codec::encode_chunk(&[(*ts, v.clone())])])?;
+            }
+            // Only the series that moved: a checkpoint of a large, mostly idle site would
+            // otherwise rewrite every series' row each time.
+            for id in &self.last_changed {
+                if let Some(Some((ts, v))) = self.last.get(*id as usize) {
+                    last.execute(params![i64::from(*id), ts, codec::encode_chunk(&[(*ts, v.clone())])])?;
                 }
             }
             let mut dirty = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
@@ -451,6 +483,7 @@ impl Inner {
         for h in &mut self.heads {
             h.clear();
         }
+        self.last_changed.clear();
         self.stats.head_samples = 0;
         self.stats.log_records = 0;
         self.stats.checkpoints += 1;
@@ -491,5 +524,24 @@ mod tests {
         assert_eq!(s.read_with_neighbours(ids[0].id, 0, 100).expect("read").len(), 3);
         // Neighbours on both sides of a narrow range.
         assert_eq!(s.read_with_neighbours(ids[0].id, 15, 16).expect("read"), vec![(10, Value::Num(1.0)), (20, Value::Num(2.0))]);
+    }
+
+    #[test]
+    fn a_checkpoint_writes_only_the_last_values_that_moved() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let pts: Vec<Point> = (0..500).map(|i| Point::new("gpu", Timestamp(10)).tag("gpu", i.to_string()).field("power_w", 1.0)).collect();
+        s.write(&pts).expect("write");
+        s.checkpoint().expect("checkpoint");
+        s.write(&[Point::new("gpu", Timestamp(20)).tag("gpu", "7").field("power_w", 2.0)]).expect("write");
+        let changes = |s: &Store| s.lock().expect("lock").conn.total_changes();
+        let before = changes(&s);
+        s.checkpoint().expect("checkpoint");
+        // One chunk, one last value, one log row deleted: not 500 last values.
+        assert_eq!(changes(&s) - before, 3);
+        drop(s);
+        let s = Store::open(dir.path()).expect("reopen");
+        let id = s.find_series("gpu", "power_w", &[("gpu", "7")]).expect("find")[0].id;
+        assert_eq!(s.latest(&[id, 0]).expect("latest"), vec![Some((20, Value::Num(2.0))), Some((10, Value::Num(1.0)))]);
     }
 }

@@ -27,7 +27,7 @@ impl Inner {
     /// `neighbours` the nearest row on each side.
     pub(super) fn rollup_rows(&mut self, id: SeriesId, level: rollup::Level, from: i64, to: i64, neighbours: bool) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         let span = level.row_span();
-        let lo = from.div_euclid(span) * span;
+        let lo = from.div_euclid(span).saturating_mul(span);
         let sql = if neighbours {
             "SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 < ?4
              UNION SELECT * FROM (SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 < ?3 ORDER BY t0 DESC LIMIT 1)

@@ -235,7 +235,7 @@ pub fn decode_row(t0: i64, step: i64, data: &[u8], out: &mut Vec<Bucket>) -> Res
     let n = r.uvarint()? as usize;
     for _ in 0..n {
         let idx = i64::try_from(r.uvarint()?).map_err(|_| CorruptRecord("bucket index out of range"))?;
-        let t = t0 + idx * step;
+        let t = idx.checked_mul(step).and_then(|d| t0.checked_add(d)).ok_or(CorruptRecord("bucket time out of range"))?;
         let count = u32::try_from(r.uvarint()?).map_err(|_| CorruptRecord("bucket count out of range"))?;
         let flags = r.bytes(1)?[0];
         let mut b = Bucket { n: count, ..Bucket::empty(t) };

@@ -1,19 +1,50 @@
-//! The store's write path: a request's lines resolved to series (created as needed), checked
-//! against the out-of-order window, logged in one transaction, then applied to the heads.
+//! The store's write path: a request's lines checked against the write policy (names, clock
+//! skew, out-of-order window, series count) line by line, resolved to series (created as
+//! needed), logged in one transaction, then applied to the heads. A refused line is reported
+//! and skipped; the request's other lines are stored (InfluxDB v2's partial writes).
 
 use std::collections::HashMap;
 
-use kilowatch_model::{FieldValueRef, Lines, Timestamp};
+use kilowatch_model::{FieldValueRef, Line, Lines, Timestamp};
 use rusqlite::params;
 
 use super::{Inner, SeriesId, SeriesMeta, StoreError, Value, WriteSummary, codec, rollup};
 
-/// What only the write path uses: the out-of-order window, caches that spare it building a key
-/// per field, and buffers kept between requests.
+/// What the store refuses, line by line, from a write (`[store]` in the config; all off by
+/// default, as the demo and the tests that write history want).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WritePolicy {
+    /// Samples more than this many nanoseconds older than their series' newest are refused.
+    /// The newest counts only up to the wall clock plus the skew below, so a series that holds
+    /// a sample from the future (written before the skew was enforced) still takes new ones.
+    pub out_of_order_window_ns: Option<i64>,
+    /// Samples stamped more than this many nanoseconds ahead of the server's clock are refused.
+    pub max_future_skew_ns: Option<i64>,
+    /// A line that would create a series beyond this count is refused.
+    pub max_series: Option<usize>,
+    /// Longest measurement, tag key, tag value or field key, in bytes.
+    pub max_name_bytes: Option<usize>,
+}
+
+/// One line the store did not take, and why; the other lines of its request were stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    /// From 1, as in the request body.
+    pub line: usize,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+/// What only the write path uses: the policy, caches that spare it building a key per field,
+/// and buffers kept between requests.
 #[derive(Default)]
 pub(super) struct WriteState {
-    /// Samples more than this many nanoseconds older than their series' newest are refused.
-    pub(super) window_ns: Option<i64>,
+    pub(super) policy: WritePolicy,
     /// Timestamp of each series' newest sample (`last`), i64::MIN for none; during a write it
     /// runs ahead of `last` and is put back if the write fails.
     newest: Vec<i64>,
@@ -23,6 +54,34 @@ pub(super) struct WriteState {
     groups: Vec<Vec<(Box<str>, SeriesId)>>,
     rows: Vec<(SeriesId, i64, Value)>,
     log: Vec<u8>,
+    /// The series of the current line's fields, `None` where it is still to be created.
+    ids: Vec<Option<SeriesId>>,
+}
+
+/// A line's measurement and tags as line protocol writes them.
+fn line_series(line: &Line<'_, '_>) -> String {
+    format!("{}{}", truncated(line.measurement()), line.tags().iter().map(|(k, v)| format!(",{}={}", truncated(k), truncated(v))).collect::<String>())
+}
+
+fn series_text(m: &SeriesMeta) -> String {
+    format!("{}{} {}", m.measurement, m.tags.iter().map(|(k, v)| format!(",{k}={v}")).collect::<String>(), m.field)
+}
+
+/// The first name of a line longer than `max` bytes, described.
+fn long_name(line: &Line<'_, '_>, max: usize) -> Option<String> {
+    let too_long = |what: &str, name: &str| (name.len() > max).then(|| format!("{what} of {} bytes is longer than the limit of {max} bytes ([store] max_name_bytes)", name.len()));
+    too_long("the measurement", line.measurement())
+        .or_else(|| line.tags().iter().find_map(|(k, v)| too_long("a tag key", k).or_else(|| too_long(&format!("the value of tag {:?}", truncated(k)), v))))
+        .or_else(|| line.fields().iter().find_map(|(k, _)| too_long("a field key", k)))
+}
+
+/// At most 64 bytes of a name, for messages about names that are too long.
+fn truncated(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// How far back a reading marks the hours up to its neighbour: a series silent for longer than
@@ -55,95 +114,107 @@ impl Inner {
         rows.clear();
         rows.reserve(lines.field_count());
         let mut new_keys: Vec<String> = Vec::new();
-        let result = self.resolve(lines, &mut rows, &mut new_keys).and_then(|()| self.commit(&rows, first_new, &new_keys));
+        let mut refused: Vec<Refusal> = Vec::new();
+        let result = self.resolve(lines, &mut rows, &mut new_keys, &mut refused).and_then(|()| {
+            // Every line refused: nothing to log.
+            if rows.is_empty() && new_keys.is_empty() { Ok(()) } else { self.commit(&rows, first_new, &new_keys) }
+        });
         if let Err(e) = result {
             self.take_back(first_new, &new_keys);
             self.write.rows = rows;
             return Err(e);
         }
-        let summary = WriteSummary { points: lines.len(), samples: rows.len(), new_series: new_keys.len() };
-        self.stats.samples_written += rows.len() as u64;
-        self.stats.requests_written += 1;
-        self.stats.log_records += 1;
-        self.apply(rows.drain(..));
+        let summary = WriteSummary { points: lines.len() - refused.len(), samples: rows.len(), new_series: new_keys.len(), refused };
+        if !rows.is_empty() {
+            self.stats.samples_written += rows.len() as u64;
+            self.stats.requests_written += 1;
+            self.stats.log_records += 1;
+            self.apply(rows.drain(..));
+        }
         self.write.rows = rows;
         Ok(summary)
     }
 
     /// Turns lines into rows, creating the series it has not seen (in memory only, until
-    /// `commit`), and checks the out-of-order window.
-    pub(super) fn resolve(&mut self, lines: &Lines<'_>, rows: &mut Vec<(SeriesId, i64, Value)>, new_keys: &mut Vec<String>) -> Result<(), StoreError> {
+    /// `commit`). A line the policy refuses adds a [`Refusal`] and nothing else: no row, no
+    /// series.
+    pub(super) fn resolve(&mut self, lines: &Lines<'_>, rows: &mut Vec<(SeriesId, i64, Value)>, new_keys: &mut Vec<String>, refused: &mut Vec<Refusal>) -> Result<(), StoreError> {
+        let policy = self.write.policy;
+        // The clock is read once a request: its lines are judged against the same instant.
+        let wall = Timestamp::now().0;
+        let ahead_limit = policy.max_future_skew_ns.map(|s| wall.saturating_add(s));
         let mut key = String::with_capacity(128);
+        let mut ids = std::mem::take(&mut self.write.ids);
         for line in lines.iter() {
-            let cached = line.series_text().and_then(|t| self.write.groups_by_text.get(t)).copied();
-            let mut prefix_built = false;
-            let group = match cached {
-                Some(g) => g as usize,
-                None => {
-                    series_prefix(&mut key, line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
-                    prefix_built = true;
-                    let g = match self.write.groups_by_text.get(key.as_str()) {
-                        Some(g) => *g,
-                        None => {
-                            let g = self.write.groups.len() as u32;
-                            self.write.groups.push(Vec::new());
-                            self.write.groups_by_text.insert(key.as_str().into(), g);
-                            g
-                        }
-                    };
-                    if let Some(t) = line.series_text() {
-                        self.write.groups_by_text.insert(t.into(), g);
-                    }
-                    g as usize
-                }
-            };
+            let refuse = |reason: String| Refusal { line: line.number(), reason };
+            if let Some(why) = policy.max_name_bytes.and_then(|max| long_name(&line, max)) {
+                refused.push(refuse(why));
+                continue;
+            }
             let ts = line.ts().0;
+            if let (Some(limit), Some(skew)) = (ahead_limit, policy.max_future_skew_ns)
+                && ts > limit
+            {
+                refused.push(refuse(format!(
+                    "{} at {} is {} s ahead of the server's clock ({}); samples more than {} s ahead are refused ([store] max_future_skew_s): check the sender's clock",
+                    line_series(&line),
+                    Timestamp(ts).to_rfc3339(),
+                    ts.saturating_sub(wall) / 1_000_000_000,
+                    Timestamp(wall).to_rfc3339(),
+                    skew / 1_000_000_000
+                )));
+                continue;
+            }
+            let mut prefix_built = false;
+            let group = self.group_of(&line, &mut key, &mut prefix_built);
+            ids.clear();
+            for (i, (field, _)) in line.fields().iter().enumerate() {
+                ids.push(self.find_field(group, i, field, &line, &mut key, &mut prefix_built));
+            }
+            if let Some(w) = policy.out_of_order_window_ns {
+                // Judged against the newest sample, but never against one ahead of the clock:
+                // a series holding a sample from the future (an old store) still takes new ones.
+                let too_old = ids.iter().flatten().find_map(|id| {
+                    let newest = self.write.newest[*id as usize];
+                    let reference = ahead_limit.map_or(newest, |l| newest.min(l));
+                    (ts < reference.saturating_sub(w)).then_some((*id, reference))
+                });
+                if let Some((id, reference)) = too_old {
+                    let newest = self.write.newest[id as usize];
+                    let has = if reference < newest {
+                        format!("the series' newest sample counts as {}, the server's clock plus the allowed skew (it holds one at {})", Timestamp(reference).to_rfc3339(), Timestamp(newest).to_rfc3339())
+                    } else {
+                        format!("the series already has a sample at {}", Timestamp(reference).to_rfc3339())
+                    };
+                    refused.push(refuse(format!(
+                        "{} at {} is older than the out-of-order window allows: {has}, and samples more than {} s older than that are refused ([store] out_of_order_window_s)",
+                        series_text(&self.meta[id as usize]),
+                        Timestamp(ts).to_rfc3339(),
+                        w / 1_000_000_000
+                    )));
+                    continue;
+                }
+            }
+            let missing = ids.iter().filter(|i| i.is_none()).count();
+            if let Some(max) = policy.max_series
+                && missing > 0
+                && self.meta.len() + missing > max
+            {
+                refused.push(refuse(format!(
+                    "{} would be {missing} new series, beyond the limit of {max} series ([store] max_series); the store holds {}",
+                    line_series(&line),
+                    self.meta.len()
+                )));
+                continue;
+            }
             for (i, (field, v)) in line.fields().iter().enumerate() {
-                let fields = &mut self.write.groups[group];
-                // Fields usually come in the same order every time: try the same position first.
-                let id = match fields.get(i).filter(|(f, _)| **f == **field).or_else(|| fields.iter().find(|(f, _)| **f == **field)) {
-                    Some((_, id)) => *id,
-                    None => {
-                        if !prefix_built {
-                            series_prefix(&mut key, line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
-                            prefix_built = true;
-                        }
-                        let prefix = key.len();
-                        key.push_str(field);
-                        let id = match self.by_key.get(key.as_str()) {
-                            Some(id) => *id,
-                            None => {
-                                let id = self.meta.len() as SeriesId;
-                                let tags = line.tags().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-                                self.meta.push(SeriesMeta { id, measurement: line.measurement().to_owned(), tags, field: field.to_string() });
-                                self.heads.push(Vec::new());
-                                self.last.push(None);
-                                self.write.newest.push(i64::MIN);
-                                self.by_key.insert(key.clone(), id);
-                                new_keys.push(key.clone());
-                                id
-                            }
-                        };
-                        key.truncate(prefix);
-                        self.write.groups[group].push((field.as_ref().into(), id));
-                        id
-                    }
+                let id = match ids[i] {
+                    Some(id) => id,
+                    None => self.create(group, i, field, &line, &mut key, &mut prefix_built, new_keys),
                 };
                 let newest = &mut self.write.newest[id as usize];
                 if ts > *newest {
                     *newest = ts;
-                } else if let Some(w) = self.write.window_ns
-                    && ts < newest.saturating_sub(w)
-                {
-                    let m = &self.meta[id as usize];
-                    let series = format!("{}{} {}", m.measurement, m.tags.iter().map(|(k, v)| format!(",{k}={v}")).collect::<String>(), m.field);
-                    return Err(StoreError::TooOld {
-                        line: line.number(),
-                        series,
-                        ts: Timestamp(ts).to_rfc3339(),
-                        newest: Timestamp(*newest).to_rfc3339(),
-                        window_s: u64::try_from(w / 1_000_000_000).unwrap_or(0),
-                    });
                 }
                 let value = match v {
                     FieldValueRef::Str(s) => Value::Text(s.to_string()),
@@ -153,7 +224,73 @@ impl Inner {
                 rows.push((id, ts, value));
             }
         }
+        self.write.ids = ids;
         Ok(())
+    }
+
+    /// The cached field list of the line's measurement and tags.
+    fn group_of(&mut self, line: &Line<'_, '_>, key: &mut String, prefix_built: &mut bool) -> usize {
+        if let Some(g) = line.series_text().and_then(|t| self.write.groups_by_text.get(t)) {
+            return *g as usize;
+        }
+        series_prefix(key, line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+        *prefix_built = true;
+        let g = match self.write.groups_by_text.get(key.as_str()) {
+            Some(g) => *g,
+            None => {
+                let g = self.write.groups.len() as u32;
+                self.write.groups.push(Vec::new());
+                self.write.groups_by_text.insert(key.as_str().into(), g);
+                g
+            }
+        };
+        if let Some(t) = line.series_text() {
+            self.write.groups_by_text.insert(t.into(), g);
+        }
+        g as usize
+    }
+
+    /// The series of the line's `i`th field if it exists, without creating it.
+    fn find_field(&mut self, group: usize, i: usize, field: &str, line: &Line<'_, '_>, key: &mut String, prefix_built: &mut bool) -> Option<SeriesId> {
+        let fields = &self.write.groups[group];
+        // Fields usually come in the same order every time: try the same position first.
+        if let Some((_, id)) = fields.get(i).filter(|(f, _)| **f == *field).or_else(|| fields.iter().find(|(f, _)| **f == *field)) {
+            return Some(*id);
+        }
+        if !*prefix_built {
+            series_prefix(key, line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+            *prefix_built = true;
+        }
+        let prefix = key.len();
+        key.push_str(field);
+        let id = self.by_key.get(key.as_str()).copied();
+        key.truncate(prefix);
+        if let Some(id) = id {
+            self.write.groups[group].push((field.into(), id));
+        }
+        id
+    }
+
+    /// The series of the line's `i`th field, created (in memory, until `commit`) if needed.
+    #[allow(clippy::too_many_arguments)]
+    fn create(&mut self, group: usize, i: usize, field: &str, line: &Line<'_, '_>, key: &mut String, prefix_built: &mut bool, new_keys: &mut Vec<String>) -> SeriesId {
+        // A line naming the same field twice creates it once.
+        if let Some(id) = self.find_field(group, i, field, line, key, prefix_built) {
+            return id;
+        }
+        let prefix = key.len();
+        key.push_str(field);
+        let id = self.meta.len() as SeriesId;
+        let tags = line.tags().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.meta.push(SeriesMeta { id, measurement: line.measurement().to_owned(), tags, field: field.to_owned() });
+        self.heads.push(Vec::new());
+        self.last.push(None);
+        self.write.newest.push(i64::MIN);
+        self.by_key.insert(key.clone(), id);
+        new_keys.push(key.clone());
+        key.truncate(prefix);
+        self.write.groups[group].push((field.into(), id));
+        id
     }
 
     /// The log row and the new series, in one transaction.
@@ -216,6 +353,7 @@ impl Inner {
                     *n = ts;
                 }
                 *last = Some((ts, v.clone()));
+                self.last_changed.insert(id);
             }
             if hour != Some(h) {
                 hour = Some(h);
