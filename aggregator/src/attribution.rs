@@ -7,9 +7,15 @@
 //! every window; it is what no node or GPU reading explains (storage, network, unmetered nodes).
 //!
 //! Speed: every GPU and node series is read once per query and split over its node's
-//! boundaries in one pass (`ledger`), never once per job.
+//! boundaries in one pass (`ledger`), never once per job. The jobs holding a GPU are found by
+//! sweeping each node's allocations in start order (the set only changes at an allocation's
+//! edge), not by scanning them all for every segment; a job's figures are summed as the
+//! segments go, and kept per step only when its series is asked for. A long computation
+//! stops early when its [`Cancel`] is set (the client went away).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
@@ -168,9 +174,47 @@ fn discover(store: &Store) -> Result<BTreeMap<String, NodeSeries>, StoreError> {
     Ok(nodes)
 }
 
+/// Set when whoever asked for a computation is gone: the computation checks it and stops.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A guard that sets this flag when dropped (an HTTP handler's future is dropped when its
+    /// client disconnects), unless [`CancelOnDrop::disarm`]ed first.
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(Some(self.clone()))
+    }
+}
+
+pub struct CancelOnDrop(Option<Cancel>);
+
+impl CancelOnDrop {
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Attributes `[r.from, r.to)` to `allocs` in steps of `step_ns`. `with_series` keeps each
 /// job's per-step series (for `/api/v1/jobs/{id}`).
 pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i64, carbon_cfg: &CarbonConfig, with_series: bool) -> Result<Attribution, StoreError> {
+    // Never cancelled, so always an answer.
+    attribute_until(store, allocs, r, step_ns, carbon_cfg, with_series, &Cancel::default()).map(Option::unwrap_or_default)
+}
+
+/// [`attribute`], or `None` as soon as `cancel` is seen set.
+pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i64, carbon_cfg: &CarbonConfig, with_series: bool, cancel: &Cancel) -> Result<Option<Attribution>, StoreError> {
     let (from, to) = (r.from.0, r.to.0);
     let steps = ledger::step_bounds(from, to, step_ns);
     let n_steps = steps.len().saturating_sub(1);
@@ -228,6 +272,9 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
     let mut idle = 0.0;
     let (mut gpu_total, mut node_total) = (0.0, 0.0);
     for node in node_names {
+        if cancel.is_set() {
+            return Ok(None);
+        }
         let here = by_node.get(node).map(Vec::as_slice).unwrap_or(&[]);
         // Steps plus every allocation edge on this node: segments where holders do not change.
         let mut b: Vec<i64> = steps.clone();
@@ -275,8 +322,18 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
             _ => (0..DEFAULT_GPUS_PER_NODE).collect(),
         };
         let g = indices.len() as f64;
+        // This node's allocations by start; `active` holds those running at the segment's
+        // middle (segments never straddle an allocation edge).
+        let mut by_start: Vec<usize> = (0..here.len()).collect();
+        by_start.sort_by_key(|&k| here[k].1.start);
+        let mut started = 0usize;
+        let mut active: Vec<usize> = Vec::new();
+        let mut holders: Vec<usize> = Vec::new();
         let mut hour = 0usize;
         for s in 0..nseg {
+            if s % 4096 == 4095 && cancel.is_set() {
+                return Ok(None);
+            }
             while hour + 1 < n_steps && steps[hour + 1] <= b[s] {
                 hour += 1;
             }
@@ -293,10 +350,16 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
                 None => 0.0,
             };
             let mid = b[s] + (b[s + 1] - b[s]) / 2;
+            while started < by_start.len() && here[by_start[started]].1.start <= mid {
+                active.push(by_start[started]);
+                started += 1;
+            }
+            active.retain(|&k| here[k].1.end.is_none_or(|e| e > mid));
             for idx in &indices {
                 let ge = gpu_e.get(idx).map_or(0.0, |v| v[s]);
                 let e = ge + non_gpu / g;
-                let holders: Vec<usize> = here.iter().filter(|(_, a)| a.start <= mid && a.end.is_none_or(|e| e > mid) && a.gpus.contains(idx)).map(|(i, _)| *i).collect();
+                holders.clear();
+                holders.extend(active.iter().filter(|&&k| here[k].1.gpus.contains(idx)).map(|&k| here[k].0));
                 if holders.is_empty() {
                     idle += e;
                     continue;
@@ -304,11 +367,16 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
                 // Two jobs claiming one GPU at once (overlapping sources) share it equally, so
                 // nothing is counted twice.
                 let k = holders.len() as f64;
-                for i in holders {
+                for &i in &holders {
                     let j = &mut jobs[i];
-                    let st = j.steps.entry(hour).or_insert((0.0, 0.0));
-                    st.0 += ge / k;
-                    st.1 += e / k;
+                    let (ge_k, e_k) = (ge / k, e / k);
+                    if with_series {
+                        let st = j.steps.entry(hour).or_insert((0.0, 0.0));
+                        st.0 += ge_k;
+                        st.1 += e_k;
+                    } else {
+                        j.add(ge_k, e_k, pue[hour], wue[hour], cef[hour]);
+                    }
                     if gpu_est.get(idx).copied().unwrap_or(false) {
                         j.estimated = true;
                     }
@@ -324,20 +392,15 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
     let mut by_owner: BTreeMap<String, Rollup> = BTreeMap::new();
     let mut by_project: BTreeMap<String, Rollup> = BTreeMap::new();
     for j in &mut jobs {
-        let mut hours: Vec<(&usize, &(f64, f64))> = j.steps.iter().collect();
-        hours.sort_by_key(|(h, _)| **h);
-        for (&h, &(ge, ie)) in hours {
-            j.gpu_energy_kwh += ge;
-            j.it_energy_kwh += ie;
-            let fac = ie * pue[h];
-            j.facility_energy_kwh += fac;
-            j.water_l += ie * wue[h];
-            j.co2_kg += fac * cef[h];
-            if with_series {
-                let dt = (steps[h + 1] - steps[h]) as f64 / 3.6e12;
-                j.series.push(SeriesPoint { t: Timestamp(steps[h]).to_rfc3339(), gpu_energy_kwh: ge, it_energy_kwh: ie, it_power_w: ie * 1000.0 / dt });
-            }
+        let mut hours: Vec<(usize, (f64, f64))> = j.steps.iter().map(|(h, v)| (*h, *v)).collect();
+        hours.sort_by_key(|(h, _)| *h);
+        let mut series = Vec::with_capacity(hours.len());
+        for (h, (ge, ie)) in hours {
+            let dt = (steps[h + 1] - steps[h]) as f64 / 3.6e12;
+            series.push(SeriesPoint { t: Timestamp(steps[h]).to_rfc3339(), gpu_energy_kwh: ge, it_energy_kwh: ie, it_power_w: ie * 1000.0 / dt });
+            j.add(ge, ie, pue[h], wue[h], cef[h]);
         }
+        j.series = series;
         if j.estimated {
             j.confidence = "low";
         }
@@ -354,7 +417,7 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
         }
     }
     tracing::debug!(jobs = jobs.len(), it_kwh = it_total, jobs_kwh = jobs_it, idle_kwh = idle, "attributed");
-    Ok(Attribution {
+    Ok(Some(Attribution {
         from: r.from.to_rfc3339(),
         to: r.to.to_rfc3339(),
         step_s: step_ns as f64 / 1e9,
@@ -372,5 +435,18 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, step_ns: i6
         by_owner,
         by_project,
         data_quality: q,
-    })
+    }))
+}
+
+impl JobEnergy {
+    /// Adds GPU energy `ge` and IT energy `ie` used in a step with those PUE, WUE and carbon
+    /// factor: facility energy, water and CO2 follow the step's own figures.
+    fn add(&mut self, ge: f64, ie: f64, pue: f64, wue: f64, cef: f64) {
+        self.gpu_energy_kwh += ge;
+        self.it_energy_kwh += ie;
+        let fac = ie * pue;
+        self.facility_energy_kwh += fac;
+        self.water_l += ie * wue;
+        self.co2_kg += fac * cef;
+    }
 }
