@@ -331,7 +331,7 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, step_
         let mut holders: Vec<usize> = Vec::new();
         let mut hour = 0usize;
         for s in 0..nseg {
-            if s % 4096 == 4095 && cancel.is_set() {
+            if s % 256 == 255 && cancel.is_set() {
                 return Ok(None);
             }
             while hour + 1 < n_steps && steps[hour + 1] <= b[s] {

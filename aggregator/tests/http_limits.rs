@@ -3,7 +3,8 @@
 //! body bytes in progress are capped (503 with Retry-After) and slow bodies time out (408);
 //! 2,000 idle sockets neither stop health checks nor stay open past the header timeout; a
 //! connection cap holds; SIGTERM with a live stream open stops within seconds; the live
-//! stream's `?token=` is percent-decoded; `--insecure-no-auth` refuses a non-loopback address.
+//! stream's `?token=` is percent-decoded; `--insecure-no-auth` refuses a non-loopback address;
+//! a jobs query stops computing when its client goes.
 
 mod kilowatch_bin;
 
@@ -220,4 +221,28 @@ fn insecure_no_auth_refuses_a_non_loopback_address() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--insecure-no-auth") && stderr.contains("not a loopback address"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_query_stops_when_its_client_goes() {
+    let k = Kilowatch::spawn("").await;
+    // Open jobs sharing one node's GPUs for a year: every hour of the window attributes to all
+    // of them, seconds of work.
+    let jobs: Vec<_> = (0..2_000).map(|i| serde_json::json!({"job": format!("j{i}"), "owner": "ada", "node": "dgx-001", "gpus": [0, 1, 2, 3, 4, 5, 6, 7], "start": "2024-01-01T00:00:00Z"})).collect();
+    let r = reqwest::Client::new().post(k.url("/api/v1/jobs")).header("Authorization", format!("Token {WRITE}")).json(&jobs).send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    let gone = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client")
+        .get(k.url("/api/v1/jobs?from=2024-01-01T00:00:00Z&to=2025-01-20T00:00:00Z"))
+        .header("Authorization", format!("Token {READ}"))
+        .send()
+        .await;
+    assert!(gone.is_err_and(|e| e.is_timeout()), "the query outlasts the client's patience");
+    let t0 = Instant::now();
+    while !k.log().contains("jobs query stopped: the client went away") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the computation went on after its client left: {}", k.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
