@@ -1,8 +1,10 @@
 //! The HTTP layer under abuse, against the real `kilowatch serve` binary: a tokenless flood of
 //! gzip bombs is refused before any body is read (peak memory stays low, every answer is 401);
-//! body bytes in progress are capped (503 with Retry-After) and slow bodies time out (408);
+//! body bytes and requests in progress are capped (503 with Retry-After, health still answers)
+//! and slow bodies time out (408);
 //! 2,000 idle sockets neither stop health checks nor stay open past the header timeout; a
-//! connection cap holds; SIGTERM with a live stream open stops within seconds; the live
+//! connection cap holds; SIGTERM with a live stream open stops within seconds, and a request
+//! that lingers is dropped at the grace deadline; the live
 //! stream's `?token=` is percent-decoded; `--insecure-no-auth` refuses a non-loopback address;
 //! a jobs query stops computing when its client goes.
 
@@ -245,4 +247,26 @@ async fn a_jobs_query_stops_when_its_client_goes() {
         assert!(t0.elapsed() < Duration::from_secs(60), "the computation went on after its client left: {}", k.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_cap_get_503_and_a_stop_drops_what_lingers() {
+    let k = Kilowatch::spawn("max_concurrent_requests = 1\nshutdown_grace_s = 1\n").await;
+    // A request whose body never finishes holds the only slot.
+    let mut stuck = partial_post(k.addr, "/api/v1/jobs", WRITE, 100, b"{\"job\":");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = reqwest::Client::new().get(k.url("/api/v1/kpi?period=day")).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["code"], "unavailable");
+    // Health is never refused for load.
+    assert_eq!(k.health(None).await["status"], "pass");
+    // SIGTERM: the stuck request is dropped at server.shutdown_grace_s, not at the body timeout.
+    let t0 = Instant::now();
+    let status = k.terminate_and_wait(Duration::from_secs(15)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(t0.elapsed() < Duration::from_secs(8), "stopped in {:?}", t0.elapsed());
+    let mut rest = Vec::new();
+    stuck.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let _ = stuck.read_to_end(&mut rest);
 }
