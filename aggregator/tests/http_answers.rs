@@ -86,3 +86,16 @@ async fn every_answer_carries_security_headers_and_health_tells_strangers_little
     let q: serde_json::Value = c.get(s.url("/health")).query(&[("token", READ)]).send().await.expect("send").json().await.expect("json");
     assert!(q["version"].is_string(), "{q}");
 }
+
+#[test]
+fn limits_that_cannot_work_stop_the_config_naming_their_key() {
+    use kilowatch_aggregator::config::Config;
+    let err = |toml: &str| toml::from_str::<Config>(toml).expect("parse").validate().expect_err(toml).to_string();
+    for key in ["max_inflight_bytes", "max_concurrent_requests", "max_connections", "header_read_timeout_s", "body_timeout_s"] {
+        assert!(err(&format!("[server]\n{key} = 0\n")).starts_with(&format!("server.{key}")), "{key}");
+    }
+    assert!(err("[api]\nmax_query_days = 0\n").starts_with("api.max_query_days"));
+    assert!(err("[server]\nmax_body_bytes = 1000\nmax_inflight_bytes = 999\n").starts_with("server.max_inflight_bytes"));
+    let ok: Config = toml::from_str("[server]\nmax_connections = 10\n[api]\nmax_query_days = 30\n").expect("parse");
+    ok.validate().expect("valid");
+}

@@ -1,10 +1,9 @@
 //! The HTTP layer under abuse, against the real `kilowatch serve` binary: a tokenless flood of
 //! gzip bombs is refused before any body is read (peak memory stays low, every answer is 401);
-//! body bytes and requests in progress are capped (503 with Retry-After, health still answers)
-//! and slow bodies time out (408);
-//! 2,000 idle sockets neither stop health checks nor stay open past the header timeout; a
-//! connection cap holds; SIGTERM with a live stream open stops within seconds, and a request
-//! that lingers is dropped at the grace deadline; the live
+//! body bytes and requests in progress are capped (503 with Retry-After, health still
+//! answers) and slow bodies time out (408); 2,000 idle sockets neither stop health checks nor
+//! stay open past the header timeout; a connection cap holds; SIGTERM with a live stream open
+//! stops within seconds, and a request that lingers is dropped at the grace deadline; the live
 //! stream's `?token=` is percent-decoded; `--insecure-no-auth` refuses a non-loopback address;
 //! a jobs query stops computing when its client goes.
 
