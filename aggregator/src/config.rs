@@ -130,6 +130,10 @@ pub struct ServerConfig {
     /// Seconds a request body may take to arrive in full (default 60); past it: 408.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_s: u64,
+    /// Seconds an answer may wait for its client to read before the connection is closed
+    /// (default 60): a client that stops reading, a live stream's included.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_s: u64,
     /// Seconds a stop waits for requests in progress before dropping their connections
     /// (default 5). Live streams end at once.
     #[serde(default = "default_shutdown_grace")]
@@ -245,6 +249,9 @@ fn default_header_read_timeout() -> u64 {
 fn default_body_timeout() -> u64 {
     60
 }
+fn default_write_timeout() -> u64 {
+    60
+}
 fn default_shutdown_grace() -> u64 {
     5
 }
@@ -315,6 +322,7 @@ impl Default for ServerConfig {
             max_connections: default_max_connections(),
             header_read_timeout_s: default_header_read_timeout(),
             body_timeout_s: default_body_timeout(),
+            write_timeout_s: default_write_timeout(),
             shutdown_grace_s: default_shutdown_grace(),
         }
     }
@@ -380,6 +388,7 @@ impl Config {
             ("server.max_connections", self.server.max_connections as u64),
             ("server.header_read_timeout_s", self.server.header_read_timeout_s),
             ("server.body_timeout_s", self.server.body_timeout_s),
+            ("server.write_timeout_s", self.server.write_timeout_s),
             ("api.max_query_days", self.api.max_query_days),
         ] {
             if v == 0 {

@@ -8,9 +8,12 @@
 //! closed, idle connections are closed, requests in progress finish and live streams end
 //! (they watch the same signal); whatever is still open at `server.shutdown_grace_s` is dropped.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -31,6 +34,7 @@ const RESERVED_FDS: u64 = 256;
 pub struct ConnLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub write_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -39,6 +43,7 @@ impl ConnLimits {
         ConnLimits {
             max_connections: cfg.max_connections,
             header_read_timeout: Duration::from_secs(cfg.header_read_timeout_s),
+            write_timeout: Duration::from_secs(cfg.write_timeout_s),
             shutdown_grace: Duration::from_secs(cfg.shutdown_grace_s),
         }
     }
@@ -125,7 +130,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router,
         tokio::spawn(async move {
             let _slot = slot;
             let _open = open;
-            connection(stream, peer, tls, http, app, stop, limits.shutdown_grace).await;
+            connection(StallGuard::new(stream, limits.write_timeout), peer, tls, http, app, stop, limits.shutdown_grace).await;
         });
     }
     drop(listener);
@@ -140,7 +145,7 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router,
 
 /// One connection: the TLS handshake (bounded) when asked, then HTTP until it closes or the
 /// stop's grace runs out.
-async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, http: http1::Builder, app: Router, stop: watch::Receiver<bool>, grace: Duration) {
+async fn connection(stream: StallGuard<TcpStream>, peer: SocketAddr, tls: Option<TlsAcceptor>, http: http1::Builder, app: Router, stop: watch::Receiver<bool>, grace: Duration) {
     match tls {
         None => serve_io(stream, peer, http, app, stop, grace).await,
         Some(acceptor) => match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -175,4 +180,74 @@ where
 /// Resolves when the stop signal turns true (or its sender is gone).
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
+}
+
+/// A connection whose writes fail once they have waited `limit` for the client to read: an
+/// answer (or a live stream) nobody reads would otherwise hold its connection for ever.
+struct StallGuard<I> {
+    io: I,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> StallGuard<I> {
+    fn new(io: I, limit: Duration) -> Self {
+        StallGuard { io, limit, stalled: None }
+    }
+
+    /// What a write that made progress (or failed) answers: the stall clock stops.
+    fn progressed<T>(&mut self, r: std::io::Result<T>) -> Poll<std::io::Result<T>> {
+        self.stalled = None;
+        Poll::Ready(r)
+    }
+
+    /// What a write that must wait answers: pending, or an error once it has waited `limit`.
+    fn waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading (server.write_timeout_s)")));
+        }
+        Poll::Pending
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for StallGuard<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for StallGuard<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Ready(r) => self.progressed(r),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => self.progressed(r),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(r) => self.progressed(r),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.io).poll_shutdown(cx) {
+            Poll::Ready(r) => self.progressed(r),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
 }

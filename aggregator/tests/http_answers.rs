@@ -1,7 +1,8 @@
 //! What the HTTP layer answers, through the real router on loopback: a jobs or KPI query
 //! longer than `api.max_query_days` is a quick 400 (a year still answers); POST bodies are
 //! not parsed before the token is checked; 413 and 415 are the documented JSON error; every
-//! answer carries the security headers; health tells an anonymous caller only its status.
+//! answer carries the security headers; health tells an anonymous caller only its status;
+//! limits that cannot work stop the config, naming their key.
 
 mod common;
 
@@ -91,7 +92,7 @@ async fn every_answer_carries_security_headers_and_health_tells_strangers_little
 fn limits_that_cannot_work_stop_the_config_naming_their_key() {
     use kilowatch_aggregator::config::Config;
     let err = |toml: &str| toml::from_str::<Config>(toml).expect("parse").validate().expect_err(toml).to_string();
-    for key in ["max_inflight_bytes", "max_concurrent_requests", "max_connections", "header_read_timeout_s", "body_timeout_s"] {
+    for key in ["max_inflight_bytes", "max_concurrent_requests", "max_connections", "header_read_timeout_s", "body_timeout_s", "write_timeout_s"] {
         assert!(err(&format!("[server]\n{key} = 0\n")).starts_with(&format!("server.{key}")), "{key}");
     }
     assert!(err("[api]\nmax_query_days = 0\n").starts_with("api.max_query_days"));

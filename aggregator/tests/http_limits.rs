@@ -1,7 +1,7 @@
 //! The HTTP layer under abuse, against the real `kilowatch serve` binary: a tokenless flood of
 //! gzip bombs is refused before any body is read (peak memory stays low, every answer is 401);
 //! body bytes and requests in progress are capped (503 with Retry-After, health still
-//! answers) and slow bodies time out (408); 2,000 idle sockets neither stop health checks nor
+//! answers) and slow bodies time out (408); a client that stops reading is cut off; 2,000 idle sockets neither stop health checks nor
 //! stay open past the header timeout; a connection cap holds; SIGTERM with a live stream open
 //! stops within seconds, and a request that lingers is dropped at the grace deadline; the live
 //! stream's `?token=` is percent-decoded; `--insecure-no-auth` refuses a non-loopback address;
@@ -268,4 +268,31 @@ async fn requests_past_the_cap_get_503_and_a_stop_drops_what_lingers() {
     let mut rest = Vec::new();
     stuck.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let _ = stuck.read_to_end(&mut rest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off() {
+    let k = Kilowatch::spawn("write_timeout_s = 2\n").await;
+    let addr = k.addr;
+    let (answers, took) = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        // Far more answer than the socket buffers hold (about 40 MB), and nobody reading it.
+        let asks = "GET /dashboard/assets/app.js HTTP/1.1\r\nHost: k\r\n\r\n".repeat(4_000);
+        let writer = s.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let mut w = writer;
+            let _ = w.write_all(asks.as_bytes());
+        });
+        std::thread::sleep(Duration::from_secs(5));
+        let t0 = Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        (all.windows(12).filter(|w| w == b"HTTP/1.1 200").count(), t0.elapsed())
+    })
+    .await
+    .expect("join");
+    assert!(answers < 4_000, "the server gave up on the stalled client after {answers} answers");
+    assert!(took < Duration::from_secs(15), "the connection was closed, not left open ({took:?})");
+    assert_eq!(k.health(None).await["status"], "pass");
 }
