@@ -8,7 +8,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ pub struct Limits {
     /// How much of a refused request's body is read and thrown away, so that the client reads
     /// its 401 instead of a connection reset.
     drain_bytes: usize,
+    /// Requests refused for load so far (logged at the 1st, 2nd, 4th, 8th…).
+    refused: AtomicU64,
 }
 
 impl Limits {
@@ -62,6 +64,7 @@ impl Limits {
             bytes: Arc::new(Semaphore::new(cfg.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS))),
             body_timeout: Duration::from_secs(cfg.body_timeout_s),
             drain_bytes: cfg.max_body_bytes,
+            refused: AtomicU64::new(0),
         }
     }
 }
@@ -122,7 +125,10 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
         req.extensions_mut().insert(Caller(who));
     }
     let Ok(_slot) = lim.requests.clone().try_acquire_owned() else {
-        tracing::warn!(path = %req.uri().path(), "request refused: server.max_concurrent_requests reached");
+        let n = lim.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(path = %req.uri().path(), refused = n, "request refused: server.max_concurrent_requests reached");
+        }
         if with_body {
             drain(req.into_body(), lim.drain_bytes, lim.body_timeout);
         }
@@ -133,6 +139,8 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
     }
     let outcome = Arc::new(Outcome::default());
     let _reservation = Reservation { bytes: lim.bytes.clone(), outcome: outcome.clone() };
+    // The ingest route counts after inflating (its `budget` layer); the others have no
+    // decompression, so their bytes are counted here.
     let count_here = req.uri().path() != INGEST_PATH;
     let deadline = tokio::time::Instant::now() + lim.body_timeout;
     let bytes = count_here.then(|| lim.bytes.clone());
