@@ -124,6 +124,18 @@ pub fn window(st: &AppState, q: &WindowParams) -> Result<(TimeRange, String, boo
     Ok((p.range, p.label, p.official))
 }
 
+/// The window refused when longer than `api.max_query_days`: a jobs or KPI query is read and
+/// computed over every hour of it, and a century of hours costs gigabytes.
+fn bounded(st: &AppState, w: Result<(TimeRange, String, bool), String>) -> Result<(TimeRange, String, bool), String> {
+    let w = w?;
+    let max_days = st.config.api.max_query_days;
+    let days = w.0.to.0.saturating_sub(w.0.from.0) / 86_400_000_000_000;
+    if u64::try_from(days).unwrap_or(u64::MAX) >= max_days {
+        return Err(format!("the window is {days} days long; the longest a query may ask for is {max_days} days (api.max_query_days): ask for shorter windows and add them up"));
+    }
+    Ok(w)
+}
+
 fn read_ok(st: &AppState, headers: &HeaderMap, token: Option<&str>) -> Option<Response> {
     (!st.auth.may_read(Auth::presented(headers, token))).then(|| error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>"))
 }
@@ -140,7 +152,7 @@ pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowP
     if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
         return r;
     }
-    let (range, label, official) = match window(&st, &q) {
+    let (range, label, official) = match bounded(&st, window(&st, &q)) {
         Ok(w) => w,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
     };
@@ -206,7 +218,7 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<W
     if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
         return r;
     }
-    let (range, label, _) = match window(&st, &q) {
+    let (range, label, _) = match bounded(&st, window(&st, &q)) {
         Ok(w) => w,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
     };
@@ -214,16 +226,24 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<W
     let carbon = st.config.carbon.clone();
     let key = q.cache_key("jobs");
     let a2 = acct.0.clone();
-    cached(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
+    // Dropped with this future when the client goes: the computation then stops.
+    let cancel = attribution::Cancel::default();
+    let on_drop = cancel.on_drop();
+    let resp = cached(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
         let acct = a2;
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
         let a = allocations(&store, js, range)?;
-        let att: Attribution = attribution::attribute(&store, &a, range, None, &carbon)?;
+        let Some(att): Option<Attribution> = attribution::attribute_until(&store, &a, range, None, &carbon, &cancel)? else {
+            tracing::info!(from = %range.from.to_rfc3339(), to = %range.to.to_rfc3339(), "jobs query stopped: the client went away");
+            return Err(JobError::Invalid("cancelled: the client went away".into()));
+        };
         let mut v = serde_json::to_value(&att).unwrap_or_default();
         v["window"] = json!(label);
         Ok(v)
     })
-    .await
+    .await;
+    on_drop.disarm();
+    resp
 }
 
 pub async fn get_job(State(st): State<AppState>, acct: Acct, Path(id): Path<String>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {

@@ -327,8 +327,13 @@ struct AlertQuery {
 
 fn guard(st: &AppState, headers: &HeaderMap, token: Option<&str>, write: bool) -> Result<Arc<Outbox>, Box<Response>> {
     let presented = Auth::presented(headers, token);
-    let ok = if write { st.auth.grant(presented) == Grant::Write } else { st.auth.may_read(presented) };
+    let grant = st.auth.grant(presented);
+    let ok = if write { grant == Grant::Write } else { st.auth.may_read(presented) };
     if !ok {
+        // As on every write route: a read token is known but not allowed (403).
+        if write && grant == Grant::Read {
+            return Err(Box::new(error(StatusCode::FORBIDDEN, "forbidden", "this token may read but not write")));
+        }
         let need = if write { "write" } else { "read" };
         return Err(Box::new(error(StatusCode::UNAUTHORIZED, "unauthorized", format!("a valid {need} token is required"))));
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::Json;
+use axum::{Extension, Json};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +11,8 @@ use kilowatch_model::{Precision, TimeRange, Timestamp, parse_batch};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{Auth, Grant};
+use crate::auth::Auth;
+use crate::guard::Caller;
 use crate::config::Config;
 use crate::store::{Store, StoreError, WriteSummary};
 
@@ -39,14 +40,9 @@ pub struct WriteParams {
     pub precision: Option<String>,
 }
 
-pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, headers: HeaderMap, body: Bytes) -> Response {
-    let (grant, who) = st.auth.identify(Auth::presented(&headers, None));
-    let who = who.unwrap_or("").to_owned();
-    match grant {
-        Grant::Write => {}
-        Grant::Read => return error(StatusCode::FORBIDDEN, "forbidden", "this token may read but not write"),
-        Grant::None => return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid write token is required: Authorization: Token <token>"),
-    }
+/// The write token was checked by [`crate::guard::admit`] before the body was read; `Caller`
+/// names its holder.
+pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Extension(Caller(who)): Extension<Caller>, body: Bytes) -> Response {
     let precision = match q.precision.as_deref().map(str::parse::<Precision>).transpose() {
         Ok(p) => p.unwrap_or_default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
@@ -147,9 +143,14 @@ pub fn parse_time(name: &str, v: &str) -> Result<Timestamp, String> {
 
 // `GET /api/v1/kpi` lives in `acct_api` (ranges and calendar periods).
 
-pub async fn health(State(st): State<AppState>) -> Response {
+/// Open: without a read token only the status, so that an anonymous probe learns neither the
+/// version nor the store's figures nor where points are forwarded.
+pub async fn health(State(st): State<AppState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    let token = crate::server::query_token(&uri);
+    let reader = st.auth.may_read(Auth::presented(&headers, token.as_deref()));
     let store = st.store.clone();
     match tokio::task::spawn_blocking(move || store.stats()).await {
+        Ok(Ok(_)) if !reader => Json(json!({ "status": "pass", "name": "kilowatch" })).into_response(),
         Ok(Ok(stats)) => Json(json!({
             "status": "pass",
             "name": "kilowatch",

@@ -7,9 +7,15 @@
 //! every window; it is what no node or GPU reading explains (storage, network, unmetered nodes).
 //!
 //! Speed: every GPU and node series is read once per query and split over its node's
-//! boundaries in one pass (`ledger`), never once per job.
+//! boundaries in one pass (`ledger`), never once per job. The jobs holding a GPU are found by
+//! sweeping each node's allocations in start order (the set only changes at an allocation's
+//! edge), not by scanning them all for every segment; a job's figures are summed as the
+//! segments go, and kept per step only when its series is asked for. A long computation
+//! stops early when its [`Cancel`] is set (the client went away).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
@@ -52,10 +58,7 @@ pub struct JobEnergy {
     pub estimated: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub series: Vec<SeriesPoint>,
-    /// GPU and IT energy per hour of the window (for PUE, WUE and carbon).
-    #[serde(skip)]
-    steps: HashMap<usize, (f64, f64)>,
-    /// The same per chart step, for `series`.
+    /// GPU and IT energy per chart step, for `series`.
     #[serde(skip)]
     series_steps: HashMap<usize, (f64, f64)>,
     #[serde(skip)]
@@ -171,11 +174,49 @@ fn discover(store: &Store) -> Result<BTreeMap<String, NodeSeries>, StoreError> {
     Ok(nodes)
 }
 
+/// Set when whoever asked for a computation is gone: the computation checks it and stops.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A guard that sets this flag when dropped (an HTTP handler's future is dropped when its
+    /// client disconnects), unless [`CancelOnDrop::disarm`]ed first.
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(Some(self.clone()))
+    }
+}
+
+pub struct CancelOnDrop(Option<Cancel>);
+
+impl CancelOnDrop {
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Attributes `[r.from, r.to)` to `allocs`, hour by hour: each job's IT energy of a clock hour
 /// takes that whole clock hour's PUE, WUE and carbon factor, whatever the window, so the jobs
 /// list and one job's page (`series_step_ns`: its chart step, which keeps a per-step series)
 /// give the same figures.
 pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step_ns: Option<i64>, carbon_cfg: &CarbonConfig) -> Result<Attribution, StoreError> {
+    // Never cancelled, so always an answer.
+    attribute_until(store, allocs, r, series_step_ns, carbon_cfg, &Cancel::default()).map(Option::unwrap_or_default)
+}
+
+/// [`attribute`], or `None` as soon as `cancel` is seen set.
+pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, series_step_ns: Option<i64>, carbon_cfg: &CarbonConfig, cancel: &Cancel) -> Result<Option<Attribution>, StoreError> {
     let (from, to) = (r.from.0, r.to.0);
     let steps = step_bounds(from, to, HOUR_NS);
     let n_steps = steps.len().saturating_sub(1);
@@ -264,6 +305,9 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step
     let mut idle = 0.0;
     let (mut gpu_total, mut node_total) = (0.0, 0.0);
     for node in node_names {
+        if cancel.is_set() {
+            return Ok(None);
+        }
         let here = by_node.get(node).map(Vec::as_slice).unwrap_or(&[]);
         // Steps plus every allocation edge on this node: segments where holders do not change.
         let mut b: Vec<i64> = steps.clone();
@@ -314,9 +358,19 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step
             _ => (0..DEFAULT_GPUS_PER_NODE).collect(),
         };
         let g = indices.len() as f64;
+        // This node's allocations by start; `active` holds those running at the segment's
+        // middle (segments never straddle an allocation edge).
+        let mut by_start: Vec<usize> = (0..here.len()).collect();
+        by_start.sort_by_key(|&k| here[k].1.start);
+        let mut started = 0usize;
+        let mut active: Vec<usize> = Vec::new();
+        let mut holders: Vec<usize> = Vec::new();
         let mut hour = 0usize;
         let mut sstep = 0usize;
         for s in 0..nseg {
+            if s % 256 == 255 && cancel.is_set() {
+                return Ok(None);
+            }
             while hour + 1 < n_steps && steps[hour + 1] <= b[s] {
                 hour += 1;
             }
@@ -338,10 +392,16 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step
                 None => 0.0,
             };
             let mid = b[s].midpoint(b[s + 1]);
+            while started < by_start.len() && here[by_start[started]].1.start <= mid {
+                active.push(by_start[started]);
+                started += 1;
+            }
+            active.retain(|&k| here[k].1.end.is_none_or(|e| e > mid));
             for idx in &indices {
                 let ge = gpu_e.get(idx).map_or(0.0, |v| v[s]);
                 let e = ge + non_gpu / g;
-                let holders: Vec<usize> = here.iter().filter(|(_, a)| a.start <= mid && a.end.is_none_or(|e| e > mid) && a.gpus.contains(idx)).map(|(i, _)| *i).collect();
+                holders.clear();
+                holders.extend(active.iter().filter(|&&k| here[k].1.gpus.contains(idx)).map(|&k| here[k].0));
                 if holders.is_empty() {
                     idle += e;
                     continue;
@@ -349,15 +409,14 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step
                 // Two jobs claiming one GPU at once (overlapping sources) share it equally, so
                 // nothing is counted twice.
                 let k = holders.len() as f64;
-                for i in holders {
+                for &i in &holders {
                     let j = &mut jobs[i];
-                    let st = j.steps.entry(hour).or_insert((0.0, 0.0));
-                    st.0 += ge / k;
-                    st.1 += e / k;
+                    let (ge_k, e_k) = (ge / k, e / k);
+                    j.add(ge_k, e_k, pue[hour], site.water_metered.then_some(wue[hour]), cef[hour]);
                     if series_bounds.is_some() {
                         let st = j.series_steps.entry(sstep).or_insert((0.0, 0.0));
-                        st.0 += ge / k;
-                        st.1 += e / k;
+                        st.0 += ge_k;
+                        st.1 += e_k;
                     }
                     if gpu_est.get(idx).copied().unwrap_or(false) {
                         j.estimated = true;
@@ -374,18 +433,6 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step
     let mut by_owner: BTreeMap<String, Rollup> = BTreeMap::new();
     let mut by_project: BTreeMap<String, Rollup> = BTreeMap::new();
     for j in &mut jobs {
-        let mut hours: Vec<(&usize, &(f64, f64))> = j.steps.iter().collect();
-        hours.sort_by_key(|(h, _)| **h);
-        for (&h, &(ge, ie)) in hours {
-            j.gpu_energy_kwh += ge;
-            j.it_energy_kwh += ie;
-            let fac = ie * pue[h];
-            j.facility_energy_kwh += fac;
-            if site.water_metered {
-                *j.water_l.get_or_insert(0.0) += ie * wue[h];
-            }
-            j.co2_kg += fac * cef[h];
-        }
         if let Some(sb) = &series_bounds {
             let mut points: Vec<(&usize, &(f64, f64))> = j.series_steps.iter().collect();
             points.sort_by_key(|(i, _)| **i);
@@ -412,7 +459,7 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step
         }
     }
     tracing::debug!(jobs = jobs.len(), it_kwh = it_total, jobs_kwh = jobs_it, idle_kwh = idle, "attributed");
-    Ok(Attribution {
+    Ok(Some(Attribution {
         from: r.from.to_rfc3339(),
         to: r.to.to_rfc3339(),
         step_s: series_step_ns.unwrap_or(HOUR_NS) as f64 / 1e9,
@@ -430,5 +477,21 @@ pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step
         by_owner,
         by_project,
         data_quality: q,
-    })
+    }))
+}
+
+impl JobEnergy {
+    /// Adds GPU energy `ge` and IT energy `ie` used in a clock hour with those PUE, WUE (`None`:
+    /// water not metered) and carbon factor: facility energy, water and CO2 follow the hour's
+    /// own figures.
+    fn add(&mut self, ge: f64, ie: f64, pue: f64, wue: Option<f64>, cef: f64) {
+        self.gpu_energy_kwh += ge;
+        self.it_energy_kwh += ie;
+        let fac = ie * pue;
+        self.facility_energy_kwh += fac;
+        if let Some(w) = wue {
+            *self.water_l.get_or_insert(0.0) += ie * w;
+        }
+        self.co2_kg += fac * cef;
+    }
 }

@@ -45,6 +45,18 @@ pub struct Config {
     /// The monthly report: when to produce it on its own, where to keep it, whom to notify.
     #[serde(default)]
     pub report: crate::report::schedule::ReportConfig,
+    /// Bounds on what one query may ask for.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Longest window, in days, of `GET /api/v1/jobs` and of `GET /api/v1/kpi?from=&to=`
+    /// (default 400: a rolling 12 months or a leap year fit). Longer is answered 400 at once.
+    #[serde(default = "default_max_query_days")]
+    pub max_query_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +163,34 @@ pub struct ServerConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Request body bytes held in memory at once, over all requests, counted after gzip is
+    /// inflated (default 256 MiB). A request that would go past it is answered 503 with
+    /// Retry-After.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: usize,
+    /// Requests in progress at once (default 256; health checks and the live stream are not
+    /// counted). Past it: 503 with Retry-After, never a queue.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Open connections at once (default 4096, lowered to fit the open-files limit). Past it a
+    /// new connection is closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a complete request head, counted from when it
+    /// opens or its previous answer ends: also the keep-alive idle timeout (default 30).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_s: u64,
+    /// Seconds a request body may take to arrive in full (default 60); past it: 408.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_s: u64,
+    /// Seconds an answer may wait for its client to read before the connection is closed
+    /// (default 60): a client that stops reading, a live stream's included.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_s: u64,
+    /// Seconds a stop waits for requests in progress before dropping their connections
+    /// (default 5). Live streams end at once.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_s: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -280,6 +320,30 @@ fn default_data_dir() -> PathBuf {
 fn default_max_body() -> usize {
     32 << 20
 }
+fn default_max_inflight_bytes() -> usize {
+    256 << 20
+}
+fn default_max_concurrent_requests() -> usize {
+    256
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_read_timeout() -> u64 {
+    30
+}
+fn default_body_timeout() -> u64 {
+    60
+}
+fn default_write_timeout() -> u64 {
+    60
+}
+fn default_shutdown_grace() -> u64 {
+    5
+}
+fn default_max_query_days() -> u64 {
+    400
+}
 fn default_site() -> String {
     "dc5".into()
 }
@@ -342,7 +406,25 @@ impl Default for SlurmConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), data_dir: default_data_dir(), max_body_bytes: default_max_body(), tls_cert: None, tls_key: None }
+        ServerConfig {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            max_body_bytes: default_max_body(),
+            tls_cert: None,
+            tls_key: None,
+            max_inflight_bytes: default_max_inflight_bytes(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            max_connections: default_max_connections(),
+            header_read_timeout_s: default_header_read_timeout(),
+            body_timeout_s: default_body_timeout(),
+            write_timeout_s: default_write_timeout(),
+            shutdown_grace_s: default_shutdown_grace(),
+        }
+    }
+}
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { max_query_days: default_max_query_days() }
     }
 }
 impl Default for SiteConfig {
@@ -403,10 +485,24 @@ impl Config {
             ("store.max_future_skew_s", self.store.max_future_skew_s),
             ("store.max_series", self.store.max_series as u64),
             ("store.max_name_bytes", self.store.max_name_bytes as u64),
+            ("server.max_body_bytes", self.server.max_body_bytes as u64),
+            ("server.max_inflight_bytes", self.server.max_inflight_bytes as u64),
+            ("server.max_concurrent_requests", self.server.max_concurrent_requests as u64),
+            ("server.max_connections", self.server.max_connections as u64),
+            ("server.header_read_timeout_s", self.server.header_read_timeout_s),
+            ("server.body_timeout_s", self.server.body_timeout_s),
+            ("server.write_timeout_s", self.server.write_timeout_s),
+            ("api.max_query_days", self.api.max_query_days),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid { key, message: "must be at least 1".into() });
             }
+        }
+        if self.server.max_inflight_bytes < self.server.max_body_bytes {
+            return Err(ConfigError::Invalid {
+                key: "server.max_inflight_bytes",
+                message: format!("{} is less than server.max_body_bytes ({}): the largest write could never be accepted", self.server.max_inflight_bytes, self.server.max_body_bytes),
+            });
         }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => return Err(ConfigError::Invalid { key: "server.tls_key", message: "tls_cert is set, tls_key is missing".into() }),

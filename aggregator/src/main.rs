@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::{Config, TokenScope};
+use kilowatch_aggregator::conn::ConnLimits;
 use kilowatch_aggregator::demo::{self, DemoOptions};
 use kilowatch_aggregator::sink::InfluxSink;
 use kilowatch_aggregator::{server, slurm};
@@ -110,11 +111,24 @@ enum Command {
     HashToken,
 }
 
+/// Turns true on Ctrl-C (SIGINT) or SIGTERM (what systemd and `docker stop` send).
 fn shutdown_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("stopping");
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C still stops");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_ok() { tracing::info!(signal = "SIGINT", "stopping") },
+            _ = term => tracing::info!(signal = "SIGTERM", "stopping"),
         }
         let _ = tx.send(true);
     });
@@ -148,14 +162,19 @@ async fn main() -> anyhow::Result<()> {
             if cfg.auth.read_tokens.is_empty() && !has(TokenScope::Read) && !insecure_no_auth {
                 anyhow::bail!("no read token: set auth.read_tokens or KILOWATCH_READ_TOKEN (or --insecure-no-auth on a trusted loopback)");
             }
+            let addr: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
+            if insecure_no_auth && !addr.ip().is_loopback() {
+                anyhow::bail!("--insecure-no-auth opens every read to anyone who can connect: it is refused on {addr}, which is not a loopback address (listen on 127.0.0.1 or ::1, or give a read token)");
+            }
             // Before anything starts: a bad certificate stops startup, naming its key.
             let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
                 (Some(cert), Some(key)) => Some(kilowatch_aggregator::tls::acceptor(cert, key)?),
                 _ => None,
             };
+            let open_files = kilowatch_aggregator::conn::raise_open_files_limit();
+            let limits = ConnLimits::from_config(&cfg.server).fitted_to(open_files);
             let store = Arc::new(Store::open(&cfg.server.data_dir)?);
             store.set_policy(cfg.store.policy())?;
-            let addr: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let shutdown = shutdown_on_ctrl_c();
             let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), shutdown.clone());
@@ -179,10 +198,7 @@ async fn main() -> anyhow::Result<()> {
             let cfg = Arc::new(cfg);
             let reporter = cfg.report.enabled.then(|| kilowatch_aggregator::report::schedule::spawn(store.clone(), cfg.clone(), shutdown.clone()));
             let state = AppState { store, auth: Arc::new(auth), config: cfg, sink };
-            match tls {
-                Some(acceptor) => server::serve_tls(listener, acceptor, server::router(state), shutdown).await?,
-                None => server::serve(listener, server::router(state), shutdown).await?,
-            }
+            server::serve_with(listener, tls, server::router(state), shutdown, limits).await?;
             if let Some(p) = poller {
                 let _ = p.await;
             }

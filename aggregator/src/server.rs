@@ -1,7 +1,6 @@
 //! Puts the API, the dashboard and the background work together, and runs them until asked
 //! to stop.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,9 @@ use tower_http::decompression::RequestDecompressionLayer;
 use crate::acct_api;
 use crate::api::{self, AppState};
 use crate::auth::Auth;
+use crate::config::ServerConfig;
+use crate::conn::ConnLimits;
+use crate::guard::{self, Limits};
 use crate::store::Store;
 use crate::view::StoreView;
 
@@ -24,9 +26,12 @@ pub fn router(state: AppState) -> Router {
     let view: kilowatch_dashboard::SharedView = Arc::new(StoreView::new(state.store.clone(), state.config.site.name.clone()));
     // Pages and assets hold no data and are open; the JSON they fetch needs a read token.
     let dashboard = kilowatch_dashboard::pages_router().merge(kilowatch_dashboard::data_router(view).layer(middleware::from_fn_with_state(state.clone(), require_read)));
+    let limits = Arc::new(Limits::new(&state.config.server, state.auth.clone()));
     let max_body = state.config.server.max_body_bytes;
     let ingest = Router::new()
-        .route("/api/v2/write", post(api::write))
+        .route(guard::INGEST_PATH, post(api::write))
+        // Counted where gzip is already inflated: the size that takes memory.
+        .layer(middleware::from_fn_with_state(limits.clone(), guard::budget))
         // Telegraf and InfluxDB clients gzip their bodies; the limit applies after inflating.
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(max_body));
@@ -45,7 +50,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::admin::routes())
         .with_state(state)
         .merge(dashboard)
+        // The token of a request with a body is checked before any of it is read.
+        .layer(middleware::from_fn_with_state(limits, guard::admit))
         .layer(middleware::from_fn(basic_auth))
+        .layer(middleware::from_fn(guard::respond))
 }
 
 /// HTTP basic auth for browsers: `Authorization: Basic base64(user:token)` is read as
@@ -54,7 +62,7 @@ pub fn router(state: AppState) -> Router {
 /// browser show its own login prompt and then send them with every request.
 async fn basic_auth(mut req: Request, next: Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::trim);
-    let had_credentials = header.is_some() || req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")));
+    let had_credentials = header.is_some() || query_token(req.uri()).is_some();
     if let Some(token) = header.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))).and_then(basic_password)
         && let Ok(v) = HeaderValue::from_str(&format!("Token {token}"))
     {
@@ -97,12 +105,21 @@ fn basic_password(b64: &str) -> Option<String> {
 /// Everything the dashboard's pages fetch needs a read token unless reads are open (demo on
 /// loopback).
 async fn require_read(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
-    if st.auth.may_read(Auth::presented(req.headers(), query_token)) {
+    let query_token = query_token(req.uri());
+    if st.auth.may_read(Auth::presented(req.headers(), query_token.as_deref())) {
         next.run(req).await
     } else {
         api::error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required")
     }
+}
+
+/// The `token` query parameter, percent-decoded (`%2B`, `+`, …) as every other parameter is.
+pub fn query_token(uri: &axum::http::Uri) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct T {
+        token: Option<String>,
+    }
+    axum::extract::Query::<T>::try_from_uri(uri).ok().and_then(|q| q.0.token)
 }
 
 /// Checkpoints the store every `every`, and once more on shutdown so that a clean stop leaves
@@ -173,27 +190,20 @@ pub fn spawn_maintenance(store: Arc<Store>, keep: crate::store::Retention, every
     })
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true.
+/// Serves `app` on `listener` until `shutdown` turns true, with the default limits of
+/// `[server]` (tests; `kilowatch serve` uses [`serve_with`]).
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    serve_on(listener, app, shutdown, "http").await
+    serve_with(listener, None, app, shutdown, ConnLimits::from_config(&ServerConfig::default())).await
 }
 
 /// [`serve`] over TLS (see [`crate::tls`]).
 pub async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: Router, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    serve_on(crate::tls::TlsListener::new(listener, acceptor)?, app, shutdown, "https").await
+    serve_with(listener, Some(acceptor), app, shutdown, ConnLimits::from_config(&ServerConfig::default())).await
 }
 
-async fn serve_on<L>(listener: L, app: Router, mut shutdown: watch::Receiver<bool>, scheme: &'static str) -> std::io::Result<()>
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
-    let addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, scheme, "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|v| *v).await;
-        })
-        .await
+/// Serves `app`, over TLS with `tls`, within `limits` (see [`crate::conn`]).
+pub async fn serve_with(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, app: Router, shutdown: watch::Receiver<bool>, limits: ConnLimits) -> std::io::Result<()> {
+    crate::conn::serve(listener, tls, app, shutdown, limits).await
 }
 
 #[cfg(test)]

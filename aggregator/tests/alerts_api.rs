@@ -21,7 +21,7 @@ async fn silences_alerts_and_rules_over_http() {
     // Reads need a token; changes need the write token.
     assert_eq!(http.get(url("/api/v1/silences")).send().await.expect("get").status(), 401);
     let r = http.post(url("/api/v1/silences")).header("Authorization", format!("Token {READ}")).json(&json!({"matchers": ["node=\"dgx-007\""], "duration": "2h"})).send().await.expect("post");
-    assert_eq!(r.status(), 401, "a read token cannot silence");
+    assert_eq!(r.status(), 403, "a read token cannot silence");
     let r = http
         .post(url("/api/v1/silences"))
         .header("Authorization", format!("Token {WRITE}"))

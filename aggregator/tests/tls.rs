@@ -56,7 +56,7 @@ async fn writes_and_reads_over_https() {
         .await
         .expect("https write");
     assert_eq!(r.status(), 204);
-    let health: serde_json::Value = client.get(format!("{base}/api/v1/health")).send().await.expect("https read").json().await.expect("json");
+    let health: serde_json::Value = client.get(format!("{base}/api/v1/health")).header("Authorization", format!("Token {READ}")).send().await.expect("https read").json().await.expect("json");
     assert_eq!(health["store"]["series"], 1, "{health}");
     let ids = store.find_series("meter", "energy_kwh", &[("meter", "grid-a")]).expect("find");
     assert_eq!(store.latest(&[ids[0].id]).expect("latest")[0].as_ref().and_then(|(_, v)| v.as_f64()), Some(12.5));

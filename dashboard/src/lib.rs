@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
+use axum::{Extension, Json};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -25,6 +25,11 @@ use serde::{Deserialize, Serialize};
 pub use view::{Climate, CoolingUnit, GpuCell, GpuDetail, ModeSpan, Overview, Series, SiteView, ViewError, Water, Window};
 
 pub type SharedView = Arc<dyn SiteView>;
+
+/// The server's stop signal, put into each request's extensions by the server: the live stream
+/// ends when it turns true, so that a graceful stop does not wait on open pages.
+#[derive(Clone)]
+pub struct LiveStop(pub tokio::sync::watch::Receiver<bool>);
 
 /// The pages and their assets: they hold no data, so they are served without a token (the
 /// data they fetch is not).
@@ -94,8 +99,9 @@ const LIVE_EVERY: Duration = Duration::from_secs(2);
 
 /// Server-Sent Events: an `overview` event now and every [`LIVE_EVERY`] (an `error` event when
 /// the view fails; the stream goes on). EventSource cannot send headers, so the read token
-/// comes as `?token=`.
-async fn live(State(view): State<SharedView>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+/// comes as `?token=`. The stream ends when the server stops ([`LiveStop`]); the browser's
+/// EventSource reconnects by itself.
+async fn live(State(view): State<SharedView>, stop: Option<Extension<LiveStop>>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let stream = futures_util::stream::unfold((view, true), |(view, first)| async move {
         if !first {
             tokio::time::sleep(LIVE_EVERY).await;
@@ -108,7 +114,15 @@ async fn live(State(view): State<SharedView>) -> Sse<impl futures_util::Stream<I
         };
         Some((Ok(event), (view, false)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let stopped = async move {
+        match stop {
+            Some(Extension(LiveStop(mut rx))) => {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    Sse::new(futures_util::StreamExt::take_until(stream, stopped)).keep_alive(KeepAlive::default())
 }
 
 async fn power_json(State(view): State<SharedView>, Query(q): Query<RangeQuery>) -> Response {
