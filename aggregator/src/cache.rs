@@ -28,6 +28,8 @@ struct Entry {
     live: bool,
     /// A background computation of this answer is running.
     refreshing: bool,
+    /// The answer's size as JSON text, what the byte budget counts.
+    bytes: usize,
     value: Arc<serde_json::Value>,
 }
 
@@ -52,18 +54,24 @@ pub enum Lookup {
 pub struct ResponseCache {
     live_ttl: Duration,
     max_entries: usize,
+    /// The most the answers held may add up to, as JSON text: a few answers over long windows
+    /// with many jobs can be tens of megabytes each.
+    max_bytes: usize,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
+/// Default byte budget of the cache.
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+
 impl Default for ResponseCache {
     fn default() -> Self {
-        ResponseCache::new(Duration::from_secs(15), 256)
+        ResponseCache::new(Duration::from_secs(15), 256, DEFAULT_MAX_BYTES)
     }
 }
 
 impl ResponseCache {
-    pub fn new(live_ttl: Duration, max_entries: usize) -> Self {
-        ResponseCache { live_ttl, max_entries, entries: Mutex::new(HashMap::new()) }
+    pub fn new(live_ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
+        ResponseCache { live_ttl, max_entries, max_bytes, entries: Mutex::new(HashMap::new()) }
     }
 
     /// What the cache holds for `key`. A live answer past its time comes back as stale, with
@@ -113,15 +121,25 @@ impl ResponseCache {
 
     pub fn put(&self, key: String, mark: Option<Mark>, value: Arc<serde_json::Value>) {
         let Some(Mark { seq, horizons, from, to, live }) = mark else { return };
-        let Ok(mut g) = self.entries.lock() else { return };
-        if g.len() >= self.max_entries {
-            let ttl = self.live_ttl;
-            g.retain(|_, e| !e.live || e.at.elapsed() < ttl);
-            if g.len() >= self.max_entries {
-                g.clear();
-            }
+        let bytes = serde_json::to_vec(&*value).map_or(usize::MAX, |v| v.len());
+        if bytes > self.max_bytes / 4 {
+            // One answer bigger than a quarter of the budget would push out everything else.
+            tracing::debug!(bytes, key, "answer too large to cache");
+            return;
         }
-        g.insert(key, Entry { at: Instant::now(), seq, horizons, from, to, live, refreshing: false, value });
+        let Ok(mut g) = self.entries.lock() else { return };
+        g.remove(&key);
+        let ttl = self.live_ttl;
+        let used = |g: &HashMap<String, Entry>| g.values().map(|e| e.bytes).sum::<usize>();
+        if g.len() >= self.max_entries || used(&g) + bytes > self.max_bytes {
+            g.retain(|_, e| !e.live || e.at.elapsed() < ttl);
+        }
+        // Then the oldest answers go first, until this one fits.
+        while !g.is_empty() && (g.len() >= self.max_entries || used(&g) + bytes > self.max_bytes) {
+            let Some(oldest) = g.iter().min_by_key(|(_, e)| e.at).map(|(k, _)| k.clone()) else { break };
+            g.remove(&oldest);
+        }
+        g.insert(key, Entry { at: Instant::now(), seq, horizons, from, to, live, refreshing: false, bytes, value });
     }
 
     pub fn clear(&self) {
@@ -152,7 +170,7 @@ mod tests {
         let s = Store::open(dir.path()).expect("open");
         let now = Timestamp::now().0;
         write(&s, now);
-        let c = ResponseCache::new(Duration::from_millis(50), 4);
+        let c = ResponseCache::new(Duration::from_millis(50), 4, DEFAULT_MAX_BYTES);
         let v = Arc::new(serde_json::json!(1));
         c.put("past".into(), c.mark(&s, now - 20 * H, now - 10 * H), v.clone());
         c.put("live".into(), c.mark(&s, now - 10 * H, now), v.clone());
@@ -173,5 +191,26 @@ mod tests {
         c.put("past".into(), c.mark(&s, now - 20 * H, now - 10 * H), v);
         c.clear();
         assert!(matches!(c.lookup(&s, "past"), Lookup::Miss));
+    }
+
+    #[test]
+    fn the_cache_holds_no_more_bytes_than_its_budget() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let now = Timestamp::now().0;
+        write(&s, now);
+        // 10 kB of budget; answers of about 1 kB each.
+        let c = ResponseCache::new(Duration::from_secs(60), 100, 10_000);
+        let answer = || Arc::new(serde_json::json!({ "jobs": "x".repeat(1000) }));
+        for i in 0..30 {
+            c.put(format!("k{i}"), c.mark(&s, now - 20 * H, now - 10 * H), answer());
+        }
+        let held: usize = c.entries.lock().expect("lock").values().map(|e| e.bytes).sum();
+        assert!(held <= 10_000, "{held} bytes held");
+        assert!(fresh(&c, &s, "k29"), "the newest answer stays");
+        assert!(!fresh(&c, &s, "k0"), "the oldest went first");
+        // An answer larger than a quarter of the budget is not cached at all.
+        c.put("big".into(), c.mark(&s, now - 20 * H, now - 10 * H), Arc::new(serde_json::json!("y".repeat(3000))));
+        assert!(!fresh(&c, &s, "big"));
     }
 }
