@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use kilowatch_aggregator::config::Config;
-use kilowatch_aggregator::demo::job_posts;
+use kilowatch_aggregator::demo::{job_posts, record_active};
 use kilowatch_aggregator::jobs::{JobStore, recorder};
 use kilowatch_aggregator::report::{self, MonthlyReport};
 use kilowatch_aggregator::store::{Retention, Store};
@@ -97,6 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(dir.path())?;
     let jobs = JobStore::open(dir.path())?;
     let mut site = Site::new(SimConfig { start, nodes, site_nodes: nodes, ..SimConfig::default() });
+    record_active(&jobs, &site)?;
     let resets = resets(start.0);
     let mut offsets = std::collections::HashMap::new();
     let t = Instant::now();
