@@ -262,6 +262,7 @@ fn check_facility(f: &crate::facility::FacilityConfig) -> Result<(), (&'static s
     }
     for d in &f.snmp {
         within_u64("facility.snmp.timeout_ms", d.timeout_ms, 1, 600_000)?;
+        crate::facility::validate::check_bounds(&d.bounds).map_err(|m| ("facility.snmp.bounds", m))?;
     }
     for d in &f.redfish {
         within_u64("facility.redfish.timeout_ms", d.timeout_ms, 1, 600_000)?;
@@ -356,6 +357,17 @@ mod tests {
                     Err(e) => e.to_string(),
                 };
                 assert!(e.replace("[0]", "").contains(name), "{key} = {bad}: the message does not name {name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn facility_bounds_are_checked_with_their_key() {
+        for (kind, key) in [("modbus", "facility.modbus.bounds"), ("snmp", "facility.snmp.bounds")] {
+            for bad in ["{ w = { max = nan } }", "{ w = { min = 10.0, max = 1.0 } }", "{ furlongs = { max = 1.0 } }"] {
+                let text = format!("[aggregator]\nurl = \"http://x\"\n[[facility.{kind}]]\nname = \"d\"\nhost = \"127.0.0.1\"\nbounds = {bad}\n");
+                let e = CollectorConfig::parse(&text, Path::new("c.toml")).expect_err(bad).to_string();
+                assert!(e.contains(key), "{kind} {bad}: {e}");
             }
         }
     }
