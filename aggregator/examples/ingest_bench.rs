@@ -2,11 +2,12 @@
 //! line-protocol file, through the same functions the HTTP handler calls (`parse_batch`,
 //! `Store::write_lines`).
 //!
-//!     cargo run --release -p kilowatch-aggregator --example ingest_bench -- [--write-file FILE] [--steps N]
+//!     cargo run --release -p kilowatch-aggregator --example ingest_bench -- [--write-file FILE] [--steps N] [--split K]
 //!
 //! With `--write-file`, it only writes the file (for running other servers on the same input,
 //! see scripts/bench-ingest). "Points" are field values (one stored sample each); lines are
-//! reported too.
+//! reported too. `--split K` cuts each second of data into K requests, as K collectors would
+//! send it: each request is one commit, so this shows the cost of the commit's fsync.
 
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let steps: i64 = args.iter().position(|a| a == "--steps").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(60);
     let write_file = args.iter().position(|a| a == "--write-file").and_then(|i| args.get(i + 1)).cloned();
+    let split: usize = args.iter().position(|a| a == "--split").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
 
     // One minute of the whole DC5 site at 1 Hz (default): the file every server ingests.
     let start = Timestamp::parse_rfc3339("2025-07-01T12:00:00Z").expect("time");
@@ -37,9 +39,12 @@ fn main() {
     for i in 1..=steps {
         site.advance_to(Timestamp(start.0 + i * 1_000_000_000));
         site.fill_points(&mut buf);
-        let text = encode_points(buf.points(), Precision::Ns);
-        body.push_str(&text);
-        requests.push(text);
+        let points = buf.points();
+        for part in points.chunks(points.len().div_ceil(split).max(1)) {
+            let text = encode_points(part, Precision::Ns);
+            body.push_str(&text);
+            requests.push(text);
+        }
     }
     if let Some(path) = write_file {
         std::fs::write(&path, &body).expect("write file");
@@ -69,6 +74,7 @@ fn main() {
     }
     let ingest_s = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
+    let per_request_ms = ingest_s * 1e3 / requests.len() as f64;
     let t = Instant::now();
     store.checkpoint().expect("checkpoint");
     let ckpt_s = t.elapsed().as_secs_f64();
@@ -78,5 +84,6 @@ fn main() {
     println!("parse only:            {:>10.0} lines/s  {:>10.0} values/s", lines as f64 / parse_s, fields as f64 / parse_s);
     println!("parse+validate+store:  {:>10.0} lines/s  {:>10.0} values/s  (wall {ingest_s:.2} s, cpu {cpu:.2} s)", lines as f64 / ingest_s, fields as f64 / ingest_s);
     println!("per core (cpu time):   {:>10.0} lines/s  {:>10.0} values/s", lines as f64 / cpu.max(1e-9), fields as f64 / cpu.max(1e-9));
+    println!("per request (wall):    {per_request_ms:>10.3} ms  ({} requests, one commit each)", requests.len());
     println!("checkpoint: {ckpt_s:.2} s; store on disk {:.1} MB ({:.1} bytes/value)", db as f64 / 1e6, db as f64 / fields as f64);
 }

@@ -4,7 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use kilowatch_collector::config::{from_toml, within, within_u64};
 use serde::Deserialize;
+
+/// Highest plausible grid emission factor, kg CO2eq per kWh (lignite is about 1.1).
+const MAX_KG_PER_KWH: f64 = 5.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -451,7 +455,12 @@ impl Default for StoreConfig {
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        Self::parse(&text, path)
+    }
+
+    /// What [`Config::load`] does with the file's text: parse, then validate.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = from_toml(text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -463,29 +472,12 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| ConfigError::Invalid { key: "server.listen", message: format!("{:?}: {e}", self.server.listen) })?;
-        if !(self.carbon.factor_kg_per_kwh.is_finite() && self.carbon.factor_kg_per_kwh >= 0.0) {
-            return Err(ConfigError::Invalid { key: "carbon.factor_kg_per_kwh", message: "must be a number >= 0".into() });
-        }
+        self.validate_numbers().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.validate_accounting()?;
-        if self.slurm.poll_interval_s == 0 {
-            return Err(ConfigError::Invalid { key: "slurm.poll_interval_s", message: "must be at least 1".into() });
-        }
         for (key, v) in [
-            ("store.checkpoint_interval_s", self.store.checkpoint_interval_s),
-            ("store.raw_retention_h", self.store.raw_retention_h),
-            ("store.minute_rollup_retention_d", self.store.minute_rollup_retention_d),
-            ("store.maintenance_interval_s", self.store.maintenance_interval_s),
-        ] {
-            if v == 0 {
-                return Err(ConfigError::Invalid { key, message: "must be at least 1".into() });
-            }
-        }
-        for (key, v) in [
-            ("store.out_of_order_window_s", self.store.out_of_order_window_s),
             ("store.max_future_skew_s", self.store.max_future_skew_s),
             ("store.max_series", self.store.max_series as u64),
             ("store.max_name_bytes", self.store.max_name_bytes as u64),
-            ("server.max_body_bytes", self.server.max_body_bytes as u64),
             ("server.max_inflight_bytes", self.server.max_inflight_bytes as u64),
             ("server.max_concurrent_requests", self.server.max_concurrent_requests as u64),
             ("server.max_connections", self.server.max_connections as u64),
@@ -522,6 +514,32 @@ impl Config {
         Ok(())
     }
 
+    /// Every number within a sane range: `nan`, `inf`, `1e300`, zero or negative intervals stop
+    /// startup (and `check-config`) with the key named, instead of a panic later.
+    fn validate_numbers(&self) -> Result<(), (&'static str, String)> {
+        const DAY_S: u64 = 86_400;
+        const CENTURY_D: u64 = 36_525;
+        within("carbon.factor_kg_per_kwh", self.carbon.factor_kg_per_kwh, 0.0, MAX_KG_PER_KWH)?;
+        if let Some(r) = self.carbon.residual_factor_kg_per_kwh {
+            within("carbon.residual_factor_kg_per_kwh", r, 0.0, MAX_KG_PER_KWH)?;
+        }
+        within_u64("server.max_body_bytes", self.server.max_body_bytes as u64, 1, 1 << 32)?;
+        within_u64("slurm.poll_interval_s", self.slurm.poll_interval_s, 1, DAY_S)?;
+        within_u64("alerts.eval_interval_s", self.alerts.eval_interval_s, 1, DAY_S)?;
+        within_u64("store.checkpoint_interval_s", self.store.checkpoint_interval_s, 1, DAY_S)?;
+        within_u64("store.maintenance_interval_s", self.store.maintenance_interval_s, 1, DAY_S)?;
+        within_u64("store.raw_retention_h", self.store.raw_retention_h, 1, CENTURY_D * 24)?;
+        within_u64("store.minute_rollup_retention_d", self.store.minute_rollup_retention_d, 1, CENTURY_D)?;
+        within_u64("store.hour_rollup_retention_d", self.store.hour_rollup_retention_d, 0, CENTURY_D)?;
+        within_u64("store.out_of_order_window_s", self.store.out_of_order_window_s, 1, CENTURY_D * DAY_S)?;
+        within_u64("report.day", u64::from(self.report.day), 1, 28)?;
+        if let Some(i) = &self.influxdb {
+            within("influxdb.timeout_s", i.timeout_s, 0.001, 3600.0)?;
+            within_u64("influxdb.max_queue_bytes", i.max_queue_bytes, 2 << 20, 1 << 40)?;
+        }
+        Ok(())
+    }
+
     /// Adds the tokens given in the environment to those of the file.
     pub fn with_env_tokens(mut self) -> Self {
         for (var, list) in [("KILOWATCH_WRITE_TOKEN", &mut self.auth.write_tokens), ("KILOWATCH_READ_TOKEN", &mut self.auth.read_tokens)] {
@@ -532,5 +550,49 @@ impl Config {
             }
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every number a bad hand can type: each refused with the key named, none panics.
+    #[test]
+    fn absurd_numbers_are_refused_with_their_key() {
+        const BAD: &[&str] = &["nan", "inf", "-inf", "1e300", "-1", "0", "-0.5", "18446744073709551615", "1e19"];
+        // (section, key, whether 0 is a valid value)
+        let keys: &[(&str, &str, bool)] = &[
+            ("server", "max_body_bytes", false),
+            ("carbon", "factor_kg_per_kwh", true),
+            ("carbon", "residual_factor_kg_per_kwh", true),
+            ("slurm", "poll_interval_s", false),
+            ("alerts", "eval_interval_s", false),
+            ("store", "checkpoint_interval_s", false),
+            ("store", "maintenance_interval_s", false),
+            ("store", "raw_retention_h", false),
+            ("store", "minute_rollup_retention_d", false),
+            ("store", "hour_rollup_retention_d", true),
+            ("store", "out_of_order_window_s", false),
+            ("report", "day", false),
+            ("influxdb", "timeout_s", false),
+            ("influxdb", "max_queue_bytes", false),
+        ];
+        for &(section, key, zero_ok) in keys {
+            for &bad in BAD {
+                if zero_ok && bad == "0" {
+                    continue;
+                }
+                let extra = if section == "influxdb" { "url = \"http://127.0.0.1:8087\"\norg = \"o\"\nbucket = \"b\"\n" } else { "" };
+                let text = format!("[{section}]\n{extra}{key} = {bad}\n");
+                let e = match Config::parse(&text, Path::new("k.toml")) {
+                    Ok(_) => panic!("{section}.{key} = {bad} accepted"),
+                    Err(e) => e.to_string(),
+                };
+                assert!(e.contains(&format!("{section}.{key}")), "{section}.{key} = {bad}: the message does not name the key: {e}");
+            }
+        }
+        // And the defaults and a sane file pass.
+        Config::parse("[store]\nraw_retention_h = 72\n[carbon]\nfactor_kg_per_kwh = 0\n", Path::new("k.toml")).expect("sane");
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kilowatch_collector::agent::{AgentStats, SharedSpool, ship_loop, update_spool_stats};
+use kilowatch_collector::agent::{AgentStats, SharedSpool, ship_loop, spool_append, update_spool_stats};
 use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
 use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig, SpoolError};
 use kilowatch_model::{Point, Precision, encode_points};
@@ -118,16 +118,7 @@ impl InfluxSink {
             rest = tail;
             match self.spool.lock() {
                 Ok(mut s) => {
-                    match s.append(chunk.as_bytes()) {
-                        Ok(dropped) => {
-                            self.stats.batches_dropped.fetch_add(dropped, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            self.stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(error = %e, "cannot queue points for InfluxDB; they stay in the embedded store only");
-                        }
-                    }
-                    update_spool_stats(&self.stats, &s);
+                    spool_append(&mut s, chunk.as_bytes(), &self.stats, "cannot queue points for InfluxDB; they stay in the embedded store only");
                 }
                 Err(_) => tracing::error!("InfluxDB queue lock poisoned"),
             }

@@ -26,11 +26,14 @@ pub struct AgentStats {
     pub batches_rejected: AtomicU64,
     /// Lines the server refused (a wrong clock, a limit) while storing the rest of their batch.
     pub lines_refused: AtomicU64,
-    /// Batches lost: dropped from a full spool, or not written because the disk failed.
+    /// Batches lost: dropped from a full spool, or not written because the disk failed (the
+    /// spool's own count, see [`Spool::dropped_records`]).
     pub batches_dropped: AtomicU64,
     pub spool_errors: AtomicU64,
     pub spool_bytes: AtomicU64,
     pub spool_batches: AtomicU64,
+    /// Corrupt or torn records found in the spool and skipped.
+    pub spool_corrupt: AtomicU64,
     pub last_cycle_us: AtomicU64,
 }
 
@@ -53,6 +56,20 @@ pub type SharedSpool = Arc<Mutex<Spool>>;
 pub fn update_spool_stats(stats: &AgentStats, spool: &Spool) {
     stats.spool_bytes.store(spool.pending_bytes(), Ordering::Relaxed);
     stats.spool_batches.store(spool.pending_records(), Ordering::Relaxed);
+    stats.spool_corrupt.store(spool.corrupt_records(), Ordering::Relaxed);
+    stats.batches_dropped.store(spool.dropped_records(), Ordering::Relaxed);
+}
+
+/// Appends one batch; when even dropping older ones cannot make room, it is lost (counted by
+/// the spool, logged here with `lost`). True when the batch is in the spool.
+pub fn spool_append(spool: &mut Spool, body: &[u8], stats: &AgentStats, lost: &str) -> bool {
+    let result = spool.append(body);
+    if let Err(e) = &result {
+        stats.spool_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, "{lost}");
+    }
+    update_spool_stats(stats, spool);
+    result.is_ok()
 }
 
 impl Agent {
@@ -108,17 +125,7 @@ async fn sample_loop(
                 let body = encode_points(&points, Precision::Ns);
                 match sp.lock() {
                     Ok(mut spool) => {
-                        match spool.append(body.as_bytes()) {
-                            Ok(dropped) => {
-                                st.batches_dropped.fetch_add(dropped, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                st.spool_errors.fetch_add(1, Ordering::Relaxed);
-                                st.batches_dropped.fetch_add(1, Ordering::Relaxed);
-                                tracing::error!(error = %e, "cannot spool a batch; it is lost");
-                            }
-                        }
-                        update_spool_stats(&st, &spool);
+                        spool_append(&mut spool, body.as_bytes(), &st, "cannot spool a batch; it is lost");
                     }
                     Err(_) => tracing::error!("spool lock poisoned"),
                 }
@@ -151,12 +158,11 @@ pub async fn ship_loop(shipper: Shipper, spool: SharedSpool, notify: Arc<Notify>
         }
         let limit = if single { 0 } else { MAX_REQUEST_BYTES };
         let batches = match spool.lock() {
-            Ok(s) => s.peek(limit).map(|mut b| {
-                if single {
-                    b.truncate(1);
-                }
+            Ok(mut s) => {
+                let b = s.peek(limit);
+                update_spool_stats(&stats, &s);
                 b
-            }),
+            }
             Err(_) => break,
         };
         let batches = match batches {

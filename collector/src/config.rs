@@ -163,7 +163,7 @@ impl CollectorConfig {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: CollectorConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let cfg: CollectorConfig = from_toml(text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
         let invalid = |key, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
         if !(0.05..=3600.0).contains(&cfg.interval_s) {
             return Err(invalid("interval_s", format!("{} is outside 0.05..3600 seconds", cfg.interval_s)));
@@ -171,16 +171,20 @@ impl CollectorConfig {
         if !(cfg.aggregator.url.starts_with("http://") || cfg.aggregator.url.starts_with("https://")) {
             return Err(invalid("aggregator.url", format!("{:?} must start with http:// or https://", cfg.aggregator.url)));
         }
-        if cfg.aggregator.timeout_s <= 0.0 {
-            return Err(invalid("aggregator.timeout_s", "must be positive".into()));
+        within("aggregator.timeout_s", cfg.aggregator.timeout_s, 0.001, 3600.0).map_err(|(k, m)| invalid(k, m))?;
+        if cfg.spool.segment_bytes < 4096 || cfg.spool.segment_bytes > 1 << 30 || cfg.spool.segment_bytes.saturating_mul(2) > cfg.spool.max_bytes {
+            return Err(invalid("spool.segment_bytes", format!("{} must be from 4096 to 1 GiB and at most half of spool.max_bytes ({})", cfg.spool.segment_bytes, cfg.spool.max_bytes)));
         }
-        if cfg.spool.segment_bytes < 4096 || cfg.spool.segment_bytes.saturating_mul(2) > cfg.spool.max_bytes {
-            return Err(invalid("spool.segment_bytes", format!("{} must be at least 4096 and at most half of spool.max_bytes ({})", cfg.spool.segment_bytes, cfg.spool.max_bytes)));
+        if let Some(sim) = &cfg.sim {
+            if !(1..=MAX_SIM_NODES).contains(&sim.nodes) {
+                return Err(invalid("sim.nodes", format!("{} is outside 1..{MAX_SIM_NODES}", sim.nodes)));
+            }
+            if !(1..=MAX_SIM_NODES).contains(&sim.first_node) {
+                return Err(invalid("sim.first_node", format!("{} is outside 1..{MAX_SIM_NODES}", sim.first_node)));
+            }
         }
-        if let Some(sim) = &cfg.sim
-            && (sim.nodes == 0 || sim.first_node == 0)
-        {
-            return Err(invalid("sim.nodes", "nodes and first_node start at 1".into()));
+        if let Some(f) = &cfg.facility {
+            check_facility(f).map_err(|(k, m)| invalid(k, m))?;
         }
         if let Some(m) = &cfg.metrics
             && m.listen.parse::<std::net::SocketAddr>().is_err()
@@ -215,6 +219,55 @@ impl CollectorConfig {
             message: "no write token: set aggregator.token_file, aggregator.token or KILOWATCH_TOKEN".into(),
         })
     }
+}
+
+/// Deserializes a TOML document, naming the key of a value of the wrong type or range by its
+/// whole path (`sim.nodes: invalid type: floating point `NaN`, expected usize`).
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." { inner.to_string() } else { format!("{path}: {inner}") }
+    })
+}
+
+/// Most nodes one collector may simulate (and highest first node): far above a real site,
+/// far below what exhausts memory.
+pub const MAX_SIM_NODES: usize = 10_000;
+
+/// A number of seconds (or any bounded quantity) within `min..=max`: `nan`, `inf`, `1e300`,
+/// negative numbers and zero (where `min` > 0) are refused with the key named.
+pub fn within(key: &'static str, v: f64, min: f64, max: f64) -> Result<(), (&'static str, String)> {
+    if v.is_finite() && (min..=max).contains(&v) {
+        Ok(())
+    } else {
+        Err((key, format!("{v} is outside {min}..{max}")))
+    }
+}
+
+/// The same for integers.
+pub fn within_u64(key: &'static str, v: u64, min: u64, max: u64) -> Result<(), (&'static str, String)> {
+    if (min..=max).contains(&v) { Ok(()) } else { Err((key, format!("{v} is outside {min}..{max}"))) }
+}
+
+fn check_facility(f: &crate::facility::FacilityConfig) -> Result<(), (&'static str, String)> {
+    for d in &f.modbus {
+        within_u64("facility.modbus.timeout_ms", d.timeout_ms, 1, 600_000)?;
+        if let Some(p) = d.poll_s {
+            within("facility.modbus.poll_s", p, 0.05, 86_400.0)?;
+        }
+        within("facility.modbus.frozen_after_s", d.frozen_after_s, 0.0, 31_536_000.0)?;
+        crate::facility::validate::check_bounds(&d.bounds).map_err(|m| ("facility.modbus.bounds", m))?;
+    }
+    for d in &f.snmp {
+        within_u64("facility.snmp.timeout_ms", d.timeout_ms, 1, 600_000)?;
+        crate::facility::validate::check_bounds(&d.bounds).map_err(|m| ("facility.snmp.bounds", m))?;
+    }
+    for d in &f.redfish {
+        within_u64("facility.redfish.timeout_ms", d.timeout_ms, 1, 600_000)?;
+    }
+    Ok(())
 }
 
 /// The kernel's hostname (what `hostname` prints), or "localhost" where it cannot be read.
@@ -254,5 +307,68 @@ mod tests {
         assert!(e.to_string().contains("metrics.listen"), "{e}");
         let e = CollectorConfig::parse("[aggregator]\nurl = \"http://x\"\n[nvml]\nlib = \"/x\"\n", Path::new("c.toml")).expect_err("typo");
         assert!(e.to_string().contains("lib"), "{e}");
+    }
+
+    /// Every number a bad hand can type: each refused with the key named, none panics.
+    #[test]
+    fn absurd_numbers_are_refused_with_their_key() {
+        const BAD: &[&str] = &["nan", "inf", "-inf", "1e300", "-1", "0", "-0.5", "18446744073709551615", "1e19"];
+        // (section, key, the name expected in the message, a good value, whether 0 is allowed)
+        let keys: &[(&str, &str, &str, &str, bool)] = &[
+            ("", "interval_s", "interval_s", "1.0", false),
+            ("aggregator", "timeout_s", "aggregator.timeout_s", "10.0", false),
+            ("sim", "nodes", "sim.nodes", "4", false),
+            ("sim", "first_node", "sim.first_node", "1", false),
+            ("spool", "segment_bytes", "spool.segment_bytes", "65536", false),
+            ("modbus", "timeout_ms", "facility.modbus.timeout_ms", "1000", false),
+            ("modbus", "poll_s", "facility.modbus.poll_s", "5.0", false),
+            ("modbus", "frozen_after_s", "facility.modbus.frozen_after_s", "900.0", true),
+            ("snmp", "timeout_ms", "facility.snmp.timeout_ms", "1000", false),
+            ("redfish", "timeout_ms", "facility.redfish.timeout_ms", "1000", false),
+        ];
+        let config = |section: &str, line: &str| {
+            let mut text = String::new();
+            if section.is_empty() {
+                text.push_str(line);
+            }
+            text.push_str("[aggregator]\nurl = \"http://x\"\n");
+            match section {
+                "aggregator" => text.push_str(line),
+                "sim" | "spool" => text.push_str(&format!("[{section}]\n{line}")),
+                "modbus" => text.push_str(&format!("[[facility.modbus]]\nname = \"m\"\nhost = \"127.0.0.1\"\n{line}")),
+                "snmp" => text.push_str(&format!("[[facility.snmp]]\nname = \"u\"\nhost = \"127.0.0.1\"\n{line}")),
+                "redfish" => text.push_str(&format!("[[facility.redfish]]\nname = \"b\"\nurl = \"https://127.0.0.1\"\nnode = \"dgx-001\"\n{line}")),
+                _ => {}
+            }
+            text
+        };
+        for &(section, key, name, good, zero_ok) in keys {
+            let text = config(section, &format!("{key} = {good}\n"));
+            if let Err(e) = CollectorConfig::parse(&text, Path::new("c.toml")) {
+                panic!("{key} = {good} refused: {e}\n{text}");
+            }
+            for &bad in BAD {
+                if zero_ok && bad == "0" {
+                    continue;
+                }
+                let text = config(section, &format!("{key} = {bad}\n"));
+                let e = match CollectorConfig::parse(&text, Path::new("c.toml")) {
+                    Ok(_) => panic!("{key} = {bad} accepted:\n{text}"),
+                    Err(e) => e.to_string(),
+                };
+                assert!(e.replace("[0]", "").contains(name), "{key} = {bad}: the message does not name {name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn facility_bounds_are_checked_with_their_key() {
+        for (kind, key) in [("modbus", "facility.modbus.bounds"), ("snmp", "facility.snmp.bounds")] {
+            for bad in ["{ w = { max = nan } }", "{ w = { min = 10.0, max = 1.0 } }", "{ furlongs = { max = 1.0 } }"] {
+                let text = format!("[aggregator]\nurl = \"http://x\"\n[[facility.{kind}]]\nname = \"d\"\nhost = \"127.0.0.1\"\nbounds = {bad}\n");
+                let e = CollectorConfig::parse(&text, Path::new("c.toml")).expect_err(bad).to_string();
+                assert!(e.contains(key), "{kind} {bad}: {e}");
+            }
+        }
     }
 }

@@ -67,6 +67,12 @@ const HEALTH: &[(&str, &str, &str, Reader)] = &[
     ("kilowatch_collector_spool_batches", "Batches in the spool, waiting to be sent.", "gauge", |s| count(&s.spool_batches)),
     ("kilowatch_collector_spool_errors_total", "Spool reads or writes that failed.", "counter", |s| count(&s.spool_errors)),
     (
+        "kilowatch_collector_spool_corrupt_total",
+        "Corrupt or torn batches found in the spool and skipped (lost).",
+        "counter",
+        |s| count(&s.spool_corrupt),
+    ),
+    (
         "kilowatch_collector_last_cycle_seconds",
         "Wall time of the latest cycle: sampling, encoding and sending.",
         "gauge",

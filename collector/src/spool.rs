@@ -73,20 +73,62 @@ const HEADER: u64 = 8;
 struct Segment {
     id: u64,
     bytes: u64,
+    /// Whole, valid records (corrupt spans are not counted).
     records: u64,
+    /// Sequence number of its first record: records are numbered in append order from the
+    /// oldest on disk at open, so that an acknowledgement names records, not a count that a
+    /// concurrent drop would shift.
+    first: u64,
+}
+
+/// What the last [`Spool::peek`] handed out and is being sent: records `start..end`. A drop
+/// while it is in flight (the disk filled during the request) removes some of them from disk;
+/// whether they are lost is known only when the send ends: `start..dropped_to` were dropped.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    start: u64,
+    end: u64,
+    dropped_to: u64,
+}
+
+/// The oldest unacknowledged record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    seg: u64,
+    off: u64,
+    /// Valid records before `off` in that segment.
+    before: u64,
+}
+
+impl Cursor {
+    fn start_of(seg: u64) -> Cursor {
+        Cursor { seg, off: 0, before: 0 }
+    }
 }
 
 pub struct Spool {
     cfg: SpoolConfig,
     segments: VecDeque<Segment>,
+    /// Open for appending; always the last of `segments` when set.
     active: Option<File>,
-    /// Oldest unacknowledged record: segment id, byte offset, records before it in that segment.
-    cursor: (u64, u64, u64),
+    cursor: Cursor,
+    /// Ids only grow, so that a cursor left on disk never points into a newer segment.
+    next_id: u64,
+    /// Sequence number of the next record appended.
+    next_seq: u64,
+    in_flight: Option<InFlight>,
     dropped_records: u64,
+    corrupt_records: u64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
     move |source| SpoolError::Io { path: path.to_owned(), source }
+}
+
+/// Whether freeing space (dropping the oldest data) can make the same write succeed.
+fn disk_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | FileTooLarge | QuotaExceeded)
 }
 
 impl Spool {
@@ -101,21 +143,32 @@ impl Spool {
             }
         }
         ids.sort_unstable();
-        let mut spool = Spool { cfg, segments: VecDeque::new(), active: None, cursor: (0, 0, 0), dropped_records: 0 };
+        let mut spool = Spool {
+            cfg,
+            segments: VecDeque::new(),
+            active: None,
+            cursor: Cursor::start_of(0),
+            next_id: 1,
+            next_seq: 0,
+            in_flight: None,
+            dropped_records: 0,
+            corrupt_records: 0,
+        };
+        spool.cursor = spool.read_cursor();
+        spool.next_id = ids.last().map_or(1, |l| l + 1).max(spool.cursor.seg).max(1);
         for id in ids {
             let (bytes, records) = spool.scan_and_repair(id)?;
-            spool.segments.push_back(Segment { id, bytes, records });
+            spool.segments.push_back(Segment { id, bytes, records, first: spool.next_seq });
+            spool.next_seq += records;
         }
-        spool.cursor = spool.read_cursor();
-        // A cursor pointing at a segment that is gone (dropped while stopped) starts over at
-        // the oldest one left.
-        match spool.segments.front() {
-            Some(first) if spool.cursor.0 < first.id => spool.cursor = (first.id, 0, 0),
-            None => spool.cursor = (0, 0, 0),
-            _ => {}
-        }
-        if let Some(seg) = spool.segments.iter().find(|s| s.id == spool.cursor.0) {
-            spool.cursor.2 = spool.count_records_before(seg.id, spool.cursor.1)?;
+        // Segments the cursor has passed were sent (a stop between the acknowledgement and the
+        // delete); a cursor on a segment that is gone (dropped while stopped) moves on to the
+        // oldest one left.
+        spool.reap();
+        match spool.segments.iter().find(|s| s.id >= spool.cursor.seg) {
+            Some(s) if s.id == spool.cursor.seg => spool.cursor.before = spool.count_records_before(s, spool.cursor.off)?,
+            Some(s) => spool.cursor = Cursor::start_of(s.id),
+            None => spool.cursor = Cursor::start_of(spool.next_id),
         }
         if spool.pending_records() > 0 {
             tracing::info!(dir = %spool.cfg.dir.display(), records = spool.pending_records(), bytes = spool.pending_bytes(), "resuming the spool");
@@ -127,41 +180,60 @@ impl Spool {
         self.cfg.dir.join(format!("{id:016}.seg"))
     }
 
-    /// Counts whole, valid records; cuts a torn or corrupt tail (a crash mid-append).
-    fn scan_and_repair(&self, id: u64) -> Result<(u64, u64), SpoolError> {
+    /// Counts whole, valid records. A corrupt span between valid records is kept on disk and
+    /// skipped (counted once here, if not yet sent); a torn or corrupt tail (a crash
+    /// mid-append) is cut.
+    fn scan_and_repair(&mut self, id: u64) -> Result<(u64, u64), SpoolError> {
         let path = self.seg_path(id);
         let data = fs::read(&path).map_err(io(&path))?;
-        let (mut off, mut records) = (0usize, 0u64);
-        while let Some(len) = read_record(&data, off).map(|p| p.len()) {
-            off += HEADER as usize + len;
-            records += 1;
+        let (mut end, mut records) = (data.len(), 0u64);
+        for item in Records::new(&data) {
+            match item {
+                Item::Record { .. } => records += 1,
+                Item::Corrupt { at, len } if at + len == data.len() => end = at,
+                Item::Corrupt { at, len } => {
+                    if id > self.cursor.seg || (id == self.cursor.seg && at as u64 >= self.cursor.off) {
+                        self.corrupt_records += 1;
+                    }
+                    tracing::warn!(segment = %path.display(), at, bytes = len, "spool segment has a corrupt record; skipping it");
+                }
+            }
         }
-        if off < data.len() {
-            tracing::warn!(segment = %path.display(), kept = off, cut = data.len() - off, "spool segment had a torn tail; cut it");
+        if end < data.len() {
+            tracing::warn!(segment = %path.display(), kept = end, cut = data.len() - end, "spool segment had a torn tail; cut it");
+            if id > self.cursor.seg || (id == self.cursor.seg && end as u64 >= self.cursor.off) {
+                self.corrupt_records += 1;
+            }
             let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
-            f.set_len(off as u64).map_err(io(&path))?;
+            f.set_len(end as u64).map_err(io(&path))?;
         }
-        Ok((off as u64, records))
+        Ok((end as u64, records))
     }
 
-    fn count_records_before(&self, id: u64, offset: u64) -> Result<u64, SpoolError> {
-        let path = self.seg_path(id);
-        let data = fs::read(&path).map_err(io(&path))?;
-        let (mut off, mut n) = (0usize, 0u64);
-        while (off as u64) < offset {
-            let Some(p) = read_record(&data, off) else { break };
-            off += HEADER as usize + p.len();
-            n += 1;
+    /// The bytes `[from, s.bytes)` of a segment: a tail past `bytes` (a failed append whose
+    /// truncation also failed) is never read.
+    fn read_segment(&self, s: &Segment, from: u64) -> Result<Vec<u8>, SpoolError> {
+        let path = self.seg_path(s.id);
+        let mut data = Vec::new();
+        if from < s.bytes {
+            let mut f = File::open(&path).map_err(io(&path))?;
+            f.seek(SeekFrom::Start(from)).map_err(io(&path))?;
+            f.take(s.bytes - from).read_to_end(&mut data).map_err(io(&path))?;
         }
-        Ok(n)
+        Ok(data)
     }
 
-    fn read_cursor(&self) -> (u64, u64, u64) {
+    fn count_records_before(&self, s: &Segment, offset: u64) -> Result<u64, SpoolError> {
+        let data = self.read_segment(s, 0)?;
+        Ok(Records::new(&data).filter(|i| matches!(i, Item::Record { at, .. } if (*at as u64) < offset)).count() as u64)
+    }
+
+    fn read_cursor(&self) -> Cursor {
         let text = fs::read_to_string(self.cfg.dir.join("cursor")).unwrap_or_default();
         let mut it = text.split_whitespace().filter_map(|w| w.parse::<u64>().ok());
         match (it.next(), it.next()) {
-            (Some(seg), Some(off)) => (seg, off, 0),
-            _ => (0, 0, 0),
+            (Some(seg), Some(off)) => Cursor { seg, off, before: 0 },
+            _ => Cursor::start_of(0),
         }
     }
 
@@ -169,162 +241,305 @@ impl Spool {
         // Not fsynced on purpose: a cursor that comes back older only resends acknowledged
         // batches, which the aggregator stores once.
         let tmp = self.cfg.dir.join("cursor.tmp");
-        fs::write(&tmp, format!("{} {}\n", self.cursor.0, self.cursor.1)).map_err(io(&tmp))?;
+        fs::write(&tmp, format!("{} {}\n", self.cursor.seg, self.cursor.off)).map_err(io(&tmp))?;
         let dst = self.cfg.dir.join("cursor");
         fs::rename(&tmp, &dst).map_err(io(&dst))
     }
 
-    /// Appends one batch. Returns how many old records were dropped to stay within the bound.
+    /// Appends one batch. Returns how many old records were dropped to make room for it: past
+    /// `max_bytes`, or because the disk is full. Only when there is nothing older left to drop
+    /// does the batch itself fail (and count as dropped). A failed append leaves no partial
+    /// record behind.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
         let need = HEADER + payload.len() as u64;
         if need > self.cfg.segment_bytes {
+            self.dropped_records += 1;
             return Err(SpoolError::TooLarge(payload.len()));
         }
+        if payload.is_empty() {
+            return Ok(0);
+        }
+        let mut rec = Vec::with_capacity(need as usize);
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        rec.extend_from_slice(payload);
+        let before = self.dropped_records;
+        while let Err((path, e)) = self.try_append(&rec) {
+            if !(disk_full(&e) && self.free_oldest()) {
+                // Nothing older left to drop: this batch is the one lost.
+                self.dropped_records += 1;
+                self.save_cursor_after_drops(before);
+                return Err(SpoolError::Io { path, source: e });
+            }
+            tracing::warn!(error = %e, "spool disk full: dropped the oldest segment to make room");
+        }
+        while self.total_bytes() > self.cfg.max_bytes && self.segments.len() > 1 {
+            self.drop_front();
+        }
+        self.save_cursor_after_drops(before);
+        Ok(self.dropped_records - before)
+    }
+
+    /// Writes one record at the end of the active segment (rolling to a new one when needed).
+    /// On failure the segment is cut back to where it was, or, if even that fails, closed so
+    /// that the next record starts a new segment and the partial one is never read.
+    fn try_append(&mut self, rec: &[u8]) -> Result<(), (PathBuf, std::io::Error)> {
+        let need = rec.len() as u64;
         let roll = match self.segments.back() {
             None => true,
             Some(last) => self.active.is_none() || last.bytes + need > self.cfg.segment_bytes,
         };
         if roll {
-            let id = self.segments.back().map_or(1, |s| s.id + 1);
+            let id = self.next_id;
             let path = self.seg_path(id);
-            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| (path, e))?;
+            self.next_id += 1;
             self.active = Some(f);
-            self.segments.push_back(Segment { id, bytes: 0, records: 0 });
+            self.segments.push_back(Segment { id, bytes: 0, records: 0, first: self.next_seq });
             if self.segments.len() == 1 {
-                self.cursor = (id, 0, 0);
+                self.cursor = Cursor::start_of(id);
             }
+            // The segment just closed may be fully sent already.
+            self.reap();
         }
+        let path = self.segments.back().map(|l| self.seg_path(l.id)).unwrap_or_default();
         let (Some(f), Some(last)) = (self.active.as_mut(), self.segments.back_mut()) else {
-            return Ok(0);
+            return Err((path, std::io::Error::other("no active segment")));
         };
-        let path = self.cfg.dir.join(format!("{:016}.seg", last.id));
-        let mut rec = Vec::with_capacity(need as usize);
-        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        rec.extend_from_slice(payload);
-        f.write_all(&rec).map_err(io(&path))?;
-        if self.cfg.fsync == Fsync::Always {
-            f.sync_data().map_err(io(&path))?;
+        let written = f.write_all(rec).and_then(|()| if self.cfg.fsync == Fsync::Always { f.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            if let Err(cut) = f.set_len(last.bytes) {
+                tracing::warn!(segment = %path.display(), error = %cut, "cannot cut a failed append back; starting a new segment");
+                self.active = None;
+            }
+            return Err((path, e));
         }
         last.bytes += need;
         last.records += 1;
-        self.enforce_bound()
+        self.next_seq += 1;
+        Ok(())
     }
 
-    fn enforce_bound(&mut self) -> Result<u64, SpoolError> {
-        let mut dropped = 0;
-        while self.total_bytes() > self.cfg.max_bytes && self.segments.len() > 1 {
-            let Some(old) = self.segments.pop_front() else { break };
-            let lost = if old.id < self.cursor.0 {
-                0
-            } else {
-                old.records - self.cursor.2
-            };
-            dropped += lost;
-            let path = self.seg_path(old.id);
-            fs::remove_file(&path).map_err(io(&path))?;
-            if let Some(next) = self.segments.front()
-                && self.cursor.0 <= old.id
-            {
-                self.cursor = (next.id, 0, 0);
+    /// Drops the oldest segment to free disk space; false when there is nothing to drop.
+    fn free_oldest(&mut self) -> bool {
+        match self.segments.front() {
+            None => false,
+            Some(s) if s.bytes == 0 && self.segments.len() == 1 => false,
+            Some(_) => {
+                self.drop_front();
+                true
             }
-            tracing::warn!(segment = old.id, records = lost, "spool full: dropped the oldest unsent data");
         }
-        if dropped > 0 {
-            self.dropped_records += dropped;
-            self.write_cursor()?;
-        }
-        Ok(dropped)
     }
 
-    /// The oldest unacknowledged batches, up to `max_bytes` of payload (at least one).
-    pub fn peek(&self, max_bytes: usize) -> Result<Vec<Vec<u8>>, SpoolError> {
+    /// Deletes the oldest segment, counting its unsent records as dropped (those in flight
+    /// only if their send fails).
+    fn drop_front(&mut self) {
+        let cursor = self.cursor_seq();
+        let Some(old) = self.segments.pop_front() else { return };
+        if self.segments.is_empty() {
+            self.active = None;
+        }
+        let (from, end) = (old.first.max(cursor), old.first + old.records);
+        let mut lost = end.saturating_sub(from);
+        if let Some(f) = &mut self.in_flight {
+            let (a, b) = (from.max(f.start), end.min(f.end));
+            if a < b {
+                f.dropped_to = f.dropped_to.max(b);
+                lost -= b - a;
+            }
+        }
+        self.remove_segment_file(old.id);
+        if self.cursor.seg <= old.id {
+            self.cursor = Cursor::start_of(self.segments.front().map_or(self.next_id, |s| s.id));
+        }
+        self.dropped_records += lost;
+        tracing::warn!(segment = old.id, records = end.saturating_sub(from), "spool full: dropped the oldest unsent data");
+    }
+
+    fn remove_segment_file(&self, id: u64) {
+        let path = self.seg_path(id);
+        if let Err(e) = fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(segment = %path.display(), error = %e, "cannot delete a spool segment");
+        }
+    }
+
+    fn save_cursor_after_drops(&self, before: u64) {
+        if self.dropped_records != before
+            && let Err(e) = self.write_cursor()
+        {
+            // An older cursor on disk points at a deleted segment: the next start skips it.
+            tracing::warn!(error = %e, "cannot save the spool cursor after dropping data");
+        }
+    }
+
+    /// Deletes the segments the cursor has passed, except the one being appended to.
+    fn reap(&mut self) {
+        while let Some(front) = self.segments.front() {
+            let sent = front.id < self.cursor.seg || (front.id == self.cursor.seg && self.cursor.off >= front.bytes);
+            let appending = self.active.is_some() && self.segments.len() == 1;
+            if !sent || appending {
+                break;
+            }
+            let id = front.id;
+            self.segments.pop_front();
+            self.remove_segment_file(id);
+            if self.cursor.seg <= id {
+                self.cursor = Cursor::start_of(self.segments.front().map_or(self.next_id, |s| s.id));
+            }
+        }
+    }
+
+    /// Sequence number of the oldest unacknowledged record.
+    fn cursor_seq(&self) -> u64 {
+        self.segments.iter().find(|s| s.id == self.cursor.seg).map_or(self.next_seq, |s| s.first + self.cursor.before)
+    }
+
+    /// The oldest unacknowledged batches, up to `max_bytes` of payload (at least one), to be
+    /// sent and then acknowledged with [`Spool::ack`]. Corrupt records are skipped.
+    pub fn peek(&mut self, max_bytes: usize) -> Result<Vec<Vec<u8>>, SpoolError> {
+        // A previous peek never acknowledged: its send failed, so what was dropped from it
+        // while in flight is lost.
+        self.settle(0);
         let mut out = Vec::new();
         let mut total = 0usize;
-        let (start, mut off) = (self.cursor.0, self.cursor.1);
-        for s in self.segments.iter().filter(|s| s.id >= start) {
-            if s.id != start {
-                off = 0;
-            }
-            if off >= s.bytes {
-                continue;
-            }
-            let path = self.seg_path(s.id);
-            let mut f = File::open(&path).map_err(io(&path))?;
-            f.seek(SeekFrom::Start(off)).map_err(io(&path))?;
-            let mut data = Vec::new();
-            f.take(s.bytes - off).read_to_end(&mut data).map_err(io(&path))?;
-            let mut pos = 0usize;
-            while let Some(p) = read_record(&data, pos) {
-                if !out.is_empty() && total + p.len() > max_bytes {
-                    return Ok(out);
+        'segments: for s in self.segments.iter().filter(|s| s.id >= self.cursor.seg) {
+            let from = if s.id == self.cursor.seg { self.cursor.off } else { 0 };
+            let data = self.read_segment(s, from)?;
+            for item in Records::new(&data) {
+                let Item::Record { payload, .. } = item else { continue };
+                if !out.is_empty() && total + payload.len() > max_bytes {
+                    break 'segments;
                 }
-                total += p.len();
-                out.push(p.to_vec());
-                pos += HEADER as usize + p.len();
+                total += payload.len();
+                out.push(payload.to_vec());
             }
         }
+        let start = self.cursor_seq();
+        self.in_flight = Some(InFlight { start, end: start + out.len() as u64, dropped_to: start });
         Ok(out)
     }
 
-    /// Marks the `n` oldest batches as delivered; fully delivered segments are deleted.
-    pub fn ack(&mut self, mut n: u64) -> Result<(), SpoolError> {
-        while n > 0 {
-            let Some(idx) = self.segments.iter().position(|s| s.id == self.cursor.0) else { break };
-            let s = &self.segments[idx];
-            let left = s.records - self.cursor.2;
-            let take = n.min(left);
-            // Offsets advance record by record: read the lengths of the records being acked.
-            let path = self.seg_path(s.id);
-            let data = fs::read(&path).map_err(io(&path))?;
-            let mut off = self.cursor.1 as usize;
-            for _ in 0..take {
-                let Some(p) = read_record(&data, off) else { break };
-                off += HEADER as usize + p.len();
-            }
-            self.cursor.1 = off as u64;
-            self.cursor.2 += take;
-            n -= take;
-            let done = self.cursor.2 >= s.records;
-            let is_last = idx + 1 == self.segments.len();
-            if done && !is_last {
-                let id = s.id;
-                self.segments.remove(idx);
-                let path = self.seg_path(id);
-                fs::remove_file(&path).map_err(io(&path))?;
-                if let Some(next) = self.segments.get(idx) {
-                    self.cursor = (next.id, 0, 0);
+    /// Ends the in-flight send with its first `delivered` records delivered: the rest of what
+    /// was dropped from it while in flight is counted as lost. Returns where the cursor must be.
+    fn settle(&mut self, delivered: u64) -> Option<u64> {
+        let f = self.in_flight.take()?;
+        let done = f.start + delivered;
+        self.dropped_records += f.dropped_to.saturating_sub(done);
+        Some(done)
+    }
+
+    /// Marks the `n` oldest batches of the last [`Spool::peek`] as delivered (without a peek:
+    /// the `n` oldest). Fully delivered segments are deleted, the last one too once it is no
+    /// longer appended to. Batches dropped while they were being sent count as delivered.
+    pub fn ack(&mut self, n: u64) -> Result<(), SpoolError> {
+        let target = self.settle(n).unwrap_or_else(|| self.cursor_seq() + n);
+        while self.cursor_seq() < target {
+            let Some(s) = self.segments.iter().find(|s| s.id == self.cursor.seg) else { break };
+            let data = self.read_segment(s, self.cursor.off)?;
+            let (first, bytes, id) = (s.first, s.bytes, s.id);
+            let mut off = 0usize;
+            for item in Records::new(&data) {
+                match item {
+                    Item::Record { .. } if first + self.cursor.before >= target => break,
+                    Item::Record { at, payload } => {
+                        off = at + HEADER as usize + payload.len();
+                        self.cursor.before += 1;
+                    }
+                    // Past a corrupt span too, so that the segment can be finished.
+                    Item::Corrupt { at, len } => off = at + len,
                 }
-            } else if done {
+            }
+            self.cursor.off += off as u64;
+            if self.cursor.off < bytes {
                 break;
             }
+            match self.segments.iter().find(|s| s.id > id) {
+                Some(next) => self.cursor = Cursor::start_of(next.id),
+                None => break,
+            }
         }
+        self.reap();
         self.write_cursor()
     }
 
     pub fn pending_records(&self) -> u64 {
-        self.segments.iter().filter(|s| s.id >= self.cursor.0).map(|s| s.records).sum::<u64>() - self.cursor.2
+        self.next_seq.saturating_sub(self.cursor_seq())
     }
 
     pub fn pending_bytes(&self) -> u64 {
-        self.segments.iter().filter(|s| s.id >= self.cursor.0).map(|s| s.bytes).sum::<u64>().saturating_sub(self.cursor.1)
+        self.segments.iter().filter(|s| s.id >= self.cursor.seg).map(|s| s.bytes).sum::<u64>().saturating_sub(self.cursor.off)
     }
 
     pub fn total_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
+    /// Batches lost: unsent records dropped to stay within the bound or because the disk was
+    /// full, and batches that could not be appended at all.
     pub fn dropped_records(&self) -> u64 {
         self.dropped_records
     }
+
+    /// Corrupt or torn records found in unsent data, skipped.
+    pub fn corrupt_records(&self) -> u64 {
+        self.corrupt_records
+    }
+
+    /// How many segment files the spool holds.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
 }
 
+/// A valid record, or a run of bytes that is none (from a corrupt record to the next valid one).
+enum Item<'a> {
+    Record { at: usize, payload: &'a [u8] },
+    Corrupt { at: usize, len: usize },
+}
+
+/// The records of a segment in order, resynchronising after a corrupt one: the next record is
+/// the next offset whose header's length and CRC match. Line protocol payloads make a false
+/// match practically impossible (their bytes read as lengths far beyond a segment).
+struct Records<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Records<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Records { data, pos: 0 }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        let at = self.pos;
+        if at >= self.data.len() {
+            return None;
+        }
+        if let Some(payload) = read_record(self.data, at) {
+            self.pos = at + HEADER as usize + payload.len();
+            return Some(Item::Record { at, payload });
+        }
+        let next = (at + 1..self.data.len()).find(|&p| read_record(self.data, p).is_some()).unwrap_or(self.data.len());
+        self.pos = next;
+        Some(Item::Corrupt { at, len: next - at })
+    }
+}
+
+/// The payload of the record at `off`, if its header is whole, its length non-zero (a zeroed
+/// region is not a run of empty records) and its CRC right.
 fn read_record(data: &[u8], off: usize) -> Option<&[u8]> {
     let h = data.get(off..off + HEADER as usize)?;
     let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
     let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     let p = data.get(off + HEADER as usize..off + HEADER as usize + len)?;
-    (crc32fast::hash(p) == crc).then_some(p)
+    (len > 0 && crc32fast::hash(p) == crc).then_some(p)
 }
 
 #[cfg(test)]
@@ -388,7 +603,119 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&seg).expect("seg");
         f.write_all(&[9, 0, 0, 0, 1, 2]).expect("torn");
         drop(f);
-        let s = Spool::open(cfg(d.path(), 1 << 20, 1 << 20)).expect("reopen");
+        let mut s = Spool::open(cfg(d.path(), 1 << 20, 1 << 20)).expect("reopen");
         assert_eq!(s.peek(1 << 20).expect("peek"), vec![b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    fn seg_files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir).expect("dir").filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".seg")).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_corrupt_record_is_skipped_and_counted_and_what_follows_is_kept() {
+        let d = tempfile::tempdir().expect("tmp");
+        {
+            let mut s = Spool::open(cfg(d.path(), 1 << 20, 1 << 20)).expect("open");
+            for p in [&b"one"[..], b"two", b"three"] {
+                s.append(p).expect("append");
+            }
+        }
+        let seg = d.path().join(format!("{:016}.seg", 1));
+        let mut data = fs::read(&seg).expect("read");
+        let len = data.len();
+        data[HEADER as usize + 3 + HEADER as usize] ^= 0x20; // "two" becomes "Two": its CRC fails
+        fs::write(&seg, &data).expect("write");
+        let mut s = Spool::open(cfg(d.path(), 1 << 20, 1 << 20)).expect("reopen");
+        assert_eq!(fs::metadata(&seg).expect("meta").len() as usize, len, "nothing after the corrupt record is cut");
+        assert_eq!(s.corrupt_records(), 1);
+        assert_eq!(s.pending_records(), 2);
+        assert_eq!(s.peek(1 << 20).expect("peek"), vec![b"one".to_vec(), b"three".to_vec()]);
+        s.ack(1).expect("ack");
+        assert_eq!(s.peek(1 << 20).expect("peek"), vec![b"three".to_vec()]);
+        s.ack(1).expect("ack");
+        assert_eq!(s.pending_records(), 0);
+        // Sent and no longer appended to (opened after a restart): deleted.
+        assert!(seg_files(d.path()).is_empty(), "{:?}", seg_files(d.path()));
+        drop(s);
+        let s = Spool::open(cfg(d.path(), 1 << 20, 1 << 20)).expect("reopen");
+        assert_eq!(s.corrupt_records(), 0, "a skipped record is counted once");
+    }
+
+    #[test]
+    fn a_zeroed_tail_is_not_read_as_records() {
+        let d = tempfile::tempdir().expect("tmp");
+        {
+            let mut s = Spool::open(cfg(d.path(), 1 << 20, 1 << 20)).expect("open");
+            s.append(b"one").expect("append");
+        }
+        let seg = d.path().join(format!("{:016}.seg", 1));
+        let f = OpenOptions::new().write(true).open(&seg).expect("seg");
+        f.set_len(HEADER + 3 + 64).expect("extend with zeros");
+        let s = Spool::open(cfg(d.path(), 1 << 20, 1 << 20)).expect("reopen");
+        assert_eq!(s.pending_records(), 1);
+        assert_eq!(fs::metadata(&seg).expect("meta").len(), HEADER + 3);
+    }
+
+    #[test]
+    fn fully_sent_segments_are_deleted_the_last_one_once_rolled() {
+        let d = tempfile::tempdir().expect("tmp");
+        let seg = |id: u64| format!("{id:016}.seg");
+        // One 28-byte record per 40-byte segment.
+        let mut s = Spool::open(cfg(d.path(), 1 << 20, 40)).expect("open");
+        for i in 0..3u8 {
+            s.append(&[b'a' + i; 20]).expect("append");
+        }
+        assert_eq!(s.segment_count(), 3);
+        s.ack(3).expect("ack");
+        // The last segment is still appended to: it stays; the others are gone.
+        assert_eq!(seg_files(d.path()), vec![seg(3)]);
+        s.append(&[b'x'; 20]).expect("append");
+        // Rolled to segment 4; segment 3 was fully sent, so it went on the roll.
+        assert_eq!(seg_files(d.path()), vec![seg(4)]);
+        assert_eq!(s.peek(1 << 20).expect("peek"), vec![vec![b'x'; 20]]);
+        s.ack(1).expect("ack");
+        drop(s);
+        let mut s = Spool::open(cfg(d.path(), 1 << 20, 40)).expect("reopen");
+        assert!(seg_files(d.path()).is_empty(), "a fully sent last segment is deleted on restart");
+        s.append(b"after").expect("append");
+        assert_eq!(seg_files(d.path()), vec![seg(5)], "ids keep growing");
+        drop(s);
+        let mut s = Spool::open(cfg(d.path(), 1 << 20, 40)).expect("reopen");
+        assert_eq!(s.peek(1 << 20).expect("peek"), vec![b"after".to_vec()], "new data after a fully sent spool is not taken as sent");
+    }
+
+    /// The disk fills while a request is in flight: the drop must not shift what the
+    /// acknowledgement covers, and dropped batches are lost only if their send fails.
+    #[test]
+    fn a_drop_during_a_send_shifts_nothing() {
+        let d = tempfile::tempdir().expect("tmp");
+        // 28-byte records, two per 60-byte segment, 4 segments at most.
+        let mut s = Spool::open(cfg(d.path(), 240, 60)).expect("open");
+        for i in 0..6u8 {
+            s.append(&[i; 20]).expect("append");
+        }
+        let sent = s.peek(60).expect("peek");
+        assert_eq!(sent, vec![vec![0u8; 20], vec![1u8; 20], vec![2u8; 20]]);
+        // While they are sent, the bound drops segment 1 (batches 0 and 1, in flight).
+        for i in 6..10u8 {
+            s.append(&[i; 20]).expect("append");
+        }
+        assert_eq!(s.dropped_records(), 0, "in flight: not lost yet");
+        s.ack(3).expect("ack");
+        assert_eq!(s.dropped_records(), 0, "delivered after all");
+        assert_eq!(s.peek(1 << 20).expect("peek"), (3..10u8).map(|i| vec![i; 20]).collect::<Vec<_>>(), "batch 3 is next, none skipped");
+        // The same, but the send fails: the dropped in-flight batches are lost then.
+        for i in 10..12u8 {
+            s.append(&[i; 20]).expect("append");
+        }
+        // Segment 2 (batches 2, 3) went: 3 was in flight (lost when the send fails); 2 was sent.
+        assert_eq!(s.dropped_records(), 0);
+        let again = s.peek(1 << 20).expect("peek");
+        assert_eq!(s.dropped_records(), 1, "batch 3's send failed and it is gone");
+        assert_eq!(again.first(), Some(&vec![4u8; 20]));
+        s.ack(again.len() as u64).expect("ack");
+        assert_eq!(s.pending_records(), 0);
     }
 }

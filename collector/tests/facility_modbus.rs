@@ -177,3 +177,45 @@ fn a_device_that_stops_answering_and_comes_back_raises_events() {
     assert_eq!(events(&p, "recovered").len(), 1, "{p:#?}");
     assert_eq!(find(&p, "meter", ("meter", "abcd")).get_f64("power_w"), Some(1234.5));
 }
+
+fn dropped_count(points: &[Point], device: &str, reason: &str) -> Option<f64> {
+    points.iter().find(|x| x.measurement == "facility_dropped" && x.tag_value("device") == Some(device) && x.tag_value("reason") == Some(reason)).and_then(|x| x.get_f64("count"))
+}
+
+#[test]
+fn an_all_ones_register_is_a_fault_not_a_reading() {
+    let Some(py) = peers::python("an_all_ones_register_is_a_fault_not_a_reading") else { return };
+    let port = peers::free_port();
+    let mut peer = peers::spawn(&py, &[peers::script("modbus_server.py").to_str().expect("utf-8"), &port.to_string()]);
+    peers::wait_tcp(port, &mut peer);
+    let cfg = CollectorConfig::parse(&config(port, peers::free_port()), Path::new("t.toml")).expect("config");
+    let fac = cfg.facility.expect("facility");
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut src = ModbusSource::new(&fac.modbus[..1], &deploy, &fac.site_tags()).expect("source");
+    src.sample(Timestamp::from_secs(1)).expect("sample");
+
+    // A failed transducer reads all ones: 4,294,967,295 W and a counter at its top.
+    write(port, 13, &[0xFFFF, 0xFFFF]);
+    write(port, 6, &[0xFFFF, 0xFFFF]);
+    let p = src.sample(Timestamp::from_secs(2)).expect("sample");
+    assert!(p.iter().all(|x| x.tag_value("meter") != Some("u32le") && x.tag_value("meter") != Some("c32")), "a fault was shipped: {p:#?}");
+    assert_eq!(dropped_count(&p, "pymodbus", "register_fault"), Some(2.0), "{p:#?}");
+    // Just below all ones is no fault pattern, but no meter draws 4.29 GW: over the bound.
+    write(port, 13, &[0xFFFE, 0xFFFF]);
+    write(port, 6, &[0xFFFF, 0xFFF5]);
+    let p = src.sample(Timestamp::from_secs(3)).expect("sample");
+    assert!(p.iter().all(|x| x.tag_value("meter") != Some("u32le")), "{p:#?}");
+    assert_eq!(dropped_count(&p, "pymodbus", "implausible_power"), Some(1.0), "{p:#?}");
+    // The counter goes on from where it was (0xFFFFFFF0): the fault, above it, left no false
+    // reset behind.
+    assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some(42_949_672.85));
+    assert!(events(&p, "reset").is_empty() && events(&p, "rollover").is_empty(), "{p:#?}");
+
+    // The same value with the bound raised for this device: shipped.
+    let text = config(port, peers::free_port()).replace("timeout_ms = 3000\n", "timeout_ms = 3000\nbounds = { w = { max = 5e9 } }\n");
+    let cfg = CollectorConfig::parse(&text, Path::new("t.toml")).expect("config");
+    let fac = cfg.facility.expect("facility");
+    let mut src = ModbusSource::new(&fac.modbus[..1], &deploy, &fac.site_tags()).expect("source");
+    let p = src.sample(Timestamp::from_secs(4)).expect("sample");
+    assert_eq!(find(&p, "meter", ("meter", "u32le")).get_f64("power_w"), Some(4_294_967_294.0));
+}

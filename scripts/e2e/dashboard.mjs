@@ -1,7 +1,10 @@
 // End-to-end test of the dashboard: starts `kilowatch demo` on loopback (4 nodes, one day of
-// backfill, 60x speed), drives Debian's chromium through playwright-core, and checks that
-// every page loads with no console error, a live value changes, a job can be found and
-// opened, and a silence can be created. Screenshots go to $SHOTS (default target/dashboard-shots).
+// backfill, 60x speed), gives it data that makes every page non-empty through the API (a hot
+// supply-air sample that fires SupplyAirTooWarm, a silence, a job), drives Debian's chromium
+// through playwright-core, and checks that every page loads and shows that data with no
+// console or page error, a live value changes, a job can be found and opened, a silence can be
+// created and one expired with the Alerts page's own button. Screenshots go to $SHOTS (default
+// target/dashboard-shots).
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
@@ -29,6 +32,27 @@ try {
     await sleep(500);
   }
   await sleep(3000); // the first live samples and an alert evaluation
+
+  // Data for every page. The demo's clock runs at 60x: the hot sample is stamped at its data
+  // time, and SupplyAirTooWarm (> 27 °C for 5 data minutes) fires within a few evaluations.
+  const api = async (method, path, body, type = "application/json") => {
+    const r = await fetch(BASE + path, { method, headers: { Authorization: "Token " + WRITE, "Content-Type": type }, body: typeof body === "string" ? body : JSON.stringify(body) });
+    if (!r.ok) throw new Error(`${method} ${path}: HTTP ${r.status} ${await r.text()}`);
+    return r.status === 204 ? null : r.json();
+  };
+  const dataTime = async () => new Date((await (await fetch(BASE + "/dashboard/overview.json")).json()).data_time);
+  const t = await dataTime();
+  await api("POST", "/api/v2/write?precision=ns", `cooling,site=dc5,unit=cu-e2e supply_temp_c=40,supply_rh_pct=40 ${BigInt(t.getTime()) * 1000000n}\n`, "text/plain");
+  const firing = async () => ((await (await fetch(BASE + "/api/v1/alerts")).json()).alerts || [])
+    .filter((x) => x.alert.status === "firing" && x.alert.labels.unit === "cu-e2e");
+  for (const t0 = Date.now(); !(await firing()).length; await sleep(1000)) {
+    if (Date.now() - t0 > 90000) throw new Error("the hot supply-air sample fired no alert within 90 s");
+  }
+  console.log("ok alert firing: " + (await firing()).map((x) => x.alert.labels.alertname + "/" + x.alert.labels.severity).join(", "));
+  const silence = (await api("POST", "/api/v1/silences", { matchers: ["alertname=SupplyAirTooWarm", "unit=cu-e2e"], duration: "1h", comment: "e2e: expire me", createdBy: "e2e" })).silenceID;
+  const start = new Date(t.getTime() - 2 * 3600e3).toISOString();
+  await api("POST", "/api/v1/jobs", { job: "e2e:1", owner: "e2e-owner", project: "browser-test", node: "dgx-001", gpus: [0, 1], start });
+  console.log(`ok silence ${silence} and job e2e:1 created through the API`);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -41,13 +65,28 @@ try {
     // Every request stays on this server: no CDN.
     page.on("request", (r) => { if (!r.url().startsWith(BASE) && !r.url().startsWith("data:")) errors.push(`${name}: request to ${r.url()}`); });
   };
-  const pages = [["overview", "/"], ["jobs", "/jobs"], ["gpus", "/gpus"], ["cooling", "/cooling?range=24h"], ["alerts", "/alerts"], ["node", "/gpu?node=dgx-001"], ["gpu", "/gpu?node=dgx-001&gpu=0&range=1h"]];
-  for (const [name, path] of pages) {
+  // Every page, and what must be on it: (name, path, [selector, text it must contain]…).
+  const pages = [
+    ["overview", "/", ["#power-chart svg", ""], ["#alerts", "SupplyAirTooWarm"]],
+    ["jobs", "/jobs", ["#jobs tbody", "e2e:1"]],
+    ["gpus", "/gpus", ["#heat .heat", "dgx-001"], ["#n", "/"]],
+    ["cooling", "/cooling?range=24h", ["#units tbody", "cu-e2e"], ["#supply svg", ""]],
+    ["alerts", "/alerts", ["#firing tbody", "SupplyAirTooWarm"], ["#firing tbody", "cu-e2e"], ["#silences tbody", silence], ["#rules tbody tr", ""]],
+    ["node", "/gpu?node=dgx-001", ["#chart1 svg", ""]],
+    ["gpu", "/gpu?node=dgx-001&gpu=0&range=1h", ["#chart1 svg", ""]],
+  ];
+  for (const [name, path, ...wants] of pages) {
     const page = await ctx.newPage(); watch(page, name);
     await page.goto(BASE + path);
     await page.waitForFunction(() => /^(updated|live)/.test(document.getElementById("status").textContent), null, { timeout: 20000 })
-      .catch(() => fail(`${name}: never updated (status: ${"?"})`));
+      .catch(async () => fail(`${name}: never updated (status: ${await page.textContent("#status")})`));
+    for (const [sel, text] of wants) {
+      await page.waitForFunction(([s, t]) => [...document.querySelectorAll(s)].some((e) => e.textContent.includes(t) && (t || e.childElementCount || e.tagName === "svg" || e.textContent.trim())), [sel, text], { timeout: 20000 })
+        .catch(() => fail(`${name}: ${sel} does not show ${JSON.stringify(text || "anything")}`));
+    }
     await sleep(1500); // the slower loaders of the page (charts, jobs)
+    const status = await page.textContent("#status");
+    if (!/^(updated|live)/.test(status)) fail(`${name}: status says ${JSON.stringify(status)}`);
     await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
     console.log(`ok page ${name}`);
     await page.close();
@@ -104,6 +143,25 @@ try {
     await page.waitForFunction(() => document.getElementById("silences").textContent.includes("E2eSilence"), null, { timeout: 10000 })
       .then(() => console.log("ok silence created"), () => fail("the new silence is not listed"));
     await page.screenshot({ path: `${SHOTS}/alerts-silenced.png`, fullPage: true });
+    await page.close();
+  }
+
+  // The silence made through the API is expired with the Alerts page's own button.
+  {
+    const page = await ctx.newPage(); watch(page, "expire");
+    await page.goto(BASE + "/alerts");
+    await page.fill("#s-token", WRITE);
+    const button = page.locator(`button[data-expire="${silence}"]`);
+    await button.waitFor({ timeout: 20000 }).catch(() => fail(`no expire button for silence ${silence}`));
+    await button.click();
+    await page.waitForFunction(() => document.getElementById("s-msg").textContent === "silence expired", null, { timeout: 10000 })
+      .catch(async () => fail("expire: " + await page.textContent("#s-msg")));
+    await page.waitForFunction((id) => [...document.querySelectorAll("#silences tbody tr")].some((r) => r.textContent.includes(id) && r.textContent.includes("expired")), silence, { timeout: 10000 })
+      .catch(() => fail(`silence ${silence} is not listed as expired`));
+    const listed = ((await (await fetch(BASE + "/api/v1/silences")).json()).silences || []).find((x) => x.silence.id === silence);
+    if (!listed || listed.active) fail(`the API still has silence ${silence} active: ${JSON.stringify(listed)}`);
+    else console.log(`ok silence ${silence} expired from the page`);
+    await page.screenshot({ path: `${SHOTS}/alerts-expired.png`, fullPage: true });
     await page.close();
   }
 

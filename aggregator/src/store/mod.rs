@@ -166,7 +166,10 @@ impl Default for Horizons {
 
 const SCHEMA: &str = "
 PRAGMA journal_mode=WAL;
-PRAGMA synchronous=NORMAL;
+-- FULL: every commit syncs the WAL. A write is acknowledged (204) after its commit, and the
+-- collector deletes its copy on the 204: with NORMAL a power loss could take back an
+-- acknowledged commit. Cost measured in docs/performance.md (Durability).
+PRAGMA synchronous=FULL;
 -- 64 MiB of page cache instead of 2: the indexes of a DC5 store stay in memory, where page
 -- reads took a quarter of a maintenance pass.
 PRAGMA cache_size=-65536;
@@ -501,6 +504,15 @@ mod tests {
 
     fn pt(v: f64, t: i64) -> Point {
         Point::new("meter", Timestamp(t)).tag("meter", "grid-a").field("energy_kwh", v)
+    }
+
+    /// The commit before a 204 must be on disk: SQLite's FULL (2), not NORMAL (1).
+    #[test]
+    fn commits_are_synced() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let mode: i64 = s.lock().expect("lock").conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).expect("pragma");
+        assert_eq!(mode, 2, "synchronous=FULL");
     }
 
     #[test]

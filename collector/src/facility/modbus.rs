@@ -14,8 +14,8 @@ use serde::Deserialize;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::prelude::Slave;
 
-use super::regmap::{Batch, Function, Raw, RegMapError, Register, RegisterMap, decode_raw, plan_batches, scaled};
-use super::validate::{CounterTracker, EventKind, Validator, event};
+use super::regmap::{Batch, Function, Raw, RegMapError, Register, RegisterMap, decode_raw, is_fault_pattern, plan_batches, scaled};
+use super::validate::{Bounds, CounterTracker, EventKind, Validator, event};
 use crate::source::{Source, SourceError};
 
 /// One Modbus TCP device (`[[facility.modbus]]`).
@@ -43,6 +43,9 @@ pub struct ModbusDevice {
     /// Registers given inline, added to the map's.
     #[serde(default, rename = "register")]
     pub registers: Vec<Register>,
+    /// Plausibility bounds by unit, over the map's and the defaults (`[facility.modbus.bounds.w]`).
+    #[serde(default)]
+    pub bounds: Bounds,
     /// Tags added to every point of this device (`site`, `meter`, `role`, `category`, …).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -96,6 +99,8 @@ struct DeviceState {
     validator: Validator,
     counters: Vec<CounterTracker>,
     float_last: Vec<Option<f64>>,
+    /// Registers whose latest reading was a fault pattern (logged once per episode).
+    faulted: Vec<bool>,
     last_poll: Option<Timestamp>,
     down: bool,
 }
@@ -103,18 +108,23 @@ struct DeviceState {
 impl DeviceState {
     fn new(cfg: ModbusDevice, base_dir: &Path, site_tags: &Labels) -> Result<Self, ModbusError> {
         let mut regs = Vec::new();
+        let mut bounds = Bounds::new();
         if let Some(m) = &cfg.map {
             let path = if m.is_absolute() { m.clone() } else { base_dir.join(m) };
-            regs.extend(RegisterMap::load(&path)?.registers);
+            let map = RegisterMap::load(&path)?;
+            regs.extend(map.registers);
+            bounds = map.bounds;
         }
         regs.extend(cfg.registers.iter().cloned());
-        RegisterMap { description: String::new(), registers: regs.clone() }.validate(Path::new(&cfg.name))?;
+        bounds.extend(cfg.bounds.clone());
+        RegisterMap { description: String::new(), registers: regs.clone(), bounds: bounds.clone() }.validate(Path::new(&cfg.name))?;
         let mut base = site_tags.clone();
         base.extend(cfg.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         let batches = plan_batches(&regs, cfg.max_gap);
         let n = regs.len();
         Ok(DeviceState {
-            validator: Validator::new(&cfg.name, base.clone(), cfg.frozen_after_s),
+            validator: Validator::new(&cfg.name, base.clone(), cfg.frozen_after_s).with_bounds(bounds),
+            faulted: vec![false; n],
             regs,
             batches,
             ctx: None,
@@ -188,7 +198,21 @@ impl DeviceState {
             for &i in &b.members {
                 let r = &self.regs[i];
                 let at = usize::from(r.address - b.start);
-                let raw = decode_raw(r, &words[at..at + usize::from(r.ty.words())]);
+                let regwords = &words[at..at + usize::from(r.ty.words())];
+                let fault = is_fault_pattern(r, regwords);
+                if fault != self.faulted[i] {
+                    self.faulted[i] = fault;
+                    if fault {
+                        tracing::warn!(device = %self.cfg.name, field = %r.field, address = r.address, words = ?regwords, "register reads a fault pattern (all ones); dropping its values until it recovers");
+                    } else {
+                        tracing::info!(device = %self.cfg.name, field = %r.field, address = r.address, "register reads plausible values again");
+                    }
+                }
+                if fault {
+                    self.validator.count_drop("register_fault");
+                    continue;
+                }
+                let raw = decode_raw(r, regwords);
                 let value = if !r.states.is_empty() {
                     let n = raw.as_f64();
                     let idx = scaled(r, n);
@@ -200,6 +224,12 @@ impl DeviceState {
                         }
                     }
                 } else if r.counter {
+                    // Refused before the tracker sees it, or the next good reading would look
+                    // like a reset.
+                    if let Some(reason) = self.validator.implausible(&r.field, scaled(r, raw.as_f64())) {
+                        self.validator.count_drop(reason);
+                        continue;
+                    }
                     let (v, ev) = match raw {
                         Raw::Int(n) => {
                             let (u, ev) = self.counters[i].track(r.ty.wrap_bits(), n);

@@ -121,6 +121,10 @@ pub struct RegisterMap {
     pub description: String,
     #[serde(default, rename = "register")]
     pub registers: Vec<Register>,
+    /// Plausibility bounds by unit overriding the defaults (`[bounds.w] max = 2e8`); a value
+    /// outside them is dropped and counted, not shipped. See docs/facility.md.
+    #[serde(default)]
+    pub bounds: super::validate::Bounds,
 }
 
 impl RegisterMap {
@@ -136,6 +140,7 @@ impl RegisterMap {
     }
 
     pub fn validate(&self, path: &Path) -> Result<(), RegMapError> {
+        super::validate::check_bounds(&self.bounds).map_err(|message| RegMapError::Parse { path: path.to_owned(), message })?;
         for (index, r) in self.registers.iter().enumerate() {
             let bad = |message: String| RegMapError::Invalid { path: path.to_owned(), index, field: r.field.clone(), message };
             if u32::from(r.address) + u32::from(r.ty.words()) > 65_536 {
@@ -226,6 +231,24 @@ pub fn decode_raw(r: &Register, words: &[u16]) -> Raw {
         RegType::I64 => Raw::Int(i128::from(bits as i64)),
         RegType::F32 => Raw::Float(f64::from(f32::from_bits(bits as u32))),
         RegType::F64 => Raw::Float(f64::from_bits(bits)),
+    }
+}
+
+/// Whether a register reads the pattern devices use for "no value" or a failed sensor: all ones
+/// for an unsigned type (0xFFFF, 0xFFFFFFFF: 4.29 GW from a watt register), the most negative
+/// number for a signed one (SunSpec's "not implemented"). Floats read NaN then, refused as not
+/// finite.
+pub fn is_fault_pattern(r: &Register, words: &[u16]) -> bool {
+    let w = normalise(words, r.word_order, r.byte_order);
+    let bits: u64 = w.iter().fold(0u64, |acc, &x| (acc << 16) | u64::from(x));
+    match r.ty {
+        RegType::U16 => bits == 0xFFFF,
+        RegType::U32 => bits == 0xFFFF_FFFF,
+        RegType::U64 => bits == u64::MAX,
+        RegType::I16 => bits == 0x8000,
+        RegType::I32 => bits == 0x8000_0000,
+        RegType::I64 => bits == 1 << 63,
+        RegType::F32 | RegType::F64 => false,
     }
 }
 

@@ -12,7 +12,7 @@ use kilowatch_model::{FieldValue, Labels, Point, Timestamp};
 use serde::Deserialize;
 use snmp2::{Oid, SyncSession, Value};
 
-use super::validate::{CounterTracker, EventKind, Validator, event};
+use super::validate::{Bounds, CounterTracker, EventKind, Validator, check_bounds, event};
 use crate::source::{Source, SourceError};
 
 /// One OID and the point it becomes.
@@ -47,12 +47,16 @@ pub struct OidMap {
     pub description: String,
     #[serde(default, rename = "oid")]
     pub oids: Vec<SnmpOid>,
+    /// Plausibility bounds by unit overriding the defaults, as in a Modbus register map.
+    #[serde(default)]
+    pub bounds: Bounds,
 }
 
 impl OidMap {
     pub fn load(path: &Path) -> Result<Self, SnmpError> {
         let text = std::fs::read_to_string(path).map_err(|e| SnmpError::Config { what: path.display().to_string(), message: e.to_string() })?;
         let map: OidMap = toml::from_str(&text).map_err(|e| SnmpError::Config { what: path.display().to_string(), message: e.to_string() })?;
+        check_bounds(&map.bounds).map_err(|message| SnmpError::Config { what: path.display().to_string(), message })?;
         for o in &map.oids {
             parse_oid(&o.oid).map_err(|message| SnmpError::Config { what: format!("{}: oid {}", path.display(), o.oid), message })?;
         }
@@ -80,6 +84,9 @@ pub struct SnmpDevice {
     pub oids: Vec<SnmpOid>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Plausibility bounds by unit, over the preset's and the defaults.
+    #[serde(default)]
+    pub bounds: Bounds,
 }
 
 fn default_port() -> u16 {
@@ -231,11 +238,15 @@ impl SnmpSource {
         let mut out = Vec::new();
         for d in devices {
             let mut oids = Vec::new();
+            let mut bounds = Bounds::new();
             if let Some(p) = &d.preset {
                 let path = if p.is_absolute() { p.clone() } else { base_dir.join(p) };
-                oids.extend(OidMap::load(&path)?.oids);
+                let map = OidMap::load(&path)?;
+                oids.extend(map.oids);
+                bounds = map.bounds;
             }
             oids.extend(d.oids.iter().cloned());
+            bounds.extend(d.bounds.clone());
             let arcs = oids
                 .iter()
                 .map(|o| parse_oid(&o.oid).map_err(|message| SnmpError::Config { what: format!("{}: oid {}", d.name, o.oid), message }))
@@ -243,7 +254,7 @@ impl SnmpSource {
             let mut base = site_tags.clone();
             base.extend(d.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
             out.push(DeviceState {
-                validator: Validator::new(&d.name, base.clone(), 0.0),
+                validator: Validator::new(&d.name, base.clone(), 0.0).with_bounds(bounds),
                 counters: vec![CounterTracker::default(); oids.len()],
                 oids,
                 arcs,

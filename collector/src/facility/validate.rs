@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kilowatch_model::{FieldValue, Labels, Point, Timestamp};
+use serde::Deserialize;
 
 /// Measurement of events: tags `device`, `kind` (`frozen`, `rollover`, `reset`,
 /// `no_response`, `recovered`) and `signal` (the field concerned, where there is one).
@@ -50,26 +51,76 @@ pub fn event(base: &Labels, device: &str, kind: EventKind, signal: Option<&str>,
     p.field("message", message)
 }
 
-/// Why a value was dropped, or `None` when it is plausible. Limits: RH 0–100 %, temperatures
-/// −50…80 °C (the physical range, wider than any ASHRAE class), no negative power or
-/// counter, nothing non-finite.
-pub fn range_reason(field: &str, v: f64) -> Option<&'static str> {
+/// Lower and upper plausibility bounds of one unit, in the unit itself; either left out keeps
+/// the default.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bound {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Overrides of [`DEFAULT_BOUNDS`] by unit (`[bounds.w] max = 2e8` in a register map), the unit
+/// being the end of the field name after its last `_` (`power_w` → `w`).
+pub type Bounds = BTreeMap<String, Bound>;
+
+/// Default plausibility bounds per unit: (unit, min, max). Wide enough for any single meter of
+/// a large site (100 MW, 10 TWh), narrow enough to refuse a register that reads all ones
+/// (4.29 GW from a 32-bit watt register). Temperatures: −50…80 °C, wider than any ASHRAE class.
+pub const DEFAULT_BOUNDS: &[(&str, f64, f64)] = &[
+    ("w", 0.0, 1e8),
+    ("kw", 0.0, 1e5),
+    ("kwh", 0.0, 1e10),
+    ("j", 0.0, 3.6e16),
+    ("mj", 0.0, 3.6e19),
+    ("m3", 0.0, 1e10),
+    ("c", -50.0, 80.0),
+    ("pct", 0.0, 100.0),
+];
+
+/// The unit of a field: what follows its last `_`.
+pub fn unit_of(field: &str) -> &str {
+    field.rsplit('_').next().unwrap_or(field)
+}
+
+/// Checks an override table: known units, finite bounds, min below max.
+pub fn check_bounds(bounds: &Bounds) -> Result<(), String> {
+    for (unit, b) in bounds {
+        let Some(&(_, lo, hi)) = DEFAULT_BOUNDS.iter().find(|d| d.0 == unit) else {
+            let known: Vec<&str> = DEFAULT_BOUNDS.iter().map(|d| d.0).collect();
+            return Err(format!("bounds.{unit}: unknown unit (known: {})", known.join(", ")));
+        };
+        let (min, max) = (b.min.unwrap_or(lo), b.max.unwrap_or(hi));
+        if !(min.is_finite() && max.is_finite() && min < max) {
+            return Err(format!("bounds.{unit}: min ({min}) and max ({max}) must be finite numbers, min below max"));
+        }
+    }
+    Ok(())
+}
+
+/// Why a value was dropped, or `None` when it is plausible: not finite, or outside its unit's
+/// bounds (`overrides` first, then [`DEFAULT_BOUNDS`]).
+pub fn range_reason(field: &str, v: f64, overrides: &Bounds) -> Option<&'static str> {
     if !v.is_finite() {
         return Some("not_finite");
     }
-    if field.ends_with("rh_pct") && !(0.0..=100.0).contains(&v) {
-        return Some("rh_out_of_range");
+    let unit = unit_of(field);
+    let &(_, lo, hi) = DEFAULT_BOUNDS.iter().find(|d| d.0 == unit)?;
+    let b = overrides.get(unit).copied().unwrap_or_default();
+    let (min, max) = (b.min.unwrap_or(lo), b.max.unwrap_or(hi));
+    if (min..=max).contains(&v) {
+        return None;
     }
-    if field.ends_with("temp_c") && !(-50.0..=80.0).contains(&v) {
-        return Some("temp_out_of_range");
-    }
-    if field.ends_with("power_w") && v < 0.0 {
-        return Some("negative_power");
-    }
-    if is_counter_field(field) && v < 0.0 {
-        return Some("negative_counter");
-    }
-    None
+    let counter = is_counter_field(field) || matches!(unit, "kwh" | "j" | "mj" | "m3");
+    Some(match unit {
+        "c" => "temp_out_of_range",
+        "pct" if field.ends_with("rh_pct") => "rh_out_of_range",
+        "pct" => "pct_out_of_range",
+        "w" | "kw" if v < 0.0 => "negative_power",
+        "w" | "kw" => "implausible_power",
+        _ if counter && v < 0.0 => "negative_counter",
+        _ => "implausible_counter",
+    })
 }
 
 /// Counter fields of the wire schema.
@@ -99,13 +150,25 @@ pub struct Validator {
     frozen_after_ns: Option<i64>,
     seen: HashMap<(String, Labels, String), Seen>,
     dropped: BTreeMap<&'static str, u64>,
+    bounds: Bounds,
 }
 
 impl Validator {
     /// `frozen_after_s` = 0 disables the frozen-sensor check.
     pub fn new(device: &str, base: Labels, frozen_after_s: f64) -> Self {
         let frozen_after_ns = (frozen_after_s > 0.0).then_some((frozen_after_s * 1e9) as i64);
-        Validator { device: device.into(), base, frozen_after_ns, seen: HashMap::new(), dropped: BTreeMap::new() }
+        Validator { device: device.into(), base, frozen_after_ns, seen: HashMap::new(), dropped: BTreeMap::new(), bounds: Bounds::new() }
+    }
+
+    /// With per-unit bounds overriding the defaults (a register map's `[bounds]`).
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// Why `v` is implausible for `field` on this device, if it is.
+    pub fn implausible(&self, field: &str, v: f64) -> Option<&'static str> {
+        range_reason(field, v, &self.bounds)
     }
 
     pub fn dropped(&self) -> &BTreeMap<&'static str, u64> {
@@ -128,7 +191,7 @@ impl Validator {
                     kept.push((k, v));
                     continue;
                 };
-                if let Some(reason) = range_reason(&k, x) {
+                if let Some(reason) = self.implausible(&k, x) {
                     self.count_drop(reason);
                     tracing::debug!(device = %self.device, field = %k, value = x, reason, "reading dropped");
                     continue;
@@ -240,6 +303,26 @@ mod tests {
         let d = v.dropped();
         assert_eq!((d["rh_out_of_range"], d["temp_out_of_range"], d["negative_power"], d["not_finite"]), (1, 1, 1, 1));
         assert_eq!(v.drop_points(Timestamp::from_secs(1)).len(), 4);
+    }
+
+    #[test]
+    fn bounds_per_unit_with_overrides() {
+        let none = Bounds::new();
+        assert_eq!(range_reason("power_w", 4_294_967_295.0, &none), Some("implausible_power"), "an all-ones 32-bit watt register");
+        assert_eq!(range_reason("power_w", 2.5e6, &none), None);
+        assert_eq!(range_reason("energy_kwh", 1.8e19, &none), Some("implausible_counter"));
+        assert_eq!(range_reason("energy_kwh", -1.0, &none), Some("negative_counter"));
+        assert_eq!(range_reason("mode", 7.0, &none), None, "no unit, no bound");
+        let big: Bounds = [("w".to_owned(), Bound { min: None, max: Some(5e9) })].into_iter().collect();
+        assert_eq!(range_reason("power_w", 4_294_967_295.0, &big), None, "raised by the map");
+        assert_eq!(range_reason("power_w", -1.0, &big), Some("negative_power"), "the default min stays");
+        let mut v = Validator::new("m", Labels::new(), 0.0).with_bounds(big.clone());
+        assert!(v.check(vec![p("power_w", 4e9, 0)], &mut Vec::new()).len() == 1);
+        assert!(check_bounds(&big).is_ok());
+        let bad: Bounds = [("w".to_owned(), Bound { min: Some(10.0), max: Some(f64::NAN) })].into_iter().collect();
+        assert!(check_bounds(&bad).expect_err("nan").contains("bounds.w"));
+        let unknown: Bounds = [("furlongs".to_owned(), Bound::default())].into_iter().collect();
+        assert!(check_bounds(&unknown).expect_err("unit").contains("bounds.furlongs"));
     }
 
     #[test]
