@@ -8,9 +8,9 @@ use std::sync::Arc;
 use kilowatch_dashboard::{Climate, CoolingUnit, GpuCell, GpuDetail, ModeSpan, Overview, Series, SiteView, ViewError, Water, Window};
 use kilowatch_model::Timestamp;
 use kilowatch_model::metric::{COOLING, GPU, METER, WATER, role};
+use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::time::NANOS_PER_SEC;
 
-use crate::alerting::{dew_point_c, wet_bulb_c};
 use crate::kpi;
 use crate::store::rollup::EnergyKind;
 use crate::store::rollup::{Bucket, HOUR, Level, MINUTE};
@@ -288,7 +288,7 @@ impl StoreView {
                 Some(m) => self.bucketed(m.id, s)?,
                 None => vec![None; s.buckets()],
             };
-            let dew: Vec<Option<f64>> = temp.iter().zip(&rh).map(|(t, h)| Some(dew_point_c((*t)?, (*h)?))).collect();
+            let dew: Vec<Option<f64>> = temp.iter().zip(&rh).map(|(t, h)| dew_point_c((*t)?, (*h)?)).collect();
             let mut envelope: Vec<(f64, f64)> = temp.iter().zip(&dew).filter_map(|(t, d)| Some(((*t)?, (*d)?))).collect();
             envelope.drain(..envelope.len().saturating_sub(ENVELOPE_POINTS));
             let fresh = |m: Option<&SeriesMeta>| -> Result<Option<Value>, StoreError> {
@@ -301,7 +301,7 @@ impl StoreView {
                 unit,
                 supply_temp_c,
                 supply_rh_pct,
-                dew_point_c: supply_temp_c.zip(supply_rh_pct).map(|(t, h)| dew_point_c(t, h)),
+                dew_point_c: supply_temp_c.zip(supply_rh_pct).and_then(|(t, h)| dew_point_c(t, h)),
                 mode: fresh(mode_meta.as_ref())?.and_then(|v| v.as_text().map(str::to_owned)),
                 series: vec![Self::series("supply temperature", "°C", s, temp), Self::series("supply RH", "%", s, rh), Self::series("dew point", "°C", s, dew)],
                 envelope,

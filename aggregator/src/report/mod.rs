@@ -436,7 +436,7 @@ fn methodology(cfg: &Config, m: &Kpi) -> Methodology {
             .collect(),
         carbon_factor: format!("{}: {} {} ({} kg/kWh configured)", f.kind, f.source, f.year.map(|y| y.to_string()).unwrap_or_default(), f.configured_kg_per_kwh),
         timezone: cfg.site.timezone.clone(),
-        psychrometrics: "dew point by the Magnus formula (Sonntag 1990); wet bulb by Stull (2011)",
+        psychrometrics: "dew point by the Magnus formula (Alduchov & Eskridge 1996); wet bulb by Stull (2011)",
         daily_figures: "daily PUE and WUE are operational indicators; the official figure is the calendar year or rolling 12 months",
     }
 }
