@@ -15,9 +15,9 @@ use serde_json::json;
 use crate::api::{AppState, error, parse_range};
 use crate::attribution::{self, Attribution};
 use crate::auth::{Auth, Grant};
-use crate::jobs::{self, Allocation, JobError, JobPost, JobStore};
+use kilowatch_store::jobs::{self, Allocation, JobError, JobPost, JobStore};
 use crate::periods;
-use crate::store::Store;
+use kilowatch_store::Store;
 use crate::{eu, kpi};
 
 /// The job ledger, opened beside the store when the router is built. If it cannot be opened
@@ -40,7 +40,7 @@ impl Accounting {
     }
 }
 
-use crate::jobs::GPU_JOB_MAX_GAP_NS;
+use kilowatch_store::jobs::GPU_JOB_MAX_GAP_NS;
 
 #[derive(Deserialize, Default)]
 pub struct WindowParams {
@@ -71,7 +71,7 @@ async fn cached<E: std::fmt::Display + Send + 'static>(
 ) -> Response {
     let store = st.store.clone();
     let a = acct.clone();
-    let compute = move |store: Arc<crate::store::Store>, a: Arc<Accounting>, key: String| -> Result<Arc<serde_json::Value>, E> {
+    let compute = move |store: Arc<kilowatch_store::Store>, a: Arc<Accounting>, key: String| -> Result<Arc<serde_json::Value>, E> {
         let mark = a.cache.mark(&store, range.from.0, range.to.0);
         match f() {
             Ok(v) => {

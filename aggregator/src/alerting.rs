@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::api::{AppState, error};
 use crate::auth::{Auth, Grant};
 use crate::kpi;
-use crate::store::{Store, StoreError};
+use kilowatch_store::{Store, StoreError};
 
 const DAY_NS: i64 = 86_400 * NANOS_PER_SEC;
 const XID_LIVE_NS: i64 = 15 * 60 * NANOS_PER_SEC;
@@ -165,8 +165,8 @@ fn daily_history(store: &Store, now: Timestamp) -> Result<History, StoreError> {
     Ok(out)
 }
 
-fn water_delta(store: &Store, id: crate::store::SeriesId, from: Timestamp, to: Timestamp) -> Result<f64, StoreError> {
-    Ok(store.ledger(id, crate::store::rollup::EnergyKind::Counter, &[from.0, to.0])?.total())
+fn water_delta(store: &Store, id: kilowatch_store::SeriesId, from: Timestamp, to: Timestamp) -> Result<f64, StoreError> {
+    Ok(store.ledger(id, kilowatch_store::rollup::EnergyKind::Counter, &[from.0, to.0])?.total())
 }
 
 /// Water over the 24 h ending at `end`, and the mean outside wet bulb then (first unit).

@@ -22,10 +22,10 @@ use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
 use crate::config::CarbonConfig;
-use crate::jobs::Allocation;
+use kilowatch_store::jobs::Allocation;
 use crate::ledger;
-use crate::store::rollup::EnergyKind;
-use crate::store::{SeriesMeta, Store, StoreError};
+use kilowatch_store::rollup::EnergyKind;
+use kilowatch_store::{SeriesMeta, Store, StoreError};
 use kilowatch_model::energy::{Ledger, step_bounds};
 
 const MJ_PER_KWH: f64 = 3.6e9;

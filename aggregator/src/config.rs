@@ -290,9 +290,9 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// What writes refuse, line by line.
-    pub fn policy(&self) -> crate::store::WritePolicy {
+    pub fn policy(&self) -> kilowatch_store::WritePolicy {
         let ns = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000);
-        crate::store::WritePolicy {
+        kilowatch_store::WritePolicy {
             out_of_order_window_ns: Some(ns(self.out_of_order_window_s)),
             max_future_skew_ns: Some(ns(self.max_future_skew_s)),
             max_series: Some(self.max_series),
@@ -300,10 +300,10 @@ impl StoreConfig {
         }
     }
 
-    pub fn retention(&self) -> crate::store::Retention {
+    pub fn retention(&self) -> kilowatch_store::Retention {
         const H: i64 = 3_600_000_000_000;
         let h = |n: u64| i64::try_from(n).unwrap_or(i64::MAX / H).saturating_mul(H);
-        crate::store::Retention {
+        kilowatch_store::Retention {
             raw: h(self.raw_retention_h),
             minute: h(self.minute_rollup_retention_d.saturating_mul(24)),
             hour: (self.hour_rollup_retention_d > 0).then(|| h(self.hour_rollup_retention_d.saturating_mul(24))),

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::kpi;
 use crate::ledger::read_f64;
 use crate::periods::{self, PeriodError};
-use crate::store::{Store, StoreError};
+use kilowatch_store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EuError {

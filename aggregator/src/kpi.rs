@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
 use crate::config::{AccountingConfig, CarbonConfig, Config};
-use crate::store::rollup::EnergyKind;
-use crate::store::{SeriesMeta, Store, StoreError};
+use kilowatch_store::rollup::EnergyKind;
+use kilowatch_store::{SeriesMeta, Store, StoreError};
 
 /// One meter's contribution and how far it can be trusted.
 #[derive(Debug, Clone, Serialize)]

@@ -12,9 +12,9 @@ use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::time::NANOS_PER_SEC;
 
 use crate::kpi;
-use crate::store::rollup::EnergyKind;
-use crate::store::rollup::{Bucket, HOUR, Level, MINUTE};
-use crate::store::{SeriesId, SeriesMeta, Store, StoreError, Value};
+use kilowatch_store::rollup::EnergyKind;
+use kilowatch_store::rollup::{Bucket, HOUR, Level, MINUTE};
+use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError, Value};
 
 /// A reading older than this (behind the newest data) marks a GPU silent.
 const STALE_NS: i64 = 300 * NANOS_PER_SEC;
@@ -478,7 +478,7 @@ mod tests {
         let view = StoreView::new(store.clone(), "dc5".into());
         let windows = ["6h", "24h", "7d"].map(|w| Window::parse(w).expect("window"));
         let before: Vec<_> = windows.iter().map(|w| (view.build_power(*w).expect("power"), view.build_climate(*w).expect("climate").modes)).collect();
-        let rep = store.maintain(&crate::store::Retention { raw: HOUR, minute: 8 * HOUR, hour: None }, i64::MAX).expect("maintain");
+        let rep = store.maintain(&kilowatch_store::Retention { raw: HOUR, minute: 8 * HOUR, hour: None }, i64::MAX).expect("maintain");
         assert_eq!(rep.hours_rolled_up, 4);
         assert!(store.horizons().expect("h").raw_from > T0);
         for (w, (power, modes)) in windows.iter().zip(before) {

@@ -4,9 +4,9 @@
 
 use kilowatch_aggregator::attribution::attribute;
 use kilowatch_aggregator::config::CarbonConfig;
-use kilowatch_aggregator::jobs::Allocation;
+use kilowatch_store::jobs::Allocation;
 use kilowatch_aggregator::kpi;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_model::{Point, TimeRange, Timestamp};
 use proptest::prelude::*;
 

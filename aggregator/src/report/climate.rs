@@ -14,7 +14,7 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::ledger::read_f64;
-use crate::store::{SeriesMeta, Store, StoreError};
+use kilowatch_store::{SeriesMeta, Store, StoreError};
 
 const COOLING: &str = "cooling";
 

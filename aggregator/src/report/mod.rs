@@ -26,10 +26,10 @@ use serde::Serialize;
 
 use crate::attribution::{self, JobEnergy, Rollup};
 use crate::config::Config;
-use crate::jobs::{JobError, JobStore};
+use kilowatch_store::jobs::{JobError, JobStore};
 use crate::kpi::{self, Kpi};
 use crate::periods::{self, PeriodError};
-use crate::store::{Store, StoreError};
+use kilowatch_store::{Store, StoreError};
 use crate::{acct_api, eu};
 
 pub use climate::{AshraeUnit, Climate};
