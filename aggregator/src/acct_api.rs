@@ -13,12 +13,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{AppState, error, parse_range};
-use crate::attribution::{self, Attribution};
+use kilowatch_accounting::attribution::{self, Attribution};
 use crate::auth::{Auth, Grant};
 use kilowatch_store::jobs::{self, Allocation, JobError, JobPost, JobStore};
-use crate::periods;
+use kilowatch_accounting::periods;
 use kilowatch_store::Store;
-use crate::{eu, kpi};
+use kilowatch_accounting::{eu, kpi};
 
 /// The job ledger, opened beside the store when the router is built. If it cannot be opened
 /// the rest of the API still serves, and the job endpoints answer 503 with the reason.
@@ -159,7 +159,7 @@ pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowP
     let store = st.store.clone();
     let cfg = st.config.clone();
     let compute = move || {
-        kpi::compute_with(&store, range, &label, &cfg).map(|k| {
+        kpi::compute_with(&store, range, &label, &*cfg).map(|k| {
             let mut v = serde_json::to_value(&k).unwrap_or_default();
             v["official"] = json!(official);
             v
@@ -286,10 +286,10 @@ pub async fn eu_indicators(State(st): State<AppState>, Query(q): Query<WindowPar
     let cfg = st.config.clone();
     // month=YYYY-MM: the year to date at that month's end, as the monthly report shows it.
     if let Some(month) = q.month.clone() {
-        return blocking(move || eu::indicators_to_month(&store, &cfg, &month)).await;
+        return blocking(move || eu::indicators_to_month(&store, &*cfg, &month)).await;
     }
     let Some(year) = q.year.as_deref().and_then(|y| y.parse::<i32>().ok()) else {
         return error(StatusCode::BAD_REQUEST, "invalid", "year=YYYY (or month=YYYY-MM for the year to date) is required");
     };
-    blocking(move || eu::indicators(&store, &cfg, year)).await
+    blocking(move || eu::indicators(&store, &*cfg, year)).await
 }

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::api::{AppState, error};
 use crate::auth::{Auth, Grant};
-use crate::kpi;
+use kilowatch_accounting::kpi;
 use kilowatch_store::{Store, StoreError};
 
 const DAY_NS: i64 = 86_400 * NANOS_PER_SEC;

@@ -11,7 +11,7 @@ use kilowatch_model::metric::{COOLING, GPU, METER, WATER, role};
 use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::time::NANOS_PER_SEC;
 
-use crate::kpi;
+use kilowatch_accounting::kpi;
 use kilowatch_store::rollup::EnergyKind;
 use kilowatch_store::rollup::{Bucket, HOUR, Level, MINUTE};
 use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError, Value};

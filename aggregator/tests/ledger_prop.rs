@@ -7,10 +7,10 @@
 //! stay within that bucket's energy (docs/storage.md); jobs + idle + unattributed = E_IT to
 //! 1e-9 at every age.
 
-use kilowatch_aggregator::attribution::{Attribution, attribute};
+use kilowatch_accounting::attribution::{Attribution, attribute};
 use kilowatch_aggregator::config::{CarbonConfig, Config};
 use kilowatch_store::jobs::{Allocation, JobStore, recorder, with_gpu_job_points};
-use kilowatch_aggregator::kpi::{self, Kpi};
+use kilowatch_accounting::kpi::{self, Kpi};
 use kilowatch_store::{Retention, Store};
 use kilowatch_model::{Point, TimeRange, Timestamp};
 use proptest::prelude::*;

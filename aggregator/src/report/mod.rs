@@ -24,13 +24,14 @@ use chrono_tz::Tz;
 use kilowatch_model::Timestamp;
 use serde::Serialize;
 
-use crate::attribution::{self, JobEnergy, Rollup};
+use kilowatch_accounting::attribution::{self, JobEnergy, Rollup};
 use crate::config::Config;
 use kilowatch_store::jobs::{JobError, JobStore};
-use crate::kpi::{self, Kpi};
-use crate::periods::{self, PeriodError};
+use kilowatch_accounting::kpi::{self, Kpi};
+use kilowatch_accounting::periods::{self, PeriodError};
 use kilowatch_store::{Store, StoreError};
-use crate::{acct_api, eu};
+use crate::acct_api;
+use kilowatch_accounting::eu;
 
 pub use climate::{AshraeUnit, Climate};
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::CarbonConfig;
+use crate::settings::CarbonConfig;
 use crate::ledger::read_f64;
 use kilowatch_store::{Store, StoreError};
 

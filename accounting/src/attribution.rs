@@ -21,7 +21,7 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
-use crate::config::CarbonConfig;
+use crate::settings::CarbonConfig;
 use kilowatch_store::jobs::Allocation;
 use crate::ledger;
 use kilowatch_store::rollup::EnergyKind;
