@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
 use crate::settings::CarbonConfig;
-use kilowatch_store::jobs::Allocation;
+use kilowatch_store::jobs::{self, Allocation, GPU_JOB_MAX_GAP_NS, JobError, JobStore};
 use crate::ledger;
 use kilowatch_store::rollup::EnergyKind;
 use kilowatch_store::{SeriesMeta, Store, StoreError};
@@ -204,6 +204,12 @@ impl Drop for CancelOnDrop {
             c.0.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// The allocations overlapping `r`: the ledger's, plus runs seen only in `gpu_job` points. The
+/// monthly report and `GET /api/v1/jobs` both attribute over exactly these.
+pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
+    jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)
 }
 
 /// Attributes `[r.from, r.to)` to `allocs`, hour by hour: each job's IT energy of a clock hour

@@ -11,28 +11,34 @@ use serde::Deserialize;
 pub trait Settings {
     fn carbon(&self) -> &CarbonConfig;
     fn accounting(&self) -> &AccountingConfig;
+    /// The site's name (`site.name`), for the report.
+    fn site_name(&self) -> &str;
     /// The site's IANA time zone (`site.timezone`), for calendar periods.
     fn timezone(&self) -> &str;
     /// EU Annex II figures declared by the operator (`[eu]`).
     fn eu(&self) -> &BTreeMap<String, toml::Value>;
 }
 
-/// Settings on their own, with the configuration's defaults (Europe/Paris, no declarations).
+/// Settings on their own, with the configuration's defaults (site dc5 in Europe/Paris, no declarations).
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub carbon: CarbonConfig,
     pub accounting: AccountingConfig,
+    pub site_name: String,
     pub timezone: String,
     pub eu: BTreeMap<String, toml::Value>,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { carbon: CarbonConfig::default(), accounting: AccountingConfig::default(), timezone: "Europe/Paris".into(), eu: BTreeMap::new() }
+        Rules { carbon: CarbonConfig::default(), accounting: AccountingConfig::default(), site_name: "dc5".into(), timezone: "Europe/Paris".into(), eu: BTreeMap::new() }
     }
 }
 
 impl Settings for Rules {
+    fn site_name(&self) -> &str {
+        &self.site_name
+    }
     fn carbon(&self) -> &CarbonConfig {
         &self.carbon
     }

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::api::{AppState, error, parse_range};
 use kilowatch_accounting::attribution::{self, Attribution};
 use crate::auth::{Auth, Grant};
-use kilowatch_store::jobs::{self, Allocation, JobError, JobPost, JobStore};
+use kilowatch_store::jobs::{JobError, JobPost, JobStore};
 use kilowatch_accounting::periods;
 use kilowatch_store::Store;
 use kilowatch_accounting::{eu, kpi};
@@ -40,7 +40,6 @@ impl Accounting {
     }
 }
 
-use kilowatch_store::jobs::GPU_JOB_MAX_GAP_NS;
 
 #[derive(Deserialize, Default)]
 pub struct WindowParams {
@@ -209,11 +208,6 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
     }
 }
 
-/// Public so the monthly report attributes over exactly the allocations `GET /api/v1/jobs` uses.
-pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
-    jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)
-}
-
 pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
     if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
         return r;
@@ -232,7 +226,7 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<W
     let resp = cached(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
         let acct = a2;
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
-        let a = allocations(&store, js, range)?;
+        let a = attribution::allocations(&store, js, range)?;
         let Some(att): Option<Attribution> = attribution::attribute_until(&store, &a, range, None, &carbon, &cancel)? else {
             tracing::info!(from = %range.from.to_rfc3339(), to = %range.to.to_rfc3339(), "jobs query stopped: the client went away");
             return Err(JobError::Invalid("cancelled: the client went away".into()));

@@ -471,6 +471,9 @@ impl Config {
 }
 
 impl kilowatch_accounting::Settings for Config {
+    fn site_name(&self) -> &str {
+        &self.site.name
+    }
     fn carbon(&self) -> &CarbonConfig {
         &self.carbon
     }

@@ -13,7 +13,7 @@ use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
-use kilowatch_accounting::ledger::read_f64;
+use crate::ledger::read_f64;
 use kilowatch_store::{SeriesMeta, Store, StoreError};
 
 const COOLING: &str = "cooling";
@@ -86,11 +86,11 @@ fn by_unit(store: &Store, field: &str) -> Result<BTreeMap<String, SeriesMeta>, S
 }
 
 /// The local day starts covering `r`, last one = `r.to`.
-fn day_starts(tz: Tz, r: TimeRange) -> Result<Vec<i64>, kilowatch_accounting::periods::PeriodError> {
+fn day_starts(tz: Tz, r: TimeRange) -> Result<Vec<i64>, crate::periods::PeriodError> {
     let mut v = vec![r.from.0];
     let mut t = r.from;
     while t < r.to {
-        let p = kilowatch_accounting::periods::resolve("day", Some(t), None, None, tz, t)?;
+        let p = crate::periods::resolve("day", Some(t), None, None, tz, t)?;
         t = p.range.to.min(r.to);
         v.push(t.0);
     }
