@@ -1,18 +1,14 @@
-//! The monthly report's rendering (HTML, PDF, CSV, JSON), its schedule and its web access.
-//! What the report says, and its document model, is assembled by `kilowatch_accounting::report`
-//! (re-exported here); this module adds the alert history, which accounting does not read.
+//! The monthly report's schedule, files and web access. What the report says, and its document
+//! model, is assembled by `kilowatch_accounting::report`; `kilowatch_dashboard::report` renders
+//! it (both re-exported here). This module adds the alert history, which accounting does not read.
 
-mod charts;
-mod doc;
-mod html;
-mod pdf;
-pub mod render;
 pub mod schedule;
 pub mod web;
 
 use std::collections::BTreeMap;
 
 pub use kilowatch_accounting::report::*;
+pub use kilowatch_dashboard::report::{RenderedPdf, render, render_pdf};
 use kilowatch_store::Store;
 
 use crate::config::Config;
@@ -21,17 +17,6 @@ use crate::config::Config;
 /// fired in it from the alert history beside the store.
 pub fn build(store: &Store, cfg: &Config, month: &str, generated_at: Option<&str>) -> Result<MonthlyReport, ReportError> {
     kilowatch_accounting::report::build(store, cfg, month, generated_at, |range| alerts_section(store, range))
-}
-
-/// The one font of the charts and the PDF, shipped so that rendering never depends on the
-/// host's fonts (licence beside it).
-pub(crate) static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-
-pub use pdf::Rendered as RenderedPdf;
-
-/// The PDF with what the layout found: page count and characters the font lacks.
-pub fn render_pdf(r: &MonthlyReport) -> Result<RenderedPdf, ReportError> {
-    pdf::render(r, &charts::all(r)?)
 }
 
 /// Alerts that fired in the month, each counted once by (fingerprint, firing time): from the
