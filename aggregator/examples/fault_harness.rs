@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::ship::{Shipper, ShipperConfig};
@@ -184,7 +184,7 @@ async fn main() {
         let (Some((tf, f)), Some((tl, l))) = (marks.first(), marks.last()) else { continue };
         gpu_truth += l.gpu_energy_j - f.gpu_energy_j;
         if *facility {
-            let k = kilowatch_aggregator::kpi::compute(&store, kilowatch_model::TimeRange::new(tf, tl), "harness").expect("kpi");
+            let k = kilowatch_accounting::kpi::compute(&store, kilowatch_model::TimeRange::new(tf, tl), "harness").expect("kpi");
             let it_err = (k.it_energy_kwh - (l.it_kwh - f.it_kwh)).abs() / (l.it_kwh - f.it_kwh);
             let dc_err = (k.facility_energy_kwh - (l.facility_kwh - f.facility_kwh)).abs() / (l.facility_kwh - f.facility_kwh);
             println!("facility: E_IT relative error {it_err:.1e}, E_DC relative error {dc_err:.1e}, PUE {:?}", k.pue);

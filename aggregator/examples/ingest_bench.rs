@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_model::{Precision, Timestamp, encode_points, parse_batch};
 use kilowatch_sim::{PointBuf, SimConfig, Site};
 

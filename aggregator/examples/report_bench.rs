@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::demo::backfill_with_jobs;
-use kilowatch_aggregator::jobs::JobStore;
+use kilowatch_store::jobs::JobStore;
 use kilowatch_aggregator::report::{self, render::Format};
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{SimConfig, Site};
 

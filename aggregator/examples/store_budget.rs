@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use kilowatch_aggregator::store::{Retention, Store};
+use kilowatch_store::{Retention, Store};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{PointBuf, SimConfig, Site};
 

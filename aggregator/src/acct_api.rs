@@ -13,12 +13,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{AppState, error, parse_range};
-use crate::attribution::{self, Attribution};
+use kilowatch_accounting::attribution::{self, Attribution};
 use crate::auth::{Auth, Grant};
-use crate::jobs::{self, Allocation, JobError, JobPost, JobStore};
-use crate::periods;
-use crate::store::Store;
-use crate::{eu, kpi};
+use kilowatch_store::jobs::{JobError, JobPost, JobStore};
+use kilowatch_accounting::periods;
+use kilowatch_store::Store;
+use kilowatch_accounting::{eu, kpi};
 
 /// The job ledger, opened beside the store when the router is built. If it cannot be opened
 /// the rest of the API still serves, and the job endpoints answer 503 with the reason.
@@ -40,7 +40,6 @@ impl Accounting {
     }
 }
 
-use crate::jobs::GPU_JOB_MAX_GAP_NS;
 
 #[derive(Deserialize, Default)]
 pub struct WindowParams {
@@ -71,7 +70,7 @@ async fn cached<E: std::fmt::Display + Send + 'static>(
 ) -> Response {
     let store = st.store.clone();
     let a = acct.clone();
-    let compute = move |store: Arc<crate::store::Store>, a: Arc<Accounting>, key: String| -> Result<Arc<serde_json::Value>, E> {
+    let compute = move |store: Arc<kilowatch_store::Store>, a: Arc<Accounting>, key: String| -> Result<Arc<serde_json::Value>, E> {
         let mark = a.cache.mark(&store, range.from.0, range.to.0);
         match f() {
             Ok(v) => {
@@ -159,7 +158,7 @@ pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowP
     let store = st.store.clone();
     let cfg = st.config.clone();
     let compute = move || {
-        kpi::compute_with(&store, range, &label, &cfg).map(|k| {
+        kpi::compute_with(&store, range, &label, &*cfg).map(|k| {
             let mut v = serde_json::to_value(&k).unwrap_or_default();
             v["official"] = json!(official);
             v
@@ -209,11 +208,6 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
     }
 }
 
-/// Public so the monthly report attributes over exactly the allocations `GET /api/v1/jobs` uses.
-pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
-    jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)
-}
-
 pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
     if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
         return r;
@@ -232,7 +226,7 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<W
     let resp = cached(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
         let acct = a2;
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
-        let a = allocations(&store, js, range)?;
+        let a = attribution::allocations(&store, js, range)?;
         let Some(att): Option<Attribution> = attribution::attribute_until(&store, &a, range, None, &carbon, &cancel)? else {
             tracing::info!(from = %range.from.to_rfc3339(), to = %range.to.to_rfc3339(), "jobs query stopped: the client went away");
             return Err(JobError::Invalid("cancelled: the client went away".into()));
@@ -286,10 +280,10 @@ pub async fn eu_indicators(State(st): State<AppState>, Query(q): Query<WindowPar
     let cfg = st.config.clone();
     // month=YYYY-MM: the year to date at that month's end, as the monthly report shows it.
     if let Some(month) = q.month.clone() {
-        return blocking(move || eu::indicators_to_month(&store, &cfg, &month)).await;
+        return blocking(move || eu::indicators_to_month(&store, &*cfg, &month)).await;
     }
     let Some(year) = q.year.as_deref().and_then(|y| y.parse::<i32>().ok()) else {
         return error(StatusCode::BAD_REQUEST, "invalid", "year=YYYY (or month=YYYY-MM for the year to date) is required");
     };
-    blocking(move || eu::indicators(&store, &cfg, year)).await
+    blocking(move || eu::indicators(&store, &*cfg, year)).await
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::api::{AppState, error, parse_time};
 use crate::auth::{Auth, Grant};
-use crate::store::Selector;
+use kilowatch_store::Selector;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/admin/delete", post(delete))

@@ -21,6 +21,7 @@ use kilowatch_alerts::engine::{EngineState, Sample};
 use kilowatch_alerts::rule::{Matcher, Rule};
 use kilowatch_alerts::config::Routing;
 use kilowatch_alerts::{AlertsConfig, Clock, Outbox, OutboxError, Pipeline};
+use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::time::NANOS_PER_SEC;
 use kilowatch_model::{Labels, TimeRange, Timestamp};
 use serde::Deserialize;
@@ -29,8 +30,8 @@ use tokio::sync::watch;
 
 use crate::api::{AppState, error};
 use crate::auth::{Auth, Grant};
-use crate::kpi;
-use crate::store::{Store, StoreError};
+use kilowatch_accounting::kpi;
+use kilowatch_store::{Store, StoreError};
 
 const DAY_NS: i64 = 86_400 * NANOS_PER_SEC;
 const XID_LIVE_NS: i64 = 15 * 60 * NANOS_PER_SEC;
@@ -45,19 +46,6 @@ pub enum AlertingError {
     Store(#[from] StoreError),
     #[error("alert evaluation task failed: {0}")]
     Task(String),
-}
-
-/// Magnus formula (Sonntag 1990 constants a = 17.62, b = 243.12 °C), as DOMAIN.md allows.
-/// Private until model/src/psychro.rs lands in this tree; then use that.
-pub fn dew_point_c(t_c: f64, rh_pct: f64) -> f64 {
-    let (a, b) = (17.62, 243.12);
-    let g = (rh_pct.clamp(0.1, 100.0) / 100.0).ln() + a * t_c / (b + t_c);
-    b * g / (a - g)
-}
-
-/// Stull (2011) wet bulb from dry bulb and RH at sea-level pressure, ±1 °C: enough to band days.
-pub fn wet_bulb_c(t: f64, rh: f64) -> f64 {
-    t * (0.151_977 * (rh + 8.313_659).sqrt()).atan() + (t + rh).atan() - (rh - 1.676_331).atan() + 0.003_918_38 * rh.powf(1.5) * (0.023_101 * rh).atan() - 4.686_035
 }
 
 /// 2 °C wet-bulb bands: "10-12".
@@ -99,7 +87,7 @@ fn derive(store: &Store, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), St
     let dew: Vec<Sample> = out
         .iter()
         .filter(|s| s.metric == "cooling.supply_temp_c")
-        .filter_map(|s| rh.get(&s.labels).map(|h| sample("derived.supply_dew_point_c", s.labels.clone(), dew_point_c(s.value, *h), s.ts)))
+        .filter_map(|s| rh.get(&s.labels).and_then(|h| dew_point_c(s.value, *h)).map(|dp| sample("derived.supply_dew_point_c", s.labels.clone(), dp, s.ts)))
         .collect();
     out.extend(dew);
     // XIDs arrive as events (`gpu_event` points with an `xid` field), so the newest one stays
@@ -177,8 +165,8 @@ fn daily_history(store: &Store, now: Timestamp) -> Result<History, StoreError> {
     Ok(out)
 }
 
-fn water_delta(store: &Store, id: crate::store::SeriesId, from: Timestamp, to: Timestamp) -> Result<f64, StoreError> {
-    Ok(store.ledger(id, crate::store::rollup::EnergyKind::Counter, &[from.0, to.0])?.total())
+fn water_delta(store: &Store, id: kilowatch_store::SeriesId, from: Timestamp, to: Timestamp) -> Result<f64, StoreError> {
+    Ok(store.ledger(id, kilowatch_store::rollup::EnergyKind::Counter, &[from.0, to.0])?.total())
 }
 
 /// Water over the 24 h ending at `end`, and the mean outside wet bulb then (first unit).
@@ -500,8 +488,9 @@ mod tests {
     #[test]
     fn psychrometrics_and_bands() {
         // Magnus: 25 °C at 60 % RH has a dew point of about 16.7 °C; saturated air's is itself.
-        assert!((dew_point_c(25.0, 60.0) - 16.7).abs() < 0.1, "{}", dew_point_c(25.0, 60.0));
-        assert!((dew_point_c(18.0, 100.0) - 18.0).abs() < 1e-9);
+        let dp = |t, rh| dew_point_c(t, rh).expect("dew point");
+        assert!((dp(25.0, 60.0) - 16.7).abs() < 0.1, "{}", dp(25.0, 60.0));
+        assert!((dp(18.0, 100.0) - 18.0).abs() < 1e-9);
         // Stull (2011)'s own check value: 20 °C, 50 % → 13.7 °C.
         assert!((wet_bulb_c(20.0, 50.0) - 13.7).abs() < 0.1, "{}", wet_bulb_c(20.0, 50.0));
         assert_eq!(band(13.7), "12-14");

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::auth::Auth;
 use crate::guard::Caller;
 use crate::config::Config;
-use crate::store::{Store, StoreError, WriteSummary};
+use kilowatch_store::{Store, StoreError, WriteSummary};
 
 #[derive(Clone)]
 pub struct AppState {

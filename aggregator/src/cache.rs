@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::store::{Horizons, Store};
+use kilowatch_store::{Horizons, Store};
 
 /// A window ending this close to the present (ns) is live.
 const LIVE_NS: i64 = 300_000_000_000;

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use kilowatch_collector::config::{from_toml, within, within_u64};
 use serde::Deserialize;
 
+pub use kilowatch_accounting::settings::{AccountingConfig, CarbonConfig};
+
 /// Highest plausible grid emission factor, kg CO2eq per kWh (lignite is about 1.1).
 const MAX_KG_PER_KWH: f64 = 5.0;
 
@@ -63,53 +65,6 @@ pub struct ApiConfig {
     pub max_query_days: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CarbonConfig {
-    /// Location-based grid factor, kg CO2eq per kWh (default 0.056, Ember 2024 for France, what
-    /// the DC5 operator publishes). An ingested `carbon` series (`intensity_g_per_kwh`) takes
-    /// precedence hour by hour.
-    #[serde(default = "default_factor")]
-    pub factor_kg_per_kwh: f64,
-    #[serde(default = "default_factor_source")]
-    pub source: String,
-    #[serde(default = "default_factor_year")]
-    pub year: i32,
-    /// Residual-mix factor for market-based CO2 of the energy not covered by renewables
-    /// (`role=renewable` meters). Defaults to the location-based factor.
-    #[serde(default)]
-    pub residual_factor_kg_per_kwh: Option<f64>,
-    /// The factor of generator energy (`role=generator` meters), never the grid's.
-    #[serde(default)]
-    pub generator: crate::carbon::GeneratorFactor,
-}
-
-/// How the ledger judges meters and spans (`[accounting]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccountingConfig {
-    /// Meters (their `meter` tag) always expected to report: a window they are silent in has
-    /// lower coverage even before they were first seen or long after they went quiet.
-    #[serde(default)]
-    pub expected_meters: Vec<String>,
-    /// A meter silent for longer than this many hours before a window starts is taken as
-    /// retired for that window (default 24): it no longer lowers coverage.
-    #[serde(default = "default_retired_after_h")]
-    pub retired_after_h: f64,
-    /// PUE is computed over the span E_DC and E_IT both cover; when that span falls short of
-    /// the window by more than this share (percent, default 1) and more than two reading
-    /// intervals, a data-quality fault says so.
-    #[serde(default = "default_span_tolerance_pct")]
-    pub span_tolerance_pct: f64,
-}
-
-fn default_retired_after_h() -> f64 {
-    24.0
-}
-fn default_span_tolerance_pct() -> f64 {
-    1.0
-}
-
 impl Config {
     fn validate_accounting(&self) -> Result<(), ConfigError> {
         let nonneg = |v: f64| v.is_finite() && v >= 0.0;
@@ -123,12 +78,6 @@ impl Config {
             return Err(ConfigError::Invalid { key: "accounting.span_tolerance_pct", message: "must be a percentage between 0 and 100".into() });
         }
         Ok(())
-    }
-}
-
-impl Default for AccountingConfig {
-    fn default() -> Self {
-        AccountingConfig { expected_meters: Vec::new(), retired_after_h: default_retired_after_h(), span_tolerance_pct: default_span_tolerance_pct() }
     }
 }
 
@@ -294,9 +243,9 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// What writes refuse, line by line.
-    pub fn policy(&self) -> crate::store::WritePolicy {
+    pub fn policy(&self) -> kilowatch_store::WritePolicy {
         let ns = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000);
-        crate::store::WritePolicy {
+        kilowatch_store::WritePolicy {
             out_of_order_window_ns: Some(ns(self.out_of_order_window_s)),
             max_future_skew_ns: Some(ns(self.max_future_skew_s)),
             max_series: Some(self.max_series),
@@ -304,10 +253,10 @@ impl StoreConfig {
         }
     }
 
-    pub fn retention(&self) -> crate::store::Retention {
+    pub fn retention(&self) -> kilowatch_store::Retention {
         const H: i64 = 3_600_000_000_000;
         let h = |n: u64| i64::try_from(n).unwrap_or(i64::MAX / H).saturating_mul(H);
-        crate::store::Retention {
+        kilowatch_store::Retention {
             raw: h(self.raw_retention_h),
             minute: h(self.minute_rollup_retention_d.saturating_mul(24)),
             hour: (self.hour_rollup_retention_d > 0).then(|| h(self.hour_rollup_retention_d.saturating_mul(24))),
@@ -378,15 +327,6 @@ fn default_max_series() -> usize {
 fn default_max_name_bytes() -> usize {
     256
 }
-fn default_factor() -> f64 {
-    0.056
-}
-fn default_factor_source() -> String {
-    "Ember".into()
-}
-fn default_factor_year() -> i32 {
-    2024
-}
 fn default_poll() -> u64 {
     30
 }
@@ -397,11 +337,6 @@ fn default_scontrol() -> String {
     "scontrol".into()
 }
 
-impl Default for CarbonConfig {
-    fn default() -> Self {
-        CarbonConfig { factor_kg_per_kwh: default_factor(), source: default_factor_source(), year: default_factor_year(), residual_factor_kg_per_kwh: None, generator: Default::default() }
-    }
-}
 impl Default for SlurmConfig {
     fn default() -> Self {
         SlurmConfig { poll: false, poll_interval_s: default_poll(), squeue: default_squeue(), scontrol: default_scontrol() }
@@ -550,6 +485,24 @@ impl Config {
             }
         }
         self
+    }
+}
+
+impl kilowatch_accounting::Settings for Config {
+    fn site_name(&self) -> &str {
+        &self.site.name
+    }
+    fn carbon(&self) -> &CarbonConfig {
+        &self.carbon
+    }
+    fn accounting(&self) -> &AccountingConfig {
+        &self.accounting
+    }
+    fn timezone(&self) -> &str {
+        &self.site.timezone
+    }
+    fn eu(&self) -> &std::collections::BTreeMap<String, toml::Value> {
+        &self.eu
     }
 }
 

@@ -15,14 +15,14 @@ use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig, SpoolError};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{JobEvent, PointBuf, SimConfig, Site};
 
-use crate::jobs::{JobError, JobPost, JobStore};
+use kilowatch_store::jobs::{JobError, JobPost, JobStore};
 use tokio::sync::watch;
 
 use crate::api::AppState;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::server;
-use crate::store::{Store, StoreError};
+use kilowatch_store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {

@@ -12,7 +12,7 @@ use kilowatch_aggregator::conn::ConnLimits;
 use kilowatch_aggregator::demo::{self, DemoOptions};
 use kilowatch_aggregator::sink::InfluxSink;
 use kilowatch_aggregator::{server, slurm};
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 
 /// Kilowatch: energy, water and carbon of an AI datacenter, from the GPU to the meter.
 #[derive(Parser)]
@@ -186,8 +186,8 @@ async fn main() -> anyhow::Result<()> {
             };
             let alerting = if cfg.alerts.enabled { Some(kilowatch_aggregator::alerting::spawn(store.clone(), cfg.alerts.clone(), Arc::new(kilowatch_alerts::SystemClock), shutdown.clone())?) } else { None };
             let poller = if cfg.slurm.poll {
-                let jobs = Arc::new(kilowatch_aggregator::jobs::JobStore::beside(&store)?);
-                let sink = move |posts: Vec<kilowatch_aggregator::jobs::JobPost>| {
+                let jobs = Arc::new(kilowatch_store::jobs::JobStore::beside(&store)?);
+                let sink = move |posts: Vec<kilowatch_store::jobs::JobPost>| {
                     let j = jobs.clone();
                     async move { tokio::task::spawn_blocking(move || j.post_many(&posts)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()) }
                 };

@@ -19,7 +19,7 @@ use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::conn::ConnLimits;
 use crate::guard::{self, Limits};
-use crate::store::Store;
+use kilowatch_store::Store;
 use crate::view::StoreView;
 
 pub fn router(state: AppState) -> Router {
@@ -148,10 +148,10 @@ pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, mut shutdown: watc
 
 /// Runs the store's maintenance (roll-ups, compaction, retention) every `every`. A failed pass
 /// is logged and retried at the next tick: nothing is deleted before it is rolled up.
-pub fn spawn_maintenance(store: Arc<Store>, keep: crate::store::Retention, every: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_maintenance(store: Arc<Store>, keep: kilowatch_store::Retention, every: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     // Job runs seen in `gpu_job` points are recorded as each hour is rolled up, while its raw
     // points are still there: they must outlive the points' retention.
-    let jobs = match crate::jobs::JobStore::beside(&store) {
+    let jobs = match kilowatch_store::jobs::JobStore::beside(&store) {
         Ok(j) => Some(Arc::new(j)),
         Err(e) => {
             tracing::error!(error = %e, "jobs ledger unavailable: job runs from gpu_job points will not be recorded");
@@ -168,9 +168,9 @@ pub fn spawn_maintenance(store: Arc<Store>, keep: crate::store::Retention, every
             let s = store.clone();
             let j = jobs.clone();
             let t0 = std::time::Instant::now();
-            let pass = move || s.maintain_with(&keep, kilowatch_model::Timestamp::now().0, &mut crate::jobs::recorder(j.as_deref()));
+            let pass = move || s.maintain_with(&keep, kilowatch_model::Timestamp::now().0, &mut kilowatch_store::jobs::recorder(j.as_deref()));
             match tokio::task::spawn_blocking(pass).await {
-                Ok(Ok(r)) if r != crate::store::MaintenanceReport::default() => tracing::info!(
+                Ok(Ok(r)) if r != kilowatch_store::MaintenanceReport::default() => tracing::info!(
                     hours_rolled_up = r.hours_rolled_up,
                     hours_rolled_up_again = r.hours_rolled_up_again,
                     late_hours_ignored = r.late_hours_ignored,

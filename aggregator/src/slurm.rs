@@ -9,7 +9,7 @@ use std::process::Command;
 use kilowatch_model::Timestamp;
 use serde::Deserialize;
 
-use crate::jobs::JobPost;
+use kilowatch_store::jobs::JobPost;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {

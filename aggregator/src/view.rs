@@ -8,13 +8,13 @@ use std::sync::Arc;
 use kilowatch_dashboard::{Climate, CoolingUnit, GpuCell, GpuDetail, ModeSpan, Overview, Series, SiteView, ViewError, Water, Window};
 use kilowatch_model::Timestamp;
 use kilowatch_model::metric::{COOLING, GPU, METER, WATER, role};
+use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::time::NANOS_PER_SEC;
 
-use crate::alerting::{dew_point_c, wet_bulb_c};
-use crate::kpi;
-use crate::store::rollup::EnergyKind;
-use crate::store::rollup::{Bucket, HOUR, Level, MINUTE};
-use crate::store::{SeriesId, SeriesMeta, Store, StoreError, Value};
+use kilowatch_accounting::kpi;
+use kilowatch_store::rollup::EnergyKind;
+use kilowatch_store::rollup::{Bucket, HOUR, Level, MINUTE};
+use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError, Value};
 
 /// A reading older than this (behind the newest data) marks a GPU silent.
 const STALE_NS: i64 = 300 * NANOS_PER_SEC;
@@ -288,7 +288,7 @@ impl StoreView {
                 Some(m) => self.bucketed(m.id, s)?,
                 None => vec![None; s.buckets()],
             };
-            let dew: Vec<Option<f64>> = temp.iter().zip(&rh).map(|(t, h)| Some(dew_point_c((*t)?, (*h)?))).collect();
+            let dew: Vec<Option<f64>> = temp.iter().zip(&rh).map(|(t, h)| dew_point_c((*t)?, (*h)?)).collect();
             let mut envelope: Vec<(f64, f64)> = temp.iter().zip(&dew).filter_map(|(t, d)| Some(((*t)?, (*d)?))).collect();
             envelope.drain(..envelope.len().saturating_sub(ENVELOPE_POINTS));
             let fresh = |m: Option<&SeriesMeta>| -> Result<Option<Value>, StoreError> {
@@ -301,7 +301,7 @@ impl StoreView {
                 unit,
                 supply_temp_c,
                 supply_rh_pct,
-                dew_point_c: supply_temp_c.zip(supply_rh_pct).map(|(t, h)| dew_point_c(t, h)),
+                dew_point_c: supply_temp_c.zip(supply_rh_pct).and_then(|(t, h)| dew_point_c(t, h)),
                 mode: fresh(mode_meta.as_ref())?.and_then(|v| v.as_text().map(str::to_owned)),
                 series: vec![Self::series("supply temperature", "°C", s, temp), Self::series("supply RH", "%", s, rh), Self::series("dew point", "°C", s, dew)],
                 envelope,
@@ -478,7 +478,7 @@ mod tests {
         let view = StoreView::new(store.clone(), "dc5".into());
         let windows = ["6h", "24h", "7d"].map(|w| Window::parse(w).expect("window"));
         let before: Vec<_> = windows.iter().map(|w| (view.build_power(*w).expect("power"), view.build_climate(*w).expect("climate").modes)).collect();
-        let rep = store.maintain(&crate::store::Retention { raw: HOUR, minute: 8 * HOUR, hour: None }, i64::MAX).expect("maintain");
+        let rep = store.maintain(&kilowatch_store::Retention { raw: HOUR, minute: 8 * HOUR, hour: None }, i64::MAX).expect("maintain");
         assert_eq!(rep.hours_rolled_up, 4);
         assert!(store.horizons().expect("h").raw_from > T0);
         for (w, (power, modes)) in windows.iter().zip(before) {

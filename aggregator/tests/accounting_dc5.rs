@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{READ, Server};
 use kilowatch_aggregator::demo::backfill_with_jobs;
-use kilowatch_aggregator::jobs::JobStore;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::jobs::JobStore;
+use kilowatch_store::Store;
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{SimConfig, Site};
 use serde_json::Value;

@@ -2,11 +2,11 @@
 //! metered E_IT to 1e-9 relative for every window, E_IT agrees with the KPI, and no energy,
 //! water or CO2 figure is ever negative.
 
-use kilowatch_aggregator::attribution::attribute;
+use kilowatch_accounting::attribution::attribute;
 use kilowatch_aggregator::config::CarbonConfig;
-use kilowatch_aggregator::jobs::Allocation;
-use kilowatch_aggregator::kpi;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::jobs::Allocation;
+use kilowatch_accounting::kpi;
+use kilowatch_store::Store;
 use kilowatch_model::{Point, TimeRange, Timestamp};
 use proptest::prelude::*;
 

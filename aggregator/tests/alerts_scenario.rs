@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kilowatch_aggregator::alerting;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_alerts::engine::AlertStatus;
 use kilowatch_alerts::{AlertsConfig, ManualClock};
 use kilowatch_model::Timestamp;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{ADMIN, READ, Server, WRITE};
 use kilowatch_aggregator::alerting;
 use kilowatch_aggregator::config::Config;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::source::{Source, SourceError};
 use kilowatch_alerts::{AlertsConfig, ManualClock};

@@ -9,7 +9,7 @@ use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::{Auth, sha256_hex};
 use kilowatch_aggregator::config::{AuthConfig, Config, TokenEntry, TokenScope};
 use kilowatch_aggregator::server;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::ship::{Shipper, ShipperConfig};

@@ -11,7 +11,7 @@ use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::server;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_model::{Precision, Timestamp, parse_lines};
 use tower::ServiceExt;
 

@@ -16,7 +16,7 @@ use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::server;
 use kilowatch_aggregator::sink::{InfluxConfig, InfluxSink};
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 
 fn have(bin: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {bin}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Server, WRITE};
-use kilowatch_aggregator::store::{Store, Value};
+use kilowatch_store::{Store, Value};
 use kilowatch_collector::agent::{AgentStats, ship_loop};
 use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};

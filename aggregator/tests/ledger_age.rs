@@ -6,8 +6,8 @@ mod common;
 
 use common::{READ, Server, WRITE, assert_close};
 use kilowatch_aggregator::config::Config;
-use kilowatch_aggregator::jobs::{JobStore, recorder};
-use kilowatch_aggregator::store::Retention;
+use kilowatch_store::jobs::{JobStore, recorder};
+use kilowatch_store::Retention;
 use serde_json::Value;
 
 const H: i64 = 3600;

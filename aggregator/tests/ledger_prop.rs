@@ -7,11 +7,11 @@
 //! stay within that bucket's energy (docs/storage.md); jobs + idle + unattributed = E_IT to
 //! 1e-9 at every age.
 
-use kilowatch_aggregator::attribution::{Attribution, attribute};
+use kilowatch_accounting::attribution::{Attribution, attribute};
 use kilowatch_aggregator::config::{CarbonConfig, Config};
-use kilowatch_aggregator::jobs::{Allocation, JobStore, recorder, with_gpu_job_points};
-use kilowatch_aggregator::kpi::{self, Kpi};
-use kilowatch_aggregator::store::{Retention, Store};
+use kilowatch_store::jobs::{Allocation, JobStore, recorder, with_gpu_job_points};
+use kilowatch_accounting::kpi::{self, Kpi};
+use kilowatch_store::{Retention, Store};
 use kilowatch_model::{Point, TimeRange, Timestamp};
 use proptest::prelude::*;
 
@@ -154,7 +154,7 @@ fn figures(store: &Store, jobs: &JobStore, c: &Case) -> Figures {
         kpis.push(kpi::compute_with(store, r, "test", &Config::default()).expect("kpi"));
         let mut stored = jobs.overlapping(r.from.0, r.to.0).expect("jobs");
         stored.extend(api.iter().filter(|j| j.start < r.to.0 && j.end.is_none_or(|e| e > r.from.0)).cloned());
-        let allocs = with_gpu_job_points(store, jobs, stored, r.from.0, r.to.0, kilowatch_aggregator::jobs::GPU_JOB_MAX_GAP_NS).expect("allocs");
+        let allocs = with_gpu_job_points(store, jobs, stored, r.from.0, r.to.0, kilowatch_store::jobs::GPU_JOB_MAX_GAP_NS).expect("allocs");
         atts.push(attribute(store, &allocs, r, None, &CarbonConfig::default()).expect("attribute"));
     }
     Figures { kpis, atts }

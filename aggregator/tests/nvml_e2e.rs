@@ -13,7 +13,7 @@ use common::Server;
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::config::NvmlSourceConfig;
 use kilowatch_collector::nvml::NvmlSource;
-use kilowatch_aggregator::store::Value;
+use kilowatch_store::Value;
 use nvml_support::{FakeNvml, fixtures_proc};
 
 const UUID0: &str = "GPU-11111111-2222-3333-4444-555555555555";

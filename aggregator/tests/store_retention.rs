@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use kilowatch_aggregator::demo::backfill;
-use kilowatch_aggregator::kpi;
-use kilowatch_aggregator::store::{Retention, Store};
+use kilowatch_accounting::kpi;
+use kilowatch_store::{Retention, Store};
 use kilowatch_model::{TimeRange, Timestamp};
 use kilowatch_sim::{SimConfig, Site};
 

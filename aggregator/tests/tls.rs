@@ -12,7 +12,7 @@ use common::{READ, WRITE};
 use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use kilowatch_aggregator::{server, tls};
 use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};

@@ -1,5 +1,5 @@
-//! The dashboard: pages and the JSON they poll. It owns the read-only [`SiteView`] trait it
-//! needs; the aggregator implements it. Every asset is compiled into the binary: sites run
+//! The dashboard: pages and the JSON they poll, and the monthly report's renderers
+//! ([`report`]). It owns the read-only [`SiteView`] trait it needs; the aggregator implements it. Every asset is compiled into the binary: sites run
 //! without internet access.
 //!
 //! Charts are drawn in the browser by a small hand-written SVG renderer (`assets/app.js`)
@@ -7,6 +7,7 @@
 //! on the server, and the renderer is a few hundred lines instead of a charting dependency.
 
 mod pages;
+pub mod report;
 mod view;
 
 use std::convert::Infallible;

@@ -10,7 +10,7 @@ use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::server;
-use kilowatch_aggregator::store::Store;
+use kilowatch_store::Store;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 

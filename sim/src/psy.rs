@@ -1,10 +1,10 @@
-//! Private psychrometric helpers (the public psychrometrics module lives elsewhere). Magnus
-//! formula over water with Sonntag-style constants (a = 17.62, b = 243.12 °C), good to ~0.1 °C
-//! between −45 and 60 °C, which is all an outside-air plant sees. Sea-level pressure: Paris
+//! The sim's humidity-ratio helpers for the evaporative plant, on top of
+//! [`kilowatch_model::psychro`] (dew point, wet bulb and the saturation pressure all come from
+//! there, so the sim and the aggregator share one set of constants). Sea-level pressure: Paris
 //! sits at ~35–100 m, a 1 % effect we ignore.
 
-const A: f64 = 17.62;
-const B: f64 = 243.12;
+use kilowatch_model::psychro;
+
 /// Standard atmosphere, Pa.
 pub const P_ATM: f64 = 101_325.0;
 /// Specific heat of dry air, J/(kg·K).
@@ -15,13 +15,13 @@ pub const H_FG: f64 = 2.45e6;
 /// Saturation vapour pressure, Pa.
 #[inline]
 pub fn p_sat(t_c: f64) -> f64 {
-    611.2 * (A * t_c / (B + t_c)).exp()
+    1000.0 * psychro::saturation_pressure_kpa(t_c)
 }
 
+/// Dew point, °C; RH below 0.1 % counts as 0.1 % so that the plant always has a figure.
 #[inline]
 pub fn dew_point(t_c: f64, rh_pct: f64) -> f64 {
-    let g = (rh_pct.max(0.1) / 100.0).ln() + A * t_c / (B + t_c);
-    B * g / (A - g)
+    psychro::dew_point_c(t_c, rh_pct.max(0.1)).unwrap_or(f64::NAN)
 }
 
 #[inline]
@@ -41,8 +41,10 @@ pub fn humidity_ratio_from_dew_point(td_c: f64) -> f64 {
 #[inline]
 pub fn dew_point_from_humidity_ratio(w: f64) -> f64 {
     let pv = (w * P_ATM / (0.622 + w)).max(1.0);
-    let g = (pv / 611.2).ln();
-    B * g / (A - g)
+    // The dew point depends on the vapour pressure alone: any dry bulb hot enough to keep the
+    // RH under 100 % gives it.
+    const HOT: f64 = 80.0;
+    dew_point(HOT, 100.0 * pv / p_sat(HOT))
 }
 
 /// Relative humidity of air at `t_c` with humidity ratio `w`.
@@ -52,14 +54,11 @@ pub fn rh_from_humidity_ratio(t_c: f64, w: f64) -> f64 {
     (100.0 * pv / p_sat(t_c)).clamp(0.0, 100.0)
 }
 
-/// Wet-bulb temperature, Stull (2011) empirical fit: ±0.3 °C for RH 5–99 % and −20–50 °C,
-/// enough to size an evaporative stage.
+/// Wet-bulb temperature (Stull 2011), with the RH held inside the fit's 5–99 % so that an
+/// evaporative stage is sized from a bounded figure.
 #[inline]
 pub fn wet_bulb(t_c: f64, rh_pct: f64) -> f64 {
-    let rh = rh_pct.clamp(5.0, 99.0);
-    t_c * (0.151_977 * (rh + 8.313_659).sqrt()).atan() + (t_c + rh).atan() - (rh - 1.676_331).atan()
-        + 0.003_918_38 * rh.powf(1.5) * (0.023_101 * rh).atan()
-        - 4.686_035
+    psychro::wet_bulb_c(t_c, rh_pct.clamp(5.0, 99.0))
 }
 
 #[cfg(test)]

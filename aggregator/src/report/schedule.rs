@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::render::Format;
 use crate::config::Config;
-use crate::store::Store;
+use kilowatch_store::Store;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::CarbonConfig;
+use crate::settings::CarbonConfig;
 use crate::ledger::read_f64;
-use crate::store::{Store, StoreError};
+use kilowatch_store::{Store, StoreError};
 
 pub const MEASUREMENT: &str = "carbon";
 pub const FIELD: &str = "intensity_g_per_kwh";

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
+use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
-use crate::alerting::{dew_point_c, wet_bulb_c};
 use crate::ledger::read_f64;
-use crate::store::{SeriesMeta, Store, StoreError};
+use kilowatch_store::{SeriesMeta, Store, StoreError};
 
 const COOLING: &str = "cooling";
 
@@ -133,8 +133,9 @@ pub fn build(store: &Store, tz: Tz, r: TimeRange) -> Result<Climate, super::Repo
             let (cold, hot) = (temp < 18.0, temp > 27.0);
             let (humid, dry) = match rh.get(&t[i].0) {
                 Some(&rh) => {
+                    // No dew point means no water (RH ≤ 0): as dry as air gets.
                     let dp = dew_point_c(temp, rh);
-                    (dp > 15.0 || rh > 70.0, dp < -9.0)
+                    (dp.is_some_and(|d| d > 15.0) || rh > 70.0, dp.is_none_or(|d| d < -9.0))
                 }
                 None => (false, false),
             };

@@ -1,3 +1,6 @@
+//! kilowatch-store: keeps the samples (store.db) and the job ledger (jobs.db) and answers reads
+//! over them. No HTTP, no configuration files: callers hand it a `WritePolicy` and `Retention`.
+//!
 //! The embedded store. Every accepted write is first appended, whole, to a request log in
 //! SQLite (one row per request, WAL mode: durable against a crash of the process), then applied
 //! to in-memory heads, one sorted map per series (`write.rs`). A checkpoint moves the heads into
@@ -15,6 +18,7 @@
 
 mod codec;
 mod delete;
+pub mod jobs;
 mod ledger;
 mod maintain;
 mod read;

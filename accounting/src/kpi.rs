@@ -21,9 +21,9 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
-use crate::config::{AccountingConfig, CarbonConfig, Config};
-use crate::store::rollup::EnergyKind;
-use crate::store::{SeriesMeta, Store, StoreError};
+use crate::settings::{AccountingConfig, CarbonConfig, Rules, Settings};
+use kilowatch_store::rollup::EnergyKind;
+use kilowatch_store::{SeriesMeta, Store, StoreError};
 
 /// One meter's contribution and how far it can be trusted.
 #[derive(Debug, Clone, Serialize)]
@@ -217,19 +217,19 @@ fn meter_ledgers(store: &Store, r: TimeRange, bounds: &[i64], acc: &AccountingCo
 
 /// KPIs with the default settings (the dashboard's live tile, alert rules).
 pub fn compute(store: &Store, r: TimeRange, window: &str) -> Result<Kpi, StoreError> {
-    compute_with(store, r, window, &Config::default())
+    compute_with(store, r, window, &Rules::default())
 }
 
 /// KPIs over `r` with the site's carbon and accounting settings. Declared renewables (`[eu]`
 /// `eres_goo_kwh`, `eres_ppa_kwh`, `eres_os_kwh`) are yearly figures: pass them with
 /// [`compute_declared`] for a calendar year.
-pub fn compute_with(store: &Store, r: TimeRange, window: &str, cfg: &Config) -> Result<Kpi, StoreError> {
+pub fn compute_with(store: &Store, r: TimeRange, window: &str, cfg: &impl Settings) -> Result<Kpi, StoreError> {
     compute_declared(store, r, window, cfg, None)
 }
 
-pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &Config, declared_renewable_kwh: Option<f64>) -> Result<Kpi, StoreError> {
-    let carbon_cfg = &cfg.carbon;
-    let acc = &cfg.accounting;
+pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &impl Settings, declared_renewable_kwh: Option<f64>) -> Result<Kpi, StoreError> {
+    let carbon_cfg = cfg.carbon();
+    let acc = cfg.accounting();
     let bounds = hour_bounds(r.from.0, r.to.0);
     let (meters, waters) = meter_ledgers(store, r, &bounds, acc)?;
     let mut faults = Vec::new();

@@ -10,7 +10,7 @@ use kilowatch_model::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError};
+use crate::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

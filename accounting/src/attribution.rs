@@ -21,11 +21,11 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
-use crate::config::CarbonConfig;
-use crate::jobs::Allocation;
+use crate::settings::CarbonConfig;
+use kilowatch_store::jobs::{self, Allocation, GPU_JOB_MAX_GAP_NS, JobError, JobStore};
 use crate::ledger;
-use crate::store::rollup::EnergyKind;
-use crate::store::{SeriesMeta, Store, StoreError};
+use kilowatch_store::rollup::EnergyKind;
+use kilowatch_store::{SeriesMeta, Store, StoreError};
 use kilowatch_model::energy::{Ledger, step_bounds};
 
 const MJ_PER_KWH: f64 = 3.6e9;
@@ -204,6 +204,12 @@ impl Drop for CancelOnDrop {
             c.0.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// The allocations overlapping `r`: the ledger's, plus runs seen only in `gpu_job` points. The
+/// monthly report and `GET /api/v1/jobs` both attribute over exactly these.
+pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
+    jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)
 }
 
 /// Attributes `[r.from, r.to)` to `allocs`, hour by hour: each job's IT energy of a clock hour

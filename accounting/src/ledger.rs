@@ -4,8 +4,8 @@
 
 use kilowatch_model::energy::Ledger;
 
-use crate::store::rollup::EnergyKind;
-use crate::store::{SeriesId, Store, StoreError};
+use kilowatch_store::rollup::EnergyKind;
+use kilowatch_store::{SeriesId, Store, StoreError};
 
 /// Numeric samples of a series over `[from, to]` plus the neighbour on each side: readings
 /// (temperatures, intensities), not energy, which goes through [`Store::ledger`].

@@ -163,7 +163,7 @@ pub fn blocks(r: &MonthlyReport) -> Vec<Block> {
         }
     }
 
-    let value = |i: &crate::eu::Indicator| i.value.as_ref().map(|v| v.as_f64().map(|f| num(Some(f))).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "–".into());
+    let value = |i: &kilowatch_accounting::eu::Indicator| i.value.as_ref().map(|v| v.as_f64().map(|f| num(Some(f))).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "–".into());
     b.extend([
         Heading(format!("EU indicators (Delegated Regulation 2024/1364), {}", r.eu.period)),
         Table { head: strings(["Annex II indicator", "value", "unit", "status"]), rows: r.eu.annex_ii.iter().map(|i| vec![i.name.to_owned(), value(i), i.unit.to_owned(), i.status.to_owned()]).collect() },

@@ -195,7 +195,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Retention;
+    use crate::Retention;
     use kilowatch_model::{Point, Timestamp};
 
     const S: i64 = 1_000_000_000;

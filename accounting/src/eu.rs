@@ -8,11 +8,11 @@ use chrono_tz::Tz;
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::settings::Settings;
 use crate::kpi;
 use crate::ledger::read_f64;
 use crate::periods::{self, PeriodError};
-use crate::store::{Store, StoreError};
+use kilowatch_store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EuError {
@@ -81,17 +81,17 @@ fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<f64>, StoreError> {
 }
 
 /// The calendar year `year` (the yearly filing).
-pub fn indicators(store: &Store, cfg: &Config, year: i32) -> Result<EuReport, EuError> {
-    let tz: Tz = cfg.site.timezone.parse().unwrap_or(chrono_tz::Europe::Paris);
+pub fn indicators(store: &Store, cfg: &impl Settings, year: i32) -> Result<EuReport, EuError> {
+    let tz: Tz = cfg.timezone().parse().unwrap_or(chrono_tz::Europe::Paris);
     let p = periods::resolve("year", None, None, Some(&year.to_string()), tz, Timestamp::now())?;
     over(store, cfg, year, tz, p, true)
 }
 
 /// Year to date: 1 January to the end of the local month `month` (YYYY-MM), whatever day it is
 /// asked on (the monthly report's EU section).
-pub fn indicators_to_month(store: &Store, cfg: &Config, month: &str) -> Result<EuReport, EuError> {
+pub fn indicators_to_month(store: &Store, cfg: &impl Settings, month: &str) -> Result<EuReport, EuError> {
     use chrono::Datelike;
-    let tz: Tz = cfg.site.timezone.parse().unwrap_or(chrono_tz::Europe::Paris);
+    let tz: Tz = cfg.timezone().parse().unwrap_or(chrono_tz::Europe::Paris);
     let m = periods::resolve("month", None, Some(month), None, tz, Timestamp::from_secs(0))?;
     let year = m.range.from.to_datetime().with_timezone(&tz).year();
     let p = periods::resolve("ytd", Some(m.range.to), None, Some(&year.to_string()), tz, m.range.to)?;
@@ -99,13 +99,13 @@ pub fn indicators_to_month(store: &Store, cfg: &Config, month: &str) -> Result<E
 }
 
 /// Renewable energy declared in `[eu]` for the year (guarantees of origin, PPAs, on-site), kWh.
-pub fn declared_renewables_kwh(cfg: &Config) -> Option<f64> {
-    let vals: Vec<f64> = ["eres_goo_kwh", "eres_ppa_kwh", "eres_os_kwh"].iter().filter_map(|k| cfg.eu.get(*k)).filter_map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64))).collect();
+pub fn declared_renewables_kwh(cfg: &impl Settings) -> Option<f64> {
+    let vals: Vec<f64> = ["eres_goo_kwh", "eres_ppa_kwh", "eres_os_kwh"].iter().filter_map(|k| cfg.eu().get(*k)).filter_map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64))).collect();
     (!vals.is_empty()).then(|| vals.iter().sum())
 }
 
 /// `full_year`: the declared renewables, yearly figures, apply (not to a year to date).
-fn over(store: &Store, cfg: &Config, year: i32, tz: Tz, p: periods::Period, full_year: bool) -> Result<EuReport, EuError> {
+fn over(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: periods::Period, full_year: bool) -> Result<EuReport, EuError> {
     let declared = if full_year { declared_renewables_kwh(cfg) } else { None };
     let k = kpi::compute_declared(store, p.range, &p.label, cfg, declared)?;
     let has_it = k.pue_category.is_some();
@@ -120,7 +120,7 @@ fn over(store: &Store, cfg: &Config, year: i32, tz: Tz, p: periods::Period, full
         metered("cdd", "CDD cooling degree days (base 21 °C)", "°C·d", cdd(store, p.range, tz)?),
     ];
     for &(key, name, unit) in DECLARED {
-        let v = cfg.eu.get(key).and_then(|v| serde_json::to_value(v).ok());
+        let v = cfg.eu().get(key).and_then(|v| serde_json::to_value(v).ok());
         let status = if v.is_some() { "declared" } else { "to be declared" };
         annex_ii.push(Indicator { key, name, unit, value: v, status });
     }

@@ -1,0 +1,15 @@
+//! kilowatch-accounting: turns what the store holds into the site's figures: energy ledgers,
+//! KPIs (PUE, WUE, CUE, coverage), job attribution, carbon, the EU Annex II indicators and
+//! calendar periods, and assembles the monthly report from them. Pure over `kilowatch_store::Store` reads; no HTTP, no tasks. Its slice
+//! of the configuration is [`Settings`].
+
+pub mod attribution;
+pub mod carbon;
+pub mod eu;
+pub mod kpi;
+pub mod ledger;
+pub mod periods;
+pub mod report;
+pub mod settings;
+
+pub use settings::{Rules, Settings};

@@ -1,0 +1,123 @@
+//! The part of `kilowatch serve`'s configuration that accounting reads: `[carbon]`,
+//! `[accounting]`, the site's time zone and the `[eu]` declarations. The TOML structs live here
+//! (the aggregator's `Config` embeds them); functions take any [`Settings`], so the aggregator
+//! passes its whole `Config` and tests and tools a [`Rules`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// What accounting reads from the configuration.
+pub trait Settings {
+    fn carbon(&self) -> &CarbonConfig;
+    fn accounting(&self) -> &AccountingConfig;
+    /// The site's name (`site.name`), for the report.
+    fn site_name(&self) -> &str;
+    /// The site's IANA time zone (`site.timezone`), for calendar periods.
+    fn timezone(&self) -> &str;
+    /// EU Annex II figures declared by the operator (`[eu]`).
+    fn eu(&self) -> &BTreeMap<String, toml::Value>;
+}
+
+/// Settings on their own, with the configuration's defaults (site dc5 in Europe/Paris, no declarations).
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub carbon: CarbonConfig,
+    pub accounting: AccountingConfig,
+    pub site_name: String,
+    pub timezone: String,
+    pub eu: BTreeMap<String, toml::Value>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { carbon: CarbonConfig::default(), accounting: AccountingConfig::default(), site_name: "dc5".into(), timezone: "Europe/Paris".into(), eu: BTreeMap::new() }
+    }
+}
+
+impl Settings for Rules {
+    fn site_name(&self) -> &str {
+        &self.site_name
+    }
+    fn carbon(&self) -> &CarbonConfig {
+        &self.carbon
+    }
+    fn accounting(&self) -> &AccountingConfig {
+        &self.accounting
+    }
+    fn timezone(&self) -> &str {
+        &self.timezone
+    }
+    fn eu(&self) -> &BTreeMap<String, toml::Value> {
+        &self.eu
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarbonConfig {
+    /// Location-based grid factor, kg CO2eq per kWh (default 0.056, Ember 2024 for France, what
+    /// the DC5 operator publishes). An ingested `carbon` series (`intensity_g_per_kwh`) takes
+    /// precedence hour by hour.
+    #[serde(default = "default_factor")]
+    pub factor_kg_per_kwh: f64,
+    #[serde(default = "default_factor_source")]
+    pub source: String,
+    #[serde(default = "default_factor_year")]
+    pub year: i32,
+    /// Residual-mix factor for market-based CO2 of the energy not covered by renewables
+    /// (`role=renewable` meters). Defaults to the location-based factor.
+    #[serde(default)]
+    pub residual_factor_kg_per_kwh: Option<f64>,
+    /// The factor of generator energy (`role=generator` meters), never the grid's.
+    #[serde(default)]
+    pub generator: crate::carbon::GeneratorFactor,
+}
+
+/// How the ledger judges meters and spans (`[accounting]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountingConfig {
+    /// Meters (their `meter` tag) always expected to report: a window they are silent in has
+    /// lower coverage even before they were first seen or long after they went quiet.
+    #[serde(default)]
+    pub expected_meters: Vec<String>,
+    /// A meter silent for longer than this many hours before a window starts is taken as
+    /// retired for that window (default 24): it no longer lowers coverage.
+    #[serde(default = "default_retired_after_h")]
+    pub retired_after_h: f64,
+    /// PUE is computed over the span E_DC and E_IT both cover; when that span falls short of
+    /// the window by more than this share (percent, default 1) and more than two reading
+    /// intervals, a data-quality fault says so.
+    #[serde(default = "default_span_tolerance_pct")]
+    pub span_tolerance_pct: f64,
+}
+
+fn default_retired_after_h() -> f64 {
+    24.0
+}
+fn default_span_tolerance_pct() -> f64 {
+    1.0
+}
+
+impl Default for AccountingConfig {
+    fn default() -> Self {
+        AccountingConfig { expected_meters: Vec::new(), retired_after_h: default_retired_after_h(), span_tolerance_pct: default_span_tolerance_pct() }
+    }
+}
+
+impl Default for CarbonConfig {
+    fn default() -> Self {
+        CarbonConfig { factor_kg_per_kwh: default_factor(), source: default_factor_source(), year: default_factor_year(), residual_factor_kg_per_kwh: None, generator: Default::default() }
+    }
+}
+
+fn default_factor() -> f64 {
+    0.056
+}
+fn default_factor_source() -> String {
+    "Ember".into()
+}
+fn default_factor_year() -> i32 {
+    2024
+}
