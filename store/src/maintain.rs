@@ -470,6 +470,37 @@ mod tests {
     }
 
     #[test]
+    fn an_hourly_meter_read_after_its_hour_was_rolled_up_keeps_the_tail() {
+        // A utility meter read at :05 past each hour, on a site whose other series (a gauge
+        // every minute) roll each hour up at :02, before the meter's next reading arrives.
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let live = Retention::default();
+        for minute in 0..(6 * 60) {
+            let t = T0 + minute * 60 * S;
+            let mut pts = vec![Point::new("cooling", Timestamp(t)).tag("unit", "cu1").field("outside_temp_c", 20.0)];
+            if minute % 60 == 5 {
+                // 600 kWh an hour, steady.
+                pts.push(Point::new("meter", Timestamp(t)).tag("meter", "utility").field("energy_kwh", minute as f64 * 10.0));
+            }
+            s.write(&pts).expect("write");
+            if minute % 10 == 3 {
+                s.maintain(&live, i64::MAX).expect("maintain");
+            }
+        }
+        let e = id(&s, "meter", "energy_kwh");
+        let bounds = [T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR, T0 + 4 * HOUR];
+        let raw = s.ledger(e, EnergyKind::Counter, &bounds).expect("raw");
+        assert_eq!(raw.values, vec![600.0, 600.0, 600.0]);
+        s.maintain(&Retention { raw: HOUR, minute: 100 * HOUR, hour: None }, i64::MAX).expect("maintain");
+        assert!(s.horizons().expect("h").raw_from >= T0 + 4 * HOUR);
+        let old = s.ledger(e, EnergyKind::Counter, &bounds).expect("from buckets");
+        for (a, b) in old.values.iter().zip(&raw.values) {
+            assert!((a - b).abs() < 1e-9, "{:?} vs raw {:?}", old.values, raw.values);
+        }
+    }
+
+    #[test]
     fn late_samples_roll_their_hour_up_again() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = Store::open(dir.path()).expect("open");

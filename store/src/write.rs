@@ -347,6 +347,17 @@ impl Inner {
                 for x in lh.max(h - MAX_NEIGHBOUR_HOURS)..h {
                     self.hour_seq.insert(x, self.write_seq);
                 }
+                // Hours rolled up before this reading arrived lack the energy of the pair it
+                // closes (from the series' previous reading to the hour's end, and whole hours of
+                // silence): they are rolled up again. Dense series never get here, as the next
+                // reading arrives before the hour's roll-up.
+                let rolled_h = self.horizons.rolled_to.map(|r| r.div_euclid(rollup::HOUR));
+                if rolled_h.is_some_and(|r| lh < r) && self.meta.get(i).is_some_and(|m| rollup::energy_kind(m) != rollup::EnergyKind::None) {
+                    let end = rolled_h.map_or(h, |r| r.min(h));
+                    for x in lh.max(h - MAX_NEIGHBOUR_HOURS)..end {
+                        self.dirty.insert(x * rollup::HOUR);
+                    }
+                }
             }
             if last.as_ref().is_none_or(|(lt, _)| ts >= *lt) {
                 if let Some(n) = self.write.newest.get_mut(i) {
