@@ -190,9 +190,18 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
         OneOrMany::Many(v) => v,
     };
     let a2 = acct.0.clone();
+    let store = st.store.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<usize, JobError> {
         let js = a2.jobs.as_ref().map_err(|e| JobError::Invalid(format!("job ledger unavailable: {e}")))?;
-        posts.iter().try_fold(0, |n, p| js.post(p).map(|k| n + k))
+        let rows = posts.iter().try_fold(0, |n, p| js.post(p).map(|k| n + k))?;
+        // A start or end posted for an hour already rolled up: that hour is rolled up again
+        // while its raw samples are kept, so the energy at the job's edge is recorded.
+        for t in posts.iter().flat_map(|p| [p.start.as_deref(), p.end.as_deref()]).flatten() {
+            if let Ok(t) = Timestamp::parse_rfc3339(t) {
+                store.mark_dirty(t.0)?;
+            }
+        }
+        Ok(rows)
     })
     .await;
     // A new or ended job changes the attribution at once, not in 15 s.

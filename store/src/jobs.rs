@@ -10,7 +10,7 @@ use kilowatch_model::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, rollup};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -314,11 +314,48 @@ impl JobStore {
 /// if late samples make it roll up again.
 pub fn recorder(jobs: Option<&JobStore>) -> impl FnMut(&Store, i64, i64) + '_ {
     move |store, from, to| {
-        if let Some(j) = jobs
-            && let Err(e) = j.record_gpu_job_runs(store, from, to, GPU_JOB_MAX_GAP_NS)
-        {
+        let Some(j) = jobs else { return };
+        if let Err(e) = j.record_gpu_job_runs(store, from, to, GPU_JOB_MAX_GAP_NS) {
             tracing::error!(error = %e, "recording job runs from gpu_job points failed");
         }
+        if let Err(e) = j.record_job_edges(store, from, to) {
+            tracing::error!(error = %e, "recording the energy at job edges failed");
+        }
+    }
+}
+
+impl JobStore {
+    /// Records, for every GPU and node series of a node, its energy up to each start and end
+    /// of an allocation on that node inside the hours of `[from, to)`, from the raw samples:
+    /// once they expire, a job's share of the hour it starts or ends in stays what it was.
+    pub fn record_job_edges(&self, store: &Store, from: i64, to: i64) -> Result<usize, JobError> {
+        let mut by_node: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
+        for a in self.overlapping(from, to)? {
+            for t in [Some(a.start), a.end].into_iter().flatten() {
+                if t > from && t < to && t.rem_euclid(rollup::HOUR) != 0 {
+                    by_node.entry(a.node.clone()).or_default().push(t);
+                }
+            }
+        }
+        let mut n = 0;
+        for (node, mut ts) in by_node {
+            ts.sort_unstable();
+            let mut series = Vec::new();
+            for (measurement, fields) in [("gpu", ["energy_mj", "power_w"]), ("node", ["energy_j", "power_w"])] {
+                for f in fields {
+                    series.extend(store.find_series(measurement, f, &[("node", node.as_str())])?);
+                }
+            }
+            let mut hours: Vec<i64> = ts.iter().map(|t| t.div_euclid(rollup::HOUR) * rollup::HOUR).collect();
+            hours.dedup();
+            for h in hours {
+                let inside: Vec<i64> = ts.iter().copied().filter(|t| t.div_euclid(rollup::HOUR) * rollup::HOUR == h).collect();
+                for m in &series {
+                    n += store.record_edges(m.id, rollup::energy_kind(m), h, &inside)?;
+                }
+            }
+        }
+        Ok(n)
     }
 }
 

@@ -10,6 +10,8 @@
 //!   and power-only meters resolved there), goes whole to the segment holding the bucket.
 //!
 //! Whole buckets therefore give the raw answer (to rounding). A segment edge inside a bucket
+//! is exact where the energy up to that instant was recorded while the raw samples were there
+//! (`edges`: the starts and ends of jobs, recorded as each hour is rolled up); elsewhere it
 //! splits that bucket's energy in proportion to time over the part of the bucket its readings
 //! cover: the error is at most the energy of the one bucket at each edge (a minute of that
 //! meter's energy once raw samples have expired, an hour once minute buckets have), and nil
@@ -17,7 +19,7 @@
 
 use kilowatch_model::energy::{self, Ledger};
 
-use super::rollup::{Bucket, EnergyKind, Level};
+use super::rollup::{Bucket, EnergyKind, HOUR, Level};
 use super::{SeriesId, Store, StoreError};
 
 impl Store {
@@ -67,13 +69,26 @@ impl Store {
             return Ok(());
         }
         let step = level.step();
-        let buckets: Vec<Bucket> = self.read_rollups(id, level, lo.div_euclid(step) * step, hi)?.into_iter().filter(|b| b.energy.is_some() || b.resets > 0).collect();
+        // Minute buckets are read from the start of `lo`'s hour: an edge's recorded energy
+        // counts from its hour's start, less the minutes before its own.
+        let hour0 = lo.div_euclid(HOUR) * HOUR;
+        let buckets: Vec<Bucket> = self.read_rollups(id, level, hour0, hi)?.into_iter().filter(|b| b.energy.is_some() || b.resets > 0).collect();
+        let cut_inside = bounds.iter().any(|b| *b > lo && *b < hi && b.rem_euclid(step) != 0);
+        let edges = if cut_inside { self.edges(id, lo, hi)? } else { Default::default() };
         let first_with_energy = buckets.iter().position(|b| b.energy.is_some());
         let last_with_energy = buckets.iter().rposition(|b| b.energy.is_some());
         let mut seg = 0usize;
         let n = bounds.len() - 1;
         let (mut readings, mut covered_total) = (0.0, 0.0);
+        // Energy of this hour's buckets before the current one.
+        let (mut prefix_hour, mut prefix) = (i64::MIN, 0.0);
         for (i, b) in buckets.iter().enumerate() {
+            let bucket_hour = b.t.div_euclid(HOUR);
+            if bucket_hour != prefix_hour {
+                (prefix_hour, prefix) = (bucket_hour, 0.0);
+            }
+            let before = prefix;
+            prefix += b.energy.unwrap_or(0.0);
             let (olo, ohi) = (b.t.max(lo), b.t.saturating_add(step).min(hi));
             if ohi <= olo {
                 continue;
@@ -105,6 +120,19 @@ impl Store {
                 continue;
             }
             out.cover(clo, chi);
+            // The bucket's energy from its covered start to `t`: exact where the raw samples
+            // were read there at roll-up (an edge), else in proportion to time.
+            let upto = |t: i64| -> f64 {
+                if t <= c0 {
+                    0.0
+                } else if t >= c1 {
+                    e
+                } else if let Some(since_hour) = edges.get(&t) {
+                    (since_hour - before).clamp(0.0, e)
+                } else {
+                    e * ((t - c0) as f64 / (c1 - c0) as f64)
+                }
+            };
             while seg < n && bounds[seg + 1] <= clo {
                 seg += 1;
             }
@@ -113,9 +141,8 @@ impl Store {
                 let (a, z) = (clo.max(bounds[s]), chi.min(bounds[s + 1]));
                 if z > a {
                     // A bucket's covered part wholly inside one segment adds its energy
-                    // unscaled, so whole buckets reproduce the raw figures to rounding; a part
-                    // of it adds its share of the energy in proportion to time.
-                    out.values[s] += if z - a == c1 - c0 { e } else { e * ((z - a) as f64 / (c1 - c0) as f64) };
+                    // unscaled, so whole buckets reproduce the raw figures to rounding.
+                    out.values[s] += if z - a == c1 - c0 { e } else { upto(z) - upto(a) };
                     out.covered_s[s] += (z - a) as f64 / 1e9;
                 }
                 s += 1;

@@ -190,6 +190,10 @@ CREATE TABLE IF NOT EXISTS rollups(series_id INTEGER NOT NULL, level INTEGER NOT
 CREATE INDEX IF NOT EXISTS rollups_by_start ON rollups(level, t0);
 CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dirty_hours(t INTEGER PRIMARY KEY);
+-- Energy of a series from the start of an hour to an instant inside it (a job's start or end),
+-- computed from the raw samples when the hour was rolled up: windows cut there stay exact
+-- after the raw samples expire (ledger.rs).
+CREATE TABLE IF NOT EXISTS edges(series_id INTEGER NOT NULL, t INTEGER NOT NULL, e REAL NOT NULL, PRIMARY KEY(series_id, t)) WITHOUT ROWID;
 ";
 
 
@@ -336,6 +340,55 @@ impl Store {
         }
         out.retain(|b| b.t >= from && b.t < to);
         Ok(out)
+    }
+
+    /// Records, for each instant of `ts` inside the hour starting at `hour`, the series'
+    /// energy from the hour's start to it, read now (while the raw samples are there).
+    pub fn record_edges(&self, id: SeriesId, kind: rollup::EnergyKind, hour: i64, ts: &[i64]) -> Result<usize, StoreError> {
+        let end = hour.saturating_add(rollup::HOUR);
+        let mut bounds: Vec<i64> = ts.iter().copied().filter(|t| *t > hour && *t < end).collect();
+        if bounds.is_empty() || kind == rollup::EnergyKind::None {
+            return Ok(0);
+        }
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut all = Vec::with_capacity(bounds.len() + 2);
+        all.push(hour);
+        all.extend_from_slice(&bounds);
+        all.push(end);
+        let l = self.ledger(id, kind, &all)?;
+        let g = self.lock()?;
+        let tx = g.conn.unchecked_transaction()?;
+        {
+            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO edges(series_id, t, e) VALUES (?1, ?2, ?3)")?;
+            let mut cum = 0.0;
+            for (t, v) in bounds.iter().zip(&l.values) {
+                cum += v;
+                put.execute(params![i64::from(id), t, cum])?;
+            }
+        }
+        tx.commit()?;
+        Ok(bounds.len())
+    }
+
+    /// The recorded edges of a series in `[from, to)`: instant → energy since its hour's start.
+    pub fn edges(&self, id: SeriesId, from: i64, to: i64) -> Result<std::collections::BTreeMap<i64, f64>, StoreError> {
+        let g = self.lock()?;
+        let mut st = g.conn.prepare_cached("SELECT t, e FROM edges WHERE series_id = ?1 AND t >= ?2 AND t < ?3")?;
+        let rows = st.query_map(params![i64::from(id), from, to], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks the hour holding `t` to be rolled up again at the next maintenance pass, if it was
+    /// rolled up and its raw samples are kept (a job posted late for a past hour: its edges are
+    /// recorded then).
+    pub fn mark_dirty(&self, t: i64) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        let h = t.div_euclid(rollup::HOUR).saturating_mul(rollup::HOUR);
+        if g.horizons.rolled_to.is_some_and(|r| h < r) && h >= g.horizons.raw_from {
+            g.dirty.insert(h);
+        }
+        Ok(())
     }
 
     /// When the series was first seen: its oldest raw sample, or the start of its oldest hour
