@@ -120,7 +120,7 @@ async fn points_reach_influxdb_and_survive_its_outage() {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let sink = InfluxSink::start(cfg.influxdb.as_ref().expect("cfg"), data.path(), rx.clone()).expect("sink");
     let store = Arc::new(Store::open(&data.path().join("store")).expect("store"));
-    let state = AppState { store, auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(cfg), sink: Some(sink.clone()) };
+    let state = AppState { store, auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(cfg), sink: Some(sink.clone()), metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(server::serve(listener, server::router(state), rx));
