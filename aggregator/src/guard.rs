@@ -30,10 +30,11 @@ use crate::metrics::Metrics;
 /// The ingest route: its bytes are counted after decompression, by [`budget`] on the route.
 pub const INGEST_PATH: &str = "/api/v2/write";
 
-/// Never refused for load: a health check must answer while the server is busy, and the live
-/// stream lasts as long as its page is open (it would hold a request slot for hours).
+/// Never refused for load: a health check and a metrics scrape must answer while the server is
+/// busy (that is when they matter), and the live stream lasts as long as its page is open (it
+/// would hold a request slot for hours).
 fn exempt(path: &str) -> bool {
-    matches!(path, "/health" | "/api/v1/health" | "/dashboard/live")
+    matches!(path, "/health" | "/api/v1/health" | "/metrics" | "/dashboard/live")
 }
 
 fn carries_body(m: &Method) -> bool {
