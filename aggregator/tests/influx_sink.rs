@@ -149,6 +149,11 @@ async fn points_reach_influxdb_and_survive_its_outage() {
     }
     let h = sink.health();
     assert!(h.send_errors > 0 && h.queued_batches > 0, "the outage is visible in health: {h:?}");
+    let page = reqwest::Client::new().get(format!("http://{addr}/metrics")).bearer_auth(READ).send().await.expect("scrape").text().await.expect("text");
+    let figure = |name: &str| page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+    assert!(figure("kilowatch_influxdb_queue_batches").is_some_and(|n| n > 0.0), "and in /metrics: {page}");
+    assert!(figure("kilowatch_influxdb_send_errors_total").is_some_and(|n| n > 0.0), "{page}");
+    assert_eq!(figure("kilowatch_influxdb_batches_sent_total"), Some(1.0), "{page}");
 
     let _vm = start_vm(port, vm_dir.path()).await;
     let got = wait_for(port, 30).await;
