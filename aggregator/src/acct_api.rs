@@ -31,12 +31,12 @@ pub struct Accounting {
 pub type Acct = Extension<Arc<Accounting>>;
 
 impl Accounting {
-    pub fn open(store: &Store) -> Accounting {
+    pub fn open(store: &Store, metrics: Arc<crate::metrics::Metrics>) -> Accounting {
         let jobs = JobStore::beside(store).map_err(|e| {
             tracing::error!(error = %e, "job ledger unavailable");
             e.to_string()
         });
-        Accounting { jobs, cache: crate::cache::ResponseCache::default() }
+        Accounting { jobs, cache: crate::cache::ResponseCache::default().counted_in(metrics) }
     }
 }
 

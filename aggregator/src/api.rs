@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::auth::Auth;
 use crate::guard::Caller;
 use crate::config::Config;
+use crate::events::{InternalEvent, WriteInvalid, WriteNotStored, WriteStored};
 use kilowatch_store::{Store, StoreError, WriteSummary};
 
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Forwarding to InfluxDB, when configured.
     pub sink: Option<Arc<crate::sink::InfluxSink>>,
+    /// What `GET /metrics` shows; moved by [`crate::events`].
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// An error in InfluxDB v2's shape (`code`, `message`), which its clients print as is.
@@ -47,6 +50,7 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
         Ok(p) => p.unwrap_or_default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
     };
+    let bytes = body.len();
     let store = st.store.clone();
     let sink = st.sink.clone();
     // Parsing a large body is CPU work too: off the async workers, with the store write.
@@ -63,16 +67,22 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
         }
         Ok(summary)
     });
+    let m = &st.metrics;
     match stored.await {
-        Ok(Ok(summary)) if summary.refused.is_empty() => StatusCode::NO_CONTENT.into_response(),
-        Ok(Ok(summary)) => partial_write(&summary, &who),
-        Ok(Err(Refused::NotUtf8)) => error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text"),
+        Ok(Ok(summary)) => {
+            WriteStored { bytes, summary: &summary, writer: &who }.emit(m);
+            if summary.refused.is_empty() { StatusCode::NO_CONTENT.into_response() } else { partial_write(&summary) }
+        }
+        Ok(Err(Refused::NotUtf8)) => {
+            WriteInvalid { bytes, line: None, reason: &"the body is not UTF-8 text", writer: &who }.emit(m);
+            error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text")
+        }
         Ok(Err(Refused::Line(e))) => {
-            tracing::debug!(line = e.line, reason = %e.reason, writer = %who, bucket = ?q.bucket, org = ?q.org, "rejected write");
+            WriteInvalid { bytes, line: Some(e.line), reason: &e.reason, writer: &who }.emit(m);
             line_error(StatusCode::BAD_REQUEST, "invalid", e.line, e.to_string())
         }
         Ok(Err(Refused::Store(e))) => {
-            tracing::error!(error = %e, writer = %who, "write not stored");
+            WriteNotStored { bytes, error: &e, writer: &who }.emit(m);
             error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"))
         }
         Err(e) => {
@@ -88,10 +98,9 @@ const MAX_LISTED_REFUSALS: usize = 20;
 
 /// The answer to a write of which some lines were refused and the others stored: 422, as
 /// InfluxDB v2 answers a partial write. Retrying cannot help, and the good lines are in.
-fn partial_write(summary: &WriteSummary, who: &str) -> Response {
+fn partial_write(summary: &WriteSummary) -> Response {
     let first = &summary.refused[0];
     let refused = summary.refused.len();
-    tracing::info!(line = first.line, refused, accepted = summary.points, writer = %who, reason = %first.reason, "write partly refused");
     let message = format!("partial write: {refused} line(s) refused, {} stored; first refused: {first}", summary.points);
     let errors: Vec<_> = summary.refused.iter().take(MAX_LISTED_REFUSALS).map(|r| json!({ "line": r.line, "message": r.reason })).collect();
     (

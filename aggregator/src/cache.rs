@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use kilowatch_store::{Horizons, Store};
 
+use crate::events::{CacheLookup, InternalEvent};
+use crate::metrics::Metrics;
+
 /// A window ending this close to the present (ns) is live.
 const LIVE_NS: i64 = 300_000_000_000;
 
@@ -58,6 +61,8 @@ pub struct ResponseCache {
     /// with many jobs can be tens of megabytes each.
     max_bytes: usize,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Where lookups are counted (hits, stale, misses), when the cache serves the API.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Default byte budget of the cache.
@@ -71,13 +76,32 @@ impl Default for ResponseCache {
 
 impl ResponseCache {
     pub fn new(live_ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
-        ResponseCache { live_ttl, max_entries, max_bytes, entries: Mutex::new(HashMap::new()) }
+        ResponseCache { live_ttl, max_entries, max_bytes, entries: Mutex::new(HashMap::new()), metrics: None }
+    }
+
+    /// Counts lookups in `metrics` (`kilowatch_api_cache_lookups_total`).
+    pub fn counted_in(self, metrics: Arc<Metrics>) -> Self {
+        ResponseCache { metrics: Some(metrics), ..self }
+    }
+
+    /// [`ResponseCache::find`], counted.
+    pub fn lookup(&self, store: &Store, key: &str) -> Lookup {
+        let found = self.find(store, key);
+        if let Some(m) = &self.metrics {
+            let event = match found {
+                Lookup::Fresh(_) => CacheLookup::Hit,
+                Lookup::Stale { .. } => CacheLookup::Stale,
+                Lookup::Miss => CacheLookup::Miss,
+            };
+            event.emit(m);
+        }
+        found
     }
 
     /// What the cache holds for `key`. A live answer past its time comes back as stale, with
     /// `refresh` true for the one caller that should compute the next (the others keep being
     /// served the stale one meanwhile). Errors (a poisoned lock) only miss.
-    pub fn lookup(&self, store: &Store, key: &str) -> Lookup {
+    fn find(&self, store: &Store, key: &str) -> Lookup {
         let Ok(mut g) = self.entries.lock() else { return Lookup::Miss };
         let Some(e) = g.get_mut(key) else { return Lookup::Miss };
         if e.live {

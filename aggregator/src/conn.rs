@@ -12,7 +12,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+
+use crate::events::{ConnectionRefused, InternalEvent};
+use crate::metrics::Metrics;
 
 /// File descriptors kept for the store, its SQLite databases, logs and outgoing connections
 /// when the connection cap is fitted under the open-files limit.
@@ -91,7 +93,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
 
 /// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` turns true, then stops
 /// as the module says.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, mut shutdown: watch::Receiver<bool>, limits: ConnLimits) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, mut shutdown: watch::Receiver<bool>, limits: ConnLimits, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(addr = ?addr, scheme, max_connections = limits.max_connections, header_read_timeout_s = limits.header_read_timeout.as_secs(), "listening");
@@ -102,7 +104,6 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router,
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     // Every connection task holds a sender; when all are gone, every connection is closed.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-    let refused = AtomicU64::new(0);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -117,19 +118,18 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router,
             () = stopped(&mut shutdown) => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            let n = refused.fetch_add(1, Ordering::Relaxed) + 1;
-            // One line per power of two: a flood is visible without flooding the log.
-            if n.is_power_of_two() {
-                tracing::warn!(peer = %peer, refused = n, max = limits.max_connections, "connection refused: server.max_connections reached");
-            }
+            ConnectionRefused { peer, max: limits.max_connections }.emit(&metrics);
             drop(stream);
             continue;
         };
+        metrics.connections_accepted.inc();
         let _ = stream.set_nodelay(true);
         let (http, app, tls, stop, open) = (http.clone(), app.clone(), tls.clone(), shutdown.clone(), open_tx.clone());
+        let counted = OpenConnection::new(metrics.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let _open = open;
+            let _counted = counted;
             connection(StallGuard::new(stream, limits.write_timeout), peer, tls, http, app, stop, limits.shutdown_grace).await;
         });
     }
@@ -174,6 +174,22 @@ where
     conn.as_mut().graceful_shutdown();
     if tokio::time::timeout(grace, conn).await.is_err() {
         tracing::debug!(peer = %peer, "connection dropped at the shutdown deadline");
+    }
+}
+
+/// Counted in `kilowatch_connections_open` from accept to close.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(m: Arc<Metrics>) -> OpenConnection {
+        m.connections_open.inc();
+        OpenConnection(m)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.dec();
     }
 }
 

@@ -171,11 +171,13 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let write_token = std::env::var("KILOWATCH_WRITE_TOKEN").ok().filter(|t| t.len() >= 16).unwrap_or_else(|| format!("demo-{:016x}{:08x}", now.0, std::process::id()));
     let mut config = Config::default();
     config.server.listen = opts.listen.to_string();
-    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config), sink: None };
+    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config), sink: None, metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
-    let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), shutdown.clone());
-    let maintenance = server::spawn_maintenance(store.clone(), state.config.store.retention(), Duration::from_secs(state.config.store.maintenance_interval_s), shutdown.clone());
-    let http = tokio::spawn(server::serve(listener, server::router(state), shutdown.clone()));
+    let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), state.metrics.clone(), shutdown.clone());
+    let maintenance = server::spawn_maintenance(store.clone(), state.config.store.retention(), Duration::from_secs(state.config.store.maintenance_interval_s), state.metrics.clone(), shutdown.clone());
+    let limits = crate::conn::ConnLimits::from_config(&state.config.server);
+    let metrics = state.metrics.clone();
+    let http = tokio::spawn(server::serve_with(listener, None, server::router(state), shutdown.clone(), limits, metrics));
     let rules = kilowatch_alerts::RulePack::default_pack().rules;
     let (pipeline, deliverer) = crate::alerting::open_pipeline_with(&store, rules, crate::alerting::demo_routing(), format!("http://{}", opts.listen), Arc::new(crate::alerting::DataClock(store.clone())))?;
     let alerting = crate::alerting::run(store.clone(), pipeline, deliverer, Duration::from_secs(5), shutdown.clone());

@@ -8,7 +8,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,14 +24,17 @@ use tokio::sync::Semaphore;
 use crate::api::error;
 use crate::auth::{Auth, Grant};
 use crate::config::ServerConfig;
+use crate::events::{Admission, InternalEvent, RequestRefused};
+use crate::metrics::Metrics;
 
 /// The ingest route: its bytes are counted after decompression, by [`budget`] on the route.
 pub const INGEST_PATH: &str = "/api/v2/write";
 
-/// Never refused for load: a health check must answer while the server is busy, and the live
-/// stream lasts as long as its page is open (it would hold a request slot for hours).
+/// Never refused for load: a health check and a metrics scrape must answer while the server is
+/// busy (that is when they matter), and the live stream lasts as long as its page is open (it
+/// would hold a request slot for hours).
 fn exempt(path: &str) -> bool {
-    matches!(path, "/health" | "/api/v1/health" | "/dashboard/live")
+    matches!(path, "/health" | "/api/v1/health" | "/metrics" | "/dashboard/live")
 }
 
 fn carries_body(m: &Method) -> bool {
@@ -52,19 +55,18 @@ pub struct Limits {
     /// How much of a refused request's body is read and thrown away, so that the client reads
     /// its 401 instead of a connection reset.
     drain_bytes: usize,
-    /// Requests refused for load so far (logged at the 1st, 2nd, 4th, 8th…).
-    refused: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Limits {
-    pub fn new(cfg: &ServerConfig, auth: Arc<Auth>) -> Limits {
+    pub fn new(cfg: &ServerConfig, auth: Arc<Auth>, metrics: Arc<Metrics>) -> Limits {
         Limits {
             auth,
             requests: Arc::new(Semaphore::new(cfg.max_concurrent_requests.clamp(1, Semaphore::MAX_PERMITS))),
             bytes: Arc::new(Semaphore::new(cfg.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS))),
             body_timeout: Duration::from_secs(cfg.body_timeout_s),
             drain_bytes: cfg.max_body_bytes,
-            refused: AtomicU64::new(0),
+            metrics,
         }
     }
 }
@@ -85,6 +87,7 @@ const OVER_BUDGET: u8 = 2;
 struct Reservation {
     bytes: Arc<Semaphore>,
     outcome: Arc<Outcome>,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for Reservation {
@@ -92,7 +95,27 @@ impl Drop for Reservation {
         let n = self.outcome.held.swap(0, Ordering::AcqRel);
         if n > 0 {
             self.bytes.add_permits(n);
+            self.metrics.request_bytes_in_progress.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+}
+
+/// A request slot, counted in `kilowatch_http_requests_in_progress` while it is held.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl Slot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: Arc<Metrics>) -> Slot {
+        metrics.requests_in_progress.inc();
+        Slot { _permit: permit, metrics }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metrics.requests_in_progress.dec();
     }
 }
 
@@ -124,30 +147,36 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
         let who = who.unwrap_or("").to_owned();
         req.extensions_mut().insert(Caller(who));
     }
-    let Ok(_slot) = lim.requests.clone().try_acquire_owned() else {
-        let n = lim.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_power_of_two() {
-            tracing::warn!(path = %req.uri().path(), refused = n, "request refused: server.max_concurrent_requests reached");
-        }
+    let Ok(permit) = lim.requests.clone().try_acquire_owned() else {
+        RequestRefused { reason: Admission::MaxConcurrentRequests, path: req.uri().path() }.emit(&lim.metrics);
         if with_body {
             drain(req.into_body(), lim.drain_bytes, lim.body_timeout);
         }
         return busy("too many requests in progress (server.max_concurrent_requests); retry shortly");
     };
+    let _slot = Slot::new(permit, lim.metrics.clone());
     if !with_body {
         return next.run(req).await;
     }
     let outcome = Arc::new(Outcome::default());
-    let _reservation = Reservation { bytes: lim.bytes.clone(), outcome: outcome.clone() };
+    let _reservation = Reservation { bytes: lim.bytes.clone(), outcome: outcome.clone(), metrics: lim.metrics.clone() };
     // The ingest route counts after inflating (its `budget` layer); the others have no
     // decompression, so their bytes are counted here.
     let count_here = req.uri().path() != INGEST_PATH;
     let deadline = tokio::time::Instant::now() + lim.body_timeout;
     let bytes = count_here.then(|| lim.bytes.clone());
     req.extensions_mut().insert(BudgetSlot(outcome.clone()));
-    let req = req.map(|b| Body::new(Guarded { inner: b, deadline: Some(Box::pin(tokio::time::sleep_until(deadline))), bytes, outcome: outcome.clone() }));
+    let path = req.uri().path().to_owned();
+    let metrics = lim.metrics.clone();
+    let req = req.map(|b| Body::new(Guarded { inner: b, deadline: Some(Box::pin(tokio::time::sleep_until(deadline))), bytes, outcome: outcome.clone(), metrics }));
     let resp = next.run(req).await;
-    match outcome.failed.load(Ordering::Acquire) {
+    let failed = outcome.failed.load(Ordering::Acquire);
+    match failed {
+        TIMED_OUT => RequestRefused { reason: Admission::BodyTimeout, path: &path }.emit(&lim.metrics),
+        OVER_BUDGET => RequestRefused { reason: Admission::MaxInflightBytes, path: &path }.emit(&lim.metrics),
+        _ => {}
+    }
+    match failed {
         TIMED_OUT => error(StatusCode::REQUEST_TIMEOUT, "request timeout", format!("the request body did not arrive within server.body_timeout_s ({} s)", lim.body_timeout.as_secs())),
         OVER_BUDGET => busy("too many request bytes in progress (server.max_inflight_bytes); retry shortly"),
         _ => resp,
@@ -165,7 +194,8 @@ pub async fn budget(State(lim): State<Arc<Limits>>, req: Request, next: Next) ->
         return next.run(req).await;
     };
     let bytes = Some(lim.bytes.clone());
-    next.run(req.map(|b| Body::new(Guarded { inner: b, deadline: None, bytes, outcome }))).await
+    let metrics = lim.metrics.clone();
+    next.run(req.map(|b| Body::new(Guarded { inner: b, deadline: None, bytes, outcome, metrics }))).await
 }
 
 /// A request body with a deadline and a byte budget. Past either it ends in an error, which
@@ -175,6 +205,7 @@ struct Guarded {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     bytes: Option<Arc<Semaphore>>,
     outcome: Arc<Outcome>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +244,7 @@ impl http_body::Body for Guarded {
                     // Given back by the request's Reservation, once it is answered.
                     p.forget();
                     this.outcome.held.fetch_add(n, Ordering::AcqRel);
+                    this.metrics.request_bytes_in_progress.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
                 }
                 None => {
                     this.outcome.failed.store(OVER_BUDGET, Ordering::Release);

@@ -177,8 +177,9 @@ async fn main() -> anyhow::Result<()> {
             store.set_policy(cfg.store.policy())?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let shutdown = shutdown_on_ctrl_c();
-            let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), shutdown.clone());
-            let maintenance = server::spawn_maintenance(store.clone(), cfg.store.retention(), Duration::from_secs(cfg.store.maintenance_interval_s), shutdown.clone());
+            let metrics = Arc::new(kilowatch_aggregator::metrics::Metrics::new());
+            let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), metrics.clone(), shutdown.clone());
+            let maintenance = server::spawn_maintenance(store.clone(), cfg.store.retention(), Duration::from_secs(cfg.store.maintenance_interval_s), metrics.clone(), shutdown.clone());
             let auth = Auth::from_config(&cfg.auth, insecure_no_auth);
             let sink = match &cfg.influxdb {
                 Some(i) => Some(InfluxSink::start(i, &cfg.server.data_dir, shutdown.clone())?),
@@ -197,8 +198,8 @@ async fn main() -> anyhow::Result<()> {
             };
             let cfg = Arc::new(cfg);
             let reporter = cfg.report.enabled.then(|| kilowatch_aggregator::report::schedule::spawn(store.clone(), cfg.clone(), shutdown.clone()));
-            let state = AppState { store, auth: Arc::new(auth), config: cfg, sink };
-            server::serve_with(listener, tls, server::router(state), shutdown, limits).await?;
+            let state = AppState { store, auth: Arc::new(auth), config: cfg, sink, metrics: metrics.clone() };
+            server::serve_with(listener, tls, server::router(state), shutdown, limits, metrics).await?;
             if let Some(p) = poller {
                 let _ = p.await;
             }

@@ -5,19 +5,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use tokio::sync::watch;
 use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::acct_api;
 use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::conn::ConnLimits;
+use crate::events::{CheckpointDone, CheckpointFailed, IngestAnswered, InternalEvent, MaintenanceDone, MaintenanceFailed, RequestDone};
+use crate::metrics::Metrics;
 use crate::guard::{self, Limits};
 use kilowatch_store::Store;
 use crate::view::StoreView;
@@ -26,7 +31,10 @@ pub fn router(state: AppState) -> Router {
     let view: kilowatch_dashboard::SharedView = Arc::new(StoreView::new(state.store.clone(), state.config.site.name.clone()));
     // Pages and assets hold no data and are open; the JSON they fetch needs a read token.
     let dashboard = kilowatch_dashboard::pages_router().merge(kilowatch_dashboard::data_router(view).layer(middleware::from_fn_with_state(state.clone(), require_read)));
-    let limits = Arc::new(Limits::new(&state.config.server, state.auth.clone()));
+    let metrics = state.metrics.clone();
+    let m = metrics.clone();
+    state.store.observe_lock_wait(Box::new(move |waited| m.lock_wait.observe(waited.as_secs_f64())));
+    let limits = Arc::new(Limits::new(&state.config.server, state.auth.clone(), metrics.clone()));
     let max_body = state.config.server.max_body_bytes;
     let ingest = Router::new()
         .route(guard::INGEST_PATH, post(api::write))
@@ -35,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         // Telegraf and InfluxDB clients gzip their bodies; the limit applies after inflating.
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(max_body));
-    let acct = Arc::new(acct_api::Accounting::open(&state.store));
+    let acct = Arc::new(acct_api::Accounting::open(&state.store, metrics.clone()));
     Router::new()
         .route("/api/v1/kpi", get(acct_api::kpi))
         .route("/api/v1/jobs", get(acct_api::list_jobs).post(acct_api::post_jobs))
@@ -45,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::Extension(acct))
         .route("/api/v1/health", get(api::health))
         .route("/health", get(api::health))
+        .route("/metrics", get(crate::metrics::metrics))
         .merge(ingest)
         .merge(crate::alerting::routes())
         .merge(crate::admin::routes())
@@ -54,6 +63,38 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(limits, guard::admit))
         .layer(middleware::from_fn(basic_auth))
         .layer(middleware::from_fn(guard::respond))
+        .layer(middleware::from_fn_with_state(metrics, observe))
+        // Outermost: every request gets an `x-request-id` (the client's, or a new UUID), which
+        // names its span, so the lines one request logs can be found together, and which its
+        // answer carries back.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // Handlers log their own failures; a flood of 503s must not become one ERROR line each.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span of one request: its id, method and path (never the query: it may hold a token).
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+}
+
+/// Times every request by route and counts the answers to writes, whoever gave them (the
+/// handler, admission, the body limit).
+async fn observe(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let t0 = std::time::Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    RequestDone { route: &route, method: &method, status: resp.status(), elapsed: t0.elapsed() }.emit(&m);
+    if method == Method::POST && route == guard::INGEST_PATH {
+        IngestAnswered(resp.status()).emit(&m);
+    }
+    resp
 }
 
 /// HTTP basic auth for browsers: `Authorization: Basic base64(user:token)` is read as
@@ -124,7 +165,7 @@ pub fn query_token(uri: &axum::http::Uri) -> Option<String> {
 
 /// Checkpoints the store every `every`, and once more on shutdown so that a clean stop leaves
 /// no log to replay.
-pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -134,10 +175,11 @@ pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, mut shutdown: watc
                 _ = shutdown.changed() => true,
             };
             let s = store.clone();
+            let t0 = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || s.checkpoint()).await {
-                Ok(Ok(n)) => tracing::debug!(samples = n, "checkpoint"),
-                Ok(Err(e)) => tracing::error!(error = %e, "checkpoint failed; the request log keeps the data"),
-                Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+                Ok(Ok(samples)) => CheckpointDone { samples, elapsed: t0.elapsed() }.emit(&metrics),
+                Ok(Err(e)) => CheckpointFailed { error: &e, elapsed: t0.elapsed() }.emit(&metrics),
+                Err(e) => CheckpointFailed { error: &e, elapsed: t0.elapsed() }.emit(&metrics),
             }
             if stop {
                 break;
@@ -148,7 +190,7 @@ pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, mut shutdown: watc
 
 /// Runs the store's maintenance (roll-ups, compaction, retention) every `every`. A failed pass
 /// is logged and retried at the next tick: nothing is deleted before it is rolled up.
-pub fn spawn_maintenance(store: Arc<Store>, keep: kilowatch_store::Retention, every: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_maintenance(store: Arc<Store>, keep: kilowatch_store::Retention, every: Duration, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     // Job runs seen in `gpu_job` points are recorded as each hour is rolled up, while its raw
     // points are still there: they must outlive the points' retention.
     let jobs = match kilowatch_store::jobs::JobStore::beside(&store) {
@@ -170,40 +212,30 @@ pub fn spawn_maintenance(store: Arc<Store>, keep: kilowatch_store::Retention, ev
             let t0 = std::time::Instant::now();
             let pass = move || s.maintain_with(&keep, kilowatch_model::Timestamp::now().0, &mut kilowatch_store::jobs::recorder(j.as_deref()));
             match tokio::task::spawn_blocking(pass).await {
-                Ok(Ok(r)) if r != kilowatch_store::MaintenanceReport::default() => tracing::info!(
-                    hours_rolled_up = r.hours_rolled_up,
-                    hours_rolled_up_again = r.hours_rolled_up_again,
-                    late_hours_ignored = r.late_hours_ignored,
-                    rollup_rows = r.rollup_rows_written,
-                    chunks_compacted = r.chunks_compacted,
-                    blocks = r.blocks_written,
-                    raw_rows_deleted = r.raw_rows_deleted,
-                    rollup_rows_deleted = r.rollup_rows_deleted,
-                    seconds = format!("{:.1}", t0.elapsed().as_secs_f64()),
-                    "store maintenance"
-                ),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "store maintenance failed; retrying at the next tick"),
-                Err(e) => tracing::error!(error = %e, "store maintenance task failed"),
+                Ok(Ok(report)) => MaintenanceDone { report: &report, elapsed: t0.elapsed() }.emit(&metrics),
+                Ok(Err(e)) => MaintenanceFailed { error: &e, elapsed: t0.elapsed() }.emit(&metrics),
+                Err(e) => MaintenanceFailed { error: &e, elapsed: t0.elapsed() }.emit(&metrics),
             }
         }
     })
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, with the default limits of
-/// `[server]` (tests; `kilowatch serve` uses [`serve_with`]).
+/// `[server]` (tests; `kilowatch serve` uses [`serve_with`]). Its connections are counted in a
+/// `Metrics` of their own, not the one `app` shows.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    serve_with(listener, None, app, shutdown, ConnLimits::from_config(&ServerConfig::default())).await
+    serve_with(listener, None, app, shutdown, ConnLimits::from_config(&ServerConfig::default()), Arc::default()).await
 }
 
 /// [`serve`] over TLS (see [`crate::tls`]).
 pub async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: Router, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    serve_with(listener, Some(acceptor), app, shutdown, ConnLimits::from_config(&ServerConfig::default())).await
+    serve_with(listener, Some(acceptor), app, shutdown, ConnLimits::from_config(&ServerConfig::default()), Arc::default()).await
 }
 
-/// Serves `app`, over TLS with `tls`, within `limits` (see [`crate::conn`]).
-pub async fn serve_with(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, app: Router, shutdown: watch::Receiver<bool>, limits: ConnLimits) -> std::io::Result<()> {
-    crate::conn::serve(listener, tls, app, shutdown, limits).await
+/// Serves `app`, over TLS with `tls`, within `limits` (see [`crate::conn`]), counting its
+/// connections in `metrics` (the `AppState`'s, so that `/metrics` shows them).
+pub async fn serve_with(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, app: Router, shutdown: watch::Receiver<bool>, limits: ConnLimits, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    crate::conn::serve(listener, tls, app, shutdown, limits, metrics).await
 }
 
 #[cfg(test)]

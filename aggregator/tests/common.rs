@@ -61,6 +61,7 @@ impl Server {
             )),
             config: Arc::new(config),
             sink: None,
+            metrics: Default::default(),
         };
         let task = tokio::spawn(server::serve(listener, server::router(state), rx));
         Server { addr, store, stop, task }
@@ -146,6 +147,16 @@ pub async fn drain_spool(addr: SocketAddr, spool_dir: &Path) -> Arc<AgentStats> 
     let _ = stop.send(true);
     let _ = task.await;
     stats
+}
+
+/// A child process the test started, killed and reaped when the test ends, however it ends.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Whether the external program `bin` (from the Debian package `package`) is on PATH. Missing:

@@ -19,7 +19,7 @@ const READ: &str = "read-token-0123456789";
 const WRITE: &str = "write-token-0123456789";
 
 fn app(store: Arc<Store>, open_reads: bool) -> Router {
-    let state = AppState { store, auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], open_reads)), config: Arc::new(Config::default()), sink: None };
+    let state = AppState { store, auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], open_reads)), config: Arc::new(Config::default()), sink: None, metrics: Default::default() };
     server::router(state)
 }
 

@@ -176,6 +176,20 @@ async fn connections_past_the_cap_are_closed_at_once() {
     .expect("join");
     assert_eq!((closed, open), (50, 50), "past the cap of 50, connections are closed at once; the first 50 are held");
     assert!(k.log().contains("server.max_connections reached"), "the refusal is logged");
+    assert!(scrape(&k).await.contains("\nkilowatch_connections_refused_total 50\n"), "and counted");
+}
+
+/// `/metrics` with the read token, retried while the held connections are being closed.
+async fn scrape(k: &Kilowatch) -> String {
+    let t0 = Instant::now();
+    loop {
+        let r = reqwest::Client::new().get(k.url("/metrics")).bearer_auth(READ).timeout(Duration::from_secs(5)).send().await;
+        match r {
+            Ok(r) if r.status() == 200 => return r.text().await.expect("text"),
+            other => assert!(t0.elapsed() < Duration::from_secs(20), "no /metrics: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,8 +272,11 @@ async fn requests_past_the_cap_get_503_and_a_stop_drops_what_lingers() {
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
     assert_eq!(r.json::<serde_json::Value>().await.expect("json")["code"], "unavailable");
-    // Health is never refused for load.
+    // Health is never refused for load, nor is a metrics scrape, which shows the refusal.
     assert_eq!(k.health(None).await["status"], "pass");
+    let page = scrape(&k).await;
+    assert!(page.contains("\nkilowatch_http_requests_refused_total{reason=\"max_concurrent_requests\"} 1\n"), "{page}");
+    assert!(page.contains("\nkilowatch_http_requests_in_progress 1\n"), "the stuck request holds the slot: {page}");
     // SIGTERM: the stuck request is dropped at server.shutdown_grace_s, not at the body timeout.
     let t0 = Instant::now();
     let status = k.terminate_and_wait(Duration::from_secs(15)).expect("exited");

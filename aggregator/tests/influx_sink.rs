@@ -120,7 +120,7 @@ async fn points_reach_influxdb_and_survive_its_outage() {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let sink = InfluxSink::start(cfg.influxdb.as_ref().expect("cfg"), data.path(), rx.clone()).expect("sink");
     let store = Arc::new(Store::open(&data.path().join("store")).expect("store"));
-    let state = AppState { store, auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(cfg), sink: Some(sink.clone()) };
+    let state = AppState { store, auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(cfg), sink: Some(sink.clone()), metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(server::serve(listener, server::router(state), rx));
@@ -149,6 +149,11 @@ async fn points_reach_influxdb_and_survive_its_outage() {
     }
     let h = sink.health();
     assert!(h.send_errors > 0 && h.queued_batches > 0, "the outage is visible in health: {h:?}");
+    let page = reqwest::Client::new().get(format!("http://{addr}/metrics")).bearer_auth(READ).send().await.expect("scrape").text().await.expect("text");
+    let figure = |name: &str| page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+    assert!(figure("kilowatch_influxdb_queue_batches").is_some_and(|n| n > 0.0), "and in /metrics: {page}");
+    assert!(figure("kilowatch_influxdb_send_errors_total").is_some_and(|n| n > 0.0), "{page}");
+    assert_eq!(figure("kilowatch_influxdb_batches_sent_total"), Some(1.0), "{page}");
 
     let _vm = start_vm(port, vm_dir.path()).await;
     let got = wait_for(port, 30).await;

@@ -36,7 +36,7 @@ async fn writes_and_reads_over_https() {
     let ca_pem = private_ca(dir.path());
     let acceptor = tls::acceptor(&dir.path().join("cert.pem"), &dir.path().join("key.pem")).expect("tls config");
     let store = Arc::new(Store::open(&dir.path().join("data")).expect("store"));
-    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(Config::default()), sink: None };
+    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(Config::default()), sink: None, metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let (stop, rx) = watch::channel(false);

@@ -27,7 +27,7 @@ fn world() -> &'static World {
     W.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
-        let state = AppState { store, auth: Arc::new(Auth::new(vec![TOKEN.into()], vec![], false)), config: Arc::new(Config::default()), sink: None };
+        let state = AppState { store, auth: Arc::new(Auth::new(vec![TOKEN.into()], vec![], false)), config: Arc::new(Config::default()), sink: None, metrics: Default::default() };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         World { rt, state, _dir: dir }
     })

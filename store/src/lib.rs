@@ -32,7 +32,7 @@ use write::WriteState;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use kilowatch_model::{Labels, Lines, Point};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -119,7 +119,12 @@ pub struct WriteSummary {
 pub struct Store {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// Told how long each acquisition of `inner` waited, once set (the aggregator's metrics).
+    lock_wait: OnceLock<LockWaitObserver>,
 }
+
+/// Called with how long an acquisition of the store's lock waited.
+pub type LockWaitObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 struct Inner {
     conn: Connection,
@@ -241,15 +246,37 @@ impl Store {
             write: WriteState::default(),
         };
         inner.load()?;
-        Ok(Store { path, inner: Mutex::new(inner) })
+        Ok(Store { path, inner: Mutex::new(inner), lock_wait: OnceLock::new() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Has `observe` told how long each later acquisition of the store's lock waited (zero when
+    /// it was free). Only the first observer set is kept.
+    pub fn observe_lock_wait(&self, observe: LockWaitObserver) {
+        let _ = self.lock_wait.set(observe);
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
-        self.inner.lock().map_err(|_| StoreError::Poisoned)
+        let Some(observe) = self.lock_wait.get() else {
+            return self.inner.lock().map_err(|_| StoreError::Poisoned);
+        };
+        // A free lock costs no clock read.
+        match self.inner.try_lock() {
+            Ok(g) => {
+                observe(std::time::Duration::ZERO);
+                Ok(g)
+            }
+            Err(std::sync::TryLockError::Poisoned(_)) => Err(StoreError::Poisoned),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let t0 = std::time::Instant::now();
+                let g = self.inner.lock().map_err(|_| StoreError::Poisoned);
+                observe(t0.elapsed());
+                g
+            }
+        }
     }
 
     /// Stores the lines the write policy accepts, and reports the others in
