@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use kilowatch_model::{Labels, Lines, Point};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 pub type SeriesId = u32;
@@ -369,78 +369,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Records, for each instant of `ts` inside the hour starting at `hour`, the series'
-    /// energy from the hour's start to it, read now (while the raw samples are there).
-    pub fn record_edges(&self, id: SeriesId, kind: rollup::EnergyKind, hour: i64, ts: &[i64]) -> Result<usize, StoreError> {
-        let end = hour.saturating_add(rollup::HOUR);
-        let mut bounds: Vec<i64> = ts.iter().copied().filter(|t| *t > hour && *t < end).collect();
-        if bounds.is_empty() || kind == rollup::EnergyKind::None {
-            return Ok(0);
-        }
-        bounds.sort_unstable();
-        bounds.dedup();
-        let mut all = Vec::with_capacity(bounds.len() + 2);
-        all.push(hour);
-        all.extend_from_slice(&bounds);
-        all.push(end);
-        let l = self.ledger(id, kind, &all)?;
-        let g = self.lock()?;
-        let tx = g.conn.unchecked_transaction()?;
-        {
-            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO edges(series_id, t, e) VALUES (?1, ?2, ?3)")?;
-            let mut cum = 0.0;
-            for (t, v) in bounds.iter().zip(&l.values) {
-                cum += v;
-                put.execute(params![i64::from(id), t, cum])?;
-            }
-        }
-        tx.commit()?;
-        Ok(bounds.len())
-    }
-
-    /// The recorded edges of a series in `[from, to)`: instant → energy since its hour's start.
-    pub fn edges(&self, id: SeriesId, from: i64, to: i64) -> Result<std::collections::BTreeMap<i64, f64>, StoreError> {
-        let g = self.lock()?;
-        let mut st = g.conn.prepare_cached("SELECT t, e FROM edges WHERE series_id = ?1 AND t >= ?2 AND t < ?3")?;
-        let rows = st.query_map(params![i64::from(id), from, to], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Marks the hour holding `t` to be rolled up again at the next maintenance pass, if it was
-    /// rolled up and its raw samples are kept (a job posted late for a past hour: its edges are
-    /// recorded then).
-    pub fn mark_dirty(&self, t: i64) -> Result<(), StoreError> {
-        let mut g = self.lock()?;
-        let h = t.div_euclid(rollup::HOUR).saturating_mul(rollup::HOUR);
-        if g.horizons.rolled_to.is_some_and(|r| h < r) && h >= g.horizons.raw_from {
-            g.dirty.insert(h);
-        }
-        Ok(())
-    }
-
-    /// When the series was first seen: its oldest raw sample, or the start of its oldest hour
-    /// bucket once raw samples have expired. `None` for a series with nothing stored.
-    pub fn first_seen(&self, id: SeriesId) -> Result<Option<i64>, StoreError> {
-        let g = self.lock()?;
-        let sid = i64::from(id);
-        let raw: Option<i64> = g
-            .conn
-            .prepare_cached("SELECT MIN(t) FROM (SELECT MIN(t_min) AS t FROM blocks WHERE series_id = ?1 UNION ALL SELECT MIN(t_min) FROM chunks WHERE series_id = ?1)")?
-            .query_row(params![sid], |r| r.get(0))?;
-        // Hour buckets keep the first reading of each hour: the oldest one is the series' first.
-        let mut buckets = Vec::new();
-        let oldest: Option<(i64, Vec<u8>)> = g
-            .conn
-            .prepare_cached("SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 ORDER BY t0 LIMIT 1")?
-            .query_row(params![sid, rollup::Level::Hour.code()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((t0, data)) = oldest {
-            rollup::decode_row(t0, rollup::HOUR, &data, &mut buckets)?;
-        }
-        let rolled = buckets.iter().find_map(|b| b.first.as_ref().or(b.last.as_ref()).map(|(t, _)| *t));
-        let head = g.heads.get(id as usize).and_then(|h| h.iter().map(|(t, _)| *t).min());
-        Ok([raw, rolled, head].into_iter().flatten().min())
-    }
 
     /// A mark to pass to [`Store::written_since`] later.
     pub fn write_seq(&self) -> Result<u64, StoreError> {

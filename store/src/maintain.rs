@@ -83,6 +83,18 @@ fn floor(t: i64, step: i64) -> i64 {
 }
 
 impl Store {
+    /// Marks the hour holding `t` to be rolled up again at the next maintenance pass, if it was
+    /// rolled up and its raw samples are kept (a job posted late for a past hour: its edges are
+    /// recorded then).
+    pub fn mark_dirty(&self, t: i64) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        let h = t.div_euclid(rollup::HOUR).saturating_mul(rollup::HOUR);
+        if g.horizons.rolled_to.is_some_and(|r| h < r) && h >= g.horizons.raw_from {
+            g.dirty.insert(h);
+        }
+        Ok(())
+    }
+
     /// One maintenance pass. `wall_now` (ns) caps the data time used to judge ages, so that a
     /// sample stamped in the far future cannot expire everything else.
     pub fn maintain(&self, keep: &Retention, wall_now: i64) -> Result<MaintenanceReport, StoreError> {
