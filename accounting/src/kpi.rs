@@ -16,11 +16,12 @@
 use std::collections::BTreeMap;
 
 use kilowatch_model::energy::{Ledger, hour_bounds};
-use kilowatch_model::metric::{METER, WATER, role};
+use kilowatch_model::metric::{WATER, role};
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
+use crate::ledger;
 use crate::settings::{AccountingConfig, CarbonConfig, Rules, Settings};
 use kilowatch_store::rollup::EnergyKind;
 use kilowatch_store::{SeriesMeta, Store, StoreError};
@@ -149,15 +150,18 @@ impl Metered {
     fn has_data(&self) -> bool {
         self.ledger.total_covered_s() > 0.0
     }
-    fn quality(&self, unit: &'static str, r: TimeRange) -> MeterQuality {
+    fn coverage_pct(&self, r: TimeRange) -> f64 {
         let dur = r.duration_secs();
+        if dur > 0.0 { (self.ledger.total_covered_s() / dur * 100.0).min(100.0) } else { 0.0 }
+    }
+    fn quality(&self, unit: &'static str, r: TimeRange) -> MeterQuality {
         MeterQuality {
             meter: self.meta.tag("meter").unwrap_or("?").to_owned(),
             role: self.role().to_owned(),
             category: self.meta.tag("category").and_then(|c| c.parse().ok()),
             value: self.value(),
             unit,
-            coverage_pct: if dur > 0.0 { (self.ledger.total_covered_s() / dur * 100.0).min(100.0) } else { 0.0 },
+            coverage_pct: self.coverage_pct(r),
             readings: self.ledger.readings,
             counter_resets: self.ledger.resets,
             max_gap_s: self.ledger.max_gap_s,
@@ -194,15 +198,8 @@ fn expected(store: &Store, m: &SeriesMeta, l: &Ledger, r: TimeRange, acc: &Accou
 /// reports power, the trapezoid rule (flagged estimated). Then every water meter (m³).
 fn meter_ledgers(store: &Store, r: TimeRange, bounds: &[i64], acc: &AccountingConfig) -> Result<(Vec<Metered>, Vec<Metered>), StoreError> {
     let mut energy = Vec::new();
-    let counters = store.find_series(METER, "energy_kwh", &[])?;
-    let powers: Vec<SeriesMeta> = store.find_series(METER, "power_w", &[])?.into_iter().filter(|p| !counters.iter().any(|c| c.tags == p.tags)).collect();
-    for (meta, kind) in counters.into_iter().map(|m| (m, EnergyKind::Counter)).chain(powers.into_iter().map(|m| (m, EnergyKind::Power))) {
-        let mut ledger = store.ledger(meta.id, kind, bounds)?;
-        if kind == EnergyKind::Power {
-            for v in &mut ledger.values {
-                *v /= 3.6e6;
-            }
-        }
+    for (meta, kind) in ledger::energy_meters(store)? {
+        let ledger = ledger::meter_kwh(store, meta.id, kind, bounds)?;
         let expected = expected(store, &meta, &ledger, r, acc)?;
         energy.push(Metered { estimated: kind == EnergyKind::Power, meta, ledger, expected });
     }
@@ -339,7 +336,7 @@ pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &impl Se
 
     let key_roles = |m: &&Metered| m.expected && (m.role() == role::FACILITY || m.role() == role::GENERATOR || is_it(m));
     let mut all_q: Vec<MeterQuality> = meters.iter().map(|m| m.quality("kWh", r)).collect();
-    let key_cov = meters.iter().filter(key_roles).chain(waters.iter().filter(|w| w.expected)).map(|m| m.quality("", r).coverage_pct).fold(f64::NAN, f64::min);
+    let key_cov = meters.iter().filter(key_roles).chain(waters.iter().filter(|w| w.expected)).map(|m| m.coverage_pct(r)).fold(f64::NAN, f64::min);
     all_q.extend(waters.iter().map(|w| w.quality("m3", r)));
     let missing_meters: Vec<String> = all_q.iter().filter(|m| m.expected && m.coverage_pct == 0.0).map(|m| m.meter.clone()).collect();
     if !missing_meters.is_empty() {
@@ -399,7 +396,7 @@ fn span_energies(store: &Store, meters: &[Metered], is_fac: &dyn Fn(&Metered) ->
             continue;
         }
         let kind = if m.estimated { EnergyKind::Power } else { EnergyKind::Counter };
-        let v = store.ledger(m.meta.id, kind, &[a, b])?.total() / if m.estimated { 3.6e6 } else { 1.0 };
+        let v = ledger::meter_kwh(store, m.meta.id, kind, &[a, b])?.total();
         if fac {
             f += v;
         }

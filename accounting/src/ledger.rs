@@ -5,7 +5,7 @@
 use kilowatch_model::energy::Ledger;
 
 use kilowatch_store::rollup::EnergyKind;
-use kilowatch_store::{SeriesId, Store, StoreError};
+use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError};
 
 /// Numeric samples of a series over `[from, to]` plus the neighbour on each side: readings
 /// (temperatures, intensities), not energy, which goes through [`Store::ledger`].
@@ -33,46 +33,63 @@ pub struct SiteLedgers {
     pub water_metered: bool,
 }
 
+/// Every meter's energy series: its kWh counter, or, for a meter that only reports power, its
+/// power (integrated by the trapezoid rule, estimated).
+pub fn energy_meters(store: &Store) -> Result<Vec<(SeriesMeta, EnergyKind)>, StoreError> {
+    use kilowatch_model::metric::METER;
+    let counters = store.find_series(METER, "energy_kwh", &[])?;
+    let powers: Vec<SeriesMeta> = store.find_series(METER, "power_w", &[])?.into_iter().filter(|p| !counters.iter().any(|c| c.tags == p.tags)).collect();
+    Ok(counters.into_iter().map(|m| (m, EnergyKind::Counter)).chain(powers.into_iter().map(|m| (m, EnergyKind::Power))).collect())
+}
+
+/// A meter's ledger over `bounds` in kWh, whichever of [`energy_meters`]' kinds it is.
+pub fn meter_kwh(store: &Store, id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError> {
+    let mut l = store.ledger(id, kind, bounds)?;
+    if kind == EnergyKind::Power {
+        for v in &mut l.values {
+            *v /= 3.6e6;
+        }
+    }
+    Ok(l)
+}
+
 pub fn site_ledgers(store: &Store, bounds: &[i64]) -> Result<SiteLedgers, StoreError> {
-    use kilowatch_model::metric::{METER, WATER, role};
+    use kilowatch_model::metric::{WATER, role};
     let n = bounds.len().saturating_sub(1);
     let (Some(&from), Some(&to)) = (bounds.first(), bounds.last()) else { return Ok(SiteLedgers::default()) };
     let mut out = SiteLedgers { it_kwh: vec![0.0; n], facility_kwh: vec![0.0; n], generator_kwh: vec![0.0; n], water_m3: vec![0.0; n], ..SiteLedgers::default() };
     if to <= from {
         return Ok(out);
     }
-    let counters = store.find_series(METER, "energy_kwh", &[])?;
-    let powers: Vec<_> = store.find_series(METER, "power_w", &[])?.into_iter().filter(|p| !counters.iter().any(|c| c.tags == p.tags)).collect();
-    let add = |acc: &mut Vec<f64>, l: &Ledger, scale: f64| {
+    let add = |acc: &mut Vec<f64>, l: &Ledger| {
         for (a, v) in acc.iter_mut().zip(&l.values) {
-            *a += v * scale;
+            *a += v;
         }
     };
-    let mut it_meters: Vec<(u8, Ledger, f64)> = Vec::new();
-    for (m, kind) in counters.iter().map(|m| (m, EnergyKind::Counter)).chain(powers.iter().map(|m| (m, EnergyKind::Power))) {
+    let mut it_meters: Vec<(u8, Ledger)> = Vec::new();
+    for (m, kind) in energy_meters(store)? {
         let role_tag = m.tag("role");
         let is_it = role_tag == Some(role::IT);
         let is_fac = matches!(role_tag, Some(role::FACILITY | role::GENERATOR));
         if !is_it && !is_fac {
             continue;
         }
-        let l = store.ledger(m.id, kind, bounds)?;
-        let scale = if kind == EnergyKind::Power { 1.0 / 3.6e6 } else { 1.0 };
+        let l = meter_kwh(store, m.id, kind, bounds)?;
         out.counter_resets += l.resets;
         if is_it {
-            it_meters.push((crate::kpi::category(m), l, scale));
+            it_meters.push((crate::kpi::category(&m), l));
         } else {
-            add(&mut out.facility_kwh, &l, scale);
+            add(&mut out.facility_kwh, &l);
             if role_tag == Some(role::GENERATOR) {
-                add(&mut out.generator_kwh, &l, scale);
+                add(&mut out.generator_kwh, &l);
             }
         }
     }
     // Same rule as the KPIs: E_IT at the best category with data in the window, never mixed.
-    out.it_category = it_meters.iter().filter(|(_, l, _)| l.total_covered_s() > 0.0).map(|(c, _, _)| *c).min();
-    for (_, l, scale) in it_meters.iter().filter(|(c, _, _)| Some(*c) == out.it_category) {
+    out.it_category = it_meters.iter().filter(|(_, l)| l.total_covered_s() > 0.0).map(|(c, _)| *c).min();
+    for (_, l) in it_meters.iter().filter(|(c, _)| Some(*c) == out.it_category) {
         out.it_estimated |= l.estimated;
-        add(&mut out.it_kwh, l, *scale);
+        add(&mut out.it_kwh, l);
     }
     for m in store.find_series(WATER, "volume_m3", &[])? {
         let l = store.ledger(m.id, EnergyKind::Counter, bounds)?;
@@ -80,7 +97,7 @@ pub fn site_ledgers(store: &Store, bounds: &[i64]) -> Result<SiteLedgers, StoreE
         if l.total_covered_s() > 0.0 {
             out.water_metered = true;
         }
-        add(&mut out.water_m3, &l, 1.0);
+        add(&mut out.water_m3, &l);
     }
     Ok(out)
 }
