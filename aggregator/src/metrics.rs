@@ -202,7 +202,13 @@ impl Collector for Scraped {
         if let Some(s) = &g.store {
             gauge(e, "kilowatch_store_series", "Series in the store", s.series as f64)?;
             gauge(e, "kilowatch_store_head_samples", "Samples in memory since the last checkpoint", s.head_samples as f64)?;
-            gauge(e, "kilowatch_store_log_records", "Requests in the request log, to be replayed after a crash until the next checkpoint", s.log_records as f64)?;
+            gauge(e, "kilowatch_store_head_bytes", "Bytes of compressed samples in memory, waiting for a checkpoint or being written by one", s.head_bytes as f64)?;
+            gauge(e, "kilowatch_store_memory_bytes", "Bytes the memory budget counts: series at 1 KB each and samples in memory", s.memory_bytes as f64)?;
+            if let Some(b) = s.memory_budget_bytes {
+                gauge(e, "kilowatch_store_memory_budget_bytes", "The memory budget ([store] memory_budget_mb); writes get 503 above it", b as f64)?;
+            }
+            gauge(e, "kilowatch_store_log_records", "Requests in the write-ahead log, to be replayed after a crash until the next checkpoint", s.log_records as f64)?;
+            counter(e, "kilowatch_store_log_torn_segments", "Write-ahead log segments that ended in a torn record when the store opened (a crash mid-write)", s.log_torn_segments)?;
             counter(e, "kilowatch_store_checkpoints", "Checkpoints completed since the store was opened", s.checkpoints)?;
             counter(e, "kilowatch_store_maintenance_passes", "Maintenance passes completed since the store was opened", s.maintenance_passes)?;
             if let Some(newest) = s.newest_ts {
