@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::auth::Auth;
 use crate::guard::Caller;
 use crate::config::Config;
-use crate::events::{InternalEvent, WriteInvalid, WriteNotStored, WriteStored};
+use crate::events::{InternalEvent, WriteInvalid, WriteNotStored, WriteOverBudget, WriteStored};
 use kilowatch_store::{Store, StoreError, WriteSummary};
 
 #[derive(Clone)]
@@ -76,7 +76,7 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
             if summary.refused.is_empty() { StatusCode::NO_CONTENT.into_response() } else { partial_write(&summary) }
         }
         Ok(Err(Refused::Store(e @ kilowatch_store::StoreError::OverBudget { .. }))) => {
-            WriteNotStored { bytes, error: &e, writer: &who }.emit(m);
+            WriteOverBudget { error: &e, writer: &who }.emit(m);
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"));
             r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(OVER_BUDGET_RETRY_S));
             r

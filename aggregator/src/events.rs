@@ -67,6 +67,23 @@ impl InternalEvent for WriteInvalid<'_> {
     }
 }
 
+/// A write refused whole because the store's memory budget is spent (503 with `Retry-After`:
+/// the sender's spool keeps it). Logged at the 1st, 2nd, 4th… refusal: an overload is visible
+/// without flooding the log.
+pub struct WriteOverBudget<'a> {
+    pub error: &'a dyn Display,
+    pub writer: &'a str,
+}
+
+impl InternalEvent for WriteOverBudget<'_> {
+    fn emit(self, m: &Metrics) {
+        let previous = m.writes_over_budget.inc();
+        if worth_logging(previous) {
+            tracing::warn!(error = %self.error, writer = %self.writer, refused = previous + 1, "write refused: memory budget spent");
+        }
+    }
+}
+
 /// A write the store could not take (503: the sender retries).
 pub struct WriteNotStored<'a> {
     pub bytes: usize,
@@ -90,6 +107,7 @@ impl InternalEvent for IngestAnswered {
         let outcome = match self.0 {
             s if s.is_success() => "stored",
             StatusCode::UNPROCESSABLE_ENTITY => "partial",
+            StatusCode::TOO_MANY_REQUESTS => "throttled",
             StatusCode::BAD_REQUEST => "invalid",
             StatusCode::UNAUTHORIZED => "unauthorized",
             StatusCode::FORBIDDEN => "forbidden",

@@ -56,6 +56,7 @@ pub struct Metrics {
     pub(crate) ingest_lines_refused: Family<Labels<1>, Counter>,
     pub(crate) ingest_values_accepted: Counter,
     pub(crate) ingest_new_series: Counter,
+    pub(crate) writes_over_budget: Counter,
     pub(crate) request_duration: Histograms<3>,
     pub(crate) requests_in_progress: Gauge,
     pub(crate) request_bytes_in_progress: Gauge,
@@ -95,6 +96,7 @@ impl Metrics {
             ingest_lines_refused: Family::default(),
             ingest_values_accepted: Counter::default(),
             ingest_new_series: Counter::default(),
+            writes_over_budget: Counter::default(),
             request_duration: Family::new_with_constructor(request_buckets),
             requests_in_progress: Gauge::default(),
             request_bytes_in_progress: Gauge::default(),
@@ -125,6 +127,7 @@ impl Metrics {
         );
         r.register("kilowatch_ingest_values_accepted", "Field values (samples) stored", m.ingest_values_accepted.clone());
         r.register("kilowatch_ingest_new_series", "Series created by writes", m.ingest_new_series.clone());
+        r.register("kilowatch_store_writes_over_budget", "Writes refused whole (503) because the store held more than [store] memory_budget_mb", m.writes_over_budget.clone());
         r.register(
             "kilowatch_http_request_duration_seconds",
             "Time from a request's arrival to its answer's headers, by route (the matched path pattern), method and status class",

@@ -154,3 +154,117 @@ fn write_chunks(
     tx.commit()?;
     Ok(moved)
 }
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+    use crate::{Body, Point, SERIES_BYTES, WritePolicy, WriteSummary};
+    use kilowatch_model::{Precision, Timestamp, parse_batch};
+
+    const S: i64 = 1_000_000_000;
+    const T0: i64 = 1_790_812_800 * S;
+
+    fn body_write(s: &Store, text: &str, writer: &str) -> WriteSummary {
+        let b = Body { text, precision: Precision::S, default_ts: Timestamp(T0) };
+        let lines = parse_batch(b.text, b.precision, b.default_ts).expect("valid");
+        s.write_body(&b, &lines, writer).expect("write")
+    }
+
+    fn values(s: &Store, m: &str, f: &str) -> Vec<(i64, Value)> {
+        let id = s.find_series(m, f, &[]).expect("find")[0].id;
+        s.read_with_neighbours(id, i64::MIN, i64::MAX).expect("read")
+    }
+
+    /// A crash before the checkpoint: the log's bodies are parsed again on opening, the lines
+    /// refused at the time stay out, and the series come back with their ids.
+    #[test]
+    fn logged_bodies_replay_as_stored_refusals_included() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let t = T0 / S;
+        {
+            let s = Store::open(dir.path()).expect("open");
+            s.set_policy(WritePolicy { max_name_bytes: Some(8), ..WritePolicy::default() }).expect("policy");
+            let w = body_write(&s, &format!("meter,m=a kwh=1 {t}\nmeter,m=a,very_long_tag=x kwh=5 {t}\nmeter,m=a kwh=2 {}\nmeter,m=a kwh=3", t + 1), "w");
+            assert_eq!((w.points, w.refused.len()), (3, 1));
+            // Points are logged as names and values.
+            s.write(&[Point::new("pdu", Timestamp(T0)).tag("p", "1").field("w", f64::NAN).field("mode", "free")]).expect("write");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.stats().expect("stats").series, 3);
+        // The line without a timestamp took the time the write gave it.
+        assert_eq!(values(&s, "meter", "kwh"), vec![(T0, Value::Num(3.0)), (T0 + S, Value::Num(2.0))]);
+        assert!(values(&s, "pdu", "w")[0].1.as_f64().is_some_and(f64::is_nan));
+        assert_eq!(values(&s, "pdu", "mode"), vec![(T0, Value::Text("free".into()))]);
+        // After a checkpoint the log is gone and the chunks hold the same.
+        s.checkpoint().expect("checkpoint");
+        drop(s);
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.stats().expect("stats").log_records, 0);
+        assert_eq!(values(&s, "meter", "kwh"), vec![(T0, Value::Num(3.0)), (T0 + S, Value::Num(2.0))]);
+    }
+
+    /// A checkpoint that cannot commit keeps its samples readable and its log on disk; the
+    /// next one writes them, once.
+    #[test]
+    fn a_failed_checkpoint_loses_nothing_and_the_next_one_writes_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let t = T0 / S;
+        let s = Store::open(dir.path()).expect("open");
+        body_write(&s, &format!("meter,m=a kwh=1 {t}"), "w");
+        s.checkpoint().expect("checkpoint");
+        body_write(&s, &format!("meter,m=a kwh=2 {}\nmeter,m=b kwh=7 {}", t + 1, t + 1), "w");
+        // Another program took series id 1: the checkpoint's insert of series m=b fails.
+        let other = rusqlite::Connection::open(dir.path().join("store.db")).expect("open");
+        other.execute("INSERT INTO series(id, key, measurement, tags, field) VALUES (1, 'x', 'x', '{}', 'x')", []).expect("insert");
+        assert!(s.checkpoint().is_err());
+        assert_eq!(values(&s, "meter", "kwh").len(), 2);
+        body_write(&s, &format!("meter,m=a kwh=3 {}", t + 2), "w");
+        other.execute("DELETE FROM series WHERE id = 1", []).expect("delete");
+        assert_eq!(s.checkpoint().expect("checkpoint"), 3);
+        drop(s);
+        let s = Store::open(dir.path()).expect("reopen");
+        let a = s.find_series("meter", "kwh", &[("m", "a")]).expect("find")[0].id;
+        assert_eq!(s.read_with_neighbours(a, i64::MIN, i64::MAX).expect("read"), vec![(T0, Value::Num(1.0)), (T0 + S, Value::Num(2.0)), (T0 + 2 * S, Value::Num(3.0))]);
+        let b = s.find_series("meter", "kwh", &[("m", "b")]).expect("find")[0].id;
+        assert_eq!(s.read_with_neighbours(b, i64::MIN, i64::MAX).expect("read"), vec![(T0 + S, Value::Num(7.0))]);
+        let stored: i64 = s.writer().expect("w").query_row("SELECT SUM(n) FROM chunks", [], |r| r.get(0)).expect("count");
+        assert_eq!(stored, 4, "each sample written once");
+    }
+
+    #[test]
+    fn the_memory_budget_refuses_whole_writes_until_a_checkpoint() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        s.set_policy(WritePolicy { memory_budget_bytes: Some(SERIES_BYTES + 600), ..WritePolicy::default() }).expect("policy");
+        let t = T0 / S;
+        let many: String = (0..200).map(|i| format!("meter,m=a kwh={}.{i} {}\n", i * 7, t + i)).collect();
+        body_write(&s, &many, "w");
+        let b = Body { text: "meter,m=a kwh=1 1", precision: Precision::S, default_ts: Timestamp(T0) };
+        let lines = parse_batch(b.text, b.precision, b.default_ts).expect("valid");
+        let e = s.write_body(&b, &lines, "w").expect_err("over budget");
+        assert!(e.to_string().contains("[store] memory_budget_mb"), "{e}");
+        assert_eq!(s.stats().expect("stats").samples_written, 200);
+        s.checkpoint().expect("checkpoint");
+        s.write_body(&b, &lines, "w").expect("room again");
+    }
+
+    #[test]
+    fn new_series_are_capped_per_writer_and_in_all_and_say_when_to_retry() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        s.set_policy(WritePolicy { max_new_series_per_minute: Some(8), max_new_series_per_minute_per_writer: Some(5), ..WritePolicy::default() }).expect("policy");
+        let t = T0 / S;
+        let lines = |host: &str| (0..10).map(|i| format!("gpu,host={host},uuid=GPU-{i} w=1 {t}\n")).collect::<String>();
+        let a = body_write(&s, &lines("a"), "a");
+        assert_eq!((a.new_series, a.refused.len()), (5, 5));
+        assert!(a.refused[0].reason.contains("[store] max_new_series_per_minute_per_token"), "{}", a.refused[0].reason);
+        assert!(a.refused.iter().all(|r| r.retry_after_s.is_some_and(|w| (1..=60).contains(&w))));
+        let b = body_write(&s, &lines("b"), "b");
+        assert_eq!(b.new_series, 3, "8 a minute in all");
+        assert!(b.refused[0].reason.contains("[store] max_new_series_per_minute)"), "{}", b.refused[0].reason);
+        // Existing series are never limited.
+        let again = body_write(&s, &lines("a"), "a");
+        assert_eq!(again.points, 5);
+        assert_eq!(again.new_series, 0);
+    }
+}
