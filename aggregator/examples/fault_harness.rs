@@ -42,7 +42,7 @@ async fn main() {
 
     let mut lives = Vec::new();
     let agg = Aggregator::start(port, &data, config, "1 steady load, until SIGKILL").await;
-    let mut fleet = Fleet::start(&FleetSpec { nodes, collectors, port, speed, interval: Duration::from_secs(1), work: work.path() });
+    let mut fleet = Fleet::start(&FleetSpec { nodes, collectors, port, speed, interval: Duration::from_secs(1), sampling_s: run_s + outage_sim_s / speed + 10.0, work: work.path() });
     let reader = reads.then(|| Reader::start(port, READ, read_pause));
     println!("{} collectors, {nodes} nodes ({} GPUs), 1 batch/s each, simulated clock x{speed}", fleet.collectors(), nodes * 8);
 

@@ -90,7 +90,7 @@ async fn main() {
     let budget_mb: Option<f64> = common::arg_opt("--memory-budget-mb").or(if common::arg_opt::<String>("--config").is_none() { Some(128.0) } else { None });
 
     // The outage: collectors sample into their spools with nobody to send to.
-    let mut fleet = Fleet::start(&FleetSpec { nodes, collectors, port, speed, interval: Duration::from_secs(1), work: work.path() });
+    let mut fleet = Fleet::start(&FleetSpec { nodes, collectors, port, speed, interval: Duration::from_secs(1), sampling_s: prefill_s + flood_s + 10.0, work: work.path() });
     println!("{} collectors, {nodes} nodes ({} GPUs), simulated clock x{speed}; {prefill_s} s with no aggregator", fleet.collectors(), nodes * 8);
     tokio::time::sleep(Duration::from_secs_f64(prefill_s)).await;
     let spooled = fleet.sum(|s| s.spool_batches.load(Ordering::Relaxed));

@@ -227,6 +227,10 @@ pub struct FleetSpec<'a> {
     pub speed: f64,
     /// Real time between a collector's batches.
     pub interval: Duration,
+    /// Real seconds the collectors will sample for, about: with `speed` above 1 the simulated
+    /// clock starts that much earlier, so that it reaches the wall clock near the end instead
+    /// of running ahead of it past `store.max_future_skew_s` (whose lines would be refused).
+    pub sampling_s: f64,
     pub work: &'a Path,
 }
 
@@ -240,7 +244,8 @@ fn spool_dir(work: &Path, c: usize) -> PathBuf {
 
 impl Fleet {
     pub fn start(spec: &FleetSpec<'_>) -> Fleet {
-        let start = Timestamp::now();
+        let ahead_s = (spec.speed - 1.0).max(0.0) * spec.sampling_s;
+        let start = Timestamp(Timestamp::now().0 - (ahead_s * 1e9) as i64);
         let per = spec.nodes.div_ceil(spec.collectors.max(1));
         let (stop, rx) = watch::channel(false);
         let mut fleet = Fleet { stats: Vec::new(), records: Vec::new(), per, tasks: Vec::new(), stop };
@@ -275,6 +280,18 @@ impl Fleet {
 
     pub fn sum(&self, f: impl Fn(&AgentStats) -> u64) -> u64 {
         self.stats.iter().map(|s| f(s)).sum()
+    }
+
+    /// What the collectors could not deliver or the server refused; all zero in a good run.
+    pub fn print_refusals(&self) {
+        let n = |f: fn(&AgentStats) -> &std::sync::atomic::AtomicU64| self.sum(|s| f(s).load(Ordering::Relaxed));
+        println!(
+            "collectors: {} lines refused by the server, {} batches rejected, {} dropped from full spools, {} send errors (retried)",
+            n(|s| &s.lines_refused),
+            n(|s| &s.batches_rejected),
+            n(|s| &s.batches_dropped),
+            n(|s| &s.send_errors)
+        );
     }
 
     /// Stops sampling, then sends what the spools still hold to the aggregator on `port`,
@@ -313,6 +330,7 @@ impl Fleet {
     /// every GPU's energy, and one sample per GPU per collector cycle. True when nothing is
     /// lost or counted twice.
     pub fn check_truth(&self, data: &Path) -> bool {
+        self.print_refusals();
         let store = Store::open(data).expect("open store");
         let mut gpu_stored = 0.0;
         let mut gpu_truth = 0.0;
