@@ -8,6 +8,9 @@
 //! see scripts/bench-ingest). "Points" are field values (one stored sample each); lines are
 //! reported too. `--split K` cuts each second of data into K requests, as K collectors would
 //! send it: each request is one commit, so this shows the cost of the commit's fsync.
+//! `--series N [--fields K]` measures instead what a series costs in memory: N new series (K
+//! fields a line), one sample each, then a checkpoint, and the growth of the resident set over N (the figure behind
+//! `kilowatch_store::SERIES_BYTES`).
 
 use std::time::Instant;
 
@@ -24,8 +27,38 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+fn rss_bytes() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(0.0) * 1024.0
+}
+
+/// Resident bytes a series costs: measured over `n` series with tags like a GPU's, `fields` a
+/// line (a GPU line has ten).
+fn series_memory(n: usize, fields: usize) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path()).expect("store");
+    let before = rss_bytes();
+    let t = 1_790_812_800i64;
+    let values: String = (0..fields).map(|f| format!("f{f}=1")).collect::<Vec<_>>().join(",");
+    for part in (0..n.div_ceil(fields)).collect::<Vec<_>>().chunks(10_000) {
+        let text: String = part.iter().map(|i| format!("gpu,host=dgx-{:04},gpu={},uuid=GPU-{:08x}-2222-3333-4444-555555555555 {values} {t}\n", i / 8, i % 8, i)).collect();
+        let b = kilowatch_store::Body { text: &text, precision: Precision::S, default_ts: Timestamp(0) };
+        store.write_body(&b, &parse_batch(b.text, b.precision, b.default_ts).expect("valid"), "bench").expect("store");
+    }
+    store.checkpoint().expect("checkpoint");
+    let after = rss_bytes();
+    let n = store.stats().expect("stats").series;
+    println!("{n} series, {fields} a line: resident set grew {:.1} MB, {:.0} bytes a series (the budget counts {})", (after - before) / 1e6, (after - before) / n as f64, kilowatch_store::SERIES_BYTES);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args.iter().position(|a| a == "--series").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()) {
+        let fields = args.iter().position(|a| a == "--fields").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(1);
+        series_memory(n, fields);
+        return;
+    }
     let steps: i64 = args.iter().position(|a| a == "--steps").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(60);
     let write_file = args.iter().position(|a| a == "--write-file").and_then(|i| args.get(i + 1)).cloned();
     let split: usize = args.iter().position(|a| a == "--split").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(1).max(1);

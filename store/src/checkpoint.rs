@@ -58,7 +58,7 @@ impl Store {
             let series = g.meta[g.persisted_series..]
                 .iter()
                 .zip(&g.new_keys)
-                .map(|(m, k)| (m.id, k.clone(), m.measurement.clone(), serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".into()), m.field.clone()))
+                .map(|(m, k)| (m.id, k.clone(), m.measurement.clone(), serde_json::to_string(m.tags.as_ref()).unwrap_or_else(|_| "{}".into()), m.field.clone()))
                 .collect();
             let changed = std::mem::take(&mut g.last_changed);
             let mut lasts = Vec::with_capacity(changed.len());

@@ -97,8 +97,15 @@ pub enum StoreError {
 pub struct SeriesMeta {
     pub id: SeriesId,
     pub measurement: String,
-    pub tags: Labels,
+    /// Shared by the series of one tag set (a GPU's ten fields hold one map, not ten): a
+    /// small map costs about 600 bytes, most of what a series costs in memory.
+    #[serde(serialize_with = "shared_labels")]
+    pub tags: Arc<Labels>,
     pub field: String,
+}
+
+fn shared_labels<S: serde::Serializer>(v: &Arc<Labels>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_ref().serialize(s)
 }
 
 impl SeriesMeta {
@@ -490,8 +497,17 @@ impl Inner {
                 rows.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
             }
         }
+        // Series of one tag set share its map, as they do when writes create them.
+        let mut shared: HashMap<String, Arc<Labels>> = HashMap::new();
         for (id, key, measurement, tags, field) in rows {
-            let tags: Labels = serde_json::from_str(&tags).map_err(|_| codec::CorruptRecord("series tags are not JSON"))?;
+            let tags = match shared.get(&tags) {
+                Some(t) => t.clone(),
+                None => {
+                    let t: Arc<Labels> = Arc::new(serde_json::from_str(&tags).map_err(|_| codec::CorruptRecord("series tags are not JSON"))?);
+                    shared.insert(tags, t.clone());
+                    t
+                }
+            };
             let id = SeriesId::try_from(id).map_err(|_| codec::CorruptRecord("series id out of range"))?;
             if id as usize != self.meta.len() {
                 return Err(codec::CorruptRecord("series ids are not dense").into());
