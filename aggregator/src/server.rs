@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(max_body));
     let acct = Arc::new(acct_api::Accounting::open(&state.store, metrics.clone()));
+    let auth = state.auth.clone();
     Router::new()
         .route("/api/v1/kpi", get(acct_api::kpi))
         .route("/api/v1/jobs", get(acct_api::list_jobs).post(acct_api::post_jobs))
@@ -61,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard)
         // The token of a request with a body is checked before any of it is read.
         .layer(middleware::from_fn_with_state(limits, guard::admit))
+        // Tenant-scoped tokens reach only the routes that filter by their scope; inside
+        // `basic_auth`, so a browser's credentials are scoped too.
+        .layer(middleware::from_fn_with_state(auth, crate::tenant::gate))
         .layer(middleware::from_fn(basic_auth))
         .layer(middleware::from_fn(guard::respond))
         .layer(middleware::from_fn_with_state(metrics, observe))

@@ -21,6 +21,9 @@ pub const WRITE: &str = "write-token-0123456789";
 pub const READ: &str = "read-token-0123456789";
 /// A token of scope `admin` (writes too), held by "ops on call".
 pub const ADMIN: &str = "admin-token-0123456789";
+/// A read token scoped to one customer's jobs: `owners = ["mistral-ai/*"]`.
+pub const TENANT: &str = "tenant-token-mistral-0123456789";
+pub const TENANT_OWNERS: &str = "mistral-ai/*";
 
 pub struct Server {
     pub addr: SocketAddr,
@@ -55,7 +58,10 @@ impl Server {
                 &AuthConfig {
                     write_tokens: vec![WRITE.into()],
                     read_tokens: vec![READ.into()],
-                    tokens: vec![TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin }],
+                    tokens: vec![
+                        TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin, owners: None },
+                        TokenEntry { name: "customer mistral-ai".into(), sha256: sha256_hex(TENANT), scope: TokenScope::Read, owners: Some(vec![TENANT_OWNERS.into()]) },
+                    ],
                 },
                 false,
             )),
