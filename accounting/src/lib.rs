@@ -11,5 +11,6 @@ pub mod ledger;
 pub mod periods;
 pub mod report;
 pub mod settings;
+pub mod statement;
 
 pub use settings::{Rules, Settings};

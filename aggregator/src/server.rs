@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}", get(acct_api::get_job))
         .route("/api/v1/eu-indicators", get(acct_api::eu_indicators))
         .route("/api/v1/reports/{file}", get(crate::report::web::get_report))
+        .route("/api/v1/statements/{owner}/{file}", get(crate::report::web::get_statement))
         .layer(axum::Extension(acct))
         .route("/api/v1/health", get(api::health))
         .route("/health", get(api::health))

@@ -1,7 +1,9 @@
-//! Tenant scopes through the HTTP API, over a simulated October 2024 (8 nodes, the demo's job
-//! stream, 1-hour steps). A token scoped to `mistral-ai/*` reads its own jobs and the site's
-//! KPIs, and no other tenant's job, owner, node or GPU in any answer; operator views (the live
-//! stream included) answer it 403.
+//! Tenant scopes and customer statements through the HTTP API, over a simulated October 2024
+//! (8 nodes, the demo's job stream, 1-hour steps). A token scoped to `mistral-ai/*` reads its
+//! own jobs and statements and the site's KPIs, and no other tenant's job, owner, node or GPU
+//! in any answer (JSON, CSV, the PDF's text through `pdftotext`, the live stream); operator
+//! views answer it 403. Every account's statement equals `/api/v1/jobs` to 1e-9, and the
+//! statements of all accounts plus idle and unattributed energy add up to metered E_IT.
 
 mod common;
 
@@ -17,6 +19,7 @@ use kilowatch_store::jobs::JobStore;
 use serde_json::Value;
 
 const MONTH: &str = "2024-10";
+const GENERATED: &str = "2024-11-02T06:00:00Z";
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(600)).build().expect("client")
@@ -32,6 +35,15 @@ async fn json(s: &Server, path: &str, token: &str) -> Value {
     r.json().await.expect("json")
 }
 
+fn close(a: f64, b: f64, what: &str) {
+    let scale = a.abs().max(b.abs()).max(1e-12);
+    assert!((a - b).abs() / scale <= 1e-9, "{what}: {a} vs {b}");
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
 /// October 2024 backfilled by the demo's code: 8 nodes, 1-hour steps.
 fn backfill_october(dir: &std::path::Path) {
     let start = Timestamp::from_secs(1_727_730_000); // an hour before the local month
@@ -45,6 +57,7 @@ fn backfill_october(dir: &std::path::Path) {
 /// What another tenant's data would show: its owners, and the GPUs ("node:index") and nodes
 /// only its jobs held.
 struct Foreign {
+    jobs: BTreeSet<String>,
     owners: BTreeSet<String>,
     gpus: BTreeSet<String>,
     nodes: BTreeSet<String>,
@@ -61,15 +74,25 @@ fn foreign(all: &Value) -> Foreign {
     let node = |g: &String| g.split(':').next().unwrap_or("").to_owned();
     let own_nodes: BTreeSet<String> = own.iter().map(node).collect();
     Foreign {
+        jobs: jobs.iter().filter(|j| !mine(j["owner"].as_str().unwrap_or(""))).map(|j| j["job"].as_str().expect("id").to_owned()).collect(),
         owners: jobs.iter().map(|j| j["owner"].as_str().unwrap_or("").to_owned()).filter(|o| !o.is_empty() && !mine(o)).collect(),
         gpus: other.difference(&own).cloned().collect(),
         nodes: other.iter().map(node).filter(|n| !own_nodes.contains(n)).collect(),
     }
 }
 
-/// No other tenant's owner, GPU or node in `text` (a GPU is checked as `node:index` and, in
+/// Whether `tok` occurs in `text` as a whole word (not followed by a letter or digit: job
+/// `sim:12` is not in `sim:123`).
+fn has(text: &str, tok: &str) -> bool {
+    text.match_indices(tok).any(|(i, _)| !text[i + tok.len()..].starts_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+/// No other tenant's job, owner, GPU or node in `text` (a GPU is checked as `node:index` and, in
 /// tables, as the node alone where no job of the tenant ran on it).
 fn assert_clean(text: &str, fo: &Foreign, what: &str) {
+    for j in &fo.jobs {
+        assert!(!has(text, j), "{what} names another tenant's job {j}");
+    }
     for o in &fo.owners {
         assert!(!text.contains(o.as_str()), "{what} names another tenant's owner {o}");
         let account = o.split('/').next().unwrap_or(o);
@@ -79,7 +102,7 @@ fn assert_clean(text: &str, fo: &Foreign, what: &str) {
         assert!(!text.contains(&format!("\"{g}\"")), "{what} names another tenant's GPU {g}");
     }
     for n in &fo.nodes {
-        assert!(!text.contains(n.as_str()), "{what} names node {n}, where only other tenants' jobs ran");
+        assert!(!has(text, n), "{what} names node {n}, where only other tenants' jobs ran");
     }
 }
 
@@ -94,7 +117,7 @@ async fn october() -> (tempfile::TempDir, Server, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_sees_only_its_own() {
-    let (_dir, s, all) = october().await;
+    let (dir, s, all) = october().await;
     let window = format!("/api/v1/jobs?period=month&month={MONTH}");
     let jobs = all["jobs"].as_array().expect("jobs");
     let own: BTreeMap<String, &Value> = jobs.iter().filter(|j| mine(j["owner"].as_str().unwrap_or(""))).map(|j| (j["job"].as_str().expect("id").to_owned(), j)).collect();
@@ -142,6 +165,40 @@ async fn a_tenant_sees_only_its_own() {
     let k = json(&s, &format!("/api/v1/kpi?period=month&month={MONTH}"), TENANT).await;
     assert!(k["pue"].as_f64().is_some());
 
+    // Its statement, in every format, names no one else.
+    let st = json(&s, &format!("/api/v1/statements/mistral-ai/{MONTH}.json?generated_at={GENERATED}"), TENANT).await;
+    assert_eq!(st["jobs"].as_array().expect("jobs").len(), own.len());
+    for fmt in ["json", "csv", "html"] {
+        let r = get(&s, &format!("/api/v1/statements/mistral-ai/{MONTH}.{fmt}?generated_at={GENERATED}"), TENANT).await;
+        assert_eq!(r.status(), 200, "{fmt}");
+        assert_clean(&r.text().await.expect("body"), &fo, &format!("statement .{fmt}"));
+    }
+    let pdf = get(&s, &format!("/api/v1/statements/mistral-ai/{MONTH}.pdf?generated_at={GENERATED}"), TENANT).await;
+    assert_eq!(pdf.status(), 200);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let pdf = pdf.bytes().await.expect("pdf");
+    let path = dir.path().join("statement.pdf");
+    std::fs::write(&path, &pdf).expect("write pdf");
+    if let Ok(keep) = std::env::var("KILOWATCH_KEEP_STATEMENT_PDF") {
+        std::fs::copy(&path, keep).expect("keep pdf");
+    }
+    if common::require_tool("pdftotext", "poppler-utils") {
+        let out = std::process::Command::new("pdftotext").args(["-layout"]).arg(&path).arg("-").output().expect("pdftotext");
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("energy statement for mistral-ai"), "{text}");
+        assert!(text.contains("mistral-ai/pretrain") || text.contains("mistral-ai/finetune"));
+        assert!(text.contains("Methodology") && text.contains("Data quality"));
+        assert_clean(&text, &fo, "statement PDF text");
+    }
+
+    // Other owners' statements, and owners it cannot see, are "no statement".
+    for other in ["kyutai", "mistral", "mistral-ai-evil", "scaleway/inference"] {
+        let r = get(&s, &format!("/api/v1/statements/{}/{MONTH}.json", other.replace('/', "%2F")), TENANT).await;
+        assert_eq!(r.status(), 404, "statement of {other}");
+    }
+    assert_eq!(get(&s, &format!("/api/v1/statements/kyutai/{MONTH}.json"), READ).await.status(), 200, "the operator reads any");
+
     // Operator views: refused, by header, by `?token=` (the live stream's way) and by basic auth.
     for path in [
         "/dashboard/overview.json",
@@ -187,4 +244,76 @@ async fn a_tenant_sees_only_its_own() {
     }
 
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_equal_the_jobs_api_and_add_up() {
+    let (dir, s, all) = october().await;
+    let jobs = all["jobs"].as_array().expect("jobs");
+    let k = json(&s, &format!("/api/v1/kpi?period=month&month={MONTH}"), READ).await;
+    // Every account's statement equals the jobs API; all of them + idle + unattributed = E_IT.
+    let accounts: BTreeSet<String> = jobs.iter().map(|j| j["owner"].as_str().unwrap_or("").split('/').next().unwrap_or("").to_owned()).collect();
+    assert!(!accounts.contains(""), "every job of the demo has an owner");
+    let by_id: BTreeMap<&str, &Value> = jobs.iter().map(|j| (j["job"].as_str().expect("id"), j)).collect();
+    let mut sum_it = 0.0;
+    let mut listed = 0;
+    for a in &accounts {
+        let st = json(&s, &format!("/api/v1/statements/{a}/{MONTH}.json"), READ).await;
+        let mut it = 0.0;
+        for j in st["jobs"].as_array().expect("jobs") {
+            let api = by_id[j["job"].as_str().expect("id")];
+            assert!(api["owner"].as_str().expect("owner").starts_with(&format!("{a}/")));
+            for k in ["gpu_energy_kwh", "it_energy_kwh", "facility_energy_kwh", "co2_kg"] {
+                close(f(&j[k]), f(&api[k]), &format!("{a} job {} {k}", j["job"]));
+            }
+            match (j["water_l"].as_f64(), api["water_l"].as_f64()) {
+                (Some(x), Some(y)) => close(x, y, "water"),
+                (x, y) => assert_eq!(x, y, "water metered in both or neither"),
+            }
+            it += f(&j["it_energy_kwh"]);
+            listed += 1;
+        }
+        let tot = &st["totals"];
+        close(f(&tot["it_energy_kwh"]), it, &format!("{a} total IT"));
+        let api_owners: f64 = all["by_owner"].as_object().expect("by_owner").iter().filter(|(o, _)| o.starts_with(&format!("{a}/"))).map(|(_, r)| f(&r["it_energy_kwh"])).sum();
+        close(f(&tot["it_energy_kwh"]), api_owners, &format!("{a} total IT = the API's owners"));
+        // Each hour's PUE, WUE and factor give the totals.
+        let hourly = st["hourly"].as_array().expect("hourly");
+        let hsum = |k: &str| hourly.iter().map(|h| f(&h[k])).sum::<f64>();
+        if it > 0.0 {
+            close(hsum("it_energy_kwh"), it, &format!("{a} hourly IT"));
+            close(hsum("facility_energy_kwh"), f(&tot["facility_energy_kwh"]), &format!("{a} hourly facility"));
+            close(hsum("co2_location_kg"), f(&tot["co2_kg"]), &format!("{a} hourly CO2"));
+            for h in hourly {
+                close(f(&h["facility_energy_kwh"]), f(&h["it_energy_kwh"]) * f(&h["pue"]), "an hour's facility = IT × its PUE");
+            }
+        }
+        assert_eq!(st["site"]["pue"], k["pue"], "the site's PUE for the month");
+        sum_it += it;
+    }
+    assert_eq!(listed, jobs.len(), "every job in exactly one account's statement");
+    let e_it = f(&all["it_energy_kwh"]);
+    close(sum_it + f(&all["idle_kwh"]) + f(&all["unattributed_kwh"]), e_it, "Σ accounts + idle + unattributed = metered E_IT");
+    close(e_it, f(&k["it_energy_kwh"]), "the jobs API's E_IT is the KPI's");
+
+    // A year's statement: per month.
+    let y = json(&s, "/api/v1/statements/mistral-ai/2024.json", TENANT).await;
+    assert_eq!(y["breakdown_unit"], "month");
+    assert_eq!(y["breakdown"].as_array().expect("months").len(), 12);
+    let m = json(&s, &format!("/api/v1/statements/mistral-ai/{MONTH}.json"), TENANT).await;
+    assert!(f(&y["totals"]["it_energy_kwh"]) >= f(&m["totals"]["it_energy_kwh"]) - 1e-9, "the year holds the month");
+
+    // `kilowatch statement` writes the API's bytes.
+    let api = get(&s, &format!("/api/v1/statements/mistral-ai/{MONTH}.csv?generated_at={GENERATED}"), READ).await.bytes().await.expect("csv");
+    s.stop().await;
+    let out = dir.path().join("cli.csv");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch"))
+        .args(["statement", "--owner", "mistral-ai", "--month", MONTH, "--format", "csv", "--generated-at", GENERATED, "--data-dir"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("kilowatch statement");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(std::fs::read(&out).expect("cli csv"), api.to_vec(), "the CLI's statement is the API's");
 }
