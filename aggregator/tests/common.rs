@@ -176,3 +176,14 @@ pub fn require_tool(bin: &str, package: &str) -> bool {
     }
     found
 }
+
+/// October 2024 (Europe/Paris: 745 hours) backfilled by the demo's code into the store in
+/// `dir`: 8 nodes, the demo's job stream, 1-hour steps, from an hour before the local month.
+pub fn backfill_october_2024(dir: &Path) {
+    let start = kilowatch_model::Timestamp::from_secs(1_727_730_000);
+    let end = kilowatch_model::Timestamp::from_secs(1_730_415_600 + 3600);
+    let store = Store::open(dir).expect("store");
+    let jobs = kilowatch_store::jobs::JobStore::open(dir).expect("jobs");
+    let mut site = kilowatch_sim::Site::new(kilowatch_sim::SimConfig { start, nodes: 8, site_nodes: 8, ..kilowatch_sim::SimConfig::default() });
+    kilowatch_aggregator::demo::backfill_with_jobs(&store, Some(&jobs), &mut site, end, std::time::Duration::from_secs(3600)).expect("backfill");
+}

@@ -11,11 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{READ, Server, TENANT};
-use kilowatch_aggregator::demo::backfill_with_jobs;
-use kilowatch_model::Timestamp;
-use kilowatch_sim::{SimConfig, Site};
-use kilowatch_store::Store;
-use kilowatch_store::jobs::JobStore;
 use serde_json::Value;
 
 const MONTH: &str = "2024-10";
@@ -42,16 +37,6 @@ fn close(a: f64, b: f64, what: &str) {
 
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
-/// October 2024 backfilled by the demo's code: 8 nodes, 1-hour steps.
-fn backfill_october(dir: &std::path::Path) {
-    let start = Timestamp::from_secs(1_727_730_000); // an hour before the local month
-    let end = Timestamp::from_secs(1_730_415_600 + 3600);
-    let store = Store::open(dir).expect("store");
-    let jobs = JobStore::open(dir).expect("jobs");
-    let mut site = Site::new(SimConfig { start, nodes: 8, site_nodes: 8, ..SimConfig::default() });
-    backfill_with_jobs(&store, Some(&jobs), &mut site, end, Duration::from_secs(3600)).expect("backfill");
 }
 
 /// What another tenant's data would show: its owners, and the GPUs ("node:index") and nodes
@@ -109,7 +94,7 @@ fn assert_clean(text: &str, fo: &Foreign, what: &str) {
 /// October backfilled and served; the operator's jobs answer for it.
 async fn october() -> (tempfile::TempDir, Server, Value) {
     let dir = tempfile::tempdir().expect("tmp");
-    backfill_october(dir.path());
+    common::backfill_october_2024(dir.path());
     let s = Server::start(dir.path()).await;
     let all = json(&s, &format!("/api/v1/jobs?period=month&month={MONTH}"), READ).await;
     (dir, s, all)

@@ -67,6 +67,14 @@ pub fn num(v: Option<f64>) -> String {
     }
 }
 
+/// A count ("GPUs …") without decimals, any other figure as [`num`].
+fn count_or_num(label: &str, v: Option<f64>) -> String {
+    match v {
+        Some(c) if label.starts_with("GPUs") => format!("{c:.0}"),
+        _ => num(v),
+    }
+}
+
 pub(super) fn n(v: f64) -> String {
     num(Some(v))
 }
@@ -177,6 +185,27 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
             head: strings([title, "jobs", "IT kWh", "facility kWh", "water L", "share of E_IT"]),
             rows: list.iter().map(|(k, v)| vec![k.clone(), v.jobs.to_string(), n(v.it_energy_kwh), n(v.facility_energy_kwh), v.water_l.map(n).unwrap_or_else(|| "not metered".into()), share(super::share(v.it_energy_kwh, j.it_energy_kwh))]).collect(),
         });
+    }
+
+    let g = &r.gpu_efficiency;
+    b.push(Heading("GPU-aware IT efficiency (voluntary indicators)".into()));
+    match (&g.month, &g.year_to_date) {
+        (Some(m), Some(y)) => {
+            type Get = fn(&kilowatch_accounting::gpu_efficiency::GpuEfficiency) -> Option<f64>;
+            let rows: [(&str, Get); 8] = [
+                ("GPUs with power readings", |x| Some(x.gpus as f64)),
+                ("GPU-hours powered", |x| Some(x.gpu_hours_powered)),
+                ("GPU-hours allocated to jobs", |x| Some(x.gpu_hours_allocated)),
+                ("GPU-hours busy (mean utilization)", |x| x.gpu_hours_busy),
+                ("allocated / powered (%)", |x| x.allocated_pct),
+                ("busy / powered (%)", |x| x.busy_pct),
+                ("idle energy share of E_IT (%)", |x| x.idle_energy_share_pct),
+                ("IT energy per busy GPU-hour (kWh)", |x| x.it_kwh_per_busy_gpu_hour),
+            ];
+            b.push(Table { head: strings(["indicator", "month", "year to date"]), rows: rows.iter().map(|(l, get)| vec![(*l).to_owned(), count_or_num(l, get(m)), count_or_num(l, get(y))]).collect() });
+            b.push(Meta("No standard covers accelerator servers (ISO/IEC 30134-5 excludes them): these are Kilowatch's indicators, defined in docs/report.md. Busy = each hour's mean GPU utilization × the hour.".into()));
+        }
+        _ => b.push(Para(g.unavailable.clone().unwrap_or_else(|| "not available".into()))),
     }
 
     b.push(Heading("Alerts".into()));
