@@ -209,7 +209,9 @@ fn hourly(jobs: &[StatementJob], steps: &[attribution::StepFactors]) -> Vec<Hour
     steps
         .iter()
         .filter_map(|f| {
-            let &(gpu, it) = by_t.get(f.t.as_str())?;
+            // A running job holds its GPUs past the newest data: hours with nothing used are not
+            // hours "with energy of yours".
+            let &(gpu, it) = by_t.get(f.t.as_str()).filter(|(g, i)| *g > 0.0 || *i > 0.0)?;
             let fac = it * f.pue;
             Some(Hour {
                 t: f.t.clone(),

@@ -164,8 +164,12 @@ async fn a_tenant_sees_only_its_own() {
     let pdf = pdf.bytes().await.expect("pdf");
     let path = dir.path().join("statement.pdf");
     std::fs::write(&path, &pdf).expect("write pdf");
+    // To look at the pages: the month's statement, and the year's beside it (`….year.pdf`).
     if let Ok(keep) = std::env::var("KILOWATCH_KEEP_STATEMENT_PDF") {
-        std::fs::copy(&path, keep).expect("keep pdf");
+        std::fs::copy(&path, &keep).expect("keep pdf");
+        let year = get(&s, &format!("/api/v1/statements/mistral-ai/2024.pdf?generated_at={GENERATED}"), TENANT).await;
+        assert_eq!(year.status(), 200);
+        std::fs::write(format!("{keep}.year.pdf"), year.bytes().await.expect("pdf")).expect("keep year pdf");
     }
     if common::require_tool("pdftotext", "poppler-utils") {
         let out = std::process::Command::new("pdftotext").args(["-layout"]).arg(&path).arg("-").output().expect("pdftotext");
@@ -270,6 +274,7 @@ async fn statements_equal_the_jobs_api_and_add_up() {
             close(hsum("facility_energy_kwh"), f(&tot["facility_energy_kwh"]), &format!("{a} hourly facility"));
             close(hsum("co2_location_kg"), f(&tot["co2_kg"]), &format!("{a} hourly CO2"));
             for h in hourly {
+                assert!(f(&h["it_energy_kwh"]) > 0.0 || f(&h["gpu_energy_kwh"]) > 0.0, "an hour listed used energy: {h}");
                 close(f(&h["facility_energy_kwh"]), f(&h["it_energy_kwh"]) * f(&h["pue"]), "an hour's facility = IT × its PUE");
             }
         }
