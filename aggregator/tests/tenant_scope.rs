@@ -187,6 +187,9 @@ async fn a_tenant_sees_only_its_own() {
         assert_eq!(r.status(), 404, "statement of {other}");
     }
     assert_eq!(get(&s, &format!("/api/v1/statements/kyutai/{MONTH}.json"), READ).await.status(), 200, "the operator reads any");
+    let one = json(&s, &format!("/api/v1/statements/mistral-ai%2Fpretrain/{MONTH}.json"), TENANT).await;
+    assert_eq!(one["meta"]["owner"], "mistral-ai/pretrain", "an owner with a `/`, percent-encoded");
+    assert!(one["jobs"].as_array().expect("jobs").iter().all(|j| j["owner"] == "mistral-ai/pretrain"));
 
     // Operator views: refused, by header, by `?token=` (the live stream's way) and by basic auth.
     for path in [
