@@ -123,6 +123,23 @@ pub struct Attribution {
     pub by_owner: BTreeMap<String, Rollup>,
     pub by_project: BTreeMap<String, Rollup>,
     pub data_quality: AttributionQuality,
+    /// The PUE, WUE and carbon factor each step's energy was attributed with (customer
+    /// statements show them); not part of the jobs API's answer.
+    #[serde(skip)]
+    pub steps: Vec<StepFactors>,
+}
+
+/// What one step's (one clock hour's) IT energy was multiplied by.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct StepFactors {
+    /// The step's start, RFC 3339: the `t` of the jobs' series points at one-hour steps.
+    pub t: String,
+    pub pue: f64,
+    /// L/kWh; none where no water meter covers the window.
+    pub wue_l_per_kwh: Option<f64>,
+    pub carbon_factor_kg_per_kwh: f64,
+    /// The step fell back to the window's PUE (no valid PUE of its own).
+    pub window_pue: bool,
 }
 
 struct NodeSeries {
@@ -262,12 +279,14 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
     let mut wue = vec![0.0; n_steps];
     // Each hour's E_DC mixes grid energy at the grid's factor and generator energy at its own.
     let mut cef = vec![0.0; n_steps];
+    let mut fallback = vec![false; n_steps];
     for s in 0..n_steps {
         let (it, fac, gen_kwh, water) = (clock(&site.it_kwh, s), clock(&site.facility_kwh, s), clock(&site.generator_kwh, s), clock(&site.water_m3, s));
         pue[s] = if it > 0.0 && fac >= it {
             fac / it
         } else {
             q.steps_without_pue += 1;
+            fallback[s] = true;
             window_pue.unwrap_or(0.0)
         };
         wue[s] = if it > 0.0 { water * 1000.0 / it } else if it_total > 0.0 { water_total * 1000.0 / it_total } else { 0.0 };
@@ -453,15 +472,7 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
         q.low_confidence_jobs += usize::from(j.confidence == "low");
         jobs_it += j.it_energy_kwh;
         for (map, key) in [(&mut by_owner, &j.owner), (&mut by_project, &j.project)] {
-            let r = map.entry(if key.is_empty() { "(unknown)".to_owned() } else { key.clone() }).or_default();
-            r.jobs += 1;
-            r.gpu_energy_kwh += j.gpu_energy_kwh;
-            r.it_energy_kwh += j.it_energy_kwh;
-            r.facility_energy_kwh += j.facility_energy_kwh;
-            if let Some(w) = j.water_l {
-                *r.water_l.get_or_insert(0.0) += w;
-            }
-            r.co2_kg += j.co2_kg;
+            add_to_rollup(map.entry(if key.is_empty() { "(unknown)".to_owned() } else { key.clone() }).or_default(), j);
         }
     }
     tracing::debug!(jobs = jobs.len(), it_kwh = it_total, jobs_kwh = jobs_it, idle_kwh = idle, "attributed");
@@ -483,7 +494,22 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
         by_owner,
         by_project,
         data_quality: q,
+        steps: (0..n_steps)
+            .map(|s| StepFactors { t: Timestamp(steps[s]).to_rfc3339(), pue: pue[s], wue_l_per_kwh: site.water_metered.then_some(wue[s]), carbon_factor_kg_per_kwh: cef[s], window_pue: fallback[s] })
+            .collect(),
     }))
+}
+
+/// Adds a job's figures to a roll-up (per owner, per project, a customer's statement).
+pub fn add_to_rollup(r: &mut Rollup, j: &JobEnergy) {
+    r.jobs += 1;
+    r.gpu_energy_kwh += j.gpu_energy_kwh;
+    r.it_energy_kwh += j.it_energy_kwh;
+    r.facility_energy_kwh += j.facility_energy_kwh;
+    if let Some(w) = j.water_l {
+        *r.water_l.get_or_insert(0.0) += w;
+    }
+    r.co2_kg += j.co2_kg;
 }
 
 impl JobEnergy {

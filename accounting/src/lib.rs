@@ -6,10 +6,12 @@
 pub mod attribution;
 pub mod carbon;
 pub mod eu;
+pub mod gpu_efficiency;
 pub mod kpi;
 pub mod ledger;
 pub mod periods;
 pub mod report;
 pub mod settings;
+pub mod statement;
 
 pub use settings::{Rules, Settings};

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::api::{AppState, error, parse_range};
 use kilowatch_accounting::attribution::{self, Attribution};
 use crate::auth::{Auth, Grant};
+use crate::tenant::Tenant;
 use kilowatch_store::jobs::{JobError, JobPost, JobStore};
 use kilowatch_accounting::periods;
 use kilowatch_store::Store;
@@ -68,6 +69,20 @@ async fn cached<E: std::fmt::Display + Send + 'static>(
     range: TimeRange,
     f: impl FnOnce() -> Result<serde_json::Value, E> + Send + 'static,
 ) -> Response {
+    match cached_value(st, acct, key, range, f).await {
+        Ok(v) => Json(v.as_ref()).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// [`cached`], the value itself, or the error's answer.
+async fn cached_value<E: std::fmt::Display + Send + 'static>(
+    st: &AppState,
+    acct: &Arc<Accounting>,
+    key: String,
+    range: TimeRange,
+    f: impl FnOnce() -> Result<serde_json::Value, E> + Send + 'static,
+) -> Result<Arc<serde_json::Value>, Response> {
     let store = st.store.clone();
     let a = acct.clone();
     let compute = move |store: Arc<kilowatch_store::Store>, a: Arc<Accounting>, key: String| -> Result<Arc<serde_json::Value>, E> {
@@ -103,9 +118,9 @@ async fn cached<E: std::fmt::Display + Send + 'static>(
     })
     .await;
     match res {
-        Ok(Ok(v)) => Json(v.as_ref()).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string())),
     }
 }
 
@@ -217,7 +232,7 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
     }
 }
 
-pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+pub async fn list_jobs(State(st): State<AppState>, acct: Acct, tenant: Option<Extension<Tenant>>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
     if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
         return r;
     }
@@ -232,7 +247,7 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<W
     // Dropped with this future when the client goes: the computation then stops.
     let cancel = attribution::Cancel::default();
     let on_drop = cancel.on_drop();
-    let resp = cached(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
+    let resp = cached_value(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
         let acct = a2;
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
         let a = attribution::allocations(&store, js, range)?;
@@ -246,10 +261,17 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, Query(q): Query<W
     })
     .await;
     on_drop.disarm();
-    resp
+    // The whole answer is computed and cached once for everyone; a tenant gets its part of it.
+    match resp {
+        Ok(v) => match tenant {
+            Some(Extension(Tenant(scope))) => Json(crate::tenant::jobs_answer(&v, &scope)).into_response(),
+            None => Json(v.as_ref()).into_response(),
+        },
+        Err(r) => r,
+    }
 }
 
-pub async fn get_job(State(st): State<AppState>, acct: Acct, Path(id): Path<String>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+pub async fn get_job(State(st): State<AppState>, acct: Acct, tenant: Option<Extension<Tenant>>, Path(id): Path<String>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
     if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
         return r;
     }
@@ -258,7 +280,8 @@ pub async fn get_job(State(st): State<AppState>, acct: Acct, Path(id): Path<Stri
     let res = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, JobError> {
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
         let mut a = js.job(&id)?;
-        if a.is_empty() {
+        // Another tenant's job is "no such job": a 403 would tell that the id exists.
+        if a.is_empty() || tenant.as_ref().is_some_and(|Extension(Tenant(s))| !a.iter().filter(|x| x.job == id).all(|x| s.allows(&x.owner))) {
             return Ok(None);
         }
         let newest = store.live_now()?;

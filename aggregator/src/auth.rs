@@ -5,7 +5,10 @@
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
 use crate::config::{AuthConfig, TokenScope};
+use crate::tenant::OwnerScope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
@@ -19,6 +22,18 @@ struct Known {
     name: String,
     hash: [u8; 32],
     scope: TokenScope,
+    /// A read token limited to these owners' jobs (`[[auth.tokens]] owners`).
+    owners: Option<Arc<OwnerScope>>,
+}
+
+/// What a token may read.
+#[derive(Debug, Clone)]
+pub enum ReadAccess {
+    Denied,
+    /// Everything a read token reads: the operator's view.
+    All,
+    /// Only these owners' jobs and statements, and the site-level KPIs.
+    Owners(Arc<OwnerScope>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -50,7 +65,7 @@ impl Auth {
         let mut known = Vec::new();
         for (list, scope, name) in [(write, TokenScope::Write, "write token"), (read, TokenScope::Read, "read token")] {
             for (i, t) in list.iter().enumerate() {
-                known.push(Known { name: format!("{name} {}", i + 1), hash: sha256(t), scope });
+                known.push(Known { name: format!("{name} {}", i + 1), hash: sha256(t), scope, owners: None });
             }
         }
         Auth { known, open_reads }
@@ -59,7 +74,7 @@ impl Auth {
     pub fn from_config(cfg: &AuthConfig, open_reads: bool) -> Self {
         let mut a = Auth::new(cfg.write_tokens.clone(), cfg.read_tokens.clone(), open_reads);
         // Validated at load: every hash is 64 hex digits.
-        a.known.extend(cfg.tokens.iter().filter_map(|t| Some(Known { name: t.name.clone(), hash: from_hex(&t.sha256)?, scope: t.scope })));
+        a.known.extend(cfg.tokens.iter().filter_map(|t| Some(Known { name: t.name.clone(), hash: from_hex(&t.sha256)?, scope: t.scope, owners: t.owners.as_ref().map(|o| Arc::new(OwnerScope::new(o))) })));
         a
     }
 
@@ -120,6 +135,17 @@ impl Auth {
     pub fn may_read(&self, token: Option<&str>) -> bool {
         self.open_reads || self.grant(token) == Grant::Read
     }
+
+    /// What a token may read: a tenant-scoped token is held to its owners even where reads are
+    /// open (demo), so that trying one there shows what its holder would see.
+    pub fn read_access(&self, token: Option<&str>) -> ReadAccess {
+        match self.find(token) {
+            Some(Known { scope: TokenScope::Read, owners: Some(o), .. }) => ReadAccess::Owners(o.clone()),
+            Some(Known { scope: TokenScope::Read, .. }) => ReadAccess::All,
+            _ if self.open_reads => ReadAccess::All,
+            _ => ReadAccess::Denied,
+        }
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -147,7 +173,7 @@ mod tests {
     #[test]
     fn hashed_tokens_identify_their_holder() {
         let cfg = AuthConfig {
-            tokens: vec![TokenEntry { name: "collector dgx-001".into(), sha256: sha256_hex("s3cret-token-for-dgx-001"), scope: TokenScope::Write }],
+            tokens: vec![TokenEntry { name: "collector dgx-001".into(), sha256: sha256_hex("s3cret-token-for-dgx-001"), scope: TokenScope::Write, owners: None }],
             ..AuthConfig::default()
         };
         let a = Auth::from_config(&cfg, false);
@@ -155,7 +181,7 @@ mod tests {
         assert_eq!(a.grant(Some("s3cret-token-for-dgx-002")), Grant::None);
         assert_eq!(a.admin(Some("s3cret-token-for-dgx-001")), Err(Grant::Write), "a write token is no admin");
         let cfg = AuthConfig {
-            tokens: vec![TokenEntry { name: "ops on call".into(), sha256: sha256_hex("admin-token-0123456789"), scope: TokenScope::Admin }],
+            tokens: vec![TokenEntry { name: "ops on call".into(), sha256: sha256_hex("admin-token-0123456789"), scope: TokenScope::Admin, owners: None }],
             ..AuthConfig::default()
         };
         let a = Auth::from_config(&cfg, false);

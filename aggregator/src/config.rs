@@ -170,6 +170,12 @@ pub struct TokenEntry {
     /// Hex SHA-256 of the token.
     pub sha256: String,
     pub scope: TokenScope,
+    /// Only with `scope = "read"`: the owners (Slurm accounts, the `owner` of posted jobs)
+    /// whose jobs and statements this token may read, as globs (`*` any run of characters, `?`
+    /// one; `"mistral-ai/*"`). Absent: every owner. A scoped token sees only the site-level
+    /// KPIs besides its own jobs (docs/security.md "Tenant scopes").
+    #[serde(default)]
+    pub owners: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -489,6 +495,11 @@ impl Config {
         for (i, t) in self.auth.tokens.iter().enumerate() {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ConfigError::Invalid { key: "auth.tokens.sha256", message: format!("entry {} ({:?}): 64 hex digits expected (kilowatch hash-token prints them)", i + 1, t.name) });
+            }
+            if let Some(owners) = &t.owners
+                && let Err(why) = crate::tenant::check_owners(t.scope, owners)
+            {
+                return Err(ConfigError::Invalid { key: "auth.tokens.owners", message: format!("entry {} ({:?}): {why}", i + 1, t.name) });
             }
         }
         Ok(())

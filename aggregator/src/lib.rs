@@ -17,5 +17,6 @@ pub mod report;
 pub mod server;
 pub mod sink;
 pub mod slurm;
+pub mod tenant;
 pub mod tls;
 pub mod view;

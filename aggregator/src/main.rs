@@ -22,6 +22,35 @@ struct Cli {
     command: Command,
 }
 
+/// Where the documents' data is and when they say they were made (`report`, `statement`).
+#[derive(clap::Args)]
+struct DocumentArgs {
+    /// Directory of the embedded store (overrides the config's server.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Generation time to print (RFC 3339); default SOURCE_DATE_EPOCH, else now. Pin it for
+    /// byte-identical files.
+    #[arg(long)]
+    generated_at: Option<String>,
+}
+
+impl DocumentArgs {
+    /// The configuration (defaults without `--config`) and the store it names.
+    fn open(&self) -> anyhow::Result<(Config, Store)> {
+        let mut cfg = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            cfg.server.data_dir = d.clone();
+        }
+        let store = Store::open(&cfg.server.data_dir).with_context(|| format!("opening the store in {}", cfg.server.data_dir.display()))?;
+        Ok((cfg, store))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the aggregator: ingest, store, API and dashboard.
@@ -93,15 +122,29 @@ enum Command {
         /// Directory to write `<site>-<month>.<ext>` into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        /// Directory of the embedded store (overrides the config's server.data_dir).
+        #[command(flatten)]
+        docs: DocumentArgs,
+    },
+    /// Write a customer's energy statement (its jobs' energy, water and CO2) for a local
+    /// calendar month or year.
+    Statement {
+        /// The account or owner: its jobs are those whose owner is it or starts with it and `/`.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Generation time to print (RFC 3339); default SOURCE_DATE_EPOCH, else now. Pin it
-        /// for byte-identical files.
+        owner: String,
+        /// A month, YYYY-MM, in the site's time zone.
+        #[arg(long, conflicts_with = "year", required_unless_present = "year")]
+        month: Option<String>,
+        /// A calendar year, YYYY.
         #[arg(long)]
-        generated_at: Option<String>,
+        year: Option<String>,
+        /// pdf, csv, json or html.
+        #[arg(long, default_value = "pdf")]
+        format: String,
+        /// The file to write; default `<site>-<owner>-<period>.<ext>` here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        docs: DocumentArgs,
     },
     /// Parse a configuration file and say what is wrong with it, if anything.
     CheckConfig {
@@ -240,20 +283,22 @@ async fn main() -> anyhow::Result<()> {
                 slurm::run_poller(squeue, Duration::from_secs(interval.max(1)), shutdown_on_ctrl_c(), sink).await;
             }
         }
-        Command::Report { month, format, out, data_dir, config, generated_at } => {
-            let mut cfg = match &config {
-                Some(p) => Config::load(p)?,
-                None => Config::default(),
-            };
-            if let Some(d) = data_dir {
-                cfg.server.data_dir = d;
-            }
+        Command::Report { month, format, out, docs } => {
             let formats = format.split(',').map(kilowatch_aggregator::report::render::Format::parse).collect::<Result<Vec<_>, _>>()?;
-            let store = Store::open(&cfg.server.data_dir).with_context(|| format!("opening the store in {}", cfg.server.data_dir.display()))?;
-            let written = kilowatch_aggregator::report::write_files(&store, &cfg, &month, &formats, &out, generated_at.as_deref())?;
+            let (cfg, store) = docs.open()?;
+            let written = kilowatch_aggregator::report::write_files(&store, &cfg, &month, &formats, &out, docs.generated_at.as_deref())?;
             for p in written {
                 println!("{}", p.display());
             }
+        }
+        Command::Statement { owner, month, year, format, out, docs } => {
+            let format = kilowatch_aggregator::report::render::Format::parse(&format)?;
+            let period = month.or(year).context("--month or --year is required")?;
+            let (cfg, store) = docs.open()?;
+            let s = kilowatch_aggregator::report::statement(&store, &cfg, &owner, &period, docs.generated_at.as_deref())?;
+            let path = out.unwrap_or_else(|| PathBuf::from(kilowatch_aggregator::report::statement_file(&cfg, &owner, &period, format)));
+            std::fs::write(&path, kilowatch_aggregator::report::render::render(&s, format)?).with_context(|| format!("writing {}", path.display()))?;
+            println!("{}", path.display());
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;

@@ -44,12 +44,14 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(max_body));
     let acct = Arc::new(acct_api::Accounting::open(&state.store, metrics.clone()));
+    let auth = state.auth.clone();
     Router::new()
         .route("/api/v1/kpi", get(acct_api::kpi))
         .route("/api/v1/jobs", get(acct_api::list_jobs).post(acct_api::post_jobs))
         .route("/api/v1/jobs/{id}", get(acct_api::get_job))
         .route("/api/v1/eu-indicators", get(acct_api::eu_indicators))
         .route("/api/v1/reports/{file}", get(crate::report::web::get_report))
+        .route("/api/v1/statements/{owner}/{file}", get(crate::report::web::get_statement))
         .layer(axum::Extension(acct))
         .route("/api/v1/health", get(api::health))
         .route("/health", get(api::health))
@@ -61,6 +63,9 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard)
         // The token of a request with a body is checked before any of it is read.
         .layer(middleware::from_fn_with_state(limits, guard::admit))
+        // Tenant-scoped tokens reach only the routes that filter by their scope; inside
+        // `basic_auth`, so a browser's credentials are scoped too.
+        .layer(middleware::from_fn_with_state(auth, crate::tenant::gate))
         .layer(middleware::from_fn(basic_auth))
         .layer(middleware::from_fn(guard::respond))
         .layer(middleware::from_fn_with_state(metrics, observe))

@@ -21,6 +21,9 @@ pub const WRITE: &str = "write-token-0123456789";
 pub const READ: &str = "read-token-0123456789";
 /// A token of scope `admin` (writes too), held by "ops on call".
 pub const ADMIN: &str = "admin-token-0123456789";
+/// A read token scoped to one customer's jobs: `owners = ["mistral-ai/*"]`.
+pub const TENANT: &str = "tenant-token-mistral-0123456789";
+pub const TENANT_OWNERS: &str = "mistral-ai/*";
 
 pub struct Server {
     pub addr: SocketAddr,
@@ -55,7 +58,10 @@ impl Server {
                 &AuthConfig {
                     write_tokens: vec![WRITE.into()],
                     read_tokens: vec![READ.into()],
-                    tokens: vec![TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin }],
+                    tokens: vec![
+                        TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin, owners: None },
+                        TokenEntry { name: "customer mistral-ai".into(), sha256: sha256_hex(TENANT), scope: TokenScope::Read, owners: Some(vec![TENANT_OWNERS.into()]) },
+                    ],
                 },
                 false,
             )),
@@ -169,4 +175,15 @@ pub fn require_tool(bin: &str, package: &str) -> bool {
         eprintln!("SKIPPED: {bin} not found (apt-get install {package})");
     }
     found
+}
+
+/// October 2024 (Europe/Paris: 745 hours) backfilled by the demo's code into the store in
+/// `dir`: 8 nodes, the demo's job stream, 1-hour steps, from an hour before the local month.
+pub fn backfill_october_2024(dir: &Path) {
+    let start = kilowatch_model::Timestamp::from_secs(1_727_730_000);
+    let end = kilowatch_model::Timestamp::from_secs(1_730_415_600 + 3600);
+    let store = Store::open(dir).expect("store");
+    let jobs = kilowatch_store::jobs::JobStore::open(dir).expect("jobs");
+    let mut site = kilowatch_sim::Site::new(kilowatch_sim::SimConfig { start, nodes: 8, site_nodes: 8, ..kilowatch_sim::SimConfig::default() });
+    kilowatch_aggregator::demo::backfill_with_jobs(&store, Some(&jobs), &mut site, end, std::time::Duration::from_secs(3600)).expect("backfill");
 }

@@ -24,6 +24,7 @@ use crate::kpi::{self, Kpi};
 use crate::periods::{self, PeriodError};
 use kilowatch_store::{Store, StoreError};
 use crate::eu;
+use crate::gpu_efficiency::{self, GpuEfficiency};
 
 pub use climate::{AshraeUnit, Climate};
 
@@ -149,6 +150,16 @@ pub struct Jobs {
     pub unavailable: Option<String>,
 }
 
+/// The GPU-aware IT-efficiency indicators (voluntary: no standard covers accelerator servers)
+/// over the month and the year to date.
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuEfficiencySection {
+    pub month: Option<GpuEfficiency>,
+    pub year_to_date: Option<GpuEfficiency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Alerts {
     /// Alerts that fired during the month, by their `severity` label.
@@ -179,6 +190,7 @@ pub struct MonthlyReport {
     pub daily: Vec<Day>,
     pub climate: Climate,
     pub jobs: Jobs,
+    pub gpu_efficiency: GpuEfficiencySection,
     pub alerts: Alerts,
     pub eu: eu::EuReport,
     pub data_quality: kpi::DataQuality,
@@ -316,7 +328,15 @@ fn top(map: std::collections::BTreeMap<String, Rollup>) -> Vec<(String, Rollup)>
     v
 }
 
-fn jobs_section(store: &Store, cfg: &impl Settings, range: kilowatch_model::TimeRange) -> Result<Jobs, ReportError> {
+/// The indicators over `range`, attributing it afresh (the year to date).
+fn gpu_efficiency_over(store: &Store, cfg: &impl Settings, js: &JobStore, range: TimeRange, label: &str) -> Result<GpuEfficiency, ReportError> {
+    let allocs = attribution::allocations(store, js, range)?;
+    let att = attribution::attribute(store, &allocs, range, None, cfg.carbon())?;
+    Ok(gpu_efficiency::compute(store, &allocs, &att, range, label)?)
+}
+
+/// The jobs section and the month's GPU efficiency, from one attribution.
+fn jobs_section(store: &Store, cfg: &impl Settings, range: kilowatch_model::TimeRange, label: &str) -> Result<(Jobs, Option<GpuEfficiency>), ReportError> {
     let empty = |why: String| Jobs {
         it_energy_kwh: 0.0,
         jobs_it_energy_kwh: 0.0,
@@ -334,17 +354,18 @@ fn jobs_section(store: &Store, cfg: &impl Settings, range: kilowatch_model::Time
     };
     let js = match JobStore::beside(store) {
         Ok(j) => j,
-        Err(e) => return Ok(empty(format!("job ledger unavailable: {e}"))),
+        Err(e) => return Ok((empty(format!("job ledger unavailable: {e}")), None)),
     };
     let allocs = attribution::allocations(store, &js, range)?;
     // One-hour steps, as `GET /api/v1/jobs` uses: overhead follows each hour's own PUE.
     let att = attribution::attribute(store, &allocs, range, None, cfg.carbon())?;
+    let efficiency = gpu_efficiency::compute(store, &allocs, &att, range, label)?;
     let mut jobs = att.jobs;
     jobs.sort_by(|a, b| b.it_energy_kwh.total_cmp(&a.it_energy_kwh).then_with(|| a.job.cmp(&b.job)));
     let job_count = jobs.len();
     jobs.truncate(TOP_N);
     let it = att.it_energy_kwh;
-    Ok(Jobs {
+    let jobs = Jobs {
         it_energy_kwh: it,
         jobs_it_energy_kwh: att.jobs_it_energy_kwh,
         idle_kwh: att.idle_kwh,
@@ -358,7 +379,8 @@ fn jobs_section(store: &Store, cfg: &impl Settings, range: kilowatch_model::Time
         top_projects: top(att.by_project),
         low_confidence_jobs: att.data_quality.low_confidence_jobs,
         unavailable: None,
-    })
+    };
+    Ok((jobs, Some(efficiency)))
 }
 
 fn methodology(cfg: &impl Settings, m: &Kpi) -> Methodology {
@@ -418,6 +440,11 @@ pub fn build(store: &Store, cfg: &impl Settings, month: &str, generated_at: Opti
         same_month_last_year: month_window(tz, &shift_month(month, -12)?, cfg, store)?,
         month: month_kpi,
     };
+    let (jobs, month_efficiency) = jobs_section(store, cfg, p.range, &p.label)?;
+    let gpu_efficiency = match JobStore::beside(store) {
+        Ok(js) => GpuEfficiencySection { month: month_efficiency, year_to_date: Some(gpu_efficiency_over(store, cfg, &js, ytd_p.range, &ytd_p.label)?), unavailable: None },
+        Err(e) => GpuEfficiencySection { month: None, year_to_date: None, unavailable: Some(format!("job ledger unavailable: {e}")) },
+    };
     let summary = Summary { pue_label: windows.month.pue_label.clone(), pue_category: windows.month.pue_category, headlines: headlines(&windows) };
     Ok(MonthlyReport {
         meta: Meta {
@@ -434,7 +461,8 @@ pub fn build(store: &Store, cfg: &impl Settings, month: &str, generated_at: Opti
         kpi_table: kpi_table(&windows),
         daily: daily(store, cfg, tz, p.range.from, p.range.to)?,
         climate: climate::build(store, tz, p.range)?,
-        jobs: jobs_section(store, cfg, p.range)?,
+        jobs,
+        gpu_efficiency,
         alerts: alerts(p.range),
         eu: eu::indicators_to_month(store, cfg, month)?,
         data_quality: windows.month.data_quality.clone(),

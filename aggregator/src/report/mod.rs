@@ -8,7 +8,8 @@ pub mod web;
 use std::collections::BTreeMap;
 
 pub use kilowatch_accounting::report::*;
-pub use kilowatch_dashboard::report::{RenderedPdf, render, render_pdf};
+pub use kilowatch_accounting::statement::Statement;
+pub use kilowatch_dashboard::report::{Document, RenderedPdf, render, render_pdf};
 use kilowatch_store::Store;
 
 use crate::config::Config;
@@ -51,6 +52,18 @@ fn alerts_section(store: &Store, range: kilowatch_model::TimeRange) -> Alerts {
     }
     let source = format!("alert history in alerts.db ({} notifications since the month began) and the alert engine's state", log.len());
     Alerts { total: by.values().sum(), fired_by_severity: by, source, unavailable: None }
+}
+
+/// A customer's statement for `period` (`YYYY-MM` or `YYYY`, local to `site.timezone`).
+pub fn statement(store: &Store, cfg: &Config, owner: &str, period: &str, generated_at: Option<&str>) -> Result<Statement, ReportError> {
+    kilowatch_accounting::statement::build(store, cfg, owner, period, generated_at)
+}
+
+/// The file name of a statement: of the owner's characters, those not safe in a file name or
+/// a header (`/`, quotes, spaces) become `_`.
+pub fn statement_file(cfg: &Config, owner: &str, period: &str, f: render::Format) -> String {
+    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect::<String>();
+    format!("{}-{}-{}.{}", safe(&cfg.site.name), safe(owner), safe(period), f.ext())
 }
 
 /// Builds the report once and writes `<site>-<month>.<ext>` per format into `dir`.

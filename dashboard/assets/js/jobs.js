@@ -12,7 +12,9 @@ async function load() {
   KW.set("idle-kwh", KW.fmt(data.idle_kwh, 1));
   KW.set("unattr-kwh", KW.fmt(data.unattributed_kwh, 1));
   KW.set("it-kwh", KW.fmt(data.it_energy_kwh, 1));
-  KW.set("window", data.window + " · " + data.from + " to " + data.to);
+  KW.set("window", data.window + " · " + data.from + " to " + data.to + (data.scope ? " · your jobs only (" + data.scope.owners.join(", ") + ")" : ""));
+  // A scoped token sees its own jobs and the site's E_IT, not the site's idle and unattributed energy.
+  ["idle-kwh", "unattr-kwh"].forEach((id) => { KW.$(id).closest(".card").style.display = data.scope ? "none" : ""; });
   KW.set("pue-note", "facility energy, water and CO2 follow each hour's PUE, WUE and carbon factor; window PUE " + KW.fmt(data.pue, 3));
   const owners = Object.entries(data.by_owner || {}).sort((a, b) => b[1].it_energy_kwh - a[1].it_energy_kwh);
   KW.$("owners").tBodies[0].innerHTML = owners.map(([o, r]) => `<tr><td>${KW.esc(o)}</td><td>${r.jobs}</td><td>${KW.fmt(r.it_energy_kwh)}</td><td>${KW.fmt(r.facility_energy_kwh)}</td><td>${KW.fmt(r.water_l)}</td><td>${KW.fmt(r.co2_kg, 2)}</td></tr>`).join("");

@@ -126,14 +126,24 @@ fn runs(values: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
 }
 
 fn draw(title: &str, days: usize, stack: Option<Stack>, line: Option<Line>) -> Result<Chart, ReportError> {
+    draw_along(title, "day of month", days, stack, line)
+}
+
+/// Bars of `series` stacked per period (1..=`n`, `x_desc` naming them) with a line over them
+/// (a customer statement's energy per day or month and its PUE).
+pub fn stacked_with_line(title: &str, x_desc: &str, n: usize, unit: &str, series: Vec<(&str, Vec<f64>)>, line: (&str, &str, Vec<Option<f64>>)) -> Result<Chart, ReportError> {
+    draw_along(title, x_desc, n, Some(Stack { unit, series, top: None }), Some(Line { name: line.0, unit: line.1, values: line.2 }))
+}
+
+fn draw_along(title: &str, x_desc: &str, days: usize, stack: Option<Stack>, line: Option<Line>) -> Result<Chart, ReportError> {
     register()?;
     let mut svg = String::new();
-    draw_into(&mut svg, title, days, stack, line).map_err(|e| ReportError::Chart(format!("{title}: {e}")))?;
+    draw_into(&mut svg, title, x_desc, days, stack, line).map_err(|e| ReportError::Chart(format!("{title}: {e}")))?;
     // A class for the HTML's print CSS; harmless to the PDF side.
     Ok(Chart { title: title.to_owned(), svg: svg.replacen("<svg ", "<svg class=\"chart\" ", 1) })
 }
 
-fn draw_into(svg: &mut String, title: &str, days: usize, stack: Option<Stack>, line: Option<Line>) -> DrawResult<()> {
+fn draw_into(svg: &mut String, title: &str, x_desc: &str, days: usize, stack: Option<Stack>, line: Option<Line>) -> DrawResult<()> {
     let root = SVGBackend::with_string(svg, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, body) = root.split_vertically(TITLE_H);
@@ -179,7 +189,7 @@ fn draw_into(svg: &mut String, title: &str, days: usize, stack: Option<Stack>, l
         .x_label_formatter(&xfmt)
         .y_labels(6)
         .y_label_formatter(&yfmt)
-        .x_desc("day of month")
+        .x_desc(x_desc)
         .y_desc(left_unit)
         .label_style(font(12.0))
         .axis_desc_style(font(12.0))

@@ -1,6 +1,7 @@
-//! The report as a list of blocks (headings, paragraphs, tables, charts) that both the HTML
-//! and the PDF render, so the two documents say the same things in the same order. Figures
-//! are formatted for reading here; the exact numbers are in the JSON and CSV.
+//! The document model: a document (the monthly report, a customer's statement) as a list of
+//! blocks (headings, paragraphs, tables, charts) with its running head and metadata, which both
+//! the HTML and the PDF render, so the two say the same things in the same order. Figures are
+//! formatted for reading here; the exact numbers are in the JSON and CSV.
 
 use super::MonthlyReport;
 use super::charts;
@@ -20,6 +21,23 @@ pub enum Block {
     /// Index into `charts::all`.
     Chart(usize),
     PageBreak,
+}
+
+/// A document ready to lay out: what the PDF's running head, footer and metadata say, and
+/// its blocks.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    /// The title, also the PDF's metadata title.
+    pub title: String,
+    /// Top left of every PDF page, e.g. "dc5 · sustainability report 2026-10".
+    pub running_head: String,
+    /// Top right of every PDF page: the period's label.
+    pub period: String,
+    pub version: &'static str,
+    pub generated_at: String,
+    /// The PDF's document id: the same document over the same data gets the same bytes.
+    pub document_id: String,
+    pub blocks: Vec<Block>,
 }
 
 /// Whether column `c` holds figures (right-aligned) rather than names (left-aligned): every
@@ -49,7 +67,15 @@ pub fn num(v: Option<f64>) -> String {
     }
 }
 
-fn n(v: f64) -> String {
+/// A count ("GPUs …") without decimals, any other figure as [`num`].
+fn count_or_num(label: &str, v: Option<f64>) -> String {
+    match v {
+        Some(c) if label.starts_with("GPUs") => format!("{c:.0}"),
+        _ => num(v),
+    }
+}
+
+pub(super) fn n(v: f64) -> String {
     num(Some(v))
 }
 
@@ -57,28 +83,36 @@ fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{}{:.1} %", if x >= 0.0 { "+" } else { "−" }, x.abs())).unwrap_or_else(|| "–".into())
 }
 
-fn share(v: Option<f64>) -> String {
+pub(super) fn share(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "–".into())
 }
 
-fn with_unit(label: &str, u: &str) -> String {
+pub(super) fn with_unit(label: &str, u: &str) -> String {
     if u.is_empty() { label.to_owned() } else { format!("{label} ({u})") }
 }
 
-fn strings<const N: usize>(a: [&str; N]) -> Vec<String> {
+pub(super) fn strings<const N: usize>(a: [&str; N]) -> Vec<String> {
     a.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The document title, also the PDF's metadata title.
-pub fn title(r: &MonthlyReport) -> String {
-    format!("{} — sustainability report {}", r.meta.site, r.meta.month)
+/// The monthly report as a document.
+pub fn report(r: &MonthlyReport) -> Doc {
+    Doc {
+        title: format!("{} — sustainability report {}", r.meta.site, r.meta.month),
+        running_head: format!("{} · sustainability report {}", r.meta.site, r.meta.month),
+        period: r.meta.period.clone(),
+        version: r.meta.kilowatch_version,
+        generated_at: r.generated_at.clone(),
+        document_id: format!("kilowatch-report-{}-{}", r.meta.site, r.meta.month),
+        blocks: blocks(r),
+    }
 }
 
-pub fn blocks(r: &MonthlyReport) -> Vec<Block> {
+fn blocks(r: &MonthlyReport) -> Vec<Block> {
     use Block::*;
     let m = &r.meta;
     let mut b = vec![
-        Title(title(r)),
+        Title(format!("{} — sustainability report {}", m.site, m.month)),
         Meta(format!("{} · {} to {} · {} h · time zone {} · Kilowatch {} · generated {}", m.period, m.from, m.to, n(m.hours), m.timezone, m.kilowatch_version, r.generated_at)),
         Heading("Summary".into()),
         Strong(r.summary.pue_label.clone()),
@@ -151,6 +185,27 @@ pub fn blocks(r: &MonthlyReport) -> Vec<Block> {
             head: strings([title, "jobs", "IT kWh", "facility kWh", "water L", "share of E_IT"]),
             rows: list.iter().map(|(k, v)| vec![k.clone(), v.jobs.to_string(), n(v.it_energy_kwh), n(v.facility_energy_kwh), v.water_l.map(n).unwrap_or_else(|| "not metered".into()), share(super::share(v.it_energy_kwh, j.it_energy_kwh))]).collect(),
         });
+    }
+
+    let g = &r.gpu_efficiency;
+    b.push(Heading("GPU-aware IT efficiency (voluntary indicators)".into()));
+    match (&g.month, &g.year_to_date) {
+        (Some(m), Some(y)) => {
+            type Get = fn(&kilowatch_accounting::gpu_efficiency::GpuEfficiency) -> Option<f64>;
+            let rows: [(&str, Get); 8] = [
+                ("GPUs with power readings", |x| Some(x.gpus as f64)),
+                ("GPU-hours powered", |x| Some(x.gpu_hours_powered)),
+                ("GPU-hours allocated to jobs", |x| Some(x.gpu_hours_allocated)),
+                ("GPU-hours busy (mean utilization)", |x| x.gpu_hours_busy),
+                ("allocated / powered (%)", |x| x.allocated_pct),
+                ("busy / powered (%)", |x| x.busy_pct),
+                ("idle energy share of E_IT (%)", |x| x.idle_energy_share_pct),
+                ("IT energy per busy GPU-hour (kWh)", |x| x.it_kwh_per_busy_gpu_hour),
+            ];
+            b.push(Table { head: strings(["indicator", "month", "year to date"]), rows: rows.iter().map(|(l, get)| vec![(*l).to_owned(), count_or_num(l, get(m)), count_or_num(l, get(y))]).collect() });
+            b.push(Meta("No standard covers accelerator servers (ISO/IEC 30134-5 excludes them): these are Kilowatch's indicators, defined in docs/report.md. Busy = each hour's mean GPU utilization × the hour.".into()));
+        }
+        _ => b.push(Para(g.unavailable.clone().unwrap_or_else(|| "not available".into()))),
     }
 
     b.push(Heading("Alerts".into()));

@@ -2,9 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::MonthlyReport;
 use super::charts::Chart;
-use super::doc::{self, Block};
+use super::doc::{self, Block, Doc};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -21,12 +20,12 @@ table, tr { page-break-inside: avoid; } h2 { page-break-after: avoid; } .break {
 @media print { a { color: inherit; text-decoration: none; } }
 "#;
 
-pub fn html(r: &MonthlyReport, charts: &[Chart]) -> String {
-    let title = esc(&doc::title(r));
+pub fn html(d: &Doc, charts: &[Chart]) -> String {
+    let title = esc(&d.title);
     let mut s = String::new();
     let _ = write!(s, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>{CSS}</style></head><body>\n");
     let mut open = false;
-    for b in doc::blocks(r) {
+    for b in d.blocks.iter().cloned() {
         match b {
             Block::Title(t) => {
                 let _ = write!(s, "<h1>{}</h1>", esc(&t));

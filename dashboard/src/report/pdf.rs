@@ -1,12 +1,12 @@
-//! The PDF report, made in process: A4 pages laid out here from the blocks of `doc` (the HTML
-//! shows the same blocks), text drawn by `krilla` in the shipped DejaVu Sans (embedded, subset),
+//! The PDF of a document (the monthly report, a statement), made in process: A4 pages laid
+//! out here from the blocks of a `doc::Doc` (the HTML shows the same blocks), text drawn by `krilla` in the shipped DejaVu Sans (embedded, subset),
 //! charts converted from their `plotters` SVG to vector PDF by `svg2pdf` and placed on the page
-//! by `krilla`. Every page carries the site, the month and the period label at the top and
-//! "page i of n" at the bottom.
+//! by `krilla`. Every page carries the document's running head and period label at the top
+//! and "page i of n" at the bottom.
 //!
 //! Layout is done first (into a list of drawing operations per page) so the page count is
 //! known when the footers are drawn. The bytes are reproducible: the creation date is the
-//! report's `generated_at` and the document id derives from the site and the month.
+//! document's `generated_at` and the document id derives from what it is (site, month, owner).
 
 use std::sync::Arc;
 
@@ -22,8 +22,8 @@ use krilla::{Data, Document};
 use svg2pdf::usvg;
 
 use super::charts::Chart;
-use super::doc::{self, Block};
-use super::{FONT, MonthlyReport, ReportError};
+use super::doc::{self, Block, Doc};
+use super::{FONT, ReportError};
 
 const PAGE_W: f32 = 595.28;
 const PAGE_H: f32 = 841.89;
@@ -353,23 +353,23 @@ pub struct Rendered {
     pub missing_glyphs: Vec<char>,
 }
 
-pub fn render(r: &MonthlyReport, charts: &[Chart]) -> Result<Rendered, ReportError> {
+pub fn render(d: &Doc, charts: &[Chart]) -> Result<Rendered, ReportError> {
     let m = Metrics::new(FONT)?;
-    let layout = lay_out(&m, &doc::blocks(r));
+    let layout = lay_out(&m, &d.blocks);
     let chart_docs = chart_pdfs(charts)?;
     let font = Font::new(Data::from(FONT), 0).ok_or_else(|| ReportError::Pdf("krilla cannot read the shipped font".into()))?;
     let size = Size::from_wh(PAGE_W, PAGE_H).ok_or_else(|| ReportError::Pdf("bad page size".into()))?;
     let mut document = Document::new();
     let n = layout.pages.len();
-    let head_left = format!("{} · sustainability report {}", r.meta.site, r.meta.month);
-    let foot_left = format!("Kilowatch {} · generated {}", r.meta.kilowatch_version, r.generated_at);
+    let head_left = d.running_head.clone();
+    let foot_left = format!("Kilowatch {} · generated {}", d.version, d.generated_at);
     for (i, ops) in layout.pages.iter().enumerate() {
         let mut page = document.start_page_with(PageSettings::new(size));
         let mut s = page.surface();
         let foot_right = format!("page {} of {n}", i + 1);
         let running = [
             Op::Text { x: MX, y: 34.0, size: SMALL, text: head_left.clone(), color: GREY, bold: false },
-            Op::Text { x: MX + TEXT_W - m.width(&r.meta.period, SMALL), y: 34.0, size: SMALL, text: r.meta.period.clone(), color: GREY, bold: false },
+            Op::Text { x: MX + TEXT_W - m.width(&d.period, SMALL), y: 34.0, size: SMALL, text: d.period.clone(), color: GREY, bold: false },
             Op::Line { x1: MX, y1: 40.0, x2: MX + TEXT_W, y2: 40.0, width: 0.5, color: RULE },
             Op::Line { x1: MX, y1: PAGE_H - 42.0, x2: MX + TEXT_W, y2: PAGE_H - 42.0, width: 0.5, color: RULE },
             Op::Text { x: MX, y: PAGE_H - 30.0, size: SMALL, text: foot_left.clone(), color: GREY, bold: false },
@@ -382,13 +382,13 @@ pub fn render(r: &MonthlyReport, charts: &[Chart]) -> Result<Rendered, ReportErr
         page.finish();
     }
     let mut meta = Metadata::new()
-        .title(doc::title(r))
+        .title(d.title.clone())
         .language("en".into())
-        .creator(format!("Kilowatch {}", r.meta.kilowatch_version))
-        .producer(format!("Kilowatch {}", r.meta.kilowatch_version))
-        .document_id(format!("kilowatch-report-{}-{}", r.meta.site, r.meta.month));
-    if let Some(d) = creation_date(&r.generated_at) {
-        meta = meta.creation_date(d);
+        .creator(format!("Kilowatch {}", d.version))
+        .producer(format!("Kilowatch {}", d.version))
+        .document_id(d.document_id.clone());
+    if let Some(t) = creation_date(&d.generated_at) {
+        meta = meta.creation_date(t);
     }
     document.set_metadata(meta);
     let bytes = document.finish().map_err(|e| ReportError::Pdf(format!("{e:?}")))?;

@@ -1,13 +1,40 @@
-//! The report's outputs. JSON is the report itself; CSV lists every number of the JSON, one
-//! `path,value` line each, so nothing shown in a table or chart is missing from it; HTML is a
-//! printable A4 document with the charts inline; PDF is the same document laid out on A4 pages.
+//! The outputs of a document (the monthly report, a customer's statement). JSON is the
+//! document's data itself; CSV lists every number of the JSON, one `path,value` line each, so
+//! nothing shown in a table or chart is missing from it; HTML is a printable A4 document with
+//! the charts inline; PDF is the same document laid out on A4 pages.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
 use super::charts::Chart;
-use super::{MonthlyReport, ReportError};
+use super::doc::Doc;
+use super::{MonthlyReport, ReportError, Statement};
+
+/// What the renderers need of a document: its data (JSON, CSV), its blocks (HTML, PDF) and the
+/// charts its blocks refer to.
+pub trait Document: serde::Serialize {
+    fn doc(&self) -> Doc;
+    fn charts(&self) -> Result<Vec<Chart>, ReportError>;
+}
+
+impl Document for MonthlyReport {
+    fn doc(&self) -> Doc {
+        super::doc::report(self)
+    }
+    fn charts(&self) -> Result<Vec<Chart>, ReportError> {
+        super::charts::all(self)
+    }
+}
+
+impl Document for Statement {
+    fn doc(&self) -> Doc {
+        super::statement::doc(self)
+    }
+    fn charts(&self) -> Result<Vec<Chart>, ReportError> {
+        super::statement::chart(self)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -47,25 +74,25 @@ impl Format {
     }
 }
 
-/// Renders one format. Several formats of one report: [`Renderer`] draws the charts once.
-pub fn render(r: &MonthlyReport, f: Format) -> Result<Vec<u8>, ReportError> {
+/// Renders one format. Several formats of one document: [`Renderer`] draws the charts once.
+pub fn render<D: Document>(r: &D, f: Format) -> Result<Vec<u8>, ReportError> {
     Renderer::new(r).render(f)
 }
 
-/// One report in several formats, the charts drawn at most once (HTML and PDF share them).
-pub struct Renderer<'a> {
-    r: &'a MonthlyReport,
+/// One document in several formats, the charts drawn at most once (HTML and PDF share them).
+pub struct Renderer<'a, D: Document> {
+    r: &'a D,
     charts: Option<Vec<Chart>>,
 }
 
-impl<'a> Renderer<'a> {
-    pub fn new(r: &'a MonthlyReport) -> Self {
+impl<'a, D: Document> Renderer<'a, D> {
+    pub fn new(r: &'a D) -> Self {
         Renderer { r, charts: None }
     }
 
     fn charts(&mut self) -> Result<&[Chart], ReportError> {
         if self.charts.is_none() {
-            self.charts = Some(super::charts::all(self.r)?);
+            self.charts = Some(self.r.charts()?);
         }
         Ok(self.charts.as_deref().unwrap_or_default())
     }
@@ -79,8 +106,8 @@ impl<'a> Renderer<'a> {
                 v
             }
             Format::Csv => csv(r)?.into_bytes(),
-            Format::Html => super::html::html(r, self.charts()?).into_bytes(),
-            Format::Pdf => super::pdf::render(r, self.charts()?)?.bytes,
+            Format::Html => super::html::html(&r.doc(), self.charts()?).into_bytes(),
+            Format::Pdf => super::pdf::render(&r.doc(), self.charts()?)?.bytes,
         })
     }
 }
@@ -110,7 +137,7 @@ fn csv_field(s: &str) -> String {
 
 /// `path,value`, one line per figure in the JSON's order; `generated_at` comes last, alone,
 /// so two runs over the same data differ in that line only.
-pub fn csv(r: &MonthlyReport) -> Result<String, ReportError> {
+pub fn csv(r: &impl serde::Serialize) -> Result<String, ReportError> {
     let mut v = serde_json::to_value(r)?;
     let generated = v.as_object_mut().and_then(|o| o.remove("generated_at"));
     let mut rows = Vec::new();
