@@ -103,6 +103,29 @@ enum Command {
         #[arg(long)]
         generated_at: Option<String>,
     },
+    /// Ask an aggregator when a flexible job should start: the best start times within the
+    /// forecast with their energy, water and CO2 against starting now, and the `sbatch` line.
+    Advise {
+        #[arg(long, env = "KILOWATCH_URL", default_value = "http://127.0.0.1:8086")]
+        url: String,
+        /// A read token (none for a demo on loopback).
+        #[arg(long, env = "KILOWATCH_TOKEN")]
+        token: Option<String>,
+        #[arg(long)]
+        gpus: u32,
+        /// Length of the job, hours.
+        #[arg(long)]
+        hours: u32,
+        /// The job must start within this, e.g. 48h or 2d.
+        #[arg(long, default_value = "48h")]
+        within: String,
+        /// What to minimise: water, energy, co2, or balanced (no worse on any of them).
+        #[arg(long, default_value = "balanced")]
+        weight: String,
+        /// Print the JSON answer instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Parse a configuration file and say what is wrong with it, if anything.
     CheckConfig {
         config: PathBuf,
@@ -197,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
                 None
             };
             let cfg = Arc::new(cfg);
+            let forecaster = cfg.forecast.poll.then(|| kilowatch_aggregator::forecast_api::spawn_poller(store.clone(), cfg.clone(), shutdown.clone()));
             let reporter = cfg.report.enabled.then(|| kilowatch_aggregator::report::schedule::spawn(store.clone(), cfg.clone(), shutdown.clone()));
             let state = AppState { store, auth: Arc::new(auth), config: cfg, sink, metrics: metrics.clone() };
             server::serve_with(listener, tls, server::router(state), shutdown, limits, metrics).await?;
@@ -205,6 +229,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(r) = reporter {
                 let _ = r.await;
+            }
+            if let Some(f) = forecaster {
+                let _ = f.await;
             }
             let _ = maintenance.await;
             checkpointer.await.context("final checkpoint")?;
@@ -253,6 +280,24 @@ async fn main() -> anyhow::Result<()> {
             let written = kilowatch_aggregator::report::write_files(&store, &cfg, &month, &formats, &out, generated_at.as_deref())?;
             for p in written {
                 println!("{}", p.display());
+            }
+        }
+        Command::Advise { url, token, gpus, hours, within, weight, json } => {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+            let mut rb = client.get(format!("{}/api/v1/advice", url.trim_end_matches('/'))).query(&[("gpus", gpus.to_string()), ("hours", hours.to_string()), ("within", within), ("weight", weight)]);
+            if let Some(t) = token {
+                rb = rb.header("Authorization", format!("Token {t}"));
+            }
+            let r = rb.send().await.with_context(|| format!("asking {url} for advice"))?;
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.context("reading the advice")?;
+            if !status.is_success() {
+                anyhow::bail!("{status}: {}", body.get("message").and_then(|m| m.as_str()).unwrap_or(""));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", kilowatch_aggregator::forecast_api::advice_text(&body));
             }
         }
         Command::CheckConfig { config } => {

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest)
         .merge(crate::alerting::routes())
         .merge(crate::admin::routes())
+        .merge(crate::forecast_api::routes())
         .with_state(state)
         .merge(dashboard)
         // The token of a request with a body is checked before any of it is read.
