@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, WRITE};
+use common::{READ, Server, WRITE, require_tool};
 use kilowatch_aggregator::demo::backfill;
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{Emit, SimConfig, Site};
@@ -67,10 +67,38 @@ async fn forecast_and_advice_from_history_and_ingested_inputs() {
     assert!(best["sbatch"].as_str().is_some_and(|s| s.starts_with("sbatch --begin=")), "{best}");
     assert!((a["it_kwh"].as_f64().unwrap_or(0.0) - 64.0 * 1.275 * 6.0).abs() < 1e-9);
 
+    slurm_job_submit_adds_the_advice(&srv);
+
     // Bad requests name what is wrong; reads need the read token.
     let r = srv.get("/api/v1/advice?gpus=64&hours=6&weight=cheapest").await;
     assert_eq!(r.status(), 400);
     let r = reqwest::Client::new().get(srv.url("/api/v1/forecast")).send().await.expect("send");
     assert_eq!(r.status(), 401);
     srv.stop().await;
+}
+
+/// deploy/slurm/job_submit.lua, run by a real Lua against this server (Slurm's `slurm` table
+/// stubbed): a job flagged `flexible` gets the suggested start in its comment, others not.
+fn slurm_job_submit_adds_the_advice(srv: &Server) {
+    if !require_tool("lua5.4", "lua5.4") || !require_tool("curl", "curl") {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/slurm/job_submit.lua");
+    let harness = format!(
+        r#"slurm = {{ SUCCESS = 0, log_info = function() end }}
+dofile("{script}")
+local flexible = {{ comment = "flexible", tres_per_node = "gres/gpu:8", min_nodes = 8, time_limit = 360 }}
+local other = {{ comment = "", tres_per_node = "gres/gpu:8", min_nodes = 8, time_limit = 360 }}
+assert(slurm_job_submit(flexible, {{}}, 1000) == 0 and slurm_job_submit(other, {{}}, 1000) == 0)
+print(flexible.comment .. "|" .. other.comment)"#
+    );
+    let out = std::process::Command::new("lua5.4")
+        .args(["-e", &harness])
+        .env("KILOWATCH_URL", format!("http://{}", srv.addr))
+        .env("KILOWATCH_READ_TOKEN", READ)
+        .output()
+        .expect("lua5.4");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("flexible; kilowatch: --begin=20") && text.contains("saves") && text.trim_end().ends_with('|'), "{text}");
 }

@@ -40,7 +40,10 @@ const KNOTS_C: [f64; 9] = [0.0, 8.0, 16.0, 20.0, 23.0, 25.0, 27.0, 30.0, 34.0];
 pub fn feature_names() -> Vec<String> {
     let mut v = vec!["dry_bulb_c".to_string()];
     v.extend(KNOTS_C.iter().map(|k| format!("max(0, dry_bulb_c - {k})")));
-    v.extend(["depression_k", "depression_k * wet_media", "max(0, 2 - wet_bulb_c)", "it_ref / it_kw", "it_kw / it_ref", "(it_kw / it_ref)^2"].map(String::from));
+    v.extend(
+        ["depression_k", "depression_k * wet_media", "max(0, 2 - wet_bulb_c)", "dry_g", "dry_g * humidify", "dry_g * humidify * max(0, dry_bulb_c + 10) / 10", "it_ref / it_kw", "it_kw / it_ref", "(it_kw / it_ref)^2"]
+            .map(String::from),
+    );
     v
 }
 
@@ -50,14 +53,34 @@ fn wet_media(t: f64) -> f64 {
     ((t - 23.5) / 3.0).clamp(0.0, 1.0)
 }
 
+/// Outside humidity ratio, g/kg, from dry and wet bulb (the psychrometer equation, ASHRAE
+/// Fundamentals 2017 ch. 1 eq. 33, with Magnus saturation pressure at sea level).
+pub fn humidity_ratio_g_per_kg(dry_bulb_c: f64, wet_bulb_c: f64) -> f64 {
+    let ps = kilowatch_model::psychro::saturation_pressure_kpa(wet_bulb_c);
+    let ws = 0.621_945 * ps / (101.325 - ps);
+    let (t, tw) = (dry_bulb_c, wet_bulb_c.min(dry_bulb_c));
+    let w = ((2501.0 - 2.326 * tw) * ws - 1.006 * (t - tw)) / (2501.0 + 1.86 * t - 4.186 * tw);
+    1000.0 * w.max(0.0)
+}
+
+/// Humidity ratio the plant humidifies up to (24 °C, 45 % RH), g/kg, and below which it starts
+/// (supply RH under 25 % at 24 °C, or a dew point under −5 °C).
+const HUMIDIFY_TARGET_G: f64 = 8.4;
+const HUMIDIFY_BELOW_G: f64 = 4.7;
+
 fn features(c: &Conditions, it_ref_kw: f64) -> Vec<f64> {
     let t = c.dry_bulb_c;
     let d = (t - c.wet_bulb_c).max(0.0);
     let u = (c.it_kw / it_ref_kw.max(1e-9)).clamp(0.05, 2.0);
-    let mut v = Vec::with_capacity(KNOTS_C.len() + 7);
+    let w = humidity_ratio_g_per_kg(t, c.wet_bulb_c);
+    // Water the supply lacks, g/kg, and whether the plant would add it: the mixing dampers
+    // admit less outside air the colder it is, so the water follows temperature too.
+    let dry_g = (HUMIDIFY_TARGET_G - w).max(0.0);
+    let on = ((HUMIDIFY_BELOW_G + 0.5 - w) / 1.0).clamp(0.0, 1.0) * if t < 23.0 { 1.0 } else { 0.0 };
+    let mut v = Vec::with_capacity(KNOTS_C.len() + 10);
     v.push(t);
     v.extend(KNOTS_C.iter().map(|k| (t - k).max(0.0)));
-    v.extend([d, d * wet_media(t), (2.0 - c.wet_bulb_c).max(0.0), 1.0 / u, u, u * u]);
+    v.extend([d, d * wet_media(t), (2.0 - c.wet_bulb_c).max(0.0), dry_g, dry_g * on, dry_g * on * (t + 10.0).max(0.0) / 10.0, 1.0 / u, u, u * u]);
     v
 }
 
