@@ -76,11 +76,11 @@ pub fn site_history(store: &Store, from: i64, to: i64) -> Result<Vec<HourRecord>
     let temp = hourly_means(store, COOLING, "outside_temp_c", from, to)?;
     let rh = hourly_means(store, COOLING, "outside_rh_pct", from, to)?;
     let mut out = Vec::new();
-    for i in 0..bounds.len().saturating_sub(1) {
+    for (i, hour) in bounds.windows(2).enumerate() {
         let (Some(t), Some(rh)) = (temp.get(i).copied().flatten(), rh.get(i).copied().flatten()) else { continue };
         let air = kilowatch_forecast::inputs::Air::from_rh(t, rh);
         out.push(HourRecord {
-            t: bounds[i] / NS,
+            t: hour[0] / NS,
             it_kwh: l.it_kwh[i],
             facility_kwh: l.facility_kwh[i],
             water_l: l.water_metered.then(|| l.water_m3[i] * 1000.0),

@@ -162,7 +162,8 @@ pub fn advise(f: &Forecast, req: &Request, tz: chrono_tz::Tz) -> Advice {
         StartOption {
             start: rfc3339(h.t_s),
             start_s: h.t_s,
-            sbatch: format!("sbatch --begin={local} --gres=gpu:{} …   # {} local time", req.gpus.min(8), tz.name()),
+            // Slurm reads `--begin` in the controller's local time, which should be the site's.
+            sbatch: format!("sbatch --begin={local} --gpus={} job.sh", req.gpus),
             start_local: local,
             in_h: start as u32,
             expected: c,

@@ -15,9 +15,10 @@ pub struct Air {
 }
 
 impl Air {
-    /// From dry bulb and relative humidity (wet bulb by Stull's formula, `kilowatch_model::psychro`).
+    /// From dry bulb and relative humidity (the wet bulb that holds the same moisture,
+    /// [`crate::model::wet_bulb_from_rh`]).
     pub fn from_rh(dry_bulb_c: f64, rh_pct: f64) -> Air {
-        Air { dry_bulb_c, wet_bulb_c: kilowatch_model::psychro::wet_bulb_c(dry_bulb_c, rh_pct.clamp(1.0, 100.0)) }
+        Air { dry_bulb_c, wet_bulb_c: crate::model::wet_bulb_from_rh(dry_bulb_c, rh_pct) }
     }
 }
 

@@ -63,6 +63,21 @@ pub fn humidity_ratio_g_per_kg(dry_bulb_c: f64, wet_bulb_c: f64) -> f64 {
     1000.0 * w.max(0.0)
 }
 
+/// Wet bulb, °C, from dry bulb and relative humidity, as the wet bulb that gives the air's
+/// humidity ratio (Magnus vapour pressure) through [`humidity_ratio_g_per_kg`]: the model's
+/// humidity features then read back exactly the moisture the RH said, which Stull's fit
+/// (±0.3 °C) would blur right where the plant's humidifying switches on.
+pub fn wet_bulb_from_rh(dry_bulb_c: f64, rh_pct: f64) -> f64 {
+    let pv = rh_pct.clamp(0.1, 100.0) / 100.0 * kilowatch_model::psychro::saturation_pressure_kpa(dry_bulb_c);
+    let w = 1000.0 * 0.621_945 * pv / (101.325 - pv);
+    let (mut lo, mut hi) = (dry_bulb_c - 40.0, dry_bulb_c);
+    for _ in 0..50 {
+        let mid = 0.5 * (lo + hi);
+        if humidity_ratio_g_per_kg(dry_bulb_c, mid) < w { lo = mid } else { hi = mid }
+    }
+    0.5 * (lo + hi)
+}
+
 /// Humidity ratio the plant humidifies up to (24 °C, 45 % RH), g/kg, and below which it starts
 /// (supply RH under 25 % at 24 °C, or a dew point under −5 °C).
 const HUMIDIFY_TARGET_G: f64 = 8.4;
@@ -146,13 +161,12 @@ fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
             return None;
         }
         a.swap(c, piv);
-        for r in 0..p {
-            if r != c {
-                let f = a[r][c] / a[c][c];
-                if f != 0.0 {
-                    for k in c..=p {
-                        a[r][k] -= f * a[c][k];
-                    }
+        let pivot_row = a[c].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            let f = row[c] / pivot_row[c];
+            if r != c && f != 0.0 {
+                for (x, y) in row[c..].iter_mut().zip(&pivot_row[c..]) {
+                    *x -= f * y;
                 }
             }
         }
