@@ -238,8 +238,10 @@ async fn demo_forecasts(store: Arc<Store>, site: Site, speed: f64, mut shutdown:
         let mut text = kilowatch_forecast::lines::input_lines("dc5", &Parsed::Weather(Series { provider: "sim".into(), issued_s: issue_s, ahead: true, hours: air }), issue_s);
         text.push_str(&kilowatch_forecast::lines::input_lines("dc5", &Parsed::Carbon(Series { provider: "sim".into(), issued_s: issue_s, ahead: true, hours: grid }), issue_s));
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || crate::forecast_api::write_lines(&s, &text)).await {
-            Ok(Ok(n)) => tracing::debug!(samples = n, "demo: forecast inputs stored"),
+        // Stored, then a forecast issued from them and kept (`forecast_issued`) to be scored.
+        let cfg = Config::default();
+        match tokio::task::spawn_blocking(move || crate::forecast_api::write_lines(&s, &text).and_then(|n| crate::forecast_api::issue(&s, &cfg, issue_s).map(|_| n))).await {
+            Ok(Ok(n)) => tracing::debug!(samples = n, "demo: forecast inputs stored and a forecast issued"),
             Ok(Err(e)) => tracing::warn!(error = %e, "demo: forecast inputs not stored"),
             Err(e) => tracing::warn!(error = %e, "demo: forecast task failed"),
         }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kilowatch_forecast::advice::{Request, Weight};
-use kilowatch_forecast::forecast::{Forecast, Inputs};
+use kilowatch_forecast::forecast::{Forecast, Inputs, IssuedHour};
 use kilowatch_forecast::lines::{MEASUREMENT, StoredValue};
 use kilowatch_forecast::model::{FitOptions, HourRecord, ModelState};
 use kilowatch_model::metric::COOLING;
@@ -155,7 +155,8 @@ pub fn compute(store: &Store, cfg: &Config, now_s: i64) -> Result<Forecast, Stor
     let last_day: Vec<&HourRecord> = history.iter().rev().take(24).collect();
     let it_kw = last_day.iter().map(|r| r.it_kwh).sum::<f64>() / last_day.len().max(1) as f64;
     let (weather, carbon) = kilowatch_forecast::lines::series_from_stored(&stored_inputs(store)?, now_s);
-    Ok(kilowatch_forecast::build(
+    let score = kilowatch_forecast::forecast::score(&issued_hours(store, from, to)?, &history);
+    let mut f = kilowatch_forecast::build(
         &model,
         &Inputs {
             site: &cfg.site.name,
@@ -166,7 +167,38 @@ pub fn compute(store: &Store, cfg: &Config, now_s: i64) -> Result<Forecast, Stor
             it_kw,
             stale_after_h: cfg.forecast.stale_after_h,
         },
-    ))
+    );
+    f.score = Some(score);
+    Ok(f)
+}
+
+/// The kept forecasts issued in `[from, to)` (ns), one entry per forecast hour.
+fn issued_hours(store: &Store, from: i64, to: i64) -> Result<Vec<IssuedHour>, StoreError> {
+    use kilowatch_forecast::lines::ISSUED_MEASUREMENT as M;
+    let mut out = Vec::new();
+    for pue in store.find_series(M, "pue", &[])? {
+        let Some(lead_h) = pue.tag("lead_h").and_then(|l| l.parse::<i64>().ok()) else { continue };
+        let tags: Vec<(&str, &str)> = pue.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let other = |field: &str| -> Result<std::collections::HashMap<i64, f64>, StoreError> {
+            let Some(m) = store.find_series(M, field, &tags)?.into_iter().find(|m| m.tags == pue.tags) else { return Ok(Default::default()) };
+            Ok(kilowatch_accounting::ledger::read_f64(store, m.id, from, to)?.into_iter().collect())
+        };
+        let (lo, hi, wue) = (other("pue_low")?, other("pue_high")?, other("wue_l_per_kwh")?);
+        for (t, v) in kilowatch_accounting::ledger::read_f64(store, pue.id, from, to)? {
+            if t < from || t >= to {
+                continue;
+            }
+            out.push(IssuedHour {
+                target_s: t.div_euclid(HOUR_NS) * 3600 + lead_h * 3600,
+                lead_h,
+                pue: v,
+                pue_low: lo.get(&t).copied(),
+                pue_high: hi.get(&t).copied(),
+                wue: wue.get(&t).copied(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 async fn compute_async(st: &AppState) -> Result<Forecast, Response> {

@@ -67,6 +67,14 @@ async fn forecast_and_advice_from_history_and_ingested_inputs() {
     assert!(best["sbatch"].as_str().is_some_and(|s| s.starts_with("sbatch --begin=")), "{best}");
     assert!((a["it_kwh"].as_f64().unwrap_or(0.0) - 64.0 * 1.275 * 6.0).abs() < 1e-9);
 
+    // A forecast kept 30 hours ago (as the poller keeps them) is scored against the ledger.
+    let kept = issue_s - 30 * 3600;
+    let body: String = (0..24).map(|k| format!("forecast_issued,site=dc5,lead_h={k} pue=1.16,pue_low=1.15,pue_high=1.17,wue_l_per_kwh=0.2 {kept}\n")).collect();
+    assert_eq!(srv.write(&body, "s", WRITE).await.status(), 204);
+    let f: serde_json::Value = srv.get("/api/v1/forecast").await.json().await.expect("json");
+    assert_eq!(f["score"]["hours"], 24, "{}", f["score"]);
+    assert!(f["score"]["pue_mae"].as_f64().is_some_and(|e| e < 0.05) && f["score"]["pue_mae_by_lead"][0].as_f64().is_some(), "{}", f["score"]);
+
     slurm_job_submit_adds_the_advice(&srv);
 
     // Bad requests name what is wrong; reads need the read token.

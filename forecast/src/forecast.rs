@@ -69,6 +69,9 @@ pub struct Forecast {
     pub carbon_provider: Option<String>,
     pub carbon_issued: Option<String>,
     pub hours: Vec<ForecastHour>,
+    /// How the forecasts kept over the model's history did, when the caller scored them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<Score>,
 }
 
 /// Everything [`build`] needs besides the model.
@@ -176,5 +179,58 @@ pub fn build(model: &ModelState, inp: &Inputs<'_>) -> Forecast {
         carbon_provider: inp.carbon.map(|c| c.provider.clone()),
         carbon_issued: inp.carbon.map(|c| rfc3339(c.issued_s)),
         hours,
+        score: None,
     }
+}
+
+/// One kept forecast hour, as read back from `forecast_issued`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IssuedHour {
+    /// Start of the hour it was for, Unix s.
+    pub target_s: i64,
+    pub lead_h: i64,
+    pub pue: f64,
+    pub pue_low: Option<f64>,
+    pub pue_high: Option<f64>,
+    pub wue: Option<f64>,
+}
+
+/// How the kept forecasts did against the ledger of the hours they were for.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Score {
+    /// Forecast hours whose hour has a ledger entry by now.
+    pub hours: usize,
+    pub pue_mae: Option<f64>,
+    pub wue_mae: Option<f64>,
+    /// Share of hours whose actual PUE fell inside the forecast's 10–90 % interval (about 0.8
+    /// when the intervals are calibrated).
+    pub pue_interval_hit: Option<f64>,
+    /// PUE MAE by lead: 0–11 h, 12–23 h, 24–35 h, 36–47 h.
+    pub pue_mae_by_lead: [Option<f64>; 4],
+}
+
+/// Scores kept forecast hours against the ledger (`actual`, any order).
+pub fn score(issued: &[IssuedHour], actual: &[crate::model::HourRecord]) -> Score {
+    let by_t: std::collections::HashMap<i64, &crate::model::HourRecord> = actual.iter().filter(|r| r.it_kwh > 0.0).map(|r| (r.t, r)).collect();
+    let (mut n, mut pe, mut wn, mut we, mut inn, mut hit) = (0usize, 0.0, 0usize, 0.0, 0usize, 0usize);
+    let mut lead = [(0.0, 0usize); 4];
+    for h in issued {
+        let Some(r) = by_t.get(&h.target_s) else { continue };
+        let e = (r.facility_kwh / r.it_kwh - h.pue).abs();
+        n += 1;
+        pe += e;
+        let b = &mut lead[(h.lead_h.clamp(0, 47) / 12) as usize];
+        b.0 += e;
+        b.1 += 1;
+        if let (Some(lo), Some(hi)) = (h.pue_low, h.pue_high) {
+            inn += 1;
+            hit += usize::from((lo..=hi).contains(&(r.facility_kwh / r.it_kwh)));
+        }
+        if let (Some(w), Some(a)) = (h.wue, r.water_l) {
+            wn += 1;
+            we += (a / r.it_kwh - w).abs();
+        }
+    }
+    let mean = |s: f64, k: usize| (k > 0).then(|| s / k as f64);
+    Score { hours: n, pue_mae: mean(pe, n), wue_mae: mean(we, wn), pue_interval_hit: mean(hit as f64, inn), pue_mae_by_lead: lead.map(|(s, k)| mean(s, k)) }
 }

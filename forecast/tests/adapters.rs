@@ -150,3 +150,17 @@ fn a_stale_forecast_makes_the_advice_say_so() {
     let f = build(&m, &inputs(T0 + 30 * 3600, Some(&fresh)));
     assert!(f.stale.as_ref().is_some_and(|s| s.reasons.iter().any(|r| r.contains("weather forecast from open-meteo"))), "{:?}", f.stale);
 }
+
+#[test]
+fn kept_forecasts_are_scored_against_the_ledger() {
+    use kilowatch_forecast::forecast::{IssuedHour, score};
+    let actual: Vec<HourRecord> = (0..3).map(|h| HourRecord { t: T0 + h * 3600, it_kwh: 1000.0, facility_kwh: 1160.0, water_l: Some(200.0), dry_bulb_c: 20.0, wet_bulb_c: 15.0 }).collect();
+    let kept = |target_s, lead_h, pue| IssuedHour { target_s, lead_h, pue, pue_low: Some(pue - 0.01), pue_high: Some(pue + 0.01), wue: Some(0.3) };
+    // Two hours scored (one 0.02 off, outside its interval; one exact), one not yet happened.
+    let s = score(&[kept(T0, 1, 1.18), kept(T0 + 3600, 30, 1.16), kept(T0 + 10 * 3600, 2, 1.2)], &actual);
+    assert_eq!(s.hours, 2);
+    assert!((s.pue_mae.unwrap_or(0.0) - 0.01).abs() < 1e-12, "{s:?}");
+    assert!((s.wue_mae.unwrap_or(0.0) - 0.1).abs() < 1e-12, "{s:?}");
+    assert_eq!(s.pue_interval_hit, Some(0.5));
+    assert_eq!(s.pue_mae_by_lead.map(|m| m.map(|v| (v * 1000.0).round() / 1000.0)), [Some(0.02), None, Some(0.0), None]);
+}
