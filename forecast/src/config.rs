@@ -205,3 +205,37 @@ impl ProviderConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ForecastConfig, String> {
+        let c: ForecastConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("poll_interval_s = 0", "forecast.poll_interval_s"),
+            ("stale_after_h = nan", "forecast.stale_after_h"),
+            ("history_days = 1", "forecast.history_days"),
+            ("holdout_days = 28", "forecast.holdout_days"),
+            ("min_history_h = 10", "forecast.min_history_h"),
+            ("kw_per_gpu = -1", "forecast.kw_per_gpu"),
+            ("[weather]\nkind = \"darksky\"\nlatitude = 1\nlongitude = 2", "forecast.weather.kind"),
+            ("[weather]\nkind = \"open-meteo\"\nlatitude = 48.7", "forecast.weather.longitude"),
+            ("[weather]\nkind = \"open-meteo\"\nlatitude = 148.7\nlongitude = 2", "forecast.weather.latitude"),
+            ("[carbon]\nkind = \"entsoe\"", "forecast.carbon.zone"),
+            ("[carbon]\nkind = \"rte-eco2mix\"\ntimeout_s = 0", "forecast.carbon.timeout_s"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
+        assert!(parse("[weather]\nkind = \"open-meteo\"\nlatitude = 1\nlongitude = 2\nlatitud = 3").is_err_and(|e| e.contains("latitud")));
+        let ok = parse("poll = true\n[weather]\nkind = \"open-meteo\"\nlatitude = 48.7\nlongitude = 2.2\n[carbon]\nkind = \"rte-eco2mix\"\n").expect("sane");
+        assert_eq!(ok.providers(|_| None).iter().map(|p| p.name()).collect::<Vec<_>>(), ["open-meteo", "rte-eco2mix"]);
+    }
+}
