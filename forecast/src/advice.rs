@@ -190,7 +190,8 @@ pub fn advise(f: &Forecast, req: &Request, tz: chrono_tz::Tz) -> Advice {
         if out.best.len() == 3 {
             break;
         }
-        if out.best.iter().all(|o| (o.in_h as usize).abs_diff(s) >= apart) {
+        // Starting now is listed as an option only when it is the best: it is `now` already.
+        if (s > 0 || out.best.is_empty()) && out.best.iter().all(|o| (o.in_h as usize).abs_diff(s) >= apart) {
             out.best.push(option(s, c));
         }
     }
