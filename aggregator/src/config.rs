@@ -54,6 +54,9 @@ pub struct Config {
     /// Bounds on what one query may ask for.
     #[serde(default)]
     pub api: ApiConfig,
+    /// The PUE/WUE/CO2 forecast and advice for flexible work (docs/forecast.md).
+    #[serde(default)]
+    pub forecast: kilowatch_forecast::ForecastConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -456,6 +459,7 @@ impl Config {
             .map_err(|e| ConfigError::Invalid { key: "server.listen", message: format!("{:?}: {e}", self.server.listen) })?;
         self.validate_numbers().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.validate_accounting()?;
+        self.forecast.validate().map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
         for (key, v) in [
             ("store.max_future_skew_s", self.store.max_future_skew_s),
             ("store.max_series", self.store.max_series as u64),

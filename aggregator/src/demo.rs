@@ -190,6 +190,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
         timeout: Duration::from_secs(10),
     })?;
     let origin = site.now();
+    let forecasts = tokio::spawn(demo_forecasts(store.clone(), Site::new(SimConfig { seed: opts.seed, nodes: 1, start: origin, scenario, ..SimConfig::default() }), opts.speed, shutdown.clone()));
     // The collector ships points only; the simulation's job events reach the ledger through
     // the source's event handle.
     let mut source = SimSource::from_site(site);
@@ -211,7 +212,40 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let _ = checkpointer.await;
     let _ = alerting.await;
     let _ = jobs_task.await;
+    let _ = forecasts.await;
     Ok(())
+}
+
+/// The simulator's forecasts as a provider would give them: each simulated hour, its weather
+/// (plus a forecast's error) and its grid carbon curve for the next 48 hours are stored as
+/// `forecast` points, so `/api/v1/forecast` and the advice are live in the demo.
+async fn demo_forecasts(store: Arc<Store>, site: Site, speed: f64, mut shutdown: watch::Receiver<bool>) {
+    use kilowatch_forecast::inputs::{Air, Parsed, Series};
+    let mut tick = tokio::time::interval(Duration::from_secs_f64((3600.0 / speed).clamp(1.0, 3600.0)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        // Stamped on the wall clock: the store refuses samples ahead of it, and the forecast
+        // is read against it.
+        let now = Timestamp::now();
+        let issue_s = now.0.div_euclid(1_000_000_000);
+        let hour0 = issue_s.div_euclid(3600) * 3600;
+        let at = |k: i64| Timestamp::from_secs(hour0 + k * 3600 + 1800);
+        let air = (0..48).map(|k| (hour0 + k * 3600, { let a = site.forecast_air(now, at(k)); Air { dry_bulb_c: a.temp_c, wet_bulb_c: a.wet_bulb_c } })).collect();
+        let grid = (0..48).map(|k| (hour0 + k * 3600, site.forecast_grid_intensity(now, at(k)))).collect();
+        let mut text = kilowatch_forecast::lines::input_lines("dc5", &Parsed::Weather(Series { provider: "sim".into(), issued_s: issue_s, ahead: true, hours: air }), issue_s);
+        text.push_str(&kilowatch_forecast::lines::input_lines("dc5", &Parsed::Carbon(Series { provider: "sim".into(), issued_s: issue_s, ahead: true, hours: grid }), issue_s));
+        let s = store.clone();
+        // Stored, then a forecast issued from them and kept (`forecast_issued`) to be scored.
+        let cfg = Config::default();
+        match tokio::task::spawn_blocking(move || crate::forecast_api::write_lines(&s, &text).and_then(|n| crate::forecast_api::issue(&s, &cfg, issue_s).map(|_| n))).await {
+            Ok(Ok(n)) => tracing::debug!(samples = n, "demo: forecast inputs stored and a forecast issued"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "demo: forecast inputs not stored"),
+            Err(e) => tracing::warn!(error = %e, "demo: forecast task failed"),
+        }
+    }
 }
 
 /// Records the live simulation's job events every 10 real seconds.

@@ -146,6 +146,29 @@ enum Command {
         #[command(flatten)]
         docs: DocumentArgs,
     },
+    /// Ask an aggregator when a flexible job should start: the best start times within the
+    /// forecast with their energy, water and CO2 against starting now, and the `sbatch` line.
+    Advise {
+        #[arg(long, env = "KILOWATCH_URL", default_value = "http://127.0.0.1:8086")]
+        url: String,
+        /// A read token (none for a demo on loopback).
+        #[arg(long, env = "KILOWATCH_TOKEN")]
+        token: Option<String>,
+        #[arg(long)]
+        gpus: u32,
+        /// Length of the job, hours.
+        #[arg(long)]
+        hours: u32,
+        /// The job must start within this, e.g. 48h or 2d.
+        #[arg(long, default_value = "48h")]
+        within: String,
+        /// What to minimise: water, energy, co2, or balanced (no worse on any of them).
+        #[arg(long, default_value = "balanced")]
+        weight: String,
+        /// Print the JSON answer instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Parse a configuration file and say what is wrong with it, if anything.
     CheckConfig {
         config: PathBuf,
@@ -240,6 +263,7 @@ async fn main() -> anyhow::Result<()> {
                 None
             };
             let cfg = Arc::new(cfg);
+            let forecaster = cfg.forecast.poll.then(|| kilowatch_aggregator::forecast_api::spawn_poller(store.clone(), cfg.clone(), shutdown.clone()));
             let reporter = cfg.report.enabled.then(|| kilowatch_aggregator::report::schedule::spawn(store.clone(), cfg.clone(), shutdown.clone()));
             let state = AppState { store, auth: Arc::new(auth), config: cfg, sink, metrics: metrics.clone() };
             server::serve_with(listener, tls, server::router(state), shutdown, limits, metrics).await?;
@@ -248,6 +272,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(r) = reporter {
                 let _ = r.await;
+            }
+            if let Some(f) = forecaster {
+                let _ = f.await;
             }
             let _ = maintenance.await;
             checkpointer.await.context("final checkpoint")?;
@@ -299,6 +326,24 @@ async fn main() -> anyhow::Result<()> {
             let path = out.unwrap_or_else(|| PathBuf::from(kilowatch_aggregator::report::statement_file(&cfg, &owner, &period, format)));
             std::fs::write(&path, kilowatch_aggregator::report::render::render(&s, format)?).with_context(|| format!("writing {}", path.display()))?;
             println!("{}", path.display());
+        }
+        Command::Advise { url, token, gpus, hours, within, weight, json } => {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+            let mut rb = client.get(format!("{}/api/v1/advice", url.trim_end_matches('/'))).query(&[("gpus", gpus.to_string()), ("hours", hours.to_string()), ("within", within), ("weight", weight)]);
+            if let Some(t) = token {
+                rb = rb.header("Authorization", format!("Token {t}"));
+            }
+            let r = rb.send().await.with_context(|| format!("asking {url} for advice"))?;
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.context("reading the advice")?;
+            if !status.is_success() {
+                anyhow::bail!("{status}: {}", body.get("message").and_then(|m| m.as_str()).unwrap_or(""));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", kilowatch_aggregator::forecast_api::advice_text(&body));
+            }
         }
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;

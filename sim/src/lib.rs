@@ -15,6 +15,7 @@ mod gpu;
 mod jobs;
 mod meters;
 mod noise;
+mod outlook;
 mod plant;
 mod points;
 mod psy;
@@ -32,6 +33,7 @@ pub use plant::Mode;
 pub use points::PointBuf;
 pub use scenario::{CoolingFailure, HeatWave, Scenario};
 pub use weather::OutsideAir;
+pub use outlook::temp_error_sd;
 
 use gpu::{GpuReading, GpuStatic};
 use jobs::{JobProfile, SchedEvent, Scheduler};
@@ -295,6 +297,30 @@ impl Site {
     /// The outside air now.
     pub fn outside_air(&self) -> OutsideAir {
         self.snap.air
+    }
+
+    /// The outside air at `t` (heat wave included), whatever `now()` is.
+    pub fn air_at(&self, t: Timestamp) -> OutsideAir {
+        let t_s = t.0 as f64 / 1e9;
+        let air = self.weather.at(t_s);
+        self.cfg.scenario.air(&air, t_s).unwrap_or(air)
+    }
+
+    /// The weather forecast for `target` issued at `issued`: the air that will be there (a
+    /// scheduled heat wave included: forecasters see those coming) plus a forecast's error
+    /// that grows with the lead time ([`temp_error_sd`]).
+    pub fn forecast_air(&self, issued: Timestamp, target: Timestamp) -> OutsideAir {
+        outlook::forecast_air(self.cfg.seed, &self.air_at(target), issued.0 as f64 / 1e9, target.0 as f64 / 1e9)
+    }
+
+    /// The grid's carbon intensity at `t`, g CO2eq/kWh (a France-like daily curve).
+    pub fn grid_intensity(&self, t: Timestamp) -> f64 {
+        outlook::grid_intensity(self.cfg.seed, t.0 as f64 / 1e9)
+    }
+
+    /// The grid intensity forecast for `target` issued at `issued`, g CO2eq/kWh.
+    pub fn forecast_grid_intensity(&self, issued: Timestamp, target: Timestamp) -> f64 {
+        outlook::forecast_grid_intensity(self.cfg.seed, issued.0 as f64 / 1e9, target.0 as f64 / 1e9)
     }
 
     /// The cooling mode now.
