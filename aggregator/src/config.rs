@@ -77,6 +77,9 @@ impl Config {
         if !(nonneg(self.accounting.span_tolerance_pct) && self.accounting.span_tolerance_pct <= 100.0) {
             return Err(ConfigError::Invalid { key: "accounting.span_tolerance_pct", message: "must be a percentage between 0 and 100".into() });
         }
+        if !(nonneg(self.accounting.official_min_coverage_pct) && self.accounting.official_min_coverage_pct <= 100.0) {
+            return Err(ConfigError::Invalid { key: "accounting.official_min_coverage_pct", message: "must be a percentage between 0 and 100".into() });
+        }
         Ok(())
     }
 }
