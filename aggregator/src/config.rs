@@ -522,6 +522,7 @@ mod tests {
             ("server", "max_body_bytes", false),
             ("carbon", "factor_kg_per_kwh", true),
             ("carbon", "residual_factor_kg_per_kwh", true),
+            ("accounting", "official_min_coverage_pct", true),
             ("slurm", "poll_interval_s", false),
             ("alerts", "eval_interval_s", false),
             ("store", "checkpoint_interval_s", false),

@@ -117,8 +117,10 @@ impl StoreView {
             if b.mean.is_finite() {
                 // A roll-up wider than the chart's step (hour buckets under a minute step, once
                 // the minute ones are expired) fills every chart bucket it spans.
+                // A raw reading (width 0) stays in its own bucket: `t - 1` of one stamped at the
+                // span's start is outside the span, and it used to fill every bucket.
                 let first = s.index(b.t);
-                for i in first..=s.index(b.t.saturating_add(width - 1)).max(first).min(s.buckets()) {
+                for i in first..=s.index(b.t.saturating_add(width.max(1) - 1)).max(first).min(s.buckets()) {
                     if let (Some(a), Some(c)) = (sum.get_mut(i), n.get_mut(i)) {
                         *a += b.mean * f64::from(b.n);
                         *c += f64::from(b.n);
@@ -364,7 +366,7 @@ impl StoreView {
     fn litres(&self, bounds: &[i64]) -> Result<Vec<Option<f64>>, StoreError> {
         let mut litres = vec![None; bounds.len().saturating_sub(1)];
         for m in self.store.find_series(WATER, "volume_m3", &[])? {
-            let l = self.store.ledger(m.id, EnergyKind::Counter, &bounds)?;
+            let l = self.store.ledger(m.id, EnergyKind::Counter, bounds)?;
             for ((o, v), c) in litres.iter_mut().zip(&l.values).zip(&l.covered_s) {
                 if *c > 0.0 {
                     *o = Some(o.unwrap_or(0.0) + v * 1000.0);
@@ -516,11 +518,12 @@ mod tests {
     fn daily_water_is_cut_at_local_midnights() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Arc::new(Store::open(dir.path()).expect("open"));
-        // 1 m3 an hour from 2026-10-23 12:00 UTC to 2026-10-26 22:00 UTC; 10 °C, 50 % outside.
+        // 1 m3 an hour from 2026-10-23 12:00 UTC to 2026-10-26 22:00 UTC; outside 50 % and
+        // a degree warmer each day from 10 °C.
         let pts: Vec<Point> = (0..=82)
             .flat_map(|h| {
                 let t = Timestamp((1_792_756_800 + h * 3600) * S);
-                [Point::new(WATER, t).tag("meter", "w1").field("volume_m3", h as f64), Point::new(COOLING, t).tag("unit", "cu1").field("outside_temp_c", 10.0).field("outside_rh_pct", 50.0)]
+                [Point::new(WATER, t).tag("meter", "w1").field("volume_m3", h as f64), Point::new(COOLING, t).tag("unit", "cu1").field("outside_temp_c", 10.0 + (h / 24) as f64).field("outside_rh_pct", 50.0)]
             })
             .collect();
         store.write(&pts).expect("write");
@@ -532,7 +535,11 @@ mod tests {
         assert_eq!(water[0].1.map(f64::round), Some(24_000.0), "{water:?}");
         assert_eq!(water[1].1.map(f64::round), Some(25_000.0), "the 25-hour day: {water:?}");
         let wb = &days[1].points;
-        assert!(wb.iter().all(|p| p.1.is_some_and(|v| (v - wet_bulb_c(10.0, 50.0)).abs() < 0.01)), "{wb:?}");
+        assert!(wb.iter().all(|p| p.1.is_some_and(|v| v > wet_bulb_c(10.0, 50.0) - 0.01 && v < wet_bulb_c(14.0, 50.0))), "{wb:?}");
+        // A day's figures do not depend on how many days are asked for.
+        let two = view.water_days((1_792_756_800 + 82 * 3600) * S, 2).expect("water");
+        assert_eq!(two[0].points[..], days[0].points[1..], "water");
+        assert_eq!(two[1].points[..], days[1].points[1..], "wet bulb");
     }
 
     #[test]

@@ -36,6 +36,21 @@ try {
   const [ready, draw] = await page.evaluate(() => [window.heatReadyMs, window.heatDrawMs]);
   const [wait, body] = await page.evaluate(() => { const e = performance.getEntriesByType("resource").find((r) => r.name.includes("/dashboard/gpus.json")); return e ? [e.responseStart - e.requestStart, e.responseEnd - e.responseStart] : [NaN, NaN]; });
   console.log(`timing /gpus with ${cells.length} GPUs: heatmap on screen ${ready.toFixed(0)} ms after navigation start; of which the server answering gpus.json ${wait.toFixed(0)} ms, its transfer ${body.toFixed(0)} ms, the canvas drawing ${draw.toFixed(1)} ms`);
+  // Five more reads and draws in the page: the server's answer varies with the demo's writes
+  // (it shares the store's lock with them), the drawing does not.
+  const again = await page.evaluate(async () => {
+    const out = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      const r = await fetch("/dashboard/gpus.json"); await r.json();
+      const t1 = performance.now();
+      document.querySelector("[data-metric=util_pct]").click();
+      out.push([t1 - t0, window.heatDrawMs]);
+    }
+    return out;
+  });
+  const med = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`timing /gpus again (5 reads): gpus.json fetched and parsed in median ${med(again.map((x) => x[0])).toFixed(0)} ms (min ${Math.min(...again.map((x) => x[0])).toFixed(0)}), redrawn in median ${med(again.map((x) => x[1])).toFixed(1)} ms`);
   if (ready > BOUND_MS) fail(`the 10,000-GPU heatmap took ${ready.toFixed(0)} ms (bound ${BOUND_MS} ms)`);
   await page.screenshot({ path: `${SHOTS}/gpus-10k.png` });
   // Search by a GPU's UUID: that one GPU, linked; by node: its GPUs.
