@@ -48,6 +48,19 @@ function align(series, scale) {
   return [ts.map((t) => t / 1000), ys];
 }
 
+// Indices of values whose nearest readings on both sides are gaps (null) or absent.
+function isolated(a) {
+  const out = [];
+  let prev = null;
+  for (let j = 0; j < a.length; j++) {
+    if (a[j] == null) { if (a[j] === null) prev = null; continue; }
+    let k = j + 1; while (k < a.length && a[k] === undefined) k++;
+    if (prev === null && (k >= a.length || a[k] === null)) out.push(j);
+    prev = j;
+  }
+  return out.length ? out : null;
+}
+
 function fmtValue(v, digits, unit) { return v == null ? "–" : KW.fmt(v, digits) + (unit ? " " + unit : ""); }
 
 // Draws behind the series: mode bands and boxes; in front: threshold lines and the marked point.
@@ -170,7 +183,8 @@ Chart.time = (host, series, opts = {}) => {
           label: s.name, stroke: c, width: bars ? 0 : 1.6, scale: right[i] ? "y2" : "y",
           fill: bars ? c + "cc" : opts.stack ? c + "55" : undefined,
           paths: bars ? uPlot.paths.bars({ size: [0.7, 80], align: 0 }) : undefined,
-          points: bars ? { show: false } : undefined,
+          // A reading with no neighbour to join is drawn as a dot (a lone hot sample).
+          points: bars ? { show: false } : { filter: (u, si, show) => (show ? null : isolated(u.data[si])) },
           value: (u, v, si, idx) => (idx == null ? "–" : fmtValue(st.raw[i][idx], right[i] ? opts.right.digits ?? 1 : digits, unitOf(i))),
         };
       }),
