@@ -141,6 +141,11 @@ try {
     const near = [-1, 0, 1, 2, 3, 4, 5].map((m) => inZone(Date.parse(o.data_time) - m * 60000, SITE_ZONE).slice(0, 16));
     if (!near.includes(shown.slice(0, 16))) fail(`the data time ${shown} is not ${o.data_time} in ${SITE_ZONE} (${near[1]})`);
     else console.log(`ok times in the site's zone, 24-hour: ${shown} (${SITE_ZONE}; the browser is in ${BROWSER_ZONE})`);
+    // A day of data: the rolling 12 months shows its metered share and is not official.
+    await page.waitForFunction(() => /rolling 12 months/.test(document.getElementById("pue-periods").textContent), null, { timeout: 20000 }).catch(() => {});
+    const r12 = await page.evaluate(() => [...document.querySelectorAll("#pue-periods tr")].map((r) => r.textContent).find((t) => t.startsWith("rolling 12 months")) || "");
+    if (!/% metered/.test(r12) || /official/.test(r12)) fail(`the overview's rolling 12 months reads ${JSON.stringify(r12)}`);
+    else console.log(`ok rolling 12 months: ${r12.replace(/\s+/g, " ")}`);
     // Hovering a chart shows the values under the cursor in its legend.
     const chart = page.locator("#power-chart .u-over");
     await chart.waitFor({ timeout: 15000 }).catch(() => fail("no chart on the overview"));
