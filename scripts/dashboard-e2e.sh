@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The dashboard's browser test (scripts/e2e/dashboard.mjs). Without node, Debian's chromium or
+# The dashboard's browser tests (scripts/e2e/dashboard.mjs, then gpus-scale.mjs). Without node, Debian's chromium or
 # playwright-core it skips with a notice, except under CI, where it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +18,6 @@ fi
 # The binary lives where cargo puts it: CARGO_TARGET_DIR when set (CI sets it), else target/.
 export KILOWATCH_BIN="${KILOWATCH_BIN:-${CARGO_TARGET_DIR:-target}/debug/kilowatch}"
 [ -x "$KILOWATCH_BIN" ] || cargo build -q -p kilowatch-aggregator --bin kilowatch
-exec node scripts/e2e/dashboard.mjs
+node scripts/e2e/dashboard.mjs
+# The GPU page with 10,000 GPUs (a second demo, started after the first has stopped).
+node scripts/e2e/gpus-scale.mjs

@@ -91,6 +91,11 @@ pub struct AccountingConfig {
     /// intervals, a data-quality fault says so.
     #[serde(default = "default_span_tolerance_pct")]
     pub span_tolerance_pct: f64,
+    /// A rolling-12-month or calendar-year figure is called official only when its window's
+    /// coverage (the lowest of the meters that make PUE and WUE) is at least this share
+    /// (percent, default 100); below it the figure is shown with its metered share.
+    #[serde(default = "default_official_min_coverage_pct")]
+    pub official_min_coverage_pct: f64,
 }
 
 fn default_retired_after_h() -> f64 {
@@ -99,10 +104,13 @@ fn default_retired_after_h() -> f64 {
 fn default_span_tolerance_pct() -> f64 {
     1.0
 }
+fn default_official_min_coverage_pct() -> f64 {
+    100.0
+}
 
 impl Default for AccountingConfig {
     fn default() -> Self {
-        AccountingConfig { expected_meters: Vec::new(), retired_after_h: default_retired_after_h(), span_tolerance_pct: default_span_tolerance_pct() }
+        AccountingConfig { expected_meters: Vec::new(), retired_after_h: default_retired_after_h(), span_tolerance_pct: default_span_tolerance_pct(), official_min_coverage_pct: default_official_min_coverage_pct() }
     }
 }
 

@@ -175,7 +175,11 @@ pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowP
     let compute = move || {
         kpi::compute_with(&store, range, &label, &*cfg).map(|k| {
             let mut v = serde_json::to_value(&k).unwrap_or_default();
-            v["official"] = json!(official);
+            // A year or rolling 12 months is the official figure only when metered throughout
+            // (accounting.official_min_coverage_pct).
+            let min = cfg.accounting.official_min_coverage_pct;
+            v["official"] = json!(official && k.data_quality.coverage_pct >= min);
+            v["official_min_coverage_pct"] = json!(min);
             v
         })
     };

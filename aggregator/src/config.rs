@@ -80,6 +80,9 @@ impl Config {
         if !(nonneg(self.accounting.span_tolerance_pct) && self.accounting.span_tolerance_pct <= 100.0) {
             return Err(ConfigError::Invalid { key: "accounting.span_tolerance_pct", message: "must be a percentage between 0 and 100".into() });
         }
+        if !(nonneg(self.accounting.official_min_coverage_pct) && self.accounting.official_min_coverage_pct <= 100.0) {
+            return Err(ConfigError::Invalid { key: "accounting.official_min_coverage_pct", message: "must be a percentage between 0 and 100".into() });
+        }
         Ok(())
     }
 }
@@ -579,6 +582,7 @@ mod tests {
             ("server", "max_body_bytes", false),
             ("carbon", "factor_kg_per_kwh", true),
             ("carbon", "residual_factor_kg_per_kwh", true),
+            ("accounting", "official_min_coverage_pct", true),
             ("slurm", "poll_interval_s", false),
             ("alerts", "eval_interval_s", false),
             ("store", "checkpoint_interval_s", false),

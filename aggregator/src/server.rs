@@ -28,7 +28,7 @@ use kilowatch_store::Store;
 use crate::view::StoreView;
 
 pub fn router(state: AppState) -> Router {
-    let view: kilowatch_dashboard::SharedView = Arc::new(StoreView::new(state.store.clone(), state.config.site.name.clone()));
+    let view: kilowatch_dashboard::SharedView = Arc::new(StoreView::new(state.store.clone(), state.config.site.name.clone(), state.config.site.timezone.parse().unwrap_or(chrono_tz::UTC)));
     // Pages and assets hold no data and are open; the JSON they fetch needs a read token.
     let dashboard = kilowatch_dashboard::pages_router().merge(kilowatch_dashboard::data_router(view).layer(middleware::from_fn_with_state(state.clone(), require_read)));
     let metrics = state.metrics.clone();

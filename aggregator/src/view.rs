@@ -11,7 +11,8 @@ use kilowatch_model::metric::{COOLING, GPU, METER, WATER, role};
 use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::time::NANOS_PER_SEC;
 
-use kilowatch_accounting::kpi;
+use chrono_tz::Tz;
+use kilowatch_accounting::{kpi, periods};
 use kilowatch_store::rollup::EnergyKind;
 use kilowatch_store::rollup::{Bucket, HOUR, Level, MINUTE};
 use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError, Value};
@@ -20,10 +21,13 @@ use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError, Value};
 const STALE_NS: i64 = 300 * NANOS_PER_SEC;
 /// Points of the envelope scatter per unit: the newest ones.
 const ENVELOPE_POINTS: usize = 120;
+const DAY: i64 = 86_400 * NANOS_PER_SEC;
 
 pub struct StoreView {
     store: Arc<Store>,
     site: String,
+    /// `site.timezone`: daily charts cut at its midnights.
+    tz: Tz,
 }
 
 /// A window resolved against the newest data: `[from, to)` in ns cut into `step`s. Built only
@@ -63,8 +67,8 @@ fn err(e: StoreError) -> ViewError {
 }
 
 impl StoreView {
-    pub fn new(store: Arc<Store>, site: String) -> Self {
-        StoreView { store, site }
+    pub fn new(store: Arc<Store>, site: String, tz: Tz) -> Self {
+        StoreView { store, site, tz }
     }
 
     /// "Now" for live views: the newest data, never later than the clock plus the allowed skew.
@@ -113,8 +117,10 @@ impl StoreView {
             if b.mean.is_finite() {
                 // A roll-up wider than the chart's step (hour buckets under a minute step, once
                 // the minute ones are expired) fills every chart bucket it spans.
+                // A raw reading (width 0) stays in its own bucket: `t - 1` of one stamped at the
+                // span's start is outside the span, and it used to fill every bucket.
                 let first = s.index(b.t);
-                for i in first..=s.index(b.t.saturating_add(width - 1)).max(first).min(s.buckets()) {
+                for i in first..=s.index(b.t.saturating_add(width.max(1) - 1)).max(first).min(s.buckets()) {
                     if let (Some(a), Some(c)) = (sum.get_mut(i), n.get_mut(i)) {
                         *a += b.mean * f64::from(b.n);
                         *c += f64::from(b.n);
@@ -222,6 +228,7 @@ impl StoreView {
         let gpus = self.recent(GPU, "power_w", since)?;
         Ok(Overview {
             site: self.site.clone(),
+            timezone: self.tz.name().to_owned(),
             data_time: self.store.stats()?.newest_ts.map(|t| Timestamp(t.min(live.to.0)).to_rfc3339()),
             pue: k.pue,
             pue_category: k.pue_category,
@@ -315,19 +322,58 @@ impl StoreView {
     /// Water drawn per bucket (L, counter deltas) and the mean outside wet bulb (Stull 2011).
     fn water_at(&self, s: Span) -> Result<Vec<Series>, StoreError> {
         let bounds: Vec<i64> = (0..=s.buckets()).map(|i| s.at(i)).collect();
-        let mut litres = vec![None; s.buckets()];
+        let litres = self.litres(&bounds)?;
+        let t = self.mean_of(&self.store.find_series(COOLING, "outside_temp_c", &[])?, s)?;
+        let h = self.mean_of(&self.store.find_series(COOLING, "outside_rh_pct", &[])?, s)?;
+        let wb = t.iter().zip(&h).map(|(t, h)| Some(wet_bulb_c((*t)?, (*h)?))).collect();
+        Ok(vec![Self::series("water L", "L", s, litres), Self::series("outside wet bulb °C", "°C", s, wb)])
+    }
+
+    /// Water and wet bulb per local day of `site.timezone` (23 and 25 hours on the days the
+    /// clocks change), over the `days` days ending with the one holding the newest data. Water
+    /// is metered between the local midnights; the wet bulb is the mean of the day's hours.
+    fn water_days(&self, newest: i64, days: usize) -> Result<Vec<Series>, StoreError> {
+        // A local midnight that does not exist (a few historical zones) falls back to UTC days.
+        let day_start = |at: i64| periods::resolve("day", Some(Timestamp(at)), None, None, self.tz, Timestamp(at)).map(|p| p.range.from.0).unwrap_or(at.div_euclid(DAY).saturating_mul(DAY));
+        let day_end = |at: i64| periods::resolve("day", Some(Timestamp(at)), None, None, self.tz, Timestamp(at)).map(|p| p.range.to.0).unwrap_or(at.div_euclid(DAY).saturating_add(1).saturating_mul(DAY));
+        let mut bounds = vec![day_end(newest)];
+        while bounds.len() <= days {
+            bounds.push(day_start(bounds[bounds.len() - 1].saturating_sub(1)));
+        }
+        bounds.reverse();
+        let litres = self.litres(&bounds)?;
+        let (from, to) = (bounds[0], bounds[bounds.len() - 1]);
+        let hours = Span::ending(to.saturating_sub(1), to.saturating_sub(from.div_euclid(HOUR).saturating_mul(HOUR)), HOUR);
+        let t = self.mean_of(&self.store.find_series(COOLING, "outside_temp_c", &[])?, hours)?;
+        let h = self.mean_of(&self.store.find_series(COOLING, "outside_rh_pct", &[])?, hours)?;
+        let mut wb = vec![(0.0, 0.0); days];
+        for (i, (t, h)) in t.iter().zip(&h).enumerate() {
+            let (Some(t), Some(h)) = (t, h) else { continue };
+            let d = bounds.partition_point(|b| *b <= hours.at(i)).saturating_sub(1);
+            if let Some(w) = wb.get_mut(d) {
+                *w = (w.0 + wet_bulb_c(*t, *h), w.1 + 1.0);
+            }
+        }
+        let points = |v: Vec<Option<f64>>| bounds.iter().zip(v).map(|(b, v)| (b / 1_000_000, v)).collect();
+        Ok(vec![
+            Series { name: "water L".into(), unit: "L".into(), points: points(litres) },
+            Series { name: "outside wet bulb °C".into(), unit: "°C".into(), points: points(wb.into_iter().map(|(s, n)| (n > 0.0).then(|| s / n)).collect()) },
+        ])
+    }
+
+    /// Litres drawn between consecutive `bounds` (ns), summed over the water meters; `None`
+    /// where no meter covered any of the interval.
+    fn litres(&self, bounds: &[i64]) -> Result<Vec<Option<f64>>, StoreError> {
+        let mut litres = vec![None; bounds.len().saturating_sub(1)];
         for m in self.store.find_series(WATER, "volume_m3", &[])? {
-            let l = self.store.ledger(m.id, EnergyKind::Counter, &bounds)?;
+            let l = self.store.ledger(m.id, EnergyKind::Counter, bounds)?;
             for ((o, v), c) in litres.iter_mut().zip(&l.values).zip(&l.covered_s) {
                 if *c > 0.0 {
                     *o = Some(o.unwrap_or(0.0) + v * 1000.0);
                 }
             }
         }
-        let t = self.mean_of(&self.store.find_series(COOLING, "outside_temp_c", &[])?, s)?;
-        let h = self.mean_of(&self.store.find_series(COOLING, "outside_rh_pct", &[])?, s)?;
-        let wb = t.iter().zip(&h).map(|(t, h)| Some(wet_bulb_c((*t)?, (*h)?))).collect();
-        Ok(vec![Self::series("water L", "L", s, litres), Self::series("outside wet bulb °C", "°C", s, wb)])
+        Ok(litres)
     }
 
     fn build_water(&self, w: Window) -> Result<Water, StoreError> {
@@ -336,7 +382,9 @@ impl StoreView {
             let step = step_s * NANOS_PER_SEC;
             Span::ending(base.to, w.span_s.max(step_s).saturating_mul(NANOS_PER_SEC).div_euclid(step).saturating_mul(step), step)
         };
-        Ok(Water { hourly: self.water_at(at(3600))?, daily: self.water_at(at(86_400))? })
+        // Every local day the window touches: a 24 h window spans two.
+        let days = usize::try_from(w.span_s / 86_400).unwrap_or(1).max(1) + 1;
+        Ok(Water { hourly: self.water_at(at(3600))?, daily: self.water_days(base.to.saturating_sub(1), days)? })
     }
 
     fn build_gpus(&self) -> Result<Vec<GpuCell>, StoreError> {
@@ -348,6 +396,9 @@ impl StoreView {
             for (m, l) in metas.iter().zip(latest) {
                 let (Some(node), Some(gpu)) = (m.tag("node"), m.tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
                 let c = cells.entry((node.to_owned(), gpu)).or_insert_with(|| GpuCell { node: node.to_owned(), gpu, stale: true, ..Default::default() });
+                if c.uuid.is_none() {
+                    c.uuid = m.tag("uuid").map(str::to_owned);
+                }
                 let Some((t, v)) = l else { continue };
                 let v = v.as_f64();
                 match field {
@@ -449,7 +500,7 @@ mod tests {
                 ])
                 .expect("write");
         }
-        let view = StoreView::new(store.clone(), "dc5".into());
+        let view = StoreView::new(store.clone(), "dc5".into(), chrono_tz::Europe::Paris);
         for w in ["1h", "24h", "30d"].map(|w| Window::parse(w).expect("window")) {
             view.build_power(w).expect("power");
             view.build_climate(w).expect("climate");
@@ -459,6 +510,36 @@ mod tests {
         }
         view.build_gpus().expect("gpus");
         view.build_overview().expect("overview");
+    }
+
+    /// Daily water is cut at the site's midnights: in Paris, 25 October 2026 has 25 hours
+    /// (the clocks go back), so it draws 25 hours of water, and its neighbours 24.
+    #[test]
+    fn daily_water_is_cut_at_local_midnights() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(dir.path()).expect("open"));
+        // 1 m3 an hour from 2026-10-23 12:00 UTC to 2026-10-26 22:00 UTC; outside 50 % and
+        // a degree warmer each day from 10 °C.
+        let pts: Vec<Point> = (0..=82)
+            .flat_map(|h| {
+                let t = Timestamp((1_792_756_800 + h * 3600) * S);
+                [Point::new(WATER, t).tag("meter", "w1").field("volume_m3", h as f64), Point::new(COOLING, t).tag("unit", "cu1").field("outside_temp_c", 10.0 + (h / 24) as f64).field("outside_rh_pct", 50.0)]
+            })
+            .collect();
+        store.write(&pts).expect("write");
+        let view = StoreView::new(store, "dc5".into(), chrono_tz::Europe::Paris);
+        let days = view.water_days((1_792_756_800 + 82 * 3600) * S, 3).expect("water");
+        let water = &days[0].points;
+        // Local midnights of 24, 25 and 26 October (CEST, CEST, CET).
+        assert_eq!(water.iter().map(|p| p.0 / 1000).collect::<Vec<_>>(), [1_792_792_800, 1_792_879_200, 1_792_969_200]);
+        assert_eq!(water[0].1.map(f64::round), Some(24_000.0), "{water:?}");
+        assert_eq!(water[1].1.map(f64::round), Some(25_000.0), "the 25-hour day: {water:?}");
+        let wb = &days[1].points;
+        assert!(wb.iter().all(|p| p.1.is_some_and(|v| v > wet_bulb_c(10.0, 50.0) - 0.01 && v < wet_bulb_c(14.0, 50.0))), "{wb:?}");
+        // A day's figures do not depend on how many days are asked for.
+        let two = view.water_days((1_792_756_800 + 82 * 3600) * S, 2).expect("water");
+        assert_eq!(two[0].points[..], days[0].points[1..], "water");
+        assert_eq!(two[1].points[..], days[1].points[1..], "wet bulb");
     }
 
     #[test]
@@ -475,7 +556,7 @@ mod tests {
             store.write(c).expect("write");
         }
         store.checkpoint().expect("checkpoint");
-        let view = StoreView::new(store.clone(), "dc5".into());
+        let view = StoreView::new(store.clone(), "dc5".into(), chrono_tz::Europe::Paris);
         let windows = ["6h", "24h", "7d"].map(|w| Window::parse(w).expect("window"));
         let before: Vec<_> = windows.iter().map(|w| (view.build_power(*w).expect("power"), view.build_climate(*w).expect("climate").modes)).collect();
         let rep = store.maintain(&kilowatch_store::Retention { raw: HOUR, minute: 8 * HOUR, hour: None }, i64::MAX).expect("maintain");

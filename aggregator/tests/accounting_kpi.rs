@@ -158,7 +158,11 @@ async fn example_13_local_month_and_year_lengths() {
     assert_eq!(get(&s, "period=month&month=2024-10").await["hours"], 745.0);
     let y = get(&s, "period=year&year=2024").await;
     assert_eq!(y["hours"], 8784.0);
-    assert_eq!(y["official"], true);
+    // One month metered of the year: the year's figure is not the official one.
+    let cov = y["data_quality"]["coverage_pct"].as_f64().expect("coverage");
+    assert!((cov - 743.0 / 8784.0 * 100.0).abs() < 0.5, "{cov}");
+    assert_eq!(y["official"], false, "a year {cov:.1} % metered is not official");
+    assert_eq!(y["official_min_coverage_pct"], 100.0);
     assert_eq!(get(&s, "period=rolling12&month=2024-12").await["hours"], 8784.0);
     for p in ["live", "hour", "day", "month", "ytd", "rolling12", "year"] {
         get(&s, &format!("period={p}&at=2024-03-15T12:00:00Z")).await;
@@ -184,4 +188,21 @@ async fn pue_below_one_is_a_fault_and_eu_indicators_list_what_is_missing() {
     assert_close(&find("edc_kwh")["value"], 90.0, "EDC");
     assert_eq!(find("edc_kwh")["status"], "metered");
     assert_eq!(find("pdit_kw")["status"], "to be declared");
+}
+
+/// `accounting.official_min_coverage_pct` decides when a year or rolling 12 months is the
+/// official figure: here 8 %, and a year with March metered (8.5 %) passes it.
+#[tokio::test]
+async fn official_needs_the_configured_coverage() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = kilowatch_aggregator::config::Config::default();
+    config.accounting.official_min_coverage_pct = 8.0;
+    let s = Server::start_with(dir.path(), "127.0.0.1:0".parse().expect("addr"), config, false).await;
+    let (a, b) = (1_709_247_600i64, 1_711_922_400i64);
+    let body = format!("meter,meter=u,role=it energy_kwh=0 {a}\nmeter,meter=u,role=it energy_kwh=743 {b}\nmeter,meter=g,role=facility energy_kwh=0 {a}\nmeter,meter=g,role=facility energy_kwh=860 {b}\n");
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let y = get(&s, "period=year&year=2024").await;
+    assert_eq!(y["official"], true, "{}", y["data_quality"]["coverage_pct"]);
+    assert_eq!(y["official_min_coverage_pct"], 8.0);
+    assert_eq!(get(&s, "period=month&month=2024-03").await["official"], false, "a month is never official");
 }

@@ -35,8 +35,8 @@ fn same_numbers(got: &Value, want: &Value, path: &str) {
     match (got, want) {
         (Value::Object(g), Value::Object(w)) => {
             for (k, wv) in w {
-                if k == "official" {
-                    continue; // the API adds it; the report states the period's status in its label
+                if k == "official" || k == "official_min_coverage_pct" {
+                    continue; // the API adds them; the report states the period's status in its label and methodology
                 }
                 let gv = g.get(k).unwrap_or_else(|| panic!("{path}.{k} missing in the report"));
                 same_numbers(gv, wv, &format!("{path}.{k}"));
@@ -138,6 +138,10 @@ async fn october_2024_report_equals_the_api() {
     assert!(csv.ends_with(&format!("generated_at,{GENERATED}\n")));
     let html = get(&s, "/api/v1/reports/2024-10.html").await.text().await.expect("html");
     assert!(html.contains("PUE (Cat 1)") && html.contains("Europe/Paris"), "the HTML states category and zone");
+    // One month of data: the rolling 12 months and the year to date say how much of them was
+    // metered, and the rolling 12 months is not called official.
+    assert!(html.contains("rolling 12 months (") && html.contains("year to date (") && html.contains("% metered)"), "window coverage in the KPI table");
+    assert!(html.contains("The rolling 12 months is not an official annual figure"), "not official on one month of data");
     assert_eq!(html.matches("<svg").count(), 5, "five charts inline");
     assert!(!html.contains("<svg class=\"chart\" width=\"0\""), "charts have a size");
     for part in ["Daily PUE", "Daily energy E_DC", "Daily WUE", "Hours per cooling mode", "Water per day", "day of month"] {

@@ -2,9 +2,9 @@
 //! ([`report`]). It owns the read-only [`SiteView`] trait it needs; the aggregator implements it. Every asset is compiled into the binary: sites run
 //! without internet access.
 //!
-//! Charts are drawn in the browser by a small hand-written SVG renderer (`assets/app.js`)
-//! from the JSON below: hover values and live updates need no round trip and no re-render
-//! on the server, and the renderer is a few hundred lines instead of a charting dependency.
+//! Charts are drawn in the browser by uPlot (vendored from npm, `assets/vendor/uplot/`, checked
+//! against its package's hashes) through `assets/js/chart.js`, from the JSON below: zoom, hover
+//! values and live updates need no round trip and no re-render on the server.
 
 mod pages;
 pub mod report;

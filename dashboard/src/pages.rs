@@ -33,6 +33,9 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
     Some(match name {
         "app.css" => ("text/css; charset=utf-8", include_str!("../assets/app.css")),
         "app.js" => (JS, include_str!("../assets/js/app.js")),
+        "uPlot.iife.min.js" => (JS, include_str!("../assets/vendor/uplot/uPlot.iife.min.js")),
+        "uPlot.min.css" => ("text/css; charset=utf-8", include_str!("../assets/vendor/uplot/uPlot.min.css")),
+        "uPlot.LICENSE.txt" => ("text/plain; charset=utf-8", include_str!("../assets/vendor/uplot/LICENSE")),
         "chart.js" => (JS, include_str!("../assets/js/chart.js")),
         "overview.js" => (JS, include_str!("../assets/js/overview.js")),
         "jobs.js" => (JS, include_str!("../assets/js/jobs.js")),
@@ -59,11 +62,11 @@ fn render(p: &Page) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>Kilowatch · {title}</title><link rel=\"icon\" href=\"data:,\">\
-<link rel=\"stylesheet\" href=\"/dashboard/assets/app.css\"></head><body>\
-<header><h1><span class=\"brand\">Kilowatch</span> · <span id=\"site\">site</span></h1><nav>{nav}</nav>\
-<div id=\"status\">connecting…</div></header><main id=\"main\">{body}</main>\
-<div id=\"tip\" class=\"tip\"></div>\
-<script src=\"/dashboard/assets/app.js\"></script><script src=\"/dashboard/assets/chart.js\"></script>\
+<link rel=\"stylesheet\" href=\"/dashboard/assets/uPlot.min.css\"><link rel=\"stylesheet\" href=\"/dashboard/assets/app.css\"></head><body>\
+<header><h1><span class=\"brand\">Kilowatch</span> · <span id=\"site\">site</span></h1><nav aria-label=\"pages\">{nav}</nav>\
+<button type=\"button\" id=\"zone\" class=\"zone\">time zone</button>\
+<div id=\"status\" role=\"status\">connecting…</div></header><main id=\"main\">{body}</main>\
+<script src=\"/dashboard/assets/app.js\"></script><script src=\"/dashboard/assets/uPlot.iife.min.js\"></script><script src=\"/dashboard/assets/chart.js\"></script>\
 <script src=\"/dashboard/assets/{script}\"></script></body></html>",
         title = p.title,
         body = p.body,
@@ -100,4 +103,4 @@ pub fn paths() -> impl Iterator<Item = &'static str> {
 
 /// Every asset name, for tests.
 #[cfg(test)]
-pub const ASSETS: &[&str] = &["app.css", "app.js", "chart.js", "overview.js", "jobs.js", "job.js", "gpus.js", "gpu.js", "cooling.js", "alerts.js", "forecast.js"];
+pub const ASSETS: &[&str] = &["app.css", "app.js", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE.txt", "chart.js", "overview.js", "jobs.js", "job.js", "gpus.js", "gpu.js", "cooling.js", "alerts.js", "forecast.js"];

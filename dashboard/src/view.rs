@@ -15,6 +15,8 @@ pub enum ViewError {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Overview {
     pub site: String,
+    /// The site's IANA time zone (`site.timezone`): every time on the pages is shown in it.
+    pub timezone: String,
     /// Time of the newest data (RFC 3339). Runs ahead of the clock in a fast demo.
     pub data_time: Option<String>,
     pub pue: Option<f64>,
@@ -116,6 +118,8 @@ pub struct Water {
 pub struct GpuCell {
     pub node: String,
     pub gpu: u32,
+    /// The board's UUID (the `uuid` tag), for search.
+    pub uuid: Option<String>,
     pub power_w: Option<f64>,
     pub temp_margin_c: Option<f64>,
     pub util_pct: Option<f64>,

@@ -3,11 +3,27 @@
 // supply-air sample that fires SupplyAirTooWarm, a silence, a job), drives Debian's chromium
 // through playwright-core, and checks that every page loads and shows that data with no
 // console or page error, a live value changes, a job can be found and opened, a silence can be
-// created and one expired with the Alerts page's own button. Screenshots go to $SHOTS (default
+// created and one expired with the Alerts page's own button; that a chart zooms by dragging,
+// that times are in the site's zone (the browser runs in another) on a 24-hour clock, that
+// axe-core finds no serious or critical violation on any page, and that the overview and
+// Alerts fit a phone's width. Screenshots (1600x1000 and 390x844) go to $SHOTS (default
 // target/dashboard-shots).
 import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const AXE_SRC = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+// The demo's `site.timezone`, and a browser in another zone, so a time shown in the browser's
+// zone by mistake is caught.
+const SITE_ZONE = "Europe/Paris";
+const BROWSER_ZONE = "America/New_York";
+const TIME_24H = /^\d{4}-\d\d-\d\d ([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/;
+// The instant `ms` as the pages must show it: in `zone`, 24-hour.
+const inZone = (ms, zone) => {
+  const o = {}; for (const p of new Intl.DateTimeFormat("en-GB", { timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }).formatToParts(new Date(ms))) o[p.type] = p.value;
+  return `${o.year}-${o.month}-${o.day} ${o.hour}:${o.minute}:${o.second}`;
+};
 
 const BIN = process.env.KILOWATCH_BIN || "target/debug/kilowatch";
 const SHOTS = process.env.SHOTS || "target/dashboard-shots";
@@ -57,7 +73,18 @@ try {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
-  const ctx = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+  const ctx = await browser.newContext({ viewport: { width: 1600, height: 1000 }, timezoneId: BROWSER_ZONE });
+  // axe-core over the whole page; serious and critical violations fail the test.
+  const axe = async (page, name) => {
+    // Evaluated through the debugging protocol: the pages' CSP (script-src 'self') refuses an
+    // injected <script>, rightly.
+    await page.evaluate(AXE_SRC);
+    const found = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations
+      .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) })));
+    const bad = found.filter((v) => v.impact === "serious" || v.impact === "critical");
+    for (const v of bad) fail(`${name}: axe ${v.impact} ${v.id}: ${v.help} (${v.nodes.join(", ")})`);
+    console.log(`ok axe ${name}: ${bad.length} serious or critical, ${found.length - bad.length} other (${found.map((v) => v.id).join(", ") || "none"})`);
+  };
   const errors = [];
   const watch = (page, name) => {
     page.on("console", (m) => { if (m.type() === "error") errors.push(`${name}: ${m.text()}`); });
@@ -67,13 +94,15 @@ try {
   };
   // Every page, and what must be on it: (name, path, [selector, text it must contain]…).
   const pages = [
-    ["overview", "/", ["#power-chart svg", ""], ["#alerts", "SupplyAirTooWarm"]],
+    ["overview", "/", ["#power-chart canvas", ""], ["#climate-chart canvas", ""], ["#alerts", "SupplyAirTooWarm"]],
     ["jobs", "/jobs", ["#jobs tbody", "e2e:1"]],
-    ["gpus", "/gpus", ["#heat .heat", "dgx-001"], ["#n", "/"]],
-    ["cooling", "/cooling?range=24h", ["#units tbody", "cu-e2e"], ["#supply svg", ""]],
+    ["gpus", "/gpus", ["#heat", ""], ["#render", "GPUs on 4 nodes"], ["#n", "/"]],
+    ["cooling", "/cooling?range=24h", ["#units tbody", "cu-e2e"], ["#supply canvas", ""], ["#modes canvas", ""], ["#water-h canvas", ""], ["#water-d canvas", ""], ["#envelope canvas", ""]],
     ["alerts", "/alerts", ["#firing tbody", "SupplyAirTooWarm"], ["#firing tbody", "cu-e2e"], ["#silences tbody", silence], ["#rules tbody tr", ""]],
-    ["node", "/gpu?node=dgx-001", ["#chart1 svg", ""]],
-    ["gpu", "/gpu?node=dgx-001&gpu=0&range=1h", ["#chart1 svg", ""]],
+    ["node", "/gpu?node=dgx-001", ["#chart1 canvas", ""]],
+    ["gpu", "/gpu?node=dgx-001&gpu=0&range=1h", ["#chart1 canvas", ""], ["#chart2 canvas", ""]],
+    ["job", "/job?id=e2e:1", ["#job-id", "e2e:1"], ["#job-chart canvas", ""]],
+    ["forecast", "/forecast", ["#forecast tbody", ""], ["#advice tbody", ""]],
   ];
   for (const [name, path, ...wants] of pages) {
     const page = await ctx.newPage(); watch(page, name);
@@ -81,12 +110,15 @@ try {
     await page.waitForFunction(() => /^(updated|live)/.test(document.getElementById("status").textContent), null, { timeout: 20000 })
       .catch(async () => fail(`${name}: never updated (status: ${await page.textContent("#status")})`));
     for (const [sel, text] of wants) {
-      await page.waitForFunction(([s, t]) => [...document.querySelectorAll(s)].some((e) => e.textContent.includes(t) && (t || e.childElementCount || e.tagName === "svg" || e.textContent.trim())), [sel, text], { timeout: 20000 })
+      await page.waitForFunction(([s, t]) => [...document.querySelectorAll(s)].some((e) => e.textContent.includes(t) && (t || e.childElementCount || e.tagName === "CANVAS" || e.textContent.trim())), [sel, text], { timeout: 20000 })
         .catch(() => fail(`${name}: ${sel} does not show ${JSON.stringify(text || "anything")}`));
     }
     await sleep(1500); // the slower loaders of the page (charts, jobs)
     const status = await page.textContent("#status");
     if (!/^(updated|live)/.test(status)) fail(`${name}: status says ${JSON.stringify(status)}`);
+    const zone = await page.textContent("#zone");
+    if (zone !== `${SITE_ZONE} (site)`) fail(`${name}: the header's zone reads ${JSON.stringify(zone)}, not the site's`);
+    await axe(page, name);
     await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
     console.log(`ok page ${name}`);
     await page.close();
@@ -100,15 +132,53 @@ try {
     const before = await page.textContent("#data-time");
     await page.waitForFunction((b) => document.getElementById("data-time").textContent !== b, before, { timeout: 10000 })
       .then(() => console.log("ok live value changed"), () => fail("the live data time did not change within 10 s"));
-    // Hovering a chart shows the values under the cursor.
-    const chart = page.locator("svg.chart").first();
+    // The data time is the newest data's, in the site's zone, 24-hour.
+    const shown = (await page.textContent("#data-time")).replace(/^data at /, "");
+    const o = await (await fetch(BASE + "/dashboard/overview.json")).json();
+    if (o.timezone !== SITE_ZONE) fail(`overview.json names zone ${o.timezone}`);
+    if (!TIME_24H.test(shown)) fail(`the data time reads ${JSON.stringify(shown)}, not a 24-hour time`);
+    // The data time moves at 60x: it must be within a few data minutes of the JSON's, in the
+    // site's zone (Paris and New York are 6 hours apart).
+    const near = [-1, 0, 1, 2, 3, 4, 5].map((m) => inZone(Date.parse(o.data_time) - m * 60000, SITE_ZONE).slice(0, 16));
+    if (!near.includes(shown.slice(0, 16))) fail(`the data time ${shown} is not ${o.data_time} in ${SITE_ZONE} (${near[1]})`);
+    else console.log(`ok times in the site's zone, 24-hour: ${shown} (${SITE_ZONE}; the browser is in ${BROWSER_ZONE})`);
+    // A day of data: the rolling 12 months shows its metered share and is not official.
+    await page.waitForFunction(() => /rolling 12 months/.test(document.getElementById("pue-periods").textContent), null, { timeout: 20000 }).catch(() => {});
+    const r12 = await page.evaluate(() => [...document.querySelectorAll("#pue-periods tr")].map((r) => r.textContent).find((t) => t.startsWith("rolling 12 months")) || "");
+    if (!/% metered/.test(r12) || /official/.test(r12)) fail(`the overview's rolling 12 months reads ${JSON.stringify(r12)}`);
+    else console.log(`ok rolling 12 months: ${r12.replace(/\s+/g, " ")}`);
+    // Hovering a chart shows the values under the cursor in its legend.
+    const chart = page.locator("#power-chart .u-over");
     await chart.waitFor({ timeout: 15000 }).catch(() => fail("no chart on the overview"));
     const box = await chart.boundingBox();
     if (box) {
       await page.mouse.move(box.x + box.width * 0.7, box.y + box.height / 2);
-      await page.waitForFunction(() => { const t = document.getElementById("tip"); return t && t.style.display === "block" && /\d/.test(t.textContent); }, null, { timeout: 5000 })
-        .then(async () => { console.log("ok chart hover shows: " + (await page.textContent("#tip")).replace(/\n/g, " | ")); await page.screenshot({ path: `${SHOTS}/overview-hover.png` }); },
+      await page.waitForFunction(() => [...document.querySelectorAll("#power-chart .u-legend .u-series:not(:first-child) .u-value")].some((v) => /\d/.test(v.textContent)), null, { timeout: 5000 })
+        .then(async () => { console.log("ok chart hover shows: " + (await page.textContent("#power-chart .u-legend")).replace(/\s+/g, " ")); await page.screenshot({ path: `${SHOTS}/overview-hover.png` }); },
           () => fail("hovering the chart showed no values"));
+      const hoverTime = await page.textContent("#power-chart .u-legend .u-series:first-child .u-value");
+      if (!TIME_24H.test(hoverTime)) fail(`the hovered time reads ${JSON.stringify(hoverTime)}`);
+      // The cursor is shared: the climate chart's legend follows the power chart's.
+      const climateTime = await page.textContent("#climate-chart .u-legend .u-series:first-child .u-value");
+      if (climateTime !== hoverTime) fail(`the climate chart's cursor is at ${climateTime}, the power chart's at ${hoverTime}`);
+      else console.log("ok cursor shared across the page's charts at " + hoverTime);
+      // Dragging across the middle fifth zooms the x axis to about that; a double click resets.
+      const range = () => page.evaluate(() => { const s = document.getElementById("power-chart")._kw.u.scales.x; return [s.min, s.max]; });
+      const [lo, hi] = await range();
+      await page.mouse.move(box.x + box.width * 0.4, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2, { steps: 5 });
+      await page.mouse.move(box.x + box.width * 0.6, box.y + box.height / 2, { steps: 5 });
+      await page.mouse.up();
+      const [zlo, zhi] = await range();
+      const frac = (zhi - zlo) / (hi - lo);
+      if (!(zlo > lo && zhi < hi && frac > 0.1 && frac < 0.3)) fail(`dragging did not zoom: x ${lo}..${hi} became ${zlo}..${zhi}`);
+      else console.log(`ok drag zoomed the x axis to ${(frac * 100).toFixed(0)} % of the window`);
+      await page.screenshot({ path: `${SHOTS}/overview-zoomed.png` });
+      await page.mouse.dblclick(box.x + box.width * 0.5, box.y + box.height / 2);
+      const [rlo, rhi] = await range();
+      if (rhi - rlo < (hi - lo) * 0.99) fail(`a double click did not reset the zoom: ${rlo}..${rhi}`);
+      else console.log("ok double click reset the zoom");
     }
     await page.close();
   }
@@ -124,7 +194,7 @@ try {
     await page.click(`#jobs tbody tr a`);
     await page.waitForFunction((j) => document.getElementById("job-id").textContent === j, id, { timeout: 20000 })
       .then(() => console.log(`ok job ${id} found and opened`), () => fail(`job ${id} did not open`));
-    await page.waitForSelector("#job-chart svg", { timeout: 10000 }).catch(() => fail("job chart missing"));
+    await page.waitForSelector("#job-chart canvas", { timeout: 10000 }).catch(() => fail("job chart missing"));
     await page.screenshot({ path: `${SHOTS}/job.png`, fullPage: true });
     await page.close();
   }
@@ -162,6 +232,41 @@ try {
     if (!listed || listed.active) fail(`the API still has silence ${silence} active: ${JSON.stringify(listed)}`);
     else console.log(`ok silence ${silence} expired from the page`);
     await page.screenshot({ path: `${SHOTS}/alerts-expired.png`, fullPage: true });
+    await page.close();
+  }
+
+  // The Alerts page shows its times in the site's zone, 24-hour (not RFC 3339 in UTC); the
+  // header's button switches to the browser's zone, and back, remembered across pages.
+  {
+    const page = await ctx.newPage(); watch(page, "alerts-times");
+    await page.goto(BASE + "/alerts");
+    await page.waitForFunction(() => document.querySelector("#firing tbody tr td:nth-child(5)"), null, { timeout: 20000 }).catch(() => {});
+    const since = (await page.textContent("#firing tbody tr td:nth-child(5)").catch(() => "")) || "";
+    if (!TIME_24H.test(since)) fail(`the Alerts page shows a firing alert's time as ${JSON.stringify(since)}`);
+    else console.log(`ok alert times read ${since}`);
+    await page.click("#zone");
+    await page.waitForFunction((z) => document.getElementById("zone").textContent === z + " (browser)", BROWSER_ZONE, { timeout: 10000 })
+      .catch(async () => fail(`the zone button did not switch to the browser's zone: ${await page.textContent("#zone")}`));
+    await page.goto(BASE + "/");
+    await page.waitForFunction((z) => document.getElementById("zone").textContent === z + " (browser)", BROWSER_ZONE, { timeout: 10000 })
+      .then(() => console.log("ok the browser's zone is kept across pages"), () => fail("the zone choice was not remembered"));
+    await page.click("#zone");
+    await page.waitForFunction((z) => document.getElementById("zone").textContent === z + " (site)", SITE_ZONE, { timeout: 10000 })
+      .catch(() => fail("the zone button did not switch back to the site's zone"));
+    await page.close();
+  }
+
+  // A phone at 3 a.m.: the overview and Alerts at 390 x 844, no horizontal scrolling.
+  for (const [name, path] of [["overview", "/"], ["alerts", "/alerts"]]) {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, timezoneId: BROWSER_ZONE }); watch(page, name + "-phone");
+    await page.goto(BASE + path);
+    await page.waitForFunction(() => /^(updated|live)/.test(document.getElementById("status").textContent), null, { timeout: 20000 }).catch(() => {});
+    await sleep(2000);
+    const [sw, cw] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    if (sw > cw) fail(`${name} at 390 px scrolls sideways (${sw} > ${cw})`);
+    else console.log(`ok ${name} fits 390 px (${sw} <= ${cw})`);
+    await page.screenshot({ path: `${SHOTS}/${name}-phone.png` });
+    await page.screenshot({ path: `${SHOTS}/${name}-phone-full.png`, fullPage: true });
     await page.close();
   }
 

@@ -180,6 +180,9 @@ pub struct Methodology {
     pub timezone: String,
     pub psychrometrics: &'static str,
     pub daily_figures: &'static str,
+    /// `accounting.official_min_coverage_pct`: the year to date and rolling 12 months are
+    /// labelled with their metered share below it.
+    pub official_min_coverage_pct: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -409,6 +412,7 @@ fn methodology(cfg: &impl Settings, m: &Kpi) -> Methodology {
         timezone: cfg.timezone().to_owned(),
         psychrometrics: "dew point by the Magnus formula (Alduchov & Eskridge 1996); wet bulb by Stull (2011)",
         daily_figures: "daily PUE and WUE are operational indicators; the official figure is the calendar year or rolling 12 months",
+        official_min_coverage_pct: cfg.accounting().official_min_coverage_pct,
     }
 }
 

@@ -4,7 +4,7 @@
 const tokenBox = KW.$("s-token");
 tokenBox.value = sessionStorage.getItem("kilowatch-write-token") || "";
 const labels = (l) => Object.entries(l || {}).filter(([k, v]) => !["alertname", "severity", "site"].includes(k) && v != null).map(([k, v]) => k + "=" + v).join(" ");
-const ts = (t) => (t == null ? "–" : typeof t === "number" ? new Date(t / 1e6).toISOString() : String(t));
+const ts = (t) => KW.time(t);
 const writeHeaders = () => { const t = tokenBox.value.trim() || KW.token; return t ? { Authorization: "Token " + t, "Content-Type": "application/json" } : { "Content-Type": "application/json" }; };
 async function load() {
   KW.site();

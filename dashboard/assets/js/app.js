@@ -46,12 +46,66 @@ KW.onRange = (redraw) => {
     };
   });
 };
+// Times: every time on every page is shown in one zone, the site's (`site.timezone`, from the
+// overview) unless the reader switched to their browser's with the header's button (kept in
+// localStorage), on a 24-hour clock.
+KW.browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+KW.siteZone = null;
+KW.useBrowserZone = localStorage.getItem("kilowatch-zone") === "browser";
+KW.zone = () => (KW.useBrowserZone || !KW.siteZone ? KW.browserZone : KW.siteZone);
+const zoneFormats = {};
+// The parts of instant `t` (ms, Date or RFC 3339 text) in the chosen zone: year, month, day,
+// hour (00-23), minute, second, as two-digit strings.
+KW.parts = (t) => {
+  const z = KW.zone();
+  const f = zoneFormats[z] || (zoneFormats[z] = new Intl.DateTimeFormat("en-GB", { timeZone: z, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }));
+  const o = {}; for (const p of f.formatToParts(t instanceof Date ? t : new Date(t))) o[p.type] = p.value;
+  return o;
+};
+// Parses what the APIs send: ms, RFC 3339 (nanoseconds allowed), or ns since the epoch (> 1e15).
+KW.instant = (t) => {
+  if (t == null || t === "") return null;
+  if (typeof t === "number") return t > 1e15 ? t / 1e6 : t;
+  const ms = Date.parse(String(t).replace(/(\.\d{3})\d+/, "$1"));
+  return Number.isNaN(ms) ? null : ms;
+};
+// "2026-11-28 14:05:08" in the chosen zone; `minutes` drops the seconds.
+KW.time = (t, minutes) => {
+  const ms = KW.instant(t); if (ms == null) return t == null || t === "" ? "–" : String(t);
+  const p = KW.parts(ms);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}` + (minutes ? "" : ":" + p.second);
+};
+KW.clock = (t) => { const p = KW.parts(KW.instant(t) ?? Date.now()); return `${p.hour}:${p.minute}:${p.second}`; };
+function showZone() {
+  const b = KW.$("zone"); if (!b) return;
+  b.textContent = KW.zone() + (KW.useBrowserZone ? " (browser)" : " (site)");
+  b.title = "times are shown in " + KW.zone() + "; switch to " + (KW.useBrowserZone ? "the site's zone" + (KW.siteZone ? " (" + KW.siteZone + ")" : "") : "this browser's zone (" + KW.browserZone + ")");
+}
+if (KW.$("zone")) KW.$("zone").onclick = () => {
+  KW.useBrowserZone = !KW.useBrowserZone;
+  localStorage.setItem("kilowatch-zone", KW.useBrowserZone ? "browser" : "site");
+  // Every figure and chart is redrawn in the new zone.
+  location.reload();
+};
+// The site (its name and zone) before anything is drawn.
+KW.site = async () => { try { const o = await KW.get("/dashboard/overview.json"); KW.set("site", o.site); if (o.timezone) KW.siteZone = o.timezone; showZone(); return o; } catch (e) { return null; } };
+KW.ready = KW.site();
 // Runs `fn` now and every `ms`, reporting failures in the header without stopping.
 KW.live = (fn, ms = 5000) => {
   const tick = async () => {
-    try { await fn(); KW.status("updated " + new Date().toLocaleTimeString()); }
+    try { await fn(); KW.status("updated " + KW.clock()); }
     catch (e) { if (e.forbidden) { KW.forbidden(); clearInterval(id); return; } KW.status("cannot reach Kilowatch (" + e.message + "), retrying…", true); }
   };
-  const id = setInterval(tick, ms); tick(); return id;
+  const id = setInterval(tick, ms); KW.ready.then(tick); return id;
 };
-KW.site = async () => { try { const o = await KW.get("/dashboard/overview.json"); KW.set("site", o.site); return o; } catch (e) { return null; } };
+// On a phone the tables are lists (app.css): each cell is labelled with its column's heading.
+const narrow = matchMedia("(max-width: 700px)");
+const labelCells = () => {
+  if (!narrow.matches) return;
+  document.querySelectorAll("main table:not(.u-legend)").forEach((t) => {
+    const head = t.querySelector("tr:has(th)"); if (!head) return;
+    const names = [...head.children].map((th) => th.textContent.trim());
+    t.querySelectorAll("tr").forEach((tr) => { if (tr !== head) [...tr.children].forEach((td, i) => { if (names[i] && td.dataset.label !== names[i]) td.dataset.label = names[i]; }); });
+  });
+};
+new MutationObserver(labelCells).observe(document.getElementById("main"), { childList: true, subtree: true });

@@ -1,106 +1,222 @@
-// A small SVG chart renderer: lines, stacked areas, bars, mode bands, a scatter with boxes,
-// and hover values. Series are {name, unit, points: [[t_ms, v|null], ...]}.
+// The dashboard's charts, on uPlot (vendored, see assets/vendor/uplot/MANIFEST): lines,
+// stacked areas, bars, a second axis, mode bands, threshold lines and a scatter with boxes.
+// Series come as {name, unit, points: [[t_ms, v|null], ...]}. Every time chart zooms by
+// dragging (double click resets), shows the values under the cursor in its legend and shares
+// the cursor with the other time charts of the page. A chart redrawn with new data keeps the
+// user's zoom. Times are in KW.zone() (the site's zone unless the reader chose their own).
 "use strict";
 const Chart = {};
-Chart.colors = ["#58a6ff", "#3fb950", "#d29922", "#f85149", "#bc8cff", "#39c5cf", "#ff7b72", "#a5d6ff"];
-Chart.modeColors = { free: "#3fb95033", mix: "#58a6ff33", evaporative: "#d2992244", humidify: "#bc8cff33", recirculation: "#39c5cf33" };
-const NS = "http://www.w3.org/2000/svg";
-function el(tag, attrs, parent) { const e = document.createElementNS(NS, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (parent) parent.appendChild(e); return e; }
-function niceTicks(lo, hi, n) {
-  if (!(hi > lo)) { hi = lo + 1; }
-  const raw = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw);
-  const out = []; for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(+v.toPrecision(12));
-  return out;
-}
-function timeLabel(t, span, dates) { const d = new Date(t); return dates || span > 3 * 86400e3 ? d.toLocaleDateString([], { month: "short", day: "numeric" }) : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
-Chart.tip = (text, ev) => { const t = document.getElementById("tip"); if (!text) { t.style.display = "none"; return; } t.textContent = text; t.style.display = "block"; t.style.left = Math.min(ev.clientX + 14, innerWidth - t.offsetWidth - 8) + "px"; t.style.top = (ev.clientY + 14) + "px"; };
+// Okabe & Ito (2008), told apart with every common colour-vision deficiency; the black of the
+// original is the page's foreground here (dark background).
+Chart.colors = ["#56B4E9", "#E69F00", "#009E73", "#F0E442", "#CC79A7", "#D55E00", "#0072B2", "#E6EDF3"];
+Chart.modeColors = { free: "#009E73", mix: "#56B4E9", evaporative: "#E69F00", humidify: "#CC79A7", recirculation: "#F0E442" };
+Chart.warn = "#E69F00";
+Chart.bad = "#D55E00";
+const SYNC = "kw-page";
+const AXIS = { stroke: "#8b98a5", grid: { stroke: "#2d3640", width: 1 }, ticks: { stroke: "#2d3640", width: 1 }, font: "11px system-ui, sans-serif" };
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-// opts: {stack, bars, unit, scale (divide values), digits, modes: [{from_ms,to_ms,mode}], hlines: [{y, color, label}], y0}
-Chart.time = (host, series, opts = {}) => {
-  host.innerHTML = "";
-  const W = host.clientWidth || 600, H = opts.height || (innerWidth >= 2200 ? 360 : 240);
-  const m = { l: 52, r: 10, t: 8, b: 22 };
-  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", style: `height:${H}px` }, host);
-  const scale = opts.scale || 1, digits = opts.digits ?? 1;
+Chart.height = (opts) => opts.height || (innerWidth >= 2200 ? 360 : 240);
+
+// The x axis in the chosen zone, 24-hour: hours and minutes, the date at local midnights and
+// when the ticks are days apart.
+function timeValues(u, splits, axisIdx, space, incr) {
+  return splits.map((s) => {
+    if (s == null) return "";
+    const p = KW.parts(s * 1000);
+    const midnight = p.hour === "00" && p.minute === "00";
+    return incr >= 86400 || midnight ? +p.day + " " + MONTHS[+p.month - 1] : p.hour + ":" + p.minute;
+  });
+}
+
+// One x array (seconds) for every series, and each series' values on it. A bucket with no
+// reading between two close readings (a 15-min backfill under 5-min buckets) is bridged
+// (undefined); a gap over four times the usual spacing is a real outage and breaks the line
+// (null).
+function align(series, scale) {
   const ts = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
-  if (!ts.length) { el("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, svg).textContent = "no data in this window"; return; }
   const idx = new Map(ts.map((t, i) => [t, i]));
-  const vals = series.map((s) => { const a = new Array(ts.length).fill(null); s.points.forEach(([t, v]) => { a[idx.get(t)] = v == null ? null : v / scale; }); return a; });
-  const tops = vals.map((a) => a.slice());
-  if (opts.stack) for (let i = 1; i < tops.length; i++) tops[i] = tops[i].map((v, j) => (v == null ? null : v + (tops[i - 1][j] || 0)));
-  const all = tops.flat().filter((v) => v != null).concat((opts.hlines || []).map((h) => h.y));
-  let lo = Math.min(...all), hi = Math.max(...all);
-  if (opts.stack || opts.bars || opts.y0) lo = Math.min(0, lo);
-  if (hi === lo) { hi += 1; lo -= (opts.y0 || opts.bars || opts.stack) ? 0 : 1; }
-  const pad = (hi - lo) * 0.05; hi += pad; if (!(opts.stack || opts.bars || opts.y0)) lo -= pad;
-  const t0 = ts[0], t1 = opts.bars ? ts[ts.length - 1] + (ts[1] - ts[0] || 1) : ts[ts.length - 1];
-  const X = (t) => m.l + (W - m.l - m.r) * (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5);
-  const Y = (v) => H - m.b - (H - m.t - m.b) * (v - lo) / (hi - lo);
-  (opts.modes || []).forEach((s) => { const x0 = Math.max(X(s.from_ms), m.l), x1 = Math.min(X(s.to_ms), W - m.r); if (x1 > x0) el("rect", { x: x0, y: m.t, width: x1 - x0, height: H - m.t - m.b, fill: Chart.modeColors[s.mode] || "#ffffff14" }, svg); });
-  niceTicks(lo, hi, 4).forEach((v) => { el("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), stroke: "#2d3640" }, svg); el("text", { x: m.l - 4, y: Y(v) + 4, "text-anchor": "end" }, svg).textContent = KW.fmt(v, Math.abs(hi - lo) < 5 ? 1 : 0); });
-  for (let k = 0; k <= 5; k++) { const t = t0 + (t1 - t0) * k / 5; el("text", { x: X(t), y: H - 6, "text-anchor": k === 0 ? "start" : k === 5 ? "end" : "middle" }, svg).textContent = timeLabel(t, t1 - t0, opts.dates); }
-  (opts.hlines || []).forEach((h) => el("line", { x1: m.l, x2: W - m.r, y1: Y(h.y), y2: Y(h.y), stroke: h.color || "#f85149", "stroke-dasharray": "4 3" }, svg));
-  const color = (i) => (opts.colors && opts.colors[i]) || Chart.colors[i % Chart.colors.length];
-  tops.forEach((a, i) => {
-    const c = color(i);
-    if (opts.bars) {
-      const bw = Math.max(1, (X(ts[1] || ts[0] + 1) - X(ts[0])) * 0.8 / series.length);
-      a.forEach((v, j) => { if (v != null) el("rect", { x: X(ts[j]) + i * bw, y: Y(Math.max(v, 0)), width: bw, height: Math.abs(Y(0) - Y(v)), fill: c }, svg); });
-      return;
-    }
-    // Empty buckets between readings (a 15-min backfill under 5-min buckets) are bridged;
-    // a gap over four times the usual spacing is a real outage and breaks the line.
-    let d = "", last = null;
-    const present = []; a.forEach((v, j) => { if (v != null) present.push(ts[j]); });
-    const gaps = present.slice(1).map((t, k) => t - present[k]).sort((x, y) => x - y);
+  const ys = series.map((s) => {
+    const a = new Array(ts.length).fill(undefined);
+    s.points.forEach(([t, v]) => { if (v != null) a[idx.get(t)] = v / scale; });
+    const present = []; a.forEach((v, j) => { if (v !== undefined) present.push(j); });
+    const gaps = present.slice(1).map((j, k) => ts[j] - ts[present[k]]).sort((x, y) => x - y);
     const maxGap = 4 * (gaps[Math.floor(gaps.length / 2)] || Infinity);
-    a.forEach((v, j) => { if (v == null) return; d += (last != null && ts[j] - last <= maxGap ? "L" : "M") + X(ts[j]).toFixed(1) + "," + Y(v).toFixed(1); last = ts[j]; });
-    if (opts.stack) {
-      const below = i ? tops[i - 1] : null;
-      let area = "";
-      const seg = []; a.forEach((v, j) => { if (v != null) seg.push(j); });
-      if (seg.length) {
-        area = seg.map((j, k) => (k ? "L" : "M") + X(ts[j]).toFixed(1) + "," + Y(a[j]).toFixed(1)).join("");
-        area += seg.slice().reverse().map((j) => "L" + X(ts[j]).toFixed(1) + "," + Y(below ? (below[j] || 0) : 0).toFixed(1)).join("") + "Z";
-        el("path", { d: area, fill: c + "55", stroke: "none" }, svg);
-      }
-    }
-    el("path", { d, fill: "none", stroke: c, "stroke-width": 1.6 }, svg);
+    for (let k = 1; k < present.length; k++) if (ts[present[k]] - ts[present[k - 1]] > maxGap) a[present[k - 1] + 1] = null;
+    return a;
   });
-  const cursor = el("line", { y1: m.t, y2: H - m.b, stroke: "#8b98a5", visibility: "hidden" }, svg);
-  svg.addEventListener("mousemove", (ev) => {
-    const r = svg.getBoundingClientRect(), x = (ev.clientX - r.left) * W / r.width;
-    const t = t0 + (x - m.l) / (W - m.l - m.r) * (t1 - t0);
-    let j = -1; for (let k = 0; k < ts.length; k++) if (vals.some((a) => a[k] != null) && (j < 0 || Math.abs(ts[k] - t) < Math.abs(ts[j] - t))) j = k;
-    if (j < 0) return;
-    cursor.setAttribute("x1", X(ts[j])); cursor.setAttribute("x2", X(ts[j])); cursor.setAttribute("visibility", "visible");
-    const mode = (opts.modes || []).find((s) => s.from_ms <= ts[j] && ts[j] < s.to_ms);
-    Chart.tip(new Date(ts[j]).toLocaleString() + (mode ? "\nmode: " + mode.mode : "") + "\n" + series.map((s, i) => s.name + ": " + KW.fmt(vals[i][j], digits) + " " + (opts.unit || s.unit)).join("\n"), ev);
-  });
-  svg.addEventListener("mouseleave", () => { cursor.setAttribute("visibility", "hidden"); Chart.tip(null); });
-  if (opts.legend !== false) {
-    const lg = document.createElement("div"); lg.className = "legend";
-    lg.innerHTML = series.map((s, i) => `<span><i style="background:${color(i)}"></i>${KW.esc(s.name)}</span>`).join("") + Object.entries(opts.modes && opts.modes.length ? Chart.modeColors : {}).filter(([k]) => opts.modes.some((s) => s.mode === k)).map(([k, c]) => `<span><i style="background:${c.slice(0, 7)}"></i>${k} mode</span>`).join("");
-    host.appendChild(lg);
+  return [ts.map((t) => t / 1000), ys];
+}
+
+// Indices of values whose nearest readings on both sides are gaps (null) or absent.
+function isolated(a) {
+  const out = [];
+  let prev = null;
+  for (let j = 0; j < a.length; j++) {
+    if (a[j] == null) { if (a[j] === null) prev = null; continue; }
+    let k = j + 1; while (k < a.length && a[k] === undefined) k++;
+    if (prev === null && (k >= a.length || a[k] === null)) out.push(j);
+    prev = j;
   }
+  return out.length ? out : null;
+}
+
+function fmtValue(v, digits, unit) { return v == null ? "–" : KW.fmt(v, digits) + (unit ? " " + unit : ""); }
+
+// Draws behind the series: mode bands and boxes; in front: threshold lines and the marked point.
+function drawHooks(st) {
+  const band = (u, x0, x1, y0, y1, fill, stroke) => {
+    const ctx = u.ctx, L = u.valToPos(x0, "x", true), R = u.valToPos(x1, "x", true);
+    const T = y1 == null ? u.bbox.top : u.valToPos(y1, "y", true), B = y0 == null ? u.bbox.top + u.bbox.height : u.valToPos(y0, "y", true);
+    const l = Math.max(L, u.bbox.left), r = Math.min(R, u.bbox.left + u.bbox.width);
+    if (r <= l) return;
+    ctx.save(); ctx.fillStyle = fill; ctx.fillRect(l, T, r - l, B - T);
+    if (stroke) { ctx.strokeStyle = stroke; ctx.lineWidth = devicePixelRatio; ctx.strokeRect(l, T, r - l, B - T); }
+    ctx.restore();
+  };
+  return {
+    drawClear: [(u) => {
+      (st.modes || []).forEach((m) => band(u, m.from_ms / 1000, m.to_ms / 1000, null, null, (Chart.modeColors[m.mode] || "#ffffff") + "33"));
+      (st.boxes || []).forEach((b) => band(u, b.x[0], b.x[1], b.y[0], b.y[1], b.fill, b.stroke));
+    }],
+    draw: [(u) => {
+      const ctx = u.ctx;
+      (st.hlines || []).forEach((h) => {
+        const y = u.valToPos(h.y, "y", true);
+        if (y < u.bbox.top || y > u.bbox.top + u.bbox.height) return;
+        ctx.save(); ctx.strokeStyle = h.color || Chart.bad; ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]); ctx.lineWidth = devicePixelRatio;
+        ctx.beginPath(); ctx.moveTo(u.bbox.left, y); ctx.lineTo(u.bbox.left + u.bbox.width, y); ctx.stroke(); ctx.restore();
+      });
+      if (st.mark) {
+        ctx.save(); ctx.fillStyle = "#E6EDF3"; ctx.beginPath();
+        ctx.arc(u.valToPos(st.mark[0], "x", true), u.valToPos(st.mark[1], "y", true), 4 * devicePixelRatio, 0, 2 * Math.PI); ctx.fill(); ctx.restore();
+      }
+    }],
+  };
+}
+
+// Builds the chart in `host`, or gives the one already there new data when its shape is the
+// same (the zoom is kept).
+function mount(host, key, st, data, build) {
+  const old = host._kw;
+  if (old && old.key === key && old.u) {
+    Object.assign(old.st, st);
+    old.u.setData(data, !old.st.zoomed);
+    if (old.st.zoomed) old.u.redraw();
+    return old.u;
+  }
+  if (old && old.u) old.u.destroy();
+  if (old && old.ro) old.ro.disconnect();
+  host.innerHTML = "";
+  const opts = build(st);
+  opts.width = host.clientWidth || 600;
+  // The user's drag marks the chart zoomed (new data keeps the zoom) until a double click.
+  opts.hooks = opts.hooks || {};
+  opts.hooks.setSelect = [(u) => { if (u.select.width > 0) st.zoomed = true; }];
+  const u = new uPlot(opts, data, host);
+  u.over.addEventListener("dblclick", () => { st.zoomed = false; });
+  // For a screen reader the chart is an image named by its series; the figures it draws are
+  // in the page's tables and tiles.
+  u.over.setAttribute("role", "img");
+  u.over.setAttribute("aria-label", "chart of " + opts.series.slice(1).map((s) => s.label).join(", ") + "; drag to zoom, double click to reset");
+  const ro = new ResizeObserver(() => { const w = host.clientWidth; if (w && Math.abs(w - u.width) > 1) u.setSize({ width: w, height: u.height }); });
+  ro.observe(host);
+  host._kw = { key, st, u, ro };
+  return u;
+}
+
+function empty(host, text) {
+  if (host._kw) { if (host._kw.u) host._kw.u.destroy(); if (host._kw.ro) host._kw.ro.disconnect(); host._kw = null; }
+  host.innerHTML = `<div class="nodata">${KW.esc(text)}</div>`;
+}
+
+// opts: {stack, bars, unit, scale (divide values), digits, modes: [{from_ms,to_ms,mode}],
+// hlines: [{y, color}], y0, height, colors, right: {unit, digits, colors} (series whose unit
+// differs from the first series' go on a right-hand axis, drawn as lines)}
+Chart.time = (host, series, opts = {}) => {
+  const scale = opts.scale || 1, digits = opts.digits ?? 1;
+  const [xs, ys] = align(series, scale);
+  if (!xs.length) return empty(host, "no data in this window");
+  const right = opts.right ? series.map((s) => s.unit !== series[0].unit) : series.map(() => false);
+  const color = (i) => (right[i] && opts.right.colors ? opts.right.colors[0] : (opts.colors && opts.colors[i]) || Chart.colors[i % Chart.colors.length]);
+  // Stacked: each series drawn at the sum of those below it, its band filled down to the one
+  // below; the legend shows its own value.
+  const drawn = ys.map((a) => a.slice());
+  if (opts.stack) for (let i = 1; i < drawn.length; i++) drawn[i] = drawn[i].map((v, j) => (v == null ? v : v + (drawn[i - 1][j] || 0)));
+  const st = { modes: opts.modes, hlines: opts.hlines, raw: ys };
+  const step = xs.length > 1 ? xs[1] - xs[0] : 3600;
+  const key = JSON.stringify([series.map((s) => s.name + "|" + s.unit), !!opts.stack, !!opts.bars, opts.unit, !!opts.right, opts.y0, Chart.height(opts), KW.zone()]);
+  const unitOf = (i) => (right[i] ? opts.right.unit : opts.unit) || series[i].unit;
+  mount(host, key, st, [xs, ...drawn], (st) => ({
+    height: Chart.height(opts),
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), KW.zone()),
+    cursor: { sync: { key: SYNC, setSeries: false }, drag: { x: true, y: false, setScale: true }, focus: { prox: 16 } },
+    legend: { live: true },
+    scales: {
+      x: { time: true, range: opts.bars ? (u, lo, hi) => [lo - step / 2, hi + step / 2] : undefined },
+      y: { range: (u, lo, hi) => {
+        if (lo == null) return [0, 1];
+        const zero = opts.y0 || opts.stack || opts.bars;
+        // A nearly flat series gets at least one unit of axis: ticks a hundredth apart would
+        // round to the same label.
+        let l = zero ? Math.min(0, lo) : lo, h = hi;
+        if (h - l < 1) { const mid = (h + l) / 2; l = zero && l >= 0 ? l : mid - 0.5; h = Math.max(h, l + 1); }
+        const pad = (h - l) * 0.06;
+        return [zero && l >= 0 ? 0 : l - pad, h + pad];
+      } },
+      y2: { range: (u, lo, hi) => (lo == null ? [0, 1] : [lo - 1, hi + 1]) },
+    },
+    axes: [
+      { ...AXIS, values: timeValues, space: 60, splits: opts.bars && xs.length <= 62 ? (u) => {
+        // Bars: one label per bar, thinned to fit; the bars are local days or hours.
+        const vis = u.data[0].filter((x) => x >= u.scales.x.min && x <= u.scales.x.max), k = Math.max(1, Math.ceil(vis.length / Math.max(1, u.bbox.width / devicePixelRatio / 60)));
+        return vis.filter((_, i) => i % k === 0);
+      } : undefined },
+      { ...AXIS, size: 56 },
+      ...(right.some(Boolean) ? [{ ...AXIS, scale: "y2", side: 1, size: 44, grid: { show: false } }] : []),
+    ],
+    series: [
+      { value: (u, v) => (v == null ? "–" : KW.time(v * 1000)) },
+      ...series.map((s, i) => {
+        const c = color(i), bars = opts.bars && !right[i];
+        return {
+          label: s.name, stroke: c, width: bars ? 0 : 1.6, scale: right[i] ? "y2" : "y",
+          fill: bars ? c + "cc" : opts.stack ? c + "55" : undefined,
+          paths: bars ? uPlot.paths.bars({ size: [0.7, 80], align: 0 }) : undefined,
+          // A reading with no neighbour to join is drawn as a dot (a lone hot sample).
+          points: bars ? { show: false } : { filter: (u, si, show) => (show ? null : isolated(u.data[si])) },
+          value: (u, v, si, idx) => (idx == null ? "–" : fmtValue(st.raw[i][idx], right[i] ? opts.right.digits ?? 1 : digits, unitOf(i))),
+        };
+      }),
+    ],
+    bands: opts.stack ? series.slice(1).map((_, i) => ({ series: [i + 2, i + 1] })) : undefined,
+    hooks: drawHooks(st),
+  }));
+  // The modes under the chart: a legend of the bands present.
+  const modes = [...new Set((opts.modes || []).map((m) => m.mode))];
+  let ml = host.querySelector(".modelegend");
+  if (modes.length) {
+    if (!ml) { ml = document.createElement("div"); ml.className = "legend modelegend"; host.appendChild(ml); }
+    ml.innerHTML = modes.map((m) => `<span><i style="background:${Chart.modeColors[m] || "#ffffff"}88"></i>${KW.esc(m)} mode</span>`).join("");
+  } else if (ml) ml.remove();
 };
 
-// A scatter of [x, y] points with rectangles drawn under it (the ASHRAE envelope).
+// A scatter of [x, y] points (the newest, last, marked) over boxes (the ASHRAE envelope).
+// opts: {x: [lo, hi], y: [lo, hi], xlabel, ylabel, boxes: [{x, y, fill, stroke}], height}
 Chart.scatter = (host, points, opts) => {
-  host.innerHTML = "";
-  const W = host.clientWidth || 400, H = opts.height || 240, m = { l: 40, r: 10, t: 8, b: 26 };
-  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", style: `height:${H}px` }, host);
-  const [x0, x1] = opts.x, [y0, y1] = opts.y;
-  const X = (v) => m.l + (W - m.l - m.r) * (v - x0) / (x1 - x0), Y = (v) => H - m.b - (H - m.t - m.b) * (v - y0) / (y1 - y0);
-  (opts.boxes || []).forEach((b) => el("rect", { x: X(b.x[0]), y: Y(b.y[1]), width: X(b.x[1]) - X(b.x[0]), height: Y(b.y[0]) - Y(b.y[1]), fill: b.fill, stroke: b.stroke }, svg));
-  niceTicks(x0, x1, 6).forEach((v) => { el("text", { x: X(v), y: H - 8, "text-anchor": "middle" }, svg).textContent = v; });
-  niceTicks(y0, y1, 4).forEach((v) => { el("text", { x: m.l - 4, y: Y(v) + 4, "text-anchor": "end" }, svg).textContent = v; });
-  el("text", { x: W - m.r, y: H - m.b - 4, "text-anchor": "end" }, svg).textContent = opts.xlabel;
-  el("text", { x: m.l + 4, y: m.t + 10 }, svg).textContent = opts.ylabel;
-  points.forEach(([x, y], i) => {
-    const c = el("circle", { cx: X(x), cy: Y(y), r: i === points.length - 1 ? 4 : 2, fill: i === points.length - 1 ? "#f0f6fc" : "#58a6ff99" }, svg);
-    c.addEventListener("mousemove", (ev) => Chart.tip(opts.xlabel + ": " + KW.fmt(x, 1) + "\n" + opts.ylabel + ": " + KW.fmt(y, 1), ev));
-    c.addEventListener("mouseleave", () => Chart.tip(null));
-  });
+  if (!points.length) return empty(host, "no readings in this window");
+  const sorted = points.slice().sort((a, b) => a[0] - b[0]);
+  const st = { boxes: opts.boxes, mark: points[points.length - 1] };
+  mount(host, "scatter", st, [sorted.map((p) => p[0]), sorted.map((p) => p[1])], (st) => ({
+    height: opts.height || 240,
+    cursor: { drag: { x: true, y: true, setScale: true }, points: { size: 8 } },
+    legend: { live: true },
+    scales: { x: { time: false, range: opts.x }, y: { range: opts.y } },
+    axes: [{ ...AXIS, label: opts.xlabel, labelSize: 18, labelFont: AXIS.font }, { ...AXIS, label: opts.ylabel, labelSize: 18, labelFont: AXIS.font, size: 40 }],
+    series: [
+      { label: opts.xlabel, value: (u, v) => fmtValue(v, 1) },
+      { label: opts.ylabel, stroke: Chart.colors[0], paths: () => null, points: { show: true, size: 4, fill: Chart.colors[0] + "99", stroke: Chart.colors[0] }, value: (u, v) => fmtValue(v, 1) },
+    ],
+    hooks: drawHooks(st),
+  }));
 };

@@ -7,18 +7,16 @@ async function load() {
   KW.$("units").tBodies[0].innerHTML = units.map((u) => `<tr><td>${KW.esc(u.unit)}</td><td>${KW.fmt(u.supply_temp_c)}</td><td>${KW.fmt(u.supply_rh_pct, 0)}</td><td>${KW.fmt(u.dew_point_c)}</td><td class="l">${KW.esc(u.mode || "–")}</td><td class="l ${inRec(u) ? "ok" : "warn"}">${u.supply_temp_c == null ? "–" : inRec(u) ? "inside" : "outside"}</td></tr>`).join("") || "<tr><td colspan=6>no cooling units reporting</td></tr>";
   Chart.scatter(KW.$("envelope"), units.flatMap((u) => u.envelope), {
     x: [10, 36], y: [-15, 25], xlabel: "dry bulb °C", ylabel: "dew point °C",
-    boxes: [{ x: [15, 32], y: [-12, 17], fill: "#d2992222", stroke: "#d29922" }, { x: [18, 27], y: [-9, 15], fill: "#3fb95022", stroke: "#3fb950" }],
+    boxes: [{ x: [15, 32], y: [-12, 17], fill: "#E69F0022", stroke: "#E69F00" }, { x: [18, 27], y: [-9, 15], fill: "#009E7322", stroke: "#009E73" }],
   });
   const pick = (n) => units.flatMap((u) => u.series.filter((s) => s.name === n).map((s) => ({ ...s, name: u.unit + " " + n })));
-  Chart.time(KW.$("supply"), pick("supply temperature"), { unit: "°C", hlines: [{ y: 27, color: "#d29922" }, { y: 18, color: "#d29922" }] });
-  Chart.time(KW.$("rh"), pick("supply RH").concat(pick("dew point")), { hlines: [{ y: 70, color: "#d29922" }, { y: 15, color: "#d29922" }] });
+  Chart.time(KW.$("supply"), pick("supply temperature"), { unit: "°C", hlines: [{ y: 27, color: Chart.warn }, { y: 18, color: Chart.warn }] });
+  Chart.time(KW.$("rh"), pick("supply RH").concat(pick("dew point")), { hlines: [{ y: 70, color: Chart.warn }, { y: 15, color: Chart.warn }] });
   const first = units[0];
   Chart.time(KW.$("modes"), first ? first.series.filter((s) => s.name === "supply temperature").map((s) => ({ ...s, name: first.unit + " supply °C" })) : [], { modes: first ? first.modes : [], unit: "°C", height: 160 });
-  // Litres and degrees do not share an axis: water as bars, wet bulb in a strip below.
-  for (const [id, s, dates] of [["water-h", water.hourly, false], ["water-d", water.daily, true]]) {
-    Chart.time(KW.$(id), s.filter((x) => x.unit === "L"), { bars: true, digits: 1, height: 180, dates });
-    const strip = document.createElement("div"); KW.$(id).appendChild(strip);
-    Chart.time(strip, s.filter((x) => x.unit !== "L"), { digits: 1, height: 110, colors: ["#d29922"], dates });
+  // Water as bars on the left axis (L), wet bulb as a line on the right one (°C).
+  for (const [id, s] of [["water-h", water.hourly], ["water-d", water.daily]]) {
+    Chart.time(KW.$(id), s.filter((x) => x.unit === "L").concat(s.filter((x) => x.unit !== "L")), { bars: true, digits: 1, unit: "L", right: { unit: "°C", digits: 1, colors: [Chart.warn] } });
   }
 }
 KW.onRange(() => load().catch((e) => KW.status(e.message, true)));

@@ -15,13 +15,13 @@ async function load() {
     KW.$("card2").style.display = KW.$("card3").style.display = "none";
   } else {
     Chart.time(KW.$("chart1"), pick("power"), { unit: "W", digits: 0, y0: true });
-    Chart.time(KW.$("chart2"), pick("temperature margin"), { unit: "°C", hlines: [{ y: 5, color: "#d29922" }, { y: 0 }] });
+    Chart.time(KW.$("chart2"), pick("temperature margin"), { unit: "°C", hlines: [{ y: 5, color: Chart.warn }, { y: 0 }] });
     Chart.time(KW.$("chart3"), pick("utilization"), { unit: "%", digits: 0, y0: true });
   }
   const end = o && o.data_time ? new Date(o.data_time) : new Date();
   const j = await KW.get("/api/v1/jobs?from=" + encodeURIComponent(new Date(end - spans[KW.range]).toISOString()) + "&to=" + encodeURIComponent(end.toISOString()));
   const mine = j.jobs.filter((x) => (x.gpus || []).some((g) => gpu != null ? g === node + ":" + gpu : g.startsWith(node + ":")));
-  KW.$("jobs").tBodies[0].innerHTML = mine.map((x) => `<tr><td><a href="${KW.link("/job", { id: x.job })}">${KW.esc(x.job)}</a></td><td class="l">${KW.esc(x.owner)}</td><td class="l">${KW.esc(x.gpus.filter((g) => g.startsWith(node + ":")).join(", "))}</td><td class="l">${KW.esc(x.start)}</td><td class="l">${KW.esc(x.end || "running")}</td><td>${KW.fmt(x.it_energy_kwh, 2)}</td></tr>`).join("") || "<tr><td colspan=6>none</td></tr>";
+  KW.$("jobs").tBodies[0].innerHTML = mine.map((x) => `<tr><td><a href="${KW.link("/job", { id: x.job })}">${KW.esc(x.job)}</a></td><td class="l">${KW.esc(x.owner)}</td><td class="l">${KW.esc(x.gpus.filter((g) => g.startsWith(node + ":")).join(", "))}</td><td class="l">${KW.esc(KW.time(x.start))}</td><td class="l">${KW.esc(x.end ? KW.time(x.end) : "running")}</td><td>${KW.fmt(x.it_energy_kwh, 2)}</td></tr>`).join("") || "<tr><td colspan=6>none</td></tr>";
 }
 KW.onRange(() => load().catch((e) => KW.status(e.message, true)));
 KW.live(load, 15000);

@@ -12,7 +12,7 @@ async function load() {
   KW.set("idle-kwh", KW.fmt(data.idle_kwh, 1));
   KW.set("unattr-kwh", KW.fmt(data.unattributed_kwh, 1));
   KW.set("it-kwh", KW.fmt(data.it_energy_kwh, 1));
-  KW.set("window", data.window + " · " + data.from + " to " + data.to + (data.scope ? " · your jobs only (" + data.scope.owners.join(", ") + ")" : ""));
+  KW.set("window", data.window + " · " + KW.time(data.from, true) + " to " + KW.time(data.to, true) + " (" + KW.zone() + ")" + (data.scope ? " · your jobs only (" + data.scope.owners.join(", ") + ")" : ""));
   // A scoped token sees its own jobs and the site's E_IT, not the site's idle and unattributed energy.
   ["idle-kwh", "unattr-kwh"].forEach((id) => { KW.$(id).closest(".card").style.display = data.scope ? "none" : ""; });
   KW.set("pue-note", "facility energy, water and CO2 follow each hour's PUE, WUE and carbon factor; window PUE " + KW.fmt(data.pue, 3));
@@ -28,7 +28,16 @@ function draw() {
   KW.set("count", rows.length + " of " + data.jobs.length + " jobs");
   KW.$("jobs").tBodies[0].innerHTML = rows.slice(0, 500).map((j) => `<tr><td><a href="${KW.link("/job", { id: j.job })}">${KW.esc(j.job)}</a></td><td class="l">${KW.esc(j.owner)}</td><td>${j.n_gpus}</td><td>${KW.dur(j.dur)}</td><td>${KW.fmt(j.gpu_energy_kwh, 2)}</td><td>${KW.fmt(j.it_energy_kwh, 2)}</td><td>${KW.fmt(j.facility_energy_kwh, 2)}</td><td>${KW.fmt(j.water_l, 1)}</td><td>${KW.fmt(j.co2_kg, 3)}</td><td class="${j.confidence === "low" ? "warn" : ""}">${KW.esc(j.confidence)}${j.estimated ? " (estimated)" : ""}</td></tr>`).join("");
 }
-document.querySelectorAll("#jobs th").forEach((th) => th.onclick = () => { const k = th.dataset.k; sortDir = k === sortKey ? -sortDir : -1; sortKey = k; draw(); });
+// Column headings sort (click, or Enter / Space from the keyboard), and say how.
+document.querySelectorAll("#jobs th").forEach((th) => {
+  th.tabIndex = 0;
+  th.onclick = () => {
+    const k = th.dataset.k; sortDir = k === sortKey ? -sortDir : -1; sortKey = k;
+    document.querySelectorAll("#jobs th").forEach((h) => h.setAttribute("aria-sort", h === th ? (sortDir < 0 ? "descending" : "ascending") : "none"));
+    draw();
+  };
+  th.onkeydown = (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); th.click(); } };
+});
 KW.$("q").value = KW.params.get("q") || "";
 KW.$("q").oninput = draw;
 KW.onRange(() => load().catch((e) => KW.status(e.message, true)));

@@ -15,17 +15,21 @@ function render(o) {
   KW.set("mode", "mode " + (o.cooling_mode || "–"));
   KW.set("faults", o.faults.length ? o.faults.join(" · ") : "none");
   KW.$("faults").className = o.faults.length ? "sub bad" : "sub";
-  KW.set("data-time", "data at " + (o.data_time ? new Date(o.data_time).toLocaleString() : "–"));
+  KW.set("data-time", "data at " + KW.time(o.data_time));
 }
 async function periods() {
-  const rows = [["today", "period=day"], ["this month", "period=month"], ["rolling 12 months", "period=rolling12"]];
+  const rows = [["today", "period=day"], ["this month", "period=month"], ["year to date", "period=ytd"], ["rolling 12 months", "period=rolling12"]];
   const out = await Promise.all(rows.map(([, q]) => KW.get("/api/v1/kpi?" + q).catch(() => null)));
   const t = KW.$("pue-periods");
   t.innerHTML = "<tr><th class=l>window</th><th>PUE</th><th>WUE L/kWh</th><th>CO2 g/kWh</th></tr>" + rows.map(([name], i) => {
     const k = out[i];
     if (!k) return `<tr><td>${name}</td><td colspan=3>unavailable</td></tr>`;
     const g = k.facility_energy_kwh > 0 ? k.co2_location_kg / k.facility_energy_kwh * 1000 : null;
-    return `<tr title="${KW.esc(k.pue_label)}"><td>${name}${k.official ? " (official)" : ""}</td><td>${KW.fmt(k.pue, 3)}${k.pue_category ? " <span class=pill>Cat " + k.pue_category + "</span>" : ""}</td><td>${KW.fmt(k.wue_l_per_kwh, 3)}</td><td>${KW.fmt(g, 0)}</td></tr>`;
+    // The metered share of the window when under 100 %: a year's figure from 40 days of
+    // data says so, and is not called official (the API decides, see official_min_coverage_pct).
+    const cov = k.data_quality ? k.data_quality.coverage_pct : null;
+    const share = cov != null && cov < 100 ? ` <span class="pill partial" title="share of the window metered">${KW.fmt(cov, cov < 10 ? 1 : 0)} % metered</span>` : "";
+    return `<tr title="${KW.esc(k.pue_label)}"><td>${name}${k.official ? " (official)" : ""}${share}</td><td>${KW.fmt(k.pue, 3)}${k.pue_category ? " <span class=pill>Cat " + k.pue_category + "</span>" : ""}</td><td>${KW.fmt(k.wue_l_per_kwh, 3)}</td><td>${KW.fmt(g, 0)}</td></tr>`;
   }).join("");
 }
 async function charts() {
@@ -49,11 +53,13 @@ async function alerts() {
 KW.onRange(() => charts().catch((e) => KW.status(e.message, true)));
 async function tiles() { render(await KW.get("/dashboard/overview.json")); }
 // Live tiles from the server's event stream; polling only where it cannot be opened.
+KW.ready.then(() => {
 if (window.EventSource) {
   const es = new EventSource("/dashboard/live" + (KW.token ? "?token=" + encodeURIComponent(KW.token) : ""));
-  es.addEventListener("overview", (ev) => { render(JSON.parse(ev.data)); KW.status("live · " + new Date().toLocaleTimeString()); });
+  es.addEventListener("overview", (ev) => { render(JSON.parse(ev.data)); KW.status("live · " + KW.clock()); });
   es.addEventListener("error", (ev) => { if (ev.data) KW.status("live view failed: " + ev.data, true); else KW.status("live stream interrupted, reconnecting…", true); });
 } else {
   KW.live(tiles, 3000);
 }
+});
 KW.live(async () => { await Promise.all([periods(), charts(), alerts()]); }, 30000);

@@ -125,7 +125,7 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
         PageBreak,
         Heading("KPIs: month, year to date, rolling 12 months".into()),
         Table {
-            head: strings(["indicator", "month", "year to date", "rolling 12 months"]),
+            head: vec!["indicator".into(), covered("month", &r.windows.month), covered("year to date", &r.windows.ytd), covered("rolling 12 months", &r.windows.rolling12)],
             rows: r
                 .kpi_table
                 .iter()
@@ -136,6 +136,7 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
                 .collect(),
         },
         Meta(format!("Periods: {} · {} · {}. CO2 factor: {}.", r.windows.month.window, r.windows.ytd.window, r.windows.rolling12.window, r.methodology.carbon_factor)),
+        Meta(official_note(r)),
         Heading("Daily energy, PUE and WUE".into()),
         Chart(charts::ENERGY),
         Chart(charts::WUE),
@@ -252,4 +253,21 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
         Meta(format!("Measurement points: {}", me.measurement_points.join("; "))),
     ]);
     b
+}
+
+/// A KPI column's heading, with the share of its window that was metered when under 100 %.
+fn covered(name: &str, k: &kilowatch_accounting::kpi::Kpi) -> String {
+    let c = k.data_quality.coverage_pct;
+    if c < 100.0 { format!("{name} ({} % metered)", num(Some(c))) } else { name.to_owned() }
+}
+
+/// Whether the rolling 12 months is the official annual figure: only when metered at least
+/// `accounting.official_min_coverage_pct` of its window.
+fn official_note(r: &MonthlyReport) -> String {
+    let (c, min) = (r.windows.rolling12.data_quality.coverage_pct, r.methodology.official_min_coverage_pct);
+    if c >= min {
+        format!("The rolling 12 months is the official annual figure (EN 50600-4-2): {} % of its window metered.", num(Some(c)))
+    } else {
+        format!("The rolling 12 months is not an official annual figure: only {} % of its window was metered (official needs {} %, accounting.official_min_coverage_pct). The year to date covers {} %.", num(Some(c)), num(Some(min)), num(Some(r.windows.ytd.data_quality.coverage_pct)))
+    }
 }
