@@ -49,8 +49,8 @@ impl Store {
             }
             // First: if the log cannot move on, nothing has changed yet.
             let seq = self.wal.rotate()?;
-            let n = g.heads.len();
-            let heads = std::mem::replace(&mut g.heads, vec![head::Head::default(); n]);
+            let next: Vec<head::Head> = g.heads.iter().map(head::Head::successor).collect();
+            let heads = std::mem::replace(&mut g.heads, next);
             g.flushing_bytes += std::mem::take(&mut g.head_bytes);
             g.flushing_samples += std::mem::take(&mut g.stats.head_samples);
             g.flushing.push(Arc::new(heads));

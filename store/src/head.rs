@@ -36,11 +36,12 @@ impl Segment {
         Segment { day, n: 0, t_min: i64::MAX, t_max: i64::MIN, prev_t: 0, prev_d: 0, prev_bits: 0, buf: Vec::new() }
     }
 
-    fn push(&mut self, t: i64, v: &Value) {
+    fn push(&mut self, t: i64, v: &Value, hint: usize) {
         if self.n == 0 {
-            // First sample of a segment: room for a minute of 1 Hz samples, no more, so that a
-            // site with many quiet series does not reserve memory it will not use.
-            self.buf.reserve(64);
+            // First sample of a segment: room for what the series' previous head held (series
+            // arrive at steady rates, so a head rarely grows past it and holds no doubling
+            // slack), else for about a minute of 1 Hz samples.
+            self.buf.reserve_exact(if hint > 0 { hint + hint / 8 + 16 } else { 64 });
             put_ivarint(&mut self.buf, t);
         } else {
             let d = t.wrapping_sub(self.prev_t);
@@ -141,10 +142,19 @@ fn decode_body(data: &[u8], n: usize, out: &mut Vec<(i64, Value)>) -> Result<(),
 #[derive(Debug, Clone, Default)]
 pub struct Head {
     pub segments: Vec<Segment>,
+    /// Bytes the series' previous head ended with: what a new segment reserves.
+    hint: u32,
 }
 
 impl Head {
+    /// The empty head that follows this one at a checkpoint, sized by it.
+    pub fn successor(&self) -> Head {
+        let hint = self.segments.last().map_or(self.hint, |s| u32::try_from(s.buf.len().min(1 << 16)).unwrap_or(0));
+        Head { segments: Vec::new(), hint }
+    }
+
     pub fn push(&mut self, t: i64, v: &Value) {
+        let hint = self.hint as usize;
         let day = t.div_euclid(rollup::DAY);
         let seg = match self.segments.iter().rposition(|s| s.day == day) {
             Some(i) => &mut self.segments[i],
@@ -155,7 +165,7 @@ impl Head {
                 &mut self.segments[i]
             }
         };
-        seg.push(t, v);
+        seg.push(t, v, hint);
     }
 
     pub fn is_empty(&self) -> bool {

@@ -295,9 +295,9 @@ impl Store {
         if !has_fmt {
             conn.execute_batch("ALTER TABLE chunks ADD COLUMN fmt INTEGER NOT NULL DEFAULT 0").map_err(|source| StoreError::Open { path: path.clone(), source })?;
         }
-        // The writer's cache holds what checkpoints and compaction touch, a day of chunks at
-        // most; reads keep the larger one.
-        let writer = open_conn(&path, -16384)?;
+        // The writer's cache (8 MB) holds what checkpoints and compaction touch: they write
+        // more than they read again; reads keep the larger one.
+        let writer = open_conn(&path, -8192)?;
         let (wal, replay) = wal::Wal::open(&dir.join("wal"))?;
         let mut inner = Inner {
             conn,
