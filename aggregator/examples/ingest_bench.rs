@@ -69,8 +69,9 @@ fn main() {
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     for r in &requests {
-        let lines = parse_batch(r, Precision::Ns, Timestamp(0)).expect("valid");
-        store.write_lines(&lines).expect("store");
+        let b = kilowatch_store::Body { text: r, precision: Precision::Ns, default_ts: Timestamp(0) };
+        let lines = parse_batch(b.text, b.precision, b.default_ts).expect("valid");
+        store.write_body(&b, &lines, "bench").expect("store");
     }
     let ingest_s = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;

@@ -101,8 +101,7 @@ fn derive(store: &Store, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), St
     let site: Labels = out.iter().find_map(|s| s.labels.get("site").cloned()).map(|s| Labels::from([("site".to_owned(), s)])).unwrap_or_default();
 
     // Daily PUE, an operational indicator over the last 24 h.
-    let day = TimeRange::new(Timestamp(now.0 - DAY_NS), now);
-    let k = kpi::compute(store, day, "last 24 h")?;
+    let k = day_kpi(store, now)?;
     if k.it_energy_kwh > 0.0 && k.data_quality.coverage_pct >= 50.0 {
         let raw = k.facility_energy_kwh / k.it_energy_kwh;
         out.push(sample("derived.daily_pue_raw", site.clone(), raw, now));
@@ -138,6 +137,24 @@ fn derive(store: &Store, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// The last 24 h's KPIs, computed once a minute of data time at most: evaluations run every
+/// few seconds, a daily PUE does not move within a minute, and each computation reads a day of
+/// every meter's ledger (hour buckets, then the raw samples of the hour not yet rolled up).
+static DAY_KPI: std::sync::Mutex<BTreeMap<PathBuf, (i64, kpi::Kpi)>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn day_kpi(store: &Store, now: Timestamp) -> Result<kpi::Kpi, StoreError> {
+    let minute = now.0.div_euclid(60 * NANOS_PER_SEC);
+    let key = store.path().to_owned();
+    if let Some(k) = DAY_KPI.lock().ok().and_then(|m| m.get(&key).filter(|(at, _)| *at == minute).map(|(_, k)| k.clone())) {
+        return Ok(k);
+    }
+    let k = kpi::compute(store, TimeRange::new(Timestamp(now.0 - DAY_NS), now), "last 24 h")?;
+    if let Ok(mut m) = DAY_KPI.lock() {
+        m.insert(key, (minute, k.clone()));
+    }
+    Ok(k)
 }
 
 /// The 30 previous days change once an hour at most, and reading them means a month of the

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::auth::Auth;
 use crate::guard::Caller;
 use crate::config::Config;
-use crate::events::{InternalEvent, WriteInvalid, WriteNotStored, WriteStored};
+use crate::events::{InternalEvent, WriteInvalid, WriteNotStored, WriteOverBudget, WriteStored};
 use kilowatch_store::{Store, StoreError, WriteSummary};
 
 #[derive(Clone)]
@@ -52,15 +52,17 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
     };
     let bytes = body.len();
     let store = st.store.clone();
+    let writer = who.clone();
     let sink = st.sink.clone();
     // Parsing a large body is CPU work too: off the async workers, with the store write.
     let stored = tokio::task::spawn_blocking(move || -> Result<WriteSummary, Refused> {
         let text = std::str::from_utf8(&body).map_err(|_| Refused::NotUtf8)?;
-        let lines = parse_batch(text, precision, Timestamp::now()).map_err(Refused::Line)?;
+        let body = kilowatch_store::Body { text, precision, default_ts: Timestamp::now() };
+        let lines = parse_batch(body.text, body.precision, body.default_ts).map_err(Refused::Line)?;
         if lines.is_empty() {
             return Ok(WriteSummary::default());
         }
-        let summary = store.write_lines(&lines).map_err(Refused::Store)?;
+        let summary = store.write_body(&body, &lines, &writer).map_err(Refused::Store)?;
         if let Some(sink) = sink {
             let refused: std::collections::HashSet<usize> = summary.refused.iter().map(|r| r.line).collect();
             sink.enqueue(&lines.to_points().into_iter().zip(lines.iter()).filter(|(_, l)| !refused.contains(&l.number())).map(|(p, _)| p).collect::<Vec<_>>());
@@ -72,6 +74,12 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
         Ok(Ok(summary)) => {
             WriteStored { bytes, summary: &summary, writer: &who }.emit(m);
             if summary.refused.is_empty() { StatusCode::NO_CONTENT.into_response() } else { partial_write(&summary) }
+        }
+        Ok(Err(Refused::Store(e @ kilowatch_store::StoreError::OverBudget { .. }))) => {
+            WriteOverBudget { error: &e, writer: &who }.emit(m);
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"));
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(OVER_BUDGET_RETRY_S));
+            r
         }
         Ok(Err(Refused::NotUtf8)) => {
             WriteInvalid { bytes, line: None, reason: &"the body is not UTF-8 text", writer: &who }.emit(m);
@@ -96,18 +104,27 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
 /// whole batch of a node with a wrong clock is refused.
 const MAX_LISTED_REFUSALS: usize = 20;
 
+/// Seconds a writer refused for the memory budget is told to wait: a checkpoint takes seconds.
+const OVER_BUDGET_RETRY_S: &str = "5";
+
 /// The answer to a write of which some lines were refused and the others stored: 422, as
-/// InfluxDB v2 answers a partial write. Retrying cannot help, and the good lines are in.
+/// InfluxDB v2 answers a partial write, when retrying cannot help (the good lines are in);
+/// 429 with `Retry-After` when a line met a new-series rate cap, so that the client sends the
+/// batch again later (the lines stored meanwhile are stored again, idempotently).
 fn partial_write(summary: &WriteSummary) -> Response {
-    let first = &summary.refused[0];
+    let retry = summary.refused.iter().filter_map(|r| r.retry_after_s).max();
+    let first = summary.refused.iter().find(|r| r.retry_after_s.is_some() == retry.is_some()).unwrap_or(&summary.refused[0]);
     let refused = summary.refused.len();
     let message = format!("partial write: {refused} line(s) refused, {} stored; first refused: {first}", summary.points);
     let errors: Vec<_> = summary.refused.iter().take(MAX_LISTED_REFUSALS).map(|r| json!({ "line": r.line, "message": r.reason })).collect();
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Json(json!({ "code": "unprocessable entity", "message": message, "line": first.line, "refused": refused, "accepted": summary.points, "errors": errors })),
-    )
-        .into_response()
+    let (status, code) = if retry.is_some() { (StatusCode::TOO_MANY_REQUESTS, "too many requests") } else { (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable entity") };
+    let mut r = (status, Json(json!({ "code": code, "message": message, "line": first.line, "refused": refused, "accepted": summary.points, "errors": errors }))).into_response();
+    if let Some(s) = retry
+        && let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// Why a write was not stored.

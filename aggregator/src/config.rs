@@ -239,6 +239,28 @@ pub struct StoreConfig {
     /// A line with a longer one is refused (HTTP 422, naming this key).
     #[serde(default = "default_max_name_bytes")]
     pub max_name_bytes: usize,
+    /// Megabytes of memory the store may hold for its series and for samples waiting for a
+    /// checkpoint (default 2048). Past it, writes are refused with 503 and `Retry-After` (the
+    /// collectors' spools keep the data and send it again) instead of the process growing
+    /// until the kernel kills it. Each series counts 1 KB; the process's resident memory stays
+    /// under this plus the margin measured in docs/performance.md.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget_mb: u64,
+    /// Megabytes of compressed samples in memory that start a checkpoint before
+    /// `checkpoint_interval_s` is up (default 128; a sample takes 2 to 10 bytes).
+    #[serde(default = "default_checkpoint_head")]
+    pub checkpoint_head_mb: u64,
+    /// New series a minute, all write tokens together (default 1,000,000). A line that would
+    /// create more is refused with 429 and `Retry-After`, naming this key; the collector sends
+    /// it again later. Series that exist are never limited.
+    #[serde(default = "default_new_series_all")]
+    pub max_new_series_per_minute: u64,
+    /// New series a minute for each write token (default 100,000: the first start of a site of
+    /// about 7,500 GPUs, whose collectors share one token, takes a minute; a larger one takes
+    /// a few, its spools holding the data). A typo in a tag that changes on every line meets
+    /// this cap instead of creating a million series.
+    #[serde(default = "default_new_series_token")]
+    pub max_new_series_per_minute_per_token: u64,
 }
 
 impl StoreConfig {
@@ -250,6 +272,9 @@ impl StoreConfig {
             max_future_skew_ns: Some(ns(self.max_future_skew_s)),
             max_series: Some(self.max_series),
             max_name_bytes: Some(self.max_name_bytes),
+            max_new_series_per_minute: Some(usize::try_from(self.max_new_series_per_minute).unwrap_or(usize::MAX)),
+            max_new_series_per_minute_per_writer: Some(usize::try_from(self.max_new_series_per_minute_per_token).unwrap_or(usize::MAX)),
+            memory_budget_bytes: Some(usize::try_from(self.memory_budget_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)),
         }
     }
 
@@ -327,6 +352,18 @@ fn default_max_series() -> usize {
 fn default_max_name_bytes() -> usize {
     256
 }
+fn default_memory_budget() -> u64 {
+    2048
+}
+fn default_checkpoint_head() -> u64 {
+    128
+}
+fn default_new_series_all() -> u64 {
+    1_000_000
+}
+fn default_new_series_token() -> u64 {
+    100_000
+}
 fn default_poll() -> u64 {
     30
 }
@@ -383,6 +420,10 @@ impl Default for StoreConfig {
             max_future_skew_s: default_max_future_skew(),
             max_series: default_max_series(),
             max_name_bytes: default_max_name_bytes(),
+            memory_budget_mb: default_memory_budget(),
+            checkpoint_head_mb: default_checkpoint_head(),
+            max_new_series_per_minute: default_new_series_all(),
+            max_new_series_per_minute_per_token: default_new_series_token(),
         }
     }
 }
@@ -413,6 +454,10 @@ impl Config {
             ("store.max_future_skew_s", self.store.max_future_skew_s),
             ("store.max_series", self.store.max_series as u64),
             ("store.max_name_bytes", self.store.max_name_bytes as u64),
+            ("store.memory_budget_mb", self.store.memory_budget_mb),
+            ("store.checkpoint_head_mb", self.store.checkpoint_head_mb),
+            ("store.max_new_series_per_minute", self.store.max_new_series_per_minute),
+            ("store.max_new_series_per_minute_per_token", self.store.max_new_series_per_minute_per_token),
             ("server.max_inflight_bytes", self.server.max_inflight_bytes as u64),
             ("server.max_concurrent_requests", self.server.max_concurrent_requests as u64),
             ("server.max_connections", self.server.max_connections as u64),

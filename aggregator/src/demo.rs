@@ -173,7 +173,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     config.server.listen = opts.listen.to_string();
     let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config), sink: None, metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
-    let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), state.metrics.clone(), shutdown.clone());
+    let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), 128 << 20, state.metrics.clone(), shutdown.clone());
     let maintenance = server::spawn_maintenance(store.clone(), state.config.store.retention(), Duration::from_secs(state.config.store.maintenance_interval_s), state.metrics.clone(), shutdown.clone());
     let limits = crate::conn::ConnLimits::from_config(&state.config.server);
     let metrics = state.metrics.clone();

@@ -24,8 +24,8 @@ fn worth_logging(previous: u64) -> bool {
 /// The `[store]` key that refused a line, read from the reason the store wrote (every policy
 /// refusal names its key), so that the label has a handful of values.
 fn refusal_reason(r: &Refusal) -> &'static str {
-    const KEYS: [&str; 4] = ["max_future_skew_s", "out_of_order_window_s", "max_series", "max_name_bytes"];
-    KEYS.into_iter().find(|k| r.reason.contains(&format!("[store] {k}"))).unwrap_or("other")
+    const KEYS: [&str; 6] = ["max_future_skew_s", "out_of_order_window_s", "max_series", "max_name_bytes", "max_new_series_per_minute_per_token", "max_new_series_per_minute"];
+    KEYS.into_iter().find(|k| r.reason.contains(&format!("[store] {k})"))).unwrap_or("other")
 }
 
 /// A write whose lines were stored, all or some (a partial write: the others were refused).
@@ -67,6 +67,23 @@ impl InternalEvent for WriteInvalid<'_> {
     }
 }
 
+/// A write refused whole because the store's memory budget is spent (503 with `Retry-After`:
+/// the sender's spool keeps it). Logged at the 1st, 2nd, 4th… refusal: an overload is visible
+/// without flooding the log.
+pub struct WriteOverBudget<'a> {
+    pub error: &'a dyn Display,
+    pub writer: &'a str,
+}
+
+impl InternalEvent for WriteOverBudget<'_> {
+    fn emit(self, m: &Metrics) {
+        let previous = m.writes_over_budget.inc();
+        if worth_logging(previous) {
+            tracing::warn!(error = %self.error, writer = %self.writer, refused = previous + 1, "write refused: memory budget spent");
+        }
+    }
+}
+
 /// A write the store could not take (503: the sender retries).
 pub struct WriteNotStored<'a> {
     pub bytes: usize,
@@ -90,6 +107,7 @@ impl InternalEvent for IngestAnswered {
         let outcome = match self.0 {
             s if s.is_success() => "stored",
             StatusCode::UNPROCESSABLE_ENTITY => "partial",
+            StatusCode::TOO_MANY_REQUESTS => "throttled",
             StatusCode::BAD_REQUEST => "invalid",
             StatusCode::UNAUTHORIZED => "unauthorized",
             StatusCode::FORBIDDEN => "forbidden",
@@ -263,9 +281,11 @@ mod tests {
 
     #[test]
     fn refusals_are_labelled_by_the_key_that_refused_them() {
-        let r = |reason: &str| Refusal { line: 1, reason: reason.into() };
+        let r = |reason: &str| Refusal { line: 1, reason: reason.into(), retry_after_s: None };
         assert_eq!(refusal_reason(&r("gpu at … is 700 s ahead … ([store] max_future_skew_s): check the sender's clock")), "max_future_skew_s");
         assert_eq!(refusal_reason(&r("… beyond the limit of 10 series ([store] max_series); the store holds 10")), "max_series");
+        assert_eq!(refusal_reason(&r("… but token \"w\" has created its 5 new series for this minute ([store] max_new_series_per_minute_per_token); retry in 1 s")), "max_new_series_per_minute_per_token");
+        assert_eq!(refusal_reason(&r("… for this minute, all tokens together ([store] max_new_series_per_minute); retry")), "max_new_series_per_minute");
         assert_eq!(refusal_reason(&r("something new")), "other");
     }
 

@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let shutdown = shutdown_on_ctrl_c();
             let metrics = Arc::new(kilowatch_aggregator::metrics::Metrics::new());
-            let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), metrics.clone(), shutdown.clone());
+            let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), usize::try_from(cfg.store.checkpoint_head_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX), metrics.clone(), shutdown.clone());
             let maintenance = server::spawn_maintenance(store.clone(), cfg.store.retention(), Duration::from_secs(cfg.store.maintenance_interval_s), metrics.clone(), shutdown.clone());
             let auth = Auth::from_config(&cfg.auth, insecure_no_auth);
             let sink = match &cfg.influxdb {

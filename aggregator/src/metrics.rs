@@ -56,6 +56,7 @@ pub struct Metrics {
     pub(crate) ingest_lines_refused: Family<Labels<1>, Counter>,
     pub(crate) ingest_values_accepted: Counter,
     pub(crate) ingest_new_series: Counter,
+    pub(crate) writes_over_budget: Counter,
     pub(crate) request_duration: Histograms<3>,
     pub(crate) requests_in_progress: Gauge,
     pub(crate) request_bytes_in_progress: Gauge,
@@ -95,6 +96,7 @@ impl Metrics {
             ingest_lines_refused: Family::default(),
             ingest_values_accepted: Counter::default(),
             ingest_new_series: Counter::default(),
+            writes_over_budget: Counter::default(),
             request_duration: Family::new_with_constructor(request_buckets),
             requests_in_progress: Gauge::default(),
             request_bytes_in_progress: Gauge::default(),
@@ -125,6 +127,7 @@ impl Metrics {
         );
         r.register("kilowatch_ingest_values_accepted", "Field values (samples) stored", m.ingest_values_accepted.clone());
         r.register("kilowatch_ingest_new_series", "Series created by writes", m.ingest_new_series.clone());
+        r.register("kilowatch_store_writes_over_budget", "Writes refused whole (503) because the store held more than [store] memory_budget_mb", m.writes_over_budget.clone());
         r.register(
             "kilowatch_http_request_duration_seconds",
             "Time from a request's arrival to its answer's headers, by route (the matched path pattern), method and status class",
@@ -202,7 +205,13 @@ impl Collector for Scraped {
         if let Some(s) = &g.store {
             gauge(e, "kilowatch_store_series", "Series in the store", s.series as f64)?;
             gauge(e, "kilowatch_store_head_samples", "Samples in memory since the last checkpoint", s.head_samples as f64)?;
-            gauge(e, "kilowatch_store_log_records", "Requests in the request log, to be replayed after a crash until the next checkpoint", s.log_records as f64)?;
+            gauge(e, "kilowatch_store_head_bytes", "Bytes of compressed samples in memory, waiting for a checkpoint or being written by one", s.head_bytes as f64)?;
+            gauge(e, "kilowatch_store_memory_bytes", "Bytes the memory budget counts: series at 1 KB each and samples in memory", s.memory_bytes as f64)?;
+            if let Some(b) = s.memory_budget_bytes {
+                gauge(e, "kilowatch_store_memory_budget_bytes", "The memory budget ([store] memory_budget_mb); writes get 503 above it", b as f64)?;
+            }
+            gauge(e, "kilowatch_store_log_records", "Requests in the write-ahead log, to be replayed after a crash until the next checkpoint", s.log_records as f64)?;
+            counter(e, "kilowatch_store_log_torn_segments", "Write-ahead log segments that ended in a torn record when the store opened (a crash mid-write)", s.log_torn_segments)?;
             counter(e, "kilowatch_store_checkpoints", "Checkpoints completed since the store was opened", s.checkpoints)?;
             counter(e, "kilowatch_store_maintenance_passes", "Maintenance passes completed since the store was opened", s.maintenance_passes)?;
             if let Some(newest) = s.newest_ts {

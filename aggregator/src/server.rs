@@ -165,15 +165,24 @@ pub fn query_token(uri: &axum::http::Uri) -> Option<String> {
 
 /// Checkpoints the store every `every`, and once more on shutdown so that a clean stop leaves
 /// no log to replay.
-pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, head_max_bytes: usize, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
+        // The heads are looked at every second: a burst (a site starting, collectors replaying
+        // their spools) is checkpointed when it reaches `head_max_bytes`, not when the interval
+        // is up, so memory follows the series, not the write rate.
+        let mut look = tokio::time::interval(Duration::from_secs(1).min(every));
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = tokio::time::Instant::now();
         loop {
             let stop = tokio::select! {
-                _ = tick.tick() => false,
+                _ = look.tick() => false,
                 _ = shutdown.changed() => true,
             };
+            let full = store.memory_use().is_ok_and(|m| m.head_bytes >= head_max_bytes);
+            if !stop && !full && last.elapsed() < every {
+                continue;
+            }
+            last = tokio::time::Instant::now();
             let s = store.clone();
             let t0 = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || s.checkpoint()).await {

@@ -1,4 +1,5 @@
-//! The byte layout of stored samples: one layout for request-log records and one for chunks.
+//! The byte layout of stored samples: the older request-log records, plain chunks and blocks
+//! (packed chunks are in `head.rs`).
 //! Varints keep timestamps small (consecutive samples are seconds apart); values stay raw
 //! `f64` so that stored energy is bit-exact with what was sent.
 
@@ -103,24 +104,18 @@ pub fn get_value(r: &mut Reader<'_>) -> Result<Value, CorruptRecord> {
     }
 }
 
-/// A request-log record: rows of (series, timestamp, value) exactly as accepted.
+/// A record of the request log an older version kept in SQLite: rows of (series, timestamp,
+/// value) exactly as accepted. Only read now (`Inner::load`), and written by tests.
 #[cfg(test)]
 pub fn encode_rows(rows: &[(SeriesId, i64, Value)]) -> Vec<u8> {
-    let mut buf = Vec::new();
-    encode_rows_into(&mut buf, rows);
-    buf
-}
-
-/// [`encode_rows`] into a buffer kept between requests (cleared first).
-pub fn encode_rows_into(buf: &mut Vec<u8>, rows: &[(SeriesId, i64, Value)]) {
-    buf.clear();
-    buf.reserve(rows.len() * 14 + 4);
-    put_uvarint(buf, rows.len() as u64);
+    let mut buf = Vec::with_capacity(rows.len() * 14 + 4);
+    put_uvarint(&mut buf, rows.len() as u64);
     for (sid, ts, v) in rows {
-        put_uvarint(buf, u64::from(*sid));
-        put_ivarint(buf, *ts);
-        put_value(buf, v);
+        put_uvarint(&mut buf, u64::from(*sid));
+        put_ivarint(&mut buf, *ts);
+        put_value(&mut buf, v);
     }
+    buf
 }
 
 pub fn decode_rows(data: &[u8]) -> Result<Vec<(SeriesId, i64, Value)>, CorruptRecord> {
@@ -157,6 +152,15 @@ pub fn decode_chunk(data: &[u8], out: &mut Vec<(i64, Value)>) -> Result<(), Corr
         out.push((prev, get_value(&mut r)?));
     }
     Ok(())
+}
+
+/// Decodes a chunk of either layout (`chunks.fmt`).
+pub fn decode_chunk_fmt(fmt: i64, data: &[u8], out: &mut Vec<(i64, Value)>) -> Result<(), CorruptRecord> {
+    match fmt {
+        0 => decode_chunk(data, out),
+        super::head::FMT_PACKED => super::head::decode_chunk(data, out),
+        _ => Err(CorruptRecord("unknown chunk format")),
+    }
 }
 
 const BLOCK_PLAIN: u8 = 0;

@@ -38,6 +38,10 @@ pub struct Deleted {
 impl Store {
     /// Deletes the selected samples (see [`Selector`]) and commits before returning.
     pub fn delete(&self, sel: &Selector) -> Result<Deleted, StoreError> {
+        // Heads and the log into chunks first, the writer held throughout: a replay of the log
+        // after a crash would otherwise bring the deleted samples back.
+        let mut w = self.writer()?;
+        self.checkpoint_with(&mut w)?;
         self.lock()?.delete(sel)
     }
 }
@@ -56,28 +60,29 @@ impl Inner {
         if ids.is_empty() || last < from {
             return Ok(out);
         }
-        // Heads and the request log into chunks first: a replay of the log after a crash would
-        // otherwise bring the deleted samples back.
-        self.checkpoint()?;
         let mut hours: BTreeSet<i64> = BTreeSet::new();
         let tx = self.conn.transaction()?;
         for id in &ids {
             let sid = i64::from(*id);
             for table in ["chunks", "blocks"] {
-                let mut rows: Vec<(i64, Vec<u8>)> = Vec::new();
+                let mut rows: Vec<(i64, Vec<u8>, i64)> = Vec::new();
                 {
-                    let mut st = tx.prepare_cached(&format!("SELECT rowid, data FROM {table} WHERE series_id = ?1 AND t_max >= ?2 AND t_min <= ?3"))?;
+                    let fmt = if table == "chunks" { "fmt" } else { "0" };
+                    let mut st = tx.prepare_cached(&format!("SELECT rowid, data, {fmt} FROM {table} WHERE series_id = ?1 AND t_max >= ?2 AND t_min <= ?3"))?;
                     let mut q = st.query(params![sid, from, last])?;
                     while let Some(r) = q.next()? {
-                        rows.push((r.get(0)?, r.get(1)?));
+                        rows.push((r.get(0)?, r.get(1)?, r.get(2)?));
                     }
                 }
-                for (rowid, data) in rows {
+                for (rowid, data, fmt) in rows {
                     let mut samples: Vec<(i64, Value)> = Vec::new();
                     if table == "blocks" {
                         codec::decode_block(&data, &mut samples)?;
                     } else {
-                        codec::decode_chunk(&data, &mut samples)?;
+                        codec::decode_chunk_fmt(fmt, &data, &mut samples)?;
+                        // Packed chunks keep arrival order; within one chunk the last write of a
+                        // timestamp wins, as a read would decide.
+                        super::sort_dedup(&mut samples);
                     }
                     let before = samples.len();
                     samples.retain(|(t, _)| {
@@ -94,7 +99,8 @@ impl Inner {
                             // Updated in place: the rowid is the write order that decides which of
                             // two writes of one timestamp wins.
                             let data = if table == "blocks" { codec::encode_block(&samples) } else { codec::encode_chunk(&samples) };
-                            tx.execute(&format!("UPDATE {table} SET t_min = ?1, t_max = ?2, n = ?3, data = ?4 WHERE rowid = ?5"), params![t_min, t_max, samples.len() as i64, data, rowid])?;
+                            let fmt = if table == "chunks" { ", fmt = 0" } else { "" };
+                            tx.execute(&format!("UPDATE {table} SET t_min = ?1, t_max = ?2, n = ?3, data = ?4{fmt} WHERE rowid = ?5"), params![t_min, t_max, samples.len() as i64, data, rowid])?;
                         }
                         _ => {
                             tx.execute(&format!("DELETE FROM {table} WHERE rowid = ?1"), params![rowid])?;

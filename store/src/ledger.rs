@@ -174,8 +174,8 @@ impl Store {
         all.extend_from_slice(&bounds);
         all.push(end);
         let l = self.ledger(id, kind, &all)?;
-        let g = self.lock()?;
-        let tx = g.conn.unchecked_transaction()?;
+        let w = self.writer()?;
+        let tx = w.unchecked_transaction()?;
         {
             let mut put = tx.prepare_cached("INSERT OR REPLACE INTO edges(series_id, t, e) VALUES (?1, ?2, ?3)")?;
             let mut cum = 0.0;
@@ -216,7 +216,7 @@ impl Store {
             rollup::decode_row(t0, rollup::HOUR, &data, &mut buckets)?;
         }
         let rolled = buckets.iter().find_map(|b| b.first.as_ref().or(b.last.as_ref()).map(|(t, _)| *t));
-        let head = g.heads.get(id as usize).and_then(|h| h.iter().map(|(t, _)| *t).min());
+        let head = g.flushing.iter().filter_map(|s| s.get(id as usize)).chain(g.heads.get(id as usize)).filter_map(|h| h.t_min()).min();
         Ok([raw, rolled, head].into_iter().flatten().min())
     }
 }

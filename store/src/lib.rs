@@ -1,12 +1,18 @@
 //! kilowatch-store: keeps the samples (store.db) and the job ledger (jobs.db) and answers reads
 //! over them. No HTTP, no configuration files: callers hand it a `WritePolicy` and `Retention`.
 //!
-//! The embedded store. Every accepted write is first appended, whole, to a request log in
-//! SQLite (one row per request, WAL mode: durable against a crash of the process), then applied
-//! to in-memory heads, one sorted map per series (`write.rs`). A checkpoint moves the heads into
-//! per-series chunks and empties the log in one transaction. Maintenance rolls hours up,
-//! compacts chunks into blocks and expires old data (`maintain.rs`, `rollup.rs`). Reads merge
-//! roll-up readings, blocks, chunks and heads (`read.rs`).
+//! The embedded store. Every accepted write is first appended, whole, to the write-ahead log
+//! (`wal.rs`: the request body as received, synced before the write is acknowledged), then
+//! applied to in-memory heads, compressed as samples arrive (`head.rs`, `write.rs`). A
+//! checkpoint swaps the heads out, writes them as chunks in the layout they already have and
+//! deletes the log segments they covered (`checkpoint.rs`); ingest and reads go on meanwhile.
+//! Maintenance rolls hours up, compacts chunks into blocks and expires old data (`maintain.rs`,
+//! `rollup.rs`). Reads merge roll-up readings, blocks, chunks and heads (`read.rs`).
+//!
+//! Locks: `inner` guards the in-memory state and the read connection, and is held for memory
+//! work only (no disk write, no sync). `writer` serialises the transactions that write
+//! store.db (checkpoints, maintenance, deletions, edges) on their own connection; it is taken
+//! before `inner`, never after.
 //!
 //! Why not one SQLite row per sample: measured here, interleaved inserts of 10,000 series run at
 //! about 60,000 rows/s, a sixth of what one DC5 site sends at 1 Hz; a request row plus a chunk
@@ -16,26 +22,33 @@
 //! keys and replaces the same values, in the heads at once and in chunks when they are read
 //! (later writes win).
 
+mod checkpoint;
 mod codec;
 mod delete;
+mod head;
 pub mod jobs;
 mod ledger;
 mod maintain;
 mod read;
+mod record;
 pub mod rollup;
+mod wal;
 mod write;
+
+pub use record::Body;
+pub use checkpoint::MemoryUse;
 
 pub use delete::{Deleted, Selector};
 pub use maintain::{MaintenanceReport, OnRolled, Retention};
-pub use write::{Refusal, WritePolicy};
+pub use write::{Refusal, SERIES_BYTES, WritePolicy};
 use write::WriteState;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kilowatch_model::{Labels, Lines, Point};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde::Serialize;
 
 pub type SeriesId = u32;
@@ -73,6 +86,10 @@ pub enum StoreError {
     Corrupt(#[from] codec::CorruptRecord),
     #[error("the store's lock was poisoned by a panic in another thread")]
     Poisoned,
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    #[error("the store holds {used} bytes of series and recent samples ({series} series, {heads} bytes of samples waiting for a checkpoint), over its budget of {budget} bytes ([store] memory_budget_mb); writes resume once a checkpoint has written the samples out")]
+    OverBudget { used: usize, budget: usize, heads: usize, series: usize },
 }
 
 /// What identifies one stored series: a measurement, its tags and one field.
@@ -94,7 +111,16 @@ impl SeriesMeta {
 pub struct StoreStats {
     pub series: usize,
     pub head_samples: usize,
+    /// Bytes the heads hold (compressed samples since the last checkpoint, and those a
+    /// checkpoint is writing).
+    pub head_bytes: usize,
+    /// What the memory budget counts ([`WritePolicy::memory_budget_bytes`]), and the budget.
+    pub memory_bytes: usize,
+    pub memory_budget_bytes: Option<usize>,
+    /// Requests in the write-ahead log since the last checkpoint.
     pub log_records: u64,
+    /// Log segments that ended in a torn record when the store was opened (a crash mid-write).
+    pub log_torn_segments: u64,
     pub samples_written: u64,
     pub requests_written: u64,
     pub checkpoints: u64,
@@ -119,6 +145,9 @@ pub struct WriteSummary {
 pub struct Store {
     path: PathBuf,
     inner: Mutex<Inner>,
+    wal: wal::Wal,
+    /// The connection that writes store.db outside `inner` (see the module's note on locks).
+    writer: Mutex<Connection>,
     /// Told how long each acquisition of `inner` waited, once set (the aggregator's metrics).
     lock_wait: OnceLock<LockWaitObserver>,
 }
@@ -130,12 +159,25 @@ struct Inner {
     conn: Connection,
     by_key: HashMap<String, SeriesId>,
     meta: Vec<SeriesMeta>,
-    /// Samples since the last checkpoint, per series, in arrival order (sorted and de-duplicated
-    /// when read or checkpointed: appending is what keeps ingest cheap).
-    heads: Vec<Vec<(i64, Value)>>,
+    /// Samples since the last checkpoint, per series, compressed, in arrival order (sorted and
+    /// de-duplicated when read: appending is what keeps ingest cheap).
+    heads: Vec<head::Head>,
+    /// Heads a checkpoint took and is writing (or failed to write: the next one retries), oldest
+    /// first, indexed by series. Reads see them until their chunks are committed.
+    flushing: Vec<Arc<Vec<head::Head>>>,
+    /// Series below this index are in the `series` table; the others were created since the
+    /// last checkpoint, with these keys (the log recreates them after a crash).
+    persisted_series: usize,
+    new_keys: Vec<String>,
     last: Vec<Option<(i64, Value)>>,
-    /// Series whose `last` changed since the last checkpoint: the only ones it writes.
-    last_changed: BTreeSet<SeriesId>,
+    /// Series whose `last` changed since the last checkpoint: the only ones it writes
+    /// (`last_flag` marks them, so that a sample costs no set insertion).
+    last_changed: Vec<SeriesId>,
+    last_flag: Vec<bool>,
+    /// Bytes and samples held by `heads`, and by `flushing`.
+    head_bytes: usize,
+    flushing_bytes: usize,
+    flushing_samples: usize,
     stats: StoreStats,
     horizons: Horizons,
     /// Hours already rolled up that received samples since, to roll up again.
@@ -218,26 +260,52 @@ fn sort_dedup(samples: &mut Vec<(i64, Value)>) {
     }
 }
 
+fn open_conn(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size={cache_kib};")).map_err(open_err)?;
+    // Two connections write store.db one at a time (the writer mutex orders them); the wait is
+    // a safety net, not a schedule.
+    conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(open_err)?;
+    // Ingest, checkpoints, reads and maintenance use a few dozen statements: the default
+    // cache of 16 evicted them and re-parsed SQL took a tenth of a maintenance pass.
+    conn.set_prepared_statement_cache_capacity(64);
+    // Without the query planner stability guarantee, SQLite (built with STAT4) re-plans a
+    // cached statement each time a bound time range changes: a sixth of a read's time.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(open_err)?;
+    Ok(conn)
+}
+
 impl Store {
     /// Opens (or creates) `store.db` in `dir` and replays any request log left by a crash.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
         let path = dir.join("store.db");
-        let conn = Connection::open(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let conn = open_conn(&path, -65536)?;
         conn.execute_batch(SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        // Ingest, checkpoints, reads and maintenance use a few dozen statements: the default
-        // cache of 16 evicted them and re-parsed SQL took a tenth of a maintenance pass.
-        conn.set_prepared_statement_cache_capacity(64);
-        // Without the query planner stability guarantee, SQLite (built with STAT4) re-plans a
-        // cached statement each time a bound time range changes: a sixth of a read's time.
-        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        // Chunks written before heads were kept compressed have fmt 0.
+        let has_fmt = conn.prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'fmt'").and_then(|mut st| st.exists([])).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        if !has_fmt {
+            conn.execute_batch("ALTER TABLE chunks ADD COLUMN fmt INTEGER NOT NULL DEFAULT 0").map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        }
+        // The writer's cache holds what checkpoints and compaction touch, a day of chunks at
+        // most; reads keep the larger one.
+        let writer = open_conn(&path, -16384)?;
+        let (wal, replay) = wal::Wal::open(&dir.join("wal"))?;
         let mut inner = Inner {
             conn,
             by_key: HashMap::new(),
             meta: Vec::new(),
             heads: Vec::new(),
+            flushing: Vec::new(),
+            persisted_series: 0,
+            new_keys: Vec::new(),
             last: Vec::new(),
-            last_changed: BTreeSet::new(),
+            last_changed: Vec::new(),
+            last_flag: Vec::new(),
+            head_bytes: 0,
+            flushing_bytes: 0,
+            flushing_samples: 0,
             stats: StoreStats::default(),
             horizons: Horizons::default(),
             dirty: BTreeSet::new(),
@@ -245,8 +313,8 @@ impl Store {
             hour_seq: HashMap::new(),
             write: WriteState::default(),
         };
-        inner.load()?;
-        Ok(Store { path, inner: Mutex::new(inner), lock_wait: OnceLock::new() })
+        inner.load(replay)?;
+        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -279,16 +347,39 @@ impl Store {
         }
     }
 
+    /// The connection that writes store.db, for a transaction outside `inner`. Take it before
+    /// `inner`, never while holding it.
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.writer.lock().map_err(|_| StoreError::Poisoned)
+    }
+
     /// Stores the lines the write policy accepts, and reports the others in
-    /// [`WriteSummary::refused`]. What is stored commits whole or not at all: the log row and
-    /// any new series commit together before the heads change.
+    /// [`WriteSummary::refused`]. What is stored is in the write-ahead log, synced, when this
+    /// returns; a failed write stored nothing.
     pub fn write(&self, points: &[Point]) -> Result<WriteSummary, StoreError> {
         self.write_lines(&Lines::from_points(points))
     }
 
-    /// [`Store::write`] for a parsed request, without building owned points.
+    /// [`Store::write`] for lines built from points (logged as names and values).
     pub fn write_lines(&self, lines: &Lines<'_>) -> Result<WriteSummary, StoreError> {
-        self.lock()?.write_lines(lines)
+        self.write_logged(lines, None, "")
+    }
+
+    /// [`Store::write`] for a request body and the lines `parse_batch` made of it: the body
+    /// itself is logged, so `lines` must be what `body` parses to. `writer` names the token,
+    /// for its new-series allowance.
+    pub fn write_body(&self, body: &Body<'_>, lines: &Lines<'_>, writer: &str) -> Result<WriteSummary, StoreError> {
+        self.write_logged(lines, Some(body), writer)
+    }
+
+    fn write_logged(&self, lines: &Lines<'_>, body: Option<&Body<'_>>, writer: &str) -> Result<WriteSummary, StoreError> {
+        let (summary, pos) = self.lock()?.write_lines(lines, body, writer, &self.wal)?;
+        // Outside the lock: reads and other writes go on while the disk syncs, and writes
+        // that wait together share one sync.
+        if let Some(pos) = pos {
+            self.wal.sync(pos)?;
+        }
+        Ok(summary)
     }
 
     /// Refuses, from now on, lines with a sample more than `window` older than the newest
@@ -321,15 +412,13 @@ impl Store {
         })
     }
 
-    /// Moves the heads into chunks and truncates the request log.
-    pub fn checkpoint(&self) -> Result<usize, StoreError> {
-        self.lock()?.checkpoint()
-    }
-
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let g = self.lock()?;
         let mut s = g.stats.clone();
         s.series = g.meta.len();
+        s.head_bytes = g.head_bytes + g.flushing_bytes;
+        s.memory_bytes = g.memory_bytes();
+        s.memory_budget_bytes = g.write.policy.memory_budget_bytes;
         s.horizons = g.horizons;
         Ok(s)
     }
@@ -392,7 +481,7 @@ impl Store {
 }
 
 impl Inner {
-    fn load(&mut self) -> Result<(), StoreError> {
+    fn load(&mut self, replay: wal::Replay) -> Result<(), StoreError> {
         let mut rows: Vec<(i64, String, String, String, String)> = Vec::new();
         {
             let mut st = self.conn.prepare("SELECT id, key, measurement, tags, field FROM series ORDER BY id")?;
@@ -409,9 +498,11 @@ impl Inner {
             }
             self.by_key.insert(key, id);
             self.meta.push(SeriesMeta { id, measurement, tags, field });
-            self.heads.push(Vec::new());
+            self.heads.push(head::Head::default());
             self.last.push(None);
+            self.last_flag.push(false);
         }
+        self.persisted_series = self.meta.len();
         {
             let mut st = self.conn.prepare("SELECT series_id, ts, data FROM last_values")?;
             let mut q = st.query([])?;
@@ -447,125 +538,33 @@ impl Inner {
                 self.dirty.insert(r.get(0)?);
             }
         }
-        let mut replay = Vec::new();
+        // Requests logged by a version that kept the log in SQLite (rows by series id): they
+        // come first, and the next checkpoint empties the table.
+        let mut legacy = Vec::new();
         {
             let mut st = self.conn.prepare("SELECT rows FROM log ORDER BY seq")?;
             let mut q = st.query([])?;
             while let Some(r) = q.next()? {
                 let data: Vec<u8> = r.get(0)?;
-                replay.push(codec::decode_rows(&data)?);
+                legacy.push(codec::decode_rows(&data)?);
                 self.stats.log_records += 1;
             }
         }
-        for rows in replay {
+        for rows in legacy {
             self.apply(rows);
+        }
+        self.stats.log_torn_segments = replay.torn as u64;
+        for data in &replay.records {
+            self.replay(data)?;
+            self.stats.log_records += 1;
         }
         Ok(())
     }
 
-
-    fn checkpoint(&mut self) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
-        let mut moved = 0;
-        {
-            let mut ins = tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-            let mut last = tx.prepare_cached("INSERT OR REPLACE INTO last_values(series_id, ts, data) VALUES (?1, ?2, ?3)")?;
-            for (id, head) in self.heads.iter_mut().enumerate() {
-                sort_dedup(head);
-                // One chunk per UTC day: retention can then drop whole chunks of past days, and
-                // a backfill of weeks checkpointed at once does not become one chunk that
-                // every roll-up of it would decode again.
-                for day in head.chunk_by(|a, b| a.0.div_euclid(rollup::DAY) == b.0.div_euclid(rollup::DAY)) {
-                    let (Some((t_min, _)), Some((t_max, _))) = (day.first(), day.last()) else { continue };
-                    ins.execute(params![id as i64, t_min, t_max, day.len() as i64, codec::encode_chunk(day)])?;
-                    moved += day.len();
-                }
-            }
-            // Only the series that moved: a checkpoint of a large, mostly idle site would
-            // otherwise rewrite every series' row each time.
-            for id in &self.last_changed {
-                if let Some(Some((ts, v))) = self.last.get(*id as usize) {
-                    last.execute(params![i64::from(*id), ts, codec::encode_chunk(&[(*ts, v.clone())])])?;
-                }
-            }
-            let mut dirty = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
-            for t in &self.dirty {
-                dirty.execute(params![t])?;
-            }
-            tx.execute("DELETE FROM log", [])?;
-        }
-        tx.commit()?;
-        for h in &mut self.heads {
-            h.clear();
-        }
-        self.last_changed.clear();
-        self.stats.head_samples = 0;
-        self.stats.log_records = 0;
-        self.stats.checkpoints += 1;
-        Ok(moved)
-    }
 
 }
 
 pub use codec::CorruptRecord;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kilowatch_model::Timestamp;
-
-    fn pt(v: f64, t: i64) -> Point {
-        Point::new("meter", Timestamp(t)).tag("meter", "grid-a").field("energy_kwh", v)
-    }
-
-    /// The commit before a 204 must be on disk: SQLite's FULL (2), not NORMAL (1).
-    #[test]
-    fn commits_are_synced() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = Store::open(dir.path()).expect("open");
-        let mode: i64 = s.lock().expect("lock").conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).expect("pragma");
-        assert_eq!(mode, 2, "synchronous=FULL");
-    }
-
-    #[test]
-    fn survives_reopen_with_and_without_checkpoint() {
-        let dir = tempfile::tempdir().expect("tmp");
-        {
-            let s = Store::open(dir.path()).expect("open");
-            s.write(&[pt(1.0, 10), pt(2.0, 20)]).expect("write");
-            s.checkpoint().expect("checkpoint");
-            s.write(&[pt(3.0, 30), pt(3.0, 30)]).expect("write");
-        }
-        let s = Store::open(dir.path()).expect("reopen");
-        let ids = s.find_series("meter", "energy_kwh", &[("meter", "grid-a")]).expect("find");
-        assert_eq!(ids.len(), 1);
-        let got = s.read_with_neighbours(ids[0].id, 0, 100).expect("read");
-        assert_eq!(got, vec![(10, Value::Num(1.0)), (20, Value::Num(2.0)), (30, Value::Num(3.0))]);
-        assert_eq!(s.latest(&[ids[0].id]).expect("latest")[0], Some((30, Value::Num(3.0))));
-        // A replay of already checkpointed data is stored once.
-        s.write(&[pt(2.0, 20)]).expect("write");
-        s.checkpoint().expect("checkpoint");
-        assert_eq!(s.read_with_neighbours(ids[0].id, 0, 100).expect("read").len(), 3);
-        // Neighbours on both sides of a narrow range.
-        assert_eq!(s.read_with_neighbours(ids[0].id, 15, 16).expect("read"), vec![(10, Value::Num(1.0)), (20, Value::Num(2.0))]);
-    }
-
-    #[test]
-    fn a_checkpoint_writes_only_the_last_values_that_moved() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = Store::open(dir.path()).expect("open");
-        let pts: Vec<Point> = (0..500).map(|i| Point::new("gpu", Timestamp(10)).tag("gpu", i.to_string()).field("power_w", 1.0)).collect();
-        s.write(&pts).expect("write");
-        s.checkpoint().expect("checkpoint");
-        s.write(&[Point::new("gpu", Timestamp(20)).tag("gpu", "7").field("power_w", 2.0)]).expect("write");
-        let changes = |s: &Store| s.lock().expect("lock").conn.total_changes();
-        let before = changes(&s);
-        s.checkpoint().expect("checkpoint");
-        // One chunk, one last value, one log row deleted: not 500 last values.
-        assert_eq!(changes(&s) - before, 3);
-        drop(s);
-        let s = Store::open(dir.path()).expect("reopen");
-        let id = s.find_series("gpu", "power_w", &[("gpu", "7")]).expect("find")[0].id;
-        assert_eq!(s.latest(&[id, 0]).expect("latest"), vec![Some((20, Value::Num(2.0))), Some((10, Value::Num(1.0)))]);
-    }
-}
+mod tests;

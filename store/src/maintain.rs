@@ -9,12 +9,13 @@
 //! - Retention: raw samples older than the raw retention, minute buckets older than theirs, hour
 //!   buckets older than theirs (if any) are deleted, never before they are rolled up.
 //!
-//! The store's lock is taken per series or per batch, never for the whole pass: ingest goes on
-//! between them.
+//! The store's lock is taken per series or per batch, never for the whole pass, and never while
+//! writing: writes go through the writer connection (see `lib.rs` on locks), so ingest and
+//! reads go on while a batch commits.
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::rollup::{self, Bucket, DAY, EnergyKind, HOUR, Level};
@@ -145,11 +146,12 @@ impl Store {
         }
         // The table mirrors the set taken above plus what arrived since; unchanged if none was.
         if taken {
-            let g = self.lock()?;
-            let tx = g.conn.unchecked_transaction()?;
+            let w = self.writer()?;
+            let now_dirty: Vec<i64> = self.lock()?.dirty.iter().copied().collect();
+            let tx = w.unchecked_transaction()?;
             tx.execute("DELETE FROM dirty_hours", [])?;
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
-            for t in &g.dirty {
+            for t in &now_dirty {
                 ins.execute(params![t])?;
             }
             drop(ins);
@@ -178,7 +180,7 @@ impl Store {
             let raw_cut = self.expire(keep, now, rolled_to, &mut rep)?;
             // Chunks only become compactable when an hour is rolled up.
             for (id, _) in series.iter().filter(|_| rolled) {
-                let (chunks, blocks) = self.lock()?.compact(*id, rolled_to, raw_cut)?;
+                let (chunks, blocks) = compact(&mut *self.writer()?, *id, rolled_to, raw_cut)?;
                 rep.chunks_compacted += chunks;
                 rep.blocks_written += blocks;
             }
@@ -216,8 +218,8 @@ impl Store {
                 }
             }
             let last_batch = bi + 1 == batches;
-            let g = self.lock()?;
-            let tx = g.conn.unchecked_transaction()?;
+            let w = self.writer()?;
+            let tx = w.unchecked_transaction()?;
             {
                 let mut del = tx.prepare_cached("DELETE FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 < ?4")?;
                 let mut put = tx.prepare_cached("INSERT OR REPLACE INTO rollups(series_id, level, t0, data) VALUES (?1, ?2, ?3, ?4)")?;
@@ -262,19 +264,22 @@ impl Store {
         let minute_cut = floor(now.saturating_sub(keep.minute), HOUR).min(raw_cut);
         let hour_cut = keep.hour.map(|k| floor(now.saturating_sub(k), DAY).min(floor(minute_cut, DAY)));
         let h = self.horizons()?;
+        // Each horizon moves before its rows go: a read meanwhile takes the coarser resolution
+        // for the range and may find the finer rows still there too, never neither. (A crash in
+        // between leaves rows behind the horizon; the next pass deletes them.)
         if raw_cut > h.raw_from {
+            self.set_horizon("raw_from", raw_cut, |h| h.raw_from = raw_cut)?;
             for table in ["chunks", "blocks"] {
                 rep.raw_rows_deleted += self.delete_batched(&format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE t_max < ?1 LIMIT ?2)"), raw_cut)?;
             }
-            self.set_horizon("raw_from", raw_cut, |h| h.raw_from = raw_cut)?;
         }
         if minute_cut > h.minute_from {
-            rep.rollup_rows_deleted += self.delete_batched(&rollup_delete(Level::Minute), minute_cut)?;
             self.set_horizon("minute_from", minute_cut, |h| h.minute_from = minute_cut)?;
+            rep.rollup_rows_deleted += self.delete_batched(&rollup_delete(Level::Minute), minute_cut)?;
         }
         if let Some(cut) = hour_cut.filter(|c| *c > h.hour_from) {
-            rep.rollup_rows_deleted += self.delete_batched(&rollup_delete(Level::Hour), cut)?;
             self.set_horizon("hour_from", cut, |h| h.hour_from = cut)?;
+            rep.rollup_rows_deleted += self.delete_batched(&rollup_delete(Level::Hour), cut)?;
         }
         Ok(raw_cut)
     }
@@ -282,7 +287,7 @@ impl Store {
     fn delete_batched(&self, sql: &str, cut: i64) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let n = self.lock()?.conn.prepare_cached(sql)?.execute(params![cut, DELETE_BATCH])?;
+            let n = self.writer()?.prepare_cached(sql)?.execute(params![cut, DELETE_BATCH])?;
             total += n;
             if (n as i64) < DELETE_BATCH {
                 return Ok(total);
@@ -291,9 +296,9 @@ impl Store {
     }
 
     fn set_horizon(&self, key: &str, v: i64, apply: impl FnOnce(&mut super::Horizons)) -> Result<(), StoreError> {
-        let mut g = self.lock()?;
-        g.conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?1, ?2)", params![key, v])?;
-        apply(&mut g.horizons);
+        let w = self.writer()?;
+        w.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?1, ?2)", params![key, v])?;
+        apply(&mut self.lock()?.horizons);
         Ok(())
     }
 }
@@ -307,7 +312,7 @@ impl Inner {
             params![a],
             |r| r.get(0),
         )?;
-        let heads = self.heads.iter().flat_map(|h| h.iter().map(|(t, _)| *t)).filter(|t| *t >= a).min();
+        let heads = self.recent_min(a);
         Ok(match (stored, heads) {
             (Some(x), Some(y)) => Some(x.min(y)),
             (x, y) => x.or(y),
@@ -317,66 +322,66 @@ impl Inner {
     /// The oldest timestamp stored, raw.
     fn oldest(&mut self) -> Result<Option<i64>, StoreError> {
         let stored: Option<i64> = self.conn.query_row("SELECT MIN(t) FROM (SELECT MIN(t_min) AS t FROM chunks UNION ALL SELECT MIN(t_min) FROM blocks)", [], |r| r.get(0))?;
-        let heads = self.heads.iter().flat_map(|h| h.iter().map(|(t, _)| *t)).min();
+        let heads = self.recent_min(i64::MIN);
         Ok(match (stored, heads) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })
     }
+}
 
-    /// Merges the series' oldest chunks that end before `before` into one block per hour,
-    /// dropping samples before `drop_before` (expired). Only a prefix in write order is merged,
-    /// so every chunk left is newer than every block and reads can keep "blocks, then chunks,
-    /// in write order; the last write wins". The series' newest chunk may straddle `before`:
-    /// its older part is merged and the rest written back as the newest chunk.
-    fn compact(&mut self, id: SeriesId, before: i64, drop_before: i64) -> Result<(usize, usize), StoreError> {
-        let sid = i64::from(id);
-        let mut rows: Vec<(i64, i64, i64)> = Vec::new();
-        {
-            let mut st = self.conn.prepare_cached("SELECT rowid, t_min, t_max FROM chunks WHERE series_id = ?1 ORDER BY rowid")?;
-            let mut q = st.query(params![sid])?;
-            while let Some(r) = q.next()? {
-                rows.push((r.get(0)?, r.get(1)?, r.get(2)?));
-            }
+/// Merges the series' oldest chunks that end before `before` into one block per hour,
+/// dropping samples before `drop_before` (expired). Only a prefix in write order is merged,
+/// so every chunk left is newer than every block and reads can keep "blocks, then chunks,
+/// in write order; the last write wins". The series' newest chunk may straddle `before`:
+/// its older part is merged and the rest written back as the newest chunk.
+fn compact(conn: &mut Connection, id: SeriesId, before: i64, drop_before: i64) -> Result<(usize, usize), StoreError> {
+    let sid = i64::from(id);
+    let mut rows: Vec<(i64, i64, i64)> = Vec::new();
+    {
+        let mut st = conn.prepare_cached("SELECT rowid, t_min, t_max FROM chunks WHERE series_id = ?1 ORDER BY rowid")?;
+        let mut q = st.query(params![sid])?;
+        while let Some(r) = q.next()? {
+            rows.push((r.get(0)?, r.get(1)?, r.get(2)?));
         }
-        let mut n = rows.iter().take_while(|(_, _, t_max)| *t_max < before).count();
-        let split_last = n + 1 == rows.len() && rows.last().is_some_and(|(_, t_min, _)| *t_min < before);
-        if split_last {
-            n += 1;
-        }
-        let Some(&(upto, _, _)) = rows.get(n.wrapping_sub(1)) else { return Ok((0, 0)) };
-        let mut samples: Vec<(i64, Value)> = Vec::new();
-        {
-            let mut st = self.conn.prepare_cached("SELECT data FROM chunks WHERE series_id = ?1 AND rowid <= ?2 ORDER BY rowid")?;
-            let mut q = st.query(params![sid, upto])?;
-            while let Some(r) = q.next()? {
-                let data: Vec<u8> = r.get(0)?;
-                codec::decode_chunk(&data, &mut samples)?;
-            }
-        }
-        sort_dedup(&mut samples);
-        let keep_from = samples.partition_point(|(t, _)| *t < drop_before);
-        let split = samples.partition_point(|(t, _)| *t < before);
-        let (old, rest) = samples.split_at(split);
-        let old = old.get(keep_from..).unwrap_or(&[]);
-        let tx = self.conn.transaction()?;
-        let mut blocks = 0;
-        {
-            let mut ins = tx.prepare_cached("INSERT INTO blocks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-            for hour in old.chunk_by(|a, b| floor(a.0, HOUR) == floor(b.0, HOUR)) {
-                let (Some((t_min, _)), Some((t_max, _))) = (hour.first(), hour.last()) else { continue };
-                ins.execute(params![sid, t_min, t_max, hour.len() as i64, codec::encode_block(hour)])?;
-                blocks += 1;
-            }
-            tx.execute("DELETE FROM chunks WHERE series_id = ?1 AND rowid <= ?2", params![sid, upto])?;
-            if let (Some((t_min, _)), Some((t_max, _))) = (rest.first(), rest.last()) {
-                tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                    .execute(params![sid, t_min, t_max, rest.len() as i64, codec::encode_chunk(rest)])?;
-            }
-        }
-        tx.commit()?;
-        Ok((n, blocks))
     }
+    let mut n = rows.iter().take_while(|(_, _, t_max)| *t_max < before).count();
+    let split_last = n + 1 == rows.len() && rows.last().is_some_and(|(_, t_min, _)| *t_min < before);
+    if split_last {
+        n += 1;
+    }
+    let Some(&(upto, _, _)) = rows.get(n.wrapping_sub(1)) else { return Ok((0, 0)) };
+    let mut samples: Vec<(i64, Value)> = Vec::new();
+    {
+        let mut st = conn.prepare_cached("SELECT data, fmt FROM chunks WHERE series_id = ?1 AND rowid <= ?2 ORDER BY rowid")?;
+        let mut q = st.query(params![sid, upto])?;
+        while let Some(r) = q.next()? {
+            let data: Vec<u8> = r.get(0)?;
+            codec::decode_chunk_fmt(r.get(1)?, &data, &mut samples)?;
+        }
+    }
+    sort_dedup(&mut samples);
+    let keep_from = samples.partition_point(|(t, _)| *t < drop_before);
+    let split = samples.partition_point(|(t, _)| *t < before);
+    let (old, rest) = samples.split_at(split);
+    let old = old.get(keep_from..).unwrap_or(&[]);
+    let tx = conn.transaction()?;
+    let mut blocks = 0;
+    {
+        let mut ins = tx.prepare_cached("INSERT INTO blocks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for hour in old.chunk_by(|a, b| floor(a.0, HOUR) == floor(b.0, HOUR)) {
+            let (Some((t_min, _)), Some((t_max, _))) = (hour.first(), hour.last()) else { continue };
+            ins.execute(params![sid, t_min, t_max, hour.len() as i64, codec::encode_block(hour)])?;
+            blocks += 1;
+        }
+        tx.execute("DELETE FROM chunks WHERE series_id = ?1 AND rowid <= ?2", params![sid, upto])?;
+        if let (Some((t_min, _)), Some((t_max, _))) = (rest.first(), rest.last()) {
+            tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![sid, t_min, t_max, rest.len() as i64, codec::encode_chunk(rest)])?;
+        }
+    }
+    tx.commit()?;
+    Ok((n, blocks))
 }
 
 #[cfg(test)]

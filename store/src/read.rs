@@ -7,20 +7,46 @@ use super::{Inner, SeriesId, StoreError, Value, codec, rollup, sort_dedup};
 
 impl Inner {
     /// Blobs of `table` (chunks or blocks) of one series overlapping `[from, to]`, plus the
-    /// nearest on each side, in write order.
-    pub(super) fn blobs(&mut self, table: &str, sid: i64, from: i64, to: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+    /// nearest on each side, in write order, each with its layout (`chunks.fmt`; 0 for blocks).
+    pub(super) fn blobs(&mut self, table: &str, sid: i64, from: i64, to: i64) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+        let fmt = if table == "chunks" { "fmt" } else { "0" };
         let sql = format!(
-            "SELECT data FROM (SELECT rowid AS r, data FROM {table} WHERE series_id = ?1 AND t_max >= ?2 AND t_min <= ?3
-             UNION SELECT * FROM (SELECT rowid AS r, data FROM {table} WHERE series_id = ?1 AND t_max < ?2 ORDER BY t_max DESC LIMIT 1)
-             UNION SELECT * FROM (SELECT rowid AS r, data FROM {table} WHERE series_id = ?1 AND t_min > ?3 ORDER BY t_min LIMIT 1)) ORDER BY r"
+            "SELECT data, f FROM (SELECT rowid AS r, data, {fmt} AS f FROM {table} WHERE series_id = ?1 AND t_max >= ?2 AND t_min <= ?3
+             UNION SELECT * FROM (SELECT rowid AS r, data, {fmt} AS f FROM {table} WHERE series_id = ?1 AND t_max < ?2 ORDER BY t_max DESC LIMIT 1)
+             UNION SELECT * FROM (SELECT rowid AS r, data, {fmt} AS f FROM {table} WHERE series_id = ?1 AND t_min > ?3 ORDER BY t_min LIMIT 1)) ORDER BY r"
         );
         let mut st = self.conn.prepare_cached(&sql)?;
         let mut q = st.query(params![sid, from, to])?;
         let mut blobs = Vec::new();
         while let Some(r) = q.next()? {
-            blobs.push(r.get(0)?);
+            blobs.push((r.get(0)?, r.get(1)?));
         }
         Ok(blobs)
+    }
+
+    /// The series' samples not yet in chunks: those a checkpoint is writing, then the head's.
+    pub(super) fn recent(&self, id: SeriesId, out: &mut Vec<(i64, Value)>) -> Result<(), StoreError> {
+        for snap in &self.flushing {
+            if let Some(h) = snap.get(id as usize) {
+                h.decode_into(out)?;
+            }
+        }
+        if let Some(h) = self.heads.get(id as usize) {
+            h.decode_into(out)?;
+        }
+        Ok(())
+    }
+
+    /// The oldest timestamp among the samples not yet in chunks, over every series.
+    pub(super) fn recent_min(&self, from: i64) -> Option<i64> {
+        self.flushing
+            .iter()
+            .flat_map(|s| s.iter())
+            .chain(self.heads.iter())
+            .flat_map(|h| h.segments.iter())
+            .filter(|s| s.t_max >= from)
+            .map(|s| if s.t_min >= from { s.t_min } else { from })
+            .min()
     }
 
     /// Roll-up rows `(t0, data)` of a series whose buckets may start in `[from, to)`, and with
@@ -59,6 +85,17 @@ impl Inner {
     }
 
     pub(super) fn read(&mut self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, Value)>, StoreError> {
+        // One read transaction: a compaction or an expiry committing on the writer connection
+        // between two of the statements below cannot hide samples from this read.
+        self.conn.execute_batch("BEGIN")?;
+        let r = self.read_in_tx(id, from, to);
+        let end = self.conn.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let r = r?;
+        end?;
+        Ok(r)
+    }
+
+    fn read_in_tx(&mut self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, Value)>, StoreError> {
         let mut all: Vec<(i64, Value)> = Vec::new();
         // Where the raw samples are gone, the last reading of each roll-up bucket stands in:
         // hour buckets before the minute ones, then minute buckets up to the raw samples.
@@ -75,17 +112,15 @@ impl Inner {
         let sid = i64::from(id);
         // Blocks are compacted chunks: older than every chunk left, so they go first.
         for table in ["blocks", "chunks"] {
-            for b in self.blobs(table, sid, from, to)? {
+            for (b, fmt) in self.blobs(table, sid, from, to)? {
                 if table == "blocks" {
                     codec::decode_block(&b, &mut all)?;
                 } else {
-                    codec::decode_chunk(&b, &mut all)?;
+                    codec::decode_chunk_fmt(fmt, &b, &mut all)?;
                 }
             }
         }
-        if let Some(head) = self.heads.get(id as usize) {
-            all.extend(head.iter().cloned());
-        }
+        self.recent(id, &mut all)?;
         // Roll-ups, blocks, chunks in write order, then the head: the last write of a
         // timestamp wins.
         let mut dedup = all;

@@ -1,14 +1,15 @@
 //! The store's write path: a request's lines checked against the write policy (names, clock
 //! skew, out-of-order window, series count) line by line, resolved to series (created as
-//! needed), logged in one transaction, then applied to the heads. A refused line is reported
-//! and skipped; the request's other lines are stored (InfluxDB v2's partial writes).
+//! needed, in memory until the next checkpoint), appended to the write-ahead log, then applied
+//! to the heads. A refused line is reported and skipped; the request's other lines are stored
+//! (InfluxDB v2's partial writes).
 
 use std::collections::HashMap;
 
-use kilowatch_model::{FieldValueRef, Line, Lines, Timestamp};
-use rusqlite::params;
+use kilowatch_model::{Line, Lines, Timestamp};
 
-use super::{Inner, SeriesId, SeriesMeta, StoreError, Value, WriteSummary, codec, rollup};
+use super::record::{self, Body, Decoded};
+use super::{Inner, SeriesId, SeriesMeta, StoreError, Value, WriteSummary, head, rollup, wal};
 
 /// What the store refuses, line by line, from a write (`[store]` in the config; all off by
 /// default, as the demo and the tests that write history want).
@@ -24,6 +25,44 @@ pub struct WritePolicy {
     pub max_series: Option<usize>,
     /// Longest measurement, tag key, tag value or field key, in bytes.
     pub max_name_bytes: Option<usize>,
+    /// New series a minute, all writers together, and each writer (token) alone. A line that
+    /// would create more is refused with [`Refusal::retry_after_s`] set: a client retrying
+    /// later gets in, a typo in a tag cannot make a million series.
+    pub max_new_series_per_minute: Option<usize>,
+    pub max_new_series_per_minute_per_writer: Option<usize>,
+    /// Bytes of memory the store may hold for series and recent samples; past it writes are
+    /// refused whole ([`StoreError::OverBudget`]) until a checkpoint frees the heads.
+    pub memory_budget_bytes: Option<usize>,
+}
+
+/// What the store counts for each series it holds in memory (its names, labels, key, caches
+/// and newest value), for the memory budget. Measured: see docs/performance.md.
+pub const SERIES_BYTES: usize = 1024;
+
+/// New series a writer may still create: refilled continuously, up to a minute's worth.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SeriesBucket {
+    available: f64,
+    at: std::time::Instant,
+}
+
+impl SeriesBucket {
+    fn full(per_minute: usize) -> SeriesBucket {
+        SeriesBucket { available: per_minute as f64, at: std::time::Instant::now() }
+    }
+
+    fn refill(&mut self, per_minute: usize, now: std::time::Instant) -> usize {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.available = (self.available + dt * per_minute as f64 / 60.0).min(per_minute as f64);
+        self.at = now;
+        self.available as usize
+    }
+
+    /// Seconds until `n` more series are allowed.
+    fn wait_s(&self, n: usize, per_minute: usize) -> u64 {
+        let missing = (n as f64 - self.available).max(0.0);
+        ((missing * 60.0 / per_minute.max(1) as f64).ceil() as u64).clamp(1, 60)
+    }
 }
 
 /// One line the store did not take, and why; the other lines of its request were stored.
@@ -32,6 +71,9 @@ pub struct Refusal {
     /// From 1, as in the request body.
     pub line: usize,
     pub reason: String,
+    /// Set when the same line will be taken later (a rate cap): seconds to wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 impl std::fmt::Display for Refusal {
@@ -56,6 +98,9 @@ pub(super) struct WriteState {
     log: Vec<u8>,
     /// The series of the current line's fields, `None` where it is still to be created.
     ids: Vec<Option<SeriesId>>,
+    /// New-series allowances: all writers, and each writer by name.
+    series_all: Option<SeriesBucket>,
+    series_by_writer: HashMap<String, SeriesBucket>,
 }
 
 /// A line's measurement and tags as line protocol writes them.
@@ -104,7 +149,15 @@ fn series_prefix<'t>(k: &mut String, measurement: &str, tags: impl IntoIterator<
 }
 
 impl Inner {
-    pub(super) fn write_lines(&mut self, lines: &Lines<'_>) -> Result<WriteSummary, StoreError> {
+    /// Resolves, logs and applies a write; returns what was stored and the log position to
+    /// sync before acknowledging it (`None`: nothing was logged).
+    pub(super) fn write_lines(&mut self, lines: &Lines<'_>, body: Option<&Body<'_>>, writer: &str, wal: &wal::Wal) -> Result<(WriteSummary, Option<u64>), StoreError> {
+        if let Some(budget) = self.write.policy.memory_budget_bytes {
+            let used = self.memory_bytes();
+            if used > budget {
+                return Err(StoreError::OverBudget { used, budget, heads: self.head_bytes + self.flushing_bytes, series: self.meta.len() });
+            }
+        }
         if self.write.newest.len() != self.last.len() {
             // First write since opening (or series added by another path).
             self.sync_newest();
@@ -115,16 +168,31 @@ impl Inner {
         rows.reserve(lines.field_count());
         let mut new_keys: Vec<String> = Vec::new();
         let mut refused: Vec<Refusal> = Vec::new();
-        let result = self.resolve(lines, &mut rows, &mut new_keys, &mut refused).and_then(|()| {
-            // Every line refused: nothing to log.
-            if rows.is_empty() && new_keys.is_empty() { Ok(()) } else { self.commit(&rows, first_new, &new_keys) }
-        });
-        if let Err(e) = result {
-            self.take_back(first_new, &new_keys);
-            self.write.rows = rows;
-            return Err(e);
+        self.resolve(lines, &[], Some(writer), &mut rows, &mut new_keys, &mut refused);
+        let mut pos = None;
+        // Every line refused: nothing to log.
+        if !rows.is_empty() {
+            let skip: Vec<usize> = refused.iter().map(|r| r.line).collect();
+            let mut log = std::mem::take(&mut self.write.log);
+            match body {
+                Some(b) => record::encode_body(&mut log, b, &skip),
+                None => record::encode_lines(&mut log, lines, &skip),
+            }
+            let appended = wal.append(&log);
+            if log.capacity() <= 8 << 20 {
+                self.write.log = log;
+            }
+            match appended {
+                Ok(p) => pos = Some(p),
+                Err(e) => {
+                    self.take_back(first_new, &new_keys);
+                    self.write.rows = rows;
+                    return Err(e.into());
+                }
+            }
         }
         let summary = WriteSummary { points: lines.len() - refused.len(), samples: rows.len(), new_series: new_keys.len(), refused };
+        self.new_keys.extend(new_keys);
         if !rows.is_empty() {
             self.stats.samples_written += rows.len() as u64;
             self.stats.requests_written += 1;
@@ -132,21 +200,57 @@ impl Inner {
             self.apply(rows.drain(..));
         }
         self.write.rows = rows;
-        Ok(summary)
+        Ok((summary, pos))
     }
 
-    /// Turns lines into rows, creating the series it has not seen (in memory only, until
-    /// `commit`). A line the policy refuses adds a [`Refusal`] and nothing else: no row, no
-    /// series.
-    pub(super) fn resolve(&mut self, lines: &Lines<'_>, rows: &mut Vec<(SeriesId, i64, Value)>, new_keys: &mut Vec<String>, refused: &mut Vec<Refusal>) -> Result<(), StoreError> {
+    /// Applies one logged write again, as it was stored (opening after a crash).
+    pub(super) fn replay(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let decoded = record::decode(data)?;
+        if self.write.newest.len() != self.last.len() {
+            self.sync_newest();
+        }
+        let mut rows = Vec::new();
+        let mut new_keys = Vec::new();
+        let mut refused = Vec::new();
+        match &decoded {
+            Decoded::Body { body, skip } => {
+                let lines = record::reparse(body)?;
+                self.resolve(&lines, skip, None, &mut rows, &mut new_keys, &mut refused);
+            }
+            Decoded::Points { points, skip } => {
+                self.resolve(&Lines::from_points(points), skip, None, &mut rows, &mut new_keys, &mut refused);
+            }
+        }
+        self.new_keys.extend(new_keys);
+        self.apply(rows);
+        Ok(())
+    }
+
+    /// Turns lines into rows, creating the series it has not seen (in memory only, until the
+    /// next checkpoint). A line the policy refuses adds a [`Refusal`] and nothing else: no row,
+    /// no series. Lines numbered in `skip` (sorted) are passed over: a replay's refused lines.
+    pub(super) fn resolve(&mut self, lines: &Lines<'_>, skip: &[usize], writer: Option<&str>, rows: &mut Vec<(SeriesId, i64, Value)>, new_keys: &mut Vec<String>, refused: &mut Vec<Refusal>) {
         let policy = self.write.policy;
+        let now = std::time::Instant::now();
+        let caps = writer.map(|w| {
+            let all = policy.max_new_series_per_minute.map(|cap| (cap, self.write.series_all.get_or_insert_with(|| SeriesBucket::full(cap)).refill(cap, now)));
+            let one = policy.max_new_series_per_minute_per_writer.map(|cap| {
+                let b = self.write.series_by_writer.entry(w.to_owned()).or_insert_with(|| SeriesBucket::full(cap));
+                (cap, b.refill(cap, now))
+            });
+            (all, one)
+        });
+        let mut created = 0usize;
         // The clock is read once a request: its lines are judged against the same instant.
         let wall = Timestamp::now().0;
         let ahead_limit = policy.max_future_skew_ns.map(|s| wall.saturating_add(s));
         let mut key = String::with_capacity(128);
         let mut ids = std::mem::take(&mut self.write.ids);
         for line in lines.iter() {
-            let refuse = |reason: String| Refusal { line: line.number(), reason };
+            if !skip.is_empty() && skip.binary_search(&line.number()).is_ok() {
+                continue;
+            }
+            let refuse = |reason: String| Refusal { line: line.number(), reason, retry_after_s: None };
             if let Some(why) = policy.max_name_bytes.and_then(|max| long_name(&line, max)) {
                 refused.push(refuse(why));
                 continue;
@@ -207,6 +311,24 @@ impl Inner {
                 )));
                 continue;
             }
+            if missing > 0
+                && let Some((all, one)) = caps
+            {
+                let over = |c: Option<(usize, usize)>| c.filter(|(_, left)| created + missing > *left);
+                let who = writer.unwrap_or_default();
+                let capped = over(one)
+                    .map(|(cap, _)| (cap, self.write.series_by_writer.get(who).map_or(1, |b| b.wait_s(created + missing, cap)), format!("token {who:?} has created its {cap} new series for this minute ([store] max_new_series_per_minute_per_token)")))
+                    .or_else(|| over(all).map(|(cap, _)| (cap, self.write.series_all.map_or(1, |b| b.wait_s(created + missing, cap)), format!("the store has created its {cap} new series for this minute, all tokens together ([store] max_new_series_per_minute)"))));
+                if let Some((_, wait, why)) = capped {
+                    refused.push(Refusal {
+                        line: line.number(),
+                        reason: format!("{} would be {missing} new series, but {why}; retry in {wait} s. Existing series are not limited: check the line's tags for a typo or a value that changes with every line", line_series(&line)),
+                        retry_after_s: Some(wait),
+                    });
+                    continue;
+                }
+                created += missing;
+            }
             for (i, (field, v)) in line.fields().iter().enumerate() {
                 let id = match ids[i] {
                     Some(id) => id,
@@ -216,16 +338,18 @@ impl Inner {
                 if ts > *newest {
                     *newest = ts;
                 }
-                let value = match v {
-                    FieldValueRef::Str(s) => Value::Text(s.to_string()),
-                    // as_f64 is Some for every non-string variant.
-                    other => Value::Num(other.as_f64().unwrap_or(f64::NAN)),
-                };
-                rows.push((id, ts, value));
+                rows.push((id, ts, record::stored_value(v)));
             }
         }
         self.write.ids = ids;
-        Ok(())
+        if created > 0 {
+            if let Some(b) = self.write.series_all.as_mut() {
+                b.available -= created as f64;
+            }
+            if let Some(b) = writer.and_then(|w| self.write.series_by_writer.get_mut(w)) {
+                b.available -= created as f64;
+            }
+        }
     }
 
     /// The cached field list of the line's measurement and tags.
@@ -283,8 +407,9 @@ impl Inner {
         let id = self.meta.len() as SeriesId;
         let tags = line.tags().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.meta.push(SeriesMeta { id, measurement: line.measurement().to_owned(), tags, field: field.to_owned() });
-        self.heads.push(Vec::new());
+        self.heads.push(head::Head::default());
         self.last.push(None);
+        self.last_flag.push(false);
         self.write.newest.push(i64::MIN);
         self.by_key.insert(key.clone(), id);
         new_keys.push(key.clone());
@@ -293,22 +418,9 @@ impl Inner {
         id
     }
 
-    /// The log row and the new series, in one transaction.
-    pub(super) fn commit(&mut self, rows: &[(SeriesId, i64, Value)], first_new: usize, new_keys: &[String]) -> Result<(), StoreError> {
-        let mut log = std::mem::take(&mut self.write.log);
-        codec::encode_rows_into(&mut log, rows);
-        let tx = self.conn.transaction()?;
-        {
-            let mut ins = tx.prepare_cached("INSERT INTO series(id, key, measurement, tags, field) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-            for (m, key) in self.meta[first_new..].iter().zip(new_keys) {
-                let tags = serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".into());
-                ins.execute(params![m.id, key, m.measurement, tags, m.field])?;
-            }
-            tx.prepare_cached("INSERT INTO log(rows) VALUES (?1)")?.execute(params![&log])?;
-        }
-        let r = tx.commit();
-        self.write.log = log;
-        Ok(r?)
+    /// What the memory budget counts: recent samples, and each series at [`SERIES_BYTES`].
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.head_bytes + self.flushing_bytes + self.meta.len() * SERIES_BYTES
     }
 
     pub(super) fn sync_newest(&mut self) {
@@ -323,6 +435,7 @@ impl Inner {
         self.meta.truncate(first_new);
         self.heads.truncate(first_new);
         self.last.truncate(first_new);
+        self.last_flag.truncate(first_new);
         // Cheap next to a failed write, and simpler than tracking what ran ahead.
         self.sync_newest();
         if !new_keys.is_empty() {
@@ -364,7 +477,10 @@ impl Inner {
                     *n = ts;
                 }
                 *last = Some((ts, v.clone()));
-                self.last_changed.insert(id);
+                if let Some(f) = self.last_flag.get_mut(i).filter(|f| !**f) {
+                    *f = true;
+                    self.last_changed.push(id);
+                }
             }
             if hour != Some(h) {
                 hour = Some(h);
@@ -373,7 +489,9 @@ impl Inner {
             if self.horizons.rolled_to.is_some_and(|r| ts < r) {
                 self.dirty.insert(h * rollup::HOUR);
             }
-            head.push((ts, v));
+            let before = head.bytes();
+            head.push(ts, &v);
+            self.head_bytes = self.head_bytes + head.bytes() - before;
             self.stats.head_samples += 1;
             self.stats.newest_ts = self.stats.newest_ts.max(Some(ts));
         }

@@ -1,0 +1,270 @@
+//! Checkpoints: the heads become chunks and the log segments they came from are deleted.
+//!
+//! Swap, then write: under the lock the heads are swapped for empty ones and the log moves to a
+//! new segment (memory work and one sync); the chunks are written and committed on the writer
+//! connection without the lock, while ingest fills the new heads and reads see the swapped-out
+//! heads (`flushing`) until their chunks are in. A checkpoint that fails keeps its heads in
+//! `flushing` and its segments on disk: the next one writes them again, oldest first.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::{SeriesId, Store, StoreError, Value, codec, head};
+
+/// What the store holds in memory, in bytes where it can tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryUse {
+    /// Compressed samples since the last checkpoint.
+    pub head_bytes: usize,
+    /// Compressed samples a checkpoint is writing.
+    pub flushing_bytes: usize,
+    pub series: usize,
+}
+
+impl Store {
+    /// Moves the heads into chunks and deletes the log segments they covered; returns the
+    /// samples moved. Ingest and reads go on meanwhile.
+    pub fn checkpoint(&self) -> Result<usize, StoreError> {
+        let mut w = self.writer()?;
+        self.checkpoint_with(&mut w)
+    }
+
+    /// [`Store::checkpoint`] with the writer connection already held.
+    pub(super) fn checkpoint_with(&self, w: &mut Connection) -> Result<usize, StoreError> {
+        struct Taken {
+            snaps: Vec<Arc<Vec<head::Head>>>,
+            series: Vec<(SeriesId, String, String, String, String)>,
+            upto: usize,
+            lasts: Vec<(SeriesId, i64, Value)>,
+            dirty: Vec<i64>,
+            records: u64,
+            seq: u64,
+        }
+        let t = {
+            let mut g = self.lock()?;
+            if g.stats.head_samples == 0 && g.flushing.is_empty() && g.last_changed.is_empty() && g.new_keys.is_empty() && g.stats.log_records == 0 {
+                return Ok(0);
+            }
+            // First: if the log cannot move on, nothing has changed yet.
+            let seq = self.wal.rotate()?;
+            let n = g.heads.len();
+            let heads = std::mem::replace(&mut g.heads, vec![head::Head::default(); n]);
+            g.flushing_bytes += std::mem::take(&mut g.head_bytes);
+            g.flushing_samples += std::mem::take(&mut g.stats.head_samples);
+            g.flushing.push(Arc::new(heads));
+            let upto = g.meta.len();
+            let series = g.meta[g.persisted_series..]
+                .iter()
+                .zip(&g.new_keys)
+                .map(|(m, k)| (m.id, k.clone(), m.measurement.clone(), serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".into()), m.field.clone()))
+                .collect();
+            let changed = std::mem::take(&mut g.last_changed);
+            let mut lasts = Vec::with_capacity(changed.len());
+            for id in changed {
+                if let Some(f) = g.last_flag.get_mut(id as usize) {
+                    *f = false;
+                }
+                if let Some(Some((ts, v))) = g.last.get(id as usize) {
+                    lasts.push((id, *ts, v.clone()));
+                }
+            }
+            let dirty = g.dirty.iter().copied().collect();
+            let records = std::mem::take(&mut g.stats.log_records);
+            Taken { snaps: g.flushing.clone(), series, upto, lasts, dirty, records, seq }
+        };
+        match write_chunks(w, &t.snaps, &t.series, &t.lasts, &t.dirty) {
+            Ok(moved) => {
+                {
+                    let mut g = self.lock()?;
+                    // Only checkpoints add to `flushing`, one at a time (they hold the writer).
+                    let done = t.snaps.len().min(g.flushing.len());
+                    g.flushing.drain(..done);
+                    g.flushing_bytes = 0;
+                    g.flushing_samples = 0;
+                    let persisted = g.persisted_series;
+                    g.new_keys.drain(..t.upto - persisted);
+                    g.persisted_series = t.upto;
+                    g.stats.checkpoints += 1;
+                }
+                self.wal.remove_before(t.seq)?;
+                Ok(moved)
+            }
+            Err(e) => {
+                let mut g = self.lock()?;
+                for (id, _, _) in &t.lasts {
+                    if let Some(f) = g.last_flag.get_mut(*id as usize).filter(|f| !**f) {
+                        *f = true;
+                        g.last_changed.push(*id);
+                    }
+                }
+                g.stats.log_records += t.records;
+                Err(e)
+            }
+        }
+    }
+
+    /// Bytes held by recent samples, and the series count.
+    pub fn memory_use(&self) -> Result<MemoryUse, StoreError> {
+        let g = self.lock()?;
+        Ok(MemoryUse { head_bytes: g.head_bytes, flushing_bytes: g.flushing_bytes, series: g.meta.len() })
+    }
+}
+
+fn write_chunks(
+    w: &mut Connection,
+    snaps: &[Arc<Vec<head::Head>>],
+    series: &[(SeriesId, String, String, String, String)],
+    lasts: &[(SeriesId, i64, Value)],
+    dirty: &[i64],
+) -> Result<usize, StoreError> {
+    let tx = w.transaction()?;
+    let mut moved = 0;
+    {
+        let mut ser = tx.prepare_cached("INSERT INTO series(id, key, measurement, tags, field) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for (id, key, measurement, tags, field) in series {
+            ser.execute(params![id, key, measurement, tags, field])?;
+        }
+        let mut ins = tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data, fmt) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        for snap in snaps {
+            for (id, h) in snap.iter().enumerate().filter(|(_, h)| !h.is_empty()) {
+                // One chunk per UTC day (the head keeps one segment per day): retention drops
+                // whole chunks of past days, and a backfill of weeks does not become one chunk
+                // that every roll-up of it would decode again.
+                for seg in &h.segments {
+                    ins.execute(params![id as i64, seg.t_min, seg.t_max, i64::from(seg.n), seg.to_chunk(), head::FMT_PACKED])?;
+                    moved += seg.n as usize;
+                }
+            }
+        }
+        // Only the series that moved: a checkpoint of a large, mostly idle site would
+        // otherwise rewrite every series' row each time.
+        let mut last = tx.prepare_cached("INSERT OR REPLACE INTO last_values(series_id, ts, data) VALUES (?1, ?2, ?3)")?;
+        for (id, ts, v) in lasts {
+            last.execute(params![i64::from(*id), ts, codec::encode_chunk(&[(*ts, v.clone())])])?;
+        }
+        let mut d = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
+        for t in dirty {
+            d.execute(params![t])?;
+        }
+        // Rows of a log kept in SQLite by an older version, replayed when the store opened.
+        tx.execute("DELETE FROM log", [])?;
+    }
+    tx.commit()?;
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+    use crate::{Body, Point, SERIES_BYTES, WritePolicy, WriteSummary};
+    use kilowatch_model::{Precision, Timestamp, parse_batch};
+
+    const S: i64 = 1_000_000_000;
+    const T0: i64 = 1_790_812_800 * S;
+
+    fn body_write(s: &Store, text: &str, writer: &str) -> WriteSummary {
+        let b = Body { text, precision: Precision::S, default_ts: Timestamp(T0) };
+        let lines = parse_batch(b.text, b.precision, b.default_ts).expect("valid");
+        s.write_body(&b, &lines, writer).expect("write")
+    }
+
+    fn values(s: &Store, m: &str, f: &str) -> Vec<(i64, Value)> {
+        let id = s.find_series(m, f, &[]).expect("find")[0].id;
+        s.read_with_neighbours(id, i64::MIN, i64::MAX).expect("read")
+    }
+
+    /// A crash before the checkpoint: the log's bodies are parsed again on opening, the lines
+    /// refused at the time stay out, and the series come back with their ids.
+    #[test]
+    fn logged_bodies_replay_as_stored_refusals_included() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let t = T0 / S;
+        {
+            let s = Store::open(dir.path()).expect("open");
+            s.set_policy(WritePolicy { max_name_bytes: Some(8), ..WritePolicy::default() }).expect("policy");
+            let w = body_write(&s, &format!("meter,m=a kwh=1 {t}\nmeter,m=a,very_long_tag=x kwh=5 {t}\nmeter,m=a kwh=2 {}\nmeter,m=a kwh=3", t + 1), "w");
+            assert_eq!((w.points, w.refused.len()), (3, 1));
+            // Points are logged as names and values.
+            s.write(&[Point::new("pdu", Timestamp(T0)).tag("p", "1").field("w", f64::NAN).field("mode", "free")]).expect("write");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.stats().expect("stats").series, 3);
+        // The line without a timestamp took the time the write gave it.
+        assert_eq!(values(&s, "meter", "kwh"), vec![(T0, Value::Num(3.0)), (T0 + S, Value::Num(2.0))]);
+        assert!(values(&s, "pdu", "w")[0].1.as_f64().is_some_and(f64::is_nan));
+        assert_eq!(values(&s, "pdu", "mode"), vec![(T0, Value::Text("free".into()))]);
+        // After a checkpoint the log is gone and the chunks hold the same.
+        s.checkpoint().expect("checkpoint");
+        drop(s);
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.stats().expect("stats").log_records, 0);
+        assert_eq!(values(&s, "meter", "kwh"), vec![(T0, Value::Num(3.0)), (T0 + S, Value::Num(2.0))]);
+    }
+
+    /// A checkpoint that cannot commit keeps its samples readable and its log on disk; the
+    /// next one writes them, once.
+    #[test]
+    fn a_failed_checkpoint_loses_nothing_and_the_next_one_writes_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let t = T0 / S;
+        let s = Store::open(dir.path()).expect("open");
+        body_write(&s, &format!("meter,m=a kwh=1 {t}"), "w");
+        s.checkpoint().expect("checkpoint");
+        body_write(&s, &format!("meter,m=a kwh=2 {}\nmeter,m=b kwh=7 {}", t + 1, t + 1), "w");
+        // Another program took series id 1: the checkpoint's insert of series m=b fails.
+        let other = rusqlite::Connection::open(dir.path().join("store.db")).expect("open");
+        other.execute("INSERT INTO series(id, key, measurement, tags, field) VALUES (1, 'x', 'x', '{}', 'x')", []).expect("insert");
+        assert!(s.checkpoint().is_err());
+        assert_eq!(values(&s, "meter", "kwh").len(), 2);
+        body_write(&s, &format!("meter,m=a kwh=3 {}", t + 2), "w");
+        other.execute("DELETE FROM series WHERE id = 1", []).expect("delete");
+        assert_eq!(s.checkpoint().expect("checkpoint"), 3);
+        drop(s);
+        let s = Store::open(dir.path()).expect("reopen");
+        let a = s.find_series("meter", "kwh", &[("m", "a")]).expect("find")[0].id;
+        assert_eq!(s.read_with_neighbours(a, i64::MIN, i64::MAX).expect("read"), vec![(T0, Value::Num(1.0)), (T0 + S, Value::Num(2.0)), (T0 + 2 * S, Value::Num(3.0))]);
+        let b = s.find_series("meter", "kwh", &[("m", "b")]).expect("find")[0].id;
+        assert_eq!(s.read_with_neighbours(b, i64::MIN, i64::MAX).expect("read"), vec![(T0 + S, Value::Num(7.0))]);
+        let stored: i64 = s.writer().expect("w").query_row("SELECT SUM(n) FROM chunks", [], |r| r.get(0)).expect("count");
+        assert_eq!(stored, 4, "each sample written once");
+    }
+
+    #[test]
+    fn the_memory_budget_refuses_whole_writes_until_a_checkpoint() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        s.set_policy(WritePolicy { memory_budget_bytes: Some(SERIES_BYTES + 600), ..WritePolicy::default() }).expect("policy");
+        let t = T0 / S;
+        let many: String = (0..200).map(|i| format!("meter,m=a kwh={}.{i} {}\n", i * 7, t + i)).collect();
+        body_write(&s, &many, "w");
+        let b = Body { text: "meter,m=a kwh=1 1", precision: Precision::S, default_ts: Timestamp(T0) };
+        let lines = parse_batch(b.text, b.precision, b.default_ts).expect("valid");
+        let e = s.write_body(&b, &lines, "w").expect_err("over budget");
+        assert!(e.to_string().contains("[store] memory_budget_mb"), "{e}");
+        assert_eq!(s.stats().expect("stats").samples_written, 200);
+        s.checkpoint().expect("checkpoint");
+        s.write_body(&b, &lines, "w").expect("room again");
+    }
+
+    #[test]
+    fn new_series_are_capped_per_writer_and_in_all_and_say_when_to_retry() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        s.set_policy(WritePolicy { max_new_series_per_minute: Some(8), max_new_series_per_minute_per_writer: Some(5), ..WritePolicy::default() }).expect("policy");
+        let t = T0 / S;
+        let lines = |host: &str| (0..10).map(|i| format!("gpu,host={host},uuid=GPU-{i} w=1 {t}\n")).collect::<String>();
+        let a = body_write(&s, &lines("a"), "a");
+        assert_eq!((a.new_series, a.refused.len()), (5, 5));
+        assert!(a.refused[0].reason.contains("[store] max_new_series_per_minute_per_token"), "{}", a.refused[0].reason);
+        assert!(a.refused.iter().all(|r| r.retry_after_s.is_some_and(|w| (1..=60).contains(&w))));
+        let b = body_write(&s, &lines("b"), "b");
+        assert_eq!(b.new_series, 3, "8 a minute in all");
+        assert!(b.refused[0].reason.contains("[store] max_new_series_per_minute)"), "{}", b.refused[0].reason);
+        // Existing series are never limited.
+        let again = body_write(&s, &lines("a"), "a");
+        assert_eq!(again.points, 5);
+        assert_eq!(again.new_series, 0);
+    }
+}
