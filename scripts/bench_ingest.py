@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -202,12 +203,22 @@ def request(port, method, path, body=None, headers=None, timeout=120):
         c.close()
 
 
+def free_port():
+    """A loopback port nobody listens on now (another bench may run beside this one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_up(proc, port, path, what):
     for _ in range(600):
         if proc.poll() is not None:
             sys.exit(f"{what} exited with status {proc.returncode} before answering (log in its data folder)")
         try:
             if request(port, "GET", path, timeout=2)[0] in (200, 204):
+                time.sleep(0.2)
+                if proc.poll() is not None:
+                    sys.exit(f"{what} exited with status {proc.returncode}: is 127.0.0.1:{port} taken?")
                 return
         except OSError:
             pass
@@ -273,7 +284,7 @@ class Server:
         else:
             conf = os.path.join(self.dir, "influxdb.conf")
             with open(conf, "w") as f:
-                f.write(INFLUX_CONF.format(d=self.dir, port=port, rpc=port + 1))
+                f.write(INFLUX_CONF.format(d=self.dir, port=port, rpc=free_port()))
             cmd = ["influxd", "run", "-config", conf]
             self.write_path = "/write?db=bench&precision=ns"
             self.headers = {}
@@ -315,6 +326,7 @@ def post_all(srv, path, posts, speed):
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=300)
     t0 = time.monotonic()
     behind = 0.0
+    refused = {}
     with open(path, "rb") as f:
         for off, length, data_s in posts:
             if speed > 0:
@@ -340,13 +352,14 @@ def post_all(srv, path, posts, speed):
                 if r.status in (200, 204):
                     break
                 if r.status in (429, 503):
+                    refused[r.status] = refused.get(r.status, 0) + 1
                     time.sleep(float(r.getheader("Retry-After") or 1))
                     continue
                 sys.exit(f"{srv.name}: write answered {r.status}: {answer[:300]!r}")
             else:
                 sys.exit(f"{srv.name}: write still refused after 100 tries")
     conn.close()
-    return time.monotonic() - t0, behind
+    return time.monotonic() - t0, behind, refused
 
 
 def run_one(name, a, work, desc, path, posts, port):
@@ -354,7 +367,7 @@ def run_one(name, a, work, desc, path, posts, port):
     try:
         c0 = cpu_s(srv.proc.pid)
         w0 = time.monotonic()
-        post_s, behind = post_all(srv, path, posts, a.speed)
+        post_s, behind, refused = post_all(srv, path, posts, a.speed)
         ck_after_posts = srv.checkpoints() if name == "kilowatch" else None
         if name == "victoriametrics":
             request(srv.port, "GET", "/internal/force_flush")
@@ -379,7 +392,7 @@ def run_one(name, a, work, desc, path, posts, port):
     shutil.rmtree(srv.dir, ignore_errors=True)
     res = {"server": name, "cpu_s": round(cpu, 3), "samples_per_cpu_s": round(desc["samples"] / max(cpu, 1e-9)),
            "peak_rss_mb": round(hwm, 1), "wall_s": round(wall, 1), "post_s": round(post_s, 1), "max_behind_s": round(behind, 1),
-           "disk_mb": round(disk / 1e6, 1)}
+           "disk_mb": round(disk / 1e6, 1), "refused_then_retried": refused}
     if name == "kilowatch":
         res["checkpoint_after_last_write"] = checkpointed
     return res
@@ -433,7 +446,7 @@ def main():
     p.add_argument("--highcard-interval", type=int, default=10)
     p.add_argument("--rounds", type=int, default=1, help="repeat each server's run; figures are medians")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--port", type=int, default=18_601)
+    p.add_argument("--port", type=int, default=0, help="first port (each server the next tenth); 0: free ports")
     p.add_argument("--kilowatch", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "kilowatch"))
     p.add_argument("--json", help="summary file (default: <target>/bench-ingest.json)")
     p.add_argument("--work", help="folder for the files and data directories (default: a new temporary one, removed after)")
@@ -471,9 +484,10 @@ def main():
             runs = {s: [] for s in servers}
             for rnd in range(a.rounds):
                 for i, name in enumerate(servers):
-                    r = run_one(name, a, work, desc, path, posts, a.port + 10 * i)
+                    r = run_one(name, a, work, desc, path, posts, a.port + 10 * i if a.port else free_port())
                     print(f"  {shape} round {rnd + 1} {name}: {r['samples_per_cpu_s']:,} samples/CPU-s, {r['cpu_s']} CPU s, "
-                          f"peak RSS {r['peak_rss_mb']} MB, wall {r['wall_s']} s (posting fell behind by up to {r['max_behind_s']} s)",
+                          f"peak RSS {r['peak_rss_mb']} MB, wall {r['wall_s']} s (posting fell behind by up to {r['max_behind_s']} s; "
+                          f"writes refused then retried, by status: {r['refused_then_retried'] or 'none'})",
                           file=sys.stderr)
                     runs[name].append(r)
             for name in servers:

@@ -123,10 +123,12 @@ async fn main() {
     if let (Some(a), Some(b)) = (p.first_503_s, p.last_503_s) {
         println!("503s from {a:.1} s to {b:.1} s after the aggregator started");
     }
+    let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    println!("ingest requests answered 503 (server's /metrics): {} by the end of the flood, {} in all", show(unavailable(&at_flood_end)), show(unavailable(&metrics)));
     println!(
-        "ingest requests answered 503 (server's /metrics): {} by the end of the flood, {} in all",
-        unavailable(&at_flood_end).map_or("-".into(), |v| v.to_string()),
-        unavailable(&metrics).map_or("-".into(), |v| v.to_string())
+        "writes refused over the memory budget (kilowatch_store_writes_over_budget_total): {} by the end of the flood, {} in all",
+        show(common::metric(&at_flood_end, "kilowatch_store_writes_over_budget_total")),
+        show(common::metric(&metrics, "kilowatch_store_writes_over_budget_total"))
     );
 
     // RSS: the peak, and the highest of each tenth of the run.
