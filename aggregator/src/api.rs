@@ -56,6 +56,11 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
     let sink = st.sink.clone();
     // Parsing a large body is CPU work too: off the async workers, with the store write.
     let stored = tokio::task::spawn_blocking(move || -> Result<WriteSummary, Refused> {
+        // Past the memory budget, refused before parsing: a flood of replays must not cost a
+        // parse each on top of the memory it is refused for.
+        if let Some(e) = store.over_budget().map_err(Refused::Store)? {
+            return Err(Refused::Store(e));
+        }
         let text = std::str::from_utf8(&body).map_err(|_| Refused::NotUtf8)?;
         let body = kilowatch_store::Body { text, precision, default_ts: Timestamp::now() };
         let lines = parse_batch(body.text, body.precision, body.default_ts).map_err(Refused::Line)?;

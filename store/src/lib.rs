@@ -165,6 +165,9 @@ pub type LockWaitObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 struct Inner {
     conn: Connection,
     by_key: HashMap<String, SeriesId>,
+    /// The series of each measurement and field, in id order: `find_series` looks at these
+    /// instead of every series (the GPU page of 10,000 GPUs reads 4 fields of 130,000 series).
+    by_field: HashMap<(String, String), Vec<SeriesId>>,
     meta: Vec<SeriesMeta>,
     /// Samples since the last checkpoint, per series, compressed, in arrival order (sorted and
     /// de-duplicated when read: appending is what keeps ingest cheap).
@@ -302,6 +305,7 @@ impl Store {
         let mut inner = Inner {
             conn,
             by_key: HashMap::new(),
+            by_field: HashMap::new(),
             meta: Vec::new(),
             heads: Vec::new(),
             flushing: Vec::new(),
@@ -433,11 +437,8 @@ impl Store {
     /// Series whose measurement and field match, and whose tags include every `(k, v)` given.
     pub fn find_series(&self, measurement: &str, field: &str, tags: &[(&str, &str)]) -> Result<Vec<SeriesMeta>, StoreError> {
         let g = self.lock()?;
-        Ok(g.meta
-            .iter()
-            .filter(|m| m.measurement == measurement && m.field == field && tags.iter().all(|(k, v)| m.tag(k) == Some(v)))
-            .cloned()
-            .collect())
+        let Some(ids) = g.by_field.get(&(measurement.to_owned(), field.to_owned())) else { return Ok(Vec::new()) };
+        Ok(ids.iter().filter_map(|id| g.meta.get(*id as usize)).filter(|m| tags.iter().all(|(k, v)| m.tag(k) == Some(v))).cloned().collect())
     }
 
     /// Newest sample of each series passed, in the same order.
@@ -513,6 +514,7 @@ impl Inner {
                 return Err(codec::CorruptRecord("series ids are not dense").into());
             }
             self.by_key.insert(key, id);
+            self.by_field.entry((measurement.clone(), field.clone())).or_default().push(id);
             self.meta.push(SeriesMeta { id, measurement, tags, field });
             self.heads.push(head::Head::default());
             self.last.push(None);

@@ -424,6 +424,7 @@ impl Inner {
         self.last_flag.push(false);
         self.write.newest.push(i64::MIN);
         self.by_key.insert(key.clone(), id);
+        self.by_field.entry((line.measurement().to_owned(), field.to_owned())).or_default().push(id);
         new_keys.push(key.clone());
         key.truncate(prefix);
         self.write.groups[group].push((field.into(), id));
@@ -443,6 +444,12 @@ impl Inner {
     pub(super) fn take_back(&mut self, first_new: usize, new_keys: &[String]) {
         for k in new_keys {
             self.by_key.remove(k);
+        }
+        // The series taken back are the newest: at the end of their lists.
+        for m in &self.meta[first_new.min(self.meta.len())..] {
+            if let Some(ids) = self.by_field.get_mut(&(m.measurement.clone(), m.field.clone())) {
+                ids.retain(|id| (*id as usize) < first_new);
+            }
         }
         self.meta.truncate(first_new);
         self.heads.truncate(first_new);
