@@ -32,7 +32,7 @@ async fn main() {
     let run_s: f64 = arg("--run", 60.0);
     let speed: f64 = arg("--speed", 10.0);
     let outage_sim_s: f64 = arg("--outage", 600.0);
-    let port: u16 = arg("--port", 18_186);
+    let port = common::port();
     let read_pause = Duration::from_millis(arg("--read-pause-ms", 200));
     let reads = !std::env::args().any(|a| a == "--no-reads");
     let work = tempfile::tempdir().expect("tmp");

@@ -11,7 +11,7 @@
 //!     target/release/examples/overload --nodes 635 --collectors 8 --speed 10 --memory-budget-mb 128 --prefill 30 --flood 60
 //!
 //! Other flags: `--config FILE` (instead of the generated `[store]`), `--checkpoint-s N`,
-//! `--margin-mb N` (default 64: RSS above budget + margin is reported as over), `--port N`.
+//! `--margin-mb N` (default 64: RSS above budget + margin is reported as over), `--port N` (default: a free one).
 //! Exit status: 0 when nothing is lost or doubled and 503s were seen, 1 on loss, 3 when no
 //! write was refused with 503 (the budget was never reached, or this build has none).
 
@@ -83,7 +83,7 @@ async fn main() {
     let prefill_s: f64 = arg("--prefill", 30.0);
     let flood_s: f64 = arg("--flood", 60.0);
     let margin_mb: f64 = arg("--margin-mb", 64.0);
-    let port: u16 = arg("--port", 18_187);
+    let port = common::port();
     let work = tempfile::tempdir().expect("tmp");
     let data = work.path().join("data");
     let config = common::config_file(work.path(), &[("--memory-budget-mb", 128)]);

@@ -63,6 +63,12 @@ pub fn config_file(work: &Path, defaults: &[(&str, u64)]) -> Option<PathBuf> {
     }
 }
 
+/// `--port N`, else a loopback port nobody listens on now (another harness or bench may run
+/// beside this one). The aggregator gets it again at each restart.
+pub fn port() -> u16 {
+    arg_opt("--port").unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port"))
+}
+
 fn kilowatch_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("exe");
     exe.parent().and_then(Path::parent).map(|d| d.join("kilowatch")).expect("target dir")
@@ -125,6 +131,12 @@ impl Aggregator {
                 std::process::exit(2);
             }
             if reqwest::get(format!("http://127.0.0.1:{port}/api/v1/health")).await.is_ok_and(|r| r.status().is_success()) {
+                // An answer from another server on a taken port would otherwise pass for ours.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(Some(status)) = agg.child.try_wait() {
+                    eprintln!("kilowatch serve exited ({status}): is 127.0.0.1:{port} taken?");
+                    std::process::exit(2);
+                }
                 return agg;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
