@@ -391,13 +391,12 @@ impl StoreView {
         let newest = self.newest()?;
         let mut cells: BTreeMap<(String, u32), GpuCell> = BTreeMap::new();
         for field in ["power_w", "temp_margin_c", "util_pct", "throttle_reasons"] {
-            let metas = self.store.find_series(GPU, field, &[])?;
-            let latest = self.store.latest(&metas.iter().map(|m| m.id).collect::<Vec<_>>())?;
-            for (m, l) in metas.iter().zip(latest) {
-                let (Some(node), Some(gpu)) = (m.tag("node"), m.tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
+            for (tags, l) in self.store.latest_of(GPU, field)? {
+                let tag = |k: &str| tags.get(k).map(String::as_str);
+                let (Some(node), Some(gpu)) = (tag("node"), tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
                 let c = cells.entry((node.to_owned(), gpu)).or_insert_with(|| GpuCell { node: node.to_owned(), gpu, stale: true, ..Default::default() });
                 if c.uuid.is_none() {
-                    c.uuid = m.tag("uuid").map(str::to_owned);
+                    c.uuid = tag("uuid").map(str::to_owned);
                 }
                 let Some((t, v)) = l else { continue };
                 let v = v.as_f64();
