@@ -42,6 +42,7 @@ fn parse_fast_inner<'a>(text: &'a str, number: usize, precision: Precision, defa
     }
     let measurement = &text[..i];
     let t0 = out.tags.len();
+    let mut sorted = true;
     while b[i] == b',' {
         let k = i + 1;
         let ke = name_end(b, k);
@@ -54,12 +55,20 @@ fn parse_fast_inner<'a>(text: &'a str, number: usize, precision: Precision, defa
             return false;
         }
         let key = &text[k..ke];
-        // Sorted and unique, as Labels would hold them; other orders take the slow path.
         if out.tags[t0..].last().is_some_and(|(p, _)| p.as_ref() >= key) {
-            return false;
+            sorted = false;
         }
         out.tags.push((Cow::Borrowed(key), Cow::Borrowed(&text[v..ve])));
         i = ve;
+    }
+    // Tags in any order are sorted here, as Labels holds them (senders that do not sort their
+    // tags, as the reference client does, would otherwise take the slow path on every line);
+    // a key given twice is left to the reference parser.
+    if !sorted {
+        out.tags[t0..].sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if out.tags[t0..].windows(2).any(|w| w[0].0 == w[1].0) {
+            return false;
+        }
     }
     if b[i] != b' ' {
         return false;
