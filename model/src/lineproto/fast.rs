@@ -1,4 +1,4 @@
-//! The fast path of the parser: plain lines (no escapes, sorted tags, the number spellings of
+//! The fast path of the parser: plain lines (no escapes, unique tag keys in any order, the number spellings of
 //! the reference grammar) read without the reference parser. Anything else returns false and
 //! goes to `influxdb-line-protocol`, so every value and error stays the reference parser's; a
 //! differential test and the `line_protocol` fuzz target hold the two to the same answers.
