@@ -92,6 +92,9 @@ pub enum StoreError {
     OverBudget { used: usize, budget: usize, heads: usize, series: usize },
 }
 
+/// A series' tags and its newest sample, if any ([`Store::latest_of`]).
+pub type TaggedLatest = (Arc<Labels>, Option<(i64, Value)>);
+
 /// What identifies one stored series: a measurement, its tags and one field.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesMeta {
@@ -443,7 +446,7 @@ impl Store {
 
     /// The tags and newest sample of every series of a measurement and field, in one look:
     /// what a page of every GPU's latest reading needs, without copying each series' names.
-    pub fn latest_of(&self, measurement: &str, field: &str) -> Result<Vec<(Arc<Labels>, Option<(i64, Value)>)>, StoreError> {
+    pub fn latest_of(&self, measurement: &str, field: &str) -> Result<Vec<TaggedLatest>, StoreError> {
         let g = self.lock()?;
         let Some(ids) = g.by_field.get(&(measurement.to_owned(), field.to_owned())) else { return Ok(Vec::new()) };
         Ok(ids.iter().filter_map(|id| Some((g.meta.get(*id as usize)?.tags.clone(), g.last.get(*id as usize).cloned().flatten()))).collect())

@@ -50,14 +50,14 @@ fn put_skip(buf: &mut Vec<u8>, skip: &[usize]) {
     }
 }
 
-pub fn encode_body(buf: &mut Vec<u8>, body: &Body<'_>, skip: &[usize]) {
+/// The record of a body without the body itself: the log appends the body after it, from the
+/// request's own bytes.
+pub fn encode_body_head(buf: &mut Vec<u8>, body: &Body<'_>, skip: &[usize]) {
     buf.clear();
-    buf.reserve(body.text.len() + 16 + skip.len() * 3);
     buf.push(BODY);
     buf.push(precision_code(body.precision));
     put_ivarint(buf, body.default_ts.0);
     put_skip(buf, skip);
-    buf.extend_from_slice(body.text.as_bytes());
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {

@@ -38,7 +38,6 @@ struct Tail {
     written: u64,
     /// An append failed and could not be cut off: the next append starts a new segment.
     broken: bool,
-    buf: Vec<u8>,
 }
 
 pub struct Wal {
@@ -86,12 +85,19 @@ impl Wal {
         }
         let seq = seqs.last().map_or(1, |s| s + 1);
         let file = create_segment(dir, seq)?;
-        let tail = Tail { seq, file: Arc::new(file), len: 0, written: 0, broken: false, buf: Vec::new() };
+        let tail = Tail { seq, file: Arc::new(file), len: 0, written: 0, broken: false };
         Ok((Wal { dir: dir.to_owned(), tail: Mutex::new(tail), synced: Mutex::new(0) }, replay))
     }
 
     /// Appends one record; returns the position to pass to [`Wal::sync`]. Not on disk until then.
+    #[cfg(test)]
     pub fn append(&self, payload: &[u8]) -> Result<u64, WalError> {
+        self.append_parts(&[payload])
+    }
+
+    /// Appends one record made of `parts` end to end (a record's head, then the request body
+    /// as received), handed to the kernel as they are: no copy of the body is made.
+    pub fn append_parts(&self, parts: &[&[u8]]) -> Result<u64, WalError> {
         let mut t = self.tail.lock().map_err(|_| WalError::Poisoned)?;
         if t.broken {
             let seq = t.seq + 1;
@@ -100,17 +106,17 @@ impl Wal {
             t.len = 0;
             t.broken = false;
         }
-        let mut buf = std::mem::take(&mut t.buf);
-        buf.clear();
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        buf.extend_from_slice(payload);
-        let res = (&*t.file).write_all(&buf);
-        let n = buf.len() as u64;
-        // A buffer grown by one large replay is not kept.
-        if buf.capacity() <= 8 << 20 {
-            t.buf = buf;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut crc = crc32fast::Hasher::new();
+        for p in parts {
+            crc.update(p);
         }
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        header[4..].copy_from_slice(&crc.finalize().to_le_bytes());
+        let mut slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&header[..]).chain(parts.iter().copied()).map(std::io::IoSlice::new).collect();
+        let res = write_all_vectored(&t.file, &mut slices);
+        let n = (HEADER + len) as u64;
         match res {
             Ok(()) => {
                 t.len += n;
@@ -171,6 +177,20 @@ impl Wal {
         }
         Ok(removed)
     }
+}
+
+/// `write_all` for several buffers in one `writev` (a short write goes on where it stopped).
+fn write_all_vectored(mut file: &File, mut slices: &mut [std::io::IoSlice<'_>]) -> std::io::Result<()> {
+    std::io::IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn create_segment(dir: &Path, seq: u64) -> Result<File, WalError> {

@@ -176,11 +176,16 @@ impl Inner {
         if !rows.is_empty() {
             let skip: Vec<usize> = refused.iter().map(|r| r.line).collect();
             let mut log = std::mem::take(&mut self.write.log);
-            match body {
-                Some(b) => record::encode_body(&mut log, b, &skip),
-                None => record::encode_lines(&mut log, lines, &skip),
-            }
-            let appended = wal.append(&log);
+            let appended = match body {
+                Some(b) => {
+                    record::encode_body_head(&mut log, b, &skip);
+                    wal.append_parts(&[&log, b.text.as_bytes()])
+                }
+                None => {
+                    record::encode_lines(&mut log, lines, &skip);
+                    wal.append_parts(&[&log])
+                }
+            };
             if log.capacity() <= 8 << 20 {
                 self.write.log = log;
             }
