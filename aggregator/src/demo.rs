@@ -227,9 +227,11 @@ async fn demo_forecasts(store: Arc<Store>, site: Site, speed: f64, mut shutdown:
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
-        // Stamped on the wall clock: the store refuses samples ahead of it, and the forecast
-        // is read against it.
-        let now = Timestamp::now();
+        // Stamped on the demo's data clock (its newest sample), never ahead of the wall clock:
+        // a store with a skew limit refuses samples ahead of the wall, and a forecast stamped
+        // after the site's newest reading would move "now" for every live view.
+        let wall = Timestamp::now();
+        let now = store.live_now().map_or(wall, |t| Timestamp(t.min(wall.0)));
         let issue_s = now.0.div_euclid(1_000_000_000);
         let hour0 = issue_s.div_euclid(3600) * 3600;
         let at = |k: i64| Timestamp::from_secs(hour0 + k * 3600 + 1800);

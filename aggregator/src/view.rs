@@ -388,10 +388,14 @@ impl StoreView {
     }
 
     fn build_gpus(&self) -> Result<Vec<GpuCell>, StoreError> {
-        let newest = self.newest()?;
+        let latest: Vec<_> = ["power_w", "temp_margin_c", "util_pct", "throttle_reasons"].into_iter().map(|f| self.store.latest_of(GPU, f).map(|l| (f, l))).collect::<Result<_, _>>()?;
+        // A GPU is stale against the newest GPU reading, not against the newest sample of any
+        // kind: a series stamped later (a forecast, a meter on another clock) must not turn
+        // every GPU grey.
+        let newest = latest.first().and_then(|(_, l)| l.iter().filter_map(|(_, s)| s.as_ref().map(|(t, _)| *t)).max()).map_or(self.newest(), Ok)?;
         let mut cells: BTreeMap<(String, u32), GpuCell> = BTreeMap::new();
-        for field in ["power_w", "temp_margin_c", "util_pct", "throttle_reasons"] {
-            for (tags, l) in self.store.latest_of(GPU, field)? {
+        for (field, list) in latest {
+            for (tags, l) in list {
                 let tag = |k: &str| tags.get(k).map(String::as_str);
                 let (Some(node), Some(gpu)) = (tag("node"), tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
                 let c = cells.entry((node.to_owned(), gpu)).or_insert_with(|| GpuCell { node: node.to_owned(), gpu, stale: true, ..Default::default() });
