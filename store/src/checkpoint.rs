@@ -108,10 +108,7 @@ impl Store {
     /// The error a write would get now for the memory budget, if any: a cheap check that lets
     /// the server refuse a request before parsing it.
     pub fn over_budget(&self) -> Result<Option<StoreError>, StoreError> {
-        let g = self.lock()?;
-        let Some(budget) = g.write.policy.memory_budget_bytes else { return Ok(None) };
-        let used = g.memory_bytes();
-        Ok((used > budget).then(|| StoreError::OverBudget { used, budget, heads: g.head_bytes + g.flushing_bytes, series: g.meta.len() }))
+        Ok(self.lock()?.over_budget())
     }
 
     /// Bytes held by recent samples, and the series count.

@@ -154,11 +154,8 @@ impl Inner {
     /// Resolves, logs and applies a write; returns what was stored and the log position to
     /// sync before acknowledging it (`None`: nothing was logged).
     pub(super) fn write_lines(&mut self, lines: &Lines<'_>, body: Option<&Body<'_>>, writer: &str, wal: &wal::Wal) -> Result<(WriteSummary, Option<u64>), StoreError> {
-        if let Some(budget) = self.write.policy.memory_budget_bytes {
-            let used = self.memory_bytes();
-            if used > budget {
-                return Err(StoreError::OverBudget { used, budget, heads: self.head_bytes + self.flushing_bytes, series: self.meta.len() });
-            }
+        if let Some(e) = self.over_budget() {
+            return Err(e);
         }
         if self.write.newest.len() != self.last.len() {
             // First write since opening (or series added by another path).
@@ -434,6 +431,13 @@ impl Inner {
         key.truncate(prefix);
         self.write.groups[group].push((field.into(), id));
         id
+    }
+
+    /// The error a write gets now for the memory budget, if it is spent.
+    pub(super) fn over_budget(&self) -> Option<StoreError> {
+        let budget = self.write.policy.memory_budget_bytes?;
+        let used = self.memory_bytes();
+        (used > budget).then(|| StoreError::OverBudget { used, budget, heads: self.head_bytes + self.flushing_bytes, series: self.meta.len() })
     }
 
     /// What the memory budget counts: recent samples, and each series at [`SERIES_BYTES`].
