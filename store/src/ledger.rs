@@ -27,13 +27,28 @@ impl Store {
     /// `id`'s energy per segment of `bounds` (sorted, at least two): counter units for counters,
     /// joules for power (flagged estimated). Empty for other series.
     pub fn ledger(&self, id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError> {
+        // The reads below are separate snapshots: a maintenance pass that moves a horizon and
+        // deletes the rows behind it between two of them would have them miss those rows. The
+        // horizons move once an hour at most, so computing again when they did is cheap.
+        let mut h = self.horizons()?;
+        for _ in 0..4 {
+            let out = self.ledger_at(id, kind, bounds, h)?;
+            let now = self.horizons()?;
+            if now == h {
+                return Ok(out);
+            }
+            h = now;
+        }
+        self.ledger_at(id, kind, bounds, h)
+    }
+
+    fn ledger_at(&self, id: SeriesId, kind: EnergyKind, bounds: &[i64], h: super::Horizons) -> Result<Ledger, StoreError> {
         let n = bounds.len().saturating_sub(1);
         let mut out = Ledger::zeros(n, kind == EnergyKind::Power);
         let (Some(&from), Some(&to)) = (bounds.first(), bounds.last()) else { return Ok(out) };
         if kind == EnergyKind::None || to <= from {
             return Ok(out);
         }
-        let h = self.horizons()?;
         let raw_from = h.raw_from;
         // Minute buckets were kept back to `minute_from`; before that only hour buckets remain.
         let minute_from = h.minute_from.min(raw_from);
@@ -190,8 +205,8 @@ impl Store {
 
     /// The recorded edges of a series in `[from, to)`: instant → energy since its hour's start.
     pub fn edges(&self, id: SeriesId, from: i64, to: i64) -> Result<std::collections::BTreeMap<i64, f64>, StoreError> {
-        let g = self.lock()?;
-        let mut st = g.conn.prepare_cached("SELECT t, e FROM edges WHERE series_id = ?1 AND t >= ?2 AND t < ?3")?;
+        let snap = self.readers.begin()?;
+        let mut st = snap.conn().prepare_cached("SELECT t, e FROM edges WHERE series_id = ?1 AND t >= ?2 AND t < ?3")?;
         let rows = st.query_map(params![i64::from(id), from, to], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -199,16 +214,23 @@ impl Store {
     /// When the series was first seen: its oldest raw sample, or the start of its oldest hour
     /// bucket once raw samples have expired. `None` for a series with nothing stored.
     pub fn first_seen(&self, id: SeriesId) -> Result<Option<i64>, StoreError> {
-        let g = self.lock()?;
+        let mut snap = self.readers.take()?;
+        // The heads' oldest sample with the snapshot pinned under `inner`: a checkpoint's
+        // heads are then either still in memory or in what the snapshot reads.
+        let head = {
+            let g = self.lock()?;
+            snap.pin()?;
+            g.flushing.iter().filter_map(|s| s.get(id as usize)).chain(g.heads.get(id as usize)).filter_map(|h| h.t_min()).min()
+        };
         let sid = i64::from(id);
-        let raw: Option<i64> = g
-            .conn
+        let raw: Option<i64> = snap
+            .conn()
             .prepare_cached("SELECT MIN(t) FROM (SELECT MIN(t_min) AS t FROM blocks WHERE series_id = ?1 UNION ALL SELECT MIN(t_min) FROM chunks WHERE series_id = ?1)")?
             .query_row(params![sid], |r| r.get(0))?;
         // Hour buckets keep the first reading of each hour: the oldest one is the series' first.
         let mut buckets = Vec::new();
-        let oldest: Option<(i64, Vec<u8>)> = g
-            .conn
+        let oldest: Option<(i64, Vec<u8>)> = snap
+            .conn()
             .prepare_cached("SELECT t0, data FROM rollups WHERE series_id = ?1 AND level = ?2 ORDER BY t0 LIMIT 1")?
             .query_row(params![sid, rollup::Level::Hour.code()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
@@ -216,7 +238,6 @@ impl Store {
             rollup::decode_row(t0, rollup::HOUR, &data, &mut buckets)?;
         }
         let rolled = buckets.iter().find_map(|b| b.first.as_ref().or(b.last.as_ref()).map(|(t, _)| *t));
-        let head = g.flushing.iter().filter_map(|s| s.get(id as usize)).chain(g.heads.get(id as usize)).filter_map(|h| h.t_min()).min();
         Ok([raw, rolled, head].into_iter().flatten().min())
     }
 }

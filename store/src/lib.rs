@@ -9,8 +9,9 @@
 //! Maintenance rolls hours up, compacts chunks into blocks and expires old data (`maintain.rs`,
 //! `rollup.rs`). Reads merge roll-up readings, blocks, chunks and heads (`read.rs`).
 //!
-//! Locks: `inner` guards the in-memory state and the read connection, and is held for memory
-//! work only (no disk write, no sync). `writer` serialises the transactions that write
+//! Locks: `inner` guards the in-memory state, and is held for memory work only (no disk
+//! write, no sync, no disk read on the hot paths: reads pin a snapshot on a pooled connection
+//! under it, then read store.db outside it, `read.rs`). `writer` serialises the transactions that write
 //! store.db (checkpoints, maintenance, deletions, edges) on their own connection; it is taken
 //! before `inner`, never after.
 //!
@@ -160,12 +161,16 @@ pub struct Store {
     writer: Mutex<Connection>,
     /// Told how long each acquisition of `inner` waited, once set (the aggregator's metrics).
     lock_wait: OnceLock<LockWaitObserver>,
+    /// The connections reads run on, outside `inner` (`read.rs`).
+    readers: read::Readers,
 }
 
 /// Called with how long an acquisition of the store's lock waited.
 pub type LockWaitObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 struct Inner {
+    /// Opens the store, and serves deletions and maintenance's look at the oldest samples;
+    /// reads have their own connections.
     conn: Connection,
     by_key: HashMap<String, SeriesId>,
     /// The series of each measurement and field, in id order: `find_series` looks at these
@@ -294,7 +299,8 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
         let path = dir.join("store.db");
-        let conn = open_conn(&path, -65536)?;
+        // Reads do not use this connection (they have `readers`): a small cache.
+        let conn = open_conn(&path, -4096)?;
         conn.execute_batch(SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         // Chunks written before heads were kept compressed have fmt 0.
         let has_fmt = conn.prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'fmt'").and_then(|mut st| st.exists([])).map_err(|source| StoreError::Open { path: path.clone(), source })?;
@@ -328,7 +334,8 @@ impl Store {
             write: WriteState::default(),
         };
         inner.load(replay)?;
-        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new() })
+        let readers = read::Readers::new(&path);
+        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers })
     }
 
     pub fn path(&self) -> &Path {
@@ -462,15 +469,15 @@ impl Store {
     /// there is one, sorted, one per timestamp. The neighbours let callers interpolate at the
     /// range's edges.
     pub fn read_with_neighbours(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, Value)>, StoreError> {
-        self.lock()?.read(id, from, to)
+        self.read_pinned(id, from, to)
     }
 
     /// Roll-up buckets of a series starting in `[from, to)`, sorted. Only what has been rolled
     /// up (before `horizons().rolled_to`) is there.
     pub fn read_rollups(&self, id: SeriesId, level: rollup::Level, from: i64, to: i64) -> Result<Vec<rollup::Bucket>, StoreError> {
-        let mut g = self.lock()?;
+        let snap = self.readers.begin()?;
         let mut out = Vec::new();
-        for (t0, data) in g.rollup_rows(id, level, from, to, false)? {
+        for (t0, data) in read::rollup_rows(snap.conn(), id, level, from, to, false)? {
             rollup::decode_row(t0, level.step(), &data, &mut out)?;
         }
         out.retain(|b| b.t >= from && b.t < to);
