@@ -80,12 +80,7 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
             WriteStored { bytes, summary: &summary, writer: &who }.emit(m);
             if summary.refused.is_empty() { StatusCode::NO_CONTENT.into_response() } else { partial_write(&summary) }
         }
-        Ok(Err(Refused::Store(e @ kilowatch_store::StoreError::OverBudget { .. }))) => {
-            WriteOverBudget { error: &e, writer: &who }.emit(m);
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"));
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(OVER_BUDGET_RETRY_S));
-            r
-        }
+        Ok(Err(Refused::Store(e @ kilowatch_store::StoreError::OverBudget { .. }))) => over_budget(&e, &who, m),
         Ok(Err(Refused::NotUtf8)) => {
             WriteInvalid { bytes, line: None, reason: &"the body is not UTF-8 text", writer: &who }.emit(m);
             error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text")
@@ -111,6 +106,15 @@ const MAX_LISTED_REFUSALS: usize = 20;
 
 /// Seconds a writer refused for the memory budget is told to wait: a checkpoint takes seconds.
 const OVER_BUDGET_RETRY_S: &str = "5";
+
+/// The answer to a write while the store is over its memory budget (`e`): 503 with
+/// `Retry-After`, counted and logged.
+pub(crate) fn over_budget(e: &StoreError, who: &str, m: &crate::metrics::Metrics) -> Response {
+    WriteOverBudget { error: e, writer: who }.emit(m);
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"));
+    r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(OVER_BUDGET_RETRY_S));
+    r
+}
 
 /// The answer to a write of which some lines were refused and the others stored: 422, as
 /// InfluxDB v2 answers a partial write, when retrying cannot help (the good lines are in);

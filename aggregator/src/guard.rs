@@ -56,6 +56,10 @@ pub struct Limits {
     /// its 401 instead of a connection reset.
     drain_bytes: usize,
     metrics: Arc<Metrics>,
+    /// Asked, before an ingest body is read, whether it is over its memory budget: a refused
+    /// write then costs no buffer for its body (a flood of spool replays would hold up to
+    /// `server.max_inflight_bytes` of bodies only to refuse them).
+    store: Option<Arc<kilowatch_store::Store>>,
 }
 
 impl Limits {
@@ -67,7 +71,14 @@ impl Limits {
             body_timeout: Duration::from_secs(cfg.body_timeout_s),
             drain_bytes: cfg.max_body_bytes,
             metrics,
+            store: None,
         }
+    }
+
+    /// Refuses ingest bodies unread while `store` is over its memory budget.
+    pub fn with_store(mut self, store: Arc<kilowatch_store::Store>) -> Limits {
+        self.store = Some(store);
+        self
     }
 }
 
@@ -145,6 +156,18 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
             return r;
         }
         let who = who.unwrap_or("").to_owned();
+        if req.uri().path() == INGEST_PATH
+            && let Some(store) = &lim.store
+        {
+            match store.over_budget() {
+                Ok(Some(e)) => {
+                    drain(req.into_body(), lim.drain_bytes, lim.body_timeout);
+                    return crate::api::over_budget(&e, &who, &lim.metrics);
+                }
+                // The write itself asks again, and answers the error.
+                Ok(None) | Err(_) => {}
+            }
+        }
         req.extensions_mut().insert(Caller(who));
     }
     let Ok(permit) = lim.requests.clone().try_acquire_owned() else {

@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let m = metrics.clone();
     state.store.observe_lock_wait(Box::new(move |waited| m.lock_wait.observe(waited.as_secs_f64())));
-    let limits = Arc::new(Limits::new(&state.config.server, state.auth.clone(), metrics.clone()));
+    let limits = Arc::new(Limits::new(&state.config.server, state.auth.clone(), metrics.clone()).with_store(state.store.clone()));
     let max_body = state.config.server.max_body_bytes;
     let ingest = Router::new()
         .route(guard::INGEST_PATH, post(api::write))
