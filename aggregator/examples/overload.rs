@@ -11,7 +11,9 @@
 //!     target/release/examples/overload --nodes 635 --collectors 8 --speed 10 --memory-budget-mb 128 --prefill 30 --flood 60
 //!
 //! Other flags: `--config FILE` (instead of the generated `[store]`), `--checkpoint-s N`,
-//! `--margin-mb N` (default 64: RSS above budget + margin is reported as over), `--port N` (default: a free one).
+//! `--max-inflight-mb N` (`[server] max_inflight_bytes`, default 256), `--margin-mb N` (default:
+//! the margin `docs/storage.md` documents, 2 × max in-flight + 110 MB: RSS above budget + margin
+//! is reported as over), `--port N` (default: a free one).
 //! Exit status: 0 when nothing is lost or doubled and 503s were seen, 1 on loss, 3 when no
 //! write was refused with 503 (the budget was never reached, or this build has none).
 
@@ -82,7 +84,10 @@ async fn main() {
     let speed: f64 = arg("--speed", 10.0);
     let prefill_s: f64 = arg("--prefill", 30.0);
     let flood_s: f64 = arg("--flood", 60.0);
-    let margin_mb: f64 = arg("--margin-mb", 64.0);
+    // docs/storage.md, "Memory": bodies in flight and their parsed lines, SQLite's caches,
+    // the runtime.
+    let inflight_mb: f64 = arg("--max-inflight-mb", 256.0);
+    let margin_mb: f64 = arg("--margin-mb", 2.0 * inflight_mb + 110.0);
     let port = common::port();
     let work = tempfile::tempdir().expect("tmp");
     let data = work.path().join("data");

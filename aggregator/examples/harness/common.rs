@@ -47,7 +47,13 @@ pub fn config_file(work: &Path, defaults: &[(&str, u64)]) -> Option<PathBuf> {
             store.push_str(&format!("{key} = {v}\n"));
         }
     }
-    match (given, store.is_empty()) {
+    // `[server] max_inflight_bytes` is part of the memory margin over the budget.
+    let server = arg_opt::<u64>("--max-inflight-mb").map(|mb| format!("[server]\nmax_inflight_bytes = {}\n", mb << 20)).unwrap_or_default();
+    if !server.is_empty() && given.is_some() {
+        eprintln!("--config and --max-inflight-mb exclude each other: put the key in the file");
+        std::process::exit(2);
+    }
+    match (given, store.is_empty() && server.is_empty()) {
         (Some(_), false) => {
             eprintln!("--config and the [store] flags (--memory-budget-mb, --checkpoint-s, --maintenance-s) exclude each other: put the keys in the file");
             std::process::exit(2);
@@ -56,8 +62,8 @@ pub fn config_file(work: &Path, defaults: &[(&str, u64)]) -> Option<PathBuf> {
         (None, true) => None,
         (None, false) => {
             let path = work.join("kilowatch.toml");
-            std::fs::write(&path, format!("[store]\n{store}")).expect("write the harness config");
-            println!("aggregator config:\n[store]\n{}", store.trim_end());
+            std::fs::write(&path, format!("{server}[store]\n{store}")).expect("write the harness config");
+            println!("aggregator config:\n{server}[store]\n{}", store.trim_end());
             Some(path)
         }
     }
