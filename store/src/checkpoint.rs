@@ -254,6 +254,42 @@ mod wal_tests {
         s.write_body(&b, &lines, "w").expect("room again");
     }
 
+    /// Series may fill the budget but an eighth; past that, new series are refused by line
+    /// (naming the key) while the series that exist go on being written, and writes are never
+    /// refused for good: a budget lowered under the series already held still takes samples
+    /// until the heads hold an eighth of it, and again after each checkpoint.
+    #[test]
+    fn series_fill_the_budget_but_an_eighth_and_writes_never_stop_for_good() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let budget = 16 * SERIES_BYTES;
+        s.set_policy(WritePolicy { memory_budget_bytes: Some(budget), ..WritePolicy::default() }).expect("policy");
+        let t = T0 / S;
+        let lines = |n: usize, at: i64| (0..n).map(|i| format!("gpu,uuid=GPU-{i} w=1 {at}\n")).collect::<String>();
+        let first = body_write(&s, &lines(20, t), "w");
+        assert_eq!((first.new_series, first.refused.len()), (14, 6), "16 series of budget, less an eighth");
+        assert!(first.refused[0].reason.contains("[store] memory_budget_mb") && first.refused[0].retry_after_s.is_none(), "{:?}", first.refused[0]);
+        // The budget lowered to less than the series held: samples of existing series go on.
+        s.set_policy(WritePolicy { memory_budget_bytes: Some(8 * SERIES_BYTES), ..WritePolicy::default() }).expect("policy");
+        let mut at = t + 1;
+        let refused_at = loop {
+            let b = lines(14, at);
+            let body = Body { text: &b, precision: Precision::S, default_ts: Timestamp(T0) };
+            let parsed = parse_batch(body.text, body.precision, body.default_ts).expect("valid");
+            match s.write_body(&body, &parsed, "w") {
+                Ok(sum) => assert_eq!((sum.points, sum.new_series), (14, 0)),
+                Err(e) => break (at, e),
+            }
+            at += 1;
+            assert!(at < t + 10_000, "the heads never filled their eighth");
+        };
+        assert!(refused_at.1.to_string().contains("[store] memory_budget_mb"), "{}", refused_at.1);
+        let heads = s.memory_use().expect("use").head_bytes;
+        assert!(heads > SERIES_BYTES && heads < 2 * SERIES_BYTES, "refused once the heads passed an eighth of the budget (one write past it): {heads}");
+        s.checkpoint().expect("checkpoint");
+        assert_eq!(body_write(&s, &lines(14, at), "w").points, 14, "in again after the checkpoint");
+    }
+
     #[test]
     fn new_series_are_capped_per_writer_and_in_all_and_say_when_to_retry() {
         let dir = tempfile::tempdir().expect("tmp");

@@ -30,10 +30,19 @@ pub struct WritePolicy {
     /// later gets in, a typo in a tag cannot make a million series.
     pub max_new_series_per_minute: Option<usize>,
     pub max_new_series_per_minute_per_writer: Option<usize>,
-    /// Bytes of memory the store may hold for series and recent samples; past it writes are
-    /// refused whole ([`StoreError::OverBudget`]) until a checkpoint frees the heads.
+    /// Bytes of memory the store may hold for series and recent samples. Series may take
+    /// all of it but an eighth, kept for recent samples ([`HEADS_SHARE`]): a line that would
+    /// create a series past that is refused (no retry helps: the budget must be raised). Past
+    /// the budget, writes are refused whole ([`StoreError::OverBudget`]) until a checkpoint
+    /// frees the heads.
     pub memory_budget_bytes: Option<usize>,
 }
+
+/// The part of the memory budget (one in `HEADS_SHARE`) always left to recent samples: writes
+/// are refused whole only while the heads hold more than that, so a checkpoint always lets
+/// them in again, even when the series alone fill the budget (a budget lowered under a store
+/// that holds more series).
+pub const HEADS_SHARE: usize = 8;
 
 /// What the store counts for each series it holds in memory (its names, labels, key, caches
 /// and newest value), for the memory budget. Measured with `ingest_bench --series 100000`:
@@ -315,6 +324,19 @@ impl Inner {
                 )));
                 continue;
             }
+            if let Some(budget) = policy.memory_budget_bytes
+                && missing > 0
+                && (self.meta.len() + missing) * SERIES_BYTES > budget - budget / HEADS_SHARE
+            {
+                refused.push(refuse(format!(
+                    "{} would be {missing} new series, but the store's {} series already take {} MB of its memory budget of {} MB, of which an eighth is kept for recent samples ([store] memory_budget_mb): raise the budget for more series",
+                    line_series(&line),
+                    self.meta.len(),
+                    self.meta.len() * SERIES_BYTES >> 20,
+                    budget >> 20
+                )));
+                continue;
+            }
             if missing > 0
                 && let Some((all, one)) = caps
             {
@@ -437,7 +459,8 @@ impl Inner {
     pub(super) fn over_budget(&self) -> Option<StoreError> {
         let budget = self.write.policy.memory_budget_bytes?;
         let used = self.memory_bytes();
-        (used > budget).then(|| StoreError::OverBudget { used, budget, heads: self.head_bytes + self.flushing_bytes, series: self.meta.len() })
+        let heads = self.head_bytes + self.flushing_bytes;
+        (used > budget && heads > budget / HEADS_SHARE).then(|| StoreError::OverBudget { used, budget, heads, series: self.meta.len() })
     }
 
     /// What the memory budget counts: recent samples, and each series at [`SERIES_BYTES`].
