@@ -162,10 +162,14 @@ fn declared_num(code: &'static str, name: &'static str, unit: &'static str, v: O
     }
 }
 
-/// A metered item from the inventory's meters that `pick` selects; missing (with `why`) when
-/// none of them has data in the year.
-fn metered(code: &'static str, name: &'static str, unit: &'static str, value: Option<f64>, inv: &Inventory, pick: &dyn Fn(&MeterRecord) -> bool, what: &str, why: &str) -> Item {
-    let ms: Vec<&MeterRecord> = inv.meters.iter().filter(|m| pick(m)).collect();
+/// The inventory's meters that `pick` selects.
+fn of(inv: &Inventory, pick: impl Fn(&MeterRecord) -> bool) -> Vec<&MeterRecord> {
+    inv.meters.iter().filter(|m| pick(m)).collect()
+}
+
+/// A metered item from the meters `ms`; missing (with `why`) when none of them has data in
+/// the year.
+fn metered(code: &'static str, name: &'static str, unit: &'static str, value: Option<f64>, ms: Vec<&MeterRecord>, what: &str, why: &str) -> Item {
     let with_data = ms.iter().any(|m| m.has_data());
     match value.filter(|_| with_data || (!ms.is_empty() && code == "EDC-BG")) {
         Some(v) => Item {
@@ -225,12 +229,12 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
     let edc_bg = if !inv.meters.iter().any(role_is(&["generator"])) && eu.backup_generator_kw == Some(0.0) {
         Item { code: "EDC-BG", name: "Energy consumption of the back-up generators", unit: "kWh", value: Some(0.0.into()), status: Status::Declared, source: format!("no back-up generator: {}", eu.source_of("backup_generator_kw")), meters: Vec::new(), coverage_pct: None }
     } else {
-        metered("EDC-BG", "Energy consumption of the back-up generators", "kWh", Some(k.generator_energy_kwh), inv, &role_is(&["generator"]), "meters with role=generator", "no meter with role=generator (declare eu.backup_generator_kw = 0 for a site without generators)")
+        metered("EDC-BG", "Energy consumption of the back-up generators", "kWh", Some(k.generator_energy_kwh), of(inv, role_is(&["generator"])), "meters with role=generator", "no meter with role=generator (declare eu.backup_generator_kw = 0 for a site without generators)")
     };
     let potable_known = inv.meters.iter().any(|m| m.measurement == "water" && m.potable.is_some());
     let water = |m: &MeterRecord| m.measurement == "water";
     let reuse = match (k.reuse_energy_kwh, eu.ereuse_kwh) {
-        (Some(v), _) => metered("EREUSE", "Waste heat reused", "kWh", Some(v), inv, &role_is(&["reuse"]), "meters with role=reuse", ""),
+        (Some(v), _) => metered("EREUSE", "Waste heat reused", "kWh", Some(v), of(inv, role_is(&["reuse"])), "meters with role=reuse", ""),
         (None, Some(_)) => declared_num("EREUSE", "Waste heat reused", "kWh", eu.ereuse_kwh, "ereuse_kwh", eu),
         (None, None) => missing("EREUSE", "Waste heat reused", "kWh", "no meter with role=reuse and no eu.ereuse_kwh declared".into()),
     };
@@ -251,7 +255,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
     let metered_res_kwh: f64 = inv.meters.iter().filter(|m| role_is(&["renewable"])(m)).map(|m| m.total).sum();
     let eres_os = match (metered_res, eu.eres_os_kwh) {
         (true, d) => {
-            let mut i = metered("ERES-OS", "Renewable energy from on-site generation", "kWh", Some(metered_res_kwh + d.unwrap_or(0.0)), inv, &role_is(&["renewable"]), "meters with role=renewable", "");
+            let mut i = metered("ERES-OS", "Renewable energy from on-site generation", "kWh", Some(metered_res_kwh + d.unwrap_or(0.0)), of(inv, role_is(&["renewable"])), "meters with role=renewable", "");
             if d.is_some() {
                 i.source = format!("{} plus {}", i.source, eu.source_of("eres_os_kwh"));
             }
@@ -260,7 +264,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
         (false, _) => declared_num("ERES-OS", "Renewable energy from on-site generation", "kWh", eu.eres_os_kwh, "eres_os_kwh", eu),
     };
     let eres_tot = match (k.renewable_energy_kwh, metered_res, eu.declared_renewables_kwh()) {
-        (Some(v), true, None) => metered("ERES-TOT", "Total renewable energy", "kWh", Some(v), inv, &role_is(&["renewable"]), "meters with role=renewable", ""),
+        (Some(v), true, None) => metered("ERES-TOT", "Total renewable energy", "kWh", Some(v), of(inv, role_is(&["renewable"])), "meters with role=renewable", ""),
         (Some(v), _, Some(_)) => Item {
             code: "ERES-TOT",
             name: "Total renewable energy",
@@ -290,7 +294,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
         pdit,
         declared_num("SDC", "Total floor area of the data centre", "m²", eu.sdc_m2, "sdc_m2", eu),
         declared_num("SCR", "Computer room floor area", "m²", eu.scr_m2, "scr_m2", eu),
-        metered("EDC", "Total energy consumption", "kWh", Some(k.facility_energy_kwh), inv, &role_is(&["facility", "generator"]), "meters with role=facility (every grid supply) and role=generator", "no meter with role=facility or role=generator has data in the year"),
+        metered("EDC", "Total energy consumption", "kWh", Some(k.facility_energy_kwh), of(inv, role_is(&["facility", "generator"])), "meters with role=facility (every grid supply) and role=generator", "no meter with role=facility or role=generator has data in the year"),
         edc_bg,
         declared_text("GRID-FN", "Grid functions offered", eu.grid_functions.as_deref(), "grid_functions", eu),
         declared_num("CAP-BG", "Installed capacity of the back-up generators", "kW", eu.backup_generator_kw, "backup_generator_kw", eu),
@@ -299,8 +303,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
             "Energy consumption of the IT equipment",
             "kWh",
             k.pue_category.map(|_| k.it_energy_kwh),
-            inv,
-            &|m: &MeterRecord| m.measurement == "meter" && m.role == "it" && m.category == it_cat,
+            of(inv, |m| m.measurement == "meter" && m.role == "it" && m.category == it_cat),
             &format!("meters with role=it, category {} ({})", it_cat.unwrap_or(1), match it_cat {
                 Some(1) => "UPS outputs, as the Regulation asks",
                 Some(2) => "PDU outputs",
@@ -308,14 +311,13 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
             }),
             "no meter with role=it has data in the year",
         ),
-        metered("WIN", "Total water input", "m³", k.water_m3, inv, &water, "water meters (volume_m3)", "no water meter has data in the year"),
+        metered("WIN", "Total water input", "m³", k.water_m3, of(inv, water), "water meters (volume_m3)", "no water meter has data in the year"),
         metered(
             "WIN-POT",
             "Potable water input",
             "m³",
             k.water_potable_m3.filter(|_| potable_known),
-            inv,
-            &|m: &MeterRecord| m.measurement == "water" && m.potable == Some(true),
+            of(inv, |m| m.measurement == "water" && m.potable == Some(true)),
             "water meters tagged potable=true",
             if k.water_m3.is_some() { "water meters do not say whether they are potable (tag them potable=true or potable=false)" } else { "no water meter has data in the year" },
         ),
