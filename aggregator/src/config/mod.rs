@@ -9,9 +9,11 @@ use serde::Deserialize;
 
 pub use kilowatch_accounting::settings::{AccountingConfig, CarbonConfig};
 pub use eu::EuConfig;
+pub use kubernetes::KubernetesConfig;
 pub use store::StoreConfig;
 
 mod eu;
+pub mod kubernetes;
 mod store;
 
 /// Highest plausible grid emission factor, kg CO2eq per kWh (lignite is about 1.1).
@@ -54,6 +56,9 @@ pub struct Config {
     pub eu: EuConfig,
     #[serde(default)]
     pub slurm: SlurmConfig,
+    /// Owners of Kubernetes namespaces' jobs (`namespace_owners`).
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
     /// The monthly report: when to produce it on its own, where to keep it, whom to notify.
     #[serde(default)]
     pub report: crate::report::schedule::ReportConfig,
@@ -317,6 +322,7 @@ impl Config {
         self.validate_numbers().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.validate_accounting()?;
         eu::validate(&self.eu)?;
+        self.kubernetes.validate()?;
         self.forecast.validate().map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
         for (key, v) in [
             ("store.max_future_skew_s", self.store.max_future_skew_s),
