@@ -200,6 +200,9 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
             if pue <= 1.2 { "pass" } else { "fail" }
         };
         assert_eq!(c["status"], want, "{c}");
+        if want == "pass" || want == "fail" {
+            assert!(c["reason"].as_str().expect("reason").contains("provisional"), "a partly metered year's verdict says so: {c}");
+        }
     }
 
     // The voluntary GPU indicators over the year.
@@ -336,6 +339,7 @@ async fn an_item_without_data_is_missing_never_zero() {
     assert!(src("annex_ii", "EDC-BG").contains("role=generator"));
     assert!(src("annex_iii", "ERF").contains("EREUSE missing"), "{}", src("annex_iii", "ERF"));
     assert!(pack["thresholds"]["checks"].as_array().expect("checks").is_empty());
+    assert!(pack["voluntary"]["gpu_efficiency"].is_null(), "no GPU readings: missing, not zeros");
 
     // In the CSV a missing item has an empty value, never 0.
     let csv = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.csv").await).expect("csv");
@@ -344,8 +348,16 @@ async fn an_item_without_data_is_missing_never_zero() {
     for l in lines.iter().filter(|l| l["status"] == "missing") {
         assert_eq!(l["value"], "", "{l:?}");
     }
-    // The PDF says "missing" where there is nothing.
+    // The PDF and the HTML say "missing" where there is nothing.
+    let html = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.html").await).expect("html");
+    assert!(html.contains("Annex II") && html.contains("missing"), "{html}");
     let pdf = ok(&s, "/api/v1/eu-filing/2025.pdf").await;
     assert!(pdf.starts_with(b"%PDF"));
+    if let Some(png_dir) = std::env::var_os("KW_FILING_PNG_DIR").filter(|_| common::require_tool("pdftoppm", "poppler-utils")) {
+        let path = dir.path().join("missing.pdf");
+        std::fs::write(&path, &pdf).expect("pdf");
+        let r = std::process::Command::new("pdftoppm").args(["-r", "60", "-png"]).arg(&path).arg(std::path::Path::new(&png_dir).join("missing")).output().expect("pdftoppm");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
     s.stop().await;
 }

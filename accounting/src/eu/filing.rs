@@ -390,12 +390,23 @@ pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option
     let annex_ii = annex_ii(store, cfg, &k, &inv, p.range, tz)?;
     let annex_iii = annex_iii(&k, &annex_ii);
     let figure = |x: ThresholdKpi| annex_iii.get(x.code()).and_then(Item::number);
-    let thresholds = thresholds::check(cfg.eu(), year, figure);
+    let mut thresholds = thresholds::check(cfg.eu(), year, figure);
+    let coverage = k.data_quality.coverage_pct;
+    let complete = coverage >= cfg.accounting().official_min_coverage_pct;
+    if !complete {
+        // A pass or fail on a partly metered year is provisional: say so beside the figure.
+        for c in thresholds.checks.iter_mut().filter(|c| matches!(c.status, "pass" | "fail")) {
+            c.reason = format!("{} (provisional: only {coverage:.1} % of the year metered)", c.reason);
+        }
+    }
     let voluntary = match kilowatch_store::jobs::JobStore::beside(store) {
-        Ok(js) => Voluntary { gpu_efficiency: Some(crate::report::gpu_efficiency_over(store, cfg, &js, p.range, &p.label)?), unavailable: None, note: VOLUNTARY },
+        // No GPU with power readings: the indicators are missing, not a row of zeros.
+        Ok(js) => match crate::report::gpu_efficiency_over(store, cfg, &js, p.range, &p.label)? {
+            g if g.gpus == 0 => Voluntary { gpu_efficiency: None, unavailable: Some("missing: no GPU power readings in the year".into()), note: VOLUNTARY },
+            g => Voluntary { gpu_efficiency: Some(g), unavailable: None, note: VOLUNTARY },
+        },
         Err(e) => Voluntary { gpu_efficiency: None, unavailable: Some(format!("job ledger unavailable: {e}")), note: VOLUNTARY },
     };
-    let coverage = k.data_quality.coverage_pct;
     let filing = Filing {
         meta: FilingMeta {
             site: cfg.site_name().to_owned(),
@@ -407,7 +418,7 @@ pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option
             timezone: cfg.timezone().to_owned(),
             hours: p.range.duration_secs() / 3600.0,
             coverage_pct: coverage,
-            complete: coverage >= cfg.accounting().official_min_coverage_pct,
+            complete,
             pue_category: k.pue_category,
             kilowatch_version: env!("CARGO_PKG_VERSION"),
             due: format!("{}-05-15", year + 1),
