@@ -180,6 +180,10 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
     }
     close(f(&ii["EDC"]["value"]), months.0, "EDC = Σ months");
     close(f(&ii["EIT"]["value"]), months.1, "EIT = Σ months");
+    // January holds all the data: its monthly report publishes the same energy.
+    let jan: Value = serde_json::from_slice(&ok(&s, "/api/v1/reports/2025-01.json").await).expect("report");
+    close(f(&ii["EDC"]["value"]), f(&jan["windows"]["month"]["facility_energy_kwh"]), "EDC = January's report");
+    close(f(&ii["WIN"]["value"]), f(&jan["windows"]["month"]["water_m3"]), "WIN = January's report");
 
     // Thresholds: an existing site (2018) in 2025: no EnEfG PUE or ERF limit binds yet; the
     // renewable share and the operator's own PUE target are judged on the pack's figures.
