@@ -1,6 +1,6 @@
 //! The yearly EU filing (docs/filing.md): `GET /api/v1/eu-filing/{YYYY}.{json,csv,pdf,html}` and
-//! its evidence bundle, `GET /api/v1/eu-filing/{YYYY}/evidence/{file}` (file names in
-//! `manifest.sha256`, itself one of them), for the operator's read tokens (tenant-scoped tokens
+//! its evidence bundle, whole (`GET /api/v1/eu-filing/{YYYY}/evidence.tar`) or file by file
+//! (`GET /api/v1/eu-filing/{YYYY}/evidence/{file}`, names in `manifest.sha256`), for the operator's read tokens (tenant-scoped tokens
 //! are refused by `tenant::gate`). `kilowatch eu-filing --year YYYY --out DIR` writes the same
 //! files. Built by `kilowatch_accounting::eu::filing`, rendered by the report's renderers.
 
@@ -21,7 +21,10 @@ use crate::report::ReportError;
 use crate::report::web::ReportParams;
 
 pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/v1/eu-filing/{file}", get(get_filing)).route("/api/v1/eu-filing/{year}/evidence/{file}", get(get_evidence))
+    axum::Router::new()
+        .route("/api/v1/eu-filing/{file}", get(get_filing))
+        .route("/api/v1/eu-filing/{year}/evidence.tar", get(get_evidence_tar))
+        .route("/api/v1/eu-filing/{year}/evidence/{file}", get(get_evidence))
 }
 
 fn parse_year(y: &str) -> Result<i32, ReportError> {
@@ -33,11 +36,16 @@ pub fn filing(store: &Store, cfg: &Config, year: i32, generated_at: Option<&str>
     Ok(kilowatch_accounting::eu::filing::build(store, cfg, year, generated_at)?.0)
 }
 
-/// The evidence bundle's files, the manifest last.
+/// The evidence bundle of a built filing: its files, the manifest last.
+fn bundle(f: &Filing, inv: &evidence::Inventory) -> Result<Vec<(&'static str, Vec<u8>)>, ReportError> {
+    let mut r = Renderer::new(f);
+    Ok(evidence::bundle(inv, r.render(Format::Json)?, r.render(Format::Csv)?))
+}
+
+/// The evidence bundle's files for `year`, the manifest last.
 pub fn evidence_files(store: &Store, cfg: &Config, year: i32, generated_at: Option<&str>) -> Result<Vec<(&'static str, Vec<u8>)>, ReportError> {
     let (f, inv) = kilowatch_accounting::eu::filing::build(store, cfg, year, generated_at)?;
-    let mut r = Renderer::new(&f);
-    Ok(evidence::bundle(&inv, r.render(Format::Json)?, r.render(Format::Csv)?))
+    bundle(&f, &inv)
 }
 
 /// The file name of the filing in `format`.
@@ -61,7 +69,7 @@ pub fn write_files(store: &Store, cfg: &Config, year: i32, formats: &[Format], d
     if with_evidence {
         let ev = dir.join("evidence");
         std::fs::create_dir_all(&ev).map_err(|e| io(&ev, e))?;
-        for (name, bytes) in evidence::bundle(&inv, r.render(Format::Json)?, r.render(Format::Csv)?) {
+        for (name, bytes) in bundle(&f, &inv)? {
             let path = ev.join(name);
             std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
             out.push(path);
@@ -123,6 +131,25 @@ async fn get_evidence(State(st): State<AppState>, Path((year, file)): Path<(Stri
                 _ => "text/plain; charset=utf-8",
             };
             Ok(([(header::CONTENT_TYPE, ct.to_owned()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))], bytes).into_response())
+        })
+        .await,
+    )
+}
+
+async fn get_evidence_tar(State(st): State<AppState>, Path(year): Path<String>, Query(q): Query<ReportParams>, headers: HeaderMap) -> Response {
+    if !st.auth.may_read(Auth::presented(&headers, q.token.as_deref())) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>");
+    }
+    let (store, cfg) = (st.store.clone(), st.config.clone());
+    answer(
+        tokio::task::spawn_blocking(move || {
+            let y = parse_year(&year)?;
+            let (f, inv) = kilowatch_accounting::eu::filing::build(&store, &*cfg, y, q.generated_at.as_deref())?;
+            let files = bundle(&f, &inv)?;
+            let dir = format!("{}-eu-filing-{y}-evidence", cfg.site.name);
+            let mtime = kilowatch_model::Timestamp::parse_rfc3339(&f.meta.to).map(|t| t.0 / 1_000_000_000).unwrap_or(0);
+            let body = evidence::tar(&dir, &files, mtime);
+            Ok(([(header::CONTENT_TYPE, "application/x-tar".to_owned()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{dir}.tar\""))], body).into_response())
         })
         .await,
     )

@@ -285,9 +285,23 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
         assert!(pages >= 2, "{pages} pages rendered");
     }
 
+    // The whole bundle in one download: a tar that `tar` unpacks into the same files.
+    let tar = ok(&s, &format!("/api/v1/eu-filing/2025/evidence.tar?generated_at={GENERATED}")).await;
+    let untar = dir.path().join("untar");
+    std::fs::create_dir_all(&untar).expect("dir");
+    std::fs::write(untar.join("e.tar"), &tar).expect("tar");
+    let x = std::process::Command::new("tar").args(["-xf", "e.tar"]).current_dir(&untar).output().expect("tar");
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let unpacked = untar.join("dc5-eu-filing-2025-evidence");
+    assert_eq!(std::fs::read_to_string(unpacked.join("manifest.sha256")).expect("manifest"), manifest);
+    for (name, bytes) in &files {
+        assert_eq!(&std::fs::read(unpacked.join(name)).expect("file"), bytes, "{name} in the tar");
+    }
+
     // The operator's view only: a tenant's token is refused; bad requests are told why.
     assert_eq!(get(&s, "/api/v1/eu-filing/2025.json", TENANT).await.status(), 403);
     assert_eq!(get(&s, "/api/v1/eu-filing/2025/evidence/hourly-energy.csv", TENANT).await.status(), 403);
+    assert_eq!(get(&s, "/api/v1/eu-filing/2025/evidence.tar", TENANT).await.status(), 403);
     assert_eq!(get(&s, "/api/v1/eu-filing/20x5.json", READ).await.status(), 400);
     assert_eq!(get(&s, "/api/v1/eu-filing/2025/evidence/secrets.txt", READ).await.status(), 404);
 

@@ -102,7 +102,7 @@ pub fn doc(f: &Filing) -> Doc {
     b.extend([
         Heading("Methodology and evidence".into()),
         List(f.methodology.iter().map(|x| (*x).to_owned()).collect()),
-        Meta(format!("Evidence bundle: {} (GET /api/v1/eu-filing/{}/evidence/<file>, or kilowatch eu-filing --year {} --out DIR).", f.evidence_files.join(", "), m.year, m.year)),
+        Meta(format!("Evidence bundle: {} (GET /api/v1/eu-filing/{}/evidence.tar, or kilowatch eu-filing --year {} --out DIR).", f.evidence_files.join(", "), m.year, m.year)),
     ]);
     Doc {
         title,
