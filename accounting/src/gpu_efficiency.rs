@@ -97,7 +97,10 @@ pub fn compute(store: &Store, allocs: &[Allocation], att: &Attribution, r: TimeR
             *busy.get_or_insert(0.0) += s / 100.0;
         }
     }
-    let allocated: f64 = allocs.iter().map(|a| a.gpus.len() as f64 * (a.end.unwrap_or(to).min(to) - a.start.max(from)).max(0) as f64 / HOUR_NS as f64).sum();
+    // A job still open runs to the newest data, not to the window's end: a year asked in
+    // January must not count its open jobs through December.
+    let open_end = store.live_now()?.min(to);
+    let allocated: f64 = allocs.iter().map(|a| a.gpus.len() as f64 * (a.end.unwrap_or(open_end).min(to) - a.start.max(from)).max(0) as f64 / HOUR_NS as f64).sum();
     let powered = powered_s / 3600.0;
     let pct = |x: f64, of: f64| (of > 0.0).then(|| x / of * 100.0);
     let it = att.it_energy_kwh;

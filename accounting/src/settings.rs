@@ -3,8 +3,6 @@
 //! (the aggregator's `Config` embeds them); functions take any [`Settings`], so the aggregator
 //! passes its whole `Config` and tests and tools a [`Rules`].
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 /// What accounting reads from the configuration.
@@ -15,8 +13,8 @@ pub trait Settings {
     fn site_name(&self) -> &str;
     /// The site's IANA time zone (`site.timezone`), for calendar periods.
     fn timezone(&self) -> &str;
-    /// EU Annex II figures declared by the operator (`[eu]`).
-    fn eu(&self) -> &BTreeMap<String, toml::Value>;
+    /// What the operator declares for the EU filing (`[eu]`).
+    fn eu(&self) -> &crate::eu::EuConfig;
 }
 
 /// Settings on their own, with the configuration's defaults (site dc5 in Europe/Paris, no declarations).
@@ -26,12 +24,12 @@ pub struct Rules {
     pub accounting: AccountingConfig,
     pub site_name: String,
     pub timezone: String,
-    pub eu: BTreeMap<String, toml::Value>,
+    pub eu: crate::eu::EuConfig,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { carbon: CarbonConfig::default(), accounting: AccountingConfig::default(), site_name: "dc5".into(), timezone: "Europe/Paris".into(), eu: BTreeMap::new() }
+        Rules { carbon: CarbonConfig::default(), accounting: AccountingConfig::default(), site_name: "dc5".into(), timezone: "Europe/Paris".into(), eu: crate::eu::EuConfig::default() }
     }
 }
 
@@ -48,7 +46,7 @@ impl Settings for Rules {
     fn timezone(&self) -> &str {
         &self.timezone
     }
-    fn eu(&self) -> &BTreeMap<String, toml::Value> {
+    fn eu(&self) -> &crate::eu::EuConfig {
         &self.eu
     }
 }

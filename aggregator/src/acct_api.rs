@@ -16,7 +16,7 @@ use crate::api::{AppState, error, parse_range};
 use kilowatch_accounting::attribution::{self, Attribution};
 use crate::auth::{Auth, Grant};
 use crate::tenant::Tenant;
-use kilowatch_store::jobs::{JobError, JobPost, JobStore};
+use kilowatch_store::jobs::{JobError, JobStore};
 use kilowatch_accounting::periods;
 use kilowatch_store::Store;
 use kilowatch_accounting::{eu, kpi};
@@ -191,22 +191,16 @@ pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowP
     cached(&st, &acct.0, key, range, compute).await
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(JobPost),
-    Many(Vec<JobPost>),
-}
-
-pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMap, Json(body): Json<OneOrMany>) -> Response {
+pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMap, Json(body): Json<serde_json::Value>) -> Response {
     match st.auth.grant(Auth::presented(&headers, None)) {
         Grant::Write => {}
         Grant::Read => return error(StatusCode::FORBIDDEN, "forbidden", "this token may read but not write"),
         Grant::None => return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid write token is required: Authorization: Token <token>"),
     }
-    let posts = match body {
-        OneOrMany::One(p) => vec![p],
-        OneOrMany::Many(v) => v,
+    // A Kubernetes job's `namespace` gives its owner (`[kubernetes] namespace_owners`).
+    let posts = match crate::config::kubernetes::job_posts(body, &st.config.kubernetes) {
+        Ok(p) => p,
+        Err(m) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
     };
     let a2 = acct.0.clone();
     let store = st.store.clone();

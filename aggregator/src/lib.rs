@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod demo;
 pub mod events;
+pub mod filing_api;
 pub mod forecast_api;
 pub mod guard;
 pub mod metrics;

@@ -22,7 +22,8 @@ struct Cli {
     command: Command,
 }
 
-/// Where the documents' data is and when they say they were made (`report`, `statement`).
+/// Where the documents' data is and when they say they were made (`report`, `statement`,
+/// `eu-filing`).
 #[derive(clap::Args)]
 struct DocumentArgs {
     /// Directory of the embedded store (overrides the config's server.data_dir).
@@ -143,6 +144,24 @@ enum Command {
         /// The file to write; default `<site>-<owner>-<period>.<ext>` here.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        docs: DocumentArgs,
+    },
+    /// Write the EU data-centre filing for a calendar year (Delegated Regulation 2024/1364,
+    /// Annexes I–III, thresholds, voluntary GPU indicators) and its evidence bundle.
+    EuFiling {
+        /// The calendar year, YYYY, in the site's time zone.
+        #[arg(long)]
+        year: i32,
+        /// Comma-separated: json, csv, pdf, html.
+        #[arg(long, default_value = "json,csv,pdf")]
+        format: String,
+        /// Directory to write `<site>-eu-filing-<year>.<ext>` and `evidence/` into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Leave the evidence bundle out.
+        #[arg(long)]
+        no_evidence: bool,
         #[command(flatten)]
         docs: DocumentArgs,
     },
@@ -328,6 +347,13 @@ async fn main() -> anyhow::Result<()> {
             let path = out.unwrap_or_else(|| PathBuf::from(kilowatch_aggregator::report::statement_file(&cfg, &owner, &period, format)));
             std::fs::write(&path, kilowatch_aggregator::report::render::render(&s, format)?).with_context(|| format!("writing {}", path.display()))?;
             println!("{}", path.display());
+        }
+        Command::EuFiling { year, format, out, no_evidence, docs } => {
+            let formats = format.split(',').map(kilowatch_aggregator::report::render::Format::parse).collect::<Result<Vec<_>, _>>()?;
+            let (cfg, store) = docs.open()?;
+            for p in kilowatch_aggregator::filing_api::write_files(&store, &cfg, year, &formats, &out, !no_evidence, docs.generated_at.as_deref())? {
+                println!("{}", p.display());
+            }
         }
         Command::Advise { url, token, gpus, hours, within, weight, json } => {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;

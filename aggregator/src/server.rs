@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest)
         .merge(crate::alerting::routes())
         .merge(crate::admin::routes())
+        .merge(crate::filing_api::routes())
         .merge(crate::forecast_api::routes().layer(middleware::from_fn_with_state(state.clone(), require_read)))
         .with_state(state)
         .merge(dashboard)

@@ -187,7 +187,7 @@ async fn pue_below_one_is_a_fault_and_eu_indicators_list_what_is_missing() {
     let find = |k: &str| ii.iter().find(|i| i["key"] == k).cloned().expect(k);
     assert_close(&find("edc_kwh")["value"], 90.0, "EDC");
     assert_eq!(find("edc_kwh")["status"], "metered");
-    assert_eq!(find("pdit_kw")["status"], "to be declared");
+    assert_eq!(find("pdit_kw")["status"], "missing");
 }
 
 /// `accounting.official_min_coverage_pct` decides when a year or rolling 12 months is the

@@ -278,7 +278,7 @@ async fn defect_10_no_water_meter_is_not_metered_not_zero() {
     let eu = get(&s, "/api/v1/eu-indicators?year=2026").await;
     let win = eu["annex_ii"].as_array().and_then(|a| a.iter().find(|i| i["key"] == "win_m3").cloned()).expect("WIN");
     assert!(win["value"].is_null(), "{win}");
-    assert_eq!(win["status"], "not metered");
+    assert_eq!(win["status"], "missing");
 }
 
 #[tokio::test]
@@ -286,8 +286,8 @@ async fn defect_11_declared_renewables_make_ref_and_market_co2() {
     // DOMAIN example 4 from declarations: EDC 10,000,000 kWh, ERES 6,000,000 kWh declared as
     // guarantees of origin and a PPA → REF 0.60; market-based CO2 on the 4,000,000 kWh left.
     let mut cfg = Config::default();
-    cfg.eu.insert("eres_goo_kwh".into(), toml::Value::Integer(4_000_000));
-    cfg.eu.insert("eres_ppa_kwh".into(), toml::Value::Float(2_000_000.0));
+    cfg.eu.eres_goo_kwh = Some(4_000_000.0);
+    cfg.eu.eres_ppa_kwh = Some(2_000_000.0);
     cfg.carbon.residual_factor_kg_per_kwh = Some(0.1);
     let (_d, s) = start_with(cfg).await;
     let y0 = 1_735_686_000; // 2025-01-01T00:00:00+01:00

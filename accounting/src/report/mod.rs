@@ -332,7 +332,7 @@ fn top(map: std::collections::BTreeMap<String, Rollup>) -> Vec<(String, Rollup)>
 }
 
 /// The indicators over `range`, attributing it afresh (the year to date).
-fn gpu_efficiency_over(store: &Store, cfg: &impl Settings, js: &JobStore, range: TimeRange, label: &str) -> Result<GpuEfficiency, ReportError> {
+pub(crate) fn gpu_efficiency_over(store: &Store, cfg: &impl Settings, js: &JobStore, range: TimeRange, label: &str) -> Result<GpuEfficiency, ReportError> {
     let allocs = attribution::allocations(store, js, range)?;
     let att = attribution::attribute(store, &allocs, range, None, cfg.carbon())?;
     Ok(gpu_efficiency::compute(store, &allocs, &att, range, label)?)

@@ -8,8 +8,12 @@ use kilowatch_collector::config::{from_toml, within, within_u64};
 use serde::Deserialize;
 
 pub use kilowatch_accounting::settings::{AccountingConfig, CarbonConfig};
+pub use eu::EuConfig;
+pub use kubernetes::KubernetesConfig;
 pub use store::StoreConfig;
 
+mod eu;
+pub mod kubernetes;
 mod store;
 
 /// Highest plausible grid emission factor, kg CO2eq per kWh (lignite is about 1.1).
@@ -45,12 +49,16 @@ pub struct Config {
     pub carbon: CarbonConfig,
     #[serde(default)]
     pub accounting: AccountingConfig,
-    /// EU Delegated Regulation 2024/1364 Annex II figures the meters cannot give, declared by
-    /// the operator (e.g. `pdit_kw = 1295.4`, `sdc_m2 = 2000`); reported as declared.
+    /// The EU filing's declarations (Delegated Regulation 2024/1364): the site's identity,
+    /// installed power, floor areas, contracted renewables… and the thresholds to check
+    /// (docs/filing.md). What is not declared is filed "missing".
     #[serde(default)]
-    pub eu: std::collections::BTreeMap<String, toml::Value>,
+    pub eu: EuConfig,
     #[serde(default)]
     pub slurm: SlurmConfig,
+    /// Owners of Kubernetes namespaces' jobs (`namespace_owners`).
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
     /// The monthly report: when to produce it on its own, where to keep it, whom to notify.
     #[serde(default)]
     pub report: crate::report::schedule::ReportConfig,
@@ -313,6 +321,8 @@ impl Config {
             .map_err(|e| ConfigError::Invalid { key: "server.listen", message: format!("{:?}: {e}", self.server.listen) })?;
         self.validate_numbers().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.validate_accounting()?;
+        eu::validate(&self.eu)?;
+        self.kubernetes.validate()?;
         self.forecast.validate().map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
         for (key, v) in [
             ("store.max_future_skew_s", self.store.max_future_skew_s),
@@ -415,7 +425,7 @@ impl kilowatch_accounting::Settings for Config {
     fn timezone(&self) -> &str {
         &self.site.timezone
     }
-    fn eu(&self) -> &std::collections::BTreeMap<String, toml::Value> {
+    fn eu(&self) -> &EuConfig {
         &self.eu
     }
 }

@@ -227,22 +227,7 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
         Meta("Year to date: 1 January to the end of the report's month. The yearly filing uses the whole calendar year.".into()),
     ]);
 
-    let q = &r.data_quality;
-    b.extend([
-        Heading("Data quality".into()),
-        Para(format!(
-            "Coverage {} % (lowest key meter) · estimated meters {} · counter resets {} · missing meters: {}",
-            n(q.coverage_pct),
-            q.estimated_meters,
-            q.counter_resets,
-            if q.missing_meters.is_empty() { "none".into() } else { q.missing_meters.join(", ") }
-        )),
-        Table {
-            head: strings(["meter", "role", "value", "coverage %", "readings", "resets", "max gap s"]),
-            rows: q.meters.iter().map(|m| vec![m.meter.clone(), m.role.clone(), format!("{} {}", n(m.value), m.unit), n(m.coverage_pct), m.readings.to_string(), m.counter_resets.to_string(), n(m.max_gap_s)]).collect(),
-        },
-    ]);
-    b.extend(q.faults.iter().map(|f| Para(format!("⚠ {f}"))));
+    b.extend(data_quality(&r.data_quality));
 
     let me = &r.methodology;
     b.extend([
@@ -270,4 +255,24 @@ fn official_note(r: &MonthlyReport) -> String {
     } else {
         format!("The rolling 12 months is not an official annual figure: only {} % of its window was metered (official needs {} %, accounting.official_min_coverage_pct). The year to date covers {} %.", num(Some(c)), num(Some(min)), num(Some(r.windows.ytd.data_quality.coverage_pct)))
     }
+}
+
+/// The data-quality section of a document over a window: coverage, every meter, the faults.
+pub(super) fn data_quality(q: &kilowatch_accounting::kpi::DataQuality) -> Vec<Block> {
+    let mut b = vec![
+        Block::Heading("Data quality".into()),
+        Block::Para(format!(
+            "Coverage {} % (lowest key meter) · estimated meters {} · counter resets {} · missing meters: {}",
+            n(q.coverage_pct),
+            q.estimated_meters,
+            q.counter_resets,
+            if q.missing_meters.is_empty() { "none".into() } else { q.missing_meters.join(", ") }
+        )),
+        Block::Table {
+            head: strings(["meter", "role", "value", "coverage %", "readings", "resets", "max gap s"]),
+            rows: q.meters.iter().map(|m| vec![m.meter.clone(), m.role.clone(), format!("{} {}", n(m.value), m.unit), n(m.coverage_pct), m.readings.to_string(), m.counter_resets.to_string(), n(m.max_gap_s)]).collect(),
+        },
+    ];
+    b.extend(q.faults.iter().map(|f| Block::Para(format!("⚠ {f}"))));
+    b
 }

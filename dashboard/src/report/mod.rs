@@ -6,6 +6,7 @@
 
 mod charts;
 mod doc;
+mod filing;
 mod html;
 mod pdf;
 pub mod render;

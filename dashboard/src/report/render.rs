@@ -10,12 +10,18 @@ use serde_json::Value;
 use super::charts::Chart;
 use super::doc::Doc;
 use super::{MonthlyReport, ReportError, Statement};
+use kilowatch_accounting::eu::filing::Filing;
 
 /// What the renderers need of a document: its data (JSON, CSV), its blocks (HTML, PDF) and the
 /// charts its blocks refer to.
 pub trait Document: serde::Serialize {
     fn doc(&self) -> Doc;
     fn charts(&self) -> Result<Vec<Chart>, ReportError>;
+    /// The CSV: every number of the JSON, one `path,value` line each, unless the document
+    /// has a table of its own (the EU filing's items keyed by code).
+    fn csv_text(&self) -> Result<String, ReportError> {
+        csv(self)
+    }
 }
 
 impl Document for MonthlyReport {
@@ -24,6 +30,18 @@ impl Document for MonthlyReport {
     }
     fn charts(&self) -> Result<Vec<Chart>, ReportError> {
         super::charts::all(self)
+    }
+}
+
+impl Document for Filing {
+    fn doc(&self) -> Doc {
+        super::filing::doc(self)
+    }
+    fn charts(&self) -> Result<Vec<Chart>, ReportError> {
+        Ok(Vec::new())
+    }
+    fn csv_text(&self) -> Result<String, ReportError> {
+        Ok(kilowatch_accounting::eu::filing::csv(self))
     }
 }
 
@@ -105,7 +123,7 @@ impl<'a, D: Document> Renderer<'a, D> {
                 v.push(b'\n');
                 v
             }
-            Format::Csv => csv(r)?.into_bytes(),
+            Format::Csv => r.csv_text()?.into_bytes(),
             Format::Html => super::html::html(&r.doc(), self.charts()?).into_bytes(),
             Format::Pdf => super::pdf::render(&r.doc(), self.charts()?)?.bytes,
         })
@@ -137,7 +155,7 @@ fn csv_field(s: &str) -> String {
 
 /// `path,value`, one line per figure in the JSON's order; `generated_at` comes last, alone,
 /// so two runs over the same data differ in that line only.
-pub fn csv(r: &impl serde::Serialize) -> Result<String, ReportError> {
+pub fn csv(r: &(impl serde::Serialize + ?Sized)) -> Result<String, ReportError> {
     let mut v = serde_json::to_value(r)?;
     let generated = v.as_object_mut().and_then(|o| o.remove("generated_at"));
     let mut rows = Vec::new();

@@ -1,6 +1,14 @@
 //! EU Delegated Regulation 2024/1364 indicators for a calendar year in the site's time zone:
 //! Annex II key indicators and Annex III KPIs the meters provide, the rest as declared in
-//! `[eu]` or listed "to be declared".
+//! `[eu]` or listed "missing". The complete yearly filing (Annexes I–III, thresholds, the
+//! evidence bundle) is [`filing`].
+
+pub mod config;
+pub mod evidence;
+pub mod filing;
+pub mod thresholds;
+
+pub use config::EuConfig;
 
 use std::collections::BTreeMap;
 
@@ -28,7 +36,7 @@ pub struct Indicator {
     pub name: &'static str,
     pub unit: &'static str,
     pub value: Option<serde_json::Value>,
-    /// "metered", "declared" (from `[eu]`) or "to be declared".
+    /// "metered", "declared" (from `[eu]`) or "missing".
     pub status: &'static str,
 }
 
@@ -42,29 +50,32 @@ pub struct EuReport {
     pub data_quality: kpi::DataQuality,
 }
 
-/// Indicators no meter gives: (key in `[eu]`, name, unit).
-const DECLARED: &[(&str, &str, &str)] = &[
-    ("pdit_kw", "PDIT installed IT power", "kW"),
-    ("sdc_m2", "SDC total floor area", "m2"),
-    ("scr_m2", "SCR computer room floor area", "m2"),
-    ("twh_c", "TWH average waste-heat temperature", "°C"),
-    ("tin_c", "TIN intake air set point", "°C"),
-    ("eres_goo_kwh", "ERES-GOO guarantees of origin", "kWh"),
-    ("eres_ppa_kwh", "ERES-PPA power purchase agreements", "kWh"),
-    ("eres_os_kwh", "ERES-OS on-site renewables", "kWh"),
-    ("traffic_incoming_exabytes", "incoming traffic", "EB"),
-    ("traffic_outgoing_exabytes", "outgoing traffic", "EB"),
-    ("bandwidth_incoming_gbps", "incoming bandwidth", "Gb/s"),
-    ("bandwidth_outgoing_gbps", "outgoing bandwidth", "Gb/s"),
-];
+/// Indicators no meter gives: (key in `[eu]`, name, unit, value).
+fn declared_items(eu: &EuConfig) -> Vec<(&'static str, &'static str, &'static str, Option<f64>)> {
+    vec![
+        ("pdit_kw", "PDIT installed IT power", "kW", eu.pdit_kw),
+        ("sdc_m2", "SDC total floor area", "m2", eu.sdc_m2),
+        ("scr_m2", "SCR computer room floor area", "m2", eu.scr_m2),
+        ("twh_c", "TWH average waste-heat temperature", "°C", eu.twh_c),
+        ("tin_c", "TIN intake air set point", "°C", eu.tin_c),
+        ("eres_goo_kwh", "ERES-GOO guarantees of origin", "kWh", eu.eres_goo_kwh),
+        ("eres_ppa_kwh", "ERES-PPA power purchase agreements", "kWh", eu.eres_ppa_kwh),
+        ("eres_os_kwh", "ERES-OS on-site renewables", "kWh", eu.eres_os_kwh),
+        ("traffic_incoming_exabytes", "incoming traffic", "EB", eu.traffic_incoming_exabytes),
+        ("traffic_outgoing_exabytes", "outgoing traffic", "EB", eu.traffic_outgoing_exabytes),
+        ("bandwidth_incoming_gbps", "incoming bandwidth", "Gb/s", eu.bandwidth_incoming_gbps),
+        ("bandwidth_outgoing_gbps", "outgoing bandwidth", "Gb/s", eu.bandwidth_outgoing_gbps),
+    ]
+}
 
 fn metered(key: &'static str, name: &'static str, unit: &'static str, v: Option<f64>) -> Indicator {
-    Indicator { key, name, unit, value: v.map(serde_json::Value::from), status: if v.is_some() { "metered" } else { "not metered" } }
+    Indicator { key, name, unit, value: v.map(serde_json::Value::from), status: if v.is_some() { "metered" } else { "missing" } }
 }
 
 /// Cooling degree days, base 21 °C: Σ over local days of max(0, mean outside temperature − 21),
-/// from the first cooling unit's `outside_temp_c`. None without that series.
-fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<f64>, StoreError> {
+/// from the first cooling unit's `outside_temp_c`, with the number of days that have readings.
+/// None without that series.
+pub fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<(f64, usize)>, StoreError> {
     let Some(m) = store.find_series("cooling", "outside_temp_c", &[])?.into_iter().next() else { return Ok(None) };
     let samples = read_f64(store, m.id, r.from.0, r.to.0)?;
     let mut days: BTreeMap<chrono::NaiveDate, (f64, usize)> = BTreeMap::new();
@@ -77,7 +88,7 @@ fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<f64>, StoreError> {
     if days.is_empty() {
         return Ok(None);
     }
-    Ok(Some(days.values().map(|(s, n)| (s / *n as f64 - 21.0).max(0.0)).sum()))
+    Ok(Some((days.values().map(|(s, n)| (s / *n as f64 - 21.0).max(0.0)).sum(), days.len())))
 }
 
 /// The calendar year `year` (the yearly filing).
@@ -100,8 +111,7 @@ pub fn indicators_to_month(store: &Store, cfg: &impl Settings, month: &str) -> R
 
 /// Renewable energy declared in `[eu]` for the year (guarantees of origin, PPAs, on-site), kWh.
 pub fn declared_renewables_kwh(cfg: &impl Settings) -> Option<f64> {
-    let vals: Vec<f64> = ["eres_goo_kwh", "eres_ppa_kwh", "eres_os_kwh"].iter().filter_map(|k| cfg.eu().get(*k)).filter_map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64))).collect();
-    (!vals.is_empty()).then(|| vals.iter().sum())
+    cfg.eu().declared_renewables_kwh()
 }
 
 /// `full_year`: the declared renewables, yearly figures, apply (not to a year to date).
@@ -109,20 +119,19 @@ fn over(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: periods::Perio
     let declared = if full_year { declared_renewables_kwh(cfg) } else { None };
     let k = kpi::compute_declared(store, p.range, &p.label, cfg, declared)?;
     let has_it = k.pue_category.is_some();
+    let has_role = |roles: &[&str]| k.data_quality.meters.iter().any(|m| roles.contains(&m.role.as_str()) && m.coverage_pct > 0.0);
     let mut annex_ii = vec![
-        metered("edc_kwh", "EDC total energy consumption", "kWh", Some(k.facility_energy_kwh)),
-        metered("edc_bg_kwh", "EDC-BG back-up generator energy", "kWh", Some(k.generator_energy_kwh)),
+        metered("edc_kwh", "EDC total energy consumption", "kWh", has_role(&["facility", "generator"]).then_some(k.facility_energy_kwh)),
+        metered("edc_bg_kwh", "EDC-BG back-up generator energy", "kWh", k.data_quality.meters.iter().any(|m| m.role == "generator").then_some(k.generator_energy_kwh)),
         metered("eit_kwh", "EIT IT energy (Cat 1 when UPS outputs are metered)", "kWh", has_it.then_some(k.it_energy_kwh)),
         metered("win_m3", "WIN total water input", "m3", k.water_m3),
         metered("win_pot_m3", "WIN-POT potable water input", "m3", k.water_potable_m3),
         metered("ereuse_kwh", "EREUSE reused waste heat", "kWh", k.reuse_energy_kwh),
         metered("eres_tot_kwh", "ERES-TOT renewable energy (metered and declared)", "kWh", k.renewable_energy_kwh),
-        metered("cdd", "CDD cooling degree days (base 21 °C)", "°C·d", cdd(store, p.range, tz)?),
+        metered("cdd", "CDD cooling degree days (base 21 °C)", "°C·d", cdd(store, p.range, tz)?.map(|c| c.0)),
     ];
-    for &(key, name, unit) in DECLARED {
-        let v = cfg.eu().get(key).and_then(|v| serde_json::to_value(v).ok());
-        let status = if v.is_some() { "declared" } else { "to be declared" };
-        annex_ii.push(Indicator { key, name, unit, value: v, status });
+    for (key, name, unit, v) in declared_items(cfg.eu()) {
+        annex_ii.push(Indicator { key, name, unit, value: v.map(serde_json::Value::from), status: if v.is_some() { "declared" } else { "missing" } });
     }
     let annex_iii = vec![
         metered("pue", "PUE power usage effectiveness", "", k.pue),

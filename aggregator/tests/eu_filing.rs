@@ -1,0 +1,381 @@
+//! The yearly EU filing (docs/filing.md) through the real server and the real `kilowatch`
+//! binary: a simulated fortnight of January 2025 (the demo's code, 8 nodes, 1-hour steps) plus
+//! a heat-reuse and an on-site solar meter written over HTTP, filed for 2025 with the complete
+//! declarations of deploy/kilowatch-eu.toml. The pack lists every Annex I–III item with its
+//! status and reports the year's unmetered part as coverage; its energy figures equal the KPI
+//! API's year and the months summed; the evidence bundle's hourly CSVs recompute EDC, EIT,
+//! WIN, PUE, WUE, ERF and REF to 1e-9 and its manifest's SHA-256 match; the CLI writes the
+//! API's bytes. With no declarations and no water, reuse or cooling data, those items are
+//! "missing" with a null value, never 0.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{READ, Server, TENANT, WRITE};
+use kilowatch_aggregator::config::Config;
+use kilowatch_aggregator::demo::backfill_with_jobs;
+use kilowatch_model::Timestamp;
+use kilowatch_sim::{SimConfig, Site};
+use kilowatch_store::Store;
+use kilowatch_store::jobs::JobStore;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const GENERATED: &str = "2026-05-01T08:00:00Z";
+/// 2025-01-01T00:00:00+01:00.
+const Y0: i64 = 1_735_686_000;
+const DAYS: i64 = 14;
+const HOUR: i64 = 3600;
+
+async fn get(s: &Server, path: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::builder().timeout(Duration::from_secs(600)).build().expect("client").get(s.url(path)).header("Authorization", format!("Token {token}")).send().await.expect("send")
+}
+
+async fn ok(s: &Server, path: &str) -> Vec<u8> {
+    let r = get(s, path, READ).await;
+    assert_eq!(r.status(), 200, "{path}");
+    r.bytes().await.expect("body").to_vec()
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn close(got: f64, want: f64, what: &str) {
+    let scale = want.abs().max(1e-12);
+    assert!(((got - want) / scale).abs() <= 1e-9, "{what}: {got} vs {want}");
+}
+
+/// The deploy example's declarations, with renewables a fortnight can hold (3 MWh of
+/// guarantees of origin, no PPA) so that REF is not capped.
+fn config_text() -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kilowatch-eu.toml")).expect("deploy/kilowatch-eu.toml");
+    assert!(text.contains("eres_goo_kwh = 4000000") && text.contains("eres_ppa_kwh = 2000000"), "the example changed: adapt this test");
+    text.replace("eres_goo_kwh = 4000000", "eres_goo_kwh = 3000").replace("eres_ppa_kwh = 2000000", "")
+}
+
+/// Every item of the three annexes has a known status, and a value exactly when not missing.
+fn check_statuses(pack: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for annex in ["annex_i", "annex_ii", "annex_iii"] {
+        for (code, item) in pack[annex].as_object().unwrap_or_else(|| panic!("{annex} is an object keyed by code")) {
+            let st = item["status"].as_str().expect("status").to_owned();
+            assert!(["metered", "declared", "missing"].contains(&st.as_str()), "{code}: {st}");
+            assert_eq!(item["code"], code.as_str());
+            assert_eq!(item["value"].is_null(), st == "missing", "{code}: a missing item has no value, a present one has: {item}");
+            assert!(!item["source"].as_str().unwrap_or("").is_empty(), "{code} says where it comes from");
+            out.insert(code.clone(), st);
+        }
+    }
+    out
+}
+
+const ANNEX_I: &[&str] = &["NAME", "OWNER", "OPERATOR", "CONTACT", "LAU", "TYPE", "ENTRY", "RED-POWER", "RED-COOLING"];
+const ANNEX_II: &[&str] = &[
+    "PDIT", "SDC", "SCR", "EDC", "EDC-BG", "GRID-FN", "CAP-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "TWH", "TIN", "REFRIG", "CDD", "ERES-TOT", "ERES-GOO", "ERES-PPA", "ERES-OS", "CSERV", "CSTOR", "TRAFFIC-IN", "TRAFFIC-OUT", "BW-IN", "BW-OUT",
+];
+const ANNEX_III: &[&str] = &["PUE", "WUE", "ERF", "REF"];
+
+fn every_item_listed(pack: &Value) {
+    for (annex, codes) in [("annex_i", ANNEX_I), ("annex_ii", ANNEX_II), ("annex_iii", ANNEX_III)] {
+        let got: Vec<&str> = pack[annex].as_object().expect("annex").keys().map(String::as_str).collect();
+        let mut want = codes.to_vec();
+        want.sort();
+        let mut g = got.clone();
+        g.sort();
+        assert_eq!(g, want, "{annex}");
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One CSV line's fields (RFC 4180 quoting, no line breaks inside fields).
+fn fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// The rows of a CSV as `header → field`.
+fn rows(text: &str) -> Vec<BTreeMap<String, String>> {
+    let mut lines = text.lines();
+    let head = fields(lines.next().expect("header"));
+    lines.map(|l| head.iter().cloned().zip(fields(l)).collect()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let store = Store::open(dir.path()).expect("store");
+        let jobs = JobStore::open(dir.path()).expect("jobs");
+        let mut site = Site::new(SimConfig { start: Timestamp::from_secs(Y0 - HOUR), nodes: 8, site_nodes: 8, ..SimConfig::default() });
+        backfill_with_jobs(&store, Some(&jobs), &mut site, Timestamp::from_secs(Y0 + DAYS * 86_400), Duration::from_secs(3600)).expect("backfill");
+    }
+    let cfg_path = dir.path().join("kilowatch.toml");
+    std::fs::write(&cfg_path, config_text()).expect("config");
+    let cfg = Config::load(&cfg_path).expect("the deploy example's [eu] loads");
+    let s = Server::start_with(dir.path(), "127.0.0.1:0".parse().expect("addr"), cfg, false).await;
+    // Heat delivered to a district network (10 kWh an hour) and on-site solar (5 kWh an hour).
+    let mut body = String::new();
+    for h in 0..=DAYS * 24 {
+        let t = Y0 + h * HOUR;
+        body.push_str(&format!("meter,site=dc5,meter=heat-1,role=reuse energy_kwh={} {t}\nmeter,site=dc5,meter=pv-1,role=renewable energy_kwh={} {t}\n", 10 * h, 5 * h));
+    }
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+
+    let json_bytes = ok(&s, &format!("/api/v1/eu-filing/2025.json?generated_at={GENERATED}")).await;
+    let pack: Value = serde_json::from_slice(&json_bytes).expect("json");
+    every_item_listed(&pack);
+    let st = check_statuses(&pack);
+    for code in ANNEX_I {
+        assert_eq!(st[*code], "declared", "{code}: the example declares all of Annex I");
+    }
+    for code in ["EDC", "EDC-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "CDD", "ERES-OS", "PUE", "WUE", "ERF"] {
+        assert_eq!(st[code], "metered", "{code}: {}", pack["annex_ii"][code]);
+    }
+    for code in ["PDIT", "SDC", "TWH", "TIN", "REFRIG", "ERES-GOO", "ERES-TOT", "REF", "CSTOR", "BW-OUT"] {
+        assert_eq!(st[code], "declared", "{code}");
+    }
+    assert_eq!(st["ERES-PPA"], "missing", "no PPA declared");
+    assert_eq!(pack["annex_ii"]["REFRIG"]["value"], serde_json::json!([]), "none used, declared");
+    assert!(pack["annex_ii"]["PDIT"]["source"].as_str().expect("src").contains("rated power"), "{}", pack["annex_ii"]["PDIT"]);
+    assert!(pack["annex_ii"]["PDIT"]["source"].as_str().expect("src").contains("nameplate"), "the [eu.sources] text");
+
+    // A fortnight of a year: 8,760 hours, and only ~4 % of them metered, which the pack says.
+    let m = &pack["meta"];
+    assert_eq!(m["hours"], 8760.0);
+    let cov = f(&m["coverage_pct"]);
+    assert!(cov > 3.0 && cov < 4.5, "coverage {cov}");
+    assert_eq!(m["complete"], false);
+    assert!(f(&pack["annex_ii"]["EDC"]["coverage_pct"]) < 5.0);
+
+    // The same ledger as the KPI API's year and its months.
+    let year: Value = serde_json::from_slice(&ok(&s, "/api/v1/kpi?period=year&year=2025").await).expect("kpi");
+    let ii = &pack["annex_ii"];
+    assert_eq!(ii["EDC"]["value"], year["facility_energy_kwh"]);
+    assert_eq!(ii["EIT"]["value"], year["it_energy_kwh"]);
+    assert_eq!(ii["WIN"]["value"], year["water_m3"]);
+    assert_eq!(pack["annex_iii"]["PUE"]["value"], year["pue"]);
+    let mut months = (0.0, 0.0);
+    for mo in 1..=12 {
+        let k: Value = serde_json::from_slice(&ok(&s, &format!("/api/v1/kpi?period=month&month=2025-{mo:02}")).await).expect("kpi");
+        months.0 += f(&k["facility_energy_kwh"]);
+        months.1 += f(&k["it_energy_kwh"]);
+    }
+    close(f(&ii["EDC"]["value"]), months.0, "EDC = Σ months");
+    close(f(&ii["EIT"]["value"]), months.1, "EIT = Σ months");
+    // January holds all the data: its monthly report publishes the same energy.
+    let jan: Value = serde_json::from_slice(&ok(&s, "/api/v1/reports/2025-01.json").await).expect("report");
+    close(f(&ii["EDC"]["value"]), f(&jan["windows"]["month"]["facility_energy_kwh"]), "EDC = January's report");
+    close(f(&ii["WIN"]["value"]), f(&jan["windows"]["month"]["water_m3"]), "WIN = January's report");
+
+    // Thresholds: an existing site (2018) in 2025: no EnEfG PUE or ERF limit binds yet; the
+    // renewable share and the operator's own PUE target are judged on the pack's figures.
+    let checks = pack["thresholds"]["checks"].as_array().expect("checks");
+    assert_eq!(pack["thresholds"]["preset"], "de-enefg");
+    assert_eq!(checks.len(), 9);
+    let pue = f(&pack["annex_iii"]["PUE"]["value"]);
+    let reff = f(&pack["annex_iii"]["REF"]["value"]);
+    for c in checks {
+        let name = c["name"].as_str().expect("name");
+        let want = if name.contains("§11(1)") || name.contains("§11(2)") || name.contains("100 %") {
+            "not applicable"
+        } else if name.contains("50 %") {
+            if reff >= 0.5 { "pass" } else { "fail" }
+        } else {
+            assert!(name.starts_with("Operator target"), "{name}");
+            assert_eq!(c["figure"], pack["annex_iii"]["PUE"]["value"]);
+            if pue <= 1.2 { "pass" } else { "fail" }
+        };
+        assert_eq!(c["status"], want, "{c}");
+        if want == "pass" || want == "fail" {
+            assert!(c["reason"].as_str().expect("reason").contains("provisional"), "a partly metered year's verdict says so: {c}");
+        }
+    }
+
+    // The voluntary GPU indicators over the year.
+    let g = &pack["voluntary"]["gpu_efficiency"];
+    assert!(f(&g["gpu_hours_powered"]) > 0.0 && f(&g["gpu_hours_allocated"]) > 0.0, "{g}");
+    assert!(f(&g["gpu_hours_allocated"]) <= f(&g["gpu_hours_powered"]) * 1.01, "open jobs end with the data, not with the year: {g}");
+
+    // The evidence bundle: every file's SHA-256 in the manifest, and the hourly values add up
+    // to the pack's figures.
+    let manifest = String::from_utf8(ok(&s, &format!("/api/v1/eu-filing/2025/evidence/manifest.sha256?generated_at={GENERATED}")).await).expect("utf8");
+    let mut files = BTreeMap::new();
+    for line in manifest.lines() {
+        let (hash, name) = line.split_once("  ").expect("sha256sum format");
+        let bytes = ok(&s, &format!("/api/v1/eu-filing/2025/evidence/{name}?generated_at={GENERATED}")).await;
+        assert_eq!(sha256_hex(&bytes), hash, "{name}");
+        files.insert(name.to_owned(), bytes);
+    }
+    assert_eq!(files.len(), 6, "{manifest}");
+    assert_eq!(files["filing.json"], json_bytes, "the bundle holds the API's pack");
+    let energy = rows(std::str::from_utf8(&files["hourly-energy.csv"]).expect("utf8"));
+    let water = rows(std::str::from_utf8(&files["hourly-water.csv"]).expect("utf8"));
+    let meters = rows(std::str::from_utf8(&files["meters.csv"]).expect("utf8"));
+    let year_from = Timestamp::from_secs(Y0).to_rfc3339();
+    assert!(energy.iter().all(|r| r["hour_start"] >= year_from), "only the year's hours");
+    let sum = |rs: &[BTreeMap<String, String>], col: &str, pred: &dyn Fn(&BTreeMap<String, String>) -> bool| rs.iter().filter(|r| pred(r)).map(|r| r[col].parse::<f64>().expect("number")).sum::<f64>();
+    let it_cat = meters.iter().filter(|m| m["role"] == "it" && m["coverage_pct"].parse::<f64>().unwrap_or(0.0) > 0.0).map(|m| m["category"].clone()).min().expect("an IT meter");
+    let edc = sum(&energy, "kwh", &|r| r["role"] == "facility" || r["role"] == "generator");
+    let eit = sum(&energy, "kwh", &|r| r["role"] == "it" && r["category"] == it_cat);
+    let win = sum(&water, "m3", &|_| true);
+    let win_pot = sum(&water, "m3", &|r| r["potable"] == "true");
+    let reuse = sum(&energy, "kwh", &|r| r["role"] == "reuse");
+    let res = sum(&energy, "kwh", &|r| r["role"] == "renewable") + 3000.0;
+    close(reuse, 10.0 * 24.0 * DAYS as f64, "EREUSE from the hourly CSV = what was written");
+    close(edc, f(&ii["EDC"]["value"]), "EDC");
+    close(eit, f(&ii["EIT"]["value"]), "EIT");
+    close(win, f(&ii["WIN"]["value"]), "WIN");
+    close(win_pot, f(&ii["WIN-POT"]["value"]), "WIN-POT");
+    close(reuse, f(&ii["EREUSE"]["value"]), "EREUSE");
+    close(res, f(&ii["ERES-TOT"]["value"]), "ERES-TOT");
+    let iii = &pack["annex_iii"];
+    close(edc / eit, f(&iii["PUE"]["value"]), "PUE");
+    close(win * 1000.0 / eit, f(&iii["WUE"]["value"]), "WUE");
+    close(reuse / edc, f(&iii["ERF"]["value"]), "ERF");
+    close((res / edc).min(1.0), f(&iii["REF"]["value"]), "REF");
+    assert!(reff < 1.0, "REF not capped: the recomputation means something");
+    // The inventory names each meter's part.
+    assert!(meters.iter().any(|m| m["meter"] == "heat-1" && m["used_for"] == "EREUSE"), "{meters:?}");
+
+    // CSV keyed by item code; a PDF that renders.
+    let csv = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.csv").await).expect("csv");
+    assert!(csv.starts_with("annex,code,name,value,unit,status,source,meters,coverage_pct\n"), "{csv}");
+    let lines = rows(&csv);
+    for code in ANNEX_I.iter().chain(ANNEX_II).chain(ANNEX_III) {
+        let l = lines.iter().find(|l| l["code"] == *code).unwrap_or_else(|| panic!("{code} in the CSV"));
+        assert_eq!(l["status"], st[*code], "{code}");
+    }
+    let edc_line = lines.iter().find(|l| l["code"] == "EDC").expect("EDC");
+    close(edc_line["value"].parse::<f64>().expect("EDC value"), f(&ii["EDC"]["value"]), "the CSV's figure is the JSON's");
+    let pdf = ok(&s, &format!("/api/v1/eu-filing/2025.pdf?generated_at={GENERATED}")).await;
+    assert!(pdf.starts_with(b"%PDF"));
+    let pdf_path = dir.path().join("filing.pdf");
+    std::fs::write(&pdf_path, &pdf).expect("pdf");
+    if common::require_tool("pdftotext", "poppler-utils") {
+        let t = std::process::Command::new("pdftotext").arg(&pdf_path).arg("-").output().expect("pdftotext");
+        let text = String::from_utf8_lossy(&t.stdout);
+        for want in ["Annex I", "Annex II", "Annex III", "EREUSE", "Thresholds", "GPU-aware", "missing"] {
+            assert!(text.contains(want), "{want} in the PDF");
+        }
+    }
+    if common::require_tool("pdftoppm", "poppler-utils") {
+        let png_dir = std::env::var_os("KW_FILING_PNG_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| dir.path().join("png"));
+        std::fs::create_dir_all(&png_dir).expect("png dir");
+        let r = std::process::Command::new("pdftoppm").args(["-r", "60", "-png"]).arg(&pdf_path).arg(png_dir.join("filing")).output().expect("pdftoppm");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let pages = std::fs::read_dir(&png_dir).expect("pngs").filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("filing"))).count();
+        assert!(pages >= 2, "{pages} pages rendered");
+    }
+
+    // The whole bundle in one download: a tar that `tar` unpacks into the same files.
+    let tar = ok(&s, &format!("/api/v1/eu-filing/2025/evidence.tar?generated_at={GENERATED}")).await;
+    let untar = dir.path().join("untar");
+    std::fs::create_dir_all(&untar).expect("dir");
+    std::fs::write(untar.join("e.tar"), &tar).expect("tar");
+    let x = std::process::Command::new("tar").args(["-xf", "e.tar"]).current_dir(&untar).output().expect("tar");
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let unpacked = untar.join("dc5-eu-filing-2025-evidence");
+    assert_eq!(std::fs::read_to_string(unpacked.join("manifest.sha256")).expect("manifest"), manifest);
+    for (name, bytes) in &files {
+        assert_eq!(&std::fs::read(unpacked.join(name)).expect("file"), bytes, "{name} in the tar");
+    }
+
+    // The operator's view only: a tenant's token is refused; bad requests are told why.
+    assert_eq!(get(&s, "/api/v1/eu-filing/2025.json", TENANT).await.status(), 403);
+    assert_eq!(get(&s, "/api/v1/eu-filing/2025/evidence/hourly-energy.csv", TENANT).await.status(), 403);
+    assert_eq!(get(&s, "/api/v1/eu-filing/2025/evidence.tar", TENANT).await.status(), 403);
+    assert_eq!(get(&s, "/api/v1/eu-filing/20x5.json", READ).await.status(), 400);
+    assert_eq!(get(&s, "/api/v1/eu-filing/2025/evidence/secrets.txt", READ).await.status(), 404);
+
+    // `kilowatch eu-filing` writes the API's bytes and a bundle `sha256sum -c` accepts.
+    s.stop().await;
+    let out = dir.path().join("out");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch"))
+        .args(["eu-filing", "--year", "2025", "--format", "json,csv,pdf", "--generated-at", GENERATED, "--data-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("kilowatch eu-filing");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(std::fs::read(out.join("dc5-eu-filing-2025.json")).expect("json"), json_bytes, "the CLI's pack is the API's");
+    assert_eq!(std::fs::read_to_string(out.join("evidence/manifest.sha256")).expect("manifest"), manifest, "the CLI's bundle is the API's");
+    let check = std::process::Command::new("sha256sum").args(["-c", "manifest.sha256"]).current_dir(out.join("evidence")).output().expect("sha256sum");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}
+
+#[tokio::test]
+async fn an_item_without_data_is_missing_never_zero() {
+    // No [eu] at all; a grid and a UPS meter over two hours; no water, reuse, renewables,
+    // generator or cooling data.
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    let t = Y0 + 40 * 86_400;
+    let body = format!(
+        "meter,meter=grid-a,role=facility energy_kwh=0 {t}\nmeter,meter=grid-a,role=facility energy_kwh=232 {}\nmeter,meter=ups-1,role=it,category=1 energy_kwh=0 {t}\nmeter,meter=ups-1,role=it,category=1 energy_kwh=200 {}\n",
+        t + 2 * HOUR,
+        t + 2 * HOUR
+    );
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    every_item_listed(&pack);
+    let st = check_statuses(&pack);
+    assert_eq!(st["NAME"], "declared", "site.name stands in");
+    for code in ANNEX_I.iter().filter(|c| **c != "NAME") {
+        assert_eq!(st[*code], "missing", "{code}");
+    }
+    for code in ["EDC", "EIT", "PUE"] {
+        assert_eq!(st[code], "metered", "{code}");
+    }
+    close(f(&pack["annex_iii"]["PUE"]["value"]), 1.16, "PUE 232 / 200");
+    for code in ANNEX_II.iter().chain(ANNEX_III).filter(|c| !["EDC", "EIT", "PUE"].contains(c)) {
+        assert_eq!(st[*code], "missing", "{code}: {}", pack["annex_ii"][*code]);
+    }
+    let src = |a: &str, c: &str| pack[a][c]["source"].as_str().expect("source").to_owned();
+    assert!(src("annex_ii", "EREUSE").contains("role=reuse"), "says what would give it");
+    assert!(src("annex_ii", "REFRIG").contains("eu.refrigerants"));
+    assert!(src("annex_ii", "EDC-BG").contains("role=generator"));
+    assert!(src("annex_iii", "ERF").contains("EREUSE missing"), "{}", src("annex_iii", "ERF"));
+    assert!(pack["thresholds"]["checks"].as_array().expect("checks").is_empty());
+    assert!(pack["voluntary"]["gpu_efficiency"].is_null(), "no GPU readings: missing, not zeros");
+
+    // In the CSV a missing item has an empty value, never 0.
+    let csv = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.csv").await).expect("csv");
+    let lines = rows(&csv);
+    assert_eq!(lines.iter().filter(|l| ["I", "II", "III"].contains(&l["annex"].as_str())).count(), ANNEX_I.len() + ANNEX_II.len() + ANNEX_III.len());
+    for l in lines.iter().filter(|l| l["status"] == "missing") {
+        assert_eq!(l["value"], "", "{l:?}");
+    }
+    // The PDF and the HTML say "missing" where there is nothing.
+    let html = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.html").await).expect("html");
+    assert!(html.contains("Annex II") && html.contains("missing"), "{html}");
+    let pdf = ok(&s, "/api/v1/eu-filing/2025.pdf").await;
+    assert!(pdf.starts_with(b"%PDF"));
+    if let Some(png_dir) = std::env::var_os("KW_FILING_PNG_DIR").filter(|_| common::require_tool("pdftoppm", "poppler-utils")) {
+        let path = dir.path().join("missing.pdf");
+        std::fs::write(&path, &pdf).expect("pdf");
+        let r = std::process::Command::new("pdftoppm").args(["-r", "60", "-png"]).arg(&path).arg(std::path::Path::new(&png_dir).join("missing")).output().expect("pdftoppm");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    s.stop().await;
+}
