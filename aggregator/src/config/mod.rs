@@ -8,8 +8,10 @@ use kilowatch_collector::config::{from_toml, within, within_u64};
 use serde::Deserialize;
 
 pub use kilowatch_accounting::settings::{AccountingConfig, CarbonConfig};
+pub use fleet::{FleetConfig, FleetSite};
 pub use store::StoreConfig;
 
+mod fleet;
 mod store;
 
 /// Highest plausible grid emission factor, kg CO2eq per kWh (lignite is about 1.1).
@@ -60,6 +62,9 @@ pub struct Config {
     /// The PUE/WUE/CO2 forecast and advice for flexible work (docs/forecast.md).
     #[serde(default)]
     pub forecast: kilowatch_forecast::ForecastConfig,
+    /// A fleet view over other sites' ledger APIs (docs/fleet.md). Absent: none.
+    #[serde(default)]
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -314,6 +319,9 @@ impl Config {
         self.validate_numbers().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.validate_accounting()?;
         self.forecast.validate().map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
+        if let Some(f) = &self.fleet {
+            f.validate()?;
+        }
         for (key, v) in [
             ("store.max_future_skew_s", self.store.max_future_skew_s),
             ("store.max_series", self.store.max_series as u64),
