@@ -270,8 +270,8 @@ async fn main() -> anyhow::Result<()> {
             let reporter = cfg.report.enabled.then(|| kilowatch_aggregator::report::schedule::spawn(store.clone(), cfg.clone(), shutdown.clone()));
             let (fleet_routes, fleet_loop) = match &cfg.fleet {
                 Some(f) => {
-                    let (_, routes, task) = kilowatch_aggregator::fleet::start(f.clone(), metrics.clone(), shutdown.clone())?;
-                    (routes, Some(task))
+                    let started = kilowatch_aggregator::fleet::start(f.clone(), metrics.clone(), shutdown.clone())?;
+                    (started.routes, Some(started.refresher))
                 }
                 None => (axum::Router::new(), None),
             };

@@ -94,7 +94,7 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
     let fleet_dir = tempfile::tempdir().expect("tmp");
     let (stop, rx) = watch::channel(false);
     let metrics = Arc::new(kilowatch_aggregator::metrics::Metrics::new());
-    let (_fleet, routes, refresher) = kilowatch_aggregator::fleet::start(fleet_cfg, metrics.clone(), rx.clone()).expect("fleet");
+    let started = kilowatch_aggregator::fleet::start(fleet_cfg, metrics.clone(), rx.clone()).expect("fleet");
     let state = AppState {
         store: Arc::new(Store::open(fleet_dir.path()).expect("store")),
         auth: Arc::new(Auth::from_config(&AuthConfig { read_tokens: vec![READ.into()], ..AuthConfig::default() }, false)),
@@ -104,7 +104,7 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let fleet_addr = listener.local_addr().expect("addr");
-    let fleet_task = tokio::spawn(server::serve(listener, server::router_with(state, routes), rx));
+    let fleet_task = tokio::spawn(server::serve(listener, server::router_with(state, started.routes), rx));
 
     let q = format!("from={}&to={}", Timestamp(from).to_rfc3339(), Timestamp(to).to_rfc3339());
     let kpi_url = format!("http://{fleet_addr}/api/v1/fleet/kpi?{q}");
@@ -170,6 +170,14 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
     }
     assert_eq!(after["fleet"]["stale_sites"], serde_json::json!(["dublin"]));
     assert_eq!(after["fleet"]["complete"], false);
+    // The EU filings side by side: each site's own, asked now; Dublin's says why it is absent.
+    let year = &month[..4];
+    let eu = get(format!("http://{fleet_addr}/api/v1/fleet/eu-indicators?year={year}")).await;
+    for i in 0..2 {
+        let own = get(sites[i].url(&format!("/api/v1/eu-indicators?year={year}"))).await;
+        assert_eq!(eu["sites"][i]["filing"]["annex_ii"], own["annex_ii"], "site {i}'s filing, as the site gives it");
+    }
+    assert!(eu["sites"][2]["filing"].is_null() && eu["sites"][2]["error"].is_string(), "{}", eu["sites"][2]);
     // The age grows while it stays away.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let later = get(kpi_url.clone()).await;
@@ -179,7 +187,7 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
 
     let _ = stop.send(true);
     let _ = fleet_task.await;
-    let _ = refresher.await;
+    let _ = started.refresher.await;
     for s in sites {
         s.stop().await;
     }

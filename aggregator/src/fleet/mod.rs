@@ -27,7 +27,8 @@ const CHUNK_HOURS: i64 = 168;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    #[error("request failed: {0}")]
+    /// With the causes reqwest keeps under its own message ("connection refused", …).
+    #[error("request failed: {}", chain(.0))]
     Http(#[from] reqwest::Error),
     #[error("HTTP {status}: {message}")]
     Status { status: u16, message: String },
@@ -43,6 +44,7 @@ pub struct SiteCache {
     pub last_ok: Option<Timestamp>,
     /// The last refresh's error, cleared by a refresh that succeeds.
     pub last_error: Option<String>,
+    /// Failed refreshes in a row (the metric counts them all).
     pub errors: u64,
     /// The name and zone the site gives itself (a mismatch with `[fleet]` is logged).
     pub reported: Option<(String, String)>,
@@ -79,8 +81,26 @@ struct FetchFailed<'a> {
 impl InternalEvent for FetchFailed<'_> {
     fn emit(self, m: &Metrics) {
         m.fleet_fetch_errors.get_or_create(&[("site", self.site.to_owned())]).inc();
-        tracing::warn!(site = self.site, error = %self.error, errors = self.errors, "fleet: site ledger refresh failed; keeping its last hours, shown stale");
+        // The 1st, 2nd, 4th, 8th… failure in a row: a site down for a day stays visible
+        // without a line every refresh.
+        if self.errors.is_power_of_two() {
+            tracing::warn!(site = self.site, error = %self.error, errors_in_a_row = self.errors, "fleet: site ledger refresh failed; keeping its last hours, shown stale");
+        }
     }
+}
+
+/// An error's message followed by its causes', as `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s = format!("{s}: {m}");
+        }
+        cause = c.source();
+    }
+    s
 }
 
 pub fn floor_hour(t: i64) -> i64 {
@@ -149,7 +169,10 @@ impl Fleet {
         let mut c = site.cache();
         c.hours = c.hours.split_off(&start);
         c.last_ok = Some(Timestamp::now());
-        c.last_error = None;
+        if c.last_error.take().is_some() {
+            tracing::info!(site = %site.cfg.name, errors_in_a_row = c.errors, "fleet: site answers again");
+        }
+        c.errors = 0;
         Ok(())
     }
 
@@ -202,14 +225,22 @@ impl Fleet {
     }
 }
 
-/// What `kilowatch serve` adds for a `[fleet]` section: the fleet's routes, to be merged into
-/// the server's router ([`crate::server::router_with`]), and its refresh loop, started.
-pub fn start(config: FleetConfig, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> Result<(Arc<Fleet>, axum::Router<crate::api::AppState>, tokio::task::JoinHandle<()>), ConfigError> {
+/// A started fleet: its state, its routes (to be merged into the server's router with
+/// [`crate::server::router_with`]) and its refresh loop.
+pub struct Started {
+    pub fleet: Arc<Fleet>,
+    pub routes: axum::Router<crate::api::AppState>,
+    pub refresher: tokio::task::JoinHandle<()>,
+}
+
+/// What `kilowatch serve` adds for a `[fleet]` section: the fleet, its routes and its refresh
+/// loop, started.
+pub fn start(config: FleetConfig, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> Result<Started, ConfigError> {
     let fleet = Arc::new(Fleet::new(config, metrics)?);
     tracing::info!(sites = fleet.sites.len(), timezone = %fleet.config.timezone, "fleet view on");
     let routes = api::routes(fleet.clone());
-    let task = fleet.clone().spawn(shutdown);
-    Ok((fleet, routes, task))
+    let refresher = fleet.clone().spawn(shutdown);
+    Ok(Started { fleet, routes, refresher })
 }
 
 fn rfc(ns: i64) -> String {
