@@ -79,7 +79,7 @@ impl FleetConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
-        chrono_tz::Tz::from_str(&self.timezone).map_err(|_| invalid("fleet.timezone", format!("unknown time zone {:?} (use an IANA name such as Europe/Paris)", self.timezone)))?;
+        whole_hours(&self.timezone).map_err(|m| invalid("fleet.timezone", m))?;
         for (key, v, min, max) in [
             ("fleet.refresh_interval_s", self.refresh_interval_s, 1, 86_400),
             ("fleet.history_days", self.history_days, 1, 3660),
@@ -104,7 +104,7 @@ impl FleetConfig {
                     return Err(invalid(key, at(format!("{u:?} is not an http(s) URL"))));
                 }
             }
-            chrono_tz::Tz::from_str(&s.timezone).map_err(|_| invalid("fleet.sites.timezone", at(format!("unknown time zone {:?}", s.timezone))))?;
+            whole_hours(&s.timezone).map_err(|m| invalid("fleet.sites.timezone", at(m)))?;
             match (&s.token, &s.token_file) {
                 (Some(_), Some(_)) => return Err(invalid("fleet.sites.token", at("give token or token_file, not both".into()))),
                 (None, None) => return Err(invalid("fleet.sites.token", at("a read token (token or token_file) is required".into()))),
@@ -113,6 +113,21 @@ impl FleetConfig {
         }
         Ok(())
     }
+}
+
+/// A zone whose months start on whole UTC hours: the fleet keeps hours, so a zone offset by a
+/// half or quarter hour (Asia/Kolkata, Australia/Adelaide) could not be cut into its months.
+fn whole_hours(zone: &str) -> Result<(), String> {
+    use chrono::{Offset, TimeZone};
+    let tz = chrono_tz::Tz::from_str(zone).map_err(|_| format!("unknown time zone {zone:?} (use an IANA name such as Europe/Paris)"))?;
+    // Winter and summer, this decade and the next.
+    for secs in [1_767_225_600i64, 1_782_864_000, 2_082_758_400, 2_098_396_800] {
+        let off = chrono::DateTime::from_timestamp(secs, 0).map(|t| tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc());
+        if off.is_some_and(|o| o % 3600 != 0) {
+            return Err(format!("{zone} is not a whole number of hours from UTC: a fleet keeps hourly ledgers and cannot cut its months"));
+        }
+    }
+    Ok(())
 }
 
 impl FleetSite {
@@ -150,6 +165,7 @@ mod tests {
             (ok.replace("token = ", "token_file = \"/x\"\ntoken = "), "fleet.sites.token"),
             (ok.replace("timezone = \"Europe/Paris\"\n[[", "timezone = \"UTC\"\nrefresh_interval_s = 0\n[["), "fleet.refresh_interval_s"),
             (ok.replace("name = ", "colour = \"red\"\nname = "), "colour"),
+            (ok.replace("timezone = \"Europe/Paris\"\n[[", "timezone = \"Asia/Kolkata\"\n[["), "fleet.timezone"),
         ] {
             let e = Config::parse(&text, Path::new("f.toml")).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains(key), "{key}: {e:?}\n{text}");
