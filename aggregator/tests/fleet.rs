@@ -1,5 +1,5 @@
-//! Three site aggregators in two time zones, each with a day of a simulated site (the demo's
-//! backfill, with its job stream), and a fleet aggregator reading their hourly ledgers over
+//! Three site aggregators in three time zones (two offsets), each sent a day of a simulated
+//! site through its ingest and jobs API, and a fleet aggregator reading their hourly ledgers over
 //! HTTP on loopback: the fleet's E_DC, E_IT, water and job totals are the sums of the sites'
 //! own answers to 1e-9; a site stopped mid-test is shown stale with its age, its last figures
 //! kept (never zero), and the others' figures do not move.
@@ -9,13 +9,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{READ, Server};
+use common::{READ, Server, WRITE};
 use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::{AuthConfig, Config, FleetConfig, FleetSite, SiteConfig};
 use kilowatch_aggregator::server;
-use kilowatch_model::Timestamp;
-use kilowatch_sim::{SimConfig, Site};
+use kilowatch_aggregator::demo;
+use kilowatch_model::{Precision, Timestamp, encode_points};
+use kilowatch_sim::{JobEvent, PointBuf, SimConfig, Site};
 use kilowatch_store::Store;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -25,12 +26,30 @@ const HOUR: i64 = 3_600_000_000_000;
 /// (name, zone, seed, nodes) of the three sites.
 const SITES: [(&str, &str, u64, usize); 3] = [("paris", "Europe/Paris", 5, 6), ("amsterdam", "Europe/Amsterdam", 11, 4), ("dublin", "Europe/Dublin", 17, 3)];
 
-/// A day of a simulated site, up to `end`, written into the store in `dir` by the demo's code.
-fn backfill(dir: &std::path::Path, name: &str, seed: u64, nodes: usize, start: i64, end: i64) {
-    let store = Store::open(dir).expect("store");
-    let jobs = kilowatch_store::jobs::JobStore::open(dir).expect("jobs");
+/// A simulated site from `start` to `end`, sent to the site's aggregator as a collector and
+/// the scheduler's hooks would: line protocol to `/api/v2/write` every 15 simulated minutes,
+/// job starts and ends to `/api/v1/jobs` as they happen.
+async fn feed(s: &Server, name: &str, seed: u64, nodes: usize, start: i64, end: i64) {
     let mut site = Site::new(SimConfig { seed, site: name.into(), start: Timestamp(start), nodes, site_nodes: nodes, ..SimConfig::default() });
-    kilowatch_aggregator::demo::backfill_with_jobs(&store, Some(&jobs), &mut site, Timestamp(end), Duration::from_secs(900)).expect("backfill");
+    let post_jobs = |posts: Vec<kilowatch_store::jobs::JobPost>| async move {
+        if posts.is_empty() {
+            return;
+        }
+        let r = reqwest::Client::new().post(s.url("/api/v1/jobs")).header("Authorization", format!("Token {WRITE}")).json(&posts).send().await.expect("send");
+        assert_eq!(r.status(), 200, "jobs posted");
+    };
+    post_jobs(demo::job_posts(site.active_jobs().into_iter().map(JobEvent::Start).collect())).await;
+    let mut buf = PointBuf::new();
+    let step = 900 * 1_000_000_000;
+    for i in 0..=(end - start) / step {
+        if i > 0 {
+            site.advance_to(Timestamp(start + i * step));
+        }
+        site.fill_points(&mut buf);
+        let r = s.write(&encode_points(buf.points(), Precision::Ns), "ns", WRITE).await;
+        assert_eq!(r.status(), 204, "{name}: {}", r.text().await.unwrap_or_default());
+        post_jobs(demo::job_posts(site.take_job_events())).await;
+    }
 }
 
 async fn get(url: String) -> Value {
@@ -66,13 +85,12 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
     let to = now.div_euclid(HOUR) * HOUR - HOUR;
     let from = to - 20 * HOUR;
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
-    for ((name, _, seed, nodes), d) in SITES.iter().zip(&dirs) {
-        backfill(d.path(), name, *seed, *nodes, from - 2 * HOUR, to + HOUR / 2);
-    }
     let mut sites = Vec::new();
-    for ((name, zone, ..), d) in SITES.iter().zip(&dirs) {
+    for ((name, zone, seed, nodes), d) in SITES.iter().zip(&dirs) {
         let cfg = Config { site: SiteConfig { name: (*name).into(), timezone: (*zone).into() }, ..Config::default() };
-        sites.push(Server::start_with(d.path(), "127.0.0.1:0".parse().expect("addr"), cfg, false).await);
+        let s = Server::start_with(d.path(), "127.0.0.1:0".parse().expect("addr"), cfg, false).await;
+        feed(&s, name, *seed, *nodes, from - 2 * HOUR, to + HOUR / 2).await;
+        sites.push(s);
     }
 
     // The fleet aggregator, wired as `kilowatch serve` wires a `[fleet]` section.
