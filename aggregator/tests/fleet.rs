@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{READ, Server, WRITE};
+use common::{READ, Server, TENANT, WRITE};
 use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::{AuthConfig, Config, FleetConfig, FleetSite, SiteConfig};
@@ -161,6 +161,10 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
     close(fac, want[5], "fleet jobs' facility energy");
     let owners_it: f64 = jobs["by_owner"].as_object().expect("owners").values().map(|o| f(&o["it_energy_kwh"])).sum();
     close(owners_it, want[3], "fleet owners' E_IT");
+
+    // The hourly ledger is an operator's view: a customer's scoped token may not read it.
+    let r = reqwest::Client::new().get(sites[0].url(&format!("/api/v1/ledger/hours?{q}"))).header("Authorization", format!("Token {TENANT}")).send().await.expect("send");
+    assert_eq!(r.status(), 403, "a tenant token reads no site ledger");
 
     // The monthly report: the fleet's month in Paris, each site's own month in its zone.
     let month = chrono::DateTime::from_timestamp(to / 1_000_000_000, 0).expect("t").format("%Y-%m").to_string();

@@ -176,49 +176,49 @@ impl Fleet {
         Ok(())
     }
 
-    /// Refreshes every site at once; a failure is logged, counted and kept for the site's
-    /// status, and the others go on.
-    pub async fn refresh_all(self: &Arc<Self>) {
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..self.sites.len() {
-            let f = self.clone();
-            set.spawn(async move {
-                let site = &f.sites[i];
-                if let Err(e) = f.refresh_site(site).await {
-                    let errors = {
-                        let mut c = site.cache();
-                        c.errors += 1;
-                        c.last_error = Some(e.to_string());
-                        c.errors
-                    };
-                    FetchFailed { site: &site.cfg.name, error: &e, errors }.emit(&f.metrics);
-                }
-                let c = site.cache();
-                if let (Some(age), _) = f.freshness(&c, Timestamp::now()) {
-                    f.metrics.fleet_site_age.get_or_create(&[("site", site.cfg.name.clone())]).set(age);
-                }
-            });
+    /// Refreshes site `i` once; a failure is logged, counted and kept for the site's status.
+    pub async fn refresh(&self, i: usize) {
+        let Some(site) = self.sites.get(i) else { return };
+        if let Err(e) = self.refresh_site(site).await {
+            let errors = {
+                let mut c = site.cache();
+                c.errors += 1;
+                c.last_error = Some(e.to_string());
+                c.errors
+            };
+            FetchFailed { site: &site.cfg.name, error: &e, errors }.emit(&self.metrics);
         }
-        while let Some(r) = set.join_next().await {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "fleet: a site refresh task panicked");
-            }
+        let c = site.cache();
+        if let (Some(age), _) = self.freshness(&c, Timestamp::now()) {
+            self.metrics.fleet_site_age.get_or_create(&[("site", site.cfg.name.clone())]).set(age);
         }
     }
 
-    /// Refreshes now and every `fleet.refresh_interval_s` until `shutdown`.
-    pub fn spawn(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    /// One loop per site, each refreshing now and every `fleet.refresh_interval_s` until
+    /// `shutdown`: a site that answers slowly (up to `fleet.timeout_s`) never delays the others.
+    pub fn spawn(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(self.config.refresh_interval_s));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.changed() => break,
-                }
-                tokio::select! {
-                    () = self.refresh_all() => {}
-                    _ = shutdown.changed() => break,
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..self.sites.len() {
+                let (f, mut shutdown) = (self.clone(), shutdown.clone());
+                set.spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(f.config.refresh_interval_s));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = shutdown.changed() => break,
+                        }
+                        tokio::select! {
+                            () = f.refresh(i) => {}
+                            _ = shutdown.changed() => break,
+                        }
+                    }
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "fleet: a site's refresh loop panicked");
                 }
             }
         })
