@@ -82,6 +82,14 @@ try {
     .filter((v) => v.impact === "serious" || v.impact === "critical");
   for (const v of bad) fail(`axe ${v.impact} ${v.id}: ${v.help} (${v.nodes.join(", ")})`);
   await page.screenshot({ path: `${SHOTS}/fleet.png`, fullPage: true });
+  // A phone: one card a row, nothing wider than the screen.
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  phone.on("pageerror", (e) => errors.push("phone: " + e.message));
+  await phone.goto(FLEET + "/fleet?range=day");
+  await phone.waitForSelector(".site-card.stale", { timeout: 15000 });
+  const wide = await phone.evaluate(() => document.documentElement.scrollWidth);
+  if (wide > 390) fail(`the fleet page is ${wide} px wide on a 390 px phone`);
+  await phone.screenshot({ path: `${SHOTS}/fleet-phone.png` });
   // A card drills into the site's own dashboard.
   await page.click('.site-card[data-site="paris"]');
   await page.waitForURL(`http://127.0.0.1:${sites[0].port}/**`, { timeout: 10000 });
