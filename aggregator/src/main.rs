@@ -363,6 +363,13 @@ async fn main() -> anyhow::Result<()> {
             if let (Some(cert), Some(key)) = (&cfg.server.tls_cert, &cfg.server.tls_key) {
                 kilowatch_aggregator::tls::acceptor(cert, key)?;
             }
+            // The fleet's token files are read at startup: a missing one is found here too.
+            if let Some(f) = &cfg.fleet {
+                for s in &f.sites {
+                    s.read_token()?;
+                }
+                println!("{}: fleet of {} sites, months in {}", config.display(), f.sites.len(), f.timezone);
+            }
             println!("{}: OK (site {}, time zone {}, listen {})", config.display(), cfg.site.name, cfg.site.timezone, cfg.server.listen);
         }
     }
