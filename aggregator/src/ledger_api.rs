@@ -55,6 +55,10 @@ pub struct Hour {
     pub water_m3: Option<f64>,
     /// E_IT of GPUs no job held (with their nodes' share), as in the jobs list.
     pub idle_kwh: f64,
+    /// Seconds of the hour both E_DC and E_IT were metered: 0 is an hour with no readings
+    /// (before the site existed, an outage of every meter), whose zeros are not energy.
+    #[serde(default)]
+    pub metered_s: f64,
     pub jobs: Vec<JobHour>,
 }
 
@@ -102,6 +106,7 @@ pub async fn hours(State(st): State<AppState>, acct: Acct, Query(q): Query<Hours
                 it_category: site.it_category,
                 water_m3: site.water_metered.then_some(site.water_m3[i]),
                 idle_kwh: 0.0,
+                metered_s: site.facility_covered_s[i].min(site.it_covered_s[i]),
                 jobs: Vec::new(),
             })
             .collect();

@@ -66,6 +66,8 @@ try {
   await page.goto(FLEET + "/fleet?range=day");
   await page.waitForSelector(".site-card.stale", { timeout: 15000 });
   await page.waitForSelector("#eu tbody tr", { timeout: 15000 });
+  await page.waitForSelector("#it-chart canvas", { timeout: 15000 });
+  await page.waitForSelector("#pue-chart canvas", { timeout: 15000 });
   const cards = await page.$$eval(".site-card", (cs) => cs.map((c) => ({ site: c.dataset.site, stale: c.classList.contains("stale"), text: c.textContent.replace(/\s+/g, " ").trim(), href: c.getAttribute("href") })));
   if (cards.length !== 3) fail(`${cards.length} site cards, want 3`);
   const stale = cards.filter((c) => c.stale).map((c) => c.site);

@@ -25,6 +25,7 @@ pub fn routes(fleet: Arc<Fleet>) -> Router<AppState> {
     Router::new()
         .route("/api/v1/fleet/kpi", get(kpi))
         .route("/api/v1/fleet/jobs", get(jobs))
+        .route("/api/v1/fleet/hours", get(hours))
         .route("/api/v1/fleet/reports/{file}", get(report))
         .route("/api/v1/fleet/eu-indicators", get(eu))
         .layer(Extension(fleet))
@@ -148,6 +149,30 @@ async fn jobs(State(st): State<AppState>, fleet: F, Query(q): Query<WindowParams
         Ok((from, to, label)) => Json(merged(json!({ "from": Timestamp(from).to_rfc3339(), "to": Timestamp(to).to_rfc3339(), "window": label }), jobs_over(&fleet, from, to))).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid", e),
     }
+}
+
+/// Each site's hours over the window as chart series (`{name, unit, points: [[t_ms, v]]}`):
+/// E_IT per hour and PUE per hour. A stale site's series ends where its last fetch did.
+async fn hours(State(st): State<AppState>, fleet: F, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
+        return r;
+    }
+    let (from, to, label) = match window(&fleet, &q) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+    };
+    let (mut it, mut pue) = (Vec::new(), Vec::new());
+    for s in &fleet.sites {
+        let c = s.cache();
+        // Hours that have ended, with readings: an hour without any is a gap, not a zero, and
+        // the hour in progress is not drawn as a drop.
+        let ended = super::floor_hour(Timestamp::now().0);
+        let hs: Vec<_> = c.hours.range(from..to.min(ended)).map(|(_, h)| h).filter(|h| h.metered_s > 0.0).collect();
+        let ms = |t: i64| t / 1_000_000;
+        it.push(json!({ "name": s.cfg.name, "unit": "kWh", "points": hs.iter().map(|h| json!([ms(h.t), h.it_kwh])).collect::<Vec<_>>() }));
+        pue.push(json!({ "name": s.cfg.name, "unit": "", "points": hs.iter().map(|h| json!([ms(h.t), (h.it_kwh > 0.0 && h.facility_kwh >= h.it_kwh).then(|| h.facility_kwh / h.it_kwh)])).collect::<Vec<_>>() }));
+    }
+    Json(json!({ "from": Timestamp(from).to_rfc3339(), "to": Timestamp(to).to_rfc3339(), "window": label, "it_kwh": it, "pue": pue })).into_response()
 }
 
 /// `GET /api/v1/fleet/reports/{YYYY-MM}.json`: the fleet's month in `fleet.timezone` (every

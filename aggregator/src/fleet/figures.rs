@@ -25,7 +25,7 @@ pub struct Totals {
     pub it_with_water_kwh: f64,
     #[serde(skip)]
     pub categories: BTreeSet<u8>,
-    /// Hours of the window up to now that were fetched, and that there are.
+    /// Hours of the window up to now that were fetched with readings, and that there are.
     pub hours_covered: usize,
     pub hours_expected: usize,
 }
@@ -47,7 +47,7 @@ impl Totals {
             {
                 t.categories.insert(c);
             }
-            t.hours_covered += 1;
+            t.hours_covered += usize::from(h.metered_s > 0.0);
         }
         let first = from.div_euclid(HOUR_NS) * HOUR_NS;
         let end = to.min(now);
@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     fn hour(t: i64, fac: f64, it: f64, cat: u8, water: Option<f64>) -> Hour {
-        Hour { t, facility_kwh: fac, generator_kwh: 0.0, it_kwh: it, it_category: Some(cat), water_m3: water, idle_kwh: 0.0, jobs: Vec::new() }
+        Hour { t, facility_kwh: fac, generator_kwh: 0.0, it_kwh: it, it_category: Some(cat), water_m3: water, idle_kwh: 0.0, metered_s: 3600.0, jobs: Vec::new() }
     }
 
     #[test]

@@ -19,7 +19,7 @@ function card(s) {
   <div class="fleet-row small">
     <div>${KW.fmt(s.it_energy_kwh / 1000, 2)} <span class="unit">MWh E_IT</span></div>
     <div>${s.water_m3 == null ? "not metered" : KW.fmt(s.water_m3, 1)} <span class="unit">m³ water</span></div>
-    <div>${KW.fmt(s.coverage_pct, 0)} <span class="unit">% of hours</span></div>
+    <div>${KW.fmt(s.coverage_pct, 0)} <span class="unit">% of hours metered</span></div>
   </div>${why}${s.stale ? `<div class="sub warn">last known figures, not counted as zero</div>` : ""}</a>`;
 }
 async function load() {
@@ -38,9 +38,12 @@ async function load() {
   KW.set("f-wue", KW.fmt(f.wue_l_per_kwh, 2)); KW.set("f-it", KW.fmt(f.it_energy_kwh / 1000, 2));
   KW.set("f-dc", KW.fmt(f.facility_energy_kwh / 1000, 2)); KW.set("f-water", f.water_m3 == null ? "–" : KW.fmt(f.water_m3, 1));
   const note = KW.$("f-note");
-  note.textContent = f.stale_sites.length ? "stale: " + f.stale_sites.join(", ") + " (their last known hours are included)" : f.complete ? "every site up to date" : "some hours not fetched yet (" + KW.fmt(f.coverage_pct, 0) + " % of hours)";
+  note.textContent = f.stale_sites.length ? "stale: " + f.stale_sites.join(", ") + " (their last known hours are included)" : f.complete ? "every site up to date" : "every site up to date; readings cover " + KW.fmt(f.coverage_pct, 0) + " % of the window's hours so far";
   note.className = "sub" + (f.stale_sites.length ? " bad" : "");
   KW.$("sites").innerHTML = k.sites.map(card).join("");
+  const h = await KW.get("/api/v1/fleet/hours?period=" + period());
+  Chart.time(KW.$("it-chart"), h.it_kwh, { stack: true, unit: "kWh", digits: 1, height: 200 });
+  Chart.time(KW.$("pue-chart"), h.pue, { digits: 3, height: 200 });
   const j = await KW.get("/api/v1/fleet/jobs?period=" + period());
   const owners = Object.entries(j.by_owner || {}).sort((a, b) => b[1].it_energy_kwh - a[1].it_energy_kwh).slice(0, 15);
   KW.$("owners").tBodies[0].innerHTML = owners.map(([o, r]) => `<tr><td>${KW.esc(o)}</td><td>${r.jobs}</td><td>${KW.fmt(r.it_energy_kwh)}</td><td>${KW.fmt(r.facility_energy_kwh)}</td><td>${KW.fmt(r.water_l)}</td><td>${KW.fmt(r.co2_kg, 2)}</td></tr>`).join("") || "<tr><td colspan=6>no jobs in this window</td></tr>";
