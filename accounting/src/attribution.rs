@@ -127,6 +127,10 @@ pub struct Attribution {
     /// statements show them); not part of the jobs API's answer.
     #[serde(skip)]
     pub steps: Vec<StepFactors>,
+    /// Idle energy per series step, when a series step was asked for (the site's hourly ledger
+    /// for a fleet view); not part of the jobs API's answer.
+    #[serde(skip)]
+    pub idle_series_kwh: Vec<f64>,
 }
 
 /// What one step's (one clock hour's) IT energy was multiplied by.
@@ -328,6 +332,7 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
     let mut node_names: BTreeSet<&str> = series.keys().map(String::as_str).collect();
     node_names.extend(by_node.keys());
     let mut idle = 0.0;
+    let mut idle_series = vec![0.0; series_bounds.as_ref().map_or(0, |sb| sb.len().saturating_sub(1))];
     let (mut gpu_total, mut node_total) = (0.0, 0.0);
     for node in node_names {
         if cancel.is_set() {
@@ -429,6 +434,9 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
                 holders.extend(active.iter().filter(|&&k| here[k].1.gpus.contains(idx)).map(|&k| here[k].0));
                 if holders.is_empty() {
                     idle += e;
+                    if let Some(x) = idle_series.get_mut(sstep) {
+                        *x += e;
+                    }
                     continue;
                 }
                 // Two jobs claiming one GPU at once (overlapping sources) share it equally, so
@@ -497,19 +505,27 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
         steps: (0..n_steps)
             .map(|s| StepFactors { t: Timestamp(steps[s]).to_rfc3339(), pue: pue[s], wue_l_per_kwh: site.water_metered.then_some(wue[s]), carbon_factor_kg_per_kwh: cef[s], window_pue: fallback[s] })
             .collect(),
+        idle_series_kwh: idle_series,
     }))
 }
 
 /// Adds a job's figures to a roll-up (per owner, per project, a customer's statement).
 pub fn add_to_rollup(r: &mut Rollup, j: &JobEnergy) {
-    r.jobs += 1;
-    r.gpu_energy_kwh += j.gpu_energy_kwh;
-    r.it_energy_kwh += j.it_energy_kwh;
-    r.facility_energy_kwh += j.facility_energy_kwh;
-    if let Some(w) = j.water_l {
-        *r.water_l.get_or_insert(0.0) += w;
+    r.add_job(j.gpu_energy_kwh, j.it_energy_kwh, j.facility_energy_kwh, j.water_l, j.co2_kg);
+}
+
+impl Rollup {
+    /// Adds one job's GPU, IT and facility energy, water (`None`: not metered) and CO2.
+    pub fn add_job(&mut self, gpu_kwh: f64, it_kwh: f64, facility_kwh: f64, water_l: Option<f64>, co2_kg: f64) {
+        self.jobs += 1;
+        self.gpu_energy_kwh += gpu_kwh;
+        self.it_energy_kwh += it_kwh;
+        self.facility_energy_kwh += facility_kwh;
+        if let Some(w) = water_l {
+            *self.water_l.get_or_insert(0.0) += w;
+        }
+        self.co2_kg += co2_kg;
     }
-    r.co2_kg += j.co2_kg;
 }
 
 impl JobEnergy {

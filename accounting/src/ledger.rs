@@ -31,6 +31,10 @@ pub struct SiteLedgers {
     pub counter_resets: u32,
     /// Whether any water meter covers part of the window (else water is "not metered").
     pub water_metered: bool,
+    /// Seconds of each segment that some meter of E_DC, and of E_IT at its category, covers:
+    /// a segment with none was not metered (its zeros are no reading, not no energy).
+    pub facility_covered_s: Vec<f64>,
+    pub it_covered_s: Vec<f64>,
 }
 
 /// Every meter's energy series: its kWh counter, or, for a meter that only reports power, its
@@ -57,13 +61,26 @@ pub fn site_ledgers(store: &Store, bounds: &[i64]) -> Result<SiteLedgers, StoreE
     use kilowatch_model::metric::{WATER, role};
     let n = bounds.len().saturating_sub(1);
     let (Some(&from), Some(&to)) = (bounds.first(), bounds.last()) else { return Ok(SiteLedgers::default()) };
-    let mut out = SiteLedgers { it_kwh: vec![0.0; n], facility_kwh: vec![0.0; n], generator_kwh: vec![0.0; n], water_m3: vec![0.0; n], ..SiteLedgers::default() };
+    let mut out = SiteLedgers {
+        it_kwh: vec![0.0; n],
+        facility_kwh: vec![0.0; n],
+        generator_kwh: vec![0.0; n],
+        water_m3: vec![0.0; n],
+        facility_covered_s: vec![0.0; n],
+        it_covered_s: vec![0.0; n],
+        ..SiteLedgers::default()
+    };
     if to <= from {
         return Ok(out);
     }
     let add = |acc: &mut Vec<f64>, l: &Ledger| {
         for (a, v) in acc.iter_mut().zip(&l.values) {
             *a += v;
+        }
+    };
+    let cover = |acc: &mut Vec<f64>, l: &Ledger| {
+        for (a, c) in acc.iter_mut().zip(&l.covered_s) {
+            *a = a.max(*c);
         }
     };
     let mut it_meters: Vec<(u8, Ledger)> = Vec::new();
@@ -80,6 +97,7 @@ pub fn site_ledgers(store: &Store, bounds: &[i64]) -> Result<SiteLedgers, StoreE
             it_meters.push((crate::kpi::category(&m), l));
         } else {
             add(&mut out.facility_kwh, &l);
+            cover(&mut out.facility_covered_s, &l);
             if role_tag == Some(role::GENERATOR) {
                 add(&mut out.generator_kwh, &l);
             }
@@ -90,6 +108,7 @@ pub fn site_ledgers(store: &Store, bounds: &[i64]) -> Result<SiteLedgers, StoreE
     for (_, l) in it_meters.iter().filter(|(c, _)| Some(*c) == out.it_category) {
         out.it_estimated |= l.estimated;
         add(&mut out.it_kwh, l);
+        cover(&mut out.it_covered_s, l);
     }
     for m in store.find_series(WATER, "volume_m3", &[])? {
         let l = store.ledger(m.id, EnergyKind::Counter, bounds)?;

@@ -150,7 +150,7 @@ fn bounded(st: &AppState, w: Result<(TimeRange, String, bool), String>) -> Resul
     Ok(w)
 }
 
-fn read_ok(st: &AppState, headers: &HeaderMap, token: Option<&str>) -> Option<Response> {
+pub(crate) fn read_ok(st: &AppState, headers: &HeaderMap, token: Option<&str>) -> Option<Response> {
     (!st.auth.may_read(Auth::presented(headers, token))).then(|| error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>"))
 }
 

@@ -243,7 +243,8 @@ async fn main() -> anyhow::Result<()> {
             }
             cfg.validate()?;
             let has = |scope| cfg.auth.tokens.iter().any(|t| t.scope == scope);
-            if cfg.auth.write_tokens.is_empty() && !has(TokenScope::Write) && !has(TokenScope::Admin) {
+            // A fleet-only aggregator ingests nothing: it needs no write token.
+            if cfg.fleet.is_none() && cfg.auth.write_tokens.is_empty() && !has(TokenScope::Write) && !has(TokenScope::Admin) {
                 anyhow::bail!("no write token: set auth.write_tokens in the config or KILOWATCH_WRITE_TOKEN");
             }
             if cfg.auth.read_tokens.is_empty() && !has(TokenScope::Read) && !insecure_no_auth {
@@ -286,8 +287,18 @@ async fn main() -> anyhow::Result<()> {
             let cfg = Arc::new(cfg);
             let forecaster = cfg.forecast.poll.then(|| kilowatch_aggregator::forecast_api::spawn_poller(store.clone(), cfg.clone(), shutdown.clone()));
             let reporter = cfg.report.enabled.then(|| kilowatch_aggregator::report::schedule::spawn(store.clone(), cfg.clone(), shutdown.clone()));
+            let (fleet_routes, fleet_loop) = match &cfg.fleet {
+                Some(f) => {
+                    let started = kilowatch_aggregator::fleet::start(f.clone(), metrics.clone(), shutdown.clone())?;
+                    (started.routes, Some(started.refresher))
+                }
+                None => (axum::Router::new(), None),
+            };
             let state = AppState { store, auth: Arc::new(auth), config: cfg, sink, metrics: metrics.clone() };
-            server::serve_with(listener, tls, server::router(state), shutdown, limits, metrics).await?;
+            server::serve_with(listener, tls, server::router_with(state, fleet_routes), shutdown, limits, metrics).await?;
+            if let Some(f) = fleet_loop {
+                let _ = f.await;
+            }
             if let Some(p) = poller {
                 let _ = p.await;
             }
@@ -377,6 +388,13 @@ async fn main() -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             if let (Some(cert), Some(key)) = (&cfg.server.tls_cert, &cfg.server.tls_key) {
                 kilowatch_aggregator::tls::acceptor(cert, key)?;
+            }
+            // The fleet's token files are read at startup: a missing one is found here too.
+            if let Some(f) = &cfg.fleet {
+                for s in &f.sites {
+                    s.read_token()?;
+                }
+                println!("{}: fleet of {} sites, months in {}", config.display(), f.sites.len(), f.timezone);
             }
             println!("{}: OK (site {}, time zone {}, listen {})", config.display(), cfg.site.name, cfg.site.timezone, cfg.server.listen);
         }

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub(crate) checkpoint_samples: Counter,
     pub(crate) maintenance_duration: Histogram,
     pub(crate) maintenance_failures: Counter,
+    pub(crate) fleet_fetch_errors: Family<Labels<1>, Counter>,
+    pub(crate) fleet_site_age: Family<Labels<1>, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,6 +113,8 @@ impl Metrics {
             checkpoint_samples: Counter::default(),
             maintenance_duration: pass_buckets(),
             maintenance_failures: Counter::default(),
+            fleet_fetch_errors: Family::default(),
+            fleet_site_age: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -159,6 +163,8 @@ impl Metrics {
         );
         r.register("kilowatch_store_maintenance_failures", "Maintenance passes that failed (retried at the next tick)", m.maintenance_failures.clone());
         r.register_collector(Box::new(m.scraped.clone()));
+        r.register("kilowatch_fleet_fetch_errors", "Failed fetches of a fleet site's hourly ledger, by site (the refresh goes on)", m.fleet_fetch_errors.clone());
+        r.register("kilowatch_fleet_site_age_seconds", "Seconds since a fleet site's ledger was last fetched in full, by site", m.fleet_site_age.clone());
         Metrics { registry: r, ..m }
     }
 

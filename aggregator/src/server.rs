@@ -28,6 +28,11 @@ use kilowatch_store::Store;
 use crate::view::StoreView;
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes (the fleet's) behind the same limits, auth and tracing.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let view: kilowatch_dashboard::SharedView = Arc::new(StoreView::new(state.store.clone(), state.config.site.name.clone(), state.config.site.timezone.parse().unwrap_or(chrono_tz::UTC)));
     // Pages and assets hold no data and are open; the JSON they fetch needs a read token.
     let dashboard = kilowatch_dashboard::pages_router().merge(kilowatch_dashboard::data_router(view).layer(middleware::from_fn_with_state(state.clone(), require_read)));
@@ -50,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs", get(acct_api::list_jobs).post(acct_api::post_jobs))
         .route("/api/v1/jobs/{id}", get(acct_api::get_job))
         .route("/api/v1/eu-indicators", get(acct_api::eu_indicators))
+        .route("/api/v1/ledger/hours", get(crate::ledger_api::hours))
         .route("/api/v1/reports/{file}", get(crate::report::web::get_report))
         .route("/api/v1/statements/{owner}/{file}", get(crate::report::web::get_statement))
         .layer(axum::Extension(acct))
@@ -61,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::admin::routes())
         .merge(crate::filing_api::routes())
         .merge(crate::forecast_api::routes().layer(middleware::from_fn_with_state(state.clone(), require_read)))
+        .merge(extra)
         .with_state(state)
         .merge(dashboard)
         // The token of a request with a body is checked before any of it is read.

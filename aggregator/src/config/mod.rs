@@ -9,10 +9,12 @@ use serde::Deserialize;
 
 pub use kilowatch_accounting::settings::{AccountingConfig, CarbonConfig};
 pub use eu::EuConfig;
+pub use fleet::{FleetConfig, FleetSite};
 pub use kubernetes::KubernetesConfig;
 pub use store::StoreConfig;
 
 mod eu;
+mod fleet;
 pub mod kubernetes;
 mod store;
 
@@ -68,6 +70,9 @@ pub struct Config {
     /// The PUE/WUE/CO2 forecast and advice for flexible work (docs/forecast.md).
     #[serde(default)]
     pub forecast: kilowatch_forecast::ForecastConfig,
+    /// A fleet view over other sites' ledger APIs (docs/fleet.md). Absent: none.
+    #[serde(default)]
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -324,6 +329,9 @@ impl Config {
         eu::validate(&self.eu)?;
         self.kubernetes.validate()?;
         self.forecast.validate().map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
+        if let Some(f) = &self.fleet {
+            f.validate()?;
+        }
         for (key, v) in [
             ("store.max_future_skew_s", self.store.max_future_skew_s),
             ("store.max_series", self.store.max_series as u64),
