@@ -168,6 +168,8 @@ async fn sample_loop(
             if !points.is_empty() {
                 st.points.fetch_add(points.len() as u64, Ordering::Relaxed);
                 let body = encode_points(&points, Precision::Ns);
+                // Each endpoint's loop is woken as soon as its own copy is on disk: one whose
+                // spool is busy (a large catch-up read holds its lock) delays no other.
                 for t in &ts {
                     match t.spool.lock() {
                         Ok(mut spool) => {
@@ -175,6 +177,7 @@ async fn sample_loop(
                         }
                         Err(_) => tracing::error!("spool lock poisoned"),
                     }
+                    t.notify.notify_one();
                 }
             }
             sources
@@ -186,9 +189,6 @@ async fn sample_loop(
                 tracing::error!(error = %e, "a source panicked; stopping the collector");
                 break;
             }
-        }
-        for t in &targets {
-            t.notify.notify_one();
         }
         stats.cycles.fetch_add(1, Ordering::Relaxed);
         stats.last_cycle_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
