@@ -319,7 +319,7 @@ async fn a_pair_behind_haproxy_survives_a_member_killed_under_load() {
     let (mut probes, mut failures) = (0, Vec::new());
     let kpi_path = format!("/api/v1/kpi?from={}&to={}", start.to_rfc3339().replace('+', "%2B"), Timestamp(start.0 + 3 * 3_600_000_000_000).to_rfc3339().replace('+', "%2B"));
     while killed_at.elapsed() < KILLED_FOR {
-        for (path, token) in [("/api/v1/health", None), (kpi_path.as_str(), Some(READ)), ("/", None), ("/api/v1/alerts", Some(READ))] {
+        for (path, token) in [("/api/v1/health", None), (kpi_path.as_str(), Some(READ)), ("/", None), ("/dashboard/overview.json", Some(READ)), ("/api/v1/alerts", Some(READ))] {
             probes += 1;
             match status(&lb(path), token).await {
                 Some(200) => {}
