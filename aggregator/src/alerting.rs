@@ -261,7 +261,11 @@ pub fn spawn(store: Arc<Store>, cfg: AlertsConfig, clock: Arc<dyn Clock>, shutdo
 
 pub fn run(store: Arc<Store>, mut pipeline: Pipeline, deliverer: Deliverer, every: Duration, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut eval = tokio::time::interval(every);
+        // On the wall clock's grid of `every` (10:00:00, 10:00:15, …), late ticks skipped: the two
+        // members of an active-active pair then evaluate at the same instants, so an alert
+        // starts at the same second on both and their notifications carry the same id.
+        let mut eval = tokio::time::interval_at(on_grid(every), every);
+        eval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut retry = tokio::time::interval(Duration::from_secs(1));
         // The delivery log is kept 62 days (`/api/v1/alerts/notifications`), then pruned: it is
         // the alert history of the monthly report, due up to the 28th of the next month.
@@ -286,6 +290,14 @@ pub fn run(store: Arc<Store>, mut pipeline: Pipeline, deliverer: Deliverer, ever
             }
         }
     })
+}
+
+/// The next multiple of `every` on the wall clock (Unix time), as a tokio instant.
+fn on_grid(every: Duration) -> tokio::time::Instant {
+    let step = every.as_nanos().max(1);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let wait = (step - now % step) % step;
+    tokio::time::Instant::now() + Duration::from_nanos(u64::try_from(wait).unwrap_or(0))
 }
 
 pub fn routes() -> Router<AppState> {

@@ -155,6 +155,28 @@ pub async fn drain_spool(addr: SocketAddr, spool_dir: &Path) -> Arc<AgentStats> 
     stats
 }
 
+/// Restarts a collector configured with `cfg` without sources, as a restarted collector
+/// would, until every endpoint's spool is sent (bounded), and returns each endpoint's counters:
+/// what a stopped collector left in flight arrives.
+pub async fn drain_endpoints(cfg: &kilowatch_collector::config::CollectorConfig) -> Vec<Arc<AgentStats>> {
+    use std::sync::atomic::Ordering;
+    let endpoints = kilowatch_collector::endpoint::open(cfg, Path::new("collector.toml")).expect("endpoints");
+    let per_endpoint: Vec<Arc<AgentStats>> = endpoints.iter().map(|e| e.stats.clone()).collect();
+    let stats = Arc::new(AgentStats::default());
+    let fan = kilowatch_collector::agent::FanOut { sources: Vec::new(), interval: std::time::Duration::from_millis(100), clock: Clock::Wall, endpoints, stats: stats.clone() };
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(fan.run(rx));
+    for _ in 0..300 {
+        if stats.cycles.load(Ordering::Relaxed) > 0 && per_endpoint.iter().all(|s| s.spool_batches.load(Ordering::Relaxed) == 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    let _ = task.await;
+    per_endpoint
+}
+
 /// A child process the test started, killed and reaped when the test ends, however it ends.
 pub struct Reaped(pub std::process::Child);
 

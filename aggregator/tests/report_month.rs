@@ -195,6 +195,15 @@ async fn example_12_month_boundary_in_paris() {
     assert_eq!(files.len(), 4, "html, pdf, csv and json");
     let written: Value = serde_json::from_slice(&std::fs::read(out.path().join("dc5-2024-01.json")).expect("json file")).expect("json");
     assert_eq!(written["windows"]["month"]["it_energy_kwh"], 8.0);
+    // Stamped with when it became due, not when it ran: a pair writes identical files.
+    assert_eq!(written["generated_at"], "2024-02-01T23:00:00Z");
+    let twin = tempfile::tempdir().expect("twin");
+    let mut twin_cfg = cfg.clone();
+    twin_cfg.report.dir = Some(twin.path().to_owned());
+    report::schedule::run_once(&s.store, &twin_cfg, Timestamp(feb2.0 + 3_600_000_000_000)).expect("twin run").expect("due");
+    for f in ["dc5-2024-01.json", "dc5-2024-01.csv", "dc5-2024-01.html"] {
+        assert_eq!(std::fs::read(out.path().join(f)).expect("a"), std::fs::read(twin.path().join(f)).expect("b"), "{f} differs between two runs an hour apart");
+    }
     assert!(report::schedule::run_once(&s.store, &cfg, feb2).expect("again").is_none(), "not produced twice");
     let early = tempfile::tempdir().expect("early dir");
     cfg.report.dir = Some(early.path().to_owned());

@@ -54,7 +54,7 @@ fn write_conf(dir: &Path, url: &str) -> PathBuf {
     for (name, script) in [("prolog", "prolog.sh"), ("epilog", "epilog.sh")] {
         let w = dir.join(format!("{name}.sh"));
         std::fs::write(&w, format!(
-            "#!/bin/sh\nexport KILOWATCH_URL={url} KILOWATCH_TOKEN={WRITE} SLURM_CONF={conf}\nexec {script}\n",
+            "#!/bin/sh\nexport KILOWATCH_URL='{url}' KILOWATCH_TOKEN={WRITE} SLURM_CONF={conf}\nexec {script}\n",
             conf = conf.display(),
             script = repo.join("deploy/slurm").join(script).display()
         )).expect("wrapper");
@@ -99,7 +99,10 @@ async fn slurm_hooks_and_poller_record_gpu_indices() {
     let dir = tempfile::tempdir().expect("tmp");
     let agg_dir = tempfile::tempdir().expect("tmp");
     let s = Server::start(agg_dir.path()).await;
-    let conf = write_conf(dir.path(), &format!("http://{}", s.addr));
+    // The hooks post to both members of an active-active pair (docs/ha.md).
+    let twin_dir = tempfile::tempdir().expect("tmp");
+    let twin = Server::start(twin_dir.path()).await;
+    let conf = write_conf(dir.path(), &format!("http://{} http://{}", s.addr, twin.addr));
     let host = String::from_utf8(Command::new("hostname").arg("-s").output().expect("hostname").stdout).expect("utf8").trim().to_owned();
     let spawn = |bin: &str, args: &[&str]| Command::new(bin).args(args).env("SLURM_CONF", &conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{bin}: {e}"));
     let conf_s = conf.display().to_string();
@@ -136,6 +139,19 @@ async fn slurm_hooks_and_poller_record_gpu_indices() {
                 }
             }
             assert!(t.elapsed() < Duration::from_secs(30), "job {j} not recorded and closed by the hooks; slurmd log:\n{}", std::fs::read_to_string(dir.path().join("d.log")).unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    // The hook posts to the twin right after: a bounded wait for the same allocations there.
+    for (j, mine) in [&j1, &j2].into_iter().zip(&ledger) {
+        let t = Instant::now();
+        loop {
+            let r = reqwest::Client::new().get(twin.url(&format!("/api/v1/jobs/slurm:{j}"))).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+            let theirs: Value = if r.status() == 200 { r.json().await.expect("json") } else { Value::Null };
+            if theirs["allocations"] == mine["allocations"] {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(15), "the twin does not hold job {j} as the first member does: {theirs} vs {mine}");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }

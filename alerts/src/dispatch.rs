@@ -180,8 +180,9 @@ impl Dispatcher {
             let changed = !set.is_empty() && set != believed;
             let repeat_due = any_firing && g.last_sent.is_none_or(|t| now.0 - t.0 >= g.repeat_interval * NS);
             if changed || repeat_due {
+                let repeat = (!changed).then(|| repeat_index(&g.current, &set, now, g.repeat_interval));
                 let n = Notification {
-                    id: format!("{}-{:x}", crate::fingerprint(&BTreeMap::from([("k".to_owned(), key.clone())])), now.0),
+                    id: notification_id(key, &g.current, &set, &believed, repeat),
                     receiver: g.receiver.clone(),
                     group_key: key.clone(),
                     group_labels: g.labels.clone(),
@@ -243,6 +244,39 @@ impl Dispatcher {
         out.retain(|l| !l.receiver.is_empty());
         out
     }
+}
+
+/// An alert's start in whole seconds: when it fired (Alertmanager's `startsAt`).
+fn start_s(a: &Alert) -> i64 {
+    a.fired_at.unwrap_or(a.active_since).0.div_euclid(NS)
+}
+
+/// Which repeat of an unchanged group this is: whole `repeat_interval`s since its earliest
+/// alert started. Counted from the alerts, not from when this process last sent, so that both
+/// members of a pair number the same repeat alike.
+fn repeat_index(current: &BTreeMap<String, Alert>, set: &BTreeMap<String, bool>, now: Timestamp, repeat_interval: i64) -> i64 {
+    let first = set.keys().filter_map(|fp| current.get(fp)).map(start_s).min().unwrap_or(0);
+    (now.0.div_euclid(NS) - first).div_euclid(repeat_interval.max(1))
+}
+
+/// A notification's id, made only of what it says: the group, each alert's fingerprint, state
+/// and start (second), what the receiver was last told, and for a repeat its number. Two
+/// aggregators of an active-active pair that see the same alerts therefore send the same id,
+/// and a receiver that keeps the ids it has seen drops the twin (docs/ha.md). It does not
+/// depend on the tick's time, which differs between the members.
+fn notification_id(key: &str, current: &BTreeMap<String, Alert>, set: &BTreeMap<String, bool>, believed: &BTreeMap<String, bool>, repeat: Option<i64>) -> String {
+    let mut content = Labels::new();
+    for (fp, firing) in set {
+        let start = current.get(fp).map_or(0, start_s);
+        content.insert(format!("a:{fp}"), format!("{}@{start}", if *firing { "firing" } else { "resolved" }));
+    }
+    for fp in believed.keys() {
+        content.insert(format!("b:{fp}"), String::new());
+    }
+    if let Some(r) = repeat {
+        content.insert("repeat".into(), r.to_string());
+    }
+    format!("{}-{}", crate::fingerprint(&BTreeMap::from([("k".to_owned(), key.to_owned())])), crate::fingerprint(&content))
 }
 
 /// Alertmanager's matching: the deepest matching children win; a route with no matching

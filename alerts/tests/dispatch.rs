@@ -165,3 +165,31 @@ fn alertmanager_receivers_are_fed_every_minute() {
     assert!(d.tick(t(30), std::slice::from_ref(&a), &[]).is_empty());
     assert_eq!(d.tick(t(60), std::slice::from_ref(&a), &[]).len(), 1, "re-pushed before Alertmanager's resolve_timeout");
 }
+
+/// Two aggregators of an active-active pair tick at different moments but see the same alerts:
+/// every notification they make carries the same id, so a receiver drops the twin. Each
+/// notification of one member has a different id from the others (a repeat included).
+#[test]
+fn a_pair_makes_the_same_ids_from_the_same_alerts() {
+    let (mut a, mut b) = (dispatcher(), dispatcher());
+    let hot = alert(&[("alertname", "Hot"), ("unit", "cu-01")], AlertStatus::Firing);
+    let hot2 = alert(&[("alertname", "Hot"), ("unit", "cu-02")], AlertStatus::Firing);
+    let hot_r = Alert { status: AlertStatus::Resolved, resolved_at: Some(t(400)), ..hot.clone() };
+    // Member b ticks 7 s after member a, all along.
+    let script: [(i64, Vec<Alert>); 5] = [
+        (0, vec![hot.clone()]),
+        (30, vec![hot.clone()]),
+        (340, vec![hot.clone(), hot2.clone()]),
+        (640, vec![hot_r.clone(), hot2.clone()]),
+        (4300, vec![hot2.clone()]),
+    ];
+    let (mut ids_a, mut ids_b) = (Vec::new(), Vec::new());
+    for (s, alerts) in &script {
+        ids_a.extend(a.tick(t(*s), alerts, &[]).into_iter().map(|n| n.id));
+        ids_b.extend(b.tick(t(*s + 7), alerts, &[]).into_iter().map(|n| n.id));
+    }
+    assert_eq!(ids_a.len(), 4, "first, a second alert, one resolved, a repeat: {ids_a:?}");
+    assert_eq!(ids_a, ids_b);
+    let unique: std::collections::BTreeSet<&String> = ids_a.iter().collect();
+    assert_eq!(unique.len(), ids_a.len(), "{ids_a:?}");
+}

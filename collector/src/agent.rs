@@ -73,17 +73,63 @@ pub fn spool_append(spool: &mut Spool, body: &[u8], stats: &AgentStats, lost: &s
 }
 
 impl Agent {
+    /// One endpoint: every counter in `stats`, as before endpoints could be several.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let Agent { sources, shipper, interval, clock, spool, stats } = self;
-        tracing::info!(endpoint = shipper.endpoint(), interval_ms = interval.as_millis() as u64, sources = sources.len(), spooled = spool.pending_records(), "collector started");
-        update_spool_stats(&stats, &spool);
-        let spool: SharedSpool = Arc::new(Mutex::new(spool));
-        let notify = Arc::new(Notify::new());
-        let shipping = tokio::spawn(ship_loop(shipper, spool.clone(), notify.clone(), stats.clone(), shutdown.clone()));
-        sample_loop(sources, interval, clock, spool.clone(), notify, stats.clone(), shutdown).await;
-        let _ = shipping.await;
-        if let Ok(s) = spool.lock() {
-            tracing::info!(spooled = s.pending_records(), "collector stopped; unsent batches stay in the spool");
+        let endpoint = Endpoint { name: String::new(), shipper, spool, stats: stats.clone() };
+        FanOut { sources, interval, clock, endpoints: vec![endpoint], stats }.run(shutdown).await;
+    }
+}
+
+/// One place the samples go (`[[aggregator]]`): its shipper, its own spool and cursor, and its
+/// shipping counters.
+pub struct Endpoint {
+    pub name: String,
+    pub shipper: Shipper,
+    pub spool: Spool,
+    pub stats: Arc<AgentStats>,
+}
+
+/// A collector shipping every batch to several endpoints (an active-active pair). Each sampled
+/// batch is appended to every endpoint's spool; each endpoint has its own ship loop, so one
+/// that is down or slow only grows its own spool and never delays the others.
+pub struct FanOut {
+    pub sources: Vec<Box<dyn Source>>,
+    pub interval: Duration,
+    pub clock: Clock,
+    pub endpoints: Vec<Endpoint>,
+    /// Sampling counters (cycles, points, source errors, cycle time).
+    pub stats: Arc<AgentStats>,
+}
+
+/// A spool with the loop that drains it: what the sampler appends to.
+#[derive(Clone)]
+struct Target {
+    spool: SharedSpool,
+    notify: Arc<Notify>,
+    stats: Arc<AgentStats>,
+}
+
+impl FanOut {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let FanOut { sources, interval, clock, endpoints, stats } = self;
+        let mut targets = Vec::new();
+        let mut shipping = Vec::new();
+        for Endpoint { name, shipper, spool, stats: ep_stats } in endpoints {
+            tracing::info!(endpoint = shipper.endpoint(), name = %name, interval_ms = interval.as_millis() as u64, sources = sources.len(), spooled = spool.pending_records(), "collector started");
+            update_spool_stats(&ep_stats, &spool);
+            let t = Target { spool: Arc::new(Mutex::new(spool)), notify: Arc::new(Notify::new()), stats: ep_stats };
+            shipping.push(tokio::spawn(ship_loop(shipper, t.spool.clone(), t.notify.clone(), t.stats.clone(), shutdown.clone())));
+            targets.push(t);
+        }
+        sample_loop(sources, interval, clock, targets.clone(), stats, shutdown).await;
+        for s in shipping {
+            let _ = s.await;
+        }
+        for t in &targets {
+            if let Ok(s) = t.spool.lock() {
+                tracing::info!(spooled = s.pending_records(), "collector stopped; unsent batches stay in the spool");
+            }
         }
     }
 }
@@ -92,8 +138,7 @@ async fn sample_loop(
     mut sources: Vec<Box<dyn Source>>,
     interval: Duration,
     clock: Clock,
-    spool: SharedSpool,
-    notify: Arc<Notify>,
+    targets: Vec<Target>,
     stats: Arc<AgentStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -107,7 +152,7 @@ async fn sample_loop(
         let started = Instant::now();
         let now = clock.now();
         let st = stats.clone();
-        let sp = spool.clone();
+        let ts = targets.clone();
         // Sources do blocking I/O (FFI, files, sockets): off the async runtime.
         let joined = tokio::task::spawn_blocking(move || {
             let mut points = Vec::new();
@@ -123,11 +168,16 @@ async fn sample_loop(
             if !points.is_empty() {
                 st.points.fetch_add(points.len() as u64, Ordering::Relaxed);
                 let body = encode_points(&points, Precision::Ns);
-                match sp.lock() {
-                    Ok(mut spool) => {
-                        spool_append(&mut spool, body.as_bytes(), &st, "cannot spool a batch; it is lost");
+                // Each endpoint's loop is woken as soon as its own copy is on disk: one whose
+                // spool is busy (a large catch-up read holds its lock) delays no other.
+                for t in &ts {
+                    match t.spool.lock() {
+                        Ok(mut spool) => {
+                            spool_append(&mut spool, body.as_bytes(), &t.stats, "cannot spool a batch; it is lost");
+                        }
+                        Err(_) => tracing::error!("spool lock poisoned"),
                     }
-                    Err(_) => tracing::error!("spool lock poisoned"),
+                    t.notify.notify_one();
                 }
             }
             sources
@@ -140,7 +190,6 @@ async fn sample_loop(
                 break;
             }
         }
-        notify.notify_one();
         stats.cycles.fetch_add(1, Ordering::Relaxed);
         stats.last_cycle_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }

@@ -12,7 +12,7 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {key}: {message}")]
-    Invalid { path: PathBuf, key: &'static str, message: String },
+    Invalid { path: PathBuf, key: String, message: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -21,8 +21,10 @@ pub struct CollectorConfig {
     /// Seconds between two samples of every source (default 1).
     #[serde(default = "default_interval")]
     pub interval_s: f64,
-    /// Where to send the samples.
-    pub aggregator: AggregatorConfig,
+    /// Where to send the samples: one `[aggregator]` table, or several `[[aggregator]]` (an
+    /// active-active pair), each endpoint with its own spool and cursor.
+    #[serde(deserialize_with = "one_or_many")]
+    pub aggregator: Vec<AggregatorConfig>,
     /// The simulated site as a source (demo, tests, load runs). Absent: no simulation.
     #[serde(default)]
     pub sim: Option<SimSourceConfig>,
@@ -84,6 +86,10 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregatorConfig {
+    /// The endpoint's name in logs, metrics (`endpoint` label) and its spool's folder
+    /// (`spool.dir/NAME`) when there are several. Default: the URL's `host_port`.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Base URL of the aggregator (or any InfluxDB v2 write endpoint), e.g. `http://kilowatch:8086`.
     pub url: String,
     /// A file holding the write token (preferred: keeps it out of the config). The environment
@@ -164,14 +170,11 @@ impl CollectorConfig {
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let cfg: CollectorConfig = from_toml(text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
-        let invalid = |key, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
+        let invalid = |key: &str, message: String| ConfigError::Invalid { path: path.to_owned(), key: key.to_owned(), message };
         if !(0.05..=3600.0).contains(&cfg.interval_s) {
             return Err(invalid("interval_s", format!("{} is outside 0.05..3600 seconds", cfg.interval_s)));
         }
-        if !(cfg.aggregator.url.starts_with("http://") || cfg.aggregator.url.starts_with("https://")) {
-            return Err(invalid("aggregator.url", format!("{:?} must start with http:// or https://", cfg.aggregator.url)));
-        }
-        within("aggregator.timeout_s", cfg.aggregator.timeout_s, 0.001, 3600.0).map_err(|(k, m)| invalid(k, m))?;
+        check_aggregators(&cfg.aggregator).map_err(|(k, m)| invalid(&k, m))?;
         if cfg.spool.segment_bytes < 4096 || cfg.spool.segment_bytes > 1 << 30 || cfg.spool.segment_bytes.saturating_mul(2) > cfg.spool.max_bytes {
             return Err(invalid("spool.segment_bytes", format!("{} must be from 4096 to 1 GiB and at most half of spool.max_bytes ({})", cfg.spool.segment_bytes, cfg.spool.max_bytes)));
         }
@@ -202,23 +205,97 @@ impl CollectorConfig {
         self.node.clone().unwrap_or_else(hostname)
     }
 
-    /// The write token: `KILOWATCH_TOKEN`, else `token_file`, else `token`.
-    pub fn token(&self, path: &Path) -> Result<String, ConfigError> {
+    /// The endpoints with their names (see [`AggregatorConfig::name`]) and spool folders: with
+    /// one endpoint its spool is `spool.dir` itself, as before `[[aggregator]]` existed.
+    pub fn endpoints(&self) -> Vec<(String, &AggregatorConfig, crate::spool::SpoolConfig)> {
+        let many = self.aggregator.len() > 1;
+        self.aggregator
+            .iter()
+            .map(|a| {
+                let name = a.endpoint_name();
+                let mut spool = self.spool.clone();
+                if many {
+                    spool.dir = spool.dir.join(&name);
+                }
+                (name, a, spool)
+            })
+            .collect()
+    }
+}
+
+impl AggregatorConfig {
+    /// The configured name, else the URL's `host_port` (`kilowatch-a_8086`).
+    pub fn endpoint_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
+        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+        authority.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    }
+
+    /// The write token: `KILOWATCH_TOKEN` (for every endpoint), else `token_file`, else
+    /// `token`. `key` is this endpoint's key in messages (`aggregator[1]`).
+    pub fn token(&self, path: &Path, key: &str) -> Result<String, ConfigError> {
         if let Ok(t) = std::env::var("KILOWATCH_TOKEN")
             && !t.trim().is_empty()
         {
             return Ok(t.trim().to_owned());
         }
-        if let Some(f) = &self.aggregator.token_file {
+        if let Some(f) = &self.token_file {
             let t = std::fs::read_to_string(f).map_err(|source| ConfigError::Read { path: f.clone(), source })?;
             return Ok(t.trim().to_owned());
         }
-        self.aggregator.token.clone().ok_or_else(|| ConfigError::Invalid {
+        self.token.clone().ok_or_else(|| ConfigError::Invalid {
             path: path.to_owned(),
-            key: "aggregator.token_file",
-            message: "no write token: set aggregator.token_file, aggregator.token or KILOWATCH_TOKEN".into(),
+            key: format!("{key}.token_file"),
+            message: format!("no write token: set {key}.token_file, {key}.token or KILOWATCH_TOKEN"),
         })
     }
+}
+
+/// `aggregator` as one table (`[aggregator]`) or an array of tables (`[[aggregator]]`). Each
+/// form is deserialized by its own type so that a bad key keeps its path in the message
+/// (`aggregator[1].timeout_s: …`), which an untagged enum would lose.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AggregatorConfig>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<AggregatorConfig>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an [aggregator] table or [[aggregator]] tables")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            AggregatorConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|a| vec![a])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::<AggregatorConfig>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Each endpoint's URL and timeout, and names unique and usable as a folder, keyed
+/// `aggregator.url` for the single-table form and `aggregator[i].url` for a list.
+fn check_aggregators(list: &[AggregatorConfig]) -> Result<(), (String, String)> {
+    if list.is_empty() {
+        return Err(("aggregator".into(), "at least one [[aggregator]] endpoint is required".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, a) in list.iter().enumerate() {
+        let key = if list.len() == 1 { "aggregator".to_owned() } else { format!("aggregator[{i}]") };
+        if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
+            return Err((format!("{key}.url"), format!("{:?} must start with http:// or https://", a.url)));
+        }
+        within("timeout_s", a.timeout_s, 0.001, 3600.0).map_err(|(_, m)| (format!("{key}.timeout_s"), m))?;
+        let name = a.endpoint_name();
+        if name.is_empty() || name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err((format!("{key}.name"), format!("{name:?} must be letters, digits, '-', '_' or '.' (it names the endpoint's spool folder)")));
+        }
+        if !seen.insert(name.clone()) {
+            return Err((format!("{key}.name"), format!("{name:?} names two endpoints; give each [[aggregator]] its own name")));
+        }
+    }
+    Ok(())
 }
 
 /// Deserializes a TOML document, naming the key of a value of the wrong type or range by its
@@ -290,6 +367,32 @@ mod tests {
         assert!(e.to_string().contains("intervl_s"), "{e}");
         let e = CollectorConfig::parse("[aggregator]\nurl = \"ftp://x\"\n", Path::new("c.toml")).expect_err("bad url");
         assert!(e.to_string().contains("aggregator.url"), "{e}");
+    }
+
+    /// `[[aggregator]]` as a list: each endpoint named, with its own spool folder; a bad
+    /// value or key in one is named with its index; the single table keeps `spool.dir`.
+    #[test]
+    fn several_aggregators() {
+        let two = "[[aggregator]]\nurl = \"http://kw-a:8086\"\ntoken = \"t\"\n[[aggregator]]\nname = \"b\"\nurl = \"https://kw-b:8086/\"\ntoken = \"t\"\n[spool]\ndir = \"/s\"\n";
+        let cfg = CollectorConfig::parse(two, Path::new("c.toml")).expect("two");
+        let eps: Vec<(String, PathBuf)> = cfg.endpoints().into_iter().map(|(n, _, s)| (n, s.dir)).collect();
+        assert_eq!(eps, vec![("kw-a_8086".into(), PathBuf::from("/s/kw-a_8086")), ("b".into(), PathBuf::from("/s/b"))]);
+        let one = CollectorConfig::parse("[aggregator]\nurl = \"http://x\"\n[spool]\ndir = \"/s\"\n", Path::new("c.toml")).expect("one");
+        assert_eq!(one.endpoints()[0].2.dir, PathBuf::from("/s"));
+        for (text, key) in [
+            (two.replace("https://kw-b", "ftp://kw-b"), "aggregator[1].url"),
+            (two.replace("name = \"b\"", "name = \"b\"\ntimeout_s = nan"), "aggregator[1].timeout_s"),
+            (two.replace("name = \"b\"", "nmae = \"b\""), "aggregator[1]"),
+            (two.replace("name = \"b\"", "name = \"kw-a_8086\""), "aggregator[1].name"),
+            (two.replace("name = \"b\"", "name = \"../b\""), "aggregator[1].name"),
+            ("[spool]\ndir = \"/s\"\n".to_owned(), "aggregator"),
+            ("aggregator = 3\n".to_owned(), "aggregator"),
+        ] {
+            let e = CollectorConfig::parse(&text, Path::new("c.toml")).expect_err(key).to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let e = CollectorConfig::parse(&two.replace("name = \"b\"", "nmae = \"b\""), Path::new("c.toml")).expect_err("typo").to_string();
+        assert!(e.contains("nmae"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod endpoint;
 pub mod facility;
 pub mod metrics_server;
 pub mod nvml;

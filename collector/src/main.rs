@@ -5,14 +5,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use kilowatch_collector::agent::{Agent, AgentStats};
+use kilowatch_collector::agent::{AgentStats, FanOut};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::config::{CollectorConfig, NvmlSourceConfig, hostname};
 use kilowatch_collector::metrics_server::{self, Exposition};
 use kilowatch_collector::nvml::{NvmlSource, SharedGpuMetrics};
-use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::source::{SimSource, Source};
-use kilowatch_collector::spool::Spool;
 use kilowatch_model::{Precision, Timestamp, encode_points};
 use kilowatch_sim::{Emit, SimConfig};
 
@@ -160,39 +158,18 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let ca = match &cfg.aggregator.ca_file {
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("aggregator.ca_file {}", p.display()))?),
-        None => None,
-    };
-    let shipper = Shipper::with_ca(
-        &ShipperConfig {
-            url: cfg.aggregator.url.clone(),
-            token: cfg.token(&path)?,
-            org: cfg.aggregator.org.clone(),
-            bucket: cfg.aggregator.bucket.clone(),
-            timeout: Duration::from_secs_f64(cfg.aggregator.timeout_s),
-        },
-        ca.as_deref(),
-    )
-    .with_context(|| cfg.aggregator.ca_file.as_ref().map(|p| format!("aggregator.ca_file {}", p.display())).unwrap_or_else(|| "aggregator".into()))?;
+    let endpoints = kilowatch_collector::endpoint::open(&cfg, &path)?;
     let stats = Arc::new(AgentStats::default());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let metrics_task = match &cfg.metrics {
         Some(m) => {
             let listener = metrics_server::bind(&m.listen).await?;
-            let expo = Arc::new(Exposition { stats: stats.clone(), gpus });
+            let expo = Arc::new(Exposition { stats: stats.clone(), endpoints: endpoints.iter().map(|e| (e.name.clone(), e.stats.clone())).collect(), gpus });
             Some(tokio::spawn(metrics_server::serve(listener, expo, rx.clone())))
         }
         None => None,
     };
-    let agent = Agent {
-        sources,
-        shipper,
-        interval: Duration::from_secs_f64(cfg.interval_s),
-        clock: Clock::Wall,
-        spool: Spool::open(cfg.spool.clone())?,
-        stats,
-    };
+    let agent = FanOut { sources, interval: Duration::from_secs_f64(cfg.interval_s), clock: Clock::Wall, endpoints, stats };
     let task = tokio::spawn(agent.run(rx));
     shutdown_signal().await?;
     let _ = tx.send(true);

@@ -32,7 +32,11 @@ pub enum MetricsServerError {
 /// What one scrape shows.
 #[derive(Debug, Clone)]
 pub struct Exposition {
+    /// Sampling counters; with no `endpoints`, the shipping ones too.
     pub stats: Arc<AgentStats>,
+    /// Each endpoint's name and shipping counters. With several, shipping metrics carry an
+    /// `endpoint` label; with one, they are written without it, as before.
+    pub endpoints: Vec<(String, Arc<AgentStats>)>,
     /// `None` when this collector has no GPU source (or its optional NVML did not start).
     pub gpus: Option<SharedGpuMetrics>,
 }
@@ -80,6 +84,9 @@ const HEALTH: &[(&str, &str, &str, Reader)] = &[
     ),
 ];
 
+/// The metrics of sampling, which no endpoint owns.
+const SAMPLING: &[&str] = &["kilowatch_collector_cycles_total", "kilowatch_collector_samples_total", "kilowatch_collector_source_errors_total", "kilowatch_collector_last_cycle_seconds"];
+
 fn count(a: &std::sync::atomic::AtomicU64) -> f64 {
     a.load(Ordering::Relaxed) as f64
 }
@@ -91,7 +98,21 @@ impl Exposition {
             g.render_into(&mut out);
         }
         for (name, help, ty, read) in HEALTH {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {}", read(&self.stats));
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}");
+            let per_endpoint = !SAMPLING.contains(name);
+            match &self.endpoints[..] {
+                [_, _, ..] if per_endpoint => {
+                    for (ep, stats) in &self.endpoints {
+                        let _ = writeln!(out, "{name}{{endpoint=\"{}\"}} {}", ep.replace(['\\', '"'], "_"), read(stats));
+                    }
+                }
+                [(_, stats)] if per_endpoint => {
+                    let _ = writeln!(out, "{name} {}", read(stats));
+                }
+                _ => {
+                    let _ = writeln!(out, "{name} {}", read(&self.stats));
+                }
+            }
         }
         let _ = writeln!(
             out,
@@ -142,9 +163,24 @@ mod tests {
         let stats = Arc::new(AgentStats::default());
         stats.cycles.store(3, Ordering::Relaxed);
         stats.last_cycle_us.store(1500, Ordering::Relaxed);
-        let text = Exposition { stats, gpus: None }.render();
+        let text = Exposition { stats: stats.clone(), endpoints: Vec::new(), gpus: None }.render();
         assert!(text.contains("\nkilowatch_collector_cycles_total 3\n"), "{text}");
         assert!(text.contains("\nkilowatch_collector_last_cycle_seconds 0.0015\n"), "{text}");
         assert!(!text.contains("DCGM_"));
+    }
+
+    /// Two endpoints: shipping figures per endpoint, sampling figures once.
+    #[test]
+    fn shipping_metrics_per_endpoint() {
+        let stats = Arc::new(AgentStats::default());
+        stats.cycles.store(7, Ordering::Relaxed);
+        let (a, b) = (Arc::new(AgentStats::default()), Arc::new(AgentStats::default()));
+        a.batches_sent.store(7, Ordering::Relaxed);
+        b.spool_batches.store(5, Ordering::Relaxed);
+        let text = Exposition { stats, endpoints: vec![("kw-a".into(), a), ("kw-b".into(), b)], gpus: None }.render();
+        assert!(text.contains("\nkilowatch_collector_cycles_total 7\n"), "{text}");
+        assert!(text.contains("\nkilowatch_collector_batches_sent_total{endpoint=\"kw-a\"} 7\n"), "{text}");
+        assert!(text.contains("\nkilowatch_collector_batches_sent_total{endpoint=\"kw-b\"} 0\n"), "{text}");
+        assert!(text.contains("\nkilowatch_collector_spool_batches{endpoint=\"kw-b\"} 5\n"), "{text}");
     }
 }

@@ -30,6 +30,10 @@ fi
 START="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 BODY=$(printf '{"job":"slurm:%s","owner":"%s","project":"%s","node":"%s","gpus":[%s],"start":"%s","source":"slurm-hook"}' \
   "$JOB" "$OWNER" "$ACCOUNT" "$NODE" "$GPUS" "$START")
-curl -fsS -m 5 -X POST -H "Authorization: Token ${KILOWATCH_TOKEN:-}" -H 'Content-Type: application/json' \
-  --data "$BODY" "$URL/api/v1/jobs" >/dev/null 2>&1 || logger -t kilowatch "prolog: post for job $JOB failed" 2>/dev/null
+# KILOWATCH_URL may name several aggregators, space-separated (both members of a pair,
+# docs/ha.md): the same body goes to each, and the job ledger stores it once per member.
+for U in $URL; do
+  curl -fsS -m 5 -X POST -H "Authorization: Token ${KILOWATCH_TOKEN:-}" -H 'Content-Type: application/json' \
+    --data "$BODY" "$U/api/v1/jobs" >/dev/null 2>&1 || logger -t kilowatch "prolog: post for job $JOB to $U failed" 2>/dev/null
+done
 exit 0

@@ -72,6 +72,21 @@ pub fn due_month(now: Timestamp, tz: Tz, day: u32) -> Option<String> {
 }
 
 /// One check: writes the due report if it is missing; returns its files when it wrote them.
+/// When the report that is due at `now` became due: `day` 00:00 local of the current month.
+pub fn due_at(now: Timestamp, tz: Tz, day: u32) -> Option<String> {
+    use chrono::TimeZone;
+    let local = now.to_datetime().with_timezone(&tz);
+    let midnight = local.date_naive().with_day(day.clamp(1, 28))?.and_hms_opt(0, 0, 0)?;
+    // A zone whose midnight is skipped or doubled (a DST change at 00:00) takes the earliest.
+    tz.from_local_datetime(&midnight).earliest().map(|d| Timestamp::from_datetime(d).to_rfc3339())
+}
+
+/// The id of a report's ready notice (body `id`, header `X-Kilowatch-Notification-Id`): the same
+/// from both members of a pair, so that a receiver drops the twin.
+pub fn notice_id(site: &str, month: &str) -> String {
+    format!("report-{site}-{month}")
+}
+
 pub fn run_once(store: &Store, cfg: &Config, now: Timestamp) -> Result<Option<(String, Vec<PathBuf>)>, super::ReportError> {
     let tz: Tz = cfg.site.timezone.parse().map_err(|_| super::ReportError::TimeZone(cfg.site.timezone.clone()))?;
     let Some(month) = due_month(now, tz, cfg.report.day) else { return Ok(None) };
@@ -84,7 +99,9 @@ pub fn run_once(store: &Store, cfg: &Config, now: Timestamp) -> Result<Option<(S
     if !formats.contains(&Format::Json) {
         formats.push(Format::Json);
     }
-    let files = super::write_files(store, cfg, &month, &formats, &dir, None)?;
+    // Stamped with when it became due, not when it ran: both members of an active-active pair
+    // then write byte-identical files (docs/ha.md).
+    let files = super::write_files(store, cfg, &month, &formats, &dir, due_at(now, tz, cfg.report.day).as_deref())?;
     Ok(Some((month, files)))
 }
 
@@ -112,8 +129,9 @@ pub fn spawn(store: Arc<Store>, cfg: Arc<Config>, mut shutdown: watch::Receiver<
             let Some((month, files)) = done else { continue };
             tracing::info!(month = %month, files = files.len(), "monthly report ready");
             if let (Some(url), Some(client)) = (&cfg.report.webhook_url, &client) {
-                let body = serde_json::json!({ "site": cfg.site.name, "month": month, "files": files, "status": "ready" });
-                match client.post(url).json(&body).send().await {
+                let id = notice_id(&cfg.site.name, &month);
+                let body = serde_json::json!({ "id": id, "site": cfg.site.name, "month": month, "files": files, "status": "ready" });
+                match client.post(url).header(kilowatch_alerts::payload::ID_HEADER, &id).json(&body).send().await {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => tracing::warn!(status = %r.status(), "report webhook refused the notice"),
                     Err(e) => tracing::warn!(error = %e, "report webhook unreachable"),
