@@ -5,6 +5,7 @@ pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod facility;
+pub mod inference;
 pub mod metrics_server;
 pub mod nvml;
 pub mod ship;
