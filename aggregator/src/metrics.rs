@@ -71,6 +71,9 @@ pub struct Metrics {
     pub(crate) checkpoint_samples: Counter,
     pub(crate) maintenance_duration: Histogram,
     pub(crate) maintenance_failures: Counter,
+    /// Energy per token of each model over the last complete hour (crate::tokens_api).
+    pub(crate) model_j_per_token: Family<Labels<4>, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub(crate) model_gauges_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,6 +114,8 @@ impl Metrics {
             checkpoint_samples: Counter::default(),
             maintenance_duration: pass_buckets(),
             maintenance_failures: Counter::default(),
+            model_j_per_token: Family::default(),
+            model_gauges_at: Mutex::new(None),
             registry: Registry::default(),
         };
         r.register(
@@ -158,6 +163,11 @@ impl Metrics {
             m.maintenance_duration.clone(),
         );
         r.register("kilowatch_store_maintenance_failures", "Maintenance passes that failed (retried at the next tick)", m.maintenance_failures.clone());
+        r.register(
+            "kilowatch_model_energy_joules_per_token",
+            "Energy per token of each served model over the last complete hour, by model, tenant, basis (gpu, it, facility) and tokens (all: prompt and generated; generated: all the energy on output tokens)",
+            m.model_j_per_token.clone(),
+        );
         r.register_collector(Box::new(m.scraped.clone()));
         Metrics { registry: r, ..m }
     }
@@ -242,6 +252,7 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap, uri: axum::
     if !st.auth.may_read(Auth::presented(&headers, token.as_deref())) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required");
     }
+    crate::tokens_api::refresh_model_gauges(&st).await;
     let store = st.store.clone();
     // The store's stats take its lock: off the async workers.
     let stats = match tokio::task::spawn_blocking(move || store.stats()).await {

@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs", get(acct_api::list_jobs).post(acct_api::post_jobs))
         .route("/api/v1/jobs/{id}", get(acct_api::get_job))
         .route("/api/v1/eu-indicators", get(acct_api::eu_indicators))
+        .route("/api/v1/models", get(crate::tokens_api::get_models))
+        .route("/api/v1/progress", axum::routing::post(crate::tokens_api::post_progress))
         .route("/api/v1/reports/{file}", get(crate::report::web::get_report))
         .route("/api/v1/statements/{owner}/{file}", get(crate::report::web::get_statement))
         .layer(axum::Extension(acct))
