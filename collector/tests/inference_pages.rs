@@ -3,6 +3,8 @@
 //! served over HTTP on loopback and scraped by the real source, including a server restart
 //! (its counters drop) in the middle of a window.
 
+mod peers;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,8 +88,9 @@ fn counter(points: &[Point], field: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_window_is_a_reset_not_negative_tokens() {
+    let Some(py) = peers::python("a_restart_mid_window_is_a_reset_not_negative_tokens") else { return };
     let page = |n: usize| {
-        std::process::Command::new(std::env::var("KILOWATCH_PY").unwrap_or_else(|_| "/var/tmp/kilowatch-peers-venv/bin/python".into()))
+        std::process::Command::new(&py)
             .args(["tests/peers/inference_server.py", "--engine", "vllm", "--dump", &n.to_string(), "--prompt", "100", "--gen", "10"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
@@ -98,7 +101,7 @@ async fn a_restart_mid_window_is_a_reset_not_negative_tokens() {
     // Pages rendered by the real client library from the servers' declarations (scripts/test
     // installs it in the peers' venv).
     let (Some(a), Some(b), Some(c), Some(d)) = (page(1000), page(1500), page(20), page(70)) else {
-        panic!("the peers' venv lacks prometheus_client: run scripts/test once, or pip install prometheus-client");
+        panic!("the peers' venv lacks prometheus_client: scripts/test installs it (PEERS_PINS)");
     };
     let pages = Pages { list: Arc::new(Mutex::new(vec![a, b, c, d])), next: Arc::new(AtomicUsize::new(0)), down: Default::default() };
     let app = axum::Router::new().route("/metrics", get(metrics)).with_state(pages.clone());
