@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The dashboard's browser tests (scripts/e2e/dashboard.mjs, then gpus-scale.mjs). Without node, Debian's chromium or
+# The dashboard's browser tests (scripts/e2e/dashboard.mjs, then gpus-scale.mjs and models.mjs). Without node, Debian's chromium or
 # playwright-core it skips with a notice, except under CI, where it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,3 +21,5 @@ export KILOWATCH_BIN="${KILOWATCH_BIN:-${CARGO_TARGET_DIR:-target}/debug/kilowat
 node scripts/e2e/dashboard.mjs
 # The GPU page with 10,000 GPUs (a second demo, started after the first has stopped).
 node scripts/e2e/gpus-scale.mjs
+# The Models page over the whole simulated site and its inference fleet.
+node scripts/e2e/models.mjs

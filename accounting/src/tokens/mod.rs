@@ -42,6 +42,9 @@ pub const PROMPT_TOKEN_WEIGHT: f64 = 0.1;
 
 /// Fewer generated tokens than this in a window make its per-token figures low confidence.
 pub const MIN_TOKENS: f64 = 10_000.0;
+/// Fewer steps than this make a training job's per-step figures low confidence (a job's start-up
+/// or end falls on a handful of steps).
+pub const MIN_STEPS: u64 = 10;
 
 /// An energy in three boundaries: the GPUs, IT (GPUs plus the node's non-GPU share) and the
 /// facility (IT × the hour's PUE).
@@ -352,6 +355,9 @@ fn training_footprints(js: &JobStore, att: &Attribution, r: TimeRange) -> Result
             }
             // Progress of a job the ledger does not know: its steps are shown, its energy is not.
             None => t.confidence = "low",
+        }
+        if t.steps < MIN_STEPS {
+            t.confidence = "low";
         }
         let n = t.steps as f64;
         t.kwh_per_step = (n > 0.0).then(|| t.energy_kwh.scaled(1.0 / n));
