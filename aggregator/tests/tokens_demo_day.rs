@@ -95,5 +95,32 @@ async fn a_demo_day_of_serving_and_training_adds_up() {
         assert!(per_step > 0.0 && per_btok > 0.0, "{t:#}");
         eprintln!("training {}: {} steps, {:.3} kWh IT per step, {:.1} kWh IT per billion tokens", t["job"], t["steps"], per_step, per_btok);
     }
+
+    // The monthly report and a tenant's statement carry the section, in every format.
+    let get = |path: String| {
+        let url = s.url(&path);
+        async move {
+            let r = reqwest::Client::new().get(url).header("Authorization", format!("Token {READ}")).timeout(Duration::from_secs(300)).send().await.expect("send");
+            assert_eq!(r.status(), 200, "{path}");
+            r.bytes().await.expect("body")
+        }
+    };
+    let report: Value = serde_json::from_slice(&get("/api/v1/reports/2026-10.json".into()).await).expect("json");
+    assert_eq!(report["tokens"]["models"].as_array().map(Vec::len), Some(5), "{:#}", report["tokens"]);
+    assert!(!report["tokens"]["training"].as_array().expect("training").is_empty());
+    let html = String::from_utf8(get("/api/v1/reports/2026-10.html".into()).await.to_vec()).expect("utf-8");
+    assert!(html.contains("Energy per token and per training step") && html.contains("Llama-3.1-405B"), "no section in the report's HTML");
+    let pdf = get("/api/v1/reports/2026-10.pdf".into()).await;
+    assert!(pdf.starts_with(b"%PDF"));
+    let st: Value = serde_json::from_slice(&get("/api/v1/statements/h-company/2026-10.json".into()).await).expect("json");
+    let ms = st["tokens"]["models"].as_array().expect("models");
+    assert_eq!(ms.len(), 1, "{ms:#?}");
+    assert_eq!(ms[0]["model"], "meta-llama/Llama-3.1-70B-Instruct");
+    // The serving deployment is one of the tenant's jobs in its statement, and the model's
+    // energy is that job's.
+    let serve_it: f64 = st["jobs"].as_array().expect("jobs").iter().filter(|j| j["job"].as_str().is_some_and(|x| x.starts_with("serve:"))).map(|j| f(&j["it_energy_kwh"])).sum();
+    assert!((serve_it - f(&ms[0]["energy_kwh"]["it"])).abs() <= 1e-9 * serve_it, "{serve_it} vs {}", ms[0]["energy_kwh"]["it"]);
+    let st_html = String::from_utf8(get("/api/v1/statements/h-company/2026-10.html".into()).await.to_vec()).expect("utf-8");
+    assert!(st_html.contains("Energy per token and per training step"));
     s.stop().await;
 }

@@ -174,6 +174,12 @@ fn div(a: f64, b: f64) -> Option<f64> {
 pub fn models(store: &Store, js: &JobStore, r: TimeRange, carbon: &CarbonConfig) -> Result<ModelsAnswer, JobError> {
     let allocs = attribution::allocations(store, js, r)?;
     let att = attribution::attribute(store, &allocs, r, Some(HOUR_NS), carbon)?;
+    models_from(store, js, r, &allocs, &att)
+}
+
+/// [`models`] from an attribution already made over `r` at one-hour series steps (a customer's
+/// statement has one).
+pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocation], att: &Attribution) -> Result<ModelsAnswer, JobError> {
     let bounds = step_bounds(r.from.0, r.to.0, HOUR_NS);
     let rows = token_ledgers(store, &bounds)?;
     let mut out = ModelsAnswer {
@@ -187,9 +193,30 @@ pub fn models(store: &Store, js: &JobStore, r: TimeRange, carbon: &CarbonConfig)
         ..Default::default()
     };
     out.serving_it_energy_kwh = att.jobs.iter().filter(|j| j.source == INFERENCE_SOURCE).map(|j| j.it_energy_kwh).sum();
-    out.models = serving_footprints(&att, &allocs, &rows, &bounds);
-    out.training = training_footprints(js, &att, r)?;
+    out.models = serving_footprints(att, allocs, &rows, &bounds);
+    out.training = training_footprints(js, att, r)?;
     Ok(out)
+}
+
+/// A month's or a year's section for the report and the statements: the models (and training
+/// jobs) that `keep` selects, without their hourly rows, the largest energy first.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TokensSection {
+    pub models: Vec<ModelFootprint>,
+    pub training: Vec<TrainingFootprint>,
+    pub method: &'static str,
+}
+
+impl TokensSection {
+    pub fn of(a: ModelsAnswer, keep: impl Fn(&str) -> bool, max_training: usize) -> TokensSection {
+        let mut models: Vec<ModelFootprint> = a.models.into_iter().filter(|m| keep(&m.tenant)).collect();
+        models.iter_mut().for_each(|m| m.hours.clear());
+        models.sort_by(|x, y| y.energy_kwh.facility.total_cmp(&x.energy_kwh.facility).then_with(|| x.model.cmp(&y.model)));
+        let mut training: Vec<TrainingFootprint> = a.training.into_iter().filter(|t| keep(&t.owner)).collect();
+        training.sort_by(|x, y| y.energy_kwh.facility.total_cmp(&x.energy_kwh.facility).then_with(|| x.job.cmp(&y.job)));
+        training.truncate(max_training);
+        TokensSection { models, training, method: a.method }
+    }
 }
 
 /// A serving job's energy per hour, from its series (one point per hour it used energy in).
