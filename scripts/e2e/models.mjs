@@ -2,10 +2,14 @@
 // inference fleet runs on the last six nodes; pretraining jobs report their steps), a day and a
 // half of backfill, opens /models through playwright-core and checks that the models table
 // lists the fleet's five models, the training table is filled, every chart drew, and no console
-// or page error happened. Screenshot (1600x1000, full page) in $SHOTS/models.png.
+// or page error happened, no request left the server, and axe-core finds no serious or critical
+// violation. Screenshot (1600x1000, full page) in $SHOTS/models.png.
 import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const AXE_SRC = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const BIN = process.env.KILOWATCH_BIN || "target/debug/kilowatch";
 const SHOTS = process.env.SHOTS || "target/dashboard-shots";
@@ -33,6 +37,7 @@ try {
   const errors = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(e.message));
+  page.on("request", (r) => { if (!r.url().startsWith(BASE) && !r.url().startsWith("data:")) errors.push(`request to ${r.url()}`); });
   await page.goto(BASE + "/models");
   // The first answer attributes the whole site over 24 h: give it time.
   await page.waitForFunction(() => document.querySelectorAll("#models tbody tr").length >= 5, null, { timeout: 240000 });
@@ -46,6 +51,11 @@ try {
   const training = await page.$$eval("#training tbody tr", (trs) => trs.length);
   if (training < 1 || (await page.textContent("#training tbody")).includes("no training job")) fail("no training job in the table");
   console.log(`ok training rows: ${training}; fleet ${await page.textContent("#fleet-j")} J facility per generated token`);
+  // axe-core through the debugging protocol (the page's CSP refuses an injected <script>).
+  await page.evaluate(AXE_SRC);
+  const found = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help })));
+  for (const v of found.filter((x) => x.impact === "serious" || x.impact === "critical")) fail(`axe ${v.impact} ${v.id}: ${v.help}`);
+  console.log(`ok axe: ${found.map((v) => v.id + "/" + v.impact).join(", ") || "no violation"}`);
   if (errors.length) fail("console or page errors: " + errors.join("; "));
   await page.screenshot({ path: `${SHOTS}/models.png`, fullPage: true });
   console.log(`ok screenshot ${SHOTS}/models.png`);

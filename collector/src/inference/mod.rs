@@ -12,7 +12,7 @@ pub mod pid;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kilowatch_model::metric::INFERENCE;
 use kilowatch_model::{Point, Timestamp};
@@ -103,7 +103,14 @@ struct Server {
     client: reqwest::Client,
     /// Whether the last scrape failed, so a down server is logged once, not every second.
     down: bool,
+    /// The server's main PID and process tree, found at most every [`TREE_TTL`]: walking every
+    /// process's sockets and parents each second would cost more than the rest of the sample.
+    tree: Option<(Instant, Option<u32>, BTreeSet<u32>)>,
 }
+
+/// How long a server's process tree is trusted before /proc is walked again (a restarted
+/// server's new PID is found within this).
+const TREE_TTL: Duration = Duration::from_secs(30);
 
 /// Every `[[inference]]` server of the node as one source.
 pub struct InferenceSource {
@@ -127,7 +134,7 @@ impl InferenceSource {
                     .timeout(Duration::from_millis(c.timeout_ms))
                     .build()
                     .map_err(|e| InferenceError::Client { name: c.name.clone(), message: e.to_string() })?;
-                Ok(Server { cfg: c.clone(), client, down: false })
+                Ok(Server { cfg: c.clone(), client, down: false, tree: None })
             })
             .collect::<Result<Vec<_>, InferenceError>>()?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(InferenceError::Runtime)?;
@@ -144,18 +151,32 @@ impl InferenceSource {
         pid::listener_pid(&cfg.proc_root, pid::url_port(&cfg.url)?)
     }
 
-    /// The server's GPUs and main PID: configured GPUs win; else the GPUs NVML saw its process tree on.
-    fn gpus(&self, cfg: &InferenceServerConfig) -> (Vec<u32>, Option<u32>) {
-        let main = Self::main_pid(cfg);
-        if let Some(g) = &cfg.gpus {
+    /// Server `i`'s GPUs and main PID: configured GPUs win; else the GPUs NVML saw its process
+    /// tree on (the tree refreshed every [`TREE_TTL`], a sixth of it while no process is found).
+    fn gpus(&mut self, i: usize) -> (Vec<u32>, Option<u32>) {
+        let srv = &mut self.servers[i];
+        // A server not found yet (starting, or invisible from here) is looked for more often.
+        let stale = srv.tree.as_ref().is_none_or(|(at, main, _)| at.elapsed() >= if main.is_some() { TREE_TTL } else { TREE_TTL / 6 });
+        if stale {
+            let main = Self::main_pid(&srv.cfg);
+            let tree = match (main, srv.cfg.gpus.is_some()) {
+                (Some(root), false) => pid::process_tree(&srv.cfg.proc_root, root),
+                _ => BTreeSet::new(),
+            };
+            srv.tree = Some((Instant::now(), main, tree));
+        }
+        static NONE: BTreeSet<u32> = BTreeSet::new();
+        let (main, tree) = srv.tree.as_ref().map_or((None, &NONE), |(_, m, t)| (*m, t));
+        if let Some(g) = &srv.cfg.gpus {
             let mut g = g.clone();
             g.sort_unstable();
             g.dedup();
             return (g, main);
         }
-        let (Some(map), Some(root)) = (&self.gpu_pids, main) else { return (Vec::new(), main) };
-        let tree: BTreeSet<u32> = pid::process_tree(&cfg.proc_root, root);
-        (map.gpus_of(&tree), main)
+        match &self.gpu_pids {
+            Some(map) => (map.gpus_of(tree), main),
+            None => (Vec::new(), main),
+        }
     }
 
     async fn scrape_all(servers: &[Server]) -> Vec<Result<String, String>> {
@@ -248,7 +269,7 @@ impl Source for InferenceSource {
                     if page.parse_errors > 0 {
                         tracing::debug!(server = %cfg.name, errors = page.parse_errors, "unparsable families on the page were skipped");
                     }
-                    let (gpus, main) = self.gpus(&cfg);
+                    let (gpus, main) = self.gpus(i);
                     out.extend(self.points(&cfg, &page, &gpus, main, now));
                 }
                 Err(e) => {
