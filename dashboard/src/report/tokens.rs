@@ -13,7 +13,7 @@ pub(super) fn blocks(t: &TokensSection) -> Vec<Block> {
     let mut b = vec![Block::Heading("Energy per token and per training step".into())];
     if !t.models.is_empty() {
         b.push(Block::Table {
-            head: strings(["model (tenant)", "generated M tokens", "facility kWh", "facility kWh / M tokens", "GPU J / generated token", "Wh / request", "water L / M tokens", "CO2 g / M tokens"]),
+            head: strings(["model (tenant)", "M out", "kWh", "kWh / M", "GPU J / out", "Wh / req.", "L / M", "g CO2 / M"]),
             rows: t
                 .models
                 .iter()
@@ -21,8 +21,10 @@ pub(super) fn blocks(t: &TokensSection) -> Vec<Block> {
                     let p = &m.per_token;
                     let tenant = if m.tenant.is_empty() { "shared".to_owned() } else { m.tenant.clone() };
                     let flag = if m.confidence == "low" { " *" } else { "" };
+                    // The repository's organisation is left out: the table is A4-wide.
+                    let name = m.model.rsplit('/').next().unwrap_or(&m.model);
                     vec![
-                        format!("{} ({tenant}){flag}", m.model),
+                        format!("{name} ({tenant}){flag}"),
                         num(Some(m.generation_tokens / 1e6)),
                         num(Some(m.energy_kwh.facility)),
                         num(p.j_per_token.map(|e| e.facility * 1e6 / 3.6e6)),
@@ -37,7 +39,7 @@ pub(super) fn blocks(t: &TokensSection) -> Vec<Block> {
     }
     if !t.training.is_empty() {
         b.push(Block::Table {
-            head: strings(["training job", "owner", "steps", "B tokens", "facility kWh / step", "water L / step", "CO2 kg / step", "facility kWh / B tokens"]),
+            head: strings(["training job", "owner", "steps", "B tokens", "kWh / step", "L / step", "kg CO2 / step", "kWh / B tokens"]),
             rows: t
                 .training
                 .iter()
@@ -57,6 +59,9 @@ pub(super) fn blocks(t: &TokensSection) -> Vec<Block> {
                 .collect(),
         });
     }
-    b.push(Block::Meta(format!("Per million tokens: prompt and generated together. * low confidence (a server sharing GPUs, few tokens or steps). {}", t.method)));
+    b.push(Block::Meta(format!(
+        "M out: million generated tokens; kWh: facility energy; / M: per million tokens, prompt and generated together; GPU J / out: GPU joules per generated token; Wh / req.: facility Wh per request; training kWh: facility. * low confidence (a server sharing GPUs, few tokens or steps). {}",
+        t.method
+    )));
     b
 }
