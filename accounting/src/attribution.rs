@@ -227,10 +227,13 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The allocations overlapping `r`: the ledger's, plus runs seen only in `gpu_job` points. The
-/// monthly report and `GET /api/v1/jobs` both attribute over exactly these.
+/// The allocations overlapping `r`: the ledger's, plus runs seen only in `gpu_job` points, plus
+/// the inference servers' GPUs (`serve:<node>/<server>`, from their `inference` points). The
+/// monthly report, `GET /api/v1/jobs` and `GET /api/v1/models` all attribute over exactly these.
 pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
-    jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)
+    let mut a = jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)?;
+    a.extend(crate::tokens::serving_allocations(store, r.from.0, r.to.0)?);
+    Ok(a)
 }
 
 /// Attributes `[r.from, r.to)` to `allocs`, hour by hour: each job's IT energy of a clock hour

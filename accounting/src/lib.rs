@@ -13,5 +13,6 @@ pub mod periods;
 pub mod report;
 pub mod settings;
 pub mod statement;
+pub mod tokens;
 
 pub use settings::{Rules, Settings};

@@ -146,6 +146,9 @@ pub struct Statement {
     /// "day" (a month's statement) or "month" (a year's): what `breakdown`'s rows are.
     pub breakdown_unit: &'static str,
     pub breakdown: Vec<Slice>,
+    /// The models served for this owner (dedicated deployments whose tenant it is) and its
+    /// training jobs that reported progress, per token and per step.
+    pub tokens: crate::tokens::TokensSection,
     pub site: Site,
     pub data_quality: Quality,
     pub methodology: Methodology,
@@ -271,6 +274,7 @@ pub fn build(store: &Store, cfg: &impl Settings, owner: &str, period_key: &str, 
     // One-hour series steps: the same segments as the jobs list (its steps are hours), so the
     // figures are the API's, with each hour's energy kept for the hourly table.
     let att = attribution::attribute(store, &allocs, p.range, Some(HOUR_NS), cfg.carbon())?;
+    let tokens = crate::tokens::TokensSection::of(crate::tokens::models_from(store, &js, p.range, &allocs, &att)?, |o| owns(owner, o), usize::MAX);
     let official = period_key.len() == 4;
     let site = site(&k, official);
     let market = site.market_factor_kg_per_kwh;
@@ -353,6 +357,7 @@ pub fn build(store: &Store, cfg: &impl Settings, owner: &str, period_key: &str, 
         hourly,
         breakdown_unit,
         breakdown,
+        tokens,
         site,
         data_quality,
         methodology,

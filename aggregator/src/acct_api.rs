@@ -55,7 +55,7 @@ pub struct WindowParams {
 
 impl WindowParams {
     /// What identifies the answer: every parameter but the token.
-    fn cache_key(&self, endpoint: &str) -> String {
+    pub(crate) fn cache_key(&self, endpoint: &str) -> String {
         format!("{endpoint}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", self.from, self.to, self.period, self.at, self.month, self.year)
     }
 }
@@ -76,7 +76,7 @@ async fn cached<E: std::fmt::Display + Send + 'static>(
 }
 
 /// [`cached`], the value itself, or the error's answer.
-async fn cached_value<E: std::fmt::Display + Send + 'static>(
+pub(crate) async fn cached_value<E: std::fmt::Display + Send + 'static>(
     st: &AppState,
     acct: &Arc<Accounting>,
     key: String,
@@ -140,7 +140,7 @@ pub fn window(st: &AppState, q: &WindowParams) -> Result<(TimeRange, String, boo
 
 /// The window refused when longer than `api.max_query_days`: a jobs or KPI query is read and
 /// computed over every hour of it, and a century of hours costs gigabytes.
-fn bounded(st: &AppState, w: Result<(TimeRange, String, bool), String>) -> Result<(TimeRange, String, bool), String> {
+pub(crate) fn bounded(st: &AppState, w: Result<(TimeRange, String, bool), String>) -> Result<(TimeRange, String, bool), String> {
     let w = w?;
     let max_days = st.config.api.max_query_days;
     let days = w.0.to.0.saturating_sub(w.0.from.0) / 86_400_000_000_000;
@@ -148,6 +148,15 @@ fn bounded(st: &AppState, w: Result<(TimeRange, String, bool), String>) -> Resul
         return Err(format!("the window is {days} days long; the longest a query may ask for is {max_days} days (api.max_query_days): ask for shorter windows and add them up"));
     }
     Ok(w)
+}
+
+/// The answer for a request without a write token (`None`: it has one).
+pub(crate) fn write_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
+    match st.auth.grant(Auth::presented(headers, None)) {
+        Grant::Write => None,
+        Grant::Read => Some(error(StatusCode::FORBIDDEN, "forbidden", "this token may read but not write")),
+        Grant::None => Some(error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid write token is required: Authorization: Token <token>")),
+    }
 }
 
 pub(crate) fn read_ok(st: &AppState, headers: &HeaderMap, token: Option<&str>) -> Option<Response> {
@@ -191,11 +200,26 @@ pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowP
     cached(&st, &acct.0, key, range, compute).await
 }
 
+/// A body of one object or an array of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(p) => vec![p],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
 pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMap, Json(body): Json<serde_json::Value>) -> Response {
-    match st.auth.grant(Auth::presented(&headers, None)) {
-        Grant::Write => {}
-        Grant::Read => return error(StatusCode::FORBIDDEN, "forbidden", "this token may read but not write"),
-        Grant::None => return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid write token is required: Authorization: Token <token>"),
+    if let Some(r) = write_denied(&st, &headers) {
+        return r;
     }
     // A Kubernetes job's `namespace` gives its owner (`[kubernetes] namespace_owners`).
     let posts = match crate::config::kubernetes::job_posts(body, &st.config.kubernetes) {
@@ -219,11 +243,16 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
     .await;
     // A new or ended job changes the attribution at once, not in 15 s.
     acct.cache.clear();
+    rows_answer(res, "job post not stored")
+}
+
+/// The answer of a post to the job ledger: the rows stored, or why not (`400` for a bad post).
+pub(crate) fn rows_answer(res: Result<Result<usize, JobError>, tokio::task::JoinError>, failed: &'static str) -> Response {
     match res {
         Ok(Ok(rows)) => Json(json!({ "rows": rows })).into_response(),
         Ok(Err(JobError::Invalid(m))) => error(StatusCode::BAD_REQUEST, "invalid", m),
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "job post not stored");
+            tracing::error!(error = %e, "{failed}");
             error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),

@@ -87,6 +87,14 @@ pub fn job_posts(events: Vec<JobEvent>) -> Vec<JobPost> {
         .collect()
 }
 
+/// The simulator's training steps as progress posts, under the ledger's job ids ("sim:").
+pub fn progress_posts(steps: Vec<kilowatch_sim::ProgressStep>) -> Vec<kilowatch_store::progress::ProgressPost> {
+    steps
+        .into_iter()
+        .map(|p| kilowatch_store::progress::ProgressPost { job: format!("sim:{}", p.job), step: p.step, tokens: p.tokens, samples: p.samples, time: Some(p.t.to_rfc3339()) })
+        .collect()
+}
+
 /// Records the allocations already running at the site's current time (the backfill's first
 /// instant), whose start events happened before it.
 pub fn record_active(jobs: &JobStore, site: &Site) -> Result<usize, JobError> {
@@ -112,8 +120,12 @@ pub fn backfill_with_jobs(store: &Store, jobs: Option<&JobStore>, site: &mut Sit
         site.advance_to(Timestamp(start.0 + i * step_ns));
         site.fill_points(&mut buf);
         let events = site.take_job_events();
+        let progress = site.take_progress();
         if let Some(j) = jobs {
             j.post_many(&job_posts(events))?;
+            if !progress.is_empty() {
+                j.post_progress(&progress_posts(progress), site.now().0)?;
+            }
         }
         written += store.write(buf.points())?.samples as u64;
         // A simulated day at a time into chunks: memory stays bounded however long the backfill.
@@ -154,7 +166,8 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
         Some(name) => kilowatch_sim::Scenario::named(name, now).ok_or_else(|| DemoError::Scenario(name.to_owned()))?,
         None => kilowatch_sim::Scenario::none(),
     };
-    let mut site = Site::new(SimConfig { seed: opts.seed, nodes: opts.nodes, start, scenario, ..SimConfig::default() });
+    // The demo's site serves models on its last nodes and its training jobs report progress.
+    let mut site = Site::new(SimConfig { seed: opts.seed, nodes: opts.nodes, start, scenario, inference: true, ..SimConfig::default() });
     if !opts.backfill.is_zero() {
         tracing::info!(from = %start.to_rfc3339(), step_s = opts.backfill_step.as_secs(), nodes = opts.nodes, "backfilling simulated history");
         let s = store.clone();
@@ -266,8 +279,9 @@ async fn live_jobs(store: Arc<Store>, events: JobEvents, mut shutdown: watch::Re
             _ = shutdown.changed() => break,
         }
         let posts = job_posts(events.take());
+        let progress = progress_posts(events.take_progress());
         let j = jobs.clone();
-        match tokio::task::spawn_blocking(move || j.post_many(&posts)).await {
+        match tokio::task::spawn_blocking(move || j.post_many(&posts).and_then(|n| Ok(n + j.post_progress(&progress, Timestamp::now().0)?))).await {
             Ok(Ok(n)) => tracing::debug!(rows = n, "demo: job events recorded"),
             Ok(Err(e)) => tracing::warn!(error = %e, "demo: job events not recorded"),
             Err(e) => tracing::warn!(error = %e, "demo: job task failed"),

@@ -23,4 +23,5 @@ pub mod sink;
 pub mod slurm;
 pub mod tenant;
 pub mod tls;
+pub mod tokens_api;
 pub mod view;

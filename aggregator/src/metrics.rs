@@ -73,6 +73,9 @@ pub struct Metrics {
     pub(crate) maintenance_failures: Counter,
     pub(crate) fleet_fetch_errors: Family<Labels<1>, Counter>,
     pub(crate) fleet_site_age: Family<Labels<1>, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Energy per token of each model over the last complete hour (crate::tokens_api).
+    pub(crate) model_j_per_token: Family<Labels<4>, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub(crate) model_gauges_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -115,6 +118,8 @@ impl Metrics {
             maintenance_failures: Counter::default(),
             fleet_fetch_errors: Family::default(),
             fleet_site_age: Family::default(),
+            model_j_per_token: Family::default(),
+            model_gauges_at: Mutex::new(None),
             registry: Registry::default(),
         };
         r.register(
@@ -162,6 +167,11 @@ impl Metrics {
             m.maintenance_duration.clone(),
         );
         r.register("kilowatch_store_maintenance_failures", "Maintenance passes that failed (retried at the next tick)", m.maintenance_failures.clone());
+        r.register(
+            "kilowatch_model_energy_joules_per_token",
+            "Energy per token of each served model over the last complete hour, by model, tenant, basis (gpu, it, facility) and tokens (all: prompt and generated; generated: all the energy on output tokens)",
+            m.model_j_per_token.clone(),
+        );
         r.register_collector(Box::new(m.scraped.clone()));
         r.register("kilowatch_fleet_fetch_errors", "Failed fetches of a fleet site's hourly ledger, by site (the refresh goes on)", m.fleet_fetch_errors.clone());
         r.register("kilowatch_fleet_site_age_seconds", "Seconds since a fleet site's ledger was last fetched in full, by site", m.fleet_site_age.clone());
@@ -248,6 +258,7 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap, uri: axum::
     if !st.auth.may_read(Auth::presented(&headers, token.as_deref())) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required");
     }
+    crate::tokens_api::refresh_model_gauges(&st).await;
     let store = st.store.clone();
     // The store's stats take its lock: off the async workers.
     let stats = match tokio::task::spawn_blocking(move || store.stats()).await {

@@ -47,6 +47,9 @@ pub struct CollectorConfig {
     /// Facility devices: Modbus meters and cooling units, SNMP UPSs and PDUs, Redfish BMCs.
     #[serde(default)]
     pub facility: Option<crate::facility::FacilityConfig>,
+    /// Inference servers on this node whose token counters are scraped (`[[inference]]`).
+    #[serde(default)]
+    pub inference: Vec<crate::inference::InferenceServerConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +191,12 @@ impl CollectorConfig {
         }
         if let Some(f) = &cfg.facility {
             check_facility(f).map_err(|(k, m)| invalid(k, m))?;
+        }
+        for (i, srv) in cfg.inference.iter().enumerate() {
+            crate::inference::check(srv).map_err(|(k, m)| invalid(k, m))?;
+            if cfg.inference[..i].iter().any(|o| o.name == srv.name) {
+                return Err(invalid("inference.name", format!("{:?} is used by two servers", srv.name)));
+            }
         }
         if let Some(m) = &cfg.metrics
             && m.listen.parse::<std::net::SocketAddr>().is_err()

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod endpoint;
 pub mod facility;
+pub mod inference;
 pub mod metrics_server;
 pub mod nvml;
 pub mod ship;

@@ -8,6 +8,7 @@ use clap::Parser;
 use kilowatch_collector::agent::{AgentStats, FanOut};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::config::{CollectorConfig, NvmlSourceConfig, hostname};
+use kilowatch_collector::inference::InferenceSource;
 use kilowatch_collector::metrics_server::{self, Exposition};
 use kilowatch_collector::nvml::{NvmlSource, SharedGpuMetrics};
 use kilowatch_collector::source::{SimSource, Source};
@@ -65,17 +66,23 @@ fn sources(cfg: &CollectorConfig, path: &std::path::Path) -> anyhow::Result<Sour
             ..SimConfig::default()
         })));
     }
+    let mut gpu_pids = None;
     if let Some(n) = &cfg.nvml
         && let Some(src) = NvmlSource::from_config(n, &cfg.site, &cfg.node_name())?
     {
         out.gpus = Some(src.metrics());
+        gpu_pids = Some(src.pids());
         out.list.push(Box::new(src));
+    }
+    // After NVML, so each sample maps servers with the processes NVML has just seen.
+    if !cfg.inference.is_empty() {
+        out.list.push(Box::new(InferenceSource::new(&cfg.inference, &cfg.site, &cfg.node_name(), gpu_pids)?));
     }
     Ok(out)
 }
 
 fn any_source_configured(cfg: &CollectorConfig) -> bool {
-    cfg.sim.is_some() || cfg.nvml.is_some() || cfg.facility.is_some()
+    cfg.sim.is_some() || cfg.nvml.is_some() || cfg.facility.is_some() || !cfg.inference.is_empty()
 }
 
 /// `--config` as given (must exist), else the default path if it exists, else `None`.
@@ -147,7 +154,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     };
     if !any_source_configured(&cfg) {
-        anyhow::bail!("{}: no source is configured (add an [nvml], [facility] or [sim] section)", path.display());
+        anyhow::bail!("{}: no source is configured (add an [nvml], [facility], [[inference]] or [sim] section)", path.display());
     }
     let Sources { list: mut sources, gpus } = tokio::task::block_in_place(|| sources(&cfg, &path))?;
     if sources.is_empty() {

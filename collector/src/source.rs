@@ -1,7 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use kilowatch_model::{Point, Timestamp};
-use kilowatch_sim::{JobEvent, PointBuf, SimConfig, Site, Truth};
+use kilowatch_sim::{JobEvent, PointBuf, ProgressStep, SimConfig, Site, Truth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -48,12 +48,17 @@ impl TruthMarks {
 #[derive(Debug, Clone, Default)]
 pub struct JobEvents {
     inner: Arc<Mutex<Vec<JobEvent>>>,
+    progress: Arc<Mutex<Vec<ProgressStep>>>,
 }
 
 impl JobEvents {
     /// The events since the last call, in time order.
     pub fn take(&self) -> Vec<JobEvent> {
         self.inner.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default()
+    }
+    /// The training steps reported since the last call.
+    pub fn take_progress(&self) -> Vec<ProgressStep> {
+        self.progress.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default()
     }
 }
 
@@ -101,6 +106,12 @@ impl Source for SimSource {
             && let Ok(mut g) = handle.inner.lock()
         {
             g.extend(events);
+        }
+        let progress = self.site.take_progress();
+        if let (Some(handle), false) = (&self.events, progress.is_empty())
+            && let Ok(mut g) = handle.progress.lock()
+        {
+            g.extend(progress);
         }
         // The reused buffer rewrites values in place; only the copy handed out allocates.
         self.site.fill_points(&mut self.buf);

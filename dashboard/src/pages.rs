@@ -24,6 +24,7 @@ const PAGES: &[Page] = &[
     Page { path: "/gpu", nav: None, title: "GPU", body: include_str!("../assets/pages/gpu.html"), script: "gpu.js" },
     Page { path: "/cooling", nav: Some("Cooling"), title: "Cooling", body: include_str!("../assets/pages/cooling.html"), script: "cooling.js" },
     Page { path: "/alerts", nav: Some("Alerts"), title: "Alerts", body: include_str!("../assets/pages/alerts.html"), script: "alerts.js" },
+    Page { path: "/models", nav: Some("Models"), title: "Models", body: include_str!("../assets/pages/models.html"), script: "models.js" },
     Page { path: "/forecast", nav: Some("Forecast"), title: "Forecast", body: include_str!("../assets/pages/forecast.html"), script: "forecast.js" },
     // Only a fleet aggregator (`[fleet]`) has the data; it is its home page.
     Page { path: "/fleet", nav: None, title: "Fleet", body: include_str!("../assets/pages/fleet.html"), script: "fleet.js" },
@@ -48,6 +49,7 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "alerts.js" => (JS, include_str!("../assets/js/alerts.js")),
         "forecast.js" => (JS, include_str!("../assets/js/forecast.js")),
         "fleet.js" => (JS, include_str!("../assets/js/fleet.js")),
+        "models.js" => (JS, include_str!("../assets/js/models.js")),
         _ => return None,
     })
 }
@@ -106,4 +108,4 @@ pub fn paths() -> impl Iterator<Item = &'static str> {
 
 /// Every asset name, for tests.
 #[cfg(test)]
-pub const ASSETS: &[&str] = &["app.css", "app.js", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE.txt", "chart.js", "overview.js", "jobs.js", "job.js", "gpus.js", "gpu.js", "cooling.js", "alerts.js", "forecast.js", "fleet.js"];
+pub const ASSETS: &[&str] = &["app.css", "app.js", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE.txt", "chart.js", "overview.js", "jobs.js", "job.js", "gpus.js", "gpu.js", "cooling.js", "alerts.js", "forecast.js", "fleet.js", "models.js"];

@@ -41,6 +41,11 @@ pub enum Unit {
     /// A count of occurrences (errors, events).
     #[serde(rename = "count")]
     Count,
+    #[serde(rename = "s")]
+    Second,
+    /// Tokens of a language model (prompt or generated).
+    #[serde(rename = "tokens")]
+    Token,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -68,6 +73,9 @@ pub const NODE: &str = "node";
 pub const METER: &str = "meter";
 pub const WATER: &str = "water";
 pub const COOLING: &str = "cooling";
+/// An inference server's counters (vLLM, SGLang, TGI, Triton), one line per (server, model,
+/// tenant) each interval, tagged `server`, `engine` (its kind), `model` and `tenant` where known.
+pub const INFERENCE: &str = "inference";
 
 /// Every metric of the wire schema (see ARCHITECTURE.md, "The wire schema").
 pub const METRICS: &[MetricDef] = &[
@@ -106,6 +114,13 @@ pub const METRICS: &[MetricDef] = &[
     m(COOLING, "fan_power_w", Watt, Gauge, "unit fan power"),
     m(COOLING, "pump_power_w", Watt, Gauge, "unit pump power"),
     m(COOLING, "mode", Dimensionless, Label, "cooling mode: mix, free, evaporative, humidify"),
+    m(INFERENCE, "prompt_tokens", Token, Counter, "prompt (prefill) tokens processed since the server started"),
+    m(INFERENCE, "generation_tokens", Token, Counter, "tokens generated since the server started"),
+    m(INFERENCE, "requests", Count, Counter, "requests finished since the server started"),
+    m(INFERENCE, "ttft_sum_s", Second, Counter, "sum of the times to first token since the server started"),
+    m(INFERENCE, "ttft_count", Count, Counter, "requests counted in ttft_sum_s"),
+    m(INFERENCE, "gpus", Dimensionless, Label, "the node's GPU indices the server runs on, comma-separated ascending"),
+    m(INFERENCE, "pid", Dimensionless, Label, "the server's process (the one listening on its port)"),
 ];
 
 pub fn lookup_metric(measurement: &str, field: &str) -> Option<&'static MetricDef> {
@@ -118,6 +133,9 @@ pub mod role {
     pub const GENERATOR: &str = "generator";
     pub const IT: &str = "it";
     pub const COOLING: &str = "cooling";
+/// An inference server's counters (vLLM, SGLang, TGI, Triton), one line per (server, model,
+/// tenant) each interval, tagged `server`, `engine` (its kind), `model` and `tenant` where known.
+pub const INFERENCE: &str = "inference";
     pub const POWER_LOSSES: &str = "power_losses";
     pub const OTHER: &str = "other";
 }

@@ -126,6 +126,26 @@ pub fn gpu_at(g: &GpuStatic, job: Option<&JobProfile>, t_s: f64, inlet_c: f64) -
     }
 }
 
+/// A GPU of an inference server: its power and utilization follow the server's load.
+pub fn gpu_serving(g: &GpuStatic, r: &crate::serving::Rates, t_s: f64, inlet_c: f64) -> GpuReading {
+    let jitter = gauss(g.key, 0x10, (t_s / 5.0).floor() as i64 as u64);
+    let power_w = (r.gpu_w * g.power_scale + 0.8 * jitter).min(POWER_LIMIT_W);
+    let temp_c = inlet_c + g.temp_offset_c + THETA_C_PER_W * power_w;
+    GpuReading {
+        power_w,
+        temp_c,
+        mem_temp_c: temp_c + 3.0 + 0.006 * power_w,
+        util_pct: 100.0 * r.util,
+        // Decoding is memory-bound: the memory controller is busier than the SMs.
+        mem_util_pct: 100.0 * (r.util * 1.1).min(1.0),
+        sm_clock_mhz: SM_CLOCK_MAX_MHZ,
+        // Weights plus the KV cache vLLM preallocates (90 % of HBM by default).
+        mem_used_bytes: (0.9 * MEM_TOTAL_BYTES as f64) as i64,
+        throttle_reasons: 0,
+        cpu_load: 0.1,
+    }
+}
+
 pub fn temp_margin_c(r: &GpuReading) -> f64 {
     SLOWDOWN_C - r.temp_c
 }

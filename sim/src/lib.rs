@@ -20,6 +20,7 @@ mod plant;
 mod points;
 mod psy;
 mod scenario;
+pub mod serving;
 mod weather;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,9 @@ pub struct SimConfig {
     pub start: Timestamp,
     /// Injected events (heat wave, cooling unit failure); none by default.
     pub scenario: Scenario,
+    /// An inference fleet on the site's last nodes ([`serving`]) and training jobs that report
+    /// their steps ([`Site::take_progress`]); off by default, on in the demo.
+    pub inference: bool,
 }
 
 impl Default for SimConfig {
@@ -88,9 +92,29 @@ impl Default for SimConfig {
             // 2025-01-01T00:00:00Z
             start: Timestamp::from_secs(1_735_689_600),
             scenario: Scenario::none(),
+            inference: false,
         }
     }
 }
+
+/// A training step a job finished (what `POST /api/v1/progress` records).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressStep {
+    pub job: String,
+    pub step: u64,
+    pub t: Timestamp,
+    pub tokens: f64,
+    pub samples: f64,
+}
+
+/// Owners whose training jobs report their steps in the demo.
+pub const PROGRESS_OWNERS: &[&str] = &["mistral-ai/pretrain", "inria/bigscience", "poolside/code"];
+/// A reporting job's step: one every minute after a 10-minute start-up, of 1,000 tokens per GPU
+/// and second (a 70B dense model at ~40 % MFU on H100), sequences of 4,096 tokens.
+const STEP_S: i64 = 60;
+const STEP_RAMP_S: i64 = 600;
+const TOKENS_PER_GPU_S: f64 = 1_000.0;
+const SEQ_LEN: f64 = 4_096.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobEvent {
@@ -125,6 +149,8 @@ struct Snapshot {
     gpus: Vec<GpuReading>,
     node_w: Vec<f64>,
     meters: MeterPowers,
+    /// Each inference server's rates.
+    serving: Vec<serving::Rates>,
 }
 
 /// Warm-up of the job schedule before the start, so the site starts busy rather than empty.
@@ -159,6 +185,11 @@ pub struct Site {
     meter_kwh: [f64; N_METERS],
     water_m3: f64,
     truth: Truth,
+    servers: Vec<serving::Server>,
+    /// The server running on each GPU (site-wide GPU index).
+    serving_of: Vec<Option<usize>>,
+    server_counters: Vec<serving::Counters>,
+    progress: Vec<ProgressStep>,
 }
 
 pub(crate) fn node_name(idx: usize) -> String {
@@ -192,10 +223,20 @@ impl Site {
             gpus: vec![GpuReading::default(); site_nodes * g],
             node_w: vec![0.0; site_nodes],
             meters: MeterPowers::default(),
+            serving: Vec::new(),
         };
+        let servers = if cfg.inference { serving::layout(site_nodes, g) } else { Vec::new() };
+        let mut serving_of = vec![None; site_nodes * g];
+        for (i, sv) in servers.iter().enumerate() {
+            for &k in &sv.gpus {
+                serving_of[sv.node * g + k as usize] = Some(i);
+            }
+        }
+        // The scheduler places jobs on the nodes the fleet leaves.
+        let job_nodes = if cfg.inference { site_nodes - serving::serving_nodes(site_nodes) } else { site_nodes };
         let mut site = Site {
             weather: weather::Weather::new(seed),
-            sched: Scheduler::new(seed, site_nodes, g, origin),
+            sched: Scheduler::new(seed, job_nodes, g, origin),
             gpu_energy_mj: gpu_static.iter().map(|s| s.energy_offset_mj).collect(),
             gpu_static,
             node_platform: (0..site_nodes).map(|n| 0.97 + 0.06 * noise::u01(seed, 0xB0, n as u64)).collect(),
@@ -214,6 +255,10 @@ impl Site {
             meter_kwh: meters::initial_kwh(seed),
             water_m3: WATER_INITIAL_M3,
             truth: Truth::default(),
+            server_counters: vec![serving::Counters::default(); servers.len()],
+            servers,
+            serving_of,
+            progress: Vec::new(),
             site_nodes,
             lo,
             hi,
@@ -264,6 +309,9 @@ impl Site {
             *d = half * (a.meters.w[i] + b.meters.w[i]) / J_PER_KWH;
             self.meter_kwh[i] += *d;
         }
+        for (c, (ra, rb)) in self.server_counters.iter_mut().zip(a.serving.iter().zip(&b.serving)) {
+            c.add(ra, rb, dt);
+        }
         let water = half * (a.plant.water_m3_s + b.plant.water_m3_s);
         self.water_m3 += water;
         let tr = &mut self.truth;
@@ -278,7 +326,45 @@ impl Site {
         tr.gpu_energy_j += gpu_j;
         tr.node_energy_j += node_j;
         std::mem::swap(&mut self.snap, &mut self.next);
+        if self.cfg.inference {
+            self.record_progress(self.now.0.div_euclid(1_000_000_000), t.0.div_euclid(1_000_000_000));
+        }
         self.now = t;
+    }
+
+    /// Steps the reporting training jobs finished in `(from_s, to_s]`.
+    fn record_progress(&mut self, from_s: i64, to_s: i64) {
+        let mut jobs: BTreeMap<u64, (i64, usize)> = BTreeMap::new();
+        for ((id, _), a) in &self.active {
+            if PROGRESS_OWNERS.contains(&a.owner.as_str()) {
+                let e = jobs.entry(*id).or_insert((a.start.0.div_euclid(1_000_000_000), 0));
+                e.1 += a.gpus.len();
+            }
+        }
+        for (id, (start, gpus)) in jobs {
+            let first = (from_s - start - STEP_RAMP_S).div_euclid(STEP_S) + 1;
+            let last = (to_s - start - STEP_RAMP_S).div_euclid(STEP_S);
+            let tokens = gpus as f64 * TOKENS_PER_GPU_S * STEP_S as f64;
+            for k in first.max(1)..=last {
+                self.progress.push(ProgressStep {
+                    job: id.to_string(),
+                    step: k as u64,
+                    t: Timestamp::from_secs(start + STEP_RAMP_S + k * STEP_S),
+                    tokens,
+                    samples: tokens / SEQ_LEN,
+                });
+            }
+        }
+    }
+
+    /// Training steps finished since the last call (none unless `inference` is set).
+    pub fn take_progress(&mut self) -> Vec<ProgressStep> {
+        std::mem::take(&mut self.progress)
+    }
+
+    /// The inference servers on the reported nodes.
+    pub fn servers(&self) -> impl Iterator<Item = &serving::Server> {
+        self.servers.iter().filter(|s| (self.lo..self.hi).contains(&s.node))
     }
 
     pub fn take_job_events(&mut self) -> Vec<JobEvent> {
@@ -379,6 +465,7 @@ impl Site {
             air = hot;
         }
         let path = plant::air_path(&air);
+        self.next.serving = self.servers.iter().map(|sv| serving::rates(sv, serving::load(sv, t_s))).collect();
         let next = &mut self.next;
         let mut nodes_w = 0.0;
         for n in 0..self.site_nodes {
@@ -388,7 +475,10 @@ impl Site {
             }
             let range = n * g..(n + 1) * g;
             for i in range.clone() {
-                next.gpus[i] = gpu::gpu_at(&self.gpu_static[i], self.profiles[i].as_ref(), t_s, inlet);
+                next.gpus[i] = match self.serving_of[i] {
+                    Some(sv) => gpu::gpu_serving(&self.gpu_static[i], &serving::rates(&self.servers[sv], serving::load(&self.servers[sv], t_s)), t_s, inlet),
+                    None => gpu::gpu_at(&self.gpu_static[i], self.profiles[i].as_ref(), t_s, inlet),
+                };
             }
             let w = gpu::node_power_w(&next.gpus[range], inlet, self.node_platform[n]);
             next.node_w[n] = w;

@@ -3,7 +3,7 @@
 //! the previous step's points and only rewrites values and timestamps when the layout is the
 //! same.
 
-use kilowatch_model::metric::{COOLING, GPU, METER, NODE, WATER};
+use kilowatch_model::metric::{COOLING, GPU, INFERENCE, METER, NODE, WATER};
 use kilowatch_model::{FieldValue, Point, Timestamp};
 
 use crate::gpu::{self, MEM_CLOCK_MHZ, MEM_TOTAL_BYTES, POWER_LIMIT_W};
@@ -32,10 +32,10 @@ impl PointBuf {
 /// A field value without an owned string, so values can be computed before deciding whether
 /// to build or overwrite.
 #[derive(Clone, Copy)]
-enum V {
+enum V<'a> {
     F(f64),
     I(i64),
-    S(&'static str),
+    S(&'a str),
 }
 
 /// Writes point `idx`: overwrite in place when reusing, else build it with `tags`.
@@ -47,7 +47,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn put(&mut self, measurement: &str, tags: impl FnOnce() -> Vec<(&'static str, String)>, fields: &[(&'static str, V)]) {
+    fn put(&mut self, measurement: &str, tags: impl FnOnce() -> Vec<(&'static str, String)>, fields: &[(&'static str, V<'_>)]) {
         if self.reuse {
             if let Some(p) = self.out.get_mut(self.idx) {
                 p.ts = self.ts;
@@ -77,7 +77,7 @@ impl Writer<'_> {
     }
 }
 
-fn to_field(v: V) -> FieldValue {
+fn to_field(v: V<'_>) -> FieldValue {
     match v {
         V::F(x) => FieldValue::F64(x),
         V::I(x) => FieldValue::I64(x),
@@ -148,6 +148,39 @@ impl Site {
                     );
                 }
             }
+            if self.cfg.emit.gpus {
+                for (i, sv) in self.servers.iter().enumerate().filter(|(_, sv)| sv.node == n) {
+                    let c = &self.server_counters[i];
+                    let gpus = sv.gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+                    let pid = sv.pid.to_string();
+                    w.put(
+                        INFERENCE,
+                        || {
+                            let mut t = vec![
+                                ("site", site.to_owned()),
+                                ("node", node_name(n)),
+                                ("server", sv.name.clone()),
+                                ("engine", sv.model.engine.to_owned()),
+                                ("model", sv.model.model.to_owned()),
+                            ];
+                            if !sv.model.tenant.is_empty() {
+                                t.push(("tenant", sv.model.tenant.to_owned()));
+                            }
+                            t
+                        },
+                        &[
+                            // Whole tokens and requests, as the servers count them.
+                            ("prompt_tokens", V::F(c.prompt.floor())),
+                            ("generation_tokens", V::F(c.generated.floor())),
+                            ("requests", V::F(c.requests.floor())),
+                            ("ttft_sum_s", V::F(c.ttft_sum_s)),
+                            ("ttft_count", V::F(c.requests.floor())),
+                            ("gpus", V::S(&gpus)),
+                            ("pid", V::S(&pid)),
+                        ],
+                    );
+                }
+            }
             if self.cfg.emit.nodes {
                 w.put(
                     NODE,
@@ -212,7 +245,7 @@ impl Site {
         let c = &self.cfg;
         let mut h = crate::noise::hash3(c.seed, self.lo as u64, self.hi as u64);
         h = crate::noise::hash3(h, c.gpus_per_node as u64, c.cooling_units as u64);
-        h = crate::noise::hash3(h, u64::from(c.emit.gpus) | u64::from(c.emit.nodes) << 1 | u64::from(c.emit.facility) << 2, 0);
+        h = crate::noise::hash3(h, u64::from(c.emit.gpus) | u64::from(c.emit.nodes) << 1 | u64::from(c.emit.facility) << 2, u64::from(c.inference));
         for b in c.site.bytes() {
             h = crate::noise::mix(h ^ u64::from(b));
         }

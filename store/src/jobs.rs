@@ -98,7 +98,8 @@ impl JobStore {
     pub fn open(dir: &Path) -> Result<JobStore, JobError> {
         let path = dir.join("jobs.db");
         let conn = Connection::open(&path).map_err(|source| JobError::Open { path: path.clone(), source })?;
-        conn.execute_batch(SCHEMA).map_err(|source| JobError::Open { path, source })?;
+        conn.execute_batch(SCHEMA).map_err(|source| JobError::Open { path: path.clone(), source })?;
+        conn.execute_batch(crate::progress::SCHEMA).map_err(|source| JobError::Open { path, source })?;
         Ok(JobStore { conn: Mutex::new(conn) })
     }
 
@@ -108,7 +109,7 @@ impl JobStore {
         JobStore::open(dir)
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, JobError> {
+    pub(crate) fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, JobError> {
         self.conn.lock().map_err(|_| JobError::Poisoned)
     }
 

@@ -30,6 +30,7 @@ mod head;
 pub mod jobs;
 mod ledger;
 mod maintain;
+pub mod progress;
 mod read;
 mod record;
 pub mod rollup;

@@ -194,6 +194,9 @@ pub struct MonthlyReport {
     pub climate: Climate,
     pub jobs: Jobs,
     pub gpu_efficiency: GpuEfficiencySection,
+    /// Energy, water and CO2 per token of the models served, and per step of the training jobs
+    /// that reported progress (docs/inference.md); empty where none did.
+    pub tokens: crate::tokens::TokensSection,
     pub alerts: Alerts,
     pub eu: eu::EuReport,
     pub data_quality: kpi::DataQuality,
@@ -467,6 +470,10 @@ pub fn build(store: &Store, cfg: &impl Settings, month: &str, generated_at: Opti
         climate: climate::build(store, tz, p.range)?,
         jobs,
         gpu_efficiency,
+        tokens: match JobStore::beside(store) {
+            Ok(js) => crate::tokens::TokensSection::of(crate::tokens::models(store, &js, p.range, cfg.carbon())?, |_| true, 10),
+            Err(_) => crate::tokens::TokensSection::default(),
+        },
         alerts: alerts(p.range),
         eu: eu::indicators_to_month(store, cfg, month)?,
         data_quality: windows.month.data_quality.clone(),

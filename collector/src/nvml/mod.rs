@@ -18,7 +18,7 @@ use kilowatch_model::{Point, Timestamp};
 pub use backend::{GpuBackend, NvmlBackend, NvmlOptions};
 pub use metrics::DcgmMetrics;
 pub use procs::JobResolver;
-pub use source::{NvmlSource, SharedGpuMetrics};
+pub use source::{NvmlSource, SharedGpuMetrics, SharedGpuPids};
 
 /// The environment variable that points the collector at another `libnvidia-ml.so`.
 pub const NVML_LIB_ENV: &str = "KILOWATCH_NVML_LIB";

@@ -34,6 +34,32 @@ impl SharedGpuMetrics {
     }
 }
 
+/// The GPUs each compute process ran on at the latest sample (PID → GPU indices, ascending),
+/// for the inference source, which maps a server's processes to its GPUs.
+#[derive(Debug, Clone, Default)]
+pub struct SharedGpuPids(Arc<Mutex<std::collections::BTreeMap<u32, Vec<u32>>>>);
+
+impl SharedGpuPids {
+    /// The GPUs any of `pids` ran on, ascending, without repeats.
+    pub fn gpus_of(&self, pids: &std::collections::BTreeSet<u32>) -> Vec<u32> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<u32> = pids.iter().filter_map(|p| map.get(p)).flatten().copied().collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn set(&self, readings: &[super::GpuReading]) {
+        let mut map: std::collections::BTreeMap<u32, Vec<u32>> = std::collections::BTreeMap::new();
+        for r in readings {
+            for p in &r.processes {
+                map.entry(p.pid).or_default().push(r.index);
+            }
+        }
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = map;
+    }
+}
+
 /// The node's GPUs as a collector source.
 pub struct NvmlSource {
     backend: Box<dyn GpuBackend>,
@@ -41,6 +67,7 @@ pub struct NvmlSource {
     node: String,
     statics: Vec<GpuStatic>,
     metrics: SharedGpuMetrics,
+    pids: SharedGpuPids,
 }
 
 impl std::fmt::Debug for NvmlSource {
@@ -55,7 +82,7 @@ impl NvmlSource {
         let node = node.into();
         let statics = backend.devices();
         let metrics = SharedGpuMetrics::new(DcgmMetrics::new(node.clone(), statics.clone()));
-        NvmlSource { backend, site: site.into(), node, statics, metrics }
+        NvmlSource { backend, site: site.into(), node, statics, metrics, pids: SharedGpuPids::default() }
     }
 
     /// Opens NVML as `[nvml]` says: `KILOWATCH_NVML_LIB`, else `lib_path`, else the driver's
@@ -83,6 +110,11 @@ impl NvmlSource {
         self.metrics.clone()
     }
 
+    /// The handle the inference source maps server processes to GPUs with.
+    pub fn pids(&self) -> SharedGpuPids {
+        self.pids.clone()
+    }
+
     pub fn gpus(&self) -> &[GpuStatic] {
         &self.statics
     }
@@ -105,6 +137,7 @@ impl Source for NvmlSource {
             self.metrics.with(|m| m.set_statics(statics));
         }
         self.metrics.with(|m| m.update(&set));
+        self.pids.set(&set.readings);
         Ok(super::sample_to_points(&self.site, &self.node, &self.statics, &set, now))
     }
 }

@@ -209,6 +209,7 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
         _ => b.push(Para(g.unavailable.clone().unwrap_or_else(|| "not available".into()))),
     }
 
+    b.extend(super::tokens::blocks(&r.tokens));
     b.push(Heading("Alerts".into()));
     match &r.alerts.unavailable {
         Some(why) => b.push(Para(why.clone())),

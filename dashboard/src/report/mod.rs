@@ -11,6 +11,7 @@ mod html;
 mod pdf;
 pub mod render;
 mod statement;
+mod tokens;
 
 pub use kilowatch_accounting::report::*;
 pub use kilowatch_accounting::statement::Statement;

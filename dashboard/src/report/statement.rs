@@ -100,6 +100,7 @@ pub fn doc(s: &Statement) -> Doc {
         },
         Meta("* low confidence: shorter than its GPU counters' update period, or integrated from power. Start times are month-day hour:minute in UTC. Each job's figures equal GET /api/v1/jobs for the same period; its market-based CO2 and GPU list are in the CSV and JSON.".into()),
     ];
+    b.extend(super::tokens::blocks(&s.tokens));
     let q = &s.data_quality;
     b.extend([
         Heading("Data quality".into()),

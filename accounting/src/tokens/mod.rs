@@ -1,0 +1,399 @@
+//! Energy, water and CO2 per token, per request and per training step (docs/inference.md).
+//!
+//! Serving: each inference server's GPUs are an allocation (`serve:<node>/<server>`, from its
+//! `inference` points) attributed by [`crate::attribution`] together with every job, so serving +
+//! other jobs + idle + unattributed = E_IT for any window, and the server's IT energy carries its
+//! node's non-GPU share like a job's. Each hour's energy of a server is divided among its
+//! (model, tenant) rows by their weighted tokens in that hour (generated + w × prompt, w =
+//! [`PROMPT_TOKEN_WEIGHT`]), or equally in an hour with no tokens; facility energy, water and
+//! CO2 follow with that hour's PUE, WUE and carbon factor.
+//!
+//! Per token: the energy over all tokens (prompt + generated), and over generated tokens only
+//! (all the energy charged to output, the usual "J per output token"). J per prompt token and
+//! per generated token *separately* use a stated split: a prompt token costs
+//! [`PROMPT_TOKEN_WEIGHT`] of a generated one. The split moves energy between the two, never the
+//! totals.
+//!
+//! Training: the steps a job reported (`POST /api/v1/progress`) in the window, against the job's
+//! attributed energy in the same window.
+
+pub mod serving;
+
+use std::collections::BTreeMap;
+
+use kilowatch_model::{TimeRange, Timestamp};
+use serde::Serialize;
+
+use crate::attribution::{self, Attribution, JobEnergy};
+use crate::settings::CarbonConfig;
+use kilowatch_model::energy::step_bounds;
+use kilowatch_store::Store;
+use kilowatch_store::jobs::{Allocation, JobError, JobStore};
+pub use serving::{INFERENCE_SOURCE, RowKey, RowTokens, serving_allocations, serving_job, token_ledgers};
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+const J_PER_KWH: f64 = 3.6e6;
+
+/// A prompt token's energy relative to a generated one's, for the split (a stated assumption,
+/// docs/inference.md): prefill runs a whole prompt through the GPUs in one compute-bound pass,
+/// while decoding reads every weight once per generated token; published H100 measurements put
+/// a prefill token at roughly a tenth of a decode token's energy or less.
+pub const PROMPT_TOKEN_WEIGHT: f64 = 0.1;
+
+/// Fewer generated tokens than this in a window make its per-token figures low confidence.
+pub const MIN_TOKENS: f64 = 10_000.0;
+/// Fewer steps than this make a training job's per-step figures low confidence (a job's start-up
+/// or end falls on a handful of steps).
+pub const MIN_STEPS: u64 = 10;
+
+/// An energy in three boundaries: the GPUs, IT (GPUs plus the node's non-GPU share) and the
+/// facility (IT × the hour's PUE).
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+pub struct Energies {
+    pub gpu: f64,
+    pub it: f64,
+    pub facility: f64,
+}
+
+impl Energies {
+    fn scaled(self, k: f64) -> Energies {
+        Energies { gpu: self.gpu * k, it: self.it * k, facility: self.facility * k }
+    }
+    fn add(&mut self, o: Energies) {
+        self.gpu += o.gpu;
+        self.it += o.it;
+        self.facility += o.facility;
+    }
+}
+
+/// One hour of a model (and tenant).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ModelHour {
+    pub t: String,
+    pub prompt_tokens: f64,
+    pub generation_tokens: f64,
+    pub requests: f64,
+    pub energy_kwh: Energies,
+    pub water_l: Option<f64>,
+    pub co2_kg: f64,
+    pub pue: f64,
+    /// Generated tokens per second and mean IT power over the hour (the part of it in the window).
+    pub tokens_per_s: f64,
+    pub it_power_w: f64,
+    /// Facility energy per million generated tokens, kWh (null in an hour without tokens).
+    pub facility_kwh_per_mtok: Option<f64>,
+}
+
+/// Per-token figures over a window; null where there are no tokens to divide by.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PerToken {
+    /// Joules per token, prompt and generated together.
+    pub j_per_token: Option<Energies>,
+    /// Joules per generated token, all the energy charged to output.
+    pub j_per_generated_token: Option<Energies>,
+    /// The stated split: joules per prompt token and per generated token (facility boundary).
+    pub split_j_per_prompt_token: Option<f64>,
+    pub split_j_per_generated_token: Option<f64>,
+    pub prompt_token_weight: f64,
+    /// Facility Wh per finished request.
+    pub wh_per_request: Option<f64>,
+    /// Litres of water and grams of CO2 per million tokens (prompt and generated).
+    pub water_l_per_mtok: Option<f64>,
+    pub co2_g_per_mtok: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ModelFootprint {
+    pub model: String,
+    /// Empty where the servers name no tenant.
+    pub tenant: String,
+    pub engines: Vec<String>,
+    /// `node/server` of every server that served it in the window.
+    pub servers: Vec<String>,
+    pub gpus: Vec<String>,
+    pub prompt_tokens: f64,
+    pub generation_tokens: f64,
+    pub requests: f64,
+    pub ttft_mean_s: Option<f64>,
+    pub energy_kwh: Energies,
+    pub water_l: Option<f64>,
+    pub co2_kg: f64,
+    pub per_token: PerToken,
+    pub counter_resets: u32,
+    /// "high", or "low" with its reasons.
+    pub confidence: &'static str,
+    pub low_confidence_reasons: Vec<String>,
+    pub hours: Vec<ModelHour>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TrainingFootprint {
+    pub job: String,
+    pub owner: String,
+    pub steps: u64,
+    pub first_step: u64,
+    pub last_step: u64,
+    pub tokens: f64,
+    pub samples: f64,
+    pub energy_kwh: Energies,
+    pub water_l: Option<f64>,
+    pub co2_kg: f64,
+    pub kwh_per_step: Option<Energies>,
+    pub water_l_per_step: Option<f64>,
+    pub co2_kg_per_step: Option<f64>,
+    pub kwh_per_billion_tokens: Option<Energies>,
+    pub water_l_per_billion_tokens: Option<f64>,
+    pub co2_kg_per_billion_tokens: Option<f64>,
+    pub confidence: &'static str,
+}
+
+/// The answer of `GET /api/v1/models`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ModelsAnswer {
+    pub from: String,
+    pub to: String,
+    pub models: Vec<ModelFootprint>,
+    pub training: Vec<TrainingFootprint>,
+    /// The site's ledger over the window, serving included: jobs (serving among them) + idle +
+    /// unattributed = E_IT.
+    pub it_energy_kwh: f64,
+    pub jobs_it_energy_kwh: f64,
+    pub serving_it_energy_kwh: f64,
+    pub idle_kwh: f64,
+    pub unattributed_kwh: f64,
+    pub method: &'static str,
+}
+
+const METHOD: &str = "GPU energy from NVML counters of the GPUs each server ran on (its processes on NVML), attributed with the jobs ledger (a server's IT energy includes its node's non-GPU share per GPU); each hour's energy split among a server's models and tenants by generated + 0.1 x prompt tokens; facility energy, water and CO2 at each hour's PUE, WUE and carbon factor; the per-prompt/per-generated split weighs a prompt token 0.1 of a generated one.";
+
+fn div(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// The serving and training footprint of `[r.from, r.to)`.
+pub fn models(store: &Store, js: &JobStore, r: TimeRange, carbon: &CarbonConfig) -> Result<ModelsAnswer, JobError> {
+    let allocs = attribution::allocations(store, js, r)?;
+    let att = attribution::attribute(store, &allocs, r, Some(HOUR_NS), carbon)?;
+    models_from(store, js, r, &allocs, &att)
+}
+
+/// [`models`] from an attribution already made over `r` at one-hour series steps (a customer's
+/// statement has one).
+pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocation], att: &Attribution) -> Result<ModelsAnswer, JobError> {
+    let bounds = step_bounds(r.from.0, r.to.0, HOUR_NS);
+    let rows = token_ledgers(store, &bounds)?;
+    let mut out = ModelsAnswer {
+        from: r.from.to_rfc3339(),
+        to: r.to.to_rfc3339(),
+        it_energy_kwh: att.it_energy_kwh,
+        jobs_it_energy_kwh: att.jobs_it_energy_kwh,
+        idle_kwh: att.idle_kwh,
+        unattributed_kwh: att.unattributed_kwh,
+        method: METHOD,
+        ..Default::default()
+    };
+    out.serving_it_energy_kwh = att.jobs.iter().filter(|j| j.source == INFERENCE_SOURCE).map(|j| j.it_energy_kwh).sum();
+    out.models = serving_footprints(att, allocs, &rows, &bounds);
+    out.training = training_footprints(js, att, r)?;
+    Ok(out)
+}
+
+/// A month's or a year's section for the report and the statements: the models (and training
+/// jobs) that `keep` selects, without their hourly rows, the largest energy first.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TokensSection {
+    pub models: Vec<ModelFootprint>,
+    pub training: Vec<TrainingFootprint>,
+    pub method: &'static str,
+}
+
+impl TokensSection {
+    pub fn of(a: ModelsAnswer, keep: impl Fn(&str) -> bool, max_training: usize) -> TokensSection {
+        let mut models: Vec<ModelFootprint> = a.models.into_iter().filter(|m| keep(&m.tenant)).collect();
+        models.iter_mut().for_each(|m| m.hours.clear());
+        models.sort_by(|x, y| y.energy_kwh.facility.total_cmp(&x.energy_kwh.facility).then_with(|| x.model.cmp(&y.model)));
+        let mut training: Vec<TrainingFootprint> = a.training.into_iter().filter(|t| keep(&t.owner)).collect();
+        training.sort_by(|x, y| y.energy_kwh.facility.total_cmp(&x.energy_kwh.facility).then_with(|| x.job.cmp(&y.job)));
+        training.truncate(max_training);
+        TokensSection { models, training, method: a.method }
+    }
+}
+
+/// A serving job's energy per hour, from its series (one point per hour it used energy in).
+fn job_hours(j: &JobEnergy, att: &Attribution, n: usize) -> Vec<(f64, f64)> {
+    let index: BTreeMap<&str, usize> = att.steps.iter().enumerate().map(|(i, s)| (s.t.as_str(), i)).collect();
+    let mut v = vec![(0.0, 0.0); n];
+    for p in &j.series {
+        if let Some(&i) = index.get(p.t.as_str()) {
+            v[i].0 += p.gpu_energy_kwh;
+            v[i].1 += p.it_energy_kwh;
+        }
+    }
+    v
+}
+
+/// Whether another allocation held one of `a`'s GPUs at the same time.
+fn shares_gpus(a: &Allocation, all: &[Allocation]) -> bool {
+    all.iter().any(|o| {
+        !(o.job == a.job && o.start == a.start)
+            && o.node == a.node
+            && o.gpus.iter().any(|g| a.gpus.contains(g))
+            && o.start < a.end.unwrap_or(i64::MAX)
+            && a.start < o.end.unwrap_or(i64::MAX)
+    })
+}
+
+fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<RowKey, RowTokens>, bounds: &[i64]) -> Vec<ModelFootprint> {
+    let n = bounds.len().saturating_sub(1);
+    let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
+    // The rows of each server, to split its energy.
+    let mut by_server: BTreeMap<(String, String), Vec<&RowKey>> = BTreeMap::new();
+    for k in rows.keys() {
+        by_server.entry((k.node.clone(), k.server.clone())).or_default().push(k);
+    }
+    let mut models: BTreeMap<(String, String), ModelFootprint> = BTreeMap::new();
+    let mut ttft: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    for ((node, server), keys) in &by_server {
+        let job = serving_job(node, server);
+        let hours = jobs.get(job.as_str()).map(|j| job_hours(j, att, n)).unwrap_or_else(|| vec![(0.0, 0.0); n]);
+        let server_allocs: Vec<&Allocation> = allocs.iter().filter(|a| a.job == job).collect();
+        let shared = server_allocs.iter().any(|a| shares_gpus(a, allocs));
+        for k in keys {
+            let row = &rows[*k];
+            let m = models.entry((k.model.clone(), k.tenant.clone())).or_insert_with(|| ModelFootprint {
+                model: k.model.clone(),
+                tenant: k.tenant.clone(),
+                confidence: "high",
+                hours: (0..n).map(|h| ModelHour { t: Timestamp(bounds[h]).to_rfc3339(), ..Default::default() }).collect(),
+                ..Default::default()
+            });
+            push_unique(&mut m.engines, &row.engine);
+            push_unique(&mut m.servers, &format!("{node}/{server}"));
+            for a in &server_allocs {
+                for g in &a.gpus {
+                    push_unique(&mut m.gpus, &format!("{node}:{g}"));
+                }
+            }
+            if shared {
+                push_unique(&mut m.low_confidence_reasons, &format!("{node}/{server} shares GPUs with other work"));
+            }
+            if server_allocs.is_empty() && row.generated.iter().sum::<f64>() > 0.0 {
+                push_unique(&mut m.low_confidence_reasons, &format!("{node}/{server}: no GPUs known (set gpus, or give the collector NVML and /proc)"));
+            }
+            m.counter_resets += row.resets;
+            let t = ttft.entry((k.model.clone(), k.tenant.clone())).or_default();
+            t.0 += row.ttft_sum_s.iter().sum::<f64>();
+            t.1 += row.ttft_count.iter().sum::<f64>();
+            for (h, &(gpu, it)) in hours.iter().enumerate() {
+                let weight = |r: &RowTokens| r.generated[h] + PROMPT_TOKEN_WEIGHT * r.prompt[h];
+                let total: f64 = keys.iter().map(|kk| weight(&rows[*kk])).sum();
+                let share = if total > 0.0 { weight(row) / total } else { 1.0 / keys.len() as f64 };
+                let f = att.steps.get(h);
+                let pue = f.map_or(0.0, |f| f.pue);
+                let e = Energies { gpu, it, facility: it * pue }.scaled(share);
+                let mh = &mut m.hours[h];
+                mh.prompt_tokens += row.prompt[h];
+                mh.generation_tokens += row.generated[h];
+                mh.requests += row.requests[h];
+                mh.energy_kwh.add(e);
+                mh.pue = pue;
+                if let Some(w) = f.and_then(|f| f.wue_l_per_kwh) {
+                    *mh.water_l.get_or_insert(0.0) += e.it * w;
+                }
+                mh.co2_kg += e.facility * f.map_or(0.0, |f| f.carbon_factor_kg_per_kwh);
+            }
+        }
+    }
+    let mut out: Vec<ModelFootprint> = models.into_values().collect();
+    for m in &mut out {
+        for (h, mh) in m.hours.iter_mut().enumerate() {
+            let secs = (bounds[h + 1] - bounds[h]) as f64 / 1e9;
+            mh.tokens_per_s = mh.generation_tokens / secs;
+            mh.it_power_w = mh.energy_kwh.it * J_PER_KWH / secs;
+            mh.facility_kwh_per_mtok = div(mh.energy_kwh.facility * 1e6, mh.generation_tokens);
+            m.prompt_tokens += mh.prompt_tokens;
+            m.generation_tokens += mh.generation_tokens;
+            m.requests += mh.requests;
+            m.energy_kwh.add(mh.energy_kwh);
+            if let Some(w) = mh.water_l {
+                *m.water_l.get_or_insert(0.0) += w;
+            }
+            m.co2_kg += mh.co2_kg;
+        }
+        let (s, c) = ttft.get(&(m.model.clone(), m.tenant.clone())).copied().unwrap_or_default();
+        m.ttft_mean_s = div(s, c);
+        m.per_token = per_token(m);
+        if m.generation_tokens < MIN_TOKENS {
+            m.low_confidence_reasons.push(format!("only {:.0} generated tokens in the window (fewer than {MIN_TOKENS:.0})", m.generation_tokens));
+        }
+        if !m.low_confidence_reasons.is_empty() {
+            m.confidence = "low";
+        }
+    }
+    out
+}
+
+fn push_unique(v: &mut Vec<String>, s: &str) {
+    if !v.iter().any(|x| x == s) {
+        v.push(s.to_owned());
+    }
+}
+
+fn per_token(m: &ModelFootprint) -> PerToken {
+    let j = m.energy_kwh.scaled(J_PER_KWH);
+    let all = m.prompt_tokens + m.generation_tokens;
+    let weighted = m.generation_tokens + PROMPT_TOKEN_WEIGHT * m.prompt_tokens;
+    let per_weighted = div(j.facility, weighted);
+    PerToken {
+        j_per_token: (all > 0.0).then(|| j.scaled(1.0 / all)),
+        j_per_generated_token: (m.generation_tokens > 0.0).then(|| j.scaled(1.0 / m.generation_tokens)),
+        split_j_per_prompt_token: per_weighted.filter(|_| m.prompt_tokens > 0.0).map(|x| x * PROMPT_TOKEN_WEIGHT),
+        split_j_per_generated_token: per_weighted.filter(|_| m.generation_tokens > 0.0),
+        prompt_token_weight: PROMPT_TOKEN_WEIGHT,
+        wh_per_request: div(m.energy_kwh.facility * 1000.0, m.requests),
+        water_l_per_mtok: m.water_l.and_then(|w| div(w * 1e6, all)),
+        co2_g_per_mtok: div(m.co2_kg * 1000.0 * 1e6, all),
+    }
+}
+
+fn training_footprints(js: &JobStore, att: &Attribution, r: TimeRange) -> Result<Vec<TrainingFootprint>, JobError> {
+    let steps = js.progress(r.from.0, r.to.0)?;
+    let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
+    let mut by_job: BTreeMap<&str, TrainingFootprint> = BTreeMap::new();
+    for s in &steps {
+        let t = by_job.entry(s.job.as_str()).or_insert_with(|| TrainingFootprint { job: s.job.clone(), first_step: s.step, confidence: "high", ..Default::default() });
+        t.steps += 1;
+        t.first_step = t.first_step.min(s.step);
+        t.last_step = t.last_step.max(s.step);
+        t.tokens += s.tokens;
+        t.samples += s.samples;
+    }
+    let mut out = Vec::new();
+    for (job, mut t) in by_job {
+        match jobs.get(job) {
+            Some(j) => {
+                t.owner = j.owner.clone();
+                t.energy_kwh = Energies { gpu: j.gpu_energy_kwh, it: j.it_energy_kwh, facility: j.facility_energy_kwh };
+                t.water_l = j.water_l;
+                t.co2_kg = j.co2_kg;
+                if j.confidence == "low" {
+                    t.confidence = "low";
+                }
+            }
+            // Progress of a job the ledger does not know: its steps are shown, its energy is not.
+            None => t.confidence = "low",
+        }
+        if t.steps < MIN_STEPS {
+            t.confidence = "low";
+        }
+        let n = t.steps as f64;
+        t.kwh_per_step = (n > 0.0).then(|| t.energy_kwh.scaled(1.0 / n));
+        t.water_l_per_step = t.water_l.and_then(|w| div(w, n));
+        t.co2_kg_per_step = div(t.co2_kg, n);
+        t.kwh_per_billion_tokens = (t.tokens > 0.0).then(|| t.energy_kwh.scaled(1e9 / t.tokens));
+        t.water_l_per_billion_tokens = t.water_l.and_then(|w| div(w * 1e9, t.tokens));
+        t.co2_kg_per_billion_tokens = div(t.co2_kg * 1e9, t.tokens);
+        out.push(t);
+    }
+    Ok(out)
+}

@@ -1,0 +1,109 @@
+//! Energy per token and per training step: training progress in (`POST /api/v1/progress`),
+//! the serving and training footprint out (`GET /api/v1/models`), and the
+//! `kilowatch_model_energy_joules_per_token` gauges of `GET /metrics` (docs/inference.md).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kilowatch_accounting::tokens;
+use kilowatch_model::{TimeRange, Timestamp};
+use kilowatch_store::jobs::{JobError, JobStore};
+use kilowatch_store::progress::ProgressPost;
+use serde_json::json;
+
+use crate::acct_api::{Acct, OneOrMany, WindowParams, bounded, cached_value, read_ok, rows_answer, window, write_denied};
+use crate::api::{AppState, error};
+
+/// `POST /api/v1/progress`: steps a training job finished. Idempotent on (job, step).
+pub async fn post_progress(State(st): State<AppState>, acct: Acct, headers: HeaderMap, Json(body): Json<OneOrMany<ProgressPost>>) -> Response {
+    if let Some(r) = write_denied(&st, &headers) {
+        return r;
+    }
+    let posts = body.into_vec();
+    let a2 = acct.0.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<usize, JobError> {
+        let js = a2.jobs.as_ref().map_err(|e| JobError::Invalid(format!("job ledger unavailable: {e}")))?;
+        js.post_progress(&posts, Timestamp::now().0)
+    })
+    .await;
+    acct.cache.clear();
+    rows_answer(res, "training progress not stored")
+}
+
+/// `GET /api/v1/models?from=&to=` (or `period=`): per model and tenant, per hour, energy, water
+/// and CO2 with the per-token figures; training jobs per step and per billion tokens.
+pub async fn get_models(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
+    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
+        return r;
+    }
+    let (range, label, _) = match bounded(&st, window(&st, &q)) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+    };
+    let store = st.store.clone();
+    let carbon = st.config.carbon.clone();
+    let a2 = acct.0.clone();
+    let resp = cached_value(&st, &acct.0, q.cache_key("models"), range, move || -> Result<serde_json::Value, JobError> {
+        let js = a2.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
+        let m = tokens::models(&store, js, range, &carbon)?;
+        let mut v = serde_json::to_value(&m).unwrap_or_default();
+        v["window"] = json!(label);
+        Ok(v)
+    })
+    .await;
+    match resp {
+        Ok(v) => Json(v.as_ref()).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// How long the `/metrics` gauges of energy per token are kept before they are computed again.
+const GAUGES_TTL: Duration = Duration::from_secs(300);
+
+/// Sets the `kilowatch_model_energy_joules_per_token` gauges from the last complete clock hour
+/// of data, at most every five minutes (a scrape every 15 s must not attribute the site each time).
+pub async fn refresh_model_gauges(st: &AppState) {
+    let m = st.metrics.clone();
+    {
+        let Ok(mut at) = m.model_gauges_at.lock() else { return };
+        if at.is_some_and(|t| t.elapsed() < GAUGES_TTL) {
+            return;
+        }
+        *at = Some(Instant::now());
+    }
+    let store = st.store.clone();
+    let carbon = st.config.carbon.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<tokens::ModelsAnswer, JobError> {
+        const HOUR: i64 = 3_600_000_000_000;
+        let end = store.live_now()?.div_euclid(HOUR) * HOUR;
+        let js = JobStore::beside(&store)?;
+        tokens::models(&store, &js, TimeRange::new(Timestamp(end - HOUR), Timestamp(end)), &carbon)
+    })
+    .await;
+    let answer = match res {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "energy per token gauges not computed");
+            return;
+        }
+        Err(_) => return,
+    };
+    set_gauges(&m, &answer);
+}
+
+fn set_gauges(m: &Arc<crate::metrics::Metrics>, a: &tokens::ModelsAnswer) {
+    m.model_j_per_token.clear();
+    for model in &a.models {
+        for (tokens_kind, e) in [("all", model.per_token.j_per_token), ("generated", model.per_token.j_per_generated_token)] {
+            let Some(e) = e else { continue };
+            for (basis, v) in [("gpu", e.gpu), ("it", e.it), ("facility", e.facility)] {
+                let labels = [("model", model.model.clone()), ("tenant", model.tenant.clone()), ("basis", basis.to_owned()), ("tokens", tokens_kind.to_owned())];
+                m.model_j_per_token.get_or_create(&labels).set(v);
+            }
+        }
+    }
+}

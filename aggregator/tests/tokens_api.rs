@@ -1,0 +1,159 @@
+//! Energy per token and per training step through the real server over HTTP: `inference`
+//! points (as the collector ships them) and GPU counters in, `POST /api/v1/progress` for a
+//! training job, then `GET /api/v1/models`, `GET /api/v1/jobs` and the `/metrics` gauges.
+//! Figures are worked out by hand below; the ledger must also still add up.
+
+mod common;
+
+use common::{READ, Server, WRITE, assert_close};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_790_812_800; // 2026-10-01T00:00:00Z
+const H: i64 = 3600;
+
+fn ts(t: i64) -> String {
+    kilowatch_model::Timestamp::from_secs(t).to_rfc3339()
+}
+
+/// Two hours: PUE 1.2 then 1.3 (facility 120 then 130 kWh over IT 100 then 100); GPUs 0 and 1
+/// (500 W and 300 W) serve model `m` for tenant `acme` through server `s1`; GPU 2 (700 W) runs a
+/// training job; GPU 3 (100 W) is idle. The server restarts between 01:00 and 01:15.
+fn site() -> String {
+    let mut b = String::new();
+    for (k, (fac, it)) in [(0.0, 0.0), (120.0, 100.0), (250.0, 200.0)].iter().enumerate() {
+        let t = T0 + k as i64 * H;
+        b.push_str(&format!("meter,meter=g,role=facility energy_kwh={fac} {t}\nmeter,meter=u,role=it,category=1 energy_kwh={it} {t}\n"));
+    }
+    for k in 0..=4i64 {
+        let t = T0 + k * 1800;
+        for (gpu, w) in [(0, 500), (1, 300), (2, 700), (3, 100)] {
+            b.push_str(&format!("gpu,node=n1,gpu={gpu} energy_mj={}i {t}\n", w * 1800 * 1000 * k));
+        }
+    }
+    // Every 15 minutes (runs of points break on gaps over 20 minutes); the server restarts
+    // between 01:00 and 01:15, after which its counters start again from near zero.
+    let generated = [0.0, 0.5e6, 1e6, 1.5e6, 2e6, 0.1e6, 0.35e6, 0.6e6, 1.1e6];
+    let prompt = [0.0, 2e6, 4e6, 6e6, 8e6, 0.4e6, 1.4e6, 2.4e6, 4.4e6];
+    let req = [0.0, 500.0, 1000.0, 1500.0, 2000.0, 100.0, 350.0, 600.0, 1100.0];
+    for k in 0..9usize {
+        let t = T0 + k as i64 * 900;
+        b.push_str(&format!(
+            "inference,node=n1,server=s1,engine=vllm,model=m,tenant=acme prompt_tokens={},generation_tokens={},requests={},ttft_sum_s={},ttft_count={},gpus=\"0,1\" {t}\n",
+            prompt[k], generated[k], req[k], req[k] * 0.05, req[k]
+        ));
+    }
+    b
+}
+
+async fn models(s: &Server, from: i64, to: i64) -> Value {
+    let r = reqwest::Client::new().get(s.url("/api/v1/models")).query(&[("from", ts(from)), ("to", ts(to))]).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("json")
+}
+
+async fn post(s: &Server, path: &str, token: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new().post(s.url(path)).header("Authorization", format!("Token {token}")).json(&body).send().await.expect("send")
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[tokio::test]
+async fn serving_and_training_footprints_add_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    assert_eq!(s.write(&site(), "s", WRITE).await.status(), 204);
+    assert_eq!(post(&s, "/api/v1/jobs", WRITE, json!({"job":"train-1","owner":"acme","node":"n1","gpus":[2],"start":ts(T0),"end":ts(T0 + 2 * H)})).await.status(), 200);
+
+    // Progress: write token only; a step posted again counts once.
+    let steps: Vec<Value> = (1..=100).map(|k| json!({"job":"train-1","step":k,"tokens":1e6,"samples":256,"time":ts(T0 + 60 * k)})).collect();
+    assert_eq!(post(&s, "/api/v1/progress", READ, json!(steps)).await.status(), 403);
+    assert_eq!(reqwest::Client::new().post(s.url("/api/v1/progress")).json(&steps).send().await.expect("send").status(), 401);
+    assert_eq!(post(&s, "/api/v1/progress", WRITE, json!(steps)).await.status(), 200);
+    assert_eq!(post(&s, "/api/v1/progress", WRITE, json!(steps[10])).await.status(), 200);
+    assert_eq!(post(&s, "/api/v1/progress", WRITE, json!({"job":"train-1","step":-1})).await.status().as_u16() / 100, 4);
+    assert_eq!(post(&s, "/api/v1/progress", WRITE, json!({"job":"train-1","step":1,"tokens":-5})).await.status(), 400);
+
+    let v = models(&s, T0, T0 + 2 * H).await;
+    let ms = v["models"].as_array().expect("models");
+    assert_eq!(ms.len(), 1, "{v:#}");
+    let m = &ms[0];
+    assert_eq!((m["model"].as_str(), m["tenant"].as_str()), (Some("m"), Some("acme")));
+    // Hour 0: 8e6 prompt + 2e6 generated; hour 1: the restart's interval counts from the new
+    // reading, so 4e6 + 1e6.
+    assert_eq!((f(&m["prompt_tokens"]), f(&m["generation_tokens"]), f(&m["requests"])), (12e6, 3e6, 3000.0));
+    assert!(m["counter_resets"].as_u64().expect("resets") >= 1);
+    let gpu_j = (500.0 + 300.0) * 2.0 * H as f64;
+    assert_close(&m["energy_kwh"]["gpu"], gpu_j / 3.6e6, &format!("0.8 kWh an hour {v:#}"));
+    assert_close(&m["per_token"]["j_per_token"]["gpu"], gpu_j / 15e6, "GPU J per token");
+    assert_close(&m["per_token"]["j_per_generated_token"]["gpu"], gpu_j / 3e6, "GPU J per generated token");
+    // The facility share follows each hour's own PUE.
+    assert_close(&m["hours"][0]["energy_kwh"]["facility"], 0.8 * 1.2, "hour 0 at PUE 1.2");
+    assert_close(&m["hours"][1]["energy_kwh"]["facility"], 0.8 * 1.3, "hour 1 at PUE 1.3");
+    assert_close(&m["per_token"]["j_per_token"]["facility"], (0.8 * 1.2 + 0.8 * 1.3) * 3.6e6 / 15e6, "facility J per token");
+    assert_close(&m["co2_kg"], (0.8 * 1.2 + 0.8 * 1.3) * 0.056, "CO2 at the configured factor");
+    assert_close(&m["per_token"]["wh_per_request"], (0.8 * 1.2 + 0.8 * 1.3) * 1000.0 / 3000.0, "Wh per request");
+    // The stated split: facility energy over generated + 0.1 × prompt tokens.
+    let per_w = (0.8 * 1.2 + 0.8 * 1.3) * 3.6e6 / (3e6 + 0.1 * 12e6);
+    assert_close(&m["per_token"]["split_j_per_generated_token"], per_w, "split, generated");
+    assert_close(&m["per_token"]["split_j_per_prompt_token"], per_w * 0.1, "split, prompt");
+    assert_close(&m["ttft_mean_s"], 0.05, "TTFT");
+    assert_eq!(m["confidence"], "high", "{m:#}");
+    assert_eq!(m["gpus"], json!(["n1:0", "n1:1"]));
+
+    let t = &v["training"][0];
+    assert_eq!((t["job"].as_str(), t["steps"].as_u64()), (Some("train-1"), Some(100)));
+    assert_close(&t["tokens"], 100e6, "tokens once each");
+    let train_kwh = 700.0 * 2.0 * H as f64 / 3.6e6;
+    assert_close(&t["kwh_per_step"]["it"], train_kwh / 100.0, "IT kWh per step");
+    assert_close(&t["kwh_per_step"]["facility"], 700.0 * H as f64 / 3.6e6 * (1.2 + 1.3) / 100.0, "facility kWh per step");
+    assert_close(&t["kwh_per_billion_tokens"]["it"], train_kwh * 10.0, "IT kWh per billion tokens");
+    assert_close(&t["co2_kg_per_step"], 700.0 * H as f64 / 3.6e6 * (1.2 + 1.3) * 0.056 / 100.0, "CO2 per step");
+
+    // Conservation with serving in the ledger: jobs (serving included) + idle + unattributed = E_IT.
+    let it = f(&v["it_energy_kwh"]);
+    assert_close(&v["it_energy_kwh"], 200.0, "E_IT");
+    assert_close(&v["serving_it_energy_kwh"], 1.6, "serving");
+    assert_close(&v["idle_kwh"], 0.2, "GPU 3");
+    let sum = f(&v["jobs_it_energy_kwh"]) + f(&v["idle_kwh"]) + f(&v["unattributed_kwh"]);
+    assert!((sum - it).abs() <= 1e-9 * it, "{sum} != {it}");
+
+    // The jobs list carries the server as a job of its tenant.
+    let r = reqwest::Client::new().get(s.url("/api/v1/jobs")).query(&[("from", ts(T0)), ("to", ts(T0 + 2 * H))]).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    let jobs: Value = r.json().await.expect("json");
+    let serve = jobs["jobs"].as_array().expect("jobs").iter().find(|j| j["job"] == "serve:n1/s1").unwrap_or_else(|| panic!("{jobs:#}"));
+    assert_eq!(serve["owner"], "acme");
+    assert_close(&serve["it_energy_kwh"], 1.6, "serving in the jobs list");
+
+    // /metrics: the last complete hour of data (01:00–02:00): 2.88 MJ over 5e6 tokens.
+    let text = reqwest::Client::new().get(s.url("/metrics")).header("Authorization", format!("Token {READ}")).send().await.expect("send").text().await.expect("text");
+    let line = text.lines().find(|l| l.starts_with("kilowatch_model_energy_joules_per_token{") && l.contains("basis=\"gpu\"") && l.contains("tokens=\"all\"")).unwrap_or_else(|| panic!("no gauge in:\n{text}"));
+    let got: f64 = line.rsplit(' ').next().and_then(|x| x.parse().ok()).expect("value");
+    assert!((got - 2.88e6 / 5e6).abs() < 1e-9, "{line}");
+    assert!(line.contains("model=\"m\"") && line.contains("tenant=\"acme\""), "{line}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn few_tokens_or_shared_gpus_are_low_confidence() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    let mut b = String::new();
+    for k in 0..=4i64 {
+        let t = T0 + k * 900;
+        b.push_str(&format!("gpu,node=n1,gpu=0 energy_mj={}i {t}\n", 400 * 900 * 1000 * k));
+        b.push_str(&format!("inference,node=n1,server=small,engine=sglang,model=tiny generation_tokens={},prompt_tokens={},gpus=\"0\" {t}\n", 100 * k, 300 * k));
+    }
+    assert_eq!(s.write(&b, "s", WRITE).await.status(), 204);
+    // A job on the same GPU during the hour: the GPU is shared, each gets half.
+    assert_eq!(post(&s, "/api/v1/jobs", WRITE, json!({"job":"other","owner":"x","node":"n1","gpus":[0],"start":ts(T0),"end":ts(T0 + H)})).await.status(), 200);
+    let v = models(&s, T0, T0 + H).await;
+    let m = &v["models"][0];
+    assert_eq!(m["confidence"], "low");
+    let reasons = m["low_confidence_reasons"].to_string();
+    assert!(reasons.contains("shares GPUs") && reasons.contains("generated tokens"), "{reasons}");
+    assert_close(&m["energy_kwh"]["gpu"], 400.0 * H as f64 / 3.6e6 / 2.0, "half the GPU");
+    assert_eq!(m["tenant"], "");
+    s.stop().await;
+}
