@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The dashboard's browser tests (scripts/e2e/dashboard.mjs, then gpus-scale.mjs, fleet.mjs and models.mjs). Without node, Debian's chromium or
+# The dashboard's browser tests (scripts/e2e/dashboard.mjs, then gpus-scale.mjs, fleet.mjs, models.mjs and tenant.mjs). Without node, Debian's chromium or
 # playwright-core it skips with a notice, except under CI, where it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +25,5 @@ node scripts/e2e/gpus-scale.mjs
 node scripts/e2e/fleet.mjs
 # The Models page over the whole simulated site and its inference fleet.
 node scripts/e2e/models.mjs
+# What a customer's scoped token sees: its jobs only, operator pages refused.
+node scripts/e2e/tenant.mjs

@@ -35,6 +35,9 @@ pub struct DemoOptions {
     pub nodes: usize,
     /// `heatwave`, `cooling-failure` or `both`, starting when the live run starts.
     pub scenario: Option<String>,
+    /// An owner glob (`mistral-ai/*`): the demo also makes a read token scoped to those
+    /// owners and prints the link that shows what such a customer sees.
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +187,14 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let write_token = std::env::var("KILOWATCH_WRITE_TOKEN").ok().filter(|t| t.len() >= 16).unwrap_or_else(|| format!("demo-{:016x}{:08x}", now.0, std::process::id()));
     let mut config = Config::default();
     config.server.listen = opts.listen.to_string();
-    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![write_token.clone()], Vec::new(), true)), config: Arc::new(config), sink: None, metrics: Default::default() };
+    config.auth.write_tokens.push(write_token.clone());
+    // The customer's token, from the environment for a browser test, else a fresh one.
+    let tenant_token = opts.tenant.as_ref().map(|glob| {
+        let token = std::env::var("KILOWATCH_TENANT_TOKEN").ok().filter(|t| t.len() >= 16).unwrap_or_else(|| format!("tenant-{:016x}{:08x}", now.0.rotate_left(17), std::process::id()));
+        config.auth.tokens.push(crate::config::TokenEntry { name: format!("demo tenant {glob}"), sha256: crate::auth::sha256_hex(&token), scope: crate::config::TokenScope::Read, owners: Some(vec![glob.clone()]) });
+        token
+    });
+    let state = AppState { store: store.clone(), auth: Arc::new(Auth::from_config(&config.auth, true)), config: Arc::new(config), sink: None, metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
     let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), 128 << 20, state.metrics.clone(), shutdown.clone());
     let maintenance = server::spawn_maintenance(store.clone(), state.config.store.retention(), Duration::from_secs(state.config.store.maintenance_interval_s), state.metrics.clone(), shutdown.clone());
@@ -219,6 +229,9 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let collector = tokio::spawn(agent.run(shutdown.clone()));
     println!("Kilowatch demo: dashboard at http://{}/  (API: http://{}/api/v1/kpi?from=…&to=…; Ctrl-C to stop)", opts.listen, opts.listen);
     println!("Reads are open without a token: this demo is for loopback only.");
+    if let (Some(glob), Some(token)) = (&opts.tenant, &tenant_token) {
+        println!("What a customer owning {glob} sees (its jobs and statements only): http://{}/jobs?token={token}", opts.listen);
+    }
     let _ = collector.await;
     let _ = http.await.map_err(|e| DemoError::Task(e.to_string()))?;
     let _ = maintenance.await;

@@ -93,6 +93,10 @@ enum Command {
         /// Inject a scenario into the live simulation: heatwave, cooling-failure or both.
         #[arg(long)]
         scenario: Option<String>,
+        /// Also make a read token scoped to these owners (a glob, e.g. "mistral-ai/*") and print
+        /// the link that shows what that customer sees.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Poll Slurm (`squeue --json`) and post running jobs and their GPU indices to an
     /// aggregator, closing jobs that vanish: catches what the prolog/epilog hooks missed.
@@ -314,8 +318,8 @@ async fn main() -> anyhow::Result<()> {
                 let _ = a.await;
             }
         }
-        Command::Demo { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario } => {
-            let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario };
+        Command::Demo { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario, tenant } => {
+            let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario, tenant };
             demo::run(opts, shutdown_on_ctrl_c()).await?;
         }
         Command::HashToken => {

@@ -118,7 +118,8 @@ document.querySelectorAll("[data-metric]").forEach((b) => b.onclick = () => {
   legend(); draw();
 });
 let drawnWidth = 0;
-new ResizeObserver(() => { const w = KW.$("heatbox").clientWidth; if (cells.length && w !== drawnWidth) { drawnWidth = w; draw(); } }).observe(KW.$("heatbox"));
+// Not once a scoped token's notice has replaced the page (the heatmap is gone).
+new ResizeObserver(() => { if (KW.denied) return; const w = KW.$("heatbox").clientWidth; if (cells.length && w !== drawnWidth) { drawnWidth = w; draw(); } }).observe(KW.$("heatbox"));
 legend();
 // The first read starts with the page, beside the site's (the heatmap shows no times).
 let first = KW.get("/dashboard/gpus.json");
