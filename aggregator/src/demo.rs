@@ -203,7 +203,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let http = tokio::spawn(server::serve_with(listener, None, server::router(state), shutdown.clone(), limits, metrics));
     let rules = kilowatch_alerts::RulePack::default_pack().rules;
     let (pipeline, deliverer) = crate::alerting::open_pipeline_with(&store, rules, crate::alerting::demo_routing(), format!("http://{}", opts.listen), Arc::new(crate::alerting::DataClock(store.clone())))?;
-    let alerting = crate::alerting::run(store.clone(), pipeline, deliverer, Duration::from_secs(5), shutdown.clone());
+    let alerting = crate::alerting::run(store.clone(), pipeline, deliverer, Duration::from_secs(5), crate::alerting::CatchUp::never(), shutdown.clone());
 
     let shipper = Shipper::new(&ShipperConfig {
         url: format!("http://{}", opts.listen),

@@ -277,7 +277,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(i) => Some(InfluxSink::start(i, &cfg.server.data_dir, shutdown.clone())?),
                 None => None,
             };
-            let alerting = if cfg.alerts.enabled { Some(kilowatch_aggregator::alerting::spawn(store.clone(), cfg.alerts.clone(), Arc::new(kilowatch_alerts::SystemClock), shutdown.clone())?) } else { None };
+            let alerting = if cfg.alerts.enabled { Some(kilowatch_aggregator::alerting::spawn(store.clone(), cfg.alerts.clone(), Arc::new(kilowatch_alerts::SystemClock), metrics.clone(), shutdown.clone())?) } else { None };
             let poller = if cfg.slurm.poll {
                 let jobs = Arc::new(kilowatch_store::jobs::JobStore::beside(&store)?);
                 let sink = move |posts: Vec<kilowatch_store::jobs::JobPost>| {

@@ -76,6 +76,8 @@ pub struct Metrics {
     /// Energy per token of each model over the last complete hour (crate::tokens_api).
     pub(crate) model_j_per_token: Family<Labels<4>, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub(crate) model_gauges_at: Mutex<Option<std::time::Instant>>,
+    /// 1 while a starting aggregator holds its alerts for its data to catch up (crate::alerting).
+    pub(crate) alerts_catching_up: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,6 +122,7 @@ impl Metrics {
             fleet_site_age: Family::default(),
             model_j_per_token: Family::default(),
             model_gauges_at: Mutex::new(None),
+            alerts_catching_up: Gauge::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -167,6 +170,11 @@ impl Metrics {
             m.maintenance_duration.clone(),
         );
         r.register("kilowatch_store_maintenance_failures", "Maintenance passes that failed (retried at the next tick)", m.maintenance_failures.clone());
+        r.register(
+            "kilowatch_alerts_catching_up",
+            "1 while this aggregator, started with data far behind the clock, holds its alerts (neither evaluated nor sent) for its collectors' spools to catch up; see alerts.catch_up_max_s",
+            m.alerts_catching_up.clone(),
+        );
         r.register(
             "kilowatch_model_energy_joules_per_token",
             "Energy per token of each served model over the last complete hour, by model, tenant, basis (gpu, it, facility) and tokens (all: prompt and generated; generated: all the energy on output tokens)",

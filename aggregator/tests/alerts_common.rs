@@ -66,7 +66,8 @@ async fn hook(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) 
 
 pub async fn start_receiver() -> (SocketAddr, Arc<Receiver>) {
     let rx = Arc::new(Receiver::default());
-    let app = Router::new().route("/hook", post(hook)).with_state(rx.clone());
+    // `/api/v2/alerts`: what an Alertmanager receiver (kind = "alertmanager") is pushed to.
+    let app = Router::new().route("/hook", post(hook)).route("/api/v2/alerts", post(hook)).with_state(rx.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {

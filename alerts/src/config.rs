@@ -37,6 +37,16 @@ pub struct AlertsConfig {
     /// Link put in notifications (`externalURL`).
     #[serde(default)]
     pub external_url: Option<String>,
+    /// After a start, while the newest data lags the clock (a member of a pair back from an
+    /// outage, its collectors' spools still replaying), alerts are neither evaluated nor sent,
+    /// for at most this many seconds (default 600; 0: never held). Evaluated on stale data, an
+    /// alert that resolved during the outage would be pushed again as firing.
+    #[serde(default = "default_catch_up")]
+    pub catch_up_max_s: u64,
+}
+
+fn default_catch_up() -> u64 {
+    600
 }
 
 fn yes() -> bool {
@@ -48,7 +58,7 @@ fn default_eval() -> u64 {
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        AlertsConfig { enabled: true, eval_interval_s: default_eval(), rules_file: None, routing_file: None, external_url: None }
+        AlertsConfig { enabled: true, eval_interval_s: default_eval(), rules_file: None, routing_file: None, external_url: None, catch_up_max_s: default_catch_up() }
     }
 }
 

@@ -393,6 +393,7 @@ impl Config {
         within_u64("server.max_body_bytes", self.server.max_body_bytes as u64, 1, 1 << 32)?;
         within_u64("slurm.poll_interval_s", self.slurm.poll_interval_s, 1, DAY_S)?;
         within_u64("alerts.eval_interval_s", self.alerts.eval_interval_s, 1, DAY_S)?;
+        within_u64("alerts.catch_up_max_s", self.alerts.catch_up_max_s, 0, DAY_S)?;
         within_u64("store.checkpoint_interval_s", self.store.checkpoint_interval_s, 1, DAY_S)?;
         within_u64("store.maintenance_interval_s", self.store.maintenance_interval_s, 1, DAY_S)?;
         within_u64("store.raw_retention_h", self.store.raw_retention_h, 1, CENTURY_D * 24)?;
@@ -454,6 +455,7 @@ mod tests {
             ("accounting", "official_min_coverage_pct", true),
             ("slurm", "poll_interval_s", false),
             ("alerts", "eval_interval_s", false),
+            ("alerts", "catch_up_max_s", true),
             ("store", "checkpoint_interval_s", false),
             ("store", "maintenance_interval_s", false),
             ("store", "raw_retention_h", false),
