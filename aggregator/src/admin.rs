@@ -1,7 +1,8 @@
 //! The admin API, for an operator holding a token of scope `admin`: `POST /api/v1/admin/delete`
 //! deletes a series' samples in a time range (a sample from a clock a year ahead, a meter wired
 //! wrong for an afternoon). Every deletion is logged at warn level with who asked, what and how
-//! much went.
+//! much went. `GET /api/v1/admin/snapshot/{store.db,jobs.db}` streams a consistent copy of a
+//! database, for a new member of a pair to start from its twin's (`kilowatch restore`).
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,7 +21,64 @@ use crate::auth::{Auth, Grant};
 use kilowatch_store::Selector;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/delete", post(delete))
+    Router::new().route("/api/v1/admin/delete", post(delete)).route("/api/v1/admin/snapshot/{file}", get(snapshot))
+}
+
+/// The admin's name, or the answer for a caller who is not one.
+fn admin(st: &AppState, headers: &HeaderMap) -> Result<String, Box<Response>> {
+    match st.auth.admin(Auth::presented(headers, None)) {
+        Ok(name) => Ok(name.to_owned()),
+        Err(Grant::None) => Err(Box::new(error(StatusCode::UNAUTHORIZED, "unauthorized", "an admin token is required: Authorization: Token <token>"))),
+        Err(_) => Err(Box::new(error(StatusCode::FORBIDDEN, "forbidden", "this token has no admin scope ([[auth.tokens]] scope = \"admin\")"))),
+    }
+}
+
+/// The databases a snapshot may copy.
+pub const SNAPSHOT_FILES: [&str; 2] = ["store.db", "jobs.db"];
+
+/// A consistent copy of store.db (every acknowledged write in it) or jobs.db, streamed. It is
+/// written beside the database first (`VACUUM INTO`, compacted: as much free disk as the
+/// database holds data), then unlinked while it is sent.
+async fn snapshot(State(st): State<AppState>, axum::extract::Path(file): axum::extract::Path<String>, headers: HeaderMap) -> Response {
+    let who = match admin(&st, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    if !SNAPSHOT_FILES.contains(&file.as_str()) {
+        return error(StatusCode::NOT_FOUND, "not found", format!("no snapshot of {file:?}: store.db or jobs.db"));
+    }
+    let dir = st.store.path().parent().map(std::path::Path::to_owned).unwrap_or_default();
+    let tmp = dir.join(format!(".snapshot-{}-{file}", kilowatch_model::Timestamp::now().0));
+    let store = st.store.clone();
+    let (f2, t2) = (file.clone(), tmp.clone());
+    let t0 = std::time::Instant::now();
+    let made = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        if f2 == "store.db" {
+            store.snapshot_into(&t2).map_err(|e| e.to_string())
+        } else {
+            kilowatch_store::jobs::JobStore::beside(&store).and_then(|j| j.snapshot_into(&t2)).map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    let opened = match made {
+        Ok(Ok(())) => tokio::fs::File::open(&tmp).await,
+        Ok(Err(e)) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::error!(admin = %who, file = %file, error = %e, "snapshot failed");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("no snapshot of {file}: {e}"));
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+    };
+    // Unlinked at once: the open file is sent, and nothing is left behind if the client goes.
+    let _ = std::fs::remove_file(&tmp);
+    let file_handle = match opened {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", format!("cannot open the snapshot: {e}")),
+    };
+    let bytes = file_handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+    tracing::warn!(admin = %who, file = %file, bytes, took_ms = t0.elapsed().as_millis() as u64, "database snapshot sent through the admin API");
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file_handle));
+    ([(axum::http::header::CONTENT_TYPE, "application/vnd.sqlite3".to_owned()), (axum::http::header::CONTENT_LENGTH, bytes.to_string())], body).into_response()
 }
 
 /// `{"measurement": "gpu", "tags": {"node": "dgx-001"}, "field": "temp_c", "from": "…", "to": "…"}`;
@@ -40,10 +98,9 @@ struct DeleteRequest {
 
 async fn delete(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     // The token first: nothing of the body is read for a caller who may not delete.
-    let who = match st.auth.admin(Auth::presented(&headers, None)) {
-        Ok(name) => name.to_owned(),
-        Err(Grant::None) => return error(StatusCode::UNAUTHORIZED, "unauthorized", "an admin token is required: Authorization: Token <token>"),
-        Err(_) => return error(StatusCode::FORBIDDEN, "forbidden", "this token has no admin scope ([[auth.tokens]] scope = \"admin\")"),
+    let who = match admin(&st, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
     };
     let req: DeleteRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

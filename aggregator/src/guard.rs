@@ -159,13 +159,10 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
         if req.uri().path() == INGEST_PATH
             && let Some(store) = &lim.store
         {
-            match store.over_budget() {
-                Ok(Some(e)) => {
-                    drain(req.into_body(), lim.drain_bytes, lim.body_timeout);
-                    return crate::api::over_budget(&e, &who, &lim.metrics);
-                }
-                // The write itself asks again, and answers the error.
-                Ok(None) | Err(_) => {}
+            // An error here: the write itself asks again, and answers it.
+            if let Ok(Some(e)) = store.over_budget() {
+                drain(req.into_body(), lim.drain_bytes, lim.body_timeout);
+                return crate::api::over_budget(&e, &who, &lim.metrics);
             }
         }
         req.extensions_mut().insert(Caller(who));

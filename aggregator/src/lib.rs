@@ -18,6 +18,7 @@ pub mod guard;
 pub mod ledger_api;
 pub mod metrics;
 pub mod report;
+pub mod restore;
 pub mod server;
 pub mod sink;
 pub mod slurm;

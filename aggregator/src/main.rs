@@ -98,6 +98,19 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Start a new or rebuilt member of an active-active pair from its twin's data: download
+    /// the twin's database snapshots into an empty data directory (docs/ha.md).
+    Restore {
+        /// The twin's base URL, e.g. http://kw-a:8086.
+        #[arg(long)]
+        from: String,
+        /// An admin token of the twin ([[auth.tokens]] scope = "admin").
+        #[arg(long, env = "KILOWATCH_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The new member's `server.data_dir`, empty.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Poll Slurm (`squeue --json`) and post running jobs and their GPU indices to an
     /// aggregator, closing jobs that vanish: catches what the prolog/epilog hooks missed.
     SlurmPoll {
@@ -321,6 +334,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario, tenant } => {
             let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario, tenant };
             demo::run(opts, shutdown_on_ctrl_c()).await?;
+        }
+        Command::Restore { from, token, data_dir } => {
+            let r = kilowatch_aggregator::restore::restore(&from, &token, &data_dir).await?;
+            let newest = r.newest.map_or_else(|| "none".to_owned(), |t| kilowatch_model::Timestamp(t).to_rfc3339());
+            println!("restored {} bytes from {from} into {}: {} series, newest sample {newest}", r.bytes, data_dir.display(), r.series);
+            println!("start the member on it; the collectors' spools bring what its twin received since");
         }
         Command::HashToken => {
             let mut token = String::new();

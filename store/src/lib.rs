@@ -32,6 +32,7 @@ mod ledger;
 mod maintain;
 pub mod progress;
 mod read;
+mod snapshot;
 mod record;
 pub mod rollup;
 mod wal;

@@ -332,7 +332,7 @@ impl Inner {
                     "{} would be {missing} new series, but the store's {} series already take {} MB of its memory budget of {} MB, of which an eighth is kept for recent samples ([store] memory_budget_mb): raise the budget for more series",
                     line_series(&line),
                     self.meta.len(),
-                    self.meta.len() * SERIES_BYTES >> 20,
+                    (self.meta.len() * SERIES_BYTES) >> 20,
                     budget >> 20
                 )));
                 continue;
