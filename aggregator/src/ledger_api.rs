@@ -62,6 +62,93 @@ pub struct Hour {
     pub jobs: Vec<JobHour>,
 }
 
+/// What a site's ledger was built from, marked before an answer was computed. A reader that
+/// keeps closed hours passes it back to `GET /api/v1/ledger/changed` and fetches again the
+/// hours that changed since (a collector's spool replayed late, a job posted afterwards).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Revision {
+    /// When this process first answered (ns): the store counts writes since it started, so
+    /// after a restart a reader fetches everything again.
+    pub epoch: i64,
+    pub write_seq: u64,
+    /// The wall clock at the mark (ns): job ledger rows changed at or after it count.
+    pub jobs_at: i64,
+}
+
+static EPOCH: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+
+/// The mark now.
+fn revision(store: &kilowatch_store::Store) -> Result<Revision, String> {
+    Ok(Revision { epoch: *EPOCH.get_or_init(|| Timestamp::now().0), write_seq: store.write_seq().map_err(|e| e.to_string())?, jobs_at: Timestamp::now().0 })
+}
+
+/// The hours of `[from, to)` changed since `since`: `all` when it is from another life of the
+/// site.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Changed {
+    pub revision: Revision,
+    pub all: bool,
+    /// Hour starts, ns, sorted.
+    pub hours: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct ChangedParams {
+    pub epoch: i64,
+    pub write_seq: u64,
+    pub jobs_at: i64,
+    #[serde(flatten)]
+    pub window: HoursParams,
+}
+
+/// The caller may read, and asks for whole hours: the window, or the answer that says why not.
+fn checked_window(st: &AppState, headers: &HeaderMap, q: &HoursParams) -> Result<TimeRange, Box<Response>> {
+    if let Some(r) = crate::acct_api::read_ok(st, headers, q.token.as_deref()) {
+        return Err(Box::new(r));
+    }
+    parse_range(q.from.as_deref(), q.to.as_deref()).and_then(whole_hours).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "invalid", e)))
+}
+
+/// A computation's result as an answer.
+fn answer<T: Serialize>(res: Result<Result<T, String>, tokio::task::JoinError>) -> Response {
+    match res {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
+    }
+}
+
+/// `GET /api/v1/ledger/changed?epoch=&write_seq=&jobs_at=&from=&to=`: which hours of the
+/// window to fetch again since a [`Revision`]. Samples written since (into whichever hour they
+/// fall), and every hour from the earliest start of a job allocation that changed since (its
+/// end moved, a late post): a job's hours may be attributed differently.
+pub async fn changed(State(st): State<AppState>, acct: Acct, Query(q): Query<ChangedParams>, headers: HeaderMap) -> Response {
+    let range = match checked_window(&st, &headers, &q.window) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let store = st.store.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<Changed, String> {
+        let revision = revision(&store)?;
+        if q.epoch != revision.epoch {
+            return Ok(Changed { revision, all: true, hours: Vec::new() });
+        }
+        let (from, to) = (range.from.0, range.to.0);
+        let mut hours = store.hours_written_since(from, to, q.write_seq).map_err(|e| e.to_string())?;
+        if let Ok(js) = &acct.jobs
+            && let Some(start) = js.changed_since(q.jobs_at).map_err(|e| e.to_string())?
+        {
+            let first = start.div_euclid(HOUR_NS).saturating_mul(HOUR_NS).max(from);
+            hours.extend((0..).map(|i| first + i * HOUR_NS).take_while(|h| *h < to));
+            hours.sort_unstable();
+            hours.dedup();
+        }
+        Ok(Changed { revision, all: false, hours })
+    })
+    .await;
+    answer(res)
+}
+
 /// The answer: the hours of `[from, to)` in order, and the site's clock, by which a reader
 /// decides which hours are closed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +161,9 @@ pub struct HoursAnswer {
     /// Why jobs are absent (the job ledger could not be opened), if they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs_unavailable: Option<String>,
+    /// Marked before the hours were computed (absent from sites of an older version).
+    #[serde(default)]
+    pub revision: Option<Revision>,
 }
 
 #[derive(Deserialize)]
@@ -84,16 +174,14 @@ pub struct HoursParams {
 }
 
 pub async fn hours(State(st): State<AppState>, acct: Acct, Query(q): Query<HoursParams>, headers: HeaderMap) -> Response {
-    if let Some(r) = crate::acct_api::read_ok(&st, &headers, q.token.as_deref()) {
-        return r;
-    }
-    let range = match parse_range(q.from.as_deref(), q.to.as_deref()).and_then(whole_hours) {
+    let range = match checked_window(&st, &headers, &q) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+        Err(r) => return *r,
     };
     let store = st.store.clone();
     let cfg = st.config.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<HoursAnswer, String> {
+        let revision = revision(&store)?;
         let bounds = hour_bounds(range.from.0, range.to.0);
         let site = ledger::site_ledgers(&store, &bounds).map_err(|e| e.to_string())?;
         let n = bounds.len().saturating_sub(1);
@@ -119,14 +207,10 @@ pub async fn hours(State(st): State<AppState>, acct: Acct, Query(q): Query<Hours
             }
             Err(e) => Some(e.clone()),
         };
-        Ok(HoursAnswer { site: cfg.site.name.clone(), timezone: cfg.site.timezone.clone(), now: Timestamp::now().0, hours, jobs_unavailable })
+        Ok(HoursAnswer { site: cfg.site.name.clone(), timezone: cfg.site.timezone.clone(), now: Timestamp::now().0, hours, jobs_unavailable, revision: Some(revision) })
     })
     .await;
-    match res {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
-    }
+    answer(res)
 }
 
 /// A window of whole clock hours, at most [`MAX_HOURS`] long.

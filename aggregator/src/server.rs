@@ -56,6 +56,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/v1/jobs/{id}", get(acct_api::get_job))
         .route("/api/v1/eu-indicators", get(acct_api::eu_indicators))
         .route("/api/v1/ledger/hours", get(crate::ledger_api::hours))
+        .route("/api/v1/ledger/changed", get(crate::ledger_api::changed))
         .route("/api/v1/models", get(crate::tokens_api::get_models))
         .route("/api/v1/progress", axum::routing::post(crate::tokens_api::post_progress))
         .route("/api/v1/reports/{file}", get(crate::report::web::get_report))

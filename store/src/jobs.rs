@@ -99,8 +99,21 @@ impl JobStore {
         let path = dir.join("jobs.db");
         let conn = Connection::open(&path).map_err(|source| JobError::Open { path: path.clone(), source })?;
         conn.execute_batch(SCHEMA).map_err(|source| JobError::Open { path: path.clone(), source })?;
-        conn.execute_batch(crate::progress::SCHEMA).map_err(|source| JobError::Open { path, source })?;
+        conn.execute_batch(crate::progress::SCHEMA).map_err(|source| JobError::Open { path: path.clone(), source })?;
+        // When each row last changed (ns, wall clock): a reader that keeps closed hours asks
+        // what changed since it last read. Rows from before the column have 0.
+        let has = conn.prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'changed_ns'").and_then(|mut st| st.exists([])).map_err(|source| JobError::Open { path: path.clone(), source })?;
+        if !has {
+            conn.execute_batch("ALTER TABLE jobs ADD COLUMN changed_ns INTEGER NOT NULL DEFAULT 0").map_err(|source| JobError::Open { path, source })?;
+        }
         Ok(JobStore { conn: Mutex::new(conn) })
+    }
+
+    /// The earliest start of the allocations that changed at or after `since` (ns, wall
+    /// clock), if any: every hour from there on may be attributed differently now (a job's end
+    /// moved earlier frees hours up to its old end, which is not kept).
+    pub fn changed_since(&self, since: i64) -> Result<Option<i64>, JobError> {
+        Ok(self.lock()?.query_row("SELECT MIN(start_ns) FROM jobs WHERE changed_ns >= ?1", params![since], |r| r.get(0))?)
     }
 
     /// Opens the ledger beside a store's database file.
@@ -171,15 +184,23 @@ fn apply(conn: &Connection, p: &JobPost) -> Result<usize, JobError> {
             let gpus = gpus_text(p.gpus.as_deref().unwrap_or(&[]));
             // A later start post (the poller after the hook) keeps the known end and the
             // earliest start; it fills owner and project only if they were unknown.
+            // `changed_ns` moves only when the row does: a poller posting a running job again
+            // every minute changes nothing.
             let n = conn.execute(
-                "INSERT INTO jobs(job, node, owner, project, gpus, start_ns, end_ns, source) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)
+                "INSERT INTO jobs(job, node, owner, project, gpus, start_ns, end_ns, source, changed_ns) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)
                  ON CONFLICT(job, node) DO UPDATE SET
                    owner = CASE WHEN excluded.owner <> '' THEN excluded.owner ELSE owner END,
                    project = CASE WHEN excluded.project <> '' THEN excluded.project ELSE project END,
                    gpus = CASE WHEN excluded.gpus <> '' THEN excluded.gpus ELSE gpus END,
                    start_ns = MIN(start_ns, excluded.start_ns),
-                   end_ns = COALESCE(excluded.end_ns, end_ns)",
-                params![p.job, node, p.owner.clone().unwrap_or_default(), p.project.clone().unwrap_or_default(), gpus, start, end, source],
+                   end_ns = COALESCE(excluded.end_ns, end_ns),
+                   changed_ns = CASE WHEN (excluded.owner <> '' AND excluded.owner IS NOT owner)
+                       OR (excluded.project <> '' AND excluded.project IS NOT project)
+                       OR (excluded.gpus <> '' AND excluded.gpus IS NOT gpus)
+                       OR excluded.start_ns < start_ns
+                       OR (excluded.end_ns IS NOT NULL AND excluded.end_ns IS NOT end_ns)
+                     THEN excluded.changed_ns ELSE changed_ns END",
+                params![p.job, node, p.owner.clone().unwrap_or_default(), p.project.clone().unwrap_or_default(), gpus, start, end, source, Timestamp::now().0],
             )?;
             Ok(n)
         }
@@ -188,8 +209,11 @@ fn apply(conn: &Connection, p: &JobPost) -> Result<usize, JobError> {
                 return Err(JobError::Invalid("a post needs node and start (a start), or end (an end-only update)".into()));
             };
             let n = match node {
-                Some(node) => conn.execute("UPDATE jobs SET end_ns = ?3 WHERE job = ?1 AND node = ?2 AND ?3 >= start_ns", params![p.job, node, end])?,
-                None => conn.execute("UPDATE jobs SET end_ns = ?2 WHERE job = ?1 AND ?2 >= start_ns", params![p.job, end])?,
+                Some(node) => conn.execute(
+                    "UPDATE jobs SET end_ns = ?3, changed_ns = CASE WHEN end_ns IS NOT ?3 THEN ?4 ELSE changed_ns END WHERE job = ?1 AND node = ?2 AND ?3 >= start_ns",
+                    params![p.job, node, end, Timestamp::now().0],
+                )?,
+                None => conn.execute("UPDATE jobs SET end_ns = ?2, changed_ns = CASE WHEN end_ns IS NOT ?2 THEN ?3 ELSE changed_ns END WHERE job = ?1 AND ?2 >= start_ns", params![p.job, end, Timestamp::now().0])?,
             };
             if n == 0 {
                 return Err(JobError::Invalid(format!("no running allocation of job {:?} to close", p.job)));
@@ -407,6 +431,29 @@ mod tests {
         j.post(&s).expect("replay");
         assert!(j.job("1").expect("job")[0].end.is_some());
         assert!(j.post(&post("2", None, None, Some("2026-01-01T01:00:00Z"))).is_err());
+    }
+
+    /// What a reader keeping closed hours asks: a post that changes a row is seen, one that
+    /// repeats it (a poller every minute) is not.
+    #[test]
+    fn changed_since_sees_changes_not_repeats() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let j = JobStore::open(dir.path()).expect("open");
+        let s = post("1", Some("n1"), Some("2026-01-01T00:00:00Z"), None);
+        let t0 = Timestamp::now().0;
+        j.post(&s).expect("start");
+        let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").expect("t").0;
+        assert_eq!(j.changed_since(t0).expect("changed"), Some(start));
+        let t1 = Timestamp::now().0 + 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        j.post(&s).expect("start again");
+        assert_eq!(j.changed_since(t1).expect("changed"), None, "a repeated post changes nothing");
+        j.post(&post("1", None, None, Some("2026-01-01T01:00:00Z"))).expect("end");
+        assert_eq!(j.changed_since(t1).expect("changed"), Some(start), "an end is a change");
+        let t2 = Timestamp::now().0 + 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        j.post(&post("1", None, None, Some("2026-01-01T01:00:00Z"))).expect("same end");
+        assert_eq!(j.changed_since(t2).expect("changed"), None, "the same end again is not");
     }
 }
 

@@ -503,6 +503,16 @@ impl Store {
         })
     }
 
+    /// The hours (their starts, ns) in `[from, to)` that a write since `seq` touched, sorted:
+    /// what a reader that keeps closed hours must fetch again. Counted since this process
+    /// started (see [`Store::write_seq`]).
+    pub fn hours_written_since(&self, from: i64, to: i64, seq: u64) -> Result<Vec<i64>, StoreError> {
+        let g = self.lock()?;
+        let mut hours: Vec<i64> = g.hour_seq.iter().filter(|(h, s)| **s > seq && (from..to).contains(&(**h * rollup::HOUR))).map(|(h, _)| h * rollup::HOUR).collect();
+        hours.sort_unstable();
+        Ok(hours)
+    }
+
     pub fn horizons(&self) -> Result<Horizons, StoreError> {
         Ok(self.lock()?.horizons)
     }

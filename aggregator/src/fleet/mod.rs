@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::config::{ConfigError, FleetConfig, FleetSite};
 use crate::events::InternalEvent;
-use crate::ledger_api::{HOUR_NS, Hour, HoursAnswer};
+use crate::ledger_api::{Changed, HOUR_NS, Hour, HoursAnswer, Revision};
 use crate::metrics::Metrics;
 
 /// Hours asked for in one request: a week keeps each answer a few MB at a DC5's job count.
@@ -49,6 +49,9 @@ pub struct SiteCache {
     /// The name and zone the site gives itself (a mismatch with `[fleet]` is logged).
     pub reported: Option<(String, String)>,
     pub jobs_unavailable: Option<String>,
+    /// The site's mark when the kept hours were fetched: closed hours changed since are
+    /// fetched again (`GET /api/v1/ledger/changed`). None from a site of an older version.
+    pub revision: Option<Revision>,
 }
 
 pub struct Site {
@@ -145,11 +148,15 @@ impl Fleet {
         let start = floor_hour(now - i64::try_from(self.config.history_days).unwrap_or(3660) * 24 * HOUR_NS);
         let end = floor_hour(now) + HOUR_NS;
         let settle = i64::try_from(self.config.settle_h).unwrap_or(0) * HOUR_NS;
+        let mut mark = self.refetch_changed(site, start).await?;
         let mut from = start.max(site.cache().closed_until);
         while from < end {
             let to = (from + CHUNK_HOURS * HOUR_NS).min(end);
             let q = format!("/api/v1/ledger/hours?from={}&to={}", rfc(from), rfc(to));
             let ans: HoursAnswer = self.get_site(site, &q).await?.json().await?;
+            // The earliest mark of this refresh: what was written after it is asked for next
+            // time.
+            mark = mark.or(ans.revision);
             let mut c = site.cache();
             if c.reported.as_ref().is_none_or(|(n, z)| *n != ans.site || *z != ans.timezone) {
                 if ans.timezone != site.cfg.timezone {
@@ -168,12 +175,51 @@ impl Fleet {
         }
         let mut c = site.cache();
         c.hours = c.hours.split_off(&start);
+        c.revision = mark;
         c.last_ok = Some(Timestamp::now());
         if c.last_error.take().is_some() {
             tracing::info!(site = %site.cfg.name, errors_in_a_row = c.errors, "fleet: site answers again");
         }
         c.errors = 0;
         Ok(())
+    }
+
+    /// Fetches again the kept closed hours that changed at the site since they were fetched
+    /// (samples replayed after the hour closed, a job posted or ended afterwards), or all of
+    /// them when the site restarted. Returns the site's mark taken before it said what changed.
+    async fn refetch_changed(&self, site: &Site, start: i64) -> Result<Option<Revision>, FleetError> {
+        let (rev, closed) = {
+            let c = site.cache();
+            (c.revision, c.closed_until)
+        };
+        let Some(rev) = rev.filter(|_| closed > start) else { return Ok(None) };
+        let q = format!("/api/v1/ledger/changed?epoch={}&write_seq={}&jobs_at={}&from={}&to={}", rev.epoch, rev.write_seq, rev.jobs_at, rfc(start), rfc(closed));
+        let ch: Changed = self.get_site(site, &q).await?.json().await?;
+        if ch.all {
+            tracing::info!(site = %site.cfg.name, "fleet: the site restarted; its kept hours are fetched again");
+            site.cache().closed_until = start;
+            return Ok(Some(ch.revision));
+        }
+        // Runs of consecutive hours, a chunk at most each.
+        let mut runs: Vec<(i64, i64)> = Vec::new();
+        for h in ch.hours.iter().copied().filter(|h| (start..closed).contains(h)) {
+            match runs.last_mut() {
+                Some((from, to)) if *to == h && h - *from < CHUNK_HOURS * HOUR_NS => *to = h + HOUR_NS,
+                _ => runs.push((h, h + HOUR_NS)),
+            }
+        }
+        if !runs.is_empty() {
+            tracing::info!(site = %site.cfg.name, hours = runs.iter().map(|(a, b)| (b - a) / HOUR_NS).sum::<i64>(), "fleet: closed hours changed at the site; fetched again");
+        }
+        for (from, to) in runs {
+            let q = format!("/api/v1/ledger/hours?from={}&to={}", rfc(from), rfc(to));
+            let ans: HoursAnswer = self.get_site(site, &q).await?.json().await?;
+            let mut c = site.cache();
+            for h in ans.hours {
+                c.hours.insert(h.t, h);
+            }
+        }
+        Ok(Some(ch.revision))
     }
 
     /// Refreshes site `i` once; a failure is logged, counted and kept for the site's status.
