@@ -393,21 +393,37 @@ impl StoreView {
         // kind: a series stamped later (a forecast, a meter on another clock) must not turn
         // every GPU grey.
         let newest = latest.first().and_then(|(_, l)| l.iter().filter_map(|(_, s)| s.as_ref().map(|(t, _)| *t)).max()).map_or(self.newest(), Ok)?;
-        let mut cells: BTreeMap<(String, u32), GpuCell> = BTreeMap::new();
-        for (field, list) in latest {
+        // The fields of one GPU share their tag map (one Arc per tag set): cells are found by
+        // that pointer first, by (node, GPU) only for a field written under other tags. 10,000
+        // GPUs took a string key allocated and compared per field and GPU.
+        let mut cells: Vec<GpuCell> = Vec::new();
+        let mut by_tags: std::collections::HashMap<*const kilowatch_model::Labels, usize> = std::collections::HashMap::new();
+        let mut by_name: std::collections::HashMap<(&str, u32), usize> = std::collections::HashMap::new();
+        for (field, list) in &latest {
             for (tags, l) in list {
-                let tag = |k: &str| tags.get(k).map(String::as_str);
-                let (Some(node), Some(gpu)) = (tag("node"), tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
-                let c = cells.entry((node.to_owned(), gpu)).or_insert_with(|| GpuCell { node: node.to_owned(), gpu, stale: true, ..Default::default() });
-                if c.uuid.is_none() {
-                    c.uuid = tag("uuid").map(str::to_owned);
-                }
+                let i = match by_tags.get(&Arc::as_ptr(tags)) {
+                    Some(i) => *i,
+                    None => {
+                        let tag = |k: &str| tags.get(k).map(String::as_str);
+                        let (Some(node), Some(gpu)) = (tag("node"), tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
+                        let i = *by_name.entry((node, gpu)).or_insert_with(|| {
+                            cells.push(GpuCell { node: node.to_owned(), gpu, stale: true, ..Default::default() });
+                            cells.len() - 1
+                        });
+                        by_tags.insert(Arc::as_ptr(tags), i);
+                        if cells[i].uuid.is_none() {
+                            cells[i].uuid = tag("uuid").map(str::to_owned);
+                        }
+                        i
+                    }
+                };
+                let c = &mut cells[i];
                 let Some((t, v)) = l else { continue };
                 let v = v.as_f64();
-                match field {
+                match *field {
                     "power_w" => {
                         c.power_w = v;
-                        c.stale = t < newest.saturating_sub(STALE_NS);
+                        c.stale = *t < newest.saturating_sub(STALE_NS);
                     }
                     "temp_margin_c" => c.temp_margin_c = v,
                     "util_pct" => c.util_pct = v,
@@ -415,7 +431,8 @@ impl StoreView {
                 }
             }
         }
-        Ok(cells.into_values().collect())
+        cells.sort_unstable_by(|a, b| (a.node.as_str(), a.gpu).cmp(&(b.node.as_str(), b.gpu)));
+        Ok(cells)
     }
 
     fn build_gpu_detail(&self, node: &str, gpu: Option<u32>, w: Window) -> Result<Option<GpuDetail>, StoreError> {
