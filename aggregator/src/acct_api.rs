@@ -150,6 +150,15 @@ pub(crate) fn bounded(st: &AppState, w: Result<(TimeRange, String, bool), String
     Ok(w)
 }
 
+/// A read request's window: the caller may read, and the window parses and is not too long;
+/// else the answer that says why (401, 400).
+pub(crate) fn read_window(st: &AppState, headers: &HeaderMap, q: &WindowParams) -> Result<(TimeRange, String, bool), Box<Response>> {
+    if let Some(r) = read_ok(st, headers, q.token.as_deref()) {
+        return Err(Box::new(r));
+    }
+    bounded(st, window(st, q)).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "invalid", e)))
+}
+
 /// The answer for a request without a write token (`None`: it has one).
 pub(crate) fn write_denied(st: &AppState, headers: &HeaderMap) -> Option<Response> {
     match st.auth.grant(Auth::presented(headers, None)) {
@@ -172,12 +181,9 @@ async fn blocking<T: serde::Serialize + Send + 'static, E: std::fmt::Display + S
 }
 
 pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
-    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
-        return r;
-    }
-    let (range, label, official) = match bounded(&st, window(&st, &q)) {
+    let (range, label, official) = match read_window(&st, &headers, &q) {
         Ok(w) => w,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+        Err(r) => return *r,
     };
     let store = st.store.clone();
     let cfg = st.config.clone();
@@ -260,12 +266,9 @@ pub(crate) fn rows_answer(res: Result<Result<usize, JobError>, tokio::task::Join
 }
 
 pub async fn list_jobs(State(st): State<AppState>, acct: Acct, tenant: Option<Extension<Tenant>>, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
-    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
-        return r;
-    }
-    let (range, label, _) = match bounded(&st, window(&st, &q)) {
+    let (range, label, _) = match read_window(&st, &headers, &q) {
         Ok(w) => w,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+        Err(r) => return *r,
     };
     let store = st.store.clone();
     let carbon = st.config.carbon.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kilowatch_accounting::tokens;
@@ -15,8 +15,8 @@ use kilowatch_store::jobs::{JobError, JobStore};
 use kilowatch_store::progress::ProgressPost;
 use serde_json::json;
 
-use crate::acct_api::{Acct, OneOrMany, WindowParams, bounded, cached_value, read_ok, rows_answer, window, write_denied};
-use crate::api::{AppState, error};
+use crate::acct_api::{Acct, OneOrMany, WindowParams, cached_value, read_window, rows_answer, write_denied};
+use crate::api::AppState;
 
 /// `POST /api/v1/progress`: steps a training job finished. Idempotent on (job, step).
 pub async fn post_progress(State(st): State<AppState>, acct: Acct, headers: HeaderMap, Json(body): Json<OneOrMany<ProgressPost>>) -> Response {
@@ -37,12 +37,9 @@ pub async fn post_progress(State(st): State<AppState>, acct: Acct, headers: Head
 /// `GET /api/v1/models?from=&to=` (or `period=`): per model and tenant, per hour, energy, water
 /// and CO2 with the per-token figures; training jobs per step and per billion tokens.
 pub async fn get_models(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowParams>, headers: HeaderMap) -> Response {
-    if let Some(r) = read_ok(&st, &headers, q.token.as_deref()) {
-        return r;
-    }
-    let (range, label, _) = match bounded(&st, window(&st, &q)) {
+    let (range, label, _) = match read_window(&st, &headers, &q) {
         Ok(w) => w,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
+        Err(r) => return *r,
     };
     let store = st.store.clone();
     let carbon = st.config.carbon.clone();

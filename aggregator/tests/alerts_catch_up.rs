@@ -12,10 +12,9 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{READ, Reaped, WRITE};
+use common::{READ, WRITE, serve_process};
 use kilowatch_model::Timestamp;
 
 /// More than the re-push interval of firing alerts (kilowatch_alerts::dispatch::AM_RESEND_S).
@@ -36,23 +35,6 @@ fn config(dir: &Path, addr: SocketAddr, hook: SocketAddr, catch_up_max_s: u64) -
     )
     .expect("config");
     path
-}
-
-fn serve(config: &Path, log: &Path) -> Reaped {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
-    Reaped(
-        Command::new(env!("CARGO_BIN_EXE_kilowatch"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("KILOWATCH_WRITE_TOKEN", WRITE)
-            .env("KILOWATCH_READ_TOKEN", READ)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start kilowatch"),
-    )
 }
 
 fn http() -> reqwest::Client {
@@ -97,7 +79,7 @@ async fn a_member_back_from_an_outage_holds_its_alerts_until_its_data_catches_up
     // First life: the probe reads high (stamped ten minutes ago; a hold of 2 s at most lets
     // this life evaluate it), the alert fires and is pushed.
     let stale = Timestamp(Timestamp::now().0 - 600 * 1_000_000_000);
-    let first = serve(&config(d, addr, hook, 2), &log);
+    let first = serve_process(&config(d, addr, hook, 2), &log);
     until("the first life serves", 60, &log, up).await;
     write(addr, 1.0, stale).await;
     until("the alert is pushed firing", 30, &log, async || pushes(&rx, 0).0 >= 1).await;
@@ -105,7 +87,7 @@ async fn a_member_back_from_an_outage_holds_its_alerts_until_its_data_catches_up
 
     // Second life: its newest data is ten minutes old and its state says firing.
     let seen = rx.all().len();
-    let _second = serve(&config(d, addr, hook, 600), &log);
+    let _second = serve_process(&config(d, addr, hook, 600), &log);
     until("the second life serves", 60, &log, up).await;
     until("the second life says it holds its alerts", 30, &log, async || metric(addr, "kilowatch_alerts_catching_up").await == Some(1.0)).await;
     tokio::time::sleep(HELD_FOR).await;

@@ -187,6 +187,25 @@ impl Drop for Reaped {
     }
 }
 
+/// `kilowatch serve --config config`, the test's tokens in its environment, its log (info)
+/// appended to `log`; killed (SIGKILL) when dropped.
+pub fn serve_process(config: &Path, log: &Path) -> Reaped {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
+    Reaped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("KILOWATCH_WRITE_TOKEN", WRITE)
+            .env("KILOWATCH_READ_TOKEN", READ)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kilowatch"),
+    )
+}
+
 /// Whether the external program `bin` (from the Debian package `package`) is on PATH. Missing:
 /// the test is skipped with a note, except under CI, where scripts/test installs it and its
 /// absence is a failure.

@@ -115,19 +115,7 @@ impl Member {
     }
 
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kilowatch"))
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env("KILOWATCH_WRITE_TOKEN", WRITE)
-            .env("KILOWATCH_READ_TOKEN", READ)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start kilowatch");
-        self.proc = Some(Reaped(child));
+        self.proc = Some(common::serve_process(&self.config, &self.log));
     }
 
     /// SIGKILL: no shutdown, no checkpoint, whatever was in flight is cut.
