@@ -109,7 +109,7 @@ pub fn stored_inputs(store: &Store) -> Result<Vec<StoredValue>, StoreError> {
                 provider: m.tag("provider").unwrap_or("ingest").to_owned(),
                 lead_h: m.tag("lead_h")?.parse().ok()?,
                 stamp_s: ts.div_euclid(NS),
-                field: m.field.clone(),
+                field: m.field.to_string(),
                 value: v.as_f64()?,
             })
         })
@@ -178,7 +178,7 @@ fn issued_hours(store: &Store, from: i64, to: i64) -> Result<Vec<IssuedHour>, St
     let mut out = Vec::new();
     for pue in store.find_series(M, "pue", &[])? {
         let Some(lead_h) = pue.tag("lead_h").and_then(|l| l.parse::<i64>().ok()) else { continue };
-        let tags: Vec<(&str, &str)> = pue.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let tags: Vec<(&str, &str)> = pue.tags.iter().collect();
         let other = |field: &str| -> Result<std::collections::HashMap<i64, f64>, StoreError> {
             let Some(m) = store.find_series(M, field, &tags)?.into_iter().find(|m| m.tags == pue.tags) else { return Ok(Default::default()) };
             Ok(kilowatch_accounting::ledger::read_f64(store, m.id, from, to)?.into_iter().collect())

@@ -230,7 +230,7 @@ impl Collector for Scraped {
             gauge(e, "kilowatch_store_series", "Series in the store", s.series as f64)?;
             gauge(e, "kilowatch_store_head_samples", "Samples in memory since the last checkpoint", s.head_samples as f64)?;
             gauge(e, "kilowatch_store_head_bytes", "Bytes of compressed samples in memory, waiting for a checkpoint or being written by one", s.head_bytes as f64)?;
-            gauge(e, "kilowatch_store_memory_bytes", "Bytes the memory budget counts: series at 2 KB each and samples in memory", s.memory_bytes as f64)?;
+            gauge(e, "kilowatch_store_memory_bytes", "Bytes the memory budget counts: series at 1 KB each and samples in memory", s.memory_bytes as f64)?;
             if let Some(b) = s.memory_budget_bytes {
                 gauge(e, "kilowatch_store_memory_budget_bytes", "The memory budget ([store] memory_budget_mb); writes get 503 above it", b as f64)?;
             }

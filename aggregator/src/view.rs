@@ -397,14 +397,14 @@ impl StoreView {
         // that pointer first, by (node, GPU) only for a field written under other tags. 10,000
         // GPUs took a string key allocated and compared per field and GPU.
         let mut cells: Vec<GpuCell> = Vec::new();
-        let mut by_tags: std::collections::HashMap<*const kilowatch_model::Labels, usize> = std::collections::HashMap::new();
+        let mut by_tags: std::collections::HashMap<*const kilowatch_store::Tags, usize> = std::collections::HashMap::new();
         let mut by_name: std::collections::HashMap<(&str, u32), usize> = std::collections::HashMap::new();
         for (field, list) in &latest {
             for (tags, l) in list {
                 let i = match by_tags.get(&Arc::as_ptr(tags)) {
                     Some(i) => *i,
                     None => {
-                        let tag = |k: &str| tags.get(k).map(String::as_str);
+                        let tag = |k: &str| tags.get(k);
                         let (Some(node), Some(gpu)) = (tag("node"), tag("gpu").and_then(|g| g.parse::<u32>().ok())) else { continue };
                         let i = *by_name.entry((node, gpu)).or_insert_with(|| {
                             cells.push(GpuCell { node: node.to_owned(), gpu, stale: true, ..Default::default() });

@@ -51,7 +51,7 @@ impl Inner {
         let ids: Vec<SeriesId> = self
             .meta
             .iter()
-            .filter(|m| m.measurement == sel.measurement && sel.field.as_ref().is_none_or(|f| *f == m.field) && sel.tags.iter().all(|(k, v)| m.tag(k) == Some(v)))
+            .filter(|m| *m.measurement == *sel.measurement && sel.field.as_deref().is_none_or(|f| *f == *m.field) && sel.tags.iter().all(|(k, v)| m.tag(k) == Some(v)))
             .map(|m| m.id)
             .collect();
         let mut out = Deleted { series: ids.len(), ..Deleted::default() };

@@ -159,6 +159,8 @@ impl Head {
         let seg = match self.segments.iter().rposition(|s| s.day == day) {
             Some(i) => &mut self.segments[i],
             None => {
+                // One segment is the rule: a Vec's first growth would hold four (320 bytes).
+                self.segments.reserve_exact(1);
                 self.segments.push(Segment::new(day));
                 self.segments.sort_by_key(|s| s.day);
                 let i = self.segments.iter().position(|s| s.day == day).unwrap_or(0);

@@ -31,6 +31,7 @@ pub mod jobs;
 mod ledger;
 mod load;
 mod maintain;
+mod names;
 pub mod progress;
 mod read;
 mod snapshot;
@@ -40,6 +41,7 @@ mod wal;
 mod write;
 
 pub use record::Body;
+pub use names::{Name, Tags};
 pub use checkpoint::MemoryUse;
 
 pub use delete::{Deleted, Selector};
@@ -51,7 +53,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use kilowatch_model::{Labels, Lines, Point};
+use kilowatch_model::{Lines, Point};
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -97,27 +99,33 @@ pub enum StoreError {
 }
 
 /// A series' tags and its newest sample, if any ([`Store::latest_of`]).
-pub type TaggedLatest = (Arc<Labels>, Option<(i64, Value)>);
+pub type TaggedLatest = (Arc<Tags>, Option<(i64, Value)>);
 
 /// What identifies one stored series: a measurement, its tags and one field.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesMeta {
     pub id: SeriesId,
-    pub measurement: String,
-    /// Shared by the series of one tag set (a GPU's ten fields hold one map, not ten): a
-    /// small map costs about 600 bytes, most of what a series costs in memory.
-    #[serde(serialize_with = "shared_labels")]
-    pub tags: Arc<Labels>,
-    pub field: String,
+    #[serde(serialize_with = "name_str")]
+    pub measurement: Name,
+    /// Shared by the series of one tag set (a GPU's ten fields hold one, not ten), its names
+    /// shared by the whole store (`names.rs`).
+    #[serde(serialize_with = "shared_tags")]
+    pub tags: Arc<Tags>,
+    #[serde(serialize_with = "name_str")]
+    pub field: Name,
 }
 
-fn shared_labels<S: serde::Serializer>(v: &Arc<Labels>, s: S) -> Result<S::Ok, S::Error> {
+fn name_str<S: serde::Serializer>(v: &Name, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v)
+}
+
+fn shared_tags<S: serde::Serializer>(v: &Arc<Tags>, s: S) -> Result<S::Ok, S::Error> {
     v.as_ref().serialize(s)
 }
 
 impl SeriesMeta {
     pub fn tag(&self, k: &str) -> Option<&str> {
-        self.tags.get(k).map(String::as_str)
+        self.tags.get(k)
     }
 }
 
@@ -175,7 +183,8 @@ struct Inner {
     /// Opens the store, and serves deletions and maintenance's look at the oldest samples;
     /// reads have their own connections.
     conn: Connection,
-    by_key: HashMap<String, SeriesId>,
+    /// The names of every series, and the index from a line's names to its series.
+    names: names::Names,
     /// The series of each measurement and field, in id order: `find_series` looks at these
     /// instead of every series (the GPU page of 10,000 GPUs reads 4 fields of 130,000 series).
     by_field: HashMap<(String, String), Vec<SeriesId>>,
@@ -187,9 +196,8 @@ struct Inner {
     /// first, indexed by series. Reads see them until their chunks are committed.
     flushing: Vec<Arc<Vec<head::Head>>>,
     /// Series below this index are in the `series` table; the others were created since the
-    /// last checkpoint, with these keys (the log recreates them after a crash).
+    /// last checkpoint (the log recreates them after a crash).
     persisted_series: usize,
-    new_keys: Vec<String>,
     last: Vec<Option<(i64, Value)>>,
     /// Series whose `last` changed since the last checkpoint: the only ones it writes
     /// (`last_flag` marks them, so that a sample costs no set insertion).
@@ -316,13 +324,12 @@ impl Store {
         let (wal, replay) = wal::Wal::open(&dir.join("wal"))?;
         let mut inner = Inner {
             conn,
-            by_key: HashMap::new(),
+            names: names::Names::default(),
             by_field: HashMap::new(),
             meta: Vec::new(),
             heads: Vec::new(),
             flushing: Vec::new(),
             persisted_series: 0,
-            new_keys: Vec::new(),
             last: Vec::new(),
             last_changed: Vec::new(),
             last_flag: Vec::new(),

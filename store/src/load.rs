@@ -1,44 +1,46 @@
 //! Opening the store: the series, newest values, horizons and dirty hours from store.db, then
 //! the write-ahead log's records replayed into the heads.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use kilowatch_model::Labels;
 
-use super::{Inner, SeriesId, SeriesMeta, StoreError, codec, head, wal};
+use super::{Inner, SeriesId, StoreError, codec, wal};
+
+/// Series rows read from store.db at a time when opening.
+const PAGE: usize = 10_000;
 
 impl Inner {
     pub(super) fn load(&mut self, replay: wal::Replay) -> Result<(), StoreError> {
-        let mut rows: Vec<(i64, String, String, String, String)> = Vec::new();
-        {
-            let mut st = self.conn.prepare("SELECT id, key, measurement, tags, field FROM series ORDER BY id")?;
-            let mut q = st.query([])?;
-            while let Some(r) = q.next()? {
-                rows.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
-            }
-        }
-        // Series of one tag set share its map, as they do when writes create them.
-        let mut shared: HashMap<String, Arc<Labels>> = HashMap::new();
-        for (id, key, measurement, tags, field) in rows {
-            let tags = match shared.get(&tags) {
-                Some(t) => t.clone(),
-                None => {
-                    let t: Arc<Labels> = Arc::new(serde_json::from_str(&tags).map_err(|_| codec::CorruptRecord("series tags are not JSON"))?);
-                    shared.insert(tags, t.clone());
-                    t
+        // The series of one tag set follow each other: their tags are parsed once. Read a
+        // page at a time: the rows of 800,000 series would take 200 MB at once.
+        let mut prev: Option<(String, String, u32)> = None;
+        loop {
+            let mut page: Vec<(i64, String, String, String)> = Vec::with_capacity(PAGE);
+            {
+                let mut st = self.conn.prepare_cached("SELECT id, measurement, tags, field FROM series WHERE id >= ?1 ORDER BY id LIMIT ?2")?;
+                let mut q = st.query(rusqlite::params![self.meta.len() as i64, PAGE as i64])?;
+                while let Some(r) = q.next()? {
+                    page.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
                 }
-            };
-            let id = SeriesId::try_from(id).map_err(|_| codec::CorruptRecord("series id out of range"))?;
-            if id as usize != self.meta.len() {
-                return Err(codec::CorruptRecord("series ids are not dense").into());
             }
-            self.by_key.insert(key, id);
-            self.by_field.entry((measurement.clone(), field.clone())).or_default().push(id);
-            self.meta.push(SeriesMeta { id, measurement, tags, field });
-            self.heads.push(head::Head::default());
-            self.last.push(None);
-            self.last_flag.push(false);
+            let last_page = page.len() < PAGE;
+            for (id, measurement, tags, field) in page {
+                let set = match &prev {
+                    Some((m, t, set)) if *m == measurement && *t == tags => *set,
+                    _ => {
+                        let labels: Labels = serde_json::from_str(&tags).map_err(|_| codec::CorruptRecord("series tags are not JSON"))?;
+                        let set = self.names.find_or_add(&measurement, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                        prev = Some((measurement, tags, set));
+                        set
+                    }
+                };
+                if SeriesId::try_from(id).ok().is_none_or(|id| id as usize != self.meta.len()) {
+                    return Err(codec::CorruptRecord("series ids are not dense").into());
+                }
+                self.add_series(set, &field);
+            }
+            if last_page {
+                break;
+            }
         }
         self.persisted_series = self.meta.len();
         {

@@ -44,11 +44,12 @@ pub struct WritePolicy {
 /// that holds more series).
 pub const HEADS_SHARE: usize = 8;
 
-/// What the store counts for each series it holds in memory (its names, labels, key, caches
-/// and newest value), for the memory budget. Measured with `ingest_bench --series 100000`:
-/// 1.6 KB a series when a line holds ten fields (a GPU's), 2.4 KB when it holds one (see
-/// docs/performance.md); the budget counts the middle.
-pub const SERIES_BYTES: usize = 2048;
+/// What the store counts for each series it holds in memory (its share of the names and tag
+/// set, its index entries and newest value), for the memory budget. Measured with
+/// `ingest_bench --series 100000`: about 600 bytes a series when a line holds ten fields (a
+/// GPU's), 850 when it holds one (see docs/performance.md); the budget counts 1 KB, above
+/// both, for the doubling of the vectors and tables that hold them.
+pub const SERIES_BYTES: usize = 1024;
 
 /// New series a writer may still create: refilled continuously, up to a minute's worth.
 #[derive(Debug, Clone, Copy)]
@@ -93,18 +94,14 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// What only the write path uses: the policy, caches that spare it building a key per field,
-/// and buffers kept between requests.
+/// What only the write path uses: the policy, the newest timestamps, and buffers kept between
+/// requests.
 #[derive(Default)]
 pub(super) struct WriteState {
     pub(super) policy: WritePolicy,
     /// Timestamp of each series' newest sample (`last`), i64::MIN for none; during a write it
     /// runs ahead of `last` and is put back if the write fails.
     newest: Vec<i64>,
-    /// A line's series text as sent (or its canonical key prefix) → the series of its fields.
-    /// Only a cache in front of `by_key`: cleared when a failed write takes series back.
-    groups_by_text: HashMap<Box<str>, u32>,
-    groups: Vec<Vec<(Box<str>, SeriesId)>>,
     rows: Vec<(SeriesId, i64, Value)>,
     log: Vec<u8>,
     /// The series of the current line's fields, `None` where it is still to be created.
@@ -144,21 +141,6 @@ fn truncated(s: &str) -> &str {
 /// this (over a year) leaves older cached answers to the next restart.
 const MAX_NEIGHBOUR_HOURS: i64 = 10_000;
 
-/// Writes the part of a series key shared by all fields of a point into `k`.
-// \u{1f} and \u{1e} separate the parts: a collision would need those control characters
-// inside a name, and they keep the key cheap to build.
-fn series_prefix<'t>(k: &mut String, measurement: &str, tags: impl IntoIterator<Item = (&'t str, &'t str)>) {
-    k.clear();
-    k.push_str(measurement);
-    for (tk, tv) in tags {
-        k.push('\u{1f}');
-        k.push_str(tk);
-        k.push('=');
-        k.push_str(tv);
-    }
-    k.push('\u{1e}');
-}
-
 impl Inner {
     /// Resolves, logs and applies a write; returns what was stored and the log position to
     /// sync before acknowledging it (`None`: nothing was logged).
@@ -174,9 +156,9 @@ impl Inner {
         let mut rows = std::mem::take(&mut self.write.rows);
         rows.clear();
         rows.reserve(lines.field_count());
-        let mut new_keys: Vec<String> = Vec::new();
+        let mut new_series = 0;
         let mut refused: Vec<Refusal> = Vec::new();
-        self.resolve(lines, &[], Some(writer), &mut rows, &mut new_keys, &mut refused);
+        self.resolve(lines, &[], Some(writer), &mut rows, &mut new_series, &mut refused);
         let mut pos = None;
         // Every line refused: nothing to log.
         if !rows.is_empty() {
@@ -198,14 +180,13 @@ impl Inner {
             match appended {
                 Ok(p) => pos = Some(p),
                 Err(e) => {
-                    self.take_back(first_new, &new_keys);
+                    self.take_back(first_new);
                     self.write.rows = rows;
                     return Err(e.into());
                 }
             }
         }
-        let summary = WriteSummary { points: lines.len() - refused.len(), samples: rows.len(), new_series: new_keys.len(), refused };
-        self.new_keys.extend(new_keys);
+        let summary = WriteSummary { points: lines.len() - refused.len(), samples: rows.len(), new_series, refused };
         if !rows.is_empty() {
             self.stats.samples_written += rows.len() as u64;
             self.stats.requests_written += 1;
@@ -223,18 +204,17 @@ impl Inner {
             self.sync_newest();
         }
         let mut rows = Vec::new();
-        let mut new_keys = Vec::new();
+        let mut new_series = 0;
         let mut refused = Vec::new();
         match &decoded {
             Decoded::Body { body, skip } => {
                 let lines = record::reparse(body)?;
-                self.resolve(&lines, skip, None, &mut rows, &mut new_keys, &mut refused);
+                self.resolve(&lines, skip, None, &mut rows, &mut new_series, &mut refused);
             }
             Decoded::Points { points, skip } => {
-                self.resolve(&Lines::from_points(points), skip, None, &mut rows, &mut new_keys, &mut refused);
+                self.resolve(&Lines::from_points(points), skip, None, &mut rows, &mut new_series, &mut refused);
             }
         }
-        self.new_keys.extend(new_keys);
         self.apply(rows);
         Ok(())
     }
@@ -242,7 +222,7 @@ impl Inner {
     /// Turns lines into rows, creating the series it has not seen (in memory only, until the
     /// next checkpoint). A line the policy refuses adds a [`Refusal`] and nothing else: no row,
     /// no series. Lines numbered in `skip` (sorted) are passed over: a replay's refused lines.
-    pub(super) fn resolve(&mut self, lines: &Lines<'_>, skip: &[usize], writer: Option<&str>, rows: &mut Vec<(SeriesId, i64, Value)>, new_keys: &mut Vec<String>, refused: &mut Vec<Refusal>) {
+    pub(super) fn resolve(&mut self, lines: &Lines<'_>, skip: &[usize], writer: Option<&str>, rows: &mut Vec<(SeriesId, i64, Value)>, new_series: &mut usize, refused: &mut Vec<Refusal>) {
         let policy = self.write.policy;
         let now = std::time::Instant::now();
         let caps = writer.map(|w| {
@@ -257,7 +237,6 @@ impl Inner {
         // The clock is read once a request: its lines are judged against the same instant.
         let wall = Timestamp::now().0;
         let ahead_limit = policy.max_future_skew_ns.map(|s| wall.saturating_add(s));
-        let mut key = String::with_capacity(128);
         let mut ids = std::mem::take(&mut self.write.ids);
         for line in lines.iter() {
             if !skip.is_empty() && skip.binary_search(&line.number()).is_ok() {
@@ -282,11 +261,10 @@ impl Inner {
                 )));
                 continue;
             }
-            let mut prefix_built = false;
-            let group = self.group_of(&line, &mut key, &mut prefix_built);
+            let mut set = self.set_of(&line);
             ids.clear();
             for (i, (field, _)) in line.fields().iter().enumerate() {
-                ids.push(self.find_field(group, i, field, &line, &mut key, &mut prefix_built));
+                ids.push(set.and_then(|s| self.names.field_of(s, i, field)));
             }
             if let Some(w) = policy.out_of_order_window_ns {
                 // Judged against the newest sample, but never against one ahead of the clock:
@@ -358,7 +336,7 @@ impl Inner {
             for (i, (field, v)) in line.fields().iter().enumerate() {
                 let id = match ids[i] {
                     Some(id) => id,
-                    None => self.create(group, i, field, &line, &mut key, &mut prefix_built, new_keys),
+                    None => self.create(&mut set, i, field, &line, new_series),
                 };
                 let newest = &mut self.write.newest[id as usize];
                 if ts > *newest {
@@ -378,80 +356,62 @@ impl Inner {
         }
     }
 
-    /// The cached field list of the line's measurement and tags.
-    fn group_of(&mut self, line: &Line<'_, '_>, key: &mut String, prefix_built: &mut bool) -> usize {
-        if let Some(g) = line.series_text().and_then(|t| self.write.groups_by_text.get(t)) {
-            return *g as usize;
+    /// The tag set of the line's measurement and tags, if the store has it.
+    fn set_of(&mut self, line: &Line<'_, '_>) -> Option<u32> {
+        let text = line.series_text();
+        if let Some(s) = text.and_then(|t| self.names.find_text(t)) {
+            return Some(s);
         }
-        series_prefix(key, line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
-        *prefix_built = true;
-        let g = match self.write.groups_by_text.get(key.as_str()) {
-            Some(g) => *g,
-            None => {
-                let g = self.write.groups.len() as u32;
-                self.write.groups.push(Vec::new());
-                // Keyed by the text as sent when there is one (what the next line will send),
-                // by the canonical key only otherwise: one key a tag set, not two. A line of
-                // the same series spelled otherwise makes a second group for it, whose
-                // fields `find_field` finds again through `by_key`.
-                if line.series_text().is_none() {
-                    self.write.groups_by_text.insert(key.as_str().into(), g);
-                }
-                g
-            }
-        };
-        if let Some(t) = line.series_text() {
-            self.write.groups_by_text.insert(t.into(), g);
+        let s = self.names.find(line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())))?;
+        // Another spelling of a known tag set (tags in another order): found by its text next.
+        if let Some(t) = text {
+            self.names.remember_text(t, s);
         }
-        g as usize
+        Some(s)
     }
 
-    /// The series of the line's `i`th field if it exists, without creating it.
-    fn find_field(&mut self, group: usize, i: usize, field: &str, line: &Line<'_, '_>, key: &mut String, prefix_built: &mut bool) -> Option<SeriesId> {
-        let fields = &self.write.groups[group];
-        // Fields usually come in the same order every time: try the same position first.
-        if let Some((_, id)) = fields.get(i).filter(|(f, _)| **f == *field).or_else(|| fields.iter().find(|(f, _)| **f == *field)) {
-            return Some(*id);
-        }
-        if !*prefix_built {
-            series_prefix(key, line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
-            *prefix_built = true;
-        }
-        let prefix = key.len();
-        key.push_str(field);
-        let id = self.by_key.get(key.as_str()).copied();
-        key.truncate(prefix);
-        if let Some(id) = id {
-            self.write.groups[group].push((field.into(), id));
-        }
+    /// The series of the line's `i`th field, created (in memory, until the next checkpoint)
+    /// with its tag set if needed.
+    fn create(&mut self, set: &mut Option<u32>, i: usize, field: &str, line: &Line<'_, '_>, new_series: &mut usize) -> SeriesId {
+        let s = match *set {
+            Some(s) => {
+                // A line naming the same field twice creates it once.
+                if let Some(id) = self.names.field_of(s, i, field) {
+                    return id;
+                }
+                s
+            }
+            None => {
+                let s = self.names.find_or_add(line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+                if let Some(t) = line.series_text() {
+                    self.names.remember_text(t, s);
+                }
+                *set = Some(s);
+                s
+            }
+        };
+        *new_series += 1;
+        let id = self.add_series(s, field);
+        self.write.newest.push(i64::MIN);
         id
     }
 
-    /// The series of the line's `i`th field, created (in memory, until `commit`) if needed.
-    #[allow(clippy::too_many_arguments)]
-    fn create(&mut self, group: usize, i: usize, field: &str, line: &Line<'_, '_>, key: &mut String, prefix_built: &mut bool, new_keys: &mut Vec<String>) -> SeriesId {
-        // A line naming the same field twice creates it once.
-        if let Some(id) = self.find_field(group, i, field, line, key, prefix_built) {
-            return id;
-        }
-        let prefix = key.len();
-        key.push_str(field);
+    /// A new series: field `field` of tag set `set`.
+    pub(super) fn add_series(&mut self, set: u32, field: &str) -> SeriesId {
         let id = self.meta.len() as SeriesId;
-        // The tag set's map, shared with the group's other series when there is one.
-        let tags = match self.write.groups[group].first() {
-            Some((_, other)) => self.meta[*other as usize].tags.clone(),
-            None => std::sync::Arc::new(line.tags().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-        };
-        self.meta.push(SeriesMeta { id, measurement: line.measurement().to_owned(), tags, field: field.to_owned() });
+        let field = self.names.intern(field);
+        let ts = &mut self.names.sets[set as usize];
+        // Sized exactly: a Vec's first growth would hold four fields, and most tag sets have
+        // one. Series are created rarely; copying a set's few fields then costs nothing.
+        let mut fields = Vec::with_capacity(ts.fields.len() + 1);
+        fields.append(&mut ts.fields);
+        fields.push((field.clone(), id));
+        ts.fields = fields;
+        self.by_field.entry((ts.measurement.to_string(), field.to_string())).or_default().push(id);
+        self.meta.push(SeriesMeta { id, measurement: ts.measurement.clone(), tags: ts.tags.clone(), field });
         self.heads.push(head::Head::default());
         self.last.push(None);
         self.last_flag.push(false);
-        self.write.newest.push(i64::MIN);
-        self.by_key.insert(key.clone(), id);
-        self.by_field.entry((line.measurement().to_owned(), field.to_owned())).or_default().push(id);
-        new_keys.push(key.clone());
-        key.truncate(prefix);
-        self.write.groups[group].push((field.into(), id));
         id
     }
 
@@ -473,13 +433,11 @@ impl Inner {
     }
 
     /// Undoes what `resolve` did in memory for a write that was not stored.
-    pub(super) fn take_back(&mut self, first_new: usize, new_keys: &[String]) {
-        for k in new_keys {
-            self.by_key.remove(k);
-        }
+    pub(super) fn take_back(&mut self, first_new: usize) {
+        self.names.take_back(first_new as SeriesId);
         // The series taken back are the newest: at the end of their lists.
         for m in &self.meta[first_new.min(self.meta.len())..] {
-            if let Some(ids) = self.by_field.get_mut(&(m.measurement.clone(), m.field.clone())) {
+            if let Some(ids) = self.by_field.get_mut(&(m.measurement.to_string(), m.field.to_string())) {
                 ids.retain(|id| (*id as usize) < first_new);
             }
         }
@@ -489,11 +447,6 @@ impl Inner {
         self.last_flag.truncate(first_new);
         // Cheap next to a failed write, and simpler than tracking what ran ahead.
         self.sync_newest();
-        if !new_keys.is_empty() {
-            // Groups may name series that no longer exist.
-            self.write.groups.clear();
-            self.write.groups_by_text.clear();
-        }
     }
 
     pub(super) fn apply(&mut self, rows: impl IntoIterator<Item = (SeriesId, i64, Value)>) {

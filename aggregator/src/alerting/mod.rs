@@ -77,7 +77,7 @@ pub fn live_samples(store: &Store, rules: &[Rule], now: Timestamp) -> Result<Vec
             if let Some((ts, v)) = last
                 && let Some(v) = v.as_f64()
             {
-                out.push(sample(m, (*meta.tags).clone(), v, Timestamp(ts)));
+                out.push(sample(m, meta.tags.to_labels(), v, Timestamp(ts)));
             }
         }
     }
@@ -99,7 +99,7 @@ fn derive(store: &Store, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), St
     for meta in store.find_series("gpu_event", "xid", &[])? {
         if let Some(Some((ts, v))) = store.latest(&[meta.id])?.into_iter().next() {
             let live = if ts >= now.0 - XID_LIVE_NS { v.as_f64().unwrap_or(0.0) } else { 0.0 };
-            out.push(sample("derived.gpu_xid_recent", (*meta.tags).clone(), live, now));
+            out.push(sample("derived.gpu_xid_recent", meta.tags.to_labels(), live, now));
         }
     }
     let site: Labels = out.iter().find_map(|s| s.labels.get("site").cloned()).map(|s| Labels::from([("site".to_owned(), s)])).unwrap_or_default();

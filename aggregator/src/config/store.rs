@@ -51,7 +51,7 @@ pub struct StoreConfig {
     /// Megabytes of memory the store may hold for its series and for samples waiting for a
     /// checkpoint (default 2048). Past it, writes are refused with 503 and `Retry-After` (the
     /// collectors' spools keep the data and send it again) instead of the process growing
-    /// until the kernel kills it. Each series counts 2 KB; the process's resident memory stays
+    /// until the kernel kills it. Each series counts 1 KB; the process's resident memory stays
     /// under this plus the margin measured in docs/performance.md.
     #[serde(default = "default_memory_budget")]
     pub memory_budget_mb: u64,

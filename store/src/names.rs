@@ -1,0 +1,205 @@
+//! Series names, held once. A site's series repeat the same few names (measurements, fields,
+//! tag keys, and tag values such as a node's name, which its eight GPUs share): each distinct
+//! name is one `Arc<str>` for the whole store, and each tag set one sorted slice of them that
+//! all its fields share. The index that finds a line's series is keyed by tag set, by a hash
+//! of the names checked against them, not by a text key per series: at 50 times DC5 (800,000
+//! series) keys and per-series maps were most of the aggregator's memory.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use kilowatch_model::Labels;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use super::SeriesId;
+
+/// A name held once for the whole store.
+pub type Name = Arc<str>;
+
+/// A series' tags: sorted by key, unique, as [`Labels`] holds them, but as shared names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Tags(Box<[(Name, Name)]>);
+
+impl Tags {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok().map(|i| &*self.0[i].1)
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn to_labels(&self) -> Labels {
+        self.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    }
+
+    /// Whether these are exactly `tags` (sorted by key, as lines and [`Labels`] give them).
+    pub fn same_as<'a>(&self, tags: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> bool {
+        tags.len() == self.0.len() && self.iter().zip(tags).all(|(a, b)| a == b)
+    }
+}
+
+impl PartialEq<Labels> for Tags {
+    fn eq(&self, other: &Labels) -> bool {
+        self.same_as(other.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.iter() {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// One tag set of one measurement, and the series of its fields.
+#[derive(Debug)]
+pub(crate) struct TagSet {
+    pub measurement: Name,
+    pub tags: Arc<Tags>,
+    pub fields: Vec<(Name, SeriesId)>,
+}
+
+/// Every name and tag set the store holds, and the way from a line's names to its series.
+#[derive(Default)]
+pub(crate) struct Names {
+    interned: HashSet<Name>,
+    pub sets: Vec<TagSet>,
+    /// Indices into `sets`, by the hash of (measurement, tags).
+    by_names: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    /// A line's measurement and tags as sent (`Line::series_text`) → its tag set: what most
+    /// lines are found by, without reading their names one by one.
+    by_text: HashMap<Box<str>, u32>,
+}
+
+impl Names {
+    pub fn intern(&mut self, s: &str) -> Name {
+        if let Some(n) = self.interned.get(s) {
+            return n.clone();
+        }
+        let n: Name = s.into();
+        self.interned.insert(n.clone());
+        n
+    }
+
+    /// The tag set of `measurement` and `tags` (sorted by key, unique), if the store has it.
+    pub fn find<'a>(&self, measurement: &str, tags: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone) -> Option<u32> {
+        let h = hash_names(&self.hasher, measurement, tags.clone());
+        self.by_names.find(h, |&i| self.sets[i as usize].measurement.as_ref() == measurement && self.sets[i as usize].tags.same_as(tags.clone())).copied()
+    }
+
+    /// The tag set a line's text as sent was last found to be.
+    pub fn find_text(&self, text: &str) -> Option<u32> {
+        self.by_text.get(text).copied()
+    }
+
+    /// Remembers that `text` names tag set `set`.
+    pub fn remember_text(&mut self, text: &str, set: u32) {
+        self.by_text.insert(text.into(), set);
+    }
+
+    /// The tag set of `measurement` and `tags`, created if needed.
+    pub fn find_or_add<'a>(&mut self, measurement: &str, tags: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone) -> u32 {
+        if let Some(i) = self.find(measurement, tags.clone()) {
+            return i;
+        }
+        let h = hash_names(&self.hasher, measurement, tags.clone());
+        let set = TagSet { measurement: self.intern(measurement), tags: Arc::new(Tags(tags.map(|(k, v)| (self.intern(k), self.intern(v))).collect())), fields: Vec::new() };
+        let i = u32::try_from(self.sets.len()).unwrap_or(u32::MAX);
+        self.sets.push(set);
+        let (sets, hasher) = (&self.sets, &self.hasher);
+        self.by_names.insert_unique(h, i, |&j| hash_names(hasher, &sets[j as usize].measurement, sets[j as usize].tags.iter()));
+        i
+    }
+
+    /// The series of field `field` of tag set `set`; `hint` is where it usually is (fields
+    /// come in the same order line after line).
+    pub fn field_of(&self, set: u32, hint: usize, field: &str) -> Option<SeriesId> {
+        let fields = &self.sets.get(set as usize)?.fields;
+        fields.get(hint).filter(|(f, _)| **f == *field).or_else(|| fields.iter().find(|(f, _)| **f == *field)).map(|(_, id)| *id)
+    }
+
+    /// Forgets the series from `first` on (a write that was not stored): their tag sets stay,
+    /// with fewer fields.
+    pub fn take_back(&mut self, first: SeriesId) {
+        for s in &mut self.sets {
+            s.fields.retain(|(_, id)| *id < first);
+        }
+    }
+}
+
+fn hash_names<'a>(hasher: &DefaultHashBuilder, measurement: &str, tags: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut h = hasher.build_hasher();
+    measurement.hash(&mut h);
+    for (k, v) in tags {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The text key a series has in store.db's `series` table (unique there): measurement, tags and
+/// field, separated by control characters that names do not contain.
+pub(crate) fn series_key<'a>(measurement: &str, tags: impl IntoIterator<Item = (&'a str, &'a str)>, field: &str) -> String {
+    let mut k = String::with_capacity(128);
+    k.push_str(measurement);
+    for (tk, tv) in tags {
+        k.push('\u{1f}');
+        k.push_str(tk);
+        k.push('=');
+        k.push_str(tv);
+    }
+    k.push('\u{1e}');
+    k.push_str(field);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_sets_are_found_by_their_names_and_share_them() {
+        let mut n = Names::default();
+        let a = n.find_or_add("gpu", [("gpu", "0"), ("node", "dgx-001")].into_iter());
+        let b = n.find_or_add("gpu", [("gpu", "1"), ("node", "dgx-001")].into_iter());
+        assert_ne!(a, b);
+        assert_eq!(n.find_or_add("gpu", [("gpu", "0"), ("node", "dgx-001")].into_iter()), a);
+        assert_eq!(n.find("gpu", [("gpu", "0")].into_iter()), None);
+        assert_eq!(n.find("node", [("gpu", "0"), ("node", "dgx-001")].into_iter()), None);
+        let (ta, tb) = (&n.sets[a as usize].tags, &n.sets[b as usize].tags);
+        assert!(Arc::ptr_eq(&ta.0[1].1, &tb.0[1].1), "the node's name is held once");
+        assert_eq!(ta.get("node"), Some("dgx-001"));
+        assert_eq!(ta.get("zone"), None);
+        assert_eq!(serde_json::to_string(ta.as_ref()).expect("json"), r#"{"gpu":"0","node":"dgx-001"}"#);
+        let labels: Labels = [("gpu".to_owned(), "0".to_owned()), ("node".to_owned(), "dgx-001".to_owned())].into_iter().collect();
+        assert!(**ta == labels);
+        assert_eq!(ta.to_labels(), labels);
+        n.remember_text("gpu,gpu=0,node=dgx-001", a);
+        assert_eq!(n.find_text("gpu,gpu=0,node=dgx-001"), Some(a));
+        for i in 0..10_000 {
+            let v = i.to_string();
+            n.find_or_add("m", [("k", v.as_str())].into_iter());
+        }
+        for i in 0..10_000 {
+            let v = i.to_string();
+            let s = n.find("m", [("k", v.as_str())].into_iter()).expect("found");
+            assert_eq!(n.sets[s as usize].tags.get("k"), Some(v.as_str()));
+        }
+    }
+}
