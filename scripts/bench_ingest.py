@@ -128,6 +128,19 @@ def highcard_shape(a, rng, vals):
 SHAPES = {"gpu": gpu_shape, "facility": facility_shape, "highcard": highcard_shape}
 
 
+def data_start(a):
+    """Unix second of the first reading. By default the data lies inside one UTC hour (the last
+    one it fits in, ending at least a minute before now): whether Kilowatch rolls an hour up
+    during the run then does not depend on the minute the bench was started (a roll-up and its
+    compaction took 3 of 7 CPU seconds in a run that crossed an hour). `--cross-hour` puts an
+    hour boundary a minute into the data instead, so that one roll-up is measured."""
+    now = int(time.time())
+    if a.cross_hour:
+        return (now - a.seconds - 60) // 3600 * 3600 - 60
+    if a.seconds > 3600 - 60:
+        return now - a.seconds - 60
+    return (now - a.seconds - 60 - 60) // 3600 * 3600 + 60
+
 def generate(shape, a, path):
     """Writes the shape's file; returns its description and the POSTs as (offset, length,
     data time of the POST's last line in seconds from the start)."""
@@ -138,7 +151,7 @@ def generate(shape, a, path):
     # Collectors are not synchronised: each host has its own phase within the interval, and each
     # reading its own jitter around it.
     phase = {s["host"]: rng.randrange(0, interval * 1_000_000_000) for s in series}
-    start_ns = (int(time.time()) - a.seconds - 60) * 1_000_000_000
+    start_ns = data_start(a) * 1_000_000_000
     jitter = int(a.jitter_ms * 1_000_000)
     posts, samples, lines, nseries = [], 0, 0, 0
     with open(path, "wb") as f:
@@ -446,6 +459,7 @@ def main():
     p.add_argument("--highcard-interval", type=int, default=10)
     p.add_argument("--rounds", type=int, default=1, help="repeat each server's run; figures are medians")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cross-hour", action="store_true", help="an hour boundary a minute into the data, so that Kilowatch rolls one hour up and compacts it during the run (default: the data lies inside one hour)")
     p.add_argument("--port", type=int, default=0, help="first port (each server the next tenth); 0: free ports")
     p.add_argument("--kilowatch", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "kilowatch"))
     p.add_argument("--json", help="summary file (default: <target>/bench-ingest.json)")

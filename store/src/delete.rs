@@ -61,6 +61,7 @@ impl Inner {
             return Ok(out);
         }
         let mut hours: BTreeSet<i64> = BTreeSet::new();
+        self.oldest_known = None;
         let tx = self.conn.transaction()?;
         for id in &ids {
             let sid = i64::from(*id);

@@ -28,20 +28,31 @@ pub struct Segment {
     prev_t: i64,
     prev_d: i64,
     prev_bits: u64,
+    /// Bytes the buffer grows by when full (see `push`).
+    step: u32,
     buf: Vec<u8>,
 }
 
 impl Segment {
     fn new(day: i64) -> Segment {
-        Segment { day, n: 0, t_min: i64::MAX, t_max: i64::MIN, prev_t: 0, prev_d: 0, prev_bits: 0, buf: Vec::new() }
+        Segment { day, n: 0, t_min: i64::MAX, t_max: i64::MIN, prev_t: 0, prev_d: 0, prev_bits: 0, step: 0, buf: Vec::new() }
     }
 
     fn push(&mut self, t: i64, v: &Value, hint: usize) {
         if self.n == 0 {
-            // First sample of a segment: room for what the series' previous head held (series
-            // arrive at steady rates, so a head rarely grows past it and holds no doubling
-            // slack), else for about a minute of 1 Hz samples.
-            self.buf.reserve_exact(if hint > 0 { hint + hint / 8 + 16 } else { 64 });
+            // The buffer grows by a quarter of what the series' previous head held (series
+            // arrive at steady rates): at most a quarter of slack, where doubling leaves up to
+            // a half, and no room taken ahead while a checkpoint still holds the previous
+            // head (reserving all of it at once doubled the heads' memory at each checkpoint).
+            // Without a previous head, about a minute of 1 Hz samples.
+            self.step = u32::try_from(if hint > 0 { hint / 4 + 32 } else { 64 }).unwrap_or(u32::MAX);
+        }
+        // A number takes at most 19 bytes (timestamp, control byte, value); text grows the
+        // buffer as a Vec does.
+        if self.buf.capacity() - self.buf.len() < 19 {
+            self.buf.reserve_exact(self.step as usize);
+        }
+        if self.n == 0 {
             put_ivarint(&mut self.buf, t);
         } else {
             let d = t.wrapping_sub(self.prev_t);

@@ -216,6 +216,9 @@ struct Inner {
     write_seq: u64,
     hour_seq: HashMap<i64, u64>,
     write: WriteState,
+    /// The oldest sample stored, once looked up (`None`: to look up), kept by writes; what
+    /// maintenance starts from before its first roll-up. Looking it up reads every chunk.
+    oldest_known: Option<Option<i64>>,
 }
 
 /// Where each resolution of the store begins and ends, ns. Before `raw_from` raw samples have
@@ -250,9 +253,6 @@ PRAGMA journal_mode=WAL;
 -- collector deletes its copy on the 204: with NORMAL a power loss could take back an
 -- acknowledged commit. Cost measured in docs/performance.md (Durability).
 PRAGMA synchronous=FULL;
--- 64 MiB of page cache instead of 2: the indexes of a DC5 store stay in memory, where page
--- reads took a quarter of a maintenance pass.
-PRAGMA cache_size=-65536;
 CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, measurement TEXT NOT NULL, tags TEXT NOT NULL, field TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(series_id INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);
@@ -342,6 +342,7 @@ impl Store {
             write_seq: 0,
             hour_seq: HashMap::new(),
             write: WriteState::default(),
+            oldest_known: None,
         };
         inner.load(replay)?;
         let readers = read::Readers::new(&path);

@@ -321,7 +321,14 @@ impl Inner {
 
     /// The oldest timestamp stored, raw.
     fn oldest(&mut self) -> Result<Option<i64>, StoreError> {
-        let stored: Option<i64> = self.conn.query_row("SELECT MIN(t) FROM (SELECT MIN(t_min) AS t FROM chunks UNION ALL SELECT MIN(t_min) FROM blocks)", [], |r| r.get(0))?;
+        let stored = match self.oldest_known {
+            Some(known) => known,
+            None => {
+                let stored: Option<i64> = self.conn.query_row("SELECT MIN(t) FROM (SELECT MIN(t_min) AS t FROM chunks UNION ALL SELECT MIN(t_min) FROM blocks)", [], |r| r.get(0))?;
+                self.oldest_known = Some(stored);
+                stored
+            }
+        };
         let heads = self.recent_min(i64::MIN);
         Ok(match (stored, heads) {
             (Some(a), Some(b)) => Some(a.min(b)),
