@@ -274,6 +274,8 @@ class Server:
     def __init__(self, name, a, work, port):
         self.name, self.a, self.port = name, a, port
         self.dir = os.path.join(work, name)
+        # Every run starts from an empty data folder, also in a --work folder kept between runs.
+        shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         env = dict(os.environ)
