@@ -73,12 +73,16 @@ impl Store {
             Taken { snaps: g.flushing.clone(), series, upto, lasts, dirty, records, seq }
         };
         match write_chunks(w, &t.snaps, &t.series, &t.lasts, &t.dirty) {
-            Ok(moved) => {
+            Ok((moved, oldest)) => {
                 {
                     let mut g = self.lock()?;
                     // Only checkpoints add to `flushing`, one at a time (they hold the writer).
                     let done = t.snaps.len().min(g.flushing.len());
                     g.flushing.drain(..done);
+                    // Under the same lock as the heads leave: `oldest` never misses them.
+                    if let (Some(known), Some(o)) = (g.oldest_known.as_mut(), oldest) {
+                        *known = Some(known.map_or(o, |k| k.min(o)));
+                    }
                     g.flushing_bytes = 0;
                     g.flushing_samples = 0;
                     g.persisted_series = t.upto;
@@ -120,9 +124,9 @@ fn write_chunks(
     series: &[SeriesMeta],
     lasts: &[(SeriesId, i64, Value)],
     dirty: &[i64],
-) -> Result<usize, StoreError> {
+) -> Result<(usize, Option<i64>), StoreError> {
     let tx = w.transaction()?;
-    let mut moved = 0;
+    let (mut moved, mut oldest) = (0, None);
     {
         let mut ser = tx.prepare_cached("INSERT INTO series(id, key, measurement, tags, field) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for m in series {
@@ -138,6 +142,7 @@ fn write_chunks(
                 for seg in &h.segments {
                     ins.execute(params![id as i64, seg.t_min, seg.t_max, i64::from(seg.n), seg.to_chunk(), head::FMT_PACKED])?;
                     moved += seg.n as usize;
+                    oldest = Some(oldest.map_or(seg.t_min, |o: i64| o.min(seg.t_min)));
                 }
             }
         }
@@ -155,7 +160,7 @@ fn write_chunks(
         tx.execute("DELETE FROM log", [])?;
     }
     tx.commit()?;
-    Ok(moved)
+    Ok((moved, oldest))
 }
 
 #[cfg(test)]

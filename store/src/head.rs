@@ -34,19 +34,17 @@ pub struct Segment {
 }
 
 impl Segment {
-    fn new(day: i64) -> Segment {
-        Segment { day, n: 0, t_min: i64::MAX, t_max: i64::MIN, prev_t: 0, prev_d: 0, prev_bits: 0, step: 0, buf: Vec::new() }
+    /// `hint`: bytes the series' previous head ended with (0: none). The buffer grows by a
+    /// quarter of it (series arrive at steady rates): at most a quarter of slack, where
+    /// doubling leaves up to a half, and no room taken ahead while a checkpoint still holds the
+    /// previous head (reserving all of it at once doubled the heads' memory at each
+    /// checkpoint). Without a previous head, about a minute of 1 Hz samples at a time.
+    fn new(day: i64, hint: u32) -> Segment {
+        let step = if hint > 0 { hint / 4 + 32 } else { 64 };
+        Segment { day, n: 0, t_min: i64::MAX, t_max: i64::MIN, prev_t: 0, prev_d: 0, prev_bits: 0, step, buf: Vec::new() }
     }
 
-    fn push(&mut self, t: i64, v: &Value, hint: usize) {
-        if self.n == 0 {
-            // The buffer grows by a quarter of what the series' previous head held (series
-            // arrive at steady rates): at most a quarter of slack, where doubling leaves up to
-            // a half, and no room taken ahead while a checkpoint still holds the previous
-            // head (reserving all of it at once doubled the heads' memory at each checkpoint).
-            // Without a previous head, about a minute of 1 Hz samples.
-            self.step = u32::try_from(if hint > 0 { hint / 4 + 32 } else { 64 }).unwrap_or(u32::MAX);
-        }
+    fn push(&mut self, t: i64, v: &Value) {
         // A number takes at most 19 bytes (timestamp, control byte, value); text grows the
         // buffer as a Vec does.
         if self.buf.capacity() - self.buf.len() < 19 {
@@ -165,20 +163,19 @@ impl Head {
     }
 
     pub fn push(&mut self, t: i64, v: &Value) {
-        let hint = self.hint as usize;
         let day = t.div_euclid(rollup::DAY);
         let seg = match self.segments.iter().rposition(|s| s.day == day) {
             Some(i) => &mut self.segments[i],
             None => {
                 // One segment is the rule: a Vec's first growth would hold four (320 bytes).
                 self.segments.reserve_exact(1);
-                self.segments.push(Segment::new(day));
+                self.segments.push(Segment::new(day, self.hint));
                 self.segments.sort_by_key(|s| s.day);
                 let i = self.segments.iter().position(|s| s.day == day).unwrap_or(0);
                 &mut self.segments[i]
             }
         };
-        seg.push(t, v, hint);
+        seg.push(t, v);
     }
 
     pub fn is_empty(&self) -> bool {

@@ -216,8 +216,9 @@ struct Inner {
     write_seq: u64,
     hour_seq: HashMap<i64, u64>,
     write: WriteState,
-    /// The oldest sample stored, once looked up (`None`: to look up), kept by writes; what
-    /// maintenance starts from before its first roll-up. Looking it up reads every chunk.
+    /// The oldest sample in store.db, once looked up (`None`: to look up), kept by checkpoints
+    /// (the heads hold the rest: `recent_min`); what maintenance starts from before its first
+    /// roll-up. Looking it up reads every chunk.
     oldest_known: Option<Option<i64>>,
 }
 

@@ -544,4 +544,23 @@ mod tests {
         let raw = s.read_with_neighbours(p, T0 + 10 * S, T0 + 10 * S).expect("read");
         assert_eq!(raw[1], (T0 + 10 * S, Value::Num(2_000_000.0)));
     }
+
+    /// Before the first roll-up, a pass starts from the oldest sample it knows of: one that
+    /// was in the heads when it looked, and in store.db after a checkpoint, still counts.
+    #[test]
+    fn the_oldest_sample_is_kept_across_checkpoints_until_the_first_roll_up() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let meter = |t: i64| Point::new("meter", Timestamp(T0 + t * S)).tag("meter", "grid").field("power_w", 900_000.0);
+        // Only in the heads when the pass looks: store.db is empty.
+        s.write(&(0..600).map(meter).collect::<Vec<_>>()).expect("write");
+        let rep = s.maintain(&Retention::default(), i64::MAX).expect("maintain");
+        assert_eq!(rep.hours_rolled_up, 0, "no complete hour yet: {rep:?}");
+        s.checkpoint().expect("checkpoint");
+        write_hours(&s, 3 * 3600, 3 * 3600 + 300);
+        s.checkpoint().expect("checkpoint");
+        s.maintain(&Retention::default(), i64::MAX).expect("maintain");
+        let p = id(&s, "meter", "power_w");
+        assert_eq!(s.read_rollups(p, Level::Hour, T0, T0 + HOUR).expect("r").len(), 1, "the first hour is rolled up");
+    }
 }

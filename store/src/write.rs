@@ -493,9 +493,6 @@ impl Inner {
             if self.horizons.rolled_to.is_some_and(|r| ts < r) {
                 self.dirty.insert(h * rollup::HOUR);
             }
-            if let Some(known) = self.oldest_known.as_mut() {
-                *known = Some(known.map_or(ts, |o| o.min(ts)));
-            }
             let before = head.bytes();
             head.push(ts, &v);
             self.head_bytes = self.head_bytes + head.bytes() - before;
