@@ -172,7 +172,8 @@ pub(crate) fn read_ok(st: &AppState, headers: &HeaderMap, token: Option<&str>) -
     (!st.auth.may_read(Auth::presented(headers, token))).then(|| error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>"))
 }
 
-async fn blocking<T: serde::Serialize + Send + 'static, E: std::fmt::Display + Send + 'static>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Response {
+/// Runs `f` off the async workers: its value as JSON, its error as a 500.
+pub(crate) async fn blocking<T: serde::Serialize + Send + 'static, E: std::fmt::Display + Send + 'static>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Response {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use kilowatch_accounting::{attribution, ledger};
 use kilowatch_model::energy::hour_bounds;
 use kilowatch_model::{TimeRange, Timestamp};
@@ -109,15 +108,6 @@ fn checked_window(st: &AppState, headers: &HeaderMap, q: &HoursParams) -> Result
     parse_range(q.from.as_deref(), q.to.as_deref()).and_then(whole_hours).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "invalid", e)))
 }
 
-/// A computation's result as an answer.
-fn answer<T: Serialize>(res: Result<Result<T, String>, tokio::task::JoinError>) -> Response {
-    match res {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()),
-    }
-}
-
 /// `GET /api/v1/ledger/changed?epoch=&write_seq=&jobs_at=&from=&to=`: which hours of the
 /// window to fetch again since a [`Revision`]. Samples written since (into whichever hour they
 /// fall), and every hour from the earliest start of a job allocation that changed since (its
@@ -128,7 +118,7 @@ pub async fn changed(State(st): State<AppState>, acct: Acct, Query(q): Query<Cha
         Err(r) => return *r,
     };
     let store = st.store.clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<Changed, String> {
+    crate::acct_api::blocking(move || -> Result<Changed, String> {
         let revision = revision(&store)?;
         if q.epoch != revision.epoch {
             return Ok(Changed { revision, all: true, hours: Vec::new() });
@@ -145,8 +135,7 @@ pub async fn changed(State(st): State<AppState>, acct: Acct, Query(q): Query<Cha
         }
         Ok(Changed { revision, all: false, hours })
     })
-    .await;
-    answer(res)
+    .await
 }
 
 /// The answer: the hours of `[from, to)` in order, and the site's clock, by which a reader
@@ -180,7 +169,7 @@ pub async fn hours(State(st): State<AppState>, acct: Acct, Query(q): Query<Hours
     };
     let store = st.store.clone();
     let cfg = st.config.clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<HoursAnswer, String> {
+    crate::acct_api::blocking(move || -> Result<HoursAnswer, String> {
         let revision = revision(&store)?;
         let bounds = hour_bounds(range.from.0, range.to.0);
         let site = ledger::site_ledgers(&store, &bounds).map_err(|e| e.to_string())?;
@@ -209,8 +198,7 @@ pub async fn hours(State(st): State<AppState>, acct: Acct, Query(q): Query<Hours
         };
         Ok(HoursAnswer { site: cfg.site.name.clone(), timezone: cfg.site.timezone.clone(), now: Timestamp::now().0, hours, jobs_unavailable, revision: Some(revision) })
     })
-    .await;
-    answer(res)
+    .await
 }
 
 /// A window of whole clock hours, at most [`MAX_HOURS`] long.
