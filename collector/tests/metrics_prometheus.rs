@@ -111,8 +111,13 @@ fn the_collector_serves_metrics_that_promtool_and_prometheus_accept() {
     let mut collector = start_collector(&fake, dir.path(), port);
     let url = format!("http://127.0.0.1:{port}/metrics");
     // Wait until a few cycles have run (and a send has failed), so every family is present.
+    // The first send can fail before the second cycle is counted, so both are waited for.
     let page = wait_for(Duration::from_secs(20), || {
-        get(&url).filter(|p| p.contains("DCGM_FI_DEV_POWER_USAGE{") && !p.contains("kilowatch_collector_send_errors_total 0\n"))
+        get(&url).filter(|p| {
+            p.contains("DCGM_FI_DEV_POWER_USAGE{")
+                && !p.contains("kilowatch_collector_send_errors_total 0\n")
+                && metric(p, "kilowatch_collector_cycles_total").is_some_and(|c| c >= 2.0)
+        })
     })
     .expect("the collector served /metrics with GPU values within 20 s");
 
