@@ -32,7 +32,7 @@ READ_TOKEN = "bench-read-token-0123456789"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVERS = ("kilowatch", "victoriametrics", "influxdb")
 # Kilowatch's default checkpoint and maintenance intervals, scaled by --speed.
-KW_CHECKPOINT_S = 300
+KW_CHECKPOINT_S = 60
 KW_MAINTENANCE_S = 60
 
 

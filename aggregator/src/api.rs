@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kilowatch_model::{Precision, TimeRange, Timestamp, parse_batch};
+use kilowatch_model::{LinesBuffers, Precision, TimeRange, Timestamp, parse_batch_into};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -63,16 +63,14 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
         }
         let text = std::str::from_utf8(&body).map_err(|_| Refused::NotUtf8)?;
         let body = kilowatch_store::Body { text, precision, default_ts: Timestamp::now() };
-        let lines = parse_batch(body.text, body.precision, body.default_ts).map_err(Refused::Line)?;
-        if lines.is_empty() {
-            return Ok(WriteSummary::default());
-        }
-        let summary = store.write_body(&body, &lines, &writer).map_err(Refused::Store)?;
-        if let Some(sink) = sink {
+        let lines = parse_batch_into(body.text, body.precision, body.default_ts, ParseBuffers::take()).map_err(Refused::Line)?;
+        let stored = if lines.is_empty() { Ok(WriteSummary::default()) } else { store.write_body(&body, &lines, &writer).map_err(Refused::Store) };
+        if let (Ok(summary), Some(sink)) = (&stored, sink) {
             let refused: std::collections::HashSet<usize> = summary.refused.iter().map(|r| r.line).collect();
             sink.enqueue(&lines.to_points().into_iter().zip(lines.iter()).filter(|(_, l)| !refused.contains(&l.number())).map(|(p, _)| p).collect::<Vec<_>>());
         }
-        Ok(summary)
+        ParseBuffers::give_back(lines.into_buffers());
+        stored
     });
     let m = &st.metrics;
     match stored.await {
@@ -96,6 +94,34 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
         Err(e) => {
             tracing::error!(error = %e, "write task failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", "write task failed")
+        }
+    }
+}
+
+/// The memory of earlier writes' parsed lines, reused by the next ones (see [`LinesBuffers`]).
+struct ParseBuffers;
+
+impl ParseBuffers {
+    /// Buffers kept: one per write parsing at the same time, up to this many.
+    const KEPT: usize = 4;
+    /// A buffer larger than this (a one-off huge body) is freed rather than kept resident.
+    const MAX_BYTES: usize = 64 << 20;
+
+    fn pool() -> &'static std::sync::Mutex<Vec<LinesBuffers>> {
+        static POOL: std::sync::Mutex<Vec<LinesBuffers>> = std::sync::Mutex::new(Vec::new());
+        &POOL
+    }
+
+    fn take() -> LinesBuffers {
+        Self::pool().lock().ok().and_then(|mut p| p.pop()).unwrap_or_default()
+    }
+
+    fn give_back(b: LinesBuffers) {
+        if b.capacity_bytes() <= Self::MAX_BYTES
+            && let Ok(mut p) = Self::pool().lock()
+            && p.len() < Self::KEPT
+        {
+            p.push(b);
         }
     }
 }

@@ -120,12 +120,13 @@ fn series_text(m: &SeriesMeta) -> String {
     format!("{}{} {}", m.measurement, m.tags.iter().map(|(k, v)| format!(",{k}={v}")).collect::<String>(), m.field)
 }
 
-/// The first name of a line longer than `max` bytes, described.
+/// The first name of a line longer than `max` bytes, described. Called for every line: the
+/// description is only written for a name that is too long.
 fn long_name(line: &Line<'_, '_>, max: usize) -> Option<String> {
-    let too_long = |what: &str, name: &str| (name.len() > max).then(|| format!("{what} of {} bytes is longer than the limit of {max} bytes ([store] max_name_bytes)", name.len()));
-    too_long("the measurement", line.measurement())
-        .or_else(|| line.tags().iter().find_map(|(k, v)| too_long("a tag key", k).or_else(|| too_long(&format!("the value of tag {:?}", truncated(k)), v))))
-        .or_else(|| line.fields().iter().find_map(|(k, _)| too_long("a field key", k)))
+    let too_long = |what: &dyn Fn() -> String, name: &str| (name.len() > max).then(|| format!("{} of {} bytes is longer than the limit of {max} bytes ([store] max_name_bytes)", what(), name.len()));
+    too_long(&|| "the measurement".into(), line.measurement())
+        .or_else(|| line.tags().iter().find_map(|(k, v)| too_long(&|| "a tag key".into(), k).or_else(|| too_long(&|| format!("the value of tag {:?}", truncated(k)), v))))
+        .or_else(|| line.fields().iter().find_map(|(k, _)| too_long(&|| "a field key".into(), k)))
 }
 
 /// At most 64 bytes of a name, for messages about names that are too long.

@@ -5,8 +5,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Seconds between checkpoints of the in-memory heads into chunks (default 300). Shorter
-    /// means a smaller write-ahead log to replay after a crash; longer means fewer, larger chunks.
+    /// Seconds between checkpoints of the in-memory heads into chunks (default 60). Shorter
+    /// means less memory for recent samples and a smaller write-ahead log to replay after a
+    /// crash; longer means fewer, larger chunks until maintenance compacts each hour.
     #[serde(default = "default_checkpoint")]
     pub checkpoint_interval_s: u64,
     /// Hours of raw samples kept (default 48). Older data is read from the roll-ups: the last
@@ -99,7 +100,7 @@ impl StoreConfig {
 }
 
 fn default_checkpoint() -> u64 {
-    300
+    60
 }
 fn default_raw_retention() -> u64 {
     48
