@@ -239,6 +239,7 @@ impl Inner {
         let wall = Timestamp::now().0;
         let ahead_limit = policy.max_future_skew_ns.map(|s| wall.saturating_add(s));
         let mut ids = std::mem::take(&mut self.write.ids);
+        let mut prev_set: Option<u32> = None;
         for line in lines.iter() {
             if !skip.is_empty() && skip.binary_search(&line.number()).is_ok() {
                 continue;
@@ -262,7 +263,9 @@ impl Inner {
                 )));
                 continue;
             }
-            let mut set = self.set_of(&line);
+            // Lines come in the order their tag sets were made: the next set is the guess.
+            let mut set = self.set_of(&line, prev_set.map(|s| s.wrapping_add(1)));
+            prev_set = set.or(prev_set);
             ids.clear();
             for (i, (field, _)) in line.fields().iter().enumerate() {
                 ids.push(set.and_then(|s| self.names.field_of(s, i, field)));
@@ -358,9 +361,9 @@ impl Inner {
     }
 
     /// The tag set of the line's measurement and tags, if the store has it.
-    fn set_of(&mut self, line: &Line<'_, '_>) -> Option<u32> {
+    fn set_of(&mut self, line: &Line<'_, '_>, guess: Option<u32>) -> Option<u32> {
         let text = line.series_text();
-        if let Some(s) = text.and_then(|t| self.names.find_text(t)) {
+        if let Some(s) = text.and_then(|t| self.names.find_text(t, guess)) {
             return Some(s);
         }
         let s = self.names.find(line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())))?;
