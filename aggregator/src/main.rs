@@ -242,12 +242,13 @@ fn shutdown_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
 /// resident in its arena while another grew. Two arenas, set before any thread starts,
 /// measured on the ingest bench's high-cardinality shape (scripts/bench_ingest.py): peak RSS
 /// 158-161 MB -> 133 MB at the same CPU (one arena: 123 MB, but 10% more CPU from contention).
-/// An operator's own `GLIBC_TUNABLES` setting is left as it is. Returns whether glibc refused.
+/// An operator's own setting (`GLIBC_TUNABLES` or `MALLOC_ARENA_MAX`) is left as it is.
+/// Returns whether glibc refused.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn tune_allocator() -> bool {
     const ARENAS: libc::c_int = 2;
-    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max")) {
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max")) || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return false;
     }
     // SAFETY: mallopt sets one of the allocator's parameters and takes no pointer; it is called

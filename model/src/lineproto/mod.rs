@@ -254,8 +254,10 @@ pub struct LinesBuffers {
 impl LinesBuffers {
     /// Bytes reserved, for a caller that bounds what it keeps.
     pub fn capacity_bytes(&self) -> usize {
-        use std::mem::size_of_val;
-        self.lines.capacity() * size_of_val(&self.lines.first()) + self.tags.capacity() * size_of_val(&self.tags.first()) + self.fields.capacity() * size_of_val(&self.fields.first())
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.lines) + bytes(&self.tags) + bytes(&self.fields)
     }
 }
 
@@ -415,7 +417,7 @@ mod tests {
         let lines = parse_batch(first, Precision::Ns, T0).expect("valid");
         let (pl, pt, pf) = (lines.lines.as_ptr() as usize, lines.tags.as_ptr() as usize, lines.fields.as_ptr() as usize);
         let buffers = lines.into_buffers();
-        assert!(buffers.capacity_bytes() > 0);
+        assert!(buffers.capacity_bytes() >= std::mem::size_of::<(Cow<'static, str>, FieldValueRef<'static>)>() * 4, "four fields' worth at least");
         let again = parse_batch_into(second, Precision::Ns, T0, buffers).expect("valid");
         assert_eq!((again.lines.as_ptr() as usize, again.tags.as_ptr() as usize, again.fields.as_ptr() as usize), (pl, pt, pf), "the same allocations");
         assert_eq!(again.to_points(), parse_lines(second, Precision::Ns, T0).expect("valid"));
