@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{SeriesId, SeriesMeta, Store, StoreError, Value, codec, head, names};
+use super::{SeriesId, SeriesMeta, Store, StoreError, head, names, newest};
 
 /// What the store holds in memory, in bytes where it can tell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -37,7 +37,8 @@ impl Store {
             snaps: Vec<Arc<Vec<head::Head>>>,
             series: Vec<SeriesMeta>,
             upto: usize,
-            lasts: Vec<(SeriesId, i64, Value)>,
+            changed: Vec<SeriesId>,
+            newest: Option<(Vec<u8>, bool)>,
             dirty: Vec<i64>,
             records: u64,
             seq: u64,
@@ -59,20 +60,29 @@ impl Store {
             // (800,000 new series made 300 MB of text at once).
             let series = g.meta[g.persisted_series..].to_vec();
             let changed = std::mem::take(&mut g.last_changed);
-            let mut lasts = Vec::with_capacity(changed.len());
-            for id in changed {
-                if let Some(f) = g.last_flag.get_mut(id as usize) {
+            for id in &changed {
+                if let Some(f) = g.last_flag.get_mut(*id as usize) {
                     *f = false;
                 }
-                if let Some(Some((ts, v))) = g.last.get(id as usize) {
-                    lasts.push((id, *ts, v.clone()));
-                }
             }
+            // Encoded here, under the lock: copying the values out first took as long.
+            let newest = (!changed.is_empty()).then(|| {
+                if g.newest_log.full_due(changed.len(), g.meta.len()) {
+                    (newest::encode_all(&g.last), true)
+                } else {
+                    let mut buf = Vec::with_capacity(changed.len() * 20);
+                    for id in &changed {
+                        newest::put(&mut buf, *id, g.last.get(*id as usize).and_then(Option::as_ref));
+                    }
+                    (buf, false)
+                }
+            });
             let dirty = g.dirty.iter().copied().collect();
             let records = std::mem::take(&mut g.stats.log_records);
-            Taken { snaps: g.flushing.clone(), series, upto, lasts, dirty, records, seq }
+            Taken { snaps: g.flushing.clone(), series, upto, changed, newest, dirty, records, seq }
         };
-        match write_chunks(w, &t.snaps, &t.series, &t.lasts, &t.dirty) {
+        let newest = t.newest.as_ref().map(|(data, full)| (data.as_slice(), *full));
+        match write_chunks(w, &t.snaps, &t.series, newest, &t.dirty) {
             Ok((moved, oldest)) => {
                 {
                     let mut g = self.lock()?;
@@ -86,6 +96,9 @@ impl Store {
                     g.flushing_bytes = 0;
                     g.flushing_samples = 0;
                     g.persisted_series = t.upto;
+                    if let Some((data, full)) = newest {
+                        g.newest_log.wrote(data.len(), full);
+                    }
                     g.stats.checkpoints += 1;
                 }
                 self.wal.remove_before(t.seq)?;
@@ -93,7 +106,7 @@ impl Store {
             }
             Err(e) => {
                 let mut g = self.lock()?;
-                for (id, _, _) in &t.lasts {
+                for id in &t.changed {
                     if let Some(f) = g.last_flag.get_mut(*id as usize).filter(|f| !**f) {
                         *f = true;
                         g.last_changed.push(*id);
@@ -122,7 +135,7 @@ fn write_chunks(
     w: &mut Connection,
     snaps: &[Arc<Vec<head::Head>>],
     series: &[SeriesMeta],
-    lasts: &[(SeriesId, i64, Value)],
+    newest: Option<(&[u8], bool)>,
     dirty: &[i64],
 ) -> Result<(usize, Option<i64>), StoreError> {
     let tx = w.transaction()?;
@@ -146,11 +159,8 @@ fn write_chunks(
                 }
             }
         }
-        // Only the series that moved: a checkpoint of a large, mostly idle site would
-        // otherwise rewrite every series' row each time.
-        let mut last = tx.prepare_cached("INSERT OR REPLACE INTO last_values(series_id, ts, data) VALUES (?1, ?2, ?3)")?;
-        for (id, ts, v) in lasts {
-            last.execute(params![i64::from(*id), ts, codec::encode_chunk(&[(*ts, v.clone())])])?;
+        if let Some((data, full)) = newest {
+            newest::write(&tx, data, full)?;
         }
         let mut d = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
         for t in dirty {
@@ -166,7 +176,7 @@ fn write_chunks(
 #[cfg(test)]
 mod wal_tests {
     use super::*;
-    use crate::{Body, Point, SERIES_BYTES, WritePolicy, WriteSummary};
+    use crate::{Body, Point, SERIES_BYTES, Value, WritePolicy, WriteSummary};
     use kilowatch_model::{Precision, Timestamp, parse_batch};
 
     const S: i64 = 1_000_000_000;

@@ -56,6 +56,9 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(s)
     }
+    pub fn rest_is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
     pub fn rest(&mut self) -> &'a [u8] {
         let s = self.buf.get(self.pos..).unwrap_or(&[]);
         self.pos = self.buf.len();

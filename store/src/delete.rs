@@ -10,7 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::rollup::{self, HOUR, Level};
-use super::{Inner, SeriesId, Store, StoreError, Value, codec};
+use super::{Inner, SeriesId, Store, StoreError, Value, codec, newest};
 
 /// Which samples to delete: the series of `measurement` whose tags include every `(k, v)` of
 /// `tags` (and whose field is `field`, if given), at times in `[from, to)`, ns; without `to`,
@@ -156,23 +156,35 @@ impl Inner {
         // A series whose newest sample went has no stored newest until it is found again below:
         // a crash in between leaves it unset (the next write sets it), never the deleted one.
         let stale: Vec<SeriesId> = ids.iter().copied().filter(|id| self.last.get(*id as usize).cloned().flatten().is_some_and(|(t, _)| (from..=last).contains(&t))).collect();
+        let mut unset = Vec::new();
         for id in &stale {
-            tx.execute("DELETE FROM last_values WHERE series_id = ?1", params![i64::from(*id)])?;
+            newest::put(&mut unset, *id, None);
+        }
+        if !unset.is_empty() {
+            newest::write(&tx, &unset, false)?;
         }
         tx.commit()?;
+        self.newest_log.wrote(unset.len(), false);
         self.dirty.extend(dirty);
         self.write_seq += 1;
         for h in &hours {
             self.hour_seq.insert(*h, self.write_seq);
         }
+        let mut found = Vec::new();
         for id in stale {
             let last = self.newest_stored(id)?;
-            if let Some((t, v)) = &last {
-                self.conn.execute("INSERT OR REPLACE INTO last_values(series_id, ts, data) VALUES (?1, ?2, ?3)", params![i64::from(id), t, codec::encode_chunk(&[(*t, v.clone())])])?;
+            if last.is_some() {
+                newest::put(&mut found, id, last.as_ref());
             }
             if let Some(slot) = self.last.get_mut(id as usize) {
                 *slot = last;
             }
+        }
+        if !found.is_empty() {
+            let tx = self.conn.unchecked_transaction()?;
+            newest::write(&tx, &found, false)?;
+            tx.commit()?;
+            self.newest_log.wrote(found.len(), false);
         }
         self.stats.newest_ts = self.last.iter().flatten().map(|(t, _)| *t).max();
         self.sync_newest();

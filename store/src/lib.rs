@@ -32,6 +32,7 @@ mod ledger;
 mod load;
 mod maintain;
 mod names;
+mod newest;
 pub mod progress;
 mod read;
 mod snapshot;
@@ -203,6 +204,8 @@ struct Inner {
     /// (`last_flag` marks them, so that a sample costs no set insertion).
     last_changed: Vec<SeriesId>,
     last_flag: Vec<bool>,
+    /// Size of what store.db holds of `last` (newest.rs).
+    newest_log: newest::LogSize,
     /// Bytes and samples held by `heads`, and by `flushing`.
     head_bytes: usize,
     flushing_bytes: usize,
@@ -258,8 +261,13 @@ CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQ
 CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, rows BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(series_id INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_series_end ON chunks(series_id, t_max);
+-- Newest samples as an older version kept them, a row per series: read when opening, emptied by
+-- the first full row of `newest` (newest.rs).
 CREATE TABLE IF NOT EXISTS last_values(series_id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks(t_max);
+-- Chunks by end time cost every checkpoint an index insert a series, a seventh of its time at
+-- high cardinality. Only maintenance asked by time, once an hour, over chunks that it compacts
+-- into blocks every hour: it scans them instead.
+DROP INDEX IF EXISTS chunks_by_end;
 CREATE TABLE IF NOT EXISTS blocks(series_id INTEGER NOT NULL, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS blocks_by_series_end ON blocks(series_id, t_max);
 CREATE INDEX IF NOT EXISTS blocks_by_end ON blocks(t_max);
@@ -314,6 +322,7 @@ impl Store {
         // Reads do not use this connection (they have `readers`): a small cache.
         let conn = open_conn(&path, -4096)?;
         conn.execute_batch(SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        conn.execute_batch(newest::SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         // Chunks written before heads were kept compressed have fmt 0.
         let has_fmt = conn.prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'fmt'").and_then(|mut st| st.exists([])).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         if !has_fmt {
@@ -334,6 +343,7 @@ impl Store {
             last: Vec::new(),
             last_changed: Vec::new(),
             last_flag: Vec::new(),
+            newest_log: newest::LogSize::default(),
             head_bytes: 0,
             flushing_bytes: 0,
             flushing_samples: 0,

@@ -3,7 +3,7 @@
 
 use kilowatch_model::Labels;
 
-use super::{Inner, SeriesId, StoreError, codec, wal};
+use super::{Inner, SeriesId, StoreError, codec, newest, wal};
 
 /// Series rows read from store.db at a time when opening.
 const PAGE: usize = 10_000;
@@ -43,21 +43,8 @@ impl Inner {
             }
         }
         self.persisted_series = self.meta.len();
-        {
-            let mut st = self.conn.prepare("SELECT series_id, ts, data FROM last_values")?;
-            let mut q = st.query([])?;
-            while let Some(r) = q.next()? {
-                let id: i64 = r.get(0)?;
-                let ts: i64 = r.get(1)?;
-                let data: Vec<u8> = r.get(2)?;
-                let mut v = Vec::new();
-                codec::decode_chunk(&data, &mut v)?;
-                if let (Some(slot), Some((_, val))) = (self.last.get_mut(id as usize), v.pop()) {
-                    *slot = Some((ts, val));
-                    self.stats.newest_ts = self.stats.newest_ts.max(Some(ts));
-                }
-            }
-        }
+        self.newest_log = newest::load(&self.conn, &mut self.last)?;
+        self.stats.newest_ts = self.stats.newest_ts.max(self.last.iter().flatten().map(|(t, _)| *t).max());
         {
             let mut st = self.conn.prepare("SELECT key, value FROM state")?;
             let mut q = st.query([])?;

@@ -40,7 +40,7 @@ fn survives_reopen_with_and_without_checkpoint() {
 }
 
 #[test]
-fn a_checkpoint_writes_only_the_last_values_that_moved() {
+fn a_checkpoint_writes_only_the_newest_samples_that_moved() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = Store::open(dir.path()).expect("open");
     let pts: Vec<Point> = (0..500).map(|i| Point::new("gpu", Timestamp(10)).tag("gpu", i.to_string()).field("power_w", 1.0)).collect();
@@ -50,12 +50,73 @@ fn a_checkpoint_writes_only_the_last_values_that_moved() {
     let changes = |s: &Store| s.writer().expect("writer").total_changes();
     let before = changes(&s);
     s.checkpoint().expect("checkpoint");
-    // One chunk and one last value: not 500 last values.
+    // One chunk and one row of newest samples, holding one series: not 500 rows.
     assert_eq!(changes(&s) - before, 2);
     drop(s);
     let s = Store::open(dir.path()).expect("reopen");
     let id = s.find_series("gpu", "power_w", &[("gpu", "7")]).expect("find")[0].id;
     assert_eq!(s.latest(&[id, 0]).expect("latest"), vec![Some((20, Value::Num(2.0))), Some((10, Value::Num(1.0)))]);
+}
+
+/// Newest samples come back after a restart whichever rows hold them: partial rows (a few
+/// series moved), full rows (most moved, or the partial rows outgrew the last full one), and
+/// rows a delete wrote. The table stays small.
+#[test]
+fn newest_samples_survive_reopen_through_partial_and_full_rows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let gpu = |i: usize, t: i64, v: f64| Point::new("gpu", Timestamp(t)).tag("gpu", format!("{i:04}")).field("power_w", v);
+    let mut expect: Vec<(i64, f64)> = vec![(10, 0.0); 1000];
+    {
+        let s = Store::open(dir.path()).expect("open");
+        s.write(&(0..1000).map(|i| gpu(i, 10, 0.0)).collect::<Vec<_>>()).expect("write");
+        s.checkpoint().expect("checkpoint");
+        for round in 1..200_i64 {
+            // Mostly a few series; every 50th round all of them.
+            let moved: Vec<usize> = if round % 50 == 0 { (0..1000).collect() } else { (0..7).map(|k| ((round * 131 + k * 17) % 1000) as usize).collect() };
+            let t = 10 + round;
+            s.write(&moved.iter().map(|i| gpu(*i, t, round as f64 + *i as f64 / 1000.0)).collect::<Vec<_>>()).expect("write");
+            for i in &moved {
+                expect[*i] = (t, round as f64 + *i as f64 / 1000.0);
+            }
+            s.checkpoint().expect("checkpoint");
+        }
+        let rows: i64 = s.writer().expect("writer").query_row("SELECT COUNT(*) FROM newest", [], |r| r.get(0)).expect("count");
+        assert!(rows < 120, "{rows} rows of newest samples");
+    }
+    let s = Store::open(dir.path()).expect("reopen");
+    let ids: Vec<SeriesId> = (0..1000).map(|i| s.find_series("gpu", "power_w", &[("gpu", &format!("{i:04}"))]).expect("find")[0].id).collect();
+    let got = s.latest(&ids).expect("latest");
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(*g, Some((expect[i].0, Value::Num(expect[i].1))), "series {i}");
+    }
+    assert_eq!(s.stats().expect("stats").newest_ts, Some(10 + 199));
+}
+
+/// A store written by a version that kept a row per series in `last_values`: its rows are
+/// read, and the first checkpoint with a change replaces them by one full row.
+#[test]
+fn newest_samples_of_an_older_store_are_read_then_replaced() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ids = {
+        let s = Store::open(dir.path()).expect("open");
+        s.write(&[pt(1.0, 10), Point::new("pdu", Timestamp(12)).tag("pdu", "a").field("mode", "free")]).expect("write");
+        s.checkpoint().expect("checkpoint");
+        let w = s.writer().expect("writer");
+        w.execute_batch("DELETE FROM newest").expect("clear");
+        w.execute("INSERT INTO last_values(series_id, ts, data) VALUES (0, 10, ?1)", [codec::encode_chunk(&[(10, Value::Num(1.0))])]).expect("legacy");
+        w.execute("INSERT INTO last_values(series_id, ts, data) VALUES (1, 12, ?1)", [codec::encode_chunk(&[(12, Value::Text("free".into()))])]).expect("legacy");
+        vec![0, 1]
+    };
+    let latest = |s: &Store| s.latest(&ids).expect("latest");
+    let s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(latest(&s), vec![Some((10, Value::Num(1.0))), Some((12, Value::Text("free".into())))]);
+    s.write(&[pt(2.0, 20)]).expect("write");
+    s.checkpoint().expect("checkpoint");
+    let legacy: i64 = s.writer().expect("writer").query_row("SELECT COUNT(*) FROM last_values", [], |r| r.get(0)).expect("count");
+    assert_eq!(legacy, 0);
+    drop(s);
+    let s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(latest(&s), vec![Some((20, Value::Num(2.0))), Some((12, Value::Text("free".into())))]);
 }
 
 /// Reads run outside the store's lock, on their own snapshot: while checkpoints swap heads
