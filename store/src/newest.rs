@@ -64,7 +64,8 @@ pub(super) fn put(buf: &mut Vec<u8>, id: SeriesId, newest: Option<&(i64, Value)>
 
 /// Every series with a newest sample: the data of a full row.
 pub(super) fn encode_all(last: &[Option<(i64, Value)>]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(last.len() * 20);
+    // An entry of a numeric sample in nanoseconds takes 20 to 23 bytes.
+    let mut buf = Vec::with_capacity(last.len() * 24);
     for (id, l) in last.iter().enumerate() {
         if let (Some(l), Ok(id)) = (l, SeriesId::try_from(id)) {
             put(&mut buf, id, Some(l));

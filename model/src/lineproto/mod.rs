@@ -287,9 +287,10 @@ pub fn parse_batch(body: &str, precision: Precision, default_ts: Timestamp) -> R
 /// [`parse_batch`] into the memory of an earlier request's lines.
 pub fn parse_batch_into(body: &str, precision: Precision, default_ts: Timestamp, buffers: LinesBuffers) -> Result<Lines<'_>, LineError> {
     let mut out = Lines { lines: recycle(buffers.lines), tags: recycle(buffers.tags), fields: recycle(buffers.fields) };
-    out.lines.reserve(body.len() / 128 + 1);
-    out.tags.reserve(body.len() / 32 + 1);
-    out.fields.reserve(body.len() / 16 + 1);
+    // The lines are counted; tags and fields grow as found. Reserving for them from the body's
+    // size (the shortest lines' ratio) held three to four times what long lines need, and the
+    // kept buffers hold it for good: 11 MB for a 1.2 MB request of 10,000 lines.
+    out.lines.reserve(body.bytes().filter(|b| *b == b'\n').count() + 1);
     let mut pos = 0;
     let mut number = 0;
     loop {
