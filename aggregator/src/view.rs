@@ -395,10 +395,12 @@ impl StoreView {
         let newest = latest.first().and_then(|(_, l)| l.iter().filter_map(|(_, s)| s.as_ref().map(|(t, _)| *t)).max()).map_or(self.newest(), Ok)?;
         // The fields of one GPU share their tag map (one Arc per tag set): cells are found by
         // that pointer first, by (node, GPU) only for a field written under other tags. 10,000
-        // GPUs took a string key allocated and compared per field and GPU.
-        let mut cells: Vec<GpuCell> = Vec::new();
-        let mut by_tags: std::collections::HashMap<*const kilowatch_store::Tags, usize> = std::collections::HashMap::new();
-        let mut by_name: std::collections::HashMap<(&str, u32), usize> = std::collections::HashMap::new();
+        // GPUs took a string key allocated and compared per field and GPU. The maps hash with
+        // foldhash: SipHash was a fifth of this page's time at 10,000 GPUs (examples/gpus_cost.rs).
+        let gpus = latest.first().map_or(0, |(_, l)| l.len());
+        let mut cells: Vec<GpuCell> = Vec::with_capacity(gpus);
+        let mut by_tags: hashbrown::HashMap<*const kilowatch_store::Tags, usize> = hashbrown::HashMap::with_capacity(gpus);
+        let mut by_name: hashbrown::HashMap<(&str, u32), usize> = hashbrown::HashMap::with_capacity(gpus);
         for (field, list) in &latest {
             for (tags, l) in list {
                 let i = match by_tags.get(&Arc::as_ptr(tags)) {
