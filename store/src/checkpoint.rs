@@ -66,17 +66,7 @@ impl Store {
                 }
             }
             // Encoded here, under the lock: copying the values out first took as long.
-            let newest = (!changed.is_empty()).then(|| {
-                if g.newest_log.full_due(changed.len(), g.meta.len()) {
-                    (newest::encode_all(&g.last), true)
-                } else {
-                    let mut buf = Vec::with_capacity(changed.len() * 20);
-                    for id in &changed {
-                        newest::put(&mut buf, *id, g.last.get(*id as usize).and_then(Option::as_ref));
-                    }
-                    (buf, false)
-                }
-            });
+            let newest = (!changed.is_empty()).then(|| newest::row_for(&changed, &g.last, &g.newest_log));
             let dirty = g.dirty.iter().copied().collect();
             let records = std::mem::take(&mut g.stats.log_records);
             Taken { snaps: g.flushing.clone(), series, upto, changed, newest, dirty, records, seq }

@@ -156,10 +156,7 @@ impl Inner {
         // A series whose newest sample went has no stored newest until it is found again below:
         // a crash in between leaves it unset (the next write sets it), never the deleted one.
         let stale: Vec<SeriesId> = ids.iter().copied().filter(|id| self.last.get(*id as usize).cloned().flatten().is_some_and(|(t, _)| (from..=last).contains(&t))).collect();
-        let mut unset = Vec::new();
-        for id in &stale {
-            newest::put(&mut unset, *id, None);
-        }
+        let unset = newest::encode(stale.iter().map(|id| (*id, None)));
         if !unset.is_empty() {
             newest::write(&tx, &unset, false)?;
         }
@@ -174,17 +171,18 @@ impl Inner {
         for id in stale {
             let last = self.newest_stored(id)?;
             if last.is_some() {
-                newest::put(&mut found, id, last.as_ref());
+                found.push(id);
             }
             if let Some(slot) = self.last.get_mut(id as usize) {
                 *slot = last;
             }
         }
         if !found.is_empty() {
+            let data = newest::encode(found.iter().map(|id| (*id, self.last.get(*id as usize).and_then(Option::as_ref))));
             let tx = self.conn.unchecked_transaction()?;
-            newest::write(&tx, &found, false)?;
+            newest::write(&tx, &data, false)?;
             tx.commit()?;
-            self.newest_log.wrote(found.len(), false);
+            self.newest_log.wrote(data.len(), false);
         }
         self.stats.newest_ts = self.last.iter().flatten().map(|(t, _)| *t).max();
         self.sync_newest();

@@ -49,8 +49,11 @@ impl LogSize {
     }
 }
 
+/// Bytes to reserve per entry: one of a numeric sample in nanoseconds takes 20 to 23.
+const ENTRY_BYTES: usize = 24;
+
 /// Appends one series' entry: its newest sample, or none (a delete took it).
-pub(super) fn put(buf: &mut Vec<u8>, id: SeriesId, newest: Option<&(i64, Value)>) {
+fn put(buf: &mut Vec<u8>, id: SeriesId, newest: Option<&(i64, Value)>) {
     put_uvarint(buf, u64::from(id));
     match newest {
         Some((t, v)) => {
@@ -62,16 +65,34 @@ pub(super) fn put(buf: &mut Vec<u8>, id: SeriesId, newest: Option<&(i64, Value)>
     }
 }
 
+/// The data of a partial row: these series' entries.
+pub(super) fn encode<'a>(entries: impl ExactSizeIterator<Item = (SeriesId, Option<&'a (i64, Value)>)>) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+    for (id, newest) in entries {
+        put(&mut buf, id, newest);
+    }
+    buf
+}
+
 /// Every series with a newest sample: the data of a full row.
-pub(super) fn encode_all(last: &[Option<(i64, Value)>]) -> Vec<u8> {
-    // An entry of a numeric sample in nanoseconds takes 20 to 23 bytes.
-    let mut buf = Vec::with_capacity(last.len() * 24);
+fn encode_all(last: &[Option<(i64, Value)>]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(last.len() * ENTRY_BYTES);
     for (id, l) in last.iter().enumerate() {
         if let (Some(l), Ok(id)) = (l, SeriesId::try_from(id)) {
             put(&mut buf, id, Some(l));
         }
     }
     buf
+}
+
+/// The row a checkpoint writes for the series in `changed` (not empty), `last` indexed by
+/// series id: whether it is full, and its data.
+pub(super) fn row_for(changed: &[SeriesId], last: &[Option<(i64, Value)>], log: &LogSize) -> (Vec<u8>, bool) {
+    if log.full_due(changed.len(), last.len()) {
+        (encode_all(last), true)
+    } else {
+        (encode(changed.iter().map(|id| (*id, last.get(*id as usize).and_then(Option::as_ref)))), false)
+    }
 }
 
 /// Writes a row in `conn`'s open transaction; a full one first deletes every row before it.
