@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -30,11 +30,16 @@ use crate::metrics::Metrics;
 /// The ingest route: its bytes are counted after decompression, by [`budget`] on the route.
 pub const INGEST_PATH: &str = "/api/v2/write";
 
+/// The ingest routes: InfluxDB 2's and InfluxDB 1.x's (`/write`), one handler.
+pub fn is_ingest(path: &str) -> bool {
+    path == INGEST_PATH || path == crate::influx_v1::WRITE_PATH
+}
+
 /// Never refused for load: a health check and a metrics scrape must answer while the server is
 /// busy (that is when they matter), and the live stream lasts as long as its page is open (it
 /// would hold a request slot for hours).
 fn exempt(path: &str) -> bool {
-    matches!(path, "/health" | "/api/v1/health" | "/metrics" | "/dashboard/live")
+    matches!(path, "/health" | "/api/v1/health" | "/ping" | "/metrics" | "/dashboard/live")
 }
 
 fn carries_body(m: &Method) -> bool {
@@ -144,6 +149,7 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
         return next.run(req).await;
     }
     let with_body = carries_body(req.method());
+    let routed = req.extensions().get::<MatchedPath>().is_some();
     if with_body {
         let (grant, who) = lim.auth.identify(Auth::presented(req.headers(), None));
         let refusal = match grant {
@@ -153,10 +159,12 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
         };
         if let Some(r) = refusal {
             drain(req.into_body(), lim.drain_bytes, lim.body_timeout);
-            return r;
+            // A route that does not exist is that, whoever asks (as InfluxDB answers it): a
+            // client that posts to a wrong URL learns the URL is wrong, not its token.
+            return if routed { r } else { error(StatusCode::NOT_FOUND, "not found", "no such route") };
         }
         let who = who.unwrap_or("").to_owned();
-        if req.uri().path() == INGEST_PATH
+        if is_ingest(req.uri().path())
             && let Some(store) = &lim.store
         {
             // An error here: the write itself asks again, and answers it.
@@ -182,7 +190,7 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
     let _reservation = Reservation { bytes: lim.bytes.clone(), outcome: outcome.clone(), metrics: lim.metrics.clone() };
     // The ingest route counts after inflating (its `budget` layer); the others have no
     // decompression, so their bytes are counted here.
-    let count_here = req.uri().path() != INGEST_PATH;
+    let count_here = !is_ingest(req.uri().path());
     let deadline = tokio::time::Instant::now() + lim.body_timeout;
     let bytes = count_here.then(|| lim.bytes.clone());
     req.extensions_mut().insert(BudgetSlot(outcome.clone()));

@@ -24,6 +24,7 @@ use crate::conn::ConnLimits;
 use crate::events::{CheckpointDone, CheckpointFailed, IngestAnswered, InternalEvent, MaintenanceDone, MaintenanceFailed, RequestDone};
 use crate::metrics::Metrics;
 use crate::guard::{self, Limits};
+use crate::influx_v1;
 use kilowatch_store::Store;
 use crate::view::StoreView;
 
@@ -43,6 +44,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let max_body = state.config.server.max_body_bytes;
     let ingest = Router::new()
         .route(guard::INGEST_PATH, post(api::write))
+        .route(influx_v1::WRITE_PATH, post(api::write))
         // Counted where gzip is already inflated: the size that takes memory.
         .layer(middleware::from_fn_with_state(limits.clone(), guard::budget))
         // Telegraf and InfluxDB clients gzip their bodies; the limit applies after inflating.
@@ -64,6 +66,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::Extension(acct))
         .route("/api/v1/health", get(api::health))
         .route("/health", get(api::health))
+        .route("/ping", get(influx_v1::ping))
         .route("/metrics", get(crate::metrics::metrics))
         .merge(ingest)
         .merge(crate::alerting::routes())
@@ -79,6 +82,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         // `basic_auth`, so a browser's credentials are scoped too.
         .layer(middleware::from_fn_with_state(auth, crate::tenant::gate))
         .layer(middleware::from_fn(basic_auth))
+        .layer(middleware::from_fn(influx_v1::query_credentials))
         .layer(middleware::from_fn(guard::respond))
         .layer(middleware::from_fn_with_state(metrics, observe))
         // Outermost: every request gets an `x-request-id` (the client's, or a new UUID), which
@@ -108,7 +112,7 @@ async fn observe(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Res
     let method = req.method().clone();
     let resp = next.run(req).await;
     RequestDone { route: &route, method: &method, status: resp.status(), elapsed: t0.elapsed() }.emit(&m);
-    if method == Method::POST && route == guard::INGEST_PATH {
+    if method == Method::POST && guard::is_ingest(&route) {
         IngestAnswered(resp.status()).emit(&m);
     }
     resp
@@ -134,29 +138,12 @@ async fn basic_auth(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// The password of a basic-auth credential (standard base64 of `user:password`).
+/// The password of a basic-auth credential (standard base64 of `user:password`, padding
+/// optional).
 fn basic_password(b64: &str) -> Option<String> {
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in b64.trim().bytes().take_while(|c| *c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(v);
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    let text = String::from_utf8(out).ok()?;
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64.trim().trim_end_matches('=')).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     text.split_once(':').map(|(_, p)| p.to_owned()).filter(|p| !p.is_empty())
 }
 

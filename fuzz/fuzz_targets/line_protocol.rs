@@ -1,5 +1,5 @@
-//! Any bytes as a write body: the parser never panics, its fast path agrees with InfluxData's
-//! parser alone (same points, or the same error on the same line), and what it accepts
+//! Any bytes as a write body: the parser never panics, its fast path agrees with the per-line
+//! rules alone (same points, or the same error on the same line), and what it accepts
 //! re-encodes into line protocol that parses back to the same points.
 #![no_main]
 

@@ -21,6 +21,8 @@ fn precision_code(p: Precision) -> u8 {
         Precision::Us => 1,
         Precision::Ms => 2,
         Precision::S => 3,
+        Precision::M => 4,
+        Precision::H => 5,
     }
 }
 
@@ -30,6 +32,8 @@ fn precision_of(c: u8) -> Result<Precision, CorruptRecord> {
         1 => Precision::Us,
         2 => Precision::Ms,
         3 => Precision::S,
+        4 => Precision::M,
+        5 => Precision::H,
         _ => return Err(CorruptRecord("unknown precision")),
     })
 }

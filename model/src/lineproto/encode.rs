@@ -1,9 +1,13 @@
-//! Points to line protocol, through InfluxData's builder (which does the escaping).
+//! Points to line protocol, written so that InfluxDB stores exactly these names and values.
+//!
+//! Field values are written by InfluxData's `influxdb-line-protocol` crate (quotes and
+//! backslashes in strings escaped, integers with `i`/`u`). Names are escaped here: the crate's
+//! builder also writes a backslash in a name as `\\`, which InfluxDB reads as two backslashes
+//! (only `\,` `\=` `\ ` escape in names), so `va\lue` would arrive as `va\\lue`.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use influxdb_line_protocol as ilp;
-use influxdb_line_protocol::builder::{AfterField, LineProtocolBuilder};
+use influxdb_line_protocol::builder::FieldValue as WireValue;
 
 use super::Precision;
 use crate::point::{FieldValue, Point};
@@ -12,54 +16,61 @@ use crate::point::{FieldValue, Point};
 /// Non-finite floats are left out: line protocol has no spelling for them. A point left with
 /// no field at all is left out entirely.
 pub fn encode_points(points: &[Point], precision: Precision) -> String {
-    let mut out = Vec::with_capacity(points.len() * 128);
+    let mut out = String::with_capacity(points.len() * 128);
     for p in points {
-        out = encode_one(out, p, precision);
+        encode_one(&mut out, p, precision);
     }
-    // The builder only ever writes the `str`s and number formats it is given.
-    String::from_utf8(out).unwrap_or_default()
+    out
 }
 
-fn encode_one(buf: Vec<u8>, p: &Point, precision: Precision) -> Vec<u8> {
-    let mut fields = p.fields.iter().filter(|(_, v)| !matches!(v, FieldValue::F64(f) if !f.is_finite()));
-    let Some((k0, v0)) = fields.next() else { return buf };
-    let mut b = LineProtocolBuilder::new_with(buf).measurement(&p.measurement);
+fn encode_one(out: &mut String, p: &Point, precision: Precision) {
+    let mut fields = p.fields.iter().filter(|(_, v)| !matches!(v, FieldValue::F64(f) if !f.is_finite())).peekable();
+    if fields.peek().is_none() {
+        return;
+    }
+    push_name(out, &p.measurement, &[',', ' ']);
     for (k, v) in &p.tags {
-        b = b.tag(k, v);
+        out.push(',');
+        push_name(out, k, KEY_ESCAPES);
+        out.push('=');
+        push_name(out, v, KEY_ESCAPES);
     }
-    let mut b = add_field(b, k0, v0);
-    for (k, v) in fields {
-        b = add_field(b, k, v);
+    for (i, (k, v)) in fields.enumerate() {
+        out.push(if i == 0 { ' ' } else { ',' });
+        push_name(out, k, KEY_ESCAPES);
+        out.push('=');
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{}", Value(v));
     }
-    b.timestamp(p.ts.0.div_euclid(precision.nanos())).close_line().build()
+    let _ = writeln!(out, " {}", p.ts.0.div_euclid(precision.nanos()));
 }
 
-fn add_field<S>(b: LineProtocolBuilder<Vec<u8>, S>, k: &str, v: &FieldValue) -> LineProtocolBuilder<Vec<u8>, AfterField>
-where
-    LineProtocolBuilder<Vec<u8>, S>: FieldAdder,
-{
-    match v {
-        FieldValue::F64(f) => b.add(k, *f),
-        FieldValue::I64(i) => b.add(k, *i),
-        FieldValue::U64(u) => b.add(k, *u),
-        FieldValue::Bool(x) => b.add(k, *x),
-        FieldValue::Str(s) => b.add(k, s.as_str()),
+/// What escapes in tag keys, tag values and field keys.
+const KEY_ESCAPES: &[char] = &[',', '=', ' '];
+
+/// A name with the characters that would end it escaped, and nothing else: a backslash before
+/// any other character is read as itself. (A backslash at the end of a name could not be
+/// written; the parser refuses such names, so no stored point has one.)
+fn push_name(out: &mut String, name: &str, escapes: &[char]) {
+    for c in name.chars() {
+        if escapes.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
     }
 }
 
-/// The builder's typestate has two `field` methods (first field, further fields); this trait
-/// lets one function call either.
-trait FieldAdder {
-    fn add<F: ilp::builder::FieldValue>(self, k: &str, v: F) -> LineProtocolBuilder<Vec<u8>, AfterField>;
-}
-impl FieldAdder for LineProtocolBuilder<Vec<u8>, ilp::builder::AfterMeasurement> {
-    fn add<F: ilp::builder::FieldValue>(self, k: &str, v: F) -> LineProtocolBuilder<Vec<u8>, AfterField> {
-        self.field(k, v)
-    }
-}
-impl FieldAdder for LineProtocolBuilder<Vec<u8>, AfterField> {
-    fn add<F: ilp::builder::FieldValue>(self, k: &str, v: F) -> LineProtocolBuilder<Vec<u8>, AfterField> {
-        self.field(k, v)
+struct Value<'a>(&'a FieldValue);
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            FieldValue::F64(x) => WireValue::fmt(x, f),
+            FieldValue::I64(x) => WireValue::fmt(x, f),
+            FieldValue::U64(x) => WireValue::fmt(x, f),
+            FieldValue::Bool(x) => WireValue::fmt(x, f),
+            FieldValue::Str(s) => WireValue::fmt(&s.as_str(), f),
+        }
     }
 }
 

@@ -1,10 +1,11 @@
-//! The fast path of the parser: plain lines (no escapes, unique tag keys in any order, the number spellings of
-//! the reference grammar) read without the reference parser. Anything else returns false and
-//! goes to `influxdb-line-protocol`, so every value and error stays the reference parser's; a
-//! differential test and the `line_protocol` fuzz target hold the two to the same answers.
+//! The fast path of the parser: plain lines (no escapes, unique tag and field keys, the common
+//! number spellings) read with fewer checks. Anything else returns false and goes to the
+//! per-line rules of `line.rs`, so every value and error stays theirs; a differential test and
+//! the `line_protocol` fuzz target hold the two to the same answers.
 
 use std::borrow::Cow;
 
+use super::line::{MAX_EXACT_INTEGER, default_time};
 use super::{FieldValueRef, LineSpan, Lines, Precision};
 use crate::time::Timestamp;
 
@@ -20,6 +21,9 @@ pub(super) const NAME: [bool; 256] = {
     }
     t
 };
+
+/// Fields of a line the fast path reads; past this the slow path dedupes them in O(n log n).
+const MAX_FIELDS: usize = 64;
 
 /// Parses a plain line into `out`, or returns false having added nothing, for the reference
 /// parser to decide. True only where the reference parser would produce the same values.
@@ -82,7 +86,9 @@ fn parse_fast_inner<'a>(text: &'a str, number: usize, precision: Precision, defa
             return false;
         }
         let key = &text[k..ke];
-        if out.fields[f0..].iter().any(|(f, _)| f == key) {
+        // A key given twice (last wins) and lines of many fields (where this check would cost a
+        // comparison per pair) are the slow path's.
+        if out.fields.len() - f0 >= MAX_FIELDS || out.fields[f0..].iter().any(|(f, _)| f == key) {
             return false;
         }
         let v = ke + 1;
@@ -108,7 +114,7 @@ fn parse_fast_inner<'a>(text: &'a str, number: usize, precision: Precision, defa
         }
     }
     let ts = if i >= b.len() {
-        default_ts
+        default_time(default_ts, precision)
     } else {
         // One space, then an integer to the end of the line.
         if b[i] != b' ' {
@@ -152,14 +158,15 @@ fn number_value(s: &str) -> Option<FieldValueRef<'static>> {
             if u.is_empty() || !u.bytes().all(|c| c.is_ascii_digit()) {
                 return None;
             }
-            return d.parse().ok().map(FieldValueRef::I64);
+            // Past 2^53 the slow path refuses the line, naming why.
+            return d.parse::<i64>().ok().filter(|v| v.unsigned_abs() <= MAX_EXACT_INTEGER).map(FieldValueRef::I64);
         }
         b'u' => {
             let d = &s[..s.len() - 1];
             if d.is_empty() || !d.bytes().all(|c| c.is_ascii_digit()) {
                 return None;
             }
-            return d.parse().ok().map(FieldValueRef::U64);
+            return d.parse::<u64>().ok().filter(|v| *v <= MAX_EXACT_INTEGER).map(FieldValueRef::U64);
         }
         _ => {}
     }

@@ -1,24 +1,29 @@
-//! InfluxDB line protocol, the lingua franca of the wire schema. Parsing and escaping are
-//! InfluxData's own `influxdb-line-protocol` crate (a port of the Go reference parser); this
-//! module adds what Kilowatch needs on top: line numbers in errors, timestamp precisions,
-//! and conversion to and from [`Point`]. `parse_batch` tries `fast.rs` on each line first;
-//! `encode.rs` writes points back out.
+//! InfluxDB line protocol, the lingua franca of the wire schema, read as InfluxDB stores it.
+//! Lines are split as InfluxData's `influxdb-line-protocol` crate splits them; what each line
+//! means is `line.rs` (InfluxData's reference decoder's rules, held to its test corpus by
+//! `tests/influx_corpus.rs`; that crate's own parser reads `\\` in a name as one backslash,
+//! which InfluxDB does not). `parse_batch` tries `fast.rs` on each line first; `encode.rs` writes
+//! points back out. Also: line numbers in errors, timestamp precisions, conversion to and from
+//! [`Point`].
 
 use std::borrow::Cow;
 use std::str::FromStr;
 
 use influxdb_line_protocol as ilp;
 
-use crate::point::{FieldValue, Labels, Point};
+use crate::point::{FieldValue, Point};
 use crate::time::Timestamp;
 
 mod encode;
 mod fast;
+mod line;
 
 pub use encode::encode_points;
+pub use line::MAX_EXACT_INTEGER;
 use fast::{NAME, parse_fast};
 
-/// The unit of the timestamps in a write request (`precision=` on `/api/v2/write`).
+/// The unit of the timestamps in a write request (`precision=` on `/api/v2/write` and the v1
+/// `/write`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -27,6 +32,10 @@ pub enum Precision {
     Us,
     Ms,
     S,
+    /// Minutes: InfluxDB 1.x's `precision=m`.
+    M,
+    /// Hours: InfluxDB 1.x's `precision=h`.
+    H,
 }
 
 impl Precision {
@@ -36,6 +45,8 @@ impl Precision {
             Precision::Us => 1_000,
             Precision::Ms => 1_000_000,
             Precision::S => 1_000_000_000,
+            Precision::M => 60_000_000_000,
+            Precision::H => 3_600_000_000_000,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -44,19 +55,25 @@ impl Precision {
             Precision::Us => "us",
             Precision::Ms => "ms",
             Precision::S => "s",
+            Precision::M => "m",
+            Precision::H => "h",
         }
     }
 }
 
 impl FromStr for Precision {
     type Err = String;
+    /// InfluxDB 2's spellings and 1.x's (`n`, `u`, `ms`, `s`, `m`, `h`); empty is nanoseconds,
+    /// as both read `precision=`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "ns" | "n" => Ok(Precision::Ns),
+            "ns" | "n" | "" => Ok(Precision::Ns),
             "us" | "u" | "µs" => Ok(Precision::Us),
             "ms" => Ok(Precision::Ms),
             "s" => Ok(Precision::S),
-            other => Err(format!("unknown precision {other:?}: expected ns, us, ms or s")),
+            "m" => Ok(Precision::M),
+            "h" => Ok(Precision::H),
+            other => Err(format!("unknown precision {other:?}: expected ns, us, ms, s (or InfluxDB 1.x's n, u, ms, s, m, h)")),
         }
     }
 }
@@ -76,8 +93,8 @@ pub fn parse_lines(body: &str, precision: Precision, default_ts: Timestamp) -> R
     parse_batch(body, precision, default_ts).map(|b| b.to_points())
 }
 
-/// [`parse_lines`] with InfluxData's parser alone, line by line: the reference that the fast
-/// path of [`parse_batch`] must agree with (checked by tests and the fuzz target).
+/// [`parse_lines`] with the per-line rules alone (`line.rs`), line by line: the reference that
+/// the fast path of [`parse_batch`] must agree with (checked by tests and the fuzz target).
 #[doc(hidden)]
 pub fn parse_lines_reference(body: &str, precision: Precision, default_ts: Timestamp) -> Result<Vec<Point>, LineError> {
     let mut out = Lines::default();
@@ -98,8 +115,8 @@ pub enum FieldValueRef<'a> {
 }
 
 impl FieldValueRef<'_> {
-    /// The numeric value, where there is one. Integers above 2^53 lose precision; the largest
-    /// counters we carry (NVML mJ since driver load) stay far below that for decades.
+    /// The numeric value, where there is one: a boolean is 1 or 0. Exact for every value the
+    /// parser accepts (it refuses integers beyond [`MAX_EXACT_INTEGER`]).
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             FieldValueRef::F64(v) => Some(*v),
@@ -277,9 +294,9 @@ impl Lines<'_> {
 }
 
 /// Parses a whole request body into [`Lines`], with the semantics of [`parse_lines`]. Plain
-/// lines (no escapes, unique tag keys, the number spellings the reference parser reads) take a
-/// hand-written path; any line it is unsure of goes through InfluxData's parser instead, so
-/// every value and every error is the reference parser's.
+/// lines (no escapes, unique tag and field keys, the common number spellings) take a fast
+/// path; any line it is unsure of goes through the per-line rules of `line.rs`, so every value
+/// and every error is theirs.
 pub fn parse_batch(body: &str, precision: Precision, default_ts: Timestamp) -> Result<Lines<'_>, LineError> {
     parse_batch_into(body, precision, default_ts, LinesBuffers::default())
 }
@@ -315,91 +332,15 @@ pub fn parse_batch_into(body: &str, precision: Precision, default_ts: Timestamp,
     Ok(out)
 }
 
-/// One line through InfluxData's parser (and Kilowatch's checks), as `split_lines` cut it.
+/// One line through the per-line rules of `line.rs`, as `split_lines` cut it.
 fn parse_slow<'a>(raw: &'a str, line: usize, precision: Precision, default_ts: Timestamp, out: &mut Lines<'a>) -> Result<(), LineError> {
     let trimmed = raw.trim_start_matches([' ', '\t', '\r']);
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(());
     }
-    // `split_lines` keeps a trailing '\r' from CRLF bodies; the parser would take it as
-    // part of the timestamp.
-    let text = raw.strip_suffix('\r').unwrap_or(raw);
-    let mut parsed = ilp::parse_lines(text);
-    match parsed.next() {
-        Some(Ok(p)) => convert(p, line, precision, default_ts, out),
-        Some(Err(e)) => Err(LineError { line, reason: e.to_string() }),
-        None => Ok(()),
-    }
-}
-
-fn convert<'a>(p: ilp::ParsedLine<'a>, line: usize, precision: Precision, default_ts: Timestamp, out: &mut Lines<'a>) -> Result<(), LineError> {
-    let err = |reason: String| LineError { line, reason };
-    let measurement = p.series.measurement.as_str();
-    if measurement.is_empty() {
-        return Err(err("empty measurement name".into()));
-    }
-    check_name("measurement", measurement).map_err(err)?;
-    let mut tags = Labels::new();
-    if let Some(tag_set) = &p.series.tag_set {
-        for (k, v) in tag_set {
-            if k.as_str().is_empty() || v.as_str().is_empty() {
-                return Err(err(format!("tag {:?} has an empty key or value", k.as_str())));
-            }
-            check_name("tag key", k.as_str()).map_err(err)?;
-            check_name("tag value", v.as_str()).map_err(err)?;
-            tags.insert(k.as_str().to_owned(), v.as_str().to_owned());
-        }
-    }
-    let f0 = out.fields.len();
-    for (k, v) in &p.field_set {
-        let key = k.as_str();
-        check_name("field key", key).map_err(err)?;
-        if out.fields[f0..].iter().any(|(f, _)| f == key) {
-            return Err(err(format!("field {key:?} appears twice")));
-        }
-        let value = match v {
-            ilp::FieldValue::F64(f) if !f.is_finite() => {
-                return Err(err(format!("field {key:?} is not a finite number")));
-            }
-            ilp::FieldValue::F64(f) => FieldValueRef::F64(*f),
-            ilp::FieldValue::I64(i) => FieldValueRef::I64(*i),
-            ilp::FieldValue::U64(u) => FieldValueRef::U64(*u),
-            ilp::FieldValue::Boolean(b) => FieldValueRef::Bool(*b),
-            ilp::FieldValue::String(s) => FieldValueRef::Str(Cow::Owned(s.as_str().to_owned())),
-        };
-        out.fields.push((Cow::Owned(key.to_owned()), value));
-    }
-    let ts = match p.timestamp {
-        Some(raw) => raw
-            .checked_mul(precision.nanos())
-            .map(Timestamp)
-            .ok_or_else(|| err(format!("timestamp {raw} overflows at precision {}", precision.as_str())))?,
-        None => default_ts,
-    };
-    let t0 = out.tags.len() as u32;
-    out.tags.extend(tags.into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))));
-    out.lines.push(LineSpan {
-        number: line,
-        series_text: None,
-        measurement: Cow::Owned(measurement.to_owned()),
-        tags: (t0, out.tags.len() as u32),
-        fields: (f0 as u32, out.fields.len() as u32),
-        ts,
-    });
-    Ok(())
-}
-
-/// Names that no line-protocol parser reads back the same: control characters (line breaks,
-/// NUL, which parsers take as the end of the text), or a backslash at the end (the reference
-/// parser refuses it however it is escaped).
-fn check_name(what: &str, s: &str) -> Result<(), String> {
-    if s.chars().any(char::is_control) {
-        return Err(format!("{what} {s:?} contains a control character"));
-    }
-    if s.ends_with('\\') {
-        return Err(format!("{what} {s:?} ends with a backslash"));
-    }
-    Ok(())
+    // `split_lines` keeps a trailing '\r' from CRLF bodies: it ends the line, as '\n' does.
+    let text = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    line::parse_line(text, line, precision, default_ts, out)
 }
 
 #[cfg(test)]
@@ -462,8 +403,8 @@ mod tests {
         assert_eq!(e.line, 4, "{e}");
         let e = parse_lines("m 1", Precision::Ns, T0).expect_err("no field");
         assert_eq!(e.line, 1);
-        let e = parse_lines("m v=1,v=2 1", Precision::Ns, T0).expect_err("dup field");
-        assert!(e.reason.contains("twice"));
+        let e = parse_lines("m,t=1,t=2 v=1 1", Precision::Ns, T0).expect_err("dup tag");
+        assert!(e.reason.contains("twice"), "{e}");
     }
 
     #[test]
@@ -480,12 +421,15 @@ mod tests {
 
     #[test]
     fn backslashes_in_names_round_trip() {
-        // Found by the fuzz target. A backslash before an ordinary character is itself.
+        // Found by the fuzz target. A backslash before a character that does not escape is itself.
         let pts = parse_lines("m\\%x,t=a\\\\b f\\y=1 1", Precision::Ns, T0).expect("valid");
         assert_eq!(pts[0].measurement, "m\\%x");
+        assert_eq!(pts[0].tag_value("t"), Some("a\\\\b"));
         let again = encode_points(&pts, Precision::Ns);
         assert_eq!(parse_lines(&again, Precision::Ns, T0).expect("valid"), pts);
-        let e = parse_lines("m,t=a\\\\ v=1 1", Precision::Ns, T0).expect_err("ends with a backslash");
+        // Only a character that ends a name can follow a backslash at its end: the name could
+        // not be written back.
+        let e = parse_lines("m\\\t v=1 1", Precision::Ns, T0).expect_err("a backslash at the end of a name");
         assert!(e.reason.contains("backslash"), "{e}");
     }
 
