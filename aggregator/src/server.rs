@@ -36,7 +36,9 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let view: kilowatch_dashboard::SharedView = Arc::new(StoreView::new(state.store.clone(), state.config.site.name.clone(), state.config.site.timezone.parse().unwrap_or(chrono_tz::UTC)));
     // Pages and assets hold no data and are open; the JSON they fetch needs a read token.
-    let dashboard = kilowatch_dashboard::pages_router().merge(kilowatch_dashboard::data_router(view).layer(middleware::from_fn_with_state(state.clone(), require_read)));
+    // `route_layer`: on the routes only; a layer would also wrap the router's fallback, which
+    // the merge makes everyone's, and answer 401 for a route that does not exist.
+    let dashboard = kilowatch_dashboard::pages_router().merge(kilowatch_dashboard::data_router(view).route_layer(middleware::from_fn_with_state(state.clone(), require_read)));
     let metrics = state.metrics.clone();
     let m = metrics.clone();
     state.store.observe_lock_wait(Box::new(move |waited| m.lock_wait.observe(waited.as_secs_f64())));
@@ -72,7 +74,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(crate::alerting::routes())
         .merge(crate::admin::routes())
         .merge(crate::filing_api::routes())
-        .merge(crate::forecast_api::routes().layer(middleware::from_fn_with_state(state.clone(), require_read)))
+        .merge(crate::forecast_api::routes().route_layer(middleware::from_fn_with_state(state.clone(), require_read)))
         .merge(extra)
         .with_state(state)
         .merge(dashboard)
