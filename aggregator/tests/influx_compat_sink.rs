@@ -151,20 +151,21 @@ async fn influxdb_stores_exactly_what_kilowatch_stored() {
     assert_eq!(path.first().and_then(|m| m.tag(r"t\ag")), Some(r"va\lue"));
     assert_eq!(path.first().and_then(|m| m.tag("sp")), Some("a b,c"));
 
-    let mut got = Vec::new();
-    for _ in 0..100 {
-        got = points_in_influxdb(influx_port).await;
-        if got.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let tags = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>();
     let fields = |kv: &[(&str, Value)]| kv.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<BTreeMap<_, _>>();
     let want = vec![
         (r"pa\th".to_owned(), tags(&[(r"t\ag", r"va\lue"), ("sp", "a b,c")]), fields(&[(r"f\ield", serde_json::json!(1.5)), ("s", serde_json::json!(r#"back\slash "q" c:\temp"#))])),
         ("win_disk".to_owned(), tags(&[("host", "ws1"), ("instance", r"\\srv\share")]), fields(&[("free_bytes", serde_json::json!(1024))])),
     ];
+    // Polled until equal: a point can land between the two queries that read it back.
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = points_in_influxdb(influx_port).await;
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(got, want, "InfluxDB holds what Kilowatch stored");
     assert_eq!(sink.health().batches_rejected, 0);
     let _ = stop.send(true);
