@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kilowatch_model::{LinesBuffers, Precision, TimeRange, Timestamp, parse_batch_into};
+use kilowatch_model::{LinesBuffers, Precision, SkippedLines, TimeRange, Timestamp, parse_batch_lenient_into};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -55,7 +55,7 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
     let writer = who.clone();
     let sink = st.sink.clone();
     // Parsing a large body is CPU work too: off the async workers, with the store write.
-    let stored = tokio::task::spawn_blocking(move || -> Result<WriteSummary, Refused> {
+    let stored = tokio::task::spawn_blocking(move || -> Result<(WriteSummary, SkippedLines), Refused> {
         // Past the memory budget, refused before parsing: a flood of replays must not cost a
         // parse each on top of the memory it is refused for.
         if let Some(e) = store.over_budget().map_err(Refused::Store)? {
@@ -63,29 +63,31 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
         }
         let text = std::str::from_utf8(&body).map_err(|_| Refused::NotUtf8)?;
         let body = kilowatch_store::Body { text, precision, default_ts: Timestamp::now() };
-        let lines = parse_batch_into(body.text, body.precision, body.default_ts, ParseBuffers::take()).map_err(Refused::Line)?;
-        let stored = if lines.is_empty() { Ok(WriteSummary::default()) } else { store.write_body(&body, &lines, &writer).map_err(Refused::Store) };
+        // One bad line costs that line only: the others are stored (InfluxDB's partial write).
+        let (lines, skipped) = parse_batch_lenient_into(body.text, body.precision, body.default_ts, ParseBuffers::take());
+        let stored = match (lines.is_empty(), skipped.count) {
+            (true, _) => Ok(WriteSummary::default()),
+            // The log keeps the body only when the body is exactly what was stored.
+            (false, 0) => store.write_body(&body, &lines, &writer).map_err(Refused::Store),
+            (false, _) => store.write_lines_by(&lines, &writer).map_err(Refused::Store),
+        };
         if let (Ok(summary), Some(sink)) = (&stored, sink) {
             let refused: std::collections::HashSet<usize> = summary.refused.iter().map(|r| r.line).collect();
             sink.enqueue(&lines.to_points().into_iter().zip(lines.iter()).filter(|(_, l)| !refused.contains(&l.number())).map(|(p, _)| p).collect::<Vec<_>>());
         }
         ParseBuffers::give_back(lines.into_buffers());
-        stored
+        stored.map(|s| (s, skipped))
     });
     let m = &st.metrics;
     match stored.await {
-        Ok(Ok(summary)) => {
-            WriteStored { bytes, summary: &summary, writer: &who }.emit(m);
-            if summary.refused.is_empty() { StatusCode::NO_CONTENT.into_response() } else { partial_write(&summary) }
+        Ok(Ok((summary, skipped))) => {
+            WriteStored { bytes, summary: &summary, skipped: &skipped, writer: &who }.emit(m);
+            if summary.refused.is_empty() && skipped.count == 0 { StatusCode::NO_CONTENT.into_response() } else { partial_write(&summary, &skipped) }
         }
         Ok(Err(Refused::Store(e @ kilowatch_store::StoreError::OverBudget { .. }))) => over_budget(&e, &who, m),
         Ok(Err(Refused::NotUtf8)) => {
             WriteInvalid { bytes, line: None, reason: &"the body is not UTF-8 text", writer: &who }.emit(m);
             error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text")
-        }
-        Ok(Err(Refused::Line(e))) => {
-            WriteInvalid { bytes, line: Some(e.line), reason: &e.reason, writer: &who }.emit(m);
-            line_error(StatusCode::BAD_REQUEST, "invalid", e.line, e.to_string())
         }
         Ok(Err(Refused::Store(e))) => {
             WriteNotStored { bytes, error: &e, writer: &who }.emit(m);
@@ -142,18 +144,28 @@ pub(crate) fn over_budget(e: &StoreError, who: &str, m: &crate::metrics::Metrics
     r
 }
 
-/// The answer to a write of which some lines were refused and the others stored: 422, as
-/// InfluxDB v2 answers a partial write, when retrying cannot help (the good lines are in);
-/// 429 with `Retry-After` when a line met a new-series rate cap, so that the client sends the
-/// batch again later (the lines stored meanwhile are stored again, idempotently).
-fn partial_write(summary: &WriteSummary) -> Response {
+/// The answer to a write of which some lines were refused, unparsable (`skipped`) or refused
+/// by the store, and the others stored. One shape for all (`refused`, `accepted`, `line`,
+/// `errors`): 422, as InfluxDB v2 answers a partial write, when retrying cannot help (the good
+/// lines are in); 400 when no line of the body could be parsed at all; 429 with `Retry-After`
+/// when a line met a new-series rate cap, so that the client sends the batch again later (the
+/// lines stored meanwhile are stored again, idempotently).
+fn partial_write(summary: &WriteSummary, skipped: &SkippedLines) -> Response {
     let retry = summary.refused.iter().filter_map(|r| r.retry_after_s).max();
-    let first = summary.refused.iter().find(|r| r.retry_after_s.is_some() == retry.is_some()).unwrap_or(&summary.refused[0]);
-    let refused = summary.refused.len();
-    let message = format!("partial write: {refused} line(s) refused, {} stored; first refused: {first}", summary.points);
-    let errors: Vec<_> = summary.refused.iter().take(MAX_LISTED_REFUSALS).map(|r| json!({ "line": r.line, "message": r.reason })).collect();
-    let (status, code) = if retry.is_some() { (StatusCode::TOO_MANY_REQUESTS, "too many requests") } else { (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable entity") };
-    let mut r = (status, Json(json!({ "code": code, "message": message, "line": first.line, "refused": refused, "accepted": summary.points, "errors": errors }))).into_response();
+    let unparsable = skipped.first.iter().map(|e| (e.line, clip(&format!("unable to parse: {}", e.reason)), None));
+    let mut listed: Vec<(usize, String, Option<u64>)> = summary.refused.iter().map(|r| (r.line, clip(&r.reason), r.retry_after_s)).chain(unparsable).collect();
+    listed.sort_by_key(|(line, _, _)| *line);
+    let refused = summary.refused.len() + skipped.count;
+    let first = listed.iter().find(|r| r.2.is_some() == retry.is_some()).or(listed.first());
+    let (first_line, first_reason) = first.map_or((0, ""), |(l, r, _)| (*l, r.as_str()));
+    let message = format!("partial write: {refused} line(s) refused, {} stored; first refused: line {first_line}: {first_reason}", summary.points);
+    let errors: Vec<_> = listed.iter().take(MAX_LISTED_REFUSALS).map(|(line, reason, _)| json!({ "line": line, "message": reason })).collect();
+    let (status, code) = match (retry, summary.points) {
+        (Some(_), _) => (StatusCode::TOO_MANY_REQUESTS, "too many requests"),
+        (None, 0) if summary.refused.is_empty() => (StatusCode::BAD_REQUEST, "invalid"),
+        (None, _) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable entity"),
+    };
+    let mut r = (status, Json(json!({ "code": code, "message": message, "line": first_line, "refused": refused, "accepted": summary.points, "errors": errors }))).into_response();
     if let Some(s) = retry
         && let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string())
     {
@@ -162,16 +174,24 @@ fn partial_write(summary: &WriteSummary) -> Response {
     r
 }
 
+/// A refusal's reason as answered and logged: a reason may quote the name at fault, and a
+/// hostile sender's name can be megabytes.
+pub(crate) fn clip(reason: &str) -> String {
+    const MAX: usize = 1024;
+    if reason.len() <= MAX {
+        return reason.to_owned();
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
+}
+
 /// Why a write was not stored.
 enum Refused {
     NotUtf8,
-    Line(kilowatch_model::LineError),
     Store(StoreError),
-}
-
-/// [`error`] with the number of the line at fault.
-fn line_error(status: StatusCode, code: &str, line: usize, message: String) -> Response {
-    (status, Json(json!({ "code": code, "message": message, "line": line }))).into_response()
 }
 
 #[derive(Deserialize)]

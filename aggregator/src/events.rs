@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use kilowatch_model::SkippedLines;
 use kilowatch_store::{MaintenanceReport, Refusal, WriteSummary};
 
 use crate::metrics::Metrics;
@@ -28,10 +29,12 @@ fn refusal_reason(r: &Refusal) -> &'static str {
     KEYS.into_iter().find(|k| r.reason.contains(&format!("[store] {k})"))).unwrap_or("other")
 }
 
-/// A write whose lines were stored, all or some (a partial write: the others were refused).
+/// A write whose lines were stored, all or some (a partial write: the others were refused by
+/// the store or could not be parsed), or none because no line could be parsed.
 pub struct WriteStored<'a> {
     pub bytes: usize,
     pub summary: &'a WriteSummary,
+    pub skipped: &'a SkippedLines,
     pub writer: &'a str,
 }
 
@@ -45,8 +48,16 @@ impl InternalEvent for WriteStored<'_> {
         for r in &s.refused {
             m.ingest_lines_refused.get_or_create(&[("reason", refusal_reason(r).to_owned())]).inc();
         }
-        match s.refused.first() {
-            Some(first) => tracing::info!(line = first.line, refused = s.refused.len(), accepted = s.points, writer = %self.writer, reason = %first.reason, "write partly refused"),
+        if self.skipped.count > 0 {
+            m.ingest_lines_refused.get_or_create(&[("reason", "unparsable".to_owned())]).inc_by(self.skipped.count as u64);
+        }
+        // Once a request, the first line at fault by its number and reason: never the line
+        // itself, which a hostile sender can make megabytes long.
+        let first_store = s.refused.first().map(|r| (r.line, crate::api::clip(&r.reason)));
+        let first_parse = self.skipped.first.first().map(|e| (e.line, crate::api::clip(&e.reason)));
+        let refused = s.refused.len() + self.skipped.count;
+        match first_store.into_iter().chain(first_parse).min_by_key(|(line, _)| *line) {
+            Some((line, reason)) => tracing::info!(line, refused, unparsable = self.skipped.count, accepted = s.points, writer = %self.writer, reason = %reason, "write partly refused"),
             None => tracing::trace!(lines = s.points, values = s.samples, new_series = s.new_series, bytes = self.bytes, writer = %self.writer, "write stored"),
         }
     }

@@ -134,7 +134,7 @@ impl Metrics {
         r.register("kilowatch_ingest_lines_accepted", "Lines of line protocol stored", m.ingest_lines_accepted.clone());
         r.register(
             "kilowatch_ingest_lines_refused",
-            "Lines refused by the write policy while the rest of their request was stored, by reason (the [store] key that refused them)",
+            "Lines refused while the rest of their request was stored, by reason (the [store] key that refused them, or `unparsable` for a line that is not line protocol)",
             m.ingest_lines_refused.clone(),
         );
         r.register("kilowatch_ingest_values_accepted", "Field values (samples) stored", m.ingest_values_accepted.clone());

@@ -86,18 +86,18 @@ async fn every_precision_gives_the_same_kpi() {
 }
 
 #[tokio::test]
-async fn bad_lines_are_rejected_whole_with_their_line_number() {
+async fn a_bad_line_is_refused_with_its_line_number_and_the_others_stored() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = Server::start(dir.path()).await;
     let body = format!("meter,meter=g,role=facility energy_kwh=1 {T0}\nmeter,meter=g,role=facility energy_kwh=oops {T1}\n");
     let r = s.write(&body, "s", WRITE).await;
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 422);
     let e: serde_json::Value = r.json().await.expect("json");
     assert_eq!(e["line"], 2, "{e}");
-    assert_eq!(e["code"], "invalid");
-    assert!(e["message"].as_str().expect("msg").starts_with("line 2:"), "{e}");
-    // Nothing from the rejected request was stored, not even its good first line.
-    assert_eq!(s.store.stats().expect("stats").series, 0);
+    assert_eq!((e["refused"].as_u64(), e["accepted"].as_u64()), (Some(1), Some(1)), "{e}");
+    assert!(e["message"].as_str().expect("msg").starts_with("partial write: 1 line(s) refused, 1 stored; first refused: line 2: unable to parse"), "{e}");
+    // The good first line was stored (InfluxDB's partial write), the bad one not.
+    assert_eq!(s.store.stats().expect("stats").series, 1);
     let r = s.write("m v=1 1", "minutes", WRITE).await;
     assert_eq!(r.status(), 400, "unknown precision");
 }

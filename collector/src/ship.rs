@@ -38,9 +38,11 @@ pub struct Delivered {
     pub reason: Option<String>,
 }
 
-/// A partial write's answer: `{"refused": N, "accepted": M, "message": …}` (Kilowatch). A 422
-/// without those counts (InfluxDB's "points beyond retention", an older Kilowatch) is not one:
-/// what it stored is unknown, so the batch is treated as rejected.
+/// A partial write's answer: `{"refused": N, "accepted": M, "message": …}` (Kilowatch; a 422,
+/// or a 400 when no line of the batch could be parsed). The lines it names are dropped, the
+/// others were stored: the batch is delivered, never resent. A 422 or 400 without those counts
+/// (InfluxDB's "points beyond retention", an older Kilowatch) is not one: what it stored is
+/// unknown, so the batch is treated as rejected.
 fn partial_write(body: &str) -> Option<Delivered> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     let refused = v.get("refused")?.as_u64()?;
@@ -112,7 +114,7 @@ impl Shipper {
             return Ok(Delivered::default());
         }
         let message = resp.text().await.unwrap_or_default();
-        if status == 422
+        if matches!(status, 400 | 422)
             && let Some(d) = partial_write(&message)
         {
             return Ok(d);

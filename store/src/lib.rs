@@ -408,6 +408,13 @@ impl Store {
         self.write_logged(lines, None, "")
     }
 
+    /// [`Store::write_lines`] for `writer`'s new-series allowance: a request of which some lines
+    /// could not be parsed is logged as the lines it kept, since its body no longer is what
+    /// they are.
+    pub fn write_lines_by(&self, lines: &Lines<'_>, writer: &str) -> Result<WriteSummary, StoreError> {
+        self.write_logged(lines, None, writer)
+    }
+
     /// [`Store::write`] for a request body and the lines `parse_batch` made of it: the body
     /// itself is logged, so `lines` must be what `body` parses to. `writer` names the token,
     /// for its new-series allowance.

@@ -303,6 +303,47 @@ pub fn parse_batch(body: &str, precision: Precision, default_ts: Timestamp) -> R
 
 /// [`parse_batch`] into the memory of an earlier request's lines.
 pub fn parse_batch_into(body: &str, precision: Precision, default_ts: Timestamp, buffers: LinesBuffers) -> Result<Lines<'_>, LineError> {
+    parse_each(body, precision, default_ts, buffers, Err)
+}
+
+/// The lines a lenient parse ([`parse_batch_lenient_into`]) left out: how many, and the first
+/// few of them with their reasons (a body of a million bad lines keeps a few reasons, not a
+/// million).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SkippedLines {
+    pub count: usize,
+    /// The first [`SkippedLines::KEPT`], in body order.
+    pub first: Vec<LineError>,
+}
+
+impl SkippedLines {
+    pub const KEPT: usize = 20;
+}
+
+/// [`parse_batch_into`] that leaves out the lines it cannot read instead of failing: one bad
+/// line costs that line only, as InfluxDB stores the valid lines of a request ("partial
+/// write"). The same body always gives the same lines.
+pub fn parse_batch_lenient_into(body: &str, precision: Precision, default_ts: Timestamp, buffers: LinesBuffers) -> (Lines<'_>, SkippedLines) {
+    let mut skipped = SkippedLines::default();
+    let Ok(lines) = parse_each(body, precision, default_ts, buffers, |e| {
+        skipped.count += 1;
+        if skipped.first.len() < SkippedLines::KEPT {
+            skipped.first.push(e);
+        }
+        Ok::<(), std::convert::Infallible>(())
+    });
+    (lines, skipped)
+}
+
+/// Parses every line of `body`; a bad line is handed to `on_error`, which stops the parse
+/// (strict) or lets it go on without that line (lenient).
+fn parse_each<'a, E>(
+    body: &'a str,
+    precision: Precision,
+    default_ts: Timestamp,
+    buffers: LinesBuffers,
+    mut on_error: impl FnMut(LineError) -> Result<(), E>,
+) -> Result<Lines<'a>, E> {
     let mut out = Lines { lines: recycle(buffers.lines), tags: recycle(buffers.tags), fields: recycle(buffers.fields) };
     // The lines are counted; tags and fields grow as found. Reserving for them from the body's
     // size (the shortest lines' ratio) held three to four times what long lines need, and the
@@ -321,7 +362,12 @@ pub fn parse_batch_into(body: &str, precision: Precision, default_ts: Timestamp,
             seg.len()
         } else {
             let raw = ilp::split_lines(rest).next().unwrap_or(rest);
-            parse_slow(raw, number, precision, default_ts, &mut out)?;
+            let f0 = out.fields.len();
+            if let Err(e) = parse_slow(raw, number, precision, default_ts, &mut out) {
+                // A line refused after some of its fields were read leaves none behind.
+                out.fields.truncate(f0);
+                on_error(e)?;
+            }
             raw.len()
         };
         if consumed >= rest.len() {
@@ -431,6 +477,28 @@ mod tests {
         // not be written back.
         let e = parse_lines("m\\\t v=1 1", Precision::Ns, T0).expect_err("a backslash at the end of a name");
         assert!(e.reason.contains("backslash"), "{e}");
+    }
+
+    /// A lenient parse keeps every good line, in order, and names each bad one; a line refused
+    /// after some of its fields were read leaves none of them behind.
+    #[test]
+    fn a_lenient_parse_costs_a_bad_line_only() {
+        let body = "m,t=a v=1 1\nm,t= v=2 2\nm v=1,w=oops 3\nm v=4 4x\nm,\tt=c v=5 5\nm v=6 6\nm v= 7\nm,t=d v=\"x\ny\" 8\n";
+        let (lines, skipped) = parse_batch_lenient_into(body, Precision::Ns, T0, LinesBuffers::default());
+        let pts = lines.to_points();
+        assert_eq!(pts.iter().map(|p| p.ts.0).collect::<Vec<_>>(), [1, 6, 8], "{skipped:?}");
+        assert_eq!(lines.field_count(), 3, "no field of a refused line is kept");
+        assert_eq!(skipped.first.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3, 4, 5, 7]);
+        assert_eq!(skipped.count, 5);
+        // The same good lines as the strict parse of the good lines alone.
+        let good = "m,t=a v=1 1\nm v=6 6\nm,t=d v=\"x\ny\" 8\n";
+        let strict = parse_lines(good, Precision::Ns, T0).expect("valid");
+        assert_eq!(pts, strict);
+        // Reasons are kept for the first few only; all are counted.
+        let many = "m v=oops 1\n".repeat(1000);
+        let (lines, skipped) = parse_batch_lenient_into(&many, Precision::Ns, T0, LinesBuffers::default());
+        assert!(lines.is_empty());
+        assert_eq!((skipped.count, skipped.first.len()), (1000, SkippedLines::KEPT));
     }
 
     #[test]
