@@ -156,7 +156,7 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
             return r;
         }
         let who = who.unwrap_or("").to_owned();
-        if req.uri().path() == INGEST_PATH
+        if matches!(req.uri().path(), INGEST_PATH | crate::http::remote_write::PATH)
             && let Some(store) = &lim.store
         {
             // An error here: the write itself asks again, and answers it.
