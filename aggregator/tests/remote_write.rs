@@ -68,7 +68,16 @@ fn rfc(t: kilowatch_model::Timestamp) -> String {
 
 /// The newest stored value of field `field` of the `measurement` series of (node, gpu).
 fn newest(s: &Server, measurement: &str, field: &str, node: &str, gpu: &str) -> Option<f64> {
-    let ids: Vec<_> = s.store.find_series(measurement, field, &[("node", node), ("gpu", gpu)]).expect("find").into_iter().map(|m| m.id).collect();
+    newest_of(s, measurement, field, &[("node", node), ("gpu", gpu)])
+}
+
+/// The newest stored value of a meter's (or water meter's) field.
+fn newest_meter(s: &Server, measurement: &str, field: &str, meter: &str) -> Option<f64> {
+    newest_of(s, measurement, field, &[("meter", meter)])
+}
+
+fn newest_of(s: &Server, measurement: &str, field: &str, tags: &[(&str, &str)]) -> Option<f64> {
+    let ids: Vec<_> = s.store.find_series(measurement, field, tags).expect("find").into_iter().map(|m| m.id).collect();
     s.store.latest(&ids).expect("latest").into_iter().flatten().map(|(_, v)| v.as_f64().expect("number")).next()
 }
 
@@ -105,17 +114,45 @@ const GPUS: [Gpu; 2] = [
     Gpu { index: 1, uuid: "GPU-11111111-2222-3333-4444-666666666666", base_mj: 2_000_000_000.0, after_restart_mj: 17.0, mj_per_scrape: 98_765.0 },
 ];
 
+/// The facility exporter's counters (a Modbus exporter's names): metric, labels, start value,
+/// increase per scrape, and the `[prometheus.map]` scale of deploy/kilowatch-prometheus.toml.
+const FACILITY: [(&str, &str, f64, f64, f64); 4] = [
+    ("meter_energy_wh_total", "meter=\"grid-a\",kind=\"grid\"", 1_000_000_000.0, 4_640.25, 0.001),
+    ("meter_energy_wh_total", "meter=\"ups-1-out\",kind=\"ups_output\"", 800_000_000.0, 4_000.5, 0.001),
+    ("meter_energy_wh_total", "meter=\"cooling\",kind=\"cooling\"", 50_000_000.0, 410.0, 0.001),
+    ("water_meter_volume_liters_total", "meter=\"makeup-1\",supply=\"potable\"", 4_512_300.0, 0.875, 0.001),
+];
+
 #[derive(Default)]
 struct Exporter {
     scrapes: u32,
     /// Per GPU, the energy values served, in order.
     served: Vec<Vec<f64>>,
+    facility_scrapes: u32,
 }
 
 impl Exporter {
     fn energy(g: &Gpu, k: u32) -> f64 {
         let k = k.min(LAST);
         if k < RESTART { g.base_mj + f64::from(k) * g.mj_per_scrape } else { g.after_restart_mj + f64::from(k - RESTART) * g.mj_per_scrape }
+    }
+
+    fn facility_value(i: usize, k: u32) -> f64 {
+        let (_, _, start, step, _) = FACILITY[i];
+        start + f64::from(k.min(LAST)) * step
+    }
+
+    /// The facility exporter's page: its counters advance every scrape until `LAST`.
+    fn facility(&mut self) -> String {
+        self.facility_scrapes += 1;
+        let k = self.facility_scrapes;
+        let mut page = String::new();
+        for (i, (name, labels, ..)) in FACILITY.iter().enumerate() {
+            page.push_str(&format!("{name}{{{labels}}} {}\n", Self::facility_value(i, k)));
+        }
+        page.push_str(&format!("meter_power_watts{{meter=\"grid-a\",kind=\"grid\"}} {}\n", FACILITY[0].3 * 3600.0));
+        page.push_str("cooling_unit_outside_temperature_celsius{unit=\"cu-01\"} 24.5\n");
+        page
     }
 
     /// The page of the next scrape, or `None` for the missed one.
@@ -158,7 +195,13 @@ impl Exporter {
 
 async fn serve_exporter(exporter: Arc<Mutex<Exporter>>) -> std::net::SocketAddr {
     use axum::http::StatusCode;
-    let app = axum::Router::new().route(
+    let facility = exporter.clone();
+    let app = axum::Router::new()
+        .route("/facility", axum::routing::get(move || {
+            let page = facility.lock().map(|mut e| e.facility()).unwrap_or_default();
+            async move { page }
+        }))
+        .route(
         "/metrics",
         axum::routing::get(move || {
             let e = exporter.clone();
@@ -185,6 +228,7 @@ fn start_prometheus(dir: &std::path::Path, exporter: std::net::SocketAddr, kilow
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n\
              scrape_configs:\n  - job_name: dcgm\n    static_configs:\n      - targets: [\"{exporter}\"]\n\
+             \x20 - job_name: facility\n    metrics_path: /facility\n    static_configs:\n      - targets: [\"{exporter}\"]\n\
              remote_write:\n  - url: http://{kilowatch}/api/v1/write\n    authorization:\n      credentials: {WRITE}\n\
              \x20   queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
         ),
@@ -210,7 +254,9 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
     }
     let dir = tempfile::tempdir().expect("tmp");
     let kw = tempfile::tempdir().expect("tmp");
-    let s = Server::start(kw.path()).await;
+    // The facility's mapping is the shipped example's.
+    let config = Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kilowatch-prometheus.toml")).expect("deploy/kilowatch-prometheus.toml");
+    let s = Server::start_with(kw.path(), "127.0.0.1:0".parse().expect("addr"), config, false).await;
     let t0 = kilowatch_model::Timestamp::now();
     let start = kilowatch_model::Timestamp(t0.0 - 60_000_000_000);
     // GPU 0 runs a job posted through the jobs API; GPU 1 is idle.
@@ -225,7 +271,9 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let scrapes = exporter.lock().map(|e| e.scrapes).unwrap_or(0);
-        let done = scrapes > LAST + 1 && GPUS.iter().zip(&finals).all(|(g, f)| newest(&s, "gpu", "energy_mj", "dgx-101", &g.index.to_string()) == Some(*f));
+        let facility_done = newest_meter(&s, "meter", "energy_kwh", "ups-1-out") == Some(Exporter::facility_value(1, LAST) * 0.001)
+            && newest_meter(&s, "water", "volume_m3", "makeup-1") == Some(Exporter::facility_value(3, LAST) * 0.001);
+        let done = scrapes > LAST + 1 && facility_done && GPUS.iter().zip(&finals).all(|(g, f)| newest(&s, "gpu", "energy_mj", "dgx-101", &g.index.to_string()) == Some(*f));
         if done {
             break;
         }
@@ -237,12 +285,31 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
     let want: Vec<f64> = served.iter().map(|v| counter_deltas(v) / MJ_PER_KWH).collect();
     assert!(want.iter().all(|w| *w > 0.0));
 
+    let facility_scrapes = exporter.lock().map(|e| e.facility_scrapes).expect("scrapes");
     let to = kilowatch_model::Timestamp(kilowatch_model::Timestamp::now().0 + 60_000_000_000);
-    let v = jobs(&s, &rfc(kilowatch_model::Timestamp(start.0 - 60_000_000_000)), &rfc(to)).await;
+    let from = rfc(kilowatch_model::Timestamp(start.0 - 60_000_000_000));
+    let v = jobs(&s, &from, &rfc(to)).await;
     let j = job(&v, "train-1");
     assert_close(&j["gpu_energy_kwh"], want[0], "GPU 0's energy in the job = its counter's deltas, the reset pair adding nothing");
     assert_eq!(j["estimated"], false, "from the counter, not from power: {j}");
     assert_close(&v["idle_kwh"], want[1], "GPU 1's energy, unallocated, is idle");
+
+    // E_DC, E_IT, water and PUE from the facility exporter alone; jobs + idle + unattributed = E_IT.
+    let delta = |i: usize| {
+        let served: Vec<f64> = (1..=facility_scrapes).map(|k| Exporter::facility_value(i, k) * FACILITY[i].4).collect();
+        counter_deltas(&served)
+    };
+    let (e_dc, e_it, water) = (delta(0), delta(1), delta(3));
+    let kpi = s.kpi(&from, &rfc(to)).await;
+    assert_close(&kpi["facility_energy_kwh"], e_dc, "E_DC from the grid meter's Wh counter");
+    assert_close(&kpi["it_energy_kwh"], e_it, "E_IT from the UPS output's Wh counter");
+    assert_eq!(kpi["pue_category"], 1, "{kpi}");
+    assert_close(&kpi["pue"], e_dc / e_it, "PUE");
+    assert_close(&kpi["water_m3"], water, "water from the litres counter");
+    assert_close(&kpi["wue_l_per_kwh"], water * 1000.0 / e_it, "WUE");
+    assert_close(&v["it_energy_kwh"], e_it, "the jobs' E_IT is the KPI's");
+    let sum = v["jobs"].as_array().expect("jobs").iter().map(|j| j["it_energy_kwh"].as_f64().expect("job it")).sum::<f64>() + v["idle_kwh"].as_f64().expect("idle") + v["unattributed_kwh"].as_f64().expect("unattributed");
+    assert!((sum - e_it).abs() <= 1e-9 * e_it, "Σ jobs + idle + unattributed = {sum}, E_IT = {e_it}");
 
     // The wire schema the collector writes: same tags (plus the source), integer mJ, MiB → bytes.
     let meta = s.store.find_series("gpu", "energy_mj", &[("node", "dgx-101"), ("gpu", "0")]).expect("find");
