@@ -450,3 +450,19 @@ async fn a_gpu_the_collector_reports_is_counted_once_from_the_collector() {
     assert_eq!(metric(&page, "kilowatch_remote_write_samples_total{outcome=\"shadowed\"}"), 2.0, "{page}");
     s.stop().await;
 }
+
+#[test]
+fn the_deploy_remote_write_example_passes_promtool_check_config() {
+    if !common::require_tool("promtool", "prometheus") {
+        return;
+    }
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus-remote-write.yml");
+    let check = |path: &std::path::Path| std::process::Command::new("promtool").args(["check", "config"]).arg(path).output().expect("promtool");
+    let out = check(&example);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // promtool does refuse a broken one: a misspelt key in the remote_write block.
+    let dir = tempfile::tempdir().expect("tmp");
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(&broken, std::fs::read_to_string(&example).expect("read").replace("queue_config:", "queue_confg:")).expect("write");
+    assert!(!check(&broken).status.success(), "promtool accepted a misspelt key");
+}
