@@ -183,8 +183,10 @@ impl Exporter {
                     "DCGM_FI_DEV_GPU_TEMP" => 61.0,
                     _ => 3.0,
                 };
+                // GPU 1 runs Slurm job 777, which dcgm-exporter's HPC job mapping labels.
+                let job = if g.index == 1 { ",hpc_job=\"777\"" } else { "" };
                 page.push_str(&format!(
-                    "{name}{{gpu=\"{}\",UUID=\"{}\",pci_bus_id=\"00000000:1{}:00.0\",device=\"nvidia{}\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"dgx-101\",DCGM_FI_DRIVER_VERSION=\"535.129.03\"}} {value}\n",
+                    "{name}{{gpu=\"{}\",UUID=\"{}\",pci_bus_id=\"00000000:1{}:00.0\",device=\"nvidia{}\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"dgx-101\",DCGM_FI_DRIVER_VERSION=\"535.129.03\"{job}}} {value}\n",
                     g.index, g.uuid, g.index, g.index
                 ));
             }
@@ -259,7 +261,7 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
     let s = Server::start_with(kw.path(), "127.0.0.1:0".parse().expect("addr"), config, false).await;
     let t0 = kilowatch_model::Timestamp::now();
     let start = kilowatch_model::Timestamp(t0.0 - 60_000_000_000);
-    // GPU 0 runs a job posted through the jobs API; GPU 1 is idle.
+    // GPU 0 runs a job posted through the jobs API; GPU 1 one that only its hpc_job label names.
     post_job(&s, json!({"job": "train-1", "owner": "alice", "node": "dgx-101", "gpus": [0], "start": rfc(start), "end": null})).await;
 
     let exporter = Arc::new(Mutex::new(Exporter::default()));
@@ -292,7 +294,10 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
     let j = job(&v, "train-1");
     assert_close(&j["gpu_energy_kwh"], want[0], "GPU 0's energy in the job = its counter's deltas, the reset pair adding nothing");
     assert_eq!(j["estimated"], false, "from the counter, not from power: {j}");
-    assert_close(&v["idle_kwh"], want[1], "GPU 1's energy, unallocated, is idle");
+    let hpc = job(&v, "slurm:777");
+    assert_close(&hpc["gpu_energy_kwh"], want[1], "GPU 1's energy in the job its hpc_job label names");
+    assert_eq!(hpc["gpus"], json!(["dgx-101:1"]), "{hpc}");
+    assert!(v["idle_kwh"].as_f64().expect("idle").abs() < 1e-12, "no GPU was idle: {v}");
 
     // E_DC, E_IT, water and PUE from the facility exporter alone; jobs + idle + unattributed = E_IT.
     let delta = |i: usize| {

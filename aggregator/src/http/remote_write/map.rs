@@ -128,6 +128,16 @@ impl Mapper {
     }
 }
 
+/// The job named by dcgm-exporter's job labels: `hpc_job` (its HPC job mapping, Slurm job ids)
+/// as `slurm:<id>`, the id the Slurm hooks and poller give; else `pod` and `namespace` (its
+/// Kubernetes mode) as `k8s:<namespace>/<pod>`.
+fn job_of(ts: &TimeSeries) -> Option<String> {
+    if let Some(j) = ts.label("hpc_job") {
+        return Some(if j.contains(':') { j.to_owned() } else { format!("slurm:{j}") });
+    }
+    Some(format!("k8s:{}/{}", ts.label("namespace")?, ts.label("pod")?))
+}
+
 fn put(tags: &mut Vec<(String, String)>, k: &str, v: &str) {
     match tags.iter_mut().find(|(t, _)| t == k) {
         Some(slot) => slot.1 = v.to_owned(),
@@ -182,6 +192,13 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, owners: &mut dyn GpuOwners) ->
             }
         };
         let shadowed = measurement == "gpu" && tags.iter().find(|(k, _)| k == "node").is_some_and(|(_, node)| owners.collector_reports(node));
+        // The job holding the GPU, as the collector's `gpu_job` points say it (the collector
+        // writes its own for the nodes it reports).
+        let job = if measurement == "gpu" && !shadowed { job_of(ts) } else { None };
+        let job_group = job.as_ref().map(|_| {
+            let next = groups.len() as u32;
+            *groups.entry((kilowatch_model::metric::GPU_JOB.to_owned(), tags.clone())).or_insert(next)
+        });
         if shadowed {
             measurement = SHADOW_MEASUREMENT.to_owned();
         } else if measurement == "gpu" {
@@ -210,6 +227,19 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, owners: &mut dyn GpuOwners) ->
                 b.points.push(p);
                 b.points.len() - 1
             });
+            if let (Some(g), Some(job)) = (job_group, &job) {
+                let j = *at.entry((g, ns)).or_insert_with(|| {
+                    let mut p = Point::new(kilowatch_model::metric::GPU_JOB, Timestamp(ns));
+                    for (k, v) in tags.iter().filter(|(k, _)| k != SOURCE_TAG.0) {
+                        p = p.tag(k.as_str(), v.as_str());
+                    }
+                    b.points.push(p);
+                    b.points.len() - 1
+                });
+                if b.points[j].get("job").is_none() {
+                    b.points[j].fields.push(("job".to_owned(), kilowatch_model::FieldValue::Str(job.clone())));
+                }
+            }
             let p = &mut b.points[idx];
             // Two rules for one field (an old and a new dcgm name): the first series keeps it.
             if p.get(&field).is_some() {
@@ -285,6 +315,27 @@ mod tests {
             "gpu,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a energy_mj=123456789i,power_w=512.5,mem_used_bytes=3145728i 1000\n\
              gpu,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a energy_mj=123457289i,power_w=500 2000\n"
         );
+    }
+
+    #[test]
+    fn job_labels_become_gpu_job_points() {
+        let hpc: Vec<(&str, &str)> = GPU0.iter().copied().chain([("hpc_job", "4242")]).collect();
+        let k8s: Vec<(&str, &str)> = [("gpu", "1"), ("UUID", "GPU-b"), ("Hostname", "dgx-001"), ("pod", "train-0"), ("namespace", "mistral-train"), ("container", "main")].into();
+        let req = WriteRequest {
+            timeseries: vec![
+                series("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", &hpc, &[(1000, 5.0)]),
+                series("DCGM_FI_DEV_POWER_USAGE", &hpc, &[(1000, 300.0)]),
+                series("DCGM_FI_DEV_POWER_USAGE", &k8s, &[(1000, 200.0)]),
+            ],
+        };
+        let b = build(&req, &mapper(""), &mut NoCollector);
+        let text = kilowatch_model::encode_points(&b.points, kilowatch_model::Precision::Ms);
+        assert!(text.contains("gpu_job,gpu=0,node=dgx-001,site=dc5,uuid=GPU-a job=\"slurm:4242\" 1000\n"), "{text}");
+        assert!(text.contains("gpu_job,gpu=1,node=dgx-001,site=dc5,uuid=GPU-b job=\"k8s:mistral-train/train-0\" 1000\n"), "{text}");
+        assert_eq!(text.matches("gpu_job").count(), 2, "one gpu_job point per GPU and time: {text}");
+        assert_eq!(b.counts.mapped, 3);
+        let b = build(&req, &mapper(""), &mut Collector("dgx-001"));
+        assert!(b.points.iter().all(|p| p.measurement != "gpu_job"), "the collector writes its own");
     }
 
     #[test]
