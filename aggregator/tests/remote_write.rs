@@ -251,6 +251,18 @@ fn start_prometheus(dir: &std::path::Path, exporter: std::net::SocketAddr, kilow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_deltas() {
+    scenario(None).await;
+}
+
+/// Kilowatch killed (no checkpoint: its log replays) for a while in the middle: Prometheus
+/// keeps what it could not send and sends it when Kilowatch is back; the ledger ends equal to
+/// the counters' deltas, as the uninterrupted run's does (nothing lost, nothing doubled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kilowatch_down_in_the_middle_loses_and_doubles_nothing() {
+    scenario(Some(Duration::from_secs(6))).await;
+}
+
+async fn scenario(outage: Option<Duration>) {
     if !common::require_tool("prometheus", "prometheus") {
         return;
     }
@@ -258,7 +270,7 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
     let kw = tempfile::tempdir().expect("tmp");
     // The facility's mapping is the shipped example's.
     let config = Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kilowatch-prometheus.toml")).expect("deploy/kilowatch-prometheus.toml");
-    let s = Server::start_with(kw.path(), "127.0.0.1:0".parse().expect("addr"), config, false).await;
+    let mut s = Server::start_with(kw.path(), "127.0.0.1:0".parse().expect("addr"), config.clone(), false).await;
     let t0 = kilowatch_model::Timestamp::now();
     let start = kilowatch_model::Timestamp(t0.0 - 60_000_000_000);
     // GPU 0 runs a job posted through the jobs API; GPU 1 one that only its hpc_job label names.
@@ -271,8 +283,20 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
     // Until every GPU's final value is stored (scrapes after LAST repeat it, adding nothing).
     let finals: Vec<f64> = GPUS.iter().map(|g| Exporter::energy(g, LAST)).collect();
     let deadline = Instant::now() + Duration::from_secs(90);
+    let mut down: Option<(i64, i64)> = None;
     loop {
         let scrapes = exporter.lock().map(|e| e.scrapes).unwrap_or(0);
+        if let Some(d) = outage
+            && down.is_none()
+            && scrapes >= 4
+        {
+            let addr = s.addr;
+            s.stop().await;
+            let stopped = kilowatch_model::Timestamp::now().0;
+            tokio::time::sleep(d).await;
+            s = Server::start_with(kw.path(), addr, config.clone(), false).await;
+            down = Some((stopped, kilowatch_model::Timestamp::now().0));
+        }
         let facility_done = newest_meter(&s, "meter", "energy_kwh", "ups-1-out") == Some(Exporter::facility_value(1, LAST) * 0.001)
             && newest_meter(&s, "water", "volume_m3", "makeup-1") == Some(Exporter::facility_value(3, LAST) * 0.001);
         let done = scrapes > LAST + 1 && facility_done && GPUS.iter().zip(&finals).all(|(g, f)| newest(&s, "gpu", "energy_mj", "dgx-101", &g.index.to_string()) == Some(*f));
@@ -283,6 +307,11 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(prom);
+    if let Some((from, to)) = down {
+        let id = s.store.find_series("gpu", "energy_mj", &[("node", "dgx-101"), ("gpu", "0")]).expect("find")[0].id;
+        let inside = s.store.read_with_neighbours(id, from, to).expect("read").into_iter().filter(|(t, _)| *t > from && *t < to).count();
+        assert!(inside >= 3, "the scrapes made while Kilowatch was down arrived later ({inside})");
+    }
     let served = exporter.lock().map(|e| e.served.clone()).expect("served");
     let want: Vec<f64> = served.iter().map(|v| counter_deltas(v) / MJ_PER_KWH).collect();
     assert!(want.iter().all(|w| *w > 0.0));
