@@ -63,6 +63,24 @@ impl InternalEvent for WriteStored<'_> {
     }
 }
 
+/// What the samples of one remote-write request became (stored ones are counted by
+/// [`WriteStored`] as lines and values).
+pub struct RemoteWriteMapped<'a>(pub &'a crate::http::remote_write::map::Counts);
+
+impl InternalEvent for RemoteWriteMapped<'_> {
+    fn emit(self, m: &Metrics) {
+        let c = self.0;
+        for (outcome, n) in [("mapped", c.mapped), ("unmapped", c.unmapped), ("refused", c.refused), ("stale", c.stale), ("shadowed", c.shadowed)] {
+            if n > 0 {
+                m.remote_write_samples.get_or_create(&[("outcome", outcome.to_owned())]).inc_by(n);
+            }
+        }
+        if c.refused > 0 {
+            tracing::info!(refused = c.refused, mapped = c.mapped, "remote write: samples refused");
+        }
+    }
+}
+
 /// A write refused whole because its body is not valid line protocol (400).
 pub struct WriteInvalid<'a> {
     pub bytes: usize,
@@ -115,19 +133,31 @@ pub struct IngestAnswered(pub StatusCode);
 
 impl InternalEvent for IngestAnswered {
     fn emit(self, m: &Metrics) {
-        let outcome = match self.0 {
-            s if s.is_success() => "stored",
-            StatusCode::UNPROCESSABLE_ENTITY => "partial",
-            StatusCode::TOO_MANY_REQUESTS => "throttled",
-            StatusCode::BAD_REQUEST => "invalid",
-            StatusCode::UNAUTHORIZED => "unauthorized",
-            StatusCode::FORBIDDEN => "forbidden",
-            StatusCode::REQUEST_TIMEOUT => "timeout",
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-            _ => "error",
-        };
-        m.ingest_requests.get_or_create(&[("outcome", outcome.to_owned())]).inc();
+        m.ingest_requests.get_or_create(&[("outcome", ingest_outcome(self.0).to_owned())]).inc();
+    }
+}
+
+/// The answer to a remote-write request (`POST /api/v1/write`), whoever gave it.
+pub struct RemoteWriteAnswered(pub StatusCode);
+
+impl InternalEvent for RemoteWriteAnswered {
+    fn emit(self, m: &Metrics) {
+        m.remote_write_requests.get_or_create(&[("outcome", ingest_outcome(self.0).to_owned())]).inc();
+    }
+}
+
+fn ingest_outcome(status: StatusCode) -> &'static str {
+    match status {
+        s if s.is_success() => "stored",
+        StatusCode::UNPROCESSABLE_ENTITY => "partial",
+        StatusCode::TOO_MANY_REQUESTS => "throttled",
+        StatusCode::BAD_REQUEST => "invalid",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "error",
     }
 }
 

@@ -32,7 +32,7 @@ pub const INGEST_PATH: &str = "/api/v2/write";
 
 /// The ingest routes: InfluxDB 2's and InfluxDB 1.x's (`/write`), one handler.
 pub fn is_ingest(path: &str) -> bool {
-    path == INGEST_PATH || path == crate::influx_v1::WRITE_PATH
+    path == INGEST_PATH || path == crate::influx_v1::WRITE_PATH || path == crate::http::remote_write::PATH
 }
 
 /// Never refused for load: a health check and a metrics scrape must answer while the server is

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub(crate) ingest_lines_refused: Family<Labels<1>, Counter>,
     pub(crate) ingest_values_accepted: Counter,
     pub(crate) ingest_new_series: Counter,
+    pub(crate) remote_write_requests: Family<Labels<1>, Counter>,
+    pub(crate) remote_write_samples: Family<Labels<1>, Counter>,
     pub(crate) writes_over_budget: Counter,
     pub(crate) request_duration: Histograms<3>,
     pub(crate) requests_in_progress: Gauge,
@@ -103,6 +105,8 @@ impl Metrics {
             ingest_lines_refused: Family::default(),
             ingest_values_accepted: Counter::default(),
             ingest_new_series: Counter::default(),
+            remote_write_requests: Family::default(),
+            remote_write_samples: Family::default(),
             writes_over_budget: Counter::default(),
             request_duration: Family::new_with_constructor(request_buckets),
             requests_in_progress: Gauge::default(),
@@ -139,6 +143,16 @@ impl Metrics {
         );
         r.register("kilowatch_ingest_values_accepted", "Field values (samples) stored", m.ingest_values_accepted.clone());
         r.register("kilowatch_ingest_new_series", "Series created by writes", m.ingest_new_series.clone());
+        r.register(
+            "kilowatch_remote_write_requests",
+            "Prometheus remote-write requests (POST /api/v1/write) by outcome: stored, throttled (429), invalid (400: a corrupt body or refused series), unauthorized, forbidden, timeout, too_large, unavailable, error",
+            m.remote_write_requests.clone(),
+        );
+        r.register(
+            "kilowatch_remote_write_samples",
+            "Remote-write samples by outcome: mapped (into the wire schema, then stored unless the store refused its line), unmapped (no [prometheus] rule; dropped unless unmapped = \"store\"), refused (400), stale (Prometheus staleness markers), shadowed (a GPU the collector reports too, kept apart)",
+            m.remote_write_samples.clone(),
+        );
         r.register("kilowatch_store_writes_over_budget", "Writes refused whole (503) because the store held more than [store] memory_budget_mb", m.writes_over_budget.clone());
         r.register(
             "kilowatch_http_request_duration_seconds",

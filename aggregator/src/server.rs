@@ -21,7 +21,7 @@ use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::conn::ConnLimits;
-use crate::events::{CheckpointDone, CheckpointFailed, IngestAnswered, InternalEvent, MaintenanceDone, MaintenanceFailed, RequestDone};
+use crate::events::{CheckpointDone, CheckpointFailed, IngestAnswered, InternalEvent, RemoteWriteAnswered, MaintenanceDone, MaintenanceFailed, RequestDone};
 use crate::metrics::Metrics;
 use crate::guard::{self, Limits};
 use crate::influx_v1;
@@ -52,6 +52,13 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         // Telegraf and InfluxDB clients gzip their bodies; the limit applies after inflating.
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(max_body));
+    // Remote write: snappy is inflated by the handler (within max_body_bytes), so no
+    // decompression layer here (tower-http's would refuse `Content-Encoding: snappy` with 415);
+    // its compressed bytes are counted by `admit`.
+    let remote_write = Router::new()
+        .route(crate::http::remote_write::PATH, post(crate::http::remote_write::write))
+        .layer(axum::Extension(Arc::new(crate::http::remote_write::Receiver::new(&state))))
+        .layer(DefaultBodyLimit::max(max_body));
     let acct = Arc::new(acct_api::Accounting::open(&state.store, metrics.clone()));
     let auth = state.auth.clone();
     Router::new()
@@ -71,6 +78,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/ping", get(influx_v1::ping))
         .route("/metrics", get(crate::metrics::metrics))
         .merge(ingest)
+        .merge(remote_write)
         .merge(crate::alerting::routes())
         .merge(crate::admin::routes())
         .merge(crate::filing_api::routes())
@@ -116,6 +124,8 @@ async fn observe(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Res
     RequestDone { route: &route, method: &method, status: resp.status(), elapsed: t0.elapsed() }.emit(&m);
     if method == Method::POST && guard::is_ingest(&route) {
         IngestAnswered(resp.status()).emit(&m);
+    } else if method == Method::POST && route == crate::http::remote_write::PATH {
+        RemoteWriteAnswered(resp.status()).emit(&m);
     }
     resp
 }

@@ -11,11 +11,13 @@ pub use kilowatch_accounting::settings::{AccountingConfig, CarbonConfig};
 pub use eu::EuConfig;
 pub use fleet::{FleetConfig, FleetSite};
 pub use kubernetes::KubernetesConfig;
+pub use prometheus::PrometheusConfig;
 pub use store::StoreConfig;
 
 mod eu;
 mod fleet;
 pub mod kubernetes;
+pub mod prometheus;
 mod store;
 
 /// Highest plausible grid emission factor, kg CO2eq per kWh (lignite is about 1.1).
@@ -61,6 +63,9 @@ pub struct Config {
     /// Owners of Kubernetes namespaces' jobs (`namespace_owners`).
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// How series received by Prometheus remote write map to the wire schema (docs/prometheus.md).
+    #[serde(default)]
+    pub prometheus: PrometheusConfig,
     /// The monthly report: when to produce it on its own, where to keep it, whom to notify.
     #[serde(default)]
     pub report: crate::report::schedule::ReportConfig,
@@ -328,6 +333,7 @@ impl Config {
         self.validate_accounting()?;
         eu::validate(&self.eu)?;
         self.kubernetes.validate()?;
+        self.prometheus.validate()?;
         self.forecast.validate().map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
         if let Some(f) = &self.fleet {
             f.validate()?;

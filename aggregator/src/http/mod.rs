@@ -1,0 +1,3 @@
+//! HTTP route families that live in their own modules (the rest are still beside `api.rs`).
+
+pub mod remote_write;

@@ -1,0 +1,187 @@
+//! `POST /api/v1/write`: Prometheus remote write 1.0 (a snappy-compressed protobuf
+//! `prometheus.WriteRequest`), from Prometheus, vmagent, Grafana Alloy or an OpenTelemetry
+//! Collector. Series are mapped into the wire schema by `[prometheus]` ([`map`]) and stored
+//! through the line-protocol path (the same log, policy, per-token caps and forwarding), so the
+//! ledger, the KPIs, the jobs and the pages read them as they read the collector's.
+//!
+//! Answers, as remote-write senders act on them: `204` stored; `400` for what will never be
+//! accepted (a corrupt body, or series refused: the message names them and why, and the rest
+//! of the request is stored; the sender drops the request); `413` past `server.max_body_bytes`
+//! once inflated; `429`/`503` with `Retry-After` for load (the sender retries the whole request,
+//! and what was stored already is stored again idempotently).
+
+pub mod map;
+pub mod owners;
+pub mod proto;
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kilowatch_model::{Precision, Timestamp, encode_points, parse_batch};
+use kilowatch_store::{Store, StoreError, WriteSummary};
+use prost::Message;
+use serde_json::json;
+
+use crate::api::{AppState, error, over_budget};
+use crate::events::{InternalEvent, RemoteWriteMapped, WriteInvalid, WriteNotStored, WriteStored};
+use crate::guard::Caller;
+use map::{Batch, Mapper};
+use owners::CollectorNodes;
+
+/// The route.
+pub const PATH: &str = "/api/v1/write";
+
+/// Refusals named in a `400`'s message, at most: Prometheus logs the first kilobyte or so.
+const MAX_NAMED: usize = 5;
+
+/// What the handler keeps between requests: the compiled rules and who reports which GPUs.
+pub struct Receiver {
+    mapper: Mapper,
+    owners: CollectorNodes,
+    max_body_bytes: usize,
+}
+
+impl Receiver {
+    pub fn new(state: &AppState) -> Receiver {
+        let c = &state.config;
+        Receiver { mapper: Mapper::new(&c.prometheus, &c.site.name, c.store.max_name_bytes), owners: CollectorNodes::new(state.store.clone()), max_body_bytes: c.server.max_body_bytes }
+    }
+}
+
+/// Why a request was not stored at all.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("the body is not snappy block-compressed (Content-Encoding: snappy): {0}")]
+    Snappy(snap::Error),
+    #[error("the body inflates to {0} bytes, more than server.max_body_bytes ({1})")]
+    TooLarge(usize, usize),
+    #[error("the body is not a prometheus.WriteRequest (remote write 1.0 protobuf): {0}")]
+    Protobuf(prost::DecodeError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// What was stored, and which series were refused with why (request order).
+struct Outcome {
+    summary: WriteSummary,
+    refused: Vec<String>,
+    bytes: usize,
+}
+
+pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Receiver>>, Extension(Caller(who)): Extension<Caller>, body: Bytes) -> Response {
+    let store = st.store.clone();
+    let writer = who.clone();
+    let metrics = st.metrics.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        if let Some(e) = store.over_budget().map_err(Refused::Store)? {
+            return Err(Refused::Store(e));
+        }
+        let req = decode(&body, rx.max_body_bytes)?;
+        let mut owners = (*rx.owners.snapshot()).clone();
+        let batch = map::build(&req, &rx.mapper, &mut owners);
+        RemoteWriteMapped(&batch.counts).emit(&metrics);
+        store_batch(&store, batch, &writer).map_err(Refused::Store)
+    });
+    let m = &st.metrics;
+    match done.await {
+        Ok(Ok(out)) => {
+            WriteStored { bytes: out.bytes, summary: &out.summary, writer: &who }.emit(m);
+            answer(&out)
+        }
+        Ok(Err(Refused::Store(e @ StoreError::OverBudget { .. }))) => over_budget(&e, &who, m),
+        Ok(Err(Refused::Store(e))) => {
+            WriteNotStored { bytes: 0, error: &e, writer: &who }.emit(m);
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+        Ok(Err(e @ Refused::TooLarge(..))) => {
+            WriteInvalid { bytes: 0, line: None, reason: &e, writer: &who }.emit(m);
+            error(StatusCode::PAYLOAD_TOO_LARGE, "too large", e.to_string())
+        }
+        Ok(Err(e)) => {
+            WriteInvalid { bytes: 0, line: None, reason: &e, writer: &who }.emit(m);
+            error(StatusCode::BAD_REQUEST, "invalid", e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "remote write task failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal error", "write task failed")
+        }
+    }
+}
+
+/// Inflates (snappy block format, as remote write 1.0 specifies) within `max` bytes, and decodes.
+fn decode(body: &[u8], max: usize) -> Result<proto::WriteRequest, Refused> {
+    let len = snap::raw::decompress_len(body).map_err(Refused::Snappy)?;
+    if len > max {
+        return Err(Refused::TooLarge(len, max));
+    }
+    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(Refused::Snappy)?;
+    proto::WriteRequest::decode(raw.as_slice()).map_err(Refused::Protobuf)
+}
+
+/// Line protocol of the batch's points through the store's write path; refusals by the store
+/// are named by the Prometheus series of their line.
+fn store_batch(store: &Store, batch: Batch, writer: &str) -> Result<Outcome, StoreError> {
+    let Batch { points, refused, .. } = batch;
+    let mut refused: Vec<String> = refused.into_iter().map(|(_, why)| why).collect();
+    if points.is_empty() {
+        return Ok(Outcome { summary: WriteSummary::default(), refused, bytes: 0 });
+    }
+    let text = encode_points(&points, Precision::Ms);
+    let body = kilowatch_store::Body { text: &text, precision: Precision::Ms, default_ts: Timestamp::now() };
+    let lines = match parse_batch(&text, Precision::Ms, body.default_ts) {
+        Ok(l) => l,
+        // The mapper lets through only what line protocol can carry; should a value slip past
+        // it, the request is refused rather than partly guessed.
+        Err(e) => {
+            tracing::error!(line = e.line, error = %e, "remote write produced line protocol the parser refuses");
+            refused.push(format!("{}: cannot be stored: {e}", describe_line(&points, e.line)));
+            return Ok(Outcome { summary: WriteSummary::default(), refused, bytes: text.len() });
+        }
+    };
+    let summary = store.write_body(&body, &lines, writer)?;
+    for r in &summary.refused {
+        refused.push(format!("{}: {}", describe_line(&points, r.line), r.reason));
+    }
+    Ok(Outcome { summary, refused, bytes: text.len() })
+}
+
+/// The point of line `line` (from 1) of the encoded batch, as line protocol, cut short.
+fn describe_line(points: &[kilowatch_model::Point], line: usize) -> String {
+    points.get(line.wrapping_sub(1)).map_or_else(|| format!("line {line}"), |p| {
+        let mut s = p.to_string();
+        if s.len() > 200 {
+            let mut cut = 200;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+        }
+        s
+    })
+}
+
+/// `204`, or `429` + `Retry-After` when the store asks for a later retry, or `400` naming the
+/// refused series (the rest is stored).
+fn answer(out: &Outcome) -> Response {
+    let retry = out.summary.refused.iter().filter_map(|r| r.retry_after_s).max();
+    if out.refused.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let named: Vec<&str> = out.refused.iter().take(MAX_NAMED).map(String::as_str).collect();
+    let message = format!("{} series refused, {} samples stored; {}", out.refused.len(), out.summary.samples, named.join("; "));
+    let (status, code) = if retry.is_some() { (StatusCode::TOO_MANY_REQUESTS, "too many requests") } else { (StatusCode::BAD_REQUEST, "invalid") };
+    let mut r = (status, axum::Json(json!({ "code": code, "message": message, "refused": out.refused.len(), "stored_samples": out.summary.samples }))).into_response();
+    if let Some(s) = retry
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
