@@ -15,6 +15,7 @@ pub mod filing_api;
 pub mod fleet;
 pub mod forecast_api;
 pub mod guard;
+pub mod http;
 pub mod ledger_api;
 pub mod metrics;
 pub mod report;

@@ -1,0 +1,3 @@
+//! HTTP route families in their own modules.
+
+pub mod prometheus;
