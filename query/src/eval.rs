@@ -265,7 +265,7 @@ impl<'e> Evaluator<'e> {
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 Value::Scalar(v) => Ok(Value::Scalar(-v)),
-                Value::Vector(v) => unique(Value::Vector(v.into_iter().map(|s| Sample { labels: drop_name(&s.labels), value: -s.value, t: s.t }).collect())),
+                Value::Vector(v) => unique(Value::Vector(v.into_iter().map(|s| Sample { labels: drop_name(&s.labels), value: -s.value, t }).collect())),
                 other => Err(QueryError::BadData(format!("unary expression only allowed on expressions of type scalar or instant vector, got \"{}\"", type_word(&other)))),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_vector(vs, t))),
