@@ -7,6 +7,8 @@
 //! series of its owners ([`store_source::StoreSource`]): the rest is absent, never an error
 //! that names it. Evaluation runs on the blocking pool, within [`kilowatch_query::Limits`].
 
+pub mod ledger_series;
+pub mod site_source;
 pub mod store_source;
 
 use std::collections::BTreeSet;
@@ -23,6 +25,8 @@ use serde_json::{Value, json};
 use crate::api::AppState;
 use crate::auth::{Auth, ReadAccess};
 use crate::tenant::Tenant;
+use ledger_series::LedgerSeries;
+use site_source::SiteSource;
 use store_source::StoreSource;
 
 /// Where the API lives: a Grafana data source points at `http://host:8086/prometheus`.
@@ -103,18 +107,20 @@ impl Params {
 }
 
 /// The caller's view of the store, or the answer that refuses it.
-fn source_for(st: &AppState, headers: &HeaderMap, query: Option<&str>, tenant: Option<Extension<Tenant>>) -> Result<StoreSource, Response> {
+fn source_for(st: &AppState, headers: &HeaderMap, query: Option<&str>, tenant: Option<Extension<Tenant>>) -> Result<SiteSource, Response> {
     let token = query.and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok()).and_then(|p| p.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v));
     let scope = match st.auth.read_access(Auth::presented(headers, token.as_deref())) {
         ReadAccess::Denied => return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Bearer <token>")),
         ReadAccess::All => None,
         ReadAccess::Owners(o) => Some(o),
     };
-    Ok(StoreSource { store: st.store.clone(), scope: scope.or(tenant.map(|t| t.0.0.clone())) })
+    // The site's ledger series are the site-level KPIs a tenant's figures rest on, which
+    // `GET /api/v1/kpi` shows it too.
+    Ok(SiteSource { raw: StoreSource { store: st.store.clone(), scope: scope.or(tenant.map(|t| t.0.0.clone())) }, ledger: LedgerSeries::new(st.store.clone(), st.config.clone()) })
 }
 
 /// The caller's view of the store and the request's parameters, or the answer that refuses them.
-fn prepare(st: &AppState, tenant: Option<Extension<Tenant>>, method: &Method, headers: &HeaderMap, q: Option<String>, body: &Bytes) -> Result<(StoreSource, Params), Response> {
+fn prepare(st: &AppState, tenant: Option<Extension<Tenant>>, method: &Method, headers: &HeaderMap, q: Option<String>, body: &Bytes) -> Result<(SiteSource, Params), Response> {
     let source = source_for(st, headers, q.as_deref(), tenant)?;
     Ok((source, Params::read(method, headers, q, body)?))
 }
@@ -190,7 +196,7 @@ fn promql_selector(s: &str) -> Option<Vec<Matcher>> {
 }
 
 /// The labels of the series the selectors match (all series without selectors).
-fn matched(source: &StoreSource, sels: &[Vec<Matcher>]) -> Result<Vec<Labels>, QueryError> {
+fn matched(source: &SiteSource, sels: &[Vec<Matcher>]) -> Result<Vec<Labels>, QueryError> {
     if sels.is_empty() {
         let mut all = source.series(&[])?;
         all.sort();
