@@ -32,7 +32,7 @@ pub const INGEST_PATH: &str = "/api/v2/write";
 
 /// The ingest routes: InfluxDB 2's and InfluxDB 1.x's (`/write`), one handler.
 pub fn is_ingest(path: &str) -> bool {
-    path == INGEST_PATH || path == crate::influx_v1::WRITE_PATH || path == crate::http::remote_write::PATH
+    path == INGEST_PATH || path == crate::influx_v1::WRITE_PATH
 }
 
 /// Never refused for load: a health check and a metrics scrape must answer while the server is
@@ -148,7 +148,9 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
     if exempt(req.uri().path()) {
         return next.run(req).await;
     }
-    let with_body = carries_body(req.method());
+    // A PromQL query sent as a form is a read (its handler asks for a read token), with a small
+    // body that axum's default limit bounds.
+    let with_body = carries_body(req.method()) && !crate::http::prometheus::is_read_post(req.uri().path());
     let routed = req.extensions().get::<MatchedPath>().is_some();
     if with_body {
         let (grant, who) = lim.auth.identify(Auth::presented(req.headers(), None));
@@ -164,7 +166,7 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
             return if routed { r } else { error(StatusCode::NOT_FOUND, "not found", "no such route") };
         }
         let who = who.unwrap_or("").to_owned();
-        if is_ingest(req.uri().path())
+        if (is_ingest(req.uri().path()) || req.uri().path() == crate::http::remote_write::PATH)
             && let Some(store) = &lim.store
         {
             // An error here: the write itself asks again, and answers it.

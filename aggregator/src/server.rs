@@ -83,6 +83,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(crate::admin::routes())
         .merge(crate::filing_api::routes())
         .merge(crate::forecast_api::routes().route_layer(middleware::from_fn_with_state(state.clone(), require_read)))
+        // Checks its own read tokens, to answer refusals in Prometheus' error shape.
+        .merge(crate::http::prometheus::routes())
         .merge(extra)
         .with_state(state)
         .merge(dashboard)

@@ -97,6 +97,10 @@ pub fn check_owners(scope: TokenScope, owners: &[String]) -> Result<(), String> 
 /// data), and the API routes that filter by the scope. Everything else under `/api/`,
 /// `/dashboard/` and `/metrics` is the operator's.
 pub fn tenant_route(method: &Method, path: &str) -> bool {
+    // The Prometheus API filters every answer by the scope (only series of its owners).
+    if path.starts_with(crate::http::prometheus::PREFIX) && (method == Method::GET || method == Method::HEAD || crate::http::prometheus::is_read_post(path)) {
+        return true;
+    }
     if method != Method::GET && method != Method::HEAD {
         return false;
     }
@@ -203,5 +207,7 @@ mod tests {
             assert!(!tenant_route(&get, no), "{no}");
         }
         assert!(!tenant_route(&Method::POST, "/api/v1/jobs"));
+        assert!(tenant_route(&get, "/prometheus/api/v1/query_range"));
+        assert!(tenant_route(&Method::POST, "/prometheus/api/v1/query"));
     }
 }

@@ -480,6 +480,13 @@ impl Store {
         Ok(ids.iter().filter_map(|id| g.meta.get(*id as usize)).filter(|m| tags.iter().all(|(k, v)| m.tag(k) == Some(v))).cloned().collect())
     }
 
+    /// Every series `keep` accepts, whatever its measurement and field: what a query by labels
+    /// alone (PromQL's `{job="x"}`, the label listings) looks through.
+    pub fn series_where(&self, keep: impl Fn(&SeriesMeta) -> bool) -> Result<Vec<SeriesMeta>, StoreError> {
+        let g = self.lock()?;
+        Ok(g.meta.iter().filter(|m| keep(m)).cloned().collect())
+    }
+
     /// The tags and newest sample of every series of a measurement and field, in one look:
     /// what a page of every GPU's latest reading needs, without copying each series' names.
     pub fn latest_of(&self, measurement: &str, field: &str) -> Result<Vec<TaggedLatest>, StoreError> {

@@ -1,3 +1,4 @@
-//! HTTP route families that live in their own modules (the rest are still beside `api.rs`).
+//! HTTP route families in their own modules (the rest are still beside `api.rs`).
 
+pub mod prometheus;
 pub mod remote_write;
