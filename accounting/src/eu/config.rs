@@ -95,11 +95,20 @@ pub struct EuConfig {
     /// Outgoing data traffic over the year, EB.
     #[serde(default)]
     pub traffic_outgoing_exabytes: Option<f64>,
-    /// Incoming bandwidth, Gb/s.
+    /// BIN, incoming traffic bandwidth: the total provisioned bandwidth into the computer room,
+    /// averaged over the year, in gigabytes per second (Annex II 3(a)); a 400 Gbit/s link is
+    /// 50 GB/s.
     #[serde(default)]
+    pub bandwidth_incoming_gb_per_s: Option<f64>,
+    /// BOUT, outgoing traffic bandwidth, gigabytes per second (Annex II 3(b)).
+    #[serde(default)]
+    pub bandwidth_outgoing_gb_per_s: Option<f64>,
+    /// Removed (it was in Gbit/s, the Regulation asks for GB/s): read only to refuse it with
+    /// the conversion.
+    #[serde(default, skip_serializing)]
     pub bandwidth_incoming_gbps: Option<f64>,
-    /// Outgoing bandwidth, Gb/s.
-    #[serde(default)]
+    /// Removed, as `bandwidth_incoming_gbps`.
+    #[serde(default, skip_serializing)]
     pub bandwidth_outgoing_gbps: Option<f64>,
     /// Where each declared figure comes from, by its key: `pdit_kw = "design file DC5-E-001"`.
     /// Without one the source reads "declared in [eu]".
@@ -175,8 +184,8 @@ pub const DECLARABLE: &[&str] = &[
     "storage_capacity_pb",
     "traffic_incoming_exabytes",
     "traffic_outgoing_exabytes",
-    "bandwidth_incoming_gbps",
-    "bandwidth_outgoing_gbps",
+    "bandwidth_incoming_gb_per_s",
+    "bandwidth_outgoing_gb_per_s",
 ];
 
 impl EuConfig {
@@ -203,8 +212,8 @@ impl EuConfig {
             ("eu.storage_capacity_pb", self.storage_capacity_pb),
             ("eu.traffic_incoming_exabytes", self.traffic_incoming_exabytes),
             ("eu.traffic_outgoing_exabytes", self.traffic_outgoing_exabytes),
-            ("eu.bandwidth_incoming_gbps", self.bandwidth_incoming_gbps),
-            ("eu.bandwidth_outgoing_gbps", self.bandwidth_outgoing_gbps),
+            ("eu.bandwidth_incoming_gb_per_s", self.bandwidth_incoming_gb_per_s),
+            ("eu.bandwidth_outgoing_gb_per_s", self.bandwidth_outgoing_gb_per_s),
         ]
     }
 
@@ -222,6 +231,11 @@ impl EuConfig {
     /// What is wrong with the declarations, with the key: bad numbers, dates, source keys and
     /// thresholds. The aggregator's `Config::validate` stops startup with it.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (old, new, v) in [("eu.bandwidth_incoming_gbps", "eu.bandwidth_incoming_gb_per_s", self.bandwidth_incoming_gbps), ("eu.bandwidth_outgoing_gbps", "eu.bandwidth_outgoing_gb_per_s", self.bandwidth_outgoing_gbps)] {
+            if let Some(x) = v {
+                return Err((old, format!("no longer accepted: Annex II 3 of Regulation (EU) 2024/1364 asks for gigabytes per second, not gigabits; divide by 8 and set {new} = {}", x / 8.0)));
+            }
+        }
         for (key, v) in self.numbers() {
             if let Some(x) = v
                 && !(x.is_finite() && (0.0..1e15).contains(&x))
