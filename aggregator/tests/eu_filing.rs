@@ -72,9 +72,11 @@ fn check_statuses(pack: &Value) -> BTreeMap<String, String> {
     out
 }
 
-const ANNEX_I: &[&str] = &["NAME", "OWNER", "OPERATOR", "CONTACT", "LAU", "TYPE", "ENTRY", "RED-POWER", "RED-COOLING"];
+const ANNEX_I: &[&str] = &[
+    "NAME", "OWNER", "OWNER-CONTACT", "OPERATOR", "OPERATOR-CONTACT", "LAU", "TYPE", "STRUCTURE", "OTHER-TYPE", "ENTRY", "RED-POWER-HV", "RED-POWER-LV", "RED-POWER-RACK", "RED-COOLING-ROOM", "RED-COOLING-RACK",
+];
 const ANNEX_II: &[&str] = &[
-    "PDIT", "SDC", "SCR", "EDC", "EDC-BG", "GRID-FN", "CAP-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "TWH", "TIN", "REFRIG", "CDD", "ERES-TOT", "ERES-GOO", "ERES-PPA", "ERES-OS", "CSERV", "CSTOR", "TRAFFIC-IN", "TRAFFIC-OUT", "BIN", "BOUT",
+    "PDIT", "SDC", "SCR", "EDC", "EDC-BG", "GRID-FN", "CBtG", "EIT", "WIN", "WIN-CAT", "WIN-POT", "EREUSE", "TWH", "TIN", "REFRIG", "CDD", "ERES-TOT", "ERES-GOO", "ERES-PPA", "ERES-OS", "CSERV", "CSERV-FLOOR", "CSTOR", "CSTOR-FLOOR", "TRAFFIC-IN", "TRAFFIC-OUT", "BIN", "BOUT",
 ];
 const ANNEX_III: &[&str] = &["PUE", "WUE", "ERF", "REF"];
 
@@ -161,6 +163,22 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
     }
     assert_eq!(st["ERES-PPA"], "missing", "no PPA declared");
     assert_eq!(pack["annex_ii"]["REFRIG"]["value"], serde_json::json!([]), "none used, declared");
+    // Annex I as the Regulation lists it (item 3): type with structure, year and month of entry,
+    // redundancy per level; CBtG in Annex II; the generators' capacity beside the annexes.
+    let (i, ii) = (&pack["annex_i"], &pack["annex_ii"]);
+    assert_eq!(i["TYPE"]["value"], "co-hosting data centre");
+    assert_eq!(i["STRUCTURE"]["value"], "structure");
+    assert_eq!(i["OTHER-TYPE"]["value"], "no");
+    assert_eq!(i["ENTRY"]["value"], "2018-06", "Annex I 1(e): year and month");
+    assert_eq!(i["RED-POWER-RACK"]["value"], "2N");
+    assert_eq!(i["RED-COOLING-ROOM"]["value"], "N+1");
+    assert!(i["OWNER-CONTACT"]["value"].as_str().is_some_and(|c| c.contains('@')));
+    assert_eq!(ii["CBtG"]["value"], 0.0);
+    assert_eq!(ii["CBtG"]["unit"], "kW");
+    assert_eq!(ii["WIN-CAT"]["value"], 2.0);
+    assert_eq!(ii["CSERV-FLOOR"]["unit"], "%");
+    assert!(ii["REFRIG"]["source"].as_str().expect("source").contains("2024/573"), "{}", ii["REFRIG"]);
+    assert_eq!(pack["outside_annexes"]["CAP-BG"]["value"], 6000.0, "not an Annex II item, kept beside");
     // Annex II 3(a), (b): bandwidth in gigabytes per second (400 Gbit/s = 50 GB/s).
     for code in ["BIN", "BOUT"] {
         assert_eq!(pack["annex_ii"][code]["unit"], "GB/s", "{code}");
@@ -264,8 +282,10 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
     close(reuse / edc, f(&iii["ERF"]["value"]), "ERF");
     close((res / edc).min(1.0), f(&iii["REF"]["value"]), "REF");
     assert!(reff < 1.0, "REF not capped: the recomputation means something");
-    // The inventory names each meter's part.
+    // The inventory names each meter's part, and the measurement devices [eu.meters] declares.
     assert!(meters.iter().any(|m| m["meter"] == "heat-1" && m["used_for"] == "EREUSE"), "{meters:?}");
+    let grid_a = meters.iter().find(|m| m["meter"] == "grid-a").expect("grid-a");
+    assert_eq!((grid_a["device_type"].as_str(), grid_a["accuracy_class"].as_str(), grid_a["ct_ratio"].as_str(), grid_a["last_calibration"].as_str()), ("Schneider PowerLogic PM8000", "0.2S", "4000/5", "2024-11-12"));
 
     // CSV keyed by item code; a PDF that renders.
     let csv = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.csv").await).expect("csv");
@@ -520,4 +540,33 @@ async fn enefg_erf_binds_by_commissioning_cohort_after_two_years() {
     let y2029: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2029.json").await).expect("json");
     assert_eq!(erf(&y2029), ["missing", "not applicable", "not applicable"], "the 10 % cohort binds, no ERF figure: {}", y2029["thresholds"]);
     s.stop().await;
+}
+
+/// Item 3: REF is filed as Annex III (d) defines it, ERES-TOT / EDC, uncapped (5,000 kWh of
+/// guarantees of origin over 1,000 kWh is 5), the cap only a data-quality note; the keys that
+/// lumped Annex I items together are refused with the ones that replace them.
+#[tokio::test]
+async fn ref_is_filed_uncapped_and_old_annex_i_keys_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-31\"\neres_goo_kwh = 5000\n").await;
+    let t = Y0 + 364 * 86_400;
+    let mut body = String::new();
+    for h in 0..=24 {
+        let x = t + h * HOUR;
+        body.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {x}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {x}\n", 1000 * h / 24, 800 * h / 24));
+    }
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    close(f(&pack["annex_iii"]["REF"]["value"]), 5.0, "REF = 5,000 / 1,000, uncapped");
+    let notes = pack["notes"].as_array().expect("notes");
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.contains("REF 5 exceeds 1"))), "{notes:?}");
+    s.stop().await;
+    for (text, key, replaced_by) in [
+        ("contact = \"x@example.com\"", "eu.contact", "owner_contact"),
+        ("power_redundancy = \"2N\"", "eu.power_redundancy", "redundancy_power_hv"),
+        ("cooling_redundancy = \"N+1\"", "eu.cooling_redundancy", "redundancy_cooling_room"),
+    ] {
+        let e = Config::parse(&format!("[eu]\n{text}\n"), std::path::Path::new("k.toml")).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("{text} accepted"));
+        assert!(e.contains(key) && e.contains(replaced_by), "{e}");
+    }
 }

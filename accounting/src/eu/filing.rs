@@ -14,7 +14,7 @@ use kilowatch_model::Timestamp;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::config::EuConfig;
+use super::config::{DataCentreType, EuConfig};
 use super::evidence::{Inventory, MeterRecord};
 use super::fill::{self, Estimate};
 use super::thresholds::{self, Kpi as ThresholdKpi, Thresholds};
@@ -137,6 +137,9 @@ pub struct Filing {
     pub annex_i: Items,
     pub annex_ii: Items,
     pub annex_iii: Items,
+    /// Declared figures that are not Annex items but the pack keeps beside them (the back-up
+    /// generators' installed capacity).
+    pub outside_annexes: Items,
     pub voluntary: Voluntary,
     pub thresholds: Thresholds,
     pub data_quality: kpi::DataQuality,
@@ -220,16 +223,32 @@ fn annex_i(cfg: &impl Settings) -> Items {
         coverage_pct: None,
         estimate: None,
     };
+    let type_text = eu.data_centre_type.map(|t| format!("{} data centre", t.as_str()));
+    // Annex I 1(e) asks for the year and month of entry into operation.
+    let entry_month = eu.entry_date().map(|d| d.format("%Y-%m").to_string());
+    let other_type = match (eu.data_centre_type, eu.also_offers_other_type) {
+        (Some(DataCentreType::Colocation), Some(true)) => Some("yes: also offers co-hosting services"),
+        (Some(DataCentreType::CoHosting), Some(true)) => Some("yes: also offers colocation services"),
+        (_, Some(true)) => Some("yes"),
+        (_, Some(false)) => Some("no"),
+        (_, None) => None,
+    };
     Items(vec![
         name,
-        declared_text("OWNER", "Owner of the data centre", eu.owner.as_deref(), "owner", eu),
-        declared_text("OPERATOR", "Operator of the data centre", eu.operator.as_deref(), "operator", eu),
-        declared_text("CONTACT", "Contact for the filing", eu.contact.as_deref(), "contact", eu),
+        declared_text("OWNER", "Owner of the data centre (name)", eu.owner.as_deref(), "owner", eu),
+        declared_text("OWNER-CONTACT", "Owner's contact details", eu.owner_contact.as_deref(), "owner_contact", eu),
+        declared_text("OPERATOR", "Operator of the data centre (name)", eu.operator.as_deref(), "operator", eu),
+        declared_text("OPERATOR-CONTACT", "Operator's contact details", eu.operator_contact.as_deref(), "operator_contact", eu),
         declared_text("LAU", "Location: local administrative unit (LAU) code", eu.lau_code.as_deref(), "lau_code", eu),
-        declared_text("TYPE", "Type of data centre", eu.data_centre_type.map(|t| t.as_str()), "type", eu),
-        declared_text("ENTRY", "Date the data centre started operating", eu.entry_into_operation.as_deref(), "entry_into_operation", eu),
-        declared_text("RED-POWER", "Redundancy of the power infrastructure", eu.power_redundancy.as_deref(), "power_redundancy", eu),
-        declared_text("RED-COOLING", "Redundancy of the cooling infrastructure", eu.cooling_redundancy.as_deref(), "cooling_redundancy", eu),
+        declared_text("TYPE", "Type of data centre (Art. 2)", type_text.as_deref(), "type", eu),
+        declared_text("STRUCTURE", "Structure or group of structures", eu.structure.map(|s| s.as_str()), "structure", eu),
+        declared_text("OTHER-TYPE", "Colocation also offering co-hosting, or co-hosting also offering colocation", other_type, "also_offers_other_type", eu),
+        declared_text("ENTRY", "Year and month of entry into operation", entry_month.as_deref(), "entry_into_operation", eu),
+        declared_text("RED-POWER-HV", "Electrical infrastructure redundancy, high-voltage level", eu.redundancy_power_hv.as_deref(), "redundancy_power_hv", eu),
+        declared_text("RED-POWER-LV", "Electrical infrastructure redundancy, low-voltage level (line-up)", eu.redundancy_power_lv.as_deref(), "redundancy_power_lv", eu),
+        declared_text("RED-POWER-RACK", "Electrical infrastructure redundancy, rack level", eu.redundancy_power_rack.as_deref(), "redundancy_power_rack", eu),
+        declared_text("RED-COOLING-ROOM", "Cooling infrastructure redundancy, room level", eu.redundancy_cooling_room.as_deref(), "redundancy_cooling_room", eu),
+        declared_text("RED-COOLING-RACK", "Cooling infrastructure redundancy, rack level", eu.redundancy_cooling_rack.as_deref(), "redundancy_cooling_rack", eu),
     ])
 }
 
@@ -322,6 +341,16 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
         },
         None => missing("REFRIG", "Refrigerants in the computer room cooling", "", "not declared: set eu.refrigerants (an empty list for none)".into()),
     };
+    let mut refrigerants = refrigerants;
+    if refrigerants.status == Status::Declared {
+        // Annex II 1(m) cites Regulation (EU) No 517/2014, which Regulation (EU) 2024/573
+        // repealed and replaced: its Annexes now give the designations.
+        refrigerants.source = format!("{}; designations as in the Annexes to Regulation (EU) 2024/573 (which replaced Regulation (EU) No 517/2014, cited by Annex II 1(m))", refrigerants.source);
+    }
+    let mut win_cat = declared_num("WIN-CAT", "EN 50600-4-9 WUE category WIN is measured by", "", eu.win_category.map(f64::from), "win_category", eu);
+    if win_cat.status == Status::Declared {
+        win_cat.source = format!("{} (Annex II 1(h): category 2, or 1 where 2 is not possible)", win_cat.source);
+    }
     Ok(Items(vec![
         pdit,
         declared_num("SDC", "Total floor area of the data centre", "m²", eu.sdc_m2, "sdc_m2", eu),
@@ -332,7 +361,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
         ),
         edc_bg,
         declared_text("GRID-FN", "Grid functions offered", eu.grid_functions.as_deref(), "grid_functions", eu),
-        declared_num("CAP-BG", "Installed capacity of the back-up generators", "kW", eu.backup_generator_kw, "backup_generator_kw", eu),
+        declared_num("CBtG", "Average battery capacity offered to the grid", "kW", eu.battery_to_grid_kw, "battery_to_grid_kw", eu),
         with_fill(
             metered(
                 "EIT",
@@ -350,6 +379,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
             filled.eit.as_ref(),
         ),
         metered("WIN", "Total water input", "m³", k.water_m3, of(inv, water), "water meters (volume_m3)", "no water meter has data in the year"),
+        win_cat,
         metered(
             "WIN-POT",
             "Potable water input",
@@ -368,8 +398,10 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
         declared_num("ERES-GOO", "Renewable energy covered by guarantees of origin", "kWh", eu.eres_goo_kwh, "eres_goo_kwh", eu),
         declared_num("ERES-PPA", "Renewable energy from power purchase agreements", "kWh", eu.eres_ppa_kwh, "eres_ppa_kwh", eu),
         eres_os,
-        declared_num("CSERV", "ICT capacity of the servers (Regulation's method)", "", eu.server_capacity, "server_capacity", eu),
-        declared_num("CSTOR", "ICT capacity of the storage equipment", "PB", eu.storage_capacity_pb, "storage_capacity_pb", eu),
+        declared_num("CSERV", "ICT capacity of the servers (sum of SERT active-state performance)", "", eu.server_capacity, "server_capacity", eu),
+        declared_num("CSERV-FLOOR", "Share of the computer room floor area CSERV covers", "%", eu.server_capacity_floor_pct, "server_capacity_floor_pct", eu),
+        declared_num("CSTOR", "ICT capacity of the storage equipment (raw capacity)", "PB", eu.storage_capacity_pb, "storage_capacity_pb", eu),
+        declared_num("CSTOR-FLOOR", "Share of the computer room floor area CSTOR covers", "%", eu.storage_capacity_floor_pct, "storage_capacity_floor_pct", eu),
         declared_num("TRAFFIC-IN", "Incoming data traffic", "EB", eu.traffic_incoming_exabytes, "traffic_incoming_exabytes", eu),
         declared_num("TRAFFIC-OUT", "Outgoing data traffic", "EB", eu.traffic_outgoing_exabytes, "traffic_outgoing_exabytes", eu),
         declared_num("BIN", "Incoming traffic bandwidth (provisioned, averaged over the year)", "GB/s", eu.bandwidth_incoming_gb_per_s, "bandwidth_incoming_gb_per_s", eu),
@@ -414,23 +446,28 @@ fn kpi_item(code: &'static str, name: &'static str, unit: &'static str, num: &It
 fn annex_iii(ii: &Items) -> Items {
     let g = |c: &str| ii.get(c).cloned().unwrap_or_else(|| missing("?", "?", "", String::new()));
     let (edc, eit, win, reuse, res) = (g("EDC"), g("EIT"), g("WIN"), g("EREUSE"), g("ERES-TOT"));
-    let mut reff = kpi_item("REF", "Renewable energy factor", "", &res, &edc, 1.0);
-    if let Some(v) = reff.number().filter(|v| *v > 1.0) {
-        reff.value = Some(1.0.into());
-        reff.source = format!("{}, capped at 1 (uncapped {v})", reff.source);
-    }
     Items(vec![
         kpi_item("PUE", "Power usage effectiveness", "", &edc, &eit, 1.0),
         kpi_item("WUE", "Water usage effectiveness", "L/kWh", &win, &eit, 1000.0),
         kpi_item("ERF", "Energy reuse factor", "", &reuse, &edc, 1.0),
-        reff,
+        // Annex III (d) defines REF = ERES-TOT / EDC with no cap: it is filed as the ratio, and
+        // a figure above 1 is only a data-quality note.
+        kpi_item("REF", "Renewable energy factor", "", &res, &edc, 1.0),
     ])
 }
 
+/// Figures kept beside the annexes: the generators' installed capacity is not an Annex II item.
+fn outside_annexes(eu: &EuConfig) -> Items {
+    Items(vec![declared_num("CAP-BG", "Installed capacity of the back-up generators (not an Annex II item)", "kW", eu.backup_generator_kw, "backup_generator_kw", eu)])
+}
+
 /// Data-quality notes on the filed figures: where EDC or EIT was filled, the PUE over the span
-/// both meters cover (what the KPI API gives for the year).
-fn notes(k: &Kpi, filled: &fill::Fill) -> Vec<String> {
+/// both meters cover (what the KPI API gives for the year); a REF above 1.
+fn notes(k: &Kpi, filled: &fill::Fill, iii: &Items) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(v) = iii.get("REF").and_then(Item::number).filter(|v| *v > 1.0) {
+        out.push(format!("REF {v} exceeds 1: the renewable energy declared and metered (ERES-TOT) exceeds EDC. Annex III (d) files the ratio uncapped; capped at 1 (as the KPI API shows it) it would read 1."));
+    }
     if filled.edc.is_some() || filled.eit.is_some() {
         let common = match (&k.pue_span, k.pue) {
             (Some(sp), Some(p)) => format!("PUE over the span both EDC and EIT cover ({} to {}, {:.1} h): {p}", sp.from, sp.to, sp.hours),
@@ -445,7 +482,7 @@ fn notes(k: &Kpi, filled: &fill::Fill) -> Vec<String> {
 const METHODOLOGY: &[&str] = &[
     "Calendar year in the site's time zone; every energy and water figure is the ledger the KPI API and the monthly reports use (counter increases, resets counted from the new reading, power-only meters integrated and marked estimated).",
     "EDC = every grid supply (role=facility) + back-up generators (role=generator); EIT at the best IT meter category with data (1 = UPS outputs).",
-    "PUE = EDC / EIT of the filed totals (Annex III (a)); where one side's meters cover less of the year than the other's, the shorter side is filled at its own mean power and marked estimated, with the hours filled, and the PUE over the common span is kept as a note. WUE = WIN / EIT; ERF = EREUSE / EDC; REF = ERES-TOT / EDC capped at 1.",
+    "PUE = EDC / EIT of the filed totals (Annex III (a)); where one side's meters cover less of the year than the other's, the shorter side is filled at its own mean power and marked estimated, with the hours filled, and the PUE over the common span is kept as a note. WUE = WIN / EIT; ERF = EREUSE / EDC; REF = ERES-TOT / EDC, uncapped as Annex III (d) defines it (a value above 1 is noted).",
     "CDD: Σ over local days of max(0, daily mean outside temperature − 21 °C).",
     "Status: metered (meters named, with the lowest coverage of the year), declared ([eu] in the configuration, with its source), missing (absent: never reported as zero).",
     "Evidence: the bundle's hourly CSVs add up to every metered figure; its manifest holds their SHA-256.",
@@ -476,7 +513,10 @@ pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option
     let tz: Tz = cfg.timezone().parse().map_err(|_| ReportError::TimeZone(cfg.timezone().to_owned()))?;
     let p = reporting_period(cfg.eu(), year, tz)?;
     let k = kpi::compute_declared(store, p.range, &p.label, cfg, cfg.eu().declared_renewables_kwh())?;
-    let inv = super::evidence::inventory(store, p.range)?;
+    let mut inv = super::evidence::inventory(store, p.range)?;
+    for m in &mut inv.meters {
+        m.device = cfg.eu().meters.get(&m.meter).cloned();
+    }
     let filled = fill::fill(&inv, inv.it_category());
     let mut annex_ii = annex_ii(store, cfg, &k, &inv, &filled, p.range, tz)?;
     let full_pct = full_coverage_pct(cfg.accounting().official_min_coverage_pct, p.range);
@@ -484,6 +524,7 @@ pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option
         i.status = Status::Partial;
     }
     let annex_iii = annex_iii(&annex_ii);
+    let notes = notes(&k, &filled, &annex_iii);
     let figure = |x: ThresholdKpi| annex_iii.get(x.code()).and_then(Item::number);
     let mut thresholds = thresholds::check(cfg.eu(), year, figure);
     let coverage = k.data_quality.coverage_pct;
@@ -523,7 +564,8 @@ pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option
         annex_iii,
         voluntary,
         thresholds,
-        notes: notes(&k, &filled),
+        notes,
+        outside_annexes: outside_annexes(cfg.eu()),
         data_quality: k.data_quality,
         methodology: METHODOLOGY.to_vec(),
         evidence_files: super::evidence::FILES.to_vec(),

@@ -64,6 +64,8 @@ pub fn doc(f: &Filing) -> Doc {
         Heading("Annex III — sustainability indicators".into()),
         table(&f.annex_iii, true),
         Meta(format!("PUE category {} (1 = IT energy at UPS outputs).", m.pue_category.map(|c| c.to_string()).unwrap_or_else(|| "–".into()))),
+        Heading("Beside the annexes (not filed)".into()),
+        table(&f.outside_annexes, true),
         Heading("Thresholds".into()),
     ];
     if f.thresholds.checks.is_empty() {
