@@ -105,3 +105,24 @@ pub fn factors(store: &Store, bounds: &[i64], cfg: &CarbonConfig) -> Result<(Vec
     let source = meta.tag("source").map(str::to_owned).unwrap_or_else(|| "ingested carbon series".into());
     Ok((out, FactorSource { kind: "ingested hourly series".into(), source, year: None, configured_kg_per_kwh: cfg.factor_kg_per_kwh, fallback_intervals: fallback }))
 }
+
+/// Market-based CO2 (GHG Protocol scope 2 guidance, DOMAIN.md): guarantees of origin, PPAs and
+/// on-site renewables cover purchased grid electricity only, so they offset at most the grid
+/// energy; what back-up generators burn on site is scope 1 and keeps its own factor whatever
+/// the certificates. kg.
+pub fn market_co2_kg(grid_kwh: f64, generator_kwh: f64, renewable_kwh: f64, residual_kg_per_kwh: f64, generator_kg_per_kwh: f64) -> f64 {
+    (grid_kwh - renewable_kwh).max(0.0) * residual_kg_per_kwh + generator_kwh * generator_kg_per_kwh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::market_co2_kg;
+
+    #[test]
+    fn certificates_never_offset_the_generators_fuel() {
+        // Grid 1,240 kWh fully covered by 1,300 kWh of PPA, 10 kWh of diesel at 0.72 kg/kWh.
+        let kg = market_co2_kg(1240.0, 10.0, 1300.0, 0.4, 0.72);
+        assert!((kg - 7.2).abs() < 1e-9, "{kg}");
+        assert!((market_co2_kg(1240.0, 0.0, 1000.0, 0.5, 0.72) - 120.0).abs() < 1e-9);
+    }
+}

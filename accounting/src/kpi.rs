@@ -332,7 +332,7 @@ pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &impl Se
         faults.push("renewable energy exceeds E_DC: REF capped at 1".into());
     }
     let residual = carbon_cfg.residual_factor_kg_per_kwh.unwrap_or(carbon_cfg.factor_kg_per_kwh);
-    let co2_market = renewable.map(|e| (facility - e).max(0.0) * residual);
+    let co2_market = renewable.map(|e| carbon::market_co2_kg(grid, generator, e, residual, carbon_cfg.generator.factor_kg_per_kwh));
 
     let key_roles = |m: &&Metered| m.expected && (m.role() == role::FACILITY || m.role() == role::GENERATOR || is_it(m));
     let mut all_q: Vec<MeterQuality> = meters.iter().map(|m| m.quality("kWh", r)).collect();

@@ -31,7 +31,7 @@ pub struct Period {
 
 /// The first instant of a local date at midnight. Midnight exists in every zone chrono-tz
 /// knows except a few historical ones; the earliest of an ambiguous pair is taken.
-fn local_midnight(tz: Tz, d: NaiveDate) -> Result<Timestamp, PeriodError> {
+pub fn local_midnight(tz: Tz, d: NaiveDate) -> Result<Timestamp, PeriodError> {
     let naive = d.and_hms_opt(0, 0, 0).ok_or_else(|| PeriodError::NoLocalTime(d.to_string()))?;
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Timestamp::try_from_datetime(t).ok_or_else(|| PeriodError::OutOfRange(d.to_string())),

@@ -332,11 +332,11 @@ pub fn build(store: &Store, cfg: &impl Settings, owner: &str, period_key: &str, 
             "Job facility energy = Σ over clock hours of its IT energy × that hour's PUE (E_DC / E_IT of the hour, ISO/IEC 30134-2); an hour without a valid PUE takes the period's",
             "Job water = Σ over hours of its IT energy × that hour's WUE (WIN / E_IT, L/kWh, ISO/IEC 30134-9)",
             "Job CO2, location-based = Σ over hours of its facility energy × that hour's factor (grid factor, generator energy at its own factor)",
-            "Job CO2, market-based = its facility energy × the site's market-based CO2 / E_DC over the period (E_DC not covered by renewables × the residual-mix factor)",
+            "Job CO2, market-based = its facility energy × the site's market-based CO2 / E_DC over the period (grid energy not covered by renewables × the residual-mix factor, plus generator energy at its own factor, which certificates never offset)",
             "Site: metered E_IT = Σ every customer's jobs + idle GPUs + unattributed (IT energy no GPU or node reading explains); this statement lists yours",
         ],
         carbon_factor: format!("{}: {} {} ({} kg/kWh configured)", f.kind, f.source, f.year.map(|y| y.to_string()).unwrap_or_default(), f.configured_kg_per_kwh),
-        market_based: format!("residual-mix factor {residual} kg/kWh on E_DC not covered by guarantees of origin, PPAs or on-site generation"),
+        market_based: format!("residual-mix factor {residual} kg/kWh on grid energy not covered by guarantees of origin, PPAs or on-site generation; generator energy keeps its own factor"),
         timezone: cfg.timezone().to_owned(),
     };
     Ok(Statement {

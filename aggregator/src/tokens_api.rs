@@ -97,7 +97,9 @@ fn set_gauges(m: &Arc<crate::metrics::Metrics>, a: &tokens::ModelsAnswer) {
     for model in &a.models {
         for (tokens_kind, e) in [("all", model.per_token.j_per_token), ("generated", model.per_token.j_per_generated_token)] {
             let Some(e) = e else { continue };
-            for (basis, v) in [("gpu", e.gpu), ("it", e.it), ("facility", e.facility)] {
+            // An unknown facility energy is no gauge, never a 0.
+            for (basis, v) in [("gpu", Some(e.gpu)), ("it", Some(e.it)), ("facility", e.facility)] {
+                let Some(v) = v else { continue };
                 let labels = [("model", model.model.clone()), ("tenant", model.tenant.clone()), ("basis", basis.to_owned()), ("tokens", tokens_kind.to_owned())];
                 m.model_j_per_token.get_or_create(&labels).set(v);
             }

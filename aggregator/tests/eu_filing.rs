@@ -62,7 +62,7 @@ fn check_statuses(pack: &Value) -> BTreeMap<String, String> {
     for annex in ["annex_i", "annex_ii", "annex_iii"] {
         for (code, item) in pack[annex].as_object().unwrap_or_else(|| panic!("{annex} is an object keyed by code")) {
             let st = item["status"].as_str().expect("status").to_owned();
-            assert!(["metered", "declared", "missing"].contains(&st.as_str()), "{code}: {st}");
+            assert!(["metered", "estimated", "partial", "declared", "missing"].contains(&st.as_str()), "{code}: {st}");
             assert_eq!(item["code"], code.as_str());
             assert_eq!(item["value"].is_null(), st == "missing", "{code}: a missing item has no value, a present one has: {item}");
             assert!(!item["source"].as_str().unwrap_or("").is_empty(), "{code} says where it comes from");
@@ -72,9 +72,11 @@ fn check_statuses(pack: &Value) -> BTreeMap<String, String> {
     out
 }
 
-const ANNEX_I: &[&str] = &["NAME", "OWNER", "OPERATOR", "CONTACT", "LAU", "TYPE", "ENTRY", "RED-POWER", "RED-COOLING"];
+const ANNEX_I: &[&str] = &[
+    "NAME", "OWNER", "OWNER-CONTACT", "OPERATOR", "OPERATOR-CONTACT", "LAU", "TYPE", "STRUCTURE", "OTHER-TYPE", "ENTRY", "RED-POWER-HV", "RED-POWER-LV", "RED-POWER-RACK", "RED-COOLING-ROOM", "RED-COOLING-RACK",
+];
 const ANNEX_II: &[&str] = &[
-    "PDIT", "SDC", "SCR", "EDC", "EDC-BG", "GRID-FN", "CAP-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "TWH", "TIN", "REFRIG", "CDD", "ERES-TOT", "ERES-GOO", "ERES-PPA", "ERES-OS", "CSERV", "CSTOR", "TRAFFIC-IN", "TRAFFIC-OUT", "BW-IN", "BW-OUT",
+    "PDIT", "SDC", "SCR", "EDC", "EDC-BG", "GRID-FN", "CBtG", "EIT", "WIN", "WIN-CAT", "WIN-POT", "EREUSE", "TWH", "TIN", "REFRIG", "CDD", "ERES-TOT", "ERES-GOO", "ERES-PPA", "ERES-OS", "CSERV", "CSERV-FLOOR", "CSTOR", "CSTOR-FLOOR", "TRAFFIC-IN", "TRAFFIC-OUT", "BIN", "BOUT",
 ];
 const ANNEX_III: &[&str] = &["PUE", "WUE", "ERF", "REF"];
 
@@ -87,6 +89,12 @@ fn every_item_listed(pack: &Value) {
         g.sort();
         assert_eq!(g, want, "{annex}");
     }
+}
+
+/// A server for a DC5 site in Europe/Paris with `eu`, the body of its `[eu]` section.
+async fn with_eu(dir: &std::path::Path, eu: &str) -> Server {
+    let cfg = Config::parse(&format!("[site]\nname = \"dc5\"\ntimezone = \"Europe/Paris\"\n[eu]\n{eu}"), std::path::Path::new("k.toml")).expect("config");
+    Server::start_with(dir, "127.0.0.1:0".parse().expect("addr"), cfg, false).await
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -146,14 +154,36 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
     for code in ANNEX_I {
         assert_eq!(st[*code], "declared", "{code}: the example declares all of Annex I");
     }
+    // A fortnight of the year is metered: those items are "partial", not "metered" (item 4).
     for code in ["EDC", "EDC-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "CDD", "ERES-OS", "PUE", "WUE", "ERF"] {
-        assert_eq!(st[code], "metered", "{code}: {}", pack["annex_ii"][code]);
+        assert_eq!(st[code], "partial", "{code}: {}", pack["annex_ii"][code]);
     }
-    for code in ["PDIT", "SDC", "TWH", "TIN", "REFRIG", "ERES-GOO", "ERES-TOT", "REF", "CSTOR", "BW-OUT"] {
+    for code in ["PDIT", "SDC", "TWH", "TIN", "REFRIG", "ERES-GOO", "ERES-TOT", "REF", "CSTOR", "BOUT"] {
         assert_eq!(st[code], "declared", "{code}");
     }
     assert_eq!(st["ERES-PPA"], "missing", "no PPA declared");
     assert_eq!(pack["annex_ii"]["REFRIG"]["value"], serde_json::json!([]), "none used, declared");
+    // Annex I as the Regulation lists it (item 3): type with structure, year and month of entry,
+    // redundancy per level; CBtG in Annex II; the generators' capacity beside the annexes.
+    let (i, ii) = (&pack["annex_i"], &pack["annex_ii"]);
+    assert_eq!(i["TYPE"]["value"], "co-hosting data centre");
+    assert_eq!(i["STRUCTURE"]["value"], "structure");
+    assert_eq!(i["OTHER-TYPE"]["value"], "no");
+    assert_eq!(i["ENTRY"]["value"], "2018-06", "Annex I 1(e): year and month");
+    assert_eq!(i["RED-POWER-RACK"]["value"], "2N");
+    assert_eq!(i["RED-COOLING-ROOM"]["value"], "N+1");
+    assert!(i["OWNER-CONTACT"]["value"].as_str().is_some_and(|c| c.contains('@')));
+    assert_eq!(ii["CBtG"]["value"], 0.0);
+    assert_eq!(ii["CBtG"]["unit"], "kW");
+    assert_eq!(ii["WIN-CAT"]["value"], 2.0);
+    assert_eq!(ii["CSERV-FLOOR"]["unit"], "%");
+    assert!(ii["REFRIG"]["source"].as_str().expect("source").contains("2024/573"), "{}", ii["REFRIG"]);
+    assert_eq!(pack["outside_annexes"]["CAP-BG"]["value"], 6000.0, "not an Annex II item, kept beside");
+    // Annex II 3(a), (b): bandwidth in gigabytes per second (400 Gbit/s = 50 GB/s).
+    for code in ["BIN", "BOUT"] {
+        assert_eq!(pack["annex_ii"][code]["unit"], "GB/s", "{code}");
+        assert_eq!(pack["annex_ii"][code]["value"], 50.0, "{code}");
+    }
     assert!(pack["annex_ii"]["PDIT"]["source"].as_str().expect("src").contains("rated power"), "{}", pack["annex_ii"]["PDIT"]);
     assert!(pack["annex_ii"]["PDIT"]["source"].as_str().expect("src").contains("nameplate"), "the [eu.sources] text");
 
@@ -252,8 +282,10 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
     close(reuse / edc, f(&iii["ERF"]["value"]), "ERF");
     close((res / edc).min(1.0), f(&iii["REF"]["value"]), "REF");
     assert!(reff < 1.0, "REF not capped: the recomputation means something");
-    // The inventory names each meter's part.
+    // The inventory names each meter's part, and the measurement devices [eu.meters] declares.
     assert!(meters.iter().any(|m| m["meter"] == "heat-1" && m["used_for"] == "EREUSE"), "{meters:?}");
+    let grid_a = meters.iter().find(|m| m["meter"] == "grid-a").expect("grid-a");
+    assert_eq!((grid_a["device_type"].as_str(), grid_a["accuracy_class"].as_str(), grid_a["ct_ratio"].as_str(), grid_a["last_calibration"].as_str()), ("Schneider PowerLogic PM8000", "0.2S", "4000/5", "2024-11-12"));
 
     // CSV keyed by item code; a PDF that renders.
     let csv = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.csv").await).expect("csv");
@@ -345,7 +377,7 @@ async fn an_item_without_data_is_missing_never_zero() {
         assert_eq!(st[*code], "missing", "{code}");
     }
     for code in ["EDC", "EIT", "PUE"] {
-        assert_eq!(st[code], "metered", "{code}");
+        assert_eq!(st[code], "partial", "{code}: two hours of the year metered");
     }
     close(f(&pack["annex_iii"]["PUE"]["value"]), 1.16, "PUE 232 / 200");
     for code in ANNEX_II.iter().chain(ANNEX_III).filter(|c| !["EDC", "EIT", "PUE"].contains(c)) {
@@ -378,4 +410,163 @@ async fn an_item_without_data_is_missing_never_zero() {
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     }
     s.stop().await;
+}
+
+/// Item 17: certificates and PPAs cover purchased electricity only (GHG Protocol scope 2), so
+/// market-based CO2 keeps the generator's direct emissions: grid 1,240 kWh fully covered by
+/// 1,300 kWh of renewables plus 10 kWh of diesel at 0.72 kg/kWh is 7.2 kg, not 0.
+#[tokio::test]
+async fn market_based_co2_keeps_the_generators_fuel() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    let t = Y0 + 40 * 86_400;
+    let mut body = String::new();
+    for (meter, role, kwh) in [("grid-a", "facility", 1240.0), ("gen-1", "generator", 10.0), ("ups-1", "it,category=1", 1000.0), ("ppa-1", "renewable", 1300.0)] {
+        body.push_str(&format!("meter,meter={meter},role={role} energy_kwh=0 {t}\nmeter,meter={meter},role={role} energy_kwh={kwh} {}\n", t + HOUR));
+    }
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let k = s.kpi(&Timestamp::from_secs(t).to_rfc3339(), &Timestamp::from_secs(t + HOUR).to_rfc3339()).await;
+    close(f(&k["facility_energy_kwh"]), 1250.0, "EDC");
+    close(f(&k["co2_market_kg"]), 7.2, "market-based CO2 = 10 kWh × 0.72, the grid fully covered");
+    s.stop().await;
+}
+
+/// Item 1: the database computes PUE from the filed totals (Annex III (a)), so the filed PUE is
+/// the filed EDC / the filed EIT. A site that entered operation on 31 December 2025 files that
+/// day; its IT meter falls silent after 12 of the grid meter's 24 hours: EIT's last 12 hours
+/// are filled at its own mean power and marked estimated with the hours filled; the
+/// common-span PUE (1,392 / 1,200 = 1.16) stays as a data-quality note.
+#[tokio::test]
+async fn the_filed_pue_is_the_filed_edc_over_the_filed_eit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-31\"\n").await;
+    let t = Y0 + 364 * 86_400;
+    let body = format!(
+        "meter,meter=grid-a,role=facility energy_kwh=0 {t}\nmeter,meter=grid-a,role=facility energy_kwh=1392 {}\nmeter,meter=grid-a,role=facility energy_kwh=2952 {}\nmeter,meter=ups-1,role=it,category=1 energy_kwh=0 {t}\nmeter,meter=ups-1,role=it,category=1 energy_kwh=1200 {}\n",
+        t + 12 * HOUR,
+        t + 24 * HOUR,
+        t + 12 * HOUR
+    );
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    check_statuses(&pack);
+    let (edc, eit, pue) = (&pack["annex_ii"]["EDC"], &pack["annex_ii"]["EIT"], &pack["annex_iii"]["PUE"]);
+    close(f(&edc["value"]), 2952.0, "EDC: the grid meter's 24 hours");
+    assert_eq!(edc["status"], "metered", "{edc}");
+    close(f(&eit["value"]), 2400.0, "EIT: 1,200 kWh metered + 12 hours at its mean 100 kW");
+    assert_eq!(eit["status"], "estimated", "{eit}");
+    close(f(&eit["estimate"]["hours_filled"]), 12.0, "hours filled");
+    close(f(&eit["estimate"]["kwh_filled"]), 1200.0, "kWh filled");
+    assert!(eit["source"].as_str().expect("source").contains("mean power"), "the method is stated: {eit}");
+    close(f(&pue["value"]), 2952.0 / 2400.0, "PUE = filed EDC / filed EIT");
+    assert_eq!(pue["status"], "estimated");
+    let notes = pack["notes"].as_array().expect("notes");
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.contains("1.16"))), "the common-span PUE 1,392 / 1,200 is a note: {notes:?}");
+    // The KPI API keeps the common-span figure; the CSV files the pack's.
+    let day: Value = serde_json::from_slice(&ok(&s, "/api/v1/kpi?period=year&year=2025").await).expect("kpi");
+    close(f(&day["pue"]), 1.16, "the KPI API's PUE over the common span");
+    let csv = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.csv").await).expect("csv");
+    let pue_line = rows(&csv).into_iter().find(|l| l["code"] == "PUE").expect("PUE");
+    close(pue_line["value"].parse::<f64>().expect("PUE"), 1.23, "the CSV's PUE: 2,952 / 2,400");
+    assert_eq!(pue_line["status"], "estimated");
+    s.stop().await;
+}
+
+/// Item 2: the Regulation asks for bandwidth in gigabytes per second (Annex II 3(a), (b)). A
+/// configuration still holding the old Gbit/s keys is refused by `kilowatch check-config` with
+/// the conversion, rather than filed eight times too large.
+#[test]
+fn the_old_gbit_bandwidth_keys_are_refused_with_the_conversion() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("kilowatch.toml");
+    std::fs::write(&path, "[eu]\nbandwidth_incoming_gbps = 400\n").expect("config");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch")).arg("check-config").arg(&path).output().expect("kilowatch check-config");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "accepted: {err}");
+    assert!(err.contains("eu.bandwidth_incoming_gbps") && err.contains("divide by 8") && err.contains("bandwidth_incoming_gb_per_s = 50"), "{err}");
+    std::fs::write(&path, "[eu]\nbandwidth_incoming_gb_per_s = 50\nbandwidth_outgoing_gb_per_s = 50\n").expect("config");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch")).arg("check-config").arg(&path).output().expect("kilowatch check-config");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+}
+
+/// Item 4: a data centre in operation for less than the year reports for the period it has been
+/// in operation (Art. 3), not the calendar year: entered operation on 30 December 2025, its
+/// 2025 filing covers two days (48 h), wholly metered, so EDC and EIT are "metered"; a water
+/// meter read over only 12 of the 48 hours files WIN as "partial", not "metered".
+#[tokio::test]
+async fn a_site_that_started_during_the_year_files_its_operating_period() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-30\"\n").await;
+    let start = Y0 + 363 * 86_400;
+    let mut body = String::new();
+    for h in 0..=48 {
+        let t = start + h * HOUR;
+        body.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {t}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {t}\n", 116 * h, 100 * h));
+        if h <= 12 {
+            body.push_str(&format!("water,meter=makeup-1,potable=true volume_m3={} {t}\n", 2 * h));
+        }
+    }
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let st = check_statuses(&pack);
+    let m = &pack["meta"];
+    assert_eq!(m["from"], Timestamp::from_secs(start).to_rfc3339(), "{m}");
+    assert_eq!(m["hours"], 48.0, "{m}");
+    assert!(m["period"].as_str().expect("period").contains("operating period 2025-12-30"), "{m}");
+    close(f(&pack["annex_ii"]["EDC"]["coverage_pct"]), 100.0, "the grid meter covers the whole operating period");
+    for code in ["EDC", "EIT", "PUE"] {
+        assert_eq!(st[code], "metered", "{code}");
+    }
+    close(f(&pack["annex_ii"]["EDC"]["value"]), 116.0 * 48.0, "EDC over the operating period");
+    assert_eq!(st["WIN"], "partial", "{}", pack["annex_ii"]["WIN"]);
+    assert_eq!(st["WUE"], "partial");
+    close(f(&pack["annex_ii"]["WIN"]["coverage_pct"]), 25.0, "12 of 48 hours");
+    s.stop().await;
+}
+
+/// Item 6: EnEfG §11(2)'s ERF share is set by the site's commissioning cohort and binds two
+/// years after its entry into operation, not by the calendar year filed. A site commissioned in
+/// September 2026 owes 10 %, from 2029; the 15 % and 20 % rules (sites commissioned from July
+/// 2027 and July 2028) never bind it. (Before: all three applied to 2029, by calendar date.)
+#[tokio::test]
+async fn enefg_erf_binds_by_commissioning_cohort_after_two_years() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2026-09-01\"\nthresholds = \"de-enefg\"\n").await;
+    let erf = |pack: &Value| -> Vec<String> {
+        pack["thresholds"]["checks"].as_array().expect("checks").iter().filter(|c| c["kpi"] == "ERF").map(|c| c["status"].as_str().expect("status").to_owned()).collect()
+    };
+    let y2027: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2027.json").await).expect("json");
+    assert_eq!(erf(&y2027), ["not applicable"; 3], "inside the two-year grace: {}", y2027["thresholds"]);
+    let y2029: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2029.json").await).expect("json");
+    assert_eq!(erf(&y2029), ["missing", "not applicable", "not applicable"], "the 10 % cohort binds, no ERF figure: {}", y2029["thresholds"]);
+    s.stop().await;
+}
+
+/// Item 3: REF is filed as Annex III (d) defines it, ERES-TOT / EDC, uncapped (5,000 kWh of
+/// guarantees of origin over 1,000 kWh is 5), the cap only a data-quality note; the keys that
+/// lumped Annex I items together are refused with the ones that replace them.
+#[tokio::test]
+async fn ref_is_filed_uncapped_and_old_annex_i_keys_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-31\"\neres_goo_kwh = 5000\n").await;
+    let t = Y0 + 364 * 86_400;
+    let mut body = String::new();
+    for h in 0..=24 {
+        let x = t + h * HOUR;
+        body.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {x}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {x}\n", 1000 * h / 24, 800 * h / 24));
+    }
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    close(f(&pack["annex_iii"]["REF"]["value"]), 5.0, "REF = 5,000 / 1,000, uncapped");
+    let notes = pack["notes"].as_array().expect("notes");
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.contains("REF 5 exceeds 1"))), "{notes:?}");
+    s.stop().await;
+    for (text, key, replaced_by) in [
+        ("contact = \"x@example.com\"", "eu.contact", "owner_contact"),
+        ("power_redundancy = \"2N\"", "eu.power_redundancy", "redundancy_power_hv"),
+        ("cooling_redundancy = \"N+1\"", "eu.cooling_redundancy", "redundancy_cooling_room"),
+    ] {
+        let e = Config::parse(&format!("[eu]\n{text}\n"), std::path::Path::new("k.toml")).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("{text} accepted"));
+        assert!(e.contains(key) && e.contains(replaced_by), "{e}");
+    }
 }

@@ -22,8 +22,15 @@ pub struct EuConfig {
     /// The legal person that operates it.
     #[serde(default)]
     pub operator: Option<String>,
-    /// Who answers for the filing (name, e-mail).
+    /// Contact details of the owner (Annex I 1(b)): address, e-mail or telephone.
     #[serde(default)]
+    pub owner_contact: Option<String>,
+    /// Contact details of the operator (Annex I 1(b)).
+    #[serde(default)]
+    pub operator_contact: Option<String>,
+    /// Removed: Annex I 1(b) asks for the owner's and the operator's contact details; read only
+    /// to refuse it with the new keys.
+    #[serde(default, skip_serializing)]
     pub contact: Option<String>,
     /// Eurostat local administrative unit code of the site, e.g. "FR_91377".
     #[serde(default)]
@@ -31,15 +38,37 @@ pub struct EuConfig {
     /// "enterprise", "colocation" or "co-hosting" (Regulation, Article 2).
     #[serde(default, rename = "type")]
     pub data_centre_type: Option<DataCentreType>,
+    /// Whether the data centre is one "structure" or a "group-of-structures" (Annex I 1(d)).
+    #[serde(default)]
+    pub structure: Option<Structure>,
+    /// A colocation data centre that also offers co-hosting, or a co-hosting one that also
+    /// offers colocation (Annex I 1(d) asks that this be indicated).
+    #[serde(default)]
+    pub also_offers_other_type: Option<bool>,
     /// The date the data centre started operating, YYYY-MM-DD: also decides which EnEfG
     /// thresholds apply (before or from 1 July 2026).
     #[serde(default)]
     pub entry_into_operation: Option<String>,
-    /// Redundancy of the power supply to the IT equipment, e.g. "2N", "N+1".
+    /// Electrical infrastructure redundancy at high-voltage level, e.g. "2N" (Annex I 2(a)).
     #[serde(default)]
+    pub redundancy_power_hv: Option<String>,
+    /// …at low-voltage level (line-up), e.g. "N+1".
+    #[serde(default)]
+    pub redundancy_power_lv: Option<String>,
+    /// …at rack level, e.g. "2N" (A and B feeds).
+    #[serde(default)]
+    pub redundancy_power_rack: Option<String>,
+    /// Cooling infrastructure redundancy at room level, e.g. "N+1" (Annex I 2(b)).
+    #[serde(default)]
+    pub redundancy_cooling_room: Option<String>,
+    /// …at rack level, e.g. "N".
+    #[serde(default)]
+    pub redundancy_cooling_rack: Option<String>,
+    /// Removed (one figure for every level): read only to refuse it with the per-level keys.
+    #[serde(default, skip_serializing)]
     pub power_redundancy: Option<String>,
-    /// Redundancy of the cooling, e.g. "N+1".
-    #[serde(default)]
+    /// Removed, as `power_redundancy`.
+    #[serde(default, skip_serializing)]
     pub cooling_redundancy: Option<String>,
     /// PDIT, installed IT power demand, kW.
     #[serde(default)]
@@ -57,9 +86,17 @@ pub struct EuConfig {
     /// Grid functions the site offers (demand response, frequency containment…), or "none".
     #[serde(default)]
     pub grid_functions: Option<String>,
-    /// Installed capacity of the back-up generators, kW (0 for none).
+    /// CBtG, average capacity of the data centre's batteries offered to the grid through a
+    /// market or contracts for grid functions over the year, kW (Annex II 1(g)); 0 for none.
+    #[serde(default)]
+    pub battery_to_grid_kw: Option<f64>,
+    /// Installed capacity of the back-up generators, kW (0 for none). Not an Annex II item:
+    /// shown beside the annexes, and 0 lets EDC-BG be filed as a declared 0 without a meter.
     #[serde(default)]
     pub backup_generator_kw: Option<f64>,
+    /// The EN 50600-4-9 WUE category WIN is measured by, 1 or 2 (Annex II 1(h) asks which).
+    #[serde(default)]
+    pub win_category: Option<u8>,
     /// EREUSE, heat reused outside the boundary over the year, kWh, where no `role=reuse`
     /// meter measures it.
     #[serde(default)]
@@ -83,24 +120,45 @@ pub struct EuConfig {
     /// ERES-OS, on-site renewable energy not metered by a `role=renewable` meter, kWh.
     #[serde(default)]
     pub eres_os_kwh: Option<f64>,
-    /// CSERV, ICT capacity of the servers as the Regulation's method rates it.
+    /// CSERV, ICT capacity of the servers: the sum of their SERT active-state performance
+    /// (Annex II 2(a)), as of 31 December.
     #[serde(default)]
     pub server_capacity: Option<f64>,
-    /// CSTOR, ICT capacity of the storage equipment, PB.
+    /// The share of the computer-room floor area CSERV covers, percent (Annex II 2(a)).
+    #[serde(default)]
+    pub server_capacity_floor_pct: Option<f64>,
+    /// CSTOR, raw capacity of the storage devices, PB (Annex II 2(b)), as of 31 December.
     #[serde(default)]
     pub storage_capacity_pb: Option<f64>,
+    /// The share of the computer-room floor area CSTOR covers, percent (Annex II 2(b)).
+    #[serde(default)]
+    pub storage_capacity_floor_pct: Option<f64>,
     /// Incoming data traffic over the year, EB.
     #[serde(default)]
     pub traffic_incoming_exabytes: Option<f64>,
     /// Outgoing data traffic over the year, EB.
     #[serde(default)]
     pub traffic_outgoing_exabytes: Option<f64>,
-    /// Incoming bandwidth, Gb/s.
+    /// BIN, incoming traffic bandwidth: the total provisioned bandwidth into the computer room,
+    /// averaged over the year, in gigabytes per second (Annex II 3(a)); a 400 Gbit/s link is
+    /// 50 GB/s.
     #[serde(default)]
+    pub bandwidth_incoming_gb_per_s: Option<f64>,
+    /// BOUT, outgoing traffic bandwidth, gigabytes per second (Annex II 3(b)).
+    #[serde(default)]
+    pub bandwidth_outgoing_gb_per_s: Option<f64>,
+    /// Removed (it was in Gbit/s, the Regulation asks for GB/s): read only to refuse it with
+    /// the conversion.
+    #[serde(default, skip_serializing)]
     pub bandwidth_incoming_gbps: Option<f64>,
-    /// Outgoing bandwidth, Gb/s.
-    #[serde(default)]
+    /// Removed, as `bandwidth_incoming_gbps`.
+    #[serde(default, skip_serializing)]
     pub bandwidth_outgoing_gbps: Option<f64>,
+    /// The measurement devices, by meter name (the `meter` tag): type, accuracy class, CT ratio
+    /// and last calibration, for the record of measurement devices Annex II asks operators to
+    /// keep for ten years (the evidence bundle's `meters.csv`).
+    #[serde(default)]
+    pub meters: BTreeMap<String, MeasurementDevice>,
     /// Where each declared figure comes from, by its key: `pdit_kw = "design file DC5-E-001"`.
     /// Without one the source reads "declared in [eu]".
     #[serde(default)]
@@ -112,6 +170,40 @@ pub struct EuConfig {
     /// Custom thresholds checked besides the preset's (`[[eu.threshold]]`).
     #[serde(default, rename = "threshold")]
     pub custom_thresholds: Vec<ThresholdRule>,
+}
+
+/// One measurement device (`[eu.meters.<meter>]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurementDevice {
+    /// Make and model, e.g. "Schneider PM8000".
+    #[serde(default)]
+    pub device_type: Option<String>,
+    /// Accuracy class, e.g. "0.2S" (IEC 62053-22) or "Class 1" for a water meter.
+    #[serde(default)]
+    pub accuracy_class: Option<String>,
+    /// Current transformer ratio, e.g. "4000/5".
+    #[serde(default)]
+    pub ct_ratio: Option<String>,
+    /// Date of the last calibration, YYYY-MM-DD.
+    #[serde(default)]
+    pub last_calibration: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Structure {
+    Structure,
+    GroupOfStructures,
+}
+
+impl Structure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Structure::Structure => "structure",
+            Structure::GroupOfStructures => "group of structures",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -152,18 +244,26 @@ impl PditBasis {
 pub const DECLARABLE: &[&str] = &[
     "name",
     "owner",
+    "owner_contact",
     "operator",
-    "contact",
+    "operator_contact",
     "lau_code",
     "type",
+    "structure",
+    "also_offers_other_type",
     "entry_into_operation",
-    "power_redundancy",
-    "cooling_redundancy",
+    "redundancy_power_hv",
+    "redundancy_power_lv",
+    "redundancy_power_rack",
+    "redundancy_cooling_room",
+    "redundancy_cooling_rack",
     "pdit_kw",
     "sdc_m2",
     "scr_m2",
     "grid_functions",
+    "battery_to_grid_kw",
     "backup_generator_kw",
+    "win_category",
     "ereuse_kwh",
     "twh_c",
     "tin_c",
@@ -172,11 +272,13 @@ pub const DECLARABLE: &[&str] = &[
     "eres_ppa_kwh",
     "eres_os_kwh",
     "server_capacity",
+    "server_capacity_floor_pct",
     "storage_capacity_pb",
+    "storage_capacity_floor_pct",
     "traffic_incoming_exabytes",
     "traffic_outgoing_exabytes",
-    "bandwidth_incoming_gbps",
-    "bandwidth_outgoing_gbps",
+    "bandwidth_incoming_gb_per_s",
+    "bandwidth_outgoing_gb_per_s",
 ];
 
 impl EuConfig {
@@ -194,6 +296,7 @@ impl EuConfig {
             ("eu.pdit_kw", self.pdit_kw),
             ("eu.sdc_m2", self.sdc_m2),
             ("eu.scr_m2", self.scr_m2),
+            ("eu.battery_to_grid_kw", self.battery_to_grid_kw),
             ("eu.backup_generator_kw", self.backup_generator_kw),
             ("eu.ereuse_kwh", self.ereuse_kwh),
             ("eu.eres_goo_kwh", self.eres_goo_kwh),
@@ -203,8 +306,8 @@ impl EuConfig {
             ("eu.storage_capacity_pb", self.storage_capacity_pb),
             ("eu.traffic_incoming_exabytes", self.traffic_incoming_exabytes),
             ("eu.traffic_outgoing_exabytes", self.traffic_outgoing_exabytes),
-            ("eu.bandwidth_incoming_gbps", self.bandwidth_incoming_gbps),
-            ("eu.bandwidth_outgoing_gbps", self.bandwidth_outgoing_gbps),
+            ("eu.bandwidth_incoming_gb_per_s", self.bandwidth_incoming_gb_per_s),
+            ("eu.bandwidth_outgoing_gb_per_s", self.bandwidth_outgoing_gb_per_s),
         ]
     }
 
@@ -222,6 +325,38 @@ impl EuConfig {
     /// What is wrong with the declarations, with the key: bad numbers, dates, source keys and
     /// thresholds. The aggregator's `Config::validate` stops startup with it.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let removed: [(&'static str, &str, bool); 3] = [
+            ("eu.contact", "Annex I 1(b) asks for the owner's and the operator's contact details: set eu.owner_contact and eu.operator_contact", self.contact.is_some()),
+            ("eu.power_redundancy", "Annex I 2(a) asks for the electrical redundancy per level: set eu.redundancy_power_hv, eu.redundancy_power_lv and eu.redundancy_power_rack", self.power_redundancy.is_some()),
+            ("eu.cooling_redundancy", "Annex I 2(b) asks for the cooling redundancy per level: set eu.redundancy_cooling_room and eu.redundancy_cooling_rack", self.cooling_redundancy.is_some()),
+        ];
+        if let Some((key, why, _)) = removed.into_iter().find(|r| r.2) {
+            return Err((key, format!("no longer accepted: {why}")));
+        }
+        for (key, v) in [("eu.server_capacity_floor_pct", self.server_capacity_floor_pct), ("eu.storage_capacity_floor_pct", self.storage_capacity_floor_pct)] {
+            if let Some(x) = v
+                && !(x.is_finite() && (0.0..=100.0).contains(&x))
+            {
+                return Err((key, format!("{x} is not a percentage between 0 and 100")));
+            }
+        }
+        if let Some(c) = self.win_category
+            && !(1..=2).contains(&c)
+        {
+            return Err(("eu.win_category", format!("{c}: EN 50600-4-9 WUE category 1 or 2")));
+        }
+        for (meter, d) in &self.meters {
+            if let Some(c) = &d.last_calibration
+                && chrono::NaiveDate::parse_from_str(c, "%Y-%m-%d").is_err()
+            {
+                return Err(("eu.meters", format!("{meter}.last_calibration = {c:?}: expected a date YYYY-MM-DD")));
+            }
+        }
+        for (old, new, v) in [("eu.bandwidth_incoming_gbps", "eu.bandwidth_incoming_gb_per_s", self.bandwidth_incoming_gbps), ("eu.bandwidth_outgoing_gbps", "eu.bandwidth_outgoing_gb_per_s", self.bandwidth_outgoing_gbps)] {
+            if let Some(x) = v {
+                return Err((old, format!("no longer accepted: Annex II 3 of Regulation (EU) 2024/1364 asks for gigabytes per second, not gigabits; divide by 8 and set {new} = {}", x / 8.0)));
+            }
+        }
         for (key, v) in self.numbers() {
             if let Some(x) = v
                 && !(x.is_finite() && (0.0..1e15).contains(&x))

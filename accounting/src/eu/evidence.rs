@@ -41,6 +41,8 @@ pub struct MeterRecord {
     pub hourly: Vec<f64>,
     #[serde(skip)]
     pub covered_s: Vec<f64>,
+    /// The measurement device as `[eu.meters.<meter>]` declares it.
+    pub device: Option<super::config::MeasurementDevice>,
 }
 
 impl MeterRecord {
@@ -100,6 +102,7 @@ pub fn inventory(store: &Store, r: TimeRange) -> Result<Inventory, StoreError> {
             counter_resets: l.resets,
             hourly: l.values,
             covered_s: l.covered_s,
+            device: None,
         }
     };
     let mut meters = Vec::new();
@@ -139,11 +142,13 @@ fn hourly_csv(inv: &Inventory, water: bool) -> String {
 }
 
 fn meters_csv(inv: &Inventory) -> String {
-    let mut s = String::from("meter,measurement,role,category,potable,kind,unit,total,coverage_pct,readings,counter_resets,used_for\n");
+    let mut s = String::from("meter,measurement,role,category,potable,kind,unit,total,coverage_pct,readings,counter_resets,used_for,device_type,accuracy_class,ct_ratio,last_calibration\n");
     for m in &inv.meters {
+        let d = m.device.clone().unwrap_or_default();
+        let text = |v: Option<String>| csv_field(&v.unwrap_or_default());
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             csv_field(&m.meter),
             m.measurement,
             csv_field(&m.role),
@@ -155,7 +160,11 @@ fn meters_csv(inv: &Inventory) -> String {
             m.coverage_pct,
             m.readings,
             m.counter_resets,
-            csv_field(&inv.used_for(m))
+            csv_field(&inv.used_for(m)),
+            text(d.device_type),
+            text(d.accuracy_class),
+            text(d.ct_ratio),
+            text(d.last_calibration)
         );
     }
     s
@@ -166,8 +175,9 @@ const README: &str = "Kilowatch EU filing evidence (Delegated Regulation (EU) 20
 filing.json          the yearly pack: Annex I, II, III, voluntary indicators, thresholds
 filing.csv           the same items, one line each, keyed by item code
 meters.csv           every energy and water meter: role, IT category, potable flag, kind,
-                     total over the year, coverage (% of the year's seconds covered by readings)
-                     and which item it counts towards (used_for)
+                     total over the year, coverage (% of the year's seconds covered by readings),
+                     which item it counts towards (used_for), and its measurement device as
+                     declared in [eu.meters] (type, accuracy class, CT ratio, last calibration)
 hourly-energy.csv    kWh per meter per clock hour (hour_start in UTC); hours with neither a
                      value nor a reading are left out (they are 0)
 hourly-water.csv     m3 per water meter per clock hour
@@ -180,9 +190,10 @@ Recompute (sums over hourly-energy.csv / hourly-water.csv within the year):
   WIN    = sum of m3;  WIN-POT = sum of m3 where potable is true
   EREUSE = sum of kwh where role is reuse (when metered)
   PUE = EDC / EIT;  WUE = WIN * 1000 / EIT (L/kWh);  ERF = EREUSE / EDC;
-  REF = min(1, ERES-TOT / EDC), ERES-TOT = metered role=renewable + declared GOO, PPA, on-site
-Where E_DC and E_IT cover different spans of the year, PUE is computed over the span both
-cover and filing.json's data_quality says so.
+  REF = ERES-TOT / EDC (uncapped), ERES-TOT = metered role=renewable + declared GOO, PPA, on-site
+Where E_DC and E_IT cover different spans of the year, the shorter side is filled at its own
+mean power (filing.json: the item's estimate, with hours and kWh filled), so EDC or EIT is the
+CSV's sum plus that fill; filing.json's notes give the PUE over the span both cover.
 ";
 
 /// The bundle's files, name and bytes, the manifest last.

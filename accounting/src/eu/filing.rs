@@ -14,8 +14,9 @@ use kilowatch_model::Timestamp;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::config::EuConfig;
+use super::config::{DataCentreType, EuConfig};
 use super::evidence::{Inventory, MeterRecord};
+use super::fill::{self, Estimate};
 use super::thresholds::{self, Kpi as ThresholdKpi, Thresholds};
 use crate::gpu_efficiency::GpuEfficiency;
 use crate::kpi::{self, Kpi};
@@ -30,6 +31,11 @@ pub const REGULATION: &str = "Commission Delegated Regulation (EU) 2024/1364 (da
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Metered,
+    /// Metered, with a stated part filled where the meters were silent (`Item::estimate`).
+    Estimated,
+    /// Metered over less of the reporting period than `accounting.official_min_coverage_pct`:
+    /// the figure covers its metered part only (`Item::coverage_pct`).
+    Partial,
     Declared,
     Missing,
 }
@@ -38,6 +44,8 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Metered => "metered",
+            Status::Estimated => "estimated",
+            Status::Partial => "partial",
             Status::Declared => "declared",
             Status::Missing => "missing",
         }
@@ -62,6 +70,9 @@ pub struct Item {
     /// Metered: the lowest coverage of the year among its meters, percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coverage_pct: Option<f64>,
+    /// Estimated: what was filled, over how many hours, by which method (docs/filing.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
 }
 
 impl Item {
@@ -126,9 +137,15 @@ pub struct Filing {
     pub annex_i: Items,
     pub annex_ii: Items,
     pub annex_iii: Items,
+    /// Declared figures that are not Annex items but the pack keeps beside them (the back-up
+    /// generators' installed capacity).
+    pub outside_annexes: Items,
     pub voluntary: Voluntary,
     pub thresholds: Thresholds,
     pub data_quality: kpi::DataQuality,
+    /// Data-quality notes on the filed figures (e.g. the common-span PUE where a side was
+    /// filled).
+    pub notes: Vec<String>,
     pub methodology: Vec<&'static str>,
     /// The evidence bundle's files (GET /api/v1/eu-filing/{year}/evidence/{file}).
     pub evidence_files: Vec<&'static str>,
@@ -146,6 +163,7 @@ fn declared_text(code: &'static str, name: &'static str, v: Option<&str>, key: &
         source: if v.is_some() { eu.source_of(key) } else { format!("not declared: set eu.{key}") },
         meters: Vec::new(),
         coverage_pct: None,
+        estimate: None,
     }
 }
 
@@ -159,6 +177,7 @@ fn declared_num(code: &'static str, name: &'static str, unit: &'static str, v: O
         source: if v.is_some() { eu.source_of(key) } else { format!("not declared: set eu.{key}") },
         meters: Vec::new(),
         coverage_pct: None,
+        estimate: None,
     }
 }
 
@@ -181,13 +200,14 @@ fn metered(code: &'static str, name: &'static str, unit: &'static str, value: Op
             source: format!("metered: {what}"),
             meters: ms.iter().map(|m| m.meter.clone()).collect(),
             coverage_pct: Some(ms.iter().map(|m| m.coverage_pct).fold(f64::INFINITY, f64::min)),
+            estimate: None,
         },
-        None => Item { code, name, unit, value: None, status: Status::Missing, source: why.to_owned(), meters: Vec::new(), coverage_pct: None },
+        None => Item { code, name, unit, value: None, status: Status::Missing, source: why.to_owned(), meters: Vec::new(), coverage_pct: None, estimate: None },
     }
 }
 
 fn missing(code: &'static str, name: &'static str, unit: &'static str, why: String) -> Item {
-    Item { code, name, unit, value: None, status: Status::Missing, source: why, meters: Vec::new(), coverage_pct: None }
+    Item { code, name, unit, value: None, status: Status::Missing, source: why, meters: Vec::new(), coverage_pct: None, estimate: None }
 }
 
 fn annex_i(cfg: &impl Settings) -> Items {
@@ -201,17 +221,34 @@ fn annex_i(cfg: &impl Settings) -> Items {
         source: if eu.name.is_some() { eu.source_of("name") } else { "site.name (no eu.name declared)".into() },
         meters: Vec::new(),
         coverage_pct: None,
+        estimate: None,
+    };
+    let type_text = eu.data_centre_type.map(|t| format!("{} data centre", t.as_str()));
+    // Annex I 1(e) asks for the year and month of entry into operation.
+    let entry_month = eu.entry_date().map(|d| d.format("%Y-%m").to_string());
+    let other_type = match (eu.data_centre_type, eu.also_offers_other_type) {
+        (Some(DataCentreType::Colocation), Some(true)) => Some("yes: also offers co-hosting services"),
+        (Some(DataCentreType::CoHosting), Some(true)) => Some("yes: also offers colocation services"),
+        (_, Some(true)) => Some("yes"),
+        (_, Some(false)) => Some("no"),
+        (_, None) => None,
     };
     Items(vec![
         name,
-        declared_text("OWNER", "Owner of the data centre", eu.owner.as_deref(), "owner", eu),
-        declared_text("OPERATOR", "Operator of the data centre", eu.operator.as_deref(), "operator", eu),
-        declared_text("CONTACT", "Contact for the filing", eu.contact.as_deref(), "contact", eu),
+        declared_text("OWNER", "Owner of the data centre (name)", eu.owner.as_deref(), "owner", eu),
+        declared_text("OWNER-CONTACT", "Owner's contact details", eu.owner_contact.as_deref(), "owner_contact", eu),
+        declared_text("OPERATOR", "Operator of the data centre (name)", eu.operator.as_deref(), "operator", eu),
+        declared_text("OPERATOR-CONTACT", "Operator's contact details", eu.operator_contact.as_deref(), "operator_contact", eu),
         declared_text("LAU", "Location: local administrative unit (LAU) code", eu.lau_code.as_deref(), "lau_code", eu),
-        declared_text("TYPE", "Type of data centre", eu.data_centre_type.map(|t| t.as_str()), "type", eu),
-        declared_text("ENTRY", "Date the data centre started operating", eu.entry_into_operation.as_deref(), "entry_into_operation", eu),
-        declared_text("RED-POWER", "Redundancy of the power infrastructure", eu.power_redundancy.as_deref(), "power_redundancy", eu),
-        declared_text("RED-COOLING", "Redundancy of the cooling infrastructure", eu.cooling_redundancy.as_deref(), "cooling_redundancy", eu),
+        declared_text("TYPE", "Type of data centre (Art. 2)", type_text.as_deref(), "type", eu),
+        declared_text("STRUCTURE", "Structure or group of structures", eu.structure.map(|s| s.as_str()), "structure", eu),
+        declared_text("OTHER-TYPE", "Colocation also offering co-hosting, or co-hosting also offering colocation", other_type, "also_offers_other_type", eu),
+        declared_text("ENTRY", "Year and month of entry into operation", entry_month.as_deref(), "entry_into_operation", eu),
+        declared_text("RED-POWER-HV", "Electrical infrastructure redundancy, high-voltage level", eu.redundancy_power_hv.as_deref(), "redundancy_power_hv", eu),
+        declared_text("RED-POWER-LV", "Electrical infrastructure redundancy, low-voltage level (line-up)", eu.redundancy_power_lv.as_deref(), "redundancy_power_lv", eu),
+        declared_text("RED-POWER-RACK", "Electrical infrastructure redundancy, rack level", eu.redundancy_power_rack.as_deref(), "redundancy_power_rack", eu),
+        declared_text("RED-COOLING-ROOM", "Cooling infrastructure redundancy, room level", eu.redundancy_cooling_room.as_deref(), "redundancy_cooling_room", eu),
+        declared_text("RED-COOLING-RACK", "Cooling infrastructure redundancy, rack level", eu.redundancy_cooling_rack.as_deref(), "redundancy_cooling_rack", eu),
     ])
 }
 
@@ -219,7 +256,18 @@ fn role_is(roles: &'static [&'static str]) -> impl Fn(&MeterRecord) -> bool {
     move |m| m.measurement == "meter" && roles.contains(&m.role.as_str())
 }
 
-fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Items, ReportError> {
+/// A metered item with the part `est` filled: its value grows by the fill, and it says so.
+fn with_fill(mut item: Item, est: Option<&Estimate>) -> Item {
+    if let (Status::Metered, Some(e), Some(v)) = (item.status, est, item.number()) {
+        item.value = Some((v + e.kwh_filled).into());
+        item.status = Status::Estimated;
+        item.source = format!("{}; estimated: {:.3} kWh filled over {:.2} h ({})", item.source, e.kwh_filled, e.hours_filled, e.method);
+        item.estimate = Some(e.clone());
+    }
+    item
+}
+
+fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled: &fill::Fill, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Items, ReportError> {
     let eu = cfg.eu();
     let it_cat = inv.it_category();
     let mut pdit = declared_num("PDIT", "Installed IT power demand", "kW", eu.pdit_kw, "pdit_kw", eu);
@@ -227,7 +275,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
         pdit.source = format!("{} ({})", pdit.source, eu.pdit_basis.map(|b| format!("{} power", b.as_str())).unwrap_or_else(|| "installed or rated: eu.pdit_basis not declared".into()));
     }
     let edc_bg = if !inv.meters.iter().any(role_is(&["generator"])) && eu.backup_generator_kw == Some(0.0) {
-        Item { code: "EDC-BG", name: "Energy consumption of the back-up generators", unit: "kWh", value: Some(0.0.into()), status: Status::Declared, source: format!("no back-up generator: {}", eu.source_of("backup_generator_kw")), meters: Vec::new(), coverage_pct: None }
+        Item { code: "EDC-BG", name: "Energy consumption of the back-up generators", unit: "kWh", value: Some(0.0.into()), status: Status::Declared, source: format!("no back-up generator: {}", eu.source_of("backup_generator_kw")), meters: Vec::new(), coverage_pct: None, estimate: None }
     } else {
         metered("EDC-BG", "Energy consumption of the back-up generators", "kWh", Some(k.generator_energy_kwh), of(inv, role_is(&["generator"])), "meters with role=generator", "no meter with role=generator (declare eu.backup_generator_kw = 0 for a site without generators)")
     };
@@ -248,6 +296,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
             source: "metered: daily mean of the first cooling unit's outside_temp_c; Σ max(0, mean − 21 °C)".into(),
             meters: vec!["cooling outside_temp_c".into()],
             coverage_pct: Some(days as f64 / (range.duration_secs() / 86_400.0).round().max(1.0) * 100.0),
+            estimate: None,
         },
         None => missing("CDD", "Cooling degree days (base 21 °C)", "degree days", "no cooling series with outside_temp_c".into()),
     };
@@ -274,6 +323,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
             source: format!("ERES-GOO + ERES-PPA + ERES-OS{}", if metered_res { " (on-site part metered)" } else { "" }),
             meters: Vec::new(),
             coverage_pct: None,
+            estimate: None,
         },
         _ => missing("ERES-TOT", "Total renewable energy", "kWh", "no meter with role=renewable and no eu.eres_goo_kwh, eres_ppa_kwh or eres_os_kwh declared".into()),
     };
@@ -287,31 +337,49 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
             source: if list.is_empty() { format!("none used: {}", eu.source_of("refrigerants")) } else { eu.source_of("refrigerants") },
             meters: Vec::new(),
             coverage_pct: None,
+            estimate: None,
         },
         None => missing("REFRIG", "Refrigerants in the computer room cooling", "", "not declared: set eu.refrigerants (an empty list for none)".into()),
     };
+    let mut refrigerants = refrigerants;
+    if refrigerants.status == Status::Declared {
+        // Annex II 1(m) cites Regulation (EU) No 517/2014, which Regulation (EU) 2024/573
+        // repealed and replaced: its Annexes now give the designations.
+        refrigerants.source = format!("{}; designations as in the Annexes to Regulation (EU) 2024/573 (which replaced Regulation (EU) No 517/2014, cited by Annex II 1(m))", refrigerants.source);
+    }
+    let mut win_cat = declared_num("WIN-CAT", "EN 50600-4-9 WUE category WIN is measured by", "", eu.win_category.map(f64::from), "win_category", eu);
+    if win_cat.status == Status::Declared {
+        win_cat.source = format!("{} (Annex II 1(h): category 2, or 1 where 2 is not possible)", win_cat.source);
+    }
     Ok(Items(vec![
         pdit,
         declared_num("SDC", "Total floor area of the data centre", "m²", eu.sdc_m2, "sdc_m2", eu),
         declared_num("SCR", "Computer room floor area", "m²", eu.scr_m2, "scr_m2", eu),
-        metered("EDC", "Total energy consumption", "kWh", Some(k.facility_energy_kwh), of(inv, role_is(&["facility", "generator"])), "meters with role=facility (every grid supply) and role=generator", "no meter with role=facility or role=generator has data in the year"),
+        with_fill(
+            metered("EDC", "Total energy consumption", "kWh", Some(k.facility_energy_kwh), of(inv, role_is(&["facility", "generator"])), "meters with role=facility (every grid supply) and role=generator", "no meter with role=facility or role=generator has data in the year"),
+            filled.edc.as_ref(),
+        ),
         edc_bg,
         declared_text("GRID-FN", "Grid functions offered", eu.grid_functions.as_deref(), "grid_functions", eu),
-        declared_num("CAP-BG", "Installed capacity of the back-up generators", "kW", eu.backup_generator_kw, "backup_generator_kw", eu),
-        metered(
-            "EIT",
-            "Energy consumption of the IT equipment",
-            "kWh",
-            k.pue_category.map(|_| k.it_energy_kwh),
-            of(inv, |m| m.measurement == "meter" && m.role == "it" && m.category == it_cat),
-            &format!("meters with role=it, category {} ({})", it_cat.unwrap_or(1), match it_cat {
-                Some(1) => "UPS outputs, as the Regulation asks",
-                Some(2) => "PDU outputs",
-                _ => "IT equipment inputs",
-            }),
-            "no meter with role=it has data in the year",
+        declared_num("CBtG", "Average battery capacity offered to the grid", "kW", eu.battery_to_grid_kw, "battery_to_grid_kw", eu),
+        with_fill(
+            metered(
+                "EIT",
+                "Energy consumption of the IT equipment",
+                "kWh",
+                k.pue_category.map(|_| k.it_energy_kwh),
+                of(inv, |m| m.measurement == "meter" && m.role == "it" && m.category == it_cat),
+                &format!("meters with role=it, category {} ({})", it_cat.unwrap_or(1), match it_cat {
+                    Some(1) => "UPS outputs, as the Regulation asks",
+                    Some(2) => "PDU outputs",
+                    _ => "IT equipment inputs",
+                }),
+                "no meter with role=it has data in the year",
+            ),
+            filled.eit.as_ref(),
         ),
         metered("WIN", "Total water input", "m³", k.water_m3, of(inv, water), "water meters (volume_m3)", "no water meter has data in the year"),
+        win_cat,
         metered(
             "WIN-POT",
             "Potable water input",
@@ -330,69 +398,137 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, range:
         declared_num("ERES-GOO", "Renewable energy covered by guarantees of origin", "kWh", eu.eres_goo_kwh, "eres_goo_kwh", eu),
         declared_num("ERES-PPA", "Renewable energy from power purchase agreements", "kWh", eu.eres_ppa_kwh, "eres_ppa_kwh", eu),
         eres_os,
-        declared_num("CSERV", "ICT capacity of the servers (Regulation's method)", "", eu.server_capacity, "server_capacity", eu),
-        declared_num("CSTOR", "ICT capacity of the storage equipment", "PB", eu.storage_capacity_pb, "storage_capacity_pb", eu),
+        declared_num("CSERV", "ICT capacity of the servers (sum of SERT active-state performance)", "", eu.server_capacity, "server_capacity", eu),
+        declared_num("CSERV-FLOOR", "Share of the computer room floor area CSERV covers", "%", eu.server_capacity_floor_pct, "server_capacity_floor_pct", eu),
+        declared_num("CSTOR", "ICT capacity of the storage equipment (raw capacity)", "PB", eu.storage_capacity_pb, "storage_capacity_pb", eu),
+        declared_num("CSTOR-FLOOR", "Share of the computer room floor area CSTOR covers", "%", eu.storage_capacity_floor_pct, "storage_capacity_floor_pct", eu),
         declared_num("TRAFFIC-IN", "Incoming data traffic", "EB", eu.traffic_incoming_exabytes, "traffic_incoming_exabytes", eu),
         declared_num("TRAFFIC-OUT", "Outgoing data traffic", "EB", eu.traffic_outgoing_exabytes, "traffic_outgoing_exabytes", eu),
-        declared_num("BW-IN", "Incoming bandwidth", "Gbit/s", eu.bandwidth_incoming_gbps, "bandwidth_incoming_gbps", eu),
-        declared_num("BW-OUT", "Outgoing bandwidth", "Gbit/s", eu.bandwidth_outgoing_gbps, "bandwidth_outgoing_gbps", eu),
+        declared_num("BIN", "Incoming traffic bandwidth (provisioned, averaged over the year)", "GB/s", eu.bandwidth_incoming_gb_per_s, "bandwidth_incoming_gb_per_s", eu),
+        declared_num("BOUT", "Outgoing traffic bandwidth (provisioned, averaged over the year)", "GB/s", eu.bandwidth_outgoing_gb_per_s, "bandwidth_outgoing_gb_per_s", eu),
     ]))
 }
 
-/// A KPI from Annex II items: metered when every input is, declared when one is declared,
-/// missing (naming the inputs) when one is missing.
-fn kpi_item(code: &'static str, name: &'static str, unit: &'static str, value: Option<f64>, inputs: &[&Item], faults: &[String]) -> Item {
-    let missing_inputs: Vec<&str> = inputs.iter().filter(|i| i.status == Status::Missing).map(|i| i.code).collect();
+/// A KPI from the filed Annex II items (Annex III: the database computes it from them, so the
+/// pack files exactly their ratio): metered when every input is, estimated or declared when
+/// one is, missing (naming the inputs) when one is missing.
+fn kpi_item(code: &'static str, name: &'static str, unit: &'static str, num: &Item, den: &Item, scale: f64) -> Item {
     let formula = match code {
         "PUE" => "EDC / EIT",
         "WUE" => "WIN / EIT (L/kWh = m³/MWh)",
         "ERF" => "EREUSE / EDC",
-        _ => "ERES-TOT / EDC, capped at 1",
+        _ => "ERES-TOT / EDC",
     };
-    if !missing_inputs.is_empty() || value.is_none() {
-        let why = if !missing_inputs.is_empty() { format!("{formula}: {} missing", missing_inputs.join(", ")) } else { format!("{formula}: {}", faults.first().cloned().unwrap_or_else(|| "not computable".into())) };
-        return missing(code, name, unit, why);
+    let inputs = [num, den];
+    let missing_inputs: Vec<&str> = inputs.iter().filter(|i| i.status == Status::Missing).map(|i| i.code).collect();
+    if !missing_inputs.is_empty() {
+        return missing(code, name, unit, format!("{formula}: {} missing", missing_inputs.join(", ")));
     }
-    let status = if inputs.iter().any(|i| i.status == Status::Declared) { Status::Declared } else { Status::Metered };
-    Item { code, name, unit, value: value.map(Into::into), status, source: format!("{formula}, over the year"), meters: Vec::new(), coverage_pct: inputs.iter().filter_map(|i| i.coverage_pct).reduce(f64::min) }
+    let value = match (num.number(), den.number()) {
+        (Some(n), Some(d)) if d > 0.0 => n * scale / d,
+        _ => return missing(code, name, unit, format!("{formula}: {} is 0", den.code)),
+    };
+    if code == "PUE" && value < 1.0 {
+        return missing(code, name, unit, format!("{formula} computes to {value:.4}, below 1: a data fault (meter roles, coverage or a counter), not a result"));
+    }
+    let status = if inputs.iter().any(|i| i.status == Status::Declared) {
+        Status::Declared
+    } else if inputs.iter().any(|i| i.status == Status::Partial) {
+        Status::Partial
+    } else if inputs.iter().any(|i| i.status == Status::Estimated) {
+        Status::Estimated
+    } else {
+        Status::Metered
+    };
+    Item { code, name, unit, value: Some(value.into()), status, source: format!("{formula} of the filed figures, over the year"), meters: Vec::new(), coverage_pct: inputs.iter().filter_map(|i| i.coverage_pct).reduce(f64::min), estimate: None }
 }
 
-fn annex_iii(k: &Kpi, ii: &Items) -> Items {
+fn annex_iii(ii: &Items) -> Items {
     let g = |c: &str| ii.get(c).cloned().unwrap_or_else(|| missing("?", "?", "", String::new()));
     let (edc, eit, win, reuse, res) = (g("EDC"), g("EIT"), g("WIN"), g("EREUSE"), g("ERES-TOT"));
-    let f = &k.data_quality.faults;
-    // ERF from a declared EREUSE is computed here: the KPI function reads reuse meters only.
-    let erf = reuse.number().and_then(|e| edc.number().filter(|d| *d > 0.0).map(|d| e / d));
     Items(vec![
-        kpi_item("PUE", "Power usage effectiveness", "", k.pue, &[&edc, &eit], f),
-        kpi_item("WUE", "Water usage effectiveness", "L/kWh", k.wue_l_per_kwh, &[&win, &eit], f),
-        kpi_item("ERF", "Energy reuse factor", "", erf, &[&reuse, &edc], f),
-        kpi_item("REF", "Renewable energy factor", "", k.ref_, &[&res, &edc], f),
+        kpi_item("PUE", "Power usage effectiveness", "", &edc, &eit, 1.0),
+        kpi_item("WUE", "Water usage effectiveness", "L/kWh", &win, &eit, 1000.0),
+        kpi_item("ERF", "Energy reuse factor", "", &reuse, &edc, 1.0),
+        // Annex III (d) defines REF = ERES-TOT / EDC with no cap: it is filed as the ratio, and
+        // a figure above 1 is only a data-quality note.
+        kpi_item("REF", "Renewable energy factor", "", &res, &edc, 1.0),
     ])
+}
+
+/// Figures kept beside the annexes: the generators' installed capacity is not an Annex II item.
+fn outside_annexes(eu: &EuConfig) -> Items {
+    Items(vec![declared_num("CAP-BG", "Installed capacity of the back-up generators (not an Annex II item)", "kW", eu.backup_generator_kw, "backup_generator_kw", eu)])
+}
+
+/// Data-quality notes on the filed figures: where EDC or EIT was filled, the PUE over the span
+/// both meters cover (what the KPI API gives for the year); a REF above 1.
+fn notes(k: &Kpi, filled: &fill::Fill, iii: &Items) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(v) = iii.get("REF").and_then(Item::number).filter(|v| *v > 1.0) {
+        out.push(format!("REF {v} exceeds 1: the renewable energy declared and metered (ERES-TOT) exceeds EDC. Annex III (d) files the ratio uncapped; capped at 1 (as the KPI API shows it) it would read 1."));
+    }
+    if filled.edc.is_some() || filled.eit.is_some() {
+        let common = match (&k.pue_span, k.pue) {
+            (Some(sp), Some(p)) => format!("PUE over the span both EDC and EIT cover ({} to {}, {:.1} h): {p}", sp.from, sp.to, sp.hours),
+            (None, Some(p)) => format!("PUE over the span both EDC and EIT cover: {p}"),
+            _ => "EDC and EIT cover no common span: no common-span PUE".into(),
+        };
+        out.push(format!("{common}; the filed PUE is the filed EDC / the filed EIT, with the shorter side filled ({})", fill::METHOD));
+    }
+    out
 }
 
 const METHODOLOGY: &[&str] = &[
     "Calendar year in the site's time zone; every energy and water figure is the ledger the KPI API and the monthly reports use (counter increases, resets counted from the new reading, power-only meters integrated and marked estimated).",
     "EDC = every grid supply (role=facility) + back-up generators (role=generator); EIT at the best IT meter category with data (1 = UPS outputs).",
-    "PUE = EDC / EIT over the span both cover (ISO/IEC 30134-2, EN 50600-4-2); WUE = WIN / EIT; ERF = EREUSE / EDC; REF = ERES-TOT / EDC capped at 1.",
+    "PUE = EDC / EIT of the filed totals (Annex III (a)); where one side's meters cover less of the year than the other's, the shorter side is filled at its own mean power and marked estimated, with the hours filled, and the PUE over the common span is kept as a note. WUE = WIN / EIT; ERF = EREUSE / EDC; REF = ERES-TOT / EDC, uncapped as Annex III (d) defines it (a value above 1 is noted).",
     "CDD: Σ over local days of max(0, daily mean outside temperature − 21 °C).",
     "Status: metered (meters named, with the lowest coverage of the year), declared ([eu] in the configuration, with its source), missing (absent: never reported as zero).",
     "Evidence: the bundle's hourly CSVs add up to every metered figure; its manifest holds their SHA-256.",
 ];
 
+/// The period a filing for `year` covers (Art. 3): the calendar year in the site's time zone,
+/// or, for a data centre that entered operation during it (`eu.entry_into_operation`), from
+/// that local date to the year's end.
+pub fn reporting_period(eu: &EuConfig, year: i32, tz: Tz) -> Result<periods::Period, ReportError> {
+    use chrono::Datelike;
+    let mut p = periods::resolve("year", None, None, Some(&year.to_string()), tz, Timestamp::now())?;
+    if let Some(entry) = eu.entry_date().filter(|d| d.year() == year && d.ordinal() > 1) {
+        p.range.from = periods::local_midnight(tz, entry)?;
+        p.label = format!("operating period {entry} to {year}-12-31 ({}): in operation since {entry}, less than the calendar year (Regulation (EU) 2024/1364, Art. 3)", tz.name());
+    }
+    Ok(p)
+}
+
+/// The coverage at or above which an item is "metered" rather than "partial": the accounting's
+/// official minimum, less the meters' reading phase at the period's two edges (10 minutes).
+fn full_coverage_pct(official_min_pct: f64, r: kilowatch_model::TimeRange) -> f64 {
+    official_min_pct - 600.0 / r.duration_secs().max(1.0) * 100.0
+}
+
 /// Builds the filing for calendar `year`, with the meter inventory it rests on (the evidence
 /// bundle's data).
 pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
     let tz: Tz = cfg.timezone().parse().map_err(|_| ReportError::TimeZone(cfg.timezone().to_owned()))?;
-    let p = periods::resolve("year", None, None, Some(&year.to_string()), tz, Timestamp::now())?;
+    let p = reporting_period(cfg.eu(), year, tz)?;
     let k = kpi::compute_declared(store, p.range, &p.label, cfg, cfg.eu().declared_renewables_kwh())?;
-    let inv = super::evidence::inventory(store, p.range)?;
-    let annex_ii = annex_ii(store, cfg, &k, &inv, p.range, tz)?;
-    let annex_iii = annex_iii(&k, &annex_ii);
+    let mut inv = super::evidence::inventory(store, p.range)?;
+    for m in &mut inv.meters {
+        m.device = cfg.eu().meters.get(&m.meter).cloned();
+    }
+    let filled = fill::fill(&inv, inv.it_category());
+    let mut annex_ii = annex_ii(store, cfg, &k, &inv, &filled, p.range, tz)?;
+    let full_pct = full_coverage_pct(cfg.accounting().official_min_coverage_pct, p.range);
+    for i in annex_ii.0.iter_mut().filter(|i| i.status == Status::Metered && i.coverage_pct.is_some_and(|c| c < full_pct)) {
+        i.status = Status::Partial;
+    }
+    let annex_iii = annex_iii(&annex_ii);
+    let notes = notes(&k, &filled, &annex_iii);
     let figure = |x: ThresholdKpi| annex_iii.get(x.code()).and_then(Item::number);
     let mut thresholds = thresholds::check(cfg.eu(), year, figure);
     let coverage = k.data_quality.coverage_pct;
-    let complete = coverage >= cfg.accounting().official_min_coverage_pct;
+    let complete = coverage >= full_pct;
     if !complete {
         // A pass or fail on a partly metered year is provisional: say so beside the figure.
         for c in thresholds.checks.iter_mut().filter(|c| matches!(c.status, "pass" | "fail")) {
@@ -428,6 +564,8 @@ pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option
         annex_iii,
         voluntary,
         thresholds,
+        notes,
+        outside_annexes: outside_annexes(cfg.eu()),
         data_quality: k.data_quality,
         methodology: METHODOLOGY.to_vec(),
         evidence_files: super::evidence::FILES.to_vec(),

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod evidence;
 pub mod filing;
+pub mod fill;
 pub mod thresholds;
 
 pub use config::EuConfig;
@@ -63,8 +64,8 @@ fn declared_items(eu: &EuConfig) -> Vec<(&'static str, &'static str, &'static st
         ("eres_os_kwh", "ERES-OS on-site renewables", "kWh", eu.eres_os_kwh),
         ("traffic_incoming_exabytes", "incoming traffic", "EB", eu.traffic_incoming_exabytes),
         ("traffic_outgoing_exabytes", "outgoing traffic", "EB", eu.traffic_outgoing_exabytes),
-        ("bandwidth_incoming_gbps", "incoming bandwidth", "Gb/s", eu.bandwidth_incoming_gbps),
-        ("bandwidth_outgoing_gbps", "outgoing bandwidth", "Gb/s", eu.bandwidth_outgoing_gbps),
+        ("bandwidth_incoming_gb_per_s", "BIN incoming traffic bandwidth", "GB/s", eu.bandwidth_incoming_gb_per_s),
+        ("bandwidth_outgoing_gb_per_s", "BOUT outgoing traffic bandwidth", "GB/s", eu.bandwidth_outgoing_gb_per_s),
     ]
 }
 

@@ -64,6 +64,14 @@ pub struct ThresholdRule {
     /// new sites two years).
     #[serde(default)]
     pub after_entry_years: Option<u32>,
+    /// The rule binds only sites that entered operation on or after this date, YYYY-MM-DD
+    /// (a commissioning cohort: EnEfG §11(2)'s ERF share depends on when the site started,
+    /// not on the calendar year).
+    #[serde(default)]
+    pub entry_from: Option<String>,
+    /// …and before this date, YYYY-MM-DD.
+    #[serde(default)]
+    pub entry_before: Option<String>,
     /// The law or contract it comes from.
     #[serde(default)]
     pub source: Option<String>,
@@ -94,7 +102,17 @@ const PRESETS: &[&str] = &["de-enefg"];
 
 fn rule(name: &str, kpi: Kpi, max: Option<f64>, min: Option<f64>, from: &str, applies_to: Applies, after_entry_years: Option<u32>) -> ThresholdRule {
     let cutoff = (applies_to != Applies::All).then(|| "2026-07-01".to_owned());
-    ThresholdRule { name: name.into(), kpi, max, min, from: from.into(), applies_to, cutoff, after_entry_years, source: Some(ENEFG.into()) }
+    ThresholdRule { name: name.into(), kpi, max, min, from: from.into(), applies_to, cutoff, after_entry_years, entry_from: None, entry_before: None, source: Some(ENEFG.into()) }
+}
+
+/// An EnEfG §11(2) ERF share for the sites commissioned in `[entry_from, entry_before)`, binding
+/// two years after their entry into operation.
+fn erf_cohort(name: &str, min: f64, entry_from: &str, entry_before: Option<&str>) -> ThresholdRule {
+    ThresholdRule {
+        entry_from: Some(entry_from.into()),
+        entry_before: entry_before.map(str::to_owned),
+        ..rule(name, Kpi::Erf, None, Some(min), entry_from, Applies::All, Some(2))
+    }
 }
 
 /// The rules of a preset; None for an unknown name.
@@ -107,9 +125,11 @@ pub fn preset(name: &str) -> Option<Vec<ThresholdRule>> {
             rule("EnEfG §11(1) PUE, sites in operation before 1 July 2026, from 1 July 2027", Kpi::Pue, Some(1.5), None, "2027-07-01", Existing, None),
             rule("EnEfG §11(1) PUE, sites in operation before 1 July 2026, from 1 July 2030", Kpi::Pue, Some(1.3), None, "2030-07-01", Existing, None),
             rule("EnEfG §11(2) PUE, sites from 1 July 2026, two years after entry into operation", Kpi::Pue, Some(1.2), None, "2026-07-01", New, Some(2)),
-            rule("EnEfG §11(2) ERF ≥ 10 %, sites from 1 July 2026", Kpi::Erf, None, Some(0.10), "2026-07-01", New, None),
-            rule("EnEfG §11(2) ERF ≥ 15 %, sites from 1 July 2027", Kpi::Erf, None, Some(0.15), "2027-07-01", New, None),
-            rule("EnEfG §11(2) ERF ≥ 20 %, sites from 1 July 2028", Kpi::Erf, None, Some(0.20), "2028-07-01", New, None),
+            // The ERF share is set by the site's commissioning cohort, and binds two years
+            // after its entry into operation, not by the calendar year filed.
+            erf_cohort("EnEfG §11(2) ERF ≥ 10 %, sites commissioned 1 July 2026 to 30 June 2027, two years after entry into operation", 0.10, "2026-07-01", Some("2027-07-01")),
+            erf_cohort("EnEfG §11(2) ERF ≥ 15 %, sites commissioned 1 July 2027 to 30 June 2028, two years after entry into operation", 0.15, "2027-07-01", Some("2028-07-01")),
+            erf_cohort("EnEfG §11(2) ERF ≥ 20 %, sites commissioned from 1 July 2028, two years after entry into operation", 0.20, "2028-07-01", None),
             rule("EnEfG §11(5) renewable electricity ≥ 50 %, from 1 January 2024", Kpi::Ref, None, Some(0.5), "2024-01-01", All, None),
             rule("EnEfG §11(5) renewable electricity 100 %, from 1 January 2027", Kpi::Ref, None, Some(1.0), "2027-01-01", All, None),
         ]),
@@ -146,6 +166,18 @@ pub fn check_config(cfg: &EuConfig) -> Result<(), (&'static str, String)> {
             (Some(c), _) if date(c).is_none() => return bad(format!("cutoff = {c:?}: expected YYYY-MM-DD")),
             _ => {}
         }
+        for (key, d) in [("entry_from", &r.entry_from), ("entry_before", &r.entry_before)] {
+            if let Some(d) = d
+                && date(d).is_none()
+            {
+                return bad(format!("{key} = {d:?}: expected YYYY-MM-DD"));
+            }
+        }
+        if let (Some(a), Some(b)) = (r.entry_from.as_deref().and_then(date), r.entry_before.as_deref().and_then(date))
+            && a >= b
+        {
+            return bad(format!("entry_from {a} is not before entry_before {b}"));
+        }
     }
     Ok(())
 }
@@ -172,8 +204,18 @@ fn judge(r: &ThresholdRule, year: i32, entry: Option<NaiveDate>, fig: Option<f64
     if from > year_end {
         return out("not applicable", format!("in force from {from}, after {year}"));
     }
-    if r.applies_to != Applies::All || r.after_entry_years.is_some() {
+    if r.applies_to != Applies::All || r.after_entry_years.is_some() || r.entry_from.is_some() || r.entry_before.is_some() {
         let Some(entry) = entry else { return out("missing", "eu.entry_into_operation is not declared: which sites this binds cannot be decided".into()) };
+        if let Some(a) = r.entry_from.as_deref().and_then(date)
+            && entry < a
+        {
+            return out("not applicable", format!("binds sites entering operation from {a}; this one entered operation {entry}"));
+        }
+        if let Some(b) = r.entry_before.as_deref().and_then(date)
+            && entry >= b
+        {
+            return out("not applicable", format!("binds sites entering operation before {b}; this one entered operation {entry}"));
+        }
         if let Some(cutoff) = r.cutoff.as_deref().and_then(date) {
             let new = entry >= cutoff;
             match r.applies_to {
@@ -222,12 +264,18 @@ mod tests {
         assert_eq!(status(&t, "EnEfG §11(1) PUE"), ["pass", "not applicable"]);
         assert_eq!(status(&t, "EnEfG §11(2)"), ["not applicable"; 4]);
         assert_eq!(status(&t, "EnEfG §11(5)"), ["pass", "fail"]);
-        // A new site (September 2026): PUE ≤ 1.2 binds from 2029 (two full years), ERF from 2026.
+        // A new site (September 2026): PUE ≤ 1.2 binds from 2029 (two full years). Its ERF
+        // share is its cohort's (10 %, commissioned 1 July 2026 to 30 June 2027), after the
+        // same two-year grace; the 15 % and 20 % cohorts never bind it, whatever the year.
         let t = check(&cfg(Some("2026-09-01")), 2027, fig);
         assert_eq!(status(&t, "EnEfG §11(2) PUE"), ["not applicable"]);
-        assert_eq!(status(&t, "EnEfG §11(2) ERF"), ["missing", "missing", "not applicable"], "{:#?}", t.checks);
+        assert_eq!(status(&t, "EnEfG §11(2) ERF"), ["not applicable"; 3], "{:#?}", t.checks);
         let t = check(&cfg(Some("2026-09-01")), 2029, fig);
         assert_eq!(status(&t, "EnEfG §11(2) PUE"), ["fail"]);
+        assert_eq!(status(&t, "EnEfG §11(2) ERF"), ["missing", "not applicable", "not applicable"], "{:#?}", t.checks);
+        // A site commissioned in August 2028 is in the 20 % cohort from 2031.
+        let t = check(&cfg(Some("2028-08-01")), 2031, |k| (k == Kpi::Erf).then_some(0.18));
+        assert_eq!(status(&t, "EnEfG §11(2) ERF"), ["not applicable", "not applicable", "fail"], "{:#?}", t.checks);
         // Without a commissioning date the split cannot be decided: missing, not a pass.
         let t = check(&cfg(None), 2031, fig);
         assert_eq!(status(&t, "EnEfG §11(1) PUE"), ["missing", "missing"]);
@@ -242,7 +290,7 @@ mod tests {
         let mut c = EuConfig { thresholds: Some("fr-xyz".into()), ..EuConfig::default() };
         assert_eq!(check_config(&c).err().map(|e| e.0), Some("eu.thresholds"));
         c.thresholds = None;
-        c.custom_thresholds = vec![ThresholdRule { name: "x".into(), kpi: Kpi::Pue, max: Some(1.3), min: Some(1.0), from: "2025-01-01".into(), applies_to: Applies::All, cutoff: None, after_entry_years: None, source: None }];
+        c.custom_thresholds = vec![ThresholdRule { name: "x".into(), kpi: Kpi::Pue, max: Some(1.3), min: Some(1.0), from: "2025-01-01".into(), applies_to: Applies::All, cutoff: None, after_entry_years: None, entry_from: None, entry_before: None, source: None }];
         assert_eq!(check_config(&c).err().map(|e| e.0), Some("eu.threshold"));
     }
 }

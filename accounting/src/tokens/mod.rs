@@ -47,22 +47,29 @@ pub const MIN_TOKENS: f64 = 10_000.0;
 pub const MIN_STEPS: u64 = 10;
 
 /// An energy in three boundaries: the GPUs, IT (GPUs plus the node's non-GPU share) and the
-/// facility (IT × the hour's PUE).
-#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+/// facility (IT × the hour's PUE). The facility's is null where the window has no valid PUE
+/// (no facility meter): unknown, never 0 (`ModelsAnswer::facility_unavailable` says why).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Energies {
     pub gpu: f64,
     pub it: f64,
-    pub facility: f64,
+    pub facility: Option<f64>,
+}
+
+impl Default for Energies {
+    fn default() -> Self {
+        Energies { gpu: 0.0, it: 0.0, facility: Some(0.0) }
+    }
 }
 
 impl Energies {
     fn scaled(self, k: f64) -> Energies {
-        Energies { gpu: self.gpu * k, it: self.it * k, facility: self.facility * k }
+        Energies { gpu: self.gpu * k, it: self.it * k, facility: self.facility.map(|f| f * k) }
     }
     fn add(&mut self, o: Energies) {
         self.gpu += o.gpu;
         self.it += o.it;
-        self.facility += o.facility;
+        self.facility = self.facility.zip(o.facility).map(|(a, b)| a + b);
     }
 }
 
@@ -75,8 +82,9 @@ pub struct ModelHour {
     pub requests: f64,
     pub energy_kwh: Energies,
     pub water_l: Option<f64>,
-    pub co2_kg: f64,
-    pub pue: f64,
+    /// Null where the facility energy is unknown.
+    pub co2_kg: Option<f64>,
+    pub pue: Option<f64>,
     /// Generated tokens per second and mean IT power over the hour (the part of it in the window).
     pub tokens_per_s: f64,
     pub it_power_w: f64,
@@ -117,7 +125,8 @@ pub struct ModelFootprint {
     pub ttft_mean_s: Option<f64>,
     pub energy_kwh: Energies,
     pub water_l: Option<f64>,
-    pub co2_kg: f64,
+    /// Null where the facility energy is unknown.
+    pub co2_kg: Option<f64>,
     pub per_token: PerToken,
     pub counter_resets: u32,
     /// "high", or "low" with its reasons.
@@ -137,7 +146,7 @@ pub struct TrainingFootprint {
     pub samples: f64,
     pub energy_kwh: Energies,
     pub water_l: Option<f64>,
-    pub co2_kg: f64,
+    pub co2_kg: Option<f64>,
     pub kwh_per_step: Option<Energies>,
     pub water_l_per_step: Option<f64>,
     pub co2_kg_per_step: Option<f64>,
@@ -161,6 +170,10 @@ pub struct ModelsAnswer {
     pub serving_it_energy_kwh: f64,
     pub idle_kwh: f64,
     pub unattributed_kwh: f64,
+    /// Why facility energy and CO2 are null (no valid PUE over the window: no facility meter, or
+    /// E_DC below E_IT); absent when they are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facility_unavailable: Option<String>,
     pub method: &'static str,
 }
 
@@ -181,7 +194,10 @@ pub fn models(store: &Store, js: &JobStore, r: TimeRange, carbon: &CarbonConfig)
 /// statement has one).
 pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocation], att: &Attribution) -> Result<ModelsAnswer, JobError> {
     let bounds = step_bounds(r.from.0, r.to.0, HOUR_NS);
-    let rows = token_ledgers(store, &bounds)?;
+    let mut rows = token_ledgers(store, &bounds)?;
+    // Only what served in the window: a model or tenant first seen later, or gone before,
+    // has no readings here and is not a row of zero tokens and zero energy.
+    rows.retain(|_, r| r.covered_s > 0.0 || r.generated.iter().chain(&r.prompt).chain(&r.requests).any(|v| *v > 0.0));
     let mut out = ModelsAnswer {
         from: r.from.to_rfc3339(),
         to: r.to.to_rfc3339(),
@@ -193,8 +209,14 @@ pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocat
         ..Default::default()
     };
     out.serving_it_energy_kwh = att.jobs.iter().filter(|j| j.source == INFERENCE_SOURCE).map(|j| j.it_energy_kwh).sum();
-    out.models = serving_footprints(att, allocs, &rows, &bounds);
-    out.training = training_footprints(js, att, r)?;
+    // Without a valid PUE for the window the ledger's facility energy (IT × 0) and its CO2 are
+    // not figures: they are null with the reason, never 0.
+    let facility_known = att.pue.is_some();
+    if !facility_known {
+        out.facility_unavailable = Some("no valid PUE over the window (no meter with role=facility, or E_DC below E_IT): facility energy and CO2 are unknown; GPU and IT energy (and water, which follows IT energy) stand".into());
+    }
+    out.models = serving_footprints(att, allocs, &rows, &bounds, facility_known);
+    out.training = training_footprints(js, att, r, facility_known)?;
     Ok(out)
 }
 
@@ -211,12 +233,17 @@ impl TokensSection {
     pub fn of(a: ModelsAnswer, keep: impl Fn(&str) -> bool, max_training: usize) -> TokensSection {
         let mut models: Vec<ModelFootprint> = a.models.into_iter().filter(|m| keep(&m.tenant)).collect();
         models.iter_mut().for_each(|m| m.hours.clear());
-        models.sort_by(|x, y| y.energy_kwh.facility.total_cmp(&x.energy_kwh.facility).then_with(|| x.model.cmp(&y.model)));
+        models.sort_by(|x, y| size(&y.energy_kwh).total_cmp(&size(&x.energy_kwh)).then_with(|| x.model.cmp(&y.model)));
         let mut training: Vec<TrainingFootprint> = a.training.into_iter().filter(|t| keep(&t.owner)).collect();
-        training.sort_by(|x, y| y.energy_kwh.facility.total_cmp(&x.energy_kwh.facility).then_with(|| x.job.cmp(&y.job)));
+        training.sort_by(|x, y| size(&y.energy_kwh).total_cmp(&size(&x.energy_kwh)).then_with(|| x.job.cmp(&y.job)));
         training.truncate(max_training);
         TokensSection { models, training, method: a.method }
     }
+}
+
+/// What orders the report's rows: facility energy, or IT energy where the facility's is unknown.
+fn size(e: &Energies) -> f64 {
+    e.facility.unwrap_or(e.it)
 }
 
 /// A serving job's energy per hour, from its series (one point per hour it used energy in).
@@ -243,7 +270,7 @@ fn shares_gpus(a: &Allocation, all: &[Allocation]) -> bool {
     })
 }
 
-fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<RowKey, RowTokens>, bounds: &[i64]) -> Vec<ModelFootprint> {
+fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<RowKey, RowTokens>, bounds: &[i64], facility_known: bool) -> Vec<ModelFootprint> {
     let n = bounds.len().saturating_sub(1);
     let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
     // The rows of each server, to split its energy.
@@ -264,7 +291,8 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<
                 model: k.model.clone(),
                 tenant: k.tenant.clone(),
                 confidence: "high",
-                hours: (0..n).map(|h| ModelHour { t: Timestamp(bounds[h]).to_rfc3339(), ..Default::default() }).collect(),
+                hours: (0..n).map(|h| ModelHour { t: Timestamp(bounds[h]).to_rfc3339(), co2_kg: Some(0.0), ..Default::default() }).collect(),
+                co2_kg: Some(0.0),
                 ..Default::default()
             });
             push_unique(&mut m.engines, &row.engine);
@@ -289,8 +317,8 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<
                 let total: f64 = keys.iter().map(|kk| weight(&rows[*kk])).sum();
                 let share = if total > 0.0 { weight(row) / total } else { 1.0 / keys.len() as f64 };
                 let f = att.steps.get(h);
-                let pue = f.map_or(0.0, |f| f.pue);
-                let e = Energies { gpu, it, facility: it * pue }.scaled(share);
+                let pue = f.map(|f| f.pue).filter(|_| facility_known);
+                let e = Energies { gpu, it, facility: pue.map(|p| it * p) }.scaled(share);
                 let mh = &mut m.hours[h];
                 mh.prompt_tokens += row.prompt[h];
                 mh.generation_tokens += row.generated[h];
@@ -300,7 +328,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<
                 if let Some(w) = f.and_then(|f| f.wue_l_per_kwh) {
                     *mh.water_l.get_or_insert(0.0) += e.it * w;
                 }
-                mh.co2_kg += e.facility * f.map_or(0.0, |f| f.carbon_factor_kg_per_kwh);
+                mh.co2_kg = mh.co2_kg.zip(e.facility).map(|(c, fac)| c + fac * f.map_or(0.0, |f| f.carbon_factor_kg_per_kwh));
             }
         }
     }
@@ -310,7 +338,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<
             let secs = (bounds[h + 1] - bounds[h]) as f64 / 1e9;
             mh.tokens_per_s = mh.generation_tokens / secs;
             mh.it_power_w = mh.energy_kwh.it * J_PER_KWH / secs;
-            mh.facility_kwh_per_mtok = div(mh.energy_kwh.facility * 1e6, mh.generation_tokens);
+            mh.facility_kwh_per_mtok = mh.energy_kwh.facility.and_then(|fac| div(fac * 1e6, mh.generation_tokens));
             m.prompt_tokens += mh.prompt_tokens;
             m.generation_tokens += mh.generation_tokens;
             m.requests += mh.requests;
@@ -318,7 +346,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<
             if let Some(w) = mh.water_l {
                 *m.water_l.get_or_insert(0.0) += w;
             }
-            m.co2_kg += mh.co2_kg;
+            m.co2_kg = m.co2_kg.zip(mh.co2_kg).map(|(a, b)| a + b);
         }
         let (s, c) = ttft.get(&(m.model.clone(), m.tenant.clone())).copied().unwrap_or_default();
         m.ttft_mean_s = div(s, c);
@@ -343,20 +371,20 @@ fn per_token(m: &ModelFootprint) -> PerToken {
     let j = m.energy_kwh.scaled(J_PER_KWH);
     let all = m.prompt_tokens + m.generation_tokens;
     let weighted = m.generation_tokens + PROMPT_TOKEN_WEIGHT * m.prompt_tokens;
-    let per_weighted = div(j.facility, weighted);
+    let per_weighted = j.facility.and_then(|fac| div(fac, weighted));
     PerToken {
         j_per_token: (all > 0.0).then(|| j.scaled(1.0 / all)),
         j_per_generated_token: (m.generation_tokens > 0.0).then(|| j.scaled(1.0 / m.generation_tokens)),
         split_j_per_prompt_token: per_weighted.filter(|_| m.prompt_tokens > 0.0).map(|x| x * PROMPT_TOKEN_WEIGHT),
         split_j_per_generated_token: per_weighted.filter(|_| m.generation_tokens > 0.0),
         prompt_token_weight: PROMPT_TOKEN_WEIGHT,
-        wh_per_request: div(m.energy_kwh.facility * 1000.0, m.requests),
+        wh_per_request: m.energy_kwh.facility.and_then(|fac| div(fac * 1000.0, m.requests)),
         water_l_per_mtok: m.water_l.and_then(|w| div(w * 1e6, all)),
-        co2_g_per_mtok: div(m.co2_kg * 1000.0 * 1e6, all),
+        co2_g_per_mtok: m.co2_kg.and_then(|c| div(c * 1000.0 * 1e6, all)),
     }
 }
 
-fn training_footprints(js: &JobStore, att: &Attribution, r: TimeRange) -> Result<Vec<TrainingFootprint>, JobError> {
+fn training_footprints(js: &JobStore, att: &Attribution, r: TimeRange, facility_known: bool) -> Result<Vec<TrainingFootprint>, JobError> {
     let steps = js.progress(r.from.0, r.to.0)?;
     let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
     let mut by_job: BTreeMap<&str, TrainingFootprint> = BTreeMap::new();
@@ -373,9 +401,9 @@ fn training_footprints(js: &JobStore, att: &Attribution, r: TimeRange) -> Result
         match jobs.get(job) {
             Some(j) => {
                 t.owner = j.owner.clone();
-                t.energy_kwh = Energies { gpu: j.gpu_energy_kwh, it: j.it_energy_kwh, facility: j.facility_energy_kwh };
+                t.energy_kwh = Energies { gpu: j.gpu_energy_kwh, it: j.it_energy_kwh, facility: facility_known.then_some(j.facility_energy_kwh) };
                 t.water_l = j.water_l;
-                t.co2_kg = j.co2_kg;
+                t.co2_kg = facility_known.then_some(j.co2_kg);
                 if j.confidence == "low" {
                     t.confidence = "low";
                 }
@@ -389,10 +417,10 @@ fn training_footprints(js: &JobStore, att: &Attribution, r: TimeRange) -> Result
         let n = t.steps as f64;
         t.kwh_per_step = (n > 0.0).then(|| t.energy_kwh.scaled(1.0 / n));
         t.water_l_per_step = t.water_l.and_then(|w| div(w, n));
-        t.co2_kg_per_step = div(t.co2_kg, n);
+        t.co2_kg_per_step = t.co2_kg.and_then(|c| div(c, n));
         t.kwh_per_billion_tokens = (t.tokens > 0.0).then(|| t.energy_kwh.scaled(1e9 / t.tokens));
         t.water_l_per_billion_tokens = t.water_l.and_then(|w| div(w * 1e9, t.tokens));
-        t.co2_kg_per_billion_tokens = div(t.co2_kg * 1e9, t.tokens);
+        t.co2_kg_per_billion_tokens = t.co2_kg.and_then(|c| div(c * 1e9, t.tokens));
         out.push(t);
     }
     Ok(out)

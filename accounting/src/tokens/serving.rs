@@ -35,6 +35,9 @@ pub struct RowTokens {
     pub ttft_sum_s: Vec<f64>,
     pub ttft_count: Vec<f64>,
     pub resets: u32,
+    /// Seconds of the window its counters' readings cover: 0 for a row that did not serve in
+    /// the window (first seen later, or gone before).
+    pub covered_s: f64,
 }
 
 fn row_key(m: &kilowatch_store::SeriesMeta) -> Option<RowKey> {
@@ -63,8 +66,10 @@ pub fn token_ledgers(store: &Store, bounds: &[i64]) -> Result<BTreeMap<RowKey, R
                 ttft_sum_s: vec![0.0; n],
                 ttft_count: vec![0.0; n],
                 resets: 0,
+                covered_s: 0.0,
             });
             row.resets += l.resets;
+            row.covered_s += l.total_covered_s();
             let dst = match field {
                 "prompt_tokens" => &mut row.prompt,
                 "generation_tokens" => &mut row.generated,

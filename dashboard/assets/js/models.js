@@ -19,12 +19,13 @@ async function load() {
   last = v;
   KW.set("window", `${KW.time(from)} – ${KW.time(to)}`);
   const sum = (f) => v.models.reduce((a, m) => a + f(m), 0);
-  const gen = sum((m) => m.generation_tokens), fac = sum((m) => m.energy_kwh.facility);
+  // Without a valid PUE the facility energy is unknown (null), never a 0 to add up.
+  const gen = sum((m) => m.generation_tokens), fac = v.facility_unavailable ? null : sum((m) => m.energy_kwh.facility);
   KW.set("gen", KW.fmt(gen / 1e6, 0));
   KW.set("prompt", KW.fmt(sum((m) => m.prompt_tokens) / 1e6, 0) + " million prompt tokens, " + KW.fmt(sum((m) => m.requests), 0) + " requests");
-  KW.set("serving-kwh", KW.fmt(fac, 0));
+  KW.set("serving-kwh", fac == null ? "–" : KW.fmt(fac, 0));
   KW.set("serving-share", v.it_energy_kwh ? KW.fmt(100 * v.serving_it_energy_kwh / v.it_energy_kwh, 1) + " % of the site's IT energy" : "");
-  KW.set("fleet-j", gen ? KW.fmt(fac * 3.6e6 / gen, 2) : "–");
+  KW.set("fleet-j", gen && fac != null ? KW.fmt(fac * 3.6e6 / gen, 2) : "–");
   KW.set("train-steps", KW.fmt(v.training.reduce((a, t) => a + t.steps, 0), 0));
   KW.set("train-sub", v.training.length + " jobs, " + KW.fmt(v.training.reduce((a, t) => a + t.tokens, 0) / 1e9, 1) + " billion tokens");
   const conf = (m) => `<td class="l ${m.confidence === "high" ? "ok" : "warn"}" title="${KW.esc((m.low_confidence_reasons || []).join("; "))}">${KW.esc(m.confidence)}</td>`;

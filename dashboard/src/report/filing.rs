@@ -33,7 +33,7 @@ fn table(items: &Items, with_unit: bool) -> Block {
                     r.push(i.unit.to_owned());
                 }
                 r.push(i.status.as_str().to_owned());
-                r.push(if i.status == Status::Metered { num(i.coverage_pct) } else { "–".into() });
+                r.push(if i.coverage_pct.is_some() { num(i.coverage_pct) } else { "–".into() });
                 r
             })
             .collect(),
@@ -55,7 +55,7 @@ pub fn doc(f: &Filing) -> Doc {
         Title(title.clone()),
         Meta(format!("{} · {} to {} · {} h · time zone {} · Kilowatch {} · generated {}", m.period, m.from, m.to, n(m.hours), m.timezone, m.kilowatch_version, f.generated_at)),
         Para(format!("{}. Due by {}.", m.regulation, m.due)),
-        Strong(format!("{} items metered, {} declared, {} missing. Metered coverage of the year: {} %{}.", count("metered"), count("declared"), count("missing"), n(m.coverage_pct), if m.complete { "" } else { " — the year is not wholly metered: figures cover its metered part only" })),
+        Strong(format!("{} items metered, {} estimated, {} partial, {} declared, {} missing. Metered coverage of the year: {} %{}.", count("metered"), count("estimated"), count("partial"), count("declared"), count("missing"), n(m.coverage_pct), if m.complete { "" } else { " — the year is not wholly metered: figures cover its metered part only" })),
         Heading("Annex I — the data centre".into()),
         table(&f.annex_i, false),
         Heading("Annex II — key performance indicators".into()),
@@ -64,6 +64,8 @@ pub fn doc(f: &Filing) -> Doc {
         Heading("Annex III — sustainability indicators".into()),
         table(&f.annex_iii, true),
         Meta(format!("PUE category {} (1 = IT energy at UPS outputs).", m.pue_category.map(|c| c.to_string()).unwrap_or_else(|| "–".into()))),
+        Heading("Beside the annexes (not filed)".into()),
+        table(&f.outside_annexes, true),
         Heading("Thresholds".into()),
     ];
     if f.thresholds.checks.is_empty() {
@@ -99,6 +101,9 @@ pub fn doc(f: &Filing) -> Doc {
     b.push(Meta(f.voluntary.note.into()));
     b.extend([Heading("Sources of every item".into()), sources(&f.annex_i), sources(&f.annex_ii), sources(&f.annex_iii)]);
     b.extend(super::doc::data_quality(&f.data_quality));
+    if !f.notes.is_empty() {
+        b.extend([Heading("Notes on the filed figures".into()), List(f.notes.clone())]);
+    }
     b.extend([
         Heading("Methodology and evidence".into()),
         List(f.methodology.iter().map(|x| (*x).to_owned()).collect()),

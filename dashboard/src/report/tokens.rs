@@ -26,8 +26,8 @@ pub(super) fn blocks(t: &TokensSection) -> Vec<Block> {
                     vec![
                         format!("{name} ({tenant}){flag}"),
                         num(Some(m.generation_tokens / 1e6)),
-                        num(Some(m.energy_kwh.facility)),
-                        num(p.j_per_token.map(|e| e.facility * 1e6 / 3.6e6)),
+                        num(m.energy_kwh.facility),
+                        num(p.j_per_token.and_then(|e| e.facility).map(|fac| fac * 1e6 / 3.6e6)),
                         num(p.j_per_generated_token.map(|e| e.gpu)),
                         num(p.wh_per_request),
                         num(p.water_l_per_mtok),
@@ -50,10 +50,10 @@ pub(super) fn blocks(t: &TokensSection) -> Vec<Block> {
                         j.owner.clone(),
                         j.steps.to_string(),
                         num(Some(j.tokens / 1e9)),
-                        num(j.kwh_per_step.map(|e| e.facility)),
+                        num(j.kwh_per_step.and_then(|e| e.facility)),
                         num(j.water_l_per_step),
                         num(j.co2_kg_per_step),
-                        num(j.kwh_per_billion_tokens.map(|e| e.facility)),
+                        num(j.kwh_per_billion_tokens.and_then(|e| e.facility)),
                     ]
                 })
                 .collect(),
