@@ -89,7 +89,7 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
     let m = &st.metrics;
     match done.await {
         Ok(Ok(out)) => {
-            WriteStored { bytes: out.bytes, summary: &out.summary, writer: &who }.emit(m);
+            WriteStored { bytes: out.bytes, summary: &out.summary, skipped: &kilowatch_model::SkippedLines::default(), writer: &who }.emit(m);
             answer(&out)
         }
         Ok(Err(Refused::Store(e @ StoreError::OverBudget { .. }))) => over_budget(&e, &who, m),
