@@ -83,6 +83,11 @@ async fn influxdb_1x_clients_ping_and_write_through_kilowatch_serve() {
     assert_eq!(s, 204, "{b}");
     let (s, b) = post(addr, "/write?db=telegraf&precision=s", &format!("probe,how=basic v=3 {at_s}"), |r| r.basic_auth("telegraf", Some(WRITE))).await;
     assert_eq!(s, 204, "{b}");
+    // Telegraf's `content_encoding = "gzip"`.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, format!("probe,how=gzip v=6 {at_s}\n").as_bytes()).expect("gzip");
+    let r = http().post(format!("http://{addr}/write?db=telegraf&precision=s")).header("Authorization", format!("Token {WRITE}")).header("Content-Encoding", "gzip").body(gz.finish().expect("gzip")).send().await.expect("send");
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
     assert_eq!(post(addr, "/write?db=telegraf&u=telegraf&p=wrong", "probe,how=wrong v=4", none).await.0, 401);
     assert_eq!(post(addr, &format!("/write?db=telegraf&u=grafana&p={READ}"), "probe,how=read v=5", none).await.0, 403);
 
@@ -107,7 +112,7 @@ async fn influxdb_1x_clients_ping_and_write_through_kilowatch_serve() {
     drop(server);
     let store = Store::open(&dir.path().join("data")).expect("store");
     let series = |m: &str, f: &str, tags: &[(&str, &str)]| store.find_series(m, f, tags).expect("find");
-    for how in ["token", "query", "basic"] {
+    for how in ["token", "query", "basic", "gzip"] {
         assert_eq!(series("probe", "v", &[("how", how)]).len(), 1, "written with the token given as {how}");
     }
     assert!(series("probe", "v", &[("how", "wrong")]).is_empty() && series("probe", "v", &[("how", "read")]).is_empty());

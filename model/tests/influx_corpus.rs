@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use kilowatch_model::{FieldValue, Point, Precision, Timestamp, parse_lines};
+use kilowatch_model::{FieldValue, Point, Precision, Timestamp, encode_points, parse_lines};
 use serde_json::Value;
 
 const CORPUS: &str = include_str!("data/influxdata-corpus.json");
@@ -209,4 +209,68 @@ fn every_corpus_case_decodes_as_influxdb_or_is_a_listed_deviation() {
     let listed: BTreeSet<&str> = DEVIATIONS.iter().map(|(k, _)| *k).collect();
     assert_eq!(listed.len(), DEVIATIONS.len(), "a key listed twice");
     eprintln!("{} cases, deviations by kind: {by_kind:?}", outcomes.len());
+}
+
+/// Encode cases written differently on purpose, by key.
+const ENCODE_DEVIATIONS: &[(&str, Deviation)] = &[
+    // A line break in a string is written as itself (InfluxDB stores `\n` as two characters).
+    ("65a52922c8cba2673eff7194628cc1e0", Deviation::StringEscapes),
+];
+
+/// Go's shortest `%g` spelling of a float (`6.632243e+06`, `5e-324`), which InfluxData's encoder
+/// writes; Kilowatch writes Rust's (`6632243`). Both read back as the same number.
+fn go_float(x: f64) -> String {
+    let e = format!("{x:e}");
+    let (mantissa, exp) = e.split_once('e').expect("an exponent");
+    let exp: i32 = exp.parse().expect("exponent");
+    if !(-4..6).contains(&exp) { format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()) } else { format!("{x}") }
+}
+
+/// The corpus' encode cases: each point, written by Kilowatch's encoder, is the text
+/// InfluxData's encoder writes (names escaped alike: only what would end them), floats' spelling
+/// aside, except where listed.
+#[test]
+fn corpus_points_encode_as_influxdata_writes_them() {
+    let corpus: Value = serde_json::from_str(CORPUS).expect("corpus is JSON");
+    let cases = corpus["encode"].as_object().expect("encode cases");
+    let mut differ = Vec::new();
+    let mut listed_but_same = Vec::new();
+    let mut checked = 0;
+    for (key, case) in cases {
+        let p = &case["input"]["point"];
+        let Some(want) = case["output"]["result"].as_str() else { continue };
+        let mut point = Point::new(text(&p["name"]), Timestamp(p["time"].as_i64().expect("time")));
+        for t in p["tags"].as_array().expect("tags") {
+            point = point.tag(text(&t["key"]), text(&t["value"]));
+        }
+        let mut ours_floats = Vec::new();
+        for f in p["fields"].as_array().expect("fields") {
+            let v = match wire(&f["value"]) {
+                Wire::Float(x) => {
+                    assert_eq!(go_float(x).parse::<f64>().ok(), Some(x), "Go's spelling reads back");
+                    ours_floats.push((format!("{}={x}", text(&f["key"])), format!("{}={}", text(&f["key"]), go_float(x))));
+                    FieldValue::F64(x)
+                }
+                Wire::Int(x) => FieldValue::I64(x),
+                Wire::Uint(x) => FieldValue::U64(x),
+                Wire::Bool(x) => FieldValue::Bool(x),
+                Wire::Str(s) => FieldValue::Str(s),
+            };
+            point.fields.push((text(&f["key"]), v));
+        }
+        let mut ours = encode_points(std::slice::from_ref(&point), precision(case["input"]["precision"].as_str().expect("precision")));
+        for (rust, go) in &ours_floats {
+            ours = ours.replace(rust.as_str(), go);
+        }
+        checked += 1;
+        let same = ours.trim_end_matches('\n') == want;
+        match (same, ENCODE_DEVIATIONS.iter().any(|(k, _)| k == key)) {
+            (true, true) => listed_but_same.push(key.clone()),
+            (false, false) => differ.push(format!("{key}: ours {ours:?}, theirs {want:?}")),
+            _ => {}
+        }
+    }
+    assert!(checked > 100, "{checked}");
+    assert!(differ.is_empty(), "{} of {checked} encode differently:\n{}", differ.len(), differ.join("\n"));
+    assert!(listed_but_same.is_empty(), "{listed_but_same:?}");
 }

@@ -101,3 +101,13 @@ fn precisions_as_influxdb_spells_them() {
     assert_eq!(parse_lines("m v=1", Precision::S, now).expect("valid")[0].ts, Timestamp(1_700_000_000_000_000_000));
     assert_eq!(parse_lines("m v=1\nm,t=a\\ b v=1", Precision::Ms, now).expect("valid").iter().map(|p| p.ts).collect::<Vec<_>>(), vec![Timestamp(1_700_000_000_123_000_000); 2]);
 }
+
+/// A refused line's reason quotes at most the start of what is wrong: a line can be megabytes.
+#[test]
+fn reasons_stay_short_for_huge_lines() {
+    let huge = "9".repeat(1 << 20);
+    for line in [format!("m v={huge}i"), format!("m v=1 {huge}"), format!("m v=1 1 {huge}"), format!("m,{huge}=a,{huge}=b v=1"), format!("m v=x{huge}")] {
+        let why = refused(&line);
+        assert!(why.len() < 300, "{} bytes: {}", why.len(), &why[..200]);
+    }
+}

@@ -89,15 +89,15 @@ impl<'a> Reader<'a> {
             self.i += 1;
             let key = self.name(Name::Key);
             if key.is_empty() {
-                return Err(format!("expected a tag key after {:?}", &self.text[..self.i]));
+                return Err(format!("expected a tag key at byte {} of the line", self.i + 1));
             }
             if self.peek() != Some(b'=') {
-                return Err(format!("expected '=' after tag key {key:?}"));
+                return Err(format!("expected '=' after tag key {:?}", excerpt(&key)));
             }
             self.i += 1;
             let value = self.name(Name::Key);
             if value.is_empty() {
-                return Err(format!("tag {key:?} has no value"));
+                return Err(format!("tag {:?} has no value", excerpt(&key)));
             }
             check_name("tag key", &key)?;
             check_name("tag value", &value)?;
@@ -169,7 +169,7 @@ impl<'a> Reader<'a> {
         loop {
             let key = self.required_name(Name::Key, "field key")?;
             if self.peek() != Some(b'=') {
-                return Err(format!("expected '=' after field key {key:?}"));
+                return Err(format!("expected '=' after field key {:?}", excerpt(&key)));
             }
             self.i += 1;
             let value = self.value(&key)?;
@@ -189,16 +189,17 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, key: &str) -> Result<FieldValueRef<'a>, String> {
+        let key = excerpt(key);
         match self.peek() {
             Some(b'"') => self.string(key),
             Some(b't' | b'T' | b'f' | b'F') => match self.bare() {
                 "t" | "T" | "true" | "True" | "TRUE" => Ok(FieldValueRef::Bool(true)),
                 "f" | "F" | "false" | "False" | "FALSE" => Ok(FieldValueRef::Bool(false)),
-                other => Err(format!("field {key:?}: invalid boolean {other:?}")),
+                other => Err(format!("field {key:?}: invalid boolean {:?}", excerpt(other))),
             },
             Some(b'-' | b'.' | b'0'..=b'9') => number(key, self.bare()),
             None | Some(b' ' | b',') => Err(format!("field {key:?} has no value")),
-            Some(_) => Err(format!("field {key:?}: value {:?} has no type line protocol knows", self.bare())),
+            Some(_) => Err(format!("field {key:?}: value {:?} has no type line protocol knows", excerpt(self.bare()))),
         }
     }
 
@@ -251,43 +252,43 @@ impl<'a> Reader<'a> {
         }
         let digits = &self.text[start..self.i];
         if self.peek().is_some_and(|c| c != b' ') {
-            return Err(format!("invalid timestamp {:?}", &self.text[start..]));
+            return Err(format!("invalid timestamp {:?}", excerpt(&self.text[start..])));
         }
         self.skip_spaces();
         if self.i < self.b.len() {
-            return Err(format!("unexpected text after the timestamp: {:?}", &self.text[self.i..]));
+            return Err(format!("unexpected text after the timestamp: {:?}", excerpt(&self.text[self.i..])));
         }
-        digits.parse().map(Some).map_err(|_| format!("invalid timestamp {digits:?}"))
+        digits.parse().map(Some).map_err(|_| format!("invalid timestamp {:?}", excerpt(digits)))
     }
 }
 
 /// `-?D+i`, `D+u`, or a decimal float (`1`, `-1.5`, `.5`, `1.`, `2e-3`), finite.
 fn number<'a>(key: &str, s: &str) -> Result<FieldValueRef<'a>, String> {
     if let Some(d) = s.strip_suffix('i') {
-        let v: i64 = d.parse().ok().filter(|_| is_integer(d, true)).ok_or_else(|| format!("field {key:?}: invalid integer {s:?}"))?;
+        let v: i64 = d.parse().ok().filter(|_| is_integer(d, true)).ok_or_else(|| format!("field {key:?}: invalid integer {:?}", excerpt(s)))?;
         if v.unsigned_abs() > MAX_EXACT_INTEGER {
             return Err(too_large(key, s));
         }
         return Ok(FieldValueRef::I64(v));
     }
     if let Some(d) = s.strip_suffix('u') {
-        let v: u64 = d.parse().ok().filter(|_| is_integer(d, false)).ok_or_else(|| format!("field {key:?}: invalid unsigned integer {s:?}"))?;
+        let v: u64 = d.parse().ok().filter(|_| is_integer(d, false)).ok_or_else(|| format!("field {key:?}: invalid unsigned integer {:?}", excerpt(s)))?;
         if v > MAX_EXACT_INTEGER {
             return Err(too_large(key, s));
         }
         return Ok(FieldValueRef::U64(v));
     }
     if !is_decimal_float(s) {
-        return Err(format!("field {key:?}: invalid number {s:?}"));
+        return Err(format!("field {key:?}: invalid number {:?}", excerpt(s)));
     }
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() => Ok(FieldValueRef::F64(f)),
-        _ => Err(format!("field {key:?} is not a finite number: {s:?}")),
+        _ => Err(format!("field {key:?} is not a finite number: {:?}", excerpt(s))),
     }
 }
 
 fn too_large(key: &str, s: &str) -> String {
-    format!("field {key:?}: integer {s} is beyond 2^53, which a stored sample (a 64-bit float) cannot hold exactly")
+    format!("field {key:?}: integer {} is beyond 2^53, which a stored sample (a 64-bit float) cannot hold exactly", excerpt(s))
 }
 
 fn is_integer(d: &str, signed: bool) -> bool {
@@ -324,12 +325,25 @@ fn is_decimal_float(s: &str) -> bool {
     j == b.len()
 }
 
+/// The start of a piece of a line for an error message: a line can be megabytes long.
+fn excerpt(s: &str) -> &str {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s;
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Sorts a line's tags by key, as `Labels` holds them; a key given twice refuses the line (its
 /// series would depend on which one a reader kept).
 fn sort_unique_tags(tags: &mut [(Cow<'_, str>, Cow<'_, str>)]) -> Result<(), String> {
     tags.sort_by(|a, b| a.0.cmp(&b.0));
     match tags.windows(2).find(|w| w[0].0 == w[1].0) {
-        Some(w) => Err(format!("tag key {:?} appears twice", w[0].0)),
+        Some(w) => Err(format!("tag key {:?} appears twice", excerpt(&w[0].0))),
         None => Ok(()),
     }
 }
@@ -377,10 +391,10 @@ fn keep_last_of_each_field(out: &mut Lines<'_>, f0: usize) {
 /// character that follows it in a line would read as escaped).
 fn check_name(what: &str, s: &str) -> Result<(), String> {
     if s.chars().any(char::is_control) {
-        return Err(format!("{what} {s:?} contains a control character"));
+        return Err(format!("{what} {:?} contains a control character", excerpt(s)));
     }
     if s.ends_with('\\') {
-        return Err(format!("{what} {s:?} ends with a backslash"));
+        return Err(format!("{what} {:?} ends with a backslash", excerpt(s)));
     }
     Ok(())
 }
