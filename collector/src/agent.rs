@@ -10,6 +10,7 @@ use kilowatch_model::{Precision, encode_points};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
+use crate::sanitize::Sanitizer;
 use crate::ship::Shipper;
 use crate::source::Source;
 use crate::spool::Spool;
@@ -35,6 +36,11 @@ pub struct AgentStats {
     /// Corrupt or torn records found in the spool and skipped.
     pub spool_corrupt: AtomicU64,
     pub last_cycle_us: AtomicU64,
+    /// Names and string values from outside (labels, device strings) repaired before sending
+    /// so that the aggregator takes their line ([`crate::sanitize`]).
+    pub values_repaired: AtomicU64,
+    /// Tags, fields and points left out because nothing sendable was left of them.
+    pub values_dropped: AtomicU64,
 }
 
 pub struct Agent {
@@ -144,6 +150,7 @@ async fn sample_loop(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sanitizer = Sanitizer::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -165,6 +172,12 @@ async fn sample_loop(
                     }
                 }
             }
+            // The one place every source's points pass: nothing the aggregator would refuse
+            // goes out, whichever source took it from outside.
+            let (repaired, dropped) = (sanitizer.repaired, sanitizer.dropped);
+            sanitizer.points(&mut points);
+            st.values_repaired.fetch_add(sanitizer.repaired - repaired, Ordering::Relaxed);
+            st.values_dropped.fetch_add(sanitizer.dropped - dropped, Ordering::Relaxed);
             if !points.is_empty() {
                 st.points.fetch_add(points.len() as u64, Ordering::Relaxed);
                 let body = encode_points(&points, Precision::Ns);
@@ -180,11 +193,11 @@ async fn sample_loop(
                     t.notify.notify_one();
                 }
             }
-            sources
+            (sources, sanitizer)
         })
         .await;
         match joined {
-            Ok(s) => sources = s,
+            Ok((s, z)) => (sources, sanitizer) = (s, z),
             Err(e) => {
                 tracing::error!(error = %e, "a source panicked; stopping the collector");
                 break;
