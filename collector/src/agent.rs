@@ -10,6 +10,7 @@ use kilowatch_model::{Precision, encode_points};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
+use crate::sanitize::Sanitizer;
 use crate::ship::Shipper;
 use crate::source::Source;
 use crate::spool::Spool;
@@ -35,6 +36,11 @@ pub struct AgentStats {
     /// Corrupt or torn records found in the spool and skipped.
     pub spool_corrupt: AtomicU64,
     pub last_cycle_us: AtomicU64,
+    /// Names and string values from outside (labels, device strings) repaired before sending
+    /// so that the aggregator takes their line ([`crate::sanitize`]).
+    pub values_repaired: AtomicU64,
+    /// Tags, fields and points left out because nothing sendable was left of them.
+    pub values_dropped: AtomicU64,
 }
 
 pub struct Agent {
@@ -48,6 +54,29 @@ pub struct Agent {
 
 /// Largest request the shipper builds when catching up after an outage.
 const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// Largest batch spooled from one sample: larger samples are spooled as several batches, so
+/// that each one fits a spool segment and a request.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// `body` (whole lines) cut at line ends into pieces of at most `max` bytes. A single line
+/// longer than `max` is a piece of its own (the spool refuses it, and only it).
+fn pieces(body: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while rest.len() > max {
+        // The last line end within `max`, or the end of the first line when it alone is longer.
+        let cut = match rest.as_bytes()[..max].iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None => rest.find('\n').map_or(rest.len(), |i| i + 1),
+        };
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -144,6 +173,7 @@ async fn sample_loop(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sanitizer = Sanitizer::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -165,6 +195,12 @@ async fn sample_loop(
                     }
                 }
             }
+            // The one place every source's points pass: nothing the aggregator would refuse
+            // goes out, whichever source took it from outside.
+            let (repaired, dropped) = (sanitizer.repaired, sanitizer.dropped);
+            sanitizer.points(&mut points);
+            st.values_repaired.fetch_add(sanitizer.repaired - repaired, Ordering::Relaxed);
+            st.values_dropped.fetch_add(sanitizer.dropped - dropped, Ordering::Relaxed);
             if !points.is_empty() {
                 st.points.fetch_add(points.len() as u64, Ordering::Relaxed);
                 let body = encode_points(&points, Precision::Ns);
@@ -173,18 +209,22 @@ async fn sample_loop(
                 for t in &ts {
                     match t.spool.lock() {
                         Ok(mut spool) => {
-                            spool_append(&mut spool, body.as_bytes(), &t.stats, "cannot spool a batch; it is lost");
+                            // A sample larger than a spool record (a page of a million series
+                            // once made one) is spooled as several: it must never be lost whole.
+                            for piece in pieces(&body, spool.max_payload_bytes().min(MAX_BATCH_BYTES)) {
+                                spool_append(&mut spool, piece.as_bytes(), &t.stats, "cannot spool a batch; it is lost");
+                            }
                         }
                         Err(_) => tracing::error!("spool lock poisoned"),
                     }
                     t.notify.notify_one();
                 }
             }
-            sources
+            (sources, sanitizer)
         })
         .await;
         match joined {
-            Ok(s) => sources = s,
+            Ok((s, z)) => (sources, sanitizer) = (s, z),
             Err(e) => {
                 tracing::error!(error = %e, "a source panicked; stopping the collector");
                 break;
@@ -285,5 +325,22 @@ async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn a_large_sample_is_spooled_in_pieces_of_whole_lines() {
+        let body = "a v=1 1\nbb v=2 2\nccc v=3 3\n";
+        assert_eq!(pieces(body, 1 << 20), [body]);
+        assert_eq!(pieces(body, 17), ["a v=1 1\nbb v=2 2\n", "ccc v=3 3\n"]);
+        assert_eq!(pieces(body, 9), ["a v=1 1\n", "bb v=2 2\n", "ccc v=3 3\n"]);
+        // A line longer than the limit is alone, and nothing else is lost with it.
+        assert_eq!(pieces(body, 4), ["a v=1 1\n", "bb v=2 2\n", "ccc v=3 3\n"]);
+        assert_eq!(pieces(body, 9).concat(), body);
+        assert!(pieces("", 9).is_empty());
     }
 }

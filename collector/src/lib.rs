@@ -9,6 +9,7 @@ pub mod facility;
 pub mod inference;
 pub mod metrics_server;
 pub mod nvml;
+pub mod sanitize;
 pub mod ship;
 pub mod source;
 pub mod spool;

@@ -76,7 +76,9 @@ fn sources(cfg: &CollectorConfig, path: &std::path::Path) -> anyhow::Result<Sour
     }
     // After NVML, so each sample maps servers with the processes NVML has just seen.
     if !cfg.inference.is_empty() {
-        out.list.push(Box::new(InferenceSource::new(&cfg.inference, &cfg.site, &cfg.node_name(), gpu_pids)?));
+        // Half the interval: a slow or endless page never delays the next sample of the GPUs.
+        let deadline = std::time::Duration::from_secs_f64(cfg.interval_s / 2.0);
+        out.list.push(Box::new(InferenceSource::new(&cfg.inference, &cfg.site, &cfg.node_name(), gpu_pids)?.with_deadline(deadline)));
     }
     Ok(out)
 }

@@ -62,6 +62,18 @@ const HEALTH: &[(&str, &str, &str, Reader)] = &[
         |s| count(&s.lines_refused),
     ),
     (
+        "kilowatch_collector_values_repaired_total",
+        "Names and string values from outside (inference labels, device strings) repaired so that the aggregator takes their line.",
+        "counter",
+        |s| count(&s.values_repaired),
+    ),
+    (
+        "kilowatch_collector_values_dropped_total",
+        "Tags, fields and points from outside left out: empty, or nothing sendable left.",
+        "counter",
+        |s| count(&s.values_dropped),
+    ),
+    (
         "kilowatch_collector_batches_dropped_total",
         "Unsent batches lost: dropped from a full spool, or not written because the disk failed.",
         "counter",
@@ -85,7 +97,7 @@ const HEALTH: &[(&str, &str, &str, Reader)] = &[
 ];
 
 /// The metrics of sampling, which no endpoint owns.
-const SAMPLING: &[&str] = &["kilowatch_collector_cycles_total", "kilowatch_collector_samples_total", "kilowatch_collector_source_errors_total", "kilowatch_collector_last_cycle_seconds"];
+const SAMPLING: &[&str] = &["kilowatch_collector_cycles_total", "kilowatch_collector_samples_total", "kilowatch_collector_source_errors_total", "kilowatch_collector_last_cycle_seconds", "kilowatch_collector_values_repaired_total", "kilowatch_collector_values_dropped_total"];
 
 fn count(a: &std::sync::atomic::AtomicU64) -> f64 {
     a.load(Ordering::Relaxed) as f64

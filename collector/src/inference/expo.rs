@@ -62,6 +62,26 @@ pub type ModelKey = (String, String);
 pub struct Page {
     pub models: BTreeMap<ModelKey, ModelCounters>,
     pub parse_errors: usize,
+    /// Samples of rows beyond [`Limits::max_rows`], left out.
+    pub rows_over_cap: u64,
+    /// Model or tenant labels cut to [`Limits::max_label_bytes`].
+    pub labels_cut: u64,
+}
+
+/// What one page may cost: a page of a million models must not make a million rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most (model, tenant) rows kept.
+    pub max_rows: usize,
+    /// Longest model or tenant label kept, bytes (cut at a character boundary).
+    pub max_label_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The `[[inference]]` defaults.
+    fn default() -> Self {
+        Limits { max_rows: 256, max_label_bytes: 256 }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -147,6 +167,11 @@ fn label(labels: &prom_text_format_parser::Labels, key: &str) -> Option<String> 
 /// and replaces the page's names where given (rows of one page under it are summed); `tenant_label`, when set, splits rows by that
 /// label's value, else every row has `tenant` (empty: none).
 pub fn read_page(text: &str, engine: Engine, model: Option<&str>, tenant: &str, tenant_label: Option<&str>) -> Page {
+    read_page_within(text, engine, model, tenant, tenant_label, Limits::default())
+}
+
+/// [`read_page`] within `limits`.
+pub fn read_page_within(text: &str, engine: Engine, model: Option<&str>, tenant: &str, tenant_label: Option<&str>, limits: Limits) -> Page {
     let (metrics, errors) = prom_text_format_parser::parse_scrape(text);
     let parse_errors = match errors {
         None => 0,
@@ -158,7 +183,7 @@ pub fn read_page(text: &str, engine: Engine, model: Option<&str>, tenant: &str, 
     let (rules, model_label) = rules(engine);
     for m in &metrics {
         for rule in rules.iter().filter(|r| r.family == m.name) {
-            add_family(&mut page, m, rule, model_label, tenant, tenant_label);
+            add_family(&mut page, m, rule, model_label, tenant, tenant_label, limits);
         }
     }
     // A Triton ensemble lists every step as a model; only those with token counters serve tokens.
@@ -179,7 +204,7 @@ pub fn read_page(text: &str, engine: Engine, model: Option<&str>, tenant: &str, 
     page
 }
 
-fn add_family(page: &mut Page, m: &Metric, rule: &Rule, model_label: Option<&str>, tenant: &str, tenant_label: Option<&str>) {
+fn add_family(page: &mut Page, m: &Metric, rule: &Rule, model_label: Option<&str>, tenant: &str, tenant_label: Option<&str>, limits: Limits) {
     for s in &m.samples {
         if let Some((k, v)) = rule.filter
             && label(&s.labels, k).as_deref() != Some(v)
@@ -197,9 +222,24 @@ fn add_family(page: &mut Page, m: &Metric, rule: &Rule, model_label: Option<&str
         }
         // The crate keeps the number as the page spelled it; `+Inf`, `NaN` and garbage are skipped.
         let Some(v) = s.value.value.parse::<f64>().ok().filter(|v| v.is_finite()) else { continue };
-        let name = model_label.and_then(|l| label(&s.labels, l)).unwrap_or_else(|| "unknown".to_owned());
-        let ten = tenant_label.and_then(|l| label(&s.labels, l)).unwrap_or_else(|| tenant.to_owned());
-        let c = page.models.entry((name, ten)).or_default();
+        let mut name = model_label.and_then(|l| label(&s.labels, l)).unwrap_or_else(|| "unknown".to_owned());
+        let mut ten = tenant_label.and_then(|l| label(&s.labels, l)).unwrap_or_else(|| tenant.to_owned());
+        for l in [&mut name, &mut ten] {
+            if l.len() > limits.max_label_bytes {
+                let mut end = limits.max_label_bytes;
+                while !l.is_char_boundary(end) {
+                    end -= 1;
+                }
+                l.truncate(end);
+                page.labels_cut += 1;
+            }
+        }
+        let key = (name, ten);
+        if page.models.len() >= limits.max_rows && !page.models.contains_key(&key) {
+            page.rows_over_cap += 1;
+            continue;
+        }
+        let c = page.models.entry(key).or_default();
         let add = |slot: &mut Option<f64>, v: f64| *slot = Some(slot.unwrap_or(0.0) + v);
         match (rule.slot, s.value.value_type) {
             (Slot::Prompt, ValueType::Count) | (Slot::Generation, ValueType::Count) => {}

@@ -18,7 +18,7 @@ use kilowatch_model::metric::INFERENCE;
 use kilowatch_model::{Point, Timestamp};
 use serde::Deserialize;
 
-pub use expo::{Engine, ModelCounters, Page, read_page};
+pub use expo::{Engine, Limits, ModelCounters, Page, read_page, read_page_within};
 
 use crate::nvml::SharedGpuPids;
 use crate::source::{Source, SourceError};
@@ -58,10 +58,30 @@ pub struct InferenceServerConfig {
     /// Where the host's `/proc` is (default `/proc`).
     #[serde(default = "default_proc_root")]
     pub proc_root: PathBuf,
+    /// Largest page read, bytes (default 4 MiB); a larger or endless page is abandoned and
+    /// counted, and its counters are not shipped that interval.
+    #[serde(default = "default_max_page_bytes")]
+    pub max_page_bytes: u64,
+    /// Most (model, tenant) rows shipped from one page (default 256); rows beyond are left out
+    /// and counted.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Longest model or tenant label kept, bytes (default 256); longer ones are cut.
+    #[serde(default = "default_max_label_bytes")]
+    pub max_label_bytes: usize,
 }
 
 fn default_timeout_ms() -> u64 {
     2000
+}
+fn default_max_page_bytes() -> u64 {
+    4 << 20
+}
+fn default_max_rows() -> usize {
+    256
+}
+fn default_max_label_bytes() -> usize {
+    256
 }
 fn default_proc_root() -> PathBuf {
     PathBuf::from("/proc")
@@ -76,6 +96,9 @@ pub fn check(c: &InferenceServerConfig) -> Result<(), (&'static str, String)> {
         return Err(("inference.url", format!("{:?} must be an http:// or https:// URL", c.url)));
     }
     crate::config::within_u64("inference.timeout_ms", c.timeout_ms, 1, 600_000)?;
+    crate::config::within_u64("inference.max_page_bytes", c.max_page_bytes, 1024, 1 << 30)?;
+    crate::config::within_u64("inference.max_rows", c.max_rows as u64, 1, 100_000)?;
+    crate::config::within_u64("inference.max_label_bytes", c.max_label_bytes as u64, 16, 4096)?;
     if c.engine == Engine::Tgi && c.model.is_none() {
         return Err(("inference.model", format!("server {:?}: TGI's page names no model: set `model`", c.name)));
     }
@@ -103,6 +126,8 @@ struct Server {
     client: reqwest::Client,
     /// Whether the last scrape failed, so a down server is logged once, not every second.
     down: bool,
+    /// Whether a cap on its rows or labels was met, so that it is logged once.
+    capped: bool,
     /// The server's main PID and process tree, found at most every [`TREE_TTL`]: walking every
     /// process's sockets and parents each second would cost more than the rest of the sample.
     tree: Option<(Instant, Option<u32>, BTreeSet<u32>)>,
@@ -119,8 +144,47 @@ pub struct InferenceSource {
     site: String,
     node: String,
     gpu_pids: Option<SharedGpuPids>,
+    /// Every server's scrape ends by this long after the sample starts, so that a slow or
+    /// endless page never delays the next sample of the GPUs ([`InferenceSource::with_deadline`]).
+    deadline: Duration,
     /// Scrapes that failed (unreachable, timeout, HTTP error), for the operator and the tests.
     pub scrape_errors: u64,
+    /// What the caps cut, for the operator and the tests.
+    pub caps: CapCounts,
+}
+
+/// How often each cap of a scrape was met.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapCounts {
+    /// Pages abandoned past `max_page_bytes` (or endless).
+    pub pages_over_bytes: u64,
+    /// Scrapes abandoned at the sample's deadline.
+    pub pages_over_deadline: u64,
+    /// Rows left out past `max_rows`.
+    pub rows_over_cap: u64,
+    /// Labels cut to `max_label_bytes`.
+    pub labels_cut: u64,
+}
+
+/// Why a scrape brought no page.
+#[derive(Debug)]
+enum ScrapeFailure {
+    /// Unreachable, an HTTP error, the server's own timeout.
+    Failed(String),
+    /// Past `max_page_bytes`.
+    TooLarge(u64),
+    /// Past the sample's deadline.
+    Deadline,
+}
+
+impl std::fmt::Display for ScrapeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScrapeFailure::Failed(e) => f.write_str(e),
+            ScrapeFailure::TooLarge(max) => write!(f, "the page is larger than {max} bytes ([[inference]] max_page_bytes); abandoned"),
+            ScrapeFailure::Deadline => f.write_str("no whole page before the sample's deadline (half the collector's interval); abandoned"),
+        }
+    }
 }
 
 impl InferenceSource {
@@ -134,11 +198,28 @@ impl InferenceSource {
                     .timeout(Duration::from_millis(c.timeout_ms))
                     .build()
                     .map_err(|e| InferenceError::Client { name: c.name.clone(), message: e.to_string() })?;
-                Ok(Server { cfg: c.clone(), client, down: false, tree: None })
+                Ok(Server { cfg: c.clone(), client, down: false, capped: false, tree: None })
             })
             .collect::<Result<Vec<_>, InferenceError>>()?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(InferenceError::Runtime)?;
-        Ok(InferenceSource { rt: Some(rt), servers, site: site.to_owned(), node: node.to_owned(), gpu_pids, scrape_errors: 0 })
+        Ok(InferenceSource {
+            rt: Some(rt),
+            servers,
+            site: site.to_owned(),
+            node: node.to_owned(),
+            gpu_pids,
+            deadline: Duration::from_secs(2),
+            scrape_errors: 0,
+            caps: CapCounts::default(),
+        })
+    }
+
+    /// Ends every scrape of a sample within `deadline` (the collector passes half its interval;
+    /// default 2 s): servers are scraped at once, and one that has not answered in full by then
+    /// is abandoned for this interval.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     fn main_pid(cfg: &InferenceServerConfig) -> Option<u32> {
@@ -179,20 +260,18 @@ impl InferenceSource {
         }
     }
 
-    async fn scrape_all(servers: &[Server]) -> Vec<Result<String, String>> {
-        let mut out = Vec::with_capacity(servers.len());
-        // One after the other: a node runs a handful of servers, each bounded by its timeout.
-        for s in servers {
-            let r = async {
-                let resp = s.client.get(&s.cfg.url).send().await.map_err(|e| e.to_string())?;
-                let status = resp.status();
-                if !status.is_success() {
-                    return Err(format!("HTTP {status}"));
-                }
-                resp.text().await.map_err(|e| e.to_string())
+    /// Every server's page at once, each within `deadline` and its byte cap.
+    async fn scrape_all(servers: &[Server], deadline: Duration) -> Vec<Result<String, ScrapeFailure>> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, s) in servers.iter().enumerate() {
+            let (client, url, max) = (s.client.clone(), s.cfg.url.clone(), s.cfg.max_page_bytes);
+            set.spawn(async move { (i, tokio::time::timeout(deadline, scrape(client, url, max)).await.unwrap_or(Err(ScrapeFailure::Deadline))) });
+        }
+        let mut out: Vec<Result<String, ScrapeFailure>> = servers.iter().map(|_| Err(ScrapeFailure::Deadline)).collect();
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, r)) = joined {
+                out[i] = r;
             }
-            .await;
-            out.push(r);
         }
         out
     }
@@ -228,6 +307,27 @@ impl InferenceSource {
     }
 }
 
+/// One page, read chunk by chunk so that a page past `max` bytes (or an endless one) costs at
+/// most `max` bytes of memory.
+async fn scrape(client: reqwest::Client, url: String, max: u64) -> Result<String, ScrapeFailure> {
+    let mut resp = client.get(&url).send().await.map_err(|e| ScrapeFailure::Failed(e.to_string()))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(ScrapeFailure::Failed(format!("HTTP {status}")));
+    }
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(ScrapeFailure::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| ScrapeFailure::Failed(e.to_string()))? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(ScrapeFailure::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// The agent drops its sources inside its async task, where dropping a runtime the usual
 /// (blocking) way panics: shut it down in the background instead.
 impl Drop for InferenceSource {
@@ -249,12 +349,12 @@ impl Source for InferenceSource {
         let Some(rt) = self.rt.as_ref() else {
             return Err(SourceError::Failed { source_name: "inference".into(), message: "runtime shut down".into() });
         };
-        let servers = &self.servers;
+        let (servers, deadline) = (&self.servers, self.deadline);
         let pages = if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|s| s.spawn(|| rt.block_on(Self::scrape_all(servers))).join())
+            std::thread::scope(|s| s.spawn(|| rt.block_on(Self::scrape_all(servers, deadline))).join())
                 .map_err(|_| SourceError::Failed { source_name: "inference".into(), message: "scrape thread panicked".into() })?
         } else {
-            rt.block_on(Self::scrape_all(servers))
+            rt.block_on(Self::scrape_all(servers, deadline))
         };
         let mut out = Vec::new();
         for (i, page) in pages.into_iter().enumerate() {
@@ -265,7 +365,15 @@ impl Source for InferenceSource {
                         tracing::info!(server = %cfg.name, "inference server answers again");
                     }
                     self.servers[i].down = false;
-                    let page = read_page(&text, cfg.engine, cfg.model.as_deref(), cfg.tenant.as_deref().unwrap_or(""), cfg.tenant_label.as_deref());
+                    let limits = expo::Limits { max_rows: cfg.max_rows, max_label_bytes: cfg.max_label_bytes };
+                    let page = expo::read_page_within(&text, cfg.engine, cfg.model.as_deref(), cfg.tenant.as_deref().unwrap_or(""), cfg.tenant_label.as_deref(), limits);
+                    drop(text);
+                    self.caps.rows_over_cap += page.rows_over_cap;
+                    self.caps.labels_cut += page.labels_cut;
+                    if (page.rows_over_cap > 0 || page.labels_cut > 0) && !self.servers[i].capped {
+                        tracing::warn!(server = %cfg.name, rows_left_out = page.rows_over_cap, labels_cut = page.labels_cut, max_rows = cfg.max_rows, max_label_bytes = cfg.max_label_bytes, "the page has more rows or longer labels than [[inference]] allows; logged once");
+                    }
+                    self.servers[i].capped |= page.rows_over_cap > 0 || page.labels_cut > 0;
                     if page.parse_errors > 0 {
                         tracing::debug!(server = %cfg.name, errors = page.parse_errors, "unparsable families on the page were skipped");
                     }
@@ -274,6 +382,11 @@ impl Source for InferenceSource {
                 }
                 Err(e) => {
                     self.scrape_errors += 1;
+                    match e {
+                        ScrapeFailure::TooLarge(_) => self.caps.pages_over_bytes += 1,
+                        ScrapeFailure::Deadline => self.caps.pages_over_deadline += 1,
+                        ScrapeFailure::Failed(_) => {}
+                    }
                     if !self.servers[i].down {
                         tracing::warn!(server = %cfg.name, url = %cfg.url, error = %e, "inference server not answering");
                     }

@@ -246,6 +246,11 @@ impl Spool {
         fs::rename(&tmp, &dst).map_err(io(&dst))
     }
 
+    /// The largest batch [`Spool::append`] takes (a record fills at most one segment).
+    pub fn max_payload_bytes(&self) -> usize {
+        usize::try_from(self.cfg.segment_bytes.saturating_sub(HEADER)).unwrap_or(usize::MAX)
+    }
+
     /// Appends one batch. Returns how many old records were dropped to make room for it: past
     /// `max_bytes`, or because the disk is full. Only when there is nothing older left to drop
     /// does the batch itself fail (and count as dropped). A failed append leaves no partial

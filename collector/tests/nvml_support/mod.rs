@@ -15,28 +15,37 @@ pub fn fake_lib() -> PathBuf {
         if let Some(p) = std::env::var_os("KILOWATCH_FAKE_NVML") {
             return PathBuf::from(p);
         }
-        // target/<profile>/deps/<test binary>
-        let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
-        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "kilowatch-fake-nvml", "--profile", &profile, "--target-dir"])
-            .arg(&target_dir)
-            .current_dir(workspace)
-            .status()
-            .expect("run cargo build for the fake NVML library");
-        assert!(status.success(), "building kilowatch-fake-nvml failed");
+        let profile_dir = cargo_build(&["-p", "kilowatch-fake-nvml"]);
         let lib = profile_dir.join("libkilowatch_fake_nvml.so");
         assert!(lib.exists(), "{} missing after build", lib.display());
         lib
     })
     .clone()
+}
+
+/// Runs `cargo build ARGS` into this test binary's own target folder and profile (for what the
+/// tests of one package need of another: a library, a binary); returns `target/<profile>`.
+pub fn cargo_build(args: &[&str]) -> PathBuf {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet"])
+        .args(args)
+        .args(["--profile", &profile, "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(workspace)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build {args:?} failed");
+    profile_dir
 }
 
 /// A private copy of the fake library with `scenario` as its `fake-nvml.toml`.
