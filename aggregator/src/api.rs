@@ -231,14 +231,17 @@ pub async fn health(State(st): State<AppState>, tenant: Option<Extension<crate::
     // The store's figures and the forwarding are the operator's: a tenant gets the status.
     let reader = tenant.is_none() && st.auth.may_read(Auth::presented(&headers, token.as_deref()));
     let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || store.stats()).await {
+    let metrics = st.metrics.clone();
+    let details = move || store.stats().map(|stats| (stats, reader.then(|| crate::http::sources::feeds(&store, &metrics, Timestamp::now().0))));
+    match tokio::task::spawn_blocking(details).await {
         Ok(Ok(_)) if !reader => Json(json!({ "status": "pass", "name": "kilowatch" })).into_response(),
-        Ok(Ok(stats)) => Json(json!({
+        Ok(Ok((stats, sources))) => Json(json!({
             "status": "pass",
             "name": "kilowatch",
             "version": env!("CARGO_PKG_VERSION"),
             "site": st.config.site.name,
             "store": stats,
+            "sources": sources,
             "influxdb": st.sink.as_ref().map(|s| s.health()),
         }))
         .into_response(),

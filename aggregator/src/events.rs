@@ -133,6 +133,7 @@ pub struct IngestAnswered(pub StatusCode);
 
 impl InternalEvent for IngestAnswered {
     fn emit(self, m: &Metrics) {
+        stored_at(m, "line_protocol", self.0);
         m.ingest_requests.get_or_create(&[("outcome", ingest_outcome(self.0).to_owned())]).inc();
     }
 }
@@ -142,7 +143,15 @@ pub struct RemoteWriteAnswered(pub StatusCode);
 
 impl InternalEvent for RemoteWriteAnswered {
     fn emit(self, m: &Metrics) {
+        stored_at(m, "remote_write", self.0);
         m.remote_write_requests.get_or_create(&[("outcome", ingest_outcome(self.0).to_owned())]).inc();
+    }
+}
+
+/// Notes the time of a stored write of `source` (an answer of 2xx).
+fn stored_at(m: &Metrics, source: &str, status: StatusCode) {
+    if status.is_success() {
+        m.last_write.get_or_create(&[("source", source.to_owned())]).set(kilowatch_model::Timestamp::now().0 / 1_000_000_000);
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub(crate) ingest_new_series: Counter,
     pub(crate) remote_write_requests: Family<Labels<1>, Counter>,
     pub(crate) remote_write_samples: Family<Labels<1>, Counter>,
+    /// Unix seconds of the last write each ingest path stored (`source`: line_protocol, remote_write).
+    pub(crate) last_write: Family<Labels<1>, Gauge>,
     pub(crate) writes_over_budget: Counter,
     pub(crate) request_duration: Histograms<3>,
     pub(crate) requests_in_progress: Gauge,
@@ -95,6 +97,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The last stored write of ingest path `source` (RFC 3339), if any since start.
+    pub fn last_write(&self, source: &str) -> Option<String> {
+        let s = self.last_write.get_or_create(&[("source", source.to_owned())]).get();
+        (s > 0).then(|| kilowatch_model::Timestamp::from_secs(s).to_rfc3339())
+    }
+
     pub fn new() -> Metrics {
         let mut r = Registry::default();
         let m = Metrics {
@@ -107,6 +115,7 @@ impl Metrics {
             ingest_new_series: Counter::default(),
             remote_write_requests: Family::default(),
             remote_write_samples: Family::default(),
+            last_write: Family::default(),
             writes_over_budget: Counter::default(),
             request_duration: Family::new_with_constructor(request_buckets),
             requests_in_progress: Gauge::default(),
@@ -152,6 +161,11 @@ impl Metrics {
             "kilowatch_remote_write_samples",
             "Remote-write samples by outcome: mapped (into the wire schema, then stored unless the store refused its line), unmapped (no [prometheus] rule; dropped unless unmapped = \"store\"), refused (400), stale (Prometheus staleness markers), shadowed (a GPU the collector reports too, kept apart)",
             m.remote_write_samples.clone(),
+        );
+        r.register(
+            "kilowatch_ingest_last_write_timestamp_seconds",
+            "When each ingest path last stored a write, Unix seconds, by source: line_protocol (the collector, Telegraf, any InfluxDB client), remote_write (Prometheus, vmagent, Alloy)",
+            m.last_write.clone(),
         );
         r.register("kilowatch_store_writes_over_budget", "Writes refused whole (503) because the store held more than [store] memory_budget_mb", m.writes_over_budget.clone());
         r.register(

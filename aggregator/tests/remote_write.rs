@@ -354,7 +354,14 @@ async fn scenario(outage: Option<Duration>) {
     assert_eq!(newest(&s, "gpu", "mem_used_bytes", "dgx-101", "0"), Some(3.0 * 1024.0 * 1024.0));
     assert_eq!(newest(&s, "gpu", "temp_c", "dgx-101", "1"), Some(61.0));
 
-    // The missed scrape's staleness markers were skipped, not refused; nothing was refused.
+    // Health says what feeds the ledger.
+    let health: Value = s.get("/api/v1/health").await.json().await.expect("health");
+    let src = &health["sources"];
+    assert_eq!((src["remote_write"]["gpus"].as_u64(), src["line_protocol"]["gpus"].as_u64()), (Some(2), Some(0)), "{health}");
+    assert!(src["remote_write"]["last_write"].is_string() && src["line_protocol"]["last_write"].is_null(), "{health}");
+    assert_eq!(src["silent_gpus"], json!([]));
+
+        // The missed scrape's staleness markers were skipped, not refused; nothing was refused.
     let page = s.get("/metrics").await.text().await.expect("metrics");
     assert!(metric(&page, "kilowatch_remote_write_samples_total{outcome=\"stale\"}") > 0.0, "{page}");
     assert!(metric(&page, "kilowatch_remote_write_samples_total{outcome=\"mapped\"}") >= f64::from(LAST - 1) * 8.0);
@@ -482,6 +489,10 @@ async fn a_gpu_the_collector_reports_is_counted_once_from_the_collector() {
     assert_close(&job(&v, "j")["gpu_energy_kwh"], 0.007, "the collector's 25,200 J, once");
     let page = s.get("/metrics").await.text().await.expect("metrics");
     assert_eq!(metric(&page, "kilowatch_remote_write_samples_total{outcome=\"shadowed\"}"), 2.0, "{page}");
+    let health: Value = s.get("/api/v1/health").await.json().await.expect("health");
+    let src = &health["sources"];
+    assert_eq!((src["line_protocol"]["gpus"].as_u64(), src["remote_write"]["gpus"].as_u64(), src["remote_write"]["shadowed_gpus"].as_u64()), (Some(1), Some(0), Some(1)), "{health}");
+    assert!(metric(&page, "kilowatch_ingest_last_write_timestamp_seconds{source=\"remote_write\"}") > 1.7e9, "{page}");
     s.stop().await;
 }
 

@@ -2,3 +2,4 @@
 
 pub mod prometheus;
 pub mod remote_write;
+pub mod sources;
