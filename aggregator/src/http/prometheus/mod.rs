@@ -116,7 +116,10 @@ fn source_for(st: &AppState, headers: &HeaderMap, query: Option<&str>, tenant: O
     };
     // The site's ledger series are the site-level KPIs a tenant's figures rest on, which
     // `GET /api/v1/kpi` shows it too.
-    Ok(SiteSource { raw: StoreSource { store: st.store.clone(), scope: scope.or(tenant.map(|t| t.0.0.clone())) }, ledger: LedgerSeries::new(st.store.clone(), st.config.clone()) })
+    let scope = scope.or(tenant.map(|t| t.0.0.clone()));
+    let mut ledger = LedgerSeries::new(st.store.clone(), st.config.clone());
+    ledger.scope = scope.clone();
+    Ok(SiteSource { raw: StoreSource { store: st.store.clone(), scope }, ledger })
 }
 
 /// The caller's view of the store and the request's parameters, or the answer that refuses them.
