@@ -7,6 +7,7 @@
 //! series of its owners ([`store_source::StoreSource`]): the rest is absent, never an error
 //! that names it. Evaluation runs on the blocking pool, within [`kilowatch_query::Limits`].
 
+pub mod export;
 pub mod ledger_series;
 pub mod site_source;
 pub mod store_source;
@@ -41,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{PREFIX}/label/{{name}}/values"), get(label_values))
         .route(&format!("{PREFIX}/metadata"), get(metadata))
         .route(&format!("{PREFIX}/status/buildinfo"), get(buildinfo))
+        .route("/api/v1/export", get(export::export))
 }
 
 /// Whether a POST to `path` is a read (a query sent as a form), which a read token may send.
@@ -49,7 +51,7 @@ pub fn is_read_post(path: &str) -> bool {
 }
 
 /// An answer in Prometheus' error shape.
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     (status, Json(json!({ "status": "error", "errorType": kind, "error": message.into() }))).into_response()
 }
 
@@ -74,7 +76,7 @@ fn success(data: Value, warnings: &[String]) -> Response {
 }
 
 /// The request's parameters: its query string, then its form body (a POST).
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     fn read(method: &Method, headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Result<Params, Response> {
@@ -107,7 +109,7 @@ impl Params {
 }
 
 /// The caller's view of the store, or the answer that refuses it.
-fn source_for(st: &AppState, headers: &HeaderMap, query: Option<&str>, tenant: Option<Extension<Tenant>>) -> Result<SiteSource, Response> {
+pub(crate) fn source_for(st: &AppState, headers: &HeaderMap, query: Option<&str>, tenant: Option<Extension<Tenant>>) -> Result<SiteSource, Response> {
     let token = query.and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok()).and_then(|p| p.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v));
     let scope = match st.auth.read_access(Auth::presented(headers, token.as_deref())) {
         ReadAccess::Denied => return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Bearer <token>")),
@@ -184,7 +186,7 @@ async fn query_range(State(st): State<AppState>, tenant: Option<Extension<Tenant
 }
 
 /// The matchers of each `match[]` selector (none: every series).
-fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
+pub(crate) fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
     p.all("match[]")
         .into_iter()
         .map(|s| match promql_selector(s) {
