@@ -12,7 +12,7 @@ use kilowatch_model::{Precision, Timestamp, encode_points};
 use kilowatch_query::parse_time_ms;
 use kilowatch_store::Value as StoreValue;
 
-use super::{Params, error, selectors, source_for};
+use super::{Params, error, required_selectors, source_for};
 use crate::api::AppState;
 
 /// The most samples one export answers: a larger one is asked for in shorter windows.
@@ -27,9 +27,8 @@ pub async fn export(State(st): State<AppState>, headers: HeaderMap, RawQuery(q):
         Ok(p) => p,
         Err(r) => return r,
     };
-    let sels = match selectors(&p) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided"),
+    let sels = match required_selectors(&p) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     let ns = |name: &str, default: i64| match p.get(name) {

@@ -196,6 +196,14 @@ pub(crate) fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
         .collect()
 }
 
+/// [`selectors`], of which there must be one at least.
+pub(crate) fn required_selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
+    match selectors(p)? {
+        s if s.is_empty() => Err(error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided")),
+        s => Ok(s),
+    }
+}
+
 fn promql_selector(s: &str) -> Option<Vec<Matcher>> {
     kilowatch_query::parse_selector(s).ok()
 }
@@ -219,9 +227,8 @@ async fn series(State(st): State<AppState>, tenant: Option<Extension<Tenant>>, m
         Ok(x) => x,
         Err(r) => return r,
     };
-    let sels = match selectors(&p) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided"),
+    let sels = match required_selectors(&p) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     respond(blocking(move || matched(&source, &sels)).await, |l| success(json!(l), &[]))
