@@ -84,3 +84,40 @@ fn assert_close(want: &Value, got: f64, what: &str) {
     let w = want.as_f64().unwrap_or_else(|| panic!("{what}: the kpi has no number: {want}"));
     assert!((got - w).abs() <= 1e-9 * w.abs(), "{what}: got {got}, want {w}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_and_owner_series_equal_the_jobs_api() {
+    let dir = tempfile::tempdir().expect("tmp");
+    common::backfill_october_2024(dir.path());
+    let srv = Server::start(dir.path()).await;
+    let jobs = get(&srv, "/api/v1/jobs", &[("period", "day".into()), ("at", "2024-10-15T12:00:00+02:00".into())]).await;
+    let t = unix("2024-10-16T00:00:00+02:00").to_string();
+    let list = jobs["jobs"].as_array().expect("jobs");
+    assert!(!list.is_empty(), "the day has jobs");
+    let body = get(&srv, "/prometheus/api/v1/query", &[("query", "kilowatch_job_energy_kwh{window=\"1d\"}".into()), ("time", t.clone())]).await;
+    let series = body["data"]["result"].as_array().expect("vector");
+    assert_eq!(series.len(), list.len(), "one series per job");
+    for j in list {
+        let s = series.iter().find(|s| s["metric"]["job"] == j["job"]).unwrap_or_else(|| panic!("no series for {}", j["job"]));
+        assert_eq!(s["metric"]["owner"], j["owner"]);
+        assert_close(&j["it_energy_kwh"], s["value"][1].as_str().expect("v").parse().expect("number"), &format!("job {}", j["job"]));
+    }
+    let body = get(&srv, "/prometheus/api/v1/query", &[("query", "kilowatch_owner_energy_kwh{window=\"1d\"}".into()), ("time", t.clone())]).await;
+    let owners = jobs["by_owner"].as_object().expect("by_owner");
+    assert_eq!(body["data"]["result"].as_array().map(Vec::len), Some(owners.len()));
+    for s in body["data"]["result"].as_array().into_iter().flatten() {
+        let owner = s["metric"]["owner"].as_str().expect("owner");
+        assert_close(&owners[owner]["it_energy_kwh"], s["value"][1].as_str().expect("v").parse().expect("number"), owner);
+    }
+    // A tenant's token sees its own owners' jobs only, as in /api/v1/jobs.
+    let r = reqwest::Client::new()
+        .get(srv.url("/prometheus/api/v1/query"))
+        .query(&[("query", "kilowatch_owner_energy_kwh{window=\"1d\"}".to_owned()), ("time", t)])
+        .header("Authorization", format!("Bearer {}", common::TENANT))
+        .send()
+        .await
+        .expect("send");
+    let body: Value = r.json().await.expect("json");
+    let seen: Vec<&str> = body["data"]["result"].as_array().into_iter().flatten().filter_map(|s| s["metric"]["owner"].as_str()).collect();
+    assert!(!seen.is_empty() && seen.iter().all(|o| o.starts_with("mistral-ai/")), "{seen:?}");
+}

@@ -7,6 +7,7 @@
 //! series of its owners ([`store_source::StoreSource`]): the rest is absent, never an error
 //! that names it. Evaluation runs on the blocking pool, within [`kilowatch_query::Limits`].
 
+pub mod export;
 pub mod ledger_series;
 pub mod site_source;
 pub mod store_source;
@@ -41,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{PREFIX}/label/{{name}}/values"), get(label_values))
         .route(&format!("{PREFIX}/metadata"), get(metadata))
         .route(&format!("{PREFIX}/status/buildinfo"), get(buildinfo))
+        .route("/api/v1/export", get(export::export))
 }
 
 /// Whether a POST to `path` is a read (a query sent as a form), which a read token may send.
@@ -49,7 +51,7 @@ pub fn is_read_post(path: &str) -> bool {
 }
 
 /// An answer in Prometheus' error shape.
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     (status, Json(json!({ "status": "error", "errorType": kind, "error": message.into() }))).into_response()
 }
 
@@ -74,7 +76,7 @@ fn success(data: Value, warnings: &[String]) -> Response {
 }
 
 /// The request's parameters: its query string, then its form body (a POST).
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     fn read(method: &Method, headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Result<Params, Response> {
@@ -107,7 +109,7 @@ impl Params {
 }
 
 /// The caller's view of the store, or the answer that refuses it.
-fn source_for(st: &AppState, headers: &HeaderMap, query: Option<&str>, tenant: Option<Extension<Tenant>>) -> Result<SiteSource, Response> {
+pub(crate) fn source_for(st: &AppState, headers: &HeaderMap, query: Option<&str>, tenant: Option<Extension<Tenant>>) -> Result<SiteSource, Response> {
     let token = query.and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok()).and_then(|p| p.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v));
     let scope = match st.auth.read_access(Auth::presented(headers, token.as_deref())) {
         ReadAccess::Denied => return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Bearer <token>")),
@@ -116,7 +118,10 @@ fn source_for(st: &AppState, headers: &HeaderMap, query: Option<&str>, tenant: O
     };
     // The site's ledger series are the site-level KPIs a tenant's figures rest on, which
     // `GET /api/v1/kpi` shows it too.
-    Ok(SiteSource { raw: StoreSource { store: st.store.clone(), scope: scope.or(tenant.map(|t| t.0.0.clone())) }, ledger: LedgerSeries::new(st.store.clone(), st.config.clone()) })
+    let scope = scope.or(tenant.map(|t| t.0.0.clone()));
+    let mut ledger = LedgerSeries::new(st.store.clone(), st.config.clone());
+    ledger.scope = scope.clone();
+    Ok(SiteSource { raw: StoreSource { store: st.store.clone(), scope }, ledger })
 }
 
 /// The caller's view of the store and the request's parameters, or the answer that refuses them.
@@ -181,7 +186,7 @@ async fn query_range(State(st): State<AppState>, tenant: Option<Extension<Tenant
 }
 
 /// The matchers of each `match[]` selector (none: every series).
-fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
+pub(crate) fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
     p.all("match[]")
         .into_iter()
         .map(|s| match promql_selector(s) {
@@ -189,6 +194,14 @@ fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
             None => Err(error(StatusCode::BAD_REQUEST, "bad_data", format!("invalid parameter \"match[]\": {s:?} is not a series selector"))),
         })
         .collect()
+}
+
+/// [`selectors`], of which there must be one at least.
+pub(crate) fn required_selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
+    match selectors(p)? {
+        s if s.is_empty() => Err(error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided")),
+        s => Ok(s),
+    }
 }
 
 fn promql_selector(s: &str) -> Option<Vec<Matcher>> {
@@ -214,9 +227,8 @@ async fn series(State(st): State<AppState>, tenant: Option<Extension<Tenant>>, m
         Ok(x) => x,
         Err(r) => return r,
     };
-    let sels = match selectors(&p) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided"),
+    let sels = match required_selectors(&p) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     respond(blocking(move || matched(&source, &sels)).await, |l| success(json!(l), &[]))

@@ -46,7 +46,7 @@ impl StoreSource {
 
     /// The series every matcher accepts. An exact name is looked up by each way it splits into
     /// a measurement and a field; anything else looks through every series.
-    fn matching(&self, matchers: &[Matcher]) -> Result<Vec<(SeriesMeta, Labels)>, SourceError> {
+    pub fn matching(&self, matchers: &[Matcher]) -> Result<Vec<(SeriesMeta, Labels)>, SourceError> {
         let err = |e: kilowatch_store::StoreError| SourceError(e.to_string());
         let accepts = |m: &SeriesMeta| -> bool {
             self.visible(m)
