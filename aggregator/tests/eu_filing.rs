@@ -155,9 +155,12 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
         assert_eq!(st[*code], "declared", "{code}: the example declares all of Annex I");
     }
     // A fortnight of the year is metered: those items are "partial", not "metered" (item 4).
-    for code in ["EDC", "EDC-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "CDD", "ERES-OS", "PUE", "WUE", "ERF"] {
+    for code in ["EDC", "EDC-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "ERES-OS", "PUE", "WUE", "ERF"] {
         assert_eq!(st[code], "partial", "{code}: {}", pack["annex_ii"][code]);
     }
+    // CDD needs every day of the year (item 5): 351 days without an outside temperature.
+    assert_eq!(st["CDD"], "missing", "{}", pack["annex_ii"]["CDD"]);
+    assert!(pack["annex_ii"]["CDD"]["source"].as_str().expect("source").contains("have no outside temperature"), "{}", pack["annex_ii"]["CDD"]);
     for code in ["PDIT", "SDC", "TWH", "TIN", "REFRIG", "ERES-GOO", "ERES-TOT", "REF", "CSTOR", "BOUT"] {
         assert_eq!(st[code], "declared", "{code}");
     }
@@ -569,4 +572,52 @@ async fn ref_is_filed_uncapped_and_old_annex_i_keys_are_refused() {
         let e = Config::parse(&format!("[eu]\n{text}\n"), std::path::Path::new("k.toml")).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("{text} accepted"));
         assert!(e.contains(key) && e.contains(replaced_by), "{e}");
     }
+}
+
+/// Item 5: CDD by the Eurostat/JRC method (Annex II 1(n)): Σ (Tmean − 21 °C) over the days whose
+/// mean is at least 24 °C. Two operating days at 30 °C and 23 °C give 9 (not 9 + 2); a day
+/// without readings makes CDD missing, not a smaller number; a generator meter with no reading
+/// in the period makes EDC-BG missing, not a metered 0.
+#[tokio::test]
+async fn cdd_follows_the_jrc_method_and_a_missing_day_or_silent_generator_is_missing() {
+    let start = Y0 + 363 * 86_400;
+    let site = |days_with_temp: i64| {
+        let mut b = format!("meter,meter=gen-1,role=generator energy_kwh=12 {}\n", Y0 - 10 * 86_400);
+        for h in 0..=48 {
+            let t = start + h * HOUR;
+            b.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {t}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {t}\n", 116 * h, 100 * h));
+            if h < 24 * days_with_temp {
+                b.push_str(&format!("cooling,unit=cu-01 outside_temp_c={} {t}\n", if h < 24 { 30.0 } else { 23.0 }));
+            }
+        }
+        b
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-30\"\n").await;
+    assert_eq!(s.write(&site(2), "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let ii = &pack["annex_ii"];
+    assert_eq!(ii["CDD"]["status"], "metered", "{}", ii["CDD"]);
+    close(f(&ii["CDD"]["value"]), 9.0, "30 − 21 on the first day; 23 °C is below the 24 °C threshold");
+    assert_eq!(ii["EDC-BG"]["status"], "missing", "{}", ii["EDC-BG"]);
+    assert!(ii["EDC-BG"]["value"].is_null() && ii["EDC-BG"]["source"].as_str().expect("source").contains("gen-1"), "{}", ii["EDC-BG"]);
+    s.stop().await;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-30\"\n").await;
+    assert_eq!(s.write(&site(1), "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let cdd = &pack["annex_ii"]["CDD"];
+    assert!(cdd["value"].is_null() && cdd["status"] == "missing", "{cdd}");
+    assert!(cdd["source"].as_str().expect("source").contains("1 of the period's 2 days"), "{cdd}");
+    s.stop().await;
+
+    // An open-access figure declared for the year is filed as declared, with its source.
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-30\"\ncdd_degree_days = 61.3\n[eu.sources]\ncdd_degree_days = \"Eurostat nrg_chdd_a, FR101, 2025\"\n").await;
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let cdd = &pack["annex_ii"]["CDD"];
+    assert_eq!((cdd["status"].as_str(), cdd["value"].as_f64()), (Some("declared"), Some(61.3)), "{cdd}");
+    assert!(cdd["source"].as_str().expect("source").contains("nrg_chdd_a"), "{cdd}");
+    s.stop().await;
 }

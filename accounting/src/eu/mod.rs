@@ -73,23 +73,42 @@ fn metered(key: &'static str, name: &'static str, unit: &'static str, v: Option<
     Indicator { key, name, unit, value: v.map(serde_json::Value::from), status: if v.is_some() { "metered" } else { "missing" } }
 }
 
-/// Cooling degree days, base 21 °C: Σ over local days of max(0, mean outside temperature − 21),
-/// from the first cooling unit's `outside_temp_c`, with the number of days that have readings.
-/// None without that series.
-pub fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<(f64, usize)>, StoreError> {
+/// Daily mean outside temperature per local day of `r`, from the first cooling unit's
+/// `outside_temp_c` (the mean of the day's readings); a day without readings is `None`. None
+/// without that series.
+pub fn daily_means(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<Vec<(chrono::NaiveDate, Option<f64>)>>, StoreError> {
     let Some(m) = store.find_series("cooling", "outside_temp_c", &[])?.into_iter().next() else { return Ok(None) };
     let samples = read_f64(store, m.id, r.from.0, r.to.0)?;
+    let local = |t: i64| Timestamp(t).to_datetime().with_timezone(&tz).date_naive();
     let mut days: BTreeMap<chrono::NaiveDate, (f64, usize)> = BTreeMap::new();
     for (t, v) in samples.into_iter().filter(|(t, _)| *t >= r.from.0 && *t < r.to.0) {
-        let d = Timestamp(t).to_datetime().with_timezone(&tz).date_naive();
-        let e = days.entry(d).or_default();
+        let e = days.entry(local(t)).or_default();
         e.0 += v;
         e.1 += 1;
     }
-    if days.is_empty() {
-        return Ok(None);
+    // Every local day of the period, read or not: the period ends just before `r.to`.
+    let (first, last) = (local(r.from.0), local(r.to.0.saturating_sub(1)));
+    Ok(Some(first.iter_days().take_while(|d| *d <= last).map(|d| (d, days.get(&d).map(|(s, n)| s / *n as f64))).collect()))
+}
+
+/// Cooling degree days by the Eurostat / JRC method (Annex II 1(n)): Σ over days of
+/// (Tmean − 21 °C) for the days whose mean is at least 24 °C, 0 for the others. A day without
+/// a mean makes the whole figure unknown (`Err` with the number of such days), never a 0.
+pub fn jrc_cdd(days: &[(chrono::NaiveDate, Option<f64>)]) -> Result<f64, usize> {
+    let missing = days.iter().filter(|d| d.1.is_none()).count();
+    if missing > 0 {
+        return Err(missing);
     }
-    Ok(Some((days.values().map(|(s, n)| (s / *n as f64 - 21.0).max(0.0)).sum(), days.len())))
+    Ok(days.iter().filter_map(|d| d.1).filter(|t| *t >= CDD_THRESHOLD_C).map(|t| t - CDD_BASE_C).sum())
+}
+
+pub const CDD_BASE_C: f64 = 21.0;
+pub const CDD_THRESHOLD_C: f64 = 24.0;
+
+/// Cooling degree days over `r` by [`jrc_cdd`] from the site's outside temperature, with the
+/// number of days; None without the series or with a day missing.
+pub fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<(f64, usize)>, StoreError> {
+    Ok(daily_means(store, r, tz)?.and_then(|d| jrc_cdd(&d).ok().map(|c| (c, d.len()))))
 }
 
 /// The calendar year `year` (the yearly filing).
@@ -129,7 +148,7 @@ fn over(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: periods::Perio
         metered("win_pot_m3", "WIN-POT potable water input", "m3", k.water_potable_m3),
         metered("ereuse_kwh", "EREUSE reused waste heat", "kWh", k.reuse_energy_kwh),
         metered("eres_tot_kwh", "ERES-TOT renewable energy (metered and declared)", "kWh", k.renewable_energy_kwh),
-        metered("cdd", "CDD cooling degree days (base 21 °C)", "°C·d", cdd(store, p.range, tz)?.map(|c| c.0)),
+        metered("cdd", "CDD cooling degree days (Eurostat/JRC: base 21 °C, days ≥ 24 °C)", "°C·d", cdd(store, p.range, tz)?.map(|c| c.0)),
     ];
     for (key, name, unit, v) in declared_items(cfg.eu()) {
         annex_ii.push(Indicator { key, name, unit, value: v.map(serde_json::Value::from), status: if v.is_some() { "declared" } else { "missing" } });
@@ -141,4 +160,18 @@ fn over(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: periods::Perio
         metered("ref", "REF renewable energy factor (capped at 1)", "", k.ref_),
     ];
     Ok(EuReport { year, period: p.label, annex_ii, annex_iii, pue_category: k.pue_category, data_quality: k.data_quality })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jrc_cdd;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn cdd_counts_days_of_24_degrees_and_more_from_21() {
+        let d = |n: u32, t: Option<f64>| (NaiveDate::from_ymd_opt(2025, 7, n).expect("date"), t);
+        // 23.9 °C is below the 24 °C threshold: 0, not 2.9; 24 counts 3; 30.5 counts 9.5.
+        assert_eq!(jrc_cdd(&[d(1, Some(23.9)), d(2, Some(24.0)), d(3, Some(30.5)), d(4, Some(10.0))]), Ok(12.5));
+        assert_eq!(jrc_cdd(&[d(1, Some(30.0)), d(2, None), d(3, None)]), Err(2), "a missing day makes CDD missing, never a partial sum");
+    }
 }
