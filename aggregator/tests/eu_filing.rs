@@ -621,3 +621,34 @@ async fn cdd_follows_the_jrc_method_and_a_missing_day_or_silent_generator_is_mis
     assert!(cdd["source"].as_str().expect("source").contains("nrg_chdd_a"), "{cdd}");
     s.stop().await;
 }
+
+/// Item 7: `GET /api/v1/eu-indicators` is read off the filing's own pack, so a declared figure is
+/// never labelled "metered": 3,000 kWh of guarantees of origin make ERES-TOT and REF "declared"
+/// there as in the pack (before: "metered"), with the same values and statuses item by item.
+#[tokio::test]
+async fn eu_indicators_are_the_filings_own_items() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-31\"\neres_goo_kwh = 3000\npdit_kw = 1295.4\n").await;
+    let t = Y0 + 364 * 86_400;
+    let mut body = String::new();
+    for h in 0..=24 {
+        let x = t + h * HOUR;
+        body.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {x}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {x}\n", 116 * h, 100 * h));
+    }
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let eu: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-indicators?year=2025").await).expect("json");
+    let item = |annex: &str, key: &str| eu[annex].as_array().expect("annex").iter().find(|i| i["key"] == key).cloned().unwrap_or_else(|| panic!("{key} in {eu:#}"));
+    assert_eq!(item("annex_ii", "eres_tot_kwh")["status"], "declared", "{}", item("annex_ii", "eres_tot_kwh"));
+    assert_eq!(item("annex_iii", "ref")["status"], "declared");
+    assert_eq!(item("annex_ii", "edc_kwh")["status"], "metered");
+    for annex in ["annex_ii", "annex_iii"] {
+        for i in eu[annex].as_array().expect("annex") {
+            let code = i["code"].as_str().expect("code");
+            let filed = &pack[annex][code];
+            assert_eq!((&i["value"], &i["status"]), (&filed["value"], &filed["status"]), "{code}: the summary is the pack's item");
+        }
+    }
+    assert_eq!(eu["period"], pack["meta"]["period"], "the operating period, as filed");
+    s.stop().await;
+}

@@ -297,7 +297,8 @@ fn cdd_item(store: &Store, eu: &EuConfig, range: kilowatch_model::TimeRange, tz:
     })
 }
 
-fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled: &fill::Fill, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Items, ReportError> {
+#[allow(clippy::too_many_arguments)]
+fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled: &fill::Fill, declared_res: Option<f64>, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Items, ReportError> {
     let eu = cfg.eu();
     let it_cat = inv.it_category();
     let mut pdit = declared_num("PDIT", "Installed IT power demand", "kW", eu.pdit_kw, "pdit_kw", eu);
@@ -337,7 +338,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
         }
         (false, _) => declared_num("ERES-OS", "Renewable energy from on-site generation", "kWh", eu.eres_os_kwh, "eres_os_kwh", eu),
     };
-    let eres_tot = match (k.renewable_energy_kwh, metered_res, eu.declared_renewables_kwh()) {
+    let eres_tot = match (k.renewable_energy_kwh, metered_res, declared_res) {
         (Some(v), true, None) => metered("ERES-TOT", "Total renewable energy", "kWh", Some(v), of(inv, role_is(&["renewable"])), "meters with role=renewable", ""),
         (Some(v), _, Some(_)) => Item {
             code: "ERES-TOT",
@@ -537,13 +538,31 @@ fn full_coverage_pct(official_min_pct: f64, r: kilowatch_model::TimeRange) -> f6
 pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
     let tz: Tz = cfg.timezone().parse().map_err(|_| ReportError::TimeZone(cfg.timezone().to_owned()))?;
     let p = reporting_period(cfg.eu(), year, tz)?;
-    let k = kpi::compute_declared(store, p.range, &p.label, cfg, cfg.eu().declared_renewables_kwh())?;
+    assemble(store, cfg, year, tz, p, Scope::Filing, generated_at)
+}
+
+/// What a pack is assembled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The yearly filing: declared yearly figures (renewables) count, the voluntary GPU
+    /// indicators are computed.
+    Filing,
+    /// A shorter period (the monthly report's year to date, `GET /api/v1/eu-indicators`): the
+    /// yearly declared renewables do not count in ERES-TOT and REF; no GPU indicators.
+    Summary,
+}
+
+/// The pack over period `p` of `year`: the one code path for the filing, `GET
+/// /api/v1/eu-indicators`, the monthly report's EU section and the fleet's side-by-side view.
+pub fn assemble(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: periods::Period, scope: Scope, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
+    let declared_res = if scope == Scope::Filing { cfg.eu().declared_renewables_kwh() } else { None };
+    let k = kpi::compute_declared(store, p.range, &p.label, cfg, declared_res)?;
     let mut inv = super::evidence::inventory(store, p.range)?;
     for m in &mut inv.meters {
         m.device = cfg.eu().meters.get(&m.meter).cloned();
     }
     let filled = fill::fill(&inv, inv.it_category());
-    let mut annex_ii = annex_ii(store, cfg, &k, &inv, &filled, p.range, tz)?;
+    let mut annex_ii = annex_ii(store, cfg, &k, &inv, &filled, declared_res, p.range, tz)?;
     let full_pct = full_coverage_pct(cfg.accounting().official_min_coverage_pct, p.range);
     for i in annex_ii.0.iter_mut().filter(|i| i.status == Status::Metered && i.coverage_pct.is_some_and(|c| c < full_pct)) {
         i.status = Status::Partial;
@@ -561,6 +580,7 @@ pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option
         }
     }
     let voluntary = match kilowatch_store::jobs::JobStore::beside(store) {
+        _ if scope == Scope::Summary => Voluntary { gpu_efficiency: None, unavailable: Some("not computed for a summary".into()), note: VOLUNTARY },
         // No GPU with power readings: the indicators are missing, not a row of zeros.
         Ok(js) => match crate::report::gpu_efficiency_over(store, cfg, &js, p.range, &p.label)? {
             g if g.gpus == 0 => Voluntary { gpu_efficiency: None, unavailable: Some("missing: no GPU power readings in the year".into()), note: VOLUNTARY },
