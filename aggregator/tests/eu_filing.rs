@@ -652,3 +652,58 @@ async fn eu_indicators_are_the_filings_own_items() {
     assert_eq!(eu["period"], pack["meta"]["period"], "the operating period, as filed");
     s.stop().await;
 }
+
+/// Item 5, open data: `kilowatch eu-cdd` asks `[eu.open_weather]` (Open-Meteo's historical
+/// weather API, here a local server answering with a fixture in its format) for the operating
+/// period's daily means, stores them, and `kilowatch eu-filing` files CDD from them by the
+/// Eurostat/JRC method: 30 °C and 23 °C give 9, with the open source named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdd_from_open_data_fetched_by_the_cli() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fixture = include_str!("fixtures/open-meteo-archive.json");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let asked = tokio::spawn(async move {
+        let (mut sock, _) = tokio::time::timeout(Duration::from_secs(120), listener.accept()).await.expect("the CLI asks within 2 minutes").expect("accept");
+        let mut buf = vec![0u8; 4096];
+        let n = sock.read(&mut buf).await.expect("read");
+        let head = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned();
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{fixture}", fixture.len());
+        sock.write_all(answer.as_bytes()).await.expect("write");
+        head
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let start = Y0 + 363 * 86_400;
+    {
+        let s = Server::start(dir.path()).await;
+        let mut body = String::new();
+        for h in 0..=48 {
+            let t = start + h * HOUR;
+            body.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {t}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {t}\n", 116 * h, 100 * h));
+        }
+        assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+        s.stop().await;
+    }
+    let cfg_path = dir.path().join("kilowatch.toml");
+    std::fs::write(&cfg_path, format!("[site]\nname = \"dc5\"\ntimezone = \"Europe/Paris\"\n[eu]\nentry_into_operation = \"2025-12-30\"\n[eu.open_weather]\nlatitude = 48.62\nlongitude = 2.44\nurl = \"http://{addr}/v1/archive\"\n")).expect("config");
+    let (d, c) = (dir.path().to_owned(), cfg_path.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        let cdd = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch")).args(["eu-cdd", "--year", "2025", "--data-dir"]).arg(&d).arg("--config").arg(&c).output().expect("kilowatch eu-cdd");
+        let filing = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch")).args(["eu-filing", "--year", "2025", "--format", "json", "--no-evidence", "--data-dir"]).arg(&d).arg("--config").arg(&c).arg("--out").arg(d.join("out")).output().expect("kilowatch eu-filing");
+        (cdd, filing)
+    })
+    .await
+    .expect("join");
+    assert!(run.0.status.success(), "{}", String::from_utf8_lossy(&run.0.stderr));
+    assert!(String::from_utf8_lossy(&run.0.stdout).contains("2 days"), "{}", String::from_utf8_lossy(&run.0.stdout));
+    let head = asked.await.expect("fixture server");
+    for want in ["/v1/archive?", "latitude=48.62", "longitude=2.44", "start_date=2025-12-30", "end_date=2025-12-31", "daily=temperature_2m_mean", "timezone=Europe/Paris"] {
+        assert!(head.contains(want), "{want} in {head}");
+    }
+    assert!(run.1.status.success(), "{}", String::from_utf8_lossy(&run.1.stderr));
+    let pack: Value = serde_json::from_slice(&std::fs::read(dir.path().join("out/dc5-eu-filing-2025.json")).expect("json")).expect("pack");
+    let cdd = &pack["annex_ii"]["CDD"];
+    assert_eq!(cdd["status"], "metered", "{cdd}");
+    close(f(&cdd["value"]), 9.0, "30 − 21; 23 °C is below 24 °C");
+    assert!(cdd["source"].as_str().expect("source").contains("Open-Meteo"), "{cdd}");
+}

@@ -109,6 +109,10 @@ pub struct EuConfig {
     /// Filed as declared; without it CDD is computed from the site's outside temperature.
     #[serde(default)]
     pub cdd_degree_days: Option<f64>,
+    /// Where `kilowatch eu-cdd` asks for the open-data daily mean temperatures CDD is computed
+    /// from (`[eu.open_weather]`: `latitude`, `longitude`, `url`).
+    #[serde(default)]
+    pub open_weather: Option<super::open_weather::OpenWeatherConfig>,
     /// TIN, average set point of the IT equipment's intake air, °C.
     #[serde(default)]
     pub tin_c: Option<f64>,
@@ -351,6 +355,9 @@ impl EuConfig {
             && !(1..=2).contains(&c)
         {
             return Err(("eu.win_category", format!("{c}: EN 50600-4-9 WUE category 1 or 2")));
+        }
+        if let Some(w) = &self.open_weather {
+            w.check().map_err(|m| ("eu.open_weather", m))?;
         }
         for (meter, d) in &self.meters {
             if let Some(c) = &d.last_calibration

@@ -269,8 +269,9 @@ fn with_fill(mut item: Item, est: Option<&Estimate>) -> Item {
 
 /// CDD (Annex II 1(n)): declared from an open-access source (`eu.cdd_degree_days`, e.g.
 /// Eurostat's nrg_chdd_a or the JRC's data for the site's region) where given; else by the
-/// Eurostat/JRC method from the site's own outside-temperature series, every day of the period
-/// needed: a day without readings makes CDD missing, never a smaller number.
+/// Eurostat/JRC method from open-data daily means (`[eu.open_weather]`, fetched by `kilowatch
+/// eu-cdd`), else from the site's own outside-temperature series; every day of the period
+/// needed: a day without a mean makes CDD missing, never a smaller number.
 fn cdd_item(store: &Store, eu: &EuConfig, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Item, ReportError> {
     const NAME: &str = "Cooling degree days (Eurostat/JRC method: base 21 °C, days with a mean of 24 °C or more)";
     if eu.cdd_degree_days.is_some() {
@@ -278,8 +279,25 @@ fn cdd_item(store: &Store, eu: &EuConfig, range: kilowatch_model::TimeRange, tz:
         i.source = format!("{} (open-access source, Annex II 1(n))", i.source);
         return Ok(i);
     }
-    let Some(days) = super::daily_means(store, range, tz)? else {
-        return Ok(missing("CDD", NAME, "degree days", "no open-access figure declared (eu.cdd_degree_days) and no cooling series with outside_temp_c".into()));
+    use super::open_weather as ow;
+    if let Some(days) = super::daily_means(store, range, tz, ow::MEASUREMENT, ow::FIELD)? {
+        return Ok(match super::jrc_cdd(&days) {
+            Ok(v) => Item {
+                code: "CDD",
+                name: NAME,
+                unit: "degree days",
+                value: Some(v.into()),
+                status: Status::Metered,
+                source: format!("open-access data: {} (kilowatch eu-cdd); Σ (mean − 21 °C) over days with a mean ≥ 24 °C", ow::SOURCE),
+                meters: vec![ow::PROVIDER.into()],
+                coverage_pct: Some(100.0),
+                estimate: None,
+            },
+            Err(n) => missing("CDD", NAME, "degree days", format!("{n} of the period's {} days have no open-data daily mean ({}): run kilowatch eu-cdd again once the archive has them", days.len(), ow::PROVIDER)),
+        });
+    }
+    let Some(days) = super::daily_means(store, range, tz, "cooling", "outside_temp_c")? else {
+        return Ok(missing("CDD", NAME, "degree days", "no open-access figure (eu.cdd_degree_days, or [eu.open_weather] fetched by kilowatch eu-cdd) and no cooling series with outside_temp_c".into()));
     };
     Ok(match super::jrc_cdd(&days) {
         Ok(v) => Item {

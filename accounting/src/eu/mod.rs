@@ -8,6 +8,7 @@ pub mod config;
 pub mod evidence;
 pub mod filing;
 pub mod fill;
+pub mod open_weather;
 pub mod thresholds;
 
 pub use config::EuConfig;
@@ -63,11 +64,12 @@ pub struct EuReport {
     pub data_quality: kpi::DataQuality,
 }
 
-/// Daily mean outside temperature per local day of `r`, from the first cooling unit's
-/// `outside_temp_c` (the mean of the day's readings); a day without readings is `None`. None
-/// without that series.
-pub fn daily_means(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<Vec<(chrono::NaiveDate, Option<f64>)>>, StoreError> {
-    let Some(m) = store.find_series("cooling", "outside_temp_c", &[])?.into_iter().next() else { return Ok(None) };
+/// Daily mean outside temperature per local day of `r`, from the first series of
+/// `measurement`/`field` (the mean of the day's readings: the site's `cooling` `outside_temp_c`,
+/// or the open-data days of [`open_weather`]); a day without readings is `None`. None without
+/// that series.
+pub fn daily_means(store: &Store, r: TimeRange, tz: Tz, measurement: &str, field: &str) -> Result<Option<Vec<(chrono::NaiveDate, Option<f64>)>>, StoreError> {
+    let Some(m) = store.find_series(measurement, field, &[])?.into_iter().next() else { return Ok(None) };
     let samples = read_f64(store, m.id, r.from.0, r.to.0)?;
     let local = |t: i64| Timestamp(t).to_datetime().with_timezone(&tz).date_naive();
     let mut days: BTreeMap<chrono::NaiveDate, (f64, usize)> = BTreeMap::new();
@@ -98,7 +100,7 @@ pub const CDD_THRESHOLD_C: f64 = 24.0;
 /// Cooling degree days over `r` by [`jrc_cdd`] from the site's outside temperature, with the
 /// number of days; None without the series or with a day missing.
 pub fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<(f64, usize)>, StoreError> {
-    Ok(daily_means(store, r, tz)?.and_then(|d| jrc_cdd(&d).ok().map(|c| (c, d.len()))))
+    Ok(daily_means(store, r, tz, "cooling", "outside_temp_c")?.and_then(|d| jrc_cdd(&d).ok().map(|c| (c, d.len()))))
 }
 
 /// The calendar year `year` (the yearly filing's reporting period, Art. 3).
