@@ -273,14 +273,25 @@ fn with_fill(mut item: Item, est: Option<&Estimate>) -> Item {
 /// eu-cdd`), else from the site's own outside-temperature series; every day of the period
 /// needed: a day without a mean makes CDD missing, never a smaller number.
 fn cdd_item(store: &Store, eu: &EuConfig, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Item, ReportError> {
+    use super::open_weather as ow;
     const NAME: &str = "Cooling degree days (Eurostat/JRC method: base 21 °C, days with a mean of 24 °C or more)";
     if eu.cdd_degree_days.is_some() {
         let mut i = declared_num("CDD", NAME, "degree days", eu.cdd_degree_days, "cdd_degree_days", eu);
         i.source = format!("{} (open-access source, Annex II 1(n))", i.source);
         return Ok(i);
     }
-    use super::open_weather as ow;
-    if let Some(days) = super::daily_means(store, range, tz, ow::MEASUREMENT, ow::FIELD)? {
+    // (series, what it is, what a missing day asks for), open data first.
+    let sources = [
+        ((ow::MEASUREMENT, ow::FIELD), format!("open-access data: {} (kilowatch eu-cdd)", ow::SOURCE), ow::PROVIDER, "no open-data daily mean: run kilowatch eu-cdd again once the archive has them"),
+        (
+            ("cooling", "outside_temp_c"),
+            "metered: daily mean of the first cooling unit's outside_temp_c (the Regulation asks for open-access data: set [eu.open_weather] or eu.cdd_degree_days)".to_owned(),
+            "cooling outside_temp_c",
+            "no outside temperature reading: CDD cannot be computed (declare eu.cdd_degree_days from an open-access source)",
+        ),
+    ];
+    for ((measurement, field), what, meter, gap) in sources {
+        let Some(days) = super::daily_means(store, range, tz, measurement, field)? else { continue };
         return Ok(match super::jrc_cdd(&days) {
             Ok(v) => Item {
                 code: "CDD",
@@ -288,31 +299,15 @@ fn cdd_item(store: &Store, eu: &EuConfig, range: kilowatch_model::TimeRange, tz:
                 unit: "degree days",
                 value: Some(v.into()),
                 status: Status::Metered,
-                source: format!("open-access data: {} (kilowatch eu-cdd); Σ (mean − 21 °C) over days with a mean ≥ 24 °C", ow::SOURCE),
-                meters: vec![ow::PROVIDER.into()],
+                source: format!("{what}; Σ (mean − 21 °C) over days with a mean ≥ 24 °C"),
+                meters: vec![meter.into()],
                 coverage_pct: Some(100.0),
                 estimate: None,
             },
-            Err(n) => missing("CDD", NAME, "degree days", format!("{n} of the period's {} days have no open-data daily mean ({}): run kilowatch eu-cdd again once the archive has them", days.len(), ow::PROVIDER)),
+            Err(n) => missing("CDD", NAME, "degree days", format!("{n} of the period's {} days have {gap}", days.len())),
         });
     }
-    let Some(days) = super::daily_means(store, range, tz, "cooling", "outside_temp_c")? else {
-        return Ok(missing("CDD", NAME, "degree days", "no open-access figure (eu.cdd_degree_days, or [eu.open_weather] fetched by kilowatch eu-cdd) and no cooling series with outside_temp_c".into()));
-    };
-    Ok(match super::jrc_cdd(&days) {
-        Ok(v) => Item {
-            code: "CDD",
-            name: NAME,
-            unit: "degree days",
-            value: Some(v.into()),
-            status: Status::Metered,
-            source: "metered: daily mean of the first cooling unit's outside_temp_c, Σ (mean − 21 °C) over days with a mean ≥ 24 °C; the Regulation asks for open-access data: declare eu.cdd_degree_days from one to file that instead".into(),
-            meters: vec!["cooling outside_temp_c".into()],
-            coverage_pct: Some(100.0),
-            estimate: None,
-        },
-        Err(n) => missing("CDD", NAME, "degree days", format!("{n} of the period's {} days have no outside temperature reading: CDD cannot be computed (declare eu.cdd_degree_days from an open-access source)", days.len())),
-    })
+    Ok(missing("CDD", NAME, "degree days", "no open-access figure (eu.cdd_degree_days, or [eu.open_weather] fetched by kilowatch eu-cdd) and no cooling series with outside_temp_c".into()))
 }
 
 #[allow(clippy::too_many_arguments)]
