@@ -228,11 +228,16 @@ impl Drop for CancelOnDrop {
 }
 
 /// The allocations overlapping `r`: the ledger's, plus runs seen only in `gpu_job` points, plus
-/// the inference servers' GPUs (`serve:<node>/<server>`, from their `inference` points). The
-/// monthly report, `GET /api/v1/jobs` and `GET /api/v1/models` all attribute over exactly these.
+/// the inference servers' GPUs (`serve:<node>/<server>`, from their `inference` points) that no
+/// job holds. A server inside a job (vLLM in a Slurm job or a Kubernetes pod, the usual case) is
+/// nested in it, not beside it: the job keeps its whole energy and the server's tokens divide it
+/// (`tokens::models`), instead of the two splitting the GPUs. The monthly report,
+/// `GET /api/v1/jobs` and `GET /api/v1/models` all attribute over exactly these.
 pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
     let mut a = jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)?;
-    a.extend(crate::tokens::serving_allocations(store, r.from.0, r.to.0)?);
+    let servers = crate::tokens::serving_allocations(store, r.from.0, r.to.0)?;
+    let own: Vec<Allocation> = servers.into_iter().filter(|s| crate::tokens::enclosing(s, &a).is_empty()).collect();
+    a.extend(own);
     Ok(a)
 }
 

@@ -182,6 +182,16 @@ enum Command {
         #[command(flatten)]
         docs: DocumentArgs,
     },
+    /// Fetch the daily mean outside temperature of the year's reporting period from open data
+    /// (`[eu.open_weather]`, Open-Meteo's historical weather API) into the store, for the EU
+    /// filing's CDD (Annex II 1(n)). Run it before `eu-filing`, with the server stopped.
+    EuCdd {
+        /// The calendar year, YYYY, in the site's time zone.
+        #[arg(long)]
+        year: i32,
+        #[command(flatten)]
+        docs: DocumentArgs,
+    },
     /// Ask an aggregator when a flexible job should start: the best start times within the
     /// forecast with their energy, water and CO2 against starting now, and the `sbatch` line.
     Advise {
@@ -420,6 +430,11 @@ async fn run(allocator_refused: bool) -> anyhow::Result<()> {
                 println!("{}", p.display());
             }
         }
+        Command::EuCdd { year, docs } => {
+            let (cfg, store) = docs.open()?;
+            let (days, cdd) = fetch_open_weather(&store, &cfg, year).await?;
+            println!("{days} days of open-data daily means stored; CDD {}", cdd.map(|c| c.to_string()).unwrap_or_else(|| "missing (a day without a mean)".into()));
+        }
         Command::Advise { url, token, gpus, hours, within, weight, json } => {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
             let mut rb = client.get(format!("{}/api/v1/advice", url.trim_end_matches('/'))).query(&[("gpus", gpus.to_string()), ("hours", hours.to_string()), ("within", within), ("weight", weight)]);
@@ -454,4 +469,27 @@ async fn run(allocator_refused: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `kilowatch eu-cdd`: asks `[eu.open_weather]` for the daily mean temperatures of `year`'s
+/// reporting period and stores them (`eu::open_weather`), so that the filing's CDD rests on
+/// open data. Returns the days stored and the CDD they give.
+async fn fetch_open_weather(store: &Store, cfg: &Config, year: i32) -> anyhow::Result<(usize, Option<f64>)> {
+    use kilowatch_accounting::eu::{filing, jrc_cdd, open_weather as ow};
+    let Some(w) = &cfg.eu.open_weather else { anyhow::bail!("no [eu.open_weather] in the configuration: set latitude and longitude") };
+    let tz: chrono_tz::Tz = cfg.site.timezone.parse().map_err(|_| anyhow::anyhow!("bad site.timezone {:?}", cfg.site.timezone))?;
+    let p = filing::reporting_period(&cfg.eu, year, tz)?;
+    let (first, last) = ow::days_of(p.range, tz);
+    let url = w.request_url(first, last, tz);
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
+    let r = client.get(&url).send().await.with_context(|| format!("asking {}", w.url))?;
+    let status = r.status();
+    let body = r.text().await.context("reading the archive's answer")?;
+    let days = ow::parse(&body).map_err(|e| anyhow::anyhow!("{} ({status}): {e}", w.url))?;
+    let days: Vec<_> = days.into_iter().filter(|(d, _)| (first..=last).contains(d)).collect();
+    let points = ow::points(&cfg.site.name, &days, tz);
+    store.write(&points).context("storing the daily means")?;
+    tracing::info!(provider = ow::PROVIDER, days = points.len(), %first, %last, "open-data daily means stored for CDD");
+    let complete = (first.iter_days().take_while(|d| *d <= last).count() == days.len()).then_some(());
+    Ok((points.len(), complete.and_then(|_| jrc_cdd(&days).ok())))
 }

@@ -186,7 +186,8 @@ async fn pue_below_one_is_a_fault_and_eu_indicators_list_what_is_missing() {
     let ii = e["annex_ii"].as_array().expect("annex ii");
     let find = |k: &str| ii.iter().find(|i| i["key"] == k).cloned().expect(k);
     assert_close(&find("edc_kwh")["value"], 90.0, "EDC");
-    assert_eq!(find("edc_kwh")["status"], "metered");
+    // Two hours of a year: partial (the filing's own status, issue 29 items 4 and 7).
+    assert_eq!(find("edc_kwh")["status"], "partial");
     assert_eq!(find("pdit_kw")["status"], "missing");
 }
 

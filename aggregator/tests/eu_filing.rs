@@ -155,9 +155,12 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
         assert_eq!(st[*code], "declared", "{code}: the example declares all of Annex I");
     }
     // A fortnight of the year is metered: those items are "partial", not "metered" (item 4).
-    for code in ["EDC", "EDC-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "CDD", "ERES-OS", "PUE", "WUE", "ERF"] {
+    for code in ["EDC", "EDC-BG", "EIT", "WIN", "WIN-POT", "EREUSE", "ERES-OS", "PUE", "WUE", "ERF"] {
         assert_eq!(st[code], "partial", "{code}: {}", pack["annex_ii"][code]);
     }
+    // CDD needs every day of the year (item 5): 351 days without an outside temperature.
+    assert_eq!(st["CDD"], "missing", "{}", pack["annex_ii"]["CDD"]);
+    assert!(pack["annex_ii"]["CDD"]["source"].as_str().expect("source").contains("have no outside temperature"), "{}", pack["annex_ii"]["CDD"]);
     for code in ["PDIT", "SDC", "TWH", "TIN", "REFRIG", "ERES-GOO", "ERES-TOT", "REF", "CSTOR", "BOUT"] {
         assert_eq!(st[code], "declared", "{code}");
     }
@@ -569,4 +572,138 @@ async fn ref_is_filed_uncapped_and_old_annex_i_keys_are_refused() {
         let e = Config::parse(&format!("[eu]\n{text}\n"), std::path::Path::new("k.toml")).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("{text} accepted"));
         assert!(e.contains(key) && e.contains(replaced_by), "{e}");
     }
+}
+
+/// Item 5: CDD by the Eurostat/JRC method (Annex II 1(n)): Σ (Tmean − 21 °C) over the days whose
+/// mean is at least 24 °C. Two operating days at 30 °C and 23 °C give 9 (not 9 + 2); a day
+/// without readings makes CDD missing, not a smaller number; a generator meter with no reading
+/// in the period makes EDC-BG missing, not a metered 0.
+#[tokio::test]
+async fn cdd_follows_the_jrc_method_and_a_missing_day_or_silent_generator_is_missing() {
+    let start = Y0 + 363 * 86_400;
+    let site = |days_with_temp: i64| {
+        let mut b = format!("meter,meter=gen-1,role=generator energy_kwh=12 {}\n", Y0 - 10 * 86_400);
+        for h in 0..=48 {
+            let t = start + h * HOUR;
+            b.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {t}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {t}\n", 116 * h, 100 * h));
+            if h < 24 * days_with_temp {
+                b.push_str(&format!("cooling,unit=cu-01 outside_temp_c={} {t}\n", if h < 24 { 30.0 } else { 23.0 }));
+            }
+        }
+        b
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-30\"\n").await;
+    assert_eq!(s.write(&site(2), "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let ii = &pack["annex_ii"];
+    assert_eq!(ii["CDD"]["status"], "metered", "{}", ii["CDD"]);
+    close(f(&ii["CDD"]["value"]), 9.0, "30 − 21 on the first day; 23 °C is below the 24 °C threshold");
+    assert_eq!(ii["EDC-BG"]["status"], "missing", "{}", ii["EDC-BG"]);
+    assert!(ii["EDC-BG"]["value"].is_null() && ii["EDC-BG"]["source"].as_str().expect("source").contains("gen-1"), "{}", ii["EDC-BG"]);
+    s.stop().await;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-30\"\n").await;
+    assert_eq!(s.write(&site(1), "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let cdd = &pack["annex_ii"]["CDD"];
+    assert!(cdd["value"].is_null() && cdd["status"] == "missing", "{cdd}");
+    assert!(cdd["source"].as_str().expect("source").contains("1 of the period's 2 days"), "{cdd}");
+    s.stop().await;
+
+    // An open-access figure declared for the year is filed as declared, with its source.
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-30\"\ncdd_degree_days = 61.3\n[eu.sources]\ncdd_degree_days = \"Eurostat nrg_chdd_a, FR101, 2025\"\n").await;
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let cdd = &pack["annex_ii"]["CDD"];
+    assert_eq!((cdd["status"].as_str(), cdd["value"].as_f64()), (Some("declared"), Some(61.3)), "{cdd}");
+    assert!(cdd["source"].as_str().expect("source").contains("nrg_chdd_a"), "{cdd}");
+    s.stop().await;
+}
+
+/// Item 7: `GET /api/v1/eu-indicators` is read off the filing's own pack, so a declared figure is
+/// never labelled "metered": 3,000 kWh of guarantees of origin make ERES-TOT and REF "declared"
+/// there as in the pack (before: "metered"), with the same values and statuses item by item.
+#[tokio::test]
+async fn eu_indicators_are_the_filings_own_items() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_eu(dir.path(), "entry_into_operation = \"2025-12-31\"\neres_goo_kwh = 3000\npdit_kw = 1295.4\n").await;
+    let t = Y0 + 364 * 86_400;
+    let mut body = String::new();
+    for h in 0..=24 {
+        let x = t + h * HOUR;
+        body.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {x}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {x}\n", 116 * h, 100 * h));
+    }
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let pack: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-filing/2025.json").await).expect("json");
+    let eu: Value = serde_json::from_slice(&ok(&s, "/api/v1/eu-indicators?year=2025").await).expect("json");
+    let item = |annex: &str, key: &str| eu[annex].as_array().expect("annex").iter().find(|i| i["key"] == key).cloned().unwrap_or_else(|| panic!("{key} in {eu:#}"));
+    assert_eq!(item("annex_ii", "eres_tot_kwh")["status"], "declared", "{}", item("annex_ii", "eres_tot_kwh"));
+    assert_eq!(item("annex_iii", "ref")["status"], "declared");
+    assert_eq!(item("annex_ii", "edc_kwh")["status"], "metered");
+    for annex in ["annex_ii", "annex_iii"] {
+        for i in eu[annex].as_array().expect("annex") {
+            let code = i["code"].as_str().expect("code");
+            let filed = &pack[annex][code];
+            assert_eq!((&i["value"], &i["status"]), (&filed["value"], &filed["status"]), "{code}: the summary is the pack's item");
+        }
+    }
+    assert_eq!(eu["period"], pack["meta"]["period"], "the operating period, as filed");
+    s.stop().await;
+}
+
+/// Item 5, open data: `kilowatch eu-cdd` asks `[eu.open_weather]` (Open-Meteo's historical
+/// weather API, here a local server answering with a fixture in its format) for the operating
+/// period's daily means, stores them, and `kilowatch eu-filing` files CDD from them by the
+/// Eurostat/JRC method: 30 °C and 23 °C give 9, with the open source named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdd_from_open_data_fetched_by_the_cli() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fixture = include_str!("fixtures/open-meteo-archive.json");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let asked = tokio::spawn(async move {
+        let (mut sock, _) = tokio::time::timeout(Duration::from_secs(120), listener.accept()).await.expect("the CLI asks within 2 minutes").expect("accept");
+        let mut buf = vec![0u8; 4096];
+        let n = sock.read(&mut buf).await.expect("read");
+        let head = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned();
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{fixture}", fixture.len());
+        sock.write_all(answer.as_bytes()).await.expect("write");
+        head
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let start = Y0 + 363 * 86_400;
+    {
+        let s = Server::start(dir.path()).await;
+        let mut body = String::new();
+        for h in 0..=48 {
+            let t = start + h * HOUR;
+            body.push_str(&format!("meter,meter=grid-a,role=facility energy_kwh={} {t}\nmeter,meter=ups-1,role=it,category=1 energy_kwh={} {t}\n", 116 * h, 100 * h));
+        }
+        assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+        s.stop().await;
+    }
+    let cfg_path = dir.path().join("kilowatch.toml");
+    std::fs::write(&cfg_path, format!("[site]\nname = \"dc5\"\ntimezone = \"Europe/Paris\"\n[eu]\nentry_into_operation = \"2025-12-30\"\n[eu.open_weather]\nlatitude = 48.62\nlongitude = 2.44\nurl = \"http://{addr}/v1/archive\"\n")).expect("config");
+    let (d, c) = (dir.path().to_owned(), cfg_path.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        let cdd = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch")).args(["eu-cdd", "--year", "2025", "--data-dir"]).arg(&d).arg("--config").arg(&c).output().expect("kilowatch eu-cdd");
+        let filing = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch")).args(["eu-filing", "--year", "2025", "--format", "json", "--no-evidence", "--data-dir"]).arg(&d).arg("--config").arg(&c).arg("--out").arg(d.join("out")).output().expect("kilowatch eu-filing");
+        (cdd, filing)
+    })
+    .await
+    .expect("join");
+    assert!(run.0.status.success(), "{}", String::from_utf8_lossy(&run.0.stderr));
+    assert!(String::from_utf8_lossy(&run.0.stdout).contains("2 days"), "{}", String::from_utf8_lossy(&run.0.stdout));
+    let head = asked.await.expect("fixture server");
+    for want in ["/v1/archive?", "latitude=48.62", "longitude=2.44", "start_date=2025-12-30", "end_date=2025-12-31", "daily=temperature_2m_mean", "timezone=Europe/Paris"] {
+        assert!(head.contains(want), "{want} in {head}");
+    }
+    assert!(run.1.status.success(), "{}", String::from_utf8_lossy(&run.1.stderr));
+    let pack: Value = serde_json::from_slice(&std::fs::read(dir.path().join("out/dc5-eu-filing-2025.json")).expect("json")).expect("pack");
+    let cdd = &pack["annex_ii"]["CDD"];
+    assert_eq!(cdd["status"], "metered", "{cdd}");
+    close(f(&cdd["value"]), 9.0, "30 − 21; 23 °C is below 24 °C");
+    assert!(cdd["source"].as_str().expect("source").contains("Open-Meteo"), "{cdd}");
 }

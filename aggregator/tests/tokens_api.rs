@@ -146,14 +146,31 @@ async fn few_tokens_or_shared_gpus_are_low_confidence() {
         b.push_str(&format!("inference,node=n1,server=small,engine=sglang,model=tiny generation_tokens={},prompt_tokens={},gpus=\"0\" {t}\n", 100 * k, 300 * k));
     }
     assert_eq!(s.write(&b, "s", WRITE).await.status(), 204);
-    // A job on the same GPU during the hour: the GPU is shared, each gets half.
+    // A job on the same GPU during the hour: the server runs inside it (issue 29 item 8: nested,
+    // not beside it; before, each got half): the server's tokens divide the job's whole GPU.
     assert_eq!(post(&s, "/api/v1/jobs", WRITE, json!({"job":"other","owner":"x","node":"n1","gpus":[0],"start":ts(T0),"end":ts(T0 + H)})).await.status(), 200);
     let v = models(&s, T0, T0 + H).await;
     let m = &v["models"][0];
     assert_eq!(m["confidence"], "low");
     let reasons = m["low_confidence_reasons"].to_string();
-    assert!(reasons.contains("shares GPUs") && reasons.contains("generated tokens"), "{reasons}");
-    assert_close(&m["energy_kwh"]["gpu"], 400.0 * H as f64 / 3.6e6 / 2.0, "half the GPU");
+    assert!(!reasons.contains("shares GPUs") && reasons.contains("generated tokens"), "{reasons}");
+    assert_close(&m["energy_kwh"]["gpu"], 400.0 * H as f64 / 3.6e6, "the job's whole GPU");
+    assert_eq!(m["nested_in"], json!(["other"]));
     assert_eq!(m["tenant"], "");
+    // Two servers on one GPU, outside any job, still share it and say so.
+    let mut b2 = String::new();
+    for k in 0..=4i64 {
+        let t = T0 + 2 * H + k * 900;
+        b2.push_str(&format!("gpu,node=n2,gpu=0 energy_mj={}i {t}\n", 400 * 900 * 1000 * k));
+        for srv in ["a", "b"] {
+            b2.push_str(&format!("inference,node=n2,server={srv},engine=vllm,model=m-{srv} generation_tokens={},prompt_tokens={},gpus=\"0\" {t}\n", 100_000 * k, 300_000 * k));
+        }
+    }
+    assert_eq!(s.write(&b2, "s", WRITE).await.status(), 204);
+    let v2 = models(&s, T0 + 2 * H, T0 + 3 * H).await;
+    for m in v2["models"].as_array().expect("models") {
+        assert!(m["low_confidence_reasons"].to_string().contains("shares GPUs"), "{m:#}");
+        assert_close(&m["energy_kwh"]["gpu"], 400.0 * H as f64 / 3.6e6 / 2.0, "half the GPU each");
+    }
     s.stop().await;
 }

@@ -1,6 +1,7 @@
-//! `GET /api/v1/models` for real sites (issue 29, items 12 and 9), through the real server:
-//! a window lists only the models and tenants that served in it, and a site without a
-//! facility meter gets facility energy and CO2 per token as null with the reason, never 0.
+//! `GET /api/v1/models` for real sites (issue 29, items 12, 9 and 8), through the real server:
+//! a window lists only the models and tenants that served in it; a site without a facility
+//! meter gets facility energy and CO2 per token as null with the reason, never 0; a server
+//! inside a Slurm job or a Kubernetes pod is nested in it, not beside it.
 
 mod common;
 
@@ -114,4 +115,53 @@ async fn without_a_facility_meter_facility_and_co2_per_token_are_null() {
     assert!(v2.get("facility_unavailable").is_none(), "{v2:#}");
     s.stop().await;
     s2.stop().await;
+}
+
+async fn jobs(s: &Server, from: i64, to: i64) -> Value {
+    let r = reqwest::Client::new().get(s.url("/api/v1/jobs")).query(&[("from", ts(from)), ("to", ts(to))]).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("json")
+}
+
+/// Item 8: vLLM inside a Slurm job (GPU 0, `slurm-42`) and inside a Kubernetes pod (GPU 1, seen
+/// in `gpu_job` points as `k8s:<uid>`), each GPU at 500 W for two hours. Each job keeps its
+/// whole 1 kWh of GPU energy (before: halved, split with its own server), no `serve:` job
+/// stands beside it, and each model's energy is its job's, divided by its tokens.
+#[tokio::test]
+async fn a_server_inside_a_slurm_job_or_a_pod_is_nested_in_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    let mut body = site(2, true) + &server("s1", "m-slurm", "acme", "0", 0, 2) + &server("s2", "m-pod", "beta", "1", 0, 2);
+    for k in 0..=8 {
+        body.push_str(&format!("gpu_job,node=n1,gpu=1 job=\"k8s:0f1e2d3c\",pids=\"4242\" {}\n", T0 + k * 900));
+    }
+    assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
+    let post = reqwest::Client::new()
+        .post(s.url("/api/v1/jobs"))
+        .header("Authorization", format!("Token {WRITE}"))
+        .json(&serde_json::json!({"job":"slurm-42","owner":"acme","node":"n1","gpus":[0],"start":ts(T0),"end":ts(T0 + 2 * H)}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(post.status(), 200);
+
+    let j = jobs(&s, T0, T0 + 2 * H).await;
+    let list = j["jobs"].as_array().expect("jobs");
+    let job = |id: &str| list.iter().find(|x| x["job"] == id).cloned().unwrap_or_else(|| panic!("{id} in {j:#}"));
+    assert_close(&job("slurm-42")["gpu_energy_kwh"], 1.0, "the Slurm job keeps GPU 0's whole energy");
+    assert_close(&job("k8s:0f1e2d3c")["gpu_energy_kwh"], 1.0, "the pod keeps GPU 1's whole energy");
+    assert!(!list.iter().any(|x| x["job"].as_str().is_some_and(|id| id.starts_with("serve:"))), "no server beside its job: {j:#}");
+
+    let v = models(&s, T0, T0 + 2 * H).await;
+    let m = |name: &str| v["models"].as_array().expect("models").iter().find(|x| x["model"] == name).cloned().unwrap_or_else(|| panic!("{name} in {v:#}"));
+    for (name, parent) in [("m-slurm", "slurm-42"), ("m-pod", "k8s:0f1e2d3c")] {
+        let x = m(name);
+        assert_close(&x["energy_kwh"]["gpu"], 1.0, &format!("{name}: its job's energy on its GPU"));
+        assert_eq!(x["nested_in"], serde_json::json!([parent]), "{x:#}");
+        assert_eq!(x["confidence"], "high", "nested, not sharing GPUs: {x:#}");
+    }
+    // Conservation: jobs + idle + unattributed = E_IT, the servers counted once, inside their jobs.
+    let sum = v["jobs_it_energy_kwh"].as_f64().expect("jobs") + v["idle_kwh"].as_f64().expect("idle") + v["unattributed_kwh"].as_f64().expect("unattributed");
+    assert_close(&v["it_energy_kwh"], sum, "conservation");
+    s.stop().await;
 }

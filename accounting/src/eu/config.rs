@@ -104,6 +104,15 @@ pub struct EuConfig {
     /// TWH, average temperature of the waste heat, °C.
     #[serde(default)]
     pub twh_c: Option<f64>,
+    /// CDD, cooling degree days of the year for the site's location from an open-access source
+    /// (Annex II 1(n): Eurostat's nrg_chdd_a or the JRC's data, base 21 °C, threshold 24 °C).
+    /// Filed as declared; without it CDD is computed from the site's outside temperature.
+    #[serde(default)]
+    pub cdd_degree_days: Option<f64>,
+    /// Where `kilowatch eu-cdd` asks for the open-data daily mean temperatures CDD is computed
+    /// from (`[eu.open_weather]`: `latitude`, `longitude`, `url`).
+    #[serde(default)]
+    pub open_weather: Option<super::open_weather::OpenWeatherConfig>,
     /// TIN, average set point of the IT equipment's intake air, °C.
     #[serde(default)]
     pub tin_c: Option<f64>,
@@ -267,6 +276,7 @@ pub const DECLARABLE: &[&str] = &[
     "ereuse_kwh",
     "twh_c",
     "tin_c",
+    "cdd_degree_days",
     "refrigerants",
     "eres_goo_kwh",
     "eres_ppa_kwh",
@@ -299,6 +309,7 @@ impl EuConfig {
             ("eu.battery_to_grid_kw", self.battery_to_grid_kw),
             ("eu.backup_generator_kw", self.backup_generator_kw),
             ("eu.ereuse_kwh", self.ereuse_kwh),
+            ("eu.cdd_degree_days", self.cdd_degree_days),
             ("eu.eres_goo_kwh", self.eres_goo_kwh),
             ("eu.eres_ppa_kwh", self.eres_ppa_kwh),
             ("eu.eres_os_kwh", self.eres_os_kwh),
@@ -344,6 +355,9 @@ impl EuConfig {
             && !(1..=2).contains(&c)
         {
             return Err(("eu.win_category", format!("{c}: EN 50600-4-9 WUE category 1 or 2")));
+        }
+        if let Some(w) = &self.open_weather {
+            w.check().map_err(|m| ("eu.open_weather", m))?;
         }
         for (meter, d) in &self.meters {
             if let Some(c) = &d.last_calibration

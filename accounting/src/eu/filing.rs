@@ -190,7 +190,7 @@ fn of(inv: &Inventory, pick: impl Fn(&MeterRecord) -> bool) -> Vec<&MeterRecord>
 /// the year.
 fn metered(code: &'static str, name: &'static str, unit: &'static str, value: Option<f64>, ms: Vec<&MeterRecord>, what: &str, why: &str) -> Item {
     let with_data = ms.iter().any(|m| m.has_data());
-    match value.filter(|_| with_data || (!ms.is_empty() && code == "EDC-BG")) {
+    match value.filter(|_| with_data) {
         Some(v) => Item {
             code,
             name,
@@ -267,7 +267,51 @@ fn with_fill(mut item: Item, est: Option<&Estimate>) -> Item {
     item
 }
 
-fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled: &fill::Fill, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Items, ReportError> {
+/// CDD (Annex II 1(n)): declared from an open-access source (`eu.cdd_degree_days`, e.g.
+/// Eurostat's nrg_chdd_a or the JRC's data for the site's region) where given; else by the
+/// Eurostat/JRC method from open-data daily means (`[eu.open_weather]`, fetched by `kilowatch
+/// eu-cdd`), else from the site's own outside-temperature series; every day of the period
+/// needed: a day without a mean makes CDD missing, never a smaller number.
+fn cdd_item(store: &Store, eu: &EuConfig, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Item, ReportError> {
+    use super::open_weather as ow;
+    const NAME: &str = "Cooling degree days (Eurostat/JRC method: base 21 °C, days with a mean of 24 °C or more)";
+    if eu.cdd_degree_days.is_some() {
+        let mut i = declared_num("CDD", NAME, "degree days", eu.cdd_degree_days, "cdd_degree_days", eu);
+        i.source = format!("{} (open-access source, Annex II 1(n))", i.source);
+        return Ok(i);
+    }
+    // (series, what it is, what a missing day asks for), open data first.
+    let sources = [
+        ((ow::MEASUREMENT, ow::FIELD), format!("open-access data: {} (kilowatch eu-cdd)", ow::SOURCE), ow::PROVIDER, "no open-data daily mean: run kilowatch eu-cdd again once the archive has them"),
+        (
+            ("cooling", "outside_temp_c"),
+            "metered: daily mean of the first cooling unit's outside_temp_c (the Regulation asks for open-access data: set [eu.open_weather] or eu.cdd_degree_days)".to_owned(),
+            "cooling outside_temp_c",
+            "no outside temperature reading: CDD cannot be computed (declare eu.cdd_degree_days from an open-access source)",
+        ),
+    ];
+    for ((measurement, field), what, meter, gap) in sources {
+        let Some(days) = super::daily_means(store, range, tz, measurement, field)? else { continue };
+        return Ok(match super::jrc_cdd(&days) {
+            Ok(v) => Item {
+                code: "CDD",
+                name: NAME,
+                unit: "degree days",
+                value: Some(v.into()),
+                status: Status::Metered,
+                source: format!("{what}; Σ (mean − 21 °C) over days with a mean ≥ 24 °C"),
+                meters: vec![meter.into()],
+                coverage_pct: Some(100.0),
+                estimate: None,
+            },
+            Err(n) => missing("CDD", NAME, "degree days", format!("{n} of the period's {} days have {gap}", days.len())),
+        });
+    }
+    Ok(missing("CDD", NAME, "degree days", "no open-access figure (eu.cdd_degree_days, or [eu.open_weather] fetched by kilowatch eu-cdd) and no cooling series with outside_temp_c".into()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled: &fill::Fill, declared_res: Option<f64>, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Items, ReportError> {
     let eu = cfg.eu();
     let it_cat = inv.it_category();
     let mut pdit = declared_num("PDIT", "Installed IT power demand", "kW", eu.pdit_kw, "pdit_kw", eu);
@@ -277,7 +321,15 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
     let edc_bg = if !inv.meters.iter().any(role_is(&["generator"])) && eu.backup_generator_kw == Some(0.0) {
         Item { code: "EDC-BG", name: "Energy consumption of the back-up generators", unit: "kWh", value: Some(0.0.into()), status: Status::Declared, source: format!("no back-up generator: {}", eu.source_of("backup_generator_kw")), meters: Vec::new(), coverage_pct: None, estimate: None }
     } else {
-        metered("EDC-BG", "Energy consumption of the back-up generators", "kWh", Some(k.generator_energy_kwh), of(inv, role_is(&["generator"])), "meters with role=generator", "no meter with role=generator (declare eu.backup_generator_kw = 0 for a site without generators)")
+        let gens = of(inv, role_is(&["generator"]));
+        // A generator meter without a reading in the period says nothing: missing, not a
+        // metered 0 (a meter that reads its counter while the set stands by gives the 0).
+        let why = if gens.is_empty() {
+            "no meter with role=generator (declare eu.backup_generator_kw = 0 for a site without generators)".to_owned()
+        } else {
+            format!("the generator meters ({}) have no reading in the period: EDC-BG is unknown", gens.iter().map(|m| m.meter.as_str()).collect::<Vec<_>>().join(", "))
+        };
+        metered("EDC-BG", "Energy consumption of the back-up generators", "kWh", Some(k.generator_energy_kwh), gens, "meters with role=generator", &why)
     };
     let potable_known = inv.meters.iter().any(|m| m.measurement == "water" && m.potable.is_some());
     let water = |m: &MeterRecord| m.measurement == "water";
@@ -286,20 +338,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
         (None, Some(_)) => declared_num("EREUSE", "Waste heat reused", "kWh", eu.ereuse_kwh, "ereuse_kwh", eu),
         (None, None) => missing("EREUSE", "Waste heat reused", "kWh", "no meter with role=reuse and no eu.ereuse_kwh declared".into()),
     };
-    let cdd = match super::cdd(store, range, tz)? {
-        Some((v, days)) => Item {
-            code: "CDD",
-            name: "Cooling degree days (base 21 °C)",
-            unit: "degree days",
-            value: Some(v.into()),
-            status: Status::Metered,
-            source: "metered: daily mean of the first cooling unit's outside_temp_c; Σ max(0, mean − 21 °C)".into(),
-            meters: vec!["cooling outside_temp_c".into()],
-            coverage_pct: Some(days as f64 / (range.duration_secs() / 86_400.0).round().max(1.0) * 100.0),
-            estimate: None,
-        },
-        None => missing("CDD", "Cooling degree days (base 21 °C)", "degree days", "no cooling series with outside_temp_c".into()),
-    };
+    let cdd = cdd_item(store, eu, range, tz)?;
     let metered_res = inv.meters.iter().any(|m| role_is(&["renewable"])(m) && m.has_data());
     let metered_res_kwh: f64 = inv.meters.iter().filter(|m| role_is(&["renewable"])(m)).map(|m| m.total).sum();
     let eres_os = match (metered_res, eu.eres_os_kwh) {
@@ -312,7 +351,7 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
         }
         (false, _) => declared_num("ERES-OS", "Renewable energy from on-site generation", "kWh", eu.eres_os_kwh, "eres_os_kwh", eu),
     };
-    let eres_tot = match (k.renewable_energy_kwh, metered_res, eu.declared_renewables_kwh()) {
+    let eres_tot = match (k.renewable_energy_kwh, metered_res, declared_res) {
         (Some(v), true, None) => metered("ERES-TOT", "Total renewable energy", "kWh", Some(v), of(inv, role_is(&["renewable"])), "meters with role=renewable", ""),
         (Some(v), _, Some(_)) => Item {
             code: "ERES-TOT",
@@ -483,7 +522,7 @@ const METHODOLOGY: &[&str] = &[
     "Calendar year in the site's time zone; every energy and water figure is the ledger the KPI API and the monthly reports use (counter increases, resets counted from the new reading, power-only meters integrated and marked estimated).",
     "EDC = every grid supply (role=facility) + back-up generators (role=generator); EIT at the best IT meter category with data (1 = UPS outputs).",
     "PUE = EDC / EIT of the filed totals (Annex III (a)); where one side's meters cover less of the year than the other's, the shorter side is filled at its own mean power and marked estimated, with the hours filled, and the PUE over the common span is kept as a note. WUE = WIN / EIT; ERF = EREUSE / EDC; REF = ERES-TOT / EDC, uncapped as Annex III (d) defines it (a value above 1 is noted).",
-    "CDD: Σ over local days of max(0, daily mean outside temperature − 21 °C).",
+    "CDD (Annex II 1(n), Eurostat/JRC method): declared from an open-access source (eu.cdd_degree_days), else Σ over the local days of the period of (daily mean outside temperature − 21 °C) for days with a mean ≥ 24 °C; a day without readings makes CDD missing.",
     "Status: metered (meters named, with the lowest coverage of the year), declared ([eu] in the configuration, with its source), missing (absent: never reported as zero).",
     "Evidence: the bundle's hourly CSVs add up to every metered figure; its manifest holds their SHA-256.",
 ];
@@ -512,13 +551,31 @@ fn full_coverage_pct(official_min_pct: f64, r: kilowatch_model::TimeRange) -> f6
 pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
     let tz: Tz = cfg.timezone().parse().map_err(|_| ReportError::TimeZone(cfg.timezone().to_owned()))?;
     let p = reporting_period(cfg.eu(), year, tz)?;
-    let k = kpi::compute_declared(store, p.range, &p.label, cfg, cfg.eu().declared_renewables_kwh())?;
+    assemble(store, cfg, year, tz, p, Scope::Filing, generated_at)
+}
+
+/// What a pack is assembled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The yearly filing: declared yearly figures (renewables) count, the voluntary GPU
+    /// indicators are computed.
+    Filing,
+    /// A shorter period (the monthly report's year to date, `GET /api/v1/eu-indicators`): the
+    /// yearly declared renewables do not count in ERES-TOT and REF; no GPU indicators.
+    Summary,
+}
+
+/// The pack over period `p` of `year`: the one code path for the filing, `GET
+/// /api/v1/eu-indicators`, the monthly report's EU section and the fleet's side-by-side view.
+pub fn assemble(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: periods::Period, scope: Scope, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
+    let declared_res = if scope == Scope::Filing { cfg.eu().declared_renewables_kwh() } else { None };
+    let k = kpi::compute_declared(store, p.range, &p.label, cfg, declared_res)?;
     let mut inv = super::evidence::inventory(store, p.range)?;
     for m in &mut inv.meters {
         m.device = cfg.eu().meters.get(&m.meter).cloned();
     }
     let filled = fill::fill(&inv, inv.it_category());
-    let mut annex_ii = annex_ii(store, cfg, &k, &inv, &filled, p.range, tz)?;
+    let mut annex_ii = annex_ii(store, cfg, &k, &inv, &filled, declared_res, p.range, tz)?;
     let full_pct = full_coverage_pct(cfg.accounting().official_min_coverage_pct, p.range);
     for i in annex_ii.0.iter_mut().filter(|i| i.status == Status::Metered && i.coverage_pct.is_some_and(|c| c < full_pct)) {
         i.status = Status::Partial;
@@ -536,6 +593,7 @@ pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option
         }
     }
     let voluntary = match kilowatch_store::jobs::JobStore::beside(store) {
+        _ if scope == Scope::Summary => Voluntary { gpu_efficiency: None, unavailable: Some("not computed for a summary".into()), note: VOLUNTARY },
         // No GPU with power readings: the indicators are missing, not a row of zeros.
         Ok(js) => match crate::report::gpu_efficiency_over(store, cfg, &js, p.range, &p.label)? {
             g if g.gpus == 0 => Voluntary { gpu_efficiency: None, unavailable: Some("missing: no GPU power readings in the year".into()), note: VOLUNTARY },

@@ -118,6 +118,10 @@ pub struct ModelFootprint {
     pub engines: Vec<String>,
     /// `node/server` of every server that served it in the window.
     pub servers: Vec<String>,
+    /// The jobs (Slurm jobs, Kubernetes pods) its servers ran inside: their energy on the
+    /// servers' GPUs is divided by these tokens; the jobs keep it whole in the jobs ledger.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nested_in: Vec<String>,
     pub gpus: Vec<String>,
     pub prompt_tokens: f64,
     pub generation_tokens: f64,
@@ -215,7 +219,8 @@ pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocat
     if !facility_known {
         out.facility_unavailable = Some("no valid PUE over the window (no meter with role=facility, or E_DC below E_IT): facility energy and CO2 are unknown; GPU and IT energy (and water, which follows IT energy) stand".into());
     }
-    out.models = serving_footprints(att, allocs, &rows, &bounds, facility_known);
+    let servers = serving_allocations(store, r.from.0, r.to.0)?;
+    out.models = serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known);
     out.training = training_footprints(js, att, r, facility_known)?;
     Ok(out)
 }
@@ -259,6 +264,38 @@ fn job_hours(j: &JobEnergy, att: &Attribution, n: usize) -> Vec<(f64, f64)> {
     v
 }
 
+/// The jobs (not servers) that hold one of the server allocation `s`'s GPUs while it runs: a
+/// server inside them is nested in them.
+pub fn enclosing<'a>(s: &Allocation, jobs: &'a [Allocation]) -> Vec<&'a Allocation> {
+    jobs.iter()
+        .filter(|j| j.source != INFERENCE_SOURCE && j.node == s.node && j.gpus.iter().any(|g| s.gpus.contains(g)) && j.start < s.end.unwrap_or(i64::MAX) && s.start < j.end.unwrap_or(i64::MAX))
+        .collect()
+}
+
+/// A nested server's energy per hour: each enclosing job's, for the share of its GPUs the server
+/// runs on, in the hours the server runs.
+fn nested_hours(server: &[Allocation], allocs: &[Allocation], att: &Attribution, bounds: &[i64]) -> (Vec<(f64, f64)>, Vec<String>) {
+    let n = bounds.len().saturating_sub(1);
+    let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
+    let mut v = vec![(0.0, 0.0); n];
+    let mut parents = Vec::new();
+    for s in server {
+        for p in enclosing(s, allocs) {
+            push_unique(&mut parents, &p.job);
+            let Some(j) = jobs.get(p.job.as_str()) else { continue };
+            let share = p.gpus.iter().filter(|g| s.gpus.contains(g)).count() as f64 / p.gpus.len().max(1) as f64;
+            for (h, (gpu, it)) in job_hours(j, att, n).into_iter().enumerate() {
+                // Only the hours the server ran in.
+                if bounds[h] < s.end.unwrap_or(i64::MAX) && s.start < bounds[h + 1] {
+                    v[h].0 += gpu * share;
+                    v[h].1 += it * share;
+                }
+            }
+        }
+    }
+    (v, parents)
+}
+
 /// Whether another allocation held one of `a`'s GPUs at the same time.
 fn shares_gpus(a: &Allocation, all: &[Allocation]) -> bool {
     all.iter().any(|o| {
@@ -270,7 +307,7 @@ fn shares_gpus(a: &Allocation, all: &[Allocation]) -> bool {
     })
 }
 
-fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<RowKey, RowTokens>, bounds: &[i64], facility_known: bool) -> Vec<ModelFootprint> {
+fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Allocation], rows: &BTreeMap<RowKey, RowTokens>, bounds: &[i64], facility_known: bool) -> Vec<ModelFootprint> {
     let n = bounds.len().saturating_sub(1);
     let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
     // The rows of each server, to split its energy.
@@ -282,9 +319,16 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<
     let mut ttft: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
     for ((node, server), keys) in &by_server {
         let job = serving_job(node, server);
-        let hours = jobs.get(job.as_str()).map(|j| job_hours(j, att, n)).unwrap_or_else(|| vec![(0.0, 0.0); n]);
-        let server_allocs: Vec<&Allocation> = allocs.iter().filter(|a| a.job == job).collect();
-        let shared = server_allocs.iter().any(|a| shares_gpus(a, allocs));
+        // A server nested in a job (not an allocation of its own) takes the job's energy on its
+        // GPUs; one on its own GPUs, its own allocation's.
+        let nested: Vec<Allocation> = servers.iter().filter(|a| a.job == job && !enclosing(a, allocs).is_empty()).cloned().collect();
+        let (hours, parents) = if nested.is_empty() {
+            (jobs.get(job.as_str()).map(|j| job_hours(j, att, n)).unwrap_or_else(|| vec![(0.0, 0.0); n]), Vec::new())
+        } else {
+            nested_hours(&nested, allocs, att, bounds)
+        };
+        let server_allocs: Vec<&Allocation> = allocs.iter().filter(|a| a.job == job).chain(nested.iter()).collect();
+        let shared = server_allocs.iter().any(|a| a.source == INFERENCE_SOURCE && enclosing(a, allocs).is_empty() && shares_gpus(a, allocs));
         for k in keys {
             let row = &rows[*k];
             let m = models.entry((k.model.clone(), k.tenant.clone())).or_insert_with(|| ModelFootprint {
@@ -296,6 +340,9 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], rows: &BTreeMap<
                 ..Default::default()
             });
             push_unique(&mut m.engines, &row.engine);
+            for p in &parents {
+                push_unique(&mut m.nested_in, p);
+            }
             push_unique(&mut m.servers, &format!("{node}/{server}"));
             for a in &server_allocs {
                 for g in &a.gpus {
