@@ -317,7 +317,8 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
         });
         let j = &mut jobs[i];
         j.gpus.extend(a.gpus.iter().map(|g| format!("{}:{g}", a.node)));
-        j.min_span_s = j.min_span_s.min((a.end.unwrap_or(to) - a.start) as f64 / 1e9);
+        // Saturating: an allocation posted as started centuries ago spans more than an i64 of ns.
+        j.min_span_s = j.min_span_s.min(a.end.unwrap_or(to).saturating_sub(a.start) as f64 / 1e9);
         j.first = j.first.min(a.start);
         // A job is still running while any of its node allocations is open.
         j.last = match (j.last, a.end) {

@@ -308,6 +308,10 @@ pub async fn get_job(State(st): State<AppState>, acct: Acct, tenant: Option<Exte
     }
     let store = st.store.clone();
     let carbon = st.config.carbon.clone();
+    let max_window_ns = i64::try_from(st.config.api.max_query_days).unwrap_or(i64::MAX).saturating_mul(86_400_000_000_000);
+    // Dropped with this future when the client goes: the computation then stops.
+    let cancel = attribution::Cancel::default();
+    let on_drop = cancel.on_drop();
     let res = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, JobError> {
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
         let mut a = js.job(&id)?;
@@ -316,17 +320,26 @@ pub async fn get_job(State(st): State<AppState>, acct: Acct, tenant: Option<Exte
             return Ok(None);
         }
         let newest = store.live_now()?;
-        let from = a.iter().map(|x| x.start).min().unwrap_or(0);
-        let to = a.iter().map(|x| x.end.unwrap_or(newest)).max().unwrap_or(from).max(from.saturating_add(1));
+        let start = a.iter().map(|x| x.start).min().unwrap_or(0);
+        let to = a.iter().map(|x| x.end.unwrap_or(newest)).max().unwrap_or(start).max(start.saturating_add(1));
+        // A job open for longer than `api.max_query_days` (one posted as started in 1677 cost
+        // 142 s of CPU) is shown over its last that many days, and the answer says so.
+        let from = start.max(to.saturating_sub(max_window_ns));
+        let capped = from > start;
         // About 200 points or fewer, on round steps, so short jobs get a usable series.
         let span = to.saturating_sub(from);
         let step = [1i64, 10, 60, 300, 900, 3600, 86_400].iter().map(|s| s * 1_000_000_000).find(|s| span / s <= 200).unwrap_or(86_400_000_000_000);
         a.retain(|x| x.job == id);
-        let att = attribution::attribute(&store, &a, TimeRange::new(Timestamp(from), Timestamp(to)), Some(step), &carbon)?;
+        let Some(att) = attribution::attribute_until(&store, &a, TimeRange::new(Timestamp(from), Timestamp(to)), Some(step), &carbon, &cancel)? else {
+            tracing::info!(job = %id, "job page stopped: the client went away");
+            return Err(JobError::Invalid("cancelled: the client went away".into()));
+        };
         let Some(job) = att.jobs.into_iter().next() else { return Ok(None) };
-        Ok(Some(json!({ "job": job, "allocations": a, "pue": att.pue, "carbon_factor": att.carbon_factor, "step_s": att.step_s })))
+        let window = json!({ "from": Timestamp(from).to_rfc3339(), "to": Timestamp(to).to_rfc3339(), "capped": capped });
+        Ok(Some(json!({ "job": job, "allocations": a, "pue": att.pue, "carbon_factor": att.carbon_factor, "step_s": att.step_s, "window": window })))
     })
     .await;
+    on_drop.disarm();
     match res {
         Ok(Ok(Some(v))) => Json(v).into_response(),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not found", "no such job in the ledger"),

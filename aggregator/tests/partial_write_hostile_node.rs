@@ -96,6 +96,7 @@ async fn a_hostile_inference_page_never_costs_the_node_its_gpu_energy() {
     assert_eq!(counter(metrics_port, "kilowatch_collector_lines_refused_total").await, 0.0, "{}", log());
     assert!(counter(metrics_port, "kilowatch_collector_values_repaired_total").await >= 3.0);
     assert!(counter(metrics_port, "kilowatch_collector_values_dropped_total").await >= 1.0);
+    assert!(counter(metrics_port, "kilowatch_collector_inference_rows_over_cap_total").await >= 1.0, "the 100 kB label cut at reading");
     // Each distinct problem is logged once, however many samples repeat it: a control
     // character (the tab and the line break), a backslash, an empty label; the 100 kB label
     // was cut when the page was read (max_label_bytes), also logged once.

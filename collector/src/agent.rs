@@ -41,6 +41,10 @@ pub struct AgentStats {
     pub values_repaired: AtomicU64,
     /// Tags, fields and points left out because nothing sendable was left of them.
     pub values_dropped: AtomicU64,
+    /// Inference pages abandoned: past `max_page_bytes`, or past the sample's deadline.
+    pub inference_pages_over_cap: AtomicU64,
+    /// Inference page rows left out past `max_rows`, and labels cut to `max_label_bytes`.
+    pub inference_rows_over_cap: AtomicU64,
 }
 
 pub struct Agent {

@@ -49,7 +49,7 @@ struct Sources {
 
 /// One block per kind of source. A source that cannot start is an error here (the process
 /// exits with its message), unless its config says it is optional.
-fn sources(cfg: &CollectorConfig, path: &std::path::Path) -> anyhow::Result<Sources> {
+fn sources(cfg: &CollectorConfig, path: &std::path::Path, stats: &Arc<AgentStats>) -> anyhow::Result<Sources> {
     let mut out = Sources { list: Vec::new(), gpus: None };
     if let Some(f) = &cfg.facility {
         // Register maps and CA files are named relative to the config file.
@@ -78,7 +78,7 @@ fn sources(cfg: &CollectorConfig, path: &std::path::Path) -> anyhow::Result<Sour
     if !cfg.inference.is_empty() {
         // Half the interval: a slow or endless page never delays the next sample of the GPUs.
         let deadline = std::time::Duration::from_secs_f64(cfg.interval_s / 2.0);
-        out.list.push(Box::new(InferenceSource::new(&cfg.inference, &cfg.site, &cfg.node_name(), gpu_pids)?.with_deadline(deadline)));
+        out.list.push(Box::new(InferenceSource::new(&cfg.inference, &cfg.site, &cfg.node_name(), gpu_pids)?.with_deadline(deadline).with_stats(stats.clone())));
     }
     Ok(out)
 }
@@ -158,7 +158,8 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
     if !any_source_configured(&cfg) {
         anyhow::bail!("{}: no source is configured (add an [nvml], [facility], [[inference]] or [sim] section)", path.display());
     }
-    let Sources { list: mut sources, gpus } = tokio::task::block_in_place(|| sources(&cfg, &path))?;
+    let stats = Arc::new(AgentStats::default());
+    let Sources { list: mut sources, gpus } = tokio::task::block_in_place(|| sources(&cfg, &path, &stats))?;
     if sources.is_empty() {
         tracing::warn!(config = %path.display(), "every configured source is optional and unavailable: sampling nothing");
     }
@@ -168,7 +169,6 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
     }
 
     let endpoints = kilowatch_collector::endpoint::open(&cfg, &path)?;
-    let stats = Arc::new(AgentStats::default());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let metrics_task = match &cfg.metrics {
         Some(m) => {

@@ -74,6 +74,18 @@ const HEALTH: &[(&str, &str, &str, Reader)] = &[
         |s| count(&s.values_dropped),
     ),
     (
+        "kilowatch_collector_inference_pages_over_cap_total",
+        "Inference pages abandoned for an interval: larger than max_page_bytes (or endless), or not whole by the sample's deadline.",
+        "counter",
+        |s| count(&s.inference_pages_over_cap),
+    ),
+    (
+        "kilowatch_collector_inference_rows_over_cap_total",
+        "Inference page rows left out past max_rows, and labels cut to max_label_bytes.",
+        "counter",
+        |s| count(&s.inference_rows_over_cap),
+    ),
+    (
         "kilowatch_collector_batches_dropped_total",
         "Unsent batches lost: dropped from a full spool, or not written because the disk failed.",
         "counter",
@@ -97,7 +109,7 @@ const HEALTH: &[(&str, &str, &str, Reader)] = &[
 ];
 
 /// The metrics of sampling, which no endpoint owns.
-const SAMPLING: &[&str] = &["kilowatch_collector_cycles_total", "kilowatch_collector_samples_total", "kilowatch_collector_source_errors_total", "kilowatch_collector_last_cycle_seconds", "kilowatch_collector_values_repaired_total", "kilowatch_collector_values_dropped_total"];
+const SAMPLING: &[&str] = &["kilowatch_collector_cycles_total", "kilowatch_collector_samples_total", "kilowatch_collector_source_errors_total", "kilowatch_collector_last_cycle_seconds", "kilowatch_collector_values_repaired_total", "kilowatch_collector_values_dropped_total", "kilowatch_collector_inference_pages_over_cap_total", "kilowatch_collector_inference_rows_over_cap_total"];
 
 fn count(a: &std::sync::atomic::AtomicU64) -> f64 {
     a.load(Ordering::Relaxed) as f64

@@ -101,3 +101,53 @@ async fn a_hostile_page_makes_lines_the_aggregator_takes() {
     assert_eq!(ok.get_f64("prompt_tokens"), Some(100.0));
     assert!(back.iter().all(|p| p.tag_value("model").is_none_or(|m| m.len() <= MAX_NAME_BYTES && !m.contains(['\t', '\n']))));
 }
+
+/// A GPU that reports one point a sample.
+struct OneGpu;
+
+impl Source for OneGpu {
+    fn name(&self) -> &str {
+        "gpu"
+    }
+    fn sample(&mut self, now: Timestamp) -> Result<Vec<kilowatch_model::Point>, kilowatch_collector::source::SourceError> {
+        Ok(vec![kilowatch_model::Point::new("gpu", now).tag("node", "dgx-001").tag("gpu", "0").field("energy_mj", 1000i64)])
+    }
+}
+
+/// The agent as it runs on a node whose inference servers are an endless page and a silent
+/// one: every cycle spools the GPU's sample, and every cycle's scrapes end at a cap (counted in
+/// the agent's stats, as `/metrics` shows them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_samples_keep_flowing_beside_endless_and_silent_pages() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use kilowatch_collector::agent::{Agent, AgentStats};
+    use kilowatch_collector::spool::{Spool, SpoolConfig};
+
+    let endless = hostile_pages::serve_raw(Misbehaviour::Endless).await;
+    let silent = hostile_pages::serve_raw(Misbehaviour::Silent).await;
+    let stats = Arc::new(AgentStats::default());
+    let inference = sources(&[("endless", &format!("http://{endless}/metrics"), "max_page_bytes = 65536"), ("silent", &format!("http://{silent}/metrics"), "timeout_ms = 600000")])
+        .with_deadline(Duration::from_millis(100))
+        .with_stats(stats.clone());
+    let dir = tempfile::tempdir().expect("tmp");
+    let spool_cfg = SpoolConfig { dir: dir.path().to_path_buf(), ..Default::default() };
+    // Nothing listens there: every batch stays in the spool, one record a cycle.
+    let shipper = kilowatch_collector::ship::Shipper::new(&kilowatch_collector::ship::ShipperConfig { url: "http://127.0.0.1:9".into(), token: "t".into(), org: None, bucket: None, timeout: Duration::from_secs(1) }).expect("shipper");
+    let agent = Agent { sources: vec![Box::new(OneGpu), Box::new(inference)], shipper, interval: Duration::from_millis(200), clock: kilowatch_collector::clock::Clock::Wall, spool: Spool::open(spool_cfg.clone()).expect("spool"), stats: stats.clone() };
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(agent.run(rx));
+    let started = std::time::Instant::now();
+    while stats.cycles.load(Ordering::Relaxed) < 8 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    task.await.expect("agent");
+    let cycles = stats.cycles.load(Ordering::Relaxed);
+    assert!(cycles >= 8, "cycles: {cycles}");
+    assert_eq!(stats.points.load(Ordering::Relaxed), cycles, "the GPU's point in every cycle, nothing of the pages");
+    assert_eq!(stats.inference_pages_over_cap.load(Ordering::Relaxed), 2 * cycles, "both pages abandoned in every cycle");
+    let spool = Spool::open(spool_cfg).expect("reopen");
+    assert_eq!(spool.pending_records(), cycles, "one spooled batch a cycle");
+}

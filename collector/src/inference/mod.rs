@@ -151,6 +151,8 @@ pub struct InferenceSource {
     pub scrape_errors: u64,
     /// What the caps cut, for the operator and the tests.
     pub caps: CapCounts,
+    /// The agent's counters, where the caps are also counted for `/metrics`.
+    stats: Option<std::sync::Arc<crate::agent::AgentStats>>,
 }
 
 /// How often each cap of a scrape was met.
@@ -211,6 +213,7 @@ impl InferenceSource {
             deadline: Duration::from_secs(2),
             scrape_errors: 0,
             caps: CapCounts::default(),
+            stats: None,
         })
     }
 
@@ -220,6 +223,25 @@ impl InferenceSource {
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
+    }
+
+    /// Counts the caps met in the agent's `stats` too (the collector's `/metrics`).
+    pub fn with_stats(mut self, stats: std::sync::Arc<crate::agent::AgentStats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Adds to the caps' counts, here and in the agent's.
+    fn count(&mut self, add: CapCounts) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.caps.pages_over_bytes += add.pages_over_bytes;
+        self.caps.pages_over_deadline += add.pages_over_deadline;
+        self.caps.rows_over_cap += add.rows_over_cap;
+        self.caps.labels_cut += add.labels_cut;
+        if let Some(st) = &self.stats {
+            st.inference_pages_over_cap.fetch_add(add.pages_over_bytes + add.pages_over_deadline, Relaxed);
+            st.inference_rows_over_cap.fetch_add(add.rows_over_cap + add.labels_cut, Relaxed);
+        }
     }
 
     fn main_pid(cfg: &InferenceServerConfig) -> Option<u32> {
@@ -368,8 +390,7 @@ impl Source for InferenceSource {
                     let limits = expo::Limits { max_rows: cfg.max_rows, max_label_bytes: cfg.max_label_bytes };
                     let page = expo::read_page_within(&text, cfg.engine, cfg.model.as_deref(), cfg.tenant.as_deref().unwrap_or(""), cfg.tenant_label.as_deref(), limits);
                     drop(text);
-                    self.caps.rows_over_cap += page.rows_over_cap;
-                    self.caps.labels_cut += page.labels_cut;
+                    self.count(CapCounts { rows_over_cap: page.rows_over_cap, labels_cut: page.labels_cut, ..CapCounts::default() });
                     if (page.rows_over_cap > 0 || page.labels_cut > 0) && !self.servers[i].capped {
                         tracing::warn!(server = %cfg.name, rows_left_out = page.rows_over_cap, labels_cut = page.labels_cut, max_rows = cfg.max_rows, max_label_bytes = cfg.max_label_bytes, "the page has more rows or longer labels than [[inference]] allows; logged once");
                     }
@@ -383,8 +404,8 @@ impl Source for InferenceSource {
                 Err(e) => {
                     self.scrape_errors += 1;
                     match e {
-                        ScrapeFailure::TooLarge(_) => self.caps.pages_over_bytes += 1,
-                        ScrapeFailure::Deadline => self.caps.pages_over_deadline += 1,
+                        ScrapeFailure::TooLarge(_) => self.count(CapCounts { pages_over_bytes: 1, ..CapCounts::default() }),
+                        ScrapeFailure::Deadline => self.count(CapCounts { pages_over_deadline: 1, ..CapCounts::default() }),
                         ScrapeFailure::Failed(_) => {}
                     }
                     if !self.servers[i].down {
