@@ -7,7 +7,7 @@
 //! Replay parses a body with the same parser, skips the refused lines and applies the rest
 //! without judging them again: the clock and the policy at replay time play no part.
 
-use kilowatch_model::{FieldValue, FieldValueRef, Lines, Point, Precision, Timestamp, parse_batch};
+use kilowatch_model::{FieldValue, FieldValueRef, Lines, LinesBuffers, Point, Precision, Timestamp, parse_batch_lenient_into};
 
 use super::Value;
 use super::codec::{CorruptRecord, Reader, get_value, put_ivarint, put_uvarint, put_value};
@@ -154,7 +154,14 @@ pub fn decode(data: &[u8]) -> Result<Decoded<'_>, CorruptRecord> {
     }
 }
 
-/// Parses a decoded body again, as the write did.
+/// Parses a decoded body again, as the write did. A line this version's parser refuses is
+/// passed over, not the body: a body logged by an older version that accepted it (a duplicate
+/// tag key, an integer beyond 2^53) must not stop the store from opening after an upgrade. The
+/// other lines keep their numbers, so the record's `skip` list still points at the right ones.
 pub fn reparse<'a>(body: &Body<'a>) -> Result<Lines<'a>, CorruptRecord> {
-    parse_batch(body.text, body.precision, body.default_ts).map_err(|_| CorruptRecord("a logged body no longer parses"))
+    let (lines, skipped) = parse_batch_lenient_into(body.text, body.precision, body.default_ts, LinesBuffers::default());
+    if skipped.count > 0 {
+        tracing::warn!(lines = skipped.count, first = ?skipped.first.first().map(|e| e.line), "a logged body holds lines this version refuses; replayed without them");
+    }
+    Ok(lines)
 }

@@ -154,3 +154,25 @@ fn reads_racing_checkpoints_miss_nothing() {
         }
     });
 }
+
+/// A body logged by an older version, holding a line this version refuses (a duplicate tag
+/// key), replays without that line instead of stopping the store from opening after an upgrade.
+#[test]
+fn a_logged_body_with_a_line_now_refused_replays_the_others() {
+    let dir = tempfile::tempdir().expect("tmp");
+    drop(Store::open(dir.path()).expect("open"));
+    {
+        let (wal, _) = wal::Wal::open(&dir.path().join("wal")).expect("wal");
+        let text = "meter,meter=grid-a energy_kwh=1 10\nmeter,meter=x,meter=y energy_kwh=5 10\nmeter,meter=grid-a energy_kwh=2 20\n";
+        let body = Body { text, precision: kilowatch_model::Precision::Ns, default_ts: Timestamp(0) };
+        let mut head = Vec::new();
+        record::encode_body_head(&mut head, &body, &[]);
+        let pos = wal.append_parts(&[&head, text.as_bytes()]).expect("append");
+        wal.sync(pos).expect("sync");
+    }
+    let s = Store::open(dir.path()).expect("reopen after a body with a refused line");
+    let ids = s.find_series("meter", "energy_kwh", &[("meter", "grid-a")]).expect("find");
+    assert_eq!(ids.len(), 1);
+    assert_eq!(s.read_with_neighbours(ids[0].id, 0, 100).expect("read"), vec![(10, Value::Num(1.0)), (20, Value::Num(2.0))]);
+    assert!(s.find_series("meter", "energy_kwh", &[("meter", "y")]).expect("find").is_empty());
+}
