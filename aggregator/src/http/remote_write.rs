@@ -122,7 +122,8 @@ fn decode(body: &[u8], max: usize) -> Result<proto::WriteRequest, Refused> {
         return Err(Refused::TooLarge(len, max));
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(Refused::Snappy)?;
-    proto::WriteRequest::decode(raw.as_slice()).map_err(Refused::Protobuf)
+    // From `Bytes`, so that the labels are slices of it rather than copies.
+    proto::WriteRequest::decode(prost::bytes::Bytes::from(raw)).map_err(Refused::Protobuf)
 }
 
 /// Line protocol of the batch's points through the store's write path; refusals by the store

@@ -103,11 +103,12 @@ impl Mapper {
             return Target::Unmapped;
         }
         let mut tags: Vec<(String, String)> = Vec::with_capacity(ts.labels.len());
-        for l in ts.labels.iter().filter(|l| l.name != "__name__" && !l.value.is_empty()) {
-            if let Err(why) = self.tag_value_ok(&l.name, &l.value) {
+        for l in ts.labels.iter().filter(|l| l.name != "__name__".as_bytes() && !l.value.is_empty()) {
+            let (Some(name), Some(value)) = (l.name(), l.value()) else { return Target::Refused("a label is not UTF-8".into()) };
+            if let Err(why) = self.tag_value_ok(name, value) {
                 return Target::Refused(why);
             }
-            put(&mut tags, &l.name, &l.value);
+            put(&mut tags, name, value);
         }
         if !tags.iter().any(|(k, _)| k == "site") {
             tags.push(("site".to_owned(), self.site.clone()));
@@ -222,10 +223,10 @@ pub struct SeriesCache(Mutex<CacheInner>);
 
 #[derive(Default)]
 struct CacheInner {
-    series: HashMap<Vec<super::proto::Label>, Arc<Mapped>>,
+    series: hashbrown::HashMap<Vec<super::proto::Label>, Arc<Mapped>>,
     /// One `Arc` per distinct key, so that the series of one GPU (one per dcgm field) share it
     /// and their values are grouped into one line by the key's address.
-    keys: std::collections::HashSet<Arc<str>>,
+    keys: hashbrown::HashSet<Arc<str>>,
 }
 
 impl CacheInner {
@@ -298,7 +299,7 @@ fn series_key(measurement: &str, tags: &[(String, String)]) -> Arc<str> {
 /// Maps every series of `req` and groups the values of one thing at one time into one line.
 pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &mut dyn GpuOwners) -> Batch {
     let mut b = Batch::default();
-    let mut at: HashMap<(*const u8, i64), usize> = HashMap::new();
+    let mut at: hashbrown::HashMap<(*const u8, i64), usize> = hashbrown::HashMap::new();
     let mut cache = match cache.0.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -371,7 +372,7 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
 }
 
 /// The index of the line of `key` at `ts_ms`, made if new.
-fn line_at(lines: &mut Vec<OutLine>, at: &mut HashMap<(*const u8, i64), usize>, key: &Arc<str>, ts_ms: i64) -> usize {
+fn line_at(lines: &mut Vec<OutLine>, at: &mut hashbrown::HashMap<(*const u8, i64), usize>, key: &Arc<str>, ts_ms: i64) -> usize {
     *at.entry((key.as_ptr(), ts_ms)).or_insert_with(|| {
         lines.push(OutLine { key: key.clone(), fields: String::new(), ts_ms });
         lines.len() - 1
@@ -403,8 +404,8 @@ mod tests {
     }
 
     fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
-        let mut l = vec![Label { name: "__name__".into(), value: name.into() }];
-        l.extend(labels.iter().map(|(k, v)| Label { name: (*k).into(), value: (*v).into() }));
+        let mut l = vec![Label::new("__name__", name)];
+        l.extend(labels.iter().map(|(k, v)| Label::new(k, v)));
         TimeSeries { labels: l, samples: samples.iter().map(|(t, v)| Sample { timestamp: *t, value: *v }).collect() }
     }
 
