@@ -197,6 +197,7 @@ def main():
     servers = [s for s in a.servers.split(",") if s]
     json_path = a.json or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(a.kilowatch))), "bench-remote-write.json")
     work = a.work or tempfile.mkdtemp(prefix="bench-rw-")
+    os.makedirs(work, exist_ok=True)
     summary = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cores": os.cpu_count(),
                "options": {k: v for k, v in vars(a).items() if k not in ("json", "work")}, "shapes": []}
     try:

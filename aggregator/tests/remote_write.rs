@@ -23,8 +23,8 @@ fn snappy(raw: &[u8]) -> Vec<u8> {
 }
 
 fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
-    let mut l = vec![Label { name: "__name__".into(), value: name.into() }];
-    l.extend(labels.iter().map(|(k, v)| Label { name: (*k).into(), value: (*v).into() }));
+    let mut l = vec![Label::new("__name__", name)];
+    l.extend(labels.iter().map(|(k, v)| Label::new(k, v)));
     TimeSeries { labels: l, samples: samples.iter().map(|(t, v)| Sample { timestamp: *t, value: *v }).collect() }
 }
 

@@ -21,7 +21,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kilowatch_model::{Precision, Timestamp, encode_points, parse_batch};
+use kilowatch_model::{Precision, Timestamp, parse_batch};
 use kilowatch_store::{Store, StoreError, WriteSummary};
 use prost::Message;
 use serde_json::json;
@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::api::{AppState, error, over_budget};
 use crate::events::{InternalEvent, RemoteWriteMapped, WriteInvalid, WriteNotStored, WriteStored};
 use crate::guard::Caller;
-use map::{Batch, Mapper};
+use map::{Batch, Mapper, SeriesCache};
 use owners::CollectorNodes;
 
 /// The route.
@@ -41,6 +41,7 @@ const MAX_NAMED: usize = 5;
 /// What the handler keeps between requests: the compiled rules and who reports which GPUs.
 pub struct Receiver {
     mapper: Mapper,
+    series: SeriesCache,
     owners: CollectorNodes,
     max_body_bytes: usize,
 }
@@ -48,7 +49,7 @@ pub struct Receiver {
 impl Receiver {
     pub fn new(state: &AppState) -> Receiver {
         let c = &state.config;
-        Receiver { mapper: Mapper::new(&c.prometheus, &c.site.name, c.store.max_name_bytes), owners: CollectorNodes::new(state.store.clone()), max_body_bytes: c.server.max_body_bytes }
+        Receiver { mapper: Mapper::new(&c.prometheus, &c.site.name, c.store.max_name_bytes), series: SeriesCache::default(), owners: CollectorNodes::new(state.store.clone()), max_body_bytes: c.server.max_body_bytes }
     }
 }
 
@@ -82,7 +83,7 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
         }
         let req = decode(&body, rx.max_body_bytes)?;
         let mut owners = (*rx.owners.snapshot()).clone();
-        let batch = map::build(&req, &rx.mapper, &mut owners);
+        let batch = map::build(&req, &rx.mapper, &rx.series, &mut owners);
         RemoteWriteMapped(&batch.counts).emit(&metrics);
         store_batch(&store, batch, &writer).map_err(Refused::Store)
     });
@@ -121,18 +122,18 @@ fn decode(body: &[u8], max: usize) -> Result<proto::WriteRequest, Refused> {
         return Err(Refused::TooLarge(len, max));
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(Refused::Snappy)?;
-    proto::WriteRequest::decode(raw.as_slice()).map_err(Refused::Protobuf)
+    // From `Bytes`, so that the labels are slices of it rather than copies.
+    proto::WriteRequest::decode(prost::bytes::Bytes::from(raw)).map_err(Refused::Protobuf)
 }
 
 /// Line protocol of the batch's points through the store's write path; refusals by the store
 /// are named by the Prometheus series of their line.
 fn store_batch(store: &Store, batch: Batch, writer: &str) -> Result<Outcome, StoreError> {
-    let Batch { points, refused, .. } = batch;
-    let mut refused: Vec<String> = refused.into_iter().map(|(_, why)| why).collect();
-    if points.is_empty() {
+    let mut refused: Vec<String> = batch.refused.iter().map(|(_, why)| why.clone()).collect();
+    if batch.lines.is_empty() {
         return Ok(Outcome { summary: WriteSummary::default(), refused, bytes: 0 });
     }
-    let text = encode_points(&points, Precision::Ms);
+    let text = batch.text();
     let body = kilowatch_store::Body { text: &text, precision: Precision::Ms, default_ts: Timestamp::now() };
     let lines = match parse_batch(&text, Precision::Ms, body.default_ts) {
         Ok(l) => l,
@@ -140,21 +141,21 @@ fn store_batch(store: &Store, batch: Batch, writer: &str) -> Result<Outcome, Sto
         // it, the request is refused rather than partly guessed.
         Err(e) => {
             tracing::error!(line = e.line, error = %e, "remote write produced line protocol the parser refuses");
-            refused.push(format!("{}: cannot be stored: {e}", describe_line(&points, e.line)));
+            refused.push(format!("{}: cannot be stored: {e}", describe_line(&batch, e.line)));
             return Ok(Outcome { summary: WriteSummary::default(), refused, bytes: text.len() });
         }
     };
     let summary = store.write_body(&body, &lines, writer)?;
     for r in &summary.refused {
-        refused.push(format!("{}: {}", describe_line(&points, r.line), r.reason));
+        refused.push(format!("{}: {}", describe_line(&batch, r.line), r.reason));
     }
     Ok(Outcome { summary, refused, bytes: text.len() })
 }
 
-/// The point of line `line` (from 1) of the encoded batch, as line protocol, cut short.
-fn describe_line(points: &[kilowatch_model::Point], line: usize) -> String {
-    points.get(line.wrapping_sub(1)).map_or_else(|| format!("line {line}"), |p| {
-        let mut s = p.to_string();
+/// The series key of line `line` (from 1) of the batch, cut short.
+fn describe_line(batch: &Batch, line: usize) -> String {
+    batch.lines.get(line.wrapping_sub(1)).map_or_else(|| format!("line {line}"), |l| {
+        let mut s = l.key.to_string();
         if s.len() > 200 {
             let mut cut = 200;
             while !s.is_char_boundary(cut) {

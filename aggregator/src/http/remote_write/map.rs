@@ -3,8 +3,8 @@
 //! (one line per thing and timestamp).
 
 use std::collections::HashMap;
-
-use kilowatch_model::{Point, Timestamp};
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
 
 use super::proto::{STALE_NAN_BITS, TimeSeries, WriteRequest};
 use crate::config::prometheus::{MapRule, PrometheusConfig, Unmapped};
@@ -103,11 +103,12 @@ impl Mapper {
             return Target::Unmapped;
         }
         let mut tags: Vec<(String, String)> = Vec::with_capacity(ts.labels.len());
-        for l in ts.labels.iter().filter(|l| l.name != "__name__" && !l.value.is_empty()) {
-            if let Err(why) = self.tag_value_ok(&l.name, &l.value) {
+        for l in ts.labels.iter().filter(|l| l.name != "__name__".as_bytes() && !l.value.is_empty()) {
+            let (Some(name), Some(value)) = (l.name(), l.value()) else { return Target::Refused("a label is not UTF-8".into()) };
+            if let Err(why) = self.tag_value_ok(name, value) {
                 return Target::Refused(why);
             }
-            put(&mut tags, &l.name, &l.value);
+            put(&mut tags, name, value);
         }
         if !tags.iter().any(|(k, _)| k == "site") {
             tags.push(("site".to_owned(), self.site.clone()));
@@ -145,13 +146,32 @@ fn put(tags: &mut Vec<(String, String)>, k: &str, v: &str) {
     }
 }
 
-/// What a request becomes: points to store, and what was left out.
+/// What a request becomes: lines of line protocol (ms timestamps), and what was left out.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub points: Vec<Point>,
+    pub lines: Vec<OutLine>,
     /// Series refused whole or in part, with why, in request order.
     pub refused: Vec<(u32, String)>,
     pub counts: Counts,
+}
+
+/// One line: a series key (measurement and tags, escaped), its fields, a time in ms.
+#[derive(Debug)]
+pub struct OutLine {
+    pub key: Arc<str>,
+    pub fields: String,
+    pub ts_ms: i64,
+}
+
+impl Batch {
+    /// The line protocol of the batch, millisecond precision.
+    pub fn text(&self) -> String {
+        let mut out = String::with_capacity(self.lines.iter().map(|l| l.key.len() + l.fields.len() + 16).sum());
+        for l in &self.lines {
+            let _ = writeln!(out, "{} {} {}", l.key, l.fields, l.ts_ms);
+        }
+        out
+    }
 }
 
 /// Samples by what became of them.
@@ -171,84 +191,172 @@ pub trait GpuOwners {
     fn collector_reports(&mut self, node: &str) -> bool;
 }
 
-/// Maps every series of `req` and groups the values of one thing at one time into one point.
-pub fn build(req: &WriteRequest, mapper: &Mapper, owners: &mut dyn GpuOwners) -> Batch {
+/// A series' mapping with its line-protocol keys written once: a sender repeats the same series
+/// in every request, so the rules run once per series, not once per sample.
+#[derive(Debug)]
+enum Mapped {
+    Field(MappedField),
+    Unmapped,
+    Refused(String),
+}
+
+#[derive(Debug)]
+struct MappedField {
+    key: Arc<str>,
+    /// For a `gpu` series: its node, and its key when the collector reports that node.
+    node: Option<String>,
+    shadow_key: Option<Arc<str>>,
+    field: String,
+    scale: f64,
+    integer: bool,
+    /// The `gpu_job` key and the job's field text (`job="slurm:42"`), from the job labels.
+    job: Option<(Arc<str>, String)>,
+}
+
+/// Series remembered, at most (their labels, ~300 bytes each for dcgm-exporter's, plus their
+/// keys); past it the memory is emptied and filled again.
+const MAX_CACHED: usize = 1 << 18;
+
+/// The mapped series, by their labels.
+#[derive(Default)]
+pub struct SeriesCache(Mutex<CacheInner>);
+
+#[derive(Default)]
+struct CacheInner {
+    series: hashbrown::HashMap<Vec<super::proto::Label>, Arc<Mapped>>,
+    /// One `Arc` per distinct key, so that the series of one GPU (one per dcgm field) share it
+    /// and their values are grouped into one line by the key's address.
+    keys: hashbrown::HashSet<Arc<str>>,
+}
+
+impl CacheInner {
+    fn intern(&mut self, key: Arc<str>) -> Arc<str> {
+        match self.keys.get(&key) {
+            Some(k) => k.clone(),
+            None => {
+                self.keys.insert(key.clone());
+                key
+            }
+        }
+    }
+}
+
+impl Mapper {
+    fn mapped(&self, ts: &TimeSeries, cache: &mut CacheInner) -> Arc<Mapped> {
+        if let Some(m) = cache.series.get(&ts.labels) {
+            return m.clone();
+        }
+        let m = Arc::new(match self.target(ts) {
+            Target::Unmapped => Mapped::Unmapped,
+            Target::Refused(why) => Mapped::Refused(why),
+            Target::Field { measurement, mut tags, field, scale, integer } => {
+                let is_gpu = measurement == "gpu";
+                let node = if is_gpu { tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone()) } else { None };
+                let shadow_key = is_gpu.then(|| cache.intern(series_key(SHADOW_MEASUREMENT, &tags)));
+                let job = if is_gpu { job_of(ts).map(|j| (cache.intern(series_key(kilowatch_model::metric::GPU_JOB, &tags)), format!("job=\"{}\"", j.replace('\\', "\\\\").replace('"', "\\\"")))) } else { None };
+                if is_gpu {
+                    put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
+                    tags.sort();
+                }
+                Mapped::Field(MappedField { key: cache.intern(series_key(&measurement, &tags)), node, shadow_key, field, scale, integer, job })
+            }
+        });
+        // A refused series is not remembered: its labels may be the 1 MB that refused it.
+        if matches!(*m, Mapped::Refused(_)) {
+            return m;
+        }
+        if cache.series.len() >= MAX_CACHED {
+            cache.series.clear();
+            cache.keys.clear();
+        }
+        cache.series.insert(ts.labels.clone(), m.clone());
+        m
+    }
+}
+
+/// `measurement,k=v,…` escaped for line protocol (tags sorted by the caller).
+fn series_key(measurement: &str, tags: &[(String, String)]) -> Arc<str> {
+    let esc = |s: &str, special: &[char]| -> String {
+        let mut o = String::with_capacity(s.len());
+        for c in s.chars() {
+            if special.contains(&c) {
+                o.push('\\');
+            }
+            o.push(c);
+        }
+        o
+    };
+    let mut k = esc(measurement, &[',', ' ']);
+    for (t, v) in tags {
+        k.push(',');
+        k.push_str(&esc(t, &[',', '=', ' ']));
+        k.push('=');
+        k.push_str(&esc(v, &[',', '=', ' ']));
+    }
+    Arc::from(k)
+}
+
+/// Maps every series of `req` and groups the values of one thing at one time into one line.
+pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &mut dyn GpuOwners) -> Batch {
     let mut b = Batch::default();
-    let mut groups: HashMap<(String, Vec<(String, String)>), u32> = HashMap::new();
-    let mut at: HashMap<(u32, i64), usize> = HashMap::new();
+    let mut at: hashbrown::HashMap<(*const u8, i64), usize> = hashbrown::HashMap::new();
+    let mut cache = match cache.0.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
     for (i, ts) in req.timeseries.iter().enumerate() {
         let i = i as u32;
         let n = ts.samples.len() as u64;
-        let (mut measurement, mut tags, field, scale, integer) = match mapper.target(ts) {
-            Target::Field { measurement, tags, field, scale, integer } => (measurement, tags, field, scale, integer),
-            Target::Unmapped => {
+        let mapped = mapper.mapped(ts, &mut cache);
+        let m = match &*mapped {
+            Mapped::Field(m) => m,
+            Mapped::Unmapped => {
                 b.counts.unmapped += n;
                 continue;
             }
-            Target::Refused(why) => {
+            Mapped::Refused(why) => {
                 b.counts.refused += n;
                 b.refused.push((i, format!("{}: {why}", ts.describe(DESCRIBE_BYTES))));
                 continue;
             }
         };
-        let shadowed = measurement == "gpu" && tags.iter().find(|(k, _)| k == "node").is_some_and(|(_, node)| owners.collector_reports(node));
-        // The job holding the GPU, as the collector's `gpu_job` points say it (the collector
-        // writes its own for the nodes it reports).
-        let job = if measurement == "gpu" && !shadowed { job_of(ts) } else { None };
-        let job_group = job.as_ref().map(|_| {
-            let next = groups.len() as u32;
-            *groups.entry((kilowatch_model::metric::GPU_JOB.to_owned(), tags.clone())).or_insert(next)
-        });
-        if shadowed {
-            measurement = SHADOW_MEASUREMENT.to_owned();
-        } else if measurement == "gpu" {
-            put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
-            tags.sort();
-        }
-        let next = groups.len() as u32;
-        let group = *groups.entry((measurement.clone(), tags.clone())).or_insert(next);
+        let shadowed = m.node.as_deref().is_some_and(|node| owners.collector_reports(node));
+        let key = if shadowed { m.shadow_key.as_ref().unwrap_or(&m.key) } else { &m.key };
+        // The collector writes its own `gpu_job` points for the nodes it reports.
+        let job = if shadowed { None } else { m.job.as_ref() };
         let mut bad: Option<String> = None;
         for s in &ts.samples {
             if s.value.to_bits() == STALE_NAN_BITS {
                 b.counts.stale += 1;
                 continue;
             }
-            let value = s.value * scale;
-            let Some(ns) = s.timestamp.checked_mul(1_000_000).filter(|_| value.is_finite()) else {
+            let value = s.value * m.scale;
+            if !value.is_finite() || s.timestamp.checked_mul(1_000_000).is_none() {
                 b.counts.refused += 1;
                 bad.get_or_insert_with(|| format!("{}: value {} at {} ms is not a finite number at a representable time", ts.describe(DESCRIBE_BYTES), s.value, s.timestamp));
                 continue;
-            };
-            let idx = *at.entry((group, ns)).or_insert_with(|| {
-                let mut p = Point::new(measurement.as_str(), Timestamp(ns));
-                for (k, v) in &tags {
-                    p = p.tag(k.as_str(), v.as_str());
-                }
-                b.points.push(p);
-                b.points.len() - 1
-            });
-            if let (Some(g), Some(job)) = (job_group, &job) {
-                let j = *at.entry((g, ns)).or_insert_with(|| {
-                    let mut p = Point::new(kilowatch_model::metric::GPU_JOB, Timestamp(ns));
-                    for (k, v) in tags.iter().filter(|(k, _)| k != SOURCE_TAG.0) {
-                        p = p.tag(k.as_str(), v.as_str());
-                    }
-                    b.points.push(p);
-                    b.points.len() - 1
-                });
-                if b.points[j].get("job").is_none() {
-                    b.points[j].fields.push(("job".to_owned(), kilowatch_model::FieldValue::Str(job.clone())));
-                }
             }
-            let p = &mut b.points[idx];
+            let idx = line_at(&mut b.lines, &mut at, key, s.timestamp);
+            let fields = &mut b.lines[idx].fields;
             // Two rules for one field (an old and a new dcgm name): the first series keeps it.
-            if p.get(&field).is_some() {
+            if has_field(fields, &m.field) {
                 continue;
             }
-            if integer && value.fract() == 0.0 && value.abs() < 9.0e18 {
-                p.fields.push((field.clone(), kilowatch_model::FieldValue::I64(value as i64)));
+            if !fields.is_empty() {
+                fields.push(',');
+            }
+            fields.push_str(&m.field);
+            fields.push('=');
+            if m.integer && value.fract() == 0.0 && value.abs() < 9.0e18 {
+                let _ = write!(fields, "{}i", value as i64);
             } else {
-                p.fields.push((field.clone(), kilowatch_model::FieldValue::F64(value)));
+                let _ = write!(fields, "{value}");
+            }
+            if let Some((job_key, job_field)) = job {
+                let j = line_at(&mut b.lines, &mut at, job_key, s.timestamp);
+                if b.lines[j].fields.is_empty() {
+                    b.lines[j].fields.push_str(job_field);
+                }
             }
             if shadowed {
                 b.counts.shadowed += 1;
@@ -260,9 +368,20 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, owners: &mut dyn GpuOwners) ->
             b.refused.push((i, why));
         }
     }
-    // Points with no field left (every value of theirs refused) are not lines.
-    b.points.retain(|p| !p.fields.is_empty());
     b
+}
+
+/// The index of the line of `key` at `ts_ms`, made if new.
+fn line_at(lines: &mut Vec<OutLine>, at: &mut hashbrown::HashMap<(*const u8, i64), usize>, key: &Arc<str>, ts_ms: i64) -> usize {
+    *at.entry((key.as_ptr(), ts_ms)).or_insert_with(|| {
+        lines.push(OutLine { key: key.clone(), fields: String::new(), ts_ms });
+        lines.len() - 1
+    })
+}
+
+/// Whether `fields` (`a=1,b=2i`) holds field `name`.
+fn has_field(fields: &str, name: &str) -> bool {
+    fields.split(',').any(|f| f.split_once('=').is_some_and(|(k, _)| k == name))
 }
 
 #[cfg(test)]
@@ -285,8 +404,8 @@ mod tests {
     }
 
     fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
-        let mut l = vec![Label { name: "__name__".into(), value: name.into() }];
-        l.extend(labels.iter().map(|(k, v)| Label { name: (*k).into(), value: (*v).into() }));
+        let mut l = vec![Label::new("__name__", name)];
+        l.extend(labels.iter().map(|(k, v)| Label::new(k, v)));
         TimeSeries { labels: l, samples: samples.iter().map(|(t, v)| Sample { timestamp: *t, value: *v }).collect() }
     }
 
@@ -307,9 +426,9 @@ mod tests {
                 series("DCGM_FI_DEV_FB_USED", GPU0, &[(1000, 3.0)]),
             ],
         };
-        let b = build(&req, &mapper(""), &mut NoCollector);
+        let b = build(&req, &mapper(""), &SeriesCache::default(), &mut NoCollector);
         assert_eq!(b.counts, Counts { mapped: 5, ..Counts::default() });
-        let text = kilowatch_model::encode_points(&b.points, kilowatch_model::Precision::Ms);
+        let text = b.text();
         assert_eq!(
             text,
             "gpu,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a energy_mj=123456789i,power_w=512.5,mem_used_bytes=3145728i 1000\n\
@@ -328,22 +447,21 @@ mod tests {
                 series("DCGM_FI_DEV_POWER_USAGE", &k8s, &[(1000, 200.0)]),
             ],
         };
-        let b = build(&req, &mapper(""), &mut NoCollector);
-        let text = kilowatch_model::encode_points(&b.points, kilowatch_model::Precision::Ms);
+        let b = build(&req, &mapper(""), &SeriesCache::default(), &mut NoCollector);
+        let text = b.text();
         assert!(text.contains("gpu_job,gpu=0,node=dgx-001,site=dc5,uuid=GPU-a job=\"slurm:4242\" 1000\n"), "{text}");
         assert!(text.contains("gpu_job,gpu=1,node=dgx-001,site=dc5,uuid=GPU-b job=\"k8s:mistral-train/train-0\" 1000\n"), "{text}");
         assert_eq!(text.matches("gpu_job").count(), 2, "one gpu_job point per GPU and time: {text}");
         assert_eq!(b.counts.mapped, 3);
-        let b = build(&req, &mapper(""), &mut Collector("dgx-001"));
-        assert!(b.points.iter().all(|p| p.measurement != "gpu_job"), "the collector writes its own");
+        let b = build(&req, &mapper(""), &SeriesCache::default(), &mut Collector("dgx-001"));
+        assert!(!b.text().contains("gpu_job"), "the collector writes its own");
     }
 
     #[test]
     fn a_gpu_of_a_node_the_collector_reports_is_kept_apart() {
         let req = WriteRequest { timeseries: vec![series("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", GPU0, &[(1000, 5.0)])] };
-        let b = build(&req, &mapper(""), &mut Collector("dgx-001"));
-        assert_eq!(b.points[0].measurement, SHADOW_MEASUREMENT);
-        assert_eq!(b.points[0].tag_value("source"), None);
+        let b = build(&req, &mapper(""), &SeriesCache::default(), &mut Collector("dgx-001"));
+        assert_eq!(b.text(), "gpu_dcgm,gpu=0,node=dgx-001,site=dc5,uuid=GPU-a energy_mj=5i 1000\n", "no source tag");
         assert_eq!(b.counts.shadowed, 1);
     }
 
@@ -356,12 +474,12 @@ mod tests {
                 series("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", GPU0, &[(1000, f64::NAN)]),
             ],
         };
-        let b = build(&req, &mapper(""), &mut NoCollector);
+        let b = build(&req, &mapper(""), &SeriesCache::default(), &mut NoCollector);
         assert_eq!((b.counts.mapped, b.counts.stale, b.counts.refused), (1, 1, 1));
         assert_eq!(b.refused.len(), 1);
         assert_eq!(b.refused[0].0, 1);
         assert!(b.refused[0].1.starts_with("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu=\"0\""), "{}", b.refused[0].1);
-        assert_eq!(b.points.len(), 1);
+        assert_eq!(b.lines.len(), 1);
     }
 
     #[test]
@@ -374,8 +492,8 @@ mod tests {
                 series("DCGM_FI_DEV_POWER_USAGE", GPU0, &[(1000, 2.0)]),
             ],
         };
-        let b = build(&req, &mapper(""), &mut NoCollector);
-        assert_eq!(b.points.len(), 1);
+        let b = build(&req, &mapper(""), &SeriesCache::default(), &mut NoCollector);
+        assert_eq!(b.lines.len(), 1);
         assert!(b.refused[0].1.contains("label Hostname is missing"), "{}", b.refused[0].1);
         assert!(b.refused[1].1.contains("label UUID is 1048576 bytes"), "{}", b.refused[1].1);
         assert!(b.refused[1].1.len() < 400, "the message names the series without repeating 1 MB");
@@ -392,12 +510,12 @@ mod tests {
                 series("water_m3_total", &[("meter", "makeup-1")], &[(1000, 4512.3)]),
             ],
         };
-        let b = build(&req, &mapper(cfg), &mut NoCollector);
-        let text = kilowatch_model::encode_points(&b.points, kilowatch_model::Precision::Ms);
+        let b = build(&req, &mapper(cfg), &SeriesCache::default(), &mut NoCollector);
+        let text = b.text();
         assert_eq!(text, "meter,meter=grid-a,role=facility,site=dc5 energy_kwh=2.5 1000\nwater,meter=makeup-1,potable=true,site=dc5 volume_m3=4512.3 1000\n");
         assert_eq!(b.counts.unmapped, 1, "the UPS series matches no rule");
-        let b = build(&req, &mapper(&format!("unmapped = \"store\"\n{cfg}")), &mut NoCollector);
-        let text = kilowatch_model::encode_points(&b.points, kilowatch_model::Precision::Ms);
+        let b = build(&req, &mapper(&format!("unmapped = \"store\"\n{cfg}")), &SeriesCache::default(), &mut NoCollector);
+        let text = b.text();
         assert!(text.contains("pm_energy_wh_total,meter=ups-1,role=ups,site=dc5 value=7 1000\n"), "{text}");
     }
 

@@ -20,13 +20,30 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
 }
 
-/// `prometheus.Label`.
-#[derive(Clone, PartialEq, prost::Message)]
+/// `prometheus.Label`. Read as bytes (the wire format of a protobuf string), sliced from the
+/// request without a copy; [`TimeSeries::label`] checks the UTF-8 of what is used.
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct Label {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub name: prost::bytes::Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: prost::bytes::Bytes,
+}
+
+impl Label {
+    pub fn new(name: &str, value: &str) -> Label {
+        Label { name: prost::bytes::Bytes::copy_from_slice(name.as_bytes()), value: prost::bytes::Bytes::copy_from_slice(value.as_bytes()) }
+    }
+
+    /// The name, if UTF-8.
+    pub fn name(&self) -> Option<&str> {
+        std::str::from_utf8(&self.name).ok()
+    }
+
+    /// The value, if UTF-8.
+    pub fn value(&self) -> Option<&str> {
+        std::str::from_utf8(&self.value).ok()
+    }
 }
 
 /// `prometheus.Sample`: a value at a time in milliseconds since the epoch.
@@ -46,7 +63,7 @@ impl TimeSeries {
     /// The value of label `name`, if present and not empty (Prometheus treats an empty label as
     /// absent).
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|l| l.name == name).map(|l| l.value.as_str()).filter(|v| !v.is_empty())
+        self.labels.iter().find(|l| l.name == name.as_bytes()).and_then(Label::value).filter(|v| !v.is_empty())
     }
 
     /// The metric name (`__name__`).
@@ -57,7 +74,7 @@ impl TimeSeries {
     /// `name{a="x",b="y"}` for messages, cut to `max` bytes.
     pub fn describe(&self, max: usize) -> String {
         let mut s = self.name().unwrap_or("(no __name__)").to_owned();
-        let labels: Vec<String> = self.labels.iter().filter(|l| l.name != "__name__").map(|l| format!("{}={:?}", l.name, l.value)).collect();
+        let labels: Vec<String> = self.labels.iter().filter(|l| l.name != "__name__".as_bytes()).map(|l| format!("{}={:?}", String::from_utf8_lossy(&l.name), String::from_utf8_lossy(&l.value))).collect();
         s.push('{');
         s.push_str(&labels.join(","));
         s.push('}');
