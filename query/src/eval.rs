@@ -1,6 +1,7 @@
 //! The evaluator: an expression at one timestamp, and queries (instant and range) as
 //! evaluations at each step, the way Prometheus defines them.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -269,7 +270,7 @@ impl<'e> Evaluator<'e> {
                 other => Err(QueryError::BadData(format!("unary expression only allowed on expressions of type scalar or instant vector, got \"{}\"", type_word(&other)))),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_vector(vs, t))),
-            Expr::MatrixSelector(_) | Expr::Subquery(_) => Ok(Value::Matrix(self.range_arg(e, t)?.series)),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => Ok(Value::Matrix(self.range_arg(e, t)?.series.into_iter().map(|s| Series { labels: s.labels, points: s.points.into_owned() }).collect())),
             Expr::Call(c) => unique(functions::call(self, c, t)?),
             Expr::Aggregate(a) => aggregate::eval(self, a, t),
             Expr::Binary(b) => unique(binary::eval(self, b, t)?),
@@ -302,7 +303,7 @@ impl<'e> Evaluator<'e> {
 
     /// A range vector argument (a matrix selector or a subquery, in parentheses or not) at
     /// `t`, with the window it covers.
-    pub fn range_arg(&self, e: &Expr, t: i64) -> Result<RangeArg, QueryError> {
+    pub fn range_arg<'s>(&'s self, e: &Expr, t: i64) -> Result<RangeArg<'s>, QueryError> {
         match e {
             Expr::Paren(p) => self.range_arg(&p.expr, t),
             Expr::MatrixSelector(ms) => {
@@ -312,9 +313,12 @@ impl<'e> Evaluator<'e> {
                 for s in self.series_of(&ms.vs) {
                     let a = s.samples.partition_point(|(ts, _)| *ts < start);
                     let b = s.samples.partition_point(|(ts, _)| *ts <= end);
-                    let points: Vec<(i64, f64)> = s.samples[a..b].iter().copied().filter(|(_, v)| !is_stale(*v)).collect();
+                    let window = &s.samples[a..b];
+                    // Borrowed unless stale markers must be taken out: a range query reads the
+                    // same samples at every step.
+                    let points = if window.iter().any(|(_, v)| is_stale(*v)) { Cow::Owned(window.iter().copied().filter(|(_, v)| !is_stale(*v)).collect()) } else { Cow::Borrowed(window) };
                     if !points.is_empty() {
-                        series.push(Series { labels: s.labels.clone(), points });
+                        series.push(RangeSeries { labels: s.labels.clone(), points });
                     }
                 }
                 Ok(RangeArg { series, start, end, range_ms: ms_of(&ms.range), selector: Some(&ms.vs as *const VectorSelector as usize) })
@@ -324,7 +328,7 @@ impl<'e> Evaluator<'e> {
         }
     }
 
-    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg, QueryError> {
+    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg<'static>, QueryError> {
         let end = self.at_time(&sq.at, t) - offset_ms(&sq.offset);
         let range = ms_of(&sq.range);
         let start = end - range;
@@ -349,13 +353,19 @@ impl<'e> Evaluator<'e> {
             }
             ts += step;
         }
-        Ok(RangeArg { series: by.into_iter().map(|(labels, points)| Series { labels, points }).collect(), start, end, range_ms: range, selector: None })
+        Ok(RangeArg { series: by.into_iter().map(|(labels, points)| RangeSeries { labels, points: Cow::Owned(points) }).collect(), start, end, range_ms: range, selector: None })
     }
 }
 
+/// One series of a range vector, its samples borrowed from what the selector read where it can.
+pub(crate) struct RangeSeries<'a> {
+    pub labels: Arc<Labels>,
+    pub points: Cow<'a, [(i64, f64)]>,
+}
+
 /// A range vector with the window `[start, end]` (ms) it was read over.
-pub(crate) struct RangeArg {
-    pub series: Vec<Series>,
+pub(crate) struct RangeArg<'a> {
+    pub series: Vec<RangeSeries<'a>>,
     pub start: i64,
     pub end: i64,
     pub range_ms: i64,
