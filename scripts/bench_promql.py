@@ -29,32 +29,13 @@ import tempfile
 import time
 import urllib.parse
 
+# The ingest bench's helpers: a loopback request, a free port, a server's CPU, waiting for it.
+from bench_ingest import Server as IngestServer, cpu_s, free_port, request, wait_up
+
 READ_TOKEN = "bench-read-token-0123456789"
 WRITE_TOKEN = "bench-write-token-0123456789"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 FIELDS = ["power_w", "energy_mj", "temp_c", "util_pct", "mem_util_pct", "sm_clock_mhz", "mem_temp_c", "temp_margin_c", "mem_used_bytes", "throttle_reasons"]
 LE = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(port, method, path, body=None, headers=None, timeout=600):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    c.request(method, path, body=body, headers=headers or {})
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, data
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / CLK_TCK
 
 
 def generate(a, work):
@@ -142,14 +123,7 @@ class Server:
             cmd = ["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tsdb}", f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y", "--query.max-samples=500000000"]
             health = "/-/ready"
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.dir)
-        for _ in range(600):
-            try:
-                if request(self.port, "GET", health, timeout=5)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        sys.exit(f"{name} did not start; see {self.dir}/server.log")
+        wait_up(self.proc, self.port, health, name)
 
     def query(self, path, params):
         body = urllib.parse.urlencode(params)
@@ -161,14 +135,7 @@ class Server:
             raise RuntimeError(f"{self.name} {params['query']}: {st} {data[:300]!r}")
         return dt, json.loads(data)
 
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+    stop = IngestServer.stop
 
 
 def queries(end, hours):
