@@ -75,10 +75,12 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Valu
     let mut groups: HashMap<Labels, Group> = HashMap::new();
     for s in input {
         let key = by(&s.labels);
-        let g = groups.entry(key.clone()).or_insert_with(|| {
+        // The key is cloned only for a new group: most samples join one already there.
+        if !groups.contains_key(&key) {
             order.push(key.clone());
-            Group { labels: key, value: s.value, mean: s.value, count: 0, members: Vec::new() }
-        });
+            groups.insert(key.clone(), Group { labels: key.clone(), value: s.value, mean: s.value, count: 0, members: Vec::new() });
+        }
+        let Some(g) = groups.get_mut(&key) else { continue };
         let first = g.count == 0;
         g.count += 1;
         let v = s.value;

@@ -130,6 +130,8 @@ fn keeps_order(e: &Expr) -> bool {
 /// One series as loaded for a selector.
 pub(crate) struct Loaded {
     pub labels: Arc<Labels>,
+    /// The labels without the name, made once: what range functions answer with at every step.
+    pub unnamed: Arc<Labels>,
     pub samples: Vec<(i64, f64)>,
 }
 
@@ -158,6 +160,13 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
+impl RangeSeries<'_> {
+    /// The labels a range function answers with: these, without the name.
+    pub fn without_name(&self) -> Arc<Labels> {
+        self.unnamed.clone().unwrap_or_else(|| drop_name(&self.labels))
+    }
+}
+
 impl<'e> Evaluator<'e> {
     fn new(engine: &'e Engine<'e>, expr: &Expr, start: i64, end: i64, _step: i64) -> Result<Self, QueryError> {
         let mut ev = Evaluator { engine, start, end, loaded: HashMap::new(), warnings: RefCell::new(Vec::new()), samples_read: Cell::new(0) };
@@ -181,7 +190,16 @@ impl<'e> Evaluator<'e> {
                     ev.warnings.borrow_mut().push(w);
                 }
             }
-            ev.loaded.insert(key, sel.series.into_iter().map(|s| Loaded { labels: Arc::new(s.labels), samples: s.samples }).collect());
+            ev.loaded.insert(
+                key,
+                sel.series
+                    .into_iter()
+                    .map(|s| {
+                        let labels = Arc::new(s.labels);
+                        Loaded { unnamed: drop_name(&labels), labels, samples: s.samples }
+                    })
+                    .collect(),
+            );
         }
         Ok(ev)
     }
@@ -318,7 +336,7 @@ impl<'e> Evaluator<'e> {
                     // same samples at every step.
                     let points = if window.iter().any(|(_, v)| is_stale(*v)) { Cow::Owned(window.iter().copied().filter(|(_, v)| !is_stale(*v)).collect()) } else { Cow::Borrowed(window) };
                     if !points.is_empty() {
-                        series.push(RangeSeries { labels: s.labels.clone(), points });
+                        series.push(RangeSeries { labels: s.labels.clone(), unnamed: Some(s.unnamed.clone()), points });
                     }
                 }
                 Ok(RangeArg { series, start, end, range_ms: ms_of(&ms.range), selector: Some(&ms.vs as *const VectorSelector as usize) })
@@ -353,13 +371,15 @@ impl<'e> Evaluator<'e> {
             }
             ts += step;
         }
-        Ok(RangeArg { series: by.into_iter().map(|(labels, points)| RangeSeries { labels, points: Cow::Owned(points) }).collect(), start, end, range_ms: range, selector: None })
+        Ok(RangeArg { series: by.into_iter().map(|(labels, points)| RangeSeries { labels, unnamed: None, points: Cow::Owned(points) }).collect(), start, end, range_ms: range, selector: None })
     }
 }
 
 /// One series of a range vector, its samples borrowed from what the selector read where it can.
 pub(crate) struct RangeSeries<'a> {
     pub labels: Arc<Labels>,
+    /// `labels` without the name, where made already.
+    pub unnamed: Option<Arc<Labels>>,
     pub points: Cow<'a, [(i64, f64)]>,
 }
 

@@ -44,7 +44,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value, QueryE
         return Ok(Value::Vector(
             r.series
                 .iter()
-                .map(|s| Sample { labels: if keep_name { s.labels.clone() } else { drop_name(&s.labels) }, value: f(&s.points, q.unwrap_or(f64::NAN)), t })
+                .map(|s| Sample { labels: if keep_name { s.labels.clone() } else { s.without_name() }, value: f(&s.points, q.unwrap_or(f64::NAN)), t })
                 .collect(),
         ));
     }
@@ -202,7 +202,7 @@ fn map_values(v: Vec<Sample>, t: i64, f: impl Fn(f64) -> f64) -> Value {
 }
 
 fn per_series(r: &RangeArg<'_>, t: i64, f: impl Fn(&[(i64, f64)]) -> Option<f64>) -> Value {
-    Value::Vector(r.series.iter().filter_map(|s| Some(Sample { labels: drop_name(&s.labels), value: f(&s.points)?, t })).collect())
+    Value::Vector(r.series.iter().filter_map(|s| Some(Sample { labels: s.without_name(), value: f(&s.points)?, t })).collect())
 }
 
 fn math(name: &str) -> Option<fn(f64) -> f64> {
