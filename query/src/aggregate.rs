@@ -48,37 +48,29 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Valu
             s.labels = Arc::new(l);
         }
     }
-    let by = |l: &Labels| -> Labels {
-        match &a.modifier {
-            Some(LabelModifier::Include(names)) => {
-                let mut names = names.labels.clone();
-                if op == "count_values"
-                    && let Some(Value::String(x)) = &param
-                {
-                    names.push(x.clone());
-                }
-                l.iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
-            }
-            Some(LabelModifier::Exclude(names)) => l.iter().filter(|(k, _)| k.as_str() != NAME_LABEL && !names.labels.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
-            None => {
-                if op == "count_values"
-                    && let Some(Value::String(x)) = &param
-                {
-                    l.iter().filter(|(k, _)| *k == x).map(|(k, v)| (k.clone(), v.clone())).collect()
-                } else {
-                    Labels::new()
-                }
-            }
-        }
+    // The grouping labels' names, sorted (`None`: every label but the name and these).
+    let (include, names): (bool, Vec<String>) = match &a.modifier {
+        Some(LabelModifier::Include(n)) => (true, n.labels.clone()),
+        Some(LabelModifier::Exclude(n)) => (false, n.labels.clone()),
+        None => (true, Vec::new()),
     };
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, Group> = HashMap::new();
-    for s in input {
-        let key = by(&s.labels);
-        let g = groups.entry(key.clone()).or_insert_with(|| {
+    let mut names = names;
+    if op == "count_values"
+        && include
+        && let Some(Value::String(x)) = &param
+    {
+        names.push(x.clone());
+    }
+    let mut order: Vec<Vec<(&str, &str)>> = Vec::new();
+    let mut groups: HashMap<Vec<(&str, &str)>, Group> = HashMap::new();
+    for s in &input {
+        let key = group_key(&s.labels, include, &names);
+        if !groups.contains_key(&key) {
             order.push(key.clone());
-            Group { labels: key, value: s.value, mean: s.value, count: 0, members: Vec::new() }
-        });
+            let labels = key.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            groups.insert(key.clone(), Group { labels, value: s.value, mean: s.value, count: 0, members: Vec::new() });
+        }
+        let Some(g) = groups.get_mut(&key) else { continue };
         let first = g.count == 0;
         g.count += 1;
         let v = s.value;
@@ -117,7 +109,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Valu
                 g.mean += delta / g.count as f64;
                 g.value += delta * (v - g.mean);
             }
-            "topk" | "bottomk" | "quantile" => g.members.push(s),
+            "topk" | "bottomk" | "quantile" => g.members.push(s.clone()),
             other => return Err(QueryError::Unsupported(format!("the aggregation {other}()"))),
         }
     }
@@ -166,6 +158,12 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Valu
         out.push(Sample { labels, value, t });
     }
     Ok(Value::Vector(out))
+}
+
+/// A group's key, borrowing the sample's labels (a String is made only for a new group): the
+/// `names` labels, or with `include` false every label but the name and those.
+fn group_key<'l>(l: &'l Labels, include: bool, names: &[String]) -> Vec<(&'l str, &'l str)> {
+    l.iter().filter(|(k, _)| if include { names.contains(k) } else { k.as_str() != NAME_LABEL && !names.contains(k) }).map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 /// Prometheus' label name syntax.

@@ -1,6 +1,7 @@
 //! The evaluator: an expression at one timestamp, and queries (instant and range) as
 //! evaluations at each step, the way Prometheus defines them.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -129,6 +130,8 @@ fn keeps_order(e: &Expr) -> bool {
 /// One series as loaded for a selector.
 pub(crate) struct Loaded {
     pub labels: Arc<Labels>,
+    /// The labels without the name, made once: what range functions answer with at every step.
+    pub unnamed: Arc<Labels>,
     pub samples: Vec<(i64, f64)>,
 }
 
@@ -157,6 +160,13 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
+impl RangeSeries<'_> {
+    /// The labels a range function answers with: these, without the name.
+    pub fn without_name(&self) -> Arc<Labels> {
+        self.unnamed.clone().unwrap_or_else(|| drop_name(&self.labels))
+    }
+}
+
 impl<'e> Evaluator<'e> {
     fn new(engine: &'e Engine<'e>, expr: &Expr, start: i64, end: i64, _step: i64) -> Result<Self, QueryError> {
         let mut ev = Evaluator { engine, start, end, loaded: HashMap::new(), warnings: RefCell::new(Vec::new()), samples_read: Cell::new(0) };
@@ -180,7 +190,16 @@ impl<'e> Evaluator<'e> {
                     ev.warnings.borrow_mut().push(w);
                 }
             }
-            ev.loaded.insert(key, sel.series.into_iter().map(|s| Loaded { labels: Arc::new(s.labels), samples: s.samples }).collect());
+            ev.loaded.insert(
+                key,
+                sel.series
+                    .into_iter()
+                    .map(|s| {
+                        let labels = Arc::new(s.labels);
+                        Loaded { unnamed: drop_name(&labels), labels, samples: s.samples }
+                    })
+                    .collect(),
+            );
         }
         Ok(ev)
     }
@@ -269,7 +288,7 @@ impl<'e> Evaluator<'e> {
                 other => Err(QueryError::BadData(format!("unary expression only allowed on expressions of type scalar or instant vector, got \"{}\"", type_word(&other)))),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_vector(vs, t))),
-            Expr::MatrixSelector(_) | Expr::Subquery(_) => Ok(Value::Matrix(self.range_arg(e, t)?.series)),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => Ok(Value::Matrix(self.range_arg(e, t)?.series.into_iter().map(|s| Series { labels: s.labels, points: s.points.into_owned() }).collect())),
             Expr::Call(c) => unique(functions::call(self, c, t)?),
             Expr::Aggregate(a) => aggregate::eval(self, a, t),
             Expr::Binary(b) => unique(binary::eval(self, b, t)?),
@@ -302,7 +321,7 @@ impl<'e> Evaluator<'e> {
 
     /// A range vector argument (a matrix selector or a subquery, in parentheses or not) at
     /// `t`, with the window it covers.
-    pub fn range_arg(&self, e: &Expr, t: i64) -> Result<RangeArg, QueryError> {
+    pub fn range_arg<'s>(&'s self, e: &Expr, t: i64) -> Result<RangeArg<'s>, QueryError> {
         match e {
             Expr::Paren(p) => self.range_arg(&p.expr, t),
             Expr::MatrixSelector(ms) => {
@@ -312,9 +331,12 @@ impl<'e> Evaluator<'e> {
                 for s in self.series_of(&ms.vs) {
                     let a = s.samples.partition_point(|(ts, _)| *ts < start);
                     let b = s.samples.partition_point(|(ts, _)| *ts <= end);
-                    let points: Vec<(i64, f64)> = s.samples[a..b].iter().copied().filter(|(_, v)| !is_stale(*v)).collect();
+                    let window = &s.samples[a..b];
+                    // Borrowed unless stale markers must be taken out: a range query reads the
+                    // same samples at every step.
+                    let points = if window.iter().any(|(_, v)| is_stale(*v)) { Cow::Owned(window.iter().copied().filter(|(_, v)| !is_stale(*v)).collect()) } else { Cow::Borrowed(window) };
                     if !points.is_empty() {
-                        series.push(Series { labels: s.labels.clone(), points });
+                        series.push(RangeSeries { labels: s.labels.clone(), unnamed: Some(s.unnamed.clone()), points });
                     }
                 }
                 Ok(RangeArg { series, start, end, range_ms: ms_of(&ms.range), selector: Some(&ms.vs as *const VectorSelector as usize) })
@@ -324,7 +346,7 @@ impl<'e> Evaluator<'e> {
         }
     }
 
-    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg, QueryError> {
+    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg<'static>, QueryError> {
         let end = self.at_time(&sq.at, t) - offset_ms(&sq.offset);
         let range = ms_of(&sq.range);
         let start = end - range;
@@ -349,13 +371,21 @@ impl<'e> Evaluator<'e> {
             }
             ts += step;
         }
-        Ok(RangeArg { series: by.into_iter().map(|(labels, points)| Series { labels, points }).collect(), start, end, range_ms: range, selector: None })
+        Ok(RangeArg { series: by.into_iter().map(|(labels, points)| RangeSeries { labels, unnamed: None, points: Cow::Owned(points) }).collect(), start, end, range_ms: range, selector: None })
     }
 }
 
+/// One series of a range vector, its samples borrowed from what the selector read where it can.
+pub(crate) struct RangeSeries<'a> {
+    pub labels: Arc<Labels>,
+    /// `labels` without the name, where made already.
+    pub unnamed: Option<Arc<Labels>>,
+    pub points: Cow<'a, [(i64, f64)]>,
+}
+
 /// A range vector with the window `[start, end]` (ms) it was read over.
-pub(crate) struct RangeArg {
-    pub series: Vec<Series>,
+pub(crate) struct RangeArg<'a> {
+    pub series: Vec<RangeSeries<'a>>,
     pub start: i64,
     pub end: i64,
     pub range_ms: i64,

@@ -44,7 +44,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value, QueryE
         return Ok(Value::Vector(
             r.series
                 .iter()
-                .map(|s| Sample { labels: if keep_name { s.labels.clone() } else { drop_name(&s.labels) }, value: f(&s.points, q.unwrap_or(f64::NAN)), t })
+                .map(|s| Sample { labels: if keep_name { s.labels.clone() } else { s.without_name() }, value: f(&s.points, q.unwrap_or(f64::NAN)), t })
                 .collect(),
         ));
     }
@@ -201,8 +201,8 @@ fn map_values(v: Vec<Sample>, t: i64, f: impl Fn(f64) -> f64) -> Value {
     Value::Vector(v.into_iter().map(|s| Sample { labels: drop_name(&s.labels), value: f(s.value), t }).collect())
 }
 
-fn per_series(r: &RangeArg, t: i64, f: impl Fn(&[(i64, f64)]) -> Option<f64>) -> Value {
-    Value::Vector(r.series.iter().filter_map(|s| Some(Sample { labels: drop_name(&s.labels), value: f(&s.points)?, t })).collect())
+fn per_series(r: &RangeArg<'_>, t: i64, f: impl Fn(&[(i64, f64)]) -> Option<f64>) -> Value {
+    Value::Vector(r.series.iter().filter_map(|s| Some(Sample { labels: s.without_name(), value: f(&s.points)?, t })).collect())
 }
 
 fn math(name: &str) -> Option<fn(f64) -> f64> {
@@ -292,7 +292,7 @@ fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
 /// Prometheus' `extrapolatedRate`: the increase between the first and last samples (counter
 /// resets added back for counters), extrapolated towards the window's edges by at most half
 /// an average sample interval, and never below zero for a counter.
-fn extrapolated_rate(p: &[(i64, f64)], r: &RangeArg, counter: bool, per_second: bool) -> Option<f64> {
+fn extrapolated_rate(p: &[(i64, f64)], r: &RangeArg<'_>, counter: bool, per_second: bool) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
