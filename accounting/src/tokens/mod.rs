@@ -78,6 +78,8 @@ impl Energies {
 pub struct ModelHour {
     pub t: String,
     pub prompt_tokens: f64,
+    /// Of which prefix-cache hits or KV transferred from a prefill instance: served, not computed.
+    pub prompt_cached_tokens: f64,
     pub generation_tokens: f64,
     pub requests: f64,
     pub energy_kwh: Energies,
@@ -99,7 +101,8 @@ pub struct PerToken {
     pub j_per_token: Option<Energies>,
     /// Joules per generated token, all the energy charged to output.
     pub j_per_generated_token: Option<Energies>,
-    /// The stated split: joules per prompt token and per generated token (facility boundary).
+    /// The stated split: joules per computed prompt token (cache hits excluded) and per
+    /// generated token (facility boundary).
     pub split_j_per_prompt_token: Option<f64>,
     pub split_j_per_generated_token: Option<f64>,
     pub prompt_token_weight: f64,
@@ -124,6 +127,9 @@ pub struct ModelFootprint {
     pub nested_in: Vec<String>,
     pub gpus: Vec<String>,
     pub prompt_tokens: f64,
+    /// Of which prefix-cache hits or KV transferred from a prefill instance: not charged as
+    /// prompt compute in the split or in dividing a server's energy among its rows.
+    pub prompt_cached_tokens: f64,
     pub generation_tokens: f64,
     pub requests: f64,
     pub ttft_mean_s: Option<f64>,
@@ -360,7 +366,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
             t.0 += row.ttft_sum_s.iter().sum::<f64>();
             t.1 += row.ttft_count.iter().sum::<f64>();
             for (h, &(gpu, it)) in hours.iter().enumerate() {
-                let weight = |r: &RowTokens| r.generated[h] + PROMPT_TOKEN_WEIGHT * r.prompt[h];
+                let weight = |r: &RowTokens| r.generated[h] + PROMPT_TOKEN_WEIGHT * r.prompt_computed(h);
                 let total: f64 = keys.iter().map(|kk| weight(&rows[*kk])).sum();
                 let share = if total > 0.0 { weight(row) / total } else { 1.0 / keys.len() as f64 };
                 let f = att.steps.get(h);
@@ -368,6 +374,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
                 let e = Energies { gpu, it, facility: pue.map(|p| it * p) }.scaled(share);
                 let mh = &mut m.hours[h];
                 mh.prompt_tokens += row.prompt[h];
+                mh.prompt_cached_tokens += row.prompt[h] - row.prompt_computed(h);
                 mh.generation_tokens += row.generated[h];
                 mh.requests += row.requests[h];
                 mh.energy_kwh.add(e);
@@ -387,6 +394,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
             mh.it_power_w = mh.energy_kwh.it * J_PER_KWH / secs;
             mh.facility_kwh_per_mtok = mh.energy_kwh.facility.and_then(|fac| div(fac * 1e6, mh.generation_tokens));
             m.prompt_tokens += mh.prompt_tokens;
+            m.prompt_cached_tokens += mh.prompt_cached_tokens;
             m.generation_tokens += mh.generation_tokens;
             m.requests += mh.requests;
             m.energy_kwh.add(mh.energy_kwh);
@@ -417,12 +425,14 @@ fn push_unique(v: &mut Vec<String>, s: &str) {
 fn per_token(m: &ModelFootprint) -> PerToken {
     let j = m.energy_kwh.scaled(J_PER_KWH);
     let all = m.prompt_tokens + m.generation_tokens;
-    let weighted = m.generation_tokens + PROMPT_TOKEN_WEIGHT * m.prompt_tokens;
+    // Cache hits are served but not computed: the split charges prefill to computed prompts only.
+    let computed = m.prompt_tokens - m.prompt_cached_tokens;
+    let weighted = m.generation_tokens + PROMPT_TOKEN_WEIGHT * computed;
     let per_weighted = j.facility.and_then(|fac| div(fac, weighted));
     PerToken {
         j_per_token: (all > 0.0).then(|| j.scaled(1.0 / all)),
         j_per_generated_token: (m.generation_tokens > 0.0).then(|| j.scaled(1.0 / m.generation_tokens)),
-        split_j_per_prompt_token: per_weighted.filter(|_| m.prompt_tokens > 0.0).map(|x| x * PROMPT_TOKEN_WEIGHT),
+        split_j_per_prompt_token: per_weighted.filter(|_| computed > 0.0).map(|x| x * PROMPT_TOKEN_WEIGHT),
         split_j_per_generated_token: per_weighted.filter(|_| m.generation_tokens > 0.0),
         prompt_token_weight: PROMPT_TOKEN_WEIGHT,
         wh_per_request: m.energy_kwh.facility.and_then(|fac| div(fac * 1000.0, m.requests)),
