@@ -223,5 +223,18 @@ async fn prefix_cache_hits_are_not_charged_as_prompt_compute() {
     let fac_j = 0.5 * wa / (wa + wb) * 1.25 * 3.6e6;
     assert_close(&acme["per_token"]["split_j_per_generated_token"], fac_j / wa, "acme per generated token");
     assert_close(&acme["per_token"]["split_j_per_prompt_token"], fac_j / wa * 0.1, "acme per computed prompt token");
+    // How acme's share moves over the stated range of the prompt weight (0.05 to 0.3), in the
+    // models API and in acme's own statement.
+    let share = |w: f64| 0.5 * (1e6 + w * 1e6) / (1e6 + w * 1e6 + 1e6 + w * 10e6);
+    let sens = &acme["prompt_weight_sensitivity"];
+    assert_eq!(sens["prompt_token_weight"], serde_json::json!([0.05, 0.3]), "{sens:#}");
+    assert_close(&sens["energy_kwh"][0]["gpu"], share(0.05), "acme at 0.05");
+    assert_close(&sens["energy_kwh"][1]["gpu"], share(0.3), "acme at 0.3");
+    assert_close(&sens["it_change_pct"][1], (share(0.3) / share(0.1) - 1.0) * 100.0, "acme's move at 0.3, %");
+    let r = reqwest::Client::new().get(s.url("/api/v1/statements/acme/2026-10.json")).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let st: Value = r.json().await.expect("json");
+    let in_statement = st["tokens"]["models"].as_array().and_then(|ms| ms.iter().find(|m| m["tenant"] == "acme")).unwrap_or_else(|| panic!("{:#}", st["tokens"]));
+    assert_close(&in_statement["prompt_weight_sensitivity"]["energy_kwh"][1]["gpu"], share(0.3), "in the statement");
     s.stop().await;
 }
