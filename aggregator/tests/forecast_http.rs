@@ -89,28 +89,56 @@ async fn forecast_and_advice_from_history_and_ingested_inputs() {
     srv.stop().await;
 }
 
-/// deploy/slurm/job_submit.lua, run by a real Lua against this server (Slurm's `slurm` table
-/// stubbed): a job flagged `flexible` gets the suggested start in its comment, others not.
+/// Issue 29 item 13: deploy/slurm/kilowatch-slurm-advice.py (what the timer runs) writes the
+/// local advice file from this server, its read token from a file; deploy/slurm/job_submit.lua,
+/// run by a real Lua with every way out of the process stubbed to fail (so a network call or a
+/// subprocess in the job_submit path fails the test), puts the start in the comment as a local
+/// time and as `now+N`; a stale or missing file says so; other jobs are left alone.
 fn slurm_job_submit_adds_the_advice(srv: &Server) {
-    if !require_tool("lua5.4", "lua5.4") || !require_tool("curl", "curl") {
+    if !require_tool("lua5.4", "lua5.4") || !require_tool("python3", "python3") {
         return;
     }
+    let dir = tempfile::tempdir().expect("tmp");
+    let token_file = dir.path().join("read-token");
+    std::fs::write(&token_file, format!("{READ}\n")).expect("token file");
+    let advice_file = dir.path().join("slurm-advice.lua");
+    let refresh = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/slurm/kilowatch-slurm-advice.py"))
+        .env("KILOWATCH_URL", format!("http://{}", srv.addr))
+        .env("KILOWATCH_READ_TOKEN_FILE", &token_file)
+        .env("KILOWATCH_ADVICE_FILE", &advice_file)
+        .env("KILOWATCH_ADVICE_LENGTHS", "1 6 12")
+        .env_remove("KILOWATCH_READ_TOKEN")
+        .output()
+        .expect("python3");
+    assert!(refresh.status.success(), "{}", String::from_utf8_lossy(&refresh.stderr));
+    let written = std::fs::read_to_string(&advice_file).expect("advice file");
+    assert!(written.contains("[6] = { starts = { { start_s = ") && !written.contains(READ), "{written}");
+
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/slurm/job_submit.lua");
-    let harness = format!(
-        r#"slurm = {{ SUCCESS = 0, log_info = function() end }}
+    let run = |file: &std::path::Path| {
+        let harness = format!(
+            r#"slurm = {{ SUCCESS = 0, log_info = function() end }}
+local function refuse() error("job_submit.lua left the process") end
+io.popen, os.execute, require = refuse, refuse, refuse
 dofile("{script}")
-local flexible = {{ comment = "flexible", tres_per_node = "gres/gpu:8", min_nodes = 8, time_limit = 360 }}
-local other = {{ comment = "", tres_per_node = "gres/gpu:8", min_nodes = 8, time_limit = 360 }}
+local flexible = {{ comment = "flexible", tres_per_node = "gres/gpu:8", min_nodes = 8, time_limit = 300 }}
+local other = {{ comment = "", tres_per_node = "gres/gpu:8", min_nodes = 8, time_limit = 300 }}
 assert(slurm_job_submit(flexible, {{}}, 1000) == 0 and slurm_job_submit(other, {{}}, 1000) == 0)
 print(flexible.comment .. "|" .. other.comment)"#
-    );
-    let out = std::process::Command::new("lua5.4")
-        .args(["-e", &harness])
-        .env("KILOWATCH_URL", format!("http://{}", srv.addr))
-        .env("KILOWATCH_READ_TOKEN", READ)
-        .output()
-        .expect("lua5.4");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.starts_with("flexible; kilowatch: --begin=20") && text.contains("saves") && text.trim_end().ends_with('|'), "{text}");
+        );
+        let out = std::process::Command::new("lua5.4").args(["-e", &harness]).env("KILOWATCH_ADVICE_FILE", file).output().expect("lua5.4");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    };
+    let text = run(&advice_file);
+    assert!(text.starts_with("flexible; kilowatch: --begin=20") && text.contains("(or --begin=now+") && text.contains("minutes)") && text.ends_with('|'), "{text}");
+    // The timer stopped two hours and a bit ago: the file is stale and the comment says so.
+    let old = written.replacen("generated_s = ", "generated_s = -8000 + ", 1);
+    let stale = dir.path().join("stale.lua");
+    std::fs::write(&stale, old).expect("stale file");
+    let text = run(&stale);
+    assert!(text.starts_with("flexible; kilowatch: no advice (the advice file is 1") && text.contains("minutes old"), "{text}");
+    let text = run(&dir.path().join("absent.lua"));
+    assert!(text.starts_with("flexible; kilowatch: no advice (no advice file at "), "{text}");
 }

@@ -174,3 +174,67 @@ async fn few_tokens_or_shared_gpus_are_low_confidence() {
     }
     s.stop().await;
 }
+
+/// One hour at PUE 1.25; GPU 0 at 500 W holds server s1.
+fn cached_site() -> String {
+    let mut b = String::new();
+    for (k, (fac, it)) in [(0.0, 0.0), (125.0, 100.0)].iter().enumerate() {
+        let t = T0 + k as i64 * H;
+        b.push_str(&format!("meter,meter=g,role=facility energy_kwh={fac} {t}\nmeter,meter=u,role=it,category=1 energy_kwh={it} {t}\n"));
+    }
+    for k in 0..=4i64 {
+        let t = T0 + k * 900;
+        b.push_str(&format!("gpu,node=n1,gpu=0 energy_mj={}i {t}\n", 500 * 900 * 1000 * k));
+        let q = k as f64 / 4.0;
+        for (tenant, cached) in [("acme", 9e6), ("beta", 0.0)] {
+            b.push_str(&format!(
+                "inference,node=n1,server=s1,engine=vllm,model=m,tenant={tenant} prompt_tokens={},prompt_cached_tokens={},generation_tokens={},requests={},gpus=\"0\" {t}\n",
+                10e6 * q,
+                cached * q,
+                1e6 * q,
+                1000.0 * q
+            ));
+        }
+    }
+    b
+}
+
+/// Issue 29 item 10 (prefix caching): two tenants share one vLLM server; both send 10 M prompt
+/// tokens and get 1 M generated, but 9 M of acme's prompt tokens are cache hits.
+#[tokio::test]
+async fn prefix_cache_hits_are_not_charged_as_prompt_compute() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(dir.path()).await;
+    assert_eq!(s.write(&cached_site(), "s", WRITE).await.status(), 204);
+    let r = reqwest::Client::new().get(s.url("/api/v1/models")).query(&[("from", ts(T0)), ("to", ts(T0 + H))]).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    let row = |tenant: &str| v["models"].as_array().expect("models").iter().find(|m| m["tenant"] == tenant).cloned().unwrap_or_else(|| panic!("{tenant} in {v:#}"));
+    let (acme, beta) = (row("acme"), row("beta"));
+    assert_close(&acme["prompt_cached_tokens"], 9e6, "acme's cache hits");
+    assert_eq!(beta["prompt_cached_tokens"].as_f64(), Some(0.0), "{beta:#}");
+    assert_close(&acme["prompt_tokens"], 10e6, "served prompt tokens stay in the counts");
+    // The server's 0.5 kWh divided by generated + 0.1 × computed prompt tokens: acme 1 M + 0.1 M,
+    // beta 1 M + 1 M (charging the cache hits would split it 50/50).
+    let (wa, wb) = (1e6 + 0.1 * 1e6, 1e6 + 0.1 * 10e6);
+    assert_close(&acme["energy_kwh"]["gpu"], 0.5 * wa / (wa + wb), "acme's share");
+    assert_close(&beta["energy_kwh"]["gpu"], 0.5 * wb / (wa + wb), "beta's share");
+    // The split charges prefill to computed prompt tokens only.
+    let fac_j = 0.5 * wa / (wa + wb) * 1.25 * 3.6e6;
+    assert_close(&acme["per_token"]["split_j_per_generated_token"], fac_j / wa, "acme per generated token");
+    assert_close(&acme["per_token"]["split_j_per_prompt_token"], fac_j / wa * 0.1, "acme per computed prompt token");
+    // How acme's share moves over the stated range of the prompt weight (0.05 to 0.3), in the
+    // models API and in acme's own statement.
+    let share = |w: f64| 0.5 * (1e6 + w * 1e6) / (1e6 + w * 1e6 + 1e6 + w * 10e6);
+    let sens = &acme["prompt_weight_sensitivity"];
+    assert_eq!(sens["prompt_token_weight"], serde_json::json!([0.05, 0.3]), "{sens:#}");
+    assert_close(&sens["energy_kwh"][0]["gpu"], share(0.05), "acme at 0.05");
+    assert_close(&sens["energy_kwh"][1]["gpu"], share(0.3), "acme at 0.3");
+    assert_close(&sens["it_change_pct"][1], (share(0.3) / share(0.1) - 1.0) * 100.0, "acme's move at 0.3, %");
+    let r = reqwest::Client::new().get(s.url("/api/v1/statements/acme/2026-10.json")).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let st: Value = r.json().await.expect("json");
+    let in_statement = st["tokens"]["models"].as_array().and_then(|ms| ms.iter().find(|m| m["tenant"] == "acme")).unwrap_or_else(|| panic!("{:#}", st["tokens"]));
+    assert_close(&in_statement["prompt_weight_sensitivity"]["energy_kwh"][1]["gpu"], share(0.3), "in the statement");
+    s.stop().await;
+}

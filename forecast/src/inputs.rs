@@ -125,25 +125,34 @@ fn hourly<T>(points: Vec<(i64, f64)>, f: impl Fn(f64) -> T) -> Vec<(i64, T)> {
 /// Open-Meteo's forecast API (`/v1/forecast`, JSON): `hourly.time` with `temperature_2m` and
 /// `relative_humidity_2m` (or `wet_bulb_temperature_2m`), times in the answer's time zone
 /// (`utc_offset_seconds`). Errors are `{"error": true, "reason": "…"}` with status 400.
+/// Commercial use goes through the customer host (`customer-api.open-meteo.com`) with `apikey`.
 #[derive(Debug, Clone)]
 pub struct OpenMeteo {
     pub url: String,
     pub latitude: f64,
     pub longitude: f64,
+    /// The customer API key, sent as `apikey` (the free host takes none).
+    pub api_key: Option<String>,
 }
+
+/// Open-Meteo's host for API-key (commercial) customers; the free host refuses their keys.
+pub const OPEN_METEO_CUSTOMER_URL: &str = "https://customer-api.open-meteo.com/v1/forecast";
+/// Open-Meteo's free host.
+pub const OPEN_METEO_URL: &str = "https://api.open-meteo.com/v1/forecast";
 
 impl Provider for OpenMeteo {
     fn name(&self) -> &'static str {
         "open-meteo"
     }
     fn request(&self, _now_s: i64) -> Request {
-        Request {
-            url: format!(
-                "{}?latitude={}&longitude={}&hourly=temperature_2m,relative_humidity_2m,wet_bulb_temperature_2m&forecast_days=3&timezone=GMT",
-                self.url, self.latitude, self.longitude
-            ),
-            headers: Vec::new(),
+        let mut url = format!(
+            "{}?latitude={}&longitude={}&hourly=temperature_2m,relative_humidity_2m,wet_bulb_temperature_2m&forecast_days=3&timezone=GMT",
+            self.url, self.latitude, self.longitude
+        );
+        if let Some(k) = &self.api_key {
+            url.push_str(&format!("&apikey={k}"));
         }
+        Request { url, headers: Vec::new() }
     }
     fn parse(&self, status: u16, body: &str, fetched_s: i64) -> Result<Parsed, ProviderError> {
         let p = self.name();
@@ -172,9 +181,11 @@ impl Provider for OpenMeteo {
             }
             .ok_or_else(|| format_err(p, format!("bad time at {i}")))?;
             let Some(temp) = temps.get(i).and_then(Value::as_f64) else { continue };
-            let air = match (wb.and_then(|w| w.get(i)).and_then(Value::as_f64), rh.and_then(|r| r.get(i)).and_then(Value::as_f64)) {
-                (Some(w), _) => Air { dry_bulb_c: temp, wet_bulb_c: w.min(temp) },
-                (None, Some(r)) => Air::from_rh(temp, r),
+            // Relative humidity first: the model was fitted on wet bulbs computed from RH by
+            // `wet_bulb_from_rh`, and a provider's own wet bulb (another formula) would shift it.
+            let air = match (rh.and_then(|r| r.get(i)).and_then(Value::as_f64), wb.and_then(|w| w.get(i)).and_then(Value::as_f64)) {
+                (Some(r), _) => Air::from_rh(temp, r),
+                (None, Some(w)) => Air { dry_bulb_c: temp, wet_bulb_c: w.min(temp) },
                 (None, None) => continue,
             };
             hours.push((t.div_euclid(3600) * 3600, air));
@@ -231,6 +242,9 @@ impl Provider for MeteoFrance {
 
 /// Electricity Maps' carbon-intensity forecast (`/v3/carbon-intensity/forecast?zone=`, header
 /// `auth-token`): `forecast[]` of `{carbonIntensity, datetime}` and `updatedAt`.
+/// Hours of forecast asked of Electricity Maps (`horizonHours`; the API's largest horizon).
+pub const ELECTRICITY_MAPS_HORIZON_H: u32 = 72;
+
 #[derive(Debug, Clone)]
 pub struct ElectricityMaps {
     pub url: String,
@@ -243,7 +257,9 @@ impl Provider for ElectricityMaps {
         "electricity-maps"
     }
     fn request(&self, _now_s: i64) -> Request {
-        Request { url: format!("{}?zone={}", self.url, self.zone), headers: self.token.iter().map(|t| ("auth-token".to_string(), t.clone())).collect() }
+        // The whole horizon the advice can use (a job starting within 48 h): the API's default
+        // is 24 hours, which left the second day to repeated-profile filling.
+        Request { url: format!("{}?zone={}&horizonHours={ELECTRICITY_MAPS_HORIZON_H}", self.url, self.zone), headers: self.token.iter().map(|t| ("auth-token".to_string(), t.clone())).collect() }
     }
     fn parse(&self, status: u16, body: &str, fetched_s: i64) -> Result<Parsed, ProviderError> {
         let p = self.name();

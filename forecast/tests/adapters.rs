@@ -15,7 +15,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn open_meteo() -> OpenMeteo {
-    OpenMeteo { url: "http://127.0.0.1:9/v1/forecast".into(), latitude: 48.86, longitude: 2.34 }
+    OpenMeteo { url: "http://127.0.0.1:9/v1/forecast".into(), latitude: 48.86, longitude: 2.34, api_key: None }
 }
 
 fn weather(p: Result<Parsed, ProviderError>) -> Series<kilowatch_forecast::inputs::Air> {
@@ -63,6 +63,8 @@ fn meteo_france_reads_hours() {
 fn electricity_maps_reads_the_forecast_and_its_error() {
     let p = ElectricityMaps { url: "http://127.0.0.1:9/v3/carbon-intensity/forecast".into(), zone: "FR".into(), token: Some("t".into()) };
     assert_eq!(p.request(T0).headers, vec![("auth-token".to_string(), "t".to_string())]);
+    // Issue 29 item 14: the whole horizon, not the API's default 24 hours.
+    assert!(p.request(T0).url.ends_with("?zone=FR&horizonHours=72"), "{}", p.request(T0).url);
     let s = carbon(p.parse(200, &fixture("electricity-maps.json"), T0 + 3600));
     assert_eq!((s.hours.len(), s.ahead, s.issued_s), (72, true, T0 + 751));
     // The evening peak is about three times the night.
@@ -163,4 +165,26 @@ fn kept_forecasts_are_scored_against_the_ledger() {
     assert!((s.wue_mae.unwrap_or(0.0) - 0.1).abs() < 1e-12, "{s:?}");
     assert_eq!(s.pue_interval_hit, Some(0.5));
     assert_eq!(s.pue_mae_by_lead.map(|m| m.map(|v| (v * 1000.0).round() / 1000.0)), [Some(0.02), None, Some(0.0), None]);
+}
+
+/// Issue 29 item 14: a key sends Open-Meteo requests to the customer host with `apikey`, and the
+/// provider's relative humidity wins over its own wet bulb (the model was fitted on wet bulbs
+/// computed from RH).
+#[test]
+fn open_meteo_customer_key_and_humidity_before_its_wet_bulb() {
+    let cfg: kilowatch_forecast::config::ForecastConfig =
+        toml::from_str("[weather]\nkind = \"open-meteo\"\nlatitude = 48.86\nlongitude = 2.34\ntoken_env = \"OM_KEY\"\n").expect("config");
+    let providers = cfg.providers(|v| (v == "OM_KEY").then(|| "k3y".to_string()));
+    let url = providers[0].request(T0).url;
+    assert!(url.starts_with("https://customer-api.open-meteo.com/v1/forecast?") && url.ends_with("&apikey=k3y"), "{url}");
+    let free = toml::from_str::<kilowatch_forecast::config::ForecastConfig>("[weather]\nkind = \"open-meteo\"\nlatitude = 48.86\nlongitude = 2.34\n").expect("config");
+    let url = free.providers(|_| None)[0].request(T0).url;
+    assert!(url.starts_with("https://api.open-meteo.com/v1/forecast?") && !url.contains("apikey"), "{url}");
+
+    // Both columns at 30 °C: RH 45 % (wet bulb about 21 °C by the model's formula) and a
+    // provider wet bulb of 25 °C. The RH one is used.
+    let body = r#"{"utc_offset_seconds":0,"hourly":{"time":["2026-07-01T00:00"],"temperature_2m":[30.0],"relative_humidity_2m":[45.0],"wet_bulb_temperature_2m":[25.0]}}"#;
+    let s = weather(open_meteo().parse(200, body, T0));
+    let a = s.hours[0].1;
+    assert!((a.wet_bulb_c - kilowatch_forecast::model::wet_bulb_from_rh(30.0, 45.0)).abs() < 1e-9 && a.wet_bulb_c < 23.0, "{a:?}");
 }

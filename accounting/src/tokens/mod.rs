@@ -40,6 +40,11 @@ const J_PER_KWH: f64 = 3.6e6;
 /// a prefill token at roughly a tenth of a decode token's energy or less.
 pub const PROMPT_TOKEN_WEIGHT: f64 = 0.1;
 
+/// The range over which the statement shows each row's energy moving with the prompt weight
+/// (issue 29 item 10): from a twentieth of a decode token (long prompts on a saturated
+/// compute-bound prefill) to nearly a third (short prompts, where prefill is latency-bound).
+pub const PROMPT_WEIGHT_RANGE: [f64; 2] = [0.05, 0.3];
+
 /// Fewer generated tokens than this in a window make its per-token figures low confidence.
 pub const MIN_TOKENS: f64 = 10_000.0;
 /// Fewer steps than this make a training job's per-step figures low confidence (a job's start-up
@@ -78,6 +83,8 @@ impl Energies {
 pub struct ModelHour {
     pub t: String,
     pub prompt_tokens: f64,
+    /// Of which prefix-cache hits or KV transferred from a prefill instance: served, not computed.
+    pub prompt_cached_tokens: f64,
     pub generation_tokens: f64,
     pub requests: f64,
     pub energy_kwh: Energies,
@@ -99,7 +106,8 @@ pub struct PerToken {
     pub j_per_token: Option<Energies>,
     /// Joules per generated token, all the energy charged to output.
     pub j_per_generated_token: Option<Energies>,
-    /// The stated split: joules per prompt token and per generated token (facility boundary).
+    /// The stated split: joules per computed prompt token (cache hits excluded) and per
+    /// generated token (facility boundary).
     pub split_j_per_prompt_token: Option<f64>,
     pub split_j_per_generated_token: Option<f64>,
     pub prompt_token_weight: f64,
@@ -108,6 +116,16 @@ pub struct PerToken {
     /// Litres of water and grams of CO2 per million tokens (prompt and generated).
     pub water_l_per_mtok: Option<f64>,
     pub co2_g_per_mtok: Option<f64>,
+}
+
+/// A row's energy at the two ends of [`PROMPT_WEIGHT_RANGE`]: the weight only divides a
+/// server's energy among its rows, so a server with one row does not move.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WeightSensitivity {
+    pub prompt_token_weight: [f64; 2],
+    pub energy_kwh: [Energies; 2],
+    /// The IT energy's change against the stated weight's, % (null where that is 0).
+    pub it_change_pct: [Option<f64>; 2],
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -124,6 +142,9 @@ pub struct ModelFootprint {
     pub nested_in: Vec<String>,
     pub gpus: Vec<String>,
     pub prompt_tokens: f64,
+    /// Of which prefix-cache hits or KV transferred from a prefill instance: not charged as
+    /// prompt compute in the split or in dividing a server's energy among its rows.
+    pub prompt_cached_tokens: f64,
     pub generation_tokens: f64,
     pub requests: f64,
     pub ttft_mean_s: Option<f64>,
@@ -132,6 +153,7 @@ pub struct ModelFootprint {
     /// Null where the facility energy is unknown.
     pub co2_kg: Option<f64>,
     pub per_token: PerToken,
+    pub prompt_weight_sensitivity: WeightSensitivity,
     pub counter_resets: u32,
     /// "high", or "low" with its reasons.
     pub confidence: &'static str,
@@ -181,7 +203,7 @@ pub struct ModelsAnswer {
     pub method: &'static str,
 }
 
-const METHOD: &str = "GPU energy from NVML counters of the GPUs each server ran on (its processes on NVML), attributed with the jobs ledger (a server's IT energy includes its node's non-GPU share per GPU); each hour's energy split among a server's models and tenants by generated + 0.1 x prompt tokens; facility energy, water and CO2 at each hour's PUE, WUE and carbon factor; the per-prompt/per-generated split weighs a prompt token 0.1 of a generated one.";
+const METHOD: &str = "GPU energy from NVML counters of the GPUs each server ran on (its processes on NVML), attributed with the jobs ledger (a server's IT energy includes its node's non-GPU share per GPU); each hour's energy split among a server's models and tenants by generated + 0.1 x computed prompt tokens (prefix-cache hits and transferred KV excluded; each row also shown at weights 0.05 and 0.3); facility energy, water and CO2 at each hour's PUE, WUE and carbon factor; the per-prompt/per-generated split weighs a prompt token 0.1 of a generated one.";
 
 fn div(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
@@ -220,7 +242,14 @@ pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocat
         out.facility_unavailable = Some("no valid PUE over the window (no meter with role=facility, or E_DC below E_IT): facility energy and CO2 are unknown; GPU and IT energy (and water, which follows IT energy) stand".into());
     }
     let servers = serving_allocations(store, r.from.0, r.to.0)?;
-    out.models = serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known);
+    out.models = serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known, PROMPT_TOKEN_WEIGHT);
+    let ends = PROMPT_WEIGHT_RANGE.map(|w| serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known, w));
+    for m in &mut out.models {
+        let at = |i: usize| ends[i].iter().find(|x| x.model == m.model && x.tenant == m.tenant).map(|x| x.energy_kwh).unwrap_or_default();
+        let energy_kwh = [at(0), at(1)];
+        let it = m.energy_kwh.it;
+        m.prompt_weight_sensitivity = WeightSensitivity { prompt_token_weight: PROMPT_WEIGHT_RANGE, it_change_pct: energy_kwh.map(|e| div((e.it - it) * 100.0, it)), energy_kwh };
+    }
     out.training = training_footprints(js, att, r, facility_known)?;
     Ok(out)
 }
@@ -307,7 +336,8 @@ fn shares_gpus(a: &Allocation, all: &[Allocation]) -> bool {
     })
 }
 
-fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Allocation], rows: &BTreeMap<RowKey, RowTokens>, bounds: &[i64], facility_known: bool) -> Vec<ModelFootprint> {
+/// `w` is the prompt token weight dividing each server's energy among its rows.
+fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Allocation], rows: &BTreeMap<RowKey, RowTokens>, bounds: &[i64], facility_known: bool, w: f64) -> Vec<ModelFootprint> {
     let n = bounds.len().saturating_sub(1);
     let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
     // The rows of each server, to split its energy.
@@ -360,7 +390,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
             t.0 += row.ttft_sum_s.iter().sum::<f64>();
             t.1 += row.ttft_count.iter().sum::<f64>();
             for (h, &(gpu, it)) in hours.iter().enumerate() {
-                let weight = |r: &RowTokens| r.generated[h] + PROMPT_TOKEN_WEIGHT * r.prompt[h];
+                let weight = |r: &RowTokens| r.generated[h] + w * r.prompt_computed(h);
                 let total: f64 = keys.iter().map(|kk| weight(&rows[*kk])).sum();
                 let share = if total > 0.0 { weight(row) / total } else { 1.0 / keys.len() as f64 };
                 let f = att.steps.get(h);
@@ -368,6 +398,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
                 let e = Energies { gpu, it, facility: pue.map(|p| it * p) }.scaled(share);
                 let mh = &mut m.hours[h];
                 mh.prompt_tokens += row.prompt[h];
+                mh.prompt_cached_tokens += row.prompt[h] - row.prompt_computed(h);
                 mh.generation_tokens += row.generated[h];
                 mh.requests += row.requests[h];
                 mh.energy_kwh.add(e);
@@ -387,6 +418,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
             mh.it_power_w = mh.energy_kwh.it * J_PER_KWH / secs;
             mh.facility_kwh_per_mtok = mh.energy_kwh.facility.and_then(|fac| div(fac * 1e6, mh.generation_tokens));
             m.prompt_tokens += mh.prompt_tokens;
+            m.prompt_cached_tokens += mh.prompt_cached_tokens;
             m.generation_tokens += mh.generation_tokens;
             m.requests += mh.requests;
             m.energy_kwh.add(mh.energy_kwh);
@@ -397,7 +429,7 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
         }
         let (s, c) = ttft.get(&(m.model.clone(), m.tenant.clone())).copied().unwrap_or_default();
         m.ttft_mean_s = div(s, c);
-        m.per_token = per_token(m);
+        m.per_token = per_token(m, w);
         if m.generation_tokens < MIN_TOKENS {
             m.low_confidence_reasons.push(format!("only {:.0} generated tokens in the window (fewer than {MIN_TOKENS:.0})", m.generation_tokens));
         }
@@ -414,17 +446,19 @@ fn push_unique(v: &mut Vec<String>, s: &str) {
     }
 }
 
-fn per_token(m: &ModelFootprint) -> PerToken {
+fn per_token(m: &ModelFootprint, w: f64) -> PerToken {
     let j = m.energy_kwh.scaled(J_PER_KWH);
     let all = m.prompt_tokens + m.generation_tokens;
-    let weighted = m.generation_tokens + PROMPT_TOKEN_WEIGHT * m.prompt_tokens;
+    // Cache hits are served but not computed: the split charges prefill to computed prompts only.
+    let computed = m.prompt_tokens - m.prompt_cached_tokens;
+    let weighted = m.generation_tokens + w * computed;
     let per_weighted = j.facility.and_then(|fac| div(fac, weighted));
     PerToken {
         j_per_token: (all > 0.0).then(|| j.scaled(1.0 / all)),
         j_per_generated_token: (m.generation_tokens > 0.0).then(|| j.scaled(1.0 / m.generation_tokens)),
-        split_j_per_prompt_token: per_weighted.filter(|_| m.prompt_tokens > 0.0).map(|x| x * PROMPT_TOKEN_WEIGHT),
+        split_j_per_prompt_token: per_weighted.filter(|_| computed > 0.0).map(|x| x * w),
         split_j_per_generated_token: per_weighted.filter(|_| m.generation_tokens > 0.0),
-        prompt_token_weight: PROMPT_TOKEN_WEIGHT,
+        prompt_token_weight: w,
         wh_per_request: m.energy_kwh.facility.and_then(|fac| div(fac * 1000.0, m.requests)),
         water_l_per_mtok: m.water_l.and_then(|w| div(w * 1e6, all)),
         co2_g_per_mtok: m.co2_kg.and_then(|c| div(c * 1000.0 * 1e6, all)),

@@ -30,6 +30,10 @@ pub struct RowKey {
 pub struct RowTokens {
     pub engine: String,
     pub prompt: Vec<f64>,
+    /// Prompt tokens the server did not compute: prefix-cache hits, and KV blocks a prefill
+    /// instance computed and transferred (vLLM's `prompt_tokens_by_source`, SGLang's cached
+    /// tokens). A subset of `prompt`.
+    pub prompt_cached: Vec<f64>,
     pub generated: Vec<f64>,
     pub requests: Vec<f64>,
     pub ttft_sum_s: Vec<f64>,
@@ -54,13 +58,14 @@ fn row_key(m: &kilowatch_store::SeriesMeta) -> Option<RowKey> {
 pub fn token_ledgers(store: &Store, bounds: &[i64]) -> Result<BTreeMap<RowKey, RowTokens>, StoreError> {
     let n = bounds.len().saturating_sub(1);
     let mut out: BTreeMap<RowKey, RowTokens> = BTreeMap::new();
-    for field in ["prompt_tokens", "generation_tokens", "requests", "ttft_sum_s", "ttft_count"] {
+    for field in ["prompt_tokens", "prompt_cached_tokens", "generation_tokens", "requests", "ttft_sum_s", "ttft_count"] {
         for m in store.find_series(INFERENCE, field, &[])? {
             let Some(key) = row_key(&m) else { continue };
             let l = store.ledger(m.id, EnergyKind::Counter, bounds)?;
             let row = out.entry(key).or_insert_with(|| RowTokens {
                 engine: m.tag("engine").unwrap_or("").to_owned(),
                 prompt: vec![0.0; n],
+                prompt_cached: vec![0.0; n],
                 generated: vec![0.0; n],
                 requests: vec![0.0; n],
                 ttft_sum_s: vec![0.0; n],
@@ -72,6 +77,7 @@ pub fn token_ledgers(store: &Store, bounds: &[i64]) -> Result<BTreeMap<RowKey, R
             row.covered_s += l.total_covered_s();
             let dst = match field {
                 "prompt_tokens" => &mut row.prompt,
+                "prompt_cached_tokens" => &mut row.prompt_cached,
                 "generation_tokens" => &mut row.generated,
                 "requests" => &mut row.requests,
                 "ttft_sum_s" => &mut row.ttft_sum_s,
@@ -167,5 +173,14 @@ mod tests {
         let a = serving_allocations(&store, 0, 4000 * s).expect("read");
         assert_eq!(a.iter().map(|a| (a.gpus.clone(), a.start / s, a.end.map(|e| e / s))).collect::<Vec<_>>(), vec![(vec![0, 1], 0, Some(120)), (vec![2], 3000, Some(3060))]);
         assert_eq!(a[0].job, "serve:n1/a");
+    }
+}
+
+impl RowTokens {
+    /// Prompt tokens of hour `h` that cost prefill compute on this server: all of them less the
+    /// cache hits and transferred ones (never below 0: the two counters are read at slightly
+    /// different instants).
+    pub fn prompt_computed(&self, h: usize) -> f64 {
+        (self.prompt[h] - self.prompt_cached.get(h).copied().unwrap_or(0.0)).max(0.0)
     }
 }

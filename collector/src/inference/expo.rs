@@ -46,6 +46,10 @@ pub struct ModelCounters {
     pub requests: Option<f64>,
     pub ttft_sum_s: Option<f64>,
     pub ttft_count: Option<f64>,
+    /// Of `prompt_tokens`, those served without prefill compute (issue 29 item 10): vLLM's
+    /// `prompt_tokens_by_source` sources `local_cache_hit` and `external_kv_transfer`, SGLang's
+    /// `cached_tokens` (every `cache_source`).
+    pub prompt_cached_tokens: Option<f64>,
 }
 
 impl ModelCounters {
@@ -89,6 +93,7 @@ enum Slot {
     Prompt,
     Generation,
     Requests,
+    PromptCached,
     /// Histogram sum and count of the time to first token, with the unit's factor to seconds.
     Ttft(f64),
 }
@@ -117,12 +122,15 @@ const VLLM: &[Rule] = &[
     r("vllm:generation_tokens_total", Slot::Generation, Part::Value),
     r("vllm:request_success_total", Slot::Requests, Part::Value),
     r("vllm:time_to_first_token_seconds", Slot::Ttft(1.0), Part::Sum),
+    Rule { family: "vllm:prompt_tokens_by_source_total", slot: Slot::PromptCached, part: Part::Value, filter: Some(("source", "local_cache_hit")) },
+    Rule { family: "vllm:prompt_tokens_by_source_total", slot: Slot::PromptCached, part: Part::Value, filter: Some(("source", "external_kv_transfer")) },
 ];
 const SGLANG: &[Rule] = &[
     r("sglang:prompt_tokens_total", Slot::Prompt, Part::Value),
     r("sglang:generation_tokens_total", Slot::Generation, Part::Value),
     r("sglang:num_requests_total", Slot::Requests, Part::Value),
     r("sglang:time_to_first_token_seconds", Slot::Ttft(1.0), Part::Sum),
+    r("sglang:cached_tokens_total", Slot::PromptCached, Part::Value),
 ];
 const TGI: &[Rule] = &[
     r("tgi_request_input_length", Slot::Prompt, Part::Sum),
@@ -193,7 +201,7 @@ pub fn read_page_within(text: &str, engine: Engine, model: Option<&str>, tenant:
         let mut renamed: BTreeMap<ModelKey, ModelCounters> = BTreeMap::new();
         for ((_, tenant), c) in std::mem::take(&mut page.models) {
             let r = renamed.entry((name.to_owned(), tenant)).or_default();
-            for (dst, src) in [(&mut r.prompt_tokens, c.prompt_tokens), (&mut r.generation_tokens, c.generation_tokens), (&mut r.requests, c.requests), (&mut r.ttft_sum_s, c.ttft_sum_s), (&mut r.ttft_count, c.ttft_count)] {
+            for (dst, src) in [(&mut r.prompt_tokens, c.prompt_tokens), (&mut r.generation_tokens, c.generation_tokens), (&mut r.requests, c.requests), (&mut r.ttft_sum_s, c.ttft_sum_s), (&mut r.ttft_count, c.ttft_count), (&mut r.prompt_cached_tokens, c.prompt_cached_tokens)] {
                 if let Some(v) = src {
                     *dst = Some(dst.unwrap_or(0.0) + v);
                 }
@@ -246,6 +254,7 @@ fn add_family(page: &mut Page, m: &Metric, rule: &Rule, model_label: Option<&str
             (Slot::Prompt, _) => add(&mut c.prompt_tokens, v),
             (Slot::Generation, _) => add(&mut c.generation_tokens, v),
             (Slot::Requests, _) => add(&mut c.requests, v),
+            (Slot::PromptCached, _) => add(&mut c.prompt_cached_tokens, v),
             (Slot::Ttft(f), ValueType::Sum) => add(&mut c.ttft_sum_s, v * f),
             (Slot::Ttft(_), ValueType::Count) => add(&mut c.ttft_count, v),
             (Slot::Ttft(_), ValueType::Sample) => {}

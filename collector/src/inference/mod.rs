@@ -312,7 +312,7 @@ impl InferenceSource {
             if !tenant.is_empty() {
                 p = p.tag("tenant", tenant.as_str());
             }
-            for (k, v) in [("prompt_tokens", c.prompt_tokens), ("generation_tokens", c.generation_tokens), ("requests", c.requests), ("ttft_sum_s", c.ttft_sum_s), ("ttft_count", c.ttft_count)] {
+            for (k, v) in [("prompt_tokens", c.prompt_tokens), ("generation_tokens", c.generation_tokens), ("requests", c.requests), ("ttft_sum_s", c.ttft_sum_s), ("ttft_count", c.ttft_count), ("prompt_cached_tokens", c.prompt_cached_tokens)] {
                 if let Some(v) = v {
                     p = p.field(k, v);
                 }
