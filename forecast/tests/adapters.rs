@@ -148,6 +148,10 @@ fn a_stale_forecast_makes_the_advice_say_so() {
     let a = advise(&f, &req, chrono_tz::Europe::Paris);
     let best = &a.best[0];
     assert_eq!(best.carbon_not_forecast_h, 6, "{best:?}");
+    // Each carbon series says what it counts.
+    assert_eq!((f.carbon_series_basis.emissions, f.carbon_series_basis.accounting, f.carbon_series_basis.kind), ("direct", "production", "average"));
+    let f = build(&m, &inputs(T0 + 6 * 3600, Some(&fresh)));
+    assert_eq!((f.carbon_series_basis.emissions, f.carbon_series_basis.accounting), ("life-cycle", "consumption"));
     assert!(best.caveat.as_deref().is_some_and(|c| c.contains("6 of the job's 6 hours") && c.contains("repeated daily profile")), "{best:?}");
 
     // The grid forecast was issued two days before: stale, and the advice refuses.
