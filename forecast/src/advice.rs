@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::forecast::{Forecast, rfc3339};
+use crate::forecast::{CarbonBasis, Forecast, rfc3339};
 
 /// What to minimise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -66,6 +66,11 @@ pub struct StartOption {
     /// Against starting now: positive is saved.
     pub saves: Savings,
     pub sbatch: String,
+    /// Hours of the job whose grid intensity is not a provider's forecast but a repeated daily
+    /// profile of recent observations or the configured flat factor (issue 29 item 14).
+    pub carbon_not_forecast_h: u32,
+    /// Says so in words where that is any hour: the CO2 figure then rests on an assumption.
+    pub caveat: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -159,7 +164,12 @@ pub fn advise(f: &Forecast, req: &Request, tz: chrono_tz::Tz) -> Advice {
         let h = &f.hours[start];
         let local = chrono::DateTime::from_timestamp(h.t_s, 0).map(|d| d.with_timezone(&tz).format("%Y-%m-%dT%H:%M:%S").to_string()).unwrap_or_default();
         let water_saved = c.water_l.zip(now.water_l).map(|(a, b)| b - a);
+        let not_forecast = f.hours.iter().skip(start).take(hours).filter(|h| h.carbon_basis != CarbonBasis::Forecast).count() as u32;
         StartOption {
+            carbon_not_forecast_h: not_forecast,
+            caveat: (not_forecast > 0).then(|| {
+                format!("the grid's CO2 for {not_forecast} of the job's {hours} hours is a repeated daily profile of recent observations or the configured factor, not a forecast")
+            }),
             start: rfc3339(h.t_s),
             start_s: h.t_s,
             // Slurm reads `--begin` in the controller's local time, which should be the site's.

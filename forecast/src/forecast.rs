@@ -68,10 +68,43 @@ pub struct Forecast {
     pub weather_issued: Option<String>,
     pub carbon_provider: Option<String>,
     pub carbon_issued: Option<String>,
+    /// What the grid intensity counts (issue 29 item 14): without a carbon series, the
+    /// configured factor's.
+    pub carbon_series_basis: SeriesBasis,
     pub hours: Vec<ForecastHour>,
     /// How the forecasts kept over the model's history did, when the caller scored them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<Score>,
+}
+
+/// What a grid-intensity series counts: two series of different bases differ by tens of percent
+/// for the same grid, so each is labelled (docs/forecast.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SeriesBasis {
+    /// `life-cycle` (upstream emissions of fuels and plants included) or `direct` (combustion).
+    pub emissions: &'static str,
+    /// `consumption` (imports traced, what the zone's loads draw) or `production` (the zone's plants).
+    pub accounting: &'static str,
+    /// `average` (all generation) or `marginal`.
+    pub kind: &'static str,
+}
+
+const UNKNOWN: &str = "unknown";
+
+impl SeriesBasis {
+    /// Each adapter's basis, from its provider's documentation; a series written by a script
+    /// (`forecast` points) or the configured factor is `unknown` unless the provider is known.
+    pub fn of(provider: Option<&str>) -> SeriesBasis {
+        match provider {
+            // Electricity Maps' v3 default: `emissionFactorType=lifecycle`, flow-traced consumption.
+            Some("electricity-maps") => SeriesBasis { emissions: "life-cycle", accounting: "consumption", kind: "average" },
+            // éCO2mix's `taux_co2`: direct emissions of French production.
+            Some("rte-eco2mix") => SeriesBasis { emissions: "direct", accounting: "production", kind: "average" },
+            // The generation mix per type weighted by IPCC life-cycle medians.
+            Some("entsoe") => SeriesBasis { emissions: "life-cycle", accounting: "production", kind: "average" },
+            _ => SeriesBasis { emissions: UNKNOWN, accounting: UNKNOWN, kind: UNKNOWN },
+        }
+    }
 }
 
 /// Everything [`build`] needs besides the model.
@@ -178,6 +211,7 @@ pub fn build(model: &ModelState, inp: &Inputs<'_>) -> Forecast {
         weather_issued: inp.weather.map(|w| rfc3339(w.issued_s)),
         carbon_provider: inp.carbon.map(|c| c.provider.clone()),
         carbon_issued: inp.carbon.map(|c| rfc3339(c.issued_s)),
+        carbon_series_basis: SeriesBasis::of(inp.carbon.map(|c| c.provider.as_str())),
         hours,
         score: None,
     }

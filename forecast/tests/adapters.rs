@@ -140,6 +140,19 @@ fn a_stale_forecast_makes_the_advice_say_so() {
     let best = &a.best[0];
     assert!(best.saves.co2_kg >= 0.0 && best.saves.facility_kwh >= 0.0 && best.saves.water_l.unwrap_or(0.0) >= 0.0, "{best:?}");
     assert!(best.sbatch.starts_with("sbatch --begin=2026-07-0"), "{}", best.sbatch);
+    // Issue 29 item 14: on Electricity Maps' 72 hours every hour is a forecast ...
+    assert!(a.best.iter().all(|o| o.carbon_not_forecast_h == 0 && o.caveat.is_none()), "{:?}", a.best);
+    // ... while éCO2mix's observations are a repeated profile, and the advice says so.
+    let observed = carbon(RteEco2mix { url: String::new() }.parse(200, &fixture("rte-eco2mix.json"), T0 + 600));
+    let f = build(&m, &inputs(T0 + 6 * 3600, Some(&observed)));
+    let a = advise(&f, &req, chrono_tz::Europe::Paris);
+    let best = &a.best[0];
+    assert_eq!(best.carbon_not_forecast_h, 6, "{best:?}");
+    // Each carbon series says what it counts.
+    assert_eq!((f.carbon_series_basis.emissions, f.carbon_series_basis.accounting, f.carbon_series_basis.kind), ("direct", "production", "average"));
+    let f = build(&m, &inputs(T0 + 6 * 3600, Some(&fresh)));
+    assert_eq!((f.carbon_series_basis.emissions, f.carbon_series_basis.accounting), ("life-cycle", "consumption"));
+    assert!(best.caveat.as_deref().is_some_and(|c| c.contains("6 of the job's 6 hours") && c.contains("repeated daily profile")), "{best:?}");
 
     // The grid forecast was issued two days before: stale, and the advice refuses.
     let f = build(&m, &inputs(T0 + 6 * 3600, Some(&stale)));
