@@ -1,5 +1,5 @@
 //! Any bytes POSTed to /api/v2/write with a valid token, through the real router and store: the
-//! answer is 204 or 400, and a 400 stores nothing at all (a write is whole or nothing).
+//! answer is 204, 400 or 422, and a 400 (no line parsed) stores nothing at all.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
