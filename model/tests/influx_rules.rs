@@ -86,6 +86,18 @@ fn floats_trailing_spaces_and_duplicate_fields_are_taken_as_influxdb_takes_them(
     }
 }
 
+/// A field given twice on a line after the first of a body keeps its own line's fields (the
+/// dedupe once dropped the earlier lines' fields instead: found by the line_protocol fuzz target).
+#[test]
+fn a_duplicate_field_on_a_later_line_leaves_the_other_lines_alone() {
+    let pts = parse_lines("a x=1,y=2 1\nb v=1,w=2,v=3 1\nc z=4 1", Precision::Ns, T0).expect("valid");
+    assert_eq!(pts[0].fields, vec![("x".to_owned(), FieldValue::F64(1.0)), ("y".to_owned(), FieldValue::F64(2.0))]);
+    assert_eq!(pts[1].fields, vec![("v".to_owned(), FieldValue::F64(3.0)), ("w".to_owned(), FieldValue::F64(2.0))]);
+    assert_eq!(pts[2].fields, vec![("z".to_owned(), FieldValue::F64(4.0))]);
+    let again = encode_points(&pts, Precision::Ns);
+    assert_eq!(parse_lines(&again, Precision::Ns, T0).expect("our encoding parses"), pts);
+}
+
 /// Item 14: `precision=` empty is nanoseconds; InfluxDB 1.x's `m` and `h` scale; a line without
 /// a timestamp gets the server's time truncated to the precision, as InfluxDB does.
 #[test]

@@ -376,7 +376,8 @@ fn keep_last_of_each_field(out: &mut Lines<'_>, f0: usize) {
     }
     if any {
         let mut k = keep.into_iter();
-        let mut idx = f0;
+        // `retain` walks every field of the batch, the earlier lines' ones first.
+        let mut idx = 0;
         out.fields.retain(|_| {
             let r = idx < f0 || k.next().unwrap_or(true);
             idx += 1;
