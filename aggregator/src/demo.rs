@@ -56,6 +56,8 @@ pub enum DemoError {
     Options,
     #[error(transparent)]
     Jobs(#[from] JobError),
+    #[error("cannot draw a token from the operating system's randomness: {0}")]
+    Random(String),
     #[error("background task failed: {0}")]
     Task(String),
     #[error("unknown --scenario {0:?}: use heatwave, cooling-failure or both")]
@@ -184,16 +186,16 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
 
     // A fixed write token from the environment lets a browser test create silences in the
     // demo; otherwise a fresh one nobody else knows.
-    let write_token = std::env::var("KILOWATCH_WRITE_TOKEN").ok().filter(|t| t.len() >= 16).unwrap_or_else(|| format!("demo-{:016x}{:08x}", now.0, std::process::id()));
+    let write_token = std::env::var("KILOWATCH_WRITE_TOKEN").ok().filter(|t| t.len() >= 16).map_or_else(|| fresh_token("demo"), Ok)?;
     let mut config = Config::default();
     config.server.listen = opts.listen.to_string();
     config.auth.write_tokens.push(write_token.clone());
     // The customer's token, from the environment for a browser test, else a fresh one.
-    let tenant_token = opts.tenant.as_ref().map(|glob| {
-        let token = std::env::var("KILOWATCH_TENANT_TOKEN").ok().filter(|t| t.len() >= 16).unwrap_or_else(|| format!("tenant-{:016x}{:08x}", now.0.rotate_left(17), std::process::id()));
+    let tenant_token = opts.tenant.as_ref().map(|glob| -> Result<String, DemoError> {
+        let token = std::env::var("KILOWATCH_TENANT_TOKEN").ok().filter(|t| t.len() >= 16).map_or_else(|| fresh_token("tenant"), Ok)?;
         config.auth.tokens.push(crate::config::TokenEntry { name: format!("demo tenant {glob}"), sha256: crate::auth::sha256_hex(&token), scope: crate::config::TokenScope::Read, owners: Some(vec![glob.clone()]) });
-        token
-    });
+        Ok(token)
+    }).transpose()?;
     let state = AppState { store: store.clone(), auth: Arc::new(Auth::from_config(&config.auth, true)), config: Arc::new(config), sink: None, metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
     let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), 128 << 20, state.metrics.clone(), shutdown.clone());
@@ -299,5 +301,28 @@ async fn live_jobs(store: Arc<Store>, events: JobEvents, mut shutdown: watch::Re
             Ok(Err(e)) => tracing::warn!(error = %e, "demo: job events not recorded"),
             Err(e) => tracing::warn!(error = %e, "demo: job task failed"),
         }
+    }
+}
+
+/// A token nobody else can derive: 128 bits from the operating system's randomness (one made of
+/// the clock and the process id could be guessed by anyone who saw when the demo started).
+fn fresh_token(prefix: &str) -> Result<String, DemoError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| DemoError::Random(e.to_string()))?;
+    Ok(bytes.iter().fold(format!("{prefix}-"), |mut s, b| {
+        s.push_str(&format!("{b:02x}"));
+        s
+    }))
+}
+
+#[cfg(test)]
+mod token_tests {
+    #[test]
+    fn fresh_tokens_are_random_and_long() {
+        let a = super::fresh_token("tenant").expect("token");
+        let b = super::fresh_token("tenant").expect("token");
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "tenant-".len() + 32);
+        assert!(a["tenant-".len()..].chars().all(|c| c.is_ascii_hexdigit()), "{a}");
     }
 }
