@@ -132,16 +132,22 @@ impl ParseBuffers {
 /// whole batch of a node with a wrong clock is refused.
 const MAX_LISTED_REFUSALS: usize = 20;
 
-/// Seconds a writer refused for the memory budget is told to wait: a checkpoint takes seconds.
-const OVER_BUDGET_RETRY_S: &str = "5";
+/// Seconds a writer refused by the store (over its memory budget, or failing) is told to wait: a
+/// checkpoint takes seconds.
+const STORE_RETRY_S: &str = "5";
+
+/// The answer to a write the store refused for now (`e`): 503 with `Retry-After`.
+pub(crate) fn retry_later(e: &StoreError) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"));
+    r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(STORE_RETRY_S));
+    r
+}
 
 /// The answer to a write while the store is over its memory budget (`e`): 503 with
 /// `Retry-After`, counted and logged.
 pub(crate) fn over_budget(e: &StoreError, who: &str, m: &crate::metrics::Metrics) -> Response {
     WriteOverBudget { error: e, writer: who }.emit(m);
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"));
-    r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(OVER_BUDGET_RETRY_S));
-    r
+    retry_later(e)
 }
 
 /// The answer to a write of which some lines were refused, unparsable (`skipped`) or refused

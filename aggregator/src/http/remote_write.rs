@@ -26,7 +26,7 @@ use kilowatch_store::{Store, StoreError, WriteSummary};
 use prost::Message;
 use serde_json::json;
 
-use crate::api::{AppState, error, over_budget};
+use crate::api::{AppState, error, over_budget, retry_later};
 use crate::events::{InternalEvent, RemoteWriteMapped, WriteInvalid, WriteNotStored, WriteStored};
 use crate::guard::Caller;
 use map::{Batch, Mapper, SeriesCache};
@@ -96,9 +96,7 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
         Ok(Err(Refused::Store(e @ StoreError::OverBudget { .. }))) => over_budget(&e, &who, m),
         Ok(Err(Refused::Store(e))) => {
             WriteNotStored { bytes: 0, error: &e, writer: &who }.emit(m);
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry later: {e}"));
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            r
+            retry_later(&e)
         }
         Ok(Err(e @ Refused::TooLarge(..))) => {
             WriteInvalid { bytes: 0, line: None, reason: &e, writer: &who }.emit(m);
