@@ -5,6 +5,7 @@
 //! category, potable flag, coverage and what it counts towards; the pack itself; and a
 //! manifest of SHA-256 hashes in `sha256sum -c` format.
 
+use crate::report::csv_field;
 use std::fmt::Write as _;
 
 use kilowatch_model::TimeRange;
@@ -113,10 +114,6 @@ pub fn inventory(store: &Store, r: TimeRange) -> Result<Inventory, StoreError> {
         meters.push(record(&m, "water", EnergyKind::Counter, store.ledger(m.id, EnergyKind::Counter, &bounds)?));
     }
     Ok(Inventory { bounds, meters })
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {

@@ -7,6 +7,7 @@
 //! compute_declared`), the same ledger as the API and the monthly reports; the evidence
 //! bundle's hourly values add up to them. Mapping of every item: docs/filing.md.
 
+use crate::report::csv_field;
 use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
@@ -641,10 +642,6 @@ pub fn status_counts(f: &Filing) -> BTreeMap<&'static str, usize> {
         *c.entry(i.status.as_str()).or_insert(0) += 1;
     }
     c
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
 fn value_text(v: &Option<serde_json::Value>) -> String {

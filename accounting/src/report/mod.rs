@@ -483,6 +483,12 @@ pub fn build(store: &Store, cfg: &impl Settings, month: &str, generated_at: Opti
     })
 }
 
+/// One CSV field as RFC 4180 writes it: quoted, inner quotes doubled, when it holds a comma, a
+/// quote or a line break (the report's, the filing's and the evidence bundle's CSVs share it).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

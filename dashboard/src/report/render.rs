@@ -3,6 +3,7 @@
 //! nothing shown in a table or chart is missing from it; HTML is a printable A4 document with
 //! the charts inline; PDF is the same document laid out on A4 pages.
 
+use kilowatch_accounting::report::csv_field;
 use std::fmt::Write as _;
 
 use serde_json::Value;
@@ -147,10 +148,6 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
         // serde_json prints the shortest text that reads back as the same f64: exact.
         other => out.push((prefix.to_owned(), other.to_string())),
     }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
 /// `path,value`, one line per figure in the JSON's order; `generated_at` comes last, alone,
