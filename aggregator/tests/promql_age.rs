@@ -67,6 +67,13 @@ async fn old_data_is_read_from_rollups_and_says_so() {
     }
 }
 
+/// A JSON answer of the ledger's API with a read token.
+async fn api(srv: &Server, path: &str, params: &[(&str, String)]) -> Value {
+    let r = reqwest::Client::new().get(srv.url(path)).query(params).header("Authorization", format!("Bearer {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.expect("json")
+}
+
 /// The ledger series of a window at `at` that `also` selects: (labels, value), sorted.
 async fn ledger(srv: &Server, window: &str, at: &str, also: &str) -> Vec<(Value, f64)> {
     let body = query(srv, &format!("{{__name__=~\"kilowatch_.+\",window=\"{window}\"{also}}}"), at).await;
@@ -146,22 +153,8 @@ async fn ledger_series_are_the_same_at_every_age() {
         // And `GET /api/v1/kpi` for the same window, at its age.
         let end = Timestamp::parse_rfc3339(at).expect("t").0;
         let from = end - if *window == "1h" { HOUR } else { 24 * HOUR };
-        let r = reqwest::Client::new()
-            .get(srv.url("/api/v1/kpi"))
-            .query(&[("from", Timestamp(from).to_rfc3339()), ("to", Timestamp(end).to_rfc3339())])
-            .header("Authorization", format!("Bearer {READ}"))
-            .send()
-            .await
-            .expect("send");
-        let kpi: Value = r.json().await.expect("json");
-        let r = reqwest::Client::new()
-            .get(srv.url("/api/v1/models"))
-            .query(&[("from", Timestamp(from).to_rfc3339()), ("to", Timestamp(end).to_rfc3339())])
-            .header("Authorization", format!("Bearer {READ}"))
-            .send()
-            .await
-            .expect("send");
-        let models: Value = r.json().await.expect("json");
+        let window_of = [("from", Timestamp(from).to_rfc3339()), ("to", Timestamp(end).to_rfc3339())];
+        let (kpi, models) = (api(&srv, "/api/v1/kpi", &window_of).await, api(&srv, "/api/v1/models", &window_of).await);
         let per_token = &models["models"][0]["per_token"];
         let served = ledger(&srv, window, at, ",__name__=\"kilowatch_model_energy_joules_per_token\"").await;
         assert_eq!(served.len(), 6, "{window} at {at}: {served:?}");
