@@ -225,6 +225,25 @@ async fn model_energy_per_token_equals_the_models_api() {
     let day = vector(&srv, "kilowatch_model_energy_joules_per_token{window=\"1d\"}", L0 + 24 * H, common::TENANT).await;
     assert_eq!(day.len(), 6, "{day:?}");
     assert!(day.iter().all(|s| s["metric"]["tenant"] == "mistral-ai/chat"), "{day:?}");
+    // The listings with `start` and `end` name the ledger's series of the windows that end
+    // there, with all their labels, for each token what its queries see.
+    let end = L0 + 24 * H;
+    for token in [READ, common::TENANT] {
+        let listed = reqwest::Client::new()
+            .get(srv.url("/prometheus/api/v1/series"))
+            .query(&[("match[]", "{__name__=~\"kilowatch_.+\",window=\"1d\"}".to_owned()), ("start", (end - 60).to_string()), ("end", end.to_string())])
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .expect("send");
+        let listed: Value = listed.json().await.expect("json");
+        let mut listed: Vec<String> = listed["data"].as_array().expect("series").iter().map(Value::to_string).collect();
+        let mut queried: Vec<String> = vector(&srv, "{__name__=~\"kilowatch_.+\",window=\"1d\"}", end, token).await.iter().map(|s| s["metric"].to_string()).collect();
+        listed.sort();
+        queried.sort();
+        assert!(listed.iter().any(|l| l.contains("kilowatch_model_energy_joules_per_token")), "{listed:?}");
+        assert_eq!(listed, queried, "token {token}");
+    }
     srv.stop().await;
 
     // No facility meter: the GPU and IT figures stand, the facility's are no series.

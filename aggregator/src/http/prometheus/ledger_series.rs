@@ -36,6 +36,17 @@ pub const NAMES: [&str; 6] = ["kilowatch_pue", "kilowatch_it_energy_kwh", "kilow
 pub const JOB_NAMES: [&str; 2] = ["kilowatch_job_energy_kwh", "kilowatch_owner_energy_kwh"];
 pub const MODEL_NAMES: [&str; 1] = ["kilowatch_model_energy_joules_per_token"];
 
+/// At most this many windows of a kind are computed for a listing (two days of hours).
+const LISTED_WINDOWS: usize = 48;
+
+/// Which kinds of a window's series a query may select.
+#[derive(Clone, Copy)]
+struct Wanted {
+    site: bool,
+    jobs: bool,
+    models: bool,
+}
+
 /// The labels a window's computation adds to every series of the window.
 const WINDOW_LABELS: [&str; 2] = ["category", "coverage"];
 
@@ -121,26 +132,32 @@ impl LedgerSeries {
         })
     }
 
-    /// The closed windows of `period` that end in `[from, to]` (ns).
-    fn windows(&self, period: &str, from: i64, to: i64) -> Result<Vec<TimeRange>, SourceError> {
+    /// The closed windows of `period` that end in `[from, to]` (ns), at most `max + 1` of them
+    /// (more than `max`: the caller decides what that means).
+    fn windows(&self, period: &str, from: i64, to: i64, max: usize) -> Result<Vec<TimeRange>, SourceError> {
         let now = Timestamp::now();
         let mut out = Vec::new();
         let mut at = Timestamp(from.max(0).saturating_sub(1));
         loop {
             let p = periods::resolve(period, Some(at), None, None, self.tz(), now).map_err(|e| SourceError(e.to_string()))?;
             let end = p.range.to.0;
-            if end > to || end > now.0 {
+            if end > to || end > now.0 || out.len() > max {
                 break;
             }
             if end >= from {
                 out.push(p.range);
-                if out.len() > MAX_WINDOWS {
-                    return Err(SourceError(format!("the ledger's series over more than {MAX_WINDOWS} windows of {period}s: narrow the query")));
-                }
             }
             at = p.range.to;
         }
         Ok(out)
+    }
+
+    /// Which of a window's kinds of series the matchers may select: the site's, the jobs', the
+    /// models'.
+    fn wanted(&self, window: &str, matchers: &[Matcher]) -> Option<Wanted> {
+        let any = |names: &[&str]| names.iter().any(|n| self.may_match(n, window, matchers));
+        let w = Wanted { site: any(&NAMES), jobs: any(&JOB_NAMES), models: any(&MODEL_NAMES) };
+        (w.site || w.jobs || w.models).then_some(w)
     }
 
     /// A window's site figures and the labels of all its series (`category`, `coverage`), by
@@ -214,21 +231,30 @@ impl LedgerSeries {
 
     /// The ledger's series that every matcher accepts, with their samples in `[from, to]` (ms).
     pub fn select(&self, matchers: &[Matcher], from_ms: i64, to_ms: i64) -> Result<Vec<SourceSeries>, SourceError> {
-        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-        let wants = |names: &[&str], window: &str| names.iter().any(|n| self.may_match(n, window, matchers));
+        let mut plan = Vec::new();
         for (window, period) in WINDOWS {
-            let (site, jobs, models) = (wants(&NAMES, window), wants(&JOB_NAMES, window), wants(&MODEL_NAMES, window));
-            if !(site || jobs || models) {
-                continue;
+            let Some(wanted) = self.wanted(window, matchers) else { continue };
+            let ranges = self.windows(period, from_ms.saturating_mul(NS_PER_MS), to_ms.saturating_mul(NS_PER_MS), MAX_WINDOWS)?;
+            if ranges.len() > MAX_WINDOWS {
+                return Err(SourceError(format!("the ledger's series over more than {MAX_WINDOWS} windows of {period}s: narrow the query")));
             }
-            for r in self.windows(period, from_ms.saturating_mul(NS_PER_MS), to_ms.saturating_mul(NS_PER_MS))? {
-                let w = self.compute(window, r)?;
-                let mut rows = if site { w.figures.clone() } else { Vec::new() };
-                if jobs {
-                    rows.extend(self.jobs(r)?);
+            plan.push((window, wanted, ranges));
+        }
+        self.series_of(matchers, &plan)
+    }
+
+    /// The series of the planned windows that every matcher accepts.
+    fn series_of(&self, matchers: &[Matcher], plan: &[(&'static str, Wanted, Vec<TimeRange>)]) -> Result<Vec<SourceSeries>, SourceError> {
+        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        for (window, wanted, ranges) in plan {
+            for r in ranges {
+                let w = self.compute(window, *r)?;
+                let mut rows = if wanted.site { w.figures.clone() } else { Vec::new() };
+                if wanted.jobs {
+                    rows.extend(self.jobs(*r)?);
                 }
-                if models {
-                    rows.extend(self.models(r)?);
+                if wanted.models {
+                    rows.extend(self.models(*r)?);
                 }
                 for (name, extra, value) in rows {
                     let mut l = w.labels.clone();
@@ -243,6 +269,27 @@ impl LedgerSeries {
         let mut out: Vec<SourceSeries> = by_labels.into_iter().map(|(labels, samples)| SourceSeries { labels, samples }).collect();
         // Windows of one series may come from different passes: samples in time order.
         out.iter_mut().for_each(|s| s.samples.sort_by_key(|(t, _)| *t));
+        Ok(out)
+    }
+
+    /// The label sets of the series with a sample in `[from, to]` (ms), for the listings with
+    /// `start` and `end`: computed, as a query sees them, where at most [`LISTED_WINDOWS`] of a
+    /// kind end there; over more (a listing over months of hours would attribute every hour),
+    /// the label sets known without computing, and a warning that says so.
+    pub fn listed(&self, matchers: &[Matcher], from_ms: i64, to_ms: i64, warnings: &mut Vec<String>) -> Result<Vec<Labels>, SourceError> {
+        let mut plan = Vec::new();
+        let mut out = Vec::new();
+        for (window, period) in WINDOWS {
+            let Some(wanted) = self.wanted(window, matchers) else { continue };
+            let ranges = self.windows(period, from_ms.saturating_mul(NS_PER_MS), to_ms.saturating_mul(NS_PER_MS), LISTED_WINDOWS)?;
+            if ranges.len() > LISTED_WINDOWS {
+                out.extend(self.series(matchers).into_iter().filter(|l| l.get("window").is_some_and(|w| w == window)));
+                warnings.push(format!("the ledger's series of window=\"{window}\" are listed without their computed labels (category, coverage, jobs', owners' and models'): over {LISTED_WINDOWS} of its windows end in the range; narrow start and end to list them in full"));
+            } else if !ranges.is_empty() {
+                plan.push((window, wanted, ranges));
+            }
+        }
+        out.extend(self.series_of(matchers, &plan)?.into_iter().map(|s| s.labels));
         Ok(out)
     }
 
