@@ -5,6 +5,8 @@
 //! same figures as when its raw samples were there, and `GET /api/v1/kpi`'s.
 
 mod common;
+#[path = "promql/serving.rs"]
+mod serving;
 
 use std::time::Duration;
 
@@ -107,11 +109,7 @@ async fn ledger_series_are_the_same_at_every_age() {
         let jobs = JobStore::open(dir.path()).expect("jobs");
         let mut site = Site::new(SimConfig { start, nodes: 2, ..SimConfig::default() });
         kilowatch_aggregator::demo::backfill_with_jobs(&store, Some(&jobs), &mut site, until, Duration::from_secs(60)).expect("backfill");
-        let mut lines = String::new();
-        for (k, t) in (start.0 / 1_000_000_000..=until.0 / 1_000_000_000).step_by(60).enumerate() {
-            let n = k as f64;
-            lines.push_str(&format!("inference,node=dgx-001,server=s1,engine=vllm,model=m,tenant=acme/chat prompt_tokens={},generation_tokens={},requests={},gpus=\"0\" {t}\n", n * 4000.0, n * 1000.0, n * 2.0));
-        }
+        let lines = serving::lines("dgx-001", "acme/chat", start.0 / 1_000_000_000, until.0 / 1_000_000_000, 60);
         store.write(&kilowatch_model::parse_lines(&lines, kilowatch_model::Precision::S, until).expect("lines")).expect("write");
         store.checkpoint().expect("checkpoint");
     }
