@@ -310,3 +310,20 @@ impl LedgerSeries {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quality(coverage_pct: f64, estimated_meters: usize) -> DataQuality {
+        DataQuality { coverage_pct, counter_resets: 0, estimated_meters, meters: Vec::new(), faults: Vec::new(), missing_meters: Vec::new() }
+    }
+
+    #[test]
+    fn coverage_says_partial_before_estimated() {
+        assert_eq!(coverage(&quality(100.0, 0)), "metered");
+        assert_eq!(coverage(&quality(100.0, 1)), "estimated");
+        assert_eq!(coverage(&quality(99.9, 1)), "partial");
+        assert_eq!(coverage(&quality(0.0, 0)), "partial");
+    }
+}
