@@ -148,10 +148,15 @@ async fn promtool_reads_kilowatch() {
     assert!(instant.contains("{gpu=\"1\"} => 500 @[1700000600]"), "{instant}");
     let range = run(vec!["query".into(), "range".into(), format!("--start={}", T0 + 300), format!("--end={at}"), "--step=1m".into(), url.clone(), "max(gpu_power_w)".into()]);
     assert!(range.contains("500 @[1700000300]") && range.contains("500 @[1700000600]"), "{range}");
-    let series = run(vec!["query".into(), "series".into(), "--match=gpu_power_w{gpu=\"1\"}".into(), url.clone()]);
+    // promtool lists over now ± 9999 h unless told: the window of the data, as Prometheus
+    // lists only the series with samples in it.
+    let window = || vec![format!("--start={T0}"), format!("--end={at}")];
+    let series = run([vec!["query".into(), "series".into(), "--match=gpu_power_w{gpu=\"1\"}".into()], window(), vec![url.clone()]].concat());
     assert!(series.contains("gpu_power_w") && series.contains("uuid=\"GPU-1\"") && !series.contains("GPU-0"), "{series}");
-    let labels = run(vec!["query".into(), "labels".into(), url.clone(), "gpu".into()]);
+    let labels = run([vec!["query".into(), "labels".into()], window(), vec![url.clone(), "gpu".into()]].concat());
     assert_eq!(labels.split_whitespace().collect::<Vec<_>>(), vec!["0", "1"], "{labels}");
+    let later = run(vec!["query".into(), "labels".into(), format!("--start={}", T0 + 3600), url.clone(), "gpu".into()]);
+    assert!(later.trim().is_empty(), "no sample after the data's end: {later}");
 }
 
 fn urlencode(s: &str) -> String {

@@ -7,12 +7,13 @@
 //! family; fails on any difference not listed in docs/prometheus.md, "PromQL deviations".
 
 mod common;
+#[path = "promql/real_prometheus.rs"]
+mod real_prometheus;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::time::Duration;
 
-use common::{READ, Reaped, Server, WRITE};
+use common::READ;
+use real_prometheus::{Series, both, series};
 use serde_json::Value;
 
 /// 2023-11-14T20:00:00Z, on a two-hour block boundary.
@@ -29,16 +30,6 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-struct Series {
-    name: String,
-    labels: Vec<(String, String)>,
-    samples: Vec<(i64, f64)>,
-}
-
-fn series(name: &str, labels: &[(&str, &str)], samples: Vec<(i64, f64)>) -> Series {
-    Series { name: name.into(), labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(), samples }
 }
 
 /// The demo service's metrics (the names the compliance queries use) and a small GPU site.
@@ -151,70 +142,6 @@ fn data() -> Vec<Series> {
     out
 }
 
-/// The samples as OpenMetrics, for `promtool tsdb create-blocks-from openmetrics`.
-fn openmetrics(data: &[Series]) -> String {
-    let mut s = String::new();
-    for x in data {
-        let labels: Vec<String> = x.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-        for (t, v) in &x.samples {
-            s.push_str(&format!("{}{{{}}} {} {}\n", x.name, labels.join(","), v, t));
-        }
-    }
-    s.push_str("# EOF\n");
-    s
-}
-
-/// The samples as line protocol bodies: measurement = the metric name, field `value`.
-fn line_protocol(data: &[Series]) -> Vec<String> {
-    let mut bodies = vec![String::new()];
-    for x in data {
-        let tags: String = x.labels.iter().map(|(k, v)| format!(",{k}={v}")).collect();
-        for (t, v) in &x.samples {
-            let body = bodies.last_mut().expect("one body");
-            body.push_str(&format!("{}{} value={} {}\n", x.name, tags, v, t));
-            if body.len() > 4_000_000 {
-                bodies.push(String::new());
-            }
-        }
-    }
-    bodies
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// Debian's Prometheus on the backfilled blocks, ready to answer.
-async fn start_prometheus(dir: &std::path::Path, data: &[Series]) -> (Reaped, String) {
-    let om = dir.join("data.om");
-    std::fs::write(&om, openmetrics(data)).expect("openmetrics");
-    let tsdb = dir.join("tsdb");
-    let out = std::process::Command::new("promtool").args(["tsdb", "create-blocks-from", "openmetrics"]).arg(&om).arg(&tsdb).output().expect("promtool");
-    assert!(out.status.success(), "backfill: {}", String::from_utf8_lossy(&out.stderr));
-    let cfg = dir.join("prometheus.yml");
-    std::fs::File::create(&cfg).and_then(|mut f| f.write_all(b"global:\n  scrape_interval: 1h\n")).expect("config");
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
-    let child = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--storage.tsdb.retention.time=100y")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
-    let reaped = Reaped(child);
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{url}/-/ready")).await.is_ok_and(|r| r.status() == 200) {
-            return (reaped, url);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("prometheus did not become ready: {}", std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default());
-}
-
 /// The queries the documentation lists as known deviations (`- \`query\`` lines under
 /// "PromQL deviations" in docs/prometheus.md).
 fn documented_deviations() -> Vec<String> {
@@ -298,18 +225,8 @@ async fn fetch(client: &reqwest::Client, base: &str, path: &str, params: &[(&str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_equal_prometheus() {
-    if !common::require_tool("prometheus", "prometheus") || !common::require_tool("promtool", "prometheus") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("dir");
-    let data = data();
-    let (_prom, prom) = start_prometheus(dir.path(), &data).await;
-    std::fs::create_dir_all(dir.path().join("kw")).expect("dir");
-    let srv = Server::start(&dir.path().join("kw")).await;
-    for body in line_protocol(&data) {
-        let r = srv.write(&body, "s", WRITE).await;
-        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
-    }
+    let Some((_prom, prom, srv)) = both(dir.path(), &data()).await else { return };
     let kw = srv.url("/prometheus");
     let client = reqwest::Client::new();
     let deviations = documented_deviations();

@@ -3,6 +3,8 @@
 //! over a day of the demo's site: none may fail, none may come back empty.
 
 mod common;
+#[path = "promql/serving.rs"]
+mod serving;
 
 use common::{READ, Server};
 use serde_json::Value;
@@ -10,7 +12,8 @@ use serde_json::Value;
 /// 2024-10-14T00:00:00+02:00 (local midnight, Europe/Paris, the site's zone).
 const START: i64 = 1_728_856_800;
 
-/// A day and two hours of the demo's site (8 nodes, its job stream) at one-minute steps.
+/// A day and two hours of the demo's site (8 nodes, its job stream) and an inference server,
+/// at one-minute steps.
 fn backfill(dir: &std::path::Path) {
     let store = kilowatch_store::Store::open(dir).expect("store");
     let jobs = kilowatch_store::jobs::JobStore::open(dir).expect("jobs");
@@ -18,6 +21,9 @@ fn backfill(dir: &std::path::Path) {
     let end = kilowatch_model::Timestamp::from_secs(START + 26 * 3600);
     let mut site = kilowatch_sim::Site::new(kilowatch_sim::SimConfig { start, nodes: 8, site_nodes: 8, ..kilowatch_sim::SimConfig::default() });
     kilowatch_aggregator::demo::backfill_with_jobs(&store, Some(&jobs), &mut site, end, std::time::Duration::from_secs(60)).expect("backfill");
+    // An inference server for the energy per token panel.
+    let lines = serving::lines("dgx-001", "acme/chat", start.0 / 1_000_000_000, end.0 / 1_000_000_000, 60);
+    store.write(&kilowatch_model::parse_lines(&lines, kilowatch_model::Precision::S, end).expect("lines")).expect("write");
 }
 
 /// Grafana's variables, as it fills them for a range of a day at a 5-minute step.

@@ -208,18 +208,39 @@ fn promql_selector(s: &str) -> Option<Vec<Matcher>> {
     kilowatch_query::parse_selector(s).ok()
 }
 
-/// The labels of the series the selectors match (all series without selectors).
-fn matched(source: &SiteSource, sels: &[Vec<Matcher>]) -> Result<Vec<Labels>, QueryError> {
-    if sels.is_empty() {
-        let mut all = source.series(&[])?;
-        all.sort();
-        return Ok(all);
-    }
+/// The labels of the series the selectors match (all series without selectors); with a
+/// window, only those with a sample in it, and the warnings of that listing.
+fn matched(source: &SiteSource, sels: &[Vec<Matcher>], window: Option<(i64, i64)>) -> Result<(Vec<Labels>, Vec<String>), QueryError> {
+    let mut warnings = Vec::new();
+    let mut each = |m: &[Matcher]| match window {
+        Some((from, to)) => source.series_between(m, from, to, &mut warnings),
+        None => source.series(m),
+    };
     let mut seen = BTreeSet::new();
-    for m in sels {
-        seen.extend(source.series(m)?);
+    if sels.is_empty() {
+        seen.extend(each(&[])?);
     }
-    Ok(seen.into_iter().collect())
+    for m in sels {
+        seen.extend(each(m)?);
+    }
+    warnings.sort();
+    warnings.dedup();
+    Ok((seen.into_iter().collect(), warnings))
+}
+
+/// The listings' `start` and `end` (ms), when either is given: Prometheus lists only the series
+/// with samples between them, from the beginning of time or up to its end where one is missing.
+fn listing_window(p: &Params) -> Result<Option<(i64, i64)>, Response> {
+    if p.get("start").is_none_or(str::is_empty) && p.get("end").is_none_or(str::is_empty) {
+        return Ok(None);
+    }
+    Ok(Some((p.time("start", i64::MIN / 2)?, p.time("end", i64::MAX / 2)?)))
+}
+
+/// The selectors and window of a listing.
+fn listing(p: &Params, required: bool) -> Result<(Vec<Vec<Matcher>>, Option<(i64, i64)>), Response> {
+    let sels = if required { required_selectors(p)? } else { selectors(p)? };
+    Ok((sels, listing_window(p)?))
 }
 
 async fn series(State(st): State<AppState>, tenant: Option<Extension<Tenant>>, method: Method, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
@@ -227,11 +248,11 @@ async fn series(State(st): State<AppState>, tenant: Option<Extension<Tenant>>, m
         Ok(x) => x,
         Err(r) => return r,
     };
-    let sels = match required_selectors(&p) {
-        Ok(s) => s,
+    let (sels, window) = match listing(&p, true) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    respond(blocking(move || matched(&source, &sels)).await, |l| success(json!(l), &[]))
+    respond(blocking(move || matched(&source, &sels, window)).await, |(l, w)| success(json!(l), &w))
 }
 
 async fn labels(State(st): State<AppState>, tenant: Option<Extension<Tenant>>, method: Method, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
@@ -239,11 +260,11 @@ async fn labels(State(st): State<AppState>, tenant: Option<Extension<Tenant>>, m
         Ok(x) => x,
         Err(r) => return r,
     };
-    let sels = match selectors(&p) {
-        Ok(s) => s,
+    let (sels, window) = match listing(&p, false) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    respond(blocking(move || matched(&source, &sels)).await, |l| success(json!(l.iter().flat_map(|x| x.keys()).collect::<BTreeSet<_>>()), &[]))
+    respond(blocking(move || matched(&source, &sels, window)).await, |(l, w)| success(json!(l.iter().flat_map(|x| x.keys()).collect::<BTreeSet<_>>()), &w))
 }
 
 async fn label_values(State(st): State<AppState>, tenant: Option<Extension<Tenant>>, Path(name): Path<String>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
@@ -251,11 +272,11 @@ async fn label_values(State(st): State<AppState>, tenant: Option<Extension<Tenan
         Ok(x) => x,
         Err(r) => return r,
     };
-    let sels = match selectors(&p) {
-        Ok(s) => s,
+    let (sels, window) = match listing(&p, false) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    respond(blocking(move || matched(&source, &sels)).await, |l| success(json!(l.iter().filter_map(|x| x.get(&name)).collect::<BTreeSet<_>>()), &[]))
+    respond(blocking(move || matched(&source, &sels, window)).await, |(l, w)| success(json!(l.iter().filter_map(|x| x.get(&name)).collect::<BTreeSet<_>>()), &w))
 }
 
 /// Kilowatch keeps no metric metadata (types, help): an empty answer, which Grafana accepts.
