@@ -59,8 +59,8 @@ impl Server {
                     write_tokens: vec![WRITE.into()],
                     read_tokens: vec![READ.into()],
                     tokens: vec![
-                        TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin, owners: None },
-                        TokenEntry { name: "customer mistral-ai".into(), sha256: sha256_hex(TENANT), scope: TokenScope::Read, owners: Some(vec![TENANT_OWNERS.into()]) },
+                        TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin, owners: None, nodes: None },
+                        TokenEntry { name: "customer mistral-ai".into(), sha256: sha256_hex(TENANT), scope: TokenScope::Read, owners: Some(vec![TENANT_OWNERS.into()]), nodes: None },
                     ],
                 },
                 false,
