@@ -80,7 +80,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(ingest)
         .merge(remote_write)
         .merge(crate::alerting::routes())
-        .merge(crate::admin::routes())
+        .merge(crate::admin::routes(&state))
         .merge(crate::filing_api::routes())
         .merge(crate::forecast_api::routes().route_layer(middleware::from_fn_with_state(state.clone(), require_read)))
         // Checks its own read tokens, to answer refusals in Prometheus' error shape.
