@@ -235,9 +235,12 @@ pub async fn post_jobs(State(st): State<AppState>, acct: Acct, headers: HeaderMa
     };
     let a2 = acct.0.clone();
     let store = st.store.clone();
+    let (scope, admin) = (st.auth.write_scope_of(&headers), st.auth.is_admin(&headers));
     let res = tokio::task::spawn_blocking(move || -> Result<usize, JobError> {
         let js = a2.jobs.as_ref().map_err(|e| JobError::Invalid(format!("job ledger unavailable: {e}")))?;
-        let rows = posts.iter().try_fold(0, |n, p| js.post(p).map(|k| n + k))?;
+        // A bad string anywhere refuses the request before any of its posts is applied.
+        posts.iter().try_for_each(kilowatch_store::jobs::check_strings)?;
+        let rows = posts.iter().try_fold(0, |n, p| js.post_if(p, |known| crate::tenant::job_post_allowed(p, known, scope.as_deref(), admin)).map(|k| n + k))?;
         // A start or end posted for an hour already rolled up: that hour is rolled up again
         // while its raw samples are kept, so the energy at the job's edge is recorded.
         for t in posts.iter().flat_map(|p| [p.start.as_deref(), p.end.as_deref()]).flatten() {
@@ -258,6 +261,7 @@ pub(crate) fn rows_answer(res: Result<Result<usize, JobError>, tokio::task::Join
     match res {
         Ok(Ok(rows)) => Json(json!({ "rows": rows })).into_response(),
         Ok(Err(JobError::Invalid(m))) => error(StatusCode::BAD_REQUEST, "invalid", m),
+        Ok(Err(JobError::Forbidden(m))) => error(StatusCode::FORBIDDEN, "forbidden", m),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "{failed}");
             error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())

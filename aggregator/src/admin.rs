@@ -5,6 +5,7 @@
 //! database, for a new member of a pair to start from its twin's (`kilowatch restore`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -20,8 +21,38 @@ use crate::api::{AppState, error, parse_time};
 use crate::auth::{Auth, Grant};
 use kilowatch_store::Selector;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/delete", post(delete)).route("/api/v1/admin/snapshot/{file}", get(snapshot))
+/// Snapshots made or sent at once: each holds a whole copy of its database on disk, and a
+/// disk's worth of reads and writes while it is made.
+const SNAPSHOTS_AT_ONCE: usize = 1;
+
+/// Seconds a snapshot request refused for another one in progress is told to wait.
+const SNAPSHOT_RETRY_S: &str = "30";
+
+/// The admin routes over `state`'s store; the snapshots a crash left in its data directory
+/// are removed first.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    if let Some(dir) = state.store.path().parent() {
+        match kilowatch_store::snapshot::remove_leftovers(dir) {
+            Ok(removed) => removed.iter().for_each(|p| tracing::warn!(file = %p.display(), "a database snapshot left by a crash is removed")),
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "leftover database snapshots could not be looked for"),
+        }
+    }
+    let slots = Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_AT_ONCE));
+    Router::new()
+        .route("/api/v1/admin/delete", post(delete))
+        .route("/api/v1/admin/snapshot/{file}", get(snapshot).layer(axum::Extension(slots)))
+}
+
+/// A snapshot being sent, holding its slot until the last byte is read or the client goes.
+struct Sending {
+    file: tokio::fs::File,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Sending {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_read(cx, buf)
+    }
 }
 
 /// The admin's name, or the answer for a caller who is not one.
@@ -39,7 +70,7 @@ pub const SNAPSHOT_FILES: [&str; 2] = ["store.db", "jobs.db"];
 /// A consistent copy of store.db (every acknowledged write in it) or jobs.db, streamed. It is
 /// written beside the database first (`VACUUM INTO`, compacted: as much free disk as the
 /// database holds data), then unlinked while it is sent.
-async fn snapshot(State(st): State<AppState>, axum::extract::Path(file): axum::extract::Path<String>, headers: HeaderMap) -> Response {
+async fn snapshot(State(st): State<AppState>, axum::Extension(slots): axum::Extension<Arc<tokio::sync::Semaphore>>, axum::extract::Path(file): axum::extract::Path<String>, headers: HeaderMap) -> Response {
     let who = match admin(&st, &headers) {
         Ok(w) => w,
         Err(r) => return *r,
@@ -47,8 +78,14 @@ async fn snapshot(State(st): State<AppState>, axum::extract::Path(file): axum::e
     if !SNAPSHOT_FILES.contains(&file.as_str()) {
         return error(StatusCode::NOT_FOUND, "not found", format!("no snapshot of {file:?}: store.db or jobs.db"));
     }
+    let Ok(slot) = slots.try_acquire_owned() else {
+        tracing::warn!(admin = %who, file = %file, "snapshot refused: another one is in progress");
+        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("another database snapshot is being made or sent ({SNAPSHOTS_AT_ONCE} at a time): retry in {SNAPSHOT_RETRY_S} s"));
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static(SNAPSHOT_RETRY_S));
+        return r;
+    };
     let dir = st.store.path().parent().map(std::path::Path::to_owned).unwrap_or_default();
-    let tmp = dir.join(format!(".snapshot-{}-{file}", kilowatch_model::Timestamp::now().0));
+    let tmp = kilowatch_store::snapshot::temp_path(&dir, &file);
     let store = st.store.clone();
     let (f2, t2) = (file.clone(), tmp.clone());
     let t0 = std::time::Instant::now();
@@ -77,7 +114,7 @@ async fn snapshot(State(st): State<AppState>, axum::extract::Path(file): axum::e
     };
     let bytes = file_handle.metadata().await.map(|m| m.len()).unwrap_or(0);
     tracing::warn!(admin = %who, file = %file, bytes, took_ms = t0.elapsed().as_millis() as u64, "database snapshot sent through the admin API");
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file_handle));
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(Sending { file: file_handle, _slot: slot }));
     ([(axum::http::header::CONTENT_TYPE, "application/vnd.sqlite3".to_owned()), (axum::http::header::CONTENT_LENGTH, bytes.to_string())], body).into_response()
 }
 

@@ -45,7 +45,7 @@ pub struct WriteParams {
 
 /// The write token was checked by [`crate::guard::admit`] before the body was read; `Caller`
 /// names its holder.
-pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Extension(Caller(who)): Extension<Caller>, body: Bytes) -> Response {
+pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Extension(Caller(who)): Extension<Caller>, headers: HeaderMap, body: Bytes) -> Response {
     let precision = match q.precision.as_deref().map(str::parse::<Precision>).transpose() {
         Ok(p) => p.unwrap_or_default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e),
@@ -54,6 +54,7 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
     let store = st.store.clone();
     let writer = who.clone();
     let sink = st.sink.clone();
+    let scope = st.auth.write_scope_of(&headers);
     // Parsing a large body is CPU work too: off the async workers, with the store write.
     let stored = tokio::task::spawn_blocking(move || -> Result<(WriteSummary, SkippedLines), Refused> {
         // Past the memory budget, refused before parsing: a flood of replays must not cost a
@@ -64,13 +65,20 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
         let text = std::str::from_utf8(&body).map_err(|_| Refused::NotUtf8)?;
         let body = kilowatch_store::Body { text, precision, default_ts: Timestamp::now() };
         // One bad line costs that line only: the others are stored (InfluxDB's partial write).
-        let (lines, skipped) = parse_batch_lenient_into(body.text, body.precision, body.default_ts, ParseBuffers::take());
-        let stored = match (lines.is_empty(), skipped.count) {
+        let (mut lines, skipped) = parse_batch_lenient_into(body.text, body.precision, body.default_ts, ParseBuffers::take());
+        // A narrowed token's lines for other nodes or tenants are refused, named; the rest stored.
+        let out_of_scope = scope.map(|s| s.retain_lines(&mut lines)).unwrap_or_default();
+        let stored = match (lines.is_empty(), skipped.count + out_of_scope.len()) {
             (true, _) => Ok(WriteSummary::default()),
             // The log keeps the body only when the body is exactly what was stored.
             (false, 0) => store.write_body(&body, &lines, &writer).map_err(Refused::Store),
             (false, _) => store.write_lines_by(&lines, &writer).map_err(Refused::Store),
         };
+        let stored = stored.map(|mut s| {
+            s.refused.extend(out_of_scope.into_iter().map(|(line, reason)| kilowatch_store::Refusal { line, reason, retry_after_s: None }));
+            s.refused.sort_by_key(|r| r.line);
+            s
+        });
         if let (Ok(summary), Some(sink)) = (&stored, sink) {
             let refused: std::collections::HashSet<usize> = summary.refused.iter().map(|r| r.line).collect();
             sink.enqueue(&lines.to_points().into_iter().zip(lines.iter()).filter(|(_, l)| !refused.contains(&l.number())).map(|(p, _)| p).collect::<Vec<_>>());

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use crate::config::{AuthConfig, TokenScope};
-use crate::tenant::OwnerScope;
+use crate::tenant::{OwnerScope, WriteScope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
@@ -24,6 +24,8 @@ struct Known {
     scope: TokenScope,
     /// A read token limited to these owners' jobs (`[[auth.tokens]] owners`).
     owners: Option<Arc<OwnerScope>>,
+    /// A write token narrowed to nodes and/or owners (`[[auth.tokens]] nodes`, `owners`).
+    writes: Option<Arc<WriteScope>>,
 }
 
 /// What a token may read.
@@ -65,7 +67,7 @@ impl Auth {
         let mut known = Vec::new();
         for (list, scope, name) in [(write, TokenScope::Write, "write token"), (read, TokenScope::Read, "read token")] {
             for (i, t) in list.iter().enumerate() {
-                known.push(Known { name: format!("{name} {}", i + 1), hash: sha256(t), scope, owners: None });
+                known.push(Known { name: format!("{name} {}", i + 1), hash: sha256(t), scope, owners: None, writes: None });
             }
         }
         Auth { known, open_reads }
@@ -74,7 +76,13 @@ impl Auth {
     pub fn from_config(cfg: &AuthConfig, open_reads: bool) -> Self {
         let mut a = Auth::new(cfg.write_tokens.clone(), cfg.read_tokens.clone(), open_reads);
         // Validated at load: every hash is 64 hex digits.
-        a.known.extend(cfg.tokens.iter().filter_map(|t| Some(Known { name: t.name.clone(), hash: from_hex(&t.sha256)?, scope: t.scope, owners: t.owners.as_ref().map(|o| Arc::new(OwnerScope::new(o))) })));
+        a.known.extend(cfg.tokens.iter().filter_map(|t| {
+            let read = t.scope == TokenScope::Read;
+            let owners = t.owners.as_ref().filter(|_| read).map(|o| Arc::new(OwnerScope::new(o)));
+            let narrowed = !read && (t.nodes.is_some() || t.owners.is_some());
+            let writes = narrowed.then(|| Arc::new(WriteScope::new(t.nodes.as_deref(), t.owners.as_deref())));
+            Some(Known { name: t.name.clone(), hash: from_hex(&t.sha256)?, scope: t.scope, owners, writes })
+        }));
         a
     }
 
@@ -128,6 +136,22 @@ impl Auth {
         }
     }
 
+    /// What a write token is narrowed to (`None`: it writes for every node and owner, or it
+    /// is no write token; [`Auth::grant`] says which).
+    pub fn write_scope(&self, token: Option<&str>) -> Option<Arc<WriteScope>> {
+        self.find(token).and_then(|k| k.writes.clone())
+    }
+
+    /// [`Auth::write_scope`] of the token a request carries in its headers.
+    pub fn write_scope_of(&self, headers: &HeaderMap) -> Option<Arc<WriteScope>> {
+        self.write_scope(Self::presented(headers, None))
+    }
+
+    /// Whether the token a request carries is an admin token.
+    pub fn is_admin(&self, headers: &HeaderMap) -> bool {
+        self.admin(Self::presented(headers, None)).is_ok()
+    }
+
     pub fn grant(&self, token: Option<&str>) -> Grant {
         self.identify(token).0
     }
@@ -173,7 +197,7 @@ mod tests {
     #[test]
     fn hashed_tokens_identify_their_holder() {
         let cfg = AuthConfig {
-            tokens: vec![TokenEntry { name: "collector dgx-001".into(), sha256: sha256_hex("s3cret-token-for-dgx-001"), scope: TokenScope::Write, owners: None }],
+            tokens: vec![TokenEntry { name: "collector dgx-001".into(), sha256: sha256_hex("s3cret-token-for-dgx-001"), scope: TokenScope::Write, owners: None, nodes: None }],
             ..AuthConfig::default()
         };
         let a = Auth::from_config(&cfg, false);
@@ -181,7 +205,7 @@ mod tests {
         assert_eq!(a.grant(Some("s3cret-token-for-dgx-002")), Grant::None);
         assert_eq!(a.admin(Some("s3cret-token-for-dgx-001")), Err(Grant::Write), "a write token is no admin");
         let cfg = AuthConfig {
-            tokens: vec![TokenEntry { name: "ops on call".into(), sha256: sha256_hex("admin-token-0123456789"), scope: TokenScope::Admin, owners: None }],
+            tokens: vec![TokenEntry { name: "ops on call".into(), sha256: sha256_hex("admin-token-0123456789"), scope: TokenScope::Admin, owners: None, nodes: None }],
             ..AuthConfig::default()
         };
         let a = Auth::from_config(&cfg, false);

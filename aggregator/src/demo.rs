@@ -193,7 +193,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     // The customer's token, from the environment for a browser test, else a fresh one.
     let tenant_token = opts.tenant.as_ref().map(|glob| -> Result<String, DemoError> {
         let token = std::env::var("KILOWATCH_TENANT_TOKEN").ok().filter(|t| t.len() >= 16).map_or_else(|| fresh_token("tenant"), Ok)?;
-        config.auth.tokens.push(crate::config::TokenEntry { name: format!("demo tenant {glob}"), sha256: crate::auth::sha256_hex(&token), scope: crate::config::TokenScope::Read, owners: Some(vec![glob.clone()]) });
+        config.auth.tokens.push(crate::config::TokenEntry { name: format!("demo tenant {glob}"), sha256: crate::auth::sha256_hex(&token), scope: crate::config::TokenScope::Read, owners: Some(vec![glob.clone()]), nodes: None });
         Ok(token)
     }).transpose()?;
     let state = AppState { store: store.clone(), auth: Arc::new(Auth::from_config(&config.auth, true)), config: Arc::new(config), sink: None, metrics: Default::default() };

@@ -110,6 +110,10 @@ enum Command {
         /// The new member's `server.data_dir`, empty.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Largest snapshot accepted, in bytes (default 256 GiB); a larger one stops the
+        /// restore before it is downloaded.
+        #[arg(long, default_value_t = kilowatch_aggregator::restore::DEFAULT_MAX_BYTES)]
+        max_bytes: u64,
     },
     /// Poll Slurm (`squeue --json`) and post running jobs and their GPU indices to an
     /// aggregator, closing jobs that vanish: catches what the prolog/epilog hooks missed.
@@ -376,8 +380,8 @@ async fn run(allocator_refused: bool) -> anyhow::Result<()> {
             let opts = DemoOptions { listen, data_dir, speed, backfill, backfill_step, seed, nodes, scenario, tenant };
             demo::run(opts, shutdown_on_ctrl_c()).await?;
         }
-        Command::Restore { from, token, data_dir } => {
-            let r = kilowatch_aggregator::restore::restore(&from, &token, &data_dir).await?;
+        Command::Restore { from, token, data_dir, max_bytes } => {
+            let r = kilowatch_aggregator::restore::restore(&from, &token, &data_dir, max_bytes).await?;
             let newest = r.newest.map_or_else(|| "none".to_owned(), |t| kilowatch_model::Timestamp(t).to_rfc3339());
             println!("restored {} bytes from {from} into {}: {} series, newest sample {newest}", r.bytes, data_dir.display(), r.series);
             println!("start the member on it; the collectors' spools bring what its twin received since");

@@ -80,7 +80,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(ingest)
         .merge(remote_write)
         .merge(crate::alerting::routes())
-        .merge(crate::admin::routes())
+        .merge(crate::admin::routes(&state))
         .merge(crate::filing_api::routes())
         .merge(crate::forecast_api::routes().route_layer(middleware::from_fn_with_state(state.clone(), require_read)))
         // Checks its own read tokens, to answer refusals in Prometheus' error shape.
@@ -96,6 +96,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(middleware::from_fn(basic_auth))
         .layer(middleware::from_fn(influx_v1::query_credentials))
         .layer(middleware::from_fn(guard::respond))
+        .layer(middleware::from_fn(influx_v1::v1_answers))
         .layer(middleware::from_fn_with_state(metrics, observe))
         // Outermost: every request gets an `x-request-id` (the client's, or a new UUID), which
         // names its span, so the lines one request logs can be found together, and which its

@@ -79,18 +79,171 @@ pub fn glob(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// `[[auth.tokens]] owners` is for read tokens and lists at least one non-empty pattern.
+/// `[[auth.tokens]] owners` narrows a read or a write token and lists at least one non-empty
+/// pattern.
 pub fn check_owners(scope: TokenScope, owners: &[String]) -> Result<(), String> {
-    if scope != TokenScope::Read {
-        return Err("owners applies to scope = \"read\" only".into());
+    if scope == TokenScope::Admin {
+        return Err("owners applies to scope = \"read\" or \"write\", not to an admin token".into());
     }
-    if owners.is_empty() {
-        return Err("owners = [] would show no job at all; list the owners' patterns, or remove the key for an unscoped read token".into());
+    check_patterns("owners", owners, "an owner pattern (e.g. \"mistral-ai/*\")")
+}
+
+/// `[[auth.tokens]] nodes` narrows a write token (a node's collector) and lists at least one
+/// non-empty pattern.
+pub fn check_nodes(scope: TokenScope, nodes: &[String]) -> Result<(), String> {
+    if scope != TokenScope::Write {
+        return Err("nodes applies to scope = \"write\" only".into());
     }
-    if let Some(p) = owners.iter().find(|p| p.trim().is_empty() || p.chars().any(char::is_control)) {
-        return Err(format!("{p:?} is not an owner pattern (e.g. \"mistral-ai/*\")"));
+    check_patterns("nodes", nodes, "a node pattern (e.g. \"dgx-001\" or \"dgx-0*\")")
+}
+
+fn check_patterns(key: &str, patterns: &[String], what: &str) -> Result<(), String> {
+    if patterns.is_empty() {
+        return Err(format!("{key} = [] would allow nothing; list the patterns, or remove the key for an unnarrowed token"));
+    }
+    if let Some(p) = patterns.iter().find(|p| p.trim().is_empty() || p.chars().any(char::is_control)) {
+        return Err(format!("{p:?} is not {what}"));
     }
     Ok(())
+}
+
+/// What a narrowed write token (`[[auth.tokens]] scope = "write"` with `nodes` and/or
+/// `owners`) may write: lines, job posts and training progress of its nodes and/or owners, so
+/// that a node's collector cannot write for another node, nor reassign, end or post progress
+/// for another tenant's jobs, nor create serving jobs under another tenant.
+#[derive(Debug, Clone)]
+pub struct WriteScope {
+    nodes: Option<Vec<String>>,
+    owners: Option<OwnerScope>,
+}
+
+/// The tags a line names its node and its tenant with (`inference` points carry `tenant`; it
+/// becomes the owner of their serving job).
+const NODE_TAG: &str = "node";
+const TENANT_TAG: &str = "tenant";
+
+impl WriteScope {
+    pub fn new(nodes: Option<&[String]>, owners: Option<&[String]>) -> Self {
+        WriteScope { nodes: nodes.map(<[String]>::to_vec), owners: owners.map(OwnerScope::new) }
+    }
+
+    fn node_ok(&self, node: &str) -> bool {
+        self.nodes.as_ref().is_none_or(|ps| ps.iter().any(|p| glob(p, node)))
+    }
+
+    fn owner_ok(&self, owner: &str) -> bool {
+        self.owners.as_ref().is_none_or(|o| o.allows(owner))
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = &self.nodes {
+            parts.push(format!("nodes {n:?}"));
+        }
+        if let Some(o) = &self.owners {
+            parts.push(format!("owners {:?}", o.patterns()));
+        }
+        format!("this write token is narrowed to {}", parts.join(" and "))
+    }
+
+    /// Why a line of `tags` is not this token's to write, if it is not. A token narrowed to
+    /// nodes writes only lines that name one of them; a line naming a tenant must name one of
+    /// its owners; a token narrowed to owners alone writes only lines naming one of them.
+    pub fn refuses_line<'t>(&self, tags: impl Iterator<Item = (&'t str, &'t str)>) -> Option<String> {
+        let (mut node, mut tenant) = (None, None);
+        for (k, v) in tags {
+            match k {
+                NODE_TAG => node = Some(v),
+                TENANT_TAG => tenant = Some(v),
+                _ => {}
+            }
+        }
+        if self.nodes.is_some() {
+            match node {
+                None => return Some(format!("{}: the line names no node", self.describe())),
+                Some(n) if !self.node_ok(n) => return Some(format!("{}: node={n:?} is not one of them", self.describe())),
+                Some(_) => {}
+            }
+        }
+        match tenant {
+            Some(t) if !self.owner_ok(t) => Some(format!("{}: tenant={t:?} is not one of them", self.describe())),
+            None if self.nodes.is_none() && self.owners.is_some() => Some(format!("{}: the line names no tenant", self.describe())),
+            _ => None,
+        }
+    }
+
+    /// Leaves in `lines` only those this token may write; the others' numbers and reasons.
+    pub fn retain_lines(&self, lines: &mut kilowatch_model::Lines<'_>) -> Vec<(usize, String)> {
+        let mut refused = Vec::new();
+        lines.retain(|l| match self.refuses_line(l.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref()))) {
+            Some(why) => {
+                refused.push((l.number(), why));
+                false
+            }
+            None => true,
+        });
+        refused
+    }
+
+    /// Why this token may not apply a job post, given the job's allocations already known
+    /// (`known`, every node's). A narrowed token names the node and/or the owner it posts for,
+    /// and touches no job another node or tenant holds.
+    pub fn refuses_job(&self, post_node: Option<&str>, post_owner: Option<&str>, known: &[(String, String)]) -> Option<String> {
+        if self.nodes.is_some() {
+            match post_node {
+                None => return Some(format!("{}: a post names its node", self.describe())),
+                Some(n) if !self.node_ok(n) => return Some(format!("{}: node={n:?} is not one of them", self.describe())),
+                Some(_) => {}
+            }
+        }
+        if self.owners.is_some() {
+            match post_owner.filter(|o| !o.is_empty()) {
+                Some(o) if !self.owner_ok(o) => return Some(format!("{}: owner={o:?} is not one of them", self.describe())),
+                None if known.is_empty() => return Some(format!("{}: a new job names its owner", self.describe())),
+                _ => {}
+            }
+            if let Some((_, o)) = known.iter().find(|(_, o)| !o.is_empty() && !self.owner_ok(o)) {
+                return Some(format!("{}: the job is {o:?}'s", self.describe()));
+            }
+        }
+        None
+    }
+
+    /// Why this token may not post training progress for a job with allocations `known`
+    /// (node, owner): the job must be known, run on one of its nodes and be one of its owners'.
+    pub fn refuses_progress(&self, job: &str, known: &[(String, String)]) -> Option<String> {
+        if known.is_empty() {
+            return Some(format!("{}: job {job:?} is not in the job ledger, so whose it is cannot be checked", self.describe()));
+        }
+        if self.nodes.is_some() && !known.iter().any(|(n, _)| self.node_ok(n)) {
+            return Some(format!("{}: job {job:?} runs on none of them", self.describe()));
+        }
+        if let Some((_, o)) = known.iter().find(|(_, o)| !self.owner_ok(o)) {
+            return Some(format!("{}: job {job:?} is {o:?}'s", self.describe()));
+        }
+        None
+    }
+}
+
+/// Whether a write token (narrowed to `scope`, or not; admin or not) may apply job post `p`,
+/// given the job's allocations already known.
+pub fn job_post_allowed(p: &kilowatch_store::jobs::JobPost, known: &[kilowatch_store::jobs::Allocation], scope: Option<&WriteScope>, admin: bool) -> Result<(), String> {
+    let known: Vec<(String, String)> = known.iter().map(|a| (a.node.clone(), a.owner.clone())).collect();
+    if let Some(why) = scope.and_then(|s| s.refuses_job(p.node.as_deref(), p.owner.as_deref(), &known)) {
+        return Err(why);
+    }
+    match changes_owner(&p.job, p.owner.as_deref(), &known) {
+        Some(why) if !admin => Err(why),
+        _ => Ok(()),
+    }
+}
+
+/// Why a post would change a job's owner, which only an admin token may do: the job is known
+/// with another, non-empty owner (`known`: its allocations' (node, owner)).
+pub fn changes_owner(job: &str, post_owner: Option<&str>, known: &[(String, String)]) -> Option<String> {
+    let new = post_owner.filter(|o| !o.is_empty())?;
+    let (_, old) = known.iter().find(|(_, o)| !o.is_empty() && o != new)?;
+    Some(format!("job {job:?} is {old:?}'s: changing its owner to {new:?} needs an admin token"))
 }
 
 /// Whether a tenant-scoped token may use `path`: the pages and their assets (they hold no
@@ -190,11 +343,44 @@ mod tests {
     }
 
     #[test]
-    fn owners_are_for_read_tokens_with_patterns() {
+    fn owners_narrow_read_and_write_tokens_nodes_write_tokens() {
         assert!(check_owners(TokenScope::Read, &["a/*".into()]).is_ok());
-        assert!(check_owners(TokenScope::Write, &["a/*".into()]).is_err());
+        assert!(check_owners(TokenScope::Write, &["a/*".into()]).is_ok());
+        assert!(check_owners(TokenScope::Admin, &["a/*".into()]).is_err());
         assert!(check_owners(TokenScope::Read, &[]).is_err());
         assert!(check_owners(TokenScope::Read, &[" ".into()]).is_err());
+        assert!(check_nodes(TokenScope::Write, &["dgx-0*".into()]).is_ok());
+        assert!(check_nodes(TokenScope::Read, &["dgx-0*".into()]).is_err());
+        assert!(check_nodes(TokenScope::Admin, &["dgx-0*".into()]).is_err());
+        assert!(check_nodes(TokenScope::Write, &[]).is_err());
+    }
+
+    #[test]
+    fn a_narrowed_write_token_writes_its_nodes_and_owners_only() {
+        let tags = |t: &'static [(&'static str, &'static str)]| t.iter().copied();
+        let node = WriteScope::new(Some(&["dgx-00?".into()]), None);
+        assert!(node.refuses_line(tags(&[("node", "dgx-001"), ("gpu", "0")])).is_none());
+        assert!(node.refuses_line(tags(&[("node", "dgx-010")])).is_some());
+        assert!(node.refuses_line(tags(&[("meter", "grid-a")])).is_some(), "a line of no node");
+        assert!(node.refuses_line(tags(&[("node", "dgx-001"), ("tenant", "anyone")])).is_none(), "no owners: any tenant");
+        let both = WriteScope::new(Some(&["dgx-001".into()]), Some(&["acme/*".into()]));
+        assert!(both.refuses_line(tags(&[("node", "dgx-001")])).is_none(), "a GPU line names no tenant");
+        assert!(both.refuses_line(tags(&[("node", "dgx-001"), ("tenant", "other/x")])).is_some());
+        let owners = WriteScope::new(None, Some(&["acme/*".into()]));
+        assert!(owners.refuses_line(tags(&[("node", "dgx-001")])).is_some(), "owners alone: only lines naming them");
+        assert!(owners.refuses_line(tags(&[("node", "dgx-001"), ("tenant", "acme/x")])).is_none());
+        let known = [("dgx-002".to_owned(), "other/x".to_owned())];
+        assert!(both.refuses_job(Some("dgx-001"), Some("acme/a"), &[]).is_none());
+        assert!(both.refuses_job(Some("dgx-001"), None, &[]).is_some(), "a new job names its owner");
+        assert!(both.refuses_job(Some("dgx-001"), Some("acme/a"), &known).is_some(), "another tenant's job");
+        assert!(node.refuses_job(None, None, &known).is_some(), "an end-only post names its node");
+        assert!(both.refuses_progress("j", &known).is_some());
+        assert!(node.refuses_progress("j", &[]).is_some());
+        assert!(node.refuses_progress("j", &[("dgx-001".into(), "".into())]).is_none());
+        assert!(changes_owner("j", Some("acme/a"), &known).is_some());
+        assert!(changes_owner("j", Some("other/x"), &known).is_none());
+        assert!(changes_owner("j", None, &known).is_none());
+        assert!(changes_owner("j", Some("acme/a"), &[("n".into(), "".into())]).is_none(), "filling an unknown owner is no change");
     }
 
     #[test]

@@ -25,8 +25,18 @@ pub async fn post_progress(State(st): State<AppState>, acct: Acct, headers: Head
     }
     let posts = body.into_vec();
     let a2 = acct.0.clone();
+    let scope = st.auth.write_scope_of(&headers);
     let res = tokio::task::spawn_blocking(move || -> Result<usize, JobError> {
         let js = a2.jobs.as_ref().map_err(|e| JobError::Invalid(format!("job ledger unavailable: {e}")))?;
+        // A narrowed token posts progress only for jobs of its nodes and owners.
+        if let Some(scope) = &scope {
+            for p in &posts {
+                let known: Vec<(String, String)> = js.job(&p.job)?.into_iter().map(|a| (a.node, a.owner)).collect();
+                if let Some(why) = scope.refuses_progress(&p.job, &known) {
+                    return Err(JobError::Forbidden(why));
+                }
+            }
+        }
         js.post_progress(&posts, Timestamp::now().0)
     })
     .await;

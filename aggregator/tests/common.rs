@@ -59,8 +59,8 @@ impl Server {
                     write_tokens: vec![WRITE.into()],
                     read_tokens: vec![READ.into()],
                     tokens: vec![
-                        TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin, owners: None },
-                        TokenEntry { name: "customer mistral-ai".into(), sha256: sha256_hex(TENANT), scope: TokenScope::Read, owners: Some(vec![TENANT_OWNERS.into()]) },
+                        TokenEntry { name: "ops on call".into(), sha256: sha256_hex(ADMIN), scope: TokenScope::Admin, owners: None, nodes: None },
+                        TokenEntry { name: "customer mistral-ai".into(), sha256: sha256_hex(TENANT), scope: TokenScope::Read, owners: Some(vec![TENANT_OWNERS.into()]), nodes: None },
                     ],
                 },
                 false,
@@ -227,4 +227,34 @@ pub fn backfill_october_2024(dir: &Path) {
     let jobs = kilowatch_store::jobs::JobStore::open(dir).expect("jobs");
     let mut site = kilowatch_sim::Site::new(kilowatch_sim::SimConfig { start, nodes: 8, site_nodes: 8, ..kilowatch_sim::SimConfig::default() });
     kilowatch_aggregator::demo::backfill_with_jobs(&store, Some(&jobs), &mut site, end, std::time::Duration::from_secs(3600)).expect("backfill");
+}
+
+/// Debian's `influxd` (1.x) on loopback, its data in `dir`; killed when the handle drops. The
+/// HTTP port it answers on.
+pub async fn start_influxd(dir: &Path) -> (Reaped, u16) {
+    let port = free_port_for_influxd();
+    std::fs::create_dir_all(dir).expect("influxdb dir");
+    let conf = dir.join("influxdb.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[monitor]\n  store-enabled = false\n[subscriber]\n  enabled = false\n[continuous_queries]\n  enabled = false\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n[logging]\n  level = \"warn\"\n  suppress-logo = true\n",
+            free_port_for_influxd()
+        ),
+    )
+    .expect("influxdb.conf");
+    let child = std::process::Command::new("influxd").args(["run", "-config"]).arg(&conf).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("start influxd");
+    let proc = Reaped(child);
+    for _ in 0..300 {
+        if reqwest::Client::new().get(format!("http://127.0.0.1:{port}/ping")).send().await.is_ok_and(|r| r.status() == 204) {
+            return (proc, port);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("influxd did not start");
+}
+
+fn free_port_for_influxd() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
 }

@@ -142,6 +142,8 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
         settle_h: 0,
         timeout_s: 5,
         stale_after_s: Some(30),
+        max_answer_bytes: 64 << 20,
+        max_answer_rows: 1_000_000,
         sites: SITES
             .iter()
             .zip(&sites)

@@ -9,15 +9,12 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use common::{READ, Reaped, WRITE, require_tool};
+use common::{READ, WRITE, require_tool, start_influxd};
 use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
@@ -26,36 +23,8 @@ use kilowatch_aggregator::sink::{InfluxConfig, InfluxSink};
 use kilowatch_store::Store;
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
-
 fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")
-}
-
-async fn start_influxd(dir: &Path) -> (Reaped, u16) {
-    let port = free_port();
-    std::fs::create_dir_all(dir).expect("influxdb dir");
-    let conf = dir.join("influxdb.conf");
-    let d = dir.display();
-    std::fs::write(
-        &conf,
-        format!(
-            "reporting-disabled = true\nbind-address = \"127.0.0.1:{}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[monitor]\n  store-enabled = false\n[subscriber]\n  enabled = false\n[continuous_queries]\n  enabled = false\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n[logging]\n  level = \"warn\"\n  suppress-logo = true\n",
-            free_port()
-        ),
-    )
-    .expect("influxdb.conf");
-    let child = Command::new("influxd").args(["run", "-config"]).arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start influxd");
-    let proc = Reaped(child);
-    for _ in 0..300 {
-        if http().get(format!("http://127.0.0.1:{port}/ping")).send().await.is_ok_and(|r| r.status() == 204) {
-            return (proc, port);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("influxd did not start");
 }
 
 async fn influxql(port: u16, q: &str) -> Value {

@@ -22,6 +22,10 @@ pub enum JobError {
     Poisoned,
     #[error("{0}")]
     Invalid(String),
+    /// The post is well formed but its sender may not make it (another node's or tenant's job,
+    /// an owner change without an admin token).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -134,6 +138,20 @@ impl JobStore {
         apply(&conn, p)
     }
 
+    /// [`JobStore::post`] once `allow` has seen the job's allocations as they are, under the
+    /// same lock, so no other post changes them in between; its refusal is
+    /// [`JobError::Forbidden`].
+    pub fn post_if(&self, p: &JobPost, allow: impl FnOnce(&[Allocation]) -> Result<(), String>) -> Result<usize, JobError> {
+        check_strings(p)?;
+        let conn = self.lock()?;
+        let known = {
+            let mut st = conn.prepare_cached("SELECT job, node, owner, project, gpus, start_ns, end_ns, source FROM jobs WHERE job = ?1 ORDER BY node")?;
+            st.query_map(params![p.job], row)?.collect::<Result<Vec<_>, _>>()?
+        };
+        allow(&known).map_err(JobError::Forbidden)?;
+        apply(&conn, p)
+    }
+
     /// Several posts in one transaction (a backfill's job events): all or none.
     pub fn post_many(&self, posts: &[JobPost]) -> Result<usize, JobError> {
         let mut conn = self.lock()?;
@@ -169,10 +187,31 @@ impl JobStore {
     }
 }
 
+/// Longest job id, owner, project, node or source accepted, in bytes: far above any scheduler's
+/// names, far below what would cost the ledger, its pages and its statements.
+pub const MAX_JOB_STRING_BYTES: usize = 256;
+
+/// Every string of a post bounded and free of control characters (a newline in an owner would
+/// forge a row of a CSV statement; a megabyte id is kept in every answer naming it).
+pub fn check_strings(p: &JobPost) -> Result<(), JobError> {
+    let fields = [("job", Some(&p.job)), ("owner", p.owner.as_ref()), ("project", p.project.as_ref()), ("node", p.node.as_ref()), ("source", p.source.as_ref())];
+    for (name, v) in fields {
+        let Some(v) = v else { continue };
+        if v.len() > MAX_JOB_STRING_BYTES {
+            return Err(JobError::Invalid(format!("{name} is {} bytes long; at most {MAX_JOB_STRING_BYTES} are accepted", v.len())));
+        }
+        if let Some(c) = v.chars().find(|c| c.is_control()) {
+            return Err(JobError::Invalid(format!("{name} contains the control character {c:?}, which is not accepted")));
+        }
+    }
+    Ok(())
+}
+
 fn apply(conn: &Connection, p: &JobPost) -> Result<usize, JobError> {
     if p.job.trim().is_empty() {
         return Err(JobError::Invalid("job is required".into()));
     }
+    check_strings(p)?;
     let end = p.end.as_deref().map(|e| ts("end", e)).transpose()?;
     let source = p.source.clone().unwrap_or_else(|| "api".into());
     match (&p.node, &p.start) {

@@ -35,7 +35,7 @@ mod names;
 mod newest;
 pub mod progress;
 mod read;
-mod snapshot;
+pub mod snapshot;
 mod record;
 pub mod rollup;
 mod wal;

@@ -15,8 +15,8 @@ CREATE TABLE IF NOT EXISTS progress(job TEXT NOT NULL, step INTEGER NOT NULL, t_
 CREATE INDEX IF NOT EXISTS progress_by_time ON progress(t_ns);
 ";
 
-/// Longest job name accepted (the jobs ledger's names are far shorter).
-const MAX_JOB_BYTES: usize = 256;
+/// Longest job name accepted: the job ledger's bound.
+const MAX_JOB_BYTES: usize = crate::jobs::MAX_JOB_STRING_BYTES;
 
 /// The body of `POST /api/v1/progress`: the step a job has just finished, the tokens and
 /// samples *that step* processed (not running totals), and when (default: when received).
@@ -48,6 +48,9 @@ impl ProgressPost {
     fn check(&self, now: i64) -> Result<(String, i64, i64, f64, f64), JobError> {
         if self.job.is_empty() || self.job.len() > MAX_JOB_BYTES {
             return Err(JobError::Invalid(format!("job must be 1 to {MAX_JOB_BYTES} bytes")));
+        }
+        if let Some(c) = self.job.chars().find(|c| c.is_control()) {
+            return Err(JobError::Invalid(format!("job contains the control character {c:?}, which is not accepted")));
         }
         for (k, v) in [("tokens", self.tokens), ("samples", self.samples)] {
             if !(0.0..=1e15).contains(&v) {

@@ -13,6 +13,30 @@ fn dest_text(dest: &Path) -> Result<&str, StoreError> {
     dest.to_str().ok_or(StoreError::Corrupt(super::CorruptRecord("a snapshot path that is not UTF-8")))
 }
 
+/// The name a snapshot is made under in the data directory before it is sent (then unlinked).
+const TEMP_PREFIX: &str = ".snapshot-";
+
+/// Where a snapshot of `file` is made in `dir`, unique per call.
+pub fn temp_path(dir: &Path, file: &str) -> std::path::PathBuf {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!("{TEMP_PREFIX}{}-{n}-{file}", kilowatch_model::Timestamp::now().0))
+}
+
+/// Removes the snapshots a crash left in `dir` (made, not yet unlinked: each as large as its
+/// database), and SQLite's side files of them; the paths removed.
+pub fn remove_leftovers(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
 impl Store {
     /// Writes to `dest` (which must not exist) a copy of store.db holding every write
     /// acknowledged before the call: a checkpoint first moves the heads and the log into

@@ -34,6 +34,15 @@ pub struct FleetConfig {
     /// stale even if no refresh failed yet (default: three refresh intervals).
     #[serde(default)]
     pub stale_after_s: Option<u64>,
+    /// Most bytes one answer of a site may hold (default 64 MiB: a week of a DC5-sized site's
+    /// hours is a few MB). A site that answers more is marked degraded and that answer is not
+    /// kept.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: u64,
+    /// Most rows (hours plus their jobs' rows) one answer of a site may hold (default
+    /// 1,000,000: a week of hours with 5,000 jobs running in each). Past it, as for bytes.
+    #[serde(default = "default_max_answer_rows")]
+    pub max_answer_rows: u64,
     #[serde(default)]
     pub sites: Vec<FleetSite>,
 }
@@ -70,6 +79,12 @@ fn default_settle() -> u64 {
 fn default_timeout() -> u64 {
     30
 }
+fn default_max_answer_bytes() -> u64 {
+    64 << 20
+}
+fn default_max_answer_rows() -> u64 {
+    1_000_000
+}
 
 impl FleetConfig {
     /// Seconds without a successful refresh after which a site is stale.
@@ -86,6 +101,8 @@ impl FleetConfig {
             ("fleet.settle_h", self.settle_h, 0, 24 * 31),
             ("fleet.timeout_s", self.timeout_s, 1, 3600),
             ("fleet.stale_after_s", self.stale_after_s.unwrap_or(1), 1, 86_400 * 31),
+            ("fleet.max_answer_bytes", self.max_answer_bytes, 1024, 1 << 32),
+            ("fleet.max_answer_rows", self.max_answer_rows, 1, 100_000_000),
         ] {
             within_u64(key, v, min, max).map_err(|(k, m)| invalid(k, m))?;
         }

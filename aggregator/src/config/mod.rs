@@ -197,12 +197,18 @@ pub struct TokenEntry {
     /// Hex SHA-256 of the token.
     pub sha256: String,
     pub scope: TokenScope,
-    /// Only with `scope = "read"`: the owners (Slurm accounts, the `owner` of posted jobs)
-    /// whose jobs and statements this token may read, as globs (`*` any run of characters, `?`
-    /// one; `"mistral-ai/*"`). Absent: every owner. A scoped token sees only the site-level
-    /// KPIs besides its own jobs (docs/security.md "Tenant scopes").
+    /// The owners (Slurm accounts, the `owner` of posted jobs) this token is narrowed to, as
+    /// globs (`*` any run of characters, `?` one; `"mistral-ai/*"`). Absent: every owner. On a
+    /// read token: whose jobs and statements it may read, besides the site-level KPIs
+    /// (docs/security.md "Tenant scopes"). On a write token: whose jobs, progress and
+    /// `inference` lines (`tenant` tag) it may write ("Narrowed write tokens").
     #[serde(default)]
     pub owners: Option<Vec<String>>,
+    /// Only with `scope = "write"`: the nodes (globs over the `node` tag and a job post's
+    /// `node`) this token may write for, e.g. `["dgx-001"]` for that node's collector. Lines
+    /// of other nodes, or naming none, are refused (the rest stored). Absent: every node.
+    #[serde(default)]
+    pub nodes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -382,6 +388,11 @@ impl Config {
                 && let Err(why) = crate::tenant::check_owners(t.scope, owners)
             {
                 return Err(ConfigError::Invalid { key: "auth.tokens.owners", message: format!("entry {} ({:?}): {why}", i + 1, t.name) });
+            }
+            if let Some(nodes) = &t.nodes
+                && let Err(why) = crate::tenant::check_nodes(t.scope, nodes)
+            {
+                return Err(ConfigError::Invalid { key: "auth.tokens.nodes", message: format!("entry {} ({:?}): {why}", i + 1, t.name) });
             }
         }
         Ok(())

@@ -57,6 +57,7 @@ fn status(fleet: &Fleet, site: &Site, c: &super::SiteCache, now: Timestamp) -> V
         "age_s": age,
         "last_ok": c.last_ok.map(|t| t.to_rfc3339()),
         "last_error": c.last_error,
+        "degraded": c.degraded,
         "errors": c.errors,
         "hours_cached": c.hours.len(),
         "jobs_unavailable": c.jobs_unavailable,
@@ -233,10 +234,7 @@ async fn eu(State(st): State<AppState>, fleet: F, Query(q): Query<WindowParams>,
         let (f, path) = (fleet.0.clone(), path.clone());
         set.spawn(async move {
             let s = &f.sites[i];
-            let filing = match f.get_site(s, &path).await {
-                Ok(r) => r.json::<Value>().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let filing = f.get_json::<Value>(s, &path).await.map_err(|e| e.to_string());
             let link = format!("{}{path}", s.cfg.url.trim_end_matches('/'));
             (i, match filing {
                 Ok(v) => json!({ "name": s.cfg.name, "timezone": s.cfg.timezone, "link": link, "filing": v }),

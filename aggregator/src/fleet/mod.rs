@@ -32,6 +32,11 @@ pub enum FleetError {
     Http(#[from] reqwest::Error),
     #[error("HTTP {status}: {message}")]
     Status { status: u16, message: String },
+    /// The site answered more than the fleet takes: the answer is not trusted.
+    #[error("degraded: {0}")]
+    Degraded(String),
+    #[error("the answer is not the ledger's JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// What is known of one site: its hours and how its last refreshes went.
@@ -49,6 +54,9 @@ pub struct SiteCache {
     /// The name and zone the site gives itself (a mismatch with `[fleet]` is logged).
     pub reported: Option<(String, String)>,
     pub jobs_unavailable: Option<String>,
+    /// Why the site's last answer was not trusted (larger than `fleet.max_answer_bytes` or
+    /// `fleet.max_answer_rows`), until an answer is.
+    pub degraded: Option<String>,
     /// The site's mark when the kept hours were fetched: closed hours changed since are
     /// fetched again (`GET /api/v1/ledger/changed`). None from a site of an older version.
     pub revision: Option<Revision>,
@@ -141,6 +149,42 @@ impl Fleet {
         Ok(r)
     }
 
+    /// A JSON answer of `site`, read within `fleet.max_answer_bytes`: a site that sends more
+    /// (an endless or hostile answer) costs the fleet that much memory at most.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, site: &Site, path_and_query: &str) -> Result<T, FleetError> {
+        let max = self.config.max_answer_bytes;
+        let mut r = self.get_site(site, path_and_query).await?;
+        if let Some(len) = r.content_length().filter(|l| *l > max) {
+            return Err(FleetError::Degraded(format!("the site announced an answer of {len} bytes, more than fleet.max_answer_bytes ({max})")));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = r.chunk().await? {
+            if (body.len() + chunk.len()) as u64 > max {
+                return Err(FleetError::Degraded(format!("the site answered more than fleet.max_answer_bytes ({max} bytes)")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// The hours of a site's answer to `[from, to)`: only hours it was asked for, on the hour,
+    /// each once; more rows than `fleet.max_answer_rows` and the answer is not trusted.
+    fn asked_hours(&self, site: &Site, hours: Vec<Hour>, from: i64, to: i64) -> Result<Vec<Hour>, FleetError> {
+        let rows: u64 = hours.iter().map(|h| 1 + h.jobs.len() as u64).sum();
+        let max = self.config.max_answer_rows;
+        if rows > max {
+            return Err(FleetError::Degraded(format!("the site answered {rows} rows (hours and their jobs), more than fleet.max_answer_rows ({max})")));
+        }
+        let given = hours.len();
+        let mut kept: Vec<Hour> = hours.into_iter().filter(|h| (from..to).contains(&h.t) && h.t.rem_euclid(HOUR_NS) == 0).collect();
+        kept.sort_by_key(|h| h.t);
+        kept.dedup_by_key(|h| h.t);
+        if kept.len() < given {
+            tracing::warn!(site = %site.cfg.name, answered = given, kept = kept.len(), from = %rfc(from), to = %rfc(to), "fleet: the site answered hours it was not asked for; only those asked for are kept");
+        }
+        Ok(kept)
+    }
+
     /// Fetches `site`'s open hours (and any not fetched yet) in weeks, oldest first, keeping
     /// each week as it arrives; drops hours older than `fleet.history_days`.
     pub async fn refresh_site(&self, site: &Site) -> Result<(), FleetError> {
@@ -153,7 +197,8 @@ impl Fleet {
         while from < end {
             let to = (from + CHUNK_HOURS * HOUR_NS).min(end);
             let q = format!("/api/v1/ledger/hours?from={}&to={}", rfc(from), rfc(to));
-            let ans: HoursAnswer = self.get_site(site, &q).await?.json().await?;
+            let mut ans: HoursAnswer = self.get_json(site, &q).await?;
+            ans.hours = self.asked_hours(site, std::mem::take(&mut ans.hours), from, to)?;
             // The earliest mark of this refresh: what was written after it is asked for next
             // time.
             mark = mark.or(ans.revision);
@@ -177,6 +222,7 @@ impl Fleet {
         c.hours = c.hours.split_off(&start);
         c.revision = mark;
         c.last_ok = Some(Timestamp::now());
+        c.degraded = None;
         if c.last_error.take().is_some() {
             tracing::info!(site = %site.cfg.name, errors_in_a_row = c.errors, "fleet: site answers again");
         }
@@ -194,7 +240,7 @@ impl Fleet {
         };
         let Some(rev) = rev.filter(|_| closed > start) else { return Ok(None) };
         let q = format!("/api/v1/ledger/changed?epoch={}&write_seq={}&jobs_at={}&from={}&to={}", rev.epoch, rev.write_seq, rev.jobs_at, rfc(start), rfc(closed));
-        let ch: Changed = self.get_site(site, &q).await?.json().await?;
+        let ch: Changed = self.get_json(site, &q).await?;
         if ch.all {
             tracing::info!(site = %site.cfg.name, "fleet: the site restarted; its kept hours are fetched again");
             site.cache().closed_until = start;
@@ -213,9 +259,10 @@ impl Fleet {
         }
         for (from, to) in runs {
             let q = format!("/api/v1/ledger/hours?from={}&to={}", rfc(from), rfc(to));
-            let ans: HoursAnswer = self.get_site(site, &q).await?.json().await?;
+            let ans: HoursAnswer = self.get_json(site, &q).await?;
+            let hours = self.asked_hours(site, ans.hours, from, to)?;
             let mut c = site.cache();
-            for h in ans.hours {
+            for h in hours {
                 c.hours.insert(h.t, h);
             }
         }
@@ -230,6 +277,9 @@ impl Fleet {
                 let mut c = site.cache();
                 c.errors += 1;
                 c.last_error = Some(e.to_string());
+                if let FleetError::Degraded(why) = &e {
+                    c.degraded = Some(why.clone());
+                }
                 c.errors
             };
             FetchFailed { site: &site.cfg.name, error: &e, errors }.emit(&self.metrics);

@@ -73,8 +73,9 @@ struct Outcome {
     bytes: usize,
 }
 
-pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Receiver>>, Extension(Caller(who)): Extension<Caller>, body: Bytes) -> Response {
+pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Receiver>>, Extension(Caller(who)): Extension<Caller>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let store = st.store.clone();
+    let scope = st.auth.write_scope_of(&headers);
     let writer = who.clone();
     let metrics = st.metrics.clone();
     let done = tokio::task::spawn_blocking(move || {
@@ -85,7 +86,7 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
         let mut owners = (*rx.owners.snapshot()).clone();
         let batch = map::build(&req, &rx.mapper, &rx.series, &mut owners);
         RemoteWriteMapped(&batch.counts).emit(&metrics);
-        store_batch(&store, batch, &writer).map_err(Refused::Store)
+        store_batch(&store, batch, &writer, scope.as_deref()).map_err(Refused::Store)
     });
     let m = &st.metrics;
     match done.await {
@@ -126,14 +127,14 @@ fn decode(body: &[u8], max: usize) -> Result<proto::WriteRequest, Refused> {
 
 /// Line protocol of the batch's points through the store's write path; refusals by the store
 /// are named by the Prometheus series of their line.
-fn store_batch(store: &Store, batch: Batch, writer: &str) -> Result<Outcome, StoreError> {
+fn store_batch(store: &Store, batch: Batch, writer: &str, scope: Option<&crate::tenant::WriteScope>) -> Result<Outcome, StoreError> {
     let mut refused: Vec<String> = batch.refused.iter().map(|(_, why)| why.clone()).collect();
     if batch.lines.is_empty() {
         return Ok(Outcome { summary: WriteSummary::default(), refused, bytes: 0 });
     }
     let text = batch.text();
     let body = kilowatch_store::Body { text: &text, precision: Precision::Ms, default_ts: Timestamp::now() };
-    let lines = match parse_batch(&text, Precision::Ms, body.default_ts) {
+    let mut lines = match parse_batch(&text, Precision::Ms, body.default_ts) {
         Ok(l) => l,
         // The mapper lets through only what line protocol can carry; should a value slip past
         // it, the request is refused rather than partly guessed.
@@ -143,7 +144,10 @@ fn store_batch(store: &Store, batch: Batch, writer: &str) -> Result<Outcome, Sto
             return Ok(Outcome { summary: WriteSummary::default(), refused, bytes: text.len() });
         }
     };
-    let summary = store.write_body(&body, &lines, writer)?;
+    // A narrowed token's series of other nodes or tenants are refused, named (docs/security.md).
+    let out_of_scope = scope.map(|s| s.retain_lines(&mut lines)).unwrap_or_default();
+    refused.extend(out_of_scope.iter().map(|(line, why)| format!("{}: {why}", describe_line(&batch, *line))));
+    let summary = if out_of_scope.is_empty() { store.write_body(&body, &lines, writer)? } else { store.write_lines_by(&lines, writer)? };
     for r in &summary.refused {
         refused.push(format!("{}: {}", describe_line(&batch, r.line), r.reason));
     }

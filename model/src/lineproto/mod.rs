@@ -213,7 +213,8 @@ impl<'a> Lines<'a> {
     }
     /// Field values in all lines (one stored sample each).
     pub fn field_count(&self) -> usize {
-        self.fields.len()
+        // Counted over the lines kept: `retain` leaves a removed line's fields in the buffer.
+        self.lines.iter().map(|s| (s.fields.1 - s.fields.0) as usize).sum()
     }
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Line<'_, 'a>> + '_ {
         self.lines.iter().map(|span| Line {
@@ -221,6 +222,13 @@ impl<'a> Lines<'a> {
             tags: &self.tags[span.tags.0 as usize..span.tags.1 as usize],
             fields: &self.fields[span.fields.0 as usize..span.fields.1 as usize],
         })
+    }
+
+    /// Keeps only the lines `keep` says yes to (a narrowed write token's, say); their numbers
+    /// stay those of the request body.
+    pub fn retain(&mut self, mut keep: impl FnMut(Line<'_, 'a>) -> bool) {
+        let (tags, fields) = (&self.tags, &self.fields);
+        self.lines.retain(|span| keep(Line { span, tags: &tags[span.tags.0 as usize..span.tags.1 as usize], fields: &fields[span.fields.0 as usize..span.fields.1 as usize] }));
     }
 
     /// Borrows already built points; line numbers are their positions from 1.
