@@ -6,11 +6,13 @@
 //! test encodes itself.
 
 mod common;
+mod remote_write_common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{READ, Server, WRITE, assert_close};
+use remote_write_common::{post, post_raw, snappy};
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::http::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
@@ -18,31 +20,10 @@ use serde_json::{Value, json};
 
 const MJ_PER_KWH: f64 = 3.6e9;
 
-fn snappy(raw: &[u8]) -> Vec<u8> {
-    snap::raw::Encoder::new().compress_vec(raw).expect("snappy")
-}
-
 fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
     let mut l = vec![Label::new("__name__", name)];
     l.extend(labels.iter().map(|(k, v)| Label::new(k, v)));
     TimeSeries { labels: l, samples: samples.iter().map(|(t, v)| Sample { timestamp: *t, value: *v }).collect() }
-}
-
-async fn post_raw(s: &Server, body: Vec<u8>, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(s.url("/api/v1/write"))
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body)
-        .send()
-        .await
-        .expect("send")
-}
-
-async fn post(s: &Server, req: &WriteRequest) -> reqwest::Response {
-    post_raw(s, snappy(&req.encode_to_vec()), WRITE).await
 }
 
 /// `GET /api/v1/jobs` over `[from, to]` (RFC 3339 in UTC: nothing to escape).

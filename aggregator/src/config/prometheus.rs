@@ -21,6 +21,12 @@ pub struct PrometheusConfig {
     /// Use the shipped dcgm-exporter rules after the operator's (default true).
     #[serde(default = "yes")]
     pub default_rules: bool,
+    /// The label that names the owner of the job a series' job labels name (dcgm-exporter's
+    /// `hpc_job`, or `pod`/`namespace`), e.g. `slurm_account` added by a relabelling rule. A
+    /// pod without it takes its owner from `[kubernetes] namespace_owners`; a Slurm job without
+    /// it has none, unless the jobs API or the Slurm hooks declare it (docs/prometheus.md).
+    #[serde(default)]
+    pub job_owner_label: Option<String>,
     /// The operator's rules, tried in order before the shipped ones; the first that matches a
     /// series maps it.
     #[serde(default)]
@@ -29,7 +35,7 @@ pub struct PrometheusConfig {
 
 impl Default for PrometheusConfig {
     fn default() -> Self {
-        PrometheusConfig { unmapped: Unmapped::default(), default_rules: true, map: Vec::new() }
+        PrometheusConfig { unmapped: Unmapped::default(), default_rules: true, job_owner_label: None, map: Vec::new() }
     }
 }
 
@@ -123,6 +129,11 @@ impl PrometheusConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(l) = &self.job_owner_label
+            && (l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(ConfigError::Invalid { key: "prometheus.job_owner_label", message: format!("{l:?} is not a Prometheus label name") });
+        }
         let bad = |message: String| ConfigError::Invalid { key: "prometheus.map", message };
         for (i, r) in self.map.iter().enumerate() {
             let at = format!("rule {} ({})", i + 1, r.metric);

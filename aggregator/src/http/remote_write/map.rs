@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
 use super::proto::{STALE_NAN_BITS, TimeSeries, WriteRequest};
+use crate::config::kubernetes::KubernetesConfig;
 use crate::config::prometheus::{MapRule, PrometheusConfig, Unmapped};
 use crate::tenant::glob;
 
@@ -48,6 +49,8 @@ pub struct Mapper {
     site: String,
     unmapped: Unmapped,
     max_name_bytes: usize,
+    job_owner_label: Option<String>,
+    namespace_owners: KubernetesConfig,
 }
 
 /// What one series becomes.
@@ -73,7 +76,24 @@ impl Mapper {
         for (i, r) in rules.iter().enumerate() {
             by_metric.entry(r.rule.metric.clone()).or_default().push(i);
         }
-        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes }
+        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes, job_owner_label: cfg.job_owner_label.clone(), namespace_owners: KubernetesConfig::default() }
+    }
+
+    /// Pods named by job labels take their owner from `[kubernetes] namespace_owners`.
+    pub fn with_namespace_owners(mut self, k8s: &KubernetesConfig) -> Mapper {
+        self.namespace_owners = k8s.clone();
+        self
+    }
+
+    /// The job that `ts`' job labels name, with its owner and project where they are known
+    /// (see [`job_of`]): the owner label (`job_owner_label`) first; for a pod, else the
+    /// namespace's owner; a pod's project is its namespace, as `POST /api/v1/jobs` makes it.
+    fn label_job(&self, ts: &TimeSeries) -> Option<LabelJob> {
+        let job = job_of(ts)?;
+        let labelled = self.job_owner_label.as_deref().and_then(|l| ts.label(l)).filter(|o| !o.is_empty() && o.len() <= self.max_name_bytes && !o.chars().any(char::is_control));
+        let namespace = if ts.label("hpc_job").is_some() { None } else { ts.label("namespace") };
+        let owner = labelled.or_else(|| namespace.and_then(|ns| self.namespace_owners.owner_of(ns))).unwrap_or_default();
+        Some(LabelJob { job, owner: owner.to_owned(), project: namespace.unwrap_or_default().to_owned() })
     }
 
     /// The target of `ts`: the first rule whose metric and matchers hold.
@@ -146,10 +166,22 @@ fn put(tags: &mut Vec<(String, String)>, k: &str, v: &str) {
     }
 }
 
+/// A job named by a series' job labels, with the owner and project found for it (empty when
+/// none is known).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelJob {
+    pub job: String,
+    pub owner: String,
+    pub project: String,
+}
+
 /// What a request becomes: lines of line protocol (ms timestamps), and what was left out.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub lines: Vec<OutLine>,
+    /// The jobs the request's job labels name, once each, with an owner or a project: the
+    /// receiver records them for the runs of their `gpu_job` points ([`super::owners`]).
+    pub label_jobs: Vec<Arc<LabelJob>>,
     /// Series refused whole or in part, with why, in request order.
     pub refused: Vec<(u32, String)>,
     pub counts: Counts,
@@ -211,6 +243,8 @@ struct MappedField {
     integer: bool,
     /// The `gpu_job` key and the job's field text (`job="slurm:42"`), from the job labels.
     job: Option<(Arc<str>, String)>,
+    /// That job with its owner, when an owner or a project is known.
+    label_job: Option<Arc<LabelJob>>,
 }
 
 /// Series remembered, at most (their labels, ~300 bytes each for dcgm-exporter's, plus their
@@ -253,12 +287,14 @@ impl Mapper {
                 let is_gpu = measurement == "gpu";
                 let node = if is_gpu { tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone()) } else { None };
                 let shadow_key = is_gpu.then(|| cache.intern(series_key(SHADOW_MEASUREMENT, &tags)));
-                let job = if is_gpu { job_of(ts).map(|j| (cache.intern(series_key(kilowatch_model::metric::GPU_JOB, &tags)), format!("job=\"{}\"", j.replace('\\', "\\\\").replace('"', "\\\"")))) } else { None };
+                let label_job = if is_gpu { self.label_job(ts) } else { None };
+                let job = label_job.as_ref().map(|lj| &lj.job).map(|j| (cache.intern(series_key(kilowatch_model::metric::GPU_JOB, &tags)), format!("job=\"{}\"", j.replace('\\', "\\\\").replace('"', "\\\""))));
+                let label_job = label_job.filter(|lj| !lj.owner.is_empty() || !lj.project.is_empty()).map(Arc::new);
                 if is_gpu {
                     put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
                     tags.sort();
                 }
-                Mapped::Field(MappedField { key: cache.intern(series_key(&measurement, &tags)), node, shadow_key, field, scale, integer, job })
+                Mapped::Field(MappedField { key: cache.intern(series_key(&measurement, &tags)), node, shadow_key, field, scale, integer, job, label_job })
             }
         });
         // A refused series is not remembered: its labels may be the 1 MB that refused it.
@@ -324,6 +360,12 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
         let key = if shadowed { m.shadow_key.as_ref().unwrap_or(&m.key) } else { &m.key };
         // The collector writes its own `gpu_job` points for the nodes it reports.
         let job = if shadowed { None } else { m.job.as_ref() };
+        if !shadowed
+            && let Some(lj) = &m.label_job
+            && !b.label_jobs.iter().any(|k| Arc::ptr_eq(k, lj) || **k == **lj)
+        {
+            b.label_jobs.push(lj.clone());
+        }
         let mut bad: Option<String> = None;
         for s in &ts.samples {
             if s.value.to_bits() == STALE_NAN_BITS {
@@ -455,6 +497,27 @@ mod tests {
         assert_eq!(b.counts.mapped, 3);
         let b = build(&req, &mapper(""), &SeriesCache::default(), &mut Collector("dgx-001"));
         assert!(!b.text().contains("gpu_job"), "the collector writes its own");
+    }
+
+    #[test]
+    fn job_labels_give_owners_from_the_owner_label_or_the_namespace() {
+        let k8s: KubernetesConfig = toml::from_str("namespace_owners = [{ namespace = \"mistral-*\", owner = \"mistral-ai/k8s\" }]").expect("k8s");
+        let m = mapper("job_owner_label = \"slurm_account\"\n").with_namespace_owners(&k8s);
+        let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> { GPU0.iter().copied().chain(extra.iter().copied()).collect() };
+        let req = WriteRequest {
+            timeseries: vec![
+                series("DCGM_FI_DEV_POWER_USAGE", &with(&[("hpc_job", "42"), ("slurm_account", "acme/train")]), &[(1000, 1.0)]),
+                series("DCGM_FI_DEV_GPU_TEMP", &with(&[("hpc_job", "42"), ("slurm_account", "acme/train")]), &[(1000, 60.0)]),
+                series("DCGM_FI_DEV_POWER_USAGE", &with(&[("hpc_job", "43")]), &[(2000, 1.0)]),
+                series("DCGM_FI_DEV_POWER_USAGE", &with(&[("pod", "p"), ("namespace", "mistral-x")]), &[(3000, 1.0)]),
+                series("DCGM_FI_DEV_POWER_USAGE", &with(&[("pod", "q"), ("namespace", "other")]), &[(4000, 1.0)]),
+            ],
+        };
+        let b = build(&req, &m, &SeriesCache::default(), &mut NoCollector);
+        let got: Vec<(&str, &str, &str)> = b.label_jobs.iter().map(|j| (j.job.as_str(), j.owner.as_str(), j.project.as_str())).collect();
+        assert_eq!(got, [("slurm:42", "acme/train", ""), ("k8s:mistral-x/p", "mistral-ai/k8s", "mistral-x"), ("k8s:other/q", "", "other")], "once per job; a Slurm job without the label has nothing to record");
+        let b = build(&req, &m, &SeriesCache::default(), &mut Collector("dgx-001"));
+        assert!(b.label_jobs.is_empty(), "the collector's node: its own jobs");
     }
 
     #[test]
