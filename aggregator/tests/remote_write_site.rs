@@ -3,7 +3,8 @@
 //! through `POST /api/v1/jobs`) and (b) as dcgm-exporter, a Modbus facility exporter and
 //! ipmi_exporter expose them, as remote-write requests Prometheus would send (its label sets,
 //! its staleness markers when a job label goes away, Slurm jobs named by dcgm-exporter's
-//! `hpc_job` and Kubernetes pods by `pod`/`namespace`), into two fresh servers with the same
+//! `hpc_job` and Kubernetes pods by `pod`/`namespace`, an XID as dcgm-exporter's last-XID gauge),
+//! into two fresh servers with the same
 //! configuration (deploy/kilowatch-prometheus.toml). The KPIs, the job list, the monthly report
 //! and a customer's statement must be equal to 1e-9; any difference is a mapping bug.
 
@@ -25,6 +26,9 @@ const STEP_MS: i64 = 10_000;
 const TICKS: i64 = 720;
 /// At this tick, the driver of dgx-002 is reloaded: GPU 0's energy counter restarts near 0.
 const RESET_TICK: i64 = 300;
+/// At this tick, dgx-001's GPU 1 reports XID 79 (fallen off the bus): an event from the
+/// collector, a change of dcgm-exporter's last-XID gauge.
+const XID_TICK: i64 = 500;
 
 const GPUS: [(&str, u32, &str); 4] = [
     ("dgx-001", 0, "GPU-00000000-0000-0000-0000-000000000010"),
@@ -143,6 +147,10 @@ fn collector_lines() -> String {
                 gpu_fb_used_mib(g, k) * 1024 * 1024
             ));
         }
+        if k == XID_TICK {
+            let (node, gpu, uuid) = GPUS[1];
+            out.push_str(&format!("gpu_event,site=dc5,node={node},gpu={gpu},uuid={uuid} kind=\"xid\",xid=79i {t}\n"));
+        }
         for (n, node) in NODES.iter().enumerate() {
             out.push_str(&format!("node,site=dc5,node={node} power_w={} {t}\n", node_power_w(n, k)));
         }
@@ -219,8 +227,9 @@ fn prometheus_samples() -> BTreeMap<Labels, Vec<(i64, f64)>> {
             add(dcgm_labels("DCGM_FI_DEV_POWER_USAGE", g, k), t, gpu_power_w(g, k));
             add(dcgm_labels("DCGM_FI_DEV_GPU_TEMP", g, k), t, gpu_temp_c(g, k));
             add(dcgm_labels("DCGM_FI_DEV_FB_USED", g, k), t, gpu_fb_used_mib(g, k) as f64);
+            add(dcgm_labels("DCGM_FI_DEV_XID_ERRORS", g, k), t, if g == 1 && k >= XID_TICK { 79.0 } else { 0.0 });
             if k > 0 && job_at(g, k - 1).map(|j| j.id) != job_at(g, k).map(|j| j.id) {
-                for name in ["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_FB_USED"] {
+                for name in ["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_XID_ERRORS"] {
                     add(dcgm_labels(name, g, k - 1), t, stale);
                 }
             }
@@ -358,6 +367,14 @@ async fn a_site_fed_by_prometheus_alone_gets_the_collectors_kpis_jobs_report_and
     for req in write_requests(30) {
         remote_write(&b, &req).await;
     }
+
+    // The XID, as the alerts and the GPU page read it: one event, same time, same code.
+    let xids = |s: &Server| -> Vec<(i64, f64)> {
+        let ids: Vec<_> = s.store.find_series("gpu_event", "xid", &[("node", "dgx-001"), ("gpu", "1")]).expect("find").into_iter().map(|m| m.id).collect();
+        ids.iter().flat_map(|id| s.store.read_with_neighbours(*id, 0, i64::MAX).expect("read")).map(|(t, v)| (t, v.as_f64().expect("number"))).collect()
+    };
+    assert_eq!(xids(&a), [(t_ms(XID_TICK) * 1_000_000, 79.0)]);
+    assert_eq!(xids(&b), xids(&a), "dcgm-exporter's last-XID gauge becomes the collector's event");
 
     let (from, to) = (rfc_ms(T0_MS - 3_600_000), rfc_ms(t_ms(TICKS) + 3_600_000));
     let kpi_a = a.kpi(&from, &to).await;

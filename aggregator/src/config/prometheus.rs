@@ -65,7 +65,8 @@ pub struct MapRule {
     /// of characters, `?` one). An absent label has the value "".
     #[serde(default, rename = "match")]
     pub matchers: BTreeMap<String, String>,
-    /// The wire-schema measurement: `gpu`, `node`, `meter`, `water` or `cooling`.
+    /// The wire-schema measurement: `gpu`, `node`, `meter`, `water` or `cooling`; or
+    /// `gpu_event` with field `xid` for a gauge of the last XID code (an event per new code).
     pub measurement: String,
     /// A field of that measurement in the metric table (`energy_kwh`, `power_w`, `volume_m3`…).
     pub field: String,
@@ -112,11 +113,18 @@ pub fn default_rules() -> Vec<MapRule> {
         gpu("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "throttle_reasons", 1.0),
         gpu("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "ecc_corrected", 1.0),
         gpu("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "ecc_uncorrected", 1.0),
+        // A gauge of the last XID: each change to a new non-zero code becomes one `gpu_event`
+        // (kind "xid"), as the collector writes the driver's XID events.
+        MapRule { measurement: XID.0.to_owned(), field: XID.1.to_owned(), ..gpu("DCGM_FI_DEV_XID_ERRORS", "", 1.0) },
     ]
 }
 
 /// Measurements a rule may write: the wire schema's, whose fields the ledger and the views read.
 const MEASUREMENTS: &[&str] = &["gpu", "node", "meter", "water", "cooling"];
+
+/// The one target that is not a numeric field: a gauge of the last XID code, written as a
+/// `gpu_event` of kind "xid" each time it changes to a new non-zero code.
+pub const XID: (&str, &str) = ("gpu_event", "xid");
 
 impl PrometheusConfig {
     /// The operator's rules, then the shipped ones unless `default_rules = false`.
@@ -140,12 +148,17 @@ impl PrometheusConfig {
             if r.metric.trim().is_empty() {
                 return Err(bad(format!("rule {}: metric is empty", i + 1)));
             }
-            if !MEASUREMENTS.contains(&r.measurement.as_str()) {
+            if (r.measurement.as_str(), r.field.as_str()) == XID {
+                if !r.tags.contains_key("node") || !r.tags.contains_key("gpu") {
+                    return Err(bad(format!("{at}: a gpu_event.xid rule needs the node and gpu tags")));
+                }
+            } else if !MEASUREMENTS.contains(&r.measurement.as_str()) {
                 return Err(bad(format!("{at}: measurement {:?} is not one of {}", r.measurement, MEASUREMENTS.join(", "))));
             }
             match kilowatch_model::metric::lookup_metric(&r.measurement, &r.field) {
+                _ if (r.measurement.as_str(), r.field.as_str()) == XID => {}
                 Some(d) if d.kind != kilowatch_model::metric::Kind::Label => {}
-                _ => return Err(bad(format!("{at}: {}.{} is not a numeric field of the metric table (model/src/metric.rs)", r.measurement, r.field))),
+                _ => return Err(bad(format!("{at}: {}.{} is not a numeric field of the metric table (model/src/metric.rs), nor gpu_event.xid", r.measurement, r.field))),
             }
             if !(r.scale.is_finite() && r.scale > 0.0) {
                 return Err(bad(format!("{at}: scale must be a finite number > 0")));

@@ -84,7 +84,7 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
             return Err(Refused::Store(e));
         }
         let req = decode(&body, rx.max_body_bytes)?;
-        let mut owners = (*rx.owners.snapshot()).clone();
+        let mut owners = rx.owners.sources();
         let batch = map::build(&req, &rx.mapper, &rx.series, &mut owners);
         RemoteWriteMapped(&batch.counts).emit(&metrics);
         rx.job_owners.record(&batch.label_jobs);

@@ -16,6 +16,7 @@ use kilowatch_store::Store;
 use kilowatch_store::jobs::JobStore;
 
 use super::map::{GpuOwners, LabelJob, SOURCE_TAG};
+use crate::config::prometheus::XID;
 
 /// How long the set of the collector's nodes is reused before it is read again from the store:
 /// a node whose collector starts is seen within this.
@@ -54,6 +55,38 @@ impl CollectorNodes {
         let set = Arc::new(set);
         *g = Some((Instant::now(), set.clone()));
         set
+    }
+}
+
+/// What one request's mapping asks: the collector's nodes (a snapshot) and the store.
+pub struct Sources {
+    nodes: Arc<HashSet<String>>,
+    store: Arc<Store>,
+}
+
+impl CollectorNodes {
+    /// For one request.
+    pub fn sources(&self) -> Sources {
+        Sources { nodes: self.snapshot(), store: self.store.clone() }
+    }
+}
+
+impl GpuOwners for Sources {
+    fn collector_reports(&mut self, node: &str) -> bool {
+        self.nodes.contains(node)
+    }
+
+    fn newest_xid(&mut self, tags: &[(String, String)]) -> Option<f64> {
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let ids: Vec<_> = match self.store.find_series(XID.0, XID.1, &tags) {
+            Ok(s) => s.into_iter().map(|m| m.id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a GPU's newest XID event; dcgm-exporter's current code is taken as new");
+                return None;
+            }
+        };
+        let newest = self.store.latest(&ids).ok()?.into_iter().flatten().max_by_key(|(t, _)| *t)?;
+        newest.1.as_f64()
     }
 }
 
