@@ -381,7 +381,7 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
             if shadowed {
                 b.counts.shadowed += n;
             } else {
-                xid_events(&mut b, &mut at, &mut *cache, owners, ts, i, m, tags);
+                xid_events(&mut b, &mut at, &mut cache, owners, ts, i, m, tags);
             }
             continue;
         }
