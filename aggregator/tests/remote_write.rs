@@ -6,11 +6,13 @@
 //! test encodes itself.
 
 mod common;
+mod remote_write_common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{READ, Server, WRITE, assert_close};
+use remote_write_common::{post, post_raw, snappy};
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::http::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
@@ -18,31 +20,10 @@ use serde_json::{Value, json};
 
 const MJ_PER_KWH: f64 = 3.6e9;
 
-fn snappy(raw: &[u8]) -> Vec<u8> {
-    snap::raw::Encoder::new().compress_vec(raw).expect("snappy")
-}
-
 fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
     let mut l = vec![Label::new("__name__", name)];
     l.extend(labels.iter().map(|(k, v)| Label::new(k, v)));
     TimeSeries { labels: l, samples: samples.iter().map(|(t, v)| Sample { timestamp: *t, value: *v }).collect() }
-}
-
-async fn post_raw(s: &Server, body: Vec<u8>, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(s.url("/api/v1/write"))
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body)
-        .send()
-        .await
-        .expect("send")
-}
-
-async fn post(s: &Server, req: &WriteRequest) -> reqwest::Response {
-    post_raw(s, snappy(&req.encode_to_vec()), WRITE).await
 }
 
 /// `GET /api/v1/jobs` over `[from, to]` (RFC 3339 in UTC: nothing to escape).
@@ -98,6 +79,8 @@ fn counter_deltas(values: &[f64]) -> f64 {
 const MISSED: u32 = 7;
 /// From this scrape on, the counters restart from near zero: the exporter (and driver) restarted.
 const RESTART: u32 = 10;
+/// From this scrape on, GPU 0's last-XID gauge says 43.
+const XID: u32 = 12;
 /// From this scrape on, the counters stop advancing, so the test knows the last value.
 const LAST: u32 = 16;
 
@@ -164,11 +147,12 @@ impl Exporter {
         }
         self.served.resize(GPUS.len(), Vec::new());
         let mut page = String::new();
-        let families: [(&str, &str, &str); 4] = [
+        let families: [(&str, &str, &str); 5] = [
             ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ)."),
             ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
             ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
             ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
+            ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered."),
         ];
         for (name, kind, help) in families {
             page.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
@@ -181,6 +165,8 @@ impl Exporter {
                     }
                     "DCGM_FI_DEV_POWER_USAGE" => g.mj_per_scrape / 1000.0,
                     "DCGM_FI_DEV_GPU_TEMP" => 61.0,
+                    // GPU 0 reports XID 43 from scrape XID on, and keeps reporting it.
+                    "DCGM_FI_DEV_XID_ERRORS" => f64::from(if g.index == 0 && k >= XID { 43 } else { 0 }),
                     _ => 3.0,
                 };
                 // GPU 1 runs Slurm job 777, which dcgm-exporter's HPC job mapping labels.
@@ -254,12 +240,13 @@ async fn prometheus_scrapes_dcgm_exporter_and_the_ledger_holds_the_counters_delt
     scenario(None).await;
 }
 
-/// Kilowatch killed (no checkpoint: its log replays) for a while in the middle: Prometheus
-/// keeps what it could not send and sends it when Kilowatch is back; the ledger ends equal to
-/// the counters' deltas, as the uninterrupted run's does (nothing lost, nothing doubled).
+/// Kilowatch killed (no checkpoint: its log replays) for a minute in the middle: Prometheus
+/// keeps what it could not send in its WAL and sends it when Kilowatch is back; the ledger ends
+/// equal to the counters' deltas, as the uninterrupted run's does (nothing lost, nothing
+/// doubled).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kilowatch_down_in_the_middle_loses_and_doubles_nothing() {
-    scenario(Some(Duration::from_secs(6))).await;
+async fn kilowatch_down_for_a_minute_loses_and_doubles_nothing() {
+    scenario(Some(Duration::from_secs(60))).await;
 }
 
 async fn scenario(outage: Option<Duration>) {
@@ -282,7 +269,7 @@ async fn scenario(outage: Option<Duration>) {
 
     // Until every GPU's final value is stored (scrapes after LAST repeat it, adding nothing).
     let finals: Vec<f64> = GPUS.iter().map(|g| Exporter::energy(g, LAST)).collect();
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(90) + outage.unwrap_or_default();
     let mut down: Option<(i64, i64)> = None;
     loop {
         let scrapes = exporter.lock().map(|e| e.scrapes).unwrap_or(0);
@@ -303,7 +290,7 @@ async fn scenario(outage: Option<Duration>) {
         if done {
             break;
         }
-        assert!(Instant::now() < deadline, "Prometheus did not deliver the final counters in 90 s ({scrapes} scrapes); its log: {}", std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default());
+        assert!(Instant::now() < deadline, "Prometheus did not deliver the final counters in time ({scrapes} scrapes); its log: {}", std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(prom);
@@ -353,6 +340,11 @@ async fn scenario(outage: Option<Duration>) {
     assert_eq!(tags, want_tags);
     assert_eq!(newest(&s, "gpu", "mem_used_bytes", "dgx-101", "0"), Some(3.0 * 1024.0 * 1024.0));
     assert_eq!(newest(&s, "gpu", "temp_c", "dgx-101", "1"), Some(61.0));
+    // The last-XID gauge: one event, however many scrapes repeat the code (and across the outage).
+    let events = s.store.find_series("gpu_event", "xid", &[("node", "dgx-101")]).expect("find");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let xids = s.store.read_with_neighbours(events[0].id, 0, i64::MAX).expect("read");
+    assert_eq!(xids.iter().map(|(_, v)| v.as_f64().expect("number")).collect::<Vec<_>>(), [43.0], "{xids:?}");
 
     // Health says what feeds the ledger.
     let health: Value = s.get("/api/v1/health").await.json().await.expect("health");
@@ -510,4 +502,51 @@ fn the_deploy_remote_write_example_passes_promtool_check_config() {
     let broken = dir.path().join("broken.yml");
     std::fs::write(&broken, std::fs::read_to_string(&example).expect("read").replace("queue_config:", "queue_confg:")).expect("write");
     assert!(!check(&broken).status.success(), "promtool accepted a misspelt key");
+}
+
+/// A million new series in four requests (a fleet's dcgm-exporters all new, or a label that
+/// changes on every scrape) beside one 1 MB label: the store's new-series cap per token answers
+/// 429 with `Retry-After` naming the key, what fits under the cap is stored, the 1 MB label is
+/// named, and `/metrics` counts each refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_new_series_meet_the_new_series_cap_and_the_rest_is_stored() {
+    const PER_REQUEST: usize = 250_000;
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = with_policy(dir.path()).await;
+    let cap = Config::default().store.max_new_series_per_minute_per_token as usize;
+    assert!(cap < PER_REQUEST, "the default cap ({cap}) is under one request's new series");
+    let t = now_ms();
+    let huge = "x".repeat(1 << 20);
+    let mut stored = 0.0;
+    for r in 0..4 {
+        let mut timeseries: Vec<TimeSeries> = (0..PER_REQUEST)
+            .map(|i| {
+                let n = r * PER_REQUEST + i;
+                let (node, gpu, uuid) = (format!("node-{:06}", n / 8), (n % 8).to_string(), format!("GPU-{n:08}"));
+                series("DCGM_FI_DEV_POWER_USAGE", &[("gpu", &gpu), ("UUID", &uuid), ("Hostname", &node)], &[(t, 300.0)])
+            })
+            .collect();
+        if r == 0 {
+            timeseries.push(series("DCGM_FI_DEV_POWER_USAGE", &[("gpu", "0"), ("UUID", &huge), ("Hostname", "dgx-huge")], &[(t, 1.0)]));
+        }
+        let resp = post(&s, &WriteRequest { timeseries }).await;
+        assert_eq!(resp.status(), 429, "request {r}: over the new-series cap, the sender retries later");
+        assert!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| (1..=60).contains(&s)), "{:?}", resp.headers());
+        let v: Value = resp.json().await.expect("json");
+        let m = v["message"].as_str().expect("message");
+        assert!(m.contains("max_new_series_per_minute_per_token"), "{m}");
+        assert!(m.len() < 4096, "five series named, not a million: {} bytes", m.len());
+        if r == 0 {
+            assert!(m.contains("label UUID is 1048576 bytes"), "{m}");
+            assert_eq!(v["refused"], PER_REQUEST - cap + 1, "{v}");
+        }
+        stored += v["stored_samples"].as_f64().expect("stored");
+    }
+    // The cap is per minute: a slow machine's later requests may find it partly refilled.
+    assert!(stored < (4 * PER_REQUEST) as f64 / 2.0, "{stored}");
+    assert_eq!(s.store.find_series("gpu", "power_w", &[]).expect("find").len() as f64, stored, "what each answer says was stored is, once");
+    let page = s.get("/metrics").await.text().await.expect("metrics");
+    assert_eq!(metric(&page, "kilowatch_ingest_lines_refused_total{reason=\"max_new_series_per_minute_per_token\"}"), (4 * PER_REQUEST) as f64 - stored, "{}", page.lines().filter(|l| l.contains("refused")).collect::<Vec<_>>().join("\n"));
+    assert_eq!(metric(&page, "kilowatch_remote_write_samples_total{outcome=\"refused\"}"), 1.0, "the 1 MB label, refused before the store");
+    s.stop().await;
 }

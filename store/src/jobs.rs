@@ -74,6 +74,7 @@ PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS jobs(job TEXT NOT NULL, node TEXT NOT NULL, owner TEXT NOT NULL, project TEXT NOT NULL,
   gpus TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER, source TEXT NOT NULL, PRIMARY KEY(job, node));
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs(start_ns, end_ns);
+CREATE TABLE IF NOT EXISTS job_owners(job TEXT PRIMARY KEY, owner TEXT NOT NULL, project TEXT NOT NULL);
 ";
 
 fn ts(name: &str, v: &str) -> Result<i64, JobError> {
@@ -358,12 +359,35 @@ impl JobStore {
             if let Some(old) = existing.iter().find(|e| e.node == a.node) {
                 merge_into(&mut a, old);
             }
-            tx.prepare_cached("INSERT OR REPLACE INTO jobs(job, node, owner, project, gpus, start_ns, end_ns, source) VALUES (?1,?2,'','',?3,?4,?5,?6)")?
-                .execute(params![a.job, a.node, gpus_text(&a.gpus), a.start, a.end, GPU_JOB])?;
+            let (owner, project) = owner_of(&tx, &a.job)?.unwrap_or_default();
+            tx.prepare_cached("INSERT OR REPLACE INTO jobs(job, node, owner, project, gpus, start_ns, end_ns, source) VALUES (?1,?2,?7,?8,?3,?4,?5,?6)")?
+                .execute(params![a.job, a.node, gpus_text(&a.gpus), a.start, a.end, GPU_JOB, owner, project])?;
             n += 1;
         }
         tx.commit()?;
         Ok(n)
+    }
+
+    /// Records the owner and project of a job known only from `gpu_job` points, as its
+    /// reporter names them (remote write's job labels): the runs of those points get them.
+    /// A job the API or Slurm declared keeps its declared owner. Returns whether a row changed.
+    pub fn set_gpu_job_owner(&self, job: &str, owner: &str, project: &str) -> Result<bool, JobError> {
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "INSERT INTO job_owners(job, owner, project) VALUES (?1,?2,?3)
+             ON CONFLICT(job) DO UPDATE SET owner = excluded.owner, project = excluded.project
+             WHERE owner IS NOT excluded.owner OR project IS NOT excluded.project",
+            params![job, owner, project],
+        )?;
+        if n > 0 {
+            conn.execute("UPDATE jobs SET owner = ?2, project = ?3 WHERE job = ?1 AND source = ?4", params![job, owner, project, GPU_JOB])?;
+        }
+        Ok(n > 0)
+    }
+
+    /// The owner and project recorded by [`JobStore::set_gpu_job_owner`].
+    pub fn gpu_job_owner(&self, job: &str) -> Result<Option<(String, String)>, JobError> {
+        owner_of(&*self.lock()?, job)
     }
 
     /// Whether the API or Slurm declared the job (its allocation wins over `gpu_job` points).
@@ -371,6 +395,10 @@ impl JobStore {
         let conn = self.lock()?;
         Ok(conn.query_row("SELECT 1 FROM jobs WHERE job = ?1 AND source <> ?2 LIMIT 1", params![job, GPU_JOB], |_| Ok(())).optional()?.is_some())
     }
+}
+
+fn owner_of(conn: &Connection, job: &str) -> Result<Option<(String, String)>, JobError> {
+    Ok(conn.prepare_cached("SELECT owner, project FROM job_owners WHERE job = ?1")?.query_row(params![job], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
 }
 
 /// The store maintenance's `on_rolled` hook: records the job runs of each span rolled up, while
@@ -434,6 +462,11 @@ pub fn with_gpu_job_points(store: &Store, jobs: &JobStore, mut stored: Vec<Alloc
             stored.push(a);
         }
     }
+    for s in stored.iter_mut().filter(|s| s.source == GPU_JOB && s.owner.is_empty()) {
+        if let Some((owner, project)) = jobs.gpu_job_owner(&s.job)? {
+            (s.owner, s.project) = (owner, project);
+        }
+    }
     Ok(stored)
 }
 
@@ -452,6 +485,25 @@ mod tests {
             end: end.map(Into::into),
             source: None,
         }
+    }
+
+    #[test]
+    fn owners_of_gpu_job_runs_come_from_what_their_reporter_named() {
+        use kilowatch_model::Point;
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("store");
+        let j = JobStore::open(dir.path()).expect("jobs");
+        let s = 1_000_000_000i64;
+        let pts: Vec<Point> = [1800, 2700, 3600].iter().map(|t| Point::new("gpu_job", Timestamp(t * s)).tag("node", "n1").tag("gpu", "1").field("job", "k8s:ns/p")).collect();
+        store.write(&pts).expect("write");
+        assert!(j.set_gpu_job_owner("k8s:ns/p", "acme", "ns").expect("set"));
+        assert!(!j.set_gpu_job_owner("k8s:ns/p", "acme", "ns").expect("again"), "the same owner again changes nothing");
+        let a = with_gpu_job_points(&store, &j, Vec::new(), 0, 3600 * s, 1000 * s).expect("read");
+        assert_eq!((a[0].owner.as_str(), a[0].project.as_str()), ("acme", "ns"));
+        j.record_gpu_job_runs(&store, 0, 3600 * s, 1000 * s).expect("record");
+        assert_eq!(j.job("k8s:ns/p").expect("job")[0].owner, "acme", "recorded runs keep it");
+        j.set_gpu_job_owner("k8s:ns/p", "acme/new", "ns").expect("change");
+        assert_eq!(j.job("k8s:ns/p").expect("job")[0].owner, "acme/new", "a new owner reaches the recorded runs");
     }
 
     #[test]

@@ -21,6 +21,12 @@ pub struct PrometheusConfig {
     /// Use the shipped dcgm-exporter rules after the operator's (default true).
     #[serde(default = "yes")]
     pub default_rules: bool,
+    /// The label that names the owner of the job a series' job labels name (dcgm-exporter's
+    /// `hpc_job`, or `pod`/`namespace`), e.g. `slurm_account` added by a relabelling rule. A
+    /// pod without it takes its owner from `[kubernetes] namespace_owners`; a Slurm job without
+    /// it has none, unless the jobs API or the Slurm hooks declare it (docs/prometheus.md).
+    #[serde(default)]
+    pub job_owner_label: Option<String>,
     /// The operator's rules, tried in order before the shipped ones; the first that matches a
     /// series maps it.
     #[serde(default)]
@@ -29,7 +35,7 @@ pub struct PrometheusConfig {
 
 impl Default for PrometheusConfig {
     fn default() -> Self {
-        PrometheusConfig { unmapped: Unmapped::default(), default_rules: true, map: Vec::new() }
+        PrometheusConfig { unmapped: Unmapped::default(), default_rules: true, job_owner_label: None, map: Vec::new() }
     }
 }
 
@@ -59,7 +65,8 @@ pub struct MapRule {
     /// of characters, `?` one). An absent label has the value "".
     #[serde(default, rename = "match")]
     pub matchers: BTreeMap<String, String>,
-    /// The wire-schema measurement: `gpu`, `node`, `meter`, `water` or `cooling`.
+    /// The wire-schema measurement: `gpu`, `node`, `meter`, `water` or `cooling`; or
+    /// `gpu_event` with field `xid` for a gauge of the last XID code (an event per new code).
     pub measurement: String,
     /// A field of that measurement in the metric table (`energy_kwh`, `power_w`, `volume_m3`…).
     pub field: String,
@@ -106,11 +113,18 @@ pub fn default_rules() -> Vec<MapRule> {
         gpu("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "throttle_reasons", 1.0),
         gpu("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "ecc_corrected", 1.0),
         gpu("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "ecc_uncorrected", 1.0),
+        // A gauge of the last XID: each change to a new non-zero code becomes one `gpu_event`
+        // (kind "xid"), as the collector writes the driver's XID events.
+        MapRule { measurement: XID.0.to_owned(), field: XID.1.to_owned(), ..gpu("DCGM_FI_DEV_XID_ERRORS", "", 1.0) },
     ]
 }
 
 /// Measurements a rule may write: the wire schema's, whose fields the ledger and the views read.
 const MEASUREMENTS: &[&str] = &["gpu", "node", "meter", "water", "cooling"];
+
+/// The one target that is not a numeric field: a gauge of the last XID code, written as a
+/// `gpu_event` of kind "xid" each time it changes to a new non-zero code.
+pub const XID: (&str, &str) = ("gpu_event", "xid");
 
 impl PrometheusConfig {
     /// The operator's rules, then the shipped ones unless `default_rules = false`.
@@ -123,18 +137,28 @@ impl PrometheusConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(l) = &self.job_owner_label
+            && (l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(ConfigError::Invalid { key: "prometheus.job_owner_label", message: format!("{l:?} is not a Prometheus label name") });
+        }
         let bad = |message: String| ConfigError::Invalid { key: "prometheus.map", message };
         for (i, r) in self.map.iter().enumerate() {
             let at = format!("rule {} ({})", i + 1, r.metric);
             if r.metric.trim().is_empty() {
                 return Err(bad(format!("rule {}: metric is empty", i + 1)));
             }
-            if !MEASUREMENTS.contains(&r.measurement.as_str()) {
+            if (r.measurement.as_str(), r.field.as_str()) == XID {
+                if !r.tags.contains_key("node") || !r.tags.contains_key("gpu") {
+                    return Err(bad(format!("{at}: a gpu_event.xid rule needs the node and gpu tags")));
+                }
+            } else if !MEASUREMENTS.contains(&r.measurement.as_str()) {
                 return Err(bad(format!("{at}: measurement {:?} is not one of {}", r.measurement, MEASUREMENTS.join(", "))));
             }
             match kilowatch_model::metric::lookup_metric(&r.measurement, &r.field) {
+                _ if (r.measurement.as_str(), r.field.as_str()) == XID => {}
                 Some(d) if d.kind != kilowatch_model::metric::Kind::Label => {}
-                _ => return Err(bad(format!("{at}: {}.{} is not a numeric field of the metric table (model/src/metric.rs)", r.measurement, r.field))),
+                _ => return Err(bad(format!("{at}: {}.{} is not a numeric field of the metric table (model/src/metric.rs), nor gpu_event.xid", r.measurement, r.field))),
             }
             if !(r.scale.is_finite() && r.scale > 0.0) {
                 return Err(bad(format!("{at}: scale must be a finite number > 0")));

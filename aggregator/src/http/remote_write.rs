@@ -30,7 +30,7 @@ use crate::api::{AppState, error, over_budget, retry_later};
 use crate::events::{InternalEvent, RemoteWriteMapped, WriteInvalid, WriteNotStored, WriteStored};
 use crate::guard::Caller;
 use map::{Batch, Mapper, SeriesCache};
-use owners::CollectorNodes;
+use owners::{CollectorNodes, JobOwners};
 
 /// The route.
 pub const PATH: &str = "/api/v1/write";
@@ -43,13 +43,15 @@ pub struct Receiver {
     mapper: Mapper,
     series: SeriesCache,
     owners: CollectorNodes,
+    job_owners: JobOwners,
     max_body_bytes: usize,
 }
 
 impl Receiver {
     pub fn new(state: &AppState) -> Receiver {
         let c = &state.config;
-        Receiver { mapper: Mapper::new(&c.prometheus, &c.site.name, c.store.max_name_bytes), series: SeriesCache::default(), owners: CollectorNodes::new(state.store.clone()), max_body_bytes: c.server.max_body_bytes }
+        let mapper = Mapper::new(&c.prometheus, &c.site.name, c.store.max_name_bytes).with_namespace_owners(&c.kubernetes);
+        Receiver { mapper, series: SeriesCache::default(), owners: CollectorNodes::new(state.store.clone()), job_owners: JobOwners::new(&state.store), max_body_bytes: c.server.max_body_bytes }
     }
 }
 
@@ -83,9 +85,10 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
             return Err(Refused::Store(e));
         }
         let req = decode(&body, rx.max_body_bytes)?;
-        let mut owners = (*rx.owners.snapshot()).clone();
+        let mut owners = rx.owners.sources();
         let batch = map::build(&req, &rx.mapper, &rx.series, &mut owners);
         RemoteWriteMapped(&batch.counts).emit(&metrics);
+        rx.job_owners.record(&batch.label_jobs);
         store_batch(&store, batch, &writer, scope.as_deref()).map_err(Refused::Store)
     });
     let m = &st.metrics;

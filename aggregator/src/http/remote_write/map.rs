@@ -7,7 +7,8 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
 use super::proto::{STALE_NAN_BITS, TimeSeries, WriteRequest};
-use crate::config::prometheus::{MapRule, PrometheusConfig, Unmapped};
+use crate::config::kubernetes::KubernetesConfig;
+use crate::config::prometheus::{MapRule, PrometheusConfig, Unmapped, XID};
 use crate::tenant::glob;
 
 /// Fields the collector writes as integers: written the same way, so that a series fed by
@@ -48,6 +49,8 @@ pub struct Mapper {
     site: String,
     unmapped: Unmapped,
     max_name_bytes: usize,
+    job_owner_label: Option<String>,
+    namespace_owners: KubernetesConfig,
 }
 
 /// What one series becomes.
@@ -73,7 +76,24 @@ impl Mapper {
         for (i, r) in rules.iter().enumerate() {
             by_metric.entry(r.rule.metric.clone()).or_default().push(i);
         }
-        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes }
+        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes, job_owner_label: cfg.job_owner_label.clone(), namespace_owners: KubernetesConfig::default() }
+    }
+
+    /// Pods named by job labels take their owner from `[kubernetes] namespace_owners`.
+    pub fn with_namespace_owners(mut self, k8s: &KubernetesConfig) -> Mapper {
+        self.namespace_owners = k8s.clone();
+        self
+    }
+
+    /// The job that `ts`' job labels name, with its owner and project where they are known
+    /// (see [`job_of`]): the owner label (`job_owner_label`) first; for a pod, else the
+    /// namespace's owner; a pod's project is its namespace, as `POST /api/v1/jobs` makes it.
+    fn label_job(&self, ts: &TimeSeries) -> Option<LabelJob> {
+        let job = job_of(ts)?;
+        let labelled = self.job_owner_label.as_deref().and_then(|l| ts.label(l)).filter(|o| !o.is_empty() && o.len() <= self.max_name_bytes && !o.chars().any(char::is_control));
+        let namespace = if ts.label("hpc_job").is_some() { None } else { ts.label("namespace") };
+        let owner = labelled.or_else(|| namespace.and_then(|ns| self.namespace_owners.owner_of(ns))).unwrap_or_default();
+        Some(LabelJob { job, owner: owner.to_owned(), project: namespace.unwrap_or_default().to_owned() })
     }
 
     /// The target of `ts`: the first rule whose metric and matchers hold.
@@ -146,10 +166,22 @@ fn put(tags: &mut Vec<(String, String)>, k: &str, v: &str) {
     }
 }
 
+/// A job named by a series' job labels, with the owner and project found for it (empty when
+/// none is known).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelJob {
+    pub job: String,
+    pub owner: String,
+    pub project: String,
+}
+
 /// What a request becomes: lines of line protocol (ms timestamps), and what was left out.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub lines: Vec<OutLine>,
+    /// The jobs the request's job labels name, once each, with an owner or a project: the
+    /// receiver records them for the runs of their `gpu_job` points ([`super::owners`]).
+    pub label_jobs: Vec<Arc<LabelJob>>,
     /// Series refused whole or in part, with why, in request order.
     pub refused: Vec<(u32, String)>,
     pub counts: Counts,
@@ -186,9 +218,16 @@ pub struct Counts {
     pub shadowed: u64,
 }
 
-/// Decides, for a `gpu` point of a node, whether the collector already reports that node.
+/// Decides, for a `gpu` point of a node, whether the collector already reports that node; and
+/// says which XID code a GPU's newest stored `gpu_event` holds.
 pub trait GpuOwners {
     fn collector_reports(&mut self, node: &str) -> bool;
+
+    /// The `xid` of the newest `gpu_event` stored with `tags`, if any: a receiver that
+    /// restarts does not take dcgm-exporter's unchanged gauge for a new XID.
+    fn newest_xid(&mut self, _tags: &[(String, String)]) -> Option<f64> {
+        None
+    }
 }
 
 /// A series' mapping with its line-protocol keys written once: a sender repeats the same series
@@ -211,6 +250,11 @@ struct MappedField {
     integer: bool,
     /// The `gpu_job` key and the job's field text (`job="slurm:42"`), from the job labels.
     job: Option<(Arc<str>, String)>,
+    /// That job with its owner, when an owner or a project is known.
+    label_job: Option<Arc<LabelJob>>,
+    /// For a gauge of the last XID (`gpu_event.xid`): the event's tags. Its samples become an
+    /// event each time the code changes to a new non-zero one.
+    xid_tags: Option<Vec<(String, String)>>,
 }
 
 /// Series remembered, at most (their labels, ~300 bytes each for dcgm-exporter's, plus their
@@ -227,6 +271,8 @@ struct CacheInner {
     /// One `Arc` per distinct key, so that the series of one GPU (one per dcgm field) share it
     /// and their values are grouped into one line by the key's address.
     keys: hashbrown::HashSet<Arc<str>>,
+    /// The last XID code seen per `gpu_event` key (0: none since the exporter started).
+    last_xid: hashbrown::HashMap<Arc<str>, f64>,
 }
 
 impl CacheInner {
@@ -249,16 +295,24 @@ impl Mapper {
         let m = Arc::new(match self.target(ts) {
             Target::Unmapped => Mapped::Unmapped,
             Target::Refused(why) => Mapped::Refused(why),
+            Target::Field { measurement, mut tags, field, scale, integer } if (measurement.as_str(), field.as_str()) == XID => {
+                let node = tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone());
+                put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
+                tags.sort();
+                Mapped::Field(MappedField { key: cache.intern(series_key(&measurement, &tags)), node, shadow_key: None, field, scale, integer, job: None, label_job: None, xid_tags: Some(tags) })
+            }
             Target::Field { measurement, mut tags, field, scale, integer } => {
                 let is_gpu = measurement == "gpu";
                 let node = if is_gpu { tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone()) } else { None };
                 let shadow_key = is_gpu.then(|| cache.intern(series_key(SHADOW_MEASUREMENT, &tags)));
-                let job = if is_gpu { job_of(ts).map(|j| (cache.intern(series_key(kilowatch_model::metric::GPU_JOB, &tags)), format!("job=\"{}\"", j.replace('\\', "\\\\").replace('"', "\\\"")))) } else { None };
+                let label_job = if is_gpu { self.label_job(ts) } else { None };
+                let job = label_job.as_ref().map(|lj| &lj.job).map(|j| (cache.intern(series_key(kilowatch_model::metric::GPU_JOB, &tags)), format!("job=\"{}\"", j.replace('\\', "\\\\").replace('"', "\\\""))));
+                let label_job = label_job.filter(|lj| !lj.owner.is_empty() || !lj.project.is_empty()).map(Arc::new);
                 if is_gpu {
                     put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
                     tags.sort();
                 }
-                Mapped::Field(MappedField { key: cache.intern(series_key(&measurement, &tags)), node, shadow_key, field, scale, integer, job })
+                Mapped::Field(MappedField { key: cache.intern(series_key(&measurement, &tags)), node, shadow_key, field, scale, integer, job, label_job, xid_tags: None })
             }
         });
         // A refused series is not remembered: its labels may be the 1 MB that refused it.
@@ -268,6 +322,7 @@ impl Mapper {
         if cache.series.len() >= MAX_CACHED {
             cache.series.clear();
             cache.keys.clear();
+            cache.last_xid.clear();
         }
         cache.series.insert(ts.labels.clone(), m.clone());
         m
@@ -321,9 +376,24 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
             }
         };
         let shadowed = m.node.as_deref().is_some_and(|node| owners.collector_reports(node));
+        if let Some(tags) = &m.xid_tags {
+            // The collector writes the XID events of the nodes it reports.
+            if shadowed {
+                b.counts.shadowed += n;
+            } else {
+                xid_events(&mut b, &mut at, &mut cache, owners, ts, i, m, tags);
+            }
+            continue;
+        }
         let key = if shadowed { m.shadow_key.as_ref().unwrap_or(&m.key) } else { &m.key };
         // The collector writes its own `gpu_job` points for the nodes it reports.
         let job = if shadowed { None } else { m.job.as_ref() };
+        if !shadowed
+            && let Some(lj) = &m.label_job
+            && !b.label_jobs.iter().any(|k| Arc::ptr_eq(k, lj) || **k == **lj)
+        {
+            b.label_jobs.push(lj.clone());
+        }
         let mut bad: Option<String> = None;
         for s in &ts.samples {
             if s.value.to_bits() == STALE_NAN_BITS {
@@ -369,6 +439,41 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
         }
     }
     b
+}
+
+/// The samples of a gauge of the last XID code: one `gpu_event` (kind "xid") at each change to
+/// a new non-zero code. The code before the first sample is the last one remembered, else the
+/// newest stored event's.
+#[allow(clippy::too_many_arguments)]
+fn xid_events(b: &mut Batch, at: &mut hashbrown::HashMap<(*const u8, i64), usize>, cache: &mut CacheInner, owners: &mut dyn GpuOwners, ts: &TimeSeries, i: u32, m: &MappedField, tags: &[(String, String)]) {
+    let mut last = match cache.last_xid.get(&m.key) {
+        Some(v) => *v,
+        None => owners.newest_xid(tags).unwrap_or(0.0),
+    };
+    let mut bad: Option<String> = None;
+    for s in &ts.samples {
+        if s.value.to_bits() == STALE_NAN_BITS {
+            b.counts.stale += 1;
+            continue;
+        }
+        if !s.value.is_finite() || s.value.fract() != 0.0 || s.value < 0.0 || s.value >= 9.0e18 || s.timestamp.checked_mul(1_000_000).is_none() {
+            b.counts.refused += 1;
+            bad.get_or_insert_with(|| format!("{}: value {} at {} ms is not an XID code", ts.describe(DESCRIBE_BYTES), s.value, s.timestamp));
+            continue;
+        }
+        b.counts.mapped += 1;
+        if s.value != last && s.value != 0.0 {
+            let idx = line_at(&mut b.lines, at, &m.key, s.timestamp);
+            if b.lines[idx].fields.is_empty() {
+                let _ = write!(b.lines[idx].fields, "kind=\"xid\",xid={}i", s.value as i64);
+            }
+        }
+        last = s.value;
+    }
+    cache.last_xid.insert(m.key.clone(), last);
+    if let Some(why) = bad {
+        b.refused.push((i, why));
+    }
 }
 
 /// The index of the line of `key` at `ts_ms`, made if new.
@@ -455,6 +560,60 @@ mod tests {
         assert_eq!(b.counts.mapped, 3);
         let b = build(&req, &mapper(""), &SeriesCache::default(), &mut Collector("dgx-001"));
         assert!(!b.text().contains("gpu_job"), "the collector writes its own");
+    }
+
+    #[test]
+    fn job_labels_give_owners_from_the_owner_label_or_the_namespace() {
+        let k8s: KubernetesConfig = toml::from_str("namespace_owners = [{ namespace = \"mistral-*\", owner = \"mistral-ai/k8s\" }]").expect("k8s");
+        let m = mapper("job_owner_label = \"slurm_account\"\n").with_namespace_owners(&k8s);
+        let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> { GPU0.iter().copied().chain(extra.iter().copied()).collect() };
+        let req = WriteRequest {
+            timeseries: vec![
+                series("DCGM_FI_DEV_POWER_USAGE", &with(&[("hpc_job", "42"), ("slurm_account", "acme/train")]), &[(1000, 1.0)]),
+                series("DCGM_FI_DEV_GPU_TEMP", &with(&[("hpc_job", "42"), ("slurm_account", "acme/train")]), &[(1000, 60.0)]),
+                series("DCGM_FI_DEV_POWER_USAGE", &with(&[("hpc_job", "43")]), &[(2000, 1.0)]),
+                series("DCGM_FI_DEV_POWER_USAGE", &with(&[("pod", "p"), ("namespace", "mistral-x")]), &[(3000, 1.0)]),
+                series("DCGM_FI_DEV_POWER_USAGE", &with(&[("pod", "q"), ("namespace", "other")]), &[(4000, 1.0)]),
+            ],
+        };
+        let b = build(&req, &m, &SeriesCache::default(), &mut NoCollector);
+        let got: Vec<(&str, &str, &str)> = b.label_jobs.iter().map(|j| (j.job.as_str(), j.owner.as_str(), j.project.as_str())).collect();
+        assert_eq!(got, [("slurm:42", "acme/train", ""), ("k8s:mistral-x/p", "mistral-ai/k8s", "mistral-x"), ("k8s:other/q", "", "other")], "once per job; a Slurm job without the label has nothing to record");
+        let b = build(&req, &m, &SeriesCache::default(), &mut Collector("dgx-001"));
+        assert!(b.label_jobs.is_empty(), "the collector's node: its own jobs");
+    }
+
+    /// The store's newest XID event holds this code.
+    struct StoredXid(f64);
+    impl GpuOwners for StoredXid {
+        fn collector_reports(&mut self, _: &str) -> bool {
+            false
+        }
+        fn newest_xid(&mut self, tags: &[(String, String)]) -> Option<f64> {
+            assert!(tags.contains(&("source".into(), "prometheus".into())) && tags.contains(&("gpu".into(), "0".into())), "{tags:?}");
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn the_last_xid_gauge_becomes_one_event_per_new_code() {
+        let gauge = |samples: &[(i64, f64)]| WriteRequest { timeseries: vec![series("DCGM_FI_DEV_XID_ERRORS", GPU0, samples)] };
+        let m = mapper("");
+        let cache = SeriesCache::default();
+        let b = build(&gauge(&[(1000, 0.0), (2000, 0.0), (3000, 79.0), (4000, 79.0)]), &m, &cache, &mut NoCollector);
+        assert_eq!(b.text(), "gpu_event,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a kind=\"xid\",xid=79i 3000\n");
+        assert_eq!(b.counts.mapped, 4);
+        // The next request: still 79 (no event), then 48, back to 0, 48 again.
+        let b = build(&gauge(&[(5000, 79.0), (6000, 48.0), (7000, 0.0), (8000, 48.0)]), &m, &cache, &mut NoCollector);
+        assert_eq!(b.text(), "gpu_event,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a kind=\"xid\",xid=48i 6000\n\
+                              gpu_event,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a kind=\"xid\",xid=48i 8000\n");
+        // A restarted receiver: the stored newest event already says 48.
+        let b = build(&gauge(&[(9000, 48.0)]), &m, &SeriesCache::default(), &mut StoredXid(48.0));
+        assert_eq!(b.text(), "", "dcgm-exporter's unchanged gauge is no new XID");
+        let b = build(&gauge(&[(9000, 0.5)]), &m, &SeriesCache::default(), &mut Collector("dgx-001"));
+        assert_eq!((b.lines.len(), b.counts.shadowed), (0, 1), "the collector writes its own XIDs");
+        let b = build(&gauge(&[(9000, 0.5)]), &m, &SeriesCache::default(), &mut NoCollector);
+        assert!(b.refused[0].1.contains("not an XID code"), "{:?}", b.refused);
     }
 
     #[test]
