@@ -107,6 +107,25 @@ impl Store {
         };
         read_in_tx(snap.conn(), horizons, id, from, to, recent)
     }
+
+    /// [`Store::read_with_neighbours`] of many series, in the order of `ids`, from one snapshot
+    /// taken under one pass of `inner` (a query's selector reads every series it matches
+    /// together, not each with its own lock, pin and transaction).
+    pub fn read_many_with_neighbours(&self, ids: &[SeriesId], from: i64, to: i64) -> Result<Vec<Vec<(i64, Value)>>, StoreError> {
+        let mut snap = self.readers.take()?;
+        let mut recents = Vec::with_capacity(ids.len());
+        let horizons = {
+            let g = self.lock()?;
+            for id in ids {
+                let mut recent = Vec::new();
+                g.recent(*id, &mut recent)?;
+                recents.push(recent);
+            }
+            snap.pin()?;
+            g.horizons
+        };
+        ids.iter().zip(recents).map(|(id, recent)| read_in_tx(snap.conn(), horizons, *id, from, to, recent)).collect()
+    }
 }
 
 /// Blobs of `table` (chunks or blocks) of one series overlapping `[from, to]`, plus the
