@@ -7,7 +7,7 @@ by default) plus vLLM-like TTFT histograms, loads the same samples into `kilowat
 `gpu_power_w`, and with -influxSkipSingleField the histograms' `value` field named as
 Kilowatch names it, `vllm_ttft_seconds_bucket`) and Debian's Prometheus (OpenMetrics backfilled with `promtool tsdb
 create-blocks-from openmetrics`), then runs 12 dashboard queries (instant, and ranges over the
-whole data at a 15 s step) on each: after one warm-up, --runs times each, timing each answer on
+whole data at a 15 s step) on each, once the server is idle after the load: after one warm-up, --runs times each, timing each answer on
 the client and reading the server's CPU (utime + stime of /proc/PID/stat) around the runs.
 Prints the median and worst latency and the server CPU per query, and a warning for each query
 whose answers differ in size (series, points) between the servers; writes the figures as JSON.
@@ -140,6 +140,18 @@ class Server:
     stop = IngestServer.stop
 
 
+def settle(pid, idle_cpu_s=0.02, limit_s=180):
+    """Waits until the server has used under idle_cpu_s of CPU in a second (its background
+    work after the load done: Kilowatch's checkpoint, VictoriaMetrics' merges), so that this
+    work is not counted as the queries' CPU."""
+    for _ in range(limit_s):
+        c0 = cpu_s(pid)
+        time.sleep(1)
+        if cpu_s(pid) - c0 < idle_cpu_s:
+            return
+    print(f"warning: server {pid} still busy after {limit_s} s; its CPU per query includes background work")
+
+
 def answer_size(body):
     """(series, points) of a query's answer: what must agree between the servers (a fast
     answer that is empty is no answer)."""
@@ -207,6 +219,7 @@ def main():
                 if name == "victoriametrics":
                     request(srv.port, "GET", "/internal/force_flush")
                     time.sleep(2)
+            settle(srv.proc.pid)
             results[name] = {}
             for label, path, q, params in queries(a.end, a.hours):
                 if label.startswith("ledger") and name != "kilowatch":

@@ -52,7 +52,8 @@ fn many_series_read_at_once_as_one_by_one() {
     let mut ids: Vec<SeriesId> = s.find_series("meter", "energy_kwh", &[]).expect("find").iter().map(|m| m.id).collect();
     ids.reverse();
     ids.push(SeriesId::MAX);
-    let many = s.read_many_with_neighbours(&ids, 15, 45).expect("read many");
+    let mut many = vec![Vec::new(); ids.len()];
+    s.read_many_with_neighbours(&ids, 15, 45, |i, samples| many[i] = samples).expect("read many");
     assert_eq!(many.len(), ids.len());
     for (id, got) in ids.iter().zip(&many) {
         assert_eq!(got, &s.read_with_neighbours(*id, 15, 45).expect("read"), "series {id}");

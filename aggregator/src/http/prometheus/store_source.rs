@@ -136,15 +136,17 @@ impl SeriesSource for StoreSource {
         if to >= h.raw_from {
             // Every matching series in one read of the store.
             let ids: Vec<SeriesId> = found.iter().map(|(m, _)| m.id).collect();
-            let raw = self.store.read_many_with_neighbours(&ids, from.max(h.raw_from), to).map_err(store_error)?;
-            for (read, out) in raw.into_iter().zip(&mut samples) {
-                out.reserve(read.len());
-                for (ts, v) in read {
-                    if (from..=to).contains(&ts) {
-                        push(out, ts, v.as_f64());
+            self.store
+                .read_many_with_neighbours(&ids, from.max(h.raw_from), to, |i, read| {
+                    let out = &mut samples[i];
+                    out.reserve(read.len());
+                    for (ts, v) in read {
+                        if (from..=to).contains(&ts) {
+                            push(out, ts, v.as_f64());
+                        }
                     }
-                }
-            }
+                })
+                .map_err(store_error)?;
         }
         for ((_, labels), samples) in found.into_iter().zip(samples) {
             if !samples.is_empty() {
