@@ -4,11 +4,13 @@
 Generates the bench's GPU shape (127 DGX nodes x 8 GPUs, the collector's `gpu` fields, at 1 Hz
 by default) plus vLLM-like TTFT histograms, loads the same samples into `kilowatch serve`
 (line protocol), Debian's VictoriaMetrics (line protocol on /api/v2/write: the same names,
-`gpu_power_w`) and Debian's Prometheus (OpenMetrics backfilled with `promtool tsdb
+`gpu_power_w`, and with -influxSkipSingleField the histograms' `value` field named as
+Kilowatch names it, `vllm_ttft_seconds_bucket`) and Debian's Prometheus (OpenMetrics backfilled with `promtool tsdb
 create-blocks-from openmetrics`), then runs 12 dashboard queries (instant, and ranges over the
-whole data at a 15 s step) on each: after one warm-up, --runs times each, timing each answer on
+whole data at a 15 s step) on each, once the server is idle after the load: after one warm-up, --runs times each, timing each answer on
 the client and reading the server's CPU (utime + stime of /proc/PID/stat) around the runs.
-Prints the median and worst latency and the server CPU per query; writes the figures as JSON.
+Prints the median and worst latency and the server CPU per query, and a warning for each query
+whose answers differ in size (series, points) between the servers; writes the figures as JSON.
 
 Run through scripts/bench-promql (which builds the release binary first); --help lists options.
 Standard library only.
@@ -113,7 +115,7 @@ class Server:
             self.prefix = "/prometheus"
             health = "/api/v1/health"
         elif name == "victoriametrics":
-            cmd = ["victoria-metrics", f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.dir}/data", "-retentionPeriod=100y", "-loggerLevel=ERROR", "-search.disableCache"]
+            cmd = ["victoria-metrics", f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.dir}/data", "-retentionPeriod=100y", "-loggerLevel=ERROR", "-search.disableCache", "-influxSkipSingleField"]
             health = "/health"
         else:
             tsdb = os.path.join(work, "prometheus-tsdb")
@@ -136,6 +138,29 @@ class Server:
         return dt, json.loads(data)
 
     stop = IngestServer.stop
+
+
+def settle(pid, idle_cpu_s=0.02, limit_s=180):
+    """Waits until the server has used under idle_cpu_s of CPU in a second (its background
+    work after the load done: Kilowatch's checkpoint, VictoriaMetrics' merges), so that this
+    work is not counted as the queries' CPU."""
+    for _ in range(limit_s):
+        c0 = cpu_s(pid)
+        time.sleep(1)
+        if cpu_s(pid) - c0 < idle_cpu_s:
+            return
+    print(f"warning: server {pid} still busy after {limit_s} s; its CPU per query includes background work")
+
+
+def answer_size(body):
+    """(series, points) of a query's answer: what must agree between the servers (a fast
+    answer that is empty is no answer)."""
+    result = body["data"]["result"]
+    if body["data"]["resultType"] == "matrix":
+        return len(result), sum(len(s["values"]) for s in result)
+    if body["data"]["resultType"] == "vector":
+        return len(result), len(result)
+    return 1, 1
 
 
 def queries(end, hours):
@@ -194,16 +219,17 @@ def main():
                 if name == "victoriametrics":
                     request(srv.port, "GET", "/internal/force_flush")
                     time.sleep(2)
+            settle(srv.proc.pid)
             results[name] = {}
             for label, path, q, params in queries(a.end, a.hours):
                 if label.startswith("ledger") and name != "kilowatch":
                     continue
                 params = dict(params, query=q)
-                srv.query(path, params)
+                series, points = answer_size(srv.query(path, params)[1])
                 c0 = cpu_s(srv.proc.pid)
                 times = [srv.query(path, params)[0] for _ in range(a.runs)]
                 c1 = cpu_s(srv.proc.pid)
-                results[name][label] = {"median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000, "cpu_ms_per_query": (c1 - c0) * 1000 / a.runs}
+                results[name][label] = {"median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000, "cpu_ms_per_query": (c1 - c0) * 1000 / a.runs, "series": series, "points": points}
         finally:
             srv.stop()
     names = list(results)
@@ -215,6 +241,10 @@ def main():
             r = results[n].get(label)
             row += f"{'—':>26}" if r is None else f"{r['median_ms']:>10.1f} /{r['max_ms']:>7.1f} /{r['cpu_ms_per_query']:>6.0f}"
         print(row)
+    for label, *_ in queries(a.end, a.hours):
+        sizes = {n: (results[n][label]["series"], results[n][label]["points"]) for n in names if label in results[n]}
+        if len(set(sizes.values())) > 1:
+            print(f"WARNING: {label}: the answers differ in size (series, points): " + ", ".join(f"{n} {s}" for n, s in sizes.items()))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"args": vars(a), "series": series, "samples": samples, "results": results}, f, indent=2)

@@ -162,7 +162,7 @@ pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Valu
 
 /// A group's key, borrowing the sample's labels (a String is made only for a new group): the
 /// `names` labels, or with `include` false every label but the name and those.
-fn group_key<'l>(l: &'l Labels, include: bool, names: &[String]) -> Vec<(&'l str, &'l str)> {
+pub(crate) fn group_key<'l>(l: &'l Labels, include: bool, names: &[String]) -> Vec<(&'l str, &'l str)> {
     l.iter().filter(|(k, _)| if include { names.contains(k) } else { k.as_str() != NAME_LABEL && !names.contains(k) }).map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 

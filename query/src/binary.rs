@@ -29,17 +29,17 @@ pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Value, 
     }
 }
 
-fn is_comparison(op: &str) -> bool {
+pub(crate) fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
 }
 
 /// Whether the result of `op` loses the metric name (arithmetic does; filters do not).
-fn drops_name(op: &str) -> bool {
+pub(crate) fn drops_name(op: &str) -> bool {
     matches!(op, "+" | "-" | "*" | "/" | "%" | "^" | "atan2")
 }
 
 /// `l op r`, and for comparisons whether the pair passes (the value is then `l`).
-fn apply(op: &str, l: f64, r: f64) -> Result<(f64, bool), QueryError> {
+pub(crate) fn apply(op: &str, l: f64, r: f64) -> Result<(f64, bool), QueryError> {
     Ok(match op {
         "+" => (l + r, true),
         "-" => (l - r, true),

@@ -12,6 +12,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelect
 
 use crate::source::{Labels, NAME_LABEL, SeriesSource, is_stale};
 use crate::value::{Sample, Series, Value};
+use crate::steps::{Column, Stepped, Steps};
 use crate::{QueryError, aggregate, binary, functions};
 
 /// What one query may touch: bounds on what it reads, so one query cannot take the server.
@@ -83,27 +84,24 @@ impl<'a> Engine<'a> {
         }
         let expr = parse(query)?;
         let ev = Evaluator::new(self, &expr, start, end, step)?;
-        let mut out: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
-        let mut t = start;
-        while t <= end {
-            match ev.eval(&expr, t)? {
-                Value::Scalar(v) => out.entry(Arc::new(Labels::new())).or_default().push((t, v)),
-                Value::Vector(v) => {
-                    for s in v {
-                        out.entry(s.labels).or_default().push((t, s.value));
-                    }
-                }
-                other => return Err(QueryError::BadData(format!("invalid expression type \"{}\" for range query, must be Scalar or instant Vector", type_word(&other)))),
-            }
-            t += step;
-        }
-        let mut m: Vec<Series> = out.into_iter().map(|(labels, points)| Series { labels, points }).collect();
+        let steps = Steps::new(start, end, step);
+        let columns = match ev.eval_steps(&expr, &steps)? {
+            Stepped::Scalar(v) => vec![Column { labels: Arc::new(Labels::new()), values: v.into_iter().map(Some).collect() }],
+            Stepped::Vector(v) => v,
+        };
+        let mut m: Vec<Series> = columns
+            .into_iter()
+            .filter_map(|c| {
+                let points: Vec<(i64, f64)> = c.values.into_iter().enumerate().filter_map(|(k, v)| Some((steps.at(k), v?))).collect();
+                (!points.is_empty()).then_some(Series { labels: c.labels, points })
+            })
+            .collect();
         m.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(QueryResult { value: Value::Matrix(m), warnings: ev.warnings.into_inner() })
     }
 }
 
-fn type_word(v: &Value) -> &'static str {
+pub(crate) fn type_word(v: &Value) -> &'static str {
     match v {
         Value::Matrix(_) => "range vector",
         Value::String(_) => "string",
@@ -152,7 +150,7 @@ pub(crate) fn ms_of(d: &std::time::Duration) -> i64 {
     d.as_millis() as i64
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => ms_of(d),
@@ -168,6 +166,11 @@ impl RangeSeries<'_> {
 }
 
 impl<'e> Evaluator<'e> {
+    /// How far back an instant selector looks for a sample.
+    pub(crate) fn lookback_ms(&self) -> i64 {
+        self.engine.lookback_ms
+    }
+
     fn new(engine: &'e Engine<'e>, expr: &Expr, start: i64, end: i64, _step: i64) -> Result<Self, QueryError> {
         let mut ev = Evaluator { engine, start, end, loaded: HashMap::new(), warnings: RefCell::new(Vec::new()), samples_read: Cell::new(0) };
         let mut windows: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
@@ -296,7 +299,7 @@ impl<'e> Evaluator<'e> {
         }
     }
 
-    fn series_of(&self, vs: &VectorSelector) -> &[Loaded] {
+    pub(crate) fn series_of(&self, vs: &VectorSelector) -> &[Loaded] {
         self.loaded.get(&(vs as *const VectorSelector as usize)).map_or(&[], Vec::as_slice)
     }
 

@@ -51,7 +51,8 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value, QueryE
     match name {
         "rate" | "increase" | "delta" => {
             let r = ev.range_arg(arg(0)?, t)?;
-            Ok(per_series(&r, t, |p| extrapolated_rate(p, &r, name != "delta", name == "rate")))
+            let resets = |p: &[(i64, f64)]| p.windows(2).filter(|w| w[1].1 < w[0].1).map(|w| w[0].1).collect::<Vec<_>>();
+            Ok(per_series(&r, t, |p| extrapolated_rate(p, (r.start, r.end, r.range_ms), name != "delta", name == "rate", &resets(p))))
         }
         "irate" | "idelta" => {
             let r = ev.range_arg(arg(0)?, t)?;
@@ -189,11 +190,11 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value, QueryE
     }
 }
 
-fn go_max(a: f64, b: f64) -> f64 {
+pub(crate) fn go_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
 }
 
-fn go_min(a: f64, b: f64) -> f64 {
+pub(crate) fn go_min(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }
 
@@ -205,7 +206,7 @@ fn per_series(r: &RangeArg<'_>, t: i64, f: impl Fn(&[(i64, f64)]) -> Option<f64>
     Value::Vector(r.series.iter().filter_map(|s| Some(Sample { labels: s.without_name(), value: f(&s.points)?, t })).collect())
 }
 
-fn math(name: &str) -> Option<fn(f64) -> f64> {
+pub(crate) fn math(name: &str) -> Option<fn(f64) -> f64> {
     Some(match name {
         "abs" => f64::abs,
         "ceil" => f64::ceil,
@@ -234,11 +235,19 @@ fn math(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
-type OverTime = fn(&[(i64, f64)], f64) -> f64;
+pub(crate) type OverTime = fn(&[(i64, f64)], f64) -> f64;
 
-fn over_time(name: &str) -> Option<OverTime> {
+pub(crate) fn over_time(name: &str) -> Option<OverTime> {
     Some(match name {
         "avg_over_time" => |p, _| {
+            // Finite values: their sum over their count (the incremental mean below differs
+            // from it in the last bits only, and costs a division per sample, which a range
+            // query pays for every sample of every window). Infinities and NaN keep
+            // Prometheus' incremental mean and its rules for them.
+            let sum = plain_sum(p);
+            if sum.is_finite() {
+                return sum / p.len() as f64;
+            }
             let mut mean = 0.0f64;
             let mut n = 0.0f64;
             for (_, v) in p {
@@ -261,6 +270,23 @@ fn over_time(name: &str) -> Option<OverTime> {
         "stdvar_over_time" => |p, _| variance(p),
         _ => return None,
     })
+}
+
+/// The values' sum in four lanes (what lets the additions overlap); infinite or NaN when any
+/// value is, or when it overflows.
+fn plain_sum(p: &[(i64, f64)]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let mut chunks = p.chunks_exact(4);
+    for c in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(c) {
+            *lane += x.1;
+        }
+    }
+    let mut sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for x in chunks.remainder() {
+        sum += x.1;
+    }
+    sum
 }
 
 fn variance(p: &[(i64, f64)]) -> f64 {
@@ -292,23 +318,23 @@ fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
 /// Prometheus' `extrapolatedRate`: the increase between the first and last samples (counter
 /// resets added back for counters), extrapolated towards the window's edges by at most half
 /// an average sample interval, and never below zero for a counter.
-fn extrapolated_rate(p: &[(i64, f64)], r: &RangeArg<'_>, counter: bool, per_second: bool) -> Option<f64> {
+///
+/// `window` is the range's `(start, end, range_ms)`; `resets` the value before each counter
+/// reset inside `p`, in order (a range query's sliding pass finds them once per series).
+pub(crate) fn extrapolated_rate(p: &[(i64, f64)], window: (i64, i64, i64), counter: bool, per_second: bool, resets: &[f64]) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
+    let (start, end, range_ms) = window;
     let (first, last) = (p[0], p[p.len() - 1]);
     let mut result = last.1 - first.1;
     if counter {
-        let mut prev = 0.0;
-        for (_, v) in p {
-            if *v < prev {
-                result += prev;
-            }
-            prev = *v;
+        for prev in resets {
+            result += prev;
         }
     }
-    let mut to_start = (first.0 - r.start) as f64 / 1000.0;
-    let to_end = (r.end - last.0) as f64 / 1000.0;
+    let mut to_start = (first.0 - start) as f64 / 1000.0;
+    let to_end = (end - last.0) as f64 / 1000.0;
     let sampled = (last.0 - first.0) as f64 / 1000.0;
     let avg_step = sampled / (p.len() - 1) as f64;
     if counter && result > 0.0 && first.1 >= 0.0 {
@@ -323,13 +349,13 @@ fn extrapolated_rate(p: &[(i64, f64)], r: &RangeArg<'_>, counter: bool, per_seco
     interval += if to_end < threshold { to_end } else { avg_step / 2.0 };
     result *= interval / sampled;
     if per_second {
-        result /= r.range_ms as f64 / 1000.0;
+        result /= range_ms as f64 / 1000.0;
     }
     Some(result)
 }
 
 /// `irate` and `idelta`: the last two samples.
-fn instant_delta(p: &[(i64, f64)], rate: bool) -> Option<f64> {
+pub(crate) fn instant_delta(p: &[(i64, f64)], rate: bool) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
@@ -346,7 +372,7 @@ fn instant_delta(p: &[(i64, f64)], rate: bool) -> Option<f64> {
 }
 
 /// Least-squares slope and intercept (at `intercept_t`, ms) of the samples, in per-second units.
-fn linear_regression(p: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
+pub(crate) fn linear_regression(p: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
     let init = p[0].1;
     if p.iter().all(|(_, v)| *v == init) {
         return if init.is_infinite() { (f64::NAN, f64::NAN) } else { (0.0, init) };
@@ -429,7 +455,7 @@ fn histogram_quantile(q: f64, v: Vec<Sample>, t: i64) -> Vec<Sample> {
     groups.into_iter().map(|(labels, buckets)| Sample { labels: Arc::new(labels), value: bucket_quantile(q, buckets), t }).collect()
 }
 
-fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
+pub(crate) fn bucket_quantile(q: f64, mut b: Vec<(f64, f64)>) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

@@ -15,6 +15,7 @@ mod eval;
 mod functions;
 mod parse;
 mod source;
+mod steps;
 mod value;
 
 pub use eval::{Engine, Limits, QueryResult, parse_selector};

@@ -188,3 +188,107 @@ fn unsupported_and_wrong_queries_are_refused_by_name() {
     let few = Engine::new(&src, Limits { max_samples: 5, ..Limits::default() }).instant("energy_j[1h]", 3600 * S).unwrap_err();
     assert!(matches!(few, QueryError::TooMuch { .. }), "{few:?}");
 }
+
+/// Series with gaps, counter resets, a stale marker, NaN and ties: what the one-pass range
+/// evaluation must walk exactly as the evaluation of each step on its own does.
+fn irregular() -> MemorySource {
+    let mut src = MemorySource::default();
+    let mut seed = 7u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as f64 / f64::from(1u32 << 31)
+    };
+    for node in ["a", "b", "c"] {
+        for gpu in ["0", "1"] {
+            let (mut t, mut counter, mut samples, mut gauge) = (0i64, 0.0, Vec::new(), Vec::new());
+            while t < 40 * M {
+                counter += (next() * 100.0).floor();
+                if next() < 0.03 {
+                    counter = 0.0;
+                }
+                samples.push((t, counter));
+                let g = if next() < 0.02 { f64::NAN } else if next() < 0.1 { 50.0 } else { (next() * 100.0).round() };
+                gauge.push((t, if next() < 0.01 { f64::from_bits(STALE_NAN_BITS) } else { g }));
+                // Gaps longer than the lookback now and then.
+                t += if next() < 0.02 { 7 * M } else { (5.0 + next() * 20.0) as i64 * S };
+            }
+            src.push(&[("__name__", "energy_j"), ("node", node), ("gpu", gpu)], samples);
+            src.push(&[("__name__", "temp_c"), ("node", node), ("gpu", gpu)], gauge);
+        }
+    }
+    for (le, k) in [("0.1", 1.0), ("1", 3.0), ("+Inf", 4.0)] {
+        src.push(&[("__name__", "ttft_bucket"), ("le", le)], (0..200).map(|i| (i * 12 * S, k * i as f64)).collect());
+    }
+    src
+}
+
+#[test]
+fn range_queries_equal_each_step_evaluated_alone() {
+    let src = irregular();
+    let queries = [
+        "energy_j",
+        "temp_c offset 1m",
+        "rate(energy_j[5m])",
+        "increase(energy_j[3m] offset 30s)",
+        "delta(temp_c[5m])",
+        "irate(energy_j[5m])",
+        "idelta(temp_c[2m])",
+        "deriv(temp_c[5m])",
+        "predict_linear(temp_c[5m], 60)",
+        "resets(energy_j[10m])",
+        "changes(temp_c[10m])",
+        "avg_over_time(temp_c[5m])",
+        "sum_over_time(temp_c[5m])",
+        "max_over_time(temp_c[1m])",
+        "min_over_time(temp_c[1m])",
+        "count_over_time(temp_c[5m])",
+        "last_over_time(temp_c[5m])",
+        "quantile_over_time(0.9, temp_c[5m])",
+        "stddev_over_time(temp_c[5m])",
+        "sum by (node) (rate(energy_j[5m]))",
+        "avg without (gpu) (temp_c)",
+        "max(temp_c)",
+        "min by (gpu) (temp_c)",
+        "count(temp_c > 50)",
+        "group by (node) (temp_c)",
+        "stddev by (node) (temp_c)",
+        "stdvar(temp_c)",
+        "topk(2, temp_c)",
+        "bottomk by (node) (1, temp_c)",
+        "topk(3, avg_over_time(temp_c[5m]))",
+        "quantile by (node) (0.5, temp_c)",
+        "temp_c > bool 50",
+        "100 - temp_c",
+        "-temp_c",
+        "abs(temp_c - 50)",
+        "2 * 3",
+        "histogram_quantile(0.9, sum by (le) (rate(ttft_bucket[5m])))",
+        "histogram_quantile(0.5, ttft_bucket)",
+        "sum(temp_c) / count(temp_c)",
+        "temp_c @ 600",
+        "timestamp(temp_c)",
+        "max_over_time(temp_c[5m:1m])",
+    ];
+    let (start, end, step) = (2 * M, 39 * M, 15 * S);
+    let engine = engine_over(&src);
+    for q in queries {
+        let Value::Matrix(m) = engine.range(q, start, end, step).unwrap_or_else(|e| panic!("{q}: {e}")).value else { panic!("{q}: not a matrix") };
+        let mut by_step: std::collections::BTreeMap<(String, i64), f64> = std::collections::BTreeMap::new();
+        let mut t = start;
+        while t <= end {
+            match engine.instant(q, t).unwrap_or_else(|e| panic!("{q} at {t}: {e}")).value {
+                Value::Vector(v) => by_step.extend(v.iter().map(|s| ((format!("{:?}", s.labels), t), s.value))),
+                Value::Scalar(v) => drop(by_step.insert(("{}".to_owned(), t), v)),
+                other => panic!("{q}: {other:?}"),
+            }
+            t += step;
+        }
+        let ranged: std::collections::BTreeMap<(String, i64), f64> = m.iter().flat_map(|s| s.points.iter().map(move |(t, v)| ((format!("{:?}", s.labels), *t), *v))).collect();
+        assert_eq!(ranged.len(), by_step.len(), "{q}: points");
+        assert!(!ranged.is_empty(), "{q}: nothing to compare");
+        for ((key, a), (key2, b)) in ranged.iter().zip(&by_step) {
+            assert_eq!(key, key2, "{q}");
+            assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{q} at {key:?}: range {a}, step alone {b}");
+        }
+    }
+}

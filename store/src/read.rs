@@ -107,6 +107,29 @@ impl Store {
         };
         read_in_tx(snap.conn(), horizons, id, from, to, recent)
     }
+
+    /// [`Store::read_with_neighbours`] of many series from one snapshot taken under one pass
+    /// of `inner` (a query's selector reads every series it matches together, not each with
+    /// its own lock, pin and transaction). `each` gets the index in `ids` and the samples of
+    /// each series in turn, so one series' samples are dropped before the next is decoded.
+    pub fn read_many_with_neighbours(&self, ids: &[SeriesId], from: i64, to: i64, mut each: impl FnMut(usize, Vec<(i64, Value)>)) -> Result<(), StoreError> {
+        let mut snap = self.readers.take()?;
+        let mut recents = Vec::with_capacity(ids.len());
+        let horizons = {
+            let g = self.lock()?;
+            for id in ids {
+                let mut recent = Vec::new();
+                g.recent(*id, &mut recent)?;
+                recents.push(recent);
+            }
+            snap.pin()?;
+            g.horizons
+        };
+        for (i, (id, recent)) in ids.iter().zip(recents).enumerate() {
+            each(i, read_in_tx(snap.conn(), horizons, *id, from, to, recent)?);
+        }
+        Ok(())
+    }
 }
 
 /// Blobs of `table` (chunks or blocks) of one series overlapping `[from, to]`, plus the
@@ -198,7 +221,10 @@ pub(super) fn read_in_tx(conn: &Connection, h: Horizons, id: SeriesId, from: i64
     let last_in = dedup.partition_point(|(t, _)| *t <= to);
     let lo = first_in.saturating_sub(1);
     let hi = (last_in + 1).min(dedup.len());
-    Ok(dedup.drain(lo..hi).collect())
+    // In place: a long read is mostly kept, and copying it again costs more than the read.
+    dedup.truncate(hi);
+    dedup.drain(..lo);
+    Ok(dedup)
 }
 
 impl Inner {

@@ -39,6 +39,29 @@ fn survives_reopen_with_and_without_checkpoint() {
     assert_eq!(s.read_with_neighbours(ids[0].id, 15, 16).expect("read"), vec![(10, Value::Num(1.0)), (20, Value::Num(2.0))]);
 }
 
+/// One read of many series answers what a read of each does: chunks and heads merged, in the
+/// order asked, an unknown series empty.
+#[test]
+fn many_series_read_at_once_as_one_by_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Store::open(dir.path()).expect("open");
+    let meter = |m: &str, v: f64, t: i64| Point::new("meter", Timestamp(t)).tag("meter", m).field("energy_kwh", v);
+    s.write(&[meter("a", 1.0, 10), meter("b", 5.0, 10), meter("a", 2.0, 20)]).expect("write");
+    s.checkpoint().expect("checkpoint");
+    s.write(&[meter("b", 6.0, 30), meter("a", 3.0, 40), meter("b", 7.0, 50)]).expect("write");
+    let mut ids: Vec<SeriesId> = s.find_series("meter", "energy_kwh", &[]).expect("find").iter().map(|m| m.id).collect();
+    ids.reverse();
+    ids.push(SeriesId::MAX);
+    let mut many = vec![Vec::new(); ids.len()];
+    s.read_many_with_neighbours(&ids, 15, 45, |i, samples| many[i] = samples).expect("read many");
+    assert_eq!(many.len(), ids.len());
+    for (id, got) in ids.iter().zip(&many) {
+        assert_eq!(got, &s.read_with_neighbours(*id, 15, 45).expect("read"), "series {id}");
+    }
+    assert!(many.iter().filter(|r| r.len() == 3).count() == 2, "{many:?}");
+    assert!(many[2].is_empty());
+}
+
 #[test]
 fn a_checkpoint_writes_only_the_newest_samples_that_moved() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kilowatch_query::{Labels, MatchOp, Matcher, NAME_LABEL, Selection, SeriesSource, SourceError, SourceSeries};
 use kilowatch_store::rollup::Level;
-use kilowatch_store::{SeriesMeta, Store};
+use kilowatch_store::{Horizons, SeriesId, SeriesMeta, Store};
 
 use crate::tenant::OwnerScope;
 
@@ -47,7 +47,7 @@ impl StoreSource {
     /// The series every matcher accepts. An exact name is looked up by each way it splits into
     /// a measurement and a field; anything else looks through every series.
     pub fn matching(&self, matchers: &[Matcher]) -> Result<Vec<(SeriesMeta, Labels)>, SourceError> {
-        let err = |e: kilowatch_store::StoreError| SourceError(e.to_string());
+        let err = store_error;
         let accepts = |m: &SeriesMeta| -> bool {
             self.visible(m)
                 && matchers.iter().all(|x| {
@@ -76,55 +76,48 @@ impl StoreSource {
         }).collect())
     }
 
-    /// A series' numeric samples in `[from, to]` (ns): raw where raw samples are kept, else
-    /// one per roll-up bucket (its last reading, a real sample), with a warning that says so.
-    fn samples(&self, m: &SeriesMeta, from: i64, to: i64, warnings: &mut Vec<String>) -> Result<Vec<(i64, f64)>, SourceError> {
-        let err = |e: kilowatch_store::StoreError| SourceError(e.to_string());
-        let h = self.store.horizons().map_err(err)?;
-        let mut out: Vec<(i64, f64)> = Vec::new();
-        let mut push = |ns: i64, v: Option<f64>| {
-            let Some(v) = v else { return };
-            let ms = ns.div_euclid(NS_PER_MS);
-            // Prometheus keeps one sample per millisecond: the newest.
-            match out.last_mut() {
-                Some(last) if last.0 == ms => last.1 = v,
-                _ => out.push((ms, v)),
+    /// A series' numeric samples in `[from, to]` (ns) older than the raw retention: one per
+    /// roll-up bucket (its last reading, a real sample), with a warning that says so.
+    fn rollup_samples(&self, m: &SeriesMeta, h: &Horizons, from: i64, to: i64, out: &mut Vec<(i64, f64)>, warnings: &mut Vec<String>) -> Result<(), SourceError> {
+        let end = to.min(h.raw_from.saturating_sub(1));
+        for (level, level_from, word) in [(Level::Hour, h.hour_from, "hour"), (Level::Minute, h.minute_from, "minute")] {
+            let a = if level == Level::Hour { from } else { from.max(h.minute_from) };
+            let b = if level == Level::Hour { end.min(h.minute_from.saturating_sub(1)) } else { end };
+            if a > b || b < level_from {
+                continue;
             }
-        };
-        if from < h.raw_from {
-            let end = to.min(h.raw_from.saturating_sub(1));
-            for (level, level_from, word) in [(Level::Hour, h.hour_from, "hour"), (Level::Minute, h.minute_from, "minute")] {
-                let a = if level == Level::Hour { from } else { from.max(h.minute_from) };
-                let b = if level == Level::Hour { end.min(h.minute_from.saturating_sub(1)) } else { end };
-                if a > b || b < level_from {
-                    continue;
+            let buckets = self.store.read_rollups(m.id, level, a.saturating_sub(level.step()), b + 1).map_err(store_error)?;
+            let mut any = false;
+            for bk in buckets {
+                if let Some((ts, v)) = bk.last
+                    && (a..=b).contains(&ts)
+                {
+                    push(out, ts, v.as_f64());
+                    any = true;
                 }
-                let buckets = self.store.read_rollups(m.id, level, a.saturating_sub(level.step()), b + 1).map_err(err)?;
-                let mut any = false;
-                for bk in buckets {
-                    if let Some((ts, v)) = bk.last
-                        && (a..=b).contains(&ts)
-                    {
-                        push(ts, v.as_f64());
-                        any = true;
-                    }
-                }
-                if any {
-                    let w = format!("samples older than the raw retention are read from {word} roll-ups: one sample per {word} (each {word}'s last reading)");
-                    if !warnings.contains(&w) {
-                        warnings.push(w);
-                    }
+            }
+            if any {
+                let w = format!("samples older than the raw retention are read from {word} roll-ups: one sample per {word} (each {word}'s last reading)");
+                if !warnings.contains(&w) {
+                    warnings.push(w);
                 }
             }
         }
-        if to >= h.raw_from {
-            for (ts, v) in self.store.read_with_neighbours(m.id, from.max(h.raw_from), to).map_err(err)? {
-                if (from..=to).contains(&ts) {
-                    push(ts, v.as_f64());
-                }
-            }
-        }
-        Ok(out)
+        Ok(())
+    }
+}
+
+fn store_error(e: kilowatch_store::StoreError) -> SourceError {
+    SourceError(e.to_string())
+}
+
+/// Adds a sample (ns) as PromQL's (ms): Prometheus keeps one sample per millisecond, the newest.
+fn push(out: &mut Vec<(i64, f64)>, ns: i64, v: Option<f64>) {
+    let Some(v) = v else { return };
+    let ms = ns.div_euclid(NS_PER_MS);
+    match out.last_mut() {
+        Some(last) if last.0 == ms => last.1 = v,
+        _ => out.push((ms, v)),
     }
 }
 
@@ -132,8 +125,30 @@ impl SeriesSource for StoreSource {
     fn select(&self, matchers: &[Matcher], from_ms: i64, to_ms: i64) -> Result<Selection, SourceError> {
         let (from, to) = (from_ms.saturating_mul(NS_PER_MS), to_ms.saturating_mul(NS_PER_MS) + NS_PER_MS - 1);
         let mut sel = Selection::default();
-        for (m, labels) in self.matching(matchers)? {
-            let samples = self.samples(&m, from, to, &mut sel.warnings)?;
+        let found = self.matching(matchers)?;
+        let h = self.store.horizons().map_err(store_error)?;
+        let mut samples: Vec<Vec<(i64, f64)>> = vec![Vec::new(); found.len()];
+        if from < h.raw_from {
+            for ((m, _), out) in found.iter().zip(&mut samples) {
+                self.rollup_samples(m, &h, from, to, out, &mut sel.warnings)?;
+            }
+        }
+        if to >= h.raw_from {
+            // Every matching series in one read of the store.
+            let ids: Vec<SeriesId> = found.iter().map(|(m, _)| m.id).collect();
+            self.store
+                .read_many_with_neighbours(&ids, from.max(h.raw_from), to, |i, read| {
+                    let out = &mut samples[i];
+                    out.reserve(read.len());
+                    for (ts, v) in read {
+                        if (from..=to).contains(&ts) {
+                            push(out, ts, v.as_f64());
+                        }
+                    }
+                })
+                .map_err(store_error)?;
+        }
+        for ((_, labels), samples) in found.into_iter().zip(samples) {
             if !samples.is_empty() {
                 sel.series.push(SourceSeries { labels, samples });
             }
