@@ -190,11 +190,11 @@ impl Store {
 
     /// Rolls `[a, b)` (whole hours) up for every series; `advance` moves `rolled_to` to `b`.
     fn roll_up(&self, series: &[(SeriesId, EnergyKind)], a: i64, b: i64, advance: bool, rep: &mut MaintenanceReport) -> Result<(), StoreError> {
-        if advance {
-            // Moved first: samples for `[a, b)` arriving while this runs mark their hour dirty
-            // and are rolled up again next pass. Persisted only once the slice is written.
-            self.lock()?.horizons.rolled_to = Some(b);
-        }
+        // `rolled_to` moves only once the slice's roll-ups are committed (below): moved first,
+        // a read between the two took `[a, b)` from roll-ups not yet written and from no raw
+        // sample either (a 15-hour hole in a day chart during a backfill's first pass). Samples
+        // for `[a, b)` that arrive meanwhile are found by the hours they wrote since `seq`.
+        let seq = self.lock()?.write_seq;
         let batches = series.len().div_ceil(BATCH_SERIES);
         for (bi, batch) in series.chunks(BATCH_SERIES).enumerate() {
             let mut minute_rows: Vec<(SeriesId, i64, Vec<u8>)> = Vec::new();
@@ -253,6 +253,16 @@ impl Store {
                 }
             }
             tx.commit()?;
+            if advance && last_batch {
+                // Published with the writer still held: a read that holds it sees horizons
+                // that match what is committed (`Store::read_consistent`).
+                self.lock()?.publish_rolled_to(a, b, seq);
+            }
+        }
+        if advance && batches == 0 {
+            let w = self.writer()?;
+            w.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('rolled_to', ?1)", params![b])?;
+            self.lock()?.publish_rolled_to(a, b, seq);
         }
         Ok(())
     }
@@ -304,6 +314,16 @@ impl Store {
 }
 
 impl Inner {
+    /// Moves `rolled_to` to `b` once `[a, b)` is rolled up, and marks dirty the hours of it that
+    /// a write touched since `seq` (after the roll-up may have read them): they are rolled up
+    /// again next pass, as samples arriving after the hour's roll-up are.
+    fn publish_rolled_to(&mut self, a: i64, b: i64, seq: u64) {
+        self.horizons.rolled_to = Some(b);
+        let hours = (a.div_euclid(HOUR)..b.div_euclid(HOUR)).filter(|h| self.hour_seq.get(h).is_some_and(|s| *s > seq));
+        let late: Vec<i64> = hours.map(|h| h * HOUR).collect();
+        self.dirty.extend(late);
+    }
+
     /// The first timestamp stored at or after `a`, raw, or `a` itself where a chunk or block
     /// spans it.
     fn first_sample_from(&mut self, a: i64) -> Result<Option<i64>, StoreError> {
@@ -543,6 +563,81 @@ mod tests {
         // And the raw read sees the replacement once, after compaction merged the late chunk.
         let raw = s.read_with_neighbours(p, T0 + 10 * S, T0 + 10 * S).expect("read");
         assert_eq!(raw[1], (T0 + 10 * S, Value::Num(2_000_000.0)));
+    }
+
+    /// What a chart reads of one series over `[from, to)`, as the dashboard does: hour
+    /// roll-ups before the minute horizon, minute ones up to `rolled_to`, raw samples after;
+    /// returns how many samples that covers.
+    fn samples_seen(s: &Store, id: SeriesId, from: i64, to: i64) -> u32 {
+        s.read_consistent(|h| {
+            let rolled = h.rolled_to.unwrap_or(i64::MIN).clamp(from, to);
+            let minute_from = h.minute_from.clamp(from, rolled);
+            let mut n = 0;
+            n += s.read_rollups(id, Level::Hour, from, minute_from)?.iter().map(|b| b.n).sum::<u32>();
+            n += s.read_rollups(id, Level::Minute, minute_from, rolled)?.iter().map(|b| b.n).sum::<u32>();
+            n += s.read_with_neighbours(id, rolled, to - 1)?.iter().filter(|(t, _)| *t >= rolled && *t < to).count() as u32;
+            Ok(n)
+        })
+        .expect("read")
+    }
+
+    /// Reads in a loop while checkpoints, roll-ups (several batches of series), compaction and
+    /// retention run: every read sees each sample of the window once, never in neither place
+    /// nor in two.
+    #[test]
+    fn reads_during_maintenance_see_each_sample_once() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = std::sync::Arc::new(Store::open(dir.path()).expect("open"));
+        // Three batches of series, a reading a minute.
+        let gpus = 2 * BATCH_SERIES + 100;
+        let write_minutes = |s: &Store, from: i64, to: i64| {
+            for m in from..to {
+                let pts: Vec<Point> = (0..gpus).map(|g| Point::new("gpu", Timestamp(T0 + m * 60 * S)).tag("gpu", g.to_string()).field("power_w", 300.0 + (m % 11) as f64)).collect();
+                s.write(&pts).expect("write");
+            }
+            s.checkpoint().expect("checkpoint");
+        };
+        write_minutes(&s, 0, 6 * 60 + 5);
+        let ids: Vec<SeriesId> = [0, gpus / 2, gpus - 1].iter().map(|g| s.find_series("gpu", "power_w", &[("gpu", &g.to_string())]).expect("find")[0].id).collect();
+        let window = (T0, T0 + 6 * HOUR);
+        let want = 6 * 60;
+        for id in &ids {
+            assert_eq!(samples_seen(&s, *id, window.0, window.1), want);
+        }
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let reads = std::sync::Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let (s, done, reads, ids) = (s.clone(), done.clone(), reads.clone(), ids.clone());
+            std::thread::spawn(move || {
+                let mut wrong = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    for id in &ids {
+                        let n = samples_seen(&s, *id, window.0, window.1);
+                        if n != want {
+                            wrong.push((*id, n, s.horizons().expect("h")));
+                        }
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                wrong
+            })
+        };
+        // Raw kept 2 hours and minute buckets 3: the pass after the catch-up expires both.
+        let keep = Retention { raw: 2 * HOUR, minute: 3 * HOUR, hour: None };
+        let rep = s.maintain(&keep, i64::MAX).expect("maintain");
+        assert_eq!(rep.hours_rolled_up, 6, "{rep:?}");
+        let during_first = reads.load(Ordering::Relaxed);
+        write_minutes(&s, 6 * 60 + 5, 8 * 60 + 5);
+        let rep = s.maintain(&keep, i64::MAX).expect("maintain");
+        assert!(rep.raw_rows_deleted > 0 && rep.rollup_rows_deleted > 0 && rep.blocks_written > 0, "{rep:?}");
+        done.store(true, Ordering::Relaxed);
+        let wrong = reader.join().expect("reader");
+        assert!(during_first >= 3, "the reader ran during the catch-up ({during_first} reads)");
+        assert!(wrong.is_empty(), "{} of {} reads saw a hole or a double, e.g. {:?}", wrong.len(), reads.load(Ordering::Relaxed), &wrong[..wrong.len().min(3)]);
+        for id in &ids {
+            assert_eq!(samples_seen(&s, *id, window.0, window.1), want);
+        }
     }
 
     /// Before the first roll-up, a pass starts from the oldest sample it knows of: one that

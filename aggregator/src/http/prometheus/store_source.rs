@@ -79,8 +79,25 @@ impl StoreSource {
     /// A series' numeric samples in `[from, to]` (ns): raw where raw samples are kept, else
     /// one per roll-up bucket (its last reading, a real sample), with a warning that says so.
     fn samples(&self, m: &SeriesMeta, from: i64, to: i64, warnings: &mut Vec<String>) -> Result<Vec<(i64, f64)>, SourceError> {
-        let err = |e: kilowatch_store::StoreError| SourceError(e.to_string());
-        let h = self.store.horizons().map_err(err)?;
+        // Roll-ups and raw samples as of one set of horizons, while maintenance moves them
+        // (`Store::read_consistent`); the warnings of a read done again are those of the last.
+        let mut found = Vec::new();
+        let out = self
+            .store
+            .read_consistent(|h| {
+                found.clear();
+                self.samples_at(m, from, to, h, &mut found)
+            })
+            .map_err(|e| SourceError(e.to_string()))?;
+        for w in found {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        Ok(out)
+    }
+
+    fn samples_at(&self, m: &SeriesMeta, from: i64, to: i64, h: kilowatch_store::Horizons, warnings: &mut Vec<String>) -> Result<Vec<(i64, f64)>, kilowatch_store::StoreError> {
         let mut out: Vec<(i64, f64)> = Vec::new();
         let mut push = |ns: i64, v: Option<f64>| {
             let Some(v) = v else { return };
@@ -99,7 +116,7 @@ impl StoreSource {
                 if a > b || b < level_from {
                     continue;
                 }
-                let buckets = self.store.read_rollups(m.id, level, a.saturating_sub(level.step()), b + 1).map_err(err)?;
+                let buckets = self.store.read_rollups(m.id, level, a.saturating_sub(level.step()), b + 1)?;
                 let mut any = false;
                 for bk in buckets {
                     if let Some((ts, v)) = bk.last
@@ -118,7 +135,7 @@ impl StoreSource {
             }
         }
         if to >= h.raw_from {
-            for (ts, v) in self.store.read_with_neighbours(m.id, from.max(h.raw_from), to).map_err(err)? {
+            for (ts, v) in self.store.read_with_neighbours(m.id, from.max(h.raw_from), to)? {
                 if (from..=to).contains(&ts) {
                     push(ts, v.as_f64());
                 }
