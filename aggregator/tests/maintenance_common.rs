@@ -32,6 +32,25 @@ pub fn config(dir: &Path, data: &Path, addr: SocketAddr, grace_s: u64) -> PathBu
     path
 }
 
+/// `kilowatch serve --config config` as [`common::serve_process`] starts it, from
+/// `KILOWATCH_TEST_BIN` when set (a copy of the binary kept apart from a shared build folder),
+/// else the one cargo built for these tests (wrap it in `common::Reaped`).
+pub fn serve(config: &Path, log: &Path, write: &str, read: &str) -> std::process::Child {
+    let bin = std::env::var_os("KILOWATCH_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kilowatch")), PathBuf::from);
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
+    std::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("KILOWATCH_WRITE_TOKEN", write)
+        .env("KILOWATCH_READ_TOKEN", read)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start kilowatch")
+}
+
 pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port")
 }

@@ -9,8 +9,8 @@ mod maintenance_common;
 
 use std::time::Duration;
 
-use common::{READ, serve_process};
-use maintenance_common::{backfill, config, free_addr, http, store_health, until};
+use common::{READ, Reaped, WRITE};
+use maintenance_common::{backfill, config, free_addr, http, serve, store_health, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_day_chart_keeps_every_point_during_the_first_pass_after_a_backfill() {
@@ -20,7 +20,7 @@ async fn the_day_chart_keeps_every_point_during_the_first_pass_after_a_backfill(
     backfill(&data, 2, 8, 120);
     let addr = free_addr();
     let log = dir.path().join("kilowatch.log");
-    let _server = serve_process(&config(dir.path(), &data, addr, 5), &log);
+    let _server = Reaped(serve(&config(dir.path(), &data, addr, 5), &log, WRITE, READ));
     until("the server answers", 60, &log, async || store_health(addr, READ).await.is_some()).await;
 
     let url = format!("http://{addr}/dashboard/power.json?range=24h");
