@@ -89,10 +89,10 @@ pub fn compute(store: &Store, allocs: &[Allocation], att: &Attribution, r: TimeR
             powered_s += c;
         }
     }
-    let rolled_to = store.horizons()?.rolled_to;
     let mut busy = None;
     for m in store.find_series("gpu", "util_pct", &[])? {
-        let (s, any) = hour_means_sum(store, m.id, from, to, rolled_to)?;
+        // Roll-ups and raw readings as of one set of horizons (`Store::read_consistent`).
+        let (s, any) = store.read_consistent(|h| hour_means_sum(store, m.id, from, to, h.rolled_to))?;
         if any {
             *busy.get_or_insert(0.0) += s / 100.0;
         }

@@ -287,6 +287,7 @@ impl InternalEvent for MaintenanceDone<'_> {
             blocks = r.blocks_written,
             raw_rows_deleted = r.raw_rows_deleted,
             rollup_rows_deleted = r.rollup_rows_deleted,
+            stopped = r.stopped,
             seconds = format!("{:.1}", self.elapsed.as_secs_f64()),
             "store maintenance"
         );

@@ -41,24 +41,9 @@ fn hourly_means(store: &Store, measurement: &str, field: &str, from: i64, to: i6
     let n = ((to - from) / HOUR_NS).max(0) as usize;
     let mut sum = vec![0.0; n];
     let mut cnt = vec![0u32; n];
-    let rolled = store.horizons()?.rolled_to.unwrap_or(i64::MIN).clamp(from, to);
     for m in store.find_series(measurement, field, &[])? {
-        let mut per = vec![(0.0, 0u32); n];
-        for b in store.read_rollups(m.id, Level::Hour, from, rolled)? {
-            let i = ((b.t - from) / HOUR_NS) as usize;
-            if i < n && b.mean.is_finite() && b.n > 0 {
-                per[i] = (b.mean * f64::from(b.n), b.n);
-            }
-        }
-        if rolled < to {
-            for (t, v) in kilowatch_accounting::ledger::read_f64(store, m.id, rolled, to)? {
-                if t >= rolled && t < to {
-                    let i = ((t - from) / HOUR_NS) as usize;
-                    per[i].0 += v;
-                    per[i].1 += 1;
-                }
-            }
-        }
+        // Roll-ups and raw readings as of one set of horizons (`Store::read_consistent`).
+        let per = store.read_consistent(|h| hour_sums(store, m.id, from, to, n, h.rolled_to))?;
         for (i, (s, c)) in per.into_iter().enumerate() {
             if c > 0 {
                 sum[i] += s / f64::from(c);
@@ -67,6 +52,29 @@ fn hourly_means(store: &Store, measurement: &str, field: &str, from: i64, to: i6
         }
     }
     Ok(sum.into_iter().zip(cnt).map(|(s, c)| (c > 0).then(|| s / f64::from(c))).collect())
+}
+
+/// A series' sum and count of readings per hour of `[from, to)` (`n` hours): hour roll-ups
+/// before `rolled_to`, raw readings after.
+fn hour_sums(store: &Store, id: kilowatch_store::SeriesId, from: i64, to: i64, n: usize, rolled_to: Option<i64>) -> Result<Vec<(f64, u32)>, StoreError> {
+    let rolled = rolled_to.unwrap_or(i64::MIN).clamp(from, to);
+    let mut per = vec![(0.0, 0u32); n];
+    for b in store.read_rollups(id, Level::Hour, from, rolled)? {
+        let i = ((b.t - from) / HOUR_NS) as usize;
+        if i < n && b.mean.is_finite() && b.n > 0 {
+            per[i] = (b.mean * f64::from(b.n), b.n);
+        }
+    }
+    if rolled < to {
+        for (t, v) in kilowatch_accounting::ledger::read_f64(store, id, rolled, to)? {
+            if t >= rolled && t < to {
+                let i = ((t - from) / HOUR_NS) as usize;
+                per[i].0 += v;
+                per[i].1 += 1;
+            }
+        }
+    }
+    Ok(per)
 }
 
 /// The site's hourly ledger with the outside air of each hour, over `[from, to)` (whole hours).

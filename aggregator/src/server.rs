@@ -217,7 +217,9 @@ pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, head_max_bytes: us
 }
 
 /// Runs the store's maintenance (roll-ups, compaction, retention) every `every`. A failed pass
-/// is logged and retried at the next tick: nothing is deleted before it is rolled up.
+/// is logged and retried at the next tick: nothing is deleted before it is rolled up. On
+/// shutdown a pass in progress is stopped ([`Store::stop_maintenance`]), so that the process
+/// ends within `server.shutdown_grace_s` plus a unit of maintenance work.
 pub fn spawn_maintenance(store: Arc<Store>, keep: kilowatch_store::Retention, every: Duration, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     // Job runs seen in `gpu_job` points are recorded as each hour is rolled up, while its raw
     // points are still there: they must outlive the points' retention.
@@ -239,10 +241,23 @@ pub fn spawn_maintenance(store: Arc<Store>, keep: kilowatch_store::Retention, ev
             let j = jobs.clone();
             let t0 = std::time::Instant::now();
             let pass = move || s.maintain_with(&keep, kilowatch_model::Timestamp::now().0, &mut kilowatch_store::jobs::recorder(j.as_deref()));
-            match tokio::task::spawn_blocking(pass).await {
+            let mut running = tokio::task::spawn_blocking(pass);
+            // A stop asked during a pass (a catch-up roll-up of weeks runs for many minutes) stops
+            // it at its next unit of work; the next start resumes where it stopped.
+            let (done, stopping) = tokio::select! {
+                r = &mut running => (r, false),
+                _ = shutdown.changed() => {
+                    store.stop_maintenance();
+                    (running.await, true)
+                }
+            };
+            match done {
                 Ok(Ok(report)) => MaintenanceDone { report: &report, elapsed: t0.elapsed() }.emit(&metrics),
                 Ok(Err(e)) => MaintenanceFailed { error: &e, elapsed: t0.elapsed() }.emit(&metrics),
                 Err(e) => MaintenanceFailed { error: &e, elapsed: t0.elapsed() }.emit(&metrics),
+            }
+            if stopping {
+                break;
             }
         }
     })

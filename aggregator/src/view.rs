@@ -87,7 +87,12 @@ impl StoreView {
     /// instead of a reading a second.
     /// Each bucket comes with its width (0 for a raw reading).
     fn pieces(&self, id: SeriesId, s: Span) -> Result<Vec<(Bucket, i64)>, StoreError> {
-        let h = self.store.horizons()?;
+        // One resolution per instant even while maintenance rolls up or expires (a chart with a
+        // 15-hour hole during a backfill's first pass otherwise).
+        self.store.read_consistent(|h| self.pieces_at(id, s, h))
+    }
+
+    fn pieces_at(&self, id: SeriesId, s: Span, h: kilowatch_store::Horizons) -> Result<Vec<(Bucket, i64)>, StoreError> {
         let rolled = h.rolled_to.unwrap_or(i64::MIN).clamp(s.from, s.to);
         let mut out = Vec::new();
         if s.step >= MINUTE && rolled > s.from {

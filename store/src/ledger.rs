@@ -27,19 +27,9 @@ impl Store {
     /// `id`'s energy per segment of `bounds` (sorted, at least two): counter units for counters,
     /// joules for power (flagged estimated). Empty for other series.
     pub fn ledger(&self, id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError> {
-        // The reads below are separate snapshots: a maintenance pass that moves a horizon and
-        // deletes the rows behind it between two of them would have them miss those rows. The
-        // horizons move once an hour at most, so computing again when they did is cheap.
-        let mut h = self.horizons()?;
-        for _ in 0..4 {
-            let out = self.ledger_at(id, kind, bounds, h)?;
-            let now = self.horizons()?;
-            if now == h {
-                return Ok(out);
-            }
-            h = now;
-        }
-        self.ledger_at(id, kind, bounds, h)
+        // The reads below are separate snapshots: `read_consistent` redoes them when a
+        // maintenance pass moved a horizon (and deleted the rows behind it) meanwhile.
+        self.read_consistent(|h| self.ledger_at(id, kind, bounds, h))
     }
 
     fn ledger_at(&self, id: SeriesId, kind: EnergyKind, bounds: &[i64], h: super::Horizons) -> Result<Ledger, StoreError> {

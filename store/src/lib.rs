@@ -175,6 +175,8 @@ pub struct Store {
     lock_wait: OnceLock<LockWaitObserver>,
     /// The connections reads run on, outside `inner` (`read.rs`).
     readers: read::Readers,
+    /// Set by [`Store::stop_maintenance`]: maintenance stops at its next unit of work.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Called with how long an acquisition of the store's lock waited.
@@ -357,7 +359,7 @@ impl Store {
         };
         inner.load(replay)?;
         let readers = read::Readers::new(&path);
-        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers })
+        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers, stopping: Default::default() })
     }
 
     pub fn path(&self) -> &Path {

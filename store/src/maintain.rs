@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::rollup::{self, Bucket, DAY, EnergyKind, HOUR, Level};
@@ -63,7 +63,20 @@ pub struct MaintenanceReport {
     pub rollup_rows_deleted: usize,
     /// Hours without any sample skipped by the roll-up (see `SKIP_EMPTY_NS`).
     pub empty_hours_skipped: usize,
+    /// The pass ended early because the store was asked to stop ([`Store::stop_maintenance`]);
+    /// what it committed stays, and the next pass (the next start) goes on from there.
+    pub stopped: bool,
 }
+
+/// Where a roll-up slice stopped: its batches up to `done` (a series id) are committed. Kept in
+/// `state` so that a pass stopped or killed mid-slice resumes there at the next start instead
+/// of computing the slice again (a day of a large site is minutes of work).
+const SLICE_FROM: &str = "rolling_from";
+const SLICE_TO: &str = "rolling_to";
+const SLICE_DONE: &str = "rolling_done";
+
+/// Returned inside a pass when the store is asked to stop; the pass reports `stopped`.
+struct Stop;
 
 /// Called with each span `[from, to)` a pass rolls up (first time or again), after its roll-ups
 /// are written and before any raw sample expires: what is derived from the raw samples, such
@@ -104,7 +117,16 @@ impl Store {
 
     /// [`Store::maintain`], calling `on_rolled` for each span rolled up.
     pub fn maintain_with(&self, keep: &Retention, wall_now: i64, on_rolled: &mut OnRolled<'_>) -> Result<MaintenanceReport, StoreError> {
-        let res = self.maintain_pass(keep, wall_now, on_rolled);
+        let mut rep = MaintenanceReport::default();
+        let res = match self.maintain_pass(keep, wall_now, on_rolled, &mut rep) {
+            Ok(Ok(())) => Ok(rep),
+            Ok(Err(Stop)) => {
+                rep.stopped = true;
+                tracing::info!(hours_rolled_up = rep.hours_rolled_up, "store maintenance stopped; the next start resumes it");
+                Ok(rep)
+            }
+            Err(e) => Err(e),
+        };
         let mut g = self.lock()?;
         match &res {
             Ok(r) => {
@@ -116,11 +138,29 @@ impl Store {
         res
     }
 
-    fn maintain_pass(&self, keep: &Retention, wall_now: i64, on_rolled: &mut OnRolled<'_>) -> Result<MaintenanceReport, StoreError> {
-        let mut rep = MaintenanceReport::default();
+    /// Asks a maintenance pass in progress, and any later one, to stop at its next unit of work
+    /// (a batch of series, a series' compaction, a batch of deletions): a stop of the process
+    /// is then prompt even during a catch-up roll-up of weeks. What was committed stays.
+    pub fn stop_maintenance(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn check_stop(&self) -> Result<(), Stop> {
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) { Err(Stop) } else { Ok(()) }
+    }
+
+    /// The pass; `Ok(Err(Stop))` when it was asked to stop.
+    fn maintain_pass(&self, keep: &Retention, wall_now: i64, on_rolled: &mut OnRolled<'_>, rep: &mut MaintenanceReport) -> Result<Result<(), Stop>, StoreError> {
+        macro_rules! stop_if_asked {
+            ($e:expr) => {
+                if let Err(Stop) = $e {
+                    return Ok(Err(Stop));
+                }
+            };
+        }
         let (now, target, start, taken, dirty, series) = {
             let mut g = self.lock()?;
-            let Some(newest) = g.stats.newest_ts else { return Ok(rep) };
+            let Some(newest) = g.stats.newest_ts else { return Ok(Ok(())) };
             let now = newest.min(wall_now.saturating_add(HOUR));
             let start = match g.horizons.rolled_to {
                 Some(r) => Some(r),
@@ -139,23 +179,20 @@ impl Store {
                 if dirty.is_empty() && !due { Vec::new() } else { g.meta.iter().map(|m| (m.id, rollup::energy_kind(m))).collect() };
             (now, target, start, taken, dirty, series)
         };
-        for h in &dirty {
-            self.roll_up(&series, *h, h + HOUR, false, &mut rep)?;
+        for (i, h) in dirty.iter().enumerate() {
+            if self.check_stop().is_err() {
+                // Not rolled up again yet: kept for the next pass (and the next start).
+                self.lock()?.dirty.extend(dirty[i..].iter().copied());
+                self.persist_dirty()?;
+                return Ok(Err(Stop));
+            }
+            stop_if_asked!(self.roll_up(&series, *h, h + HOUR, false, rep)?);
             rep.hours_rolled_up_again += 1;
             on_rolled(self, *h, h + HOUR);
         }
         // The table mirrors the set taken above plus what arrived since; unchanged if none was.
         if taken {
-            let w = self.writer()?;
-            let now_dirty: Vec<i64> = self.lock()?.dirty.iter().copied().collect();
-            let tx = w.unchecked_transaction()?;
-            tx.execute("DELETE FROM dirty_hours", [])?;
-            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
-            for t in &now_dirty {
-                ins.execute(params![t])?;
-            }
-            drop(ins);
-            tx.commit()?;
+            self.persist_dirty()?;
         }
         if let Some(mut a) = start {
             // Day-sized slices: a day's hour row is written once per slice, and a catch-up over
@@ -169,7 +206,7 @@ impl Store {
                     continue;
                 }
                 let b = floor(a, DAY).saturating_add(DAY).min(target);
-                self.roll_up(&series, a, b, true, &mut rep)?;
+                stop_if_asked!(self.roll_up(&series, a, b, true, rep)?);
                 rep.hours_rolled_up += ((b - a) / HOUR) as usize;
                 on_rolled(self, a, b);
                 a = b;
@@ -177,29 +214,59 @@ impl Store {
         }
         let rolled = rep.hours_rolled_up + rep.hours_rolled_up_again > 0;
         if let Some(rolled_to) = self.horizons()?.rolled_to {
-            let raw_cut = self.expire(keep, now, rolled_to, &mut rep)?;
-            // Chunks only become compactable when an hour is rolled up.
+            let raw_cut = match self.expire(keep, now, rolled_to, rep)? {
+                Ok(cut) => cut,
+                Err(Stop) => return Ok(Err(Stop)),
+            };
+            // Chunks only become compactable when an hour is rolled up. (Stopped before the
+            // end, the rest is compacted by the next pass that rolls an hour up.)
             for (id, _) in series.iter().filter(|_| rolled) {
+                stop_if_asked!(self.check_stop());
                 let (chunks, blocks) = compact(&mut *self.writer()?, *id, rolled_to, raw_cut)?;
                 rep.chunks_compacted += chunks;
                 rep.blocks_written += blocks;
             }
         }
-        Ok(rep)
+        Ok(Ok(()))
+    }
+
+    /// Writes the dirty hours held in memory to `dirty_hours`, replacing what it held.
+    fn persist_dirty(&self) -> Result<(), StoreError> {
+        let w = self.writer()?;
+        let now_dirty: Vec<i64> = self.lock()?.dirty.iter().copied().collect();
+        let tx = w.unchecked_transaction()?;
+        tx.execute("DELETE FROM dirty_hours", [])?;
+        let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO dirty_hours(t) VALUES (?1)")?;
+        for t in &now_dirty {
+            ins.execute(params![t])?;
+        }
+        drop(ins);
+        tx.commit()?;
+        Ok(())
     }
 
     /// Rolls `[a, b)` (whole hours) up for every series; `advance` moves `rolled_to` to `b`.
-    fn roll_up(&self, series: &[(SeriesId, EnergyKind)], a: i64, b: i64, advance: bool, rep: &mut MaintenanceReport) -> Result<(), StoreError> {
-        if advance {
-            // Moved first: samples for `[a, b)` arriving while this runs mark their hour dirty
-            // and are rolled up again next pass. Persisted only once the slice is written.
-            self.lock()?.horizons.rolled_to = Some(b);
-        }
-        let batches = series.len().div_ceil(BATCH_SERIES);
-        for (bi, batch) in series.chunks(BATCH_SERIES).enumerate() {
+    /// Stops between series when asked (`Ok(Err(Stop))`); a slice that advances `rolled_to`
+    /// records after each batch where it is (`SLICE_*`), and resumes from there.
+    fn roll_up(&self, series: &[(SeriesId, EnergyKind)], a: i64, b: i64, advance: bool, rep: &mut MaintenanceReport) -> Result<Result<(), Stop>, StoreError> {
+        // `rolled_to` moves only once the slice's roll-ups are committed (below): moved first,
+        // a read between the two took `[a, b)` from roll-ups not yet written and from no raw
+        // sample either (a 15-hour hole in a day chart during a backfill's first pass). Samples
+        // for `[a, b)` that arrive meanwhile are found by the hours they wrote since `seq`.
+        // A slice stopped after some of its batches: those series are not computed again, and
+        // every write into the slice since this process started (the log replayed when it
+        // opened included) counts as late: it may have come after the batches done read it.
+        let done = if advance { self.slice_done(a, b)? } else { None };
+        let seq = if done.is_some() { 0 } else { self.lock()?.write_seq };
+        let todo: Vec<(SeriesId, EnergyKind)> = series.iter().copied().filter(|(id, _)| done.is_none_or(|d| i64::from(*id) > d)).collect();
+        let batches = todo.len().div_ceil(BATCH_SERIES);
+        for (bi, batch) in todo.chunks(BATCH_SERIES).enumerate() {
             let mut minute_rows: Vec<(SeriesId, i64, Vec<u8>)> = Vec::new();
             let mut hour_buckets: Vec<(SeriesId, Vec<Bucket>)> = Vec::new();
             for (id, kind) in batch {
+                if let Err(Stop) = self.check_stop() {
+                    return Ok(Err(Stop));
+                }
                 let samples = self.read_with_neighbours(*id, a, b - 1)?;
                 if !samples.iter().any(|(t, _)| *t >= a && *t < b) && *kind == EnergyKind::None {
                     continue;
@@ -250,16 +317,47 @@ impl Store {
                 }
                 if advance && last_batch {
                     tx.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('rolled_to', ?1)", params![b])?;
+                    tx.execute("DELETE FROM state WHERE key IN (?1, ?2, ?3)", params![SLICE_FROM, SLICE_TO, SLICE_DONE])?;
+                } else if advance && let Some((last, _)) = batch.last() {
+                    let mut put = tx.prepare_cached("INSERT OR REPLACE INTO state(key, value) VALUES (?1, ?2)")?;
+                    for (k, v) in [(SLICE_FROM, a), (SLICE_TO, b), (SLICE_DONE, i64::from(*last))] {
+                        put.execute(params![k, v])?;
+                    }
                 }
             }
             tx.commit()?;
+            if advance && last_batch {
+                // Published with the writer still held: a read that holds it sees horizons
+                // that match what is committed (`Store::read_consistent`).
+                self.lock()?.publish_rolled_to(a, b, seq);
+            }
         }
-        Ok(())
+        if advance && batches == 0 {
+            let w = self.writer()?;
+            let tx = w.unchecked_transaction()?;
+            tx.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('rolled_to', ?1)", params![b])?;
+            tx.execute("DELETE FROM state WHERE key IN (?1, ?2, ?3)", params![SLICE_FROM, SLICE_TO, SLICE_DONE])?;
+            tx.commit()?;
+            self.lock()?.publish_rolled_to(a, b, seq);
+        }
+        Ok(Ok(()))
+    }
+
+    /// The last series whose roll-up of the slice `[a, b)` a stopped pass committed, if the
+    /// slice in progress was this one.
+    fn slice_done(&self, a: i64, b: i64) -> Result<Option<i64>, StoreError> {
+        let w = self.writer()?;
+        let mut get = w.prepare_cached("SELECT value FROM state WHERE key = ?1")?;
+        let mut value = |k: &str| -> Result<Option<i64>, StoreError> { Ok(get.query_row(params![k], |r| r.get(0)).optional()?) };
+        Ok(match (value(SLICE_FROM)?, value(SLICE_TO)?, value(SLICE_DONE)?) {
+            (Some(x), Some(y), done) if x == a && y == b => done,
+            _ => None,
+        })
     }
 
     /// Deletes what is past its retention, oldest first, in short statements. Returns the raw
     /// cut: raw samples before it are expired.
-    fn expire(&self, keep: &Retention, now: i64, rolled_to: i64, rep: &mut MaintenanceReport) -> Result<i64, StoreError> {
+    fn expire(&self, keep: &Retention, now: i64, rolled_to: i64, rep: &mut MaintenanceReport) -> Result<Result<i64, Stop>, StoreError> {
         let raw_cut = floor(now.saturating_sub(keep.raw), HOUR).min(rolled_to);
         let minute_cut = floor(now.saturating_sub(keep.minute), HOUR).min(raw_cut);
         let hour_cut = keep.hour.map(|k| floor(now.saturating_sub(k), DAY).min(floor(minute_cut, DAY)));
@@ -270,27 +368,41 @@ impl Store {
         if raw_cut > h.raw_from {
             self.set_horizon("raw_from", raw_cut, |h| h.raw_from = raw_cut)?;
             for table in ["chunks", "blocks"] {
-                rep.raw_rows_deleted += self.delete_batched(&format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE t_max < ?1 LIMIT ?2)"), raw_cut)?;
+                match self.delete_batched(&format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE t_max < ?1 LIMIT ?2)"), raw_cut)? {
+                    Ok(n) => rep.raw_rows_deleted += n,
+                    Err(Stop) => return Ok(Err(Stop)),
+                }
             }
         }
         if minute_cut > h.minute_from {
             self.set_horizon("minute_from", minute_cut, |h| h.minute_from = minute_cut)?;
-            rep.rollup_rows_deleted += self.delete_batched(&rollup_delete(Level::Minute), minute_cut)?;
+            match self.delete_batched(&rollup_delete(Level::Minute), minute_cut)? {
+                Ok(n) => rep.rollup_rows_deleted += n,
+                Err(Stop) => return Ok(Err(Stop)),
+            }
         }
         if let Some(cut) = hour_cut.filter(|c| *c > h.hour_from) {
             self.set_horizon("hour_from", cut, |h| h.hour_from = cut)?;
-            rep.rollup_rows_deleted += self.delete_batched(&rollup_delete(Level::Hour), cut)?;
+            match self.delete_batched(&rollup_delete(Level::Hour), cut)? {
+                Ok(n) => rep.rollup_rows_deleted += n,
+                Err(Stop) => return Ok(Err(Stop)),
+            }
         }
-        Ok(raw_cut)
+        Ok(Ok(raw_cut))
     }
 
-    fn delete_batched(&self, sql: &str, cut: i64) -> Result<usize, StoreError> {
+    /// Deletes in batches, stopping between them when asked (the horizon has moved already:
+    /// the rows left are deleted by the next pass).
+    fn delete_batched(&self, sql: &str, cut: i64) -> Result<Result<usize, Stop>, StoreError> {
         let mut total = 0;
         loop {
+            if let Err(Stop) = self.check_stop() {
+                return Ok(Err(Stop));
+            }
             let n = self.writer()?.prepare_cached(sql)?.execute(params![cut, DELETE_BATCH])?;
             total += n;
             if (n as i64) < DELETE_BATCH {
-                return Ok(total);
+                return Ok(Ok(total));
             }
         }
     }
@@ -304,6 +416,16 @@ impl Store {
 }
 
 impl Inner {
+    /// Moves `rolled_to` to `b` once `[a, b)` is rolled up, and marks dirty the hours of it that
+    /// a write touched since `seq` (after the roll-up may have read them): they are rolled up
+    /// again next pass, as samples arriving after the hour's roll-up are.
+    fn publish_rolled_to(&mut self, a: i64, b: i64, seq: u64) {
+        self.horizons.rolled_to = Some(b);
+        let hours = (a.div_euclid(HOUR)..b.div_euclid(HOUR)).filter(|h| self.hour_seq.get(h).is_some_and(|s| *s > seq));
+        let late: Vec<i64> = hours.map(|h| h * HOUR).collect();
+        self.dirty.extend(late);
+    }
+
     /// The first timestamp stored at or after `a`, raw, or `a` itself where a chunk or block
     /// spans it.
     fn first_sample_from(&mut self, a: i64) -> Result<Option<i64>, StoreError> {
@@ -543,6 +665,81 @@ mod tests {
         // And the raw read sees the replacement once, after compaction merged the late chunk.
         let raw = s.read_with_neighbours(p, T0 + 10 * S, T0 + 10 * S).expect("read");
         assert_eq!(raw[1], (T0 + 10 * S, Value::Num(2_000_000.0)));
+    }
+
+    /// What a chart reads of one series over `[from, to)`, as the dashboard does: hour
+    /// roll-ups before the minute horizon, minute ones up to `rolled_to`, raw samples after;
+    /// returns how many samples that covers.
+    fn samples_seen(s: &Store, id: SeriesId, from: i64, to: i64) -> u32 {
+        s.read_consistent(|h| {
+            let rolled = h.rolled_to.unwrap_or(i64::MIN).clamp(from, to);
+            let minute_from = h.minute_from.clamp(from, rolled);
+            let mut n = 0;
+            n += s.read_rollups(id, Level::Hour, from, minute_from)?.iter().map(|b| b.n).sum::<u32>();
+            n += s.read_rollups(id, Level::Minute, minute_from, rolled)?.iter().map(|b| b.n).sum::<u32>();
+            n += s.read_with_neighbours(id, rolled, to - 1)?.iter().filter(|(t, _)| *t >= rolled && *t < to).count() as u32;
+            Ok(n)
+        })
+        .expect("read")
+    }
+
+    /// Reads in a loop while checkpoints, roll-ups (several batches of series), compaction and
+    /// retention run: every read sees each sample of the window once, never in neither place
+    /// nor in two.
+    #[test]
+    fn reads_during_maintenance_see_each_sample_once() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = std::sync::Arc::new(Store::open(dir.path()).expect("open"));
+        // Three batches of series, a reading a minute.
+        let gpus = 2 * BATCH_SERIES + 100;
+        let write_minutes = |s: &Store, from: i64, to: i64| {
+            for m in from..to {
+                let pts: Vec<Point> = (0..gpus).map(|g| Point::new("gpu", Timestamp(T0 + m * 60 * S)).tag("gpu", g.to_string()).field("power_w", 300.0 + (m % 11) as f64)).collect();
+                s.write(&pts).expect("write");
+            }
+            s.checkpoint().expect("checkpoint");
+        };
+        write_minutes(&s, 0, 6 * 60 + 5);
+        let ids: Vec<SeriesId> = [0, gpus / 2, gpus - 1].iter().map(|g| s.find_series("gpu", "power_w", &[("gpu", &g.to_string())]).expect("find")[0].id).collect();
+        let window = (T0, T0 + 6 * HOUR);
+        let want = 6 * 60;
+        for id in &ids {
+            assert_eq!(samples_seen(&s, *id, window.0, window.1), want);
+        }
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let reads = std::sync::Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let (s, done, reads, ids) = (s.clone(), done.clone(), reads.clone(), ids.clone());
+            std::thread::spawn(move || {
+                let mut wrong = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    for id in &ids {
+                        let n = samples_seen(&s, *id, window.0, window.1);
+                        if n != want {
+                            wrong.push((*id, n, s.horizons().expect("h")));
+                        }
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                wrong
+            })
+        };
+        // Raw kept 2 hours and minute buckets 3: the pass after the catch-up expires both.
+        let keep = Retention { raw: 2 * HOUR, minute: 3 * HOUR, hour: None };
+        let rep = s.maintain(&keep, i64::MAX).expect("maintain");
+        assert_eq!(rep.hours_rolled_up, 6, "{rep:?}");
+        let during_first = reads.load(Ordering::Relaxed);
+        write_minutes(&s, 6 * 60 + 5, 8 * 60 + 5);
+        let rep = s.maintain(&keep, i64::MAX).expect("maintain");
+        assert!(rep.raw_rows_deleted > 0 && rep.rollup_rows_deleted > 0 && rep.blocks_written > 0, "{rep:?}");
+        done.store(true, Ordering::Relaxed);
+        let wrong = reader.join().expect("reader");
+        assert!(during_first >= 3, "the reader ran during the catch-up ({during_first} reads)");
+        assert!(wrong.is_empty(), "{} of {} reads saw a hole or a double, e.g. {:?}", wrong.len(), reads.load(Ordering::Relaxed), &wrong[..wrong.len().min(3)]);
+        for id in &ids {
+            assert_eq!(samples_seen(&s, *id, window.0, window.1), want);
+        }
     }
 
     /// Before the first roll-up, a pass starts from the oldest sample it knows of: one that

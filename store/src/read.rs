@@ -92,7 +92,33 @@ impl Drop for Snapshot<'_> {
     }
 }
 
+/// Reads redone, at most, while maintenance moves the horizons under them, before a read waits
+/// for maintenance's writer instead.
+const CONSISTENT_TRIES: usize = 4;
+
 impl Store {
+    /// Runs `read` (several reads of one series: roll-ups up to a horizon, raw samples after it)
+    /// so that it sees each sample once, in one resolution, whatever maintenance commits
+    /// meanwhile. Every horizon moves with maintenance's writer held: `rolled_to` after the
+    /// roll-ups behind it are committed, the others before the rows behind them are deleted. A
+    /// read whose horizons were the same before and after it therefore found every row it was
+    /// told to look for; one that raced a move is done again, and after a few tries under the
+    /// writer, which holds the horizons still (reads of a large view are per series, so a
+    /// retry costs one series).
+    pub fn read_consistent<T>(&self, mut read: impl FnMut(Horizons) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut h = self.horizons()?;
+        for _ in 0..CONSISTENT_TRIES {
+            let out = read(h)?;
+            let now = self.horizons()?;
+            if now == h {
+                return Ok(out);
+            }
+            h = now;
+        }
+        let _held = self.writer()?;
+        read(self.horizons()?)
+    }
+
     /// [`Store::read_with_neighbours`]: under `inner` (memory work and the pin only) the
     /// horizons, the samples of `id` not yet in chunks and a snapshot of store.db pinned to go
     /// with them; the disk reads after, outside it.

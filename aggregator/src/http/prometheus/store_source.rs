@@ -78,7 +78,7 @@ impl StoreSource {
 
     /// A series' numeric samples in `[from, to]` (ns) older than the raw retention: one per
     /// roll-up bucket (its last reading, a real sample), with a warning that says so.
-    fn rollup_samples(&self, m: &SeriesMeta, h: &Horizons, from: i64, to: i64, out: &mut Vec<(i64, f64)>, warnings: &mut Vec<String>) -> Result<(), SourceError> {
+    fn rollup_samples(&self, m: &SeriesMeta, h: &Horizons, from: i64, to: i64, out: &mut Vec<(i64, f64)>, warnings: &mut Vec<String>) -> Result<(), kilowatch_store::StoreError> {
         let end = to.min(h.raw_from.saturating_sub(1));
         for (level, level_from, word) in [(Level::Hour, h.hour_from, "hour"), (Level::Minute, h.minute_from, "minute")] {
             let a = if level == Level::Hour { from } else { from.max(h.minute_from) };
@@ -86,7 +86,7 @@ impl StoreSource {
             if a > b || b < level_from {
                 continue;
             }
-            let buckets = self.store.read_rollups(m.id, level, a.saturating_sub(level.step()), b + 1).map_err(store_error)?;
+            let buckets = self.store.read_rollups(m.id, level, a.saturating_sub(level.step()), b + 1)?;
             let mut any = false;
             for bk in buckets {
                 if let Some((ts, v)) = bk.last
@@ -126,28 +126,35 @@ impl SeriesSource for StoreSource {
         let (from, to) = (from_ms.saturating_mul(NS_PER_MS), to_ms.saturating_mul(NS_PER_MS) + NS_PER_MS - 1);
         let mut sel = Selection::default();
         let found = self.matching(matchers)?;
-        let h = self.store.horizons().map_err(store_error)?;
-        let mut samples: Vec<Vec<(i64, f64)>> = vec![Vec::new(); found.len()];
-        if from < h.raw_from {
-            for ((m, _), out) in found.iter().zip(&mut samples) {
-                self.rollup_samples(m, &h, from, to, out, &mut sel.warnings)?;
-            }
-        }
-        if to >= h.raw_from {
-            // Every matching series in one read of the store.
-            let ids: Vec<SeriesId> = found.iter().map(|(m, _)| m.id).collect();
-            self.store
-                .read_many_with_neighbours(&ids, from.max(h.raw_from), to, |i, read| {
-                    let out = &mut samples[i];
-                    out.reserve(read.len());
-                    for (ts, v) in read {
-                        if (from..=to).contains(&ts) {
-                            push(out, ts, v.as_f64());
-                        }
+        // Roll-ups and raw samples as of one set of horizons while maintenance moves them
+        // (`Store::read_consistent`): a read done again keeps only the last try's samples and
+        // warnings, so no sample is seen in neither place nor in both.
+        let samples = self
+            .store
+            .read_consistent(|h| {
+                sel.warnings.clear();
+                let mut samples: Vec<Vec<(i64, f64)>> = vec![Vec::new(); found.len()];
+                if from < h.raw_from {
+                    for ((m, _), out) in found.iter().zip(&mut samples) {
+                        self.rollup_samples(m, &h, from, to, out, &mut sel.warnings)?;
                     }
-                })
-                .map_err(store_error)?;
-        }
+                }
+                if to >= h.raw_from {
+                    // Every matching series in one read of the store.
+                    let ids: Vec<SeriesId> = found.iter().map(|(m, _)| m.id).collect();
+                    self.store.read_many_with_neighbours(&ids, from.max(h.raw_from), to, |i, read| {
+                        let out = &mut samples[i];
+                        out.reserve(read.len());
+                        for (ts, v) in read {
+                            if (from..=to).contains(&ts) {
+                                push(out, ts, v.as_f64());
+                            }
+                        }
+                    })?;
+                }
+                Ok(samples)
+            })
+            .map_err(store_error)?;
         for ((_, labels), samples) in found.into_iter().zip(samples) {
             if !samples.is_empty() {
                 sel.series.push(SourceSeries { labels, samples });
