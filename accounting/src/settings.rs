@@ -94,6 +94,15 @@ pub struct AccountingConfig {
     /// (percent, default 100); below it the figure is shown with its metered share.
     #[serde(default = "default_official_min_coverage_pct")]
     pub official_min_coverage_pct: f64,
+    /// A computed prompt token's energy relative to a generated one's, dividing an inference
+    /// server's energy among its models and tenants and splitting J per prompt / per generated
+    /// token (default 0.1; 0 to 1; docs/inference.md). A stated assumption, not a measurement.
+    #[serde(default = "default_prompt_token_weight")]
+    pub prompt_token_weight: f64,
+    /// The range over which `/api/v1/models` and the statements show each row's (and each
+    /// tenant's) energy at the weight's two ends (default `[0.05, 0.3]`, ascending, 0 to 1).
+    #[serde(default = "default_prompt_weight_range")]
+    pub prompt_weight_range: [f64; 2],
 }
 
 fn default_retired_after_h() -> f64 {
@@ -105,10 +114,19 @@ fn default_span_tolerance_pct() -> f64 {
 fn default_official_min_coverage_pct() -> f64 {
     100.0
 }
+fn default_prompt_token_weight() -> f64 {
+    crate::tokens::PROMPT_TOKEN_WEIGHT
+}
+fn default_prompt_weight_range() -> [f64; 2] {
+    crate::tokens::PROMPT_WEIGHT_RANGE
+}
 
 impl Default for AccountingConfig {
     fn default() -> Self {
-        AccountingConfig { expected_meters: Vec::new(), retired_after_h: default_retired_after_h(), span_tolerance_pct: default_span_tolerance_pct(), official_min_coverage_pct: default_official_min_coverage_pct() }
+        AccountingConfig { expected_meters: Vec::new(), retired_after_h: default_retired_after_h(), span_tolerance_pct: default_span_tolerance_pct(), official_min_coverage_pct: default_official_min_coverage_pct(),
+            prompt_token_weight: default_prompt_token_weight(),
+            prompt_weight_range: default_prompt_weight_range(),
+        }
     }
 }
 

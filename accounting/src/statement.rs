@@ -274,7 +274,7 @@ pub fn build(store: &Store, cfg: &impl Settings, owner: &str, period_key: &str, 
     // One-hour series steps: the same segments as the jobs list (its steps are hours), so the
     // figures are the API's, with each hour's energy kept for the hourly table.
     let att = attribution::attribute(store, &allocs, p.range, Some(HOUR_NS), cfg.carbon())?;
-    let tokens = crate::tokens::TokensSection::of(crate::tokens::models_from(store, &js, p.range, &allocs, &att)?, |o| owns(owner, o), usize::MAX);
+    let tokens = crate::tokens::TokensSection::of(crate::tokens::models_from(store, &js, p.range, &allocs, &att, cfg.accounting().into())?, |o| owns(owner, o), usize::MAX);
     let official = period_key.len() == 4;
     let site = site(&k, official);
     let market = site.market_factor_kg_per_kwh;

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use kilowatch_forecast::advice::{Request, Weight};
 use kilowatch_forecast::forecast::{Forecast, Inputs, IssuedHour};
 use kilowatch_forecast::lines::{MEASUREMENT, StoredValue};
-use kilowatch_forecast::model::{FitOptions, HourRecord, ModelState};
+use kilowatch_forecast::model::{CoolingMode, FitOptions, HourRecord, ModelState};
 use kilowatch_model::metric::COOLING;
 use kilowatch_model::{Precision, Timestamp, parse_batch};
 use kilowatch_store::rollup::Level;
@@ -77,12 +77,35 @@ fn hour_sums(store: &Store, id: kilowatch_store::SeriesId, from: i64, to: i64, n
     Ok(per)
 }
 
+/// The mode the cooling units reported most in each hour of `[from, to)` (the `cooling` series'
+/// `mode` field; every unit's readings counted together), where any reported one. Readings
+/// older than the raw retention are gone: those hours have none, and the model falls back to
+/// the constants where too few hours are left (docs/forecast.md).
+fn hourly_modes(store: &Store, from: i64, to: i64) -> Result<Vec<Option<CoolingMode>>, StoreError> {
+    let n = ((to - from) / HOUR_NS).max(0) as usize;
+    let mut counts: Vec<[u32; 4]> = vec![[0; 4]; n];
+    const ORDER: [CoolingMode; 4] = [CoolingMode::Mix, CoolingMode::Humidify, CoolingMode::Free, CoolingMode::Evaporative];
+    for m in store.find_series(COOLING, "mode", &[])? {
+        for (t, v) in store.read_with_neighbours(m.id, from, to)? {
+            let Some(mode) = v.as_text().and_then(CoolingMode::parse) else { continue };
+            if t >= from && t < to {
+                let i = ((t - from) / HOUR_NS) as usize;
+                if let (Some(c), Some(k)) = (counts.get_mut(i), ORDER.iter().position(|o| *o == mode)) {
+                    c[k] += 1;
+                }
+            }
+        }
+    }
+    Ok(counts.into_iter().map(|c| (0..4).filter(|&k| c[k] > 0).max_by_key(|&k| c[k]).map(|k| ORDER[k])).collect())
+}
+
 /// The site's hourly ledger with the outside air of each hour, over `[from, to)` (whole hours).
 pub fn site_history(store: &Store, from: i64, to: i64) -> Result<Vec<HourRecord>, StoreError> {
     let bounds: Vec<i64> = (0..=((to - from) / HOUR_NS)).map(|k| from + k * HOUR_NS).collect();
     let l = kilowatch_accounting::ledger::site_ledgers(store, &bounds)?;
     let temp = hourly_means(store, COOLING, "outside_temp_c", from, to)?;
     let rh = hourly_means(store, COOLING, "outside_rh_pct", from, to)?;
+    let modes = hourly_modes(store, from, to)?;
     let mut out = Vec::new();
     for (i, hour) in bounds.windows(2).enumerate() {
         let (Some(t), Some(rh)) = (temp.get(i).copied().flatten(), rh.get(i).copied().flatten()) else { continue };
@@ -94,6 +117,7 @@ pub fn site_history(store: &Store, from: i64, to: i64) -> Result<Vec<HourRecord>
             water_l: l.water_metered.then(|| l.water_m3[i] * 1000.0),
             dry_bulb_c: air.dry_bulb_c,
             wet_bulb_c: air.wet_bulb_c,
+            mode: modes.get(i).copied().flatten(),
         });
     }
     Ok(out)

@@ -53,10 +53,11 @@ pub async fn get_models(State(st): State<AppState>, acct: Acct, Query(q): Query<
     };
     let store = st.store.clone();
     let carbon = st.config.carbon.clone();
+    let weights = tokens::PromptWeights::from(&st.config.accounting);
     let a2 = acct.0.clone();
     let resp = cached_value(&st, &acct.0, q.cache_key("models"), range, move || -> Result<serde_json::Value, JobError> {
         let js = a2.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
-        let m = tokens::models(&store, js, range, &carbon)?;
+        let m = tokens::models(&store, js, range, &carbon, weights)?;
         let mut v = serde_json::to_value(&m).unwrap_or_default();
         v["window"] = json!(label);
         Ok(v)
@@ -84,11 +85,12 @@ pub async fn refresh_model_gauges(st: &AppState) {
     }
     let store = st.store.clone();
     let carbon = st.config.carbon.clone();
+    let weights = tokens::PromptWeights::from(&st.config.accounting);
     let res = tokio::task::spawn_blocking(move || -> Result<tokens::ModelsAnswer, JobError> {
         const HOUR: i64 = 3_600_000_000_000;
         let end = store.live_now()?.div_euclid(HOUR) * HOUR;
         let js = JobStore::beside(&store)?;
-        tokens::models(&store, &js, TimeRange::new(Timestamp(end - HOUR), Timestamp(end)), &carbon)
+        tokens::models(&store, &js, TimeRange::new(Timestamp(end - HOUR), Timestamp(end)), &carbon, weights)
     })
     .await;
     let answer = match res {

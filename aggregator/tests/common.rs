@@ -189,10 +189,13 @@ impl Drop for Reaped {
 
 /// `kilowatch serve --config config`, the test's tokens in its environment, its log (info)
 /// appended to `log`; killed (SIGKILL) when dropped.
+/// `KILOWATCH_BIN`, where set, runs a copy of the binary taken right after building (on a machine
+/// whose target folder several checkouts share, `target/debug/kilowatch` may be another's).
 pub fn serve_process(config: &Path, log: &Path) -> Reaped {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
+    let bin = std::env::var_os("KILOWATCH_BIN").map_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_kilowatch")), std::path::PathBuf::from);
     Reaped(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch"))
+        std::process::Command::new(bin)
             .args(["serve", "--config"])
             .arg(config)
             .env("KILOWATCH_WRITE_TOKEN", WRITE)
@@ -203,6 +206,23 @@ pub fn serve_process(config: &Path, log: &Path) -> Reaped {
             .stderr(log)
             .spawn()
             .expect("start kilowatch"),
+    )
+}
+
+/// `kilowatch-collector` (the binary `bin`) with `config`, its log (info) in `log`; killed
+/// when dropped.
+pub fn collector_process(bin: &Path, config: &Path, log: &Path) -> Reaped {
+    Reaped(
+        std::process::Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .env_remove("KILOWATCH_TOKEN")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("start kilowatch-collector"),
     )
 }
 

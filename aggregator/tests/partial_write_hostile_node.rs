@@ -13,10 +13,9 @@ mod nvml_support;
 mod peers;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Reaped, WRITE};
+use common::WRITE;
 use kilowatch_store::Store;
 use nvml_support::{FakeNvml, fixtures_proc};
 
@@ -71,18 +70,7 @@ async fn a_hostile_inference_page_never_costs_the_node_its_gpu_energy() {
     )
     .expect("config");
     let collector_log = dir.path().join("collector.log");
-    let collector = Reaped(
-        Command::new(collector_bin())
-            .arg("--config")
-            .arg(&collector_cfg)
-            .env_remove("KILOWATCH_TOKEN")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&collector_log).expect("log"))
-            .spawn()
-            .expect("start kilowatch-collector"),
-    );
+    let collector = common::collector_process(&collector_bin(), &collector_cfg, &collector_log);
 
     // Twenty batches sent, at most a minute.
     let started = Instant::now();

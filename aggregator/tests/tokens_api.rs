@@ -238,3 +238,35 @@ async fn prefix_cache_hits_are_not_charged_as_prompt_compute() {
     assert_close(&in_statement["prompt_weight_sensitivity"]["energy_kwh"][1]["gpu"], share(0.3), "in the statement");
     s.stop().await;
 }
+
+/// Issue 29 item 10 (the prompt weight): `[accounting] prompt_token_weight` and
+/// `prompt_weight_range` set the weight that divides a server's energy among its tenants and
+/// the range the statement shows it over; the tenant's statement gives its total move.
+#[tokio::test]
+async fn the_prompt_weight_and_its_range_come_from_the_configuration() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = kilowatch_aggregator::config::Config::parse("[accounting]\nprompt_token_weight = 0.2\nprompt_weight_range = [0.1, 0.5]\n", std::path::Path::new("k.toml")).expect("config");
+    let s = Server::start_with(dir.path(), "127.0.0.1:0".parse().expect("addr"), cfg, false).await;
+    assert_eq!(s.write(&cached_site(), "s", WRITE).await.status(), 204);
+    let r = reqwest::Client::new().get(s.url("/api/v1/models")).query(&[("from", ts(T0)), ("to", ts(T0 + H))]).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    let acme = v["models"].as_array().expect("models").iter().find(|m| m["tenant"] == "acme").cloned().unwrap_or_else(|| panic!("{v:#}"));
+    // acme computes 1 M of its 10 M prompt tokens, beta all 10 M; both generate 1 M.
+    let share = |w: f64| 0.5 * (1e6 + w * 1e6) / (1e6 + w * 1e6 + 1e6 + w * 10e6);
+    assert_close(&acme["energy_kwh"]["gpu"], share(0.2), "acme at the configured weight");
+    assert_eq!(acme["per_token"]["prompt_token_weight"].as_f64(), Some(0.2));
+    let sens = &acme["prompt_weight_sensitivity"];
+    assert_eq!(sens["prompt_token_weight"], json!([0.1, 0.5]), "{sens:#}");
+    assert_close(&sens["energy_kwh"][0]["gpu"], share(0.1), "acme at 0.1");
+    assert_close(&sens["energy_kwh"][1]["gpu"], share(0.5), "acme at 0.5");
+    assert!(v["method"].as_str().is_some_and(|m| m.contains("generated + 0.2 x computed prompt")), "{}", v["method"]);
+    let r = reqwest::Client::new().get(s.url("/api/v1/statements/acme/2026-10.json")).header("Authorization", format!("Token {READ}")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let st: Value = r.json().await.expect("json");
+    let total = &st["tokens"]["prompt_weight_sensitivity"];
+    assert_eq!(total["prompt_token_weight"], json!([0.1, 0.5]), "{:#}", st["tokens"]);
+    assert_close(&total["it_change_pct"][0], (share(0.1) / share(0.2) - 1.0) * 100.0, "acme's statement at 0.1, %");
+    assert_close(&total["it_change_pct"][1], (share(0.5) / share(0.2) - 1.0) * 100.0, "acme's statement at 0.5, %");
+    s.stop().await;
+}

@@ -98,6 +98,11 @@ pub struct Advice {
     pub now: Option<StartOption>,
     /// Best first; distinct starts at least half the job's length apart.
     pub best: Vec<StartOption>,
+    /// What the advice rests on that the reader should know: switch points taken from the
+    /// simulated plant's constants rather than the site's history; hours beyond the hottest the
+    /// history holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn cost(f: &Forecast, start: usize, hours: usize, it_kw: f64) -> Option<Cost> {
@@ -137,6 +142,17 @@ fn pct(saved: f64, base: f64) -> f64 {
 }
 
 /// Ranks start times. `tz` is the site's time zone (Slurm reads `--begin` in local time).
+/// What the model's fit says the advice rests on.
+fn model_notes(f: &Forecast) -> Vec<String> {
+    let crate::model::ModelState::Ready(m) = &f.model else { return Vec::new() };
+    let r = &m.report;
+    let mut v: Vec<String> = r.switch_points.note.iter().cloned().collect();
+    if let Some(h) = f.hours.iter().map(|h| h.dry_bulb_c).max_by(f64::total_cmp).filter(|h| *h > r.hottest_c) {
+        v.push(format!("forecast air up to {h:.1} °C is hotter than any hour of the history ({:.1} °C): PUE and WUE there continue the last segment's slope", r.hottest_c));
+    }
+    v
+}
+
 pub fn advise(f: &Forecast, req: &Request, tz: chrono_tz::Tz) -> Advice {
     let it_kw = f64::from(req.gpus) * req.kw_per_gpu;
     let hours = req.hours.max(1) as usize;
@@ -151,6 +167,7 @@ pub fn advise(f: &Forecast, req: &Request, tz: chrono_tz::Tz) -> Advice {
         refused: None,
         now: None,
         best: Vec::new(),
+        notes: model_notes(f),
     };
     if let Some(s) = &f.stale {
         out.refused = Some(format!("the forecast is stale, so no start time is advised: {}", s.reasons.join("; ")));

@@ -22,6 +22,104 @@ pub struct HourRecord {
     pub water_l: Option<f64>,
     pub dry_bulb_c: f64,
     pub wet_bulb_c: f64,
+    /// The cooling mode the plant ran most of the hour (the `cooling` series' `mode` field);
+    /// `None` where no unit reported one.
+    pub mode: Option<CoolingMode>,
+}
+
+/// The plant's modes, as the `cooling` series' `mode` field names them (ARCHITECTURE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoolingMode {
+    /// Outside air mixed with hot return air (cold weather).
+    Mix,
+    /// Dry cold air humidified on the media.
+    Humidify,
+    /// Outside air as it is.
+    Free,
+    /// Water over the media.
+    Evaporative,
+}
+
+impl CoolingMode {
+    pub fn parse(s: &str) -> Option<CoolingMode> {
+        match s {
+            "mix" => Some(CoolingMode::Mix),
+            "humidify" => Some(CoolingMode::Humidify),
+            "free" => Some(CoolingMode::Free),
+            "evaporative" => Some(CoolingMode::Evaporative),
+            _ => None,
+        }
+    }
+}
+
+/// The outside dry bulbs at which the plant changes mode: from mixing (or humidifying) to free
+/// cooling, and from free cooling to wetting the media. Learnt from the site's own cooling-mode
+/// history where it holds enough hours on both sides of a switch; else the simulated DC5
+/// plant's constants, and `note` says so.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SwitchPoints {
+    pub free_above_c: f64,
+    pub evaporative_above_c: f64,
+    /// Whether each came from the site's history (else from the constants).
+    pub free_learnt: bool,
+    pub evaporative_learnt: bool,
+    /// Where a switch point is the constants', why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The simulated DC5 plant's switch points (sim/src/plant.rs): the fallback.
+pub const DEFAULT_FREE_ABOVE_C: f64 = 23.0;
+pub const DEFAULT_EVAPORATIVE_ABOVE_C: f64 = 25.0;
+/// Fewer hours than this on either side of a switch: the switch is not learnt.
+pub const MIN_MODE_HOURS: usize = 24;
+
+impl Default for SwitchPoints {
+    fn default() -> Self {
+        SwitchPoints { free_above_c: DEFAULT_FREE_ABOVE_C, evaporative_above_c: DEFAULT_EVAPORATIVE_ABOVE_C, free_learnt: false, evaporative_learnt: false, note: None }
+    }
+}
+
+/// The dry bulb that best separates the hours in `below` modes from those in `above` modes
+/// (fewest hours on the wrong side; the midpoint between the two hours around it), or `None`
+/// with fewer than [`MIN_MODE_HOURS`] on either side.
+fn separating_temperature(rs: &[&HourRecord], below: &[CoolingMode], above: &[CoolingMode]) -> Option<f64> {
+    let mut pts: Vec<(f64, bool)> = rs.iter().filter_map(|r| r.mode.filter(|m| below.contains(m) || above.contains(m)).map(|m| (r.dry_bulb_c, above.contains(&m)))).collect();
+    let n_above = pts.iter().filter(|p| p.1).count();
+    if n_above < MIN_MODE_HOURS || pts.len() - n_above < MIN_MODE_HOURS {
+        return None;
+    }
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Wrong with the threshold below every hour: every "below" hour.
+    let mut wrong = pts.len() - n_above;
+    let (mut best, mut at) = (wrong, pts[0].0 - 0.5);
+    for i in 0..pts.len() {
+        if pts[i].1 { wrong += 1 } else { wrong -= 1 }
+        let next = pts.get(i + 1).map_or(pts[i].0 + 0.5, |p| p.0);
+        if wrong < best && next > pts[i].0 {
+            (best, at) = (wrong, 0.5 * (pts[i].0 + next));
+        }
+    }
+    Some(at)
+}
+
+/// The switch points of `rs`'s cooling-mode history, each falling back to the constants.
+pub fn learn_switch_points(rs: &[&HourRecord]) -> SwitchPoints {
+    use CoolingMode::*;
+    let free = separating_temperature(rs, &[Mix, Humidify], &[Free, Evaporative]);
+    let evap = separating_temperature(rs, &[Mix, Humidify, Free], &[Evaporative]);
+    let mut sp = SwitchPoints { free_learnt: free.is_some(), evaporative_learnt: evap.is_some(), ..SwitchPoints::default() };
+    sp.free_above_c = free.unwrap_or(DEFAULT_FREE_ABOVE_C);
+    sp.evaporative_above_c = evap.unwrap_or(DEFAULT_EVAPORATIVE_ABOVE_C).max(sp.free_above_c);
+    let fallback: Vec<String> = [(!sp.free_learnt).then(|| format!("mix to free cooling ({DEFAULT_FREE_ABOVE_C} °C)")), (!sp.evaporative_learnt).then(|| format!("free cooling to evaporative ({DEFAULT_EVAPORATIVE_ABOVE_C} °C)"))].into_iter().flatten().collect();
+    if !fallback.is_empty() {
+        sp.note = Some(format!(
+            "switch points from the simulated plant's constants, not the site's: {}; the cooling-mode history holds fewer than {MIN_MODE_HOURS} hours on each side",
+            fallback.join(", ")
+        ));
+    }
+    sp
 }
 
 /// What the model needs to predict one hour.
@@ -32,14 +130,18 @@ pub struct Conditions {
     pub it_kw: f64,
 }
 
-/// Dry-bulb knots, °C: the plant's bands (heating the mix, mixing, free cooling from 23 °C,
-/// media from 25 °C) and a few more for the hot tail.
-const KNOTS_C: [f64; 9] = [0.0, 8.0, 16.0, 20.0, 23.0, 25.0, 27.0, 30.0, 34.0];
+/// Dry-bulb knots, °C: the plant's bands (heating the mix, mixing, free cooling from the first
+/// switch, media from the second) and a few more for the hot tail; with the simulated plant's
+/// switches, 0, 8, 16, 20, 23, 25, 27, 30, 34.
+fn knots(sp: &SwitchPoints) -> [f64; 9] {
+    let (f, e) = (sp.free_above_c, sp.evaporative_above_c);
+    [0.0, 8.0, 16.0, f - 3.0, f, e, e + 2.0, e + 5.0, e + 9.0]
+}
 
 /// Names of the features, in order, for the model's report.
-pub fn feature_names() -> Vec<String> {
+pub fn feature_names(sp: &SwitchPoints) -> Vec<String> {
     let mut v = vec!["dry_bulb_c".to_string()];
-    v.extend(KNOTS_C.iter().map(|k| format!("max(0, dry_bulb_c - {k})")));
+    v.extend(knots(sp).iter().map(|k| format!("max(0, dry_bulb_c - {k})")));
     v.extend(
         ["depression_k", "depression_k * wet_media", "max(0, 2 - wet_bulb_c)", "dry_g", "dry_g * humidify", "dry_g * humidify * max(0, dry_bulb_c + 10) / 10", "it_ref / it_kw", "it_kw / it_ref", "(it_kw / it_ref)^2"]
             .map(String::from),
@@ -47,10 +149,10 @@ pub fn feature_names() -> Vec<String> {
     v
 }
 
-/// Share of the hour with the media wetted, as a ramp around the plant's 25 °C switch (the hour
-/// mean blurs the switch).
-fn wet_media(t: f64) -> f64 {
-    ((t - 23.5) / 3.0).clamp(0.0, 1.0)
+/// Share of the hour with the media wetted, as a ramp around the plant's switch (the hour mean
+/// blurs the switch).
+fn wet_media(t: f64, evaporative_above_c: f64) -> f64 {
+    ((t - evaporative_above_c + 1.5) / 3.0).clamp(0.0, 1.0)
 }
 
 /// Outside humidity ratio, g/kg, from dry and wet bulb (the psychrometer equation, ASHRAE
@@ -83,7 +185,7 @@ pub fn wet_bulb_from_rh(dry_bulb_c: f64, rh_pct: f64) -> f64 {
 const HUMIDIFY_TARGET_G: f64 = 8.4;
 const HUMIDIFY_BELOW_G: f64 = 4.7;
 
-fn features(c: &Conditions, it_ref_kw: f64) -> Vec<f64> {
+fn features(c: &Conditions, it_ref_kw: f64, sp: &SwitchPoints) -> Vec<f64> {
     let t = c.dry_bulb_c;
     let d = (t - c.wet_bulb_c).max(0.0);
     let u = (c.it_kw / it_ref_kw.max(1e-9)).clamp(0.05, 2.0);
@@ -91,11 +193,12 @@ fn features(c: &Conditions, it_ref_kw: f64) -> Vec<f64> {
     // Water the supply lacks, g/kg, and whether the plant would add it: the mixing dampers
     // admit less outside air the colder it is, so the water follows temperature too.
     let dry_g = (HUMIDIFY_TARGET_G - w).max(0.0);
-    let on = ((HUMIDIFY_BELOW_G + 0.5 - w) / 1.0).clamp(0.0, 1.0) * if t < 23.0 { 1.0 } else { 0.0 };
-    let mut v = Vec::with_capacity(KNOTS_C.len() + 10);
+    let on = ((HUMIDIFY_BELOW_G + 0.5 - w) / 1.0).clamp(0.0, 1.0) * if t < sp.free_above_c { 1.0 } else { 0.0 };
+    let ks = knots(sp);
+    let mut v = Vec::with_capacity(ks.len() + 10);
     v.push(t);
-    v.extend(KNOTS_C.iter().map(|k| (t - k).max(0.0)));
-    v.extend([d, d * wet_media(t), (2.0 - c.wet_bulb_c).max(0.0), dry_g, dry_g * on, dry_g * on * (t + 10.0).max(0.0) / 10.0, 1.0 / u, u, u * u]);
+    v.extend(ks.iter().map(|k| (t - k).max(0.0)));
+    v.extend([d, d * wet_media(t, sp.evaporative_above_c), (2.0 - c.wet_bulb_c).max(0.0), dry_g, dry_g * on, dry_g * on * (t + 10.0).max(0.0) / 10.0, 1.0 / u, u, u * u]);
     v
 }
 
@@ -214,6 +317,11 @@ pub struct FitReport {
     pub wue: Option<Spread>,
     /// The IT load the load features are relative to, kW (the history's median).
     pub it_ref_kw: f64,
+    /// Where the plant changes mode, from the site's cooling-mode history (or the constants).
+    pub switch_points: SwitchPoints,
+    /// The hottest hour's dry bulb in the history: beyond it the forecast continues the last
+    /// segment's slope.
+    pub hottest_c: f64,
     pub features: Vec<String>,
 }
 
@@ -240,11 +348,31 @@ pub struct Prediction {
     pub wue_l_per_kwh: Option<f64>,
 }
 
+/// The shortest stretch below the hottest hour the tail's slope is measured over, K: the few
+/// hottest hours alone are too few for a slope (a handful of them read low, and the forecast
+/// of a heat wave would fall).
+const MIN_TAIL_K: f64 = 3.0;
+
 impl SiteModel {
     pub fn predict(&self, c: &Conditions) -> Prediction {
-        let x = features(c, self.report.it_ref_kw);
+        let r = &self.report;
+        let at = |m: &Linear, c: &Conditions| m.predict(&features(c, r.it_ref_kw, &r.switch_points));
+        // Beyond the hottest hour seen, the hinges above it were never fitted (ridge keeps them
+        // near 0, so the fit goes flat or bends down): continue the last segment's slope, from
+        // the knot below the hottest hour to it, at the same wet-bulb depression. A plant does
+        // not get cheaper to run as it gets hotter, so the slope is never negative.
+        let beyond = c.dry_bulb_c - r.hottest_c;
+        let value = |m: &Linear| {
+            if beyond <= 0.0 {
+                return at(m, c);
+            }
+            let step = (r.hottest_c - knots(&r.switch_points).into_iter().filter(|k| *k < r.hottest_c - 0.5).fold(f64::MIN, f64::max)).clamp(MIN_TAIL_K, 5.0);
+            let shifted = |dt: f64| Conditions { dry_bulb_c: c.dry_bulb_c - dt, wet_bulb_c: c.wet_bulb_c - dt, it_kw: c.it_kw };
+            let (top, below) = (at(m, &shifted(beyond)), at(m, &shifted(beyond + step)));
+            top + ((top - below) / step).max(0.0) * beyond
+        };
         // A PUE under 1 is a data fault, never a result; WUE is never negative.
-        Prediction { pue: self.pue.predict(&x).max(1.0), wue_l_per_kwh: self.wue.as_ref().map(|m| m.predict(&x).max(0.0)) }
+        Prediction { pue: value(&self.pue).max(1.0), wue_l_per_kwh: self.wue.as_ref().map(|m| value(m).max(0.0)) }
     }
 }
 
@@ -261,13 +389,13 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Residual spread of `m` on `test` for `target` (PUE or WUE of a record), hourly and daily.
-fn spread(m: &Linear, test: &[&HourRecord], it_ref: f64, target: impl Fn(&HourRecord) -> Option<f64>) -> Spread {
+fn spread(m: &Linear, test: &[&HourRecord], it_ref: f64, sp: &SwitchPoints, target: impl Fn(&HourRecord) -> Option<f64>) -> Spread {
     let mut res = Vec::new();
     let mut days: std::collections::BTreeMap<i64, (f64, f64, f64)> = Default::default();
     for r in test {
         let Some(y) = target(r) else { continue };
         let c = Conditions { dry_bulb_c: r.dry_bulb_c, wet_bulb_c: r.wet_bulb_c, it_kw: r.it_kwh };
-        let p = m.predict(&features(&c, it_ref));
+        let p = m.predict(&features(&c, it_ref, sp));
         res.push(y - p);
         let d = days.entry(r.t.div_euclid(86_400)).or_default();
         d.0 += y * r.it_kwh;
@@ -295,21 +423,23 @@ pub fn fit(records: &[HourRecord], opts: &FitOptions) -> ModelState {
     let last = rs.last().map_or(0, |r| r.t);
     let cut = last - (opts.holdout_days as i64 * 86_400) + 3600;
     let (train, test): (Vec<&HourRecord>, Vec<&HourRecord>) = rs.iter().partition(|r| r.t < cut);
+    let sp = learn_switch_points(&rs);
+    let hottest_c = rs.iter().map(|r| r.dry_bulb_c).fold(f64::MIN, f64::max);
     let pue_of = |r: &HourRecord| Some(r.facility_kwh / r.it_kwh);
     let wue_of = |r: &HourRecord| r.water_l.map(|w| w / r.it_kwh);
     let fit_one = |set: &[&HourRecord], target: &dyn Fn(&HourRecord) -> Option<f64>| {
         let (xs, ys): (Vec<Vec<f64>>, Vec<f64>) = set
             .iter()
-            .filter_map(|r| target(r).map(|y| (features(&Conditions { dry_bulb_c: r.dry_bulb_c, wet_bulb_c: r.wet_bulb_c, it_kw: r.it_kwh }, it_ref), y)))
+            .filter_map(|r| target(r).map(|y| (features(&Conditions { dry_bulb_c: r.dry_bulb_c, wet_bulb_c: r.wet_bulb_c, it_kw: r.it_kwh }, it_ref, &sp), y)))
             .unzip();
         ridge(&xs, &ys, opts.ridge)
     };
     let (Some(pue_train), Some(pue)) = (fit_one(&train, &pue_of), fit_one(&rs, &pue_of)) else {
         return ModelState::TooLittleHistory { hours: train.len(), needed };
     };
-    let pue_spread = spread(&pue_train, &test, it_ref, pue_of);
+    let pue_spread = spread(&pue_train, &test, it_ref, &sp, pue_of);
     let (wue, wue_spread) = match (fit_one(&train, &wue_of), fit_one(&rs, &wue_of)) {
-        (Some(t), Some(all)) => (Some(all), Some(spread(&t, &test, it_ref, wue_of))),
+        (Some(t), Some(all)) => (Some(all), Some(spread(&t, &test, it_ref, &sp, wue_of))),
         _ => (None, None),
     };
     let report = FitReport {
@@ -320,7 +450,9 @@ pub fn fit(records: &[HourRecord], opts: &FitOptions) -> ModelState {
         pue: pue_spread,
         wue: wue_spread,
         it_ref_kw: it_ref,
-        features: feature_names(),
+        features: feature_names(&sp),
+        switch_points: sp,
+        hottest_c,
     };
     ModelState::Ready(Box::new(SiteModel { pue, wue, report }))
 }
@@ -339,7 +471,7 @@ mod tests {
             let wb = t - 4.0 - 3.0 * ((h as f64) * 0.11).cos().abs();
             let pue = 1.1 + 0.01 * (t - 20.0).max(0.0);
             let wue = if t > 25.0 { 0.1 * (t - wb) } else { 0.0 };
-            rs.push(HourRecord { t: h * 3600, it_kwh: 1000.0, facility_kwh: 1000.0 * pue, water_l: Some(1000.0 * wue), dry_bulb_c: t, wet_bulb_c: wb });
+            rs.push(HourRecord { t: h * 3600, it_kwh: 1000.0, facility_kwh: 1000.0 * pue, water_l: Some(1000.0 * wue), dry_bulb_c: t, wet_bulb_c: wb, mode: None });
         }
         let ModelState::Ready(m) = fit(&rs, &FitOptions::default()) else { panic!("enough history") };
         assert!(m.report.pue.mae_hourly < 0.003, "{:?}", m.report.pue);

@@ -114,7 +114,7 @@ fn model() -> ModelState {
             let wb = t - 6.0;
             let pue = 1.12 + 0.004 * (t - 18.0).max(0.0);
             let water = if t > 25.0 { 0.12 * (t - wb) } else { 0.0 };
-            HourRecord { t: T0 - 240 * 3600 + h * 3600, it_kwh: 1200.0, facility_kwh: 1200.0 * pue, water_l: Some(1200.0 * water), dry_bulb_c: t, wet_bulb_c: wb }
+            HourRecord { t: T0 - 240 * 3600 + h * 3600, it_kwh: 1200.0, facility_kwh: 1200.0 * pue, water_l: Some(1200.0 * water), dry_bulb_c: t, wet_bulb_c: wb, mode: None }
         })
         .collect();
     fit(&rs, &FitOptions::default())
@@ -169,7 +169,7 @@ fn a_stale_forecast_makes_the_advice_say_so() {
 #[test]
 fn kept_forecasts_are_scored_against_the_ledger() {
     use kilowatch_forecast::forecast::{IssuedHour, score};
-    let actual: Vec<HourRecord> = (0..3).map(|h| HourRecord { t: T0 + h * 3600, it_kwh: 1000.0, facility_kwh: 1160.0, water_l: Some(200.0), dry_bulb_c: 20.0, wet_bulb_c: 15.0 }).collect();
+    let actual: Vec<HourRecord> = (0..3).map(|h| HourRecord { t: T0 + h * 3600, it_kwh: 1000.0, facility_kwh: 1160.0, water_l: Some(200.0), dry_bulb_c: 20.0, wet_bulb_c: 15.0, mode: None }).collect();
     let kept = |target_s, lead_h, pue| IssuedHour { target_s, lead_h, pue, pue_low: Some(pue - 0.01), pue_high: Some(pue + 0.01), wue: Some(0.3) };
     // Two hours scored (one 0.02 off, outside its interval; one exact), one not yet happened.
     let s = score(&[kept(T0, 1, 1.18), kept(T0 + 3600, 30, 1.16), kept(T0 + 10 * 3600, 2, 1.2)], &actual);

@@ -77,6 +77,42 @@ pub const COOLING: &str = "cooling";
 /// tenant) each interval, tagged `server`, `engine` (its kind), `model` and `tenant` where known.
 pub const INFERENCE: &str = "inference";
 
+/// What an inference server does in a prefill/decode-disaggregated deployment (vLLM's
+/// disaggregated prefill, SGLang PD, NVIDIA Dynamo): the `role` tag of its `inference` points,
+/// absent for a server that does both (docs/inference.md). A prefill server computes prompts and
+/// hands their KV to a decode server; both report the same request and prompt, which the
+/// aggregator counts once, from the decode side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServingRole {
+    #[default]
+    Both,
+    Prefill,
+    Decode,
+}
+
+impl ServingRole {
+    /// The `role` tag's value; `None` for [`ServingRole::Both`], so an ordinary server's series
+    /// keep the identity they had before the tag existed.
+    pub fn tag(self) -> Option<&'static str> {
+        match self {
+            ServingRole::Both => None,
+            ServingRole::Prefill => Some("prefill"),
+            ServingRole::Decode => Some("decode"),
+        }
+    }
+
+    /// The role a point's `role` tag names; an absent or unknown one is [`ServingRole::Both`]
+    /// (counted as before: every request, prompt and generated token).
+    pub fn from_tag(tag: Option<&str>) -> ServingRole {
+        match tag {
+            Some("prefill") => ServingRole::Prefill,
+            Some("decode") => ServingRole::Decode,
+            _ => ServingRole::Both,
+        }
+    }
+}
+
 /// Every metric of the wire schema (see ARCHITECTURE.md, "The wire schema").
 pub const METRICS: &[MetricDef] = &[
     m(GPU, "power_w", Watt, Gauge, "GPU board power draw (NVML: 1 s average on H100)"),

@@ -471,7 +471,7 @@ pub fn build(store: &Store, cfg: &impl Settings, month: &str, generated_at: Opti
         jobs,
         gpu_efficiency,
         tokens: match JobStore::beside(store) {
-            Ok(js) => crate::tokens::TokensSection::of(crate::tokens::models(store, &js, p.range, cfg.carbon())?, |_| true, 10),
+            Ok(js) => crate::tokens::TokensSection::of(crate::tokens::models(store, &js, p.range, cfg.carbon(), cfg.accounting().into())?, |_| true, 10),
             Err(_) => crate::tokens::TokensSection::default(),
         },
         alerts: alerts(p.range),

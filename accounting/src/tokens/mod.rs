@@ -4,9 +4,12 @@
 //! `inference` points) attributed by [`crate::attribution`] together with every job, so serving +
 //! other jobs + idle + unattributed = E_IT for any window, and the server's IT energy carries its
 //! node's non-GPU share like a job's. Each hour's energy of a server is divided among its
-//! (model, tenant) rows by their weighted tokens in that hour (generated + w × prompt, w =
-//! [`PROMPT_TOKEN_WEIGHT`]), or equally in an hour with no tokens; facility energy, water and
-//! CO2 follow with that hour's PUE, WUE and carbon factor.
+//! (model, tenant) rows by their weighted tokens in that hour (generated + w × computed prompt,
+//! w = `[accounting] prompt_token_weight`, default [`PROMPT_TOKEN_WEIGHT`]), or equally in an
+//! hour with no tokens; facility energy, water and CO2 follow with that hour's PUE, WUE and
+//! carbon factor. In a prefill/decode-disaggregated deployment (servers tagged `role`), each
+//! request and prompt is counted once, from the decode servers; a prefill server's energy is
+//! divided by the prompts it computed (docs/inference.md).
 //!
 //! Per token: the energy over all tokens (prompt + generated), and over generated tokens only
 //! (all the energy charged to output, the usual "J per output token"). J per prompt token and
@@ -21,11 +24,12 @@ pub mod serving;
 
 use std::collections::BTreeMap;
 
+use kilowatch_model::metric::ServingRole;
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::attribution::{self, Attribution, JobEnergy};
-use crate::settings::CarbonConfig;
+use crate::settings::{AccountingConfig, CarbonConfig};
 use kilowatch_model::energy::step_bounds;
 use kilowatch_store::Store;
 use kilowatch_store::jobs::{Allocation, JobError, JobStore};
@@ -44,6 +48,25 @@ pub const PROMPT_TOKEN_WEIGHT: f64 = 0.1;
 /// (issue 29 item 10): from a twentieth of a decode token (long prompts on a saturated
 /// compute-bound prefill) to nearly a third (short prompts, where prefill is latency-bound).
 pub const PROMPT_WEIGHT_RANGE: [f64; 2] = [0.05, 0.3];
+
+/// The prompt weight and the range the statement shows it over, from `[accounting]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PromptWeights {
+    pub weight: f64,
+    pub range: [f64; 2],
+}
+
+impl Default for PromptWeights {
+    fn default() -> Self {
+        PromptWeights { weight: PROMPT_TOKEN_WEIGHT, range: PROMPT_WEIGHT_RANGE }
+    }
+}
+
+impl From<&AccountingConfig> for PromptWeights {
+    fn from(c: &AccountingConfig) -> Self {
+        PromptWeights { weight: c.prompt_token_weight, range: c.prompt_weight_range }
+    }
+}
 
 /// Fewer generated tokens than this in a window make its per-token figures low confidence.
 pub const MIN_TOKENS: f64 = 10_000.0;
@@ -92,6 +115,10 @@ pub struct ModelHour {
     /// Null where the facility energy is unknown.
     pub co2_kg: Option<f64>,
     pub pue: Option<f64>,
+    /// Prompt tokens computed on any of its servers (prefill servers' included): what
+    /// `prompt_cached_tokens` is the rest of.
+    #[serde(skip)]
+    prompt_computed_tokens: f64,
     /// Generated tokens per second and mean IT power over the hour (the part of it in the window).
     pub tokens_per_s: f64,
     pub it_power_w: f64,
@@ -128,6 +155,27 @@ pub struct WeightSensitivity {
     pub it_change_pct: [Option<f64>; 2],
 }
 
+impl WeightSensitivity {
+    /// `energy_kwh` at the range's ends against `it_kwh`, the IT energy at the stated weight.
+    fn new(range: [f64; 2], energy_kwh: [Energies; 2], it_kwh: f64) -> WeightSensitivity {
+        WeightSensitivity { prompt_token_weight: range, it_change_pct: energy_kwh.map(|e| div((e.it - it_kwh) * 100.0, it_kwh)), energy_kwh }
+    }
+
+    /// Several rows together (a tenant's, in its statement).
+    fn total(models: &[ModelFootprint]) -> WeightSensitivity {
+        let Some(first) = models.first() else { return WeightSensitivity::default() };
+        let mut ends = [Energies::default(); 2];
+        let mut it = 0.0;
+        for m in models {
+            for (end, e) in ends.iter_mut().zip(m.prompt_weight_sensitivity.energy_kwh) {
+                end.add(e);
+            }
+            it += m.energy_kwh.it;
+        }
+        WeightSensitivity::new(first.prompt_weight_sensitivity.prompt_token_weight, ends, it)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ModelFootprint {
     pub model: String,
@@ -141,6 +189,9 @@ pub struct ModelFootprint {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nested_in: Vec<String>,
     pub gpus: Vec<String>,
+    /// Requests, prompt and generated tokens are counted once per request: in a
+    /// prefill/decode-disaggregated deployment, from the decode servers (a prefill server
+    /// reports the same requests and prompts).
     pub prompt_tokens: f64,
     /// Of which prefix-cache hits or KV transferred from a prefill instance: not charged as
     /// prompt compute in the split or in dividing a server's energy among its rows.
@@ -149,6 +200,10 @@ pub struct ModelFootprint {
     pub requests: f64,
     pub ttft_mean_s: Option<f64>,
     pub energy_kwh: Energies,
+    /// Of which the prefill servers' (a disaggregated deployment's measured prompt compute);
+    /// absent where no prefill server served it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefill_energy_kwh: Option<Energies>,
     pub water_l: Option<f64>,
     /// Null where the facility energy is unknown.
     pub co2_kg: Option<f64>,
@@ -200,25 +255,28 @@ pub struct ModelsAnswer {
     /// E_DC below E_IT); absent when they are known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facility_unavailable: Option<String>,
-    pub method: &'static str,
+    pub method: String,
 }
 
-const METHOD: &str = "GPU energy from NVML counters of the GPUs each server ran on (its processes on NVML), attributed with the jobs ledger (a server's IT energy includes its node's non-GPU share per GPU); each hour's energy split among a server's models and tenants by generated + 0.1 x computed prompt tokens (prefix-cache hits and transferred KV excluded; each row also shown at weights 0.05 and 0.3); facility energy, water and CO2 at each hour's PUE, WUE and carbon factor; the per-prompt/per-generated split weighs a prompt token 0.1 of a generated one.";
+fn method(w: PromptWeights) -> String {
+    let PromptWeights { weight, range: [lo, hi] } = w;
+    format!("GPU energy from NVML counters of the GPUs each server ran on (its processes on NVML), attributed with the jobs ledger (a server's IT energy includes its node's non-GPU share per GPU); each hour's energy split among a server's models and tenants by generated + {weight} x computed prompt tokens (prefix-cache hits and transferred KV excluded; each row also shown at weights {lo} and {hi}); prefill/decode-disaggregated deployments count each request and prompt once (decode side), a prefill server's energy divided by the prompts it computed; facility energy, water and CO2 at each hour's PUE, WUE and carbon factor; the per-prompt/per-generated split weighs a prompt token {weight} of a generated one.")
+}
 
 fn div(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
 
 /// The serving and training footprint of `[r.from, r.to)`.
-pub fn models(store: &Store, js: &JobStore, r: TimeRange, carbon: &CarbonConfig) -> Result<ModelsAnswer, JobError> {
+pub fn models(store: &Store, js: &JobStore, r: TimeRange, carbon: &CarbonConfig, weights: PromptWeights) -> Result<ModelsAnswer, JobError> {
     let allocs = attribution::allocations(store, js, r)?;
     let att = attribution::attribute(store, &allocs, r, Some(HOUR_NS), carbon)?;
-    models_from(store, js, r, &allocs, &att)
+    models_from(store, js, r, &allocs, &att, weights)
 }
 
 /// [`models`] from an attribution already made over `r` at one-hour series steps (a customer's
 /// statement has one).
-pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocation], att: &Attribution) -> Result<ModelsAnswer, JobError> {
+pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocation], att: &Attribution, weights: PromptWeights) -> Result<ModelsAnswer, JobError> {
     let bounds = step_bounds(r.from.0, r.to.0, HOUR_NS);
     let mut rows = token_ledgers(store, &bounds)?;
     // Only what served in the window: a model or tenant first seen later, or gone before,
@@ -231,7 +289,7 @@ pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocat
         jobs_it_energy_kwh: att.jobs_it_energy_kwh,
         idle_kwh: att.idle_kwh,
         unattributed_kwh: att.unattributed_kwh,
-        method: METHOD,
+        method: method(weights),
         ..Default::default()
     };
     out.serving_it_energy_kwh = att.jobs.iter().filter(|j| j.source == INFERENCE_SOURCE).map(|j| j.it_energy_kwh).sum();
@@ -242,13 +300,13 @@ pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocat
         out.facility_unavailable = Some("no valid PUE over the window (no meter with role=facility, or E_DC below E_IT): facility energy and CO2 are unknown; GPU and IT energy (and water, which follows IT energy) stand".into());
     }
     let servers = serving_allocations(store, r.from.0, r.to.0)?;
-    out.models = serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known, PROMPT_TOKEN_WEIGHT);
-    let ends = PROMPT_WEIGHT_RANGE.map(|w| serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known, w));
+    out.models = serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known, weights.weight);
+    let ends = weights.range.map(|w| serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known, w));
     for m in &mut out.models {
         let at = |i: usize| ends[i].iter().find(|x| x.model == m.model && x.tenant == m.tenant).map(|x| x.energy_kwh).unwrap_or_default();
         let energy_kwh = [at(0), at(1)];
         let it = m.energy_kwh.it;
-        m.prompt_weight_sensitivity = WeightSensitivity { prompt_token_weight: PROMPT_WEIGHT_RANGE, it_change_pct: energy_kwh.map(|e| div((e.it - it) * 100.0, it)), energy_kwh };
+        m.prompt_weight_sensitivity = WeightSensitivity::new(weights.range, energy_kwh, it);
     }
     out.training = training_footprints(js, att, r, facility_known)?;
     Ok(out)
@@ -259,19 +317,23 @@ pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocat
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct TokensSection {
     pub models: Vec<ModelFootprint>,
+    /// The selected models' serving energy together at the prompt weight's two ends: how much a
+    /// customer's statement moves with the stated assumption (its IT energy's change in %).
+    pub prompt_weight_sensitivity: WeightSensitivity,
     pub training: Vec<TrainingFootprint>,
-    pub method: &'static str,
+    pub method: String,
 }
 
 impl TokensSection {
     pub fn of(a: ModelsAnswer, keep: impl Fn(&str) -> bool, max_training: usize) -> TokensSection {
         let mut models: Vec<ModelFootprint> = a.models.into_iter().filter(|m| keep(&m.tenant)).collect();
         models.iter_mut().for_each(|m| m.hours.clear());
+        let prompt_weight_sensitivity = WeightSensitivity::total(&models);
         models.sort_by(|x, y| size(&y.energy_kwh).total_cmp(&size(&x.energy_kwh)).then_with(|| x.model.cmp(&y.model)));
         let mut training: Vec<TrainingFootprint> = a.training.into_iter().filter(|t| keep(&t.owner)).collect();
         training.sort_by(|x, y| size(&y.energy_kwh).total_cmp(&size(&x.energy_kwh)).then_with(|| x.job.cmp(&y.job)));
         training.truncate(max_training);
-        TokensSection { models, training, method: a.method }
+        TokensSection { models, prompt_weight_sensitivity, training, method: a.method }
     }
 }
 
@@ -347,6 +409,9 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
     }
     let mut models: BTreeMap<(String, String), ModelFootprint> = BTreeMap::new();
     let mut ttft: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    // Whether every server of a (model, tenant) was a prefill server: its requests and prompts
+    // are then nowhere counted (the decode servers are not scraped).
+    let mut prefill_only: BTreeMap<(String, String), bool> = BTreeMap::new();
     for ((node, server), keys) in &by_server {
         let job = serving_job(node, server);
         // A server nested in a job (not an allocation of its own) takes the job's energy on its
@@ -386,21 +451,30 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
                 push_unique(&mut m.low_confidence_reasons, &format!("{node}/{server}: no GPUs known (set gpus, or give the collector NVML and /proc)"));
             }
             m.counter_resets += row.resets;
-            let t = ttft.entry((k.model.clone(), k.tenant.clone())).or_default();
-            t.0 += row.ttft_sum_s.iter().sum::<f64>();
-            t.1 += row.ttft_count.iter().sum::<f64>();
+            let counted = row.counts_requests();
+            *prefill_only.entry((k.model.clone(), k.tenant.clone())).or_insert(true) &= !counted;
+            // The time to first token the client saw is the decode side's (it includes the KV transfer).
+            if counted {
+                let t = ttft.entry((k.model.clone(), k.tenant.clone())).or_default();
+                t.0 += row.ttft_sum_s.iter().sum::<f64>();
+                t.1 += row.ttft_count.iter().sum::<f64>();
+            }
             for (h, &(gpu, it)) in hours.iter().enumerate() {
-                let weight = |r: &RowTokens| r.generated[h] + w * r.prompt_computed(h);
-                let total: f64 = keys.iter().map(|kk| weight(&rows[*kk])).sum();
-                let share = if total > 0.0 { weight(row) / total } else { 1.0 / keys.len() as f64 };
+                let total: f64 = keys.iter().map(|kk| rows[*kk].weight(h, w)).sum();
+                let share = if total > 0.0 { row.weight(h, w) / total } else { 1.0 / keys.len() as f64 };
                 let f = att.steps.get(h);
                 let pue = f.map(|f| f.pue).filter(|_| facility_known);
                 let e = Energies { gpu, it, facility: pue.map(|p| it * p) }.scaled(share);
+                if row.role == ServingRole::Prefill {
+                    m.prefill_energy_kwh.get_or_insert_default().add(e);
+                }
                 let mh = &mut m.hours[h];
-                mh.prompt_tokens += row.prompt[h];
-                mh.prompt_cached_tokens += row.prompt[h] - row.prompt_computed(h);
-                mh.generation_tokens += row.generated[h];
-                mh.requests += row.requests[h];
+                mh.prompt_computed_tokens += row.prompt_computed(h);
+                if counted {
+                    mh.prompt_tokens += row.prompt[h];
+                    mh.generation_tokens += row.generated[h];
+                    mh.requests += row.requests[h];
+                }
                 mh.energy_kwh.add(e);
                 mh.pue = pue;
                 if let Some(w) = f.and_then(|f| f.wue_l_per_kwh) {
@@ -413,6 +487,9 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
     let mut out: Vec<ModelFootprint> = models.into_values().collect();
     for m in &mut out {
         for (h, mh) in m.hours.iter_mut().enumerate() {
+            // Served without computing: prefix-cache hits (KV a decode server received from a
+            // prefill server was computed there, and is not among them).
+            mh.prompt_cached_tokens = (mh.prompt_tokens - mh.prompt_computed_tokens).max(0.0);
             let secs = (bounds[h + 1] - bounds[h]) as f64 / 1e9;
             mh.tokens_per_s = mh.generation_tokens / secs;
             mh.it_power_w = mh.energy_kwh.it * J_PER_KWH / secs;
@@ -430,6 +507,9 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
         let (s, c) = ttft.get(&(m.model.clone(), m.tenant.clone())).copied().unwrap_or_default();
         m.ttft_mean_s = div(s, c);
         m.per_token = per_token(m, w);
+        if prefill_only.get(&(m.model.clone(), m.tenant.clone())).copied().unwrap_or(false) {
+            m.low_confidence_reasons.push("only prefill servers (role = \"prefill\") reported it: its requests, prompts and generated tokens are counted on the decode servers, which were not scraped".into());
+        }
         if m.generation_tokens < MIN_TOKENS {
             m.low_confidence_reasons.push(format!("only {:.0} generated tokens in the window (fewer than {MIN_TOKENS:.0})", m.generation_tokens));
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kilowatch_model::metric::INFERENCE;
+use kilowatch_model::metric::{INFERENCE, ServingRole};
 use kilowatch_store::jobs::{Allocation, GPU_JOB_MAX_GAP_NS};
 use kilowatch_store::rollup::EnergyKind;
 use kilowatch_store::{Store, StoreError};
@@ -39,6 +39,11 @@ pub struct RowTokens {
     pub ttft_sum_s: Vec<f64>,
     pub ttft_count: Vec<f64>,
     pub resets: u32,
+    /// The server's part in a prefill/decode-disaggregated deployment (its `role` tag).
+    pub role: ServingRole,
+    /// Whether the server ships `prompt_cached_tokens` at all (a decode server that does not is
+    /// taken to have received every prompt's KV from its prefill server).
+    pub reports_cached: bool,
     /// Seconds of the window its counters' readings cover: 0 for a row that did not serve in
     /// the window (first seen later, or gone before).
     pub covered_s: f64,
@@ -71,8 +76,11 @@ pub fn token_ledgers(store: &Store, bounds: &[i64]) -> Result<BTreeMap<RowKey, R
                 ttft_sum_s: vec![0.0; n],
                 ttft_count: vec![0.0; n],
                 resets: 0,
+                role: ServingRole::from_tag(m.tag("role")),
+                reports_cached: false,
                 covered_s: 0.0,
             });
+            row.reports_cached |= field == "prompt_cached_tokens";
             row.resets += l.resets;
             row.covered_s += l.total_covered_s();
             let dst = match field {
@@ -179,8 +187,30 @@ mod tests {
 impl RowTokens {
     /// Prompt tokens of hour `h` that cost prefill compute on this server: all of them less the
     /// cache hits and transferred ones (never below 0: the two counters are read at slightly
-    /// different instants).
+    /// different instants). A decode server that does not say which of its prompts arrived as
+    /// KV from a prefill server computed none of them: that is what disaggregation means.
     pub fn prompt_computed(&self, h: usize) -> f64 {
+        if self.role == ServingRole::Decode && !self.reports_cached {
+            return 0.0;
+        }
         (self.prompt[h] - self.prompt_cached.get(h).copied().unwrap_or(0.0)).max(0.0)
+    }
+
+    /// Whether this row's requests, prompts and generated tokens are the deployment's. A prefill
+    /// server sees every request and prompt its decode server also reports (and generates the
+    /// first token, which the decode server generates again for the client): those are counted
+    /// once, on the decode side; the prefill server contributes the prompt compute only.
+    pub fn counts_requests(&self) -> bool {
+        self.role != ServingRole::Prefill
+    }
+
+    /// The row's share of its server's energy in hour `h`, before normalising: generated +
+    /// `w` × computed prompt tokens; on a prefill server, which does nothing but prompt compute,
+    /// its computed prompt tokens alone (`w` would cancel out).
+    pub fn weight(&self, h: usize, w: f64) -> f64 {
+        match self.role {
+            ServingRole::Prefill => self.prompt_computed(h),
+            _ => self.generated[h] + w * self.prompt_computed(h),
+        }
     }
 }

@@ -104,6 +104,14 @@ impl Config {
         if !(nonneg(self.accounting.official_min_coverage_pct) && self.accounting.official_min_coverage_pct <= 100.0) {
             return Err(ConfigError::Invalid { key: "accounting.official_min_coverage_pct", message: "must be a percentage between 0 and 100".into() });
         }
+        let weight = |v: f64| (0.0..=1.0).contains(&v);
+        if !weight(self.accounting.prompt_token_weight) {
+            return Err(ConfigError::Invalid { key: "accounting.prompt_token_weight", message: "must be a number between 0 and 1 (a computed prompt token's energy relative to a generated one's)".into() });
+        }
+        let [lo, hi] = self.accounting.prompt_weight_range;
+        if !(weight(lo) && weight(hi) && lo < hi) {
+            return Err(ConfigError::Invalid { key: "accounting.prompt_weight_range", message: format!("[{lo}, {hi}] must be two ascending weights between 0 and 1") });
+        }
         Ok(())
     }
 }
@@ -470,6 +478,7 @@ mod tests {
             ("carbon", "factor_kg_per_kwh", true),
             ("carbon", "residual_factor_kg_per_kwh", true),
             ("accounting", "official_min_coverage_pct", true),
+            ("accounting", "prompt_token_weight", true),
             ("slurm", "poll_interval_s", false),
             ("alerts", "eval_interval_s", false),
             ("alerts", "catch_up_max_s", true),

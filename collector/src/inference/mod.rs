@@ -37,6 +37,12 @@ pub struct InferenceServerConfig {
     /// the page's own (`model_name`, `model`).
     #[serde(default)]
     pub model: Option<String>,
+    /// What the server does in a prefill/decode-disaggregated deployment: `prefill`, `decode`
+    /// or `both` (default, an ordinary server). Shipped as the `role` tag (absent for `both`), so
+    /// the aggregator counts each request and prompt once and charges each side's energy to
+    /// the right tokens (docs/inference.md).
+    #[serde(default)]
+    pub role: kilowatch_model::metric::ServingRole,
     /// The tenant the server serves, where it serves one (a dedicated deployment).
     #[serde(default)]
     pub tenant: Option<String>,
@@ -311,6 +317,9 @@ impl InferenceSource {
                 .tag("model", model.as_str());
             if !tenant.is_empty() {
                 p = p.tag("tenant", tenant.as_str());
+            }
+            if let Some(role) = cfg.role.tag() {
+                p = p.tag("role", role);
             }
             for (k, v) in [("prompt_tokens", c.prompt_tokens), ("generation_tokens", c.generation_tokens), ("requests", c.requests), ("ttft_sum_s", c.ttft_sum_s), ("ttft_count", c.ttft_count), ("prompt_cached_tokens", c.prompt_cached_tokens)] {
                 if let Some(v) = v {

@@ -36,6 +36,7 @@ pub(super) fn blocks(t: &TokensSection) -> Vec<Block> {
                 })
                 .collect(),
         });
+        b.push(Block::Meta(weight_sensitivity(t)));
     }
     if !t.training.is_empty() {
         b.push(Block::Table {
@@ -64,4 +65,23 @@ pub(super) fn blocks(t: &TokensSection) -> Vec<Block> {
         t.method
     )));
     b
+}
+
+/// How much the rows' energy moves over the prompt weight's stated range (issue 29 item 10): the
+/// weight is an assumption, so the reader sees what it is worth.
+fn weight_sensitivity(t: &TokensSection) -> String {
+    let pct = |p: Option<f64>| p.map_or("–".to_owned(), |p| format!("{p:+.1} %"));
+    let s = &t.prompt_weight_sensitivity;
+    let [lo, hi] = s.prompt_token_weight;
+    let rows: Vec<String> = t
+        .models
+        .iter()
+        .map(|m| {
+            let name = m.model.rsplit('/').next().unwrap_or(&m.model);
+            let [a, b] = m.prompt_weight_sensitivity.it_change_pct;
+            format!("{name} {} / {}", pct(a), pct(b))
+        })
+        .collect();
+    let [a, b] = s.it_change_pct;
+    format!("With a prompt token weighed {lo} and {hi} of a generated one instead of the stated weight, the energy above moves by {} / {} in all ({}).", pct(a), pct(b), rows.join("; "))
 }

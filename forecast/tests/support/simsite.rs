@@ -7,7 +7,7 @@
 
 use kilowatch_forecast::forecast::{self, Inputs};
 use kilowatch_forecast::inputs::{Air, Series};
-use kilowatch_forecast::model::{FitOptions, HourRecord, ModelState, fit};
+use kilowatch_forecast::model::{CoolingMode, FitOptions, HourRecord, ModelState, fit};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{Emit, Scenario, SimConfig, Site};
 
@@ -32,6 +32,19 @@ pub fn config(start_s: i64, scenario: Scenario) -> SimConfig {
     SimConfig { start: Timestamp::from_secs(start_s), scenario, emit: Emit { gpus: false, nodes: false, facility: true }, ..SimConfig::default() }
 }
 
+/// The mode the plant ran most of the samples of an hour in (what the `cooling` series' mode
+/// field says hour by hour).
+pub fn majority(modes: &[&str]) -> Option<CoolingMode> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for m in modes {
+        match counts.iter_mut().find(|(n, _)| n == m) {
+            Some(c) => c.1 += 1,
+            None => counts.push((m, 1)),
+        }
+    }
+    counts.into_iter().max_by_key(|c| c.1).and_then(|(m, _)| CoolingMode::parse(m))
+}
+
 impl SimSite {
     /// Runs the site from `start_s` for `days`, keeping each hour's truth.
     pub fn run(start_s: i64, days: i64, scenario: Scenario) -> SimSite {
@@ -41,6 +54,7 @@ impl SimSite {
             let t = start_s + h * HOUR;
             let before = site.truth();
             let (mut db, mut wb, mut grid) = (0.0, 0.0, 0.0);
+            let mut modes: Vec<&'static str> = Vec::with_capacity(STEPS as usize);
             for k in 1..=STEPS {
                 let mid = Timestamp::from_secs(t + (2 * k - 1) * HOUR / (2 * STEPS));
                 let a = site.air_at(mid);
@@ -48,6 +62,7 @@ impl SimSite {
                 wb += a.wet_bulb_c / STEPS as f64;
                 grid += site.grid_intensity(mid) / STEPS as f64;
                 site.advance_to(Timestamp::from_secs(t + k * HOUR / STEPS));
+                modes.push(site.cooling_mode().as_str());
             }
             let after = site.truth();
             let rec = HourRecord {
@@ -57,6 +72,7 @@ impl SimSite {
                 water_l: Some((after.water_m3 - before.water_m3) * 1000.0),
                 dry_bulb_c: db,
                 wet_bulb_c: wb,
+                mode: majority(&modes),
             };
             hours.push(Truth { rec, grid_g_per_kwh: grid });
         }

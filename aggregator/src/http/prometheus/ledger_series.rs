@@ -215,7 +215,7 @@ impl LedgerSeries {
     fn models(&self, r: TimeRange) -> Result<Vec<Row>, SourceError> {
         let err = |e: &dyn std::fmt::Display| SourceError(e.to_string());
         let js = JobStore::beside(&self.store).map_err(|e| err(&e))?;
-        let answer = tokens::models(&self.store, &js, r, &self.config.carbon).map_err(|e| err(&e))?;
+        let answer = tokens::models(&self.store, &js, r, &self.config.carbon, tokens::PromptWeights::from(&self.config.accounting)).map_err(|e| err(&e))?;
         let mut out: Vec<Row> = Vec::new();
         for m in answer.models.iter().filter(|m| self.scope.as_ref().is_none_or(|s| s.allows(&m.tenant))) {
             for (kind, e) in [("all", m.per_token.j_per_token), ("generated", m.per_token.j_per_generated_token)] {
