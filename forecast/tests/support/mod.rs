@@ -1,1 +1,2 @@
+pub mod scores;
 pub mod simsite;

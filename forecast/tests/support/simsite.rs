@@ -28,8 +28,11 @@ pub struct SimSite {
     pub hours: Vec<Truth>,
 }
 
-pub fn config(start_s: i64, scenario: Scenario) -> SimConfig {
-    SimConfig { start: Timestamp::from_secs(start_s), scenario, emit: Emit { gpus: false, nodes: false, facility: true }, ..SimConfig::default() }
+/// The simulator's default seed, the one the single-run backtests use.
+pub const DEFAULT_SEED: u64 = 5;
+
+pub fn config(start_s: i64, scenario: Scenario, seed: u64) -> SimConfig {
+    SimConfig { seed, start: Timestamp::from_secs(start_s), scenario, emit: Emit { gpus: false, nodes: false, facility: true }, ..SimConfig::default() }
 }
 
 /// The mode the plant ran most of the samples of an hour in (what the `cooling` series' mode
@@ -46,9 +49,14 @@ pub fn majority(modes: &[&str]) -> Option<CoolingMode> {
 }
 
 impl SimSite {
-    /// Runs the site from `start_s` for `days`, keeping each hour's truth.
+    /// Runs the site of the default seed from `start_s` for `days`, keeping each hour's truth.
     pub fn run(start_s: i64, days: i64, scenario: Scenario) -> SimSite {
-        let mut site = Site::new(config(start_s, scenario));
+        SimSite::run_seeded(start_s, days, scenario, DEFAULT_SEED)
+    }
+
+    /// Runs the site of `seed` (its own weather, grid and jobs) from `start_s` for `days`.
+    pub fn run_seeded(start_s: i64, days: i64, scenario: Scenario, seed: u64) -> SimSite {
+        let mut site = Site::new(config(start_s, scenario, seed));
         let mut hours = Vec::with_capacity((days * 24) as usize);
         for h in 0..days * 24 {
             let t = start_s + h * HOUR;
@@ -151,29 +159,4 @@ impl SimSite {
         }
         (fac, water, co2)
     }
-}
-
-/// Day-ahead backtest over `days` after `history_days` of warm-up: mean absolute error of the
-/// daily PUE and WUE forecast (issued at 00:00 UTC for that day) and of persistence
-/// (tomorrow = today). Returns (model PUE, persistence PUE, model WUE, persistence WUE, days).
-pub fn day_ahead(s: &SimSite, history_days: i64, days: i64) -> (f64, f64, f64, f64, usize) {
-    let (mut mp, mut pp, mut mw, mut pw, mut n) = (0.0, 0.0, 0.0, 0.0, 0usize);
-    for d in history_days..history_days + days {
-        let day_s = s.start_s() + d * DAY;
-        let f = s.forecast_at(day_s, history_days);
-        if f.hours.len() < 24 {
-            continue;
-        }
-        let p_pue = f.hours[..24].iter().map(|h| h.pue.value).sum::<f64>() / 24.0;
-        let p_wue = f.hours[..24].iter().map(|h| h.wue_l_per_kwh.map_or(0.0, |b| b.value)).sum::<f64>() / 24.0;
-        let (a_pue, a_wue) = s.daily(day_s);
-        let (y_pue, y_wue) = s.daily(day_s - DAY);
-        mp += (p_pue - a_pue).abs();
-        pp += (y_pue - a_pue).abs();
-        mw += (p_wue - a_wue).abs();
-        pw += (y_wue - a_wue).abs();
-        n += 1;
-    }
-    let k = n.max(1) as f64;
-    (mp / k, pp / k, mw / k, pw / k, n)
 }
