@@ -112,25 +112,53 @@ fn main() {
         let diffs: Vec<String> = [PERSISTENCE, CLIMATOLOGY].iter().map(|&b| fmt(&col(&|d| get(d, MODEL) - get(d, b)), digits)).collect();
         println!("| {name} | {} | {} |", cells.join(" | "), diffs.join(" | "));
     }
+    by_quarter(&errors, &o.boot);
 
     println!("\nadvice, 64 GPUs × 6 h within 42 h, asked daily at 06:00 UTC, per job (mean [95 % interval]):");
-    println!("| weight | jobs | regret kWh | regret water L | regret CO2 kg | saved water L | saved CO2 kg |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| weight | jobs | regret kWh | regret water L | regret CO2 kg | saved water L | saved CO2 kg | at once: water L, CO2 kg |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (w, weight) in WEIGHTS.iter().enumerate() {
         let picks: Vec<Decision> = runs.iter().flat_map(|r| r.picks[w].iter().copied()).collect();
         let col = |f: &dyn Fn(&Decision) -> f64, digits| fmt(&o.boot.interval(&picks.iter().map(f).collect::<Vec<_>>()), digits);
+        let at_once = format!("{:.0}, {:.1}", mean(&picks, |p| p.at_once[1]), mean(&picks, |p| p.at_once[2]));
         println!(
-            "| {weight:?} | {} | {} | {} | {} | {} | {} |",
+            "| {weight:?} | {} | {} | {} | {} | {} | {} | {} |",
             picks.len(),
             col(&|p| p.regret[0], 1),
             col(&|p| p.regret[1], 0),
             col(&|p| p.regret[2], 2),
             col(&|p| p.saved[1], 0),
-            col(&|p| p.saved[2], 2)
+            col(&|p| p.saved[2], 2),
+            at_once
         );
     }
 
     heat_wave();
+}
+
+fn mean(picks: &[Decision], f: impl Fn(&Decision) -> f64) -> f64 {
+    picks.iter().map(f).sum::<f64>() / picks.len().max(1) as f64
+}
+
+/// The model's error against the baselines by quarter of the year: where it does not win.
+fn by_quarter(errors: &[DayErrors], boot: &Bootstrap) {
+    use chrono::Datelike;
+    println!("\nmodel − baseline by quarter (MAE difference, negative is the model better):");
+    println!("| quarter | days | PUE − persistence | PUE − climatology | WUE − persistence | WUE − climatology |");
+    println!("|---|---|---|---|---|---|");
+    for q in 0..4 {
+        let days: Vec<DayErrors> = errors.iter().copied().filter(|d| chrono::DateTime::from_timestamp(d.day_s, 0).is_some_and(|t| t.month0() / 3 == q)).collect();
+        let diff = |f: &dyn Fn(&DayErrors) -> f64, digits| fmt(&boot.interval(&days.iter().map(f).collect::<Vec<_>>()), digits);
+        println!(
+            "| Q{} | {} | {} | {} | {} | {} |",
+            q + 1,
+            days.len(),
+            diff(&|d| d.pue[MODEL] - d.pue[PERSISTENCE], 4),
+            diff(&|d| d.pue[MODEL] - d.pue[CLIMATOLOGY], 4),
+            diff(&|d| d.wue[MODEL] - d.wue[PERSISTENCE], 3),
+            diff(&|d| d.wue[MODEL] - d.wue[CLIMATOLOGY], 3)
+        );
+    }
 }
 
 /// A humid heat wave over the week of 14 July 2025: +8 °C dry bulb and +4 °C dew point for five
@@ -142,7 +170,7 @@ fn heat_wave() {
     let scenario = Scenario { heat_wave: Some(hw), cooling_failure: None };
     let sim_start = wave_start - (HISTORY_DAYS + 1) * DAY;
     let s = SimSite::run(sim_start, HISTORY_DAYS + 1 + 7 + 3, scenario);
-    println!("heat-wave week from 2025-07-14 (+8 °C, dew point +4 °C), 64 GPUs × 6 h, advice asked daily at 08:00 Paris:");
+    println!("\nheat-wave week from 2025-07-14 (+8 °C, dew point +4 °C), 64 GPUs × 6 h, advice asked daily at 08:00 Paris:");
     for weight in [Weight::Balanced, Weight::Water, Weight::Co2, Weight::Energy] {
         let req = Request { gpus: 64, hours: 6, within_h: 42, weight, kw_per_gpu: 1.275 };
         let it_kw = 64.0 * 1.275;

@@ -8,8 +8,8 @@ use super::simsite::{DAY, HOUR, SimSite};
 use kilowatch_forecast::advice::{Request, advise};
 
 /// Who forecasts a day: the model, persistence (tomorrow = today) and climatology (the mean of
-/// the daily values of the previous `history_days` days of the same simulated history: the
-/// same-hour mean over the last 28 days, summed over the day).
+/// the daily PUE, or WUE, of the previous `history_days` days of the same simulated history:
+/// each run is one history, so there are no earlier years to average).
 pub const MODEL: usize = 0;
 pub const PERSISTENCE: usize = 1;
 pub const CLIMATOLOGY: usize = 2;
@@ -62,6 +62,8 @@ pub struct Decision {
     pub regret: [f64; 3],
     /// Starting at once minus the advised start, per quantity: positive is saved.
     pub saved: [f64; 3],
+    /// What starting at once costs, per quantity (the scale of the two above).
+    pub at_once: [f64; 3],
 }
 
 /// Each day at `issue_hour_utc`, asks the advice for `req` and reads the advised start, every
@@ -90,6 +92,7 @@ pub fn decisions(s: &SimSite, history_days: i64, days: i64, issue_hour_utc: i64,
             day_s: issue,
             regret: [0, 1, 2].map(|q| advised[q] - hindsight(q)),
             saved: [0, 1, 2].map(|q| now[q] - advised[q]),
+            at_once: now,
         });
     }
     out
