@@ -3,8 +3,11 @@
 //! (one line per thing and timestamp).
 
 use std::collections::HashMap;
+#[cfg(test)]
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
+
+use kilowatch_model::{FieldValueRef, Lines, Timestamp};
 
 use super::proto::{STALE_NAN_BITS, TimeSeries, WriteRequest};
 use crate::config::prometheus::{MapRule, PrometheusConfig, Unmapped};
@@ -48,6 +51,9 @@ pub struct Mapper {
     site: String,
     unmapped: Unmapped,
     max_name_bytes: usize,
+    /// Every field name a series can map to, numbered (a line's fields are a bitmap of them).
+    field_numbers: HashMap<String, u16>,
+    job_field: u16,
 }
 
 /// What one series becomes.
@@ -73,7 +79,18 @@ impl Mapper {
         for (i, r) in rules.iter().enumerate() {
             by_metric.entry(r.rule.metric.clone()).or_default().push(i);
         }
-        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes }
+        let mut field_numbers: HashMap<String, u16> = HashMap::new();
+        for name in ["job", "value"].into_iter().chain(rules.iter().map(|r| r.rule.field.as_str())) {
+            let n = field_numbers.len() as u16;
+            field_numbers.entry(name.to_owned()).or_insert(n);
+        }
+        let job_field = field_numbers.get("job").copied().unwrap_or_default();
+        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes, field_numbers, job_field }
+    }
+
+    /// The number of field `name` (every rule's field and `value` are numbered at start).
+    fn field_number(&self, name: &str) -> u16 {
+        self.field_numbers.get(name).copied().unwrap_or(u16::MAX)
     }
 
     /// The target of `ts`: the first rule whose metric and matchers hold.
@@ -102,10 +119,18 @@ impl Mapper {
         if self.unmapped == Unmapped::Drop {
             return Target::Unmapped;
         }
+        // Names become the measurement and tag keys as they are: held to what line protocol
+        // (the sink, an export) can carry, as their values are.
+        if let Err(why) = self.tag_value_ok("__name__", name) {
+            return Target::Refused(why);
+        }
         let mut tags: Vec<(String, String)> = Vec::with_capacity(ts.labels.len());
         for l in ts.labels.iter().filter(|l| l.name != "__name__".as_bytes() && !l.value.is_empty()) {
             let (Some(name), Some(value)) = (l.name(), l.value()) else { return Target::Refused("a label is not UTF-8".into()) };
-            if let Err(why) = self.tag_value_ok(name, value) {
+            if name.is_empty() {
+                return Target::Refused("a label has an empty name".into());
+            }
+            if let Err(why) = self.tag_value_ok("name", name).and_then(|()| self.tag_value_ok(name, value)) {
                 return Target::Refused(why);
             }
             put(&mut tags, name, value);
@@ -146,31 +171,172 @@ fn put(tags: &mut Vec<(String, String)>, k: &str, v: &str) {
     }
 }
 
-/// What a request becomes: lines of line protocol (ms timestamps), and what was left out.
+/// What a request becomes: the store's lines (one per thing and time, ms timestamps), built
+/// without line-protocol text, and what was left out.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub lines: Vec<OutLine>,
+    /// Every value, in request order: grouped by line in [`Batch::lines`].
+    values: Vec<Entry>,
+    /// The mappings the values name (one per series of the request that has values), which
+    /// hold their field names and job strings while the lines borrow them.
+    series: Vec<Arc<Mapped>>,
     /// Series refused whole or in part, with why, in request order.
     pub refused: Vec<(u32, String)>,
     pub counts: Counts,
 }
 
-/// One line: a series key (measurement and tags, escaped), its fields, a time in ms.
+/// One line: a series key and a time in ms; its values are the batch's entries naming it.
 #[derive(Debug)]
 pub struct OutLine {
-    pub key: Arc<str>,
-    pub fields: String,
+    pub key: Arc<Key>,
     pub ts_ms: i64,
+    /// The fields it has, by [`Mapper`] field number (the first [`SEEN_BITS`]): two rules for
+    /// one field (an old and a new dcgm name) give it once.
+    seen: u128,
+}
+
+const SEEN_BITS: u16 = 128;
+
+/// One value of a line.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    line: u32,
+    /// Index in [`Batch::series`].
+    series: u32,
+    field: u16,
+    value: Num,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    F(f64),
+    I(i64),
+    /// The series' job string (a `gpu_job` line's `job` field).
+    Job,
+}
+
+/// A series key as the store names it: the measurement and sorted tags, and the line protocol
+/// of both (for messages, and as the store's cheap lookup key when nothing needed escaping).
+#[derive(Debug)]
+pub struct Key {
+    text: Box<str>,
+    plain: bool,
+    measurement: String,
+    tags: Vec<(String, String)>,
+}
+
+impl Key {
+    fn new(measurement: &str, tags: &[(String, String)]) -> Key {
+        let text = series_key(measurement, tags);
+        Key { plain: !text.contains('\\'), text: text.into(), measurement: measurement.to_owned(), tags: tags.to_vec() }
+    }
+
+    /// `measurement,k=v,…` escaped as line protocol.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.text.hash(h);
+    }
+}
+impl PartialEq for Key {
+    fn eq(&self, o: &Key) -> bool {
+        self.text == o.text
+    }
+}
+impl Eq for Key {}
+
+/// A key looked up by its text.
+#[derive(Hash)]
+struct KeyText<'a>(&'a str);
+impl hashbrown::Equivalent<Arc<Key>> for KeyText<'_> {
+    fn equivalent(&self, k: &Arc<Key>) -> bool {
+        *k.text == *self.0
+    }
 }
 
 impl Batch {
-    /// The line protocol of the batch, millisecond precision.
-    pub fn text(&self) -> String {
-        let mut out = String::with_capacity(self.lines.iter().map(|l| l.key.len() + l.fields.len() + 16).sum());
-        for l in &self.lines {
-            let _ = writeln!(out, "{} {} {}", l.key, l.fields, l.ts_ms);
+    /// The store's lines of the batch: each line's values in request order, borrowed from the
+    /// batch (nothing is formatted or parsed again).
+    pub fn store_lines(&self) -> Lines<'_> {
+        // Values grouped by line with a counting sort: lines fill in request order, a GPU's
+        // values arriving one series (dcgm field) after the other.
+        let mut start = vec![0u32; self.lines.len() + 1];
+        for e in &self.values {
+            start[e.line as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut next = start.clone();
+        let mut order = vec![0u32; self.values.len()];
+        for (i, e) in self.values.iter().enumerate() {
+            let slot = &mut next[e.line as usize];
+            order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        let mut out = Lines::default();
+        for (li, l) in self.lines.iter().enumerate() {
+            let values = order[start[li] as usize..start[li + 1] as usize].iter().map(|&i| {
+                let e = &self.values[i as usize];
+                let Mapped::Field(m) = &*self.series[e.series as usize] else { unreachable!("only mapped series have values") };
+                match e.value {
+                    Num::F(v) => (m.field.as_str(), FieldValueRef::F64(v)),
+                    Num::I(v) => (m.field.as_str(), FieldValueRef::I64(v)),
+                    Num::Job => ("job", FieldValueRef::Str(std::borrow::Cow::Borrowed(m.job.as_ref().map_or("", |(_, j)| j.as_str())))),
+                }
+            });
+            let k = &l.key;
+            out.push_line(k.plain.then_some(&*k.text), &k.measurement, k.tags.iter().map(|(a, b)| (a.as_str(), b.as_str())), values, Timestamp(l.ts_ms.saturating_mul(1_000_000)));
         }
         out
+    }
+
+    /// The line protocol of the batch, millisecond precision (what the store is given, as text).
+    #[cfg(test)]
+    pub fn text(&self) -> String {
+        let lines = self.store_lines();
+        let mut out = String::new();
+        for (l, line) in self.lines.iter().zip(lines.iter()) {
+            let fields: Vec<String> = line
+                .fields()
+                .iter()
+                .map(|(k, v)| match v {
+                    FieldValueRef::I64(i) => format!("{k}={i}i"),
+                    FieldValueRef::F64(f) => format!("{k}={f}"),
+                    FieldValueRef::Str(s) => format!("{k}=\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+                    other => format!("{k}={other:?}"),
+                })
+                .collect();
+            let _ = writeln!(out, "{} {} {}", l.key.text, fields.join(","), l.ts_ms);
+        }
+        out
+    }
+
+    /// Adds a value to the line of `key` at `ts_ms` unless that line has the field already.
+    fn put(&mut self, at: &mut hashbrown::HashMap<(*const Key, i64), u32>, key: &Arc<Key>, ts_ms: i64, series: u32, field: u16, value: Num) -> bool {
+        let lines = &mut self.lines;
+        let line = *at.entry((Arc::as_ptr(key), ts_ms)).or_insert_with(|| {
+            lines.push(OutLine { key: key.clone(), ts_ms, seen: 0 });
+            (lines.len() - 1) as u32
+        });
+        let l = &mut self.lines[line as usize];
+        if field < SEEN_BITS {
+            let bit = 1u128 << field;
+            if l.seen & bit != 0 {
+                return false;
+            }
+            l.seen |= bit;
+        } else if self.values.iter().any(|e| e.line == line && e.field == field) {
+            // Past the bitmap (more than 128 distinct fields in the rules): rare, slower.
+            return false;
+        }
+        self.values.push(Entry { line, series, field, value });
+        true
     }
 }
 
@@ -191,8 +357,8 @@ pub trait GpuOwners {
     fn collector_reports(&mut self, node: &str) -> bool;
 }
 
-/// A series' mapping with its line-protocol keys written once: a sender repeats the same series
-/// in every request, so the rules run once per series, not once per sample.
+/// A series' mapping with its keys made once: a sender repeats the same series in every
+/// request, so the rules run once per series, not once per sample.
 #[derive(Debug)]
 enum Mapped {
     Field(MappedField),
@@ -202,15 +368,17 @@ enum Mapped {
 
 #[derive(Debug)]
 struct MappedField {
-    key: Arc<str>,
+    key: Arc<Key>,
     /// For a `gpu` series: its node, and its key when the collector reports that node.
     node: Option<String>,
-    shadow_key: Option<Arc<str>>,
+    shadow_key: Option<Arc<Key>>,
     field: String,
+    /// The field's number in [`Mapper::field_numbers`].
+    field_no: u16,
     scale: f64,
     integer: bool,
-    /// The `gpu_job` key and the job's field text (`job="slurm:42"`), from the job labels.
-    job: Option<(Arc<str>, String)>,
+    /// The `gpu_job` key and the job (`slurm:42`), from the job labels.
+    job: Option<(Arc<Key>, String)>,
 }
 
 /// Series remembered, at most (their labels, ~300 bytes each for dcgm-exporter's, plus their
@@ -226,18 +394,18 @@ struct CacheInner {
     series: hashbrown::HashMap<Vec<super::proto::Label>, Arc<Mapped>>,
     /// One `Arc` per distinct key, so that the series of one GPU (one per dcgm field) share it
     /// and their values are grouped into one line by the key's address.
-    keys: hashbrown::HashSet<Arc<str>>,
+    keys: hashbrown::HashSet<Arc<Key>>,
 }
 
 impl CacheInner {
-    fn intern(&mut self, key: Arc<str>) -> Arc<str> {
-        match self.keys.get(&key) {
-            Some(k) => k.clone(),
-            None => {
-                self.keys.insert(key.clone());
-                key
-            }
+    fn intern(&mut self, measurement: &str, tags: &[(String, String)]) -> Arc<Key> {
+        let key = Key::new(measurement, tags);
+        if let Some(k) = self.keys.get(&KeyText(&key.text)) {
+            return k.clone();
         }
+        let key = Arc::new(key);
+        self.keys.insert(key.clone());
+        key
     }
 }
 
@@ -252,13 +420,14 @@ impl Mapper {
             Target::Field { measurement, mut tags, field, scale, integer } => {
                 let is_gpu = measurement == "gpu";
                 let node = if is_gpu { tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone()) } else { None };
-                let shadow_key = is_gpu.then(|| cache.intern(series_key(SHADOW_MEASUREMENT, &tags)));
-                let job = if is_gpu { job_of(ts).map(|j| (cache.intern(series_key(kilowatch_model::metric::GPU_JOB, &tags)), format!("job=\"{}\"", j.replace('\\', "\\\\").replace('"', "\\\"")))) } else { None };
+                let shadow_key = is_gpu.then(|| cache.intern(SHADOW_MEASUREMENT, &tags));
+                let job = if is_gpu { job_of(ts).map(|j| (cache.intern(kilowatch_model::metric::GPU_JOB, &tags), j)) } else { None };
                 if is_gpu {
                     put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
                     tags.sort();
                 }
-                Mapped::Field(MappedField { key: cache.intern(series_key(&measurement, &tags)), node, shadow_key, field, scale, integer, job })
+                let field_no = self.field_number(&field);
+                Mapped::Field(MappedField { key: cache.intern(&measurement, &tags), node, shadow_key, field, field_no, scale, integer, job })
             }
         });
         // A refused series is not remembered: its labels may be the 1 MB that refused it.
@@ -275,31 +444,30 @@ impl Mapper {
 }
 
 /// `measurement,k=v,…` escaped for line protocol (tags sorted by the caller).
-fn series_key(measurement: &str, tags: &[(String, String)]) -> Arc<str> {
-    let esc = |s: &str, special: &[char]| -> String {
-        let mut o = String::with_capacity(s.len());
+fn series_key(measurement: &str, tags: &[(String, String)]) -> String {
+    let esc = |o: &mut String, s: &str, special: &[char]| {
         for c in s.chars() {
             if special.contains(&c) {
                 o.push('\\');
             }
             o.push(c);
         }
-        o
     };
-    let mut k = esc(measurement, &[',', ' ']);
+    let mut k = String::with_capacity(measurement.len() + tags.iter().map(|(t, v)| t.len() + v.len() + 2).sum::<usize>());
+    esc(&mut k, measurement, &[',', ' ']);
     for (t, v) in tags {
         k.push(',');
-        k.push_str(&esc(t, &[',', '=', ' ']));
+        esc(&mut k, t, &[',', '=', ' ']);
         k.push('=');
-        k.push_str(&esc(v, &[',', '=', ' ']));
+        esc(&mut k, v, &[',', '=', ' ']);
     }
-    Arc::from(k)
+    k
 }
 
 /// Maps every series of `req` and groups the values of one thing at one time into one line.
 pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &mut dyn GpuOwners) -> Batch {
     let mut b = Batch::default();
-    let mut at: hashbrown::HashMap<(*const u8, i64), usize> = hashbrown::HashMap::new();
+    let mut at: hashbrown::HashMap<(*const Key, i64), u32> = hashbrown::HashMap::new();
     let mut cache = match cache.0.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -324,6 +492,7 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
         let key = if shadowed { m.shadow_key.as_ref().unwrap_or(&m.key) } else { &m.key };
         // The collector writes its own `gpu_job` points for the nodes it reports.
         let job = if shadowed { None } else { m.job.as_ref() };
+        let series = b.series.len() as u32;
         let mut bad: Option<String> = None;
         for s in &ts.samples {
             if s.value.to_bits() == STALE_NAN_BITS {
@@ -336,27 +505,13 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
                 bad.get_or_insert_with(|| format!("{}: value {} at {} ms is not a finite number at a representable time", ts.describe(DESCRIBE_BYTES), s.value, s.timestamp));
                 continue;
             }
-            let idx = line_at(&mut b.lines, &mut at, key, s.timestamp);
-            let fields = &mut b.lines[idx].fields;
-            // Two rules for one field (an old and a new dcgm name): the first series keeps it.
-            if has_field(fields, &m.field) {
+            // Integers as the collector writes them, within what line protocol keeps exactly.
+            let num = if m.integer && value.fract() == 0.0 && value.abs() <= kilowatch_model::lineproto::MAX_EXACT_INTEGER as f64 { Num::I(value as i64) } else { Num::F(value) };
+            if !b.put(&mut at, key, s.timestamp, series, m.field_no, num) {
                 continue;
             }
-            if !fields.is_empty() {
-                fields.push(',');
-            }
-            fields.push_str(&m.field);
-            fields.push('=');
-            if m.integer && value.fract() == 0.0 && value.abs() < 9.0e18 {
-                let _ = write!(fields, "{}i", value as i64);
-            } else {
-                let _ = write!(fields, "{value}");
-            }
-            if let Some((job_key, job_field)) = job {
-                let j = line_at(&mut b.lines, &mut at, job_key, s.timestamp);
-                if b.lines[j].fields.is_empty() {
-                    b.lines[j].fields.push_str(job_field);
-                }
+            if let Some((job_key, _)) = job {
+                b.put(&mut at, job_key, s.timestamp, series, mapper.job_field, Num::Job);
             }
             if shadowed {
                 b.counts.shadowed += 1;
@@ -364,24 +519,14 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
                 b.counts.mapped += 1;
             }
         }
+        if b.values.last().is_some_and(|e| e.series == series) {
+            b.series.push(mapped.clone());
+        }
         if let Some(why) = bad {
             b.refused.push((i, why));
         }
     }
     b
-}
-
-/// The index of the line of `key` at `ts_ms`, made if new.
-fn line_at(lines: &mut Vec<OutLine>, at: &mut hashbrown::HashMap<(*const u8, i64), usize>, key: &Arc<str>, ts_ms: i64) -> usize {
-    *at.entry((key.as_ptr(), ts_ms)).or_insert_with(|| {
-        lines.push(OutLine { key: key.clone(), fields: String::new(), ts_ms });
-        lines.len() - 1
-    })
-}
-
-/// Whether `fields` (`a=1,b=2i`) holds field `name`.
-fn has_field(fields: &str, name: &str) -> bool {
-    fields.split(',').any(|f| f.split_once('=').is_some_and(|(k, _)| k == name))
 }
 
 #[cfg(test)]
