@@ -24,7 +24,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kilowatch_store::{Store, StoreError, WriteSummary};
-use prost::Message;
 use serde_json::json;
 
 use crate::api::{AppState, error, over_budget, retry_later};
@@ -63,7 +62,7 @@ enum Refused {
     #[error("the body inflates to {0} bytes, more than server.max_body_bytes ({1})")]
     TooLarge(usize, usize),
     #[error("the body is not a prometheus.WriteRequest (remote write 1.0 protobuf): {0}")]
-    Protobuf(prost::DecodeError),
+    Protobuf(proto::DecodeError),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -85,7 +84,8 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
         if let Some(e) = store.over_budget().map_err(Refused::Store)? {
             return Err(Refused::Store(e));
         }
-        let req = decode(&body, rx.max_body_bytes)?;
+        let raw = inflate(&body, rx.max_body_bytes)?;
+        let req = proto::Request::decode(&raw).map_err(Refused::Protobuf)?;
         let mut owners = (*rx.owners.snapshot()).clone();
         let batch = map::build(&req, &rx.mapper, &rx.series, &mut owners);
         RemoteWriteMapped(&batch.counts).emit(&metrics);
@@ -117,15 +117,13 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
     }
 }
 
-/// Inflates (snappy block format, as remote write 1.0 specifies) within `max` bytes, and decodes.
-fn decode(body: &[u8], max: usize) -> Result<proto::WriteRequest, Refused> {
+/// Inflates (snappy block format, as remote write 1.0 specifies) within `max` bytes.
+fn inflate(body: &[u8], max: usize) -> Result<Vec<u8>, Refused> {
     let len = snap::raw::decompress_len(body).map_err(Refused::Snappy)?;
     if len > max {
         return Err(Refused::TooLarge(len, max));
     }
-    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(Refused::Snappy)?;
-    // From `Bytes`, so that the labels are slices of it rather than copies.
-    proto::WriteRequest::decode(prost::bytes::Bytes::from(raw)).map_err(Refused::Protobuf)
+    snap::raw::Decoder::new().decompress_vec(body).map_err(Refused::Snappy)
 }
 
 /// The batch's lines through the store's write path (the policy, the writer's caps, the log as

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use kilowatch_model::{FieldValueRef, Lines, Timestamp};
 
-use super::proto::{STALE_NAN_BITS, TimeSeries, WriteRequest};
+use super::proto::{Request, STALE_NAN_BITS, Series};
 use crate::config::prometheus::{MapRule, PrometheusConfig, Unmapped};
 use crate::tenant::glob;
 
@@ -53,6 +53,7 @@ pub struct Mapper {
     max_name_bytes: usize,
     /// Every field name a series can map to, numbered (a line's fields are a bitmap of them).
     field_numbers: HashMap<String, u16>,
+    field_names: Arc<[Box<str>]>,
     job_field: u16,
 }
 
@@ -85,7 +86,10 @@ impl Mapper {
             field_numbers.entry(name.to_owned()).or_insert(n);
         }
         let job_field = field_numbers.get("job").copied().unwrap_or_default();
-        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes, field_numbers, job_field }
+        let mut names: Vec<(&String, &u16)> = field_numbers.iter().collect();
+        names.sort_by_key(|(_, n)| **n);
+        let field_names = names.into_iter().map(|(f, _)| f.as_str().into()).collect();
+        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes, field_numbers, field_names, job_field }
     }
 
     /// The number of field `name` (every rule's field and `value` are numbered at start).
@@ -94,7 +98,7 @@ impl Mapper {
     }
 
     /// The target of `ts`: the first rule whose metric and matchers hold.
-    pub fn target(&self, ts: &TimeSeries) -> Target {
+    pub fn target(&self, ts: &Series<'_, '_>) -> Target {
         let Some(name) = ts.name() else { return Target::Refused("no __name__ label".into()) };
         let rule = self.by_metric.get(name).into_iter().flatten().map(|i| &self.rules[*i]).find(|r| r.rule.matchers.iter().all(|(l, g)| glob(g, ts.label(l).unwrap_or(""))));
         let Some(r) = rule else { return self.unmapped(name, ts) };
@@ -115,7 +119,7 @@ impl Mapper {
         Target::Field { measurement: r.rule.measurement.clone(), tags, field: r.rule.field.clone(), scale: r.rule.scale, integer: r.integer }
     }
 
-    fn unmapped(&self, name: &str, ts: &TimeSeries) -> Target {
+    fn unmapped(&self, name: &str, ts: &Series<'_, '_>) -> Target {
         if self.unmapped == Unmapped::Drop {
             return Target::Unmapped;
         }
@@ -125,7 +129,7 @@ impl Mapper {
             return Target::Refused(why);
         }
         let mut tags: Vec<(String, String)> = Vec::with_capacity(ts.labels.len());
-        for l in ts.labels.iter().filter(|l| l.name != "__name__".as_bytes() && !l.value.is_empty()) {
+        for l in ts.labels.iter().filter(|l| l.name != b"__name__" && !l.value.is_empty()) {
             let (Some(name), Some(value)) = (l.name(), l.value()) else { return Target::Refused("a label is not UTF-8".into()) };
             if name.is_empty() {
                 return Target::Refused("a label has an empty name".into());
@@ -157,7 +161,7 @@ impl Mapper {
 /// The job named by dcgm-exporter's job labels: `hpc_job` (its HPC job mapping, Slurm job ids)
 /// as `slurm:<id>`, the id the Slurm hooks and poller give; else `pod` and `namespace` (its
 /// Kubernetes mode) as `k8s:<namespace>/<pod>`.
-fn job_of(ts: &TimeSeries) -> Option<String> {
+fn job_of(ts: &Series<'_, '_>) -> Option<String> {
     if let Some(j) = ts.label("hpc_job") {
         return Some(if j.contains(':') { j.to_owned() } else { format!("slurm:{j}") });
     }
@@ -176,11 +180,13 @@ fn put(tags: &mut Vec<(String, String)>, k: &str, v: &str) {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub lines: Vec<OutLine>,
-    /// Every value, in request order: grouped by line in [`Batch::lines`].
+    /// Every value, in request order: grouped by line in [`Batch::store_lines`].
     values: Vec<Entry>,
     /// The mappings the values name (one per series of the request that has values), which
-    /// hold their field names and job strings while the lines borrow them.
+    /// hold their job strings while the lines borrow them.
     series: Vec<Arc<Mapped>>,
+    /// The mapper's field names, by number.
+    field_names: Option<Arc<[Box<str>]>>,
     /// Series refused whole or in part, with why, in request order.
     pub refused: Vec<(u32, String)>,
     pub counts: Counts,
@@ -216,25 +222,51 @@ enum Num {
     Job,
 }
 
-/// A series key as the store names it: the measurement and sorted tags, and the line protocol
-/// of both (for messages, and as the store's cheap lookup key when nothing needed escaping).
+/// A series key as the store names it: the line protocol of its measurement and sorted tags.
+/// Where nothing needed escaping (nearly always) the text alone is kept and split again into
+/// measurement and tags when a line is built; otherwise the parts are kept beside it.
 #[derive(Debug)]
 pub struct Key {
     text: Box<str>,
-    plain: bool,
-    measurement: String,
-    tags: Vec<(String, String)>,
+    parts: Option<Box<(String, Vec<(String, String)>)>>,
 }
 
 impl Key {
     fn new(measurement: &str, tags: &[(String, String)]) -> Key {
         let text = series_key(measurement, tags);
-        Key { plain: !text.contains('\\'), text: text.into(), measurement: measurement.to_owned(), tags: tags.to_vec() }
+        let parts = text.contains('\\').then(|| Box::new((measurement.to_owned(), tags.to_vec())));
+        Key { text: text.into(), parts }
     }
 
     /// `measurement,k=v,…` escaped as line protocol.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The text where it names the series without escapes (the store's cheap lookup key).
+    fn plain(&self) -> Option<&str> {
+        self.parts.is_none().then_some(&*self.text)
+    }
+
+    fn measurement(&self) -> &str {
+        match &self.parts {
+            Some(p) => &p.0,
+            None => self.text.split(',').next().unwrap_or_default(),
+        }
+    }
+
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        let (owned, plain) = match &self.parts {
+            Some(p) => (Some(p.1.iter().map(|(k, v)| (k.as_str(), v.as_str()))), None),
+            // No escapes: every `,` and `=` is a separator.
+            None => (None, Some(self.text.split(',').skip(1).map(|kv| kv.split_once('=').unwrap_or((kv, ""))))),
+        };
+        owned.into_iter().flatten().chain(plain.into_iter().flatten())
+    }
+
+    /// Bytes it holds, for the memory of mapped series.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Key>() + self.text.len() + self.parts.as_ref().map_or(0, |p| 2 * self.text.len() + p.1.len() * std::mem::size_of::<(String, String)>())
     }
 }
 
@@ -279,19 +311,26 @@ impl Batch {
             order[*slot as usize] = i as u32;
             *slot += 1;
         }
+        let names: &[Box<str>] = self.field_names.as_deref().unwrap_or_default();
         let mut out = Lines::default();
         for (li, l) in self.lines.iter().enumerate() {
             let values = order[start[li] as usize..start[li + 1] as usize].iter().map(|&i| {
                 let e = &self.values[i as usize];
-                let Mapped::Field(m) = &*self.series[e.series as usize] else { unreachable!("only mapped series have values") };
+                let name = names.get(e.field as usize).map_or("value", |n| &**n);
                 match e.value {
-                    Num::F(v) => (m.field.as_str(), FieldValueRef::F64(v)),
-                    Num::I(v) => (m.field.as_str(), FieldValueRef::I64(v)),
-                    Num::Job => ("job", FieldValueRef::Str(std::borrow::Cow::Borrowed(m.job.as_ref().map_or("", |(_, j)| j.as_str())))),
+                    Num::F(v) => (name, FieldValueRef::F64(v)),
+                    Num::I(v) => (name, FieldValueRef::I64(v)),
+                    Num::Job => {
+                        let job = match &*self.series[e.series as usize] {
+                            Mapped::Field(m) => m.job.as_ref().map_or("", |(_, j)| &**j),
+                            _ => "",
+                        };
+                        (name, FieldValueRef::Str(std::borrow::Cow::Borrowed(job)))
+                    }
                 }
             });
             let k = &l.key;
-            out.push_line(k.plain.then_some(&*k.text), &k.measurement, k.tags.iter().map(|(a, b)| (a.as_str(), b.as_str())), values, Timestamp(l.ts_ms.saturating_mul(1_000_000)));
+            out.push_line(k.plain(), k.measurement(), k.tags(), values, Timestamp(l.ts_ms.saturating_mul(1_000_000)));
         }
         out
     }
@@ -319,11 +358,17 @@ impl Batch {
 
     /// Adds a value to the line of `key` at `ts_ms` unless that line has the field already.
     fn put(&mut self, at: &mut hashbrown::HashMap<(*const Key, i64), u32>, key: &Arc<Key>, ts_ms: i64, series: u32, field: u16, value: Num) -> bool {
-        let lines = &mut self.lines;
-        let line = *at.entry((Arc::as_ptr(key), ts_ms)).or_insert_with(|| {
-            lines.push(OutLine { key: key.clone(), ts_ms, seen: 0 });
-            (lines.len() - 1) as u32
-        });
+        // A GPU's series come one after the other: the last line is the likely one.
+        let line = match self.lines.last() {
+            Some(l) if Arc::ptr_eq(&l.key, key) && l.ts_ms == ts_ms => (self.lines.len() - 1) as u32,
+            _ => {
+                let lines = &mut self.lines;
+                *at.entry((Arc::as_ptr(key), ts_ms)).or_insert_with(|| {
+                    lines.push(OutLine { key: key.clone(), ts_ms, seen: 0 });
+                    (lines.len() - 1) as u32
+                })
+            }
+        };
         let l = &mut self.lines[line as usize];
         if field < SEEN_BITS {
             let bit = 1u128 << field;
@@ -370,31 +415,47 @@ enum Mapped {
 struct MappedField {
     key: Arc<Key>,
     /// For a `gpu` series: its node, and its key when the collector reports that node.
-    node: Option<String>,
+    node: Option<Box<str>>,
     shadow_key: Option<Arc<Key>>,
-    field: String,
-    /// The field's number in [`Mapper::field_numbers`].
-    field_no: u16,
+    /// The field's number in the mapper's field names.
+    field: u16,
     scale: f64,
     integer: bool,
     /// The `gpu_job` key and the job (`slurm:42`), from the job labels.
-    job: Option<(Arc<Key>, String)>,
+    job: Option<(Arc<Key>, Box<str>)>,
 }
 
-/// Series remembered, at most (their labels, ~300 bytes each for dcgm-exporter's, plus their
-/// keys); past it the memory is emptied and filled again.
-const MAX_CACHED: usize = 1 << 18;
+impl Mapped {
+    /// Bytes it holds besides its keys.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Mapped>()
+            + match self {
+                Mapped::Field(m) => m.node.as_ref().map_or(0, |n| n.len()) + m.job.as_ref().map_or(0, |(_, j)| j.len()),
+                _ => 0,
+            }
+    }
+}
 
-/// The mapped series, by their labels.
+/// Bytes the memory of mapped series may hold (their labels as sent, mappings and keys); past
+/// it, it is emptied and filled again. 100,000 container series take about 30 MB; a site
+/// of 50,000 GPUs' dcgm series more: they are then mapped again every so often, which costs
+/// CPU, not memory.
+pub const MAX_CACHED_BYTES: usize = 64 << 20;
+
+/// What a remembered series costs besides its labels: its table slot and the `Arc`.
+const ENTRY_BYTES: usize = std::mem::size_of::<(Box<[u8]>, Arc<Mapped>)>() + 16;
+
+/// The mapped series, by their labels' bytes as sent.
 #[derive(Default)]
 pub struct SeriesCache(Mutex<CacheInner>);
 
 #[derive(Default)]
 struct CacheInner {
-    series: hashbrown::HashMap<Vec<super::proto::Label>, Arc<Mapped>>,
+    series: hashbrown::HashMap<Box<[u8]>, Arc<Mapped>>,
     /// One `Arc` per distinct key, so that the series of one GPU (one per dcgm field) share it
     /// and their values are grouped into one line by the key's address.
     keys: hashbrown::HashSet<Arc<Key>>,
+    bytes: usize,
 }
 
 impl CacheInner {
@@ -403,42 +464,53 @@ impl CacheInner {
         if let Some(k) = self.keys.get(&KeyText(&key.text)) {
             return k.clone();
         }
+        self.bytes += key.bytes() + 16;
         let key = Arc::new(key);
         self.keys.insert(key.clone());
         key
     }
 }
 
+impl SeriesCache {
+    /// Bytes held, as counted against [`MAX_CACHED_BYTES`].
+    pub fn bytes(&self) -> usize {
+        self.0.lock().map_or(0, |c| c.bytes)
+    }
+}
+
 impl Mapper {
-    fn mapped(&self, ts: &TimeSeries, cache: &mut CacheInner) -> Arc<Mapped> {
-        if let Some(m) = cache.series.get(&ts.labels) {
+    fn mapped(&self, ts: &Series<'_, '_>, cache: &mut CacheInner) -> Arc<Mapped> {
+        if let Some(m) = ts.identity.and_then(|id| cache.series.get(id)) {
             return m.clone();
+        }
+        if cache.bytes >= MAX_CACHED_BYTES {
+            cache.series = hashbrown::HashMap::new();
+            cache.keys = hashbrown::HashSet::new();
+            cache.bytes = 0;
         }
         let m = Arc::new(match self.target(ts) {
             Target::Unmapped => Mapped::Unmapped,
             Target::Refused(why) => Mapped::Refused(why),
             Target::Field { measurement, mut tags, field, scale, integer } => {
                 let is_gpu = measurement == "gpu";
-                let node = if is_gpu { tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone()) } else { None };
+                let node = if is_gpu { tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.as_str().into()) } else { None };
                 let shadow_key = is_gpu.then(|| cache.intern(SHADOW_MEASUREMENT, &tags));
-                let job = if is_gpu { job_of(ts).map(|j| (cache.intern(kilowatch_model::metric::GPU_JOB, &tags), j)) } else { None };
+                let job = if is_gpu { job_of(ts).map(|j| (cache.intern(kilowatch_model::metric::GPU_JOB, &tags), j.into())) } else { None };
                 if is_gpu {
                     put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
                     tags.sort();
                 }
-                let field_no = self.field_number(&field);
-                Mapped::Field(MappedField { key: cache.intern(&measurement, &tags), node, shadow_key, field, field_no, scale, integer, job })
+                Mapped::Field(MappedField { key: cache.intern(&measurement, &tags), node, shadow_key, field: self.field_number(&field), scale, integer, job })
             }
         });
         // A refused series is not remembered: its labels may be the 1 MB that refused it.
         if matches!(*m, Mapped::Refused(_)) {
             return m;
         }
-        if cache.series.len() >= MAX_CACHED {
-            cache.series.clear();
-            cache.keys.clear();
+        if let Some(id) = ts.identity {
+            cache.bytes += id.len() + ENTRY_BYTES + m.bytes();
+            cache.series.insert(id.into(), m.clone());
         }
-        cache.series.insert(ts.labels.clone(), m.clone());
         m
     }
 }
@@ -465,17 +537,18 @@ fn series_key(measurement: &str, tags: &[(String, String)]) -> String {
 }
 
 /// Maps every series of `req` and groups the values of one thing at one time into one line.
-pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &mut dyn GpuOwners) -> Batch {
-    let mut b = Batch::default();
-    let mut at: hashbrown::HashMap<(*const Key, i64), u32> = hashbrown::HashMap::new();
+pub fn build(req: &Request<'_>, mapper: &Mapper, cache: &SeriesCache, owners: &mut dyn GpuOwners) -> Batch {
+    let mut b = Batch { field_names: Some(mapper.field_names.clone()), ..Batch::default() };
+    b.values.reserve(req.len());
+    let mut at: hashbrown::HashMap<(*const Key, i64), u32> = hashbrown::HashMap::with_capacity(req.len());
     let mut cache = match cache.0.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    for (i, ts) in req.timeseries.iter().enumerate() {
+    for (i, ts) in req.series_iter().enumerate() {
         let i = i as u32;
         let n = ts.samples.len() as u64;
-        let mapped = mapper.mapped(ts, &mut cache);
+        let mapped = mapper.mapped(&ts, &mut cache);
         let m = match &*mapped {
             Mapped::Field(m) => m,
             Mapped::Unmapped => {
@@ -494,7 +567,7 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
         let job = if shadowed { None } else { m.job.as_ref() };
         let series = b.series.len() as u32;
         let mut bad: Option<String> = None;
-        for s in &ts.samples {
+        for s in ts.samples {
             if s.value.to_bits() == STALE_NAN_BITS {
                 b.counts.stale += 1;
                 continue;
@@ -507,7 +580,7 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
             }
             // Integers as the collector writes them, within what line protocol keeps exactly.
             let num = if m.integer && value.fract() == 0.0 && value.abs() <= kilowatch_model::lineproto::MAX_EXACT_INTEGER as f64 { Num::I(value as i64) } else { Num::F(value) };
-            if !b.put(&mut at, key, s.timestamp, series, m.field_no, num) {
+            if !b.put(&mut at, key, s.timestamp, series, m.field, num) {
                 continue;
             }
             if let Some((job_key, _)) = job {
@@ -531,8 +604,17 @@ pub fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &
 
 #[cfg(test)]
 mod tests {
-    use super::super::proto::{Label, Sample};
+    use prost::Message;
+
+    use super::super::proto::{Label, Sample, TimeSeries, WriteRequest};
     use super::*;
+
+    /// [`super::build`] of a request as a sender encodes it.
+    fn build(req: &WriteRequest, mapper: &Mapper, cache: &SeriesCache, owners: &mut dyn GpuOwners) -> Batch {
+        let buf = req.encode_to_vec();
+        let r = Request::decode(&buf).expect("decodes");
+        super::build(&r, mapper, cache, owners)
+    }
 
     struct NoCollector;
     impl GpuOwners for NoCollector {
@@ -665,9 +747,33 @@ mod tests {
     }
 
     #[test]
+    fn store_lines_carry_raw_tags_and_the_plain_text_only_where_nothing_was_escaped() {
+        let req = WriteRequest {
+            timeseries: vec![
+                series("node_power_watts", &[("host", "a b"), ("rack", "r=1")], &[(1000, 1.0)]),
+                series("node_power_watts", &[("host", "c")], &[(1000, 2.0)]),
+            ],
+        };
+        let cache = SeriesCache::default();
+        let b = build(&req, &mapper("unmapped = \"store\"\n"), &cache, &mut NoCollector);
+        assert!(cache.bytes() > 0, "mapped series are remembered and counted");
+        let lines = b.store_lines();
+        let l: Vec<_> = lines.iter().collect();
+        assert_eq!(l[0].measurement(), "node_power_watts");
+        assert_eq!(l[0].tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect::<Vec<_>>(), [("host", "a b"), ("rack", "r=1"), ("site", "dc5")]);
+        assert_eq!(l[0].series_text(), None, "escaped text is not the store's lookup key");
+        assert_eq!(l[1].tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect::<Vec<_>>(), [("host", "c"), ("site", "dc5")]);
+        assert_eq!(l[1].series_text(), Some("node_power_watts,host=c,site=dc5"));
+        assert_eq!(l[1].ts(), Timestamp(1_000_000_000));
+    }
+
+    #[test]
     fn an_operator_rule_replaces_the_shipped_one_for_the_same_name() {
         let m = mapper("[[map]]\nmetric = \"DCGM_FI_DEV_POWER_USAGE\"\nmeasurement = \"gpu\"\nfield = \"power_w\"\ntags = { node = \"instance\", gpu = \"gpu\" }\n");
-        let Target::Field { tags, .. } = m.target(&series("DCGM_FI_DEV_POWER_USAGE", GPU0, &[])) else { panic!("mapped") };
+        let buf = WriteRequest { timeseries: vec![series("DCGM_FI_DEV_POWER_USAGE", GPU0, &[])] }.encode_to_vec();
+        let r = Request::decode(&buf).expect("decodes");
+        let Some(ts) = r.series_iter().next() else { panic!("one series") };
+        let Target::Field { tags, .. } = m.target(&ts) else { panic!("mapped") };
         assert!(tags.contains(&("node".into(), "10.0.0.1:9400".into())), "{tags:?}");
     }
 }
