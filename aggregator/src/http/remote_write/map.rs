@@ -298,6 +298,7 @@ impl Key {
         }
     }
 
+    #[inline]
     fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
         let (owned, plain) = match &self.parts {
             Some(p) => (Some(p.1.iter().map(|(k, v)| (k.as_str(), v.as_str()))), None),
@@ -401,6 +402,8 @@ impl Batch {
     }
 
     /// Adds a value to the line of `key` at `ts_ms` unless that line has the field already.
+    // Inlined into the per-sample loop, as before it had a second caller (XID events).
+    #[inline]
     fn put(&mut self, at: &mut hashbrown::HashMap<(*const Key, i64), u32>, key: &Arc<Key>, ts_ms: i64, series: u32, field: u16, value: Num) -> bool {
         // A GPU's series come one after the other: the last line is the likely one.
         let line = match self.lines.last() {
