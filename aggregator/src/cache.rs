@@ -31,7 +31,7 @@ struct Entry {
     live: bool,
     /// A background computation of this answer is running.
     refreshing: bool,
-    /// The answer's size as JSON text, what the byte budget counts.
+    /// The memory the answer takes ([`value_bytes`]), what the byte budget counts.
     bytes: usize,
     value: Arc<serde_json::Value>,
 }
@@ -57,8 +57,8 @@ pub enum Lookup {
 pub struct ResponseCache {
     live_ttl: Duration,
     max_entries: usize,
-    /// The most the answers held may add up to, as JSON text: a few answers over long windows
-    /// with many jobs can be tens of megabytes each.
+    /// The most the answers held may take in memory ([`value_bytes`]): a few answers over
+    /// long windows with many jobs can be tens of megabytes each.
     max_bytes: usize,
     entries: Mutex<HashMap<String, Entry>>,
     /// Where lookups are counted (hits, stale, misses), when the cache serves the API.
@@ -145,7 +145,7 @@ impl ResponseCache {
 
     pub fn put(&self, key: String, mark: Option<Mark>, value: Arc<serde_json::Value>) {
         let Some(Mark { seq, horizons, from, to, live }) = mark else { return };
-        let bytes = serde_json::to_vec(&*value).map_or(usize::MAX, |v| v.len());
+        let bytes = value_bytes(&value);
         if bytes > self.max_bytes / 4 {
             // One answer bigger than a quarter of the budget would push out everything else.
             tracing::debug!(bytes, key, "answer too large to cache");
@@ -171,6 +171,33 @@ impl ResponseCache {
             g.clear();
         }
     }
+}
+
+/// What the allocator adds to each allocation (its header, and rounding up to 16 bytes).
+const ALLOC_OVERHEAD: usize = 16;
+
+/// Keys and values in a B-tree leaf (`std::collections::BTreeMap`, which `serde_json::Map` is:
+/// 11 slots, allocated whole even for one entry).
+const BTREE_SLOTS: usize = 11;
+
+/// The memory an answer takes as a `serde_json::Value` tree, not as JSON text: a value is 32
+/// bytes, an object a B-tree whose leaves hold 11 keys and values each, a string its capacity,
+/// each allocation its header. Counting the JSON text let the cache hold about five times its
+/// budget (a `{"kwh": 1.5}` is 12 bytes of text and over 600 in memory).
+pub fn value_bytes(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let node = |v: &Value| match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.capacity() + ALLOC_OVERHEAD,
+        Value::Array(a) => a.capacity() * std::mem::size_of::<Value>() + ALLOC_OVERHEAD + a.iter().map(value_bytes).sum::<usize>() - a.len() * std::mem::size_of::<Value>(),
+        Value::Object(m) => {
+            // Leaves are at least half full once a tree has split: count two-thirds full.
+            let leaves = m.len().div_ceil(BTREE_SLOTS * 2 / 3).max(1);
+            let leaf = BTREE_SLOTS * (std::mem::size_of::<String>() + std::mem::size_of::<Value>()) + 16 + ALLOC_OVERHEAD;
+            leaves * leaf + m.iter().map(|(k, v)| k.capacity() + ALLOC_OVERHEAD + value_bytes(v) - std::mem::size_of::<Value>()).sum::<usize>()
+        }
+    };
+    std::mem::size_of::<Value>() + node(v)
 }
 
 #[cfg(test)]
@@ -223,7 +250,7 @@ mod tests {
         let s = Store::open(dir.path()).expect("open");
         let now = Timestamp::now().0;
         write(&s, now);
-        // 10 kB of budget; answers of about 1 kB each.
+        // 10 kB of budget; answers of about 1.7 kB each in memory.
         let c = ResponseCache::new(Duration::from_secs(60), 100, 10_000);
         let answer = || Arc::new(serde_json::json!({ "jobs": "x".repeat(1000) }));
         for i in 0..30 {
@@ -236,5 +263,19 @@ mod tests {
         // An answer larger than a quarter of the budget is not cached at all.
         c.put("big".into(), c.mark(&s, now - 20 * H, now - 10 * H), Arc::new(serde_json::json!("y".repeat(3000))));
         assert!(!fresh(&c, &s, "big"));
+    }
+
+    #[test]
+    fn answers_are_counted_at_what_they_take_in_memory_not_as_text() {
+        // A job list's shape: many small objects. As text 15 bytes each; in memory each is a
+        // B-tree leaf of several hundred bytes.
+        let rows: Vec<serde_json::Value> = (0..1000).map(|i| serde_json::json!({ "kwh": i })).collect();
+        let v = serde_json::Value::Array(rows);
+        let text = serde_json::to_vec(&v).expect("json").len();
+        let counted = value_bytes(&v);
+        assert!(counted > 20 * text, "{counted} bytes counted for {text} bytes of text");
+        let leaf = BTREE_SLOTS * (std::mem::size_of::<String>() + std::mem::size_of::<serde_json::Value>());
+        assert!(counted >= 1000 * leaf, "each object's leaf is counted: {counted}");
+        assert_eq!(value_bytes(&serde_json::json!(1)), std::mem::size_of::<serde_json::Value>());
     }
 }

@@ -197,7 +197,9 @@ pub fn spawn_checkpointer(store: Arc<Store>, every: Duration, head_max_bytes: us
                 _ = look.tick() => false,
                 _ = shutdown.changed() => true,
             };
-            let full = store.memory_use().is_ok_and(|m| m.head_bytes >= head_max_bytes);
+            // Past the memory budget writes are refused until a checkpoint frees the heads:
+            // one starts at the next look, not at the interval.
+            let full = store.memory_use().is_ok_and(|m| m.head_bytes >= head_max_bytes) || store.over_budget().is_ok_and(|e| e.is_some());
             if !stop && !full && last.elapsed() < every {
                 continue;
             }

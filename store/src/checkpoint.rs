@@ -243,7 +243,7 @@ mod wal_tests {
     fn the_memory_budget_refuses_whole_writes_until_a_checkpoint() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = Store::open(dir.path()).expect("open");
-        s.set_policy(WritePolicy { memory_budget_bytes: Some(SERIES_BYTES + 600), ..WritePolicy::default() }).expect("policy");
+        s.set_policy(WritePolicy { memory_budget_bytes: Some(SERIES_BYTES + crate::write::set_cost("meter", [("m", "a")].into_iter()) + 600), ..WritePolicy::default() }).expect("policy");
         let t = T0 / S;
         let many: String = (0..200).map(|i| format!("meter,m=a kwh={}.{i} {}\n", i * 7, t + i)).collect();
         body_write(&s, &many, "w");
@@ -256,6 +256,48 @@ mod wal_tests {
         s.write_body(&b, &lines, "w").expect("room again");
     }
 
+    /// Many tags and long strings are counted at what they take (issue 31: a series of 64 tags
+    /// cost ~41 KB and was counted as 1 KB; 1 MB string values were not counted as held).
+    #[test]
+    fn the_budget_counts_many_tags_and_long_strings() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        let t = T0 / S;
+        let tags: String = (0..64).map(|i| format!(",tag{i:02}=value-{i:04}")).collect();
+        body_write(&s, &format!("wide{tags} v=1 {t}
+"), "w");
+        let wide = s.stats().expect("stats").memory_bytes;
+        assert!(wide >= 41_000, "a 64-tag series counts {wide} bytes");
+        let big = "x".repeat(1 << 20);
+        body_write(&s, &format!("note,n=a text=\"{big}\" {t}\n"), "w");
+        let with_text = s.stats().expect("stats").memory_bytes - wide;
+        assert!(with_text >= 2 << 20, "a 1 MB string is held in the head and as the newest value: {with_text}");
+        s.checkpoint().expect("checkpoint");
+        let after = s.stats().expect("stats").memory_bytes - wide;
+        assert!((1 << 20..2 << 20).contains(&after), "after a checkpoint the newest value is still held: {after}");
+        drop(s);
+        let s = Store::open(dir.path()).expect("reopen");
+        body_write(&s, &format!("note,n=b v=1 {t}\n"), "w");
+        assert!(s.stats().expect("stats").memory_bytes > wide + (1 << 20), "counted again at opening");
+    }
+
+    /// String values kept as newest are held to the series' share of the budget: past it, the
+    /// line is refused naming the budget; a shorter string replacing a long one still gets in.
+    #[test]
+    fn long_strings_past_the_series_share_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("open");
+        s.set_policy(WritePolicy { memory_budget_bytes: Some(8 << 20), ..WritePolicy::default() }).expect("policy");
+        let t = T0 / S;
+        let big = "x".repeat(1 << 20);
+        let body: String = (0..10).map(|i| format!("note,n={i} text=\"{big}\" {t}\n")).collect();
+        let sum = body_write(&s, &body, "w");
+        assert!(sum.points >= 5 && sum.points < 8, "{} of 10 MB of strings in 7 MB of series share", sum.points);
+        assert!(sum.refused[0].reason.contains("[store] memory_budget_mb"), "{}", sum.refused[0].reason);
+        s.checkpoint().expect("checkpoint");
+        assert_eq!(body_write(&s, &format!("note,n=0 text=\"short\" {}\n", t + 1), "w").points, 1);
+    }
+
     /// Series may fill the budget but an eighth; past that, new series are refused by line
     /// (naming the key) while the series that exist go on being written, and writes are never
     /// refused for good: a budget lowered under the series already held still takes samples
@@ -264,7 +306,9 @@ mod wal_tests {
     fn series_fill_the_budget_but_an_eighth_and_writes_never_stop_for_good() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = Store::open(dir.path()).expect("open");
-        let budget = 16 * SERIES_BYTES;
+        // What one series of its own tag set costs (the ten one-digit uuids cost 2 bytes less).
+        let per = SERIES_BYTES + crate::write::set_cost("gpu", [("uuid", "GPU-10")].into_iter());
+        let budget = 16 * per;
         s.set_policy(WritePolicy { memory_budget_bytes: Some(budget), ..WritePolicy::default() }).expect("policy");
         let t = T0 / S;
         let lines = |n: usize, at: i64| (0..n).map(|i| format!("gpu,uuid=GPU-{i} w=1 {at}\n")).collect::<String>();
@@ -272,7 +316,7 @@ mod wal_tests {
         assert_eq!((first.new_series, first.refused.len()), (14, 6), "16 series of budget, less an eighth");
         assert!(first.refused[0].reason.contains("[store] memory_budget_mb") && first.refused[0].retry_after_s.is_none(), "{:?}", first.refused[0]);
         // The budget lowered to less than the series held: samples of existing series go on.
-        s.set_policy(WritePolicy { memory_budget_bytes: Some(8 * SERIES_BYTES), ..WritePolicy::default() }).expect("policy");
+        s.set_policy(WritePolicy { memory_budget_bytes: Some(8 * per), ..WritePolicy::default() }).expect("policy");
         let mut at = t + 1;
         let refused_at = loop {
             let b = lines(14, at);
@@ -287,7 +331,7 @@ mod wal_tests {
         };
         assert!(refused_at.1.to_string().contains("[store] memory_budget_mb"), "{}", refused_at.1);
         let heads = s.memory_use().expect("use").head_bytes;
-        assert!(heads > SERIES_BYTES && heads < 2 * SERIES_BYTES, "refused once the heads passed an eighth of the budget (one write past it): {heads}");
+        assert!(heads > per && heads < 2 * per, "refused once the heads passed an eighth of the budget (one write past it): {heads}");
         s.checkpoint().expect("checkpoint");
         assert_eq!(body_write(&s, &lines(14, at), "w").points, 14, "in again after the checkpoint");
     }

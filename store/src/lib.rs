@@ -412,7 +412,8 @@ impl Store {
 
     /// [`Store::write_lines`] for `writer`'s new-series allowance: a request of which some lines
     /// could not be parsed is logged as the lines it kept, since its body no longer is what
-    /// they are.
+    /// they are; remote write's lines, built without text, are logged the same way (record
+    /// kind `POINTS`, which every version replays).
     pub fn write_lines_by(&self, lines: &Lines<'_>, writer: &str) -> Result<WriteSummary, StoreError> {
         self.write_logged(lines, None, writer)
     }

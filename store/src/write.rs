@@ -51,6 +51,28 @@ pub const HEADS_SHARE: usize = 8;
 /// both, for the doubling of the vectors and tables that hold them.
 pub const SERIES_BYTES: usize = 1024;
 
+/// What the store counts for each tag of a tag set besides its text, for the memory budget: the
+/// interned name and value (each an allocation and an interner slot), the set's tag vector, its
+/// index entries. A series of 64 tags was measured at about 41 KB (issue 31) while counted as
+/// [`SERIES_BYTES`]: 640 bytes a tag makes that 41 KB. A tag set is counted once, however many
+/// fields (series) it has.
+pub const TAG_BYTES: usize = 640;
+
+/// The memory-budget cost of a tag set: its tags, and its names' bytes twice (the interned
+/// names and the set's text).
+pub(crate) fn set_cost<'a>(measurement: &str, tags: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> usize {
+    let n = tags.len();
+    n * TAG_BYTES + 2 * (measurement.len() + tags.map(|(k, v)| k.len() + v.len() + 2).sum::<usize>())
+}
+
+/// Bytes a value holds outside the head (a text's characters, kept as the series' newest).
+fn text_len(v: &Value) -> usize {
+    match v {
+        Value::Text(t) => t.capacity(),
+        Value::Num(_) => 0,
+    }
+}
+
 /// New series a writer may still create: refilled continuously, up to a minute's worth.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SeriesBucket {
@@ -109,6 +131,10 @@ pub(super) struct WriteState {
     /// New-series allowances: all writers, and each writer by name.
     series_all: Option<SeriesBucket>,
     series_by_writer: HashMap<String, SeriesBucket>,
+    /// What the tag sets cost ([`set_cost`]), and the text values held as series' newest:
+    /// counted by the memory budget besides each series' [`SERIES_BYTES`].
+    set_bytes: usize,
+    text_bytes: usize,
 }
 
 /// A line's measurement and tags as line protocol writes them.
@@ -240,6 +266,8 @@ impl Inner {
         let ahead_limit = policy.max_future_skew_ns.map(|s| wall.saturating_add(s));
         let mut ids = std::mem::take(&mut self.write.ids);
         let mut prev_set: Option<u32> = None;
+        // String bytes this request's lines add to the newest values (applied after resolving).
+        let mut text_pending = 0usize;
         for line in lines.iter() {
             if !skip.is_empty() && skip.binary_search(&line.number()).is_ok() {
                 continue;
@@ -295,6 +323,30 @@ impl Inner {
                 }
             }
             let missing = ids.iter().filter(|i| i.is_none()).count();
+            // A string value stays in memory as its series' newest until a newer one replaces
+            // it (no checkpoint frees it): held to the series' share of the budget, as new
+            // series are, so a flood of long strings is refused rather than held.
+            if let Some(budget) = policy.memory_budget_bytes {
+                let grows: usize = line
+                    .fields()
+                    .iter()
+                    .zip(ids.iter())
+                    .filter_map(|((_, v), id)| match v {
+                        kilowatch_model::FieldValueRef::Str(t) => Some(t.len().saturating_sub(id.and_then(|id| self.last.get(id as usize)).and_then(|l| l.as_ref()).map_or(0, |(_, o)| text_len(o)))),
+                        _ => None,
+                    })
+                    .sum();
+                if grows > 0 && self.series_bytes() + self.write.text_bytes + text_pending + grows > budget - budget / HEADS_SHARE {
+                    refused.push(refuse(format!(
+                        "{} holds {grows} bytes of string values more than its series' newest, but series and the string values kept as their newest already take {} MB of the store's memory budget of {} MB, of which an eighth is kept for recent samples ([store] memory_budget_mb): send shorter strings or raise the budget",
+                        line_series(&line),
+                        (self.series_bytes() + self.write.text_bytes + text_pending) >> 20,
+                        budget >> 20
+                    )));
+                    continue;
+                }
+                text_pending += grows;
+            }
             if let Some(max) = policy.max_series
                 && missing > 0
                 && self.meta.len() + missing > max
@@ -308,13 +360,13 @@ impl Inner {
             }
             if let Some(budget) = policy.memory_budget_bytes
                 && missing > 0
-                && (self.meta.len() + missing) * SERIES_BYTES > budget - budget / HEADS_SHARE
+                && self.series_bytes() + missing * SERIES_BYTES + if set.is_none() { set_cost(line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref()))) } else { 0 } > budget - budget / HEADS_SHARE
             {
                 refused.push(refuse(format!(
-                    "{} would be {missing} new series, but the store's {} series already take {} MB of its memory budget of {} MB, of which an eighth is kept for recent samples ([store] memory_budget_mb): raise the budget for more series",
+                    "{} would be {missing} new series, but the store's {} series already take {} MB of its memory budget of {} MB, of which an eighth is kept for recent samples ([store] memory_budget_mb): raise the budget for more series, or send fewer tags",
                     line_series(&line),
                     self.meta.len(),
-                    (self.meta.len() * SERIES_BYTES) >> 20,
+                    self.series_bytes() >> 20,
                     budget >> 20
                 )));
                 continue;
@@ -386,7 +438,11 @@ impl Inner {
                 s
             }
             None => {
+                let sets = self.names.sets.len();
                 let s = self.names.find_or_add(line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+                if self.names.sets.len() > sets {
+                    self.write.set_bytes += set_cost(line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
+                }
                 if let Some(t) = line.series_text() {
                     self.names.remember_text(t, s);
                 }
@@ -427,13 +483,22 @@ impl Inner {
         (used > budget && heads > budget / HEADS_SHARE).then(|| StoreError::OverBudget { used, budget, heads, series: self.meta.len() })
     }
 
-    /// What the memory budget counts: recent samples, and each series at [`SERIES_BYTES`].
+    /// What the memory budget counts: recent samples, each series at [`SERIES_BYTES`], each
+    /// tag set at what its tags cost ([`set_cost`]), and the text values held as newest.
     pub(super) fn memory_bytes(&self) -> usize {
-        self.head_bytes + self.flushing_bytes + self.meta.len() * SERIES_BYTES
+        self.head_bytes + self.flushing_bytes + self.series_bytes() + self.write.text_bytes
+    }
+
+    /// What the series and their tag sets count for.
+    fn series_bytes(&self) -> usize {
+        self.meta.len() * SERIES_BYTES + self.write.set_bytes
     }
 
     pub(super) fn sync_newest(&mut self) {
         self.write.newest = self.last.iter().map(|l| l.as_ref().map_or(i64::MIN, |(t, _)| *t)).collect();
+        // Series loaded at opening, or taken back: counted again from what is held.
+        self.write.set_bytes = self.names.sets.iter().map(|s| set_cost(&s.measurement, s.tags.iter())).sum();
+        self.write.text_bytes = self.last.iter().flatten().map(|(_, v)| text_len(v)).sum();
     }
 
     /// Undoes what `resolve` did in memory for a write that was not stored.
@@ -484,7 +549,9 @@ impl Inner {
                 if let Some(n) = self.write.newest.get_mut(i) {
                     *n = ts;
                 }
+                let old = last.as_ref().map_or(0, |(_, o)| text_len(o));
                 *last = Some((ts, v.clone()));
+                self.write.text_bytes = self.write.text_bytes + text_len(&v) - old;
                 if let Some(f) = self.last_flag.get_mut(i).filter(|f| !**f) {
                     *f = true;
                     self.last_changed.push(id);

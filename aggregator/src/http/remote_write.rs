@@ -1,8 +1,10 @@
 //! `POST /api/v1/write`: Prometheus remote write 1.0 (a snappy-compressed protobuf
 //! `prometheus.WriteRequest`), from Prometheus, vmagent, Grafana Alloy or an OpenTelemetry
-//! Collector. Series are mapped into the wire schema by `[prometheus]` ([`map`]) and stored
-//! through the line-protocol path (the same log, policy, per-token caps and forwarding), so the
-//! ledger, the KPIs, the jobs and the pages read them as they read the collector's.
+//! Collector. Series are mapped into the wire schema by `[prometheus]` ([`map`]) and written
+//! as the store's lines, built directly (no line-protocol text to format and parse again; the
+//! log keeps them as names and values), through the same policy, per-token caps, memory budget
+//! and InfluxDB forwarding as line protocol, so the ledger, the KPIs, the jobs and the pages
+//! read them as they read the collector's.
 //!
 //! Answers, as remote-write senders act on them: `204` stored; `400` for what will never be
 //! accepted (a corrupt body, or series refused: the message names them and why, and the rest
@@ -21,14 +23,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kilowatch_model::{Precision, Timestamp, parse_batch};
 use kilowatch_store::{Store, StoreError, WriteSummary};
-use prost::Message;
 use serde_json::json;
 
 use crate::api::{AppState, error, over_budget, retry_later};
 use crate::events::{InternalEvent, RemoteWriteMapped, WriteInvalid, WriteNotStored, WriteStored};
 use crate::guard::Caller;
+use crate::sink::InfluxSink;
+use crate::tenant::WriteScope;
 use map::{Batch, Mapper, SeriesCache};
 use owners::{CollectorNodes, JobOwners};
 
@@ -63,7 +65,7 @@ enum Refused {
     #[error("the body inflates to {0} bytes, more than server.max_body_bytes ({1})")]
     TooLarge(usize, usize),
     #[error("the body is not a prometheus.WriteRequest (remote write 1.0 protobuf): {0}")]
-    Protobuf(prost::DecodeError),
+    Protobuf(proto::DecodeError),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -80,16 +82,19 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
     let scope = st.auth.write_scope_of(&headers);
     let writer = who.clone();
     let metrics = st.metrics.clone();
+    let sink = st.sink.clone();
+    let bytes = body.len();
     let done = tokio::task::spawn_blocking(move || {
         if let Some(e) = store.over_budget().map_err(Refused::Store)? {
             return Err(Refused::Store(e));
         }
-        let req = decode(&body, rx.max_body_bytes)?;
+        let raw = inflate(&body, rx.max_body_bytes)?;
+        let req = proto::Request::decode(&raw).map_err(Refused::Protobuf)?;
         let mut owners = rx.owners.sources();
         let batch = map::build(&req, &rx.mapper, &rx.series, &mut owners);
         RemoteWriteMapped(&batch.counts).emit(&metrics);
         rx.job_owners.record(&batch.label_jobs);
-        store_batch(&store, batch, &writer, scope.as_deref()).map_err(Refused::Store)
+        store_batch(&store, sink.as_deref(), &batch, &writer, scope.as_deref(), bytes).map_err(Refused::Store)
     });
     let m = &st.metrics;
     match done.await {
@@ -117,50 +122,45 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
     }
 }
 
-/// Inflates (snappy block format, as remote write 1.0 specifies) within `max` bytes, and decodes.
-fn decode(body: &[u8], max: usize) -> Result<proto::WriteRequest, Refused> {
+/// Inflates (snappy block format, as remote write 1.0 specifies) within `max` bytes.
+fn inflate(body: &[u8], max: usize) -> Result<Vec<u8>, Refused> {
     let len = snap::raw::decompress_len(body).map_err(Refused::Snappy)?;
     if len > max {
         return Err(Refused::TooLarge(len, max));
     }
-    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(Refused::Snappy)?;
-    // From `Bytes`, so that the labels are slices of it rather than copies.
-    proto::WriteRequest::decode(prost::bytes::Bytes::from(raw)).map_err(Refused::Protobuf)
+    snap::raw::Decoder::new().decompress_vec(body).map_err(Refused::Snappy)
 }
 
-/// Line protocol of the batch's points through the store's write path; refusals by the store
-/// are named by the Prometheus series of their line.
-fn store_batch(store: &Store, batch: Batch, writer: &str, scope: Option<&crate::tenant::WriteScope>) -> Result<Outcome, StoreError> {
+/// The batch's lines through the store's write path (the policy, the writer's caps, the log as
+/// names and values, not as text), then to the InfluxDB sink as stored; refusals by the store,
+/// and by a narrowed write token (series of other nodes or tenants, docs/security.md), are
+/// named by the series of their line.
+fn store_batch(store: &Store, sink: Option<&InfluxSink>, batch: &Batch, writer: &str, scope: Option<&WriteScope>, bytes: usize) -> Result<Outcome, StoreError> {
     let mut refused: Vec<String> = batch.refused.iter().map(|(_, why)| why.clone()).collect();
     if batch.lines.is_empty() {
-        return Ok(Outcome { summary: WriteSummary::default(), refused, bytes: 0 });
+        return Ok(Outcome { summary: WriteSummary::default(), refused, bytes });
     }
-    let text = batch.text();
-    let body = kilowatch_store::Body { text: &text, precision: Precision::Ms, default_ts: Timestamp::now() };
-    let mut lines = match parse_batch(&text, Precision::Ms, body.default_ts) {
-        Ok(l) => l,
-        // The mapper lets through only what line protocol can carry; should a value slip past
-        // it, the request is refused rather than partly guessed.
-        Err(e) => {
-            tracing::error!(line = e.line, error = %e, "remote write produced line protocol the parser refuses");
-            refused.push(format!("{}: cannot be stored: {e}", describe_line(&batch, e.line)));
-            return Ok(Outcome { summary: WriteSummary::default(), refused, bytes: text.len() });
-        }
-    };
-    // A narrowed token's series of other nodes or tenants are refused, named (docs/security.md).
+    let mut lines = batch.store_lines();
     let out_of_scope = scope.map(|s| s.retain_lines(&mut lines)).unwrap_or_default();
-    refused.extend(out_of_scope.iter().map(|(line, why)| format!("{}: {why}", describe_line(&batch, *line))));
-    let summary = if out_of_scope.is_empty() { store.write_body(&body, &lines, writer)? } else { store.write_lines_by(&lines, writer)? };
-    for r in &summary.refused {
-        refused.push(format!("{}: {}", describe_line(&batch, r.line), r.reason));
+    refused.extend(out_of_scope.iter().map(|(line, why)| format!("{}: {why}", describe_line(batch, *line))));
+    if lines.is_empty() {
+        return Ok(Outcome { summary: WriteSummary::default(), refused, bytes });
     }
-    Ok(Outcome { summary, refused, bytes: text.len() })
+    let summary = store.write_lines_by(&lines, writer)?;
+    if let Some(sink) = sink {
+        let skip: std::collections::HashSet<usize> = summary.refused.iter().map(|r| r.line).collect();
+        sink.enqueue(&lines.to_points().into_iter().zip(lines.iter()).filter(|(_, l)| !skip.contains(&l.number())).map(|(p, _)| p).collect::<Vec<_>>());
+    }
+    for r in &summary.refused {
+        refused.push(format!("{}: {}", describe_line(batch, r.line), r.reason));
+    }
+    Ok(Outcome { summary, refused, bytes })
 }
 
 /// The series key of line `line` (from 1) of the batch, cut short.
 fn describe_line(batch: &Batch, line: usize) -> String {
     batch.lines.get(line.wrapping_sub(1)).map_or_else(|| format!("line {line}"), |l| {
-        let mut s = l.key.to_string();
+        let mut s = l.key.text().to_owned();
         if s.len() > 200 {
             let mut cut = 200;
             while !s.is_char_boundary(cut) {

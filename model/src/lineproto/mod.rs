@@ -251,6 +251,21 @@ impl<'a> Lines<'a> {
         out
     }
 
+    /// Appends a line built by a caller that already holds its parts (remote write's mapped
+    /// series), numbered after the last. `tags` must be sorted by key and unique, as the parser
+    /// makes them; `series_text`, when given, the line protocol of the measurement and tags
+    /// without escapes (see [`Line::series_text`]). Nothing is copied: the names and string
+    /// values are borrowed.
+    pub fn push_line(&mut self, series_text: Option<&'a str>, measurement: &'a str, tags: impl IntoIterator<Item = (&'a str, &'a str)>, fields: impl IntoIterator<Item = (&'a str, FieldValueRef<'a>)>, ts: Timestamp) {
+        let t0 = self.tags.len() as u32;
+        self.tags.extend(tags.into_iter().map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v))));
+        let f0 = self.fields.len() as u32;
+        self.fields.extend(fields.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)));
+        // After the last line's number, which `retain` may have left past `len()`.
+        let number = self.lines.last().map_or(0, |l| l.number) + 1;
+        self.lines.push(LineSpan { number, series_text, measurement: Cow::Borrowed(measurement), tags: (t0, self.tags.len() as u32), fields: (f0, self.fields.len() as u32), ts });
+    }
+
     pub fn to_points(&self) -> Vec<Point> {
         self.iter()
             .map(|l| Point {
