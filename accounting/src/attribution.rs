@@ -21,12 +21,12 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
-use crate::settings::CarbonConfig;
-use kilowatch_store::jobs::{self, Allocation, GPU_JOB_MAX_GAP_NS, JobError, JobStore};
 use crate::ledger;
+use crate::settings::CarbonConfig;
+use kilowatch_model::energy::{Ledger, step_bounds};
+use kilowatch_store::jobs::{self, Allocation, GPU_JOB_MAX_GAP_NS, JobError, JobStore};
 use kilowatch_store::rollup::EnergyKind;
 use kilowatch_store::{SeriesMeta, Store, StoreError};
-use kilowatch_model::energy::{Ledger, step_bounds};
 
 const MJ_PER_KWH: f64 = 3.6e9;
 const J_PER_KWH: f64 = 3.6e6;
@@ -301,7 +301,13 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
             fallback[s] = true;
             window_pue.unwrap_or(0.0)
         };
-        wue[s] = if it > 0.0 { water * 1000.0 / it } else if it_total > 0.0 { water_total * 1000.0 / it_total } else { 0.0 };
+        wue[s] = if it > 0.0 {
+            water * 1000.0 / it
+        } else if it_total > 0.0 {
+            water_total * 1000.0 / it_total
+        } else {
+            0.0
+        };
         let grid_f = grid_cef[if s == 0 { 0 } else { s + before }];
         cef[s] = if fac > 0.0 { ((fac - gen_kwh) * grid_f + gen_kwh * carbon_cfg.generator.factor_kg_per_kwh) / fac } else { grid_f };
     }
@@ -312,7 +318,17 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
     let mut jobs: Vec<JobEnergy> = Vec::new();
     for a in allocs {
         let i = *job_index.entry(a.job.as_str()).or_insert_with(|| {
-            jobs.push(JobEnergy { job: a.job.clone(), owner: a.owner.clone(), project: a.project.clone(), source: a.source.clone(), confidence: "high", min_span_s: f64::INFINITY, first: i64::MAX, last: Some(i64::MIN), ..Default::default() });
+            jobs.push(JobEnergy {
+                job: a.job.clone(),
+                owner: a.owner.clone(),
+                project: a.project.clone(),
+                source: a.source.clone(),
+                confidence: "high",
+                min_span_s: f64::INFINITY,
+                first: i64::MAX,
+                last: Some(i64::MIN),
+                ..Default::default()
+            });
             jobs.len() - 1
         });
         let j = &mut jobs[i];
@@ -497,7 +513,7 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
         from: r.from.to_rfc3339(),
         to: r.to.to_rfc3339(),
         step_s: series_step_ns.unwrap_or(HOUR_NS) as f64 / 1e9,
-       
+
         it_energy_kwh: it_total,
         facility_energy_kwh: fac_total,
         jobs_it_energy_kwh: jobs_it,

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::CarbonConfig;
 use crate::ledger::read_f64;
+use crate::settings::CarbonConfig;
 use kilowatch_store::{Store, StoreError};
 
 pub const MEASUREMENT: &str = "carbon";
@@ -64,13 +64,7 @@ impl Default for GeneratorFactor {
 pub fn factors(store: &Store, bounds: &[i64], cfg: &CarbonConfig) -> Result<(Vec<f64>, FactorSource), StoreError> {
     let n = bounds.len().saturating_sub(1);
     let series = store.find_series(MEASUREMENT, FIELD, &[])?;
-    let configured = FactorSource {
-        kind: "configured".into(),
-        source: cfg.source.clone(),
-        year: Some(cfg.year),
-        configured_kg_per_kwh: cfg.factor_kg_per_kwh,
-        fallback_intervals: 0,
-    };
+    let configured = FactorSource { kind: "configured".into(), source: cfg.source.clone(), year: Some(cfg.year), configured_kg_per_kwh: cfg.factor_kg_per_kwh, fallback_intervals: 0 };
     let Some(meta) = series.first() else {
         return Ok((vec![cfg.factor_kg_per_kwh; n], configured));
     };

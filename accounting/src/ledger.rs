@@ -10,11 +10,7 @@ use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError};
 /// Numeric samples of a series over `[from, to]` plus the neighbour on each side: readings
 /// (temperatures, intensities), not energy, which goes through [`Store::ledger`].
 pub fn read_f64(store: &Store, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, f64)>, StoreError> {
-    Ok(store
-        .read_with_neighbours(id, from, to)?
-        .into_iter()
-        .filter_map(|(t, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (t, f)))
-        .collect())
+    Ok(store.read_with_neighbours(id, from, to)?.into_iter().filter_map(|(t, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (t, f))).collect())
 }
 
 /// The site's meters per segment: E_IT (best category present), E_DC (grid + generator) and

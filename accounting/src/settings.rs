@@ -123,7 +123,11 @@ fn default_prompt_weight_range() -> [f64; 2] {
 
 impl Default for AccountingConfig {
     fn default() -> Self {
-        AccountingConfig { expected_meters: Vec::new(), retired_after_h: default_retired_after_h(), span_tolerance_pct: default_span_tolerance_pct(), official_min_coverage_pct: default_official_min_coverage_pct(),
+        AccountingConfig {
+            expected_meters: Vec::new(),
+            retired_after_h: default_retired_after_h(),
+            span_tolerance_pct: default_span_tolerance_pct(),
+            official_min_coverage_pct: default_official_min_coverage_pct(),
             prompt_token_weight: default_prompt_token_weight(),
             prompt_weight_range: default_prompt_weight_range(),
         }

@@ -14,9 +14,9 @@
 
 use std::time::Instant;
 
-use kilowatch_store::Store;
 use kilowatch_model::{Precision, Timestamp, encode_points, parse_batch};
 use kilowatch_sim::{PointBuf, SimConfig, Site};
+use kilowatch_store::Store;
 
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, from /proc/self/stat (fields 14 and 15, in clock ticks).
@@ -49,7 +49,12 @@ fn series_memory(n: usize, fields: usize) {
     store.checkpoint().expect("checkpoint");
     let after = rss_bytes();
     let n = store.stats().expect("stats").series;
-    println!("{n} series, {fields} a line: resident set grew {:.1} MB, {:.0} bytes a series (the budget counts {})", (after - before) / 1e6, (after - before) / n as f64, kilowatch_store::SERIES_BYTES);
+    println!(
+        "{n} series, {fields} a line: resident set grew {:.1} MB, {:.0} bytes a series (the budget counts {})",
+        (after - before) / 1e6,
+        (after - before) / n as f64,
+        kilowatch_store::SERIES_BYTES
+    );
 }
 
 fn main() {

@@ -164,5 +164,11 @@ async fn main() {
     let saw_503 = p.statuses.get(&503).copied().unwrap_or(0) > 0 || unavailable(&metrics).is_some_and(|v| v > 0.0);
     println!("{}", if saw_503 { "503 SEEN: writes past the budget were refused" } else { "NO 503 SEEN: the budget was never reached, or this build has none" });
     println!("{}", if ok { "PASS: every spooled sample arrived, none twice" } else { "FAIL: samples lost or doubled" });
-    std::process::exit(if !ok { 1 } else if !saw_503 { 3 } else { 0 });
+    std::process::exit(if !ok {
+        1
+    } else if !saw_503 {
+        3
+    } else {
+        0
+    });
 }

@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::demo::{job_posts, record_active};
-use kilowatch_store::jobs::{JobStore, recorder};
 use kilowatch_aggregator::report::{self, MonthlyReport};
-use kilowatch_store::{Retention, Store};
 use kilowatch_model::point::FieldValue;
 use kilowatch_model::{Point, Timestamp};
 use kilowatch_sim::PointBuf;
 use kilowatch_sim::{SimConfig, Site};
+use kilowatch_store::jobs::{JobStore, recorder};
+use kilowatch_store::{Retention, Store};
 
 const HOUR: i64 = 3_600_000_000_000;
 

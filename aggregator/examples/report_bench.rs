@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::demo::backfill_with_jobs;
-use kilowatch_store::jobs::JobStore;
 use kilowatch_aggregator::report::{self, render::Format};
-use kilowatch_store::Store;
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{SimConfig, Site};
+use kilowatch_store::Store;
+use kilowatch_store::jobs::JobStore;
 
 fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)

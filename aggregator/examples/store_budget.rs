@@ -11,9 +11,9 @@
 
 use std::time::Instant;
 
-use kilowatch_store::{Retention, Store};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{PointBuf, SimConfig, Site};
+use kilowatch_store::{Retention, Store};
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let a: Vec<String> = std::env::args().collect();

@@ -13,13 +13,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{AppState, error, parse_range};
-use kilowatch_accounting::attribution::{self, Attribution};
 use crate::auth::{Auth, Grant};
 use crate::tenant::Tenant;
-use kilowatch_store::jobs::{JobError, JobStore};
+use kilowatch_accounting::attribution::{self, Attribution};
 use kilowatch_accounting::periods;
-use kilowatch_store::Store;
 use kilowatch_accounting::{eu, kpi};
+use kilowatch_store::Store;
+use kilowatch_store::jobs::{JobError, JobStore};
 
 /// The job ledger, opened beside the store when the router is built. If it cannot be opened
 /// the rest of the API still serves, and the job endpoints answer 503 with the reason.
@@ -40,7 +40,6 @@ impl Accounting {
         Accounting { jobs, cache: crate::cache::ResponseCache::default().counted_in(metrics) }
     }
 }
-
 
 #[derive(Deserialize, Default)]
 pub struct WindowParams {

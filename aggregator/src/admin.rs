@@ -38,9 +38,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         }
     }
     let slots = Arc::new(tokio::sync::Semaphore::new(SNAPSHOTS_AT_ONCE));
-    Router::new()
-        .route("/api/v1/admin/delete", post(delete))
-        .route("/api/v1/admin/snapshot/{file}", get(snapshot).layer(axum::Extension(slots)))
+    Router::new().route("/api/v1/admin/delete", post(delete)).route("/api/v1/admin/snapshot/{file}", get(snapshot).layer(axum::Extension(slots)))
 }
 
 /// A snapshot being sent, holding its slot until the last byte is read or the client goes.
@@ -70,7 +68,12 @@ pub const SNAPSHOT_FILES: [&str; 2] = ["store.db", "jobs.db"];
 /// A consistent copy of store.db (every acknowledged write in it) or jobs.db, streamed. It is
 /// written beside the database first (`VACUUM INTO`, compacted: as much free disk as the
 /// database holds data), then unlinked while it is sent.
-async fn snapshot(State(st): State<AppState>, axum::Extension(slots): axum::Extension<Arc<tokio::sync::Semaphore>>, axum::extract::Path(file): axum::extract::Path<String>, headers: HeaderMap) -> Response {
+async fn snapshot(
+    State(st): State<AppState>,
+    axum::Extension(slots): axum::Extension<Arc<tokio::sync::Semaphore>>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let who = match admin(&st, &headers) {
         Ok(w) => w,
         Err(r) => return *r,

@@ -2,19 +2,19 @@
 
 use std::sync::Arc;
 
-use axum::{Extension, Json};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use kilowatch_model::{LinesBuffers, Precision, SkippedLines, TimeRange, Timestamp, parse_batch_lenient_into};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Auth;
-use crate::guard::Caller;
 use crate::config::Config;
 use crate::events::{InternalEvent, WriteInvalid, WriteNotStored, WriteOverBudget, WriteStored};
+use crate::guard::Caller;
 use kilowatch_store::{Store, StoreError, WriteSummary};
 
 #[derive(Clone)]

@@ -50,7 +50,10 @@ pub struct Mark {
 pub enum Lookup {
     Fresh(Arc<serde_json::Value>),
     /// A live answer past its time: serve it, and compute the next one if `refresh`.
-    Stale { value: Arc<serde_json::Value>, refresh: bool },
+    Stale {
+        value: Arc<serde_json::Value>,
+        refresh: bool,
+    },
     Miss,
 }
 

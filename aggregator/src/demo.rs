@@ -87,17 +87,16 @@ pub fn job_posts(events: Vec<JobEvent>) -> Vec<JobPost> {
                 end: a.end.map(|e| e.to_rfc3339()),
                 source: Some("sim".into()),
             },
-            JobEvent::End { job, node, end } => JobPost { job: format!("sim:{job}"), owner: None, project: None, node: Some(node), gpus: None, start: None, end: Some(end.to_rfc3339()), source: Some("sim".into()) },
+            JobEvent::End { job, node, end } => {
+                JobPost { job: format!("sim:{job}"), owner: None, project: None, node: Some(node), gpus: None, start: None, end: Some(end.to_rfc3339()), source: Some("sim".into()) }
+            }
         })
         .collect()
 }
 
 /// The simulator's training steps as progress posts, under the ledger's job ids ("sim:").
 pub fn progress_posts(steps: Vec<kilowatch_sim::ProgressStep>) -> Vec<kilowatch_store::progress::ProgressPost> {
-    steps
-        .into_iter()
-        .map(|p| kilowatch_store::progress::ProgressPost { job: format!("sim:{}", p.job), step: p.step, tokens: p.tokens, samples: p.samples, time: Some(p.t.to_rfc3339()) })
-        .collect()
+    steps.into_iter().map(|p| kilowatch_store::progress::ProgressPost { job: format!("sim:{}", p.job), step: p.step, tokens: p.tokens, samples: p.samples, time: Some(p.t.to_rfc3339()) }).collect()
 }
 
 /// Records the allocations already running at the site's current time (the backfill's first
@@ -180,8 +179,8 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
             let jobs = JobStore::beside(&s)?;
             backfill_with_jobs(&s, Some(&jobs), &mut site, now, opts.backfill_step).map(|_| site)
         })
-            .await
-            .map_err(|e| DemoError::Task(e.to_string()))??;
+        .await
+        .map_err(|e| DemoError::Task(e.to_string()))??;
     }
 
     // A fixed write token from the environment lets a browser test create silences in the
@@ -191,11 +190,21 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     config.server.listen = opts.listen.to_string();
     config.auth.write_tokens.push(write_token.clone());
     // The customer's token, from the environment for a browser test, else a fresh one.
-    let tenant_token = opts.tenant.as_ref().map(|glob| -> Result<String, DemoError> {
-        let token = std::env::var("KILOWATCH_TENANT_TOKEN").ok().filter(|t| t.len() >= 16).map_or_else(|| fresh_token("tenant"), Ok)?;
-        config.auth.tokens.push(crate::config::TokenEntry { name: format!("demo tenant {glob}"), sha256: crate::auth::sha256_hex(&token), scope: crate::config::TokenScope::Read, owners: Some(vec![glob.clone()]), nodes: None });
-        Ok(token)
-    }).transpose()?;
+    let tenant_token = opts
+        .tenant
+        .as_ref()
+        .map(|glob| -> Result<String, DemoError> {
+            let token = std::env::var("KILOWATCH_TENANT_TOKEN").ok().filter(|t| t.len() >= 16).map_or_else(|| fresh_token("tenant"), Ok)?;
+            config.auth.tokens.push(crate::config::TokenEntry {
+                name: format!("demo tenant {glob}"),
+                sha256: crate::auth::sha256_hex(&token),
+                scope: crate::config::TokenScope::Read,
+                owners: Some(vec![glob.clone()]),
+                nodes: None,
+            });
+            Ok(token)
+        })
+        .transpose()?;
     let state = AppState { store: store.clone(), auth: Arc::new(Auth::from_config(&config.auth, true)), config: Arc::new(config), sink: None, metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| DemoError::Listen { addr: opts.listen, source })?;
     let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(60), 128 << 20, state.metrics.clone(), shutdown.clone());
@@ -204,16 +213,11 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let metrics = state.metrics.clone();
     let http = tokio::spawn(server::serve_with(listener, None, server::router(state), shutdown.clone(), limits, metrics));
     let rules = kilowatch_alerts::RulePack::default_pack().rules;
-    let (pipeline, deliverer) = crate::alerting::open_pipeline_with(&store, rules, crate::alerting::demo_routing(), format!("http://{}", opts.listen), Arc::new(crate::alerting::DataClock(store.clone())))?;
+    let (pipeline, deliverer) =
+        crate::alerting::open_pipeline_with(&store, rules, crate::alerting::demo_routing(), format!("http://{}", opts.listen), Arc::new(crate::alerting::DataClock(store.clone())))?;
     let alerting = crate::alerting::run(store.clone(), pipeline, deliverer, Duration::from_secs(5), crate::alerting::CatchUp::never(), shutdown.clone());
 
-    let shipper = Shipper::new(&ShipperConfig {
-        url: format!("http://{}", opts.listen),
-        token: write_token,
-        org: None,
-        bucket: None,
-        timeout: Duration::from_secs(10),
-    })?;
+    let shipper = Shipper::new(&ShipperConfig { url: format!("http://{}", opts.listen), token: write_token, org: None, bucket: None, timeout: Duration::from_secs(10) })?;
     let origin = site.now();
     let forecasts = tokio::spawn(demo_forecasts(store.clone(), Site::new(SimConfig { seed: opts.seed, nodes: 1, start: origin, scenario, ..SimConfig::default() }), opts.speed, shutdown.clone()));
     // The collector ships points only; the simulation's job events reach the ledger through
@@ -263,7 +267,14 @@ async fn demo_forecasts(store: Arc<Store>, site: Site, speed: f64, mut shutdown:
         let issue_s = now.0.div_euclid(1_000_000_000);
         let hour0 = issue_s.div_euclid(3600) * 3600;
         let at = |k: i64| Timestamp::from_secs(hour0 + k * 3600 + 1800);
-        let air = (0..48).map(|k| (hour0 + k * 3600, { let a = site.forecast_air(now, at(k)); Air { dry_bulb_c: a.temp_c, wet_bulb_c: a.wet_bulb_c } })).collect();
+        let air = (0..48)
+            .map(|k| {
+                (hour0 + k * 3600, {
+                    let a = site.forecast_air(now, at(k));
+                    Air { dry_bulb_c: a.temp_c, wet_bulb_c: a.wet_bulb_c }
+                })
+            })
+            .collect();
         let grid = (0..48).map(|k| (hour0 + k * 3600, site.forecast_grid_intensity(now, at(k)))).collect();
         let mut text = kilowatch_forecast::lines::input_lines("dc5", &Parsed::Weather(Series { provider: "sim".into(), issued_s: issue_s, ahead: true, hours: air }), issue_s);
         text.push_str(&kilowatch_forecast::lines::input_lines("dc5", &Parsed::Carbon(Series { provider: "sim".into(), issued_s: issue_s, ahead: true, hours: grid }), issue_s));

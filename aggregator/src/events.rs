@@ -335,7 +335,10 @@ mod tests {
         let r = |reason: &str| Refusal { line: 1, reason: reason.into(), retry_after_s: None };
         assert_eq!(refusal_reason(&r("gpu at … is 700 s ahead … ([store] max_future_skew_s): check the sender's clock")), "max_future_skew_s");
         assert_eq!(refusal_reason(&r("… beyond the limit of 10 series ([store] max_series); the store holds 10")), "max_series");
-        assert_eq!(refusal_reason(&r("… but token \"w\" has created its 5 new series for this minute ([store] max_new_series_per_minute_per_token); retry in 1 s")), "max_new_series_per_minute_per_token");
+        assert_eq!(
+            refusal_reason(&r("… but token \"w\" has created its 5 new series for this minute ([store] max_new_series_per_minute_per_token); retry in 1 s")),
+            "max_new_series_per_minute_per_token"
+        );
         assert_eq!(refusal_reason(&r("… for this minute, all tokens together ([store] max_new_series_per_minute); retry")), "max_new_series_per_minute");
         assert_eq!(refusal_reason(&r("something new")), "other");
     }

@@ -16,8 +16,8 @@ use kilowatch_store::Store;
 use crate::api::{AppState, error};
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::report::render::{Format, Renderer, render};
 use crate::report::ReportError;
+use crate::report::render::{Format, Renderer, render};
 use crate::report::web::ReportParams;
 
 pub fn routes() -> axum::Router<AppState> {
@@ -28,7 +28,10 @@ pub fn routes() -> axum::Router<AppState> {
 }
 
 fn parse_year(y: &str) -> Result<i32, ReportError> {
-    y.parse::<i32>().ok().filter(|y| (1970..=9999).contains(y)).ok_or_else(|| ReportError::Period(kilowatch_accounting::periods::PeriodError::Param { name: "year", value: y.to_owned(), why: "expected YYYY" }))
+    y.parse::<i32>()
+        .ok()
+        .filter(|y| (1970..=9999).contains(y))
+        .ok_or_else(|| ReportError::Period(kilowatch_accounting::periods::PeriodError::Param { name: "year", value: y.to_owned(), why: "expected YYYY" }))
 }
 
 /// The filing for `year`.

@@ -220,14 +220,7 @@ fn issued_hours(store: &Store, from: i64, to: i64) -> Result<Vec<IssuedHour>, St
             if t < from || t >= to {
                 continue;
             }
-            out.push(IssuedHour {
-                target_s: t.div_euclid(HOUR_NS) * 3600 + lead_h * 3600,
-                lead_h,
-                pue: v,
-                pue_low: lo.get(&t).copied(),
-                pue_high: hi.get(&t).copied(),
-                wue: wue.get(&t).copied(),
-            });
+            out.push(IssuedHour { target_s: t.div_euclid(HOUR_NS) * 3600 + lead_h * 3600, lead_h, pue: v, pue_low: lo.get(&t).copied(), pue_high: hi.get(&t).copied(), wue: wue.get(&t).copied() });
         }
     }
     Ok(out)

@@ -319,7 +319,8 @@ fn drain(mut body: Body, max: usize, within: Duration) {
 /// `/dashboard/assets/` only and fetch their JSON from the same origin; inline style
 /// attributes (charts, the report's `<style>`) are allowed, inline scripts are not; no page
 /// may be framed.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Security headers on every answer, and any error answered in another shape than the
 /// documented `{"code", "message"}` (axum's 413 and 415, a 405, the decompression layer's

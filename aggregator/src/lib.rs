@@ -1,12 +1,12 @@
 //! The aggregator: ingest, the embedded store, site KPIs, the query API, and the dashboard's
 //! view of the data. The `kilowatch` binary (src/main.rs) wires these together.
 
-pub mod alerting;
 pub mod acct_api;
 pub mod admin;
+pub mod alerting;
 pub mod api;
-pub mod cache;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod conn;
 pub mod demo;

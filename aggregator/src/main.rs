@@ -220,9 +220,7 @@ enum Command {
         json: bool,
     },
     /// Parse a configuration file and say what is wrong with it, if anything.
-    CheckConfig {
-        config: PathBuf,
-    },
+    CheckConfig { config: PathBuf },
     /// Read a token on standard input and print the SHA-256 to put in `[[auth.tokens]]`.
     HashToken,
 }
@@ -314,7 +312,9 @@ async fn run(allocator_refused: bool) -> anyhow::Result<()> {
             }
             let addr: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
             if insecure_no_auth && !addr.ip().is_loopback() {
-                anyhow::bail!("--insecure-no-auth opens every read to anyone who can connect: it is refused on {addr}, which is not a loopback address (listen on 127.0.0.1 or ::1, or give a read token)");
+                anyhow::bail!(
+                    "--insecure-no-auth opens every read to anyone who can connect: it is refused on {addr}, which is not a loopback address (listen on 127.0.0.1 or ::1, or give a read token)"
+                );
             }
             // Before anything starts: a bad certificate stops startup, naming its key.
             let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
@@ -328,14 +328,24 @@ async fn run(allocator_refused: bool) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let shutdown = shutdown_on_ctrl_c();
             let metrics = Arc::new(kilowatch_aggregator::metrics::Metrics::new());
-            let checkpointer = server::spawn_checkpointer(store.clone(), Duration::from_secs(cfg.store.checkpoint_interval_s), usize::try_from(cfg.store.checkpoint_head_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX), metrics.clone(), shutdown.clone());
+            let checkpointer = server::spawn_checkpointer(
+                store.clone(),
+                Duration::from_secs(cfg.store.checkpoint_interval_s),
+                usize::try_from(cfg.store.checkpoint_head_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+                metrics.clone(),
+                shutdown.clone(),
+            );
             let maintenance = server::spawn_maintenance(store.clone(), cfg.store.retention(), Duration::from_secs(cfg.store.maintenance_interval_s), metrics.clone(), shutdown.clone());
             let auth = Auth::from_config(&cfg.auth, insecure_no_auth);
             let sink = match &cfg.influxdb {
                 Some(i) => Some(InfluxSink::start(i, &cfg.server.data_dir, shutdown.clone())?),
                 None => None,
             };
-            let alerting = if cfg.alerts.enabled { Some(kilowatch_aggregator::alerting::spawn(store.clone(), cfg.alerts.clone(), Arc::new(kilowatch_alerts::SystemClock), metrics.clone(), shutdown.clone())?) } else { None };
+            let alerting = if cfg.alerts.enabled {
+                Some(kilowatch_aggregator::alerting::spawn(store.clone(), cfg.alerts.clone(), Arc::new(kilowatch_alerts::SystemClock), metrics.clone(), shutdown.clone())?)
+            } else {
+                None
+            };
             let poller = if cfg.slurm.poll {
                 let jobs = Arc::new(kilowatch_store::jobs::JobStore::beside(&store)?);
                 let sink = move |posts: Vec<kilowatch_store::jobs::JobPost>| {

@@ -192,11 +192,7 @@ impl Metrics {
         r.register("kilowatch_store_checkpoint_duration_seconds", "Duration of checkpoints (heads to chunks, request log emptied), failed ones included", m.checkpoint_duration.clone());
         r.register("kilowatch_store_checkpoint_failures", "Checkpoints that failed (the request log keeps the data)", m.checkpoint_failures.clone());
         r.register("kilowatch_store_checkpoint_samples", "Samples moved from the heads into chunks by checkpoints", m.checkpoint_samples.clone());
-        r.register(
-            "kilowatch_store_maintenance_duration_seconds",
-            "Duration of maintenance passes (roll-ups, compaction, retention), failed ones included",
-            m.maintenance_duration.clone(),
-        );
+        r.register("kilowatch_store_maintenance_duration_seconds", "Duration of maintenance passes (roll-ups, compaction, retention), failed ones included", m.maintenance_duration.clone());
         r.register("kilowatch_store_maintenance_failures", "Maintenance passes that failed (retried at the next tick)", m.maintenance_failures.clone());
         r.register(
             "kilowatch_alerts_catching_up",

@@ -165,10 +165,7 @@ async fn download(client: &reqwest::Client, from: &str, token: &str, file: &'sta
 fn check_database(file: &'static str, path: &Path) -> Result<(), RestoreError> {
     let corrupt = |why: String| RestoreError::Corrupt { file, why };
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|e| corrupt(e.to_string()))?;
-    let answer: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect())
-        .map_err(|e| corrupt(e.to_string()))?;
+    let answer: Vec<String> = conn.prepare("PRAGMA integrity_check").and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect()).map_err(|e| corrupt(e.to_string()))?;
     drop(conn);
     match answer.as_slice() {
         [ok] if ok == "ok" => Ok(()),

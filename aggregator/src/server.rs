@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::http::{HeaderValue, Method, StatusCode, header};
 use tokio::sync::watch;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -21,12 +21,12 @@ use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::conn::ConnLimits;
-use crate::events::{CheckpointDone, CheckpointFailed, IngestAnswered, InternalEvent, RemoteWriteAnswered, MaintenanceDone, MaintenanceFailed, RequestDone};
-use crate::metrics::Metrics;
+use crate::events::{CheckpointDone, CheckpointFailed, IngestAnswered, InternalEvent, MaintenanceDone, MaintenanceFailed, RemoteWriteAnswered, RequestDone};
 use crate::guard::{self, Limits};
 use crate::influx_v1;
-use kilowatch_store::Store;
+use crate::metrics::Metrics;
 use crate::view::StoreView;
+use kilowatch_store::Store;
 
 pub fn router(state: AppState) -> Router {
     router_with(state, Router::new())
@@ -166,11 +166,7 @@ fn basic_password(b64: &str) -> Option<String> {
 /// loopback).
 async fn require_read(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let query_token = query_token(req.uri());
-    if st.auth.may_read(Auth::presented(req.headers(), query_token.as_deref())) {
-        next.run(req).await
-    } else {
-        api::error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required")
-    }
+    if st.auth.may_read(Auth::presented(req.headers(), query_token.as_deref())) { next.run(req).await } else { api::error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required") }
 }
 
 /// The `token` query parameter, percent-decoded (`%2B`, `+`, …) as every other parameter is.
@@ -279,7 +275,14 @@ pub async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls
 
 /// Serves `app`, over TLS with `tls`, within `limits` (see [`crate::conn`]), counting its
 /// connections in `metrics` (the `AppState`'s, so that `/metrics` shows them).
-pub async fn serve_with(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, app: Router, shutdown: watch::Receiver<bool>, limits: ConnLimits, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    shutdown: watch::Receiver<bool>,
+    limits: ConnLimits,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
     crate::conn::serve(listener, tls, app, shutdown, limits, metrics).await
 }
 

@@ -87,13 +87,7 @@ impl InfluxSink {
                 None => return Err(SinkError::NoToken),
             },
         };
-        let shipper = Shipper::new(&ShipperConfig {
-            url: cfg.url.clone(),
-            token,
-            org: Some(cfg.org.clone()),
-            bucket: Some(cfg.bucket.clone()),
-            timeout: Duration::from_secs_f64(cfg.timeout_s),
-        })?;
+        let shipper = Shipper::new(&ShipperConfig { url: cfg.url.clone(), token, org: Some(cfg.org.clone()), bucket: Some(cfg.bucket.clone()), timeout: Duration::from_secs_f64(cfg.timeout_s) })?;
         let dir = cfg.queue_dir.clone().unwrap_or_else(|| data_dir.join("influxdb-queue"));
         // Not fsynced: the embedded store already holds every point durably; this queue only
         // has to survive a crash of the process, which it does without fsync.

@@ -389,7 +389,20 @@ mod tests {
         for ok in ["/", "/jobs", "/job", "/gpus", "/dashboard/assets/app.js", "/api/v1/jobs", "/api/v1/jobs/42", "/api/v1/statements/kyutai/2026-10.pdf", "/api/v1/kpi", "/api/v1/health", "/health"] {
             assert!(tenant_route(&get, ok), "{ok}");
         }
-        for no in ["/dashboard/overview.json", "/dashboard/live", "/dashboard/gpus.json", "/dashboard/gpus/dgx-001", "/api/v1/alerts", "/api/v1/reports/2026-10.pdf", "/api/v1/eu-indicators", "/api/v1/rules", "/api/v1/silences", "/metrics", "/api/v1/jobsx", "/api/v2/write"] {
+        for no in [
+            "/dashboard/overview.json",
+            "/dashboard/live",
+            "/dashboard/gpus.json",
+            "/dashboard/gpus/dgx-001",
+            "/api/v1/alerts",
+            "/api/v1/reports/2026-10.pdf",
+            "/api/v1/eu-indicators",
+            "/api/v1/rules",
+            "/api/v1/silences",
+            "/metrics",
+            "/api/v1/jobsx",
+            "/api/v2/write",
+        ] {
             assert!(!tenant_route(&get, no), "{no}");
         }
         assert!(!tenant_route(&Method::POST, "/api/v1/jobs"));

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use kilowatch_accounting::tokens;
 use kilowatch_model::{TimeRange, Timestamp};
 use kilowatch_store::jobs::{JobError, JobStore};

@@ -340,7 +340,8 @@ impl StoreView {
     fn water_days(&self, newest: i64, days: usize) -> Result<Vec<Series>, StoreError> {
         // A local midnight that does not exist (a few historical zones) falls back to UTC days.
         let day_start = |at: i64| periods::resolve("day", Some(Timestamp(at)), None, None, self.tz, Timestamp(at)).map(|p| p.range.from.0).unwrap_or(at.div_euclid(DAY).saturating_mul(DAY));
-        let day_end = |at: i64| periods::resolve("day", Some(Timestamp(at)), None, None, self.tz, Timestamp(at)).map(|p| p.range.to.0).unwrap_or(at.div_euclid(DAY).saturating_add(1).saturating_mul(DAY));
+        let day_end =
+            |at: i64| periods::resolve("day", Some(Timestamp(at)), None, None, self.tz, Timestamp(at)).map(|p| p.range.to.0).unwrap_or(at.div_euclid(DAY).saturating_add(1).saturating_mul(DAY));
         let mut bounds = vec![day_end(newest)];
         while bounds.len() <= days {
             bounds.push(day_start(bounds[bounds.len() - 1].saturating_sub(1)));
@@ -550,7 +551,10 @@ mod tests {
         let pts: Vec<Point> = (0..=82)
             .flat_map(|h| {
                 let t = Timestamp((1_792_756_800 + h * 3600) * S);
-                [Point::new(WATER, t).tag("meter", "w1").field("volume_m3", h as f64), Point::new(COOLING, t).tag("unit", "cu1").field("outside_temp_c", 10.0 + (h / 24) as f64).field("outside_rh_pct", 50.0)]
+                [
+                    Point::new(WATER, t).tag("meter", "w1").field("volume_m3", h as f64),
+                    Point::new(COOLING, t).tag("unit", "cu1").field("outside_temp_c", 10.0 + (h / 24) as f64).field("outside_rh_pct", 50.0),
+                ]
             })
             .collect();
         store.write(&pts).expect("write");

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{READ, Server};
 use kilowatch_aggregator::demo::backfill_with_jobs;
-use kilowatch_store::jobs::JobStore;
-use kilowatch_store::Store;
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{SimConfig, Site};
+use kilowatch_store::Store;
+use kilowatch_store::jobs::JobStore;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,10 +58,42 @@ async fn dc5_month_adds_up() {
     let (idle, unattr) = (f(&v["idle_kwh"]), f(&v["unattributed_kwh"]));
     let rel = |a: f64, b: f64| ((a - b) / b).abs();
     println!("DC5 {days} days from {from} to {to} ({}), backfill {backfill_s:.1} s, /kpi {kpi_s:.2} s, /jobs {jobs_s:.2} s", k["window"]);
-    println!("  E_DC {:.3} kWh (grid {:.3}, generator {:.3}), E_IT {:.3} kWh, PUE {} (Cat {}), WUE {} L/kWh, CO2 {:.1} kg", f(&k["facility_energy_kwh"]), f(&k["grid_energy_kwh"]), f(&k["generator_energy_kwh"]), f(&k["it_energy_kwh"]), k["pue"], k["pue_category"], k["wue_l_per_kwh"], f(&k["co2_location_kg"]));
-    println!("  jobs {} : {jobs_it:.3} kWh ({:.2} %), idle {idle:.3} kWh ({:.2} %), unattributed {unattr:.3} kWh ({:.2} %), sum {:.6} vs E_IT {it:.6}", jobs.len(), jobs_it / it * 100.0, idle / it * 100.0, unattr / it * 100.0, jobs_it + idle + unattr);
-    println!("  jobs facility {:.3} kWh, water {:.1} L, CO2 {:.1} kg; low-confidence jobs {}", jobs.iter().map(|j| f(&j["facility_energy_kwh"])).sum::<f64>(), jobs.iter().map(|j| f(&j["water_l"])).sum::<f64>(), jobs.iter().map(|j| f(&j["co2_kg"])).sum::<f64>(), v["data_quality"]["low_confidence_jobs"]);
-    println!("  truth: facility {:.3} kWh, IT {:.3} kWh, PUE {:.6}, GPU {:.3} kWh (ledger {:.3}), nodes {:.3} kWh (ledger {:.3})", truth.facility_kwh, truth.it_kwh, truth.facility_kwh / truth.it_kwh, truth.gpu_energy_j / 3.6e6, f(&v["gpu_energy_kwh"]), truth.node_energy_j / 3.6e6, f(&v["node_energy_kwh"]));
+    println!(
+        "  E_DC {:.3} kWh (grid {:.3}, generator {:.3}), E_IT {:.3} kWh, PUE {} (Cat {}), WUE {} L/kWh, CO2 {:.1} kg",
+        f(&k["facility_energy_kwh"]),
+        f(&k["grid_energy_kwh"]),
+        f(&k["generator_energy_kwh"]),
+        f(&k["it_energy_kwh"]),
+        k["pue"],
+        k["pue_category"],
+        k["wue_l_per_kwh"],
+        f(&k["co2_location_kg"])
+    );
+    println!(
+        "  jobs {} : {jobs_it:.3} kWh ({:.2} %), idle {idle:.3} kWh ({:.2} %), unattributed {unattr:.3} kWh ({:.2} %), sum {:.6} vs E_IT {it:.6}",
+        jobs.len(),
+        jobs_it / it * 100.0,
+        idle / it * 100.0,
+        unattr / it * 100.0,
+        jobs_it + idle + unattr
+    );
+    println!(
+        "  jobs facility {:.3} kWh, water {:.1} L, CO2 {:.1} kg; low-confidence jobs {}",
+        jobs.iter().map(|j| f(&j["facility_energy_kwh"])).sum::<f64>(),
+        jobs.iter().map(|j| f(&j["water_l"])).sum::<f64>(),
+        jobs.iter().map(|j| f(&j["co2_kg"])).sum::<f64>(),
+        v["data_quality"]["low_confidence_jobs"]
+    );
+    println!(
+        "  truth: facility {:.3} kWh, IT {:.3} kWh, PUE {:.6}, GPU {:.3} kWh (ledger {:.3}), nodes {:.3} kWh (ledger {:.3})",
+        truth.facility_kwh,
+        truth.it_kwh,
+        truth.facility_kwh / truth.it_kwh,
+        truth.gpu_energy_j / 3.6e6,
+        f(&v["gpu_energy_kwh"]),
+        truth.node_energy_j / 3.6e6,
+        f(&v["node_energy_kwh"])
+    );
     assert!(((jobs_it + idle + unattr) - it).abs() <= 1e-9 * it, "conservation");
     assert!(rel(f(&k["it_energy_kwh"]), it) <= 1e-9, "ledger E_IT = KPI E_IT");
     assert!(rel(it, truth.it_kwh) <= 1e-9, "E_IT vs the simulator's UPS outputs");

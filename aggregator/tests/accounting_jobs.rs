@@ -12,7 +12,9 @@ const FROM: &str = "2026-10-01T00:00:00Z";
 const TO: &str = "2026-10-01T01:00:00Z";
 
 fn meters(fac: f64, it: f64) -> String {
-    format!("meter,meter=g,role=facility energy_kwh=0 {T0}\nmeter,meter=g,role=facility energy_kwh={fac} {T1}\nmeter,meter=u,role=it,category=1 energy_kwh=0 {T0}\nmeter,meter=u,role=it,category=1 energy_kwh={it} {T1}\n")
+    format!(
+        "meter,meter=g,role=facility energy_kwh=0 {T0}\nmeter,meter=g,role=facility energy_kwh={fac} {T1}\nmeter,meter=u,role=it,category=1 energy_kwh=0 {T0}\nmeter,meter=u,role=it,category=1 energy_kwh={it} {T1}\n"
+    )
 }
 
 async fn post(s: &Server, body: Value) -> reqwest::Response {
@@ -31,7 +33,9 @@ fn job<'a>(v: &'a Value, id: &str) -> &'a Value {
 
 fn conserved(v: &Value) {
     let it = v["it_energy_kwh"].as_f64().expect("it");
-    let sum = v["jobs"].as_array().expect("jobs").iter().map(|j| j["it_energy_kwh"].as_f64().expect("job it")).sum::<f64>() + v["idle_kwh"].as_f64().expect("idle") + v["unattributed_kwh"].as_f64().expect("unattributed");
+    let sum = v["jobs"].as_array().expect("jobs").iter().map(|j| j["it_energy_kwh"].as_f64().expect("job it")).sum::<f64>()
+        + v["idle_kwh"].as_f64().expect("idle")
+        + v["unattributed_kwh"].as_f64().expect("unattributed");
     assert!((sum - it).abs() <= 1e-9 * it.abs().max(1e-9), "Σ jobs + idle + unattributed = {sum}, E_IT = {it}");
 }
 

@@ -59,7 +59,8 @@ async fn example_4_wue_erf_ref_and_the_cap() {
     // More renewables than E_DC: REF is capped at 1 and flagged.
     let dir2 = tempfile::tempdir().expect("tmp");
     let s2 = Server::start(dir2.path()).await;
-    let body = [two("meter,meter=g,role=facility", "energy_kwh", 0.0, 100.0), two("meter,meter=u,role=it", "energy_kwh", 0.0, 80.0), two("meter,meter=ppa,role=renewable", "energy_kwh", 0.0, 150.0)].concat();
+    let body =
+        [two("meter,meter=g,role=facility", "energy_kwh", 0.0, 100.0), two("meter,meter=u,role=it", "energy_kwh", 0.0, 80.0), two("meter,meter=ppa,role=renewable", "energy_kwh", 0.0, 150.0)].concat();
     assert_eq!(s2.write(&body, "s", WRITE).await.status(), 204);
     let k = s2.kpi(FROM, TO).await;
     assert_eq!(k["ref"], 1.0);
@@ -148,7 +149,8 @@ async fn example_13_local_month_and_year_lengths() {
     let s = Server::start(dir.path()).await;
     // 1 kW from Paris' March 1 00:00 (2024-02-29T23:00Z) to April 1 00:00 (2024-03-31T22:00Z).
     let (a, b) = (1_709_247_600i64, 1_711_922_400i64);
-    let body = format!("meter,meter=u,role=it energy_kwh=0 {a}\nmeter,meter=u,role=it energy_kwh=743 {b}\nmeter,meter=g,role=facility energy_kwh=0 {a}\nmeter,meter=g,role=facility energy_kwh=860 {b}\n");
+    let body =
+        format!("meter,meter=u,role=it energy_kwh=0 {a}\nmeter,meter=u,role=it energy_kwh=743 {b}\nmeter,meter=g,role=facility energy_kwh=0 {a}\nmeter,meter=g,role=facility energy_kwh=860 {b}\n");
     assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
     let m = get(&s, "period=month&month=2024-03").await;
     assert_eq!(m["hours"], 743.0);
@@ -200,7 +202,8 @@ async fn official_needs_the_configured_coverage() {
     config.accounting.official_min_coverage_pct = 8.0;
     let s = Server::start_with(dir.path(), "127.0.0.1:0".parse().expect("addr"), config, false).await;
     let (a, b) = (1_709_247_600i64, 1_711_922_400i64);
-    let body = format!("meter,meter=u,role=it energy_kwh=0 {a}\nmeter,meter=u,role=it energy_kwh=743 {b}\nmeter,meter=g,role=facility energy_kwh=0 {a}\nmeter,meter=g,role=facility energy_kwh=860 {b}\n");
+    let body =
+        format!("meter,meter=u,role=it energy_kwh=0 {a}\nmeter,meter=u,role=it energy_kwh=743 {b}\nmeter,meter=g,role=facility energy_kwh=0 {a}\nmeter,meter=g,role=facility energy_kwh=860 {b}\n");
     assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
     let y = get(&s, "period=year&year=2024").await;
     assert_eq!(y["official"], true, "{}", y["data_quality"]["coverage_pct"]);

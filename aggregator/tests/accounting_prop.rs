@@ -3,11 +3,11 @@
 //! water or CO2 figure is ever negative.
 
 use kilowatch_accounting::attribution::attribute;
-use kilowatch_aggregator::config::CarbonConfig;
-use kilowatch_store::jobs::Allocation;
 use kilowatch_accounting::kpi;
-use kilowatch_store::Store;
+use kilowatch_aggregator::config::CarbonConfig;
 use kilowatch_model::{Point, TimeRange, Timestamp};
+use kilowatch_store::Store;
+use kilowatch_store::jobs::Allocation;
 use proptest::prelude::*;
 
 const S: i64 = 1_000_000_000;
@@ -27,8 +27,7 @@ fn case() -> impl Strategy<Value = Case> {
     let series = prop::collection::vec(reading, 5..40);
     let job = (0usize..2, prop::collection::vec(0u32..2, 1..3), 0i64..SPAN / S, prop::option::weighted(0.8, 1i64..4000));
     let window = (0i64..SPAN / S, 1i64..SPAN / S);
-    (prop::collection::vec(series, 8), prop::collection::vec(job, 0..8), prop::collection::vec(window, 1..5))
-        .prop_map(|(readings, jobs, windows)| Case { readings, jobs, windows })
+    (prop::collection::vec(series, 8), prop::collection::vec(job, 0..8), prop::collection::vec(window, 1..5)).prop_map(|(readings, jobs, windows)| Case { readings, jobs, windows })
 }
 
 fn points(c: &Case) -> Vec<Point> {

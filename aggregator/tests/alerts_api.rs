@@ -40,12 +40,7 @@ async fn silences_alerts_and_rules_over_http() {
 
     // The engine, beside the server, evaluates what the store holds and honours the silence.
     let now = Timestamp::now();
-    srv.store
-        .write(&[
-            Point::new("cooling", now).tag("unit", "cu-01").field("supply_temp_c", 29.0),
-            Point::new("cooling", now).tag("unit", "cu-02").field("supply_temp_c", 29.0),
-        ])
-        .expect("write");
+    srv.store.write(&[Point::new("cooling", now).tag("unit", "cu-01").field("supply_temp_c", 29.0), Point::new("cooling", now).tag("unit", "cu-02").field("supply_temp_c", 29.0)]).expect("write");
     let rules = dir.path().join("rules.toml");
     std::fs::write(&rules, "[[rule]]\nname = \"Warm\"\nmetric = \"cooling.supply_temp_c\"\nkind = \"threshold\"\nop = \">\"\nthreshold = 27.0\n").expect("rules");
     let cfg = AlertsConfig { rules_file: Some(rules), ..AlertsConfig::default() };

@@ -24,7 +24,13 @@ fn config(dir: &Path, addr: SocketAddr, hook: SocketAddr, catch_up_max_s: u64) -
     let rules = dir.join("rules.toml");
     std::fs::write(&rules, "[[rule]]\nname = \"ProbeHigh\"\nmetric = \"probe.value\"\nkind = \"threshold\"\nop = \">\"\nthreshold = 0.5\nfor = \"0s\"\nseverity = \"warning\"\n").expect("rules");
     let routing = dir.join("routing.toml");
-    std::fs::write(&routing, format!("[route]\nreceiver = \"am\"\ngroup_by = [\"alertname\"]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\n[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{hook}\"\n")).expect("routing");
+    std::fs::write(
+        &routing,
+        format!(
+            "[route]\nreceiver = \"am\"\ngroup_by = [\"alertname\"]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\n[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://{hook}\"\n"
+        ),
+    )
+    .expect("routing");
     let path = dir.join("kilowatch.toml");
     std::fs::write(
         &path,
@@ -42,7 +48,13 @@ fn http() -> reqwest::Client {
 }
 
 async fn write(addr: SocketAddr, value: f64, at: Timestamp) {
-    let r = http().post(format!("http://{addr}/api/v2/write?precision=ns")).header("Authorization", format!("Token {WRITE}")).body(format!("probe,site=dc5 value={value} {}", at.0)).send().await.expect("write");
+    let r = http()
+        .post(format!("http://{addr}/api/v2/write?precision=ns"))
+        .header("Authorization", format!("Token {WRITE}"))
+        .body(format!("probe,site=dc5 value={value} {}", at.0))
+        .send()
+        .await
+        .expect("write");
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
 }
 

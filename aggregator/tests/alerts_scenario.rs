@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kilowatch_aggregator::alerting;
-use kilowatch_store::Store;
 use kilowatch_alerts::engine::AlertStatus;
 use kilowatch_alerts::{AlertsConfig, ManualClock};
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{PointBuf, Scenario, SimConfig, Site};
+use kilowatch_store::Store;
 
 #[tokio::test]
 async fn heat_wave_and_cooling_failure() {

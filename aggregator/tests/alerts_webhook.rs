@@ -7,10 +7,10 @@ mod alerts_common;
 use std::sync::Arc;
 
 use kilowatch_aggregator::alerting;
-use kilowatch_store::Store;
 use kilowatch_alerts::payload::verify;
 use kilowatch_alerts::{AlertsConfig, ManualClock, Outbox};
 use kilowatch_model::{Point, Timestamp};
+use kilowatch_store::Store;
 
 const SECRET: &str = "s3cret-for-the-test";
 

@@ -13,11 +13,11 @@ use std::time::Duration;
 use common::{ADMIN, READ, Server, WRITE};
 use kilowatch_aggregator::alerting;
 use kilowatch_aggregator::config::Config;
-use kilowatch_store::Store;
+use kilowatch_alerts::{AlertsConfig, ManualClock};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::source::{Source, SourceError};
-use kilowatch_alerts::{AlertsConfig, ManualClock};
 use kilowatch_model::{Point, Timestamp};
+use kilowatch_store::Store;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -160,11 +160,8 @@ async fn a_write_at_the_end_of_time_is_refused_and_charts_still_answer() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = server(dir.path()).await;
     let now = Timestamp::now().0;
-    let body = format!(
-        "meter,meter=grid-a,role=facility power_w=1000000 {now}\nmeter,meter=grid-a,role=facility power_w=1000000 {}\ngpu,node=dgx-001,gpu=0 power_w=500,temp_c=60 {}\n",
-        i64::MAX,
-        now + YEAR
-    );
+    let body =
+        format!("meter,meter=grid-a,role=facility power_w=1000000 {now}\nmeter,meter=grid-a,role=facility power_w=1000000 {}\ngpu,node=dgx-001,gpu=0 power_w=500,temp_c=60 {}\n", i64::MAX, now + YEAR);
     let r = s.write(&body, "ns", WRITE).await;
     assert_eq!(r.status(), 422);
     let e: serde_json::Value = r.json().await.expect("json");
@@ -209,7 +206,14 @@ async fn a_store_poisoned_by_a_future_sample_heals_and_the_admin_api_cleans_it()
     let t = Timestamp::now().0;
     let r = s.write(&format!("meter,meter=grid-a,role=facility power_w=1100000 {t}\ngpu,node=dgx-001,gpu=0 temp_c=62,power_w=510 {t}\n"), "ns", WRITE).await;
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
-    for path in ["/dashboard/power.json?range=1h", "/dashboard/power.json?range=7d", "/dashboard/water.json?range=24h", "/dashboard/gpus.json", "/dashboard/gpus/dgx-001/0?range=1h", "/dashboard/gpus/dgx-001?range=24h"] {
+    for path in [
+        "/dashboard/power.json?range=1h",
+        "/dashboard/power.json?range=7d",
+        "/dashboard/water.json?range=24h",
+        "/dashboard/gpus.json",
+        "/dashboard/gpus/dgx-001/0?range=1h",
+        "/dashboard/gpus/dgx-001?range=24h",
+    ] {
         let r = s.get(path).await;
         assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap_or_default());
     }

@@ -9,12 +9,12 @@ use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::{Auth, sha256_hex};
 use kilowatch_aggregator::config::{AuthConfig, Config, TokenEntry, TokenScope};
 use kilowatch_aggregator::server;
-use kilowatch_store::Store;
 use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::source::Source;
 use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
+use kilowatch_store::Store;
 use tokio::sync::watch;
 
 pub const WRITE: &str = "write-token-0123456789";
@@ -99,13 +99,7 @@ impl Server {
     }
 
     pub async fn kpi(&self, from: &str, to: &str) -> serde_json::Value {
-        let r = reqwest::Client::new()
-            .get(self.url("/api/v1/kpi"))
-            .query(&[("from", from), ("to", to)])
-            .header("Authorization", format!("Token {READ}"))
-            .send()
-            .await
-            .expect("send");
+        let r = reqwest::Client::new().get(self.url("/api/v1/kpi")).query(&[("from", from), ("to", to)]).header("Authorization", format!("Token {READ}")).send().await.expect("send");
         assert_eq!(r.status(), 200, "kpi status");
         r.json().await.expect("json")
     }

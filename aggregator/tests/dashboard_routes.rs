@@ -11,8 +11,8 @@ use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::server;
-use kilowatch_store::Store;
 use kilowatch_model::{Precision, Timestamp, parse_lines};
+use kilowatch_store::Store;
 use tower::ServiceExt;
 
 const READ: &str = "read-token-0123456789";

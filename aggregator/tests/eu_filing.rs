@@ -73,10 +73,51 @@ fn check_statuses(pack: &Value) -> BTreeMap<String, String> {
 }
 
 const ANNEX_I: &[&str] = &[
-    "NAME", "OWNER", "OWNER-CONTACT", "OPERATOR", "OPERATOR-CONTACT", "LAU", "TYPE", "STRUCTURE", "OTHER-TYPE", "ENTRY", "RED-POWER-HV", "RED-POWER-LV", "RED-POWER-RACK", "RED-COOLING-ROOM", "RED-COOLING-RACK",
+    "NAME",
+    "OWNER",
+    "OWNER-CONTACT",
+    "OPERATOR",
+    "OPERATOR-CONTACT",
+    "LAU",
+    "TYPE",
+    "STRUCTURE",
+    "OTHER-TYPE",
+    "ENTRY",
+    "RED-POWER-HV",
+    "RED-POWER-LV",
+    "RED-POWER-RACK",
+    "RED-COOLING-ROOM",
+    "RED-COOLING-RACK",
 ];
 const ANNEX_II: &[&str] = &[
-    "PDIT", "SDC", "SCR", "EDC", "EDC-BG", "GRID-FN", "CBtG", "EIT", "WIN", "WIN-CAT", "WIN-POT", "EREUSE", "TWH", "TIN", "REFRIG", "CDD", "ERES-TOT", "ERES-GOO", "ERES-PPA", "ERES-OS", "CSERV", "CSERV-FLOOR", "CSTOR", "CSTOR-FLOOR", "TRAFFIC-IN", "TRAFFIC-OUT", "BIN", "BOUT",
+    "PDIT",
+    "SDC",
+    "SCR",
+    "EDC",
+    "EDC-BG",
+    "GRID-FN",
+    "CBtG",
+    "EIT",
+    "WIN",
+    "WIN-CAT",
+    "WIN-POT",
+    "EREUSE",
+    "TWH",
+    "TIN",
+    "REFRIG",
+    "CDD",
+    "ERES-TOT",
+    "ERES-GOO",
+    "ERES-PPA",
+    "ERES-OS",
+    "CSERV",
+    "CSERV-FLOOR",
+    "CSTOR",
+    "CSTOR-FLOOR",
+    "TRAFFIC-IN",
+    "TRAFFIC-OUT",
+    "BIN",
+    "BOUT",
 ];
 const ANNEX_III: &[&str] = &["PUE", "WUE", "ERF", "REF"];
 
@@ -288,7 +329,10 @@ async fn a_simulated_fortnight_is_filed_and_recomputes_from_its_evidence() {
     // The inventory names each meter's part, and the measurement devices [eu.meters] declares.
     assert!(meters.iter().any(|m| m["meter"] == "heat-1" && m["used_for"] == "EREUSE"), "{meters:?}");
     let grid_a = meters.iter().find(|m| m["meter"] == "grid-a").expect("grid-a");
-    assert_eq!((grid_a["device_type"].as_str(), grid_a["accuracy_class"].as_str(), grid_a["ct_ratio"].as_str(), grid_a["last_calibration"].as_str()), ("Schneider PowerLogic PM8000", "0.2S", "4000/5", "2024-11-12"));
+    assert_eq!(
+        (grid_a["device_type"].as_str(), grid_a["accuracy_class"].as_str(), grid_a["ct_ratio"].as_str(), grid_a["last_calibration"].as_str()),
+        ("Schneider PowerLogic PM8000", "0.2S", "4000/5", "2024-11-12")
+    );
 
     // CSV keyed by item code; a PDF that renders.
     let csv = String::from_utf8(ok(&s, "/api/v1/eu-filing/2025.csv").await).expect("csv");
@@ -689,7 +733,15 @@ async fn cdd_from_open_data_fetched_by_the_cli() {
     let (d, c) = (dir.path().to_owned(), cfg_path.clone());
     let run = tokio::task::spawn_blocking(move || {
         let cdd = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch")).args(["eu-cdd", "--year", "2025", "--data-dir"]).arg(&d).arg("--config").arg(&c).output().expect("kilowatch eu-cdd");
-        let filing = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch")).args(["eu-filing", "--year", "2025", "--format", "json", "--no-evidence", "--data-dir"]).arg(&d).arg("--config").arg(&c).arg("--out").arg(d.join("out")).output().expect("kilowatch eu-filing");
+        let filing = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch"))
+            .args(["eu-filing", "--year", "2025", "--format", "json", "--no-evidence", "--data-dir"])
+            .arg(&d)
+            .arg("--config")
+            .arg(&c)
+            .arg("--out")
+            .arg(d.join("out"))
+            .output()
+            .expect("kilowatch eu-filing");
         (cdd, filing)
     })
     .await

@@ -13,8 +13,8 @@ use common::{READ, Server, TENANT, WRITE};
 use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::{AuthConfig, Config, FleetConfig, FleetSite, SiteConfig};
-use kilowatch_aggregator::server;
 use kilowatch_aggregator::demo;
+use kilowatch_aggregator::server;
 use kilowatch_model::{Precision, Timestamp, encode_points};
 use kilowatch_sim::{JobEvent, PointBuf, SimConfig, Site};
 use kilowatch_store::Store;
@@ -147,7 +147,14 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
         sites: SITES
             .iter()
             .zip(&sites)
-            .map(|((name, zone, ..), s)| FleetSite { name: (*name).into(), url: format!("http://{}", s.addr), token: Some(READ.into()), token_file: None, timezone: (*zone).into(), dashboard_url: None })
+            .map(|((name, zone, ..), s)| FleetSite {
+                name: (*name).into(),
+                url: format!("http://{}", s.addr),
+                token: Some(READ.into()),
+                token_file: None,
+                timezone: (*zone).into(),
+                dashboard_url: None,
+            })
             .collect(),
     };
     let config = Config { fleet: Some(fleet_cfg.clone()), ..Config::default() };
@@ -213,7 +220,8 @@ async fn fleet_totals_are_the_sites_sums_and_a_stopped_site_goes_stale() {
     let late: String = (0..=60).map(|i| format!("meter,site=paris,meter=grid-late,role=facility energy_kwh={} {}\n", i as f64 * 7.5, late_hour + i * 60_000_000_000)).collect();
     assert_eq!(sites[0].write(&late, "ns", WRITE).await.status(), 204);
     let node = get(sites[1].url(&format!("/api/v1/jobs?{q}"))).await["jobs"][0]["gpus"][0].as_str().and_then(|g| g.split(':').next()).expect("a node").to_owned();
-    let job = serde_json::json!({"job": "late:1", "owner": "late-owner/batch", "node": node, "gpus": [7], "start": Timestamp(from + 8 * HOUR).to_rfc3339(), "end": Timestamp(from + 10 * HOUR).to_rfc3339()});
+    let job =
+        serde_json::json!({"job": "late:1", "owner": "late-owner/batch", "node": node, "gpus": [7], "start": Timestamp(from + 8 * HOUR).to_rfc3339(), "end": Timestamp(from + 10 * HOUR).to_rfc3339()});
     let r = reqwest::Client::new().post(sites[1].url("/api/v1/jobs")).header("Authorization", format!("Token {WRITE}")).json(&job).send().await.expect("post");
     assert_eq!(r.status(), 200);
     let paris_now = f(&get(sites[0].url(&format!("/api/v1/kpi?{q}"))).await["facility_energy_kwh"]);

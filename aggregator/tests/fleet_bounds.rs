@@ -35,7 +35,8 @@ struct Fake {
 }
 
 fn hour(t: i64, jobs: usize) -> Value {
-    let jobs: Vec<Value> = (0..jobs).map(|j| json!({ "job": format!("j{j}"), "owner": "o", "project": "p", "gpu_kwh": 1.0, "it_kwh": 1.0, "facility_kwh": 1.2, "water_l": null, "co2_kg": 0.1 })).collect();
+    let jobs: Vec<Value> =
+        (0..jobs).map(|j| json!({ "job": format!("j{j}"), "owner": "o", "project": "p", "gpu_kwh": 1.0, "it_kwh": 1.0, "facility_kwh": 1.2, "water_l": null, "co2_kg": 0.1 })).collect();
     json!({ "t": t, "facility_kwh": 120.0, "generator_kwh": 0.0, "it_kwh": 100.0, "it_category": 1, "water_m3": null, "idle_kwh": 0.0, "metered_s": 3600.0, "jobs": jobs })
 }
 

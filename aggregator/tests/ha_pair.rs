@@ -106,10 +106,7 @@ impl Member {
     fn new(name: &'static str, dir: &Path, alerts: &str) -> Member {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let config = dir.join(format!("{name}.toml"));
-        let text = format!(
-            "[server]\nlisten = \"{addr}\"\ndata_dir = {:?}\n[report]\nenabled = false\n{alerts}",
-            dir.join(format!("{name}-data"))
-        );
+        let text = format!("[server]\nlisten = \"{addr}\"\ndata_dir = {:?}\n[report]\nenabled = false\n{alerts}", dir.join(format!("{name}-data")));
         std::fs::write(&config, text).expect("member config");
         Member { addr, config, log: dir.join(format!("{name}.log")), proc: None }
     }
@@ -250,16 +247,7 @@ async fn a_pair_behind_haproxy_survives_a_member_killed_under_load() {
     let lb_cfg = d.join("haproxy.cfg");
     std::fs::write(&lb_cfg, cfg).expect("haproxy config");
     let lb_log = d.join("haproxy.log");
-    let _lb = Reaped(
-        Command::new(&haproxy)
-            .arg("-db")
-            .arg("-f")
-            .arg(&lb_cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&lb_log).expect("log"))
-            .spawn()
-            .expect("start haproxy"),
-    );
+    let _lb = Reaped(Command::new(&haproxy).arg("-db").arg("-f").arg(&lb_cfg).stdout(Stdio::null()).stderr(std::fs::File::create(&lb_log).expect("log")).spawn().expect("start haproxy"));
     let lb = |path: &str| format!("http://127.0.0.1:{lb_port}{path}");
     let log_files = [a.log.clone(), b.log.clone(), lb_log.clone(), d.join("am1.log"), d.join("am2.log")];
     let logs = || log_files.iter().map(|p| tail(p)).collect::<Vec<_>>().join("\n");
@@ -267,13 +255,18 @@ async fn a_pair_behind_haproxy_survives_a_member_killed_under_load() {
     let (ha, hb) = (a.url("/api/v1/health"), b.url("/api/v1/health"));
     wait_for("both members serve", 60, || async { status(&ha, None).await == Some(200) && status(&hb, None).await == Some(200) }, &logs).await;
     let am_status = format!("http://127.0.0.1:{web1}/api/v2/status");
-    wait_for("the Alertmanager cluster has two peers", 30, || async {
-        let s: Option<serde_json::Value> = match http().get(&am_status).send().await {
-            Ok(r) => r.json().await.ok(),
-            Err(_) => None,
-        };
-        s.is_some_and(|s| s["cluster"]["peers"].as_array().is_some_and(|p| p.len() == 2) && s["cluster"]["status"] == "ready")
-    }, &logs)
+    wait_for(
+        "the Alertmanager cluster has two peers",
+        30,
+        || async {
+            let s: Option<serde_json::Value> = match http().get(&am_status).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+            s.is_some_and(|s| s["cluster"]["peers"].as_array().is_some_and(|p| p.len() == 2) && s["cluster"]["status"] == "ready")
+        },
+        &logs,
+    )
     .await;
     wait_for("HAProxy answers", 30, || async { status(&lb("/api/v1/health"), None).await == Some(200) }, &logs).await;
 

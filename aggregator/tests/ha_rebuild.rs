@@ -87,7 +87,10 @@ async fn a_member_rebuilt_from_its_twin_answers_the_same_numbers() {
     let rebuilt_dir = dir.path().join("rebuilt");
     let r = restore(&twin.url(""), ADMIN, &rebuilt_dir, kilowatch_aggregator::restore::DEFAULT_MAX_BYTES).await.expect("restore");
     assert!(r.series >= 5 && r.newest == Some((T0 + 3 * 3600 - 60) * 1_000_000_000), "{r:?}");
-    assert!(matches!(restore(&twin.url(""), ADMIN, &rebuilt_dir, kilowatch_aggregator::restore::DEFAULT_MAX_BYTES).await, Err(RestoreError::NotEmpty(_))), "a second restore does not write over the store");
+    assert!(
+        matches!(restore(&twin.url(""), ADMIN, &rebuilt_dir, kilowatch_aggregator::restore::DEFAULT_MAX_BYTES).await, Err(RestoreError::NotEmpty(_))),
+        "a second restore does not write over the store"
+    );
     assert!(!std::fs::read_dir(dir.path().join("twin")).expect("dir").any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".snapshot-"))), "the twin keeps no snapshot file");
 
     // The twin goes on receiving; the rebuilt member gets the same from the collectors'

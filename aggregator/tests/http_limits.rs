@@ -109,9 +109,7 @@ async fn bytes_in_progress_are_capped_and_slow_bodies_time_out() {
     assert!(b.starts_with("HTTP/1.1 503") && b.to_ascii_lowercase().contains("retry-after: 1"), "{b}");
     assert!(a.starts_with("HTTP/1.1 204"), "{a}");
     // A body that stops arriving: 408 at server.body_timeout_s.
-    let slow = tokio::task::spawn_blocking(move || read_head(&mut partial_post(addr, "/api/v1/jobs", WRITE, 100, b"{\"job\":")))
-        .await
-        .expect("join");
+    let slow = tokio::task::spawn_blocking(move || read_head(&mut partial_post(addr, "/api/v1/jobs", WRITE, 100, b"{\"job\":"))).await.expect("join");
     assert!(slow.starts_with("HTTP/1.1 408") && slow.contains("application/json"), "{slow}");
 }
 

@@ -86,7 +86,14 @@ async fn influxdb_1x_clients_ping_and_write_through_kilowatch_serve() {
     // Telegraf's `content_encoding = "gzip"`.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, format!("probe,how=gzip v=6 {at_s}\n").as_bytes()).expect("gzip");
-    let r = http().post(format!("http://{addr}/write?db=telegraf&precision=s")).header("Authorization", format!("Token {WRITE}")).header("Content-Encoding", "gzip").body(gz.finish().expect("gzip")).send().await.expect("send");
+    let r = http()
+        .post(format!("http://{addr}/write?db=telegraf&precision=s"))
+        .header("Authorization", format!("Token {WRITE}"))
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish().expect("gzip"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
     assert_eq!(post(addr, "/write?db=telegraf&u=telegraf&p=wrong", "probe,how=wrong v=4", none).await.0, 401);
     assert_eq!(post(addr, &format!("/write?db=telegraf&u=grafana&p={READ}"), "probe,how=read v=5", none).await.0, 403);

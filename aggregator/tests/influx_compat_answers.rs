@@ -96,5 +96,9 @@ async fn v1_answers_are_influxdb_1x_answers() {
     let (status, _, k) = answer(http().post(format!("{kw}/api/v2/write")).query(&[("bucket", "kw"), ("precision", "s")]).header("Authorization", format!("Token {WRITE}")).body(body.clone())).await;
     assert_eq!(status, 422, "{k}");
     assert!(k["message"].is_string() && k.get("error").is_none(), "{k}");
-    assert!(["invalid", "unprocessable entity", "too many requests", "unauthorized", "forbidden", "not found", "unavailable", "internal error", "request too large"].contains(&k["code"].as_str().unwrap_or("")), "{k}");
+    assert!(
+        ["invalid", "unprocessable entity", "too many requests", "unauthorized", "forbidden", "not found", "unavailable", "internal error", "request too large"]
+            .contains(&k["code"].as_str().unwrap_or("")),
+        "{k}"
+    );
 }

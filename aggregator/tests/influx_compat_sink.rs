@@ -96,11 +96,13 @@ async fn influxdb_stores_exactly_what_kilowatch_stored() {
     let token_file = dir.path().join("influx.token");
     std::fs::write(&token_file, "unused-by-influxdb-1.6\n").expect("token");
     let mut cfg = Config::default();
-    cfg.influxdb = Some(InfluxConfig { url: format!("http://{front_addr}"), org: "dc5".into(), bucket: "kw".into(), token_file: Some(token_file), queue_dir: None, max_queue_bytes: 64 << 20, timeout_s: 5.0 });
+    cfg.influxdb =
+        Some(InfluxConfig { url: format!("http://{front_addr}"), org: "dc5".into(), bucket: "kw".into(), token_file: Some(token_file), queue_dir: None, max_queue_bytes: 64 << 20, timeout_s: 5.0 });
     let (stop, rx) = tokio::sync::watch::channel(false);
     let sink = InfluxSink::start(cfg.influxdb.as_ref().expect("cfg"), dir.path(), rx.clone()).expect("sink");
     let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
-    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(cfg), sink: Some(sink.clone()), metrics: Default::default() };
+    let state =
+        AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(cfg), sink: Some(sink.clone()), metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(server::serve(listener, server::router(state), rx));

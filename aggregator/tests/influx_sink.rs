@@ -63,12 +63,7 @@ async fn start_vm(port: u16, dir: &Path) -> Vm {
 
 /// Values of `meter_energy_kwh` for one meter, as VictoriaMetrics exports them.
 async fn exported(port: u16) -> Vec<f64> {
-    let r = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/api/v1/export"))
-        .query(&[("match[]", "meter_energy_kwh{meter=\"grid-a\"}")])
-        .send()
-        .await
-        .expect("export");
+    let r = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/v1/export")).query(&[("match[]", "meter_energy_kwh{meter=\"grid-a\"}")]).send().await.expect("export");
     let text = r.text().await.unwrap_or_default();
     let mut vals = Vec::new();
     for line in text.lines() {

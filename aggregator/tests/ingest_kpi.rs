@@ -24,10 +24,7 @@ fn meters(lines: &[(&str, &str, f64, f64)]) -> String {
 async fn domain_example_1_pue() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = Server::start(dir.path()).await;
-    let body = meters(&[
-        ("meter,site=dc5,meter=grid-a,role=facility", "energy_kwh", 0.0, 1_250_000.0),
-        ("meter,site=dc5,meter=ups-1-out,role=it,category=1", "energy_kwh", 0.0, 1_000_000.0),
-    ]);
+    let body = meters(&[("meter,site=dc5,meter=grid-a,role=facility", "energy_kwh", 0.0, 1_250_000.0), ("meter,site=dc5,meter=ups-1-out,role=it,category=1", "energy_kwh", 0.0, 1_000_000.0)]);
     assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
     let k = s.kpi(FROM, TO).await;
     assert_close(&k["pue"], 1.25, "pue");
@@ -175,10 +172,7 @@ async fn pue_below_one_is_a_fault_not_a_value() {
 #[tokio::test]
 async fn data_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
-    let body = meters(&[
-        ("meter,meter=g,role=facility", "energy_kwh", 0.0, 1_250_000.0),
-        ("meter,meter=u,role=it,category=1", "energy_kwh", 0.0, 1_000_000.0),
-    ]);
+    let body = meters(&[("meter,meter=g,role=facility", "energy_kwh", 0.0, 1_250_000.0), ("meter,meter=u,role=it,category=1", "energy_kwh", 0.0, 1_000_000.0)]);
     {
         let s = Server::start(dir.path()).await;
         assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);

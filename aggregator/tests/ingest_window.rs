@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Server, WRITE};
-use kilowatch_store::{Store, Value};
 use kilowatch_collector::agent::{AgentStats, ship_loop};
 use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
 use kilowatch_model::{Point, Precision, Timestamp, parse_batch};
+use kilowatch_store::{Store, Value};
 use tokio::sync::{Notify, watch};
 
 const H: i64 = 3600 * 1_000_000_000;
@@ -53,11 +53,7 @@ fn lines_older_than_the_window_are_refused_alone() {
     let after = s.stats().expect("stats");
     assert_eq!((after.series, after.samples_written), (before.series + 1, before.samples_written + 3));
     assert_eq!(s.find_series("meter", "energy_kwh", &[("meter", "new")]).expect("find").len(), 1);
-    assert_eq!(
-        read_all(&s, "energy_kwh").iter().map(|(t, _)| (t - T0) / (H / 2)).collect::<Vec<_>>(),
-        vec![0, 4, 6, 8],
-        "sorted, one per timestamp, the refused one absent"
-    );
+    assert_eq!(read_all(&s, "energy_kwh").iter().map(|(t, _)| (t - T0) / (H / 2)).collect::<Vec<_>>(), vec![0, 4, 6, 8], "sorted, one per timestamp, the refused one absent");
     assert_eq!(read_all(&s, "power_w").last(), Some(&(T0 + 4 * H, Value::Num(6.0))));
     // A request whose every line is refused stores nothing and still answers.
     let w = s.write(&[meter(0.1, T0)]).expect("all refused");

@@ -29,7 +29,11 @@ async fn namespaces_give_their_jobs_an_owner() {
     let cfg = Config::parse(&text, std::path::Path::new("kilowatch-kubernetes.toml")).expect("the example parses");
     assert_eq!(cfg.kubernetes.owner_of("mistral-train"), Some("mistral-ai/k8s"));
     let s = Server::start_with(dir.path(), "127.0.0.1:0".parse().expect("addr"), cfg, false).await;
-    let body = format!("meter,meter=g,role=facility energy_kwh=0 {T0}\nmeter,meter=g,role=facility energy_kwh=116 {}\nmeter,meter=u,role=it,category=1 energy_kwh=0 {T0}\nmeter,meter=u,role=it,category=1 energy_kwh=100 {}\n", T0 + 3600, T0 + 3600);
+    let body = format!(
+        "meter,meter=g,role=facility energy_kwh=0 {T0}\nmeter,meter=g,role=facility energy_kwh=116 {}\nmeter,meter=u,role=it,category=1 energy_kwh=0 {T0}\nmeter,meter=u,role=it,category=1 energy_kwh=100 {}\n",
+        T0 + 3600,
+        T0 + 3600
+    );
     assert_eq!(s.write(&body, "s", WRITE).await.status(), 204);
     let start = ts(T0);
     let posts = json!([

@@ -6,8 +6,8 @@ mod common;
 
 use common::{READ, Server, WRITE, assert_close};
 use kilowatch_aggregator::config::Config;
-use kilowatch_store::jobs::{JobStore, recorder};
 use kilowatch_store::Retention;
+use kilowatch_store::jobs::{JobStore, recorder};
 use serde_json::Value;
 
 const H: i64 = 3600;
@@ -216,7 +216,14 @@ async fn defect_7_co2_with_a_carbon_series_counts_power_only_meters() {
 }
 
 async fn post_job(s: &Server, body: &str) {
-    let r = reqwest::Client::new().post(s.url("/api/v1/jobs")).header("Authorization", format!("Token {WRITE}")).header("Content-Type", "application/json").body(body.to_owned()).send().await.expect("send");
+    let r = reqwest::Client::new()
+        .post(s.url("/api/v1/jobs"))
+        .header("Authorization", format!("Token {WRITE}"))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("send");
     assert!(r.status().is_success(), "{}", r.status());
 }
 

@@ -8,11 +8,11 @@
 //! 1e-9 at every age.
 
 use kilowatch_accounting::attribution::{Attribution, attribute};
-use kilowatch_aggregator::config::{CarbonConfig, Config};
-use kilowatch_store::jobs::{GPU_JOB_MAX_GAP_NS, JobPost, JobStore, recorder, with_gpu_job_points};
 use kilowatch_accounting::kpi::{self, Kpi};
-use kilowatch_store::{Retention, Store};
+use kilowatch_aggregator::config::{CarbonConfig, Config};
 use kilowatch_model::{Point, TimeRange, Timestamp};
+use kilowatch_store::jobs::{GPU_JOB_MAX_GAP_NS, JobPost, JobStore, recorder, with_gpu_job_points};
+use kilowatch_store::{Retention, Store};
 use proptest::prelude::*;
 
 const S: i64 = 1_000_000_000;
@@ -144,7 +144,16 @@ struct Figures {
 fn post_jobs(jobs: &JobStore, c: &Case) {
     for (i, (gpu, start, dur)) in c.jobs.iter().enumerate() {
         let at = |s: i64| Timestamp(T0 + s * S).to_rfc3339();
-        let p = JobPost { job: format!("j{i}"), owner: Some("o".into()), project: None, node: Some("n1".into()), gpus: Some(vec![*gpu]), start: Some(at(*start)), end: Some(at(start + dur)), source: Some("api".into()) };
+        let p = JobPost {
+            job: format!("j{i}"),
+            owner: Some("o".into()),
+            project: None,
+            node: Some("n1".into()),
+            gpus: Some(vec![*gpu]),
+            start: Some(at(*start)),
+            end: Some(at(start + dur)),
+            source: Some("api".into()),
+        };
         jobs.post(&p).expect("post");
     }
 }

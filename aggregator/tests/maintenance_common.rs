@@ -24,11 +24,8 @@ pub fn backfill(data: &Path, days: i64, nodes: usize, step_s: u64) -> u64 {
 /// `grace_s` to finish requests when asked to stop.
 pub fn config(dir: &Path, data: &Path, addr: SocketAddr, grace_s: u64) -> PathBuf {
     let path = dir.join("kilowatch.toml");
-    std::fs::write(
-        &path,
-        format!("[server]\nlisten = \"{addr}\"\ndata_dir = {data:?}\nshutdown_grace_s = {grace_s}\n[store]\nmaintenance_interval_s = 1\n[report]\nenabled = false\n"),
-    )
-    .expect("config");
+    std::fs::write(&path, format!("[server]\nlisten = \"{addr}\"\ndata_dir = {data:?}\nshutdown_grace_s = {grace_s}\n[store]\nmaintenance_interval_s = 1\n[report]\nenabled = false\n"))
+        .expect("config");
     path
 }
 

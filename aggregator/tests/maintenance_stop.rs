@@ -101,7 +101,11 @@ async fn a_stop_mid_roll_up_is_prompt_and_a_kill_mid_roll_up_loses_nothing() {
     let stop_s = t0.elapsed().as_secs_f64();
     eprintln!("stopped {stop_s:.2} s after SIGTERM, mid roll-up (rolled_to {rolled_at_term:?})");
     assert!(status.success(), "{status:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-    assert!(stop_s < (GRACE_S + STOP_SLACK_S) as f64, "stopped {stop_s:.1} s after SIGTERM, more than the grace ({GRACE_S} s) plus {STOP_SLACK_S} s\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        stop_s < (GRACE_S + STOP_SLACK_S) as f64,
+        "stopped {stop_s:.1} s after SIGTERM, more than the grace ({GRACE_S} s) plus {STOP_SLACK_S} s\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
     // Restarted, it goes on from there; SIGKILL in the middle of the roll-up again.
     let (second, addr, log) = start(d, &data, "second");

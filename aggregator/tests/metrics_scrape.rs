@@ -43,10 +43,7 @@ async fn scrape(k: &Kilowatch) -> String {
 
 /// Each sample of the page: `name{labels}` → value.
 fn samples(page: &str) -> HashMap<String, f64> {
-    page.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse::<f64>().unwrap_or(f64::NAN))))
-        .collect()
+    page.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse::<f64>().unwrap_or(f64::NAN)))).collect()
 }
 
 fn get(s: &HashMap<String, f64>, key: &str) -> f64 {

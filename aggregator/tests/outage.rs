@@ -21,7 +21,8 @@ async fn an_outage_and_a_collector_restart_lose_nothing() {
     let addr = s.addr;
     let start = Timestamp::parse_rfc3339("2025-05-05T08:00:00Z").expect("time");
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let (a, stats) = common::agent(addr, vec![Box::new(SimSource::new(SimConfig { start, nodes: 2, ..SimConfig::default() }))], Duration::from_millis(100), Clock::scaled(start, 60.0), spool_dir.path());
+    let (a, stats) =
+        common::agent(addr, vec![Box::new(SimSource::new(SimConfig { start, nodes: 2, ..SimConfig::default() }))], Duration::from_millis(100), Clock::scaled(start, 60.0), spool_dir.path());
     let running = tokio::spawn(a.run(rx));
 
     tokio::time::sleep(Duration::from_millis(1000)).await;

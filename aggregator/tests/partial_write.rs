@@ -31,10 +31,7 @@ fn series(s: &Server, measurement: &str, field: &str) -> usize {
 
 async fn refused_unparsable(s: &Server) -> f64 {
     let text = s.get("/metrics").await.text().await.expect("metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix("kilowatch_ingest_lines_refused_total{reason=\"unparsable\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    text.lines().find_map(|l| l.strip_prefix("kilowatch_ingest_lines_refused_total{reason=\"unparsable\"} ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
 }
 
 #[tokio::test]

@@ -24,7 +24,13 @@ fn unix(s: &str) -> String {
 }
 
 async fn query(srv: &Server, q: &str, at: &str) -> Value {
-    let r = reqwest::Client::new().get(srv.url("/prometheus/api/v1/query")).query(&[("query", q.to_owned()), ("time", unix(at))]).header("Authorization", format!("Bearer {READ}")).send().await.expect("send");
+    let r = reqwest::Client::new()
+        .get(srv.url("/prometheus/api/v1/query"))
+        .query(&[("query", q.to_owned()), ("time", unix(at))])
+        .header("Authorization", format!("Bearer {READ}"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200);
     r.json().await.expect("json")
 }
@@ -79,12 +85,8 @@ async fn api(srv: &Server, path: &str, params: &[(&str, String)]) -> Value {
 /// The ledger series of a window at `at` that `also` selects: (labels, value), sorted.
 async fn ledger(srv: &Server, window: &str, at: &str, also: &str) -> Vec<(Value, f64)> {
     let body = query(srv, &format!("{{__name__=~\"kilowatch_.+\",window=\"{window}\"{also}}}"), at).await;
-    let mut out: Vec<(Value, f64)> = body["data"]["result"]
-        .as_array()
-        .expect("vector")
-        .iter()
-        .map(|s| (s["metric"].clone(), s["value"][1].as_str().and_then(|v| v.parse().ok()).expect("value")))
-        .collect();
+    let mut out: Vec<(Value, f64)> =
+        body["data"]["result"].as_array().expect("vector").iter().map(|s| (s["metric"].clone(), s["value"][1].as_str().and_then(|v| v.parse().ok()).expect("value"))).collect();
     out.sort_by_key(|(l, _)| l.to_string());
     out
 }

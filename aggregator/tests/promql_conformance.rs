@@ -62,7 +62,16 @@ fn data() -> Vec<Series> {
             out.push(series("demo_cpu_usage_seconds_total", &[base[0], base[1], ("mode", mode)], s.collect()));
         }
         let mut d = 5e9 * (1.0 + n as f64);
-        out.push(series("demo_disk_usage_bytes", &base, every(5).map(|t| { d += rng.next() * 1e5 - 2e4; (t, d.round()) }).collect()));
+        out.push(series(
+            "demo_disk_usage_bytes",
+            &base,
+            every(5)
+                .map(|t| {
+                    d += rng.next() * 1e5 - 2e4;
+                    (t, d.round())
+                })
+                .collect(),
+        ));
         out.push(series("demo_batch_last_success_timestamp_seconds", &base, every(5).map(|t| (t, (t - t % 300 - 60 * n as i64) as f64)).collect()));
         // Ten minutes on, ten off: the lookback and staleness of a series that comes and goes.
         out.push(series("demo_intermittent_metric", &base, every(5).filter(|t| (t - START) / 600 % 2 == 0).map(|t| (t, rng.next())).collect()));

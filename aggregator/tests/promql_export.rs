@@ -21,9 +21,7 @@ async fn export_returns_what_was_written() {
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
     let get = |q: &'static str, token: &'static str| {
         let url = srv.url("/api/v1/export");
-        async move {
-            reqwest::Client::new().get(url).query(&[("match[]", q)]).header("Authorization", format!("Bearer {token}")).send().await.expect("send")
-        }
+        async move { reqwest::Client::new().get(url).query(&[("match[]", q)]).header("Authorization", format!("Bearer {token}")).send().await.expect("send") }
     };
     let r = get("{__name__=~\"gpu_power_w|meter_energy_kwh|cooling_mode\"}", READ).await;
     assert_eq!(r.status(), 200);

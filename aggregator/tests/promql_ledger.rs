@@ -170,7 +170,13 @@ fn serving_site(hours: i64, facility: bool) -> String {
 
 /// `query` at `t` (seconds) with `token`: the vector's series.
 async fn vector(srv: &Server, query: &str, t: i64, token: &str) -> Vec<Value> {
-    let r = reqwest::Client::new().get(srv.url("/prometheus/api/v1/query")).query(&[("query", query.to_owned()), ("time", t.to_string())]).header("Authorization", format!("Bearer {token}")).send().await.expect("send");
+    let r = reqwest::Client::new()
+        .get(srv.url("/prometheus/api/v1/query"))
+        .query(&[("query", query.to_owned()), ("time", t.to_string())])
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200, "{query}");
     let body: Value = r.json().await.expect("json");
     body["data"]["result"].as_array().unwrap_or_else(|| panic!("{query}: {body}")).clone()

@@ -48,12 +48,7 @@ async fn listings_in_a_window_equal_prometheus() {
     let kw = srv.url("/prometheus");
     // The first hour; the fifth (another block); the third, where only the temperature runs;
     // the whole span.
-    let windows = [
-        (START + 600, START + 1200),
-        (START + 4 * H + 600, START + 4 * H + 1200),
-        (START + 2 * H + 1800, START + 3 * H),
-        (START, START + 5 * H),
-    ];
+    let windows = [(START + 600, START + 1200), (START + 4 * H + 600, START + 4 * H + 1200), (START + 2 * H + 1800, START + 3 * H), (START, START + 5 * H)];
     let mut sizes = Vec::new();
     for (from, to) in windows {
         let w = [("start", from.to_string()), ("end", to.to_string())];

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{READ, Server, WRITE, assert_close};
-use remote_write_common::{post, post_raw, snappy};
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::http::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
+use remote_write_common::{post, post_raw, snappy};
 use serde_json::{Value, json};
 
 const MJ_PER_KWH: f64 = 3.6e9;
@@ -185,23 +185,26 @@ async fn serve_exporter(exporter: Arc<Mutex<Exporter>>) -> std::net::SocketAddr 
     use axum::http::StatusCode;
     let facility = exporter.clone();
     let app = axum::Router::new()
-        .route("/facility", axum::routing::get(move || {
-            let page = facility.lock().map(|mut e| e.facility()).unwrap_or_default();
-            async move { page }
-        }))
         .route(
-        "/metrics",
-        axum::routing::get(move || {
-            let e = exporter.clone();
-            async move {
-                let page = e.lock().map(|mut e| e.scrape()).ok().flatten();
-                match page {
-                    Some(p) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], p),
-                    None => (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/plain")], "DCGM not ready\n".to_owned()),
+            "/facility",
+            axum::routing::get(move || {
+                let page = facility.lock().map(|mut e| e.facility()).unwrap_or_default();
+                async move { page }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let e = exporter.clone();
+                async move {
+                    let page = e.lock().map(|mut e| e.scrape()).ok().flatten();
+                    match page {
+                        Some(p) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], p),
+                        None => (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/plain")], "DCGM not ready\n".to_owned()),
+                    }
                 }
-            }
-        }),
-    );
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -290,7 +293,11 @@ async fn scenario(outage: Option<Duration>) {
         if done {
             break;
         }
-        assert!(Instant::now() < deadline, "Prometheus did not deliver the final counters in time ({scrapes} scrapes); its log: {}", std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not deliver the final counters in time ({scrapes} scrapes); its log: {}",
+            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(prom);
@@ -329,14 +336,17 @@ async fn scenario(outage: Option<Duration>) {
     assert_close(&kpi["water_m3"], water, "water from the litres counter");
     assert_close(&kpi["wue_l_per_kwh"], water * 1000.0 / e_it, "WUE");
     assert_close(&v["it_energy_kwh"], e_it, "the jobs' E_IT is the KPI's");
-    let sum = v["jobs"].as_array().expect("jobs").iter().map(|j| j["it_energy_kwh"].as_f64().expect("job it")).sum::<f64>() + v["idle_kwh"].as_f64().expect("idle") + v["unattributed_kwh"].as_f64().expect("unattributed");
+    let sum = v["jobs"].as_array().expect("jobs").iter().map(|j| j["it_energy_kwh"].as_f64().expect("job it")).sum::<f64>()
+        + v["idle_kwh"].as_f64().expect("idle")
+        + v["unattributed_kwh"].as_f64().expect("unattributed");
     assert!((sum - e_it).abs() <= 1e-9 * e_it, "Σ jobs + idle + unattributed = {sum}, E_IT = {e_it}");
 
     // The wire schema the collector writes: same tags (plus the source), integer mJ, MiB → bytes.
     let meta = s.store.find_series("gpu", "energy_mj", &[("node", "dgx-101"), ("gpu", "0")]).expect("find");
     assert_eq!(meta.len(), 1, "one series per GPU and field: {meta:?}");
     let tags: Vec<(String, String)> = meta[0].tags.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    let want_tags: Vec<(String, String)> = [("gpu", "0"), ("node", "dgx-101"), ("site", "dc5"), ("source", "prometheus"), ("uuid", GPUS[0].uuid)].iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    let want_tags: Vec<(String, String)> =
+        [("gpu", "0"), ("node", "dgx-101"), ("site", "dc5"), ("source", "prometheus"), ("uuid", GPUS[0].uuid)].iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
     assert_eq!(tags, want_tags);
     assert_eq!(newest(&s, "gpu", "mem_used_bytes", "dgx-101", "0"), Some(3.0 * 1024.0 * 1024.0));
     assert_eq!(newest(&s, "gpu", "temp_c", "dgx-101", "1"), Some(61.0));
@@ -353,7 +363,7 @@ async fn scenario(outage: Option<Duration>) {
     assert!(src["remote_write"]["last_write"].is_string() && src["line_protocol"]["last_write"].is_null(), "{health}");
     assert_eq!(src["silent_gpus"], json!([]));
 
-        // The missed scrape's staleness markers were skipped, not refused; nothing was refused.
+    // The missed scrape's staleness markers were skipped, not refused; nothing was refused.
     let page = s.get("/metrics").await.text().await.expect("metrics");
     assert!(metric(&page, "kilowatch_remote_write_samples_total{outcome=\"stale\"}") > 0.0, "{page}");
     assert!(metric(&page, "kilowatch_remote_write_samples_total{outcome=\"mapped\"}") >= f64::from(LAST - 1) * 8.0);
@@ -476,7 +486,11 @@ async fn a_gpu_the_collector_reports_is_counted_once_from_the_collector() {
     assert_eq!(gpu.len(), 1, "only the collector's series is a `gpu` series: {gpu:?}");
     assert_eq!(gpu[0].tags.get("source"), None);
     assert_eq!(newest(&s, "gpu_dcgm", "energy_mj", "dgx-201", "0"), Some(9_999_000.0), "dcgm's readings are kept apart");
-    post_job(&s, json!({"job": "j", "owner": "o", "node": "dgx-201", "gpus": [0], "start": rfc(kilowatch_model::Timestamp(t * 1_000_000)), "end": rfc(kilowatch_model::Timestamp((t + 40_000) * 1_000_000))})).await;
+    post_job(
+        &s,
+        json!({"job": "j", "owner": "o", "node": "dgx-201", "gpus": [0], "start": rfc(kilowatch_model::Timestamp(t * 1_000_000)), "end": rfc(kilowatch_model::Timestamp((t + 40_000) * 1_000_000))}),
+    )
+    .await;
     let v = jobs(&s, &rfc(kilowatch_model::Timestamp((t - 3_600_000) * 1_000_000)), &rfc(kilowatch_model::Timestamp((t + 3_600_000) * 1_000_000))).await;
     assert_close(&job(&v, "j")["gpu_energy_kwh"], 0.007, "the collector's 25,200 J, once");
     let page = s.get("/metrics").await.text().await.expect("metrics");
@@ -546,7 +560,12 @@ async fn a_million_new_series_meet_the_new_series_cap_and_the_rest_is_stored() {
     assert!(stored < (4 * PER_REQUEST) as f64 / 2.0, "{stored}");
     assert_eq!(s.store.find_series("gpu", "power_w", &[]).expect("find").len() as f64, stored, "what each answer says was stored is, once");
     let page = s.get("/metrics").await.text().await.expect("metrics");
-    assert_eq!(metric(&page, "kilowatch_ingest_lines_refused_total{reason=\"max_new_series_per_minute_per_token\"}"), (4 * PER_REQUEST) as f64 - stored, "{}", page.lines().filter(|l| l.contains("refused")).collect::<Vec<_>>().join("\n"));
+    assert_eq!(
+        metric(&page, "kilowatch_ingest_lines_refused_total{reason=\"max_new_series_per_minute_per_token\"}"),
+        (4 * PER_REQUEST) as f64 - stored,
+        "{}",
+        page.lines().filter(|l| l.contains("refused")).collect::<Vec<_>>().join("\n")
+    );
     assert_eq!(metric(&page, "kilowatch_remote_write_samples_total{outcome=\"refused\"}"), 1.0, "the 1 MB label, refused before the store");
     s.stop().await;
 }

@@ -203,7 +203,17 @@ fn dcgm_labels(name: &str, g: usize, k: i64) -> Labels {
     let instance = format!("{node}:9400");
     let mut l = labels(
         name,
-        &[("gpu", &gpu), ("UUID", uuid), ("pci_bus_id", "00000000:18:00.0"), ("device", "nvidia0"), ("modelName", "NVIDIA H100 80GB HBM3"), ("Hostname", node), ("DCGM_FI_DRIVER_VERSION", "535.129.03"), ("instance", &instance), ("job", "dcgm-exporter")],
+        &[
+            ("gpu", &gpu),
+            ("UUID", uuid),
+            ("pci_bus_id", "00000000:18:00.0"),
+            ("device", "nvidia0"),
+            ("modelName", "NVIDIA H100 80GB HBM3"),
+            ("Hostname", node),
+            ("DCGM_FI_DRIVER_VERSION", "535.129.03"),
+            ("instance", &instance),
+            ("job", "dcgm-exporter"),
+        ],
     );
     if let Some(j) = job_at(g, k) {
         match j.k8s {

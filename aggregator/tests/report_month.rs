@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use common::{READ, Server, WRITE};
 use kilowatch_aggregator::demo::backfill_with_jobs;
-use kilowatch_store::jobs::JobStore;
 use kilowatch_aggregator::report;
-use kilowatch_store::Store;
 use kilowatch_model::Timestamp;
 use kilowatch_sim::{SimConfig, Site};
+use kilowatch_store::Store;
+use kilowatch_store::jobs::JobStore;
 use serde_json::Value;
 
 const GENERATED: &str = "2024-11-02T06:00:00Z";

@@ -53,25 +53,33 @@ fn write_conf(dir: &Path, url: &str) -> PathBuf {
     // address, a token and this test's slurm.conf, then run the shipped scripts unchanged.
     for (name, script) in [("prolog", "prolog.sh"), ("epilog", "epilog.sh")] {
         let w = dir.join(format!("{name}.sh"));
-        std::fs::write(&w, format!(
-            "#!/bin/sh\nexport KILOWATCH_URL='{url}' KILOWATCH_TOKEN={WRITE} SLURM_CONF={conf}\nexec {script}\n",
-            conf = conf.display(),
-            script = repo.join("deploy/slurm").join(script).display()
-        )).expect("wrapper");
+        std::fs::write(
+            &w,
+            format!(
+                "#!/bin/sh\nexport KILOWATCH_URL='{url}' KILOWATCH_TOKEN={WRITE} SLURM_CONF={conf}\nexec {script}\n",
+                conf = conf.display(),
+                script = repo.join("deploy/slurm").join(script).display()
+            ),
+        )
+        .expect("wrapper");
         Command::new("chmod").arg("+x").arg(&w).status().expect("chmod");
     }
     let d = dir.display();
     std::fs::write(dir.join("gres.conf"), format!("AutoDetect=off\nName=gpu File={d}/nvidia[0-7]\n")).expect("gres.conf");
-    std::fs::write(&conf, format!(
-        "ClusterName=kwtest\nSlurmctldHost={host}(127.0.0.1)\nSlurmctldPort={cp}\nSlurmdPort={dp}\nAuthType=auth/none\nCredType=cred/none\n\
+    std::fs::write(
+        &conf,
+        format!(
+            "ClusterName=kwtest\nSlurmctldHost={host}(127.0.0.1)\nSlurmctldPort={cp}\nSlurmdPort={dp}\nAuthType=auth/none\nCredType=cred/none\n\
          SlurmUser=root\nSlurmdUser=root\nStateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\nSlurmctldPidFile={d}/ctld.pid\nSlurmdPidFile={d}/d.pid\n\
          SlurmctldLogFile={d}/ctld.log\nSlurmdLogFile={d}/d.log\nProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nSchedulerType=sched/builtin\n\
          SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nGresTypes=gpu\nPrologFlags=Alloc\nProlog={d}/prolog.sh\nEpilog={d}/epilog.sh\n\
          JobCompType=jobcomp/none\nAccountingStorageType=accounting_storage/none\nMpiDefault=none\nReturnToService=2\nSchedulerParameters=sched_interval=1\nSlurmdParameters=config_overrides\n\
          NodeName={host} NodeAddr=127.0.0.1 CPUs=4 Gres=gpu:8 State=UNKNOWN\nPartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES\n",
-        cp = free_port(),
-        dp = free_port(),
-    )).expect("slurm.conf");
+            cp = free_port(),
+            dp = free_port(),
+        ),
+    )
+    .expect("slurm.conf");
     conf
 }
 

@@ -72,12 +72,8 @@ impl Source for Numbered {
 }
 
 fn segment_bytes_on(dir: &Path) -> (usize, u64) {
-    let segs: Vec<u64> = std::fs::read_dir(dir)
-        .expect("dir")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        .map(|e| e.metadata().map_or(0, |m| m.len()))
-        .collect();
+    let segs: Vec<u64> =
+        std::fs::read_dir(dir).expect("dir").filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".seg")).map(|e| e.metadata().map_or(0, |m| m.len())).collect();
     (segs.len(), segs.iter().sum())
 }
 
@@ -146,14 +142,7 @@ async fn a_full_spool_disk_loses_only_the_oldest_and_counts_them() {
     assert_eq!(get(&stats.spool_corrupt), 0, "no torn record");
     assert_eq!(get(&stats.batches_rejected), 0);
     let series = s.store.find_series("spooltest", "n", &[("node", "seq")]).expect("find");
-    let stored: BTreeSet<i64> = s
-        .store
-        .read_with_neighbours(series[0].id, 0, i64::MAX)
-        .expect("read")
-        .iter()
-        .filter_map(|(_, v)| v.as_f64())
-        .map(|v| v as i64)
-        .collect();
+    let stored: BTreeSet<i64> = s.store.read_with_neighbours(series[0].id, 0, i64::MAX).expect("read").iter().filter_map(|(_, v)| v.as_f64()).map(|v| v as i64).collect();
     let missing: Vec<i64> = (0..cycles as i64).filter(|n| !stored.contains(n)).collect();
     assert_eq!(stored.len() as u64 + dropped, cycles, "every batch stored or counted as dropped");
     assert_eq!(missing.len() as u64, dropped, "what is missing is exactly what was counted");

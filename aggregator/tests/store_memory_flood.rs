@@ -20,7 +20,8 @@ const CEILING_MB: u64 = 1024;
 fn config(dir: &Path, addr: SocketAddr) -> std::path::PathBuf {
     let path = dir.join("kilowatch.toml");
     let data = dir.join("data");
-    std::fs::write(&path, format!("[server]\nlisten = \"{addr}\"\ndata_dir = {data:?}\n[report]\nenabled = false\n[store]\nmemory_budget_mb = {BUDGET_MB}\ncheckpoint_interval_s = 3600\n")).expect("config");
+    std::fs::write(&path, format!("[server]\nlisten = \"{addr}\"\ndata_dir = {data:?}\n[report]\nenabled = false\n[store]\nmemory_budget_mb = {BUDGET_MB}\ncheckpoint_interval_s = 3600\n"))
+        .expect("config");
     path
 }
 

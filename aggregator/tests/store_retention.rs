@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use kilowatch_aggregator::demo::backfill;
 use kilowatch_accounting::kpi;
-use kilowatch_store::{Retention, Store};
+use kilowatch_aggregator::demo::backfill;
 use kilowatch_model::{TimeRange, Timestamp};
 use kilowatch_sim::{SimConfig, Site};
+use kilowatch_store::{Retention, Store};
 
 const HOUR: i64 = 3_600_000_000_000;
 

@@ -54,7 +54,9 @@ fn mine(owner: &str) -> bool {
 
 fn foreign(all: &Value) -> Foreign {
     let jobs = all["jobs"].as_array().expect("jobs");
-    let gpus_of = |keep: bool| -> BTreeSet<String> { jobs.iter().filter(|j| mine(j["owner"].as_str().unwrap_or("")) == keep).flat_map(|j| j["gpus"].as_array().expect("gpus").iter().map(|g| g.as_str().expect("gpu").to_owned())).collect() };
+    let gpus_of = |keep: bool| -> BTreeSet<String> {
+        jobs.iter().filter(|j| mine(j["owner"].as_str().unwrap_or("")) == keep).flat_map(|j| j["gpus"].as_array().expect("gpus").iter().map(|g| g.as_str().expect("gpu").to_owned())).collect()
+    };
     let (own, other) = (gpus_of(true), gpus_of(false));
     let node = |g: &String| g.split(':').next().unwrap_or("").to_owned();
     let own_nodes: BTreeSet<String> = own.iter().map(node).collect();
@@ -228,7 +230,13 @@ async fn a_tenant_sees_only_its_own() {
     // Health: the status only. Writes: refused.
     let h = json(&s, "/api/v1/health", TENANT).await;
     assert!(h.get("store").is_none(), "{h}");
-    let r = client().post(s.url("/api/v1/jobs")).header("Authorization", format!("Token {TENANT}")).json(&serde_json::json!({"job": "x", "owner": "mistral-ai/x", "node": "dgx-001", "gpus": [0], "start": "2024-10-10T00:00:00Z"})).send().await.expect("send");
+    let r = client()
+        .post(s.url("/api/v1/jobs"))
+        .header("Authorization", format!("Token {TENANT}"))
+        .json(&serde_json::json!({"job": "x", "owner": "mistral-ai/x", "node": "dgx-001", "gpus": [0], "start": "2024-10-10T00:00:00Z"}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 403);
     // The pages hold no data and load; the jobs page's data is the filtered list above.
     for page in ["/", "/jobs", "/job", "/gpus"] {

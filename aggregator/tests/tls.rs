@@ -12,9 +12,9 @@ use common::{READ, WRITE};
 use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
-use kilowatch_store::Store;
 use kilowatch_aggregator::{server, tls};
 use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
+use kilowatch_store::Store;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::sync::watch;
 
@@ -36,17 +36,14 @@ async fn writes_and_reads_over_https() {
     let ca_pem = private_ca(dir.path());
     let acceptor = tls::acceptor(&dir.path().join("cert.pem"), &dir.path().join("key.pem")).expect("tls config");
     let store = Arc::new(Store::open(&dir.path().join("data")).expect("store"));
-    let state = AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(Config::default()), sink: None, metrics: Default::default() };
+    let state =
+        AppState { store: store.clone(), auth: Arc::new(Auth::new(vec![WRITE.into()], vec![READ.into()], false)), config: Arc::new(Config::default()), sink: None, metrics: Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(server::serve_tls(listener, acceptor, server::router(state), rx));
 
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca")])
-        .resolve("localhost", addr)
-        .build()
-        .expect("client");
+    let client = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca")]).resolve("localhost", addr).build().expect("client");
     let base = format!("https://localhost:{}", addr.port());
     let r = client
         .post(format!("{base}/api/v2/write?precision=s"))
@@ -70,7 +67,8 @@ async fn writes_and_reads_over_https() {
     shipper.send("meter,meter=grid-a,role=facility energy_kwh=13 1790812801000000000\n".into()).await.expect("shipped over https");
     assert_eq!(store.stats().expect("stats").samples_written, 2);
     // Without the CA, the certificate is refused (and that is worth retrying: not dropped).
-    let untrusting = Shipper::new(&ShipperConfig { url: format!("https://127.0.0.1:{}", addr.port()), token: WRITE.into(), org: None, bucket: None, timeout: std::time::Duration::from_secs(5) }).expect("shipper");
+    let untrusting =
+        Shipper::new(&ShipperConfig { url: format!("https://127.0.0.1:{}", addr.port()), token: WRITE.into(), org: None, bucket: None, timeout: std::time::Duration::from_secs(5) }).expect("shipper");
     let e = untrusting.send("m v=1 1\n".into()).await.expect_err("unknown CA");
     assert!(matches!(e, ShipError::Network { .. }) && e.retryable(), "{e}");
 
@@ -114,12 +112,7 @@ fn serve_stops_at_startup_on_a_missing_certificate() {
     let dir = tempfile::tempdir().expect("tmp");
     private_ca(dir.path());
     let config = dir.path().join("kilowatch.toml");
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\ntls_cert = {:?}\ntls_key = {:?}\n",
-        dir.path().join("data"),
-        dir.path().join("nowhere.pem"),
-        dir.path().join("key.pem")
-    );
+    let text = format!("[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\ntls_cert = {:?}\ntls_key = {:?}\n", dir.path().join("data"), dir.path().join("nowhere.pem"), dir.path().join("key.pem"));
     std::fs::write(&config, text).expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kilowatch"))
         .args(["serve", "--config"])

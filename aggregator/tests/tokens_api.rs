@@ -39,7 +39,11 @@ fn site() -> String {
         let t = T0 + k as i64 * 900;
         b.push_str(&format!(
             "inference,node=n1,server=s1,engine=vllm,model=m,tenant=acme prompt_tokens={},generation_tokens={},requests={},ttft_sum_s={},ttft_count={},gpus=\"0,1\" {t}\n",
-            prompt[k], generated[k], req[k], req[k] * 0.05, req[k]
+            prompt[k],
+            generated[k],
+            req[k],
+            req[k] * 0.05,
+            req[k]
         ));
     }
     b
@@ -128,7 +132,10 @@ async fn serving_and_training_footprints_add_up() {
 
     // /metrics: the last complete hour of data (01:00–02:00): 2.88 MJ over 5e6 tokens.
     let text = reqwest::Client::new().get(s.url("/metrics")).header("Authorization", format!("Token {READ}")).send().await.expect("send").text().await.expect("text");
-    let line = text.lines().find(|l| l.starts_with("kilowatch_model_energy_joules_per_token{") && l.contains("basis=\"gpu\"") && l.contains("tokens=\"all\"")).unwrap_or_else(|| panic!("no gauge in:\n{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("kilowatch_model_energy_joules_per_token{") && l.contains("basis=\"gpu\"") && l.contains("tokens=\"all\""))
+        .unwrap_or_else(|| panic!("no gauge in:\n{text}"));
     let got: f64 = line.rsplit(' ').next().and_then(|x| x.parse().ok()).expect("value");
     assert!((got - 2.88e6 / 5e6).abs() < 1e-9, "{line}");
     assert!(line.contains("model=\"m\"") && line.contains("tenant=\"acme\""), "{line}");

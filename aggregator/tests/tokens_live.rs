@@ -49,7 +49,8 @@ async fn j_per_token_is_the_servers_gpu_energy_over_its_tokens() {
     // peers::script resolves from the including crate: spell the collector's folder out.
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/tests/peers/inference_server.py");
     let port_s = port.to_string();
-    let mut server = peers::spawn(&py, &[script.to_str().expect("path"), "--engine", "vllm", "--port", &port_s, "--model", "llama-8b", "--prompt", "300", "--gen", "40", "--every", "0.02", "--max-seconds", "120"]);
+    let mut server =
+        peers::spawn(&py, &[script.to_str().expect("path"), "--engine", "vllm", "--port", &port_s, "--model", "llama-8b", "--prompt", "300", "--gen", "40", "--every", "0.02", "--max-seconds", "120"]);
     let pid = server.0.id();
     peers::wait_tcp(port, &mut server);
 
@@ -82,7 +83,8 @@ async fn j_per_token_is_the_servers_gpu_energy_over_its_tokens() {
 
     let nvml = NvmlSourceConfig { lib_path: Some(fake.lib.clone()), optional: false, proc_root: "/proc".into() };
     let gpus = NvmlSource::from_config(&nvml, "dc5", "dgx-007").expect("NVML starts").expect("required");
-    let text = format!("node = \"dgx-007\"\n[aggregator]\nurl = \"http://127.0.0.1:1\"\n[[inference]]\nname = \"llama-a\"\nengine = \"vllm\"\nurl = \"http://127.0.0.1:{port}/metrics\"\ntenant = \"acme\"\n");
+    let text =
+        format!("node = \"dgx-007\"\n[aggregator]\nurl = \"http://127.0.0.1:1\"\n[[inference]]\nname = \"llama-a\"\nengine = \"vllm\"\nurl = \"http://127.0.0.1:{port}/metrics\"\ntenant = \"acme\"\n");
     let cfg = CollectorConfig::parse(&text, std::path::Path::new("c.toml")).expect("config");
     let inference = InferenceSource::new(&cfg.inference, "dc5", "dgx-007", Some(gpus.pids())).expect("source");
     let sources: Vec<Box<dyn Source>> = vec![Box::new(gpus), Box::new(inference)];

@@ -221,12 +221,7 @@ async fn jobs_and_progress_stay_with_their_node_and_tenant() {
 async fn job_strings_are_bounded_and_control_characters_refused() {
     let s = start().await;
     let ok = |job: &str| json!({ "job": job, "owner": "acme/train", "project": "p", "node": "dgx-001", "gpus": [0], "start": "2026-01-01T00:00:00Z" });
-    for (what, mut post) in [
-        ("a 10 kB owner", ok("j-long")),
-        ("a newline in the owner", ok("j-newline")),
-        ("a tab in the project", ok("j-tab")),
-        ("a 300-byte node", ok("j-node")),
-    ] {
+    for (what, mut post) in [("a 10 kB owner", ok("j-long")), ("a newline in the owner", ok("j-newline")), ("a tab in the project", ok("j-tab")), ("a 300-byte node", ok("j-node"))] {
         match what {
             "a 10 kB owner" => post["owner"] = json!("a".repeat(10_000)),
             "a newline in the owner" => post["owner"] = json!("acme/x\nforged,row"),

@@ -18,7 +18,10 @@ const NS: i64 = kilowatch_model::time::NANOS_PER_SEC;
 pub enum Outcome {
     Delivered,
     /// Try again no earlier than this many seconds from now.
-    Retry { after_s: i64, error: String },
+    Retry {
+        after_s: i64,
+        error: String,
+    },
 }
 
 pub struct Deliverer {
@@ -87,12 +90,7 @@ impl Deliverer {
             Ok(b) => b,
             Err(e) => return Outcome::Retry { after_s: 0, error: format!("cannot encode: {e}") },
         };
-        let mut req = self
-            .client
-            .post(&url)
-            .timeout(Duration::from_secs(rx.timeout.max(1) as u64))
-            .header("Content-Type", "application/json")
-            .header(payload::ID_HEADER, &d.id);
+        let mut req = self.client.post(&url).timeout(Duration::from_secs(rx.timeout.max(1) as u64)).header("Content-Type", "application/json").header(payload::ID_HEADER, &d.id);
         if let Some(secret) = rx.secret() {
             req = req.header(payload::SIGNATURE_HEADER, payload::sign(secret.as_bytes(), &body));
         }

@@ -217,10 +217,7 @@ impl Dispatcher {
                 continue;
             }
             let src = all.iter().find(|s| {
-                s.fingerprint != a.fingerprint
-                    && s.status == AlertStatus::Firing
-                    && all_match(&rule.source_match, &s.labels)
-                    && rule.equal.iter().all(|k| s.labels.get(k) == a.labels.get(k))
+                s.fingerprint != a.fingerprint && s.status == AlertStatus::Firing && all_match(&rule.source_match, &s.labels) && rule.equal.iter().all(|k| s.labels.get(k) == a.labels.get(k))
             });
             if let Some(s) = src {
                 return Some(format!("inhibited by {} ({})", s.labels.get("alertname").map(String::as_str).unwrap_or("?"), s.fingerprint));

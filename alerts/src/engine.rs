@@ -120,10 +120,9 @@ impl Engine {
                             None => false,
                         }
                     }
-                    Condition::Baseline { baseline, factor } => by_metric
-                        .get(baseline.as_str())
-                        .and_then(|b| b.iter().find(|b| b.labels == s.labels))
-                        .is_some_and(|b| b.value > 0.0 && s.value > factor * b.value),
+                    Condition::Baseline { baseline, factor } => {
+                        by_metric.get(baseline.as_str()).and_then(|b| b.iter().find(|b| b.labels == s.labels)).is_some_and(|b| b.value > 0.0 && s.value > factor * b.value)
+                    }
                     Condition::BitsSet { mask } => s.value >= 0.0 && (s.value as u64) & mask != 0,
                 };
                 active_n += usize::from(active);

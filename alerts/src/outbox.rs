@@ -88,10 +88,7 @@ impl Outbox {
         }
         for n in notes {
             let body = serde_json::to_string(n).map_err(|source| OutboxError::Json { what: n.id.clone(), source })?;
-            tx.execute(
-                "INSERT OR IGNORE INTO outbox(id, receiver, body, created_at, next_at, status) VALUES (?1, ?2, ?3, ?4, ?4, 'pending')",
-                params![n.id, n.receiver, body, n.created_at.0],
-            )?;
+            tx.execute("INSERT OR IGNORE INTO outbox(id, receiver, body, created_at, next_at, status) VALUES (?1, ?2, ?3, ?4, ?4, 'pending')", params![n.id, n.receiver, body, n.created_at.0])?;
         }
         tx.commit()?;
         Ok(())
@@ -117,7 +114,16 @@ impl Outbox {
         let c = self.conn()?;
         let mut st = c.prepare(&format!("SELECT id, receiver, body, attempts, status, last_error, created_at, delivered_at FROM outbox {tail}"))?;
         let rows = st.query_map(p, |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?, r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, i64>(6)?, r.get::<_, Option<i64>>(7)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {

@@ -108,13 +108,7 @@ pub fn postable(n: &Notification, external_url: &str) -> Vec<PostableAlert> {
     webhook(n, external_url)
         .alerts
         .into_iter()
-        .map(|a| PostableAlert {
-            labels: a.labels,
-            annotations: a.annotations,
-            starts_at: a.starts_at,
-            ends_at: (a.status == "resolved").then_some(a.ends_at),
-            generator_url: a.generator_url,
-        })
+        .map(|a| PostableAlert { labels: a.labels, annotations: a.annotations, starts_at: a.starts_at, ends_at: (a.status == "resolved").then_some(a.ends_at), generator_url: a.generator_url })
         .collect()
 }
 

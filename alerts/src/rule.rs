@@ -147,9 +147,17 @@ pub enum Condition {
     /// `value OP threshold`. With `clear`, a pending or firing alert stays active until the
     /// value is back past `clear` (hysteresis), so a reading hovering at the threshold does not
     /// flap.
-    Threshold { op: Op, threshold: f64, #[serde(default)] clear: Option<f64> },
+    Threshold {
+        op: Op,
+        threshold: f64,
+        #[serde(default)]
+        clear: Option<f64>,
+    },
     /// The series' newest sample is older than `stale_after` (a silent meter or collector).
-    Absent { #[serde(with = "crate::dur")] stale_after: i64 },
+    Absent {
+        #[serde(with = "crate::dur")]
+        stale_after: i64,
+    },
     /// The change per hour between two evaluations, `rate OP threshold` (ASHRAE: ≤ 20 °C/h;
     /// a counter going backwards: rate < 0).
     Rate { op: Op, threshold: f64 },

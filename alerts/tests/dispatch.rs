@@ -158,7 +158,10 @@ fn silences_mute_until_they_expire() {
 
 #[test]
 fn alertmanager_receivers_are_fed_every_minute() {
-    let routing = Routing::parse("[route]\nreceiver = \"am\"\ngroup_wait = \"0s\"\ngroup_interval = \"30s\"\nrepeat_interval = \"4h\"\n[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\n").expect("routing");
+    let routing = Routing::parse(
+        "[route]\nreceiver = \"am\"\ngroup_wait = \"0s\"\ngroup_interval = \"30s\"\nrepeat_interval = \"4h\"\n[[receiver]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\n",
+    )
+    .expect("routing");
     let mut d = Dispatcher::new(routing, DispatchState::default());
     let a = alert(&[("alertname", "Hot")], AlertStatus::Firing);
     assert_eq!(d.tick(t(0), std::slice::from_ref(&a), &[]).len(), 1);
@@ -176,13 +179,8 @@ fn a_pair_makes_the_same_ids_from_the_same_alerts() {
     let hot2 = alert(&[("alertname", "Hot"), ("unit", "cu-02")], AlertStatus::Firing);
     let hot_r = Alert { status: AlertStatus::Resolved, resolved_at: Some(t(400)), ..hot.clone() };
     // Member b ticks 7 s after member a, all along.
-    let script: [(i64, Vec<Alert>); 5] = [
-        (0, vec![hot.clone()]),
-        (30, vec![hot.clone()]),
-        (340, vec![hot.clone(), hot2.clone()]),
-        (640, vec![hot_r.clone(), hot2.clone()]),
-        (4300, vec![hot2.clone()]),
-    ];
+    let script: [(i64, Vec<Alert>); 5] =
+        [(0, vec![hot.clone()]), (30, vec![hot.clone()]), (340, vec![hot.clone(), hot2.clone()]), (640, vec![hot_r.clone(), hot2.clone()]), (4300, vec![hot2.clone()])];
     let (mut ids_a, mut ids_b) = (Vec::new(), Vec::new());
     for (s, alerts) in &script {
         ids_a.extend(a.tick(t(*s), alerts, &[]).into_iter().map(|n| n.id));

@@ -121,7 +121,8 @@ mask = 200
     n.sort();
     assert_eq!(n, vec!["Backwards", "Silent"]);
     let w = |v: f64, b: f64| vec![sample("derived.daily_water_m3", &[("band", "10-12")], v, t(0)), sample("derived.daily_water_baseline_m3", &[("band", "10-12")], b, t(0))];
-    let mut e2 = engine(r#"
+    let mut e2 = engine(
+        r#"
 [[rule]]
 name = "Water"
 metric = "derived.daily_water_m3"
@@ -133,7 +134,8 @@ name = "Slowdown"
 metric = "gpu.throttle_reasons"
 kind = "bits_set"
 mask = 200
-"#);
+"#,
+    );
     e2.evaluate(t(0), &w(150.0, 100.0));
     assert!(names(&e2).is_empty());
     e2.evaluate(t(1), &w(201.0, 100.0));

@@ -48,11 +48,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// Sum of the live threads' run time in ns (schedstat): finer than ticks, misses dead threads.
 fn cpu_ns(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
-        .sum()
+    tasks.flatten().filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok()).filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok())).sum()
 }
 
 fn status_kb(pid: u32, key: &str) -> u64 {
@@ -146,16 +142,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let per_cycle_ms = |cpu_s: f64| cpu_s * 1e3 / cycles.max(1.0);
     println!("{}, 8 fake GPUs, interval {interval} s, {seconds} s measured, /metrics scraped every 1 s", bin.display());
     println!("cycles: {cycles}  batches accepted by the sink: {batches}  bytes shipped: {}", sink.bytes.load(Ordering::Relaxed));
-    println!(
-        "CPU: {:.3} ms per cycle from schedstat ({:.3} ms from {ticks} ticks of utime+stime)",
-        per_cycle_ms(ns as f64 / 1e9),
-        per_cycle_ms(ticks as f64 / 100.0)
-    );
-    println!(
-        "share of one core: {:.3} % (schedstat), {:.3} % (ticks)  (goal < 0.2 % at 1 Hz)",
-        ns as f64 / 1e9 / wall * 100.0,
-        ticks as f64 / 100.0 / wall * 100.0
-    );
+    println!("CPU: {:.3} ms per cycle from schedstat ({:.3} ms from {ticks} ticks of utime+stime)", per_cycle_ms(ns as f64 / 1e9), per_cycle_ms(ticks as f64 / 100.0));
+    println!("share of one core: {:.3} % (schedstat), {:.3} % (ticks)  (goal < 0.2 % at 1 Hz)", ns as f64 / 1e9 / wall * 100.0, ticks as f64 / 100.0 / wall * 100.0);
     println!("memory: VmHWM (peak RSS) {:.1} MiB, VmRSS {:.1} MiB  (goal < 20 MB)", hwm as f64 / 1024.0, rss as f64 / 1024.0);
     println!("last cycle (sample + encode + send): {:.3} ms; exit on SIGTERM: {status}", metric(&page, "kilowatch_collector_last_cycle_seconds").unwrap_or(0.0) * 1e3);
     Ok(())

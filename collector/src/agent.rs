@@ -167,14 +167,7 @@ impl FanOut {
     }
 }
 
-async fn sample_loop(
-    mut sources: Vec<Box<dyn Source>>,
-    interval: Duration,
-    clock: Clock,
-    targets: Vec<Target>,
-    stats: Arc<AgentStats>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn sample_loop(mut sources: Vec<Box<dyn Source>>, interval: Duration, clock: Clock, targets: Vec<Target>, stats: Arc<AgentStats>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sanitizer = Sanitizer::default();

@@ -17,9 +17,7 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         match self {
             Clock::Wall => Timestamp::now(),
-            Clock::Scaled { origin_wall, origin, speed } => {
-                Timestamp(origin.0 + (origin_wall.elapsed().as_secs_f64() * speed * 1e9) as i64)
-            }
+            Clock::Scaled { origin_wall, origin, speed } => Timestamp(origin.0 + (origin_wall.elapsed().as_secs_f64() * speed * 1e9) as i64),
         }
     }
 }

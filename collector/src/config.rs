@@ -325,11 +325,7 @@ pub const MAX_SIM_NODES: usize = 10_000;
 /// A number of seconds (or any bounded quantity) within `min..=max`: `nan`, `inf`, `1e300`,
 /// negative numbers and zero (where `min` > 0) are refused with the key named.
 pub fn within(key: &'static str, v: f64, min: f64, max: f64) -> Result<(), (&'static str, String)> {
-    if v.is_finite() && (min..=max).contains(&v) {
-        Ok(())
-    } else {
-        Err((key, format!("{v} is outside {min}..{max}")))
-    }
+    if v.is_finite() && (min..=max).contains(&v) { Ok(()) } else { Err((key, format!("{v} is outside {min}..{max}"))) }
 }
 
 /// The same for integers.

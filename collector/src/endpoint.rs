@@ -38,13 +38,7 @@ pub fn open(cfg: &CollectorConfig, path: &Path) -> Result<Vec<Endpoint>, Endpoin
             None => None,
         };
         let shipper = Shipper::with_ca(
-            &ShipperConfig {
-                url: a.url.clone(),
-                token: a.token(path, &key)?,
-                org: a.org.clone(),
-                bucket: a.bucket.clone(),
-                timeout: Duration::from_secs_f64(a.timeout_s),
-            },
+            &ShipperConfig { url: a.url.clone(), token: a.token(path, &key)?, org: a.org.clone(), bucket: a.bucket.clone(), timeout: Duration::from_secs_f64(a.timeout_s) },
             ca.as_deref(),
         )
         .map_err(|source| EndpointError::Ship { key: key.clone(), source })?;
@@ -59,9 +53,7 @@ pub fn open(cfg: &CollectorConfig, path: &Path) -> Result<Vec<Endpoint>, Endpoin
 /// Moves the unsent batches of a single-endpoint spool in `shared.dir` into each endpoint's
 /// spool (its sub-folder), oldest first, then acknowledges them there so the old files go.
 fn adopt_single_spool(shared: &SpoolConfig, endpoints: &mut [Endpoint]) -> Result<(), SpoolError> {
-    let has_segments = std::fs::read_dir(&shared.dir)
-        .map(|d| d.flatten().any(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".seg"))))
-        .unwrap_or(false);
+    let has_segments = std::fs::read_dir(&shared.dir).map(|d| d.flatten().any(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".seg")))).unwrap_or(false);
     if !has_segments {
         return Ok(());
     }

@@ -108,10 +108,7 @@ fn sample_once(sources: &mut [Box<dyn Source>]) -> anyhow::Result<String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -149,8 +146,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         }
         // Like `telegraf --test` on a bare node: what would the GPUs report?
         tracing::info!(default = DEFAULT_CONFIG, "no config file: sampling the local GPUs through NVML once");
-        let src = NvmlSource::from_config(&NvmlSourceConfig::default(), "dc5", &hostname())?
-            .context("NVML did not start")?;
+        let src = NvmlSource::from_config(&NvmlSourceConfig::default(), "dc5", &hostname())?.context("NVML did not start")?;
         let mut list: Vec<Box<dyn Source>> = vec![Box::new(src)];
         print!("{}", tokio::task::block_in_place(|| sample_once(&mut list))?);
         return Ok(());

@@ -49,67 +49,38 @@ const HEALTH: &[(&str, &str, &str, Reader)] = &[
     ("kilowatch_collector_source_errors_total", "Source samplings that failed.", "counter", |s| count(&s.source_errors)),
     ("kilowatch_collector_batches_sent_total", "Batches accepted by the aggregator.", "counter", |s| count(&s.batches_sent)),
     ("kilowatch_collector_send_errors_total", "Send attempts that failed and will be retried.", "counter", |s| count(&s.send_errors)),
-    (
-        "kilowatch_collector_batches_rejected_total",
-        "Batches the aggregator refused as invalid (dropped).",
-        "counter",
-        |s| count(&s.batches_rejected),
-    ),
-    (
-        "kilowatch_collector_lines_refused_total",
-        "Lines the aggregator refused (a clock ahead, a limit) while storing the rest of their batch.",
-        "counter",
-        |s| count(&s.lines_refused),
-    ),
-    (
-        "kilowatch_collector_values_repaired_total",
-        "Names and string values from outside (inference labels, device strings) repaired so that the aggregator takes their line.",
-        "counter",
-        |s| count(&s.values_repaired),
-    ),
-    (
-        "kilowatch_collector_values_dropped_total",
-        "Tags, fields and points from outside left out: empty, or nothing sendable left.",
-        "counter",
-        |s| count(&s.values_dropped),
-    ),
+    ("kilowatch_collector_batches_rejected_total", "Batches the aggregator refused as invalid (dropped).", "counter", |s| count(&s.batches_rejected)),
+    ("kilowatch_collector_lines_refused_total", "Lines the aggregator refused (a clock ahead, a limit) while storing the rest of their batch.", "counter", |s| count(&s.lines_refused)),
+    ("kilowatch_collector_values_repaired_total", "Names and string values from outside (inference labels, device strings) repaired so that the aggregator takes their line.", "counter", |s| {
+        count(&s.values_repaired)
+    }),
+    ("kilowatch_collector_values_dropped_total", "Tags, fields and points from outside left out: empty, or nothing sendable left.", "counter", |s| count(&s.values_dropped)),
     (
         "kilowatch_collector_inference_pages_over_cap_total",
         "Inference pages abandoned for an interval: larger than max_page_bytes (or endless), or not whole by the sample's deadline.",
         "counter",
         |s| count(&s.inference_pages_over_cap),
     ),
-    (
-        "kilowatch_collector_inference_rows_over_cap_total",
-        "Inference page rows left out past max_rows, and labels cut to max_label_bytes.",
-        "counter",
-        |s| count(&s.inference_rows_over_cap),
-    ),
-    (
-        "kilowatch_collector_batches_dropped_total",
-        "Unsent batches lost: dropped from a full spool, or not written because the disk failed.",
-        "counter",
-        |s| count(&s.batches_dropped),
-    ),
+    ("kilowatch_collector_inference_rows_over_cap_total", "Inference page rows left out past max_rows, and labels cut to max_label_bytes.", "counter", |s| count(&s.inference_rows_over_cap)),
+    ("kilowatch_collector_batches_dropped_total", "Unsent batches lost: dropped from a full spool, or not written because the disk failed.", "counter", |s| count(&s.batches_dropped)),
     ("kilowatch_collector_spool_bytes", "Bytes of line protocol in the spool, waiting to be sent.", "gauge", |s| count(&s.spool_bytes)),
     ("kilowatch_collector_spool_batches", "Batches in the spool, waiting to be sent.", "gauge", |s| count(&s.spool_batches)),
     ("kilowatch_collector_spool_errors_total", "Spool reads or writes that failed.", "counter", |s| count(&s.spool_errors)),
-    (
-        "kilowatch_collector_spool_corrupt_total",
-        "Corrupt or torn batches found in the spool and skipped (lost).",
-        "counter",
-        |s| count(&s.spool_corrupt),
-    ),
-    (
-        "kilowatch_collector_last_cycle_seconds",
-        "Wall time of the latest cycle: sampling, encoding and sending.",
-        "gauge",
-        |s| count(&s.last_cycle_us) / 1e6,
-    ),
+    ("kilowatch_collector_spool_corrupt_total", "Corrupt or torn batches found in the spool and skipped (lost).", "counter", |s| count(&s.spool_corrupt)),
+    ("kilowatch_collector_last_cycle_seconds", "Wall time of the latest cycle: sampling, encoding and sending.", "gauge", |s| count(&s.last_cycle_us) / 1e6),
 ];
 
 /// The metrics of sampling, which no endpoint owns.
-const SAMPLING: &[&str] = &["kilowatch_collector_cycles_total", "kilowatch_collector_samples_total", "kilowatch_collector_source_errors_total", "kilowatch_collector_last_cycle_seconds", "kilowatch_collector_values_repaired_total", "kilowatch_collector_values_dropped_total", "kilowatch_collector_inference_pages_over_cap_total", "kilowatch_collector_inference_rows_over_cap_total"];
+const SAMPLING: &[&str] = &[
+    "kilowatch_collector_cycles_total",
+    "kilowatch_collector_samples_total",
+    "kilowatch_collector_source_errors_total",
+    "kilowatch_collector_last_cycle_seconds",
+    "kilowatch_collector_values_repaired_total",
+    "kilowatch_collector_values_dropped_total",
+    "kilowatch_collector_inference_pages_over_cap_total",
+    "kilowatch_collector_inference_rows_over_cap_total",
+];
 
 fn count(a: &std::sync::atomic::AtomicU64) -> f64 {
     a.load(Ordering::Relaxed) as f64
@@ -138,11 +109,8 @@ impl Exposition {
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP kilowatch_collector_info The collector's version.\n# TYPE kilowatch_collector_info gauge\nkilowatch_collector_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
+        let _ =
+            writeln!(out, "# HELP kilowatch_collector_info The collector's version.\n# TYPE kilowatch_collector_info gauge\nkilowatch_collector_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         out
     }
 }

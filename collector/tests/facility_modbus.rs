@@ -15,10 +15,7 @@ use kilowatch_model::{Point, Timestamp};
 use tokio_modbus::client::Writer;
 
 fn find<'a>(points: &'a [Point], measurement: &str, tag: (&str, &str)) -> &'a Point {
-    points
-        .iter()
-        .find(|p| p.measurement == measurement && p.tag_value(tag.0) == Some(tag.1))
-        .unwrap_or_else(|| panic!("no {measurement} {tag:?} in {points:#?}"))
+    points.iter().find(|p| p.measurement == measurement && p.tag_value(tag.0) == Some(tag.1)).unwrap_or_else(|| panic!("no {measurement} {tag:?} in {points:#?}"))
 }
 
 fn events<'a>(points: &'a [Point], kind: &str) -> Vec<&'a Point> {

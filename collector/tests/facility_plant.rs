@@ -26,9 +26,7 @@ fn sim_plant_subcommand_serves_the_documented_map() {
     let cfg = CollectorConfig::parse(&text.replace("port = 5020", &format!("port = {port}")), Path::new("c.toml")).expect("config");
     let fac = cfg.facility.expect("facility");
     let mut src = ModbusSource::new(&fac.modbus, &deploy, &fac.site_tags()).expect("source");
-    let grid = |p: &[kilowatch_model::Point]| {
-        p.iter().find(|x| x.measurement == "meter" && x.tag_value("meter") == Some("grid-a")).and_then(|x| x.get_f64("energy_kwh")).expect("grid-a energy")
-    };
+    let grid = |p: &[kilowatch_model::Point]| p.iter().find(|x| x.measurement == "meter" && x.tag_value("meter") == Some("grid-a")).and_then(|x| x.get_f64("energy_kwh")).expect("grid-a energy");
     let a = src.sample(Timestamp::from_secs(1)).expect("sample");
     std::thread::sleep(Duration::from_millis(500));
     let b = src.sample(Timestamp::from_secs(2)).expect("sample");

@@ -64,10 +64,7 @@ fn node<'a>(p: &'a [Point], name: &str) -> &'a Point {
 fn recorded_bmc_power_and_environment_metrics_with_sessions() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
     let bmc = Arc::new(Bmc::default());
-    let app = axum::Router::new()
-        .route("/redfish/v1/SessionService/Sessions", post(login))
-        .route("/redfish/v1/{*path}", get(resource))
-        .with_state(bmc.clone());
+    let app = axum::Router::new().route("/redfish/v1/SessionService/Sessions", post(login)).route("/redfish/v1/{*path}", get(resource)).with_state(bmc.clone());
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let port = listener.local_addr().expect("addr").port();
     rt.spawn(async move { axum::serve(listener, app).await });

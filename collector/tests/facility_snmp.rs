@@ -53,9 +53,7 @@ oid = [ {{ oid = "1.3.6.1.2.1.33.1.4.4.1.4.1", measurement = "meter", field = "p
 }
 
 fn get<'a>(p: &'a [Point], meter: &str, phase: Option<&str>) -> &'a Point {
-    p.iter()
-        .find(|x| x.measurement == "meter" && x.tag_value("meter") == Some(meter) && x.tag_value("phase") == phase)
-        .unwrap_or_else(|| panic!("no meter {meter} {phase:?} in {p:#?}"))
+    p.iter().find(|x| x.measurement == "meter" && x.tag_value("meter") == Some(meter) && x.tag_value("phase") == phase).unwrap_or_else(|| panic!("no meter {meter} {phase:?} in {p:#?}"))
 }
 
 #[test]

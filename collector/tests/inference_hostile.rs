@@ -5,9 +5,9 @@
 mod hostile_pages;
 
 use hostile_pages::hostile_vllm_page;
-use kilowatch_collector::inference::{Engine, read_page};
 use kilowatch_collector::config::CollectorConfig;
 use kilowatch_collector::inference::InferenceSource;
+use kilowatch_collector::inference::{Engine, read_page};
 use kilowatch_collector::sanitize::{MAX_NAME_BYTES, Sanitizer};
 use kilowatch_collector::source::Source;
 use std::path::Path;
@@ -134,8 +134,22 @@ async fn gpu_samples_keep_flowing_beside_endless_and_silent_pages() {
     let dir = tempfile::tempdir().expect("tmp");
     let spool_cfg = SpoolConfig { dir: dir.path().to_path_buf(), ..Default::default() };
     // Nothing listens there: every batch stays in the spool, one record a cycle.
-    let shipper = kilowatch_collector::ship::Shipper::new(&kilowatch_collector::ship::ShipperConfig { url: "http://127.0.0.1:9".into(), token: "t".into(), org: None, bucket: None, timeout: Duration::from_secs(1) }).expect("shipper");
-    let agent = Agent { sources: vec![Box::new(OneGpu), Box::new(inference)], shipper, interval: Duration::from_millis(200), clock: kilowatch_collector::clock::Clock::Wall, spool: Spool::open(spool_cfg.clone()).expect("spool"), stats: stats.clone() };
+    let shipper = kilowatch_collector::ship::Shipper::new(&kilowatch_collector::ship::ShipperConfig {
+        url: "http://127.0.0.1:9".into(),
+        token: "t".into(),
+        org: None,
+        bucket: None,
+        timeout: Duration::from_secs(1),
+    })
+    .expect("shipper");
+    let agent = Agent {
+        sources: vec![Box::new(OneGpu), Box::new(inference)],
+        shipper,
+        interval: Duration::from_millis(200),
+        clock: kilowatch_collector::clock::Clock::Wall,
+        spool: Spool::open(spool_cfg.clone()).expect("spool"),
+        stats: stats.clone(),
+    };
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(agent.run(rx));
     let started = std::time::Instant::now();

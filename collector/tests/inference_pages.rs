@@ -109,9 +109,7 @@ async fn a_restart_mid_window_is_a_reset_not_negative_tokens() {
     let port = listener.local_addr().expect("addr").port();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let text = format!(
-        "node = \"n1\"\n[aggregator]\nurl = \"http://127.0.0.1:1\"\n[[inference]]\nname = \"llama-a\"\nengine = \"vllm\"\nurl = \"http://127.0.0.1:{port}/metrics\"\ngpus = [3, 1]\n"
-    );
+    let text = format!("node = \"n1\"\n[aggregator]\nurl = \"http://127.0.0.1:1\"\n[[inference]]\nname = \"llama-a\"\nengine = \"vllm\"\nurl = \"http://127.0.0.1:{port}/metrics\"\ngpus = [3, 1]\n");
     let cfg = CollectorConfig::parse(&text, Path::new("c.toml")).expect("config");
     let mut src = InferenceSource::new(&cfg.inference, "dc5", "n1", None).expect("source");
     let mut samples: Vec<(i64, f64)> = Vec::new();

@@ -113,17 +113,14 @@ fn the_collector_serves_metrics_that_promtool_and_prometheus_accept() {
     // Wait until a few cycles have run (and a send has failed), so every family is present.
     // The first send can fail before the second cycle is counted, so both are waited for.
     let page = wait_for(Duration::from_secs(20), || {
-        get(&url).filter(|p| {
-            p.contains("DCGM_FI_DEV_POWER_USAGE{")
-                && !p.contains("kilowatch_collector_send_errors_total 0\n")
-                && metric(p, "kilowatch_collector_cycles_total").is_some_and(|c| c >= 2.0)
-        })
+        get(&url)
+            .filter(|p| p.contains("DCGM_FI_DEV_POWER_USAGE{") && !p.contains("kilowatch_collector_send_errors_total 0\n") && metric(p, "kilowatch_collector_cycles_total").is_some_and(|c| c >= 2.0))
     })
     .expect("the collector served /metrics with GPU values within 20 s");
 
     assert!(page.contains("DCGM_FI_DEV_POWER_USAGE{gpu=\"0\",UUID=\"GPU-11111111-2222-3333-4444-555555555555\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"dgx-001\"} 512.5\n"), "{page}");
     assert!(page.contains("DCGM_FI_DEV_POWER_USAGE{gpu=\"1\"") && page.contains("} 300\n"), "{page}");
-    assert!(page.contains("DCGM_FI_DEV_XID_ERRORS{gpu=\"0\"") , "{page}");
+    assert!(page.contains("DCGM_FI_DEV_XID_ERRORS{gpu=\"0\""), "{page}");
     assert!(page.contains("kilowatch_gpu_job_info{gpu=\"0\",UUID=\"GPU-11111111-2222-3333-4444-555555555555\",Hostname=\"dgx-001\",hpc_job=\"slurm:1234\"} 1\n"), "{page}");
     assert!(page.contains("kilowatch_gpu_job_info{gpu=\"0\"") && page.contains("hpc_job=\"k8s:8dbc5577-d0e2-4706-8787-57d52c03ddf2\""), "{page}");
     assert!(!page.contains("DCGM_FI_DEV_MEMORY_TEMP{gpu=\"1\""), "absent values are not exported: {page}");
@@ -152,13 +149,7 @@ fn metric(page: &str, name: &str) -> Option<f64> {
 }
 
 fn promtool_accepts(page: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
+    let mut child = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("promtool");
     child.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("promtool output");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -69,11 +69,7 @@ fn once_with_config_uses_site_node_and_proc_root() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = write_config(
         dir.path(),
-        &format!(
-            "site = \"lab\"\nnode = \"dgx-042\"\ninterval_s = 0.1\n[nvml]\nlib_path = {:?}\nproc_root = {:?}\n",
-            fake.lib.display().to_string(),
-            fixtures_proc().display().to_string()
-        ),
+        &format!("site = \"lab\"\nnode = \"dgx-042\"\ninterval_s = 0.1\n[nvml]\nlib_path = {:?}\nproc_root = {:?}\n", fake.lib.display().to_string(), fixtures_proc().display().to_string()),
     );
     let (out, stdout, stderr) = run(collector().arg("--once").arg("--config").arg(&cfg));
     assert!(out.status.success(), "{stderr}");

@@ -3,9 +3,7 @@
 
 mod nvml_support;
 
-use kilowatch_collector::nvml::{
-    DcgmMetrics, GpuBackend, GpuEvent, GpuEventKind, MigMode, NvmlBackend, NvmlOptions, sample_to_points,
-};
+use kilowatch_collector::nvml::{DcgmMetrics, GpuBackend, GpuEvent, GpuEventKind, MigMode, NvmlBackend, NvmlOptions, sample_to_points};
 use kilowatch_model::{Precision, Timestamp, encode_points, parse_lines};
 use nvml_support::{FakeNvml, fixtures_proc};
 
@@ -129,9 +127,7 @@ fn every_field_into_the_exposition() {
     let mut m = DcgmMetrics::new("dgx-001", b.devices());
     m.update(&b.sample());
     let text = m.render();
-    let l0 = format!(
-        "{{gpu=\"0\",UUID=\"{UUID0}\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"dgx-001\"}}"
-    );
+    let l0 = format!("{{gpu=\"0\",UUID=\"{UUID0}\",pci_bus_id=\"00000000:18:00.0\",device=\"nvidia0\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"dgx-001\"}}");
     for (name, value) in [
         ("DCGM_FI_DEV_POWER_USAGE", "512.5"),
         ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "1025200000"),

@@ -3,8 +3,8 @@
 
 mod nvml_support;
 
-use kilowatch_collector::nvml::NvmlSource;
 use kilowatch_collector::config::NvmlSourceConfig;
+use kilowatch_collector::nvml::NvmlSource;
 use kilowatch_collector::source::Source;
 use kilowatch_model::Timestamp;
 use nvml_support::{FakeNvml, fixtures_proc};

@@ -108,4 +108,21 @@ pub fn paths() -> impl Iterator<Item = &'static str> {
 
 /// Every asset name, for tests.
 #[cfg(test)]
-pub const ASSETS: &[&str] = &["app.css", "app.js", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE.txt", "chart.js", "overview.js", "jobs.js", "job.js", "gpus.js", "gpu.js", "cooling.js", "alerts.js", "forecast.js", "fleet.js", "models.js"];
+pub const ASSETS: &[&str] = &[
+    "app.css",
+    "app.js",
+    "uPlot.iife.min.js",
+    "uPlot.min.css",
+    "uPlot.LICENSE.txt",
+    "chart.js",
+    "overview.js",
+    "jobs.js",
+    "job.js",
+    "gpus.js",
+    "gpu.js",
+    "cooling.js",
+    "alerts.js",
+    "forecast.js",
+    "fleet.js",
+    "models.js",
+];

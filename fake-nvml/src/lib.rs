@@ -86,9 +86,7 @@ fn load_scenario() -> Result<Scenario, String> {
     let beside = own_path().and_then(|p| p.parent().map(|d| d.join("fake-nvml.toml"))).filter(|p| p.exists());
     let path = match beside {
         Some(p) => p,
-        None => std::env::var_os("FAKE_NVML_SCENARIO")
-            .map(PathBuf::from)
-            .ok_or("no fake-nvml.toml beside the library and FAKE_NVML_SCENARIO is not set")?,
+        None => std::env::var_os("FAKE_NVML_SCENARIO").map(PathBuf::from).ok_or("no fake-nvml.toml beside the library and FAKE_NVML_SCENARIO is not set")?,
     };
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     scenario::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -341,9 +339,7 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(device: nvmlDevice_t, count: c
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(device: nvmlDevice_t, util: *mut nvmlUtilization_t) -> nvmlReturn_t {
-    with_gpu("nvmlDeviceGetUtilizationRates", "utilization", device, |g, f| {
-        out!(util, nvmlUtilization_t { gpu: g.util_gpu.at(f) as c_uint, memory: g.util_mem.at(f) as c_uint })
-    })
+    with_gpu("nvmlDeviceGetUtilizationRates", "utilization", device, |g, f| out!(util, nvmlUtilization_t { gpu: g.util_gpu.at(f) as c_uint, memory: g.util_mem.at(f) as c_uint }))
 }
 
 #[unsafe(no_mangle)]
@@ -375,12 +371,7 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(device: nvmlDevice_t, mem: *
 }
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetTotalEccErrors(
-    device: nvmlDevice_t,
-    kind: nvmlMemoryErrorType_t,
-    _counter: nvmlEccCounterType_t,
-    count: *mut c_ulonglong,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetTotalEccErrors(device: nvmlDevice_t, kind: nvmlMemoryErrorType_t, _counter: nvmlEccCounterType_t, count: *mut c_ulonglong) -> nvmlReturn_t {
     with_gpu("nvmlDeviceGetTotalEccErrors", "ecc", device, |g, f| match kind {
         nvmlMemoryErrorType_enum_NVML_MEMORY_ERROR_TYPE_CORRECTED => out!(count, g.ecc_corrected.at(f)),
         _ => out!(count, g.ecc_uncorrected.at(f)),
@@ -426,9 +417,7 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(device: nvmlDev
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nvmlDeviceGetSupportedEventTypes(device: nvmlDevice_t, types: *mut c_ulonglong) -> nvmlReturn_t {
-    with_gpu("nvmlDeviceGetSupportedEventTypes", "events", device, |_, _| {
-        out!(types, (nvmlEventTypeXidCriticalError | nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError) as c_ulonglong)
-    })
+    with_gpu("nvmlDeviceGetSupportedEventTypes", "events", device, |_, _| out!(types, (nvmlEventTypeXidCriticalError | nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError) as c_ulonglong))
 }
 
 #[unsafe(no_mangle)]
@@ -476,8 +465,7 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(set: nvmlEventSet_t, data: *mut nvm
     let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
     let Some(fake) = guard.as_mut() else { return nvmlReturn_enum_NVML_ERROR_UNINITIALIZED };
     let Some(Some(s)) = fake.sets.get((set as usize).wrapping_sub(1)) else { return nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT };
-    let targets: Vec<usize> =
-        s.devices.iter().filter(|(_, mask)| mask & nvmlEventTypeXidCriticalError as u64 != 0).map(|(i, _)| *i).collect();
+    let targets: Vec<usize> = s.devices.iter().filter(|(_, mask)| mask & nvmlEventTypeXidCriticalError as u64 != 0).map(|(i, _)| *i).collect();
     if let Some(log) = fake.log.as_mut() {
         let _ = writeln!(log, "nvmlEventSetWait_v2 {}", targets.first().copied().unwrap_or(usize::MAX));
     }

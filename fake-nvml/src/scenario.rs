@@ -194,10 +194,7 @@ mod tests {
 
     #[test]
     fn series_hold_their_last_value() {
-        let s: Scenario = parse(
-            "[[gpu]]\npower_mw = [1, 2, 3]\nfaults = [{ from = 2, error = \"gpu_lost\" }]\n",
-        )
-        .expect("valid");
+        let s: Scenario = parse("[[gpu]]\npower_mw = [1, 2, 3]\nfaults = [{ from = 2, error = \"gpu_lost\" }]\n").expect("valid");
         let g = &s.gpu[0];
         assert_eq!(g.power_mw.at(0), 1);
         assert_eq!(g.power_mw.at(9), 3);

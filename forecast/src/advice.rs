@@ -131,9 +131,7 @@ fn score(c: &Cost, now: &Cost, w: Weight) -> f64 {
         Weight::Energy => c.facility_kwh,
         Weight::Water => c.water_l.unwrap_or(c.facility_kwh),
         Weight::Co2 => c.co2_kg,
-        Weight::Balanced => {
-            rel(c.facility_kwh, now.facility_kwh) + rel(c.co2_kg, now.co2_kg) + rel(c.water_l.unwrap_or(0.0), now.water_l.unwrap_or(0.0))
-        }
+        Weight::Balanced => rel(c.facility_kwh, now.facility_kwh) + rel(c.co2_kg, now.co2_kg) + rel(c.water_l.unwrap_or(0.0), now.water_l.unwrap_or(0.0)),
     }
 }
 
@@ -184,9 +182,8 @@ pub fn advise(f: &Forecast, req: &Request, tz: chrono_tz::Tz) -> Advice {
         let not_forecast = f.hours.iter().skip(start).take(hours).filter(|h| h.carbon_basis != CarbonBasis::Forecast).count() as u32;
         StartOption {
             carbon_not_forecast_h: not_forecast,
-            caveat: (not_forecast > 0).then(|| {
-                format!("the grid's CO2 for {not_forecast} of the job's {hours} hours is a repeated daily profile of recent observations or the configured factor, not a forecast")
-            }),
+            caveat: (not_forecast > 0)
+                .then(|| format!("the grid's CO2 for {not_forecast} of the job's {hours} hours is a repeated daily profile of recent observations or the configured factor, not a forecast")),
             start: rfc3339(h.t_s),
             start_s: h.t_s,
             // Slurm reads `--begin` in the controller's local time, which should be the site's.
@@ -206,10 +203,8 @@ pub fn advise(f: &Forecast, req: &Request, tz: chrono_tz::Tz) -> Advice {
     };
     let last_start = (req.within_h as usize).min(f.hours.len().saturating_sub(hours));
     let no_worse = |c: &Cost| c.facility_kwh <= now.facility_kwh && c.co2_kg <= now.co2_kg && c.water_l.zip(now.water_l).is_none_or(|(a, b)| a <= b);
-    let mut ranked: Vec<(f64, usize, Cost)> = (0..=last_start)
-        .filter_map(|s| cost(f, s, hours, it_kw).map(|c| (score(&c, &now, req.weight), s, c)))
-        .filter(|(_, _, c)| req.weight != Weight::Balanced || no_worse(c))
-        .collect();
+    let mut ranked: Vec<(f64, usize, Cost)> =
+        (0..=last_start).filter_map(|s| cost(f, s, hours, it_kw).map(|c| (score(&c, &now, req.weight), s, c))).filter(|(_, _, c)| req.weight != Weight::Balanced || no_worse(c)).collect();
     // Ties go to the earlier start: no reason to wait for nothing.
     ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let apart = hours.div_ceil(2).max(1);

@@ -197,12 +197,9 @@ impl ProviderConfig {
         let zone = self.zone.clone().unwrap_or_default();
         Some(match self.kind.as_str() {
             // A key means a customer: their host, unless `url` names another.
-            "open-meteo" => Box::new(OpenMeteo {
-                url: url(if tok.is_some() { crate::inputs::OPEN_METEO_CUSTOMER_URL } else { crate::inputs::OPEN_METEO_URL }),
-                latitude: lat,
-                longitude: lon,
-                api_key: tok,
-            }),
+            "open-meteo" => {
+                Box::new(OpenMeteo { url: url(if tok.is_some() { crate::inputs::OPEN_METEO_CUSTOMER_URL } else { crate::inputs::OPEN_METEO_URL }), latitude: lat, longitude: lon, api_key: tok })
+            }
             "meteo-france" => Box::new(MeteoFrance { url: url("https://webservice.meteofrance.com/forecast"), latitude: lat, longitude: lon, token: tok }),
             "electricity-maps" => Box::new(ElectricityMaps { url: url("https://api.electricitymaps.com/v3/carbon-intensity/forecast"), zone, token: tok }),
             "rte-eco2mix" => Box::new(RteEco2mix { url: url("https://odre.opendatasoft.com/api/explore/v2.1/catalog/datasets/eco2mix-national-tr/records") }),

@@ -149,9 +149,7 @@ pub fn build(model: &ModelState, inp: &Inputs<'_>) -> Forecast {
     let max_age = (inp.stale_after_h * 3600.0) as i64;
     match inp.weather {
         None => reasons.push("no weather forecast: configure [forecast.weather] or write `forecast` points (input=weather)".to_string()),
-        Some(w) if inp.now_s - w.issued_s > max_age => {
-            reasons.push(format!("the weather forecast from {} was issued at {}, more than {} h ago", w.provider, rfc3339(w.issued_s), inp.stale_after_h))
-        }
+        Some(w) if inp.now_s - w.issued_s > max_age => reasons.push(format!("the weather forecast from {} was issued at {}, more than {} h ago", w.provider, rfc3339(w.issued_s), inp.stale_after_h)),
         Some(_) => {}
     }
     if let Some(c) = inp.carbon {

@@ -145,10 +145,7 @@ impl Provider for OpenMeteo {
         "open-meteo"
     }
     fn request(&self, _now_s: i64) -> Request {
-        let mut url = format!(
-            "{}?latitude={}&longitude={}&hourly=temperature_2m,relative_humidity_2m,wet_bulb_temperature_2m&forecast_days=3&timezone=GMT",
-            self.url, self.latitude, self.longitude
-        );
+        let mut url = format!("{}?latitude={}&longitude={}&hourly=temperature_2m,relative_humidity_2m,wet_bulb_temperature_2m&forecast_days=3&timezone=GMT", self.url, self.latitude, self.longitude);
         if let Some(k) = &self.api_key {
             url.push_str(&format!("&apikey={k}"));
         }
@@ -271,10 +268,7 @@ impl Provider for ElectricityMaps {
             return Err(ProviderError::Refused { provider: p, status, message: error_message(&v).unwrap_or_default() });
         }
         let list = v.get("forecast").and_then(Value::as_array).ok_or_else(|| format_err(p, "no `forecast` list"))?;
-        let pts = list
-            .iter()
-            .filter_map(|f| Some((parse_time(f.get("datetime")?.as_str()?, 0)?, f.get("carbonIntensity")?.as_f64()?)))
-            .collect();
+        let pts = list.iter().filter_map(|f| Some((parse_time(f.get("datetime")?.as_str()?, 0)?, f.get("carbonIntensity")?.as_f64()?))).collect();
         let hours = hourly(pts, |x| x);
         if hours.is_empty() {
             return Err(ProviderError::Empty { provider: p });
@@ -307,10 +301,7 @@ impl Provider for RteEco2mix {
         }
         let v = json(p, body)?;
         let list = v.get("results").and_then(Value::as_array).ok_or_else(|| format_err(p, "no `results` list"))?;
-        let pts = list
-            .iter()
-            .filter_map(|r| Some((parse_time(r.get("date_heure")?.as_str()?, 0)?, r.get("taux_co2")?.as_f64()?)))
-            .collect();
+        let pts = list.iter().filter_map(|r| Some((parse_time(r.get("date_heure")?.as_str()?, 0)?, r.get("taux_co2")?.as_f64()?))).collect();
         let hours = hourly(pts, |x| x);
         let Some(&(newest, _)) = hours.last() else { return Err(ProviderError::Empty { provider: p }) };
         Ok(Parsed::Carbon(Series { provider: p.into(), issued_s: newest + 3600, ahead: false, hours }))

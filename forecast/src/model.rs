@@ -95,7 +95,11 @@ fn separating_temperature(rs: &[&HourRecord], below: &[CoolingMode], above: &[Co
     let mut wrong = pts.len() - n_above;
     let (mut best, mut at) = (wrong, pts[0].0 - 0.5);
     for i in 0..pts.len() {
-        if pts[i].1 { wrong += 1 } else { wrong -= 1 }
+        if pts[i].1 {
+            wrong += 1
+        } else {
+            wrong -= 1
+        }
         let next = pts.get(i + 1).map_or(pts[i].0 + 0.5, |p| p.0);
         if wrong < best && next > pts[i].0 {
             (best, at) = (wrong, 0.5 * (pts[i].0 + next));
@@ -112,12 +116,16 @@ pub fn learn_switch_points(rs: &[&HourRecord]) -> SwitchPoints {
     let mut sp = SwitchPoints { free_learnt: free.is_some(), evaporative_learnt: evap.is_some(), ..SwitchPoints::default() };
     sp.free_above_c = free.unwrap_or(DEFAULT_FREE_ABOVE_C);
     sp.evaporative_above_c = evap.unwrap_or(DEFAULT_EVAPORATIVE_ABOVE_C).max(sp.free_above_c);
-    let fallback: Vec<String> = [(!sp.free_learnt).then(|| format!("mix to free cooling ({DEFAULT_FREE_ABOVE_C} °C)")), (!sp.evaporative_learnt).then(|| format!("free cooling to evaporative ({DEFAULT_EVAPORATIVE_ABOVE_C} °C)"))].into_iter().flatten().collect();
+    let fallback: Vec<String> = [
+        (!sp.free_learnt).then(|| format!("mix to free cooling ({DEFAULT_FREE_ABOVE_C} °C)")),
+        (!sp.evaporative_learnt).then(|| format!("free cooling to evaporative ({DEFAULT_EVAPORATIVE_ABOVE_C} °C)")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if !fallback.is_empty() {
-        sp.note = Some(format!(
-            "switch points from the simulated plant's constants, not the site's: {}; the cooling-mode history holds fewer than {MIN_MODE_HOURS} hours on each side",
-            fallback.join(", ")
-        ));
+        sp.note =
+            Some(format!("switch points from the simulated plant's constants, not the site's: {}; the cooling-mode history holds fewer than {MIN_MODE_HOURS} hours on each side", fallback.join(", ")));
     }
     sp
 }
@@ -143,8 +151,18 @@ pub fn feature_names(sp: &SwitchPoints) -> Vec<String> {
     let mut v = vec!["dry_bulb_c".to_string()];
     v.extend(knots(sp).iter().map(|k| format!("max(0, dry_bulb_c - {k})")));
     v.extend(
-        ["depression_k", "depression_k * wet_media", "max(0, 2 - wet_bulb_c)", "dry_g", "dry_g * humidify", "dry_g * humidify * max(0, dry_bulb_c + 10) / 10", "it_ref / it_kw", "it_kw / it_ref", "(it_kw / it_ref)^2"]
-            .map(String::from),
+        [
+            "depression_k",
+            "depression_k * wet_media",
+            "max(0, 2 - wet_bulb_c)",
+            "dry_g",
+            "dry_g * humidify",
+            "dry_g * humidify * max(0, dry_bulb_c + 10) / 10",
+            "it_ref / it_kw",
+            "it_kw / it_ref",
+            "(it_kw / it_ref)^2",
+        ]
+        .map(String::from),
     );
     v
 }
@@ -428,10 +446,8 @@ pub fn fit(records: &[HourRecord], opts: &FitOptions) -> ModelState {
     let pue_of = |r: &HourRecord| Some(r.facility_kwh / r.it_kwh);
     let wue_of = |r: &HourRecord| r.water_l.map(|w| w / r.it_kwh);
     let fit_one = |set: &[&HourRecord], target: &dyn Fn(&HourRecord) -> Option<f64>| {
-        let (xs, ys): (Vec<Vec<f64>>, Vec<f64>) = set
-            .iter()
-            .filter_map(|r| target(r).map(|y| (features(&Conditions { dry_bulb_c: r.dry_bulb_c, wet_bulb_c: r.wet_bulb_c, it_kw: r.it_kwh }, it_ref, &sp), y)))
-            .unzip();
+        let (xs, ys): (Vec<Vec<f64>>, Vec<f64>) =
+            set.iter().filter_map(|r| target(r).map(|y| (features(&Conditions { dry_bulb_c: r.dry_bulb_c, wet_bulb_c: r.wet_bulb_c, it_kw: r.it_kwh }, it_ref, &sp), y))).unzip();
         ridge(&xs, &ys, opts.ridge)
     };
     let (Some(pue_train), Some(pue)) = (fit_one(&train, &pue_of), fit_one(&rs, &pue_of)) else {

@@ -185,8 +185,7 @@ fn kept_forecasts_are_scored_against_the_ledger() {
 /// computed from RH).
 #[test]
 fn open_meteo_customer_key_and_humidity_before_its_wet_bulb() {
-    let cfg: kilowatch_forecast::config::ForecastConfig =
-        toml::from_str("[weather]\nkind = \"open-meteo\"\nlatitude = 48.86\nlongitude = 2.34\ntoken_env = \"OM_KEY\"\n").expect("config");
+    let cfg: kilowatch_forecast::config::ForecastConfig = toml::from_str("[weather]\nkind = \"open-meteo\"\nlatitude = 48.86\nlongitude = 2.34\ntoken_env = \"OM_KEY\"\n").expect("config");
     let providers = cfg.providers(|v| (v == "OM_KEY").then(|| "k3y".to_string()));
     let url = providers[0].request(T0).url;
     assert!(url.starts_with("https://customer-api.open-meteo.com/v1/forecast?") && url.ends_with("&apikey=k3y"), "{url}");

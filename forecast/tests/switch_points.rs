@@ -13,7 +13,13 @@ fn other_plant(hours: i64, with_modes: bool) -> Vec<HourRecord> {
         .map(|h| {
             let t = 5.0 + 29.0 * (((h as f64) * 0.37).sin() * 0.5 + 0.5);
             let wb = t - 5.0;
-            let mode = if t < 18.0 { CoolingMode::Mix } else if t < 28.0 { CoolingMode::Free } else { CoolingMode::Evaporative };
+            let mode = if t < 18.0 {
+                CoolingMode::Mix
+            } else if t < 28.0 {
+                CoolingMode::Free
+            } else {
+                CoolingMode::Evaporative
+            };
             let pue = 1.1 + 0.02 * (t - 28.0).max(0.0);
             HourRecord { t: h * 3600, it_kwh: 1000.0, facility_kwh: 1000.0 * pue, water_l: None, dry_bulb_c: t, wet_bulb_c: wb, mode: with_modes.then_some(mode) }
         })

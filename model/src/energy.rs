@@ -85,7 +85,6 @@ pub fn trapezoid_joules(samples: &[(i64, f64)], from: i64, to: i64) -> f64 {
     j
 }
 
-
 /// A series' contribution to each segment, with what the caller needs to judge it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ledger {
@@ -298,7 +297,6 @@ mod tests {
         let p = [(0, 700.0), (10 * S, 700.0), (40 * S, 400.0)];
         assert!((trapezoid_joules(&p, 0, 40 * S) - 23_500.0).abs() < 1e-6);
     }
-
 
     #[test]
     fn segments_add_up_to_the_window_delta() {

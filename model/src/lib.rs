@@ -10,7 +10,7 @@ pub mod psychro;
 pub mod time;
 
 pub use job::{JobAllocation, JobId};
-pub use lineproto::{FieldValueRef, Line, LineError, Lines, LinesBuffers, Precision, encode_points, SkippedLines, parse_batch, parse_batch_into, parse_batch_lenient_into, parse_lines};
-pub use metric::{Kind, MetricDef, Unit, lookup_metric, METRICS};
+pub use lineproto::{FieldValueRef, Line, LineError, Lines, LinesBuffers, Precision, SkippedLines, encode_points, parse_batch, parse_batch_into, parse_batch_lenient_into, parse_lines};
+pub use metric::{Kind, METRICS, MetricDef, Unit, lookup_metric};
 pub use point::{FieldValue, Labels, Point};
 pub use time::{TimeError, TimeRange, Timestamp};

@@ -169,9 +169,9 @@ pub mod role {
     pub const GENERATOR: &str = "generator";
     pub const IT: &str = "it";
     pub const COOLING: &str = "cooling";
-/// An inference server's counters (vLLM, SGLang, TGI, Triton), one line per (server, model,
-/// tenant) each interval, tagged `server`, `engine` (its kind), `model` and `tenant` where known.
-pub const INFERENCE: &str = "inference";
+    /// An inference server's counters (vLLM, SGLang, TGI, Triton), one line per (server, model,
+    /// tenant) each interval, tagged `server`, `engine` (its kind), `model` and `tenant` where known.
+    pub const INFERENCE: &str = "inference";
     pub const POWER_LOSSES: &str = "power_losses";
     pub const OTHER: &str = "other";
 }

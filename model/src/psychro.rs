@@ -35,9 +35,7 @@ pub fn dew_point_c(temp_c: f64, rh_pct: f64) -> Option<f64> {
 /// [`wet_bulb_in_range`].
 pub fn wet_bulb_c(temp_c: f64, rh_pct: f64) -> f64 {
     let (t, rh) = (temp_c, rh_pct);
-    t * (0.151_977 * (rh + 8.313_659).sqrt()).atan() + (t + rh).atan() - (rh - 1.676_331).atan()
-        + 0.003_918_38 * rh.powf(1.5) * (0.023_101 * rh).atan()
-        - 4.686_035
+    t * (0.151_977 * (rh + 8.313_659).sqrt()).atan() + (t + rh).atan() - (rh - 1.676_331).atan() + 0.003_918_38 * rh.powf(1.5) * (0.023_101 * rh).atan() - 4.686_035
 }
 
 /// Whether Stull's fit is valid for these conditions: RH 5–99 %, −20…50 °C, less the cold and
@@ -53,8 +51,7 @@ mod tests {
 
     /// Saturation pressure of water vapour over liquid water, kPa: ASHRAE Handbook —
     /// Fundamentals (2017), chapter 1, Table 3 (Hyland–Wexler).
-    const ASHRAE_PWS: &[(f64, f64)] =
-        &[(0.0, 0.6112), (5.0, 0.8726), (10.0, 1.2282), (15.0, 1.7058), (20.0, 2.3393), (25.0, 3.1699), (30.0, 4.2470), (35.0, 5.6290), (40.0, 7.3849)];
+    const ASHRAE_PWS: &[(f64, f64)] = &[(0.0, 0.6112), (5.0, 0.8726), (10.0, 1.2282), (15.0, 1.7058), (20.0, 2.3393), (25.0, 3.1699), (30.0, 4.2470), (35.0, 5.6290), (40.0, 7.3849)];
 
     #[test]
     fn magnus_is_within_its_stated_error_of_ashrae() {

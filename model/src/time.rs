@@ -46,8 +46,7 @@ impl Timestamp {
         dt.with_timezone(&Utc).timestamp_nanos_opt().map(Timestamp)
     }
     pub fn to_datetime(self) -> DateTime<Utc> {
-        DateTime::from_timestamp(self.0.div_euclid(NANOS_PER_SEC), self.0.rem_euclid(NANOS_PER_SEC) as u32)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        DateTime::from_timestamp(self.0.div_euclid(NANOS_PER_SEC), self.0.rem_euclid(NANOS_PER_SEC) as u32).unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
     pub fn to_rfc3339(self) -> String {
         self.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)

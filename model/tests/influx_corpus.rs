@@ -42,32 +42,32 @@ fn expected_deviation(key: &str) -> Option<Deviation> {
 
 /// Every case Kilowatch decodes differently, by key.
 const DEVIATIONS: &[(&str, Deviation)] = &[
-    ("0a8f26758f528779410d4fe335cf9ebc", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=000922337203685477580
-    ("27fd209742d33a19ea3cbf54268c025b", Deviation::BigInteger), // "u,hostregion=t e=18446744073709551615u"
-    ("37b82de81acdd74c72d6ec702e4ef075", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=18446744073709551615u
-    ("458185eb0d05b93d1430d78871b7bce8", Deviation::BigInteger), // "u e=-223372036854775808i"
-    ("46545fbfb2e1e8b404e0e75c66028e9c", Deviation::BigInteger), // "cpu value=18446744073709551615u"
-    ("5dbfe055bdc883aa2aaf79c810454da6", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=-9223372036854775808i
-    ("5f1e832135dbf0161b3a1bb71a0be866", Deviation::BigInteger), // "cpu value=18446744073709551615u"
-    ("7dc95d7c6966e8062f7caede23dae716", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=9223372036854775807i"
-    ("7e13908609ae8781f04b77693dfa5316", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=000922337203685477580
-    ("98692f7aa255f4bddeab1bce627c5531", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=-00092233720368547758
-    ("a04be94c8c7bd94f4fc5396d973e8a31", Deviation::BigInteger), // "cpu value=9223372036854775807i"
-    ("a6580c1d553edf6a6ade68480c95ed6d", Deviation::BigInteger), // "cpu value=9223372036854775807i"
-    ("c2d6a608f3179aa48138ed8b460a94e5", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=18446744073709551615u
-    ("c51981ff72a9c2f4fba996c77c80ad73", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=-00092233720368547758
-    ("d00f6348ff30faffe56d97abccfef3cc", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=000184467440737095516
-    ("e218e0443ecf82353d4b77b16f068d96", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=000184467440737095516
-    ("eb1d4076931acb9941cb712fc3574b55", Deviation::BigInteger), // "u e=18446744073709551615u"
-    ("f1930c5c9f954ad0114aa24c0b2a55df", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=-9223372036854775808i
-    ("f54aa21c9e0561707c8481990ac01f3c", Deviation::BigInteger), // "cpu,host=serverA,region=us-west value=9223372036854775807i"
+    ("0a8f26758f528779410d4fe335cf9ebc", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=000922337203685477580
+    ("27fd209742d33a19ea3cbf54268c025b", Deviation::BigInteger),               // "u,hostregion=t e=18446744073709551615u"
+    ("37b82de81acdd74c72d6ec702e4ef075", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=18446744073709551615u
+    ("458185eb0d05b93d1430d78871b7bce8", Deviation::BigInteger),               // "u e=-223372036854775808i"
+    ("46545fbfb2e1e8b404e0e75c66028e9c", Deviation::BigInteger),               // "cpu value=18446744073709551615u"
+    ("5dbfe055bdc883aa2aaf79c810454da6", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=-9223372036854775808i
+    ("5f1e832135dbf0161b3a1bb71a0be866", Deviation::BigInteger),               // "cpu value=18446744073709551615u"
+    ("7dc95d7c6966e8062f7caede23dae716", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=9223372036854775807i"
+    ("7e13908609ae8781f04b77693dfa5316", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=000922337203685477580
+    ("98692f7aa255f4bddeab1bce627c5531", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=-00092233720368547758
+    ("a04be94c8c7bd94f4fc5396d973e8a31", Deviation::BigInteger),               // "cpu value=9223372036854775807i"
+    ("a6580c1d553edf6a6ade68480c95ed6d", Deviation::BigInteger),               // "cpu value=9223372036854775807i"
+    ("c2d6a608f3179aa48138ed8b460a94e5", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=18446744073709551615u
+    ("c51981ff72a9c2f4fba996c77c80ad73", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=-00092233720368547758
+    ("d00f6348ff30faffe56d97abccfef3cc", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=000184467440737095516
+    ("e218e0443ecf82353d4b77b16f068d96", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=000184467440737095516
+    ("eb1d4076931acb9941cb712fc3574b55", Deviation::BigInteger),               // "u e=18446744073709551615u"
+    ("f1930c5c9f954ad0114aa24c0b2a55df", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=-9223372036854775808i
+    ("f54aa21c9e0561707c8481990ac01f3c", Deviation::BigInteger),               // "cpu,host=serverA,region=us-west value=9223372036854775807i"
     ("dfa6432a639651d02910c4527badb15c", Deviation::CommentControlCharacters), // "#\n#\u{15}\"\u{b}f=#\n#\u{15}\"\u{b}f\"\u{b}f=0 -\"=\"\"\u{
-    ("2be024ca70163a7068b08f5e8ef57ffa", Deviation::LeadingTab), // "\tm v=1"
-    ("a02aab4c616a523b89c419dc100e70fd", Deviation::LeadingTab), // "\t\n\n\t"
-    ("c0ce359f018a4255f4152ca2bc156ca7", Deviation::LeadingTab), // "\t\n\t\n\n\t\n\t"
-    ("0d72bd69a58fa1a3399cf61fc9fdc67c", Deviation::StringEscapes), // "m v=\"\\r\""
-    ("909116df4d304c2e9ad8a57300bc08d7", Deviation::StringEscapes), // "m v=\"\\t\""
-    ("ea7ad6289581283d56af6d43c72c2664", Deviation::StringEscapes), // "m v=\"\\n\""
+    ("2be024ca70163a7068b08f5e8ef57ffa", Deviation::LeadingTab),               // "\tm v=1"
+    ("a02aab4c616a523b89c419dc100e70fd", Deviation::LeadingTab),               // "\t\n\n\t"
+    ("c0ce359f018a4255f4152ca2bc156ca7", Deviation::LeadingTab),               // "\t\n\t\n\n\t\n\t"
+    ("0d72bd69a58fa1a3399cf61fc9fdc67c", Deviation::StringEscapes),            // "m v=\"\\r\""
+    ("909116df4d304c2e9ad8a57300bc08d7", Deviation::StringEscapes),            // "m v=\"\\t\""
+    ("ea7ad6289581283d56af6d43c72c2664", Deviation::StringEscapes),            // "m v=\"\\n\""
 ];
 
 #[derive(Debug, Clone, PartialEq)]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
+use crate::QueryError;
 use crate::eval::Evaluator;
 use crate::functions::quantile;
 use crate::source::{Labels, NAME_LABEL};
 use crate::value::{Sample, Value, format_value};
-use crate::QueryError;
 
 /// One group's running state.
 struct Group {

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
+use crate::QueryError;
 use crate::eval::{Evaluator, drop_name};
 use crate::source::{Labels, NAME_LABEL};
 use crate::value::{Sample, Value};
-use crate::QueryError;
 
 pub(crate) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Value, QueryError> {
     let op = b.op.to_string();

@@ -11,8 +11,8 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 
 use crate::source::{Labels, NAME_LABEL, SeriesSource, is_stale};
-use crate::value::{Sample, Series, Value};
 use crate::steps::{Column, Stepped, Steps};
+use crate::value::{Sample, Series, Value};
 use crate::{QueryError, aggregate, binary, functions};
 
 /// What one query may touch: bounds on what it reads, so one query cannot take the server.

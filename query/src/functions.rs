@@ -41,12 +41,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Value, QueryE
         let q = if name == "quantile_over_time" { Some(scalar(0)?) } else { None };
         let r = ev.range_arg(arg(usize::from(q.is_some()))?, t)?;
         let keep_name = name == "last_over_time";
-        return Ok(Value::Vector(
-            r.series
-                .iter()
-                .map(|s| Sample { labels: if keep_name { s.labels.clone() } else { s.without_name() }, value: f(&s.points, q.unwrap_or(f64::NAN)), t })
-                .collect(),
-        ));
+        return Ok(Value::Vector(r.series.iter().map(|s| Sample { labels: if keep_name { s.labels.clone() } else { s.without_name() }, value: f(&s.points, q.unwrap_or(f64::NAN)), t }).collect()));
     }
     match name {
         "rate" | "increase" | "delta" => {
@@ -216,7 +211,15 @@ pub(crate) fn math(name: &str) -> Option<fn(f64) -> f64> {
         "ln" => f64::ln,
         "log2" => f64::log2,
         "log10" => f64::log10,
-        "sgn" => |v: f64| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { v },
+        "sgn" => |v: f64| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        },
         "sin" => f64::sin,
         "cos" => f64::cos,
         "tan" => f64::tan,

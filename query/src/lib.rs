@@ -20,8 +20,8 @@ mod value;
 
 pub use eval::{Engine, Limits, QueryResult, parse_selector};
 pub use parse::{parse_duration_ms, parse_time_ms};
-pub use source::{Labels, MemorySource, Selection, SeriesSource, SourceError, SourceSeries, NAME_LABEL, STALE_NAN_BITS, is_stale};
 pub use promql_parser::label::{MatchOp, Matcher};
+pub use source::{Labels, MemorySource, NAME_LABEL, STALE_NAN_BITS, Selection, SeriesSource, SourceError, SourceSeries, is_stale};
 pub use value::{Sample, Series, Value, format_value};
 
 /// Why a query has no answer. [`QueryError::kind`] is the `errorType` of Prometheus' API.

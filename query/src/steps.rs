@@ -54,7 +54,9 @@ impl Evaluator<'_> {
             Expr::Paren(p) => return self.eval_steps(&p.expr, st),
             Expr::Unary(u) => Some(match self.eval_steps(&u.expr, st)? {
                 Stepped::Scalar(v) => Stepped::Scalar(v.into_iter().map(|x| -x).collect()),
-                Stepped::Vector(cols) => Stepped::Vector(unique(cols.into_iter().map(|c| Column { labels: drop_name(&c.labels), values: c.values.into_iter().map(|v| v.map(|x| -x)).collect() }).collect())?),
+                Stepped::Vector(cols) => {
+                    Stepped::Vector(unique(cols.into_iter().map(|c| Column { labels: drop_name(&c.labels), values: c.values.into_iter().map(|v| v.map(|x| -x)).collect() }).collect())?)
+                }
             }),
             Expr::VectorSelector(vs) if vs.at.is_none() => Some(Stepped::Vector(self.selector_steps(vs, st))),
             Expr::Call(c) => self.call_steps(c, st)?,

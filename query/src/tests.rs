@@ -207,7 +207,13 @@ fn irregular() -> MemorySource {
                     counter = 0.0;
                 }
                 samples.push((t, counter));
-                let g = if next() < 0.02 { f64::NAN } else if next() < 0.1 { 50.0 } else { (next() * 100.0).round() };
+                let g = if next() < 0.02 {
+                    f64::NAN
+                } else if next() < 0.1 {
+                    50.0
+                } else {
+                    (next() * 100.0).round()
+                };
                 gauge.push((t, if next() < 0.01 { f64::from_bits(STALE_NAN_BITS) } else { g }));
                 // Gaps longer than the lookback now and then.
                 t += if next() < 0.02 { 7 * M } else { (5.0 + next() * 20.0) as i64 * S };

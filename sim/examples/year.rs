@@ -67,11 +67,7 @@ fn main() {
         if new_month != month {
             let now = site.truth();
             let (pue, wue, it) = kpis(&month_start, &now);
-            println!(
-                "{year}-{month:02}  {:7.1}  {pue:.4}  {wue:.4}     {:8.1}   {tmin:5.1} / {tmax:4.1}",
-                it / 1000.0,
-                now.water_m3 - month_start.water_m3
-            );
+            println!("{year}-{month:02}  {:7.1}  {pue:.4}  {wue:.4}     {:8.1}   {tmin:5.1} / {tmax:4.1}", it / 1000.0, now.water_m3 - month_start.water_m3);
             month_start = now;
             month = new_month;
             tmin = f64::MAX;
@@ -88,21 +84,8 @@ fn main() {
         tr.generator_kwh / 1000.0,
         tr.water_m3
     );
-    println!(
-        "  pPUE cooling {:.4}, losses {:.4}, other {:.4}; mean GPU allocation {:.1} %",
-        1.0 + tr.cooling_kwh / it,
-        1.0 + tr.losses_kwh / it,
-        1.0 + tr.other_kwh / it,
-        100.0 * alloc / samples
-    );
-    println!(
-        "  hours per mode: mix {:.0}, free {:.0}, evaporative {:.0}, humidify {:.0}; simulated in {:.2} s",
-        mode_h[0],
-        mode_h[1],
-        mode_h[2],
-        mode_h[3],
-        t0.elapsed().as_secs_f64()
-    );
+    println!("  pPUE cooling {:.4}, losses {:.4}, other {:.4}; mean GPU allocation {:.1} %", 1.0 + tr.cooling_kwh / it, 1.0 + tr.losses_kwh / it, 1.0 + tr.other_kwh / it, 100.0 * alloc / samples);
+    println!("  hours per mode: mix {:.0}, free {:.0}, evaporative {:.0}, humidify {:.0}; simulated in {:.2} s", mode_h[0], mode_h[1], mode_h[2], mode_h[3], t0.elapsed().as_secs_f64());
 
     let hot = days.iter().filter(|d| d.3 > 33.0).count();
     let frost = days.iter().filter(|d| d.4 < 0.0).count();
@@ -132,11 +115,7 @@ fn main() {
         n_points += buf.points().len();
         let _ = site.take_job_events();
     }
-    println!(
-        "month of July at 60 s, reused point buffer: {:.2} s for {} points",
-        t0.elapsed().as_secs_f64(),
-        n_points
-    );
+    println!("month of July at 60 s, reused point buffer: {:.2} s for {} points", t0.elapsed().as_secs_f64(), n_points);
     // The allocating `points()` path, one day, to show what reuse saves.
     let t0 = Instant::now();
     let end = Timestamp(t.0 + 86_400_000_000_000);
@@ -146,10 +125,5 @@ fn main() {
         site.advance_to(t);
         n_points += site.points().len();
     }
-    println!(
-        "one day at 60 s with fresh points(): {:.2} s for {} points (x31 for a month: {:.1} s)",
-        t0.elapsed().as_secs_f64(),
-        n_points,
-        31.0 * t0.elapsed().as_secs_f64()
-    );
+    println!("one day at 60 s with fresh points(): {:.2} s for {} points (x31 for a month: {:.1} s)", t0.elapsed().as_secs_f64(), n_points, 31.0 * t0.elapsed().as_secs_f64());
 }

@@ -44,14 +44,7 @@ impl GpuStatic {
         let h = |i: u64| u01(key, 0x51, i);
         let a = hash3(key, 0x52, 0);
         let b = hash3(key, 0x52, 1);
-        let uuid = format!(
-            "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xFFFF,
-            0x4000 | (a & 0x0FFF),
-            0x8000 | (b >> 48 & 0x3FFF),
-            b & 0xFFFF_FFFF_FFFF
-        );
+        let uuid = format!("GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xFFFF, 0x4000 | (a & 0x0FFF), 0x8000 | (b >> 48 & 0x3FFF), b & 0xFFFF_FFFF_FFFF);
         GpuStatic {
             key,
             // H100 SXM idles at ~60–75 W with the driver persistent and clocks parked.

@@ -127,11 +127,7 @@ impl Scheduler {
             return None;
         }
         self.events.pop();
-        let ev = if kind == 1 {
-            SchedEvent::Start(self.jobs.get(&id)?.clone())
-        } else {
-            SchedEvent::End(self.jobs.remove(&id)?)
-        };
+        let ev = if kind == 1 { SchedEvent::Start(self.jobs.get(&id)?.clone()) } else { SchedEvent::End(self.jobs.remove(&id)?) };
         Some((time, ev))
     }
 
@@ -207,9 +203,7 @@ impl Scheduler {
     /// Whole nodes: the `n` nodes that free up first (ties to the lowest index).
     fn place_nodes(&self, arrival: i64, n: usize) -> (i64, Vec<(usize, Vec<u32>)>) {
         let g = self.gpus_per_node;
-        let mut free: Vec<(i64, usize)> = (0..self.nodes)
-            .map(|i| (self.gpu_free[i * g..(i + 1) * g].iter().copied().max().unwrap_or(arrival), i))
-            .collect();
+        let mut free: Vec<(i64, usize)> = (0..self.nodes).map(|i| (self.gpu_free[i * g..(i + 1) * g].iter().copied().max().unwrap_or(arrival), i)).collect();
         free.sort_unstable();
         free.truncate(n);
         let start = free.iter().map(|f| f.0).max().unwrap_or(arrival).max(arrival);

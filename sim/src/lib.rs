@@ -30,11 +30,11 @@ use kilowatch_model::{JobAllocation, Timestamp};
 pub use gpu::{MEM_CLOCK_MHZ, MEM_TOTAL_BYTES, NODE_MAX_W, POWER_LIMIT_W, SM_CLOCK_MAX_MHZ};
 pub use jobs::OWNERS;
 pub use meters::METERS;
+pub use outlook::temp_error_sd;
 pub use plant::Mode;
 pub use points::PointBuf;
 pub use scenario::{CoolingFailure, HeatWave, Scenario};
 pub use weather::OutsideAir;
-pub use outlook::temp_error_sd;
 
 use gpu::{GpuReading, GpuStatic};
 use jobs::{JobProfile, SchedEvent, Scheduler};
@@ -208,8 +208,7 @@ impl Site {
         // Anchor the schedule to a week boundary so collectors started at different moments of
         // the same week (same seed) agree on every job.
         let origin = (start_s - WARMUP_S).div_euclid(WEEK_S) * WEEK_S;
-        let gpu_static: Vec<GpuStatic> =
-            (0..site_nodes * g).map(|i| GpuStatic::new(seed, i / g, i % g)).collect();
+        let gpu_static: Vec<GpuStatic> = (0..site_nodes * g).map(|i| GpuStatic::new(seed, i / g, i % g)).collect();
         let units = cfg.cooling_units.max(1);
         let unit_offset_c = (0..units).map(|u| 0.6 * (noise::u01(seed, 0xC0, u as u64) - 0.5)).collect();
         let raw: Vec<f64> = (0..units).map(|u| 0.9 + 0.2 * noise::u01(seed, 0xC1, u as u64)).collect();
@@ -249,9 +248,7 @@ impl Site {
             now: cfg.start,
             snap: empty.clone(),
             next: empty,
-            node_energy_j: (0..site_nodes)
-                .map(|n| (noise::u01(seed, 0xB1, n as u64) * 1e12).floor())
-                .collect(),
+            node_energy_j: (0..site_nodes).map(|n| (noise::u01(seed, 0xB1, n as u64) * 1e12).floor()).collect(),
             meter_kwh: meters::initial_kwh(seed),
             water_m3: WATER_INITIAL_M3,
             truth: Truth::default(),
@@ -346,13 +343,7 @@ impl Site {
             let last = (to_s - start - STEP_RAMP_S).div_euclid(STEP_S);
             let tokens = gpus as f64 * TOKENS_PER_GPU_S * STEP_S as f64;
             for k in first.max(1)..=last {
-                self.progress.push(ProgressStep {
-                    job: id.to_string(),
-                    step: k as u64,
-                    t: Timestamp::from_secs(start + STEP_RAMP_S + k * STEP_S),
-                    tokens,
-                    samples: tokens / SEQ_LEN,
-                });
+                self.progress.push(ProgressStep { job: id.to_string(), step: k as u64, t: Timestamp::from_secs(start + STEP_RAMP_S + k * STEP_S), tokens, samples: tokens / SEQ_LEN });
             }
         }
     }
@@ -427,14 +418,7 @@ impl Site {
                             self.profiles[node * g + k as usize] = Some(job.profile);
                         }
                         if (self.lo..self.hi).contains(node) {
-                            let alloc = JobAllocation {
-                                job: job.id.to_string(),
-                                owner: job.owner.to_owned(),
-                                node: node_name(*node),
-                                gpus: gpus.clone(),
-                                start: ts,
-                                end: None,
-                            };
+                            let alloc = JobAllocation { job: job.id.to_string(), owner: job.owner.to_owned(), node: node_name(*node), gpus: gpus.clone(), start: ts, end: None };
                             if report {
                                 self.pending.push(JobEvent::Start(alloc.clone()));
                             }

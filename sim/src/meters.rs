@@ -85,10 +85,7 @@ pub fn balance(nodes_w: f64, cooling_w: f64, other_w: f64, gen_test: bool, scale
     let grid = facility - generator;
     let grid_a = GRID_A_SHARE * grid;
     let ups_a = UPS_A_SHARE * it;
-    MeterPowers {
-        w: [grid_a, grid - grid_a, generator, ups_a, it - ups_a, cooling_w, losses, other_w],
-        storage_net_w,
-    }
+    MeterPowers { w: [grid_a, grid - grid_a, generator, ups_a, it - ups_a, cooling_w, losses, other_w], storage_net_w }
 }
 
 /// Meter registers at simulation start, kWh: meters have run for years before we look.

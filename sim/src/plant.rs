@@ -104,23 +104,11 @@ pub fn air_path(air: &OutsideAir) -> AirPath {
         let media_dw = CP_AIR * cooling / H_FG;
         let supply_w = w_out + media_dw;
         let supply_c = (media_out + FAN_HEAT_K).min(SUPPLY_MAX_C);
-        return AirPath {
-            mode: Mode::Evaporative,
-            supply_c,
-            supply_w,
-            supply_rh_pct: psy::rh_from_humidity_ratio(supply_c, supply_w),
-            media_dw,
-        };
+        return AirPath { mode: Mode::Evaporative, supply_c, supply_w, supply_rh_pct: psy::rh_from_humidity_ratio(supply_c, supply_w), media_dw };
     }
     if air.temp_c >= MIX_BELOW_C {
         let supply_c = air.temp_c + FAN_HEAT_K;
-        return AirPath {
-            mode: Mode::Free,
-            supply_c,
-            supply_w: w_out,
-            supply_rh_pct: psy::rh_from_humidity_ratio(supply_c, w_out),
-            media_dw: 0.0,
-        };
+        return AirPath { mode: Mode::Free, supply_c, supply_w: w_out, supply_rh_pct: psy::rh_from_humidity_ratio(supply_c, w_out), media_dw: 0.0 };
     }
     // Mixing: moisture only enters with outside air and leaves with the exhaust, so in steady
     // state the supply carries the outside humidity ratio.
@@ -129,13 +117,7 @@ pub fn air_path(air: &OutsideAir) -> AirPath {
     if rh < HUMIDIFY_BELOW_RH || air.dew_point_c < HUMIDIFY_BELOW_DEW_C {
         let target_w = psy::humidity_ratio_from_dew_point(psy::dew_point(supply_c, HUMIDIFY_TARGET_RH));
         let media_dw = (target_w - w_out).max(0.0);
-        return AirPath {
-            mode: Mode::Humidify,
-            supply_c,
-            supply_w: w_out + media_dw,
-            supply_rh_pct: psy::rh_from_humidity_ratio(supply_c, w_out + media_dw),
-            media_dw,
-        };
+        return AirPath { mode: Mode::Humidify, supply_c, supply_w: w_out + media_dw, supply_rh_pct: psy::rh_from_humidity_ratio(supply_c, w_out + media_dw), media_dw };
     }
     AirPath { mode: Mode::Mix, supply_c, supply_w: w_out, supply_rh_pct: rh, media_dw: 0.0 }
 }

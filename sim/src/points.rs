@@ -122,14 +122,7 @@ impl Site {
                     let temp = q(r.temp_c, 1.0);
                     w.put(
                         GPU,
-                        || {
-                            vec![
-                                ("site", site.to_owned()),
-                                ("node", node_name(n)),
-                                ("gpu", k.to_string()),
-                                ("uuid", st.uuid.clone()),
-                            ]
-                        },
+                        || vec![("site", site.to_owned()), ("node", node_name(n)), ("gpu", k.to_string()), ("uuid", st.uuid.clone())],
                         &[
                             ("power_w", V::F(q(r.power_w, 0.001))),
                             ("energy_mj", V::I(self.gpu_energy_mj[i].floor() as i64)),
@@ -156,13 +149,8 @@ impl Site {
                     w.put(
                         INFERENCE,
                         || {
-                            let mut t = vec![
-                                ("site", site.to_owned()),
-                                ("node", node_name(n)),
-                                ("server", sv.name.clone()),
-                                ("engine", sv.model.engine.to_owned()),
-                                ("model", sv.model.model.to_owned()),
-                            ];
+                            let mut t =
+                                vec![("site", site.to_owned()), ("node", node_name(n)), ("server", sv.name.clone()), ("engine", sv.model.engine.to_owned()), ("model", sv.model.model.to_owned())];
                             if !sv.model.tenant.is_empty() {
                                 t.push(("tenant", sv.model.tenant.to_owned()));
                             }
@@ -182,11 +170,7 @@ impl Site {
                 }
             }
             if self.cfg.emit.nodes {
-                w.put(
-                    NODE,
-                    || vec![("site", site.to_owned()), ("node", node_name(n))],
-                    &[("power_w", V::F(q(snap.node_w[n], 1.0))), ("energy_j", V::F(self.node_energy_j[n]))],
-                );
+                w.put(NODE, || vec![("site", site.to_owned()), ("node", node_name(n))], &[("power_w", V::F(q(snap.node_w[n], 1.0))), ("energy_j", V::F(self.node_energy_j[n]))]);
             }
         }
         if !self.cfg.emit.facility {
@@ -205,11 +189,7 @@ impl Site {
                 &[("energy_kwh", V::F(self.meter_kwh[i])), ("power_w", V::F(snap.meters.w[i]))],
             );
         }
-        w.put(
-            WATER,
-            || vec![("site", site.to_owned()), ("meter", "makeup-1".to_owned()), ("potable", "true".to_owned())],
-            &[("volume_m3", V::F(self.water_m3))],
-        );
+        w.put(WATER, || vec![("site", site.to_owned()), ("meter", "makeup-1".to_owned()), ("potable", "true".to_owned())], &[("volume_m3", V::F(self.water_m3))]);
         let p = &snap.plant;
         for (u, (offset, share)) in self.unit_offset_c.iter().zip(&self.unit_share).enumerate() {
             let mut supply = p.path.supply_c + offset;

@@ -108,7 +108,8 @@ mod tests {
         };
         assert_eq!(at(&mut plain, H / 2), at(&mut failing, H / 2), "identical before the failure");
         let (p, f) = (at(&mut plain, 2 * H), at(&mut failing, 2 * H));
-        let gpu = |pts: &[kilowatch_model::Point], node: &str| pts.iter().filter(|x| x.measurement == "gpu" && x.tag_value("node") == Some(node)).filter_map(|x| x.get_f64("temp_c")).collect::<Vec<_>>();
+        let gpu =
+            |pts: &[kilowatch_model::Point], node: &str| pts.iter().filter(|x| x.measurement == "gpu" && x.tag_value("node") == Some(node)).filter_map(|x| x.get_f64("temp_c")).collect::<Vec<_>>();
         assert_eq!(gpu(&p, "dgx-003"), gpu(&f, "dgx-003"), "cu-01's nodes are untouched");
         for (a, b) in gpu(&p, "dgx-012").iter().zip(gpu(&f, "dgx-012")) {
             assert!((b - a - 20.0).abs() <= 1.0, "cu-02's nodes breathe hot air: {a} → {b}");

@@ -35,11 +35,59 @@ pub const FULL_W: f64 = 620.0;
 /// The fleet, one entry per node from the first serving node on: (model, servers on the node).
 pub const FLEET: &[(ServedModel, usize)] = &[
     (ServedModel { model: "meta-llama/Llama-3.1-8B-Instruct", tenant: "", engine: "vllm", gpus_per_server: 1, j_per_token_full: 0.15, prompt_ratio: 3.0, tokens_per_request: 350.0, peak: 0.9 }, 8),
-    (ServedModel { model: "mistralai/Mixtral-8x7B-Instruct-v0.1", tenant: "lighton/rag", engine: "vllm", gpus_per_server: 2, j_per_token_full: 0.35, prompt_ratio: 8.0, tokens_per_request: 250.0, peak: 0.8 }, 4),
-    (ServedModel { model: "meta-llama/Llama-3.1-70B-Instruct", tenant: "h-company/agents", engine: "vllm", gpus_per_server: 4, j_per_token_full: 1.0, prompt_ratio: 4.0, tokens_per_request: 400.0, peak: 0.85 }, 2),
+    (
+        ServedModel {
+            model: "mistralai/Mixtral-8x7B-Instruct-v0.1",
+            tenant: "lighton/rag",
+            engine: "vllm",
+            gpus_per_server: 2,
+            j_per_token_full: 0.35,
+            prompt_ratio: 8.0,
+            tokens_per_request: 250.0,
+            peak: 0.8,
+        },
+        4,
+    ),
+    (
+        ServedModel {
+            model: "meta-llama/Llama-3.1-70B-Instruct",
+            tenant: "h-company/agents",
+            engine: "vllm",
+            gpus_per_server: 4,
+            j_per_token_full: 1.0,
+            prompt_ratio: 4.0,
+            tokens_per_request: 400.0,
+            peak: 0.85,
+        },
+        2,
+    ),
     (ServedModel { model: "Qwen/Qwen2.5-72B-Instruct", tenant: "", engine: "sglang", gpus_per_server: 4, j_per_token_full: 1.1, prompt_ratio: 3.0, tokens_per_request: 450.0, peak: 0.7 }, 2),
-    (ServedModel { model: "meta-llama/Llama-3.1-405B-Instruct-FP8", tenant: "scaleway/inference", engine: "vllm", gpus_per_server: 8, j_per_token_full: 2.8, prompt_ratio: 3.0, tokens_per_request: 500.0, peak: 0.75 }, 1),
-    (ServedModel { model: "meta-llama/Llama-3.1-405B-Instruct-FP8", tenant: "scaleway/inference", engine: "vllm", gpus_per_server: 8, j_per_token_full: 2.8, prompt_ratio: 3.0, tokens_per_request: 500.0, peak: 0.75 }, 1),
+    (
+        ServedModel {
+            model: "meta-llama/Llama-3.1-405B-Instruct-FP8",
+            tenant: "scaleway/inference",
+            engine: "vllm",
+            gpus_per_server: 8,
+            j_per_token_full: 2.8,
+            prompt_ratio: 3.0,
+            tokens_per_request: 500.0,
+            peak: 0.75,
+        },
+        1,
+    ),
+    (
+        ServedModel {
+            model: "meta-llama/Llama-3.1-405B-Instruct-FP8",
+            tenant: "scaleway/inference",
+            engine: "vllm",
+            gpus_per_server: 8,
+            j_per_token_full: 2.8,
+            prompt_ratio: 3.0,
+            tokens_per_request: 500.0,
+            peak: 0.75,
+        },
+        1,
+    ),
 ];
 
 /// Nodes the fleet takes at the end of the site (none on a site too small to spare them).

@@ -65,8 +65,7 @@ impl Weather {
         let clear = value_noise(self.seed, S_CLOUD, days / 1.5).clamp(-2.0, 2.0) / 4.0 + 0.5;
         let amp = (3.2 + 2.6 * summer) * (0.7 + 0.6 * clear);
         let local_h = ((secs + paris_offset_secs(secs) as f64) / 3600.0).rem_euclid(24.0);
-        let temp_c = t_season + anomaly + amp * diurnal_shape(local_h)
-            + 0.15 * gauss(self.seed, S_JITTER, (secs / 600.0).floor() as i64 as u64);
+        let temp_c = t_season + anomaly + amp * diurnal_shape(local_h) + 0.15 * gauss(self.seed, S_JITTER, (secs / 600.0).floor() as i64 as u64);
 
         // Dew point follows the season and, more weakly, the air mass (warm air masses carry
         // more water); it cannot exceed the temperature, which is where nights get misty.
@@ -83,11 +82,7 @@ impl Weather {
 /// turning points.
 fn diurnal_shape(h: f64) -> f64 {
     let x = if h < 5.0 { h + 24.0 } else { h };
-    if x < 15.0 {
-        -(std::f64::consts::PI * (x - 5.0) / 10.0).cos()
-    } else {
-        (std::f64::consts::PI * (x - 15.0) / 14.0).cos()
-    }
+    if x < 15.0 { -(std::f64::consts::PI * (x - 5.0) / 10.0).cos() } else { (std::f64::consts::PI * (x - 15.0) / 14.0).cos() }
 }
 
 /// Europe/Paris UTC offset in seconds (CET +1 h, CEST +2 h from the last Sunday of March to the

@@ -31,11 +31,7 @@ impl Day {
 
 #[test]
 fn a_year_lands_in_the_pue_and_wue_bands() {
-    let cfg = SimConfig {
-        emit: Emit { gpus: false, nodes: false, facility: true },
-        start: ts("2025-01-01T00:00:00Z"),
-        ..SimConfig::default()
-    };
+    let cfg = SimConfig { emit: Emit { gpus: false, nodes: false, facility: true }, start: ts("2025-01-01T00:00:00Z"), ..SimConfig::default() };
     let mut site = Site::new(cfg);
     let first = counters(&site.points());
     let mut days: Vec<Day> = Vec::new();
@@ -45,11 +41,7 @@ fn a_year_lands_in_the_pue_and_wue_bands() {
         site.advance_to(Timestamp(site.now().0 + STEP));
         let pts = site.points();
         let c = counters(&pts);
-        let outside = pts
-            .iter()
-            .find(|p| p.measurement == "cooling")
-            .and_then(|p| p.get_f64("outside_temp_c"))
-            .expect("cooling point");
+        let outside = pts.iter().find(|p| p.measurement == "cooling").and_then(|p| p.get_f64("outside_temp_c")).expect("cooling point");
         day.end = c;
         day.temp_sum += outside;
         day.temp_max = day.temp_max.max(outside);
@@ -70,20 +62,9 @@ fn a_year_lands_in_the_pue_and_wue_bands() {
 
     let hottest = days.iter().max_by(|a, b| a.mean_temp().total_cmp(&b.mean_temp())).expect("days");
     // Mild: a spring/autumn day where free cooling and mixing do everything.
-    let mildest = days
-        .iter()
-        .filter(|d| d.temp_max < 22.0)
-        .min_by(|a, b| (a.mean_temp() - 16.0).abs().total_cmp(&(b.mean_temp() - 16.0).abs()))
-        .expect("a mild day");
+    let mildest = days.iter().filter(|d| d.temp_max < 22.0).min_by(|a, b| (a.mean_temp() - 16.0).abs().total_cmp(&(b.mean_temp() - 16.0).abs())).expect("a mild day");
     assert!(hottest.mean_temp() > 24.0, "hottest day mean {}", hottest.mean_temp());
-    assert!(
-        hottest.pue() > mildest.pue(),
-        "hot day PUE {} (mean {:.1} °C) vs mild {} ({:.1} °C)",
-        hottest.pue(),
-        hottest.mean_temp(),
-        mildest.pue(),
-        mildest.mean_temp()
-    );
+    assert!(hottest.pue() > mildest.pue(), "hot day PUE {} (mean {:.1} °C) vs mild {} ({:.1} °C)", hottest.pue(), hottest.mean_temp(), mildest.pue(), mildest.mean_temp());
     assert!(hottest.wue() > mildest.wue(), "hot day WUE {} vs mild {}", hottest.wue(), mildest.wue());
     assert!(hottest.wue() > 0.3, "hot day WUE {}", hottest.wue());
 }

@@ -5,12 +5,7 @@ use kilowatch_model::{Point, Timestamp};
 use kilowatch_sim::{Emit, NODE_MAX_W, SimConfig, Site};
 
 fn counter_values(points: &[Point]) -> Vec<f64> {
-    points
-        .iter()
-        .flat_map(|p| {
-            ["energy_mj", "energy_j", "energy_kwh", "volume_m3"].into_iter().filter_map(|f| p.get_f64(f))
-        })
-        .collect()
+    points.iter().flat_map(|p| ["energy_mj", "energy_j", "energy_kwh", "volume_m3"].into_iter().filter_map(|f| p.get_f64(f))).collect()
 }
 
 #[test]
@@ -68,13 +63,7 @@ fn energy_balances_and_readings_stay_physical() {
 fn emit_and_first_node_select_points() {
     let start = ts("2025-03-10T08:00:00Z");
     let mut whole = Site::new(SimConfig { start, ..SimConfig::default() });
-    let mut slice = Site::new(SimConfig {
-        start,
-        first_node: 17,
-        nodes: 16,
-        emit: Emit { gpus: true, nodes: true, facility: false },
-        ..SimConfig::default()
-    });
+    let mut slice = Site::new(SimConfig { start, first_node: 17, nodes: 16, emit: Emit { gpus: true, nodes: true, facility: false }, ..SimConfig::default() });
     let mut facility = Site::new(SimConfig { start, emit: Emit { gpus: false, nodes: false, facility: true }, ..SimConfig::default() });
     for _ in 0..3 {
         let t = Timestamp(whole.now().0 + 10 * MIN);

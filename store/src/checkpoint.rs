@@ -121,13 +121,7 @@ impl Store {
     }
 }
 
-fn write_chunks(
-    w: &mut Connection,
-    snaps: &[Arc<Vec<head::Head>>],
-    series: &[SeriesMeta],
-    newest: Option<(&[u8], bool)>,
-    dirty: &[i64],
-) -> Result<(usize, Option<i64>), StoreError> {
+fn write_chunks(w: &mut Connection, snaps: &[Arc<Vec<head::Head>>], series: &[SeriesMeta], newest: Option<(&[u8], bool)>, dirty: &[i64]) -> Result<(usize, Option<i64>), StoreError> {
     let tx = w.transaction()?;
     let (mut moved, mut oldest) = (0, None);
     {
@@ -264,8 +258,14 @@ mod wal_tests {
         let s = Store::open(dir.path()).expect("open");
         let t = T0 / S;
         let tags: String = (0..64).map(|i| format!(",tag{i:02}=value-{i:04}")).collect();
-        body_write(&s, &format!("wide{tags} v=1 {t}
-"), "w");
+        body_write(
+            &s,
+            &format!(
+                "wide{tags} v=1 {t}
+"
+            ),
+            "w",
+        );
         let wide = s.stats().expect("stats").memory_bytes;
         assert!(wide >= 41_000, "a 64-tag series counts {wide} bytes");
         let big = "x".repeat(1 << 20);

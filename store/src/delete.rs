@@ -192,11 +192,9 @@ impl Inner {
     /// The newest sample stored for a series (heads are empty: called after a checkpoint).
     fn newest_stored(&mut self, id: SeriesId) -> Result<Option<(i64, Value)>, StoreError> {
         let sid = i64::from(id);
-        let t: Option<i64> = self.conn.query_row(
-            "SELECT MAX(t) FROM (SELECT MAX(t_max) AS t FROM chunks WHERE series_id = ?1 UNION ALL SELECT MAX(t_max) FROM blocks WHERE series_id = ?1)",
-            params![sid],
-            |r| r.get(0),
-        )?;
+        let t: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(t) FROM (SELECT MAX(t_max) AS t FROM chunks WHERE series_id = ?1 UNION ALL SELECT MAX(t_max) FROM blocks WHERE series_id = ?1)", params![sid], |r| r.get(0))?;
         let samples = match t {
             Some(t) => self.read(id, t, t)?,
             // Only roll-ups left (raw samples expired): their last readings.

@@ -168,9 +168,7 @@ impl JobStore {
     /// Allocations overlapping `[from, to)` (open ones included).
     pub fn overlapping(&self, from: i64, to: i64) -> Result<Vec<Allocation>, JobError> {
         let conn = self.lock()?;
-        let mut st = conn.prepare_cached(
-            "SELECT job, node, owner, project, gpus, start_ns, end_ns, source FROM jobs WHERE start_ns < ?2 AND (end_ns IS NULL OR end_ns > ?1) ORDER BY job, node",
-        )?;
+        let mut st = conn.prepare_cached("SELECT job, node, owner, project, gpus, start_ns, end_ns, source FROM jobs WHERE start_ns < ?2 AND (end_ns IS NULL OR end_ns > ?1) ORDER BY job, node")?;
         let rows = st.query_map(params![from, to], row)?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -253,7 +251,10 @@ fn apply(conn: &Connection, p: &JobPost) -> Result<usize, JobError> {
                     "UPDATE jobs SET end_ns = ?3, changed_ns = CASE WHEN end_ns IS NOT ?3 THEN ?4 ELSE changed_ns END WHERE job = ?1 AND node = ?2 AND ?3 >= start_ns",
                     params![p.job, node, end, Timestamp::now().0],
                 )?,
-                None => conn.execute("UPDATE jobs SET end_ns = ?2, changed_ns = CASE WHEN end_ns IS NOT ?2 THEN ?3 ELSE changed_ns END WHERE job = ?1 AND ?2 >= start_ns", params![p.job, end, Timestamp::now().0])?,
+                None => conn.execute(
+                    "UPDATE jobs SET end_ns = ?2, changed_ns = CASE WHEN end_ns IS NOT ?2 THEN ?3 ELSE changed_ns END WHERE job = ?1 AND ?2 >= start_ns",
+                    params![p.job, end, Timestamp::now().0],
+                )?,
             };
             if n == 0 {
                 return Err(JobError::Invalid(format!("no running allocation of job {:?} to close", p.job)));
@@ -360,8 +361,16 @@ impl JobStore {
                 merge_into(&mut a, old);
             }
             let (owner, project) = owner_of(&tx, &a.job)?.unwrap_or_default();
-            tx.prepare_cached("INSERT OR REPLACE INTO jobs(job, node, owner, project, gpus, start_ns, end_ns, source) VALUES (?1,?2,?7,?8,?3,?4,?5,?6)")?
-                .execute(params![a.job, a.node, gpus_text(&a.gpus), a.start, a.end, GPU_JOB, owner, project])?;
+            tx.prepare_cached("INSERT OR REPLACE INTO jobs(job, node, owner, project, gpus, start_ns, end_ns, source) VALUES (?1,?2,?7,?8,?3,?4,?5,?6)")?.execute(params![
+                a.job,
+                a.node,
+                gpus_text(&a.gpus),
+                a.start,
+                a.end,
+                GPU_JOB,
+                owner,
+                project
+            ])?;
             n += 1;
         }
         tx.commit()?;

@@ -50,11 +50,7 @@ impl Store {
         }
         if to > raw_from {
             let lo = from.max(raw_from);
-            let samples: Vec<(i64, f64)> = self
-                .read_with_neighbours(id, lo, to)?
-                .into_iter()
-                .filter_map(|(t, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (t, f)))
-                .collect();
+            let samples: Vec<(i64, f64)> = self.read_with_neighbours(id, lo, to)?.into_iter().filter_map(|(t, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (t, f))).collect();
             // Segments before `lo` become empty; the others keep their index.
             let clamped: Vec<i64> = bounds.iter().map(|b| (*b).max(lo)).collect();
             let raw = if kind == EnergyKind::Counter { energy::counter_ledger(&samples, &clamped) } else { energy::power_ledger(&samples, &clamped) };

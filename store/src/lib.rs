@@ -35,20 +35,20 @@ mod names;
 mod newest;
 pub mod progress;
 mod read;
-pub mod snapshot;
 mod record;
 pub mod rollup;
+pub mod snapshot;
 mod wal;
 mod write;
 
-pub use record::Body;
-pub use names::{Name, Tags};
 pub use checkpoint::MemoryUse;
+pub use names::{Name, Tags};
+pub use record::Body;
 
 pub use delete::{Deleted, Selector};
 pub use maintain::{MaintenanceReport, OnRolled, Retention};
-pub use write::{Refusal, SERIES_BYTES, WritePolicy};
 use write::WriteState;
+pub use write::{Refusal, SERIES_BYTES, WritePolicy};
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -95,7 +95,9 @@ pub enum StoreError {
     Poisoned,
     #[error(transparent)]
     Wal(#[from] wal::WalError),
-    #[error("the store holds {used} bytes of series and recent samples ({series} series, {heads} bytes of samples waiting for a checkpoint), over its budget of {budget} bytes ([store] memory_budget_mb); writes resume once a checkpoint has written the samples out")]
+    #[error(
+        "the store holds {used} bytes of series and recent samples ({series} series, {heads} bytes of samples waiting for a checkpoint), over its budget of {budget} bytes ([store] memory_budget_mb); writes resume once a checkpoint has written the samples out"
+    )]
     OverBudget { used: usize, budget: usize, heads: usize, series: usize },
 }
 
@@ -252,7 +254,6 @@ impl Default for Horizons {
     }
 }
 
-
 const SCHEMA: &str = "
 PRAGMA journal_mode=WAL;
 -- FULL: every commit syncs the WAL. A write is acknowledged (204) after its commit, and the
@@ -282,7 +283,6 @@ CREATE TABLE IF NOT EXISTS dirty_hours(t INTEGER PRIMARY KEY);
 -- after the raw samples expire (ledger.rs).
 CREATE TABLE IF NOT EXISTS edges(series_id INTEGER NOT NULL, t INTEGER NOT NULL, e REAL NOT NULL, PRIMARY KEY(series_id, t)) WITHOUT ROWID;
 ";
-
 
 /// Sorts by time and keeps the last write of each timestamp.
 fn sort_dedup(samples: &mut Vec<(i64, Value)>) {
@@ -326,7 +326,8 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         conn.execute_batch(newest::SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         // Chunks written before heads were kept compressed have fmt 0.
-        let has_fmt = conn.prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'fmt'").and_then(|mut st| st.exists([])).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let has_fmt =
+            conn.prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'fmt'").and_then(|mut st| st.exists([])).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         if !has_fmt {
             conn.execute_batch("ALTER TABLE chunks ADD COLUMN fmt INTEGER NOT NULL DEFAULT 0").map_err(|source| StoreError::Open { path: path.clone(), source })?;
         }
@@ -523,7 +524,6 @@ impl Store {
         Ok(out)
     }
 
-
     /// A mark to pass to [`Store::written_since`] later.
     pub fn write_seq(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.write_seq)
@@ -533,11 +533,7 @@ impl Store {
     pub fn written_since(&self, from: i64, to: i64, seq: u64) -> Result<bool, StoreError> {
         let g = self.lock()?;
         let (a, b) = (from.div_euclid(rollup::HOUR), to.div_euclid(rollup::HOUR));
-        Ok(if (b - a) as usize > g.hour_seq.len() {
-            g.hour_seq.iter().any(|(h, s)| *s > seq && (a..=b).contains(h))
-        } else {
-            (a..=b).any(|h| g.hour_seq.get(&h).is_some_and(|s| *s > seq))
-        })
+        Ok(if (b - a) as usize > g.hour_seq.len() { g.hour_seq.iter().any(|(h, s)| *s > seq && (a..=b).contains(h)) } else { (a..=b).any(|h| g.hour_seq.get(&h).is_some_and(|s| *s > seq)) })
     }
 
     /// The hours (their starts, ns) in `[from, to)` that a write since `seq` touched, sorted:

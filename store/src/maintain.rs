@@ -85,10 +85,7 @@ pub type OnRolled<'a> = dyn FnMut(&Store, i64, i64) + 'a;
 
 /// Deletes up to `?2` rows of `level` starting before `?1` (the table has no rowid).
 fn rollup_delete(level: Level) -> String {
-    format!(
-        "DELETE FROM rollups WHERE (series_id, level, t0) IN (SELECT series_id, level, t0 FROM rollups WHERE level = {} AND t0 < ?1 LIMIT ?2)",
-        level.code()
-    )
+    format!("DELETE FROM rollups WHERE (series_id, level, t0) IN (SELECT series_id, level, t0 FROM rollups WHERE level = {} AND t0 < ?1 LIMIT ?2)", level.code())
 }
 
 /// `t` rounded down to a multiple of `step`, saturated (never wrapped) near the end of time.
@@ -175,8 +172,7 @@ impl Store {
             // Most passes find no complete hour and nothing late: they end here, cheaply.
             let target = floor(now.saturating_sub(SETTLE_NS), HOUR);
             let due = start.is_some_and(|a| a < target);
-            let series: Vec<(SeriesId, EnergyKind)> =
-                if dirty.is_empty() && !due { Vec::new() } else { g.meta.iter().map(|m| (m.id, rollup::energy_kind(m))).collect() };
+            let series: Vec<(SeriesId, EnergyKind)> = if dirty.is_empty() && !due { Vec::new() } else { g.meta.iter().map(|m| (m.id, rollup::energy_kind(m))).collect() };
             (now, target, start, taken, dirty, series)
         };
         for (i, h) in dirty.iter().enumerate() {
@@ -505,8 +501,7 @@ fn compact(conn: &mut Connection, id: SeriesId, before: i64, drop_before: i64) -
         }
         tx.execute("DELETE FROM chunks WHERE series_id = ?1 AND rowid <= ?2", params![sid, upto])?;
         if let (Some((t_min, _)), Some((t_max, _))) = (rest.first(), rest.last()) {
-            tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute(params![sid, t_min, t_max, rest.len() as i64, codec::encode_chunk(rest)])?;
+            tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![sid, t_min, t_max, rest.len() as i64, codec::encode_chunk(rest)])?;
         }
     }
     tx.commit()?;

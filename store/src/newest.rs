@@ -88,11 +88,7 @@ fn encode_all(last: &[Option<(i64, Value)>]) -> Vec<u8> {
 /// The row a checkpoint writes for the series in `changed` (not empty), `last` indexed by
 /// series id: whether it is full, and its data.
 pub(super) fn row_for(changed: &[SeriesId], last: &[Option<(i64, Value)>], log: &LogSize) -> (Vec<u8>, bool) {
-    if log.full_due(changed.len(), last.len()) {
-        (encode_all(last), true)
-    } else {
-        (encode(changed.iter().map(|id| (*id, last.get(*id as usize).and_then(Option::as_ref)))), false)
-    }
+    if log.full_due(changed.len(), last.len()) { (encode_all(last), true) } else { (encode(changed.iter().map(|id| (*id, last.get(*id as usize).and_then(Option::as_ref)))), false) }
 }
 
 /// Writes a row in `conn`'s open transaction; a full one first deletes every row before it.

@@ -269,14 +269,7 @@ impl Inner {
 
     /// The oldest timestamp among the samples not yet in chunks, over every series.
     pub(super) fn recent_min(&self, from: i64) -> Option<i64> {
-        self.flushing
-            .iter()
-            .flat_map(|s| s.iter())
-            .chain(self.heads.iter())
-            .flat_map(|h| h.segments.iter())
-            .filter(|s| s.t_max >= from)
-            .map(|s| if s.t_min >= from { s.t_min } else { from })
-            .min()
+        self.flushing.iter().flat_map(|s| s.iter()).chain(self.heads.iter()).flat_map(|h| h.segments.iter()).filter(|s| s.t_max >= from).map(|s| if s.t_min >= from { s.t_min } else { from }).min()
     }
 
     /// A read on `inner`'s own connection, for the few callers that already hold `inner`

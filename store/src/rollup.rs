@@ -193,14 +193,7 @@ pub fn encode_row(t0: i64, step: i64, buckets: &[Bucket]) -> Vec<u8> {
         put_uvarint(&mut buf, ((b.t - t0) / step) as u64);
         put_uvarint(&mut buf, u64::from(b.n));
         let stats = !b.mean.is_nan();
-        let flags = [
-            (stats, HAS_STATS),
-            (b.last.is_some(), HAS_LAST),
-            (b.energy.is_some(), HAS_ENERGY),
-            (b.first.is_some(), HAS_FIRST),
-            (b.energy.is_some(), HAS_COVER),
-            (b.resets > 0, HAS_RESETS),
-        ]
+        let flags = [(stats, HAS_STATS), (b.last.is_some(), HAS_LAST), (b.energy.is_some(), HAS_ENERGY), (b.first.is_some(), HAS_FIRST), (b.energy.is_some(), HAS_COVER), (b.resets > 0, HAS_RESETS)]
             .into_iter()
             .fold(0, |f, (on, bit)| if on { f | bit } else { f });
         buf.push(flags);

@@ -309,7 +309,11 @@ impl Inner {
                 if let Some((id, reference)) = too_old {
                     let newest = self.write.newest[id as usize];
                     let has = if reference < newest {
-                        format!("the series' newest sample counts as {}, the server's clock plus the allowed skew (it holds one at {})", Timestamp(reference).to_rfc3339(), Timestamp(newest).to_rfc3339())
+                        format!(
+                            "the series' newest sample counts as {}, the server's clock plus the allowed skew (it holds one at {})",
+                            Timestamp(reference).to_rfc3339(),
+                            Timestamp(newest).to_rfc3339()
+                        )
                     } else {
                         format!("the series already has a sample at {}", Timestamp(reference).to_rfc3339())
                     };
@@ -351,16 +355,13 @@ impl Inner {
                 && missing > 0
                 && self.meta.len() + missing > max
             {
-                refused.push(refuse(format!(
-                    "{} would be {missing} new series, beyond the limit of {max} series ([store] max_series); the store holds {}",
-                    line_series(&line),
-                    self.meta.len()
-                )));
+                refused.push(refuse(format!("{} would be {missing} new series, beyond the limit of {max} series ([store] max_series); the store holds {}", line_series(&line), self.meta.len())));
                 continue;
             }
             if let Some(budget) = policy.memory_budget_bytes
                 && missing > 0
-                && self.series_bytes() + missing * SERIES_BYTES + if set.is_none() { set_cost(line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref()))) } else { 0 } > budget - budget / HEADS_SHARE
+                && self.series_bytes() + missing * SERIES_BYTES + if set.is_none() { set_cost(line.measurement(), line.tags().iter().map(|(k, v)| (k.as_ref(), v.as_ref()))) } else { 0 }
+                    > budget - budget / HEADS_SHARE
             {
                 refused.push(refuse(format!(
                     "{} would be {missing} new series, but the store's {} series already take {} MB of its memory budget of {} MB, of which an eighth is kept for recent samples ([store] memory_budget_mb): raise the budget for more series, or send fewer tags",
@@ -377,12 +378,29 @@ impl Inner {
                 let over = |c: Option<(usize, usize)>| c.filter(|(_, left)| created + missing > *left);
                 let who = writer.unwrap_or_default();
                 let capped = over(one)
-                    .map(|(cap, _)| (cap, self.write.series_by_writer.get(who).map_or(1, |b| b.wait_s(created + missing, cap)), format!("token {who:?} has created its {cap} new series for this minute ([store] max_new_series_per_minute_per_token)")))
-                    .or_else(|| over(all).map(|(cap, _)| (cap, self.write.series_all.map_or(1, |b| b.wait_s(created + missing, cap)), format!("the store has created its {cap} new series for this minute, all tokens together ([store] max_new_series_per_minute)"))));
+                    .map(|(cap, _)| {
+                        (
+                            cap,
+                            self.write.series_by_writer.get(who).map_or(1, |b| b.wait_s(created + missing, cap)),
+                            format!("token {who:?} has created its {cap} new series for this minute ([store] max_new_series_per_minute_per_token)"),
+                        )
+                    })
+                    .or_else(|| {
+                        over(all).map(|(cap, _)| {
+                            (
+                                cap,
+                                self.write.series_all.map_or(1, |b| b.wait_s(created + missing, cap)),
+                                format!("the store has created its {cap} new series for this minute, all tokens together ([store] max_new_series_per_minute)"),
+                            )
+                        })
+                    });
                 if let Some((_, wait, why)) = capped {
                     refused.push(Refusal {
                         line: line.number(),
-                        reason: format!("{} would be {missing} new series, but {why}; retry in {wait} s. Existing series are not limited: check the line's tags for a typo or a value that changes with every line", line_series(&line)),
+                        reason: format!(
+                            "{} would be {missing} new series, but {why}; retry in {wait} s. Existing series are not limited: check the line's tags for a typo or a value that changes with every line",
+                            line_series(&line)
+                        ),
                         retry_after_s: Some(wait),
                     });
                     continue;

@@ -338,7 +338,11 @@ impl EuConfig {
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let removed: [(&'static str, &str, bool); 3] = [
             ("eu.contact", "Annex I 1(b) asks for the owner's and the operator's contact details: set eu.owner_contact and eu.operator_contact", self.contact.is_some()),
-            ("eu.power_redundancy", "Annex I 2(a) asks for the electrical redundancy per level: set eu.redundancy_power_hv, eu.redundancy_power_lv and eu.redundancy_power_rack", self.power_redundancy.is_some()),
+            (
+                "eu.power_redundancy",
+                "Annex I 2(a) asks for the electrical redundancy per level: set eu.redundancy_power_hv, eu.redundancy_power_lv and eu.redundancy_power_rack",
+                self.power_redundancy.is_some(),
+            ),
             ("eu.cooling_redundancy", "Annex I 2(b) asks for the cooling redundancy per level: set eu.redundancy_cooling_room and eu.redundancy_cooling_rack", self.cooling_redundancy.is_some()),
         ];
         if let Some((key, why, _)) = removed.into_iter().find(|r| r.2) {
@@ -366,7 +370,10 @@ impl EuConfig {
                 return Err(("eu.meters", format!("{meter}.last_calibration = {c:?}: expected a date YYYY-MM-DD")));
             }
         }
-        for (old, new, v) in [("eu.bandwidth_incoming_gbps", "eu.bandwidth_incoming_gb_per_s", self.bandwidth_incoming_gbps), ("eu.bandwidth_outgoing_gbps", "eu.bandwidth_outgoing_gb_per_s", self.bandwidth_outgoing_gbps)] {
+        for (old, new, v) in [
+            ("eu.bandwidth_incoming_gbps", "eu.bandwidth_incoming_gb_per_s", self.bandwidth_incoming_gbps),
+            ("eu.bandwidth_outgoing_gbps", "eu.bandwidth_outgoing_gb_per_s", self.bandwidth_outgoing_gbps),
+        ] {
             if let Some(x) = v {
                 return Err((old, format!("no longer accepted: Annex II 3 of Regulation (EU) 2024/1364 asks for gigabytes per second, not gigabits; divide by 8 and set {new} = {}", x / 8.0)));
             }

@@ -9,9 +9,9 @@ use crate::report::csv_field;
 use std::fmt::Write as _;
 
 use kilowatch_model::TimeRange;
+use kilowatch_model::Timestamp;
 use kilowatch_model::energy::hour_bounds;
 use kilowatch_model::metric::{WATER, role};
-use kilowatch_model::Timestamp;
 use kilowatch_store::rollup::EnergyKind;
 use kilowatch_store::{Store, StoreError};
 use serde::Serialize;

@@ -320,7 +320,17 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
         pdit.source = format!("{} ({})", pdit.source, eu.pdit_basis.map(|b| format!("{} power", b.as_str())).unwrap_or_else(|| "installed or rated: eu.pdit_basis not declared".into()));
     }
     let edc_bg = if !inv.meters.iter().any(role_is(&["generator"])) && eu.backup_generator_kw == Some(0.0) {
-        Item { code: "EDC-BG", name: "Energy consumption of the back-up generators", unit: "kWh", value: Some(0.0.into()), status: Status::Declared, source: format!("no back-up generator: {}", eu.source_of("backup_generator_kw")), meters: Vec::new(), coverage_pct: None, estimate: None }
+        Item {
+            code: "EDC-BG",
+            name: "Energy consumption of the back-up generators",
+            unit: "kWh",
+            value: Some(0.0.into()),
+            status: Status::Declared,
+            source: format!("no back-up generator: {}", eu.source_of("backup_generator_kw")),
+            meters: Vec::new(),
+            coverage_pct: None,
+            estimate: None,
+        }
     } else {
         let gens = of(inv, role_is(&["generator"]));
         // A generator meter without a reading in the period says nothing: missing, not a
@@ -344,7 +354,8 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
     let metered_res_kwh: f64 = inv.meters.iter().filter(|m| role_is(&["renewable"])(m)).map(|m| m.total).sum();
     let eres_os = match (metered_res, eu.eres_os_kwh) {
         (true, d) => {
-            let mut i = metered("ERES-OS", "Renewable energy from on-site generation", "kWh", Some(metered_res_kwh + d.unwrap_or(0.0)), of(inv, role_is(&["renewable"])), "meters with role=renewable", "");
+            let mut i =
+                metered("ERES-OS", "Renewable energy from on-site generation", "kWh", Some(metered_res_kwh + d.unwrap_or(0.0)), of(inv, role_is(&["renewable"])), "meters with role=renewable", "");
             if d.is_some() {
                 i.source = format!("{} plus {}", i.source, eu.source_of("eres_os_kwh"));
             }
@@ -396,7 +407,15 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
         declared_num("SDC", "Total floor area of the data centre", "m²", eu.sdc_m2, "sdc_m2", eu),
         declared_num("SCR", "Computer room floor area", "m²", eu.scr_m2, "scr_m2", eu),
         with_fill(
-            metered("EDC", "Total energy consumption", "kWh", Some(k.facility_energy_kwh), of(inv, role_is(&["facility", "generator"])), "meters with role=facility (every grid supply) and role=generator", "no meter with role=facility or role=generator has data in the year"),
+            metered(
+                "EDC",
+                "Total energy consumption",
+                "kWh",
+                Some(k.facility_energy_kwh),
+                of(inv, role_is(&["facility", "generator"])),
+                "meters with role=facility (every grid supply) and role=generator",
+                "no meter with role=facility or role=generator has data in the year",
+            ),
             filled.edc.as_ref(),
         ),
         edc_bg,
@@ -409,11 +428,15 @@ fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled
                 "kWh",
                 k.pue_category.map(|_| k.it_energy_kwh),
                 of(inv, |m| m.measurement == "meter" && m.role == "it" && m.category == it_cat),
-                &format!("meters with role=it, category {} ({})", it_cat.unwrap_or(1), match it_cat {
-                    Some(1) => "UPS outputs, as the Regulation asks",
-                    Some(2) => "PDU outputs",
-                    _ => "IT equipment inputs",
-                }),
+                &format!(
+                    "meters with role=it, category {} ({})",
+                    it_cat.unwrap_or(1),
+                    match it_cat {
+                        Some(1) => "UPS outputs, as the Regulation asks",
+                        Some(2) => "PDU outputs",
+                        _ => "IT equipment inputs",
+                    }
+                ),
                 "no meter with role=it has data in the year",
             ),
             filled.eit.as_ref(),
@@ -480,7 +503,17 @@ fn kpi_item(code: &'static str, name: &'static str, unit: &'static str, num: &It
     } else {
         Status::Metered
     };
-    Item { code, name, unit, value: Some(value.into()), status, source: format!("{formula} of the filed figures, over the year"), meters: Vec::new(), coverage_pct: inputs.iter().filter_map(|i| i.coverage_pct).reduce(f64::min), estimate: None }
+    Item {
+        code,
+        name,
+        unit,
+        value: Some(value.into()),
+        status,
+        source: format!("{formula} of the filed figures, over the year"),
+        meters: Vec::new(),
+        coverage_pct: inputs.iter().filter_map(|i| i.coverage_pct).reduce(f64::min),
+        estimate: None,
+    }
 }
 
 fn annex_iii(ii: &Items) -> Items {
@@ -506,7 +539,9 @@ fn outside_annexes(eu: &EuConfig) -> Items {
 fn notes(k: &Kpi, filled: &fill::Fill, iii: &Items) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(v) = iii.get("REF").and_then(Item::number).filter(|v| *v > 1.0) {
-        out.push(format!("REF {v} exceeds 1: the renewable energy declared and metered (ERES-TOT) exceeds EDC. Annex III (d) files the ratio uncapped; capped at 1 (as the KPI API shows it) it would read 1."));
+        out.push(format!(
+            "REF {v} exceeds 1: the renewable energy declared and metered (ERES-TOT) exceeds EDC. Annex III (d) files the ratio uncapped; capped at 1 (as the KPI API shows it) it would read 1."
+        ));
     }
     if filled.edc.is_some() || filled.eit.is_some() {
         let common = match (&k.pue_span, k.pue) {
@@ -693,7 +728,16 @@ pub fn csv(f: &Filing) -> String {
         }
     }
     for (n, c) in f.thresholds.checks.iter().enumerate() {
-        let _ = writeln!(s, "threshold,T{},{},{},{},{},{},,", n + 1, csv_field(&c.name), c.figure.map(|x| x.to_string()).unwrap_or_default(), csv_field(&c.limit), c.status, csv_field(&format!("{} ({})", c.reason, c.source)));
+        let _ = writeln!(
+            s,
+            "threshold,T{},{},{},{},{},{},,",
+            n + 1,
+            csv_field(&c.name),
+            c.figure.map(|x| x.to_string()).unwrap_or_default(),
+            csv_field(&c.limit),
+            c.status,
+            csv_field(&format!("{} ({})", c.reason, c.source))
+        );
     }
     s
 }

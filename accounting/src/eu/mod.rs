@@ -19,10 +19,10 @@ use chrono_tz::Tz;
 use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
-use crate::settings::Settings;
 use crate::kpi;
 use crate::ledger::read_f64;
 use crate::periods::{self, PeriodError};
+use crate::settings::Settings;
 use kilowatch_store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -108,11 +108,7 @@ fn rule(name: &str, kpi: Kpi, max: Option<f64>, min: Option<f64>, from: &str, ap
 /// An EnEfG §11(2) ERF share for the sites commissioned in `[entry_from, entry_before)`, binding
 /// two years after their entry into operation.
 fn erf_cohort(name: &str, min: f64, entry_from: &str, entry_before: Option<&str>) -> ThresholdRule {
-    ThresholdRule {
-        entry_from: Some(entry_from.into()),
-        entry_before: entry_before.map(str::to_owned),
-        ..rule(name, Kpi::Erf, None, Some(min), entry_from, Applies::All, Some(2))
-    }
+    ThresholdRule { entry_from: Some(entry_from.into()), entry_before: entry_before.map(str::to_owned), ..rule(name, Kpi::Erf, None, Some(min), entry_from, Applies::All, Some(2)) }
 }
 
 /// The rules of a preset; None for an unknown name.
@@ -197,7 +193,15 @@ fn judge(r: &ThresholdRule, year: i32, entry: Option<NaiveDate>, fig: Option<f64
         (_, Some(m)) => format!("≥ {m}"),
         _ => String::new(),
     };
-    let out = |status: &'static str, reason: String| Check { name: r.name.clone(), kpi: r.kpi.code(), limit: limit.clone(), figure: fig, status, reason, source: r.source.clone().unwrap_or_else(|| "custom threshold ([[eu.threshold]])".into()) };
+    let out = |status: &'static str, reason: String| Check {
+        name: r.name.clone(),
+        kpi: r.kpi.code(),
+        limit: limit.clone(),
+        figure: fig,
+        status,
+        reason,
+        source: r.source.clone().unwrap_or_else(|| "custom threshold ([[eu.threshold]])".into()),
+    };
     let year_end = NaiveDate::from_ymd_opt(year, 12, 31);
     let year_start = NaiveDate::from_ymd_opt(year, 1, 1);
     let (Some(from), Some(year_end), Some(year_start)) = (date(&r.from), year_end, year_start) else { return out("missing", "the rule's dates do not parse".into()) };
@@ -290,7 +294,19 @@ mod tests {
         let mut c = EuConfig { thresholds: Some("fr-xyz".into()), ..EuConfig::default() };
         assert_eq!(check_config(&c).err().map(|e| e.0), Some("eu.thresholds"));
         c.thresholds = None;
-        c.custom_thresholds = vec![ThresholdRule { name: "x".into(), kpi: Kpi::Pue, max: Some(1.3), min: Some(1.0), from: "2025-01-01".into(), applies_to: Applies::All, cutoff: None, after_entry_years: None, entry_from: None, entry_before: None, source: None }];
+        c.custom_thresholds = vec![ThresholdRule {
+            name: "x".into(),
+            kpi: Kpi::Pue,
+            max: Some(1.3),
+            min: Some(1.0),
+            from: "2025-01-01".into(),
+            applies_to: Applies::All,
+            cutoff: None,
+            after_entry_years: None,
+            entry_from: None,
+            entry_before: None,
+            source: None,
+        }];
         assert_eq!(check_config(&c).err().map(|e| e.0), Some("eu.threshold"));
     }
 }

@@ -102,7 +102,13 @@ pub fn build(store: &Store, tz: Tz, r: TimeRange) -> Result<Climate, super::Repo
     let ndays = starts.len() - 1;
     let mut days: Vec<ClimateDay> = starts[..ndays]
         .iter()
-        .map(|t| ClimateDay { date: Timestamp(*t).to_datetime().with_timezone(&tz).format("%Y-%m-%d").to_string(), outside_temp_mean_c: None, wet_bulb_mean_c: None, mode_hours: BTreeMap::new(), hours_outside_ashrae: 0.0 })
+        .map(|t| ClimateDay {
+            date: Timestamp(*t).to_datetime().with_timezone(&tz).format("%Y-%m-%d").to_string(),
+            outside_temp_mean_c: None,
+            wet_bulb_mean_c: None,
+            mode_hours: BTreeMap::new(),
+            hours_outside_ashrae: 0.0,
+        })
         .collect();
     let modes = by_unit(store, "mode")?;
     let supply_t = by_unit(store, "supply_temp_c")?;

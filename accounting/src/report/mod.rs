@@ -18,13 +18,13 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::attribution::{self, JobEnergy, Rollup};
-use crate::settings::Settings;
-use kilowatch_store::jobs::{JobError, JobStore};
-use crate::kpi::{self, Kpi};
-use crate::periods::{self, PeriodError};
-use kilowatch_store::{Store, StoreError};
 use crate::eu;
 use crate::gpu_efficiency::{self, GpuEfficiency};
+use crate::kpi::{self, Kpi};
+use crate::periods::{self, PeriodError};
+use crate::settings::Settings;
+use kilowatch_store::jobs::{JobError, JobStore};
+use kilowatch_store::{Store, StoreError};
 
 pub use climate::{AshraeUnit, Climate};
 

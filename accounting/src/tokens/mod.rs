@@ -260,7 +260,9 @@ pub struct ModelsAnswer {
 
 fn method(w: PromptWeights) -> String {
     let PromptWeights { weight, range: [lo, hi] } = w;
-    format!("GPU energy from NVML counters of the GPUs each server ran on (its processes on NVML), attributed with the jobs ledger (a server's IT energy includes its node's non-GPU share per GPU); each hour's energy split among a server's models and tenants by generated + {weight} x computed prompt tokens (prefix-cache hits and transferred KV excluded; each row also shown at weights {lo} and {hi}); prefill/decode-disaggregated deployments count each request and prompt once (decode side), a prefill server's energy divided by the prompts it computed; facility energy, water and CO2 at each hour's PUE, WUE and carbon factor; the per-prompt/per-generated split weighs a prompt token {weight} of a generated one.")
+    format!(
+        "GPU energy from NVML counters of the GPUs each server ran on (its processes on NVML), attributed with the jobs ledger (a server's IT energy includes its node's non-GPU share per GPU); each hour's energy split among a server's models and tenants by generated + {weight} x computed prompt tokens (prefix-cache hits and transferred KV excluded; each row also shown at weights {lo} and {hi}); prefill/decode-disaggregated deployments count each request and prompt once (decode side), a prefill server's energy divided by the prompts it computed; facility energy, water and CO2 at each hour's PUE, WUE and carbon factor; the per-prompt/per-generated split weighs a prompt token {weight} of a generated one."
+    )
 }
 
 fn div(a: f64, b: f64) -> Option<f64> {
@@ -297,7 +299,9 @@ pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocat
     // not figures: they are null with the reason, never 0.
     let facility_known = att.pue.is_some();
     if !facility_known {
-        out.facility_unavailable = Some("no valid PUE over the window (no meter with role=facility, or E_DC below E_IT): facility energy and CO2 are unknown; GPU and IT energy (and water, which follows IT energy) stand".into());
+        out.facility_unavailable = Some(
+            "no valid PUE over the window (no meter with role=facility, or E_DC below E_IT): facility energy and CO2 are unknown; GPU and IT energy (and water, which follows IT energy) stand".into(),
+        );
     }
     let servers = serving_allocations(store, r.from.0, r.to.0)?;
     out.models = serving_footprints(att, allocs, &servers, &rows, &bounds, facility_known, weights.weight);
@@ -389,13 +393,8 @@ fn nested_hours(server: &[Allocation], allocs: &[Allocation], att: &Attribution,
 
 /// Whether another allocation held one of `a`'s GPUs at the same time.
 fn shares_gpus(a: &Allocation, all: &[Allocation]) -> bool {
-    all.iter().any(|o| {
-        !(o.job == a.job && o.start == a.start)
-            && o.node == a.node
-            && o.gpus.iter().any(|g| a.gpus.contains(g))
-            && o.start < a.end.unwrap_or(i64::MAX)
-            && a.start < o.end.unwrap_or(i64::MAX)
-    })
+    all.iter()
+        .any(|o| !(o.job == a.job && o.start == a.start) && o.node == a.node && o.gpus.iter().any(|g| a.gpus.contains(g)) && o.start < a.end.unwrap_or(i64::MAX) && a.start < o.end.unwrap_or(i64::MAX))
 }
 
 /// `w` is the prompt token weight dividing each server's energy among its rows.
@@ -417,11 +416,8 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
         // A server nested in a job (not an allocation of its own) takes the job's energy on its
         // GPUs; one on its own GPUs, its own allocation's.
         let nested: Vec<Allocation> = servers.iter().filter(|a| a.job == job && !enclosing(a, allocs).is_empty()).cloned().collect();
-        let (hours, parents) = if nested.is_empty() {
-            (jobs.get(job.as_str()).map(|j| job_hours(j, att, n)).unwrap_or_else(|| vec![(0.0, 0.0); n]), Vec::new())
-        } else {
-            nested_hours(&nested, allocs, att, bounds)
-        };
+        let (hours, parents) =
+            if nested.is_empty() { (jobs.get(job.as_str()).map(|j| job_hours(j, att, n)).unwrap_or_else(|| vec![(0.0, 0.0); n]), Vec::new()) } else { nested_hours(&nested, allocs, att, bounds) };
         let server_allocs: Vec<&Allocation> = allocs.iter().filter(|a| a.job == job).chain(nested.iter()).collect();
         let shared = server_allocs.iter().any(|a| a.source == INFERENCE_SOURCE && enclosing(a, allocs).is_empty() && shares_gpus(a, allocs));
         for k in keys {
@@ -508,7 +504,8 @@ fn serving_footprints(att: &Attribution, allocs: &[Allocation], servers: &[Alloc
         m.ttft_mean_s = div(s, c);
         m.per_token = per_token(m, w);
         if prefill_only.get(&(m.model.clone(), m.tenant.clone())).copied().unwrap_or(false) {
-            m.low_confidence_reasons.push("only prefill servers (role = \"prefill\") reported it: its requests, prompts and generated tokens are counted on the decode servers, which were not scraped".into());
+            m.low_confidence_reasons
+                .push("only prefill servers (role = \"prefill\") reported it: its requests, prompts and generated tokens are counted on the decode servers, which were not scraped".into());
         }
         if m.generation_tokens < MIN_TOKENS {
             m.low_confidence_reasons.push(format!("only {:.0} generated tokens in the window (fewer than {MIN_TOKENS:.0})", m.generation_tokens));

@@ -50,12 +50,7 @@ pub struct RowTokens {
 }
 
 fn row_key(m: &kilowatch_store::SeriesMeta) -> Option<RowKey> {
-    Some(RowKey {
-        node: m.tag("node")?.to_owned(),
-        server: m.tag("server")?.to_owned(),
-        model: m.tag("model").unwrap_or("unknown").to_owned(),
-        tenant: m.tag("tenant").unwrap_or("").to_owned(),
-    })
+    Some(RowKey { node: m.tag("node")?.to_owned(), server: m.tag("server")?.to_owned(), model: m.tag("model").unwrap_or("unknown").to_owned(), tenant: m.tag("tenant").unwrap_or("").to_owned() })
 }
 
 /// Every row's counters over `bounds` (hour steps), counters increased with resets resolved
@@ -173,9 +168,7 @@ mod tests {
         let pts: Vec<Point> = [0, 60, 120, 3000, 3060]
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                Point::new(INFERENCE, Timestamp(t * s)).tag("node", "n1").tag("server", "a").tag("model", "m").field("generation_tokens", 1.0).field("gpus", if i < 3 { "0,1" } else { "2" })
-            })
+            .map(|(i, t)| Point::new(INFERENCE, Timestamp(t * s)).tag("node", "n1").tag("server", "a").tag("model", "m").field("generation_tokens", 1.0).field("gpus", if i < 3 { "0,1" } else { "2" }))
             .collect();
         store.write(&pts).expect("write");
         let a = serving_allocations(&store, 0, 4000 * s).expect("read");

@@ -213,16 +213,7 @@ pub fn print_usage(lives: &[Usage]) {
     println!("\n{:<44} {:>8} {:>8} {:>8} {:>13} {:>12} {:>12}", "aggregator process", "wall s", "CPU s", "cores", "peak RSS MB", "checkpoints", "maint. passes");
     let n = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     for u in lives {
-        println!(
-            "{:<44} {:>8.1} {:>8.1} {:>8.2} {:>13.0} {:>12} {:>12}",
-            u.label,
-            u.wall_s,
-            u.cpu_s,
-            u.cpu_s / u.wall_s.max(1e-9),
-            u.hwm_mb,
-            n(u.checkpoints),
-            n(u.maintenance)
-        );
+        println!("{:<44} {:>8.1} {:>8.1} {:>8.2} {:>13.0} {:>12} {:>12}", u.label, u.wall_s, u.cpu_s, u.cpu_s / u.wall_s.max(1e-9), u.hwm_mb, n(u.checkpoints), n(u.maintenance));
     }
 }
 

@@ -67,7 +67,11 @@ impl CatchUp {
         }
         if self.started.elapsed() >= self.max {
             self.released = true;
-            tracing::warn!(lag_s, held_s = self.started.elapsed().as_secs(), "alerts evaluated again although the data is still behind the clock: alerts.catch_up_max_s reached (collectors silent, or spools slow to replay)");
+            tracing::warn!(
+                lag_s,
+                held_s = self.started.elapsed().as_secs(),
+                "alerts evaluated again although the data is still behind the clock: alerts.catch_up_max_s reached (collectors silent, or spools slow to replay)"
+            );
             return false;
         }
         if !self.announced {

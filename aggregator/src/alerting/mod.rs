@@ -15,11 +15,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use kilowatch_alerts::config::Routing;
 use kilowatch_alerts::deliver::Deliverer;
 use kilowatch_alerts::dispatch::{DispatchState, Silence};
 use kilowatch_alerts::engine::{EngineState, Sample};
 use kilowatch_alerts::rule::{Matcher, Rule};
-use kilowatch_alerts::config::Routing;
 use kilowatch_alerts::{AlertsConfig, Clock, Outbox, OutboxError, Pipeline};
 use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::time::NANOS_PER_SEC;
@@ -258,7 +258,13 @@ pub async fn step(store: &Arc<Store>, pipeline: &mut Pipeline, deliverer: &Deliv
 
 /// The background task: evaluate every `eval_interval_s`, deliver (retries included) every
 /// second, until shutdown.
-pub fn spawn(store: Arc<Store>, cfg: AlertsConfig, clock: Arc<dyn Clock>, metrics: Arc<crate::metrics::Metrics>, shutdown: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>, AlertingError> {
+pub fn spawn(
+    store: Arc<Store>,
+    cfg: AlertsConfig,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, AlertingError> {
     let (pipeline, deliverer) = open_pipeline(&store, &cfg, clock)?;
     let every = Duration::from_secs(cfg.eval_interval_s.max(1));
     let catch_up = CatchUp::new(every, Duration::from_secs(cfg.catch_up_max_s)).with_gauge(metrics.alerts_catching_up.clone());
@@ -414,10 +420,7 @@ async fn list_rules(State(st): State<AppState>, Query(q): Query<AlertQuery>, hea
         Err(e) => return internal(e),
     };
     let es: EngineState = ob.load("engine").ok().flatten().unwrap_or_default();
-    let out: Vec<_> = rules
-        .iter()
-        .map(|r| json!({ "rule": r, "status": es.rules.get(&format!("{}/{}/{}", r.name, r.severity, r.metric)) }))
-        .collect();
+    let out: Vec<_> = rules.iter().map(|r| json!({ "rule": r, "status": es.rules.get(&format!("{}/{}/{}", r.name, r.severity, r.metric)) })).collect();
     times_answer(json!({ "rules": out }))
 }
 
@@ -508,12 +511,8 @@ mod tests {
             kilowatch_model::Point::new("gpu_event", Timestamp(now.0 - secs_ago * NANOS_PER_SEC)).tag("node", node).tag("gpu", "3").field("kind", "xid").field("xid", 79i64)
         };
         store.write(&[xid("dgx-001", 60), xid("dgx-002", 3600)]).expect("write");
-        let got: BTreeMap<String, f64> = live_samples(&store, &[], now)
-            .expect("samples")
-            .into_iter()
-            .filter(|s| s.metric == "derived.gpu_xid_recent")
-            .filter_map(|s| Some((s.labels.get("node")?.clone(), s.value)))
-            .collect();
+        let got: BTreeMap<String, f64> =
+            live_samples(&store, &[], now).expect("samples").into_iter().filter(|s| s.metric == "derived.gpu_xid_recent").filter_map(|s| Some((s.labels.get("node")?.clone(), s.value))).collect();
         assert_eq!(got.get("dgx-001"), Some(&79.0));
         assert_eq!(got.get("dgx-002"), Some(&0.0));
     }

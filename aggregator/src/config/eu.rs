@@ -32,7 +32,8 @@ mod tests {
         }
         let e = Config::parse("[eu]\npdit_kwh = 1\n", Path::new("k.toml")).err().map(|e| e.to_string()).expect("unknown key refused");
         assert!(e.contains("pdit_kwh"), "{e}");
-        let ok = Config::parse("[eu]\ntype = \"co-hosting\"\npdit_basis = \"rated\"\nrefrigerants = []\nthresholds = \"de-enefg\"\n[eu.sources]\npdit_kw = \"design file\"\n", Path::new("k.toml")).expect("valid");
+        let ok = Config::parse("[eu]\ntype = \"co-hosting\"\npdit_basis = \"rated\"\nrefrigerants = []\nthresholds = \"de-enefg\"\n[eu.sources]\npdit_kw = \"design file\"\n", Path::new("k.toml"))
+            .expect("valid");
         assert_eq!(ok.eu.refrigerants.as_deref(), Some(&[][..]));
     }
 }

@@ -7,9 +7,9 @@ use std::str::FromStr;
 use kilowatch_collector::config::{from_toml, within, within_u64};
 use serde::Deserialize;
 
-pub use kilowatch_accounting::settings::{AccountingConfig, CarbonConfig};
 pub use eu::EuConfig;
 pub use fleet::{FleetConfig, FleetSite};
+pub use kilowatch_accounting::settings::{AccountingConfig, CarbonConfig};
 pub use kubernetes::KubernetesConfig;
 pub use prometheus::PrometheusConfig;
 pub use store::StoreConfig;
@@ -106,7 +106,10 @@ impl Config {
         }
         let weight = |v: f64| (0.0..=1.0).contains(&v);
         if !weight(self.accounting.prompt_token_weight) {
-            return Err(ConfigError::Invalid { key: "accounting.prompt_token_weight", message: "must be a number between 0 and 1 (a computed prompt token's energy relative to a generated one's)".into() });
+            return Err(ConfigError::Invalid {
+                key: "accounting.prompt_token_weight",
+                message: "must be a number between 0 and 1 (a computed prompt token's energy relative to a generated one's)".into(),
+            });
         }
         let [lo, hi] = self.accounting.prompt_weight_range;
         if !(weight(lo) && weight(hi) && lo < hi) {
@@ -339,10 +342,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         chrono_tz::Tz::from_str(&self.site.timezone)
             .map_err(|_| ConfigError::Invalid { key: "site.timezone", message: format!("unknown time zone {:?} (use an IANA name such as Europe/Paris)", self.site.timezone) })?;
-        self.server
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| ConfigError::Invalid { key: "server.listen", message: format!("{:?}: {e}", self.server.listen) })?;
+        self.server.listen.parse::<std::net::SocketAddr>().map_err(|e| ConfigError::Invalid { key: "server.listen", message: format!("{:?}: {e}", self.server.listen) })?;
         self.validate_numbers().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.validate_accounting()?;
         eu::validate(&self.eu)?;

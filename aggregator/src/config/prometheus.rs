@@ -194,7 +194,9 @@ mod tests {
 
     #[test]
     fn operator_rules_come_first_and_are_checked() {
-        let c = parse("[[map]]\nmetric = \"pm_kwh_total\"\nmatch = { meter = \"grid-*\" }\nmeasurement = \"meter\"\nfield = \"energy_kwh\"\ntags = { meter = \"meter\" }\nset = { role = \"facility\" }\n").expect("valid");
+        let c =
+            parse("[[map]]\nmetric = \"pm_kwh_total\"\nmatch = { meter = \"grid-*\" }\nmeasurement = \"meter\"\nfield = \"energy_kwh\"\ntags = { meter = \"meter\" }\nset = { role = \"facility\" }\n")
+                .expect("valid");
         assert_eq!(c.rules()[0].metric, "pm_kwh_total");
         assert_eq!(c.rules().len(), 1 + default_rules().len());
         let e = parse("[[map]]\nmetric = \"x\"\nmeasurement = \"meter\"\nfield = \"kwh\"\n").expect_err("unknown field");

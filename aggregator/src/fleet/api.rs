@@ -98,7 +98,10 @@ async fn kpi(State(st): State<AppState>, fleet: F, Query(q): Query<WindowParams>
         return r;
     }
     match window(&fleet, &q) {
-        Ok((from, to, label)) => Json(merged(json!({ "from": Timestamp(from).to_rfc3339(), "to": Timestamp(to).to_rfc3339(), "window": label, "timezone": fleet.config.timezone }), kpi_over(&fleet, from, to))).into_response(),
+        Ok((from, to, label)) => {
+            Json(merged(json!({ "from": Timestamp(from).to_rfc3339(), "to": Timestamp(to).to_rfc3339(), "window": label, "timezone": fleet.config.timezone }), kpi_over(&fleet, from, to)))
+                .into_response()
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid", e),
     }
 }
@@ -236,13 +239,16 @@ async fn eu(State(st): State<AppState>, fleet: F, Query(q): Query<WindowParams>,
             let s = &f.sites[i];
             let filing = f.get_json::<Value>(s, &path).await.map_err(|e| e.to_string());
             let link = format!("{}{path}", s.cfg.url.trim_end_matches('/'));
-            (i, match filing {
-                Ok(v) => json!({ "name": s.cfg.name, "timezone": s.cfg.timezone, "link": link, "filing": v }),
-                Err(e) => {
-                    tracing::warn!(site = %s.cfg.name, error = %e, "fleet: a site's EU filing could not be read");
-                    json!({ "name": s.cfg.name, "timezone": s.cfg.timezone, "link": link, "filing": null, "error": e })
-                }
-            })
+            (
+                i,
+                match filing {
+                    Ok(v) => json!({ "name": s.cfg.name, "timezone": s.cfg.timezone, "link": link, "filing": v }),
+                    Err(e) => {
+                        tracing::warn!(site = %s.cfg.name, error = %e, "fleet: a site's EU filing could not be read");
+                        json!({ "name": s.cfg.name, "timezone": s.cfg.timezone, "link": link, "filing": null, "error": e })
+                    }
+                },
+            )
         });
     }
     let mut sites: Vec<(usize, Value)> = Vec::new();

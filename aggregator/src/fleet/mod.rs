@@ -122,10 +122,7 @@ impl Fleet {
     /// Reads every site's token; a missing token file stops startup naming its key.
     pub fn new(config: FleetConfig, metrics: Arc<Metrics>) -> Result<Fleet, ConfigError> {
         let sites = config.sites.iter().map(|s| Ok(Site { cfg: s.clone(), token: s.read_token()?, cache: Mutex::default() })).collect::<Result<Vec<_>, ConfigError>>()?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_s))
-            .build()
-            .map_err(|e| ConfigError::Invalid { key: "fleet", message: format!("HTTP client: {e}") })?;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(config.timeout_s)).build().map_err(|e| ConfigError::Invalid { key: "fleet", message: format!("HTTP client: {e}") })?;
         Ok(Fleet { config, sites, client, metrics })
     }
 

@@ -159,18 +159,21 @@ fn store_batch(store: &Store, sink: Option<&InfluxSink>, batch: &Batch, writer: 
 
 /// The series key of line `line` (from 1) of the batch, cut short.
 fn describe_line(batch: &Batch, line: usize) -> String {
-    batch.lines.get(line.wrapping_sub(1)).map_or_else(|| format!("line {line}"), |l| {
-        let mut s = l.key.text().to_owned();
-        if s.len() > 200 {
-            let mut cut = 200;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
+    batch.lines.get(line.wrapping_sub(1)).map_or_else(
+        || format!("line {line}"),
+        |l| {
+            let mut s = l.key.text().to_owned();
+            if s.len() > 200 {
+                let mut cut = 200;
+                while !s.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                s.truncate(cut);
+                s.push('…');
             }
-            s.truncate(cut);
-            s.push('…');
-        }
-        s
-    })
+            s
+        },
+    )
 }
 
 /// `204`, or `429` + `Retry-After` when the store asks for a later retry, or `400` naming the

@@ -80,4 +80,3 @@ pub fn write_files(store: &Store, cfg: &Config, month: &str, formats: &[render::
     }
     Ok(out)
 }
-

@@ -43,7 +43,13 @@ pub async fn get_report(State(st): State<AppState>, Path(file): Path<String>, Qu
 /// A customer's statement. A tenant-scoped token gets only statements of owners its patterns
 /// cover (the owner itself or its projects, `owner/…`) and whose every job is its own; any
 /// other owner is 404, as an owner with no data would be, so names do not leak.
-pub async fn get_statement(State(st): State<AppState>, tenant: Option<axum::Extension<Tenant>>, Path((owner, file)): Path<(String, String)>, Query(q): Query<ReportParams>, headers: HeaderMap) -> Response {
+pub async fn get_statement(
+    State(st): State<AppState>,
+    tenant: Option<axum::Extension<Tenant>>,
+    Path((owner, file)): Path<(String, String)>,
+    Query(q): Query<ReportParams>,
+    headers: HeaderMap,
+) -> Response {
     if !st.auth.may_read(Auth::presented(&headers, q.token.as_deref())) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid read token is required: Authorization: Token <token>");
     }

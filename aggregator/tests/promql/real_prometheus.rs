@@ -81,7 +81,6 @@ pub async fn start_prometheus(dir: &std::path::Path, data: &[Series]) -> (Reaped
     panic!("prometheus did not become ready: {}", std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default());
 }
 
-
 /// Debian's Prometheus and a Kilowatch server in `dir`, both holding `data`; none where
 /// `prometheus` or `promtool` is not installed (outside CI).
 pub async fn both(dir: &std::path::Path, data: &[Series]) -> Option<(Reaped, String, Server)> {

@@ -154,9 +154,7 @@ impl DeviceState {
                 .map_err(|e| ModbusError::Resolve { device: dev(), host: self.cfg.host.clone(), port: self.cfg.port, message: e.to_string() })?
                 .next()
                 .ok_or_else(|| ModbusError::Resolve { device: dev(), host: self.cfg.host.clone(), port: self.cfg.port, message: "no address".into() })?;
-            let ctx = tokio_modbus::client::tcp::connect_slave(addr, Slave(self.cfg.unit))
-                .await
-                .map_err(|e| ModbusError::Io { device: dev(), message: format!("connect {addr}: {e}") })?;
+            let ctx = tokio_modbus::client::tcp::connect_slave(addr, Slave(self.cfg.unit)).await.map_err(|e| ModbusError::Io { device: dev(), message: format!("connect {addr}: {e}") })?;
             self.ctx = Some(ctx);
         }
         let mut out = Vec::with_capacity(self.batches.len());

@@ -58,9 +58,7 @@ pub enum PlantError {
 pub fn encode_points(map: &RegisterMap, points: &[Point], bank: &SharedBank) -> Result<(), PlantError> {
     let mut b = bank.write().map_err(|_| PlantError::Poisoned)?;
     for r in &map.registers {
-        let p = points
-            .iter()
-            .find(|p| p.measurement == r.measurement && r.tags.iter().all(|(k, v)| p.tag_value(k) == Some(v.as_str())) && p.get(&r.field).is_some());
+        let p = points.iter().find(|p| p.measurement == r.measurement && r.tags.iter().all(|(k, v)| p.tag_value(k) == Some(v.as_str())) && p.get(&r.field).is_some());
         let Some(v) = p.and_then(|p| p.get(&r.field)) else {
             return Err(PlantError::Missing { measurement: r.measurement.clone(), field: r.field.clone(), tags: format!("{:?}", r.tags) });
         };
@@ -134,13 +132,7 @@ pub async fn serve(listener: TcpListener, bank: SharedBank, stop: impl Future<Ou
 /// The simulated site reduced to its facility points (meters, water, cooling units), which is
 /// all the plant serves.
 pub fn plant_site(seed: u64, site: &str, start: Timestamp) -> Site {
-    Site::new(SimConfig {
-        seed,
-        site: site.into(),
-        emit: Emit { gpus: false, nodes: false, facility: true },
-        start,
-        ..SimConfig::default()
-    })
+    Site::new(SimConfig { seed, site: site.into(), emit: Emit { gpus: false, nodes: false, facility: true }, start, ..SimConfig::default() })
 }
 
 /// `kilowatch-collector sim-plant` arguments.

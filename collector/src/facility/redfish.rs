@@ -205,11 +205,8 @@ impl Bmc {
     /// Finds the chassis and which of its resources carries power.
     async fn discover(&mut self) -> Result<PowerPath, RedfishError> {
         let list = self.get("/redfish/v1/Chassis").await?;
-        let members: Vec<String> = list
-            .get("Members")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|m| m.get("@odata.id").and_then(Value::as_str).map(str::to_owned)).collect())
-            .unwrap_or_default();
+        let members: Vec<String> =
+            list.get("Members").and_then(Value::as_array).map(|a| a.iter().filter_map(|m| m.get("@odata.id").and_then(Value::as_str).map(str::to_owned)).collect()).unwrap_or_default();
         for m in members {
             let id = m.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
             if self.cfg.chassis.as_ref().is_some_and(|c| *c != id) {
@@ -358,8 +355,7 @@ impl Source for RedfishSource {
             return Err(SourceError::Failed { source_name: "redfish".into(), message: "runtime shut down".into() });
         };
         if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|s| s.spawn(|| rt.block_on(Self::poll_all(bmcs, now))).join())
-                .map_err(|_| SourceError::Failed { source_name: "redfish".into(), message: "poll thread panicked".into() })
+            std::thread::scope(|s| s.spawn(|| rt.block_on(Self::poll_all(bmcs, now))).join()).map_err(|_| SourceError::Failed { source_name: "redfish".into(), message: "poll thread panicked".into() })
         } else {
             Ok(rt.block_on(Self::poll_all(bmcs, now)))
         }

@@ -409,8 +409,7 @@ mod tests {
 
     #[test]
     fn mistyped_key_is_named() {
-        let e = RegisterMap::parse("[[register]]\naddress = 0\ntype = \"f32\"\nmeasurment = \"meter\"\nfield = \"x\"\n", Path::new("m.toml"))
-            .expect_err("typo");
+        let e = RegisterMap::parse("[[register]]\naddress = 0\ntype = \"f32\"\nmeasurment = \"meter\"\nfield = \"x\"\n", Path::new("m.toml")).expect_err("typo");
         assert!(e.to_string().contains("measurment"), "{e}");
     }
 }

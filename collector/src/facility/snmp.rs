@@ -178,8 +178,7 @@ impl DeviceState {
         }
         let addr = self.addr.ok_or_else(|| err("no address".into()))?;
         if self.session.is_none() {
-            let s = SyncSession::new_v2c(addr, self.cfg.community.as_bytes(), Some(Duration::from_millis(self.cfg.timeout_ms)), 0)
-                .map_err(|e| err(format!("{e:?}")))?;
+            let s = SyncSession::new_v2c(addr, self.cfg.community.as_bytes(), Some(Duration::from_millis(self.cfg.timeout_ms)), 0).map_err(|e| err(format!("{e:?}")))?;
             self.session = Some(s);
         }
         let oids: Vec<Oid<'static>> = self.arcs.iter().map(|a| Oid::from(a.as_slice()).map_err(|e| err(format!("{e:?}")))).collect::<Result<_, _>>()?;
@@ -247,10 +246,7 @@ impl SnmpSource {
             }
             oids.extend(d.oids.iter().cloned());
             bounds.extend(d.bounds.clone());
-            let arcs = oids
-                .iter()
-                .map(|o| parse_oid(&o.oid).map_err(|message| SnmpError::Config { what: format!("{}: oid {}", d.name, o.oid), message }))
-                .collect::<Result<Vec<_>, _>>()?;
+            let arcs = oids.iter().map(|o| parse_oid(&o.oid).map_err(|message| SnmpError::Config { what: format!("{}: oid {}", d.name, o.oid), message })).collect::<Result<Vec<_>, _>>()?;
             let mut base = site_tags.clone();
             base.extend(d.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
             out.push(DeviceState {

@@ -67,16 +67,8 @@ pub type Bounds = BTreeMap<String, Bound>;
 /// Default plausibility bounds per unit: (unit, min, max). Wide enough for any single meter of
 /// a large site (100 MW, 10 TWh), narrow enough to refuse a register that reads all ones
 /// (4.29 GW from a 32-bit watt register). Temperatures: −50…80 °C, wider than any ASHRAE class.
-pub const DEFAULT_BOUNDS: &[(&str, f64, f64)] = &[
-    ("w", 0.0, 1e8),
-    ("kw", 0.0, 1e5),
-    ("kwh", 0.0, 1e10),
-    ("j", 0.0, 3.6e16),
-    ("mj", 0.0, 3.6e19),
-    ("m3", 0.0, 1e10),
-    ("c", -50.0, 80.0),
-    ("pct", 0.0, 100.0),
-];
+pub const DEFAULT_BOUNDS: &[(&str, f64, f64)] =
+    &[("w", 0.0, 1e8), ("kw", 0.0, 1e5), ("kwh", 0.0, 1e10), ("j", 0.0, 3.6e16), ("mj", 0.0, 3.6e19), ("m3", 0.0, 1e10), ("c", -50.0, 80.0), ("pct", 0.0, 100.0)];
 
 /// The unit of a field: what follows its last `_`.
 pub fn unit_of(field: &str) -> &str {
@@ -290,13 +282,7 @@ mod tests {
     fn out_of_range_is_dropped_and_counted() {
         let mut v = Validator::new("cu-01", Labels::new(), 0.0);
         let mut ev = Vec::new();
-        let pts = vec![
-            p("outside_rh_pct", 101.0, 0),
-            p("outside_temp_c", -60.0, 0),
-            p("fan_power_w", -1.0, 0),
-            p("supply_temp_c", 22.0, 0),
-            p("outside_temp_c", f64::NAN, 0),
-        ];
+        let pts = vec![p("outside_rh_pct", 101.0, 0), p("outside_temp_c", -60.0, 0), p("fan_power_w", -1.0, 0), p("supply_temp_c", 22.0, 0), p("outside_temp_c", f64::NAN, 0)];
         let kept = v.check(pts, &mut ev);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].get_f64("supply_temp_c"), Some(22.0));

@@ -132,11 +132,7 @@ const SGLANG: &[Rule] = &[
     r("sglang:time_to_first_token_seconds", Slot::Ttft(1.0), Part::Sum),
     r("sglang:cached_tokens_total", Slot::PromptCached, Part::Value),
 ];
-const TGI: &[Rule] = &[
-    r("tgi_request_input_length", Slot::Prompt, Part::Sum),
-    r("tgi_request_generated_tokens", Slot::Generation, Part::Sum),
-    r("tgi_request_success", Slot::Requests, Part::Value),
-];
+const TGI: &[Rule] = &[r("tgi_request_input_length", Slot::Prompt, Part::Sum), r("tgi_request_generated_tokens", Slot::Generation, Part::Sum), r("tgi_request_success", Slot::Requests, Part::Value)];
 const TRITON: &[Rule] = &[
     Rule { family: "nv_llm_input_token_len", slot: Slot::Prompt, part: Part::Sum, filter: Some(("response_metric_type", "total_input_tokens")) },
     Rule { family: "nv_llm_output_token_len", slot: Slot::Generation, part: Part::Sum, filter: Some(("response_metric_type", "total_output_tokens")) },
@@ -201,7 +197,14 @@ pub fn read_page_within(text: &str, engine: Engine, model: Option<&str>, tenant:
         let mut renamed: BTreeMap<ModelKey, ModelCounters> = BTreeMap::new();
         for ((_, tenant), c) in std::mem::take(&mut page.models) {
             let r = renamed.entry((name.to_owned(), tenant)).or_default();
-            for (dst, src) in [(&mut r.prompt_tokens, c.prompt_tokens), (&mut r.generation_tokens, c.generation_tokens), (&mut r.requests, c.requests), (&mut r.ttft_sum_s, c.ttft_sum_s), (&mut r.ttft_count, c.ttft_count), (&mut r.prompt_cached_tokens, c.prompt_cached_tokens)] {
+            for (dst, src) in [
+                (&mut r.prompt_tokens, c.prompt_tokens),
+                (&mut r.generation_tokens, c.generation_tokens),
+                (&mut r.requests, c.requests),
+                (&mut r.ttft_sum_s, c.ttft_sum_s),
+                (&mut r.ttft_count, c.ttft_count),
+                (&mut r.prompt_cached_tokens, c.prompt_cached_tokens),
+            ] {
                 if let Some(v) = src {
                     *dst = Some(dst.unwrap_or(0.0) + v);
                 }

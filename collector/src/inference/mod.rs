@@ -202,10 +202,7 @@ impl InferenceSource {
         let servers = cfgs
             .iter()
             .map(|c| {
-                let client = reqwest::Client::builder()
-                    .timeout(Duration::from_millis(c.timeout_ms))
-                    .build()
-                    .map_err(|e| InferenceError::Client { name: c.name.clone(), message: e.to_string() })?;
+                let client = reqwest::Client::builder().timeout(Duration::from_millis(c.timeout_ms)).build().map_err(|e| InferenceError::Client { name: c.name.clone(), message: e.to_string() })?;
                 Ok(Server { cfg: c.clone(), client, down: false, capped: false, tree: None })
             })
             .collect::<Result<Vec<_>, InferenceError>>()?;
@@ -321,7 +318,14 @@ impl InferenceSource {
             if let Some(role) = cfg.role.tag() {
                 p = p.tag("role", role);
             }
-            for (k, v) in [("prompt_tokens", c.prompt_tokens), ("generation_tokens", c.generation_tokens), ("requests", c.requests), ("ttft_sum_s", c.ttft_sum_s), ("ttft_count", c.ttft_count), ("prompt_cached_tokens", c.prompt_cached_tokens)] {
+            for (k, v) in [
+                ("prompt_tokens", c.prompt_tokens),
+                ("generation_tokens", c.generation_tokens),
+                ("requests", c.requests),
+                ("ttft_sum_s", c.ttft_sum_s),
+                ("ttft_count", c.ttft_count),
+                ("prompt_cached_tokens", c.prompt_cached_tokens),
+            ] {
                 if let Some(v) = v {
                     p = p.field(k, v);
                 }

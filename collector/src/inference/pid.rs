@@ -16,7 +16,8 @@ fn listening_inodes(proc_root: &Path, port: u16) -> BTreeSet<u64> {
             let cols: Vec<&str> = line.split_whitespace().collect();
             let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9)) else { continue };
             let p = local.rsplit(':').next().and_then(|h| u16::from_str_radix(h, 16).ok());
-            if *state == "0A" && p == Some(port)
+            if *state == "0A"
+                && p == Some(port)
                 && let Ok(i) = inode.parse::<u64>()
                 && i != 0
             {

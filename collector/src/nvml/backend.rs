@@ -230,9 +230,7 @@ fn init_error(path: &Path, e: WrapError) -> NvmlError {
     let path = path.to_owned();
     match e {
         WrapError::LibloadingError(le) => NvmlError::LibraryNotFound { path, detail: le.to_string() },
-        WrapError::FailedToLoadSymbol(s) => {
-            NvmlError::LibraryNotFound { path, detail: format!("it is not an NVML library (no {s})") }
-        }
+        WrapError::FailedToLoadSymbol(s) => NvmlError::LibraryNotFound { path, detail: format!("it is not an NVML library (no {s})") },
         WrapError::LibraryNotFound => NvmlError::LibraryNotFound { path, detail: "NVML could not find the driver's libraries".into() },
         WrapError::DriverNotLoaded => NvmlError::DriverNotLoaded { path },
         WrapError::NoPermission => NvmlError::NoPermission { path },
@@ -265,23 +263,9 @@ impl NvmlBackend {
         let count = nvml.device_count().map_err(|source| NvmlError::DeviceCount { path: opts.lib_path.clone(), source })?;
         let driver_version = nvml.sys_driver_version().ok();
         info!(lib = %opts.lib_path.display(), gpus = count, driver = driver_version.as_deref().unwrap_or("?"), "NVML ready");
-        let mut me = NvmlBackend {
-            nvml,
-            slots: Vec::with_capacity(count as usize),
-            jobs: JobResolver::new(opts.proc_root),
-            driver_version,
-            pending: Vec::new(),
-        };
+        let mut me = NvmlBackend { nvml, slots: Vec::with_capacity(count as usize), jobs: JobResolver::new(opts.proc_root), driver_version, pending: Vec::new() };
         for index in 0..count {
-            let mut slot = Slot {
-                statics: GpuStatic { index, ..GpuStatic::default() },
-                statics_read: false,
-                absent: 0,
-                events: None,
-                last_energy: None,
-                failures: 0,
-                skip: 0,
-            };
+            let mut slot = Slot { statics: GpuStatic { index, ..GpuStatic::default() }, statics_read: false, absent: 0, events: None, last_energy: None, failures: 0, skip: 0 };
             let res = nvml.device_by_index(index).and_then(|dev| open_gpu(nvml, &mut slot, &dev));
             if let Err(e) = res {
                 gpu_failed(&mut slot, e, &mut me.pending);
@@ -313,18 +297,14 @@ fn open_gpu(nvml: &'static Nvml, slot: &mut Slot, dev: &Device<'static>) -> Resu
         memory_total_bytes: slot.read(Field::Memory, || dev.memory_info().map(|m| m.total))?,
         slowdown_temp_c: slot.read(Field::Thresholds, || dev.temperature_threshold(TemperatureThreshold::Slowdown))?,
         shutdown_temp_c: slot.read(Field::Thresholds, || dev.temperature_threshold(TemperatureThreshold::Shutdown))?,
-        mig: slot
-            .read(Field::Mig, || dev.mig_mode())?
-            .map(|m| MigMode { current: m.current != 0, pending: m.pending != 0 }),
+        mig: slot.read(Field::Mig, || dev.mig_mode())?.map(|m| MigMode { current: m.current != 0, pending: m.pending != 0 }),
     };
     slot.statics = st;
     slot.statics_read = true;
     if slot.events.is_none() {
         let supported = slot.read(Field::Events, || dev.supported_event_types())?;
         if supported.is_some_and(|s| s.contains(EventTypes::CRITICAL_XID_ERROR)) {
-            let registered = nvml
-                .create_event_set()
-                .and_then(|set| dev.register_events(EventTypes::CRITICAL_XID_ERROR, set).map_err(|e| e.error));
+            let registered = nvml.create_event_set().and_then(|set| dev.register_events(EventTypes::CRITICAL_XID_ERROR, set).map_err(|e| e.error));
             match registered {
                 Ok(set) => slot.events = Some(set),
                 Err(e) => slot.failed(Field::Events, e)?,

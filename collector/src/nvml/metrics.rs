@@ -41,48 +41,18 @@ const SERIES: &[(&str, Type, &str, Getter)] = &[
     ("DCGM_FI_DEV_SLOWDOWN_TEMP", Type::Gauge, "Slowdown temperature for the device (in C).", |_, s| s.slowdown_temp_c.map(f64::from)),
     ("DCGM_FI_DEV_SHUTDOWN_TEMP", Type::Gauge, "Shutdown temperature for the device (in C).", |_, s| s.shutdown_temp_c.map(f64::from)),
     ("DCGM_FI_DEV_POWER_USAGE", Type::Gauge, "Power draw (in W).", |r, _| r.power_w),
-    (
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        Type::Counter,
-        "Total energy consumption since boot (in mJ).",
-        |r, _| r.energy_mj.map(|v| v as f64),
-    ),
+    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", Type::Counter, "Total energy consumption since boot (in mJ).", |r, _| r.energy_mj.map(|v| v as f64)),
     ("DCGM_FI_DEV_POWER_MGMT_LIMIT", Type::Gauge, "Current power limit for the device (in W).", |r, _| r.power_limit_w),
     ("DCGM_FI_DEV_GPU_UTIL", Type::Gauge, "GPU utilization (in %).", |r, _| r.util_pct.map(f64::from)),
     ("DCGM_FI_DEV_MEM_COPY_UTIL", Type::Gauge, "Memory utilization (in %).", |r, _| r.mem_util_pct.map(f64::from)),
-    (
-        "DCGM_FI_DEV_FB_FREE",
-        Type::Gauge,
-        "Framebuffer memory free (in MiB).",
-        |r, _| Some((r.mem_total_bytes?.saturating_sub(r.mem_used_bytes?) as f64 / MIB).floor()),
-    ),
+    ("DCGM_FI_DEV_FB_FREE", Type::Gauge, "Framebuffer memory free (in MiB).", |r, _| Some((r.mem_total_bytes?.saturating_sub(r.mem_used_bytes?) as f64 / MIB).floor())),
     ("DCGM_FI_DEV_FB_USED", Type::Gauge, "Framebuffer memory used (in MiB).", |r, _| r.mem_used_bytes.map(|b| (b as f64 / MIB).floor())),
     ("DCGM_FI_DEV_FB_TOTAL", Type::Gauge, "Framebuffer memory total (in MiB).", |r, _| r.mem_total_bytes.map(|b| (b as f64 / MIB).floor())),
-    (
-        "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
-        Type::Gauge,
-        "Current clock throttle reasons (NVML clock event reasons bitmask).",
-        |r, _| r.throttle_reasons.map(|v| v as f64),
-    ),
-    (
-        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
-        Type::Counter,
-        "Total number of single-bit volatile ECC errors.",
-        |r, _| r.ecc_corrected.map(|v| v as f64),
-    ),
-    (
-        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-        Type::Counter,
-        "Total number of double-bit volatile ECC errors.",
-        |r, _| r.ecc_uncorrected.map(|v| v as f64),
-    ),
+    ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", Type::Gauge, "Current clock throttle reasons (NVML clock event reasons bitmask).", |r, _| r.throttle_reasons.map(|v| v as f64)),
+    ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", Type::Counter, "Total number of single-bit volatile ECC errors.", |r, _| r.ecc_corrected.map(|v| v as f64)),
+    ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", Type::Counter, "Total number of double-bit volatile ECC errors.", |r, _| r.ecc_uncorrected.map(|v| v as f64)),
     ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", Type::Counter, "Total number of PCIe retries.", |r, _| r.pcie_replays.map(|v| v as f64)),
-    (
-        "DCGM_FI_DEV_MIG_MODE",
-        Type::Gauge,
-        "MIG mode for the device (1 enabled, 0 disabled).",
-        |_, s| s.mig.map(|m| if m.current { 1.0 } else { 0.0 }),
-    ),
+    ("DCGM_FI_DEV_MIG_MODE", Type::Gauge, "MIG mode for the device (1 enabled, 0 disabled).", |_, s| s.mig.map(|m| if m.current { 1.0 } else { 0.0 })),
 ];
 
 /// Keeps what `/metrics` shows between scrapes: the statics, the latest sample, the last XID
@@ -139,12 +109,7 @@ impl DcgmMetrics {
                 .collect();
             write_family(out, name, *ty, help, &rows);
         }
-        let xids: Vec<(&str, f64)> = self
-            .latest
-            .readings
-            .iter()
-            .filter_map(|r| Some((labels.get(&r.index)?.as_str(), self.last_xid.get(&r.index).copied().unwrap_or(0) as f64)))
-            .collect();
+        let xids: Vec<(&str, f64)> = self.latest.readings.iter().filter_map(|r| Some((labels.get(&r.index)?.as_str(), self.last_xid.get(&r.index).copied().unwrap_or(0) as f64))).collect();
         write_family(out, "DCGM_FI_DEV_XID_ERRORS", Type::Gauge, "Value of the last XID error encountered.", &xids);
 
         let up: Vec<(&str, f64)> = self
@@ -215,14 +180,9 @@ mod tests {
     fn renders_labels_and_skips_absent() {
         let st = GpuStatic { index: 0, uuid: Some("GPU-a".into()), name: Some("H\"100".into()), ..Default::default() };
         let mut m = DcgmMetrics::new("n1", vec![st]);
-        m.update(&GpuSampleSet {
-            readings: vec![GpuReading { index: 0, power_w: Some(512.5), mem_used_bytes: Some(3 * 1024 * 1024), ..Default::default() }],
-            ..Default::default()
-        });
+        m.update(&GpuSampleSet { readings: vec![GpuReading { index: 0, power_w: Some(512.5), mem_used_bytes: Some(3 * 1024 * 1024), ..Default::default() }], ..Default::default() });
         let text = m.render();
-        assert!(text.contains(
-            "DCGM_FI_DEV_POWER_USAGE{gpu=\"0\",UUID=\"GPU-a\",pci_bus_id=\"\",device=\"nvidia0\",modelName=\"H\\\"100\",Hostname=\"n1\"} 512.5\n"
-        ));
+        assert!(text.contains("DCGM_FI_DEV_POWER_USAGE{gpu=\"0\",UUID=\"GPU-a\",pci_bus_id=\"\",device=\"nvidia0\",modelName=\"H\\\"100\",Hostname=\"n1\"} 512.5\n"));
         assert!(text.contains("DCGM_FI_DEV_FB_USED{gpu=\"0\"") && text.contains("} 3\n"));
         assert!(!text.contains("DCGM_FI_DEV_GPU_TEMP"));
         assert!(text.contains("DCGM_FI_DEV_XID_ERRORS{gpu=\"0\""));

@@ -219,9 +219,7 @@ pub fn sample_to_points(site: &str, node: &str, statics: &[GpuStatic], sample: &
         let mut p = gpu_tags(Point::new("gpu_event", ts), site, node, e.gpu, static_of(e.gpu)).field("kind", e.kind.name());
         p = match &e.kind {
             GpuEventKind::Xid { code } => opt_i64(p, "xid", Some(*code)),
-            GpuEventKind::CounterReset { previous_mj, current_mj } => {
-                opt_i64(opt_i64(p, "previous_mj", Some(*previous_mj)), "current_mj", Some(*current_mj))
-            }
+            GpuEventKind::CounterReset { previous_mj, current_mj } => opt_i64(opt_i64(p, "previous_mj", Some(*previous_mj)), "current_mj", Some(*current_mj)),
             GpuEventKind::Lost { error } => p.field("error", error.as_str()),
             GpuEventKind::Recovered => p,
         };
@@ -299,17 +297,8 @@ mod tests {
             pcie_replays: Some(1),
             processes: vec![GpuProcess { pid: 1, used_memory_bytes: None, job: Some("slurm:1".into()) }],
         };
-        let events = [
-            GpuEventKind::Xid { code: 79 },
-            GpuEventKind::CounterReset { previous_mj: 2, current_mj: 1 },
-            GpuEventKind::Lost { error: "x".into() },
-            GpuEventKind::Recovered,
-        ];
-        let sample = GpuSampleSet {
-            readings: vec![full],
-            events: events.into_iter().map(|kind| GpuEvent { gpu: 0, kind }).collect(),
-            down: vec![],
-        };
+        let events = [GpuEventKind::Xid { code: 79 }, GpuEventKind::CounterReset { previous_mj: 2, current_mj: 1 }, GpuEventKind::Lost { error: "x".into() }, GpuEventKind::Recovered];
+        let sample = GpuSampleSet { readings: vec![full], events: events.into_iter().map(|kind| GpuEvent { gpu: 0, kind }).collect(), down: vec![] };
         for p in sample_to_points("dc5", "n1", &statics, &sample, Timestamp(1)) {
             for (f, _) in &p.fields {
                 assert!(kilowatch_model::lookup_metric(&p.measurement, f).is_some(), "{}.{f} missing from model::METRICS", p.measurement);

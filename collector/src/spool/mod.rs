@@ -143,17 +143,7 @@ impl Spool {
             }
         }
         ids.sort_unstable();
-        let mut spool = Spool {
-            cfg,
-            segments: VecDeque::new(),
-            active: None,
-            cursor: Cursor::start_of(0),
-            next_id: 1,
-            next_seq: 0,
-            in_flight: None,
-            dropped_records: 0,
-            corrupt_records: 0,
-        };
+        let mut spool = Spool { cfg, segments: VecDeque::new(), active: None, cursor: Cursor::start_of(0), next_id: 1, next_seq: 0, in_flight: None, dropped_records: 0, corrupt_records: 0 };
         spool.cursor = spool.read_cursor();
         spool.next_id = ids.last().map_or(1, |l| l + 1).max(spool.cursor.seg).max(1);
         for id in ids {

@@ -36,14 +36,7 @@ pub fn cargo_build(args: &[&str]) -> PathBuf {
     };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet"])
-        .args(args)
-        .args(["--profile", &profile, "--target-dir"])
-        .arg(&target_dir)
-        .current_dir(workspace)
-        .status()
-        .expect("run cargo build");
+    let status = Command::new(cargo).args(["build", "--quiet"]).args(args).args(["--profile", &profile, "--target-dir"]).arg(&target_dir).current_dir(workspace).status().expect("run cargo build");
     assert!(status.success(), "cargo build {args:?} failed");
     profile_dir
 }

@@ -50,13 +50,7 @@ impl Drop for Peer {
 }
 
 pub fn spawn(program: &std::path::Path, args: &[&str]) -> Peer {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+    let child = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
     Peer(child)
 }
 

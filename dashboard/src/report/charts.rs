@@ -243,7 +243,11 @@ pub fn all(r: &MonthlyReport) -> Result<Vec<Chart>, ReportError> {
         draw(
             "Daily energy E_DC",
             n,
-            Some(Stack { unit: "kWh", series: vec![("IT", col(|d| d.it_energy_kwh)), ("cooling", col(|d| d.cooling_kwh)), ("losses", col(|d| d.power_losses_kwh)), ("other", col(|d| d.other_kwh))], top: None }),
+            Some(Stack {
+                unit: "kWh",
+                series: vec![("IT", col(|d| d.it_energy_kwh)), ("cooling", col(|d| d.cooling_kwh)), ("losses", col(|d| d.power_losses_kwh)), ("other", col(|d| d.other_kwh))],
+                top: None,
+            }),
             None,
         )?,
         draw("Daily WUE (operational indicator)", n, None, line("WUE", "L/kWh", r.daily.iter().map(|d| d.wue_l_per_kwh).collect()))?,
@@ -253,7 +257,12 @@ pub fn all(r: &MonthlyReport) -> Result<Vec<Chart>, ReportError> {
             Some(Stack { unit: "hours (unit average)", series: modes, top: Some(25.0) }),
             line("outside °C (daily mean)", "°C", c.days.iter().map(|d| d.outside_temp_mean_c).collect()),
         )?,
-        draw("Water per day and wet bulb", n, Some(Stack { unit: "m³", series: vec![("water", col(|d| d.water_m3.unwrap_or(0.0)))], top: None }), line("wet bulb °C (daily mean)", "°C", c.days.iter().map(|d| d.wet_bulb_mean_c).collect()))?,
+        draw(
+            "Water per day and wet bulb",
+            n,
+            Some(Stack { unit: "m³", series: vec![("water", col(|d| d.water_m3.unwrap_or(0.0)))], top: None }),
+            line("wet bulb °C (daily mean)", "°C", c.days.iter().map(|d| d.wet_bulb_mean_c).collect()),
+        )?,
     ])
 }
 

@@ -16,7 +16,10 @@ pub enum Block {
     /// A paragraph to stand out (the PUE label on the summary).
     Strong(String),
     /// First column is a label (left-aligned), the others figures (right-aligned).
-    Table { head: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        head: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     List(Vec<String>),
     /// Index into `charts::all`.
     Chart(usize),
@@ -52,7 +55,13 @@ pub fn num(v: Option<f64>) -> String {
         None => "–".into(),
         Some(x) if !x.is_finite() => "–".into(),
         Some(x) => {
-            let decimals = if x.abs() >= 1000.0 { 0 } else if x.abs() >= 10.0 { 1 } else { 3 };
+            let decimals = if x.abs() >= 1000.0 {
+                0
+            } else if x.abs() >= 10.0 {
+                1
+            } else {
+                3
+            };
             let s = format!("{:.*}", decimals, x.abs());
             let (int, frac) = s.split_once('.').map(|(a, b)| (a.to_owned(), format!(".{b}"))).unwrap_or((s.clone(), String::new()));
             let mut grouped = String::new();
@@ -118,7 +127,12 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
         Strong(r.summary.pue_label.clone()),
         Table {
             head: strings(["figure", "this month", "last month", "change", "same month last year", "change"]),
-            rows: r.summary.headlines.iter().map(|h| vec![with_unit(h.label, h.unit), num(h.value), num(h.previous_month), pct(h.change_vs_previous_month_pct), num(h.same_month_last_year), pct(h.change_vs_last_year_pct)]).collect(),
+            rows: r
+                .summary
+                .headlines
+                .iter()
+                .map(|h| vec![with_unit(h.label, h.unit), num(h.value), num(h.previous_month), pct(h.change_vs_previous_month_pct), num(h.same_month_last_year), pct(h.change_vs_last_year_pct)])
+                .collect(),
         },
         Meta(format!("Changes are shown only against months at least {} % covered with an IT meter.", super::MIN_COMPARE_COVERAGE_PCT)),
         Chart(charts::PUE),
@@ -153,7 +167,11 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
         Chart(charts::WATER),
         Table {
             head: strings(["unit", "h outside", "too cold", "too hot", "too humid", "too dry", "h known"]),
-            rows: c.ashrae_units.iter().map(|u| vec![u.unit.clone(), n(u.hours_outside), n(u.hours_too_cold), n(u.hours_too_hot), n(u.hours_too_humid), n(u.hours_too_dry), n(u.hours_known)]).collect(),
+            rows: c
+                .ashrae_units
+                .iter()
+                .map(|u| vec![u.unit.clone(), n(u.hours_outside), n(u.hours_too_cold), n(u.hours_too_hot), n(u.hours_too_humid), n(u.hours_too_dry), n(u.hours_known)])
+                .collect(),
         },
         Meta(c.envelope.into()),
     ]);
@@ -179,12 +197,28 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
     }
     b.push(Table {
         head: strings(["top jobs", "owner", "IT kWh", "facility kWh", "water L", "CO2 kg"]),
-        rows: j.top_jobs.iter().map(|x| vec![x.job.clone(), x.owner.clone(), n(x.it_energy_kwh), n(x.facility_energy_kwh), x.water_l.map(n).unwrap_or_else(|| "not metered".into()), n(x.co2_kg)]).collect(),
+        rows: j
+            .top_jobs
+            .iter()
+            .map(|x| vec![x.job.clone(), x.owner.clone(), n(x.it_energy_kwh), n(x.facility_energy_kwh), x.water_l.map(n).unwrap_or_else(|| "not metered".into()), n(x.co2_kg)])
+            .collect(),
     });
     for (title, list) in [("top owners", &j.top_owners), ("top projects", &j.top_projects)] {
         b.push(Table {
             head: strings([title, "jobs", "IT kWh", "facility kWh", "water L", "share of E_IT"]),
-            rows: list.iter().map(|(k, v)| vec![k.clone(), v.jobs.to_string(), n(v.it_energy_kwh), n(v.facility_energy_kwh), v.water_l.map(n).unwrap_or_else(|| "not metered".into()), share(super::share(v.it_energy_kwh, j.it_energy_kwh))]).collect(),
+            rows: list
+                .iter()
+                .map(|(k, v)| {
+                    vec![
+                        k.clone(),
+                        v.jobs.to_string(),
+                        n(v.it_energy_kwh),
+                        n(v.facility_energy_kwh),
+                        v.water_l.map(n).unwrap_or_else(|| "not metered".into()),
+                        share(super::share(v.it_energy_kwh, j.it_energy_kwh)),
+                    ]
+                })
+                .collect(),
         });
     }
 
@@ -203,7 +237,10 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
                 ("idle energy share of E_IT (%)", |x| x.idle_energy_share_pct),
                 ("IT energy per busy GPU-hour (kWh)", |x| x.it_kwh_per_busy_gpu_hour),
             ];
-            b.push(Table { head: strings(["indicator", "month", "year to date"]), rows: rows.iter().map(|(l, get)| vec![(*l).to_owned(), count_or_num(l, get(m)), count_or_num(l, get(y))]).collect() });
+            b.push(Table {
+                head: strings(["indicator", "month", "year to date"]),
+                rows: rows.iter().map(|(l, get)| vec![(*l).to_owned(), count_or_num(l, get(m)), count_or_num(l, get(y))]).collect(),
+            });
             b.push(Meta("No standard covers accelerator servers (ISO/IEC 30134-5 excludes them): these are Kilowatch's indicators, defined in docs/report.md. Busy = each hour's mean GPU utilization × the hour.".into()));
         }
         _ => b.push(Para(g.unavailable.clone().unwrap_or_else(|| "not available".into()))),
@@ -223,7 +260,10 @@ fn blocks(r: &MonthlyReport) -> Vec<Block> {
     let value = |i: &kilowatch_accounting::eu::Indicator| i.value.as_ref().map(|v| v.as_f64().map(|f| num(Some(f))).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "–".into());
     b.extend([
         Heading(format!("EU indicators (Delegated Regulation 2024/1364), {}", r.eu.period)),
-        Table { head: strings(["Annex II indicator", "value", "unit", "status"]), rows: r.eu.annex_ii.iter().map(|i| vec![i.name.to_owned(), value(i), i.unit.to_owned(), i.status.to_owned()]).collect() },
+        Table {
+            head: strings(["Annex II indicator", "value", "unit", "status"]),
+            rows: r.eu.annex_ii.iter().map(|i| vec![i.name.to_owned(), value(i), i.unit.to_owned(), i.status.to_owned()]).collect(),
+        },
         Table { head: strings(["Annex III KPI", "value", "unit", "status"]), rows: r.eu.annex_iii.iter().map(|i| vec![i.name.to_owned(), value(i), i.unit.to_owned(), i.status.to_owned()]).collect() },
         Meta("Year to date: 1 January to the end of the report's month. The yearly filing uses the whole calendar year.".into()),
     ]);
@@ -254,7 +294,12 @@ fn official_note(r: &MonthlyReport) -> String {
     if c >= min {
         format!("The rolling 12 months is the official annual figure (EN 50600-4-2): {} % of its window metered.", num(Some(c)))
     } else {
-        format!("The rolling 12 months is not an official annual figure: only {} % of its window was metered (official needs {} %, accounting.official_min_coverage_pct). The year to date covers {} %.", num(Some(c)), num(Some(min)), num(Some(r.windows.ytd.data_quality.coverage_pct)))
+        format!(
+            "The rolling 12 months is not an official annual figure: only {} % of its window was metered (official needs {} %, accounting.official_min_coverage_pct). The year to date covers {} %.",
+            num(Some(c)),
+            num(Some(min)),
+            num(Some(r.windows.ytd.data_quality.coverage_pct))
+        )
     }
 }
 
@@ -271,7 +316,11 @@ pub(super) fn data_quality(q: &kilowatch_accounting::kpi::DataQuality) -> Vec<Bl
         )),
         Block::Table {
             head: strings(["meter", "role", "value", "coverage %", "readings", "resets", "max gap s"]),
-            rows: q.meters.iter().map(|m| vec![m.meter.clone(), m.role.clone(), format!("{} {}", n(m.value), m.unit), n(m.coverage_pct), m.readings.to_string(), m.counter_resets.to_string(), n(m.max_gap_s)]).collect(),
+            rows: q
+                .meters
+                .iter()
+                .map(|m| vec![m.meter.clone(), m.role.clone(), format!("{} {}", n(m.value), m.unit), n(m.coverage_pct), m.readings.to_string(), m.counter_resets.to_string(), n(m.max_gap_s)])
+                .collect(),
         },
     ];
     b.extend(q.faults.iter().map(|f| Block::Para(format!("⚠ {f}"))));

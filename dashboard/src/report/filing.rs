@@ -55,7 +55,16 @@ pub fn doc(f: &Filing) -> Doc {
         Title(title.clone()),
         Meta(format!("{} · {} to {} · {} h · time zone {} · Kilowatch {} · generated {}", m.period, m.from, m.to, n(m.hours), m.timezone, m.kilowatch_version, f.generated_at)),
         Para(format!("{}. Due by {}.", m.regulation, m.due)),
-        Strong(format!("{} items metered, {} estimated, {} partial, {} declared, {} missing. Metered coverage of the year: {} %{}.", count("metered"), count("estimated"), count("partial"), count("declared"), count("missing"), n(m.coverage_pct), if m.complete { "" } else { " — the year is not wholly metered: figures cover its metered part only" })),
+        Strong(format!(
+            "{} items metered, {} estimated, {} partial, {} declared, {} missing. Metered coverage of the year: {} %{}.",
+            count("metered"),
+            count("estimated"),
+            count("partial"),
+            count("declared"),
+            count("missing"),
+            n(m.coverage_pct),
+            if m.complete { "" } else { " — the year is not wholly metered: figures cover its metered part only" }
+        )),
         Heading("Annex I — the data centre".into()),
         table(&f.annex_i, false),
         Heading("Annex II — key performance indicators".into()),
@@ -94,7 +103,10 @@ pub fn doc(f: &Filing) -> Doc {
                 ("idle energy share of EIT (%)", g.idle_energy_share_pct),
                 ("IT energy per busy GPU-hour (kWh)", g.it_kwh_per_busy_gpu_hour),
             ];
-            b.push(Table { head: strings(["indicator", "year"]), rows: rows.iter().map(|(l, v)| vec![(*l).to_owned(), if l.starts_with("GPUs") { v.map(|c| format!("{c:.0}")).unwrap_or_else(|| "–".into()) } else { num(*v) }]).collect() });
+            b.push(Table {
+                head: strings(["indicator", "year"]),
+                rows: rows.iter().map(|(l, v)| vec![(*l).to_owned(), if l.starts_with("GPUs") { v.map(|c| format!("{c:.0}")).unwrap_or_else(|| "–".into()) } else { num(*v) }]).collect(),
+            });
         }
         None => b.push(Para(f.voluntary.unavailable.clone().unwrap_or_else(|| "not available".into()))),
     }

@@ -27,4 +27,3 @@ pub use pdf::Rendered as RenderedPdf;
 pub fn render_pdf<D: Document>(r: &D) -> Result<RenderedPdf, ReportError> {
     pdf::render(&r.doc(), &r.charts()?)
 }
-

@@ -48,10 +48,36 @@ const FAMILY: &str = "DejaVu Sans";
 
 enum Op {
     /// `bold` fakes a bold face (only the regular one is shipped) by stroking the glyphs too.
-    Text { x: f32, y: f32, size: f32, text: String, color: Rgb, bold: bool },
-    Line { x1: f32, y1: f32, x2: f32, y2: f32, width: f32, color: Rgb },
-    Rect { x: f32, y: f32, w: f32, h: f32, color: Rgb },
-    Chart { idx: usize, x: f32, y: f32, w: f32, h: f32 },
+    Text {
+        x: f32,
+        y: f32,
+        size: f32,
+        text: String,
+        color: Rgb,
+        bold: bool,
+    },
+    Line {
+        x1: f32,
+        y1: f32,
+        x2: f32,
+        y2: f32,
+        width: f32,
+        color: Rgb,
+    },
+    Rect {
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+        color: Rgb,
+    },
+    Chart {
+        idx: usize,
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+    },
 }
 
 /// Advance widths from the shipped font, for wrapping and aligning text.
@@ -381,12 +407,8 @@ pub fn render(d: &Doc, charts: &[Chart]) -> Result<Rendered, ReportError> {
         s.finish();
         page.finish();
     }
-    let mut meta = Metadata::new()
-        .title(d.title.clone())
-        .language("en".into())
-        .creator(format!("Kilowatch {}", d.version))
-        .producer(format!("Kilowatch {}", d.version))
-        .document_id(d.document_id.clone());
+    let mut meta =
+        Metadata::new().title(d.title.clone()).language("en".into()).creator(format!("Kilowatch {}", d.version)).producer(format!("Kilowatch {}", d.version)).document_id(d.document_id.clone());
     if let Some(t) = creation_date(&d.generated_at) {
         meta = meta.creation_date(t);
     }

@@ -2,9 +2,9 @@
 //! the monthly report lay it out. The hourly table (each hour's PUE, WUE and carbon factor) is
 //! in the JSON and CSV; the PDF and HTML show it summed per day (a month) or month (a year).
 
+use super::Statement;
 use super::charts;
 use super::doc::{Block, Doc, n, num, share, strings};
-use super::Statement;
 
 fn opt(v: Option<f64>, absent: &str) -> String {
     v.map(n).unwrap_or_else(|| absent.to_owned())

@@ -43,11 +43,7 @@ pub fn day_errors(s: &SimSite, history_days: i64, days: i64) -> Vec<DayErrors> {
         let clim_pue = past.iter().map(|p| p.0).sum::<f64>() / past.len() as f64;
         let clim_wue = past.iter().map(|p| p.1).sum::<f64>() / past.len() as f64;
         let (pue, wue) = s.daily(day_s);
-        out.push(DayErrors {
-            day_s,
-            pue: [(model_pue - pue).abs(), (pers_pue - pue).abs(), (clim_pue - pue).abs()],
-            wue: [(model_wue - wue).abs(), (pers_wue - wue).abs(), (clim_wue - wue).abs()],
-        });
+        out.push(DayErrors { day_s, pue: [(model_pue - pue).abs(), (pers_pue - pue).abs(), (clim_pue - pue).abs()], wue: [(model_wue - wue).abs(), (pers_wue - wue).abs(), (clim_wue - wue).abs()] });
     }
     out
 }
@@ -88,12 +84,7 @@ pub fn decisions(s: &SimSite, history_days: i64, days: i64, issue_hour_utc: i64,
         let advised = truth(best.start_s);
         let now = truth(issue);
         let hindsight = |q: usize| candidates.iter().map(|c| c[q]).fold(f64::INFINITY, f64::min);
-        out.push(Decision {
-            day_s: issue,
-            regret: [0, 1, 2].map(|q| advised[q] - hindsight(q)),
-            saved: [0, 1, 2].map(|q| now[q] - advised[q]),
-            at_once: now,
-        });
+        out.push(Decision { day_s: issue, regret: [0, 1, 2].map(|q| advised[q] - hindsight(q)), saved: [0, 1, 2].map(|q| now[q] - advised[q]), at_once: now });
     }
     out
 }

@@ -129,10 +129,7 @@ impl SimSite {
     pub fn forecast_at(&self, issue_s: i64, history_days: i64) -> forecast::Forecast {
         let model = self.fit_at(issue_s, history_days);
         let (w, c) = self.inputs_at(issue_s);
-        forecast::build(
-            &model,
-            &Inputs { site: "dc5", now_s: issue_s, weather: Some(&w), carbon: Some(&c), configured_g_per_kwh: 56.0, it_kw: self.it_kw_at(issue_s), stale_after_h: 12.0 },
-        )
+        forecast::build(&model, &Inputs { site: "dc5", now_s: issue_s, weather: Some(&w), carbon: Some(&c), configured_g_per_kwh: 56.0, it_kw: self.it_kw_at(issue_s), stale_after_h: 12.0 })
     }
 
     /// Actual daily PUE and WUE of the day starting at `day_s`.

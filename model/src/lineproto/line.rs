@@ -48,14 +48,7 @@ pub(super) fn parse_line<'a>(text: &'a str, number: usize, precision: Precision,
     let parsed = Reader { text, b: text.as_bytes(), i: 0 }.line(precision, default_ts, t0, f0, out);
     match parsed {
         Ok((measurement, ts)) => {
-            out.lines.push(LineSpan {
-                number,
-                series_text: None,
-                measurement,
-                tags: (t0 as u32, out.tags.len() as u32),
-                fields: (f0 as u32, out.fields.len() as u32),
-                ts,
-            });
+            out.lines.push(LineSpan { number, series_text: None, measurement, tags: (t0 as u32, out.tags.len() as u32), fields: (f0 as u32, out.fields.len() as u32), ts });
             Ok(())
         }
         Err(reason) => {

@@ -19,8 +19,8 @@ mod fast;
 mod line;
 
 pub use encode::encode_points;
-pub use line::MAX_EXACT_INTEGER;
 use fast::{NAME, parse_fast};
+pub use line::MAX_EXACT_INTEGER;
 
 /// The unit of the timestamps in a write request (`precision=` on `/api/v2/write` and the v1
 /// `/write`).
@@ -217,11 +217,7 @@ impl<'a> Lines<'a> {
         self.lines.iter().map(|s| (s.fields.1 - s.fields.0) as usize).sum()
     }
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Line<'_, 'a>> + '_ {
-        self.lines.iter().map(|span| Line {
-            span,
-            tags: &self.tags[span.tags.0 as usize..span.tags.1 as usize],
-            fields: &self.fields[span.fields.0 as usize..span.fields.1 as usize],
-        })
+        self.lines.iter().map(|span| Line { span, tags: &self.tags[span.tags.0 as usize..span.tags.1 as usize], fields: &self.fields[span.fields.0 as usize..span.fields.1 as usize] })
     }
 
     /// Keeps only the lines `keep` says yes to (a narrowed write token's, say); their numbers
@@ -256,7 +252,14 @@ impl<'a> Lines<'a> {
     /// makes them; `series_text`, when given, the line protocol of the measurement and tags
     /// without escapes (see [`Line::series_text`]). Nothing is copied: the names and string
     /// values are borrowed.
-    pub fn push_line(&mut self, series_text: Option<&'a str>, measurement: &'a str, tags: impl IntoIterator<Item = (&'a str, &'a str)>, fields: impl IntoIterator<Item = (&'a str, FieldValueRef<'a>)>, ts: Timestamp) {
+    pub fn push_line(
+        &mut self,
+        series_text: Option<&'a str>,
+        measurement: &'a str,
+        tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+        fields: impl IntoIterator<Item = (&'a str, FieldValueRef<'a>)>,
+        ts: Timestamp,
+    ) {
         let t0 = self.tags.len() as u32;
         self.tags.extend(tags.into_iter().map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v))));
         let f0 = self.fields.len() as u32;
@@ -360,13 +363,7 @@ pub fn parse_batch_lenient_into(body: &str, precision: Precision, default_ts: Ti
 
 /// Parses every line of `body`; a bad line is handed to `on_error`, which stops the parse
 /// (strict) or lets it go on without that line (lenient).
-fn parse_each<'a, E>(
-    body: &'a str,
-    precision: Precision,
-    default_ts: Timestamp,
-    buffers: LinesBuffers,
-    mut on_error: impl FnMut(LineError) -> Result<(), E>,
-) -> Result<Lines<'a>, E> {
+fn parse_each<'a, E>(body: &'a str, precision: Precision, default_ts: Timestamp, buffers: LinesBuffers, mut on_error: impl FnMut(LineError) -> Result<(), E>) -> Result<Lines<'a>, E> {
     let mut out = Lines { lines: recycle(buffers.lines), tags: recycle(buffers.tags), fields: recycle(buffers.fields) };
     // The lines are counted; tags and fields grow as found. Reserving for them from the body's
     // size (the shortest lines' ratio) held three to four times what long lines need, and the
@@ -478,10 +475,7 @@ mod tests {
 
     #[test]
     fn escaping_round_trips() {
-        let p = Point::new("my measurement,x", Timestamp(7))
-            .tag("tag key", "va=l,ue with space")
-            .field("field=key", "a \"quoted\" \\ string")
-            .field("n", 1.5);
+        let p = Point::new("my measurement,x", Timestamp(7)).tag("tag key", "va=l,ue with space").field("field=key", "a \"quoted\" \\ string").field("n", 1.5);
         let text = encode_points(std::slice::from_ref(&p), Precision::Ns);
         assert_eq!(text, "my\\ measurement\\,x,tag\\ key=va\\=l\\,ue\\ with\\ space field\\=key=\"a \\\"quoted\\\" \\\\ string\",n=1.5 7\n");
         let back = parse_lines(&text, Precision::Ns, T0).expect("valid");

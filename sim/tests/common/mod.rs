@@ -9,10 +9,7 @@ pub fn ts(s: &str) -> Timestamp {
 }
 
 pub fn meter<'a>(points: &'a [Point], name: &str) -> &'a Point {
-    points
-        .iter()
-        .find(|p| p.measurement == "meter" && p.tag_value("meter") == Some(name))
-        .unwrap_or_else(|| panic!("meter {name} missing"))
+    points.iter().find(|p| p.measurement == "meter" && p.tag_value("meter") == Some(name)).unwrap_or_else(|| panic!("meter {name} missing"))
 }
 
 /// Facility counters read from the emitted points: (grid + generator kWh, UPS-out kWh,
@@ -29,17 +26,6 @@ pub struct Counters {
 
 pub fn counters(points: &[Point]) -> Counters {
     let e = |n: &str| meter(points, n).get_f64("energy_kwh").expect("energy_kwh");
-    let water = points
-        .iter()
-        .find(|p| p.measurement == "water")
-        .and_then(|p| p.get_f64("volume_m3"))
-        .expect("water point");
-    Counters {
-        facility: e("grid-a") + e("grid-b") + e("gen-1"),
-        it: e("ups-a-out") + e("ups-b-out"),
-        cooling: e("cooling"),
-        losses: e("losses"),
-        other: e("other"),
-        water,
-    }
+    let water = points.iter().find(|p| p.measurement == "water").and_then(|p| p.get_f64("volume_m3")).expect("water point");
+    Counters { facility: e("grid-a") + e("grid-b") + e("gen-1"), it: e("ups-a-out") + e("ups-b-out"), cooling: e("cooling"), losses: e("losses"), other: e("other"), water }
 }

@@ -181,7 +181,9 @@ async fn query_range(State(st): State<AppState>, tenant: Option<Extension<Tenant
         },
         _ => return error(StatusCode::BAD_REQUEST, "bad_data", "invalid parameter \"start\" and \"end\": both are required"),
     };
-    let Some(step) = p.get("step").and_then(|s| parse_duration_ms(s).ok()) else { return error(StatusCode::BAD_REQUEST, "bad_data", "invalid parameter \"step\": cannot parse it to a valid duration") };
+    let Some(step) = p.get("step").and_then(|s| parse_duration_ms(s).ok()) else {
+        return error(StatusCode::BAD_REQUEST, "bad_data", "invalid parameter \"step\": cannot parse it to a valid duration");
+    };
     respond(blocking(move || Engine::new(&source, limits()).range(&expr, start, end, step)).await, |r| success(r.value.to_json(end), &r.warnings))
 }
 

@@ -49,10 +49,7 @@ impl StoreSource {
     pub fn matching(&self, matchers: &[Matcher]) -> Result<Vec<(SeriesMeta, Labels)>, SourceError> {
         let err = store_error;
         let accepts = |m: &SeriesMeta| -> bool {
-            self.visible(m)
-                && matchers.iter().all(|x| {
-                    if x.name == NAME_LABEL { x.is_match(&metric_name(&m.measurement, &m.field)) } else { x.is_match(label(m, &x.name)) }
-                })
+            self.visible(m) && matchers.iter().all(|x| if x.name == NAME_LABEL { x.is_match(&metric_name(&m.measurement, &m.field)) } else { x.is_match(label(m, &x.name)) })
         };
         let name = matchers.iter().find(|x| x.name == NAME_LABEL && x.op == MatchOp::Equal).map(|x| x.value.clone());
         let found = match name {
@@ -70,10 +67,13 @@ impl StoreSource {
             }
             None => self.store.series_where(accepts).map_err(err)?,
         };
-        Ok(found.into_iter().map(|m| {
-            let l = labels_of(&m);
-            (m, l)
-        }).collect())
+        Ok(found
+            .into_iter()
+            .map(|m| {
+                let l = labels_of(&m);
+                (m, l)
+            })
+            .collect())
     }
 
     /// A series' numeric samples in `[from, to]` (ns) older than the raw retention: one per

@@ -95,7 +95,19 @@ impl Mapper {
         let mut names: Vec<(&String, &u16)> = field_numbers.iter().collect();
         names.sort_by_key(|(_, n)| **n);
         let field_names = names.into_iter().map(|(f, _)| f.as_str().into()).collect();
-        Mapper { rules, by_metric, site: site.to_owned(), unmapped: cfg.unmapped, max_name_bytes, field_numbers, field_names, job_field, kind_field, job_owner_label: cfg.job_owner_label.clone(), namespace_owners: KubernetesConfig::default() }
+        Mapper {
+            rules,
+            by_metric,
+            site: site.to_owned(),
+            unmapped: cfg.unmapped,
+            max_name_bytes,
+            field_numbers,
+            field_names,
+            job_field,
+            kind_field,
+            job_owner_label: cfg.job_owner_label.clone(),
+            namespace_owners: KubernetesConfig::default(),
+        }
     }
 
     /// Pods named by job labels take their owner from `[kubernetes] namespace_owners`.
@@ -557,7 +569,17 @@ impl Mapper {
                 let node = tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.as_str().into());
                 put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
                 tags.sort();
-                Mapped::Field(MappedField { key: cache.intern(&measurement, &tags), node, shadow_key: None, field: self.field_number(&field), scale, integer: true, job: None, label_job: None, xid: true })
+                Mapped::Field(MappedField {
+                    key: cache.intern(&measurement, &tags),
+                    node,
+                    shadow_key: None,
+                    field: self.field_number(&field),
+                    scale,
+                    integer: true,
+                    job: None,
+                    label_job: None,
+                    xid: true,
+                })
             }
             Target::Field { measurement, mut tags, field, scale, integer } => {
                 let is_gpu = measurement == "gpu";
@@ -698,7 +720,17 @@ pub fn build(req: &Request<'_>, mapper: &Mapper, cache: &SeriesCache, owners: &m
 /// a new non-zero code. The code before the first sample is the last one remembered, else the
 /// newest stored event's.
 #[allow(clippy::too_many_arguments)]
-fn xid_events(b: &mut Batch, at: &mut hashbrown::HashMap<(*const Key, i64), u32>, cache: &mut CacheInner, owners: &mut dyn GpuOwners, ts: &Series<'_, '_>, i: u32, m: &MappedField, series: u32, mapper: &Mapper) {
+fn xid_events(
+    b: &mut Batch,
+    at: &mut hashbrown::HashMap<(*const Key, i64), u32>,
+    cache: &mut CacheInner,
+    owners: &mut dyn GpuOwners,
+    ts: &Series<'_, '_>,
+    i: u32,
+    m: &MappedField,
+    series: u32,
+    mapper: &Mapper,
+) {
     let mut last = match cache.last_xid.get(&m.key) {
         Some(v) => *v,
         None => {
@@ -830,7 +862,11 @@ mod tests {
         };
         let b = build(&req, &m, &SeriesCache::default(), &mut NoCollector);
         let got: Vec<(&str, &str, &str)> = b.label_jobs.iter().map(|j| (j.job.as_str(), j.owner.as_str(), j.project.as_str())).collect();
-        assert_eq!(got, [("slurm:42", "acme/train", ""), ("k8s:mistral-x/p", "mistral-ai/k8s", "mistral-x"), ("k8s:other/q", "", "other")], "once per job; a Slurm job without the label has nothing to record");
+        assert_eq!(
+            got,
+            [("slurm:42", "acme/train", ""), ("k8s:mistral-x/p", "mistral-ai/k8s", "mistral-x"), ("k8s:other/q", "", "other")],
+            "once per job; a Slurm job without the label has nothing to record"
+        );
         let b = build(&req, &m, &SeriesCache::default(), &mut Collector("dgx-001"));
         assert!(b.label_jobs.is_empty(), "the collector's node: its own jobs");
     }
@@ -857,8 +893,11 @@ mod tests {
         assert_eq!(b.counts.mapped, 4);
         // The next request: still 79 (no event), then 48, back to 0, 48 again.
         let b = build(&gauge(&[(5000, 79.0), (6000, 48.0), (7000, 0.0), (8000, 48.0)]), &m, &cache, &mut NoCollector);
-        assert_eq!(b.text(), "gpu_event,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a kind=\"xid\",xid=48i 6000\n\
-                              gpu_event,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a kind=\"xid\",xid=48i 8000\n");
+        assert_eq!(
+            b.text(),
+            "gpu_event,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a kind=\"xid\",xid=48i 6000\n\
+                              gpu_event,gpu=0,node=dgx-001,site=dc5,source=prometheus,uuid=GPU-a kind=\"xid\",xid=48i 8000\n"
+        );
         // A restarted receiver: the stored newest event already says 48.
         let b = build(&gauge(&[(9000, 48.0)]), &m, &SeriesCache::default(), &mut StoredXid(48.0));
         assert_eq!(b.text(), "", "dcgm-exporter's unchanged gauge is no new XID");
@@ -879,12 +918,8 @@ mod tests {
     #[test]
     fn stale_markers_are_skipped_and_nan_is_refused_naming_the_series() {
         let stale = f64::from_bits(STALE_NAN_BITS);
-        let req = WriteRequest {
-            timeseries: vec![
-                series("DCGM_FI_DEV_POWER_USAGE", GPU0, &[(1000, 300.0), (2000, stale)]),
-                series("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", GPU0, &[(1000, f64::NAN)]),
-            ],
-        };
+        let req =
+            WriteRequest { timeseries: vec![series("DCGM_FI_DEV_POWER_USAGE", GPU0, &[(1000, 300.0), (2000, stale)]), series("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", GPU0, &[(1000, f64::NAN)])] };
         let b = build(&req, &mapper(""), &SeriesCache::default(), &mut NoCollector);
         assert_eq!((b.counts.mapped, b.counts.stale, b.counts.refused), (1, 1, 1));
         assert_eq!(b.refused.len(), 1);
@@ -932,12 +967,7 @@ mod tests {
 
     #[test]
     fn store_lines_carry_raw_tags_and_the_plain_text_only_where_nothing_was_escaped() {
-        let req = WriteRequest {
-            timeseries: vec![
-                series("node_power_watts", &[("host", "a b"), ("rack", "r=1")], &[(1000, 1.0)]),
-                series("node_power_watts", &[("host", "c")], &[(1000, 2.0)]),
-            ],
-        };
+        let req = WriteRequest { timeseries: vec![series("node_power_watts", &[("host", "a b"), ("rack", "r=1")], &[(1000, 1.0)]), series("node_power_watts", &[("host", "c")], &[(1000, 2.0)])] };
         let cache = SeriesCache::default();
         let b = build(&req, &mapper("unmapped = \"store\"\n"), &cache, &mut NoCollector);
         assert!(cache.bytes() > 0, "mapped series are remembered and counted");

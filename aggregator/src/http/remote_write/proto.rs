@@ -243,11 +243,7 @@ impl<'a> Request<'a> {
     }
 
     pub fn series_iter(&self) -> impl ExactSizeIterator<Item = Series<'_, 'a>> + '_ {
-        self.spans.iter().map(|s| Series {
-            labels: &self.labels[s.labels.0 as usize..s.labels.1 as usize],
-            samples: &self.samples[s.samples.0 as usize..s.samples.1 as usize],
-            identity: s.identity,
-        })
+        self.spans.iter().map(|s| Series { labels: &self.labels[s.labels.0 as usize..s.labels.1 as usize], samples: &self.samples[s.samples.0 as usize..s.samples.1 as usize], identity: s.identity })
     }
 }
 
@@ -335,7 +331,10 @@ mod tests {
     fn req() -> WriteRequest {
         WriteRequest {
             timeseries: vec![
-                TimeSeries { labels: vec![Label::new("__name__", "up"), Label::new("job", "a")], samples: vec![Sample { value: 1.5, timestamp: -3 }, Sample { value: 2.0, timestamp: 1_700_000_000_000 }] },
+                TimeSeries {
+                    labels: vec![Label::new("__name__", "up"), Label::new("job", "a")],
+                    samples: vec![Sample { value: 1.5, timestamp: -3 }, Sample { value: 2.0, timestamp: 1_700_000_000_000 }],
+                },
                 TimeSeries { labels: vec![Label::new("__name__", "x")], samples: vec![] },
             ],
         }
