@@ -35,6 +35,14 @@ async fn forecast_and_advice_from_history_and_ingested_inputs() {
     // that is broken (errors of 0.2 and more), not the luck of the calendar; the accuracy
     // itself is measured by forecast/tests/backtest.rs on a year of data.
     assert!(f["model"]["report"]["pue"]["mae_daily"].as_f64().is_some_and(|e| e < 0.08), "{}", f["model"]["report"]);
+    // The switch points come from the site's cooling-mode history read from the store (issue
+    // 29 item 15): reported with whether each was learnt, and a note where one fell back to the
+    // constants (ten winter days rarely reach evaporative cooling).
+    let sp = &f["model"]["report"]["switch_points"];
+    let (free, evap) = (sp["free_above_c"].as_f64().expect("free_above_c"), sp["evaporative_above_c"].as_f64().expect("evaporative_above_c"));
+    assert!(free.is_finite() && evap >= free, "{sp}");
+    let learnt = [sp["free_learnt"].as_bool().expect("free_learnt"), sp["evaporative_learnt"].as_bool().expect("evaporative_learnt")];
+    assert_eq!(sp["note"].is_string(), learnt.contains(&false), "a note exactly when one is not learnt: {sp}");
     let r = srv.get("/api/v1/advice?gpus=64&hours=6&within=48h").await;
     assert_eq!(r.status(), 200);
     let a: serde_json::Value = r.json().await.expect("json");
