@@ -21,12 +21,13 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
+use crate::kpi;
 use crate::ledger;
+use crate::read::EnergyKind;
+use crate::read::{Allocation, JobError, JobsRead};
+use crate::read::{Series, SeriesRead, StoreError};
 use crate::settings::CarbonConfig;
 use kilowatch_model::energy::{Ledger, step_bounds};
-use kilowatch_store::jobs::{self, Allocation, GPU_JOB_MAX_GAP_NS, JobError, JobStore};
-use kilowatch_store::rollup::EnergyKind;
-use kilowatch_store::{SeriesMeta, Store, StoreError};
 
 const MJ_PER_KWH: f64 = 3.6e9;
 const J_PER_KWH: f64 = 3.6e6;
@@ -147,14 +148,14 @@ pub struct StepFactors {
 }
 
 struct NodeSeries {
-    gpus: BTreeMap<u32, (Option<SeriesMeta>, Option<SeriesMeta>)>,
-    energy: Option<SeriesMeta>,
-    power: Option<SeriesMeta>,
+    gpus: BTreeMap<u32, (Option<Series>, Option<Series>)>,
+    energy: Option<Series>,
+    power: Option<Series>,
 }
 
 /// A GPU's or node's energy per segment in kWh: its counter where it has readings here, else
 /// its power integrated (estimated). `None` when neither covers any of the segments.
-fn ledger_of(store: &Store, counter: Option<&SeriesMeta>, power: Option<&SeriesMeta>, bounds: &[i64], counter_per_kwh: f64) -> Result<Option<(Vec<f64>, Ledger)>, StoreError> {
+fn ledger_of(store: &(impl SeriesRead + ?Sized), counter: Option<&Series>, power: Option<&Series>, bounds: &[i64], counter_per_kwh: f64) -> Result<Option<(Vec<f64>, Ledger)>, StoreError> {
     for (meta, kind, per_kwh) in [(counter, EnergyKind::Counter, counter_per_kwh), (power, EnergyKind::Power, J_PER_KWH)] {
         if let Some(m) = meta {
             let l = store.ledger(m.id, kind, bounds)?;
@@ -166,7 +167,7 @@ fn ledger_of(store: &Store, counter: Option<&SeriesMeta>, power: Option<&SeriesM
     Ok(None)
 }
 
-fn discover(store: &Store) -> Result<BTreeMap<String, NodeSeries>, StoreError> {
+fn discover(store: &(impl SeriesRead + ?Sized)) -> Result<BTreeMap<String, NodeSeries>, StoreError> {
     let mut nodes: BTreeMap<String, NodeSeries> = BTreeMap::new();
     let entry = |nodes: &mut BTreeMap<String, NodeSeries>, n: &str| {
         if !nodes.contains_key(n) {
@@ -233,8 +234,8 @@ impl Drop for CancelOnDrop {
 /// nested in it, not beside it: the job keeps its whole energy and the server's tokens divide it
 /// (`tokens::models`), instead of the two splitting the GPUs. The monthly report,
 /// `GET /api/v1/jobs` and `GET /api/v1/models` all attribute over exactly these.
-pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<Allocation>, JobError> {
-    let mut a = jobs::with_gpu_job_points(store, js, js.overlapping(r.from.0, r.to.0)?, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)?;
+pub fn allocations(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), r: TimeRange) -> Result<Vec<Allocation>, JobError> {
+    let mut a = js.allocations(r.from.0, r.to.0)?;
     let servers = crate::tokens::serving_allocations(store, r.from.0, r.to.0)?;
     let own: Vec<Allocation> = servers.into_iter().filter(|s| crate::tokens::enclosing(s, &a).is_empty()).collect();
     a.extend(own);
@@ -245,13 +246,20 @@ pub fn allocations(store: &Store, js: &JobStore, r: TimeRange) -> Result<Vec<All
 /// takes that whole clock hour's PUE, WUE and carbon factor, whatever the window, so the jobs
 /// list and one job's page (`series_step_ns`: its chart step, which keeps a per-step series)
 /// give the same figures.
-pub fn attribute(store: &Store, allocs: &[Allocation], r: TimeRange, series_step_ns: Option<i64>, carbon_cfg: &CarbonConfig) -> Result<Attribution, StoreError> {
+pub fn attribute(store: &(impl SeriesRead + ?Sized), allocs: &[Allocation], r: TimeRange, series_step_ns: Option<i64>, carbon_cfg: &CarbonConfig) -> Result<Attribution, StoreError> {
     // Never cancelled, so always an answer.
     attribute_until(store, allocs, r, series_step_ns, carbon_cfg, &Cancel::default()).map(Option::unwrap_or_default)
 }
 
 /// [`attribute`], or `None` as soon as `cancel` is seen set.
-pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, series_step_ns: Option<i64>, carbon_cfg: &CarbonConfig, cancel: &Cancel) -> Result<Option<Attribution>, StoreError> {
+pub fn attribute_until(
+    store: &(impl SeriesRead + ?Sized),
+    allocs: &[Allocation],
+    r: TimeRange,
+    series_step_ns: Option<i64>,
+    carbon_cfg: &CarbonConfig,
+    cancel: &Cancel,
+) -> Result<Option<Attribution>, StoreError> {
     let (from, to) = (r.from.0, r.to.0);
     let steps = step_bounds(from, to, HOUR_NS);
     let n_steps = steps.len().saturating_sub(1);
@@ -285,7 +293,7 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
     let it_total = window(&site.it_kwh);
     let fac_total = window(&site.facility_kwh);
     let water_total = window(&site.water_m3);
-    let window_pue = (it_total > 0.0 && fac_total >= it_total).then(|| fac_total / it_total);
+    let window_pue = kpi::pue(fac_total, it_total);
     let mut q = AttributionQuality { it_category: site.it_category, it_estimated: site.it_estimated, counter_resets: site.counter_resets, ..Default::default() };
     let mut pue = vec![0.0; n_steps];
     let mut wue = vec![0.0; n_steps];
@@ -294,20 +302,15 @@ pub fn attribute_until(store: &Store, allocs: &[Allocation], r: TimeRange, serie
     let mut fallback = vec![false; n_steps];
     for s in 0..n_steps {
         let (it, fac, gen_kwh, water) = (clock(&site.it_kwh, s), clock(&site.facility_kwh, s), clock(&site.generator_kwh, s), clock(&site.water_m3, s));
-        pue[s] = if it > 0.0 && fac >= it {
-            fac / it
-        } else {
-            q.steps_without_pue += 1;
-            fallback[s] = true;
-            window_pue.unwrap_or(0.0)
+        pue[s] = match kpi::pue(fac, it) {
+            Some(p) => p,
+            None => {
+                q.steps_without_pue += 1;
+                fallback[s] = true;
+                window_pue.unwrap_or(0.0)
+            }
         };
-        wue[s] = if it > 0.0 {
-            water * 1000.0 / it
-        } else if it_total > 0.0 {
-            water_total * 1000.0 / it_total
-        } else {
-            0.0
-        };
+        wue[s] = kpi::wue(water, it).or_else(|| kpi::wue(water_total, it_total)).unwrap_or(0.0);
         let grid_f = grid_cef[if s == 0 { 0 } else { s + before }];
         cef[s] = if fac > 0.0 { ((fac - gen_kwh) * grid_f + gen_kwh * carbon_cfg.generator.factor_kg_per_kwh) / fac } else { grid_f };
     }

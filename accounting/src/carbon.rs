@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::read_f64;
+use crate::read::{SeriesRead, StoreError};
 use crate::settings::CarbonConfig;
-use kilowatch_store::{Store, StoreError};
 
 pub const MEASUREMENT: &str = "carbon";
 pub const FIELD: &str = "intensity_g_per_kwh";
@@ -61,7 +61,7 @@ impl Default for GeneratorFactor {
 
 /// One factor (kg/kWh) per segment of `bounds`. A segment takes the newest reading at or before
 /// its start, or failing that the first reading inside it.
-pub fn factors(store: &Store, bounds: &[i64], cfg: &CarbonConfig) -> Result<(Vec<f64>, FactorSource), StoreError> {
+pub fn factors(store: &(impl SeriesRead + ?Sized), bounds: &[i64], cfg: &CarbonConfig) -> Result<(Vec<f64>, FactorSource), StoreError> {
     let n = bounds.len().saturating_sub(1);
     let series = store.find_series(MEASUREMENT, FIELD, &[])?;
     let configured = FactorSource { kind: "configured".into(), source: cfg.source.clone(), year: Some(cfg.year), configured_kg_per_kwh: cfg.factor_kg_per_kwh, fallback_intervals: 0 };

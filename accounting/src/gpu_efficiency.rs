@@ -17,10 +17,7 @@ use kilowatch_model::TimeRange;
 use serde::Serialize;
 
 use crate::attribution::Attribution;
-use crate::ledger::read_f64;
-use kilowatch_store::jobs::Allocation;
-use kilowatch_store::rollup::{EnergyKind, Level};
-use kilowatch_store::{Store, StoreError};
+use crate::read::{Allocation, EnergyKind, SeriesRead, StoreError};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
@@ -48,20 +45,17 @@ pub struct GpuEfficiency {
 
 /// Σ over clock hours of the series' mean reading in the hour: hour roll-ups up to where they
 /// reach, raw readings after.
-fn hour_means_sum(store: &Store, id: kilowatch_store::SeriesId, from: i64, to: i64, rolled_to: Option<i64>) -> Result<(f64, bool), StoreError> {
-    let rolled = rolled_to.unwrap_or(i64::MIN).clamp(from, to);
+fn hour_means_sum(store: &(impl SeriesRead + ?Sized), id: crate::read::SeriesId, from: i64, to: i64) -> Result<(f64, bool), StoreError> {
+    let means = store.hour_means(id, from, to)?;
+    let rolled = means.rolled_to;
     let mut sum = 0.0;
     let mut any = false;
-    if rolled > from {
-        for b in store.read_rollups(id, Level::Hour, from, rolled)? {
-            if b.n > 0 && b.mean.is_finite() {
-                sum += b.mean;
-                any = true;
-            }
-        }
+    for (_, mean, _) in means.hours {
+        sum += mean;
+        any = true;
     }
     let mut hours: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
-    for (t, v) in read_f64(store, id, rolled, to)? {
+    for (t, v) in means.raw {
         if t >= rolled && t < to {
             let e = hours.entry(t.div_euclid(HOUR_NS)).or_default();
             e.0 += v;
@@ -77,7 +71,7 @@ fn hour_means_sum(store: &Store, id: kilowatch_store::SeriesId, from: i64, to: i
 
 /// The indicators over `r`, from the GPU series, the allocations attributed over `r` and their
 /// attribution (for idle energy and E_IT).
-pub fn compute(store: &Store, allocs: &[Allocation], att: &Attribution, r: TimeRange, window: &str) -> Result<GpuEfficiency, StoreError> {
+pub fn compute(store: &(impl SeriesRead + ?Sized), allocs: &[Allocation], att: &Attribution, r: TimeRange, window: &str) -> Result<GpuEfficiency, StoreError> {
     let (from, to) = (r.from.0, r.to.0);
     let mut powered_s = 0.0;
     let mut gpus = 0;
@@ -91,8 +85,7 @@ pub fn compute(store: &Store, allocs: &[Allocation], att: &Attribution, r: TimeR
     }
     let mut busy = None;
     for m in store.find_series("gpu", "util_pct", &[])? {
-        // Roll-ups and raw readings as of one set of horizons (`Store::read_consistent`).
-        let (s, any) = store.read_consistent(|h| hour_means_sum(store, m.id, from, to, h.rolled_to))?;
+        let (s, any) = hour_means_sum(store, m.id, from, to)?;
         if any {
             *busy.get_or_insert(0.0) += s / 100.0;
         }

@@ -22,9 +22,9 @@ use serde::Serialize;
 
 use crate::carbon::{self, FactorSource};
 use crate::ledger;
+use crate::read::EnergyKind;
+use crate::read::{Series, SeriesRead, StoreError};
 use crate::settings::{AccountingConfig, CarbonConfig, Rules, Settings};
-use kilowatch_store::rollup::EnergyKind;
-use kilowatch_store::{SeriesMeta, Store, StoreError};
 
 /// One meter's contribution and how far it can be trusted.
 #[derive(Debug, Clone, Serialize)]
@@ -131,7 +131,7 @@ const PHASE_ALLOWANCE_S: f64 = 300.0;
 
 /// One meter over the window: its hourly ledger in kWh (or m³) and whether it is expected.
 struct Metered {
-    meta: SeriesMeta,
+    meta: Series,
     ledger: Ledger,
     expected: bool,
     estimated: bool,
@@ -158,7 +158,7 @@ impl Metered {
         MeterQuality {
             meter: self.meta.tag("meter").unwrap_or("?").to_owned(),
             role: self.role().to_owned(),
-            category: self.meta.tag("category").and_then(|c| c.parse().ok()),
+            category: crate::meters::category_tag(self.meta.tag("category")),
             value: self.value(),
             unit,
             coverage_pct: self.coverage_pct(r),
@@ -171,14 +171,15 @@ impl Metered {
     }
 }
 
-pub fn category(m: &SeriesMeta) -> u8 {
-    m.tag("category").and_then(|c| c.parse::<u8>().ok()).unwrap_or(1)
+/// The category an IT meter counts at ([`meters::category`]).
+pub fn category(m: &Series) -> u8 {
+    crate::meters::category(m.tag("category"))
 }
 
 /// Whether a meter with no data in `r` was expected to report in it: it is listed in
 /// `expected_meters`, or it was seen before the window's end and has not been silent for longer
 /// than `retired_after_h` before the window's start.
-fn expected(store: &Store, m: &SeriesMeta, l: &Ledger, r: TimeRange, acc: &AccountingConfig) -> Result<bool, StoreError> {
+fn expected(store: &(impl SeriesRead + ?Sized), m: &Series, l: &Ledger, r: TimeRange, acc: &AccountingConfig) -> Result<bool, StoreError> {
     if l.total_covered_s() > 0.0 || l.readings > 0 {
         return Ok(true);
     }
@@ -189,14 +190,14 @@ fn expected(store: &Store, m: &SeriesMeta, l: &Ledger, r: TimeRange, acc: &Accou
     if first > r.to.0 {
         return Ok(false);
     }
-    let newest = store.latest(&[m.id])?.into_iter().flatten().next().map(|(t, _)| t).unwrap_or(i64::MIN);
+    let newest = store.newest(m.id)?.unwrap_or(i64::MIN);
     let grace = (acc.retired_after_h * 3600.0 * 1e9) as i64;
     Ok(newest >= r.from.0.saturating_sub(grace))
 }
 
 /// Every energy meter over the window, hour by hour: its kWh counter, or, for a meter that only
 /// reports power, the trapezoid rule (flagged estimated). Then every water meter (m³).
-fn meter_ledgers(store: &Store, r: TimeRange, bounds: &[i64], acc: &AccountingConfig) -> Result<(Vec<Metered>, Vec<Metered>), StoreError> {
+fn meter_ledgers(store: &(impl SeriesRead + ?Sized), r: TimeRange, bounds: &[i64], acc: &AccountingConfig) -> Result<(Vec<Metered>, Vec<Metered>), StoreError> {
     let mut energy = Vec::new();
     for (meta, kind) in ledger::energy_meters(store)? {
         let ledger = ledger::meter_kwh(store, meta.id, kind, bounds)?;
@@ -213,18 +214,18 @@ fn meter_ledgers(store: &Store, r: TimeRange, bounds: &[i64], acc: &AccountingCo
 }
 
 /// KPIs with the default settings (the dashboard's live tile, alert rules).
-pub fn compute(store: &Store, r: TimeRange, window: &str) -> Result<Kpi, StoreError> {
+pub fn compute(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str) -> Result<Kpi, StoreError> {
     compute_with(store, r, window, &Rules::default())
 }
 
 /// KPIs over `r` with the site's carbon and accounting settings. Declared renewables (`[eu]`
 /// `eres_goo_kwh`, `eres_ppa_kwh`, `eres_os_kwh`) are yearly figures: pass them with
 /// [`compute_declared`] for a calendar year.
-pub fn compute_with(store: &Store, r: TimeRange, window: &str, cfg: &impl Settings) -> Result<Kpi, StoreError> {
+pub fn compute_with(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str, cfg: &impl Settings) -> Result<Kpi, StoreError> {
     compute_declared(store, r, window, cfg, None)
 }
 
-pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &impl Settings, declared_renewable_kwh: Option<f64>) -> Result<Kpi, StoreError> {
+pub fn compute_declared(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str, cfg: &impl Settings, declared_renewable_kwh: Option<f64>) -> Result<Kpi, StoreError> {
     let carbon_cfg = cfg.carbon();
     let acc = cfg.accounting();
     let bounds = hour_bounds(r.from.0, r.to.0);
@@ -237,7 +238,7 @@ pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &impl Se
 
     // E_IT is taken at the best category with data in the window: UPS outputs (1) before PDU
     // outputs (2) before IT inputs (3). Mixing categories would count the same energy twice.
-    let category = meters.iter().filter(|m| m.role() == role::IT && m.has_data()).map(Metered::category).min();
+    let category = crate::meters::best_category(meters.iter().filter(|m| m.role() == role::IT && m.has_data()).map(Metered::category));
     let is_it = |m: &Metered| m.role() == role::IT && Some(m.category()) == category;
     let it = match category {
         Some(_) => sum(&is_it),
@@ -292,14 +293,10 @@ pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &impl Se
             None
         }
     };
-    let pue = pue_energies.and_then(|(f, i)| ratio(f, i)).and_then(|p| {
-        if p < 1.0 {
-            faults.push(format!("PUE computes to {p:.4}, below 1: a data fault (meter roles, coverage or a counter), not a result"));
-            None
-        } else {
-            Some(p)
-        }
-    });
+    if let Some(p) = pue_energies.and_then(|(f, i)| ratio(f, i)).filter(|p| *p < 1.0) {
+        faults.push(format!("PUE computes to {p:.4}, below 1: a data fault (meter roles, coverage or a counter), not a result"));
+    }
+    let pue = pue_energies.and_then(|(f, i)| pue(f, i));
 
     let mut subsystems = BTreeMap::new();
     for role_name in [role::COOLING, role::POWER_LOSSES, role::OTHER] {
@@ -312,10 +309,7 @@ pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &impl Se
     let water_metered = waters.iter().any(|w| w.expected && w.has_data());
     let water = water_metered.then(|| waters.iter().map(Metered::value).sum::<f64>());
     let potable = water_metered.then(|| waters.iter().filter(|w| w.meta.tag("potable") == Some("true")).map(Metered::value).sum::<f64>());
-    let wue = match water {
-        Some(w) if it > 0.0 && category.is_some() => Some(w * 1000.0 / it),
-        _ => None,
-    };
+    let wue = water.filter(|_| category.is_some()).and_then(|w| wue(w, it));
 
     let has = |r: &str| meters.iter().any(|m| m.role() == r && m.has_data());
     let reuse = has(ROLE_REUSE).then(|| sum(&|m| m.role() == ROLE_REUSE));
@@ -388,7 +382,7 @@ pub fn compute_declared(store: &Store, r: TimeRange, window: &str, cfg: &impl Se
 }
 
 /// E_DC and E_IT over `[a, b]` (the common span), read again for that span.
-fn span_energies(store: &Store, meters: &[Metered], is_fac: &dyn Fn(&Metered) -> bool, is_it: &dyn Fn(&Metered) -> bool, a: i64, b: i64) -> Result<(f64, f64), StoreError> {
+fn span_energies(store: &(impl SeriesRead + ?Sized), meters: &[Metered], is_fac: &dyn Fn(&Metered) -> bool, is_it: &dyn Fn(&Metered) -> bool, a: i64, b: i64) -> Result<(f64, f64), StoreError> {
     let (mut f, mut i) = (0.0, 0.0);
     for m in meters {
         let (fac, it) = (is_fac(m), is_it(m));
@@ -409,7 +403,7 @@ fn span_energies(store: &Store, meters: &[Metered], is_fac: &dyn Fn(&Metered) ->
 
 /// Location-based CO2 of E_DC: each hour's grid energy at that hour's factor (an ingested
 /// intensity series, else the configured factor), generator energy at the generator's factor.
-fn location_co2(store: &Store, meters: &[Metered], bounds: &[i64], cfg: &CarbonConfig) -> Result<(f64, FactorSource, carbon::GeneratorFactor), StoreError> {
+fn location_co2(store: &(impl SeriesRead + ?Sized), meters: &[Metered], bounds: &[i64], cfg: &CarbonConfig) -> Result<(f64, FactorSource, carbon::GeneratorFactor), StoreError> {
     let (f, src) = carbon::factors(store, bounds, cfg)?;
     let mut kg = 0.0;
     for m in meters {
@@ -426,9 +420,37 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0).then(|| num / den)
 }
 
+/// PUE = E_DC / E_IT, both kWh over the same span (ISO/IEC 30134-2): the one rule the site's
+/// KPIs, each hour of attribution and the fleet's sums use. `None` without IT energy, and for a
+/// ratio below 1, which is a data fault, never a result.
+pub fn pue(facility_kwh: f64, it_kwh: f64) -> Option<f64> {
+    ratio(facility_kwh, it_kwh).filter(|p| *p >= 1.0)
+}
+
+/// WUE = WIN / E_IT in L/kWh from m³ and kWh (the EU's m³/MWh, the same number). `None`
+/// without IT energy.
+pub fn wue(water_m3: f64, it_kwh: f64) -> Option<f64> {
+    ratio(water_m3 * 1000.0, it_kwh)
+}
+
+impl Kpi {
+    /// Whether this figure may be called official: metered over at least
+    /// `accounting.official_min_coverage_pct` of its window. That the window is a calendar year
+    /// or a rolling 12 months is the period's half of the rule (`periods::Period::official`).
+    pub fn official(&self, acc: &AccountingConfig) -> bool {
+        self.official_at(acc.official_min_coverage_pct)
+    }
+
+    /// [`Kpi::official`] with the minimum coverage as a report carries it
+    /// (`Methodology::official_min_coverage_pct`).
+    pub fn official_at(&self, min_coverage_pct: f64) -> bool {
+        self.data_quality.coverage_pct >= min_coverage_pct
+    }
+}
+
 /// The live window: the last five minutes up to the newest data the store holds (which runs
 /// ahead of the wall clock when the demo runs faster than real time).
-pub fn live_range(store: &Store) -> Result<TimeRange, StoreError> {
+pub fn live_range(store: &(impl SeriesRead + ?Sized)) -> Result<TimeRange, StoreError> {
     let now = Timestamp(store.live_now()?);
     Ok(TimeRange::new(now.saturating_add_ns(-300 * kilowatch_model::time::NANOS_PER_SEC), now))
 }

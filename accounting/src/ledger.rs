@@ -1,16 +1,16 @@
 //! The site's ledgers: E_IT, E_DC and water per segment (hours for the jobs list), read through
-//! [`Store::ledger`] so they are the same whatever the age of the data. The counter and
+//! [`SeriesRead::ledger`] so they are the same whatever the age of the data. The counter and
 //! trapezoid rules themselves are in `kilowatch_model::energy`.
 
 use kilowatch_model::energy::Ledger;
 
-use kilowatch_store::rollup::EnergyKind;
-use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError};
+use crate::meters;
+use crate::read::{EnergyKind, Series, SeriesId, SeriesRead, StoreError};
 
 /// Numeric samples of a series over `[from, to]` plus the neighbour on each side: readings
-/// (temperatures, intensities), not energy, which goes through [`Store::ledger`].
-pub fn read_f64(store: &Store, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, f64)>, StoreError> {
-    Ok(store.read_with_neighbours(id, from, to)?.into_iter().filter_map(|(t, v)| v.as_f64().filter(|f| f.is_finite()).map(|f| (t, f))).collect())
+/// (temperatures, intensities), not energy, which goes through [`SeriesRead::ledger`].
+pub fn read_f64(store: &(impl SeriesRead + ?Sized), id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, f64)>, StoreError> {
+    store.read_f64(id, from, to)
 }
 
 /// The site's meters per segment: E_IT (best category present), E_DC (grid + generator) and
@@ -35,15 +35,15 @@ pub struct SiteLedgers {
 
 /// Every meter's energy series: its kWh counter, or, for a meter that only reports power, its
 /// power (integrated by the trapezoid rule, estimated).
-pub fn energy_meters(store: &Store) -> Result<Vec<(SeriesMeta, EnergyKind)>, StoreError> {
+pub fn energy_meters(store: &(impl SeriesRead + ?Sized)) -> Result<Vec<(Series, EnergyKind)>, StoreError> {
     use kilowatch_model::metric::METER;
     let counters = store.find_series(METER, "energy_kwh", &[])?;
-    let powers: Vec<SeriesMeta> = store.find_series(METER, "power_w", &[])?.into_iter().filter(|p| !counters.iter().any(|c| c.tags == p.tags)).collect();
+    let powers: Vec<Series> = store.find_series(METER, "power_w", &[])?.into_iter().filter(|p| !counters.iter().any(|c| c.tags == p.tags)).collect();
     Ok(counters.into_iter().map(|m| (m, EnergyKind::Counter)).chain(powers.into_iter().map(|m| (m, EnergyKind::Power))).collect())
 }
 
 /// A meter's ledger over `bounds` in kWh, whichever of [`energy_meters`]' kinds it is.
-pub fn meter_kwh(store: &Store, id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError> {
+pub fn meter_kwh(store: &(impl SeriesRead + ?Sized), id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError> {
     let mut l = store.ledger(id, kind, bounds)?;
     if kind == EnergyKind::Power {
         for v in &mut l.values {
@@ -53,8 +53,8 @@ pub fn meter_kwh(store: &Store, id: SeriesId, kind: EnergyKind, bounds: &[i64]) 
     Ok(l)
 }
 
-pub fn site_ledgers(store: &Store, bounds: &[i64]) -> Result<SiteLedgers, StoreError> {
-    use kilowatch_model::metric::{WATER, role};
+pub fn site_ledgers(store: &(impl SeriesRead + ?Sized), bounds: &[i64]) -> Result<SiteLedgers, StoreError> {
+    use kilowatch_model::metric::WATER;
     let n = bounds.len().saturating_sub(1);
     let (Some(&from), Some(&to)) = (bounds.first(), bounds.last()) else { return Ok(SiteLedgers::default()) };
     let mut out = SiteLedgers {
@@ -82,8 +82,8 @@ pub fn site_ledgers(store: &Store, bounds: &[i64]) -> Result<SiteLedgers, StoreE
     let mut it_meters: Vec<(u8, Ledger)> = Vec::new();
     for (m, kind) in energy_meters(store)? {
         let role_tag = m.tag("role");
-        let is_it = role_tag == Some(role::IT);
-        let is_fac = matches!(role_tag, Some(role::FACILITY | role::GENERATOR));
+        let is_it = meters::is_it(role_tag);
+        let is_fac = meters::is_facility(role_tag);
         if !is_it && !is_fac {
             continue;
         }
@@ -94,13 +94,13 @@ pub fn site_ledgers(store: &Store, bounds: &[i64]) -> Result<SiteLedgers, StoreE
         } else {
             add(&mut out.facility_kwh, &l);
             cover(&mut out.facility_covered_s, &l);
-            if role_tag == Some(role::GENERATOR) {
+            if meters::is_generator(role_tag) {
                 add(&mut out.generator_kwh, &l);
             }
         }
     }
     // Same rule as the KPIs: E_IT at the best category with data in the window, never mixed.
-    out.it_category = it_meters.iter().filter(|(_, l)| l.total_covered_s() > 0.0).map(|(c, _)| *c).min();
+    out.it_category = meters::best_category(it_meters.iter().filter(|(_, l)| l.total_covered_s() > 0.0).map(|(c, _)| *c));
     for (_, l) in it_meters.iter().filter(|(c, _)| Some(*c) == out.it_category) {
         out.it_estimated |= l.estimated;
         add(&mut out.it_kwh, l);

@@ -20,10 +20,9 @@ use serde::Serialize;
 use crate::attribution::{self, JobEnergy, Rollup};
 use crate::kpi::{self, Kpi};
 use crate::periods::{self, PeriodError};
+use crate::read::SeriesRead;
 use crate::report::{ReportError, generation_time, share};
 use crate::settings::Settings;
-use kilowatch_store::Store;
-use kilowatch_store::jobs::JobStore;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
@@ -262,14 +261,14 @@ fn breakdown(hourly: &[Hour], steps: &[attribution::StepFactors], tz: Tz, fmt: &
 }
 
 /// Assembles `owner`'s statement for `period_key` (`YYYY-MM` or `YYYY`).
-pub fn build(store: &Store, cfg: &impl Settings, owner: &str, period_key: &str, generated_at: Option<&str>) -> Result<Statement, ReportError> {
+pub fn build(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, owner: &str, period_key: &str, generated_at: Option<&str>) -> Result<Statement, ReportError> {
     let tz: Tz = cfg.timezone().parse().map_err(|_| ReportError::TimeZone(cfg.timezone().to_owned()))?;
     if owner.is_empty() {
         return Err(PeriodError::Param { name: "owner", value: String::new(), why: "an owner or account is required" }.into());
     }
     let p = period(period_key, tz)?;
     let k = kpi::compute_with(store, p.range, &p.label, cfg)?;
-    let js = JobStore::beside(store)?;
+    let js = store.jobs()?;
     let allocs: Vec<_> = attribution::allocations(store, &js, p.range)?;
     // One-hour series steps: the same segments as the jobs list (its steps are hours), so the
     // figures are the API's, with each hour's energy kept for the hourly table.

@@ -1,6 +1,7 @@
 //! The accounting API: KPIs over calendar periods, jobs in (`POST /api/v1/jobs`) and out
 //! (`GET /api/v1/jobs`, `/api/v1/jobs/{id}`), and the EU indicators.
 
+use crate::adapters::{StoreJobs, StoreRead};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -188,12 +189,12 @@ pub async fn kpi(State(st): State<AppState>, acct: Acct, Query(q): Query<WindowP
     let store = st.store.clone();
     let cfg = st.config.clone();
     let compute = move || {
-        kpi::compute_with(&store, range, &label, &*cfg).map(|k| {
+        kpi::compute_with(&StoreRead(&store), range, &label, &*cfg).map(|k| {
             let mut v = serde_json::to_value(&k).unwrap_or_default();
             // A year or rolling 12 months is the official figure only when metered throughout
             // (accounting.official_min_coverage_pct).
             let min = cfg.accounting.official_min_coverage_pct;
-            v["official"] = json!(official && k.data_quality.coverage_pct >= min);
+            v["official"] = json!(official && k.official(&cfg.accounting));
             v["official_min_coverage_pct"] = json!(min);
             v
         })
@@ -284,8 +285,8 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, tenant: Option<Ex
     let resp = cached_value(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
         let acct = a2;
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
-        let a = attribution::allocations(&store, js, range)?;
-        let Some(att): Option<Attribution> = attribution::attribute_until(&store, &a, range, None, &carbon, &cancel)? else {
+        let a = attribution::allocations(&StoreRead(&store), &StoreJobs::new(&store, js), range)?;
+        let Some(att): Option<Attribution> = attribution::attribute_until(&StoreRead(&store), &a, range, None, &carbon, &cancel)? else {
             tracing::info!(from = %range.from.to_rfc3339(), to = %range.to.to_rfc3339(), "jobs query stopped: the client went away");
             return Err(JobError::Invalid("cancelled: the client went away".into()));
         };
@@ -333,7 +334,7 @@ pub async fn get_job(State(st): State<AppState>, acct: Acct, tenant: Option<Exte
         let span = to.saturating_sub(from);
         let step = [1i64, 10, 60, 300, 900, 3600, 86_400].iter().map(|s| s * 1_000_000_000).find(|s| span / s <= 200).unwrap_or(86_400_000_000_000);
         a.retain(|x| x.job == id);
-        let Some(att) = attribution::attribute_until(&store, &a, TimeRange::new(Timestamp(from), Timestamp(to)), Some(step), &carbon, &cancel)? else {
+        let Some(att) = attribution::attribute_until(&StoreRead(&store), &a, TimeRange::new(Timestamp(from), Timestamp(to)), Some(step), &carbon, &cancel)? else {
             tracing::info!(job = %id, "job page stopped: the client went away");
             return Err(JobError::Invalid("cancelled: the client went away".into()));
         };
@@ -359,10 +360,10 @@ pub async fn eu_indicators(State(st): State<AppState>, Query(q): Query<WindowPar
     let cfg = st.config.clone();
     // month=YYYY-MM: the year to date at that month's end, as the monthly report shows it.
     if let Some(month) = q.month.clone() {
-        return blocking(move || eu::indicators_to_month(&store, &*cfg, &month)).await;
+        return blocking(move || eu::indicators_to_month(&StoreRead(&store), &*cfg, &month)).await;
     }
     let Some(year) = q.year.as_deref().and_then(|y| y.parse::<i32>().ok()) else {
         return error(StatusCode::BAD_REQUEST, "invalid", "year=YYYY (or month=YYYY-MM for the year to date) is required");
     };
-    blocking(move || eu::indicators(&store, &*cfg, year)).await
+    blocking(move || eu::indicators(&StoreRead(&store), &*cfg, year)).await
 }

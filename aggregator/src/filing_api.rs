@@ -4,6 +4,7 @@
 //! are refused by `tenant::gate`). `kilowatch eu-filing --year YYYY --out DIR` writes the same
 //! files. Built by `kilowatch_accounting::eu::filing`, rendered by the report's renderers.
 
+use crate::adapters::StoreRead;
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::extract::{Path, Query, State};
@@ -36,7 +37,7 @@ fn parse_year(y: &str) -> Result<i32, ReportError> {
 
 /// The filing for `year`.
 pub fn filing(store: &Store, cfg: &Config, year: i32, generated_at: Option<&str>) -> Result<Filing, ReportError> {
-    Ok(kilowatch_accounting::eu::filing::build(store, cfg, year, generated_at)?.0)
+    Ok(kilowatch_accounting::eu::filing::build(&StoreRead(store), cfg, year, generated_at)?.0)
 }
 
 /// The evidence bundle of a built filing: its files, the manifest last.
@@ -47,7 +48,7 @@ fn bundle(f: &Filing, inv: &evidence::Inventory) -> Result<Vec<(&'static str, Ve
 
 /// The evidence bundle's files for `year`, the manifest last.
 pub fn evidence_files(store: &Store, cfg: &Config, year: i32, generated_at: Option<&str>) -> Result<Vec<(&'static str, Vec<u8>)>, ReportError> {
-    let (f, inv) = kilowatch_accounting::eu::filing::build(store, cfg, year, generated_at)?;
+    let (f, inv) = kilowatch_accounting::eu::filing::build(&StoreRead(store), cfg, year, generated_at)?;
     bundle(&f, &inv)
 }
 
@@ -60,7 +61,7 @@ pub fn file_name(cfg: &Config, year: i32, f: Format) -> String {
 /// `dir/evidence` unless `with_evidence` is false. Returns the paths written.
 pub fn write_files(store: &Store, cfg: &Config, year: i32, formats: &[Format], dir: &FsPath, with_evidence: bool, generated_at: Option<&str>) -> Result<Vec<PathBuf>, ReportError> {
     let io = |path: &FsPath, source| ReportError::Io { path: path.display().to_string(), source };
-    let (f, inv) = kilowatch_accounting::eu::filing::build(store, cfg, year, generated_at)?;
+    let (f, inv) = kilowatch_accounting::eu::filing::build(&StoreRead(store), cfg, year, generated_at)?;
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut out = Vec::new();
     let mut r = Renderer::new(&f);
@@ -147,7 +148,7 @@ async fn get_evidence_tar(State(st): State<AppState>, Path(year): Path<String>, 
     answer(
         tokio::task::spawn_blocking(move || {
             let y = parse_year(&year)?;
-            let (f, inv) = kilowatch_accounting::eu::filing::build(&store, &*cfg, y, q.generated_at.as_deref())?;
+            let (f, inv) = kilowatch_accounting::eu::filing::build(&StoreRead(&store), &*cfg, y, q.generated_at.as_deref())?;
             let files = bundle(&f, &inv)?;
             let dir = format!("{}-eu-filing-{y}-evidence", cfg.site.name);
             let mtime = kilowatch_model::Timestamp::parse_rfc3339(&f.meta.to).map(|t| t.0 / 1_000_000_000).unwrap_or(0);

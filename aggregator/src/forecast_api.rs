@@ -3,6 +3,8 @@
 //! poller, and `GET /api/v1/forecast` and `GET /api/v1/advice`. The model itself, the adapters
 //! and the advice are in `kilowatch-forecast`.
 
+use crate::adapters::StoreRead;
+use kilowatch_accounting::read::{HourMeans, SeriesRead};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -20,7 +22,6 @@ use kilowatch_forecast::lines::{MEASUREMENT, StoredValue};
 use kilowatch_forecast::model::{CoolingMode, FitOptions, HourRecord, ModelState};
 use kilowatch_model::metric::COOLING;
 use kilowatch_model::{Precision, Timestamp, parse_batch};
-use kilowatch_store::rollup::Level;
 use kilowatch_store::{Store, StoreError};
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -42,8 +43,7 @@ fn hourly_means(store: &Store, measurement: &str, field: &str, from: i64, to: i6
     let mut sum = vec![0.0; n];
     let mut cnt = vec![0u32; n];
     for m in store.find_series(measurement, field, &[])? {
-        // Roll-ups and raw readings as of one set of horizons (`Store::read_consistent`).
-        let per = store.read_consistent(|h| hour_sums(store, m.id, from, to, n, h.rolled_to))?;
+        let per = hour_sums(&StoreRead(store).hour_means(m.id, from, to)?, from, to, n);
         for (i, (s, c)) in per.into_iter().enumerate() {
             if c > 0 {
                 sum[i] += s / f64::from(c);
@@ -54,19 +54,19 @@ fn hourly_means(store: &Store, measurement: &str, field: &str, from: i64, to: i6
     Ok(sum.into_iter().zip(cnt).map(|(s, c)| (c > 0).then(|| s / f64::from(c))).collect())
 }
 
-/// A series' sum and count of readings per hour of `[from, to)` (`n` hours): hour roll-ups
-/// before `rolled_to`, raw readings after.
-fn hour_sums(store: &Store, id: kilowatch_store::SeriesId, from: i64, to: i64, n: usize, rolled_to: Option<i64>) -> Result<Vec<(f64, u32)>, StoreError> {
-    let rolled = rolled_to.unwrap_or(i64::MIN).clamp(from, to);
+/// A series' sum and count of readings per hour of `[from, to)` (`n` hours), from its hour
+/// roll-ups and the raw readings after them.
+fn hour_sums(means: &HourMeans, from: i64, to: i64, n: usize) -> Vec<(f64, u32)> {
+    let rolled = means.rolled_to;
     let mut per = vec![(0.0, 0u32); n];
-    for b in store.read_rollups(id, Level::Hour, from, rolled)? {
-        let i = ((b.t - from) / HOUR_NS) as usize;
-        if i < n && b.mean.is_finite() && b.n > 0 {
-            per[i] = (b.mean * f64::from(b.n), b.n);
+    for &(t, mean, count) in &means.hours {
+        let i = ((t - from) / HOUR_NS) as usize;
+        if i < n {
+            per[i] = (mean * f64::from(count), count);
         }
     }
     if rolled < to {
-        for (t, v) in kilowatch_accounting::ledger::read_f64(store, id, rolled, to)? {
+        for &(t, v) in &means.raw {
             if t >= rolled && t < to {
                 let i = ((t - from) / HOUR_NS) as usize;
                 per[i].0 += v;
@@ -74,7 +74,7 @@ fn hour_sums(store: &Store, id: kilowatch_store::SeriesId, from: i64, to: i64, n
             }
         }
     }
-    Ok(per)
+    per
 }
 
 /// The mode the cooling units reported most in each hour of `[from, to)` (the `cooling` series'
@@ -102,7 +102,7 @@ fn hourly_modes(store: &Store, from: i64, to: i64) -> Result<Vec<Option<CoolingM
 /// The site's hourly ledger with the outside air of each hour, over `[from, to)` (whole hours).
 pub fn site_history(store: &Store, from: i64, to: i64) -> Result<Vec<HourRecord>, StoreError> {
     let bounds: Vec<i64> = (0..=((to - from) / HOUR_NS)).map(|k| from + k * HOUR_NS).collect();
-    let l = kilowatch_accounting::ledger::site_ledgers(store, &bounds)?;
+    let l = kilowatch_accounting::ledger::site_ledgers(&StoreRead(store), &bounds)?;
     let temp = hourly_means(store, COOLING, "outside_temp_c", from, to)?;
     let rh = hourly_means(store, COOLING, "outside_rh_pct", from, to)?;
     let modes = hourly_modes(store, from, to)?;
@@ -213,10 +213,10 @@ fn issued_hours(store: &Store, from: i64, to: i64) -> Result<Vec<IssuedHour>, St
         let tags: Vec<(&str, &str)> = pue.tags.iter().collect();
         let other = |field: &str| -> Result<std::collections::HashMap<i64, f64>, StoreError> {
             let Some(m) = store.find_series(M, field, &tags)?.into_iter().find(|m| m.tags == pue.tags) else { return Ok(Default::default()) };
-            Ok(kilowatch_accounting::ledger::read_f64(store, m.id, from, to)?.into_iter().collect())
+            Ok(kilowatch_accounting::ledger::read_f64(&StoreRead(store), m.id, from, to)?.into_iter().collect())
         };
         let (lo, hi, wue) = (other("pue_low")?, other("pue_high")?, other("wue_l_per_kwh")?);
-        for (t, v) in kilowatch_accounting::ledger::read_f64(store, pue.id, from, to)? {
+        for (t, v) in kilowatch_accounting::ledger::read_f64(&StoreRead(store), pue.id, from, to)? {
             if t < from || t >= to {
                 continue;
             }

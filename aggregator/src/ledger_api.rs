@@ -7,6 +7,7 @@
 //! energy, and each job's GPU, IT and facility energy, water and CO2 in that hour (the
 //! hour's own PUE, WUE and carbon factor, as `GET /api/v1/jobs` computes them).
 
+use crate::adapters::{StoreJobs, StoreRead};
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
@@ -172,7 +173,7 @@ pub async fn hours(State(st): State<AppState>, acct: Acct, Query(q): Query<Hours
     crate::acct_api::blocking(move || -> Result<HoursAnswer, String> {
         let revision = revision(&store)?;
         let bounds = hour_bounds(range.from.0, range.to.0);
-        let site = ledger::site_ledgers(&store, &bounds).map_err(|e| e.to_string())?;
+        let site = ledger::site_ledgers(&StoreRead(&store), &bounds).map_err(|e| e.to_string())?;
         let n = bounds.len().saturating_sub(1);
         let mut hours: Vec<Hour> = (0..n)
             .map(|i| Hour {
@@ -189,8 +190,8 @@ pub async fn hours(State(st): State<AppState>, acct: Acct, Query(q): Query<Hours
             .collect();
         let jobs_unavailable = match &acct.jobs {
             Ok(js) => {
-                let allocs = attribution::allocations(&store, js, range).map_err(|e| e.to_string())?;
-                let att = attribution::attribute(&store, &allocs, range, Some(HOUR_NS), &cfg.carbon).map_err(|e| e.to_string())?;
+                let allocs = attribution::allocations(&StoreRead(&store), &StoreJobs::new(&store, js), range).map_err(|e| e.to_string())?;
+                let att = attribution::attribute(&StoreRead(&store), &allocs, range, Some(HOUR_NS), &cfg.carbon).map_err(|e| e.to_string())?;
                 spread_jobs(&mut hours, &att);
                 None
             }

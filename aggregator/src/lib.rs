@@ -2,6 +2,7 @@
 //! view of the data. The `kilowatch` binary (src/main.rs) wires these together.
 
 pub mod acct_api;
+pub mod adapters;
 pub mod admin;
 pub mod alerting;
 pub mod api;

@@ -2,6 +2,7 @@
 //! `SiteView` trait here, so the dashboard never touches storage itself. Charts get bucketed
 //! means (about 300 buckets a window), never raw 1 Hz samples.
 
+use crate::adapters::StoreRead;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use kilowatch_model::psychro::{dew_point_c, wet_bulb_c};
 use kilowatch_model::time::NANOS_PER_SEC;
 
 use chrono_tz::Tz;
-use kilowatch_accounting::{kpi, periods};
+use kilowatch_accounting::{kpi, meters, periods};
 use kilowatch_store::rollup::EnergyKind;
 use kilowatch_store::rollup::{Bucket, HOUR, Level, MINUTE};
 use kilowatch_store::{SeriesId, SeriesMeta, Store, StoreError, Value};
@@ -207,15 +208,15 @@ impl StoreView {
     }
 
     fn build_overview(&self) -> Result<Overview, StoreError> {
-        let live = kpi::live_range(&self.store)?;
-        let k = kpi::compute(&self.store, live, "live, last 5 min")?;
+        let live = kpi::live_range(&StoreRead(&self.store))?;
+        let k = kpi::compute(&StoreRead(&self.store), live, "live, last 5 min")?;
         let since = live.from.0;
         let meter_power = self.recent(METER, "power_w", since)?;
         let sum_roles = |roles: &[&str], category: Option<u8>| -> Option<f64> {
             let vals: Vec<f64> = meter_power
                 .iter()
                 .filter(|(m, _)| m.tag("role").is_some_and(|r| roles.contains(&r)))
-                .filter(|(m, _)| category.is_none() || m.tag("category").and_then(|c| c.parse().ok()).unwrap_or(1) == category.unwrap_or(1))
+                .filter(|(m, _)| category.is_none() || meters::category(m.tag("category")) == category.unwrap_or(1))
                 .filter_map(|(_, v)| v.as_f64())
                 .collect();
             (!vals.is_empty()).then(|| vals.iter().sum())
@@ -254,16 +255,13 @@ impl StoreView {
 
     fn build_power(&self, w: Window) -> Result<Vec<Series>, StoreError> {
         let s = self.span(w)?;
-        let meters = self.store.find_series(METER, "power_w", &[])?;
+        let all = self.store.find_series(METER, "power_w", &[])?;
         // IT at the best category present, as the KPIs take it: mixing would count twice.
-        let best = meters.iter().filter(|m| m.tag("role") == Some(role::IT)).map(|m| m.tag("category").and_then(|c| c.parse::<u8>().ok()).unwrap_or(1)).min();
+        let best = meters::best_category(all.iter().filter(|m| meters::is_it(m.tag("role"))).map(|m| meters::category(m.tag("category"))));
         let mut out = Vec::new();
         for (name, roles) in [("facility", &[role::FACILITY, role::GENERATOR][..]), ("IT", &[role::IT]), ("cooling", &[role::COOLING]), ("losses", &[role::POWER_LOSSES])] {
-            let pick: Vec<&SeriesMeta> = meters
-                .iter()
-                .filter(|m| m.tag("role").is_some_and(|r| roles.contains(&r)))
-                .filter(|m| name != "IT" || m.tag("category").and_then(|c| c.parse::<u8>().ok()).unwrap_or(1) == best.unwrap_or(1))
-                .collect();
+            let pick: Vec<&SeriesMeta> =
+                all.iter().filter(|m| m.tag("role").is_some_and(|r| roles.contains(&r))).filter(|m| name != "IT" || meters::category(m.tag("category")) == best.unwrap_or(1)).collect();
             if !pick.is_empty() {
                 out.push(Self::series(name, "W", s, self.summed(&pick, s)?));
             }

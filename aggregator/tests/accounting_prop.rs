@@ -4,6 +4,7 @@
 
 use kilowatch_accounting::attribution::attribute;
 use kilowatch_accounting::kpi;
+use kilowatch_aggregator::adapters::StoreRead;
 use kilowatch_aggregator::config::CarbonConfig;
 use kilowatch_model::{Point, TimeRange, Timestamp};
 use kilowatch_store::Store;
@@ -72,11 +73,11 @@ proptest! {
         }).collect();
         for (a, len) in &c.windows {
             let r = TimeRange::new(Timestamp(T0 + a * S), Timestamp(T0 + (a + len) * S));
-            let att = attribute(&store, &allocs, r, None, &CarbonConfig::default()).expect("attribute");
+            let att = attribute(&StoreRead(&store), &allocs, r, None, &CarbonConfig::default()).expect("attribute");
             let sum: f64 = att.jobs.iter().map(|j| j.it_energy_kwh).sum::<f64>() + att.idle_kwh + att.unattributed_kwh;
             let tol = 1e-9 * att.it_energy_kwh.abs().max(1e-6);
             prop_assert!((sum - att.it_energy_kwh).abs() <= tol, "sum {} vs E_IT {}", sum, att.it_energy_kwh);
-            let k = kpi::compute(&store, r, "test").expect("kpi");
+            let k = kpi::compute(&StoreRead(&store), r, "test").expect("kpi");
             prop_assert!((k.it_energy_kwh - att.it_energy_kwh).abs() <= 1e-9 * k.it_energy_kwh.max(1e-6), "kpi {} vs ledger {}", k.it_energy_kwh, att.it_energy_kwh);
             prop_assert!(att.idle_kwh >= 0.0 && att.it_energy_kwh >= 0.0);
             for j in &att.jobs {

@@ -9,6 +9,7 @@
 
 use kilowatch_accounting::attribution::{Attribution, attribute};
 use kilowatch_accounting::kpi::{self, Kpi};
+use kilowatch_aggregator::adapters::StoreRead;
 use kilowatch_aggregator::config::{CarbonConfig, Config};
 use kilowatch_model::{Point, TimeRange, Timestamp};
 use kilowatch_store::jobs::{GPU_JOB_MAX_GAP_NS, JobPost, JobStore, recorder, with_gpu_job_points};
@@ -163,10 +164,10 @@ fn figures(store: &Store, jobs: &JobStore, c: &Case) -> Figures {
     let mut atts = Vec::new();
     for (a, b) in &c.windows {
         let r = TimeRange::new(Timestamp(T0 + a * S), Timestamp(T0 + b * S));
-        kpis.push(kpi::compute_with(store, r, "test", &Config::default()).expect("kpi"));
+        kpis.push(kpi::compute_with(&StoreRead(store), r, "test", &Config::default()).expect("kpi"));
         let stored = jobs.overlapping(r.from.0, r.to.0).expect("jobs");
         let allocs = with_gpu_job_points(store, jobs, stored, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS).expect("allocs");
-        atts.push(attribute(store, &allocs, r, None, &CarbonConfig::default()).expect("attribute"));
+        atts.push(attribute(&StoreRead(store), &allocs, r, None, &CarbonConfig::default()).expect("attribute"));
     }
     Figures { kpis, atts }
 }
@@ -184,7 +185,7 @@ fn edge_bound(store: &Store, r: (i64, i64), step: i64, f: &dyn Fn(&Kpi) -> f64) 
             continue;
         }
         let b0 = edge / step * step;
-        let k = kpi::compute(store, TimeRange::new(Timestamp(T0 + b0 * S), Timestamp(T0 + (b0 + step) * S)), "bound").expect("kpi");
+        let k = kpi::compute(&StoreRead(store), TimeRange::new(Timestamp(T0 + b0 * S), Timestamp(T0 + (b0 + step) * S)), "bound").expect("kpi");
         bound += f(&k).abs();
     }
     bound

@@ -2,6 +2,7 @@
 //! whole period) are the same, to the bit, before and after the raw samples they were computed
 //! from are deleted and only roll-ups remain, and they still equal the simulator's truth.
 
+use kilowatch_aggregator::adapters::StoreRead;
 use std::time::Duration;
 
 use kilowatch_accounting::kpi;
@@ -17,7 +18,7 @@ fn ts(s: &str) -> Timestamp {
 }
 
 fn figures(store: &Store, from: &str, to: &str) -> [Option<f64>; 7] {
-    let k = kpi::compute(store, TimeRange { from: ts(from), to: ts(to) }, "test").expect("kpi");
+    let k = kpi::compute(&StoreRead(store), TimeRange { from: ts(from), to: ts(to) }, "test").expect("kpi");
     [Some(k.facility_energy_kwh), Some(k.it_energy_kwh), k.water_m3, k.pue, k.wue_l_per_kwh, Some(k.co2_location_kg), Some(k.grid_energy_kwh)]
 }
 

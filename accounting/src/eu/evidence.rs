@@ -8,12 +8,12 @@
 use crate::report::csv_field;
 use std::fmt::Write as _;
 
+use crate::read::EnergyKind;
+use crate::read::{SeriesRead, StoreError};
 use kilowatch_model::TimeRange;
 use kilowatch_model::Timestamp;
 use kilowatch_model::energy::hour_bounds;
 use kilowatch_model::metric::{WATER, role};
-use kilowatch_store::rollup::EnergyKind;
-use kilowatch_store::{Store, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -83,11 +83,11 @@ impl Inventory {
 }
 
 /// Reads the inventory over `r` at clock-hour bounds.
-pub fn inventory(store: &Store, r: TimeRange) -> Result<Inventory, StoreError> {
+pub fn inventory(store: &(impl SeriesRead + ?Sized), r: TimeRange) -> Result<Inventory, StoreError> {
     let bounds = hour_bounds(r.from.0, r.to.0);
     let dur = r.duration_secs();
     let pct = |l: &kilowatch_model::energy::Ledger| if dur > 0.0 { (l.total_covered_s() / dur * 100.0).min(100.0) } else { 0.0 };
-    let record = |m: &kilowatch_store::SeriesMeta, measurement: &'static str, kind: EnergyKind, l: kilowatch_model::energy::Ledger| {
+    let record = |m: &crate::read::Series, measurement: &'static str, kind: EnergyKind, l: kilowatch_model::energy::Ledger| {
         let water = measurement == "water";
         MeterRecord {
             meter: m.tag("meter").unwrap_or("?").to_owned(),

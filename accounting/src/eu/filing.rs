@@ -22,9 +22,9 @@ use super::thresholds::{self, Kpi as ThresholdKpi, Thresholds};
 use crate::gpu_efficiency::GpuEfficiency;
 use crate::kpi::{self, Kpi};
 use crate::periods;
+use crate::read::SeriesRead;
 use crate::report::{ReportError, generation_time};
 use crate::settings::Settings;
-use kilowatch_store::Store;
 
 pub const REGULATION: &str = "Commission Delegated Regulation (EU) 2024/1364 (data centre rating scheme), under Directive (EU) 2023/1791 art. 12";
 
@@ -273,7 +273,7 @@ fn with_fill(mut item: Item, est: Option<&Estimate>) -> Item {
 /// Eurostat/JRC method from open-data daily means (`[eu.open_weather]`, fetched by `kilowatch
 /// eu-cdd`), else from the site's own outside-temperature series; every day of the period
 /// needed: a day without a mean makes CDD missing, never a smaller number.
-fn cdd_item(store: &Store, eu: &EuConfig, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Item, ReportError> {
+fn cdd_item(store: &(impl SeriesRead + ?Sized), eu: &EuConfig, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Item, ReportError> {
     use super::open_weather as ow;
     const NAME: &str = "Cooling degree days (Eurostat/JRC method: base 21 °C, days with a mean of 24 °C or more)";
     if eu.cdd_degree_days.is_some() {
@@ -312,7 +312,16 @@ fn cdd_item(store: &Store, eu: &EuConfig, range: kilowatch_model::TimeRange, tz:
 }
 
 #[allow(clippy::too_many_arguments)]
-fn annex_ii(store: &Store, cfg: &impl Settings, k: &Kpi, inv: &Inventory, filled: &fill::Fill, declared_res: Option<f64>, range: kilowatch_model::TimeRange, tz: Tz) -> Result<Items, ReportError> {
+fn annex_ii(
+    store: &(impl SeriesRead + ?Sized),
+    cfg: &impl Settings,
+    k: &Kpi,
+    inv: &Inventory,
+    filled: &fill::Fill,
+    declared_res: Option<f64>,
+    range: kilowatch_model::TimeRange,
+    tz: Tz,
+) -> Result<Items, ReportError> {
     let eu = cfg.eu();
     let it_cat = inv.it_category();
     let mut pdit = declared_num("PDIT", "Installed IT power demand", "kW", eu.pdit_kw, "pdit_kw", eu);
@@ -584,7 +593,7 @@ fn full_coverage_pct(official_min_pct: f64, r: kilowatch_model::TimeRange) -> f6
 
 /// Builds the filing for calendar `year`, with the meter inventory it rests on (the evidence
 /// bundle's data).
-pub fn build(store: &Store, cfg: &impl Settings, year: i32, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
+pub fn build(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, year: i32, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
     let tz: Tz = cfg.timezone().parse().map_err(|_| ReportError::TimeZone(cfg.timezone().to_owned()))?;
     let p = reporting_period(cfg.eu(), year, tz)?;
     assemble(store, cfg, year, tz, p, Scope::Filing, generated_at)
@@ -603,7 +612,7 @@ pub enum Scope {
 
 /// The pack over period `p` of `year`: the one code path for the filing, `GET
 /// /api/v1/eu-indicators`, the monthly report's EU section and the fleet's side-by-side view.
-pub fn assemble(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: periods::Period, scope: Scope, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
+pub fn assemble(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, year: i32, tz: Tz, p: periods::Period, scope: Scope, generated_at: Option<&str>) -> Result<(Filing, Inventory), ReportError> {
     let declared_res = if scope == Scope::Filing { cfg.eu().declared_renewables_kwh() } else { None };
     let k = kpi::compute_declared(store, p.range, &p.label, cfg, declared_res)?;
     let mut inv = super::evidence::inventory(store, p.range)?;
@@ -628,7 +637,7 @@ pub fn assemble(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: period
             c.reason = format!("{} (provisional: only {coverage:.1} % of the year metered)", c.reason);
         }
     }
-    let voluntary = match kilowatch_store::jobs::JobStore::beside(store) {
+    let voluntary = match store.jobs() {
         _ if scope == Scope::Summary => Voluntary { gpu_efficiency: None, unavailable: Some("not computed for a summary".into()), note: VOLUNTARY },
         // No GPU with power readings: the indicators are missing, not a row of zeros.
         Ok(js) => match crate::report::gpu_efficiency_over(store, cfg, &js, p.range, &p.label)? {

@@ -22,8 +22,8 @@ use serde::Serialize;
 use crate::kpi;
 use crate::ledger::read_f64;
 use crate::periods::{self, PeriodError};
+use crate::read::{SeriesRead, StoreError};
 use crate::settings::Settings;
-use kilowatch_store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EuError {
@@ -68,7 +68,7 @@ pub struct EuReport {
 /// `measurement`/`field` (the mean of the day's readings: the site's `cooling` `outside_temp_c`,
 /// or the open-data days of [`open_weather`]); a day without readings is `None`. None without
 /// that series.
-pub fn daily_means(store: &Store, r: TimeRange, tz: Tz, measurement: &str, field: &str) -> Result<Option<Vec<(chrono::NaiveDate, Option<f64>)>>, StoreError> {
+pub fn daily_means(store: &(impl SeriesRead + ?Sized), r: TimeRange, tz: Tz, measurement: &str, field: &str) -> Result<Option<Vec<(chrono::NaiveDate, Option<f64>)>>, StoreError> {
     let Some(m) = store.find_series(measurement, field, &[])?.into_iter().next() else { return Ok(None) };
     let samples = read_f64(store, m.id, r.from.0, r.to.0)?;
     let local = |t: i64| Timestamp(t).to_datetime().with_timezone(&tz).date_naive();
@@ -99,12 +99,12 @@ pub const CDD_THRESHOLD_C: f64 = 24.0;
 
 /// Cooling degree days over `r` by [`jrc_cdd`] from the site's outside temperature, with the
 /// number of days; None without the series or with a day missing.
-pub fn cdd(store: &Store, r: TimeRange, tz: Tz) -> Result<Option<(f64, usize)>, StoreError> {
+pub fn cdd(store: &(impl SeriesRead + ?Sized), r: TimeRange, tz: Tz) -> Result<Option<(f64, usize)>, StoreError> {
     Ok(daily_means(store, r, tz, "cooling", "outside_temp_c")?.and_then(|d| jrc_cdd(&d).ok().map(|c| (c, d.len()))))
 }
 
 /// The calendar year `year` (the yearly filing's reporting period, Art. 3).
-pub fn indicators(store: &Store, cfg: &impl Settings, year: i32) -> Result<EuReport, EuError> {
+pub fn indicators(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, year: i32) -> Result<EuReport, EuError> {
     let tz: Tz = cfg.timezone().parse().unwrap_or(chrono_tz::Europe::Paris);
     let p = filing::reporting_period(cfg.eu(), year, tz)?;
     summary(store, cfg, year, tz, p, filing::Scope::Filing)
@@ -112,7 +112,7 @@ pub fn indicators(store: &Store, cfg: &impl Settings, year: i32) -> Result<EuRep
 
 /// Year to date: 1 January to the end of the local month `month` (YYYY-MM), whatever day it is
 /// asked on (the monthly report's EU section).
-pub fn indicators_to_month(store: &Store, cfg: &impl Settings, month: &str) -> Result<EuReport, EuError> {
+pub fn indicators_to_month(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, month: &str) -> Result<EuReport, EuError> {
     use chrono::Datelike;
     let tz: Tz = cfg.timezone().parse().unwrap_or(chrono_tz::Europe::Paris);
     let m = periods::resolve("month", None, Some(month), None, tz, Timestamp::from_secs(0))?;
@@ -162,7 +162,7 @@ fn indicator(i: &filing::Item) -> Indicator {
     Indicator { key: key(i.code), code: i.code, name: i.name, unit: i.unit, value: i.value.clone(), status: i.status.as_str() }
 }
 
-fn summary(store: &Store, cfg: &impl Settings, year: i32, tz: Tz, p: periods::Period, scope: filing::Scope) -> Result<EuReport, EuError> {
+fn summary(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, year: i32, tz: Tz, p: periods::Period, scope: filing::Scope) -> Result<EuReport, EuError> {
     let (f, _) = filing::assemble(store, cfg, year, tz, p, scope, None)?;
     Ok(EuReport {
         year,

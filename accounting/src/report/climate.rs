@@ -14,7 +14,7 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::ledger::read_f64;
-use kilowatch_store::{SeriesMeta, Store, StoreError};
+use crate::read::{Series, SeriesRead, StoreError};
 
 const COOLING: &str = "cooling";
 
@@ -81,7 +81,7 @@ fn add_by_day(day_starts: &[i64], lo: i64, hi: i64, mut add: impl FnMut(usize, f
     }
 }
 
-fn by_unit(store: &Store, field: &str) -> Result<BTreeMap<String, SeriesMeta>, StoreError> {
+fn by_unit(store: &(impl SeriesRead + ?Sized), field: &str) -> Result<BTreeMap<String, Series>, StoreError> {
     Ok(store.find_series(COOLING, field, &[])?.into_iter().map(|m| (m.tag("unit").unwrap_or("?").to_owned(), m)).collect())
 }
 
@@ -97,7 +97,7 @@ fn day_starts(tz: Tz, r: TimeRange) -> Result<Vec<i64>, crate::periods::PeriodEr
     Ok(v)
 }
 
-pub fn build(store: &Store, tz: Tz, r: TimeRange) -> Result<Climate, super::ReportError> {
+pub fn build(store: &(impl SeriesRead + ?Sized), tz: Tz, r: TimeRange) -> Result<Climate, super::ReportError> {
     let starts = day_starts(tz, r)?;
     let ndays = starts.len() - 1;
     let mut days: Vec<ClimateDay> = starts[..ndays]
@@ -117,7 +117,7 @@ pub fn build(store: &Store, tz: Tz, r: TimeRange) -> Result<Climate, super::Repo
     let per_unit = if units > 0 { 1.0 / units as f64 } else { 0.0 };
 
     for m in modes.values() {
-        let s: Vec<(i64, String)> = store.read_with_neighbours(m.id, r.from.0, r.to.0)?.into_iter().filter_map(|(t, v)| v.as_text().map(|x| (t, x.to_owned()))).collect();
+        let s: Vec<(i64, String)> = store.read_text(m.id, r.from.0, r.to.0)?;
         let times: Vec<i64> = s.iter().map(|x| x.0).collect();
         let gap = 2 * median_step(&times.iter().map(|t| (*t, 0.0)).collect::<Vec<_>>());
         held(&times, r, gap, |lo, hi, i| add_by_day(&starts, lo, hi, |d, h| *days[d].mode_hours.entry(s[i].1.clone()).or_insert(0.0) += h * per_unit));

@@ -22,9 +22,8 @@ use crate::eu;
 use crate::gpu_efficiency::{self, GpuEfficiency};
 use crate::kpi::{self, Kpi};
 use crate::periods::{self, PeriodError};
+use crate::read::{JobError, JobsRead, SeriesRead, StoreError};
 use crate::settings::Settings;
-use kilowatch_store::jobs::{JobError, JobStore};
-use kilowatch_store::{Store, StoreError};
 
 pub use climate::{AshraeUnit, Climate};
 
@@ -206,7 +205,7 @@ pub struct MonthlyReport {
     pub generated_at: String,
 }
 
-fn month_window(tz: Tz, month: &str, cfg: &impl Settings, store: &Store) -> Result<Kpi, ReportError> {
+fn month_window(tz: Tz, month: &str, cfg: &impl Settings, store: &(impl SeriesRead + ?Sized)) -> Result<Kpi, ReportError> {
     let p = periods::resolve("month", None, Some(month), None, tz, Timestamp::from_secs(0))?;
     Ok(kpi::compute_with(store, p.range, &p.label, cfg)?)
 }
@@ -293,7 +292,7 @@ fn kpi_table(w: &Windows) -> Vec<KpiRow> {
     rows
 }
 
-fn daily(store: &Store, cfg: &impl Settings, tz: Tz, from: Timestamp, to: Timestamp) -> Result<Vec<Day>, ReportError> {
+fn daily(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, tz: Tz, from: Timestamp, to: Timestamp) -> Result<Vec<Day>, ReportError> {
     let mut out = Vec::new();
     let mut t = from;
     while t < to {
@@ -335,14 +334,14 @@ fn top(map: std::collections::BTreeMap<String, Rollup>) -> Vec<(String, Rollup)>
 }
 
 /// The indicators over `range`, attributing it afresh (the year to date).
-pub(crate) fn gpu_efficiency_over(store: &Store, cfg: &impl Settings, js: &JobStore, range: TimeRange, label: &str) -> Result<GpuEfficiency, ReportError> {
+pub(crate) fn gpu_efficiency_over(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, js: &(impl JobsRead + ?Sized), range: TimeRange, label: &str) -> Result<GpuEfficiency, ReportError> {
     let allocs = attribution::allocations(store, js, range)?;
     let att = attribution::attribute(store, &allocs, range, None, cfg.carbon())?;
     Ok(gpu_efficiency::compute(store, &allocs, &att, range, label)?)
 }
 
 /// The jobs section and the month's GPU efficiency, from one attribution.
-fn jobs_section(store: &Store, cfg: &impl Settings, range: kilowatch_model::TimeRange, label: &str) -> Result<(Jobs, Option<GpuEfficiency>), ReportError> {
+fn jobs_section(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, range: kilowatch_model::TimeRange, label: &str) -> Result<(Jobs, Option<GpuEfficiency>), ReportError> {
     let empty = |why: String| Jobs {
         it_energy_kwh: 0.0,
         jobs_it_energy_kwh: 0.0,
@@ -358,7 +357,7 @@ fn jobs_section(store: &Store, cfg: &impl Settings, range: kilowatch_model::Time
         low_confidence_jobs: 0,
         unavailable: Some(why),
     };
-    let js = match JobStore::beside(store) {
+    let js = match store.jobs() {
         Ok(j) => j,
         Err(e) => return Ok((empty(format!("job ledger unavailable: {e}")), None)),
     };
@@ -432,7 +431,7 @@ pub fn generation_time(generated_at: Option<&str>) -> String {
 
 /// Assembles the report for `month` (YYYY-MM, local to `site.timezone`). `alerts` counts the
 /// alerts that fired over the month's range: the alert history is the caller's, not accounting's.
-pub fn build(store: &Store, cfg: &impl Settings, month: &str, generated_at: Option<&str>, alerts: impl FnOnce(TimeRange) -> Alerts) -> Result<MonthlyReport, ReportError> {
+pub fn build(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, month: &str, generated_at: Option<&str>, alerts: impl FnOnce(TimeRange) -> Alerts) -> Result<MonthlyReport, ReportError> {
     let tz: Tz = cfg.timezone().parse().map_err(|_| ReportError::TimeZone(cfg.timezone().to_owned()))?;
     let p = periods::resolve("month", None, Some(month), None, tz, Timestamp::from_secs(0))?;
     let month_kpi = kpi::compute_with(store, p.range, &p.label, cfg)?;
@@ -448,7 +447,7 @@ pub fn build(store: &Store, cfg: &impl Settings, month: &str, generated_at: Opti
         month: month_kpi,
     };
     let (jobs, month_efficiency) = jobs_section(store, cfg, p.range, &p.label)?;
-    let gpu_efficiency = match JobStore::beside(store) {
+    let gpu_efficiency = match store.jobs() {
         Ok(js) => GpuEfficiencySection { month: month_efficiency, year_to_date: Some(gpu_efficiency_over(store, cfg, &js, ytd_p.range, &ytd_p.label)?), unavailable: None },
         Err(e) => GpuEfficiencySection { month: None, year_to_date: None, unavailable: Some(format!("job ledger unavailable: {e}")) },
     };
@@ -470,7 +469,7 @@ pub fn build(store: &Store, cfg: &impl Settings, month: &str, generated_at: Opti
         climate: climate::build(store, tz, p.range)?,
         jobs,
         gpu_efficiency,
-        tokens: match JobStore::beside(store) {
+        tokens: match store.jobs() {
             Ok(js) => crate::tokens::TokensSection::of(crate::tokens::models(store, &js, p.range, cfg.carbon(), cfg.accounting().into())?, |_| true, 10),
             Err(_) => crate::tokens::TokensSection::default(),
         },

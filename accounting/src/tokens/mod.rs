@@ -29,10 +29,9 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::attribution::{self, Attribution, JobEnergy};
+use crate::read::{Allocation, JobError, JobsRead, SeriesRead};
 use crate::settings::{AccountingConfig, CarbonConfig};
 use kilowatch_model::energy::step_bounds;
-use kilowatch_store::Store;
-use kilowatch_store::jobs::{Allocation, JobError, JobStore};
 pub use serving::{INFERENCE_SOURCE, RowKey, RowTokens, serving_allocations, serving_job, token_ledgers};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -270,7 +269,7 @@ fn div(a: f64, b: f64) -> Option<f64> {
 }
 
 /// The serving and training footprint of `[r.from, r.to)`.
-pub fn models(store: &Store, js: &JobStore, r: TimeRange, carbon: &CarbonConfig, weights: PromptWeights) -> Result<ModelsAnswer, JobError> {
+pub fn models(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), r: TimeRange, carbon: &CarbonConfig, weights: PromptWeights) -> Result<ModelsAnswer, JobError> {
     let allocs = attribution::allocations(store, js, r)?;
     let att = attribution::attribute(store, &allocs, r, Some(HOUR_NS), carbon)?;
     models_from(store, js, r, &allocs, &att, weights)
@@ -278,7 +277,14 @@ pub fn models(store: &Store, js: &JobStore, r: TimeRange, carbon: &CarbonConfig,
 
 /// [`models`] from an attribution already made over `r` at one-hour series steps (a customer's
 /// statement has one).
-pub fn models_from(store: &Store, js: &JobStore, r: TimeRange, allocs: &[Allocation], att: &Attribution, weights: PromptWeights) -> Result<ModelsAnswer, JobError> {
+pub fn models_from(
+    store: &(impl SeriesRead + ?Sized),
+    js: &(impl JobsRead + ?Sized),
+    r: TimeRange,
+    allocs: &[Allocation],
+    att: &Attribution,
+    weights: PromptWeights,
+) -> Result<ModelsAnswer, JobError> {
     let bounds = step_bounds(r.from.0, r.to.0, HOUR_NS);
     let mut rows = token_ledgers(store, &bounds)?;
     // Only what served in the window: a model or tenant first seen later, or gone before,
@@ -542,7 +548,7 @@ fn per_token(m: &ModelFootprint, w: f64) -> PerToken {
     }
 }
 
-fn training_footprints(js: &JobStore, att: &Attribution, r: TimeRange, facility_known: bool) -> Result<Vec<TrainingFootprint>, JobError> {
+fn training_footprints(js: &(impl JobsRead + ?Sized), att: &Attribution, r: TimeRange, facility_known: bool) -> Result<Vec<TrainingFootprint>, JobError> {
     let steps = js.progress(r.from.0, r.to.0)?;
     let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
     let mut by_job: BTreeMap<&str, TrainingFootprint> = BTreeMap::new();

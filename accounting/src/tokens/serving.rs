@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::read::EnergyKind;
+use crate::read::{Allocation, GPU_JOB_MAX_GAP_NS};
+use crate::read::{SeriesRead, StoreError};
 use kilowatch_model::metric::{INFERENCE, ServingRole};
-use kilowatch_store::jobs::{Allocation, GPU_JOB_MAX_GAP_NS};
-use kilowatch_store::rollup::EnergyKind;
-use kilowatch_store::{Store, StoreError};
 
 /// The `source` of allocations derived from `inference` points.
 pub const INFERENCE_SOURCE: &str = "inference";
@@ -49,13 +49,13 @@ pub struct RowTokens {
     pub covered_s: f64,
 }
 
-fn row_key(m: &kilowatch_store::SeriesMeta) -> Option<RowKey> {
+fn row_key(m: &crate::read::Series) -> Option<RowKey> {
     Some(RowKey { node: m.tag("node")?.to_owned(), server: m.tag("server")?.to_owned(), model: m.tag("model").unwrap_or("unknown").to_owned(), tenant: m.tag("tenant").unwrap_or("").to_owned() })
 }
 
 /// Every row's counters over `bounds` (hour steps), counters increased with resets resolved
 /// like every other counter's (the interval holding a reset counts from the new reading).
-pub fn token_ledgers(store: &Store, bounds: &[i64]) -> Result<BTreeMap<RowKey, RowTokens>, StoreError> {
+pub fn token_ledgers(store: &(impl SeriesRead + ?Sized), bounds: &[i64]) -> Result<BTreeMap<RowKey, RowTokens>, StoreError> {
     let n = bounds.len().saturating_sub(1);
     let mut out: BTreeMap<RowKey, RowTokens> = BTreeMap::new();
     for field in ["prompt_tokens", "prompt_cached_tokens", "generation_tokens", "requests", "ttft_sum_s", "ttft_count"] {
@@ -98,7 +98,7 @@ pub fn token_ledgers(store: &Store, bounds: &[i64]) -> Result<BTreeMap<RowKey, R
 /// a run of points naming the same GPUs, without a gap longer than the `gpu_job` points' (20
 /// minutes), holds them from its first point to its last. One allocation per run, under
 /// [`serving_job`]; the owner is the server's tenant when all its rows name the same one.
-pub fn serving_allocations(store: &Store, from: i64, to: i64) -> Result<Vec<Allocation>, StoreError> {
+pub fn serving_allocations(store: &(impl SeriesRead + ?Sized), from: i64, to: i64) -> Result<Vec<Allocation>, StoreError> {
     let gap = GPU_JOB_MAX_GAP_NS;
     // Per (node, server): every (time, gpus) reading of any of its rows, and its tenants.
     type Readings = (Vec<(i64, String)>, Vec<String>);
@@ -109,9 +109,9 @@ pub fn serving_allocations(store: &Store, from: i64, to: i64) -> Result<Vec<Allo
         if !ent.1.contains(&key.tenant) {
             ent.1.push(key.tenant);
         }
-        for (t, v) in store.read_with_neighbours(m.id, from.saturating_sub(gap), to.saturating_add(gap))? {
-            if let Some(g) = v.as_text().filter(|g| !g.is_empty()) {
-                ent.0.push((t, g.to_owned()));
+        for (t, g) in store.read_text(m.id, from.saturating_sub(gap), to.saturating_add(gap))? {
+            if !g.is_empty() {
+                ent.0.push((t, g));
             }
         }
     }
@@ -158,19 +158,16 @@ pub fn serving_allocations(store: &Store, from: i64, to: i64) -> Result<Vec<Allo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kilowatch_model::{Point, Timestamp};
+    use crate::memory::MemoryReader;
 
     #[test]
     fn runs_of_gpus_become_serving_allocations() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(dir.path()).expect("store");
+        let mut store = MemoryReader::new();
         let s = 1_000_000_000i64;
-        let pts: Vec<Point> = [0, 60, 120, 3000, 3060]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Point::new(INFERENCE, Timestamp(t * s)).tag("node", "n1").tag("server", "a").tag("model", "m").field("generation_tokens", 1.0).field("gpus", if i < 3 { "0,1" } else { "2" }))
-            .collect();
-        store.write(&pts).expect("write");
+        let tags = [("model", "m"), ("node", "n1"), ("server", "a")];
+        for (i, t) in [0, 60, 120, 3000, 3060].iter().enumerate() {
+            store.push(INFERENCE, "generation_tokens", &tags, t * s, 1.0).push_text(INFERENCE, "gpus", &tags, t * s, if i < 3 { "0,1" } else { "2" });
+        }
         let a = serving_allocations(&store, 0, 4000 * s).expect("read");
         assert_eq!(a.iter().map(|a| (a.gpus.clone(), a.start / s, a.end.map(|e| e / s))).collect::<Vec<_>>(), vec![(vec![0, 1], 0, Some(120)), (vec![2], 3000, Some(3060))]);
         assert_eq!(a[0].job, "serve:n1/a");

@@ -4,6 +4,7 @@
 //! against the simulator's ground truth. Included by each harness with `#[path]`.
 #![allow(dead_code)]
 
+use kilowatch_aggregator::adapters::StoreRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -349,7 +350,7 @@ impl Fleet {
             let (Some((tf, f)), Some((tl, l))) = (marks.first(), marks.last()) else { continue };
             gpu_truth += l.gpu_energy_j - f.gpu_energy_j;
             if *facility {
-                let k = kilowatch_accounting::kpi::compute(&store, kilowatch_model::TimeRange::new(tf, tl), "harness").expect("kpi");
+                let k = kilowatch_accounting::kpi::compute(&StoreRead(&store), kilowatch_model::TimeRange::new(tf, tl), "harness").expect("kpi");
                 let it_err = (k.it_energy_kwh - (l.it_kwh - f.it_kwh)).abs() / (l.it_kwh - f.it_kwh);
                 let dc_err = (k.facility_energy_kwh - (l.facility_kwh - f.facility_kwh)).abs() / (l.facility_kwh - f.facility_kwh);
                 println!("facility: E_IT relative error {it_err:.1e}, E_DC relative error {dc_err:.1e}, PUE {:?}", k.pue);

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use kilowatch_accounting::attribution::Rollup;
+use kilowatch_accounting::kpi;
 
 use crate::ledger_api::{HOUR_NS, Hour};
 
@@ -72,7 +73,7 @@ impl Totals {
     /// water and WUE, coverage.
     pub fn kpi(&self) -> Value {
         let (fac, it) = (self.facility_energy_kwh, self.it_energy_kwh);
-        let pue = (it > 0.0 && fac >= it).then(|| fac / it);
+        let pue = kpi::pue(fac, it);
         let mixed = self.categories.len() > 1;
         let category = if mixed { None } else { self.categories.iter().next().copied() };
         let cats: Vec<String> = self.categories.iter().map(|c| format!("Cat {c}")).collect();
@@ -81,7 +82,7 @@ impl Totals {
             (Some(p), true) => format!("PUE {p:.3} over sites metered at mixed categories ({}): not one ISO/IEC 30134-2 category", cats.join(", ")),
             (Some(p), false) => format!("PUE{} {p:.3}", category.map(|c| format!(" (Cat {c})")).unwrap_or_default()),
         };
-        let wue = self.water_m3.filter(|_| self.it_with_water_kwh > 0.0).map(|w| w * 1000.0 / self.it_with_water_kwh);
+        let wue = self.water_m3.and_then(|w| kpi::wue(w, self.it_with_water_kwh));
         json!({
             "facility_energy_kwh": fac,
             "grid_energy_kwh": fac - self.generator_energy_kwh,

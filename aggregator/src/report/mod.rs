@@ -5,6 +5,7 @@
 pub mod schedule;
 pub mod web;
 
+use crate::adapters::StoreRead;
 use std::collections::BTreeMap;
 
 pub use kilowatch_accounting::report::*;
@@ -17,7 +18,7 @@ use crate::config::Config;
 /// Assembles the report for `month` (YYYY-MM, local to `site.timezone`), with the alerts that
 /// fired in it from the alert history beside the store.
 pub fn build(store: &Store, cfg: &Config, month: &str, generated_at: Option<&str>) -> Result<MonthlyReport, ReportError> {
-    kilowatch_accounting::report::build(store, cfg, month, generated_at, |range| alerts_section(store, range))
+    kilowatch_accounting::report::build(&StoreRead(store), cfg, month, generated_at, |range| alerts_section(store, range))
 }
 
 /// Alerts that fired in the month, each counted once by (fingerprint, firing time): from the
@@ -56,7 +57,7 @@ fn alerts_section(store: &Store, range: kilowatch_model::TimeRange) -> Alerts {
 
 /// A customer's statement for `period` (`YYYY-MM` or `YYYY`, local to `site.timezone`).
 pub fn statement(store: &Store, cfg: &Config, owner: &str, period: &str, generated_at: Option<&str>) -> Result<Statement, ReportError> {
-    kilowatch_accounting::statement::build(store, cfg, owner, period, generated_at)
+    kilowatch_accounting::statement::build(&StoreRead(store), cfg, owner, period, generated_at)
 }
 
 /// The file name of a statement: of the owner's characters, those not safe in a file name or

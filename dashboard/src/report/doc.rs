@@ -291,7 +291,7 @@ fn covered(name: &str, k: &kilowatch_accounting::kpi::Kpi) -> String {
 /// `accounting.official_min_coverage_pct` of its window.
 fn official_note(r: &MonthlyReport) -> String {
     let (c, min) = (r.windows.rolling12.data_quality.coverage_pct, r.methodology.official_min_coverage_pct);
-    if c >= min {
+    if r.windows.rolling12.official_at(min) {
         format!("The rolling 12 months is the official annual figure (EN 50600-4-2): {} % of its window metered.", num(Some(c)))
     } else {
         format!(

@@ -6,6 +6,7 @@
 //! the window's `category` (the PUE category of the E_IT its figure rests on) and `coverage`
 //! (`metered`, `partial` or `estimated`, as the dashboard and the report qualify it).
 
+use crate::adapters::{StoreJobs, StoreRead};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -167,7 +168,7 @@ impl LedgerSeries {
         if let Some(done) = self.computed.lock().map_err(|_| SourceError("ledger cache poisoned".into()))?.get(&key) {
             return Ok(done.clone());
         }
-        let k = kpi::compute_with(&self.store, r, window, &*self.config).map_err(|e| SourceError(e.to_string()))?;
+        let k = kpi::compute_with(&StoreRead(&self.store), r, window, &*self.config).map_err(|e| SourceError(e.to_string()))?;
         let mut labels = self.base_labels(window);
         if let Some(c) = k.pue_category {
             labels.insert("category".into(), c.to_string());
@@ -184,8 +185,8 @@ impl LedgerSeries {
     fn jobs(&self, r: TimeRange) -> Result<Vec<Row>, SourceError> {
         let err = |e: &dyn std::fmt::Display| SourceError(e.to_string());
         let js = JobStore::beside(&self.store).map_err(|e| err(&e))?;
-        let a = attribution::allocations(&self.store, &js, r).map_err(|e| err(&e))?;
-        let Some(att) = attribution::attribute_until(&self.store, &a, r, None, &self.config.carbon, &attribution::Cancel::default()).map_err(|e| err(&e))? else {
+        let a = attribution::allocations(&StoreRead(&self.store), &StoreJobs::new(&self.store, &js), r).map_err(|e| err(&e))?;
+        let Some(att) = attribution::attribute_until(&StoreRead(&self.store), &a, r, None, &self.config.carbon, &attribution::Cancel::default()).map_err(|e| err(&e))? else {
             return Ok(Vec::new());
         };
         let mut v = serde_json::to_value(&att).map_err(|e| err(&e))?;
@@ -215,7 +216,7 @@ impl LedgerSeries {
     fn models(&self, r: TimeRange) -> Result<Vec<Row>, SourceError> {
         let err = |e: &dyn std::fmt::Display| SourceError(e.to_string());
         let js = JobStore::beside(&self.store).map_err(|e| err(&e))?;
-        let answer = tokens::models(&self.store, &js, r, &self.config.carbon, tokens::PromptWeights::from(&self.config.accounting)).map_err(|e| err(&e))?;
+        let answer = tokens::models(&StoreRead(&self.store), &StoreJobs::new(&self.store, &js), r, &self.config.carbon, tokens::PromptWeights::from(&self.config.accounting)).map_err(|e| err(&e))?;
         let mut out: Vec<Row> = Vec::new();
         for m in answer.models.iter().filter(|m| self.scope.as_ref().is_none_or(|s| s.allows(&m.tenant))) {
             for (kind, e) in [("all", m.per_token.j_per_token), ("generated", m.per_token.j_per_generated_token)] {

@@ -1,0 +1,98 @@
+//! What accounting asks of the data it reads, as traits it owns: [`SeriesRead`] for the time
+//! series (find, ledgers, readings, hour means, first and newest reading) and [`JobsRead`] for
+//! the job database (allocations, training progress). The store implements them in the
+//! aggregator (`adapters/store_read.rs`), as Prometheus' engine reads through
+//! `storage.Queryable`; [`crate::memory`] (feature `memory`) implements them over vectors for
+//! accounting's own tests.
+//!
+//! The series and readings are accounting's types, so a reader other than the store can build
+//! them. Still the store's (to move to `kilowatch-model`): the error types, [`Allocation`] and
+//! [`Step`].
+
+use kilowatch_model::Labels;
+use kilowatch_model::energy::Ledger;
+
+pub use kilowatch_store::StoreError;
+pub use kilowatch_store::jobs::{Allocation, GPU_JOB_MAX_GAP_NS, JobError};
+pub use kilowatch_store::progress::Step;
+
+/// A series' number within one reader.
+pub type SeriesId = u32;
+
+/// One series: a measurement's field under one tag set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub id: SeriesId,
+    pub measurement: String,
+    pub field: String,
+    pub tags: Labels,
+}
+
+impl Series {
+    pub fn tag(&self, k: &str) -> Option<&str> {
+        self.tags.get(k).map(String::as_str)
+    }
+}
+
+/// How a series' energy is computed: the increase of a counter (with resets resolved), or the
+/// trapezoid integral of a power reading (joules, estimated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnergyKind {
+    Counter,
+    Power,
+}
+
+/// A series' readings per clock hour of a window, as one consistent read: the hour roll-ups'
+/// means up to `rolled_to`, then the raw readings (with a neighbour on each side).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HourMeans {
+    /// Where roll-ups stop and raw readings start, clamped to the window.
+    pub rolled_to: i64,
+    /// Each hour bucket before `rolled_to` with numeric readings: start, mean, count.
+    pub hours: Vec<(i64, f64, u32)>,
+    /// Finite numeric raw readings from `rolled_to`, plus the neighbour on each side.
+    pub raw: Vec<(i64, f64)>,
+}
+
+/// The time series accounting reads.
+pub trait SeriesRead {
+    /// The newest instant the data reaches (the end of "live" windows).
+    fn live_now(&self) -> Result<i64, StoreError>;
+    /// The series of `measurement`/`field` whose tags include `tags`.
+    fn find_series(&self, measurement: &str, field: &str, tags: &[(&str, &str)]) -> Result<Vec<Series>, StoreError>;
+    /// `id`'s energy per segment of `bounds` (sorted, at least two): counter units for
+    /// counters, joules for power (flagged estimated); the same whatever the data's age.
+    fn ledger(&self, id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError>;
+    /// Finite numeric readings over `[from, to]` plus the neighbour on each side.
+    fn read_f64(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, f64)>, StoreError>;
+    /// Text readings over `[from, to]` plus the neighbour on each side.
+    fn read_text(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, String)>, StoreError>;
+    /// Hour roll-ups, then raw readings, over `[from, to)`: the one home of means across
+    /// roll-ups and raw samples.
+    fn hour_means(&self, id: SeriesId, from: i64, to: i64) -> Result<HourMeans, StoreError>;
+    /// The time of `id`'s first reading ever kept.
+    fn first_seen(&self, id: SeriesId) -> Result<Option<i64>, StoreError>;
+    /// The time of `id`'s newest reading.
+    fn newest(&self, id: SeriesId) -> Result<Option<i64>, StoreError>;
+    /// The job database beside these series; an error where it cannot be opened.
+    fn jobs(&self) -> Result<Box<dyn JobsRead + '_>, JobError>;
+}
+
+/// The job database accounting reads.
+pub trait JobsRead {
+    /// The allocations overlapping `[from, to)`: the posted ones plus the runs of `gpu_job`
+    /// points.
+    fn allocations(&self, from: i64, to: i64) -> Result<Vec<Allocation>, JobError>;
+    /// The training progress posted in `[from, to)`, by job and step.
+    fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, JobError>;
+}
+
+/// [`SeriesRead::jobs`] answers a box; the functions take any reader.
+impl<J: JobsRead + ?Sized> JobsRead for Box<J> {
+    fn allocations(&self, from: i64, to: i64) -> Result<Vec<Allocation>, JobError> {
+        (**self).allocations(from, to)
+    }
+    fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, JobError> {
+        (**self).progress(from, to)
+    }
+}
