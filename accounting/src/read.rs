@@ -6,15 +6,15 @@
 //! accounting's own tests.
 //!
 //! The series and readings are accounting's types, so a reader other than the store can build
-//! them. Still the store's (to move to `kilowatch-model`): the error types, [`Allocation`] and
-//! [`Step`].
+//! them. Still the store's (to move to `kilowatch-model` or to become accounting's own): the
+//! error types and the `gpu_job` points' longest gap, [`GPU_JOB_MAX_GAP_NS`].
 
 use kilowatch_model::Labels;
 use kilowatch_model::energy::Ledger;
 
 pub use kilowatch_store::StoreError;
-pub use kilowatch_store::jobs::{Allocation, GPU_JOB_MAX_GAP_NS, JobError};
-pub use kilowatch_store::progress::Step;
+pub use kilowatch_store::jobs::{GPU_JOB_MAX_GAP_NS, JobError};
+use serde::{Deserialize, Serialize};
 
 /// A series' number within one reader.
 pub type SeriesId = u32;
@@ -32,6 +32,30 @@ impl Series {
     pub fn tag(&self, k: &str) -> Option<&str> {
         self.tags.get(k).map(String::as_str)
     }
+}
+
+/// One job's allocation on one node, as the job database holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub job: String,
+    pub owner: String,
+    pub project: String,
+    pub node: String,
+    pub gpus: Vec<u32>,
+    pub start: i64,
+    pub end: Option<i64>,
+    /// "api", "slurm-hook", "slurm-poll", "gpu_job".
+    pub source: String,
+}
+
+/// One training step a job posted: its tokens and samples.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub job: String,
+    pub step: u64,
+    pub t: i64,
+    pub tokens: f64,
+    pub samples: f64,
 }
 
 /// How a series' energy is computed: the increase of a counter (with resets resolved), or the

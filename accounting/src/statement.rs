@@ -274,7 +274,8 @@ pub fn build(store: &(impl SeriesRead + ?Sized), cfg: &impl Settings, owner: &st
     // figures are the API's, with each hour's energy kept for the hourly table.
     let att = attribution::attribute(store, &allocs, p.range, Some(HOUR_NS), cfg.carbon())?;
     let tokens = crate::tokens::TokensSection::of(crate::tokens::models_from(store, &js, p.range, &allocs, &att, cfg.accounting().into())?, |o| owns(owner, o), usize::MAX);
-    let official = period_key.len() == 4;
+    // A calendar year is the official period for PUE; a month is an operational indicator.
+    let official = p.official;
     let site = site(&k, official);
     let market = site.market_factor_kg_per_kwh;
     let mut jobs: Vec<StatementJob> = att.jobs.into_iter().filter(|j| owns(owner, &j.owner)).map(|job| StatementJob { co2_market_kg: market.map(|f| job.facility_energy_kwh * f), job }).collect();

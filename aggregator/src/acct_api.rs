@@ -1,7 +1,7 @@
 //! The accounting API: KPIs over calendar periods, jobs in (`POST /api/v1/jobs`) and out
 //! (`GET /api/v1/jobs`, `/api/v1/jobs/{id}`), and the EU indicators.
 
-use crate::adapters::{StoreJobs, StoreRead};
+use crate::adapters::{StoreJobs, StoreRead, allocation};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -318,7 +318,7 @@ pub async fn get_job(State(st): State<AppState>, acct: Acct, tenant: Option<Exte
     let on_drop = cancel.on_drop();
     let res = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, JobError> {
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
-        let mut a = js.job(&id)?;
+        let mut a: Vec<_> = js.job(&id)?.into_iter().map(allocation).collect();
         // Another tenant's job is "no such job": a 403 would tell that the id exists.
         if a.is_empty() || tenant.as_ref().is_some_and(|Extension(Tenant(s))| !a.iter().filter(|x| x.job == id).all(|x| s.allows(&x.owner))) {
             return Ok(None);

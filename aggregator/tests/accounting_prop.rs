@@ -4,11 +4,11 @@
 
 use kilowatch_accounting::attribution::attribute;
 use kilowatch_accounting::kpi;
+use kilowatch_accounting::read::Allocation;
 use kilowatch_aggregator::adapters::StoreRead;
 use kilowatch_aggregator::config::CarbonConfig;
 use kilowatch_model::{Point, TimeRange, Timestamp};
 use kilowatch_store::Store;
-use kilowatch_store::jobs::Allocation;
 use proptest::prelude::*;
 
 const S: i64 = 1_000_000_000;

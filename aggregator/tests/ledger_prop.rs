@@ -9,10 +9,11 @@
 
 use kilowatch_accounting::attribution::{Attribution, attribute};
 use kilowatch_accounting::kpi::{self, Kpi};
-use kilowatch_aggregator::adapters::StoreRead;
+use kilowatch_accounting::read::JobsRead;
+use kilowatch_aggregator::adapters::{StoreJobs, StoreRead};
 use kilowatch_aggregator::config::{CarbonConfig, Config};
 use kilowatch_model::{Point, TimeRange, Timestamp};
-use kilowatch_store::jobs::{GPU_JOB_MAX_GAP_NS, JobPost, JobStore, recorder, with_gpu_job_points};
+use kilowatch_store::jobs::{JobPost, JobStore, recorder};
 use kilowatch_store::{Retention, Store};
 use proptest::prelude::*;
 
@@ -165,8 +166,7 @@ fn figures(store: &Store, jobs: &JobStore, c: &Case) -> Figures {
     for (a, b) in &c.windows {
         let r = TimeRange::new(Timestamp(T0 + a * S), Timestamp(T0 + b * S));
         kpis.push(kpi::compute_with(&StoreRead(store), r, "test", &Config::default()).expect("kpi"));
-        let stored = jobs.overlapping(r.from.0, r.to.0).expect("jobs");
-        let allocs = with_gpu_job_points(store, jobs, stored, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS).expect("allocs");
+        let allocs = StoreJobs::new(store, jobs).allocations(r.from.0, r.to.0).expect("allocs");
         atts.push(attribute(&StoreRead(store), &allocs, r, None, &CarbonConfig::default()).expect("attribute"));
     }
     Figures { kpis, atts }

@@ -4,7 +4,7 @@
 
 use kilowatch_accounting::read::{Allocation, EnergyKind, HourMeans, JobError, JobsRead, Series, SeriesId, SeriesRead, Step, StoreError};
 use kilowatch_model::energy::Ledger;
-use kilowatch_store::jobs::{GPU_JOB_MAX_GAP_NS, JobStore, with_gpu_job_points};
+use kilowatch_store::jobs::{self, GPU_JOB_MAX_GAP_NS, JobStore, with_gpu_job_points};
 use kilowatch_store::rollup::{self, Level};
 use kilowatch_store::{SeriesMeta, Store};
 
@@ -34,6 +34,11 @@ impl<'a> StoreJobs<'a> {
             Jobs::Owned(j) => j,
         }
     }
+}
+
+/// A job database row as accounting reads it.
+pub fn allocation(a: jobs::Allocation) -> Allocation {
+    Allocation { job: a.job, owner: a.owner, project: a.project, node: a.node, gpus: a.gpus, start: a.start, end: a.end, source: a.source }
 }
 
 fn series(m: SeriesMeta) -> Series {
@@ -97,10 +102,10 @@ impl SeriesRead for StoreRead<'_> {
 impl JobsRead for StoreJobs<'_> {
     fn allocations(&self, from: i64, to: i64) -> Result<Vec<Allocation>, JobError> {
         let jobs = self.jobs();
-        with_gpu_job_points(self.store, jobs, jobs.overlapping(from, to)?, from, to, GPU_JOB_MAX_GAP_NS)
+        Ok(with_gpu_job_points(self.store, jobs, jobs.overlapping(from, to)?, from, to, GPU_JOB_MAX_GAP_NS)?.into_iter().map(allocation).collect())
     }
 
     fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, JobError> {
-        self.jobs().progress(from, to)
+        Ok(self.jobs().progress(from, to)?.into_iter().map(|s| Step { job: s.job, step: s.step, t: s.t, tokens: s.tokens, samples: s.samples }).collect())
     }
 }
