@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kilowatch_model::config::{from_toml, within, within_u64};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +44,7 @@ pub struct CollectorConfig {
     pub metrics: Option<MetricsConfig>,
     /// The on-disk queue of batches not yet acknowledged by the aggregator.
     #[serde(default)]
-    pub spool: crate::spool::SpoolConfig,
+    pub spool: kilowatch_ship::SpoolConfig,
     /// Facility devices: Modbus meters and cooling units, SNMP UPSs and PDUs, Redfish BMCs.
     #[serde(default)]
     pub facility: Option<crate::facility::FacilityConfig>,
@@ -216,7 +217,7 @@ impl CollectorConfig {
 
     /// The endpoints with their names (see [`AggregatorConfig::name`]) and spool folders: with
     /// one endpoint its spool is `spool.dir` itself, as before `[[aggregator]]` existed.
-    pub fn endpoints(&self) -> Vec<(String, &AggregatorConfig, crate::spool::SpoolConfig)> {
+    pub fn endpoints(&self) -> Vec<(String, &AggregatorConfig, kilowatch_ship::SpoolConfig)> {
         let many = self.aggregator.len() > 1;
         self.aggregator
             .iter()
@@ -307,31 +308,9 @@ fn check_aggregators(list: &[AggregatorConfig]) -> Result<(), (String, String)> 
     Ok(())
 }
 
-/// Deserializes a TOML document, naming the key of a value of the wrong type or range by its
-/// whole path (`sim.nodes: invalid type: floating point `NaN`, expected usize`).
-pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." { inner.to_string() } else { format!("{path}: {inner}") }
-    })
-}
-
 /// Most nodes one collector may simulate (and highest first node): far above a real site,
 /// far below what exhausts memory.
 pub const MAX_SIM_NODES: usize = 10_000;
-
-/// A number of seconds (or any bounded quantity) within `min..=max`: `nan`, `inf`, `1e300`,
-/// negative numbers and zero (where `min` > 0) are refused with the key named.
-pub fn within(key: &'static str, v: f64, min: f64, max: f64) -> Result<(), (&'static str, String)> {
-    if v.is_finite() && (min..=max).contains(&v) { Ok(()) } else { Err((key, format!("{v} is outside {min}..{max}"))) }
-}
-
-/// The same for integers.
-pub fn within_u64(key: &'static str, v: u64, min: u64, max: u64) -> Result<(), (&'static str, String)> {
-    if (min..=max).contains(&v) { Ok(()) } else { Err((key, format!("{v} is outside {min}..{max}"))) }
-}
 
 fn check_facility(f: &crate::facility::FacilityConfig) -> Result<(), (&'static str, String)> {
     for d in &f.modbus {

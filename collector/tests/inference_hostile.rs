@@ -74,7 +74,7 @@ async fn a_page_of_a_million_series_is_capped() {
     let body = encode_points(&points, Precision::Ns);
     assert!(body.len() < 1 << 20, "{} bytes", body.len());
     let dir = tempfile::tempdir().expect("tmp");
-    let mut spool = kilowatch_collector::spool::Spool::open(kilowatch_collector::spool::SpoolConfig { dir: dir.path().to_path_buf(), ..Default::default() }).expect("spool");
+    let mut spool = kilowatch_ship::Spool::open(kilowatch_ship::SpoolConfig { dir: dir.path().to_path_buf(), ..Default::default() }).expect("spool");
     spool.append(body.as_bytes()).expect("one record");
 }
 
@@ -123,7 +123,7 @@ async fn gpu_samples_keep_flowing_beside_endless_and_silent_pages() {
     use std::sync::atomic::Ordering;
 
     use kilowatch_collector::agent::{Agent, AgentStats};
-    use kilowatch_collector::spool::{Spool, SpoolConfig};
+    use kilowatch_ship::{Spool, SpoolConfig};
 
     let endless = hostile_pages::serve_raw(Misbehaviour::Endless).await;
     let silent = hostile_pages::serve_raw(Misbehaviour::Silent).await;
@@ -134,14 +134,8 @@ async fn gpu_samples_keep_flowing_beside_endless_and_silent_pages() {
     let dir = tempfile::tempdir().expect("tmp");
     let spool_cfg = SpoolConfig { dir: dir.path().to_path_buf(), ..Default::default() };
     // Nothing listens there: every batch stays in the spool, one record a cycle.
-    let shipper = kilowatch_collector::ship::Shipper::new(&kilowatch_collector::ship::ShipperConfig {
-        url: "http://127.0.0.1:9".into(),
-        token: "t".into(),
-        org: None,
-        bucket: None,
-        timeout: Duration::from_secs(1),
-    })
-    .expect("shipper");
+    let shipper = kilowatch_ship::Shipper::new(&kilowatch_ship::ShipperConfig { url: "http://127.0.0.1:9".into(), token: "t".into(), org: None, bucket: None, timeout: Duration::from_secs(1) })
+        .expect("shipper");
     let agent = Agent {
         sources: vec![Box::new(OneGpu), Box::new(inference)],
         shipper,

@@ -101,10 +101,10 @@ pub fn check(c: &InferenceServerConfig) -> Result<(), (&'static str, String)> {
     if !(c.url.starts_with("http://") || c.url.starts_with("https://")) || pid::url_port(&c.url).is_none() {
         return Err(("inference.url", format!("{:?} must be an http:// or https:// URL", c.url)));
     }
-    crate::config::within_u64("inference.timeout_ms", c.timeout_ms, 1, 600_000)?;
-    crate::config::within_u64("inference.max_page_bytes", c.max_page_bytes, 1024, 1 << 30)?;
-    crate::config::within_u64("inference.max_rows", c.max_rows as u64, 1, 100_000)?;
-    crate::config::within_u64("inference.max_label_bytes", c.max_label_bytes as u64, 16, 4096)?;
+    kilowatch_model::config::within_u64("inference.timeout_ms", c.timeout_ms, 1, 600_000)?;
+    kilowatch_model::config::within_u64("inference.max_page_bytes", c.max_page_bytes, 1024, 1 << 30)?;
+    kilowatch_model::config::within_u64("inference.max_rows", c.max_rows as u64, 1, 100_000)?;
+    kilowatch_model::config::within_u64("inference.max_label_bytes", c.max_label_bytes as u64, 16, 4096)?;
     if c.engine == Engine::Tgi && c.model.is_none() {
         return Err(("inference.model", format!("server {:?}: TGI's page names no model: set `model`", c.name)));
     }
