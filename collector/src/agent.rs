@@ -118,20 +118,22 @@ async fn sample_loop(mut sources: Vec<Box<dyn Source>>, interval: Duration, cloc
         }
         let started = Instant::now();
         let now = clock.now();
-        let st = stats.clone();
-        let ts = outboxes.clone();
-        // Sources do blocking I/O (FFI, files, sockets): off the async runtime.
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut points = Vec::new();
-            for s in &mut sources {
-                match s.sample(now) {
-                    Ok(p) => points.extend(p),
-                    Err(e) => {
-                        st.source_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(source = s.name(), error = %e, "sampling failed");
-                    }
+        // Each source awaits its own devices (blocking ones run on the blocking pool inside
+        // the source), one after the other as before.
+        let mut points = Vec::new();
+        for s in &mut sources {
+            match s.sample(now).await {
+                Ok(p) => points.extend(p),
+                Err(e) => {
+                    stats.source_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(source = s.name(), error = %e, "sampling failed");
                 }
             }
+        }
+        let st = stats.clone();
+        let ts = outboxes.clone();
+        // Encoding and the spool's file writes block: off the async runtime.
+        let joined = tokio::task::spawn_blocking(move || {
             // The one place every source's points pass: nothing the aggregator would refuse
             // goes out, whichever source took it from outside.
             let (repaired, dropped) = (sanitizer.repaired, sanitizer.dropped);
@@ -147,13 +149,13 @@ async fn sample_loop(mut sources: Vec<Box<dyn Source>>, interval: Duration, cloc
                     o.append(&body, "cannot spool a batch; it is lost");
                 }
             }
-            (sources, sanitizer)
+            sanitizer
         })
         .await;
         match joined {
-            Ok((s, z)) => (sources, sanitizer) = (s, z),
+            Ok(z) => sanitizer = z,
             Err(e) => {
-                tracing::error!(error = %e, "a source panicked; stopping the collector");
+                tracing::error!(error = %e, "the sanitizer panicked; stopping the collector");
                 break;
             }
         }
