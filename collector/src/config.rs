@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use kilowatch_model::config::{from_toml, within, within_u64};
+
+/// `[nvml]`, defined beside the source it configures.
+pub use crate::nvml::NvmlSourceConfig;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,31 +54,6 @@ pub struct CollectorConfig {
     /// Inference servers on this node whose token counters are scraped (`[[inference]]`).
     #[serde(default)]
     pub inference: Vec<crate::inference::InferenceServerConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NvmlSourceConfig {
-    /// Path of `libnvidia-ml.so.1` (default: found through the loader's search path). The
-    /// environment variable `KILOWATCH_NVML_LIB` overrides it.
-    #[serde(default)]
-    pub lib_path: Option<PathBuf>,
-    /// When NVML cannot start (library missing, driver not loaded): `false` (default) stops the
-    /// collector with the reason, `true` logs a warning and runs without GPUs.
-    #[serde(default)]
-    pub optional: bool,
-    /// Where the host's `/proc` is, to map GPU processes to jobs through their cgroups
-    /// (`/host/proc` in a container; default `/proc`).
-    #[serde(default = "default_proc_root")]
-    pub proc_root: PathBuf,
-}
-
-/// What `kilowatch-collector --once` uses when there is no config file: the driver's library,
-/// required, the host's `/proc`.
-impl Default for NvmlSourceConfig {
-    fn default() -> Self {
-        NvmlSourceConfig { lib_path: None, optional: false, proc_root: default_proc_root() }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,9 +136,6 @@ fn default_first() -> usize {
 }
 fn yes() -> bool {
     true
-}
-fn default_proc_root() -> PathBuf {
-    PathBuf::from("/proc")
 }
 fn default_metrics_listen() -> String {
     "127.0.0.1:9400".into()
@@ -456,6 +431,30 @@ mod tests {
                 let e = CollectorConfig::parse(&text, Path::new("c.toml")).expect_err(bad).to_string();
                 assert!(e.contains(key), "{kind} {bad}: {e}");
             }
+        }
+    }
+
+    fn parse_inference(extra: &str) -> Result<CollectorConfig, String> {
+        let text = format!("[aggregator]\nurl = \"http://x\"\n[[inference]]\nname = \"a\"\nengine = \"vllm\"\nurl = \"http://127.0.0.1:8000/metrics\"\n{extra}");
+        CollectorConfig::parse(&text, Path::new("c.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_inference_entries_are_refused_with_their_key() {
+        assert!(parse_inference("").is_ok());
+        for (extra, key) in [
+            ("colour = 1\n", "colour"),
+            ("engine2 = \"x\"\n", "engine2"),
+            ("timeout_ms = 0\n", "inference.timeout_ms"),
+            ("gpus = []\n", "inference.gpus"),
+            ("pid = 1\npidfile = \"/run/x\"\n", "inference.pid"),
+            ("[[inference]]\nname = \"a\"\nengine = \"sglang\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "inference.name"),
+            ("[[inference]]\nname = \"b\"\nengine = \"tgi\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "inference.model"),
+            ("[[inference]]\nname = \"c\"\nengine = \"ollama\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "engine"),
+            ("[[inference]]\nname = \"d\"\nengine = \"vllm\"\nurl = \"127.0.0.1:1\"\n", "inference.url"),
+        ] {
+            let e = parse_inference(extra).expect_err(extra);
+            assert!(e.replace("[1]", "").replace("[0]", "").contains(key), "{extra}: {e}");
         }
     }
 }

@@ -62,7 +62,7 @@ pub struct InferenceServerConfig {
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Where the host's `/proc` is (default `/proc`).
-    #[serde(default = "default_proc_root")]
+    #[serde(default = "crate::nvml::default_proc_root")]
     pub proc_root: PathBuf,
     /// Largest page read, bytes (default 4 MiB); a larger or endless page is abandoned and
     /// counted, and its counters are not shipped that interval.
@@ -89,10 +89,6 @@ fn default_max_rows() -> usize {
 fn default_max_label_bytes() -> usize {
     256
 }
-fn default_proc_root() -> PathBuf {
-    PathBuf::from("/proc")
-}
-
 /// Checks one entry; the error names the key.
 pub fn check(c: &InferenceServerConfig) -> Result<(), (&'static str, String)> {
     if c.name.is_empty() {
@@ -398,36 +394,5 @@ impl Source for InferenceSource {
             }
             Ok(out)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use crate::config::CollectorConfig;
-
-    fn parse(extra: &str) -> Result<CollectorConfig, String> {
-        let text = format!("[aggregator]\nurl = \"http://x\"\n[[inference]]\nname = \"a\"\nengine = \"vllm\"\nurl = \"http://127.0.0.1:8000/metrics\"\n{extra}");
-        CollectorConfig::parse(&text, Path::new("c.toml")).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn bad_entries_are_refused_with_their_key() {
-        assert!(parse("").is_ok());
-        for (extra, key) in [
-            ("colour = 1\n", "colour"),
-            ("engine2 = \"x\"\n", "engine2"),
-            ("timeout_ms = 0\n", "inference.timeout_ms"),
-            ("gpus = []\n", "inference.gpus"),
-            ("pid = 1\npidfile = \"/run/x\"\n", "inference.pid"),
-            ("[[inference]]\nname = \"a\"\nengine = \"sglang\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "inference.name"),
-            ("[[inference]]\nname = \"b\"\nengine = \"tgi\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "inference.model"),
-            ("[[inference]]\nname = \"c\"\nengine = \"ollama\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "engine"),
-            ("[[inference]]\nname = \"d\"\nengine = \"vllm\"\nurl = \"127.0.0.1:1\"\n", "inference.url"),
-        ] {
-            let e = parse(extra).expect_err(extra);
-            assert!(e.replace("[1]", "").replace("[0]", "").contains(key), "{extra}: {e}");
-        }
     }
 }

@@ -10,8 +10,7 @@ use tracing::{info, warn};
 
 use super::backend::{GpuBackend, NvmlBackend, NvmlOptions};
 use super::metrics::DcgmMetrics;
-use super::{GpuEventKind, GpuStatic, NvmlError};
-use crate::config::NvmlSourceConfig;
+use super::{GpuEventKind, GpuStatic, NvmlError, NvmlSourceConfig};
 use crate::source::{Sampling, Source, SourceError};
 
 /// The latest GPU values, shared between the sampling loop (writer) and `/metrics` (reader).
