@@ -1,18 +1,16 @@
 //! `kilowatch demo`: the whole system on its embedded defaults. A simulated DC5 is backfilled
 //! straight into the store, then keeps running live through the real collector path (line
-//! protocol over HTTP on loopback) while the dashboard serves it.
+//! protocol spooled and shipped by kilowatch-ship over HTTP on loopback) while the dashboard
+//! serves it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kilowatch_collector::agent::{Agent, AgentStats};
-use kilowatch_collector::clock::Clock;
-use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
-use kilowatch_collector::source::{JobEvents, SimSource};
-use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig, SpoolError};
-use kilowatch_model::Timestamp;
+use kilowatch_model::{Precision, Timestamp, encode_points};
+use kilowatch_ship::{Fsync, Outbox, ShipError, ShipStats, Shipper, ShipperConfig, Spool, SpoolConfig, SpoolError};
+use kilowatch_sim::live::{JobEvents, LiveSite};
 use kilowatch_sim::{JobEvent, PointBuf, SimConfig, Site};
 
 use kilowatch_store::jobs::{JobError, JobPost, JobStore};
@@ -220,25 +218,20 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let shipper = Shipper::new(&ShipperConfig { url: format!("http://{}", opts.listen), token: write_token, org: None, bucket: None, timeout: Duration::from_secs(10) })?;
     let origin = site.now();
     let forecasts = tokio::spawn(demo_forecasts(store.clone(), Site::new(SimConfig { seed: opts.seed, nodes: 1, start: origin, scenario, ..SimConfig::default() }), opts.speed, shutdown.clone()));
-    // The collector ships points only; the simulation's job events reach the ledger through
-    // the source's event handle.
-    let mut source = SimSource::from_site(site);
-    let jobs_task = tokio::spawn(live_jobs(store.clone(), source.job_events(), shutdown.clone()));
-    let agent = Agent {
-        sources: vec![Box::new(source)],
-        shipper,
-        interval: Duration::from_secs(1),
-        clock: Clock::scaled(origin, opts.speed),
-        spool: Spool::open(SpoolConfig { dir: dir.join("collector-spool"), fsync: Fsync::Never, ..SpoolConfig::default() })?,
-        stats: Arc::new(AgentStats::default()),
-    };
-    let collector = tokio::spawn(agent.run(shutdown.clone()));
+    // Points travel as a collector's do; the simulation's job events reach the ledger through
+    // the live site's event handle.
+    let spool = Spool::open(SpoolConfig { dir: dir.join("collector-spool"), fsync: Fsync::Never, ..SpoolConfig::default() })?;
+    let (outbox, shipping) = Outbox::start(shipper, spool, Arc::new(ShipStats::default()), shutdown.clone());
+    let mut live = LiveSite::from_site(site);
+    let jobs_task = tokio::spawn(live_jobs(store.clone(), live.job_events(), shutdown.clone()));
+    let collector = tokio::spawn(ship_live(live, origin, opts.speed, outbox, shutdown.clone()));
     println!("Kilowatch demo: dashboard at http://{}/  (API: http://{}/api/v1/kpi?from=…&to=…; Ctrl-C to stop)", opts.listen, opts.listen);
     println!("Reads are open without a token: this demo is for loopback only.");
     if let (Some(glob), Some(token)) = (&opts.tenant, &tenant_token) {
         println!("What a customer owning {glob} sees (its jobs and statements only): http://{}/jobs?token={token}", opts.listen);
     }
     let _ = collector.await;
+    let _ = shipping.await;
     let _ = http.await.map_err(|e| DemoError::Task(e.to_string()))?;
     let _ = maintenance.await;
     let _ = checkpointer.await;
@@ -246,6 +239,35 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     let _ = jobs_task.await;
     let _ = forecasts.await;
     Ok(())
+}
+
+/// The live site sampled as the collector's `sim` source would be: once a real second, at the
+/// time of a clock running `speed` times faster from `origin`, each sample spooled and shipped
+/// as line protocol to the demo's own server.
+async fn ship_live(mut live: LiveSite, origin: Timestamp, speed: f64, outbox: Outbox, mut shutdown: watch::Receiver<bool>) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let now = Timestamp(origin.0 + (started.elapsed().as_secs_f64() * speed * 1e9) as i64);
+        let out = outbox.clone();
+        // Advancing the site and writing the spool block: off the async runtime.
+        let sampled = tokio::task::spawn_blocking(move || {
+            out.append(&encode_points(&live.points_at(now), Precision::Ns), "demo: cannot spool a batch; it is lost");
+            live
+        });
+        match sampled.await {
+            Ok(l) => live = l,
+            Err(e) => {
+                tracing::error!(error = %e, "demo: the live site panicked; live data stops");
+                break;
+            }
+        }
+    }
 }
 
 /// The simulator's forecasts as a provider would give them: each simulated hour, its weather

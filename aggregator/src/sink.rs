@@ -4,19 +4,17 @@
 //!
 //! Written over the workspace's own HTTP client rather than the `influxdb2` crate, which has had
 //! no release since July 2024 and pins a second HTTP stack (reqwest 0.11). The queue is the
-//! collector's spool: bounded on disk, oldest dropped and counted, replayed after an outage.
+//! kilowatch-ship spool the collector uses: bounded on disk, oldest dropped and counted, replayed after an outage.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kilowatch_collector::agent::{AgentStats, SharedSpool, ship_loop, spool_append, update_spool_stats};
-use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
-use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig, SpoolError};
 use kilowatch_model::{Point, Precision, encode_points};
+use kilowatch_ship::{Fsync, Outbox, ShipError, ShipStats, Shipper, ShipperConfig, Spool, SpoolConfig, SpoolError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,9 +70,7 @@ pub struct SinkHealth {
 
 pub struct InfluxSink {
     url: String,
-    spool: SharedSpool,
-    notify: Arc<Notify>,
-    stats: Arc<AgentStats>,
+    outbox: Outbox,
 }
 
 impl InfluxSink {
@@ -92,44 +88,28 @@ impl InfluxSink {
         // Not fsynced: the embedded store already holds every point durably; this queue only
         // has to survive a crash of the process, which it does without fsync.
         let spool = Spool::open(SpoolConfig { dir, max_bytes: cfg.max_queue_bytes, segment_bytes: (cfg.max_queue_bytes / 8).clamp(1 << 20, 64 << 20), fsync: Fsync::Never })?;
-        let stats = Arc::new(AgentStats::default());
-        update_spool_stats(&stats, &spool);
-        let spool = Arc::new(Mutex::new(spool));
-        let notify = Arc::new(Notify::new());
-        tokio::spawn(ship_loop(shipper, spool.clone(), notify.clone(), stats.clone(), shutdown));
+        let (outbox, _shipping) = Outbox::start(shipper, spool, Arc::new(ShipStats::default()), shutdown);
         tracing::info!(url = %cfg.url, org = %cfg.org, bucket = %cfg.bucket, "forwarding raw points to InfluxDB");
-        Ok(Arc::new(InfluxSink { url: cfg.url.clone(), spool, notify, stats }))
+        Ok(Arc::new(InfluxSink { url: cfg.url.clone(), outbox }))
     }
 
     /// Queues points that the store has accepted. Blocking (file I/O): call off the runtime.
     pub fn enqueue(&self, points: &[Point]) {
-        let body = encode_points(points, Precision::Ns);
-        // The spool holds batches up to a segment's size; split very large writes.
-        let mut rest = body.as_str();
-        while !rest.is_empty() {
-            let cut = if rest.len() <= 1 << 20 { rest.len() } else { rest[..1 << 20].rfind('\n').map_or(rest.len(), |i| i + 1) };
-            let (chunk, tail) = rest.split_at(cut);
-            rest = tail;
-            match self.spool.lock() {
-                Ok(mut s) => {
-                    spool_append(&mut s, chunk.as_bytes(), &self.stats, "cannot queue points for InfluxDB; they stay in the embedded store only");
-                }
-                Err(_) => tracing::error!("InfluxDB queue lock poisoned"),
-            }
-        }
-        self.notify.notify_one();
+        // Very large writes are spooled in pieces a spool record holds.
+        self.outbox.append(&encode_points(points, Precision::Ns), "cannot queue points for InfluxDB; they stay in the embedded store only");
     }
 
     pub fn health(&self) -> SinkHealth {
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let stats = self.outbox.stats();
         SinkHealth {
             url: self.url.clone(),
-            batches_sent: g(&self.stats.batches_sent),
-            send_errors: g(&self.stats.send_errors),
-            batches_rejected: g(&self.stats.batches_rejected),
-            batches_dropped: g(&self.stats.batches_dropped),
-            queued_batches: g(&self.stats.spool_batches),
-            queued_bytes: g(&self.stats.spool_bytes),
+            batches_sent: g(&stats.batches_sent),
+            send_errors: g(&stats.send_errors),
+            batches_rejected: g(&stats.batches_rejected),
+            batches_dropped: g(&stats.batches_dropped),
+            queued_batches: g(&stats.spool_batches),
+            queued_bytes: g(&stats.spool_bytes),
         }
     }
 }

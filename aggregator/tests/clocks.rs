@@ -15,7 +15,7 @@ use kilowatch_aggregator::alerting;
 use kilowatch_aggregator::config::Config;
 use kilowatch_alerts::{AlertsConfig, ManualClock};
 use kilowatch_collector::clock::Clock;
-use kilowatch_collector::source::{Source, SourceError};
+use kilowatch_collector::source::{Sampling, Source};
 use kilowatch_model::{Point, Timestamp};
 use kilowatch_store::Store;
 use serde_json::json;
@@ -36,17 +36,19 @@ impl Source for SkewedNode {
     fn name(&self) -> &str {
         "skewed node"
     }
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        let offset = self.offset.load(Ordering::SeqCst);
-        let t = now.saturating_add_ns(offset);
-        let pts = vec![
-            Point::new("gpu", t).tag("node", "dgx-skew").tag("gpu", "0").field("temp_c", 61.0).field("power_w", 500.0),
-            Point::new("meter", t).tag("meter", "grid-a").tag("role", "facility").field("power_w", 1_000_000.0),
-        ];
-        if offset > SKEW {
-            self.ahead.fetch_add(pts.len() as u64, Ordering::SeqCst);
-        }
-        Ok(pts)
+    fn sample(&mut self, now: Timestamp) -> Sampling<'_> {
+        Box::pin(async move {
+            let offset = self.offset.load(Ordering::SeqCst);
+            let t = now.saturating_add_ns(offset);
+            let pts = vec![
+                Point::new("gpu", t).tag("node", "dgx-skew").tag("gpu", "0").field("temp_c", 61.0).field("power_w", 500.0),
+                Point::new("meter", t).tag("meter", "grid-a").tag("role", "facility").field("power_w", 1_000_000.0),
+            ];
+            if offset > SKEW {
+                self.ahead.fetch_add(pts.len() as u64, Ordering::SeqCst);
+            }
+            Ok(pts)
+        })
     }
 }
 

@@ -11,9 +11,9 @@ use kilowatch_aggregator::config::{AuthConfig, Config, TokenEntry, TokenScope};
 use kilowatch_aggregator::server;
 use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
-use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::source::Source;
-use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
+use kilowatch_ship::{Fsync, Spool, SpoolConfig};
+use kilowatch_ship::{Shipper, ShipperConfig};
 use kilowatch_store::Store;
 use tokio::sync::watch;
 

@@ -48,13 +48,7 @@ async fn a_simulated_day_over_modbus_gives_the_simulators_pue_and_wue() {
     loop {
         site.advance_to(t);
         encode_points(&map, &site.points(), &bank).expect("encode");
-        let (back, points) = tokio::task::spawn_blocking(move || {
-            let p = source.sample(t).expect("sample");
-            (source, p)
-        })
-        .await
-        .expect("join");
-        source = back;
+        let points = source.sample(t).await.expect("sample");
         events += points.iter().filter(|p| p.measurement == "facility_event" && p.tag_value("kind") != Some("frozen")).count();
         assert!(points.iter().any(|p| p.measurement == "meter"), "no meter points at {t:?}: {points:?}");
         let r = s.write(&kilowatch_model::encode_points(&points, Precision::Ns), "ns", WRITE).await;

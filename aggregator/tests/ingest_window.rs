@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Server, WRITE};
-use kilowatch_collector::agent::{AgentStats, ship_loop};
-use kilowatch_collector::ship::{Shipper, ShipperConfig};
-use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
 use kilowatch_model::{Point, Precision, Timestamp, parse_batch};
+use kilowatch_ship::{Fsync, Spool, SpoolConfig};
+use kilowatch_ship::{ShipStats, ship_loop};
+use kilowatch_ship::{Shipper, ShipperConfig};
 use kilowatch_store::{Store, Value};
 use tokio::sync::{Notify, watch};
 
@@ -141,7 +141,7 @@ async fn a_collector_counts_a_refused_line_and_delivers_the_rest() {
     for body in [format!("m,k=a v=1 {}\n", t + 10 * H), format!("m,k=a v=2 {t}\nm,k=b v=2 {t}\n"), format!("m,k=a v=3 {}\n", t + 11 * H)] {
         spool.append(body.as_bytes()).expect("append");
     }
-    let stats = Arc::new(AgentStats::default());
+    let stats = Arc::new(ShipStats::default());
     let shipper = Shipper::new(&ShipperConfig { url: format!("http://{}", s.addr), token: WRITE.into(), org: None, bucket: None, timeout: Duration::from_secs(5) }).expect("shipper");
     let spool = Arc::new(Mutex::new(spool));
     let (stop, rx) = watch::channel(false);

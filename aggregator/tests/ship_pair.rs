@@ -15,8 +15,8 @@ use kilowatch_collector::agent::{AgentStats, FanOut};
 use kilowatch_collector::clock::Clock;
 use kilowatch_collector::config::CollectorConfig;
 use kilowatch_collector::source::SimSource;
-use kilowatch_collector::spool::{Spool, SpoolConfig};
 use kilowatch_model::Timestamp;
+use kilowatch_ship::{Spool, SpoolConfig};
 use kilowatch_sim::SimConfig;
 
 fn config(a: &str, b: &str, spool: &Path) -> CollectorConfig {

@@ -19,10 +19,10 @@ use std::time::Duration;
 use common::Server;
 use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
-use kilowatch_collector::ship::{Shipper, ShipperConfig};
-use kilowatch_collector::source::{SimSource, Source, SourceError};
-use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
+use kilowatch_collector::source::{Sampling, SimSource, Source};
 use kilowatch_model::{Point, Timestamp};
+use kilowatch_ship::{Fsync, Spool, SpoolConfig};
+use kilowatch_ship::{Shipper, ShipperConfig};
 use kilowatch_sim::SimConfig;
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
@@ -65,9 +65,11 @@ impl Source for Numbered {
     fn name(&self) -> &str {
         "numbered"
     }
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        self.0 += 1;
-        Ok(vec![Point::new("spooltest", now).tag("node", "seq").field("n", self.0 - 1)])
+    fn sample(&mut self, now: Timestamp) -> Sampling<'_> {
+        Box::pin(async move {
+            self.0 += 1;
+            Ok(vec![Point::new("spooltest", now).tag("node", "seq").field("n", self.0 - 1)])
+        })
     }
 }
 

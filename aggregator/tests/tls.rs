@@ -13,7 +13,7 @@ use kilowatch_aggregator::api::AppState;
 use kilowatch_aggregator::auth::Auth;
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::{server, tls};
-use kilowatch_collector::ship::{ShipError, Shipper, ShipperConfig};
+use kilowatch_ship::{ShipError, Shipper, ShipperConfig};
 use kilowatch_store::Store;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::sync::watch;

@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use kilowatch_model::config::{from_toml, within, within_u64};
+
+/// `[nvml]`, defined beside the source it configures.
+pub use crate::nvml::NvmlSourceConfig;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,38 +47,13 @@ pub struct CollectorConfig {
     pub metrics: Option<MetricsConfig>,
     /// The on-disk queue of batches not yet acknowledged by the aggregator.
     #[serde(default)]
-    pub spool: crate::spool::SpoolConfig,
+    pub spool: kilowatch_ship::SpoolConfig,
     /// Facility devices: Modbus meters and cooling units, SNMP UPSs and PDUs, Redfish BMCs.
     #[serde(default)]
     pub facility: Option<crate::facility::FacilityConfig>,
     /// Inference servers on this node whose token counters are scraped (`[[inference]]`).
     #[serde(default)]
     pub inference: Vec<crate::inference::InferenceServerConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NvmlSourceConfig {
-    /// Path of `libnvidia-ml.so.1` (default: found through the loader's search path). The
-    /// environment variable `KILOWATCH_NVML_LIB` overrides it.
-    #[serde(default)]
-    pub lib_path: Option<PathBuf>,
-    /// When NVML cannot start (library missing, driver not loaded): `false` (default) stops the
-    /// collector with the reason, `true` logs a warning and runs without GPUs.
-    #[serde(default)]
-    pub optional: bool,
-    /// Where the host's `/proc` is, to map GPU processes to jobs through their cgroups
-    /// (`/host/proc` in a container; default `/proc`).
-    #[serde(default = "default_proc_root")]
-    pub proc_root: PathBuf,
-}
-
-/// What `kilowatch-collector --once` uses when there is no config file: the driver's library,
-/// required, the host's `/proc`.
-impl Default for NvmlSourceConfig {
-    fn default() -> Self {
-        NvmlSourceConfig { lib_path: None, optional: false, proc_root: default_proc_root() }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,9 +137,6 @@ fn default_first() -> usize {
 fn yes() -> bool {
     true
 }
-fn default_proc_root() -> PathBuf {
-    PathBuf::from("/proc")
-}
 fn default_metrics_listen() -> String {
     "127.0.0.1:9400".into()
 }
@@ -216,7 +192,7 @@ impl CollectorConfig {
 
     /// The endpoints with their names (see [`AggregatorConfig::name`]) and spool folders: with
     /// one endpoint its spool is `spool.dir` itself, as before `[[aggregator]]` existed.
-    pub fn endpoints(&self) -> Vec<(String, &AggregatorConfig, crate::spool::SpoolConfig)> {
+    pub fn endpoints(&self) -> Vec<(String, &AggregatorConfig, kilowatch_ship::SpoolConfig)> {
         let many = self.aggregator.len() > 1;
         self.aggregator
             .iter()
@@ -307,31 +283,9 @@ fn check_aggregators(list: &[AggregatorConfig]) -> Result<(), (String, String)> 
     Ok(())
 }
 
-/// Deserializes a TOML document, naming the key of a value of the wrong type or range by its
-/// whole path (`sim.nodes: invalid type: floating point `NaN`, expected usize`).
-pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." { inner.to_string() } else { format!("{path}: {inner}") }
-    })
-}
-
 /// Most nodes one collector may simulate (and highest first node): far above a real site,
 /// far below what exhausts memory.
 pub const MAX_SIM_NODES: usize = 10_000;
-
-/// A number of seconds (or any bounded quantity) within `min..=max`: `nan`, `inf`, `1e300`,
-/// negative numbers and zero (where `min` > 0) are refused with the key named.
-pub fn within(key: &'static str, v: f64, min: f64, max: f64) -> Result<(), (&'static str, String)> {
-    if v.is_finite() && (min..=max).contains(&v) { Ok(()) } else { Err((key, format!("{v} is outside {min}..{max}"))) }
-}
-
-/// The same for integers.
-pub fn within_u64(key: &'static str, v: u64, min: u64, max: u64) -> Result<(), (&'static str, String)> {
-    if (min..=max).contains(&v) { Ok(()) } else { Err((key, format!("{v} is outside {min}..{max}"))) }
-}
 
 fn check_facility(f: &crate::facility::FacilityConfig) -> Result<(), (&'static str, String)> {
     for d in &f.modbus {
@@ -477,6 +431,30 @@ mod tests {
                 let e = CollectorConfig::parse(&text, Path::new("c.toml")).expect_err(bad).to_string();
                 assert!(e.contains(key), "{kind} {bad}: {e}");
             }
+        }
+    }
+
+    fn parse_inference(extra: &str) -> Result<CollectorConfig, String> {
+        let text = format!("[aggregator]\nurl = \"http://x\"\n[[inference]]\nname = \"a\"\nengine = \"vllm\"\nurl = \"http://127.0.0.1:8000/metrics\"\n{extra}");
+        CollectorConfig::parse(&text, Path::new("c.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_inference_entries_are_refused_with_their_key() {
+        assert!(parse_inference("").is_ok());
+        for (extra, key) in [
+            ("colour = 1\n", "colour"),
+            ("engine2 = \"x\"\n", "engine2"),
+            ("timeout_ms = 0\n", "inference.timeout_ms"),
+            ("gpus = []\n", "inference.gpus"),
+            ("pid = 1\npidfile = \"/run/x\"\n", "inference.pid"),
+            ("[[inference]]\nname = \"a\"\nengine = \"sglang\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "inference.name"),
+            ("[[inference]]\nname = \"b\"\nengine = \"tgi\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "inference.model"),
+            ("[[inference]]\nname = \"c\"\nengine = \"ollama\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "engine"),
+            ("[[inference]]\nname = \"d\"\nengine = \"vllm\"\nurl = \"127.0.0.1:1\"\n", "inference.url"),
+        ] {
+            let e = parse_inference(extra).expect_err(extra);
+            assert!(e.replace("[1]", "").replace("[0]", "").contains(key), "{extra}: {e}");
         }
     }
 }

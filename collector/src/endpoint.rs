@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::agent::{AgentStats, Endpoint};
 use crate::config::{CollectorConfig, ConfigError};
-use crate::ship::{ShipError, Shipper, ShipperConfig};
-use crate::spool::{Spool, SpoolConfig, SpoolError};
+use kilowatch_ship::{ShipError, Shipper, ShipperConfig};
+use kilowatch_ship::{Spool, SpoolConfig, SpoolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {

@@ -1,5 +1,5 @@
-//! The collector: sources of samples, the loop that samples them every interval, and the
-//! shipper that sends line protocol to the aggregator.
+//! The collector: sources of samples and the loop that samples them every interval; the
+//! batches go out through kilowatch-ship's spool and shipper.
 
 pub mod agent;
 pub mod clock;
@@ -10,6 +10,4 @@ pub mod inference;
 pub mod metrics_server;
 pub mod nvml;
 pub mod sanitize;
-pub mod ship;
 pub mod source;
-pub mod spool;

@@ -98,11 +98,11 @@ fn load_config(cli: &Cli) -> anyhow::Result<Option<(CollectorConfig, PathBuf)>> 
     Ok(Some((cfg, path)))
 }
 
-fn sample_once(sources: &mut [Box<dyn Source>]) -> anyhow::Result<String> {
+async fn sample_once(sources: &mut [Box<dyn Source>]) -> anyhow::Result<String> {
     let now = Timestamp::now();
     let mut points = Vec::new();
     for s in sources.iter_mut() {
-        points.extend(s.sample(now).with_context(|| format!("sampling {}", s.name()))?);
+        points.extend(s.sample(now).await.with_context(|| format!("sampling {}", s.name()))?);
     }
     Ok(encode_points(&points, Precision::Ns))
 }
@@ -148,7 +148,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         tracing::info!(default = DEFAULT_CONFIG, "no config file: sampling the local GPUs through NVML once");
         let src = NvmlSource::from_config(&NvmlSourceConfig::default(), "dc5", &hostname())?.context("NVML did not start")?;
         let mut list: Vec<Box<dyn Source>> = vec![Box::new(src)];
-        print!("{}", tokio::task::block_in_place(|| sample_once(&mut list))?);
+        print!("{}", sample_once(&mut list).await?);
         return Ok(());
     };
     if !any_source_configured(&cfg) {
@@ -160,7 +160,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         tracing::warn!(config = %path.display(), "every configured source is optional and unavailable: sampling nothing");
     }
     if cli.once {
-        print!("{}", tokio::task::block_in_place(|| sample_once(&mut sources))?);
+        print!("{}", sample_once(&mut sources).await?);
         return Ok(());
     }
 

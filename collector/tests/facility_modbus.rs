@@ -3,6 +3,9 @@
 //! orders, scaled integers, 16- and 32-bit counters across a rollover, a meter swap, the
 //! SDM630 preset, and a dead device that costs only its own timeout.
 
+mod sampling;
+
+use sampling::block_on;
 mod peers;
 
 use std::path::Path;
@@ -86,7 +89,7 @@ fn pymodbus_registers_decode_exactly() {
     let mut src = ModbusSource::new(&fac.modbus, &deploy, &fac.site_tags()).expect("source");
 
     let t0 = Instant::now();
-    let p = src.sample(Timestamp::from_secs(1_000)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(1_000))).expect("sample");
     assert!(t0.elapsed() < Duration::from_millis(2_500), "a dead device stalled the poll: {:?}", t0.elapsed());
     assert_eq!(find(&p, "meter", ("meter", "abcd")).get_f64("power_w"), Some(1234.5));
     assert_eq!(find(&p, "meter", ("meter", "cdab")).get_f64("power_w"), Some(1234.5));
@@ -107,7 +110,7 @@ fn pymodbus_registers_decode_exactly() {
     // Both counters cross their rollover: the energy across the wrap is counted, not lost.
     write(port, 6, &[0x0000, 0x0010]);
     write(port, 12, &[4]);
-    let p = src.sample(Timestamp::from_secs(1_001)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(1_001))).expect("sample");
     assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some(42_949_673.12));
     assert_eq!(find(&p, "meter", ("meter", "c16")).get_f64("energy_kwh"), Some(65_540.0));
     let wraps = events(&p, "rollover");
@@ -119,7 +122,7 @@ fn pymodbus_registers_decode_exactly() {
 
     // A new meter starting from a small reading is a swap (reset), not a wrap.
     write(port, 6, &[0x0000, 0x0005]);
-    let p = src.sample(Timestamp::from_secs(1_002)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(1_002))).expect("sample");
     assert_eq!(find(&p, "meter", ("meter", "c32")).get_f64("energy_kwh"), Some(0.05));
     let resets = events(&p, "reset");
     assert_eq!(resets.len(), 1, "{p:#?}");
@@ -142,7 +145,7 @@ fn a_silent_device_costs_its_timeout_and_nothing_more() {
     let mut src = ModbusSource::new(&fac.modbus, &deploy, &fac.site_tags()).expect("source");
     for i in 0..3 {
         let t0 = Instant::now();
-        let p = src.sample(Timestamp::from_secs(10 + i)).expect("sample");
+        let p = block_on(src.sample(Timestamp::from_secs(10 + i))).expect("sample");
         let took = t0.elapsed();
         // Polled concurrently: the cycle takes the silent device's timeout, not a sum.
         assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(1_200), "cycle took {took:?}");
@@ -164,13 +167,13 @@ fn a_device_that_stops_answering_and_comes_back_raises_events() {
     let fac = cfg.facility.expect("facility");
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
     let mut src = ModbusSource::new(&fac.modbus[..1], &deploy, &fac.site_tags()).expect("source");
-    assert!(events(&src.sample(Timestamp::from_secs(1)).expect("sample"), "no_response").is_empty());
+    assert!(events(&block_on(src.sample(Timestamp::from_secs(1))).expect("sample"), "no_response").is_empty());
     drop(peer);
-    let p = src.sample(Timestamp::from_secs(2)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(2))).expect("sample");
     assert_eq!(events(&p, "no_response").len(), 1, "{p:#?}");
     let mut peer = peers::spawn(&py, &[script.to_str().expect("utf-8"), &port.to_string()]);
     peers::wait_tcp(port, &mut peer);
-    let p = src.sample(Timestamp::from_secs(3)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(3))).expect("sample");
     assert_eq!(events(&p, "recovered").len(), 1, "{p:#?}");
     assert_eq!(find(&p, "meter", ("meter", "abcd")).get_f64("power_w"), Some(1234.5));
 }
@@ -189,18 +192,18 @@ fn an_all_ones_register_is_a_fault_not_a_reading() {
     let fac = cfg.facility.expect("facility");
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
     let mut src = ModbusSource::new(&fac.modbus[..1], &deploy, &fac.site_tags()).expect("source");
-    src.sample(Timestamp::from_secs(1)).expect("sample");
+    block_on(src.sample(Timestamp::from_secs(1))).expect("sample");
 
     // A failed transducer reads all ones: 4,294,967,295 W and a counter at its top.
     write(port, 13, &[0xFFFF, 0xFFFF]);
     write(port, 6, &[0xFFFF, 0xFFFF]);
-    let p = src.sample(Timestamp::from_secs(2)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(2))).expect("sample");
     assert!(p.iter().all(|x| x.tag_value("meter") != Some("u32le") && x.tag_value("meter") != Some("c32")), "a fault was shipped: {p:#?}");
     assert_eq!(dropped_count(&p, "pymodbus", "register_fault"), Some(2.0), "{p:#?}");
     // Just below all ones is no fault pattern, but no meter draws 4.29 GW: over the bound.
     write(port, 13, &[0xFFFE, 0xFFFF]);
     write(port, 6, &[0xFFFF, 0xFFF5]);
-    let p = src.sample(Timestamp::from_secs(3)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(3))).expect("sample");
     assert!(p.iter().all(|x| x.tag_value("meter") != Some("u32le")), "{p:#?}");
     assert_eq!(dropped_count(&p, "pymodbus", "implausible_power"), Some(1.0), "{p:#?}");
     // The counter goes on from where it was (0xFFFFFFF0): the fault, above it, left no false
@@ -213,6 +216,6 @@ fn an_all_ones_register_is_a_fault_not_a_reading() {
     let cfg = CollectorConfig::parse(&text, Path::new("t.toml")).expect("config");
     let fac = cfg.facility.expect("facility");
     let mut src = ModbusSource::new(&fac.modbus[..1], &deploy, &fac.site_tags()).expect("source");
-    let p = src.sample(Timestamp::from_secs(4)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(4))).expect("sample");
     assert_eq!(find(&p, "meter", ("meter", "u32le")).get_f64("power_w"), Some(4_294_967_294.0));
 }

@@ -1,6 +1,9 @@
 //! `kilowatch-collector sim-plant` as a process: it serves the simulated plant over Modbus TCP
 //! per deploy/modbus/sim-plant.toml, and the collector's example configuration reads it.
 
+mod sampling;
+
+use sampling::block_on;
 mod peers;
 
 use std::path::Path;
@@ -27,9 +30,9 @@ fn sim_plant_subcommand_serves_the_documented_map() {
     let fac = cfg.facility.expect("facility");
     let mut src = ModbusSource::new(&fac.modbus, &deploy, &fac.site_tags()).expect("source");
     let grid = |p: &[kilowatch_model::Point]| p.iter().find(|x| x.measurement == "meter" && x.tag_value("meter") == Some("grid-a")).and_then(|x| x.get_f64("energy_kwh")).expect("grid-a energy");
-    let a = src.sample(Timestamp::from_secs(1)).expect("sample");
+    let a = block_on(src.sample(Timestamp::from_secs(1))).expect("sample");
     std::thread::sleep(Duration::from_millis(500));
-    let b = src.sample(Timestamp::from_secs(2)).expect("sample");
+    let b = block_on(src.sample(Timestamp::from_secs(2))).expect("sample");
     // 600 simulated seconds per second: the counter moves between two reads.
     assert!(grid(&b) > grid(&a), "{} then {}", grid(&a), grid(&b));
     assert_eq!(b.iter().filter(|x| x.measurement == "meter").count(), 8);

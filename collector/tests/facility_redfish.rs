@@ -2,6 +2,9 @@
 //! (tests/fixtures/redfish) served on loopback with session auth. Discovery and basic auth:
 //! PyPI's sushy-tools emulator (`--fake`), which has chassis but no power resources.
 
+mod sampling;
+
+use sampling::block_on;
 mod peers;
 
 use std::collections::HashSet;
@@ -100,7 +103,7 @@ password = "wrong"
     let cfg = CollectorConfig::parse(&text, Path::new("t.toml")).expect("config");
     let fac = cfg.facility.expect("facility");
     let mut src = RedfishSource::new(&fac.redfish, Path::new("."), &fac.site_tags()).expect("source");
-    let p = src.sample(Timestamp::from_secs(1)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(1))).expect("sample");
     // No chassis named: the first with readings (DGX, after BMC_0 which has none) and its
     // legacy Power resource: PowerControl[0].PowerConsumedWatts.
     assert_eq!(node(&p, "dgx-001").get_f64("power_w"), Some(6213.5));
@@ -114,11 +117,11 @@ password = "wrong"
     assert_eq!(bmc.logins.load(Ordering::SeqCst), 2, "one session per BMC");
 
     // Sessions are reused: no new login for the next polls.
-    src.sample(Timestamp::from_secs(2)).expect("sample");
+    block_on(src.sample(Timestamp::from_secs(2))).expect("sample");
     assert_eq!(bmc.logins.load(Ordering::SeqCst), 2);
     // The BMC drops every session (reboot, timeout): one 401, one new login each, no gap.
     bmc.tokens.lock().expect("lock").clear();
-    let p = src.sample(Timestamp::from_secs(3)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(3))).expect("sample");
     assert_eq!(node(&p, "dgx-001").get_f64("power_w"), Some(6213.5));
     assert_eq!(bmc.logins.load(Ordering::SeqCst), 4);
 }
@@ -155,13 +158,13 @@ password = "nope"
     let cfg = CollectorConfig::parse(&text, Path::new("t.toml")).expect("config");
     let fac = cfg.facility.expect("facility");
     let mut src = RedfishSource::new(&fac.redfish, Path::new("."), &fac.site_tags()).expect("source");
-    let ids = src.chassis_ids();
+    let ids = block_on(src.chassis_ids());
     let good = ids[0].as_ref().expect("chassis listed with basic auth");
     assert_eq!(good.len(), 1, "{good:?}");
     let bad = ids[1].as_ref().expect_err("wrong password").to_string();
     assert!(bad.contains("401"), "{bad}");
     // The emulator's chassis has Thermal but no Power: discovery says so rather than invent 0 W.
-    let p = src.sample(Timestamp::from_secs(1)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(1))).expect("sample");
     assert!(!p.iter().any(|x| x.measurement == "node"), "{p:#?}");
     let msgs: Vec<String> = p.iter().filter(|x| x.tag_value("kind") == Some("no_response")).filter_map(|x| x.get("message").and_then(|m| m.as_str()).map(str::to_owned)).collect();
     assert_eq!(msgs.len(), 2, "{p:#?}");
@@ -190,7 +193,7 @@ fn tls_needs_the_ca_file_or_an_explicit_insecure_flag() {
     let cfg = CollectorConfig::parse(&text, Path::new("t.toml")).expect("config");
     let fac = cfg.facility.expect("facility");
     let mut src = RedfishSource::new(&fac.redfish, Path::new("."), &fac.site_tags()).expect("source");
-    let ids = src.chassis_ids();
+    let ids = block_on(src.chassis_ids());
     assert_eq!(ids[0].as_ref().expect("trusted through ca_file").len(), 1);
     assert_eq!(ids[1].as_ref().expect("insecure accepts it").len(), 1);
     let e = ids[2].as_ref().expect_err("an unknown self-signed certificate is refused").to_string();

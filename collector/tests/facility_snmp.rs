@@ -2,6 +2,9 @@
 //! UPS (XUPS-MIB), an Eaton 93E (RFC 1628 UPS-MIB) and an APC AP8932 rack PDU (PowerNet
 //! rPDU2), through the presets shipped in deploy/snmp/. Values are the recordings' own.
 
+mod sampling;
+
+use sampling::block_on;
 mod peers;
 
 use std::path::Path;
@@ -80,7 +83,7 @@ fn recorded_ups_and_pdu_walks_read_through_the_presets() {
     let t0 = Instant::now();
     loop {
         let mut probe = SnmpSource::new(&fac.snmp[..1], &deploy, &fac.site_tags()).expect("source");
-        let p = probe.sample(Timestamp::from_secs(1)).expect("sample");
+        let p = block_on(probe.sample(Timestamp::from_secs(1))).expect("sample");
         if p.iter().any(|x| x.measurement == "meter") {
             break;
         }
@@ -90,7 +93,7 @@ fn recorded_ups_and_pdu_walks_read_through_the_presets() {
 
     let mut src = SnmpSource::new(&fac.snmp, &deploy, &fac.site_tags()).expect("source");
     let t = Instant::now();
-    let p = src.sample(Timestamp::from_secs(10)).expect("sample");
+    let p = block_on(src.sample(Timestamp::from_secs(10))).expect("sample");
     assert!(t.elapsed() < Duration::from_millis(1_500), "the dead agent stalled the others: {:?}", t.elapsed());
     // Eaton 9PX: xupsOutputWatts.1 = 50 W, xupsOutputCumulativePowerUsage = 31,275,116 Wh.
     let ups_a = get(&p, "ups-a-out", None);

@@ -44,12 +44,10 @@ async fn endless_and_silent_pages_end_at_their_caps_and_the_good_server_is_read(
         ("silent", &format!("http://{silent}/metrics"), "timeout_ms = 600000"),
     ])
     .with_deadline(Duration::from_millis(500));
-    let (src, rows) = tokio::task::spawn_blocking(move || {
-        let rows: Vec<usize> = (0..3).map(|i| src.sample(Timestamp(i)).expect("sample").iter().filter(|p| p.tag_value("server") == Some("good")).count()).collect();
-        (src, rows)
-    })
-    .await
-    .expect("join");
+    let mut rows = Vec::new();
+    for i in 0..3 {
+        rows.push(src.sample(Timestamp(i)).await.expect("sample").iter().filter(|p| p.tag_value("server") == Some("good")).count());
+    }
     assert_eq!(rows, [3, 3, 3], "the good server's rows in every sample");
     assert_eq!((src.caps.pages_over_bytes, src.caps.pages_over_deadline, src.scrape_errors), (3, 3, 6), "{:?}", src.caps);
 }
@@ -61,12 +59,7 @@ async fn a_page_of_a_million_series_is_capped() {
     let huge = hostile_pages::serve_page(hostile_pages::many_series_page(1_000_000)).await;
     let large = hostile_pages::serve_page(hostile_pages::many_series_page(20_000)).await;
     let mut src = sources(&[("huge", &format!("http://{huge}/metrics"), ""), ("large", &format!("http://{large}/metrics"), "")]).with_deadline(Duration::from_secs(20));
-    let (src, points) = tokio::task::spawn_blocking(move || {
-        let p = src.sample(Timestamp(1)).expect("sample");
-        (src, p)
-    })
-    .await
-    .expect("join");
+    let points = src.sample(Timestamp(1)).await.expect("sample");
     assert_eq!(src.caps.pages_over_bytes, 1, "{:?}", src.caps);
     assert_eq!(src.caps.rows_over_cap, 20_000 - 256, "{:?}", src.caps);
     assert_eq!(points.iter().filter(|p| p.tag_value("server") == Some("large")).count(), 256);
@@ -74,7 +67,7 @@ async fn a_page_of_a_million_series_is_capped() {
     let body = encode_points(&points, Precision::Ns);
     assert!(body.len() < 1 << 20, "{} bytes", body.len());
     let dir = tempfile::tempdir().expect("tmp");
-    let mut spool = kilowatch_collector::spool::Spool::open(kilowatch_collector::spool::SpoolConfig { dir: dir.path().to_path_buf(), ..Default::default() }).expect("spool");
+    let mut spool = kilowatch_ship::Spool::open(kilowatch_ship::SpoolConfig { dir: dir.path().to_path_buf(), ..Default::default() }).expect("spool");
     spool.append(body.as_bytes()).expect("one record");
 }
 
@@ -84,7 +77,7 @@ async fn a_hostile_page_makes_lines_the_aggregator_takes() {
     assert_eq!((page.parse_errors, page.models.len()), (0, 6), "every row of the page is read");
     let addr = hostile_pages::serve_page(hostile_vllm_page()).await;
     let mut src = source(&format!("http://{addr}/metrics"));
-    let points = tokio::task::spawn_blocking(move || src.sample(Timestamp(1)).expect("sample")).await.expect("join");
+    let points = src.sample(Timestamp(1)).await.expect("sample");
     assert_eq!(points.len(), 6);
     // As the page spelled them, the lines are refused (the aggregator of issue 31 refused the
     // whole batch); repaired, every one is taken.
@@ -109,8 +102,8 @@ impl Source for OneGpu {
     fn name(&self) -> &str {
         "gpu"
     }
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<kilowatch_model::Point>, kilowatch_collector::source::SourceError> {
-        Ok(vec![kilowatch_model::Point::new("gpu", now).tag("node", "dgx-001").tag("gpu", "0").field("energy_mj", 1000i64)])
+    fn sample(&mut self, now: Timestamp) -> kilowatch_collector::source::Sampling<'_> {
+        Box::pin(async move { Ok(vec![kilowatch_model::Point::new("gpu", now).tag("node", "dgx-001").tag("gpu", "0").field("energy_mj", 1000i64)]) })
     }
 }
 
@@ -123,7 +116,7 @@ async fn gpu_samples_keep_flowing_beside_endless_and_silent_pages() {
     use std::sync::atomic::Ordering;
 
     use kilowatch_collector::agent::{Agent, AgentStats};
-    use kilowatch_collector::spool::{Spool, SpoolConfig};
+    use kilowatch_ship::{Spool, SpoolConfig};
 
     let endless = hostile_pages::serve_raw(Misbehaviour::Endless).await;
     let silent = hostile_pages::serve_raw(Misbehaviour::Silent).await;
@@ -134,14 +127,8 @@ async fn gpu_samples_keep_flowing_beside_endless_and_silent_pages() {
     let dir = tempfile::tempdir().expect("tmp");
     let spool_cfg = SpoolConfig { dir: dir.path().to_path_buf(), ..Default::default() };
     // Nothing listens there: every batch stays in the spool, one record a cycle.
-    let shipper = kilowatch_collector::ship::Shipper::new(&kilowatch_collector::ship::ShipperConfig {
-        url: "http://127.0.0.1:9".into(),
-        token: "t".into(),
-        org: None,
-        bucket: None,
-        timeout: Duration::from_secs(1),
-    })
-    .expect("shipper");
+    let shipper = kilowatch_ship::Shipper::new(&kilowatch_ship::ShipperConfig { url: "http://127.0.0.1:9".into(), token: "t".into(), org: None, bucket: None, timeout: Duration::from_secs(1) })
+        .expect("shipper");
     let agent = Agent {
         sources: vec![Box::new(OneGpu), Box::new(inference)],
         shipper,

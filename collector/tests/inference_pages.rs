@@ -115,7 +115,7 @@ async fn a_restart_mid_window_is_a_reset_not_negative_tokens() {
     let mut samples: Vec<(i64, f64)> = Vec::new();
     for k in 0..4i64 {
         let ts = Timestamp(k * 10_000_000_000);
-        let points = tokio::task::block_in_place(|| src.sample(ts)).expect("sample");
+        let points = src.sample(ts).await.expect("sample");
         assert_eq!(points[0].tag_value("server"), Some("llama-a"));
         assert_eq!(points[0].tag_value("engine"), Some("vllm"));
         assert_eq!(points[0].get("gpus").and_then(|v| v.as_str()), Some("1,3"), "configured GPUs, sorted");
@@ -130,7 +130,7 @@ async fn a_restart_mid_window_is_a_reset_not_negative_tokens() {
 
     // A server that stops answering is counted and the source keeps going.
     pages.down.store(true, Ordering::SeqCst);
-    let points = tokio::task::block_in_place(|| src.sample(Timestamp(50_000_000_000))).expect("sample");
+    let points = src.sample(Timestamp(50_000_000_000)).await.expect("sample");
     assert!(points.is_empty());
     assert_eq!(src.scrape_errors, 1);
     server.abort();

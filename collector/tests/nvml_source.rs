@@ -1,6 +1,9 @@
 //! `NvmlSource`, the collector's GPU source: points and `/metrics` from the same sample, and a
 //! GPU that was down when NVML opened gets its identity (UUID, name) once it answers.
 
+mod sampling;
+
+use sampling::block_on;
 mod nvml_support;
 
 use kilowatch_collector::config::NvmlSourceConfig;
@@ -28,7 +31,7 @@ fn a_gpu_down_at_start_gets_its_identity_when_it_answers() {
     assert_eq!(src.gpus()[1].uuid, None, "GPU 1 was lost while NVML opened");
     let metrics = src.metrics();
 
-    let first = src.sample(Timestamp(1)).expect("sample");
+    let first = block_on(src.sample(Timestamp(1))).expect("sample");
     assert!(first.iter().any(|p| p.measurement == "gpu_event" && p.tag_value("gpu") == Some("1") && p.get("kind").and_then(|v| v.as_str()) == Some("lost")));
     let mut page = String::new();
     metrics.render_into(&mut page);
@@ -37,7 +40,7 @@ fn a_gpu_down_at_start_gets_its_identity_when_it_answers() {
     // Backoff skips it a cycle or two, then it answers.
     let mut recovered = None;
     for t in 2..12 {
-        let pts = src.sample(Timestamp(t)).expect("sample");
+        let pts = block_on(src.sample(Timestamp(t))).expect("sample");
         if pts.iter().any(|p| p.measurement == "gpu" && p.tag_value("gpu") == Some("1")) {
             recovered = Some(pts);
             break;

@@ -1,6 +1,7 @@
 //! The vocabulary every Kilowatch crate shares: what a measurement is, how it is named,
 //! and how it travels as InfluxDB line protocol. Nothing here does I/O.
 
+pub mod config;
 pub mod energy;
 pub mod job;
 pub mod lineproto;

@@ -13,6 +13,7 @@
 
 mod gpu;
 mod jobs;
+pub mod live;
 mod meters;
 mod noise;
 mod outlook;

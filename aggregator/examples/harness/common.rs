@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use kilowatch_collector::agent::{Agent, AgentStats};
 use kilowatch_collector::clock::Clock;
-use kilowatch_collector::ship::{Shipper, ShipperConfig};
 use kilowatch_collector::source::{SimSource, TruthMarks};
-use kilowatch_collector::spool::{Fsync, Spool, SpoolConfig};
 use kilowatch_model::Timestamp;
+use kilowatch_ship::{Fsync, Spool, SpoolConfig};
+use kilowatch_ship::{Shipper, ShipperConfig};
 use kilowatch_sim::{Emit, SimConfig};
 use kilowatch_store::Store;
 use tokio::sync::watch;

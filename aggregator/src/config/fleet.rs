@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use kilowatch_collector::config::within_u64;
+use kilowatch_model::config::within_u64;
 use serde::Deserialize;
 
 use super::ConfigError;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use kilowatch_collector::config::{from_toml, within, within_u64};
+use kilowatch_model::config::{from_toml, within, within_u64};
 use serde::Deserialize;
 
 pub use eu::EuConfig;

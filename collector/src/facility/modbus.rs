@@ -1,8 +1,7 @@
 //! The Modbus TCP source: energy meters, water totalisers and cooling units, each described by
-//! a register map. The `Source` trait is synchronous and the agent calls it off the async
-//! runtime, so the source owns a small current-thread runtime and polls all its devices
-//! concurrently on it, each under its own timeout: one dead device costs at most its timeout
-//! and never delays the others' readings.
+//! a register map. Each sample polls all the devices concurrently on the collector's runtime,
+//! each under its own timeout: one dead device costs at most its timeout and never delays the
+//! others' readings.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +15,7 @@ use tokio_modbus::prelude::Slave;
 
 use super::regmap::{Batch, Function, Raw, RegMapError, Register, RegisterMap, decode_raw, is_fault_pattern, plan_batches, scaled};
 use super::validate::{Bounds, CounterTracker, EventKind, Validator, event};
-use crate::source::{Source, SourceError};
+use crate::source::{Sampling, Source};
 
 /// One Modbus TCP device (`[[facility.modbus]]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -85,8 +84,6 @@ pub enum ModbusError {
     Io { device: String, message: String },
     #[error("{device}: no answer within {ms} ms")]
     Timeout { device: String, ms: u64 },
-    #[error("cannot start the Modbus runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// A device's registers and what is remembered between polls.
@@ -268,7 +265,6 @@ impl DeviceState {
 
 /// Every configured Modbus device, polled concurrently once per due interval.
 pub struct ModbusSource {
-    rt: Option<tokio::runtime::Runtime>,
     devices: Vec<DeviceState>,
 }
 
@@ -276,11 +272,8 @@ impl ModbusSource {
     /// `base_dir` resolves relative map paths (the configuration file's folder); `site_tags`
     /// are added to every point (usually `site`).
     pub fn new(devices: &[ModbusDevice], base_dir: &Path, site_tags: &Labels) -> Result<Self, ModbusError> {
-        // Devices first: a runtime dropped on the error path inside main's async context would
-        // panic.
         let devices = devices.iter().map(|d| DeviceState::new(d.clone(), base_dir, site_tags)).collect::<Result<_, _>>()?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ModbusError::Runtime)?;
-        Ok(ModbusSource { rt: Some(rt), devices })
+        Ok(ModbusSource { devices })
     }
 
     async fn poll_all(devices: Vec<DeviceState>, now: Timestamp) -> Vec<(DeviceState, Vec<Point>)> {
@@ -337,39 +330,20 @@ impl ModbusSource {
     }
 }
 
-/// The agent drops its sources inside its async task, where dropping a runtime the usual
-/// (blocking) way panics: shut it down in the background instead.
-impl Drop for ModbusSource {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 impl Source for ModbusSource {
     fn name(&self) -> &str {
         "modbus"
     }
 
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        let devices = std::mem::take(&mut self.devices);
-        let Some(rt) = self.rt.as_ref() else {
-            return Err(SourceError::Failed { source_name: "modbus".into(), message: "runtime shut down".into() });
-        };
-        // Called from inside another runtime (the `--once` path in main), block_on would
-        // panic: run it on a scoped thread then.
-        let done = if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|s| s.spawn(|| rt.block_on(Self::poll_all(devices, now))).join())
-                .map_err(|_| SourceError::Failed { source_name: "modbus".into(), message: "poll thread panicked".into() })?
-        } else {
-            rt.block_on(Self::poll_all(devices, now))
-        };
-        let mut points = Vec::new();
-        for (d, p) in done {
-            points.extend(p);
-            self.devices.push(d);
-        }
-        Ok(points)
+    fn sample(&mut self, now: Timestamp) -> Sampling<'_> {
+        Box::pin(async move {
+            let done = Self::poll_all(std::mem::take(&mut self.devices), now).await;
+            let mut points = Vec::new();
+            for (d, p) in done {
+                points.extend(p);
+                self.devices.push(d);
+            }
+            Ok(points)
+        })
     }
 }

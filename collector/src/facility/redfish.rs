@@ -2,7 +2,7 @@
 //! `Chassis/{id}/EnvironmentMetrics` (`PowerWatts`, `EnergykWh`: an energy counter, preferred)
 //! where the BMC has it, else `Chassis/{id}/Power` → `PowerControl[].PowerConsumedWatts`.
 //! Basic or session auth (one session per BMC, reused until the BMC says 401), TLS with a CA
-//! file or an explicit `insecure` flag. BMCs are polled concurrently on the source's own
+//! file or an explicit `insecure` flag. BMCs are polled concurrently on the collector's
 //! runtime, each within its timeout.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::validate::{EventKind, Validator, event};
-use crate::source::{Source, SourceError};
+use crate::source::{Sampling, Source};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,8 +74,6 @@ pub enum RedfishError {
     Request { device: String, message: String },
     #[error("{device}: no answer within {ms} ms")]
     Timeout { device: String, ms: u64 },
-    #[error("cannot start the Redfish runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -277,21 +275,17 @@ impl Bmc {
 }
 
 pub struct RedfishSource {
-    rt: Option<tokio::runtime::Runtime>,
     bmcs: Vec<Bmc>,
 }
 
 impl RedfishSource {
     pub fn new(devices: &[RedfishDevice], base_dir: &Path, site_tags: &Labels) -> Result<Self, RedfishError> {
-        // BMC clients first (reqwest needs no runtime to be built): a runtime dropped on the
-        // error path inside main's async context would panic.
         let bmcs = devices.iter().map(|d| Bmc::new(d, base_dir, site_tags)).collect::<Result<Vec<_>, _>>()?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RedfishError::Runtime)?;
-        Ok(RedfishSource { rt: Some(rt), bmcs })
+        Ok(RedfishSource { bmcs })
     }
 
     /// The chassis each BMC lists, for diagnostics (`--once` troubleshooting) and tests.
-    pub fn chassis_ids(&mut self) -> Vec<Result<Vec<String>, RedfishError>> {
+    pub async fn chassis_ids(&mut self) -> Vec<Result<Vec<String>, RedfishError>> {
         async fn list(b: &mut Bmc) -> Result<Vec<String>, RedfishError> {
             let v = b.get("/redfish/v1/Chassis").await?;
             Ok(v.get("Members")
@@ -299,9 +293,7 @@ impl RedfishSource {
                 .map(|a| a.iter().filter_map(|m| m.get("@odata.id").and_then(Value::as_str)).map(|s| s.rsplit('/').next().unwrap_or_default().to_owned()).collect())
                 .unwrap_or_default())
         }
-        let (Some(rt), bmcs) = (self.rt.as_ref(), &mut self.bmcs) else { return Vec::new() };
-        let mut run = || rt.block_on(async { join_all(bmcs.iter_mut().map(list).collect()).await });
-        if tokio::runtime::Handle::try_current().is_ok() { std::thread::scope(|s| s.spawn(run).join()).unwrap_or_default() } else { run() }
+        join_all(self.bmcs.iter_mut().map(list).collect()).await
     }
 
     async fn poll_all(bmcs: &mut [Bmc], now: Timestamp) -> Vec<Point> {
@@ -335,29 +327,12 @@ async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     out.into_iter().flatten().collect()
 }
 
-/// The agent drops its sources inside its async task, where dropping a runtime the usual
-/// (blocking) way panics: shut it down in the background instead.
-impl Drop for RedfishSource {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 impl Source for RedfishSource {
     fn name(&self) -> &str {
         "redfish"
     }
 
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        let (Some(rt), bmcs) = (self.rt.as_ref(), &mut self.bmcs) else {
-            return Err(SourceError::Failed { source_name: "redfish".into(), message: "runtime shut down".into() });
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|s| s.spawn(|| rt.block_on(Self::poll_all(bmcs, now))).join()).map_err(|_| SourceError::Failed { source_name: "redfish".into(), message: "poll thread panicked".into() })
-        } else {
-            Ok(rt.block_on(Self::poll_all(bmcs, now)))
-        }
+    fn sample(&mut self, now: Timestamp) -> Sampling<'_> {
+        Box::pin(async move { Ok(Self::poll_all(&mut self.bmcs, now).await) })
     }
 }

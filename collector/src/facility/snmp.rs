@@ -13,7 +13,7 @@ use serde::Deserialize;
 use snmp2::{Oid, SyncSession, Value};
 
 use super::validate::{Bounds, CounterTracker, EventKind, Validator, check_bounds, event};
-use crate::source::{Source, SourceError};
+use crate::source::{Sampling, Source, SourceError};
 
 /// One OID and the point it becomes.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -270,11 +270,22 @@ impl Source for SnmpSource {
         "snmp"
     }
 
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        let results: Vec<Vec<Point>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self.devices.iter_mut().map(|d| s.spawn(move || d.poll(now))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-        });
-        Ok(results.into_iter().flatten().collect())
+    /// snmp2's session is a blocking socket: the devices are polled off the runtime, one thread
+    /// each so that a dead one costs only its own timeout.
+    fn sample(&mut self, now: Timestamp) -> Sampling<'_> {
+        Box::pin(async move {
+            let mut devices = std::mem::take(&mut self.devices);
+            let polled = tokio::task::spawn_blocking(move || {
+                let results: Vec<Vec<Point>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = devices.iter_mut().map(|d| s.spawn(move || d.poll(now))).collect();
+                    handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+                });
+                (devices, results)
+            })
+            .await;
+            let (devices, results) = polled.map_err(|e| SourceError::Failed { source_name: "snmp".into(), message: format!("polling failed: {e}") })?;
+            self.devices = devices;
+            Ok(results.into_iter().flatten().collect())
+        })
     }
 }

@@ -21,7 +21,7 @@ use serde::Deserialize;
 pub use expo::{Engine, Limits, ModelCounters, Page, read_page, read_page_within};
 
 use crate::nvml::SharedGpuPids;
-use crate::source::{Source, SourceError};
+use crate::source::{Sampling, Source};
 
 /// One `[[inference]]` entry of the collector configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,7 +62,7 @@ pub struct InferenceServerConfig {
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Where the host's `/proc` is (default `/proc`).
-    #[serde(default = "default_proc_root")]
+    #[serde(default = "crate::nvml::default_proc_root")]
     pub proc_root: PathBuf,
     /// Largest page read, bytes (default 4 MiB); a larger or endless page is abandoned and
     /// counted, and its counters are not shipped that interval.
@@ -89,10 +89,6 @@ fn default_max_rows() -> usize {
 fn default_max_label_bytes() -> usize {
     256
 }
-fn default_proc_root() -> PathBuf {
-    PathBuf::from("/proc")
-}
-
 /// Checks one entry; the error names the key.
 pub fn check(c: &InferenceServerConfig) -> Result<(), (&'static str, String)> {
     if c.name.is_empty() {
@@ -101,10 +97,10 @@ pub fn check(c: &InferenceServerConfig) -> Result<(), (&'static str, String)> {
     if !(c.url.starts_with("http://") || c.url.starts_with("https://")) || pid::url_port(&c.url).is_none() {
         return Err(("inference.url", format!("{:?} must be an http:// or https:// URL", c.url)));
     }
-    crate::config::within_u64("inference.timeout_ms", c.timeout_ms, 1, 600_000)?;
-    crate::config::within_u64("inference.max_page_bytes", c.max_page_bytes, 1024, 1 << 30)?;
-    crate::config::within_u64("inference.max_rows", c.max_rows as u64, 1, 100_000)?;
-    crate::config::within_u64("inference.max_label_bytes", c.max_label_bytes as u64, 16, 4096)?;
+    kilowatch_model::config::within_u64("inference.timeout_ms", c.timeout_ms, 1, 600_000)?;
+    kilowatch_model::config::within_u64("inference.max_page_bytes", c.max_page_bytes, 1024, 1 << 30)?;
+    kilowatch_model::config::within_u64("inference.max_rows", c.max_rows as u64, 1, 100_000)?;
+    kilowatch_model::config::within_u64("inference.max_label_bytes", c.max_label_bytes as u64, 16, 4096)?;
     if c.engine == Engine::Tgi && c.model.is_none() {
         return Err(("inference.model", format!("server {:?}: TGI's page names no model: set `model`", c.name)));
     }
@@ -121,8 +117,6 @@ pub fn check(c: &InferenceServerConfig) -> Result<(), (&'static str, String)> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
-    #[error("inference: cannot start the HTTP runtime: {0}")]
-    Runtime(std::io::Error),
     #[error("inference server {name:?}: {message}")]
     Client { name: String, message: String },
 }
@@ -145,7 +139,6 @@ const TREE_TTL: Duration = Duration::from_secs(30);
 
 /// Every `[[inference]]` server of the node as one source.
 pub struct InferenceSource {
-    rt: Option<tokio::runtime::Runtime>,
     servers: Vec<Server>,
     site: String,
     node: String,
@@ -206,18 +199,7 @@ impl InferenceSource {
                 Ok(Server { cfg: c.clone(), client, down: false, capped: false, tree: None })
             })
             .collect::<Result<Vec<_>, InferenceError>>()?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(InferenceError::Runtime)?;
-        Ok(InferenceSource {
-            rt: Some(rt),
-            servers,
-            site: site.to_owned(),
-            node: node.to_owned(),
-            gpu_pids,
-            deadline: Duration::from_secs(2),
-            scrape_errors: 0,
-            caps: CapCounts::default(),
-            stats: None,
-        })
+        Ok(InferenceSource { servers, site: site.to_owned(), node: node.to_owned(), gpu_pids, deadline: Duration::from_secs(2), scrape_errors: 0, caps: CapCounts::default(), stats: None })
     }
 
     /// Ends every scrape of a sample within `deadline` (the collector passes half its interval;
@@ -363,16 +345,6 @@ async fn scrape(client: reqwest::Client, url: String, max: u64) -> Result<String
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// The agent drops its sources inside its async task, where dropping a runtime the usual
-/// (blocking) way panics: shut it down in the background instead.
-impl Drop for InferenceSource {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 impl Source for InferenceSource {
     fn name(&self) -> &str {
         "inference"
@@ -380,85 +352,47 @@ impl Source for InferenceSource {
 
     /// Never fails as a whole: a server that does not answer is logged (once) and counted, and
     /// the others are still sampled.
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        let Some(rt) = self.rt.as_ref() else {
-            return Err(SourceError::Failed { source_name: "inference".into(), message: "runtime shut down".into() });
-        };
-        let (servers, deadline) = (&self.servers, self.deadline);
-        let pages = if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|s| s.spawn(|| rt.block_on(Self::scrape_all(servers, deadline))).join())
-                .map_err(|_| SourceError::Failed { source_name: "inference".into(), message: "scrape thread panicked".into() })?
-        } else {
-            rt.block_on(Self::scrape_all(servers, deadline))
-        };
-        let mut out = Vec::new();
-        for (i, page) in pages.into_iter().enumerate() {
-            let cfg = self.servers[i].cfg.clone();
-            match page {
-                Ok(text) => {
-                    if self.servers[i].down {
-                        tracing::info!(server = %cfg.name, "inference server answers again");
+    fn sample(&mut self, now: Timestamp) -> Sampling<'_> {
+        Box::pin(async move {
+            let pages = Self::scrape_all(&self.servers, self.deadline).await;
+            let mut out = Vec::new();
+            for (i, page) in pages.into_iter().enumerate() {
+                let cfg = self.servers[i].cfg.clone();
+                match page {
+                    Ok(text) => {
+                        if self.servers[i].down {
+                            tracing::info!(server = %cfg.name, "inference server answers again");
+                        }
+                        self.servers[i].down = false;
+                        let limits = expo::Limits { max_rows: cfg.max_rows, max_label_bytes: cfg.max_label_bytes };
+                        let page = expo::read_page_within(&text, cfg.engine, cfg.model.as_deref(), cfg.tenant.as_deref().unwrap_or(""), cfg.tenant_label.as_deref(), limits);
+                        drop(text);
+                        self.count(CapCounts { rows_over_cap: page.rows_over_cap, labels_cut: page.labels_cut, ..CapCounts::default() });
+                        if (page.rows_over_cap > 0 || page.labels_cut > 0) && !self.servers[i].capped {
+                            tracing::warn!(server = %cfg.name, rows_left_out = page.rows_over_cap, labels_cut = page.labels_cut, max_rows = cfg.max_rows, max_label_bytes = cfg.max_label_bytes, "the page has more rows or longer labels than [[inference]] allows; logged once");
+                        }
+                        self.servers[i].capped |= page.rows_over_cap > 0 || page.labels_cut > 0;
+                        if page.parse_errors > 0 {
+                            tracing::debug!(server = %cfg.name, errors = page.parse_errors, "unparsable families on the page were skipped");
+                        }
+                        let (gpus, main) = self.gpus(i);
+                        out.extend(self.points(&cfg, &page, &gpus, main, now));
                     }
-                    self.servers[i].down = false;
-                    let limits = expo::Limits { max_rows: cfg.max_rows, max_label_bytes: cfg.max_label_bytes };
-                    let page = expo::read_page_within(&text, cfg.engine, cfg.model.as_deref(), cfg.tenant.as_deref().unwrap_or(""), cfg.tenant_label.as_deref(), limits);
-                    drop(text);
-                    self.count(CapCounts { rows_over_cap: page.rows_over_cap, labels_cut: page.labels_cut, ..CapCounts::default() });
-                    if (page.rows_over_cap > 0 || page.labels_cut > 0) && !self.servers[i].capped {
-                        tracing::warn!(server = %cfg.name, rows_left_out = page.rows_over_cap, labels_cut = page.labels_cut, max_rows = cfg.max_rows, max_label_bytes = cfg.max_label_bytes, "the page has more rows or longer labels than [[inference]] allows; logged once");
+                    Err(e) => {
+                        self.scrape_errors += 1;
+                        match e {
+                            ScrapeFailure::TooLarge(_) => self.count(CapCounts { pages_over_bytes: 1, ..CapCounts::default() }),
+                            ScrapeFailure::Deadline => self.count(CapCounts { pages_over_deadline: 1, ..CapCounts::default() }),
+                            ScrapeFailure::Failed(_) => {}
+                        }
+                        if !self.servers[i].down {
+                            tracing::warn!(server = %cfg.name, url = %cfg.url, error = %e, "inference server not answering");
+                        }
+                        self.servers[i].down = true;
                     }
-                    self.servers[i].capped |= page.rows_over_cap > 0 || page.labels_cut > 0;
-                    if page.parse_errors > 0 {
-                        tracing::debug!(server = %cfg.name, errors = page.parse_errors, "unparsable families on the page were skipped");
-                    }
-                    let (gpus, main) = self.gpus(i);
-                    out.extend(self.points(&cfg, &page, &gpus, main, now));
-                }
-                Err(e) => {
-                    self.scrape_errors += 1;
-                    match e {
-                        ScrapeFailure::TooLarge(_) => self.count(CapCounts { pages_over_bytes: 1, ..CapCounts::default() }),
-                        ScrapeFailure::Deadline => self.count(CapCounts { pages_over_deadline: 1, ..CapCounts::default() }),
-                        ScrapeFailure::Failed(_) => {}
-                    }
-                    if !self.servers[i].down {
-                        tracing::warn!(server = %cfg.name, url = %cfg.url, error = %e, "inference server not answering");
-                    }
-                    self.servers[i].down = true;
                 }
             }
-        }
-        Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use crate::config::CollectorConfig;
-
-    fn parse(extra: &str) -> Result<CollectorConfig, String> {
-        let text = format!("[aggregator]\nurl = \"http://x\"\n[[inference]]\nname = \"a\"\nengine = \"vllm\"\nurl = \"http://127.0.0.1:8000/metrics\"\n{extra}");
-        CollectorConfig::parse(&text, Path::new("c.toml")).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn bad_entries_are_refused_with_their_key() {
-        assert!(parse("").is_ok());
-        for (extra, key) in [
-            ("colour = 1\n", "colour"),
-            ("engine2 = \"x\"\n", "engine2"),
-            ("timeout_ms = 0\n", "inference.timeout_ms"),
-            ("gpus = []\n", "inference.gpus"),
-            ("pid = 1\npidfile = \"/run/x\"\n", "inference.pid"),
-            ("[[inference]]\nname = \"a\"\nengine = \"sglang\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "inference.name"),
-            ("[[inference]]\nname = \"b\"\nengine = \"tgi\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "inference.model"),
-            ("[[inference]]\nname = \"c\"\nengine = \"ollama\"\nurl = \"http://127.0.0.1:1/metrics\"\n", "engine"),
-            ("[[inference]]\nname = \"d\"\nengine = \"vllm\"\nurl = \"127.0.0.1:1\"\n", "inference.url"),
-        ] {
-            let e = parse(extra).expect_err(extra);
-            assert!(e.replace("[1]", "").replace("[0]", "").contains(key), "{extra}: {e}");
-        }
+            Ok(out)
+        })
     }
 }

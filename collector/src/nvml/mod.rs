@@ -14,11 +14,43 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kilowatch_model::{Point, Timestamp};
+use serde::Deserialize;
 
 pub use backend::{GpuBackend, NvmlBackend, NvmlOptions};
 pub use metrics::DcgmMetrics;
 pub use procs::JobResolver;
 pub use source::{NvmlSource, SharedGpuMetrics, SharedGpuPids};
+
+/// `[nvml]` in the collector's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvmlSourceConfig {
+    /// Path of `libnvidia-ml.so.1` (default: found through the loader's search path). The
+    /// environment variable `KILOWATCH_NVML_LIB` overrides it.
+    #[serde(default)]
+    pub lib_path: Option<PathBuf>,
+    /// When NVML cannot start (library missing, driver not loaded): `false` (default) stops the
+    /// collector with the reason, `true` logs a warning and runs without GPUs.
+    #[serde(default)]
+    pub optional: bool,
+    /// Where the host's `/proc` is, to map GPU processes to jobs through their cgroups
+    /// (`/host/proc` in a container; default `/proc`).
+    #[serde(default = "default_proc_root")]
+    pub proc_root: PathBuf,
+}
+
+/// What `kilowatch-collector --once` uses when there is no config file: the driver's library,
+/// required, the host's `/proc`.
+impl Default for NvmlSourceConfig {
+    fn default() -> Self {
+        NvmlSourceConfig { lib_path: None, optional: false, proc_root: default_proc_root() }
+    }
+}
+
+/// The host's `/proc` unless configured otherwise (`/host/proc` in a container).
+pub(crate) fn default_proc_root() -> PathBuf {
+    PathBuf::from("/proc")
+}
 
 /// The environment variable that points the collector at another `libnvidia-ml.so`.
 pub const NVML_LIB_ENV: &str = "KILOWATCH_NVML_LIB";

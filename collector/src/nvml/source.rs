@@ -5,14 +5,13 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use kilowatch_model::{Point, Timestamp};
+use kilowatch_model::Timestamp;
 use tracing::{info, warn};
 
 use super::backend::{GpuBackend, NvmlBackend, NvmlOptions};
 use super::metrics::DcgmMetrics;
-use super::{GpuEventKind, GpuStatic, NvmlError};
-use crate::config::NvmlSourceConfig;
-use crate::source::{Source, SourceError};
+use super::{GpuEventKind, GpuStatic, NvmlError, NvmlSourceConfig};
+use crate::source::{Sampling, Source, SourceError};
 
 /// The latest GPU values, shared between the sampling loop (writer) and `/metrics` (reader).
 #[derive(Debug, Clone, Default)]
@@ -62,7 +61,8 @@ impl SharedGpuPids {
 
 /// The node's GPUs as a collector source.
 pub struct NvmlSource {
-    backend: Box<dyn GpuBackend>,
+    /// Out of its slot while a sample runs on the blocking pool; gone only if NVML panicked.
+    backend: Option<Box<dyn GpuBackend>>,
     site: String,
     node: String,
     statics: Vec<GpuStatic>,
@@ -82,7 +82,7 @@ impl NvmlSource {
         let node = node.into();
         let statics = backend.devices();
         let metrics = SharedGpuMetrics::new(DcgmMetrics::new(node.clone(), statics.clone()));
-        NvmlSource { backend, site: site.into(), node, statics, metrics, pids: SharedGpuPids::default() }
+        NvmlSource { backend: Some(backend), site: site.into(), node, statics, metrics, pids: SharedGpuPids::default() }
     }
 
     /// Opens NVML as `[nvml]` says: `KILOWATCH_NVML_LIB`, else `lib_path`, else the driver's
@@ -127,17 +127,30 @@ impl Source for NvmlSource {
 
     /// Never fails as a whole: a GPU in trouble is an event and a `down` entry, and the other
     /// GPUs are still in the points.
-    fn sample(&mut self, now: Timestamp) -> Result<Vec<Point>, SourceError> {
-        let set = self.backend.sample();
-        // A GPU that was down when NVML opened has its name and UUID read when it comes back;
-        // only then can the statics differ, so only then are they copied again.
-        if set.events.iter().any(|e| e.kind == GpuEventKind::Recovered) {
-            self.statics = self.backend.devices();
-            let statics = self.statics.clone();
-            self.metrics.with(|m| m.set_statics(statics));
-        }
-        self.metrics.with(|m| m.update(&set));
-        self.pids.set(&set.readings);
-        Ok(super::sample_to_points(&self.site, &self.node, &self.statics, &set, now))
+    /// NVML is blocking FFI: the whole reading (every GPU, and the statics of one that came
+    /// back) is one `spawn_blocking`, off the runtime.
+    fn sample(&mut self, now: Timestamp) -> Sampling<'_> {
+        Box::pin(async move {
+            let Some(mut backend) = self.backend.take() else {
+                return Err(SourceError::Failed { source_name: "nvml".into(), message: "the NVML backend was lost to an earlier panic".into() });
+            };
+            let read = tokio::task::spawn_blocking(move || {
+                let set = backend.sample();
+                // A GPU that was down when NVML opened has its name and UUID read when it comes
+                // back; only then can the statics differ, so only then are they read again.
+                let statics = set.events.iter().any(|e| e.kind == GpuEventKind::Recovered).then(|| backend.devices());
+                (backend, set, statics)
+            })
+            .await;
+            let (backend, set, statics) = read.map_err(|e| SourceError::Failed { source_name: "nvml".into(), message: format!("NVML sampling panicked: {e}") })?;
+            self.backend = Some(backend);
+            if let Some(statics) = statics {
+                self.statics = statics.clone();
+                self.metrics.with(|m| m.set_statics(statics));
+            }
+            self.metrics.with(|m| m.update(&set));
+            self.pids.set(&set.readings);
+            Ok(super::sample_to_points(&self.site, &self.node, &self.statics, &set, now))
+        })
     }
 }
