@@ -12,9 +12,14 @@
 //! once inflated; `429`/`503` with `Retry-After` for load (the sender retries the whole request,
 //! and what was stored already is stored again idempotently).
 
+mod batch;
+mod cache;
+mod key;
 pub mod map;
 pub mod owners;
 pub mod proto;
+mod rules;
+mod xid;
 
 use std::sync::Arc;
 
