@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use kilowatch_model::{FieldValueRef, Lines, Timestamp};
+use kilowatch_model::{FieldValueRef, Lines, LinesBuffers, Timestamp};
 
 use super::cache::Mapped;
 use super::key::Key;
@@ -29,6 +29,8 @@ pub struct Batch {
     /// Series refused whole or in part, with why, in request order.
     pub refused: Vec<(u32, String)>,
     pub counts: Counts,
+    /// Each line by its key's address and time.
+    at: hashbrown::HashMap<(usize, i64), u32>,
 }
 
 /// One line: a series key and a time in ms; its values are the batch's entries naming it.
@@ -64,9 +66,35 @@ pub(super) enum Num {
 }
 
 impl Batch {
+    /// An empty batch in the memory of this one, for the next request: its vectors and table
+    /// keep their capacity (the series and keys they named are let go).
+    pub fn recycle(mut self) -> Batch {
+        self.lines.clear();
+        self.values.clear();
+        self.series.clear();
+        self.label_jobs.clear();
+        self.refused.clear();
+        self.at.clear();
+        self.counts = Counts::default();
+        self
+    }
+
+    /// Bytes its vectors and table reserve, for a caller that bounds what it keeps.
+    pub fn capacity_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.lines) + bytes(&self.values) + bytes(&self.series) + bytes(&self.label_jobs) + self.at.capacity() * (std::mem::size_of::<((usize, i64), u32)>() + 1)
+    }
+
     /// The store's lines of the batch: each line's values in request order, borrowed from the
     /// batch (nothing is formatted or parsed again).
     pub fn store_lines(&self) -> Lines<'_> {
+        self.store_lines_into(LinesBuffers::default())
+    }
+
+    /// [`Batch::store_lines`] in the memory of an earlier request's lines.
+    pub fn store_lines_into(&self, buffers: LinesBuffers) -> Lines<'_> {
         // Values grouped by line with a counting sort: lines fill in request order, a GPU's
         // values arriving one series (dcgm field) after the other.
         let mut start = vec![0u32; self.lines.len() + 1];
@@ -84,7 +112,7 @@ impl Batch {
             *slot += 1;
         }
         let names: &[Box<str>] = self.field_names.as_deref().unwrap_or_default();
-        let mut out = Lines::default();
+        let mut out = Lines::from_buffers(buffers);
         for (li, l) in self.lines.iter().enumerate() {
             let values = order[start[li] as usize..start[li + 1] as usize].iter().map(|&i| {
                 let e = &self.values[i as usize];
@@ -132,13 +160,13 @@ impl Batch {
     /// Adds a value to the line of `key` at `ts_ms` unless that line has the field already.
     // Inlined into the per-sample loop, as before it had a second caller (XID events).
     #[inline]
-    pub(super) fn put(&mut self, at: &mut hashbrown::HashMap<(*const Key, i64), u32>, key: &Arc<Key>, ts_ms: i64, series: u32, field: u16, value: Num) -> bool {
+    pub(super) fn put(&mut self, key: &Arc<Key>, ts_ms: i64, series: u32, field: u16, value: Num) -> bool {
         // A GPU's series come one after the other: the last line is the likely one.
         let line = match self.lines.last() {
             Some(l) if Arc::ptr_eq(&l.key, key) && l.ts_ms == ts_ms => (self.lines.len() - 1) as u32,
             _ => {
                 let lines = &mut self.lines;
-                *at.entry((Arc::as_ptr(key), ts_ms)).or_insert_with(|| {
+                *self.at.entry((Arc::as_ptr(key) as usize, ts_ms)).or_insert_with(|| {
                     lines.push(OutLine { key: key.clone(), ts_ms, seen: 0 });
                     (lines.len() - 1) as u32
                 })

@@ -31,9 +31,14 @@ pub trait GpuOwners {
 
 /// Maps every series of `req` and groups the values of one thing at one time into one line.
 pub fn build(req: &Request<'_>, mapper: &Mapper, cache: &SeriesCache, owners: &mut dyn GpuOwners) -> Batch {
-    let mut b = Batch { field_names: Some(mapper.field_names.clone()), ..Batch::default() };
+    build_into(req, mapper, cache, owners, Batch::default())
+}
+
+/// [`build`] into the memory of an earlier request's batch ([`Batch::recycle`]).
+pub fn build_into(req: &Request<'_>, mapper: &Mapper, cache: &SeriesCache, owners: &mut dyn GpuOwners, into: Batch) -> Batch {
+    let mut b = into.recycle();
+    b.field_names = Some(mapper.field_names.clone());
     b.values.reserve(req.len());
-    let mut at: hashbrown::HashMap<(*const Key, i64), u32> = hashbrown::HashMap::with_capacity(req.len());
     // The label jobs already in `b.label_jobs`, by address then by content (the series of one
     // job's GPUs have equal ones).
     let mut seen_jobs: hashbrown::HashSet<*const LabelJob> = hashbrown::HashSet::new();
@@ -61,7 +66,7 @@ pub fn build(req: &Request<'_>, mapper: &Mapper, cache: &SeriesCache, owners: &m
             if shadowed {
                 b.counts.shadowed += n;
             } else {
-                xid_events(&mut b, &mut at, &mut cache, owners, &ts, i, m, series, mapper);
+                xid_events(&mut b, &mut cache, owners, &ts, i, m, series, mapper);
                 if b.values.last().is_some_and(|e| e.series == series) {
                     b.series.push(mapped.clone());
                 }
@@ -92,11 +97,11 @@ pub fn build(req: &Request<'_>, mapper: &Mapper, cache: &SeriesCache, owners: &m
             }
             // Integers as the collector writes them, within what line protocol keeps exactly.
             let num = if m.integer && value.fract() == 0.0 && value.abs() <= kilowatch_model::lineproto::MAX_EXACT_INTEGER as f64 { Num::I(value as i64) } else { Num::F(value) };
-            if !b.put(&mut at, key, s.timestamp, series, m.field, num) {
+            if !b.put(key, s.timestamp, series, m.field, num) {
                 continue;
             }
             if let Some((job_key, _)) = job {
-                b.put(&mut at, job_key, s.timestamp, series, mapper.job_field, Num::Job);
+                b.put(job_key, s.timestamp, series, mapper.job_field, Num::Job);
             }
             if shadowed {
                 b.counts.shadowed += 1;

@@ -3,7 +3,6 @@
 
 use super::batch::{Batch, Num};
 use super::cache::{CacheInner, ENTRY_BYTES, MappedField};
-use super::key::Key;
 use super::map::{DESCRIBE_BYTES, GpuOwners};
 use super::proto::{STALE_NAN_BITS, Series};
 use super::rules::Mapper;
@@ -12,17 +11,7 @@ use super::rules::Mapper;
 /// a new non-zero code. The code before the first sample is the last one remembered, else the
 /// newest stored event's.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn xid_events(
-    b: &mut Batch,
-    at: &mut hashbrown::HashMap<(*const Key, i64), u32>,
-    cache: &mut CacheInner,
-    owners: &mut dyn GpuOwners,
-    ts: &Series<'_, '_>,
-    i: u32,
-    m: &MappedField,
-    series: u32,
-    mapper: &Mapper,
-) {
+pub(super) fn xid_events(b: &mut Batch, cache: &mut CacheInner, owners: &mut dyn GpuOwners, ts: &Series<'_, '_>, i: u32, m: &MappedField, series: u32, mapper: &Mapper) {
     let mut last = match cache.last_xid.get(&m.key) {
         Some(v) => *v,
         None => {
@@ -42,8 +31,8 @@ pub(super) fn xid_events(
             continue;
         }
         b.counts.mapped += 1;
-        if s.value != last && s.value != 0.0 && b.put(at, &m.key, s.timestamp, series, mapper.kind_field, Num::Text("xid")) {
-            b.put(at, &m.key, s.timestamp, series, m.field, Num::I(s.value as i64));
+        if s.value != last && s.value != 0.0 && b.put(&m.key, s.timestamp, series, mapper.kind_field, Num::Text("xid")) {
+            b.put(&m.key, s.timestamp, series, m.field, Num::I(s.value as i64));
         }
         last = s.value;
     }
