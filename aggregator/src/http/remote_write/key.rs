@@ -9,8 +9,11 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Key {
     pub(super) text: Box<str>,
-    pub(super) parts: Option<Box<(String, Vec<(String, String)>)>>,
+    pub(super) parts: Option<Box<Parts>>,
 }
+
+/// A key's measurement and tags, unescaped.
+type Parts = (String, Vec<(String, String)>);
 
 impl Key {
     pub(super) fn new(measurement: &str, tags: &[(String, String)]) -> Key {
