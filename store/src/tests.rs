@@ -199,3 +199,24 @@ fn a_logged_body_with_a_line_now_refused_replays_the_others() {
     assert_eq!(s.read_with_neighbours(ids[0].id, 0, 100).expect("read"), vec![(10, Value::Num(1.0)), (20, Value::Num(2.0))]);
     assert!(s.find_series("meter", "energy_kwh", &[("meter", "y")]).expect("find").is_empty());
 }
+
+/// Names past `max_name_bytes` are refused whether or not the line carries its series' text
+/// (the shortcut that reads that text alone must not let a long field key through).
+#[test]
+fn long_names_are_refused_with_and_without_the_series_text() {
+    use kilowatch_model::{FieldValueRef, Lines};
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Store::open(dir.path()).expect("open");
+    s.set_policy(WritePolicy { max_name_bytes: Some(12), ..WritePolicy::default() }).expect("policy");
+    let mut lines = Lines::default();
+    let ts = Timestamp(1_000);
+    lines.push_line(Some("m,host=a"), "m", [("host", "a")], [("v", FieldValueRef::F64(1.0))], ts);
+    lines.push_line(Some("m,host=a"), "m", [("host", "a")], [("a_long_field_key", FieldValueRef::F64(1.0))], ts);
+    lines.push_line(None, "m", [("host", "a_long_value!")], [("v", FieldValueRef::F64(1.0))], ts);
+    lines.push_line(Some("m,host=abcdefgh"), "m", [("host", "abcdefgh")], [("v", FieldValueRef::F64(1.0))], ts);
+    lines.push_line(Some("m,host=abcdefghijklmn"), "m", [("host", "abcdefghijklmn")], [("v", FieldValueRef::F64(1.0))], ts);
+    let out = s.write_lines(&lines).expect("write");
+    let refused: Vec<(usize, bool)> = out.refused.iter().map(|r| (r.line, r.reason.contains("max_name_bytes"))).collect();
+    assert_eq!(refused, [(2, true), (3, true), (5, true)], "{:?}", out.refused);
+    assert_eq!(out.samples, 2);
+}

@@ -150,6 +150,11 @@ fn series_text(m: &SeriesMeta) -> String {
 /// description is only written for a name that is too long.
 fn long_name(line: &Line<'_, '_>, max: usize) -> Option<String> {
     let too_long = |what: &dyn Fn() -> String, name: &str| (name.len() > max).then(|| format!("{} of {} bytes is longer than the limit of {max} bytes ([store] max_name_bytes)", what(), name.len()));
+    // The measurement and tags as sent hold every one of their names (escaped, so no shorter):
+    // when that text fits, they all do, and only the field keys are left to read.
+    if line.series_text().is_some_and(|t| t.len() <= max) {
+        return line.fields().iter().find_map(|(k, _)| too_long(&|| "a field key".into(), k));
+    }
     too_long(&|| "the measurement".into(), line.measurement())
         .or_else(|| line.tags().iter().find_map(|(k, v)| too_long(&|| "a tag key".into(), k).or_else(|| too_long(&|| format!("the value of tag {:?}", truncated(k)), v))))
         .or_else(|| line.fields().iter().find_map(|(k, _)| too_long(&|| "a field key".into(), k)))

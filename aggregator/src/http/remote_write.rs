@@ -12,9 +12,15 @@
 //! once inflated; `429`/`503` with `Retry-After` for load (the sender retries the whole request,
 //! and what was stored already is stored again idempotently).
 
+mod batch;
+mod buffers;
+mod cache;
+mod key;
 pub mod map;
 pub mod owners;
 pub mod proto;
+mod rules;
+mod xid;
 
 use std::sync::Arc;
 
@@ -23,6 +29,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use kilowatch_model::{Lines, LinesBuffers};
 use kilowatch_store::{Store, StoreError, WriteSummary};
 use serde_json::json;
 
@@ -46,6 +53,7 @@ pub struct Receiver {
     series: SeriesCache,
     owners: CollectorNodes,
     job_owners: JobOwners,
+    buffers: buffers::Pool,
     max_body_bytes: usize,
 }
 
@@ -53,7 +61,14 @@ impl Receiver {
     pub fn new(state: &AppState) -> Receiver {
         let c = &state.config;
         let mapper = Mapper::new(&c.prometheus, &c.site.name, c.store.max_name_bytes).with_namespace_owners(&c.kubernetes);
-        Receiver { mapper, series: SeriesCache::default(), owners: CollectorNodes::new(state.store.clone()), job_owners: JobOwners::new(&state.store), max_body_bytes: c.server.max_body_bytes }
+        Receiver {
+            mapper,
+            series: SeriesCache::default(),
+            owners: CollectorNodes::new(state.store.clone()),
+            job_owners: JobOwners::new(&state.store),
+            buffers: buffers::Pool::default(),
+            max_body_bytes: c.server.max_body_bytes,
+        }
     }
 }
 
@@ -88,13 +103,18 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
         if let Some(e) = store.over_budget().map_err(Refused::Store)? {
             return Err(Refused::Store(e));
         }
-        let raw = inflate(&body, rx.max_body_bytes)?;
-        let req = proto::Request::decode(&raw).map_err(Refused::Protobuf)?;
+        let mut bufs = rx.buffers.take();
+        let len = inflate(&body, rx.max_body_bytes, &mut bufs.raw)?;
+        let req = proto::Request::decode_into(&bufs.raw[..len], std::mem::take(&mut bufs.request)).map_err(Refused::Protobuf)?;
         let mut owners = rx.owners.sources();
-        let batch = map::build(&req, &rx.mapper, &rx.series, &mut owners);
+        let batch = map::build_into(&req, &rx.mapper, &rx.series, &mut owners, std::mem::take(&mut bufs.batch));
         RemoteWriteMapped(&batch.counts).emit(&metrics);
         rx.job_owners.record(&batch.label_jobs);
-        store_batch(&store, sink.as_deref(), &batch, &writer, scope.as_deref(), bytes).map_err(Refused::Store)
+        let out = store_batch(&store, sink.as_deref(), &batch, &writer, scope.as_deref(), bytes, &mut bufs.lines).map_err(Refused::Store);
+        bufs.request = req.into_buffers();
+        bufs.batch = batch.recycle();
+        rx.buffers.give(bufs);
+        out
     });
     let m = &st.metrics;
     match done.await {
@@ -122,39 +142,61 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
     }
 }
 
-/// Inflates (snappy block format, as remote write 1.0 specifies) within `max` bytes.
-fn inflate(body: &[u8], max: usize) -> Result<Vec<u8>, Refused> {
+/// Inflates (snappy block format, as remote write 1.0 specifies) within `max` bytes into the
+/// first bytes of `into` (grown if needed, never shrunk); returns how many.
+fn inflate(body: &[u8], max: usize, into: &mut Vec<u8>) -> Result<usize, Refused> {
     let len = snap::raw::decompress_len(body).map_err(Refused::Snappy)?;
     if len > max {
         return Err(Refused::TooLarge(len, max));
     }
-    snap::raw::Decoder::new().decompress_vec(body).map_err(Refused::Snappy)
+    if into.len() < len {
+        into.resize(len, 0);
+    }
+    snap::raw::Decoder::new().decompress(body, &mut into[..len]).map_err(Refused::Snappy)
 }
 
 /// The batch's lines through the store's write path (the policy, the writer's caps, the log as
 /// names and values, not as text), then to the InfluxDB sink as stored; refusals by the store,
 /// and by a narrowed write token (series of other nodes or tenants, docs/security.md), are
 /// named by the series of their line.
-fn store_batch(store: &Store, sink: Option<&InfluxSink>, batch: &Batch, writer: &str, scope: Option<&WriteScope>, bytes: usize) -> Result<Outcome, StoreError> {
+/// `lines` is the memory the store's lines are built in, given back for the next request.
+fn store_batch(store: &Store, sink: Option<&InfluxSink>, batch: &Batch, writer: &str, scope: Option<&WriteScope>, bytes: usize, lines: &mut LinesBuffers) -> Result<Outcome, StoreError> {
     let mut refused: Vec<String> = batch.refused.iter().map(|(_, why)| why.clone()).collect();
     if batch.lines.is_empty() {
         return Ok(Outcome { summary: WriteSummary::default(), refused, bytes });
     }
-    let mut lines = batch.store_lines();
-    let out_of_scope = scope.map(|s| s.retain_lines(&mut lines)).unwrap_or_default();
-    refused.extend(out_of_scope.iter().map(|(line, why)| format!("{}: {why}", describe_line(batch, *line))));
-    if lines.is_empty() {
-        return Ok(Outcome { summary: WriteSummary::default(), refused, bytes });
-    }
-    let summary = store.write_lines_by(&lines, writer)?;
-    if let Some(sink) = sink {
-        let skip: std::collections::HashSet<usize> = summary.refused.iter().map(|r| r.line).collect();
-        sink.enqueue(&lines.to_points().into_iter().zip(lines.iter()).filter(|(_, l)| !skip.contains(&l.number())).map(|(p, _)| p).collect::<Vec<_>>());
-    }
+    let mut built = batch.store_lines_into(std::mem::take(lines));
+    let stored = write_in_scope(store, sink, batch, writer, scope, &mut built, &mut refused);
+    *lines = built.into_buffers();
+    let summary = stored?;
     for r in &summary.refused {
         refused.push(format!("{}: {}", describe_line(batch, r.line), r.reason));
     }
     Ok(Outcome { summary, refused, bytes })
+}
+
+/// The lines within the token's scope through the store, then to the sink; refusals of the
+/// scope added to `refused`.
+fn write_in_scope(
+    store: &Store,
+    sink: Option<&InfluxSink>,
+    batch: &Batch,
+    writer: &str,
+    scope: Option<&WriteScope>,
+    lines: &mut Lines<'_>,
+    refused: &mut Vec<String>,
+) -> Result<WriteSummary, StoreError> {
+    let out_of_scope = scope.map(|s| s.retain_lines(lines)).unwrap_or_default();
+    refused.extend(out_of_scope.iter().map(|(line, why)| format!("{}: {why}", describe_line(batch, *line))));
+    if lines.is_empty() {
+        return Ok(WriteSummary::default());
+    }
+    let summary = store.write_lines_by(lines, writer)?;
+    if let Some(sink) = sink {
+        let skip: std::collections::HashSet<usize> = summary.refused.iter().map(|r| r.line).collect();
+        sink.enqueue(&lines.to_points().into_iter().zip(lines.iter()).filter(|(_, l)| !skip.contains(&l.number())).map(|(p, _)| p).collect::<Vec<_>>());
+    }
+    Ok(summary)
 }
 
 /// The series key of line `line` (from 1) of the batch, cut short.

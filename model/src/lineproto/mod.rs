@@ -319,6 +319,14 @@ impl Lines<'_> {
     }
 }
 
+impl<'a> Lines<'a> {
+    /// No lines, in the memory of an earlier request's (for lines built with
+    /// [`Lines::push_line`], as remote write builds them).
+    pub fn from_buffers(buffers: LinesBuffers) -> Lines<'a> {
+        Lines { lines: recycle(buffers.lines), tags: recycle(buffers.tags), fields: recycle(buffers.fields) }
+    }
+}
+
 /// Parses a whole request body into [`Lines`], with the semantics of [`parse_lines`]. Plain
 /// lines (no escapes, unique tag and field keys, the common number spellings) take a fast
 /// path; any line it is unsure of goes through the per-line rules of `line.rs`, so every value

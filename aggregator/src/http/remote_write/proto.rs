@@ -95,6 +95,28 @@ pub struct Request<'a> {
     samples: Vec<Sample>,
 }
 
+/// The memory of a decoded [`Request`], for the next request ([`Request::decode_into`]).
+#[derive(Debug, Default)]
+pub struct RequestBuffers {
+    spans: Vec<Span<'static>>,
+    labels: Vec<LabelRef<'static>>,
+    samples: Vec<Sample>,
+}
+
+impl RequestBuffers {
+    /// Bytes reserved, for a caller that bounds what it keeps.
+    pub fn capacity_bytes(&self) -> usize {
+        self.spans.capacity() * std::mem::size_of::<Span<'static>>() + self.labels.capacity() * std::mem::size_of::<LabelRef<'static>>() + self.samples.capacity() * std::mem::size_of::<Sample>()
+    }
+}
+
+/// The allocation of `v`, emptied, as a vector of the same type with another lifetime:
+/// collecting a vector's own `into_iter` in place keeps its allocation.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 #[derive(Debug)]
 struct Span<'a> {
     identity: Option<&'a [u8]>,
@@ -132,7 +154,19 @@ impl<'a> Cursor<'a> {
         DecodeError(why, self.pos)
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Field keys and the lengths of labels are one byte: read without the loop.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let Some(&b) = self.buf.get(self.pos) else { return Err(self.err("a varint runs past the end")) };
@@ -146,6 +180,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A field's number and wire type.
+    #[inline]
     fn key(&mut self) -> Result<(u64, u8), DecodeError> {
         let k = self.varint()?;
         Ok((k >> 3, (k & 7) as u8))
@@ -183,7 +218,13 @@ impl<'a> Request<'a> {
     /// Reads `prometheus.WriteRequest` from `buf` (inflated), fields in any order, unknown
     /// fields passed over, as protobuf decoders do.
     pub fn decode(buf: &'a [u8]) -> Result<Request<'a>, DecodeError> {
-        let mut r = Request::default();
+        Request::decode_into(buf, RequestBuffers::default())
+    }
+
+    /// [`Request::decode`] into the memory of an earlier request: its vectors are already
+    /// grown, so a request costs no allocation and no page fault.
+    pub fn decode_into(buf: &'a [u8], buffers: RequestBuffers) -> Result<Request<'a>, DecodeError> {
+        let mut r = Request { spans: recycle(buffers.spans), labels: recycle(buffers.labels), samples: recycle(buffers.samples) };
         let mut c = Cursor { buf, pos: 0 };
         while !c.done() {
             let (field, wire) = c.key()?;
@@ -236,6 +277,11 @@ impl<'a> Request<'a> {
 
     pub fn len(&self) -> usize {
         self.spans.len()
+    }
+
+    /// This request's memory, for the next one.
+    pub fn into_buffers(self) -> RequestBuffers {
+        RequestBuffers { spans: recycle(self.spans), labels: recycle(self.labels), samples: recycle(self.samples) }
     }
 
     pub fn is_empty(&self) -> bool {
