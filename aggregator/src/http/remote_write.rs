@@ -12,6 +12,7 @@
 //! once inflated; `429`/`503` with `Retry-After` for load (the sender retries the whole request,
 //! and what was stored already is stored again idempotently).
 
+pub mod kepler;
 pub mod map;
 pub mod owners;
 pub mod proto;

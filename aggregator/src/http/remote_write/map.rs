@@ -127,6 +127,12 @@ impl Mapper {
         Some(LabelJob { job, owner: owner.to_owned(), project: namespace.unwrap_or_default().to_owned() })
     }
 
+    /// Kepler's pod series name their job (`k8s:<namespace>/<pod>`): see [`super::kepler`].
+    fn pod_job(&self, measurement: &str, tags: &[(String, String)], ts: &Series<'_, '_>) -> Option<LabelJob> {
+        let labelled = self.job_owner_label.as_deref().and_then(|l| ts.label(l)).filter(|o| !o.is_empty() && o.len() <= self.max_name_bytes && !o.chars().any(char::is_control));
+        (measurement == kilowatch_model::metric::POD).then(|| super::kepler::pod_job(tags, labelled, &self.namespace_owners)).flatten()
+    }
+
     /// The number of field `name` (every rule's field and `value` are numbered at start).
     fn field_number(&self, name: &str) -> u16 {
         self.field_numbers.get(name).copied().unwrap_or(u16::MAX)
@@ -585,8 +591,8 @@ impl Mapper {
                 let is_gpu = measurement == "gpu";
                 let node = if is_gpu { tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.as_str().into()) } else { None };
                 let shadow_key = is_gpu.then(|| cache.intern(SHADOW_MEASUREMENT, &tags));
-                let label_job = if is_gpu { self.label_job(ts) } else { None };
-                let job = label_job.as_ref().map(|lj| (cache.intern(kilowatch_model::metric::GPU_JOB, &tags), lj.job.as_str().into()));
+                let label_job = if is_gpu { self.label_job(ts) } else { self.pod_job(&measurement, &tags, ts) };
+                let job = label_job.as_ref().filter(|_| is_gpu).map(|lj| (cache.intern(kilowatch_model::metric::GPU_JOB, &tags), lj.job.as_str().into()));
                 let label_job = label_job.filter(|lj| !lj.owner.is_empty() || !lj.project.is_empty()).map(Arc::new);
                 if is_gpu {
                     put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);
