@@ -78,8 +78,11 @@ pub fn summed_counters(store: &Store, series: &[SeriesMeta], bounds: &[i64]) -> 
     Ok(sum)
 }
 
+/// Job id and its energy per segment in kWh.
+pub type PodEnergy = (String, Vec<f64>);
+
 /// Each pod's energy per segment in kWh (its series summed), and the resets seen.
-pub fn pod_ledgers(store: &Store, pods: &BTreeMap<String, Vec<SeriesMeta>>, bounds: &[i64]) -> Result<(Vec<(String, Vec<f64>)>, u32), StoreError> {
+pub fn pod_ledgers(store: &Store, pods: &BTreeMap<String, Vec<SeriesMeta>>, bounds: &[i64]) -> Result<(Vec<PodEnergy>, u32), StoreError> {
     let mut out = Vec::with_capacity(pods.len());
     let mut resets = 0;
     for (job, series) in pods {
@@ -105,7 +108,7 @@ pub struct Split {
 /// energy goes to the jobs `holders` names for it (equally, if two claim it), scaled down when
 /// the pods read more than the node; the node's energy no job takes is idle. Without a node
 /// reading, a pod no job holds is idle and the rest is unattributed.
-pub fn split_segment(pods: &[(String, Vec<f64>)], s: usize, node_kwh: Option<f64>, holders: impl Fn(&str) -> Vec<usize>) -> Split {
+pub fn split_segment(pods: &[PodEnergy], s: usize, node_kwh: Option<f64>, holders: impl Fn(&str) -> Vec<usize>) -> Split {
     let total: f64 = pods.iter().map(|(_, v)| v[s]).sum();
     let mut out = Split::default();
     let scale = match node_kwh {
@@ -145,12 +148,16 @@ pub fn split_segment(pods: &[(String, Vec<f64>)], s: usize, node_kwh: Option<f64
 /// series, unless the job is declared (the jobs API) or already there; the owner and project
 /// the receiver recorded for the job.
 pub fn with_pod_runs(store: &Store, js: &JobStore, allocs: &mut Vec<Allocation>, from: i64, to: i64, max_gap_ns: i64) -> Result<(), JobError> {
+    let pods = pod_series(store)?;
+    if pods.is_empty() {
+        return Ok(());
+    }
     let mut gpu_nodes = std::collections::HashSet::new();
     for f in ["energy_mj", "power_w"] {
         gpu_nodes.extend(store.find_series("gpu", f, &[])?.into_iter().filter_map(|m| m.tag("node").map(str::to_owned)));
     }
     let mut times: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
-    for (node, job, m) in pod_series(store)? {
+    for (node, job, m) in pods {
         if gpu_nodes.contains(&node) {
             continue;
         }
@@ -173,7 +180,7 @@ pub fn with_pod_runs(store: &Store, js: &JobStore, allocs: &mut Vec<Allocation>,
 mod tests {
     use super::*;
 
-    fn pods() -> Vec<(String, Vec<f64>)> {
+    fn pods() -> Vec<PodEnergy> {
         vec![("k8s:a/p".into(), vec![1.0, 3.0]), ("k8s:b/q".into(), vec![2.0, 3.0])]
     }
 
