@@ -1,8 +1,9 @@
 //! Kepler through Prometheus (issue 27, "Done when" line 1, CPU-only nodes with pods): Debian's
-//! real `prometheus` scrapes two CPU-only nodes' Kepler 0.7 pages served by the test (node
-//! platform and package counters in `mode="dynamic"` and `mode="idle"` halves, per-container
-//! counters of three pods and Kepler's `system_processes`; counters advancing, one exporter
-//! restart that resets them all, one missed scrape, one pod starting late) and a facility
+//! real `prometheus` scrapes two CPU-only nodes' Kepler pages served by the test, cpu-01 in
+//! Kepler 0.7's format (node platform and package counters in `mode="dynamic"` and `mode="idle"`
+//! halves, per-container counters of two pods and Kepler's `system_processes`), cpu-02 in 0.10's
+//! (active and idle per zone, a pod's package and DRAM counters, starting late); counters
+//! advancing, one exporter restart that resets them all, one missed scrape; and a facility
 //! exporter, and remote-writes to Kilowatch. The ledger charges each pod its containers'
 //! dynamic counter deltas, the node's rest is idle, jobs + idle + unattributed = E_IT.
 //!
@@ -93,6 +94,9 @@ impl Kepler {
         if (node == "cpu-01" && k == MISSED) || k > GONE {
             return None;
         }
+        if node == "cpu-02" {
+            return Some(Self::page_010(node, k));
+        }
         let mut p = String::new();
         for (i, (name, dynamic, idle, start)) in NODE_COUNTERS.iter().enumerate() {
             let source = if i == 0 { "acpi" } else { "rapl" };
@@ -115,6 +119,36 @@ impl Kepler {
             }
         }
         Some(p)
+    }
+
+    /// A node running Kepler 0.10 (its names: `docs/user/metrics.md`): active and idle per
+    /// zone and power domain, pods' active energy per zone; `core` is inside `package`.
+    fn page_010(node: &str, k: u32) -> String {
+        let [(_, platform_dyn, platform_idle, platform_start), (_, package_dyn, package_idle, package_start)] = NODE_COUNTERS;
+        let zones = [
+            ("psys", "/sys/class/powercap/intel-rapl:1", platform_dyn, platform_idle, platform_start),
+            ("package", "/sys/class/powercap/intel-rapl:0", package_dyn, package_idle, package_start),
+            ("core", "/sys/class/powercap/intel-rapl:0:0", 300.0, 100.0, 1_000_000.0),
+        ];
+        let mut p = String::new();
+        for (metric, idle) in [("kepler_node_cpu_active_joules_total", false), ("kepler_node_cpu_idle_joules_total", true)] {
+            p.push_str(&format!("# HELP {metric} Energy consumption of cpu at node level in joules\n# TYPE {metric} counter\n"));
+            for (zone, path, dynamic, idle_per, start) in zones {
+                p.push_str(&format!("{metric}{{node_name=\"{node}\",path=\"{path}\",zone=\"{zone}\"}} {}\n", counter(start, if idle { idle_per } else { dynamic }, 1, k)));
+            }
+        }
+        p.push_str("# HELP kepler_pod_cpu_joules_total Energy consumption of cpu at pod level in joules\n# TYPE kepler_pod_cpu_joules_total counter\n");
+        for (i, c) in CONTAINERS.iter().enumerate().filter(|(_, c)| c.node == node && k >= c.from) {
+            for (zone, per) in [("package", c.dynamic), ("dram", c.dynamic * 0.125)] {
+                p.push_str(&format!(
+                    "kepler_pod_cpu_joules_total{{node_name=\"{node}\",pod_id=\"uid-{i}\",pod_name=\"{}\",pod_namespace=\"{}\",state=\"running\",zone=\"{zone}\"}} {}\n",
+                    c.pod,
+                    c.namespace,
+                    counter(500.0 * (i as f64 + 1.0), per, c.from, k)
+                ));
+            }
+        }
+        p
     }
 
     fn facility(&mut self) -> Option<String> {
@@ -237,14 +271,23 @@ async fn kepler_pods_through_prometheus_get_the_reference_sites_ledger() {
 
     // Until the pages are gone and Kilowatch holds every sample Prometheus holds.
     let deadline = Instant::now() + Duration::from_secs(120);
-    let selectors =
-        ["kepler_node_platform_joules_total", "kepler_container_joules_total{mode=\"dynamic\",container_namespace!=\"system\"}", "meter_energy_wh_total", "water_meter_volume_liters_total"];
+    // Per figure, the selectors of both Kepler versions' series that make it.
+    let selectors: [&[&str]; 4] = [
+        &["kepler_node_platform_joules_total", "kepler_node_cpu_active_joules_total{zone=\"psys\"}", "kepler_node_cpu_idle_joules_total{zone=\"psys\"}"],
+        &["kepler_container_joules_total{mode=\"dynamic\",container_namespace!=\"system\"}", "kepler_pod_cpu_joules_total{zone=~\"package|dram\"}"],
+        &["meter_energy_wh_total"],
+        &["water_meter_volume_liters_total"],
+    ];
     let held = loop {
         let gone = kepler.lock().map(|k| NODES.iter().all(|n| k.scrapes.get(n).copied().unwrap_or(0) > GONE + 1) && k.facility_scrapes > GONE + 1).unwrap_or(false);
         if gone {
             let mut held = Vec::new();
-            for sel in selectors {
-                held.push(prometheus_samples(port, sel).await);
+            for sels in selectors {
+                let mut all = Vec::new();
+                for sel in sels {
+                    all.extend(prometheus_samples(port, sel).await);
+                }
+                held.push(all);
             }
             let count = |i: usize| held[i].iter().map(|(_, v)| v.len()).sum::<usize>();
             if samples_stored(&a, "node", &[("zone", "platform")]) == count(0) && samples_stored(&a, "pod", &[]) == count(1) {
@@ -257,6 +300,11 @@ async fn kepler_pods_through_prometheus_get_the_reference_sites_ledger() {
     drop(prom);
     let (platform, pods, meters, water) = (&held[0], &held[1], &held[2], &held[3]);
     assert_eq!(platform.len(), 4, "two nodes × two modes: {platform:?}");
+    // A pod's namespace and a name for each of its series, in either version's labels.
+    let pod_of = |l: &Labels| {
+        let ns = l.get("container_namespace").or_else(|| l.get("pod_namespace")).cloned().unwrap_or_default();
+        (l["node"].clone(), ns, l["pod_name"].clone(), l.get("container_name").or_else(|| l.get("zone")).cloned().unwrap_or_default())
+    };
     assert!(platform.iter().all(|(_, v)| v.windows(2).any(|w| w[1].1 < w[0].1)), "every node counter restarted");
 
     // The reference site: the collector's node counter (the two halves summed at each scrape),
@@ -273,9 +321,9 @@ async fn kepler_pods_through_prometheus_get_the_reference_sites_ledger() {
     }
     let mut pod_spans: BTreeMap<(String, String, String), (i64, i64)> = BTreeMap::new();
     for (l, v) in pods {
-        let (node, ns, pod) = (l["node"].clone(), l["container_namespace"].clone(), l["pod_name"].clone());
+        let (node, ns, pod, container) = pod_of(l);
         for (t, x) in v {
-            lines.push_str(&format!("pod,site=dc5,node={node},namespace={ns},pod={pod},container={} energy_j={x} {t}\n", l["container_name"]));
+            lines.push_str(&format!("pod,site=dc5,node={node},namespace={ns},pod={pod},container={container} energy_j={x} {t}\n"));
         }
         let span = pod_spans.entry((node, ns, pod)).or_insert((i64::MAX, i64::MIN));
         span.0 = span.0.min(v[0].0);
@@ -312,7 +360,8 @@ async fn kepler_pods_through_prometheus_get_the_reference_sites_ledger() {
     // The figures themselves, from what Prometheus scraped.
     let mut want: BTreeMap<String, f64> = BTreeMap::new();
     for (l, v) in pods {
-        *want.entry(format!("k8s:{}/{}", l["container_namespace"], l["pod_name"])).or_default() += counter_deltas(v) / J_PER_KWH;
+        let (_, ns, pod, _) = pod_of(l);
+        *want.entry(format!("k8s:{ns}/{pod}")).or_default() += counter_deltas(v) / J_PER_KWH;
     }
     let owners: BTreeMap<&str, &str> = [("k8s:mistral-web/web-0", "mistral-ai/k8s"), ("k8s:other/batch-1", ""), ("k8s:mistral-db/db-0", "mistral-ai/k8s")].into();
     let listed: BTreeMap<String, (String, String)> = jobs_a["jobs"]
