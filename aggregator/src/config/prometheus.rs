@@ -20,7 +20,8 @@ pub struct PrometheusConfig {
     /// = the metric name, field `value`, its labels as tags, so PromQL finds it under its own name).
     #[serde(default)]
     pub unmapped: Unmapped,
-    /// Use the shipped dcgm-exporter rules after the operator's (default true).
+    /// Use the shipped dcgm-exporter rules after the operator's (default true); `false` turns
+    /// off the shipped Kepler rules too.
     #[serde(default = "yes")]
     pub default_rules: bool,
     /// Use the shipped Kepler rules (node and pod joules, 0.7.x and 0.10+: [`kepler::rules`])
