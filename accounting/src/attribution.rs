@@ -24,7 +24,7 @@ use crate::carbon::{self, FactorSource};
 use crate::kpi;
 use crate::ledger;
 use crate::read::EnergyKind;
-use crate::read::{Allocation, JobError, JobsRead};
+use crate::read::{Allocation, GPU_JOB_MAX_GAP_NS, JobError, JobsRead};
 use crate::read::{Series, SeriesRead, StoreError};
 use crate::settings::CarbonConfig;
 use kilowatch_model::energy::{Ledger, step_bounds};
@@ -98,6 +98,10 @@ pub struct AttributionQuality {
     pub counter_resets: u32,
     /// Steps where a node read less than its GPUs (non-GPU share taken as 0).
     pub node_below_gpus_steps: usize,
+    /// Segments where a CPU-only node read less than Kepler's pods on it (the pods' energy
+    /// scaled down to the node's, so nothing is counted twice).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub node_below_pods_steps: usize,
     /// Steps with no valid PUE of their own: the window's PUE was used.
     pub steps_without_pue: usize,
     pub it_category: Option<u8>,
@@ -149,8 +153,12 @@ pub struct StepFactors {
 
 struct NodeSeries {
     gpus: BTreeMap<u32, (Option<Series>, Option<Series>)>,
-    energy: Option<Series>,
+    /// The node's energy counters, summed (see [`crate::kepler::node_energy`]): one measured
+    /// input, or Kepler's series of one zone group (each mode, each socket).
+    energy: Vec<Series>,
     power: Option<Series>,
+    /// Kepler's pods on the node: job id → its series (one per container and zone).
+    pods: BTreeMap<String, Vec<Series>>,
 }
 
 /// A GPU's or node's energy per segment in kWh: its counter where it has readings here, else
@@ -171,7 +179,7 @@ fn discover(store: &(impl SeriesRead + ?Sized)) -> Result<BTreeMap<String, NodeS
     let mut nodes: BTreeMap<String, NodeSeries> = BTreeMap::new();
     let entry = |nodes: &mut BTreeMap<String, NodeSeries>, n: &str| {
         if !nodes.contains_key(n) {
-            nodes.insert(n.to_owned(), NodeSeries { gpus: BTreeMap::new(), energy: None, power: None });
+            nodes.insert(n.to_owned(), NodeSeries { gpus: BTreeMap::new(), energy: Vec::new(), power: None, pods: BTreeMap::new() });
         }
     };
     for (field, is_counter) in [("energy_mj", true), ("power_w", false)] {
@@ -184,16 +192,43 @@ fn discover(store: &(impl SeriesRead + ?Sized)) -> Result<BTreeMap<String, NodeS
             }
         }
     }
-    for (field, is_counter) in [("energy_j", true), ("power_w", false)] {
-        for m in store.find_series("node", field, &[])? {
-            let Some(node) = m.tag("node").map(str::to_owned) else { continue };
-            entry(&mut nodes, &node);
-            if let Some(ns) = nodes.get_mut(&node) {
-                if is_counter { ns.energy = Some(m) } else { ns.power = Some(m) }
-            }
+    let mut counters: BTreeMap<String, Vec<Series>> = BTreeMap::new();
+    for m in store.find_series("node", "energy_j", &[])? {
+        let Some(node) = m.tag("node").map(str::to_owned) else { continue };
+        entry(&mut nodes, &node);
+        counters.entry(node).or_default().push(m);
+    }
+    for m in store.find_series("node", "power_w", &[])? {
+        let Some(node) = m.tag("node").map(str::to_owned) else { continue };
+        entry(&mut nodes, &node);
+        if let Some(ns) = nodes.get_mut(&node) {
+            ns.power = Some(m);
+        }
+    }
+    for (node, series) in counters {
+        if let Some(ns) = nodes.get_mut(&node) {
+            ns.energy = crate::kepler::node_energy(series, ns.power.is_some());
+        }
+    }
+    for (node, job, m) in crate::kepler::pod_series(store)? {
+        // A GPU node's jobs are attributed by GPUs allocated, whatever Kepler says of its pods.
+        if let Some(ns) = nodes.get_mut(&node).filter(|ns| ns.gpus.is_empty()) {
+            ns.pods.entry(job).or_default().push(m);
         }
     }
     Ok(nodes)
+}
+
+/// A node's energy per segment in kWh from its counters (summed, each series' resets and gaps
+/// its own) else its power; `None` when nothing covers any segment.
+fn node_ledger(store: &(impl SeriesRead + ?Sized), ns: &NodeSeries, bounds: &[i64]) -> Result<Option<(Vec<f64>, u32)>, StoreError> {
+    if let [one] = ns.energy.as_slice() {
+        return Ok(ledger_of(store, Some(one), ns.power.as_ref(), bounds, J_PER_KWH)?.map(|(v, l)| (v, l.resets)));
+    }
+    if let Some(sum) = crate::kepler::summed_counters(store, &ns.energy, bounds)? {
+        return Ok(Some(sum));
+    }
+    Ok(ledger_of(store, None, ns.power.as_ref(), bounds, J_PER_KWH)?.map(|(v, l)| (v, l.resets)))
 }
 
 /// Set when whoever asked for a computation is gone: the computation checks it and stops.
@@ -236,6 +271,7 @@ impl Drop for CancelOnDrop {
 /// `GET /api/v1/jobs` and `GET /api/v1/models` all attribute over exactly these.
 pub fn allocations(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), r: TimeRange) -> Result<Vec<Allocation>, JobError> {
     let mut a = js.allocations(r.from.0, r.to.0)?;
+    crate::kepler::with_pod_runs(store, js, &mut a, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)?;
     let servers = crate::tokens::serving_allocations(store, r.from.0, r.to.0)?;
     let own: Vec<Allocation> = servers.into_iter().filter(|s| crate::tokens::enclosing(s, &a).is_empty()).collect();
     a.extend(own);
@@ -400,9 +436,9 @@ pub fn attribute_until(
         }
         let node_e = match ns {
             Some(ns) => {
-                q.node_series += usize::from(ns.energy.is_some() || ns.power.is_some());
-                ledger_of(store, ns.energy.as_ref(), ns.power.as_ref(), &b, J_PER_KWH)?.map(|(v, l)| {
-                    q.counter_resets += l.resets;
+                q.node_series += usize::from(!ns.energy.is_empty() || ns.power.is_some());
+                node_ledger(store, ns, &b)?.map(|(v, resets)| {
+                    q.counter_resets += resets;
                     v
                 })
             }
@@ -411,6 +447,15 @@ pub fn attribute_until(
         if node_e.is_none() {
             q.nodes_without_power.push(node.to_owned());
         }
+        // A CPU-only node with Kepler's pods: each pod's energy is its own counters'.
+        let pod_e = match ns {
+            Some(ns) if !ns.pods.is_empty() => {
+                let (pods, resets) = crate::kepler::pod_ledgers(store, &ns.pods, &b)?;
+                q.counter_resets += resets;
+                Some(pods)
+            }
+            _ => None,
+        };
         let indices: Vec<u32> = match ns {
             Some(ns) if !ns.gpus.is_empty() => ns.gpus.keys().copied().collect(),
             _ => (0..DEFAULT_GPUS_PER_NODE).collect(),
@@ -455,6 +500,23 @@ pub fn attribute_until(
                 started += 1;
             }
             active.retain(|&k| here[k].1.end.is_none_or(|e| e > mid));
+            if let Some(pods) = &pod_e {
+                let node_kwh = node_e.as_ref().map(|_| non_gpu);
+                let split = crate::kepler::split_segment(pods, s, node_kwh, |job| active.iter().filter(|&&k| here[k].1.job == job).map(|&k| here[k].0).collect());
+                q.node_below_pods_steps += usize::from(split.scaled);
+                for (i, e) in split.jobs {
+                    let j = &mut jobs[i];
+                    j.add(0.0, e, pue[hour], site.water_metered.then_some(wue[hour]), cef[hour]);
+                    if series_bounds.is_some() {
+                        j.series_steps.entry(sstep).or_insert((0.0, 0.0)).1 += e;
+                    }
+                }
+                idle += split.idle;
+                if let Some(x) = idle_series.get_mut(sstep) {
+                    *x += split.idle;
+                }
+                continue;
+            }
             for idx in &indices {
                 let ge = gpu_e.get(idx).map_or(0.0, |v| v[s]);
                 let e = ge + non_gpu / g;
@@ -535,6 +597,10 @@ pub fn attribute_until(
             .collect(),
         idle_series_kwh: idle_series,
     }))
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Adds a job's figures to a roll-up (per owner, per project, a customer's statement).

@@ -7,6 +7,7 @@ pub mod attribution;
 pub mod carbon;
 pub mod eu;
 pub mod gpu_efficiency;
+pub mod kepler;
 pub mod kpi;
 pub mod ledger;
 #[cfg(feature = "memory")]

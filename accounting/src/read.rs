@@ -109,6 +109,10 @@ pub trait JobsRead {
     fn allocations(&self, from: i64, to: i64) -> Result<Vec<Allocation>, JobError>;
     /// The training progress posted in `[from, to)`, by job and step.
     fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, JobError>;
+    /// Whether the API or Slurm declared `job` (its allocation wins over runs found from points).
+    fn declared(&self, job: &str) -> Result<bool, JobError>;
+    /// The owner and project recorded for a job found by its labels (remote write's pods).
+    fn label_owner(&self, job: &str) -> Result<Option<(String, String)>, JobError>;
 }
 
 /// [`SeriesRead::jobs`] answers a box; the functions take any reader.
@@ -118,5 +122,11 @@ impl<J: JobsRead + ?Sized> JobsRead for Box<J> {
     }
     fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, JobError> {
         (**self).progress(from, to)
+    }
+    fn declared(&self, job: &str) -> Result<bool, JobError> {
+        (**self).declared(job)
+    }
+    fn label_owner(&self, job: &str) -> Result<Option<(String, String)>, JobError> {
+        (**self).label_owner(job)
     }
 }

@@ -212,11 +212,9 @@ async fn serve_exporter(exporter: Arc<Mutex<Exporter>>) -> std::net::SocketAddr 
 }
 
 fn start_prometheus(dir: &std::path::Path, exporter: std::net::SocketAddr, kilowatch: std::net::SocketAddr) -> common::Reaped {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    remote_write_common::start_prometheus(
+        dir,
+        &format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n\
              scrape_configs:\n  - job_name: dcgm\n    static_configs:\n      - targets: [\"{exporter}\"]\n\
              \x20 - job_name: facility\n    metrics_path: /facility\n    static_configs:\n      - targets: [\"{exporter}\"]\n\
@@ -224,18 +222,7 @@ fn start_prometheus(dir: &std::path::Path, exporter: std::net::SocketAddr, kilow
              \x20   queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
         ),
     )
-    .expect("config");
-    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
-    common::Reaped(
-        std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus"),
-    )
+    .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

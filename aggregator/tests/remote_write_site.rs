@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use common::{READ, Server, WRITE};
 use kilowatch_aggregator::config::Config;
 use kilowatch_aggregator::http::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
+use remote_write_common::{assert_same, get_json};
 use serde_json::{Value, json};
 
 /// 2026-11-02T00:00:00Z: a Monday in November, far from the month's edges in Europe/Paris.
@@ -290,68 +291,6 @@ async fn remote_write(s: &Server, req: &WriteRequest) {
 
 fn config() -> Config {
     Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kilowatch-prometheus.toml")).expect("deploy/kilowatch-prometheus.toml")
-}
-
-async fn get_json(s: &Server, path: &str) -> Value {
-    let r = s.get(path).await;
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    assert_eq!(status, 200, "{path}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
-}
-
-/// Where `a` and `b` differ: numbers beyond 1e-9 relative, anything else not equal. Keys in
-/// `ignore` are skipped at any depth.
-fn differences(a: &Value, b: &Value, path: &str, ignore: &[&str], out: &mut Vec<String>) {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
-            if (x - y).abs() > 1e-9 * x.abs().max(y.abs()).max(1e-12) {
-                out.push(format!("{path}: {x} ≠ {y}"));
-            }
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
-                if ignore.contains(&k.as_str()) {
-                    continue;
-                }
-                differences(x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"), ignore, out);
-            }
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            // Meters are listed in the store's series order, which is the order each path first
-            // wrote them in: not a figure.
-            let (x, y) = (in_meter_order(path, x), in_meter_order(path, y));
-            for (i, (x, y)) in x.iter().zip(&y).enumerate() {
-                differences(x, y, &format!("{path}[{i}]"), ignore, out);
-            }
-        }
-        _ if a == b => {}
-        _ => out.push(format!("{path}: {} ≠ {}", short(a), short(b))),
-    }
-}
-
-/// Lists of meters (`data_quality.meters`, the methodology's `measurement_points`) sorted by
-/// meter; any other list as it is.
-fn in_meter_order(path: &str, v: &[Value]) -> Vec<Value> {
-    let mut v = v.to_vec();
-    if v.iter().all(|m| m.get("meter").is_some_and(Value::is_string)) {
-        v.sort_by(|a, b| a["meter"].as_str().cmp(&b["meter"].as_str()));
-    } else if path.ends_with(".measurement_points") {
-        v.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-    }
-    v
-}
-
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 300 { format!("{}…", &s[..s.char_indices().take_while(|(i, _)| *i < 300).last().map_or(0, |(i, _)| i)]) } else { s }
-}
-
-fn assert_same(what: &str, a: &Value, b: &Value, ignore: &[&str]) {
-    let mut d = Vec::new();
-    differences(a, b, what, ignore, &mut d);
-    assert!(d.is_empty(), "{what}: the collector-fed and the Prometheus-fed site differ in {} places:\n{}", d.len(), d.iter().take(40).cloned().collect::<Vec<_>>().join("\n"));
 }
 
 /// Keys that say how a figure was fed, not what it is: a job's allocation comes from the jobs

@@ -76,6 +76,15 @@ pub const COOLING: &str = "cooling";
 /// An inference server's counters (vLLM, SGLang, TGI, Triton), one line per (server, model,
 /// tenant) each interval, tagged `server`, `engine` (its kind), `model` and `tenant` where known.
 pub const INFERENCE: &str = "inference";
+/// A Kubernetes pod's (or one of its containers') energy as Kepler attributes it, tagged
+/// `node`, `namespace`, `pod` (and `container`, `zone`): what a CPU-only node's pods are charged.
+pub const POD: &str = "pod";
+
+/// The job id of a Kubernetes pod, as `POST /api/v1/jobs`, dcgm-exporter's labels and Kepler's
+/// `pod` series name it.
+pub fn pod_job_id(namespace: &str, pod: &str) -> String {
+    format!("k8s:{namespace}/{pod}")
+}
 
 /// What an inference server does in a prefill/decode-disaggregated deployment (vLLM's
 /// disaggregated prefill, SGLang PD, NVIDIA Dynamo): the `role` tag of its `inference` points,
@@ -139,6 +148,7 @@ pub const METRICS: &[MetricDef] = &[
     m(GPU_EVENT, "error", Dimensionless, Label, "the NVML error that made the GPU lost (kind=lost)"),
     m(NODE, "power_w", Watt, Gauge, "node input power (PSU input, BMC)"),
     m(NODE, "energy_j", Joule, Counter, "node input energy"),
+    m(POD, "energy_j", Joule, Counter, "a pod's (container's) energy as Kepler attributes it (its dynamic share)"),
     m(METER, "power_w", Watt, Gauge, "meter active power"),
     m(METER, "energy_kwh", KilowattHour, Counter, "meter active energy import"),
     m(WATER, "volume_m3", CubicMetre, Counter, "water totaliser"),

@@ -108,4 +108,12 @@ impl JobsRead for StoreJobs<'_> {
     fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, JobError> {
         Ok(self.jobs().progress(from, to)?.into_iter().map(|s| Step { job: s.job, step: s.step, t: s.t, tokens: s.tokens, samples: s.samples }).collect())
     }
+
+    fn declared(&self, job: &str) -> Result<bool, JobError> {
+        self.jobs().declared(job)
+    }
+
+    fn label_owner(&self, job: &str) -> Result<Option<(String, String)>, JobError> {
+        self.jobs().gpu_job_owner(job)
+    }
 }

@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
+pub mod kepler;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
@@ -18,9 +20,14 @@ pub struct PrometheusConfig {
     /// = the metric name, field `value`, its labels as tags, so PromQL finds it under its own name).
     #[serde(default)]
     pub unmapped: Unmapped,
-    /// Use the shipped dcgm-exporter rules after the operator's (default true).
+    /// Use the shipped dcgm-exporter rules after the operator's (default true); `false` turns
+    /// off the shipped Kepler rules too.
     #[serde(default = "yes")]
     pub default_rules: bool,
+    /// Use the shipped Kepler rules (node and pod joules, 0.7.x and 0.10+: [`kepler::rules`])
+    /// after the dcgm-exporter ones (default true; `default_rules = false` turns both off).
+    #[serde(default = "yes")]
+    pub kepler_rules: bool,
     /// The label that names the owner of the job a series' job labels name (dcgm-exporter's
     /// `hpc_job`, or `pod`/`namespace`), e.g. `slurm_account` added by a relabelling rule. A
     /// pod without it takes its owner from `[kubernetes] namespace_owners`; a Slurm job without
@@ -35,7 +42,7 @@ pub struct PrometheusConfig {
 
 impl Default for PrometheusConfig {
     fn default() -> Self {
-        PrometheusConfig { unmapped: Unmapped::default(), default_rules: true, job_owner_label: None, map: Vec::new() }
+        PrometheusConfig { unmapped: Unmapped::default(), default_rules: true, kepler_rules: true, job_owner_label: None, map: Vec::new() }
     }
 }
 
@@ -120,7 +127,7 @@ pub fn default_rules() -> Vec<MapRule> {
 }
 
 /// Measurements a rule may write: the wire schema's, whose fields the ledger and the views read.
-const MEASUREMENTS: &[&str] = &["gpu", "node", "meter", "water", "cooling"];
+const MEASUREMENTS: &[&str] = &["gpu", "node", "meter", "water", "cooling", kilowatch_model::metric::POD];
 
 /// The one target that is not a numeric field: a gauge of the last XID code, written as a
 /// `gpu_event` of kind "xid" each time it changes to a new non-zero code.
@@ -132,6 +139,9 @@ impl PrometheusConfig {
         let mut r = self.map.clone();
         if self.default_rules {
             r.extend(default_rules());
+            if self.kepler_rules {
+                r.extend(kepler::rules());
+            }
         }
         r
     }
@@ -159,6 +169,9 @@ impl PrometheusConfig {
                 _ if (r.measurement.as_str(), r.field.as_str()) == XID => {}
                 Some(d) if d.kind != kilowatch_model::metric::Kind::Label => {}
                 _ => return Err(bad(format!("{at}: {}.{} is not a numeric field of the metric table (model/src/metric.rs), nor gpu_event.xid", r.measurement, r.field))),
+            }
+            if r.measurement == kilowatch_model::metric::POD && !["node", "namespace", "pod"].iter().all(|t| r.tags.contains_key(*t) || r.set.contains_key(*t)) {
+                return Err(bad(format!("{at}: a pod rule needs the node, namespace and pod tags (the job is k8s:<namespace>/<pod> on its node)")));
             }
             if !(r.scale.is_finite() && r.scale > 0.0) {
                 return Err(bad(format!("{at}: scale must be a finite number > 0")));
@@ -190,6 +203,13 @@ mod tests {
     fn shipped_rules_name_fields_of_the_metric_table() {
         let c = PrometheusConfig { map: default_rules(), default_rules: false, ..Default::default() };
         c.validate().expect("the shipped rules are valid");
+        let c = PrometheusConfig { map: kepler::rules(), default_rules: false, ..Default::default() };
+        c.validate().expect("the shipped Kepler rules are valid");
+        let all = PrometheusConfig::default().rules().len();
+        assert_eq!(all, default_rules().len() + kepler::rules().len());
+        assert_eq!(parse("kepler_rules = false\n").expect("valid").rules().len(), default_rules().len(), "Kepler's rules off, dcgm's kept");
+        let e = parse("[[map]]\nmetric = \"x\"\nmeasurement = \"pod\"\nfield = \"energy_j\"\ntags = { node = \"n\" }\n").expect_err("a pod without namespace");
+        assert!(e.contains("pod rule"), "{e}");
     }
 
     #[test]
@@ -198,7 +218,7 @@ mod tests {
             parse("[[map]]\nmetric = \"pm_kwh_total\"\nmatch = { meter = \"grid-*\" }\nmeasurement = \"meter\"\nfield = \"energy_kwh\"\ntags = { meter = \"meter\" }\nset = { role = \"facility\" }\n")
                 .expect("valid");
         assert_eq!(c.rules()[0].metric, "pm_kwh_total");
-        assert_eq!(c.rules().len(), 1 + default_rules().len());
+        assert_eq!(c.rules().len(), 1 + default_rules().len() + kepler::rules().len());
         let e = parse("[[map]]\nmetric = \"x\"\nmeasurement = \"meter\"\nfield = \"kwh\"\n").expect_err("unknown field");
         assert!(e.contains("meter.kwh"), "{e}");
         let e = parse("[[map]]\nmetric = \"x\"\nmeasurement = \"meter\"\nfield = \"energy_kwh\"\nscale = 0\n").expect_err("zero scale");

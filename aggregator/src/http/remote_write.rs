@@ -15,6 +15,7 @@
 mod batch;
 mod buffers;
 mod cache;
+pub mod kepler;
 mod key;
 pub mod map;
 pub mod owners;

@@ -171,8 +171,8 @@ impl Mapper {
                 let is_gpu = measurement == "gpu";
                 let node = if is_gpu { tags.iter().find(|(k, _)| k == "node").map(|(_, v)| v.as_str().into()) } else { None };
                 let shadow_key = is_gpu.then(|| cache.intern(SHADOW_MEASUREMENT, &tags));
-                let label_job = if is_gpu { self.label_job(ts) } else { None };
-                let job = label_job.as_ref().map(|lj| (cache.intern(kilowatch_model::metric::GPU_JOB, &tags), lj.job.as_str().into()));
+                let label_job = if is_gpu { self.label_job(ts) } else { self.pod_job(&measurement, &tags, ts) };
+                let job = label_job.as_ref().filter(|_| is_gpu).map(|lj| (cache.intern(kilowatch_model::metric::GPU_JOB, &tags), lj.job.as_str().into()));
                 let label_job = label_job.filter(|lj| !lj.owner.is_empty() || !lj.project.is_empty()).map(Arc::new);
                 if is_gpu {
                     put(&mut tags, SOURCE_TAG.0, SOURCE_TAG.1);

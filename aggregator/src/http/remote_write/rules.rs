@@ -119,6 +119,12 @@ impl Mapper {
         Some(LabelJob { job, owner: owner.to_owned(), project: namespace.unwrap_or_default().to_owned() })
     }
 
+    /// Kepler's pod series name their job (`k8s:<namespace>/<pod>`): see [`super::kepler`].
+    pub(super) fn pod_job(&self, measurement: &str, tags: &[(String, String)], ts: &Series<'_, '_>) -> Option<LabelJob> {
+        let labelled = self.job_owner_label.as_deref().and_then(|l| ts.label(l)).filter(|o| !o.is_empty() && o.len() <= self.max_name_bytes && !o.chars().any(char::is_control));
+        (measurement == kilowatch_model::metric::POD).then(|| super::kepler::pod_job(tags, labelled, &self.namespace_owners)).flatten()
+    }
+
     /// The number of field `name` (every rule's field and `value` are numbered at start).
     pub(super) fn field_number(&self, name: &str) -> u16 {
         self.field_numbers.get(name).copied().unwrap_or(u16::MAX)
