@@ -7,7 +7,8 @@ by default) plus vLLM-like TTFT histograms, loads the same samples into `kilowat
 `gpu_power_w`, and with -influxSkipSingleField the histograms' `value` field named as
 Kilowatch names it, `vllm_ttft_seconds_bucket`) and Debian's Prometheus (OpenMetrics backfilled with `promtool tsdb
 create-blocks-from openmetrics`), then runs 12 dashboard queries (instant, and ranges over the
-whole data at a 15 s step) on each, once the server is idle after the load: after one warm-up, --runs times each, timing each answer on
+whole data at a 15 s step) on each, once the server is idle after the load (and, for Kilowatch, has checkpointed it, as
+VictoriaMetrics is asked to flush it): after one warm-up, --runs times each, timing each answer on
 the client and reading the server's CPU (utime + stime of /proc/PID/stat) around the runs.
 Prints the median and worst latency and the server CPU per query, and a warning for each query
 whose answers differ in size (series, points) between the servers; writes the figures as JSON.
@@ -138,6 +139,7 @@ class Server:
         return dt, json.loads(data)
 
     stop = IngestServer.stop
+    checkpoints = IngestServer.checkpoints
 
 
 def settle(pid, idle_cpu_s=0.02, limit_s=180):
@@ -150,6 +152,23 @@ def settle(pid, idle_cpu_s=0.02, limit_s=180):
         if cpu_s(pid) - c0 < idle_cpu_s:
             return
     print(f"warning: server {pid} still busy after {limit_s} s; its CPU per query includes background work")
+
+
+def wait_checkpoint(srv, before, limit_s=120):
+    """Waits for a checkpoint completed after the load (Kilowatch's counterpart of
+    VictoriaMetrics' force_flush): the load sends hours of samples in seconds, which a live
+    server's heads never hold (they hold one checkpoint interval, 30 s here); the queries
+    should read the store as it is between two checkpoints, not decode hours of heads."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        now = srv.checkpoints()
+        if now is None or before is None:
+            print("warning: Kilowatch's /metrics has no checkpoint count; not waiting for a checkpoint")
+            return
+        if now > before:
+            return
+        time.sleep(1)
+    print(f"warning: no checkpoint after the load within {limit_s} s")
 
 
 def answer_size(body):
@@ -219,6 +238,8 @@ def main():
                 if name == "victoriametrics":
                     request(srv.port, "GET", "/internal/force_flush")
                     time.sleep(2)
+                if name == "kilowatch":
+                    wait_checkpoint(srv, srv.checkpoints())
             settle(srv.proc.pid)
             results[name] = {}
             for label, path, q, params in queries(a.end, a.hours):

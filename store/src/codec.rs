@@ -201,9 +201,21 @@ pub fn encode_block(samples: &[(i64, Value)]) -> Vec<u8> {
 }
 
 pub fn decode_block(data: &[u8], out: &mut Vec<(i64, Value)>) -> Result<(), CorruptRecord> {
+    match decode_block_columns(data)? {
+        Some((ts, vs)) => {
+            out.extend(ts.into_iter().zip(vs).map(|(t, v)| (t, Value::Num(v))));
+            Ok(())
+        }
+        None => decode_chunk(Reader::new(data).rest().get(1..).unwrap_or(&[]), out),
+    }
+}
+
+/// A numeric block's two columns, timestamps and values; `None` for a block in the chunk
+/// layout (one holding text).
+pub fn decode_block_columns(data: &[u8]) -> Result<Option<(Vec<i64>, Vec<f64>)>, CorruptRecord> {
     let mut r = Reader::new(data);
     match r.bytes(1)?[0] {
-        BLOCK_PLAIN => decode_chunk(r.rest(), out),
+        BLOCK_PLAIN => Ok(None),
         BLOCK_PCO => {
             let n = r.uvarint()? as usize;
             let ts: Vec<i64> = pco::standalone::simple_decompress(r.bytes(n)?).map_err(|_| CorruptRecord("bad timestamp column"))?;
@@ -211,8 +223,7 @@ pub fn decode_block(data: &[u8], out: &mut Vec<(i64, Value)>) -> Result<(), Corr
             if ts.len() != vs.len() {
                 return Err(CorruptRecord("block columns differ in length"));
             }
-            out.extend(ts.into_iter().zip(vs).map(|(t, v)| (t, Value::Num(v))));
-            Ok(())
+            Ok(Some((ts, vs)))
         }
         _ => Err(CorruptRecord("unknown block format")),
     }

@@ -110,8 +110,30 @@ pub fn decode_chunk(data: &[u8], out: &mut Vec<(i64, Value)>) -> Result<(), Corr
 }
 
 fn decode_body(data: &[u8], n: usize, out: &mut Vec<(i64, Value)>) -> Result<(), CorruptRecord> {
-    let mut r = Reader::new(data);
     out.reserve(n.min(1 << 20));
+    walk_body(data, n, |t, v| {
+        out.push((
+            t,
+            match v {
+                Packed::Num(f) => Value::Num(f),
+                Packed::Text(s) => Value::Text(s.into()),
+            },
+        ));
+        true
+    })?;
+    Ok(())
+}
+
+/// A packed sample's value, as stored.
+pub enum Packed<'a> {
+    Num(f64),
+    Text(&'a str),
+}
+
+/// Walks the `n` samples of a packed body in stored order, while `each` says to go on; false
+/// if it stopped early.
+pub fn walk_body(data: &[u8], n: usize, mut each: impl FnMut(i64, Packed<'_>) -> bool) -> Result<bool, CorruptRecord> {
+    let mut r = Reader::new(data);
     let (mut t, mut d, mut bits) = (0i64, 0i64, 0u64);
     for i in 0..n {
         if i == 0 {
@@ -122,11 +144,10 @@ fn decode_body(data: &[u8], n: usize, out: &mut Vec<(i64, Value)>) -> Result<(),
         }
         let c = r.bytes(1)?[0];
         let v = match c {
-            SAME => Value::Num(f64::from_bits(bits)),
+            SAME => Packed::Num(f64::from_bits(bits)),
             TEXT => {
                 let len = r.uvarint()? as usize;
-                let s = std::str::from_utf8(r.bytes(len)?).map_err(|_| CorruptRecord("text is not UTF-8"))?;
-                Value::Text(s.into())
+                Packed::Text(std::str::from_utf8(r.bytes(len)?).map_err(|_| CorruptRecord("text is not UTF-8"))?)
             }
             1..=64 => {
                 let k = usize::from(c - 1);
@@ -137,13 +158,15 @@ fn decode_body(data: &[u8], n: usize, out: &mut Vec<(i64, Value)>) -> Result<(),
                 let mut a = [0u8; 8];
                 a[tz..8 - lz].copy_from_slice(r.bytes(8 - lz - tz)?);
                 bits ^= u64::from_le_bytes(a);
-                Value::Num(f64::from_bits(bits))
+                Packed::Num(f64::from_bits(bits))
             }
             _ => return Err(CorruptRecord("bad value control byte")),
         };
-        out.push((t, v));
+        if !each(t, v) {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A series' samples since the last checkpoint: its open segments, one per UTC day, oldest

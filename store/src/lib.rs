@@ -33,6 +33,7 @@ mod load;
 mod maintain;
 mod names;
 mod newest;
+mod numeric;
 pub mod progress;
 mod read;
 mod record;
@@ -142,6 +143,9 @@ pub struct StoreStats {
     /// What the memory budget counts ([`WritePolicy::memory_budget_bytes`]), and the budget.
     pub memory_bytes: usize,
     pub memory_budget_bytes: Option<usize>,
+    /// Bytes of decoded blocks and chunks kept for reads (bounded on its own, not part of
+    /// `memory_bytes`: a full cache evicts, it never refuses a write).
+    pub read_cache_bytes: usize,
     /// Requests in the write-ahead log since the last checkpoint.
     pub log_records: u64,
     /// Log segments that ended in a torn record when the store was opened (a crash mid-write).
@@ -177,6 +181,8 @@ pub struct Store {
     lock_wait: OnceLock<LockWaitObserver>,
     /// The connections reads run on, outside `inner` (`read.rs`).
     readers: read::Readers,
+    /// Decoded blocks and chunks the numeric read path keeps (`numeric.rs`).
+    blob_cache: Arc<numeric::BlobCache>,
     /// Set by [`Store::stop_maintenance`]: maintenance stops at its next unit of work.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -322,7 +328,7 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
         let path = dir.join("store.db");
         // Reads do not use this connection (they have `readers`): a small cache.
-        let conn = open_conn(&path, -4096)?;
+        let mut conn = open_conn(&path, -4096)?;
         conn.execute_batch(SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         conn.execute_batch(newest::SCHEMA).map_err(|source| StoreError::Open { path: path.clone(), source })?;
         // Chunks written before heads were kept compressed have fmt 0.
@@ -333,7 +339,11 @@ impl Store {
         }
         // The writer's cache (8 MB) holds what checkpoints and compaction touch: they write
         // more than they read again; reads keep the larger one.
-        let writer = open_conn(&path, -8192)?;
+        let mut writer = open_conn(&path, -8192)?;
+        // The two connections that change chunks and blocks tell the read cache which rows.
+        let blob_cache = Arc::new(numeric::BlobCache::new());
+        blob_cache.watch(&mut conn)?;
+        blob_cache.watch(&mut writer)?;
         let (wal, replay) = wal::Wal::open(&dir.join("wal"))?;
         let mut inner = Inner {
             conn,
@@ -360,7 +370,7 @@ impl Store {
         };
         inner.load(replay)?;
         let readers = read::Readers::new(&path);
-        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers, stopping: Default::default() })
+        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers, blob_cache, stopping: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -395,8 +405,9 @@ impl Store {
 
     /// The connection that writes store.db, for a transaction outside `inner`. Take it before
     /// `inner`, never while holding it.
-    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.writer.lock().map_err(|_| StoreError::Poisoned)
+    fn writer(&self) -> Result<numeric::Writer<'_>, StoreError> {
+        let guard = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        Ok(numeric::Writer::new(guard, &self.blob_cache))
     }
 
     /// Stores the lines the write policy accepts, and reports the others in
@@ -474,6 +485,8 @@ impl Store {
         s.memory_bytes = g.memory_bytes();
         s.memory_budget_bytes = g.write.policy.memory_budget_bytes;
         s.horizons = g.horizons;
+        drop(g);
+        s.read_cache_bytes = self.blob_cache.bytes();
         Ok(s)
     }
 

@@ -139,9 +139,20 @@ impl SeriesSource for StoreSource {
                         self.rollup_samples(m, &h, from, to, out, &mut sel.warnings)?;
                     }
                 }
-                if to >= h.raw_from {
-                    // Every matching series in one read of the store.
-                    let ids: Vec<SeriesId> = found.iter().map(|(m, _)| m.id).collect();
+                let ids: Vec<SeriesId> = found.iter().map(|(m, _)| m.id).collect();
+                if from >= h.raw_from {
+                    // Every matching series in one read of the store, numbers only and only
+                    // the window's blobs.
+                    self.store.read_many_numeric(&ids, from, to, |i, pieces| {
+                        let out = &mut samples[i];
+                        out.reserve(pieces.iter().map(|p| p.len()).sum());
+                        for &(ts, v) in pieces.iter().flat_map(|p| p.iter()) {
+                            push(out, ts, Some(v));
+                        }
+                    })?;
+                } else if to >= h.raw_from {
+                    // Roll-ups before the window's raw part: the general read, whose left
+                    // neighbour may fall inside the window.
                     self.store.read_many_with_neighbours(&ids, from.max(h.raw_from), to, |i, read| {
                         let out = &mut samples[i];
                         out.reserve(read.len());
