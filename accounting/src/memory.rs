@@ -179,3 +179,26 @@ impl JobsRead for MemoryReader {
         (&self).progress(from, to)
     }
 }
+
+/// A job in a property test's schedule: the node's index (`n{index}`), its GPUs, and its start
+/// and duration in seconds after the span's start (open where the duration is `None`).
+pub type ScheduledJob = (usize, Vec<u32>, i64, Option<i64>);
+
+/// A property test's schedule as allocations from `t0` (ns): five job ids reused (`j0`…`j4`, so
+/// one job may hold several spans and nodes), all of owner `o`.
+pub fn scheduled_allocations(jobs: &[ScheduledJob], t0: i64) -> Vec<Allocation> {
+    const S: i64 = 1_000_000_000;
+    jobs.iter()
+        .enumerate()
+        .map(|(i, (node, gpus, start, dur))| Allocation {
+            job: format!("j{}", i % 5),
+            owner: "o".into(),
+            project: String::new(),
+            node: format!("n{node}"),
+            gpus: gpus.clone(),
+            start: t0 + start * S,
+            end: dur.map(|d| t0 + (start + d) * S),
+            source: "test".into(),
+        })
+        .collect()
+}
