@@ -149,3 +149,23 @@ pub fn job_error(e: ReadError) -> JobError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_and_job_errors_come_back_whole() {
+        let e = store_error(ReadError::source(StoreError::Poisoned));
+        assert!(matches!(e, StoreError::Poisoned), "{e:?}");
+        let e = store_error(ReadError::source(JobError::Store(StoreError::Poisoned)));
+        assert!(matches!(e, StoreError::Poisoned), "{e:?}");
+        let e = job_error(ReadError::source(JobError::Invalid("bad job".into())));
+        assert!(matches!(&e, JobError::Invalid(m) if m == "bad job"), "{e:?}");
+        let e = job_error(ReadError::source(StoreError::Poisoned));
+        assert!(matches!(e, JobError::Store(StoreError::Poisoned)), "{e:?}");
+        // Another reader's error keeps its message.
+        let e = job_error(ReadError::source(std::io::Error::other("disk gone")));
+        assert_eq!(e.to_string(), "disk gone");
+    }
+}
