@@ -24,10 +24,11 @@ use crate::carbon::{self, FactorSource};
 use crate::kpi;
 use crate::ledger;
 use crate::read::EnergyKind;
-use crate::read::{Allocation, GPU_JOB_MAX_GAP_NS, JobError, JobsRead};
-use crate::read::{Series, SeriesRead, StoreError};
+use crate::read::{Allocation, JobsRead, ReadError};
+use crate::read::{Series, SeriesRead};
 use crate::settings::CarbonConfig;
 use kilowatch_model::energy::{Ledger, step_bounds};
+use kilowatch_model::job::GPU_JOB_MAX_GAP_NS;
 
 const MJ_PER_KWH: f64 = 3.6e9;
 const J_PER_KWH: f64 = 3.6e6;
@@ -163,7 +164,7 @@ struct NodeSeries {
 
 /// A GPU's or node's energy per segment in kWh: its counter where it has readings here, else
 /// its power integrated (estimated). `None` when neither covers any of the segments.
-fn ledger_of(store: &(impl SeriesRead + ?Sized), counter: Option<&Series>, power: Option<&Series>, bounds: &[i64], counter_per_kwh: f64) -> Result<Option<(Vec<f64>, Ledger)>, StoreError> {
+fn ledger_of(store: &(impl SeriesRead + ?Sized), counter: Option<&Series>, power: Option<&Series>, bounds: &[i64], counter_per_kwh: f64) -> Result<Option<(Vec<f64>, Ledger)>, ReadError> {
     for (meta, kind, per_kwh) in [(counter, EnergyKind::Counter, counter_per_kwh), (power, EnergyKind::Power, J_PER_KWH)] {
         if let Some(m) = meta {
             let l = store.ledger(m.id, kind, bounds)?;
@@ -175,7 +176,7 @@ fn ledger_of(store: &(impl SeriesRead + ?Sized), counter: Option<&Series>, power
     Ok(None)
 }
 
-fn discover(store: &(impl SeriesRead + ?Sized)) -> Result<BTreeMap<String, NodeSeries>, StoreError> {
+fn discover(store: &(impl SeriesRead + ?Sized)) -> Result<BTreeMap<String, NodeSeries>, ReadError> {
     let mut nodes: BTreeMap<String, NodeSeries> = BTreeMap::new();
     let entry = |nodes: &mut BTreeMap<String, NodeSeries>, n: &str| {
         if !nodes.contains_key(n) {
@@ -221,7 +222,7 @@ fn discover(store: &(impl SeriesRead + ?Sized)) -> Result<BTreeMap<String, NodeS
 
 /// A node's energy per segment in kWh from its counters (summed, each series' resets and gaps
 /// its own) else its power; `None` when nothing covers any segment.
-fn node_ledger(store: &(impl SeriesRead + ?Sized), ns: &NodeSeries, bounds: &[i64]) -> Result<Option<(Vec<f64>, u32)>, StoreError> {
+fn node_ledger(store: &(impl SeriesRead + ?Sized), ns: &NodeSeries, bounds: &[i64]) -> Result<Option<(Vec<f64>, u32)>, ReadError> {
     if let [one] = ns.energy.as_slice() {
         return Ok(ledger_of(store, Some(one), ns.power.as_ref(), bounds, J_PER_KWH)?.map(|(v, l)| (v, l.resets)));
     }
@@ -269,7 +270,7 @@ impl Drop for CancelOnDrop {
 /// nested in it, not beside it: the job keeps its whole energy and the server's tokens divide it
 /// (`tokens::models`), instead of the two splitting the GPUs. The monthly report,
 /// `GET /api/v1/jobs` and `GET /api/v1/models` all attribute over exactly these.
-pub fn allocations(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), r: TimeRange) -> Result<Vec<Allocation>, JobError> {
+pub fn allocations(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), r: TimeRange) -> Result<Vec<Allocation>, ReadError> {
     let mut a = js.allocations(r.from.0, r.to.0)?;
     crate::kepler::with_pod_runs(store, js, &mut a, r.from.0, r.to.0, GPU_JOB_MAX_GAP_NS)?;
     let servers = crate::tokens::serving_allocations(store, r.from.0, r.to.0)?;
@@ -282,7 +283,7 @@ pub fn allocations(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Si
 /// takes that whole clock hour's PUE, WUE and carbon factor, whatever the window, so the jobs
 /// list and one job's page (`series_step_ns`: its chart step, which keeps a per-step series)
 /// give the same figures.
-pub fn attribute(store: &(impl SeriesRead + ?Sized), allocs: &[Allocation], r: TimeRange, series_step_ns: Option<i64>, carbon_cfg: &CarbonConfig) -> Result<Attribution, StoreError> {
+pub fn attribute(store: &(impl SeriesRead + ?Sized), allocs: &[Allocation], r: TimeRange, series_step_ns: Option<i64>, carbon_cfg: &CarbonConfig) -> Result<Attribution, ReadError> {
     // Never cancelled, so always an answer.
     attribute_until(store, allocs, r, series_step_ns, carbon_cfg, &Cancel::default()).map(Option::unwrap_or_default)
 }
@@ -295,7 +296,7 @@ pub fn attribute_until(
     series_step_ns: Option<i64>,
     carbon_cfg: &CarbonConfig,
     cancel: &Cancel,
-) -> Result<Option<Attribution>, StoreError> {
+) -> Result<Option<Attribution>, ReadError> {
     let (from, to) = (r.from.0, r.to.0);
     let steps = step_bounds(from, to, HOUR_NS);
     let n_steps = steps.len().saturating_sub(1);

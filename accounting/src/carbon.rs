@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::read_f64;
-use crate::read::{SeriesRead, StoreError};
+use crate::read::{ReadError, SeriesRead};
 use crate::settings::CarbonConfig;
 
 pub const MEASUREMENT: &str = "carbon";
@@ -61,7 +61,7 @@ impl Default for GeneratorFactor {
 
 /// One factor (kg/kWh) per segment of `bounds`. A segment takes the newest reading at or before
 /// its start, or failing that the first reading inside it.
-pub fn factors(store: &(impl SeriesRead + ?Sized), bounds: &[i64], cfg: &CarbonConfig) -> Result<(Vec<f64>, FactorSource), StoreError> {
+pub fn factors(store: &(impl SeriesRead + ?Sized), bounds: &[i64], cfg: &CarbonConfig) -> Result<(Vec<f64>, FactorSource), ReadError> {
     let n = bounds.len().saturating_sub(1);
     let series = store.find_series(MEASUREMENT, FIELD, &[])?;
     let configured = FactorSource { kind: "configured".into(), source: cfg.source.clone(), year: Some(cfg.year), configured_kg_per_kwh: cfg.factor_kg_per_kwh, fallback_intervals: 0 };

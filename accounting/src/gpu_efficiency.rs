@@ -17,7 +17,7 @@ use kilowatch_model::TimeRange;
 use serde::Serialize;
 
 use crate::attribution::Attribution;
-use crate::read::{Allocation, EnergyKind, SeriesRead, StoreError};
+use crate::read::{Allocation, EnergyKind, ReadError, SeriesRead};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
@@ -45,7 +45,7 @@ pub struct GpuEfficiency {
 
 /// Σ over clock hours of the series' mean reading in the hour: hour roll-ups up to where they
 /// reach, raw readings after.
-fn hour_means_sum(store: &(impl SeriesRead + ?Sized), id: crate::read::SeriesId, from: i64, to: i64) -> Result<(f64, bool), StoreError> {
+fn hour_means_sum(store: &(impl SeriesRead + ?Sized), id: crate::read::SeriesId, from: i64, to: i64) -> Result<(f64, bool), ReadError> {
     let means = store.hour_means(id, from, to)?;
     let rolled = means.rolled_to;
     let mut sum = 0.0;
@@ -71,7 +71,7 @@ fn hour_means_sum(store: &(impl SeriesRead + ?Sized), id: crate::read::SeriesId,
 
 /// The indicators over `r`, from the GPU series, the allocations attributed over `r` and their
 /// attribution (for idle energy and E_IT).
-pub fn compute(store: &(impl SeriesRead + ?Sized), allocs: &[Allocation], att: &Attribution, r: TimeRange, window: &str) -> Result<GpuEfficiency, StoreError> {
+pub fn compute(store: &(impl SeriesRead + ?Sized), allocs: &[Allocation], att: &Attribution, r: TimeRange, window: &str) -> Result<GpuEfficiency, ReadError> {
     let (from, to) = (r.from.0, r.to.0);
     let mut powered_s = 0.0;
     let mut gpus = 0;

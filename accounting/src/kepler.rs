@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::read::{Allocation, EnergyKind, JobError, JobsRead, Series, SeriesRead, StoreError};
+use crate::read::{Allocation, EnergyKind, JobsRead, ReadError, Series, SeriesRead};
 use kilowatch_model::metric::{POD, pod_job_id};
 
 /// The tag Kepler's series carry (the receiver's shipped Kepler rules set it).
@@ -45,7 +45,7 @@ pub fn node_energy(mut series: Vec<Series>, has_power: bool) -> Vec<Series> {
 }
 
 /// Every pod series with its node and job (`k8s:<namespace>/<pod>`).
-pub fn pod_series(store: &(impl SeriesRead + ?Sized)) -> Result<Vec<(String, String, Series)>, StoreError> {
+pub fn pod_series(store: &(impl SeriesRead + ?Sized)) -> Result<Vec<(String, String, Series)>, ReadError> {
     let mut out = Vec::new();
     for m in store.find_series(POD, "energy_j", &[])? {
         let (Some(node), Some(ns), Some(pod)) = (m.tag("node"), m.tag("namespace"), m.tag("pod")) else { continue };
@@ -60,7 +60,7 @@ pub fn pod_series(store: &(impl SeriesRead + ?Sized)) -> Result<Vec<(String, Str
 
 /// The sum of `series`' counter energy per segment in kWh, and their resets; `None` when none
 /// has a pair of readings in any segment.
-pub fn summed_counters(store: &(impl SeriesRead + ?Sized), series: &[Series], bounds: &[i64]) -> Result<Option<(Vec<f64>, u32)>, StoreError> {
+pub fn summed_counters(store: &(impl SeriesRead + ?Sized), series: &[Series], bounds: &[i64]) -> Result<Option<(Vec<f64>, u32)>, ReadError> {
     let mut sum: Option<(Vec<f64>, u32)> = None;
     for m in series {
         let l = store.ledger(m.id, EnergyKind::Counter, bounds)?;
@@ -80,7 +80,7 @@ pub fn summed_counters(store: &(impl SeriesRead + ?Sized), series: &[Series], bo
 pub type PodEnergy = (String, Vec<f64>);
 
 /// Each pod's energy per segment in kWh (its series summed), and the resets seen.
-pub fn pod_ledgers(store: &(impl SeriesRead + ?Sized), pods: &BTreeMap<String, Vec<Series>>, bounds: &[i64]) -> Result<(Vec<PodEnergy>, u32), StoreError> {
+pub fn pod_ledgers(store: &(impl SeriesRead + ?Sized), pods: &BTreeMap<String, Vec<Series>>, bounds: &[i64]) -> Result<(Vec<PodEnergy>, u32), ReadError> {
     let mut out = Vec::with_capacity(pods.len());
     let mut resets = 0;
     for (job, series) in pods {
@@ -145,7 +145,7 @@ pub fn split_segment(pods: &[PodEnergy], s: usize, node_kwh: Option<f64>, holder
 /// (first to last, as a `gpu_job` run: gaps up to `max_gap_ns` held), on the nodes without GPU
 /// series, unless the job is declared (the jobs API) or already there; the owner and project
 /// the receiver recorded for the job.
-pub fn with_pod_runs(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), allocs: &mut Vec<Allocation>, from: i64, to: i64, max_gap_ns: i64) -> Result<(), JobError> {
+pub fn with_pod_runs(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), allocs: &mut Vec<Allocation>, from: i64, to: i64, max_gap_ns: i64) -> Result<(), ReadError> {
     let pods = pod_series(store)?;
     if pods.is_empty() {
         return Ok(());

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::carbon::{self, FactorSource};
 use crate::ledger;
 use crate::read::EnergyKind;
-use crate::read::{Series, SeriesRead, StoreError};
+use crate::read::{ReadError, Series, SeriesRead};
 use crate::settings::{AccountingConfig, CarbonConfig, Rules, Settings};
 
 /// One meter's contribution and how far it can be trusted.
@@ -179,7 +179,7 @@ pub fn category(m: &Series) -> u8 {
 /// Whether a meter with no data in `r` was expected to report in it: it is listed in
 /// `expected_meters`, or it was seen before the window's end and has not been silent for longer
 /// than `retired_after_h` before the window's start.
-fn expected(store: &(impl SeriesRead + ?Sized), m: &Series, l: &Ledger, r: TimeRange, acc: &AccountingConfig) -> Result<bool, StoreError> {
+fn expected(store: &(impl SeriesRead + ?Sized), m: &Series, l: &Ledger, r: TimeRange, acc: &AccountingConfig) -> Result<bool, ReadError> {
     if l.total_covered_s() > 0.0 || l.readings > 0 {
         return Ok(true);
     }
@@ -197,7 +197,7 @@ fn expected(store: &(impl SeriesRead + ?Sized), m: &Series, l: &Ledger, r: TimeR
 
 /// Every energy meter over the window, hour by hour: its kWh counter, or, for a meter that only
 /// reports power, the trapezoid rule (flagged estimated). Then every water meter (m³).
-fn meter_ledgers(store: &(impl SeriesRead + ?Sized), r: TimeRange, bounds: &[i64], acc: &AccountingConfig) -> Result<(Vec<Metered>, Vec<Metered>), StoreError> {
+fn meter_ledgers(store: &(impl SeriesRead + ?Sized), r: TimeRange, bounds: &[i64], acc: &AccountingConfig) -> Result<(Vec<Metered>, Vec<Metered>), ReadError> {
     let mut energy = Vec::new();
     for (meta, kind) in ledger::energy_meters(store)? {
         let ledger = ledger::meter_kwh(store, meta.id, kind, bounds)?;
@@ -214,18 +214,18 @@ fn meter_ledgers(store: &(impl SeriesRead + ?Sized), r: TimeRange, bounds: &[i64
 }
 
 /// KPIs with the default settings (the dashboard's live tile, alert rules).
-pub fn compute(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str) -> Result<Kpi, StoreError> {
+pub fn compute(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str) -> Result<Kpi, ReadError> {
     compute_with(store, r, window, &Rules::default())
 }
 
 /// KPIs over `r` with the site's carbon and accounting settings. Declared renewables (`[eu]`
 /// `eres_goo_kwh`, `eres_ppa_kwh`, `eres_os_kwh`) are yearly figures: pass them with
 /// [`compute_declared`] for a calendar year.
-pub fn compute_with(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str, cfg: &impl Settings) -> Result<Kpi, StoreError> {
+pub fn compute_with(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str, cfg: &impl Settings) -> Result<Kpi, ReadError> {
     compute_declared(store, r, window, cfg, None)
 }
 
-pub fn compute_declared(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str, cfg: &impl Settings, declared_renewable_kwh: Option<f64>) -> Result<Kpi, StoreError> {
+pub fn compute_declared(store: &(impl SeriesRead + ?Sized), r: TimeRange, window: &str, cfg: &impl Settings, declared_renewable_kwh: Option<f64>) -> Result<Kpi, ReadError> {
     let carbon_cfg = cfg.carbon();
     let acc = cfg.accounting();
     let bounds = hour_bounds(r.from.0, r.to.0);
@@ -382,7 +382,7 @@ pub fn compute_declared(store: &(impl SeriesRead + ?Sized), r: TimeRange, window
 }
 
 /// E_DC and E_IT over `[a, b]` (the common span), read again for that span.
-fn span_energies(store: &(impl SeriesRead + ?Sized), meters: &[Metered], is_fac: &dyn Fn(&Metered) -> bool, is_it: &dyn Fn(&Metered) -> bool, a: i64, b: i64) -> Result<(f64, f64), StoreError> {
+fn span_energies(store: &(impl SeriesRead + ?Sized), meters: &[Metered], is_fac: &dyn Fn(&Metered) -> bool, is_it: &dyn Fn(&Metered) -> bool, a: i64, b: i64) -> Result<(f64, f64), ReadError> {
     let (mut f, mut i) = (0.0, 0.0);
     for m in meters {
         let (fac, it) = (is_fac(m), is_it(m));
@@ -403,7 +403,7 @@ fn span_energies(store: &(impl SeriesRead + ?Sized), meters: &[Metered], is_fac:
 
 /// Location-based CO2 of E_DC: each hour's grid energy at that hour's factor (an ingested
 /// intensity series, else the configured factor), generator energy at the generator's factor.
-fn location_co2(store: &(impl SeriesRead + ?Sized), meters: &[Metered], bounds: &[i64], cfg: &CarbonConfig) -> Result<(f64, FactorSource, carbon::GeneratorFactor), StoreError> {
+fn location_co2(store: &(impl SeriesRead + ?Sized), meters: &[Metered], bounds: &[i64], cfg: &CarbonConfig) -> Result<(f64, FactorSource, carbon::GeneratorFactor), ReadError> {
     let (f, src) = carbon::factors(store, bounds, cfg)?;
     let mut kg = 0.0;
     for m in meters {
@@ -450,7 +450,7 @@ impl Kpi {
 
 /// The live window: the last five minutes up to the newest data the store holds (which runs
 /// ahead of the wall clock when the demo runs faster than real time).
-pub fn live_range(store: &(impl SeriesRead + ?Sized)) -> Result<TimeRange, StoreError> {
+pub fn live_range(store: &(impl SeriesRead + ?Sized)) -> Result<TimeRange, ReadError> {
     let now = Timestamp(store.live_now()?);
     Ok(TimeRange::new(now.saturating_add_ns(-300 * kilowatch_model::time::NANOS_PER_SEC), now))
 }

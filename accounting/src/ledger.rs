@@ -5,11 +5,11 @@
 use kilowatch_model::energy::Ledger;
 
 use crate::meters;
-use crate::read::{EnergyKind, Series, SeriesId, SeriesRead, StoreError};
+use crate::read::{EnergyKind, ReadError, Series, SeriesId, SeriesRead};
 
 /// Numeric samples of a series over `[from, to]` plus the neighbour on each side: readings
 /// (temperatures, intensities), not energy, which goes through [`SeriesRead::ledger`].
-pub fn read_f64(store: &(impl SeriesRead + ?Sized), id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, f64)>, StoreError> {
+pub fn read_f64(store: &(impl SeriesRead + ?Sized), id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, f64)>, ReadError> {
     store.read_f64(id, from, to)
 }
 
@@ -35,7 +35,7 @@ pub struct SiteLedgers {
 
 /// Every meter's energy series: its kWh counter, or, for a meter that only reports power, its
 /// power (integrated by the trapezoid rule, estimated).
-pub fn energy_meters(store: &(impl SeriesRead + ?Sized)) -> Result<Vec<(Series, EnergyKind)>, StoreError> {
+pub fn energy_meters(store: &(impl SeriesRead + ?Sized)) -> Result<Vec<(Series, EnergyKind)>, ReadError> {
     use kilowatch_model::metric::METER;
     let counters = store.find_series(METER, "energy_kwh", &[])?;
     let powers: Vec<Series> = store.find_series(METER, "power_w", &[])?.into_iter().filter(|p| !counters.iter().any(|c| c.tags == p.tags)).collect();
@@ -43,7 +43,7 @@ pub fn energy_meters(store: &(impl SeriesRead + ?Sized)) -> Result<Vec<(Series, 
 }
 
 /// A meter's ledger over `bounds` in kWh, whichever of [`energy_meters`]' kinds it is.
-pub fn meter_kwh(store: &(impl SeriesRead + ?Sized), id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError> {
+pub fn meter_kwh(store: &(impl SeriesRead + ?Sized), id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, ReadError> {
     let mut l = store.ledger(id, kind, bounds)?;
     if kind == EnergyKind::Power {
         for v in &mut l.values {
@@ -53,7 +53,7 @@ pub fn meter_kwh(store: &(impl SeriesRead + ?Sized), id: SeriesId, kind: EnergyK
     Ok(l)
 }
 
-pub fn site_ledgers(store: &(impl SeriesRead + ?Sized), bounds: &[i64]) -> Result<SiteLedgers, StoreError> {
+pub fn site_ledgers(store: &(impl SeriesRead + ?Sized), bounds: &[i64]) -> Result<SiteLedgers, ReadError> {
     use kilowatch_model::metric::WATER;
     let n = bounds.len().saturating_sub(1);
     let (Some(&from), Some(&to)) = (bounds.first(), bounds.last()) else { return Ok(SiteLedgers::default()) };

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use kilowatch_model::energy::{self, Ledger};
 use kilowatch_model::{Labels, Timestamp};
 
-use crate::read::{Allocation, EnergyKind, HourMeans, JobError, JobsRead, Series, SeriesId, SeriesRead, Step, StoreError};
+use crate::read::{Allocation, EnergyKind, HourMeans, JobsRead, ReadError, Series, SeriesId, SeriesRead, Step};
 
 /// One reading: a number or a text (a cooling unit's mode, an inference server's GPUs).
 #[derive(Debug, Clone, PartialEq)]
@@ -94,16 +94,16 @@ impl MemoryReader {
 }
 
 impl SeriesRead for MemoryReader {
-    fn live_now(&self) -> Result<i64, StoreError> {
+    fn live_now(&self) -> Result<i64, ReadError> {
         let newest = self.series.iter().filter_map(|(_, r)| r.keys().next_back().copied()).max();
         Ok(self.now.or(newest).unwrap_or_else(|| Timestamp::now().0))
     }
 
-    fn find_series(&self, measurement: &str, field: &str, tags: &[(&str, &str)]) -> Result<Vec<Series>, StoreError> {
+    fn find_series(&self, measurement: &str, field: &str, tags: &[(&str, &str)]) -> Result<Vec<Series>, ReadError> {
         Ok(self.series.iter().map(|(s, _)| s).filter(|s| s.measurement == measurement && s.field == field && tags.iter().all(|(k, v)| s.tag(k) == Some(v))).cloned().collect())
     }
 
-    fn ledger(&self, id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, StoreError> {
+    fn ledger(&self, id: SeriesId, kind: EnergyKind, bounds: &[i64]) -> Result<Ledger, ReadError> {
         let (Some(&from), Some(&to)) = (bounds.first(), bounds.last()) else { return Ok(Ledger::zeros(0, kind == EnergyKind::Power)) };
         if to <= from {
             return Ok(Ledger::zeros(bounds.len().saturating_sub(1), kind == EnergyKind::Power));
@@ -115,7 +115,7 @@ impl SeriesRead for MemoryReader {
         })
     }
 
-    fn read_f64(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, f64)>, StoreError> {
+    fn read_f64(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, f64)>, ReadError> {
         Ok(self
             .with_neighbours(id, from, to)
             .into_iter()
@@ -126,7 +126,7 @@ impl SeriesRead for MemoryReader {
             .collect())
     }
 
-    fn read_text(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, String)>, StoreError> {
+    fn read_text(&self, id: SeriesId, from: i64, to: i64) -> Result<Vec<(i64, String)>, ReadError> {
         Ok(self
             .with_neighbours(id, from, to)
             .into_iter()
@@ -137,62 +137,85 @@ impl SeriesRead for MemoryReader {
             .collect())
     }
 
-    fn hour_means(&self, id: SeriesId, from: i64, to: i64) -> Result<HourMeans, StoreError> {
+    fn hour_means(&self, id: SeriesId, from: i64, to: i64) -> Result<HourMeans, ReadError> {
         // Nothing is rolled up: every hour comes from raw readings.
         Ok(HourMeans { rolled_to: from, hours: Vec::new(), raw: self.read_f64(id, from, to)? })
     }
 
-    fn first_seen(&self, id: SeriesId) -> Result<Option<i64>, StoreError> {
+    fn first_seen(&self, id: SeriesId) -> Result<Option<i64>, ReadError> {
         Ok(self.get(id).and_then(|r| r.keys().next().copied()))
     }
 
-    fn newest(&self, id: SeriesId) -> Result<Option<i64>, StoreError> {
+    fn newest(&self, id: SeriesId) -> Result<Option<i64>, ReadError> {
         Ok(self.get(id).and_then(|r| r.keys().next_back().copied()))
     }
 
-    fn jobs(&self) -> Result<Box<dyn JobsRead + '_>, JobError> {
+    fn jobs(&self) -> Result<Box<dyn JobsRead + '_>, ReadError> {
         Ok(Box::new(self))
     }
 }
 
 impl JobsRead for &MemoryReader {
-    fn allocations(&self, from: i64, to: i64) -> Result<Vec<Allocation>, JobError> {
+    fn allocations(&self, from: i64, to: i64) -> Result<Vec<Allocation>, ReadError> {
         // Sorted as the store's job database answers.
         let mut a: Vec<Allocation> = self.allocations.iter().filter(|a| a.start < to && a.end.is_none_or(|e| e > from)).cloned().collect();
         a.sort_by(|x, y| x.job.cmp(&y.job).then(x.node.cmp(&y.node)));
         Ok(a)
     }
 
-    fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, JobError> {
+    fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, ReadError> {
         let mut steps: Vec<Step> = self.progress.iter().filter(|s| s.t >= from && s.t < to).cloned().collect();
         steps.sort_by(|a, b| a.job.cmp(&b.job).then(a.step.cmp(&b.step)));
         Ok(steps)
     }
 
-    fn declared(&self, job: &str) -> Result<bool, JobError> {
+    fn declared(&self, job: &str) -> Result<bool, ReadError> {
         Ok(self.allocations.iter().any(|a| a.job == job && a.source != "gpu_job"))
     }
 
-    fn label_owner(&self, _job: &str) -> Result<Option<(String, String)>, JobError> {
+    fn label_owner(&self, _job: &str) -> Result<Option<(String, String)>, ReadError> {
         // Jobs found by labels get their owner from the allocation a test adds.
         Ok(None)
     }
 }
 
 impl JobsRead for MemoryReader {
-    fn allocations(&self, from: i64, to: i64) -> Result<Vec<Allocation>, JobError> {
+    fn allocations(&self, from: i64, to: i64) -> Result<Vec<Allocation>, ReadError> {
         (&self).allocations(from, to)
     }
 
-    fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, JobError> {
+    fn progress(&self, from: i64, to: i64) -> Result<Vec<Step>, ReadError> {
         (&self).progress(from, to)
     }
 
-    fn declared(&self, job: &str) -> Result<bool, JobError> {
+    fn declared(&self, job: &str) -> Result<bool, ReadError> {
         (&self).declared(job)
     }
 
-    fn label_owner(&self, job: &str) -> Result<Option<(String, String)>, JobError> {
+    fn label_owner(&self, job: &str) -> Result<Option<(String, String)>, ReadError> {
         (&self).label_owner(job)
     }
+}
+
+/// A job in a property test's schedule: the node's index (`n{index}`), its GPUs, and its start
+/// and duration in seconds after the span's start (open where the duration is `None`).
+pub type ScheduledJob = (usize, Vec<u32>, i64, Option<i64>);
+
+/// A property test's schedule as allocations from `t0` (ns): five job ids reused (`j0`…`j4`, so
+/// one job may hold several spans and nodes), all of owner `o`.
+pub fn scheduled_allocations(jobs: &[ScheduledJob], t0: i64) -> Vec<Allocation> {
+    const S: i64 = 1_000_000_000;
+    jobs.iter()
+        .enumerate()
+        .map(|(i, (node, gpus, start, dur))| Allocation {
+            job: format!("j{}", i % 5),
+            owner: "o".into(),
+            project: String::new(),
+            node: format!("n{node}"),
+            gpus: gpus.clone(),
+            start: t0 + start * S,
+            end: dur.map(|d| t0 + (start + d) * S),
+            source: "test".into(),
+        })
+        .collect()
 }

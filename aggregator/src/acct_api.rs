@@ -1,7 +1,7 @@
 //! The accounting API: KPIs over calendar periods, jobs in (`POST /api/v1/jobs`) and out
 //! (`GET /api/v1/jobs`, `/api/v1/jobs/{id}`), and the EU indicators.
 
-use crate::adapters::{StoreJobs, StoreRead, allocation};
+use crate::adapters::{StoreJobs, StoreRead, allocation, job_error};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -285,8 +285,8 @@ pub async fn list_jobs(State(st): State<AppState>, acct: Acct, tenant: Option<Ex
     let resp = cached_value(&st, &acct.0, key, range, move || -> Result<serde_json::Value, JobError> {
         let acct = a2;
         let js = acct.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
-        let a = attribution::allocations(&StoreRead(&store), &StoreJobs::new(&store, js), range)?;
-        let Some(att): Option<Attribution> = attribution::attribute_until(&StoreRead(&store), &a, range, None, &carbon, &cancel)? else {
+        let a = attribution::allocations(&StoreRead(&store), &StoreJobs::new(&store, js), range).map_err(job_error)?;
+        let Some(att): Option<Attribution> = attribution::attribute_until(&StoreRead(&store), &a, range, None, &carbon, &cancel).map_err(job_error)? else {
             tracing::info!(from = %range.from.to_rfc3339(), to = %range.to.to_rfc3339(), "jobs query stopped: the client went away");
             return Err(JobError::Invalid("cancelled: the client went away".into()));
         };
@@ -334,7 +334,7 @@ pub async fn get_job(State(st): State<AppState>, acct: Acct, tenant: Option<Exte
         let span = to.saturating_sub(from);
         let step = [1i64, 10, 60, 300, 900, 3600, 86_400].iter().map(|s| s * 1_000_000_000).find(|s| span / s <= 200).unwrap_or(86_400_000_000_000);
         a.retain(|x| x.job == id);
-        let Some(att) = attribution::attribute_until(&StoreRead(&store), &a, TimeRange::new(Timestamp(from), Timestamp(to)), Some(step), &carbon, &cancel)? else {
+        let Some(att) = attribution::attribute_until(&StoreRead(&store), &a, TimeRange::new(Timestamp(from), Timestamp(to)), Some(step), &carbon, &cancel).map_err(job_error)? else {
             tracing::info!(job = %id, "job page stopped: the client went away");
             return Err(JobError::Invalid("cancelled: the client went away".into()));
         };

@@ -3,7 +3,7 @@
 //! poller, and `GET /api/v1/forecast` and `GET /api/v1/advice`. The model itself, the adapters
 //! and the advice are in `kilowatch-forecast`.
 
-use crate::adapters::StoreRead;
+use crate::adapters::{StoreRead, store_error};
 use kilowatch_accounting::read::{HourMeans, SeriesRead};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ fn hourly_means(store: &Store, measurement: &str, field: &str, from: i64, to: i6
     let mut sum = vec![0.0; n];
     let mut cnt = vec![0u32; n];
     for m in store.find_series(measurement, field, &[])? {
-        let per = hour_sums(&StoreRead(store).hour_means(m.id, from, to)?, from, to, n);
+        let per = hour_sums(&StoreRead(store).hour_means(m.id, from, to).map_err(store_error)?, from, to, n);
         for (i, (s, c)) in per.into_iter().enumerate() {
             if c > 0 {
                 sum[i] += s / f64::from(c);
@@ -102,7 +102,7 @@ fn hourly_modes(store: &Store, from: i64, to: i64) -> Result<Vec<Option<CoolingM
 /// The site's hourly ledger with the outside air of each hour, over `[from, to)` (whole hours).
 pub fn site_history(store: &Store, from: i64, to: i64) -> Result<Vec<HourRecord>, StoreError> {
     let bounds: Vec<i64> = (0..=((to - from) / HOUR_NS)).map(|k| from + k * HOUR_NS).collect();
-    let l = kilowatch_accounting::ledger::site_ledgers(&StoreRead(store), &bounds)?;
+    let l = kilowatch_accounting::ledger::site_ledgers(&StoreRead(store), &bounds).map_err(store_error)?;
     let temp = hourly_means(store, COOLING, "outside_temp_c", from, to)?;
     let rh = hourly_means(store, COOLING, "outside_rh_pct", from, to)?;
     let modes = hourly_modes(store, from, to)?;
@@ -213,10 +213,10 @@ fn issued_hours(store: &Store, from: i64, to: i64) -> Result<Vec<IssuedHour>, St
         let tags: Vec<(&str, &str)> = pue.tags.iter().collect();
         let other = |field: &str| -> Result<std::collections::HashMap<i64, f64>, StoreError> {
             let Some(m) = store.find_series(M, field, &tags)?.into_iter().find(|m| m.tags == pue.tags) else { return Ok(Default::default()) };
-            Ok(kilowatch_accounting::ledger::read_f64(&StoreRead(store), m.id, from, to)?.into_iter().collect())
+            Ok(kilowatch_accounting::ledger::read_f64(&StoreRead(store), m.id, from, to).map_err(store_error)?.into_iter().collect())
         };
         let (lo, hi, wue) = (other("pue_low")?, other("pue_high")?, other("wue_l_per_kwh")?);
-        for (t, v) in kilowatch_accounting::ledger::read_f64(&StoreRead(store), pue.id, from, to)? {
+        for (t, v) in kilowatch_accounting::ledger::read_f64(&StoreRead(store), pue.id, from, to).map_err(store_error)? {
             if t < from || t >= to {
                 continue;
             }

@@ -2,7 +2,7 @@
 //! the serving and training footprint out (`GET /api/v1/models`), and the
 //! `kilowatch_model_energy_joules_per_token` gauges of `GET /metrics` (docs/inference.md).
 
-use crate::adapters::{StoreJobs, StoreRead};
+use crate::adapters::{StoreJobs, StoreRead, job_error};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ pub async fn get_models(State(st): State<AppState>, acct: Acct, Query(q): Query<
     let a2 = acct.0.clone();
     let resp = cached_value(&st, &acct.0, q.cache_key("models"), range, move || -> Result<serde_json::Value, JobError> {
         let js = a2.jobs.as_ref().map_err(|e| JobError::Invalid(e.clone()))?;
-        let m = tokens::models(&StoreRead(&store), &StoreJobs::new(&store, js), range, &carbon, weights)?;
+        let m = tokens::models(&StoreRead(&store), &StoreJobs::new(&store, js), range, &carbon, weights).map_err(job_error)?;
         let mut v = serde_json::to_value(&m).unwrap_or_default();
         v["window"] = json!(label);
         Ok(v)
@@ -91,7 +91,7 @@ pub async fn refresh_model_gauges(st: &AppState) {
         const HOUR: i64 = 3_600_000_000_000;
         let end = store.live_now()?.div_euclid(HOUR) * HOUR;
         let js = JobStore::beside(&store)?;
-        tokens::models(&StoreRead(&store), &StoreJobs::new(&store, &js), TimeRange::new(Timestamp(end - HOUR), Timestamp(end)), &carbon, weights)
+        tokens::models(&StoreRead(&store), &StoreJobs::new(&store, &js), TimeRange::new(Timestamp(end - HOUR), Timestamp(end)), &carbon, weights).map_err(job_error)
     })
     .await;
     let answer = match res {

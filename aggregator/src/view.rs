@@ -2,7 +2,7 @@
 //! `SiteView` trait here, so the dashboard never touches storage itself. Charts get bucketed
 //! means (about 300 buckets a window), never raw 1 Hz samples.
 
-use crate::adapters::StoreRead;
+use crate::adapters::{StoreRead, store_error};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -208,8 +208,8 @@ impl StoreView {
     }
 
     fn build_overview(&self) -> Result<Overview, StoreError> {
-        let live = kpi::live_range(&StoreRead(&self.store))?;
-        let k = kpi::compute(&StoreRead(&self.store), live, "live, last 5 min")?;
+        let live = kpi::live_range(&StoreRead(&self.store)).map_err(store_error)?;
+        let k = kpi::compute(&StoreRead(&self.store), live, "live, last 5 min").map_err(store_error)?;
         let since = live.from.0;
         let meter_power = self.recent(METER, "power_w", since)?;
         let sum_roles = |roles: &[&str], category: Option<u8>| -> Option<f64> {

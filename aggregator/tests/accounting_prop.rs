@@ -4,7 +4,7 @@
 
 use kilowatch_accounting::attribution::attribute;
 use kilowatch_accounting::kpi;
-use kilowatch_accounting::read::Allocation;
+use kilowatch_accounting::memory::{ScheduledJob, scheduled_allocations};
 use kilowatch_aggregator::adapters::StoreRead;
 use kilowatch_aggregator::config::CarbonConfig;
 use kilowatch_model::{Point, TimeRange, Timestamp};
@@ -19,7 +19,7 @@ const SPAN: i64 = 3 * 3600 * S;
 struct Case {
     /// Per series (4 GPUs, 2 nodes, IT, facility): readings as (offset s, increment, reset?, skip?).
     readings: Vec<Vec<(i64, f64, bool, bool)>>,
-    jobs: Vec<(usize, Vec<u32>, i64, Option<i64>)>,
+    jobs: Vec<ScheduledJob>,
     windows: Vec<(i64, i64)>,
 }
 
@@ -61,16 +61,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(dir.path()).expect("open");
         store.write(&points(&c)).expect("write");
-        let allocs: Vec<Allocation> = c.jobs.iter().enumerate().map(|(i, (node, gpus, start, dur))| Allocation {
-            job: format!("j{}", i % 5),
-            owner: "o".into(),
-            project: String::new(),
-            node: format!("n{node}"),
-            gpus: gpus.clone(),
-            start: T0 + start * S,
-            end: dur.map(|d| T0 + (start + d) * S),
-            source: "test".into(),
-        }).collect();
+        let allocs = scheduled_allocations(&c.jobs, T0);
         for (a, len) in &c.windows {
             let r = TimeRange::new(Timestamp(T0 + a * S), Timestamp(T0 + (a + len) * S));
             let att = attribute(&StoreRead(&store), &allocs, r, None, &CarbonConfig::default()).expect("attribute");

@@ -4,6 +4,11 @@ use crate::time::Timestamp;
 
 pub type JobId = String;
 
+/// A collector's `gpu_job` points are read as holding a GPU across gaps up to this long: the
+/// collector sends them every second, a backfill or a slow shipper every 15 minutes. The store
+/// (recording the runs) and accounting (reading serving allocations) share it.
+pub const GPU_JOB_MAX_GAP_NS: i64 = 1_200_000_000_000;
+
 /// Which GPUs of which node a job held, and when. `end: None` while it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobAllocation {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kilowatch_model::Timestamp;
+use kilowatch_model::job::GPU_JOB_MAX_GAP_NS;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -316,10 +317,6 @@ pub fn gpu_job_runs(store: &Store, from: i64, to: i64, max_gap_ns: i64) -> Resul
 
 /// The source of allocations derived from `gpu_job` points.
 pub const GPU_JOB: &str = "gpu_job";
-
-/// A collector's `gpu_job` points are read as holding a GPU across gaps up to this long: the
-/// collector sends them every second, a backfill or a slow shipper every 15 minutes.
-pub const GPU_JOB_MAX_GAP_NS: i64 = 1_200_000_000_000;
 
 /// Merges `b` into `a` (same job and node): the union of GPUs over the union of spans.
 fn merge_into(a: &mut Allocation, b: &Allocation) {

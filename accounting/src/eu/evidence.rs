@@ -9,7 +9,7 @@ use crate::report::csv_field;
 use std::fmt::Write as _;
 
 use crate::read::EnergyKind;
-use crate::read::{SeriesRead, StoreError};
+use crate::read::{ReadError, SeriesRead};
 use kilowatch_model::TimeRange;
 use kilowatch_model::Timestamp;
 use kilowatch_model::energy::hour_bounds;
@@ -83,7 +83,7 @@ impl Inventory {
 }
 
 /// Reads the inventory over `r` at clock-hour bounds.
-pub fn inventory(store: &(impl SeriesRead + ?Sized), r: TimeRange) -> Result<Inventory, StoreError> {
+pub fn inventory(store: &(impl SeriesRead + ?Sized), r: TimeRange) -> Result<Inventory, ReadError> {
     let bounds = hour_bounds(r.from.0, r.to.0);
     let dur = r.duration_secs();
     let pct = |l: &kilowatch_model::energy::Ledger| if dur > 0.0 { (l.total_covered_s() / dur * 100.0).min(100.0) } else { 0.0 };

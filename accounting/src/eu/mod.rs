@@ -22,13 +22,13 @@ use serde::Serialize;
 use crate::kpi;
 use crate::ledger::read_f64;
 use crate::periods::{self, PeriodError};
-use crate::read::{SeriesRead, StoreError};
+use crate::read::{ReadError, SeriesRead};
 use crate::settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EuError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Read(#[from] ReadError),
     #[error(transparent)]
     Period(#[from] PeriodError),
     #[error(transparent)]
@@ -68,7 +68,7 @@ pub struct EuReport {
 /// `measurement`/`field` (the mean of the day's readings: the site's `cooling` `outside_temp_c`,
 /// or the open-data days of [`open_weather`]); a day without readings is `None`. None without
 /// that series.
-pub fn daily_means(store: &(impl SeriesRead + ?Sized), r: TimeRange, tz: Tz, measurement: &str, field: &str) -> Result<Option<Vec<(chrono::NaiveDate, Option<f64>)>>, StoreError> {
+pub fn daily_means(store: &(impl SeriesRead + ?Sized), r: TimeRange, tz: Tz, measurement: &str, field: &str) -> Result<Option<Vec<(chrono::NaiveDate, Option<f64>)>>, ReadError> {
     let Some(m) = store.find_series(measurement, field, &[])?.into_iter().next() else { return Ok(None) };
     let samples = read_f64(store, m.id, r.from.0, r.to.0)?;
     let local = |t: i64| Timestamp(t).to_datetime().with_timezone(&tz).date_naive();
@@ -99,7 +99,7 @@ pub const CDD_THRESHOLD_C: f64 = 24.0;
 
 /// Cooling degree days over `r` by [`jrc_cdd`] from the site's outside temperature, with the
 /// number of days; None without the series or with a day missing.
-pub fn cdd(store: &(impl SeriesRead + ?Sized), r: TimeRange, tz: Tz) -> Result<Option<(f64, usize)>, StoreError> {
+pub fn cdd(store: &(impl SeriesRead + ?Sized), r: TimeRange, tz: Tz) -> Result<Option<(f64, usize)>, ReadError> {
     Ok(daily_means(store, r, tz, "cooling", "outside_temp_c")?.and_then(|d| jrc_cdd(&d).ok().map(|c| (c, d.len()))))
 }
 

@@ -14,7 +14,7 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::ledger::read_f64;
-use crate::read::{Series, SeriesRead, StoreError};
+use crate::read::{ReadError, Series, SeriesRead};
 
 const COOLING: &str = "cooling";
 
@@ -81,7 +81,7 @@ fn add_by_day(day_starts: &[i64], lo: i64, hi: i64, mut add: impl FnMut(usize, f
     }
 }
 
-fn by_unit(store: &(impl SeriesRead + ?Sized), field: &str) -> Result<BTreeMap<String, Series>, StoreError> {
+fn by_unit(store: &(impl SeriesRead + ?Sized), field: &str) -> Result<BTreeMap<String, Series>, ReadError> {
     Ok(store.find_series(COOLING, field, &[])?.into_iter().map(|m| (m.tag("unit").unwrap_or("?").to_owned(), m)).collect())
 }
 

@@ -22,7 +22,7 @@ use crate::eu;
 use crate::gpu_efficiency::{self, GpuEfficiency};
 use crate::kpi::{self, Kpi};
 use crate::periods::{self, PeriodError};
-use crate::read::{JobError, JobsRead, SeriesRead, StoreError};
+use crate::read::{JobsRead, ReadError, SeriesRead};
 use crate::settings::Settings;
 
 pub use climate::{AshraeUnit, Climate};
@@ -30,11 +30,9 @@ pub use climate::{AshraeUnit, Climate};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Read(#[from] ReadError),
     #[error(transparent)]
     Period(#[from] PeriodError),
-    #[error(transparent)]
-    Jobs(#[from] JobError),
     #[error(transparent)]
     Eu(#[from] eu::EuError),
     #[error("bad site.timezone {0:?}")]

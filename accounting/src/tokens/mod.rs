@@ -29,7 +29,7 @@ use kilowatch_model::{TimeRange, Timestamp};
 use serde::Serialize;
 
 use crate::attribution::{self, Attribution, JobEnergy};
-use crate::read::{Allocation, JobError, JobsRead, SeriesRead};
+use crate::read::{Allocation, JobsRead, ReadError, SeriesRead};
 use crate::settings::{AccountingConfig, CarbonConfig};
 use kilowatch_model::energy::step_bounds;
 pub use serving::{INFERENCE_SOURCE, RowKey, RowTokens, serving_allocations, serving_job, token_ledgers};
@@ -269,7 +269,7 @@ fn div(a: f64, b: f64) -> Option<f64> {
 }
 
 /// The serving and training footprint of `[r.from, r.to)`.
-pub fn models(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), r: TimeRange, carbon: &CarbonConfig, weights: PromptWeights) -> Result<ModelsAnswer, JobError> {
+pub fn models(store: &(impl SeriesRead + ?Sized), js: &(impl JobsRead + ?Sized), r: TimeRange, carbon: &CarbonConfig, weights: PromptWeights) -> Result<ModelsAnswer, ReadError> {
     let allocs = attribution::allocations(store, js, r)?;
     let att = attribution::attribute(store, &allocs, r, Some(HOUR_NS), carbon)?;
     models_from(store, js, r, &allocs, &att, weights)
@@ -284,7 +284,7 @@ pub fn models_from(
     allocs: &[Allocation],
     att: &Attribution,
     weights: PromptWeights,
-) -> Result<ModelsAnswer, JobError> {
+) -> Result<ModelsAnswer, ReadError> {
     let bounds = step_bounds(r.from.0, r.to.0, HOUR_NS);
     let mut rows = token_ledgers(store, &bounds)?;
     // Only what served in the window: a model or tenant first seen later, or gone before,
@@ -548,7 +548,7 @@ fn per_token(m: &ModelFootprint, w: f64) -> PerToken {
     }
 }
 
-fn training_footprints(js: &(impl JobsRead + ?Sized), att: &Attribution, r: TimeRange, facility_known: bool) -> Result<Vec<TrainingFootprint>, JobError> {
+fn training_footprints(js: &(impl JobsRead + ?Sized), att: &Attribution, r: TimeRange, facility_known: bool) -> Result<Vec<TrainingFootprint>, ReadError> {
     let steps = js.progress(r.from.0, r.to.0)?;
     let jobs: BTreeMap<&str, &JobEnergy> = att.jobs.iter().map(|j| (j.job.as_str(), j)).collect();
     let mut by_job: BTreeMap<&str, TrainingFootprint> = BTreeMap::new();

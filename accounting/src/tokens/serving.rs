@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::read::EnergyKind;
 use crate::read::{Allocation, GPU_JOB_MAX_GAP_NS};
-use crate::read::{SeriesRead, StoreError};
+use crate::read::{ReadError, SeriesRead};
 use kilowatch_model::metric::{INFERENCE, ServingRole};
 
 /// The `source` of allocations derived from `inference` points.
@@ -55,7 +55,7 @@ fn row_key(m: &crate::read::Series) -> Option<RowKey> {
 
 /// Every row's counters over `bounds` (hour steps), counters increased with resets resolved
 /// like every other counter's (the interval holding a reset counts from the new reading).
-pub fn token_ledgers(store: &(impl SeriesRead + ?Sized), bounds: &[i64]) -> Result<BTreeMap<RowKey, RowTokens>, StoreError> {
+pub fn token_ledgers(store: &(impl SeriesRead + ?Sized), bounds: &[i64]) -> Result<BTreeMap<RowKey, RowTokens>, ReadError> {
     let n = bounds.len().saturating_sub(1);
     let mut out: BTreeMap<RowKey, RowTokens> = BTreeMap::new();
     for field in ["prompt_tokens", "prompt_cached_tokens", "generation_tokens", "requests", "ttft_sum_s", "ttft_count"] {
@@ -98,7 +98,7 @@ pub fn token_ledgers(store: &(impl SeriesRead + ?Sized), bounds: &[i64]) -> Resu
 /// a run of points naming the same GPUs, without a gap longer than the `gpu_job` points' (20
 /// minutes), holds them from its first point to its last. One allocation per run, under
 /// [`serving_job`]; the owner is the server's tenant when all its rows name the same one.
-pub fn serving_allocations(store: &(impl SeriesRead + ?Sized), from: i64, to: i64) -> Result<Vec<Allocation>, StoreError> {
+pub fn serving_allocations(store: &(impl SeriesRead + ?Sized), from: i64, to: i64) -> Result<Vec<Allocation>, ReadError> {
     let gap = GPU_JOB_MAX_GAP_NS;
     // Per (node, server): every (time, gpus) reading of any of its rows, and its tenants.
     type Readings = (Vec<(i64, String)>, Vec<String>);

@@ -5,8 +5,7 @@
 
 use kilowatch_accounting::attribution::attribute;
 use kilowatch_accounting::kpi;
-use kilowatch_accounting::memory::MemoryReader;
-use kilowatch_accounting::read::Allocation;
+use kilowatch_accounting::memory::{MemoryReader, ScheduledJob, scheduled_allocations};
 use kilowatch_accounting::settings::CarbonConfig;
 use proptest::prelude::*;
 
@@ -22,7 +21,7 @@ struct Case {
     /// stops (a meter added or retired).
     lifetimes: Vec<(i64, i64)>,
     it_power_only: bool,
-    jobs: Vec<(usize, Vec<u32>, i64, Option<i64>)>,
+    jobs: Vec<ScheduledJob>,
     windows: Vec<(i64, i64)>,
 }
 
@@ -65,16 +64,7 @@ proptest! {
     #[test]
     fn jobs_idle_and_unattributed_add_up_to_metered_it(c in case()) {
         let r = site(&c);
-        let allocs: Vec<Allocation> = c.jobs.iter().enumerate().map(|(i, (node, gpus, start, dur))| Allocation {
-            job: format!("j{}", i % 5),
-            owner: "o".into(),
-            project: String::new(),
-            node: format!("n{node}"),
-            gpus: gpus.clone(),
-            start: T0 + start * S,
-            end: dur.map(|d| T0 + (start + d) * S),
-            source: "test".into(),
-        }).collect();
+        let allocs = scheduled_allocations(&c.jobs, T0);
         for (a, len) in &c.windows {
             let w = window(a * S, (a + len) * S);
             let att = attribute(&r, &allocs, w, None, &CarbonConfig::default()).expect("attribute");

@@ -2,4 +2,4 @@
 
 pub mod store_read;
 
-pub use store_read::{StoreJobs, StoreRead, allocation};
+pub use store_read::{StoreJobs, StoreRead, allocation, job_error, store_error};

@@ -5,7 +5,7 @@
 //! the outbox. `routes()` serves `/api/v1/alerts`, `/api/v1/silences` and `/api/v1/rules`
 //! from that same database, so the API shows exactly what survived the last commit.
 
-use crate::adapters::StoreRead;
+use crate::adapters::{StoreRead, store_error};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -155,7 +155,7 @@ fn day_kpi(store: &Store, now: Timestamp) -> Result<kpi::Kpi, StoreError> {
     if let Some(k) = DAY_KPI.lock().ok().and_then(|m| m.get(&key).filter(|(at, _)| *at == minute).map(|(_, k)| k.clone())) {
         return Ok(k);
     }
-    let k = kpi::compute(&StoreRead(store), TimeRange::new(Timestamp(now.0 - DAY_NS), now), "last 24 h")?;
+    let k = kpi::compute(&StoreRead(store), TimeRange::new(Timestamp(now.0 - DAY_NS), now), "last 24 h").map_err(store_error)?;
     if let Ok(mut m) = DAY_KPI.lock() {
         m.insert(key, (minute, k.clone()));
     }
