@@ -41,7 +41,7 @@ pub mod snapshot;
 mod wal;
 mod write;
 
-pub use checkpoint::MemoryUse;
+pub use checkpoint::{MemoryUse, RETRY_MAX_S, RETRY_MIN_S};
 pub use names::{Name, Tags};
 pub use record::Body;
 
@@ -179,6 +179,8 @@ pub struct Store {
     readers: read::Readers,
     /// Set by [`Store::stop_maintenance`]: maintenance stops at its next unit of work.
     stopping: std::sync::atomic::AtomicBool,
+    /// Recent checkpoints' sizes and durations (`Retry-After` for writers over the budget).
+    pace: checkpoint::Pace,
 }
 
 /// Called with how long an acquisition of the store's lock waited.
@@ -360,7 +362,7 @@ impl Store {
         };
         inner.load(replay)?;
         let readers = read::Readers::new(&path);
-        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers, stopping: Default::default() })
+        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers, stopping: Default::default(), pace: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
