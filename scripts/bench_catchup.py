@@ -54,6 +54,7 @@ def main():
     ap.add_argument("--step", default="15m", help="the backfill's step (default 15m, the demo's)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds allowed to each phase")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--perf", help="record serve's catch-up with `perf record -g` into this file")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="kilowatch-bench-catchup-")
     data = os.path.join(tmp, "data")
@@ -80,8 +81,16 @@ def main():
     serve = subprocess.Popen([a.binary, "serve", "--config", cfg], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     t0 = time.time()
     start_cpu = cpu_s(serve.pid)
+    perf = None
+    if a.perf:
+        # After the pass has started: threads made after perf attaches are not recorded.
+        time.sleep(3)
+        perf = subprocess.Popen(["perf", "record", "-g", "-o", a.perf, "-p", str(serve.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     m, end_cpu = wait_line(serve, log, r"store maintenance hours_rolled_up=(\d+).*seconds=\"?([0-9.]+)", a.timeout, on=lambda m: int(m.group(1)) > 0)
     catchup_wall = time.time() - t0
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(60)
     serve.send_signal(signal.SIGTERM)
     serve.wait(60)
     log.close()

@@ -92,7 +92,7 @@ pub async fn write(State(st): State<AppState>, Query(q): Query<WriteParams>, Ext
             WriteStored { bytes, summary: &summary, skipped: &skipped, writer: &who }.emit(m);
             if summary.refused.is_empty() && skipped.count == 0 { StatusCode::NO_CONTENT.into_response() } else { partial_write(&summary, &skipped) }
         }
-        Ok(Err(Refused::Store(e @ kilowatch_store::StoreError::OverBudget { .. }))) => over_budget(&e, &who, m),
+        Ok(Err(Refused::Store(e @ kilowatch_store::StoreError::OverBudget { .. }))) => over_budget(&e, &who, &st.store, m),
         Ok(Err(Refused::NotUtf8)) => {
             WriteInvalid { bytes, line: None, reason: &"the body is not UTF-8 text", writer: &who }.emit(m);
             error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8 text")
@@ -152,10 +152,14 @@ pub(crate) fn retry_later(e: &StoreError) -> Response {
 }
 
 /// The answer to a write while the store is over its memory budget (`e`): 503 with
-/// `Retry-After`, counted and logged.
-pub(crate) fn over_budget(e: &StoreError, who: &str, m: &crate::metrics::Metrics) -> Response {
+/// `Retry-After` saying when the next checkpoint will have freed the heads, from how long
+/// recent checkpoints took ([`Store::retry_after_s`], 1 to 60 s), counted and logged.
+pub(crate) fn over_budget(e: &StoreError, who: &str, store: &Store, m: &crate::metrics::Metrics) -> Response {
     WriteOverBudget { error: e, writer: who }.emit(m);
-    retry_later(e)
+    let wait = store.retry_after_s().unwrap_or(kilowatch_store::RETRY_MAX_S);
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("not stored, retry in {wait} s: {e}"));
+    r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(wait));
+    r
 }
 
 /// The answer to a write of which some lines were refused, unparsable (`skipped`) or refused

@@ -172,7 +172,7 @@ pub async fn admit(State(lim): State<Arc<Limits>>, mut req: Request, next: Next)
             // An error here: the write itself asks again, and answers it.
             if let Ok(Some(e)) = store.over_budget() {
                 drain(req.into_body(), lim.drain_bytes, lim.body_timeout);
-                return crate::api::over_budget(&e, &who, &lim.metrics);
+                return crate::api::over_budget(&e, &who, store, &lim.metrics);
             }
         }
         req.extensions_mut().insert(Caller(who));

@@ -6,7 +6,9 @@
 //! heads (`flushing`) until their chunks are in. A checkpoint that fails keeps its heads in
 //! `flushing` and its segments on disk: the next one writes them again, oldest first.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -69,10 +71,13 @@ impl Store {
             let newest = (!changed.is_empty()).then(|| newest::row_for(&changed, &g.last, &g.newest_log));
             let dirty = g.dirty.iter().copied().collect();
             let records = std::mem::take(&mut g.stats.log_records);
+            self.pace.started(g.flushing_bytes);
             Taken { snaps: g.flushing.clone(), series, upto, changed, newest, dirty, records, seq }
         };
         let newest = t.newest.as_ref().map(|(data, full)| (data.as_slice(), *full));
-        match write_chunks(w, &t.snaps, &t.series, newest, &t.dirty) {
+        let written = write_chunks(w, &t.snaps, &t.series, newest, &t.dirty);
+        self.pace.ended(written.is_ok());
+        match written {
             Ok((moved, oldest)) => {
                 {
                     let mut g = self.lock()?;
@@ -118,6 +123,83 @@ impl Store {
     pub fn memory_use(&self) -> Result<MemoryUse, StoreError> {
         let g = self.lock()?;
         Ok(MemoryUse { head_bytes: g.head_bytes, flushing_bytes: g.flushing_bytes, series: g.meta.len() })
+    }
+}
+
+/// Recent checkpoints' bytes and durations, to tell a writer refused for memory how long a
+/// checkpoint will take to free it ([`Store::retry_after_s`]).
+#[derive(Debug, Default)]
+pub(super) struct Pace(Mutex<PaceState>);
+
+#[derive(Debug, Default)]
+struct PaceState {
+    /// (bytes written, how long it took) of the last few checkpoints that succeeded.
+    recent: VecDeque<(usize, Duration)>,
+    /// The checkpoint in progress: when it started and the bytes it writes.
+    running: Option<(Instant, usize)>,
+}
+
+/// Checkpoints remembered: enough to smooth one slow disk sync, few enough to follow a load
+/// that changes.
+const PACE_KEPT: usize = 8;
+/// Bounds of `Retry-After`: a sender told less comes back before anything changed; one told
+/// more than a minute waits past its own buffers.
+pub const RETRY_MIN_S: u64 = 1;
+pub const RETRY_MAX_S: u64 = 60;
+/// Told before any checkpoint was measured (the constant the answer used to be).
+const RETRY_UNMEASURED_S: u64 = 5;
+/// The checkpointer looks at the heads once a second: a checkpoint due starts within this.
+const LOOK: Duration = Duration::from_secs(1);
+
+impl Pace {
+    fn state(&self) -> std::sync::MutexGuard<'_, PaceState> {
+        // Only figures: one left half-updated by a panic is still a fine estimate.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn started(&self, bytes: usize) {
+        self.state().running = Some((Instant::now(), bytes));
+    }
+
+    fn ended(&self, ok: bool) {
+        let mut s = self.state();
+        if let Some((t0, bytes)) = s.running.take()
+            && ok
+        {
+            if s.recent.len() == PACE_KEPT {
+                s.recent.pop_front();
+            }
+            s.recent.push_back((bytes, t0.elapsed()));
+        }
+    }
+
+    /// Seconds until a checkpoint has written `heads` bytes (waiting in the heads) and the one
+    /// in progress, if any, has ended: at the rate recent checkpoints wrote, plus the time a
+    /// checkpoint takes whatever its size (the smallest one measured), within
+    /// [`RETRY_MIN_S`]..=[`RETRY_MAX_S`].
+    pub(super) fn retry_after_s(&self, heads: usize, now: Instant) -> u64 {
+        let s = self.state();
+        if s.recent.is_empty() {
+            return RETRY_UNMEASURED_S;
+        }
+        let bytes: f64 = s.recent.iter().map(|(b, _)| *b as f64).sum::<f64>().max(1.0);
+        let secs: f64 = s.recent.iter().map(|(_, d)| d.as_secs_f64()).sum();
+        let fixed = s.recent.iter().map(|(_, d)| d.as_secs_f64()).fold(f64::INFINITY, f64::min);
+        let per_byte = secs / bytes;
+        let take = |b: usize| fixed.max(b as f64 * per_byte);
+        let running = s.running.map_or(0.0, |(t0, b)| (take(b) - now.saturating_duration_since(t0).as_secs_f64()).max(0.0));
+        let wait = running + LOOK.as_secs_f64() + take(heads);
+        (wait.ceil() as u64).clamp(RETRY_MIN_S, RETRY_MAX_S)
+    }
+}
+
+impl Store {
+    /// How long a writer refused because the store is over its memory budget should wait
+    /// (`Retry-After`), in seconds: what the next checkpoint needs to free the heads, from the
+    /// durations and sizes of recent checkpoints; 1 to 60.
+    pub fn retry_after_s(&self) -> Result<u64, StoreError> {
+        let heads = self.lock()?.head_bytes;
+        Ok(self.pace.retry_after_s(heads, Instant::now()))
     }
 }
 
@@ -334,6 +416,34 @@ mod wal_tests {
         assert!(heads > per && heads < 2 * per, "refused once the heads passed an eighth of the budget (one write past it): {heads}");
         s.checkpoint().expect("checkpoint");
         assert_eq!(body_write(&s, &lines(14, at), "w").points, 14, "in again after the checkpoint");
+    }
+
+    /// `Retry-After` for the memory budget: what the checkpoint in progress has left, the next
+    /// look of the checkpointer, and the heads at the rate measured; bounded.
+    #[test]
+    fn retry_after_follows_the_measured_checkpoints() {
+        use std::time::{Duration, Instant};
+        let p = Pace::default();
+        let now = Instant::now();
+        assert_eq!(p.retry_after_s(1 << 20, now), 5, "nothing measured yet");
+        // 8 MB written in 2 s.
+        p.state().recent.push_back((8 << 20, Duration::from_secs(2)));
+        let after = Instant::now();
+        assert_eq!(p.retry_after_s(8 << 20, after), 1 + 2);
+        assert_eq!(p.retry_after_s(32 << 20, after), 1 + 8);
+        assert_eq!(p.retry_after_s(0, after), 1 + 2, "a checkpoint takes the shortest one measured, whatever its size");
+        // A 16 MB one started a second ago has 3 s left.
+        p.state().running = Some((after - Duration::from_secs(1), 16 << 20));
+        assert_eq!(p.retry_after_s(8 << 20, after), 3 + 1 + 2);
+        assert_eq!(p.retry_after_s(1 << 40, after), RETRY_MAX_S);
+        // A failed checkpoint measures nothing; fast ones bring the answer down.
+        p.ended(false);
+        assert_eq!(p.retry_after_s(8 << 20, after), 3);
+        for _ in 0..PACE_KEPT {
+            p.state().running = Some((Instant::now() - Duration::from_millis(100), 8 << 20));
+            p.ended(true);
+        }
+        assert_eq!(p.retry_after_s(8 << 20, Instant::now()), RETRY_MIN_S + 1, "1 s for the checkpointer's look and 0.1 s of checkpoint");
     }
 
     #[test]

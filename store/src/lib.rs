@@ -42,7 +42,7 @@ pub mod snapshot;
 mod wal;
 mod write;
 
-pub use checkpoint::MemoryUse;
+pub use checkpoint::{MemoryUse, RETRY_MAX_S, RETRY_MIN_S};
 pub use names::{Name, Tags};
 pub use record::Body;
 
@@ -185,6 +185,8 @@ pub struct Store {
     blob_cache: Arc<numeric::BlobCache>,
     /// Set by [`Store::stop_maintenance`]: maintenance stops at its next unit of work.
     stopping: std::sync::atomic::AtomicBool,
+    /// Recent checkpoints' sizes and durations (`Retry-After` for writers over the budget).
+    pace: checkpoint::Pace,
 }
 
 /// Called with how long an acquisition of the store's lock waited.
@@ -370,7 +372,7 @@ impl Store {
         };
         inner.load(replay)?;
         let readers = read::Readers::new(&path);
-        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers, blob_cache, stopping: Default::default() })
+        Ok(Store { path, inner: Mutex::new(inner), wal, writer: Mutex::new(writer), lock_wait: OnceLock::new(), readers, blob_cache, stopping: Default::default(), pace: Default::default() })
     }
 
     pub fn path(&self) -> &Path {

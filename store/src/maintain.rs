@@ -23,8 +23,21 @@ use super::{Inner, SeriesId, Store, StoreError, Value, codec, sort_dedup};
 
 /// How long an hour is left open for late samples before its first roll-up.
 const SETTLE_NS: i64 = 120 * 1_000_000_000;
-/// Series rolled up between two write transactions.
+/// Series rolled up between two write transactions, at most.
 const BATCH_SERIES: usize = 512;
+/// Bytes of roll-up rows held before they are written, at most (beyond a group of
+/// `READ_SERIES`): a batch of 1 Hz series holds a day of minute rows each.
+const BATCH_BYTES: usize = 16 << 20;
+/// Days of one roll-up slice at most, when far behind (see `Store::slice_end`).
+const SLICE_DAYS: i64 = 7;
+/// Series read from one snapshot of the store.
+const READ_SERIES: usize = 64;
+/// Chunk bytes compacted in one write transaction, at most: a commit per series was a third
+/// of a catch-up's CPU (its WAL sync and checkpoint), and one for all would hold the writer,
+/// and checkpoints behind it, for as long as the whole compaction.
+const COMPACT_BATCH_BYTES: usize = 8 << 20;
+/// Series compacted in one write transaction, at most.
+const COMPACT_BATCH_SERIES: usize = 4096;
 /// Rows deleted per statement, so that retention never holds the lock for long.
 const DELETE_BATCH: i64 = 20_000;
 /// A stretch with no sample at all longer than this is skipped by the roll-up instead of rolled
@@ -77,6 +90,43 @@ const SLICE_DONE: &str = "rolling_done";
 
 /// Returned inside a pass when the store is asked to stop; the pass reports `stopped`.
 struct Stop;
+
+/// A batch of a slice's roll-ups, computed and not yet written.
+#[derive(Default)]
+struct Pending {
+    /// Every series read (their minute rows of the slice are replaced, or deleted if none).
+    read: Vec<SeriesId>,
+    minute_rows: Vec<(SeriesId, i64, Vec<u8>)>,
+    hour_buckets: Vec<(SeriesId, Vec<Bucket>)>,
+    series: usize,
+    bytes: usize,
+}
+
+impl Pending {
+    /// Adds the roll-ups of one series over `[a, b)` from its samples (and neighbours).
+    fn add(&mut self, id: SeriesId, kind: EnergyKind, samples: &[(i64, Value)], a: i64, b: i64) {
+        self.read.push(id);
+        self.series += 1;
+        if !samples.iter().any(|(t, _)| *t >= a && *t < b) && kind == EnergyKind::None {
+            return;
+        }
+        let minutes = rollup::compute(samples, a, b, Level::Minute.step(), kind);
+        let mut by_hour: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+        for m in minutes {
+            by_hour.entry(floor(m.t, HOUR)).or_default().push(m);
+        }
+        for (t0, bs) in by_hour {
+            let row = rollup::encode_row(t0, Level::Minute.step(), &bs);
+            self.bytes += row.len();
+            self.minute_rows.push((id, t0, row));
+        }
+        let hours = rollup::compute(samples, a, b, Level::Hour.step(), kind);
+        if !hours.is_empty() {
+            self.bytes += hours.len() * std::mem::size_of::<Bucket>();
+            self.hour_buckets.push((id, hours));
+        }
+    }
+}
 
 /// Called with each span `[from, to)` a pass rolls up (first time or again), after its roll-ups
 /// are written and before any raw sample expires: what is derived from the raw samples, such
@@ -191,8 +241,8 @@ impl Store {
             self.persist_dirty()?;
         }
         if let Some(mut a) = start {
-            // Day-sized slices: a day's hour row is written once per slice, and a catch-up over
-            // weeks (a backfill) releases the lock between them.
+            // Slices of whole days (`slice_end`): a day's hour row is written once per slice,
+            // and a catch-up over weeks (a backfill) releases the lock between them.
             while a < target {
                 let next = self.lock()?.first_sample_from(a)?.map_or(target, |n| floor(n, HOUR).clamp(a, target));
                 if next.saturating_sub(a) > SKIP_EMPTY_NS {
@@ -201,7 +251,7 @@ impl Store {
                     a = next;
                     continue;
                 }
-                let b = floor(a, DAY).saturating_add(DAY).min(target);
+                let b = self.slice_end(a, target)?;
                 stop_if_asked!(self.roll_up(&series, a, b, true, rep)?);
                 rep.hours_rolled_up += ((b - a) / HOUR) as usize;
                 on_rolled(self, a, b);
@@ -216,11 +266,24 @@ impl Store {
             };
             // Chunks only become compactable when an hour is rolled up. (Stopped before the
             // end, the rest is compacted by the next pass that rolls an hour up.)
-            for (id, _) in series.iter().filter(|_| rolled) {
+            // Many series a transaction, each series' blocks and the deletion of its chunks
+            // in the same one (a read sees either); bounded in bytes and series so that the
+            // writer, and a checkpoint waiting for it, is never held for long.
+            let mut todo = series.iter().filter(|_| rolled).map(|(id, _)| *id).peekable();
+            while todo.peek().is_some() {
                 stop_if_asked!(self.check_stop());
-                let (chunks, blocks) = compact(&mut *self.writer()?, *id, rolled_to, raw_cut)?;
-                rep.chunks_compacted += chunks;
-                rep.blocks_written += blocks;
+                let w = self.writer()?;
+                let tx = w.unchecked_transaction()?;
+                let (mut bytes, mut n) = (0, 0);
+                while bytes < COMPACT_BATCH_BYTES && n < COMPACT_BATCH_SERIES && self.check_stop().is_ok() {
+                    let Some(id) = todo.next() else { break };
+                    let done = compact(&tx, id, rolled_to, raw_cut)?;
+                    rep.chunks_compacted += done.chunks;
+                    rep.blocks_written += done.blocks;
+                    bytes += done.bytes;
+                    n += 1;
+                }
+                tx.commit()?;
             }
         }
         Ok(Ok(()))
@@ -255,80 +318,28 @@ impl Store {
         let done = if advance { self.slice_done(a, b)? } else { None };
         let seq = if done.is_some() { 0 } else { self.lock()?.write_seq };
         let todo: Vec<(SeriesId, EnergyKind)> = series.iter().copied().filter(|(id, _)| done.is_none_or(|d| i64::from(*id) > d)).collect();
-        let batches = todo.len().div_ceil(BATCH_SERIES);
-        for (bi, batch) in todo.chunks(BATCH_SERIES).enumerate() {
-            let mut minute_rows: Vec<(SeriesId, i64, Vec<u8>)> = Vec::new();
-            let mut hour_buckets: Vec<(SeriesId, Vec<Bucket>)> = Vec::new();
-            for (id, kind) in batch {
-                if let Err(Stop) = self.check_stop() {
-                    return Ok(Err(Stop));
-                }
-                let samples = self.read_with_neighbours(*id, a, b - 1)?;
-                if !samples.iter().any(|(t, _)| *t >= a && *t < b) && *kind == EnergyKind::None {
-                    continue;
-                }
-                let minutes = rollup::compute(&samples, a, b, Level::Minute.step(), *kind);
-                let mut by_hour: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
-                for m in minutes {
-                    by_hour.entry(floor(m.t, HOUR)).or_default().push(m);
-                }
-                for (t0, bs) in by_hour {
-                    minute_rows.push((*id, t0, rollup::encode_row(t0, Level::Minute.step(), &bs)));
-                }
-                let hours = rollup::compute(&samples, a, b, Level::Hour.step(), *kind);
-                if !hours.is_empty() {
-                    hour_buckets.push((*id, hours));
-                }
+        let mut pending = Pending::default();
+        let mut committed_any = false;
+        let groups = todo.len().div_ceil(READ_SERIES);
+        for (gi, group) in todo.chunks(READ_SERIES).enumerate() {
+            if let Err(Stop) = self.check_stop() {
+                return Ok(Err(Stop));
             }
-            let last_batch = bi + 1 == batches;
-            let w = self.writer()?;
-            let tx = w.unchecked_transaction()?;
-            {
-                let mut del = tx.prepare_cached("DELETE FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 < ?4")?;
-                let mut put = tx.prepare_cached("INSERT OR REPLACE INTO rollups(series_id, level, t0, data) VALUES (?1, ?2, ?3, ?4)")?;
-                for (id, _) in batch {
-                    del.execute(params![i64::from(*id), Level::Minute.code(), a, b])?;
-                }
-                for (id, t0, data) in &minute_rows {
-                    put.execute(params![i64::from(*id), Level::Minute.code(), t0, data])?;
-                }
-                rep.rollup_rows_written += minute_rows.len();
-                let mut get = tx.prepare_cached("SELECT data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 = ?3")?;
-                for (id, hours) in hour_buckets {
-                    let mut by_day: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
-                    for h in hours {
-                        by_day.entry(floor(h.t, DAY)).or_default().push(h);
-                    }
-                    for (t0, new) in by_day {
-                        let mut old = Vec::new();
-                        let mut q = get.query(params![i64::from(id), Level::Hour.code(), t0])?;
-                        if let Some(r) = q.next()? {
-                            let data: Vec<u8> = r.get(0)?;
-                            rollup::decode_row(t0, HOUR, &data, &mut old)?;
-                        }
-                        let merged = rollup::splice(old, new, a, b);
-                        put.execute(params![i64::from(id), Level::Hour.code(), t0, rollup::encode_row(t0, HOUR, &merged)])?;
-                        rep.rollup_rows_written += 1;
-                    }
-                }
-                if advance && last_batch {
-                    tx.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('rolled_to', ?1)", params![b])?;
-                    tx.execute("DELETE FROM state WHERE key IN (?1, ?2, ?3)", params![SLICE_FROM, SLICE_TO, SLICE_DONE])?;
-                } else if advance && let Some((last, _)) = batch.last() {
-                    let mut put = tx.prepare_cached("INSERT OR REPLACE INTO state(key, value) VALUES (?1, ?2)")?;
-                    for (k, v) in [(SLICE_FROM, a), (SLICE_TO, b), (SLICE_DONE, i64::from(*last))] {
-                        put.execute(params![k, v])?;
-                    }
-                }
-            }
-            tx.commit()?;
-            if advance && last_batch {
-                // Published with the writer still held: a read that holds it sees horizons
-                // that match what is committed (`Store::read_consistent`).
-                self.lock()?.publish_rolled_to(a, b, seq);
+            let ids: Vec<SeriesId> = group.iter().map(|(id, _)| *id).collect();
+            // One snapshot for the group: a read per series took a lock, a pin and a
+            // transaction each, a fifth of the catch-up's CPU on a sparse backfill.
+            self.read_many_with_neighbours(&ids, a, b - 1, |i, samples| {
+                let (id, kind) = group[i];
+                pending.add(id, kind, &samples, a, b);
+            })?;
+            let last_group = gi + 1 == groups;
+            if pending.series >= BATCH_SERIES || pending.bytes >= BATCH_BYTES || last_group {
+                let last = group.last().map(|(id, _)| *id);
+                self.commit_rollups(std::mem::take(&mut pending), a, b, advance, (last_group, last), seq, rep)?;
+                committed_any = true;
             }
         }
-        if advance && batches == 0 {
+        if advance && !committed_any {
             let w = self.writer()?;
             let tx = w.unchecked_transaction()?;
             tx.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('rolled_to', ?1)", params![b])?;
@@ -337,6 +348,93 @@ impl Store {
             self.lock()?.publish_rolled_to(a, b, seq);
         }
         Ok(Ok(()))
+    }
+
+    /// Writes a batch of a slice's roll-ups in one transaction. `(end, last)`: whether it is
+    /// the slice's last batch (`rolled_to` then moves to `b`), and the last series it covers
+    /// (recorded, for a slice that advances, so that a stopped pass resumes after it).
+    #[allow(clippy::too_many_arguments)]
+    fn commit_rollups(&self, p: Pending, a: i64, b: i64, advance: bool, (end, last): (bool, Option<SeriesId>), seq: u64, rep: &mut MaintenanceReport) -> Result<(), StoreError> {
+        let w = self.writer()?;
+        let tx = w.unchecked_transaction()?;
+        {
+            let mut del = tx.prepare_cached("DELETE FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 >= ?3 AND t0 < ?4")?;
+            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO rollups(series_id, level, t0, data) VALUES (?1, ?2, ?3, ?4)")?;
+            for id in &p.read {
+                del.execute(params![i64::from(*id), Level::Minute.code(), a, b])?;
+            }
+            for (id, t0, data) in &p.minute_rows {
+                put.execute(params![i64::from(*id), Level::Minute.code(), t0, data])?;
+            }
+            rep.rollup_rows_written += p.minute_rows.len();
+            let mut get = tx.prepare_cached("SELECT data FROM rollups WHERE series_id = ?1 AND level = ?2 AND t0 = ?3")?;
+            for (id, hours) in p.hour_buckets {
+                let mut by_day: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+                for h in hours {
+                    by_day.entry(floor(h.t, DAY)).or_default().push(h);
+                }
+                for (t0, new) in by_day {
+                    let mut old = Vec::new();
+                    // A slice over the whole day (most of a catch-up) replaces all of the row.
+                    let whole_day = a <= t0 && t0.saturating_add(DAY) <= b;
+                    if !whole_day && let Some(data) = get.query_row(params![i64::from(id), Level::Hour.code(), t0], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                        rollup::decode_row(t0, HOUR, &data, &mut old)?;
+                    }
+                    let merged = rollup::splice(old, new, a, b);
+                    put.execute(params![i64::from(id), Level::Hour.code(), t0, rollup::encode_row(t0, HOUR, &merged)])?;
+                    rep.rollup_rows_written += 1;
+                }
+            }
+            if advance && end {
+                tx.execute("INSERT OR REPLACE INTO state(key, value) VALUES ('rolled_to', ?1)", params![b])?;
+                tx.execute("DELETE FROM state WHERE key IN (?1, ?2, ?3)", params![SLICE_FROM, SLICE_TO, SLICE_DONE])?;
+            } else if advance && let Some(last) = last {
+                let mut put = tx.prepare_cached("INSERT OR REPLACE INTO state(key, value) VALUES (?1, ?2)")?;
+                for (k, v) in [(SLICE_FROM, a), (SLICE_TO, b), (SLICE_DONE, i64::from(last))] {
+                    put.execute(params![k, v])?;
+                }
+            }
+        }
+        tx.commit()?;
+        if advance && end {
+            // Published with the writer still held: a read that holds it sees horizons
+            // that match what is committed (`Store::read_consistent`).
+            self.lock()?.publish_rolled_to(a, b, seq);
+        }
+        Ok(())
+    }
+
+    /// Where the slice of the roll-up starting at `a` ends: the end of `a`'s day, or, far
+    /// behind `target` (a backfill, a restore, a long outage), up to `SLICE_DAYS` days, a
+    /// quarter of the days behind, as long as each holds samples. A slice writes each series'
+    /// rows of its days together: inserted day by day, the rows of the 13,000 series of a
+    /// site went between those of the day before, each splitting a page of the table, and
+    /// SQLite wrote (and checkpointed) about four pages a series and day for one page of rows.
+    /// A slice stopped midway ends where it was going to (`SLICE_TO`), so that it resumes.
+    fn slice_end(&self, a: i64, target: i64) -> Result<i64, StoreError> {
+        let w = self.writer()?;
+        let mut get = w.prepare_cached("SELECT value FROM state WHERE key = ?1")?;
+        let mut stored = |k: &str| -> Result<Option<i64>, StoreError> { Ok(get.query_row(params![k], |r| r.get(0)).optional()?) };
+        if let (Some(from), Some(to)) = (stored(SLICE_FROM)?, stored(SLICE_TO)?)
+            && from == a
+            && to > a
+            && to <= target
+        {
+            return Ok(to);
+        }
+        drop(get);
+        drop(w);
+        let behind = target.saturating_sub(a) / DAY;
+        let days = (behind / 4).clamp(1, SLICE_DAYS);
+        let mut b = floor(a, DAY).saturating_add(DAY).min(target);
+        for _ in 1..days {
+            let next = b.saturating_add(DAY).min(target);
+            if b >= target || self.lock()?.first_sample_from(b)?.is_none_or(|t| t >= next) {
+                break;
+            }
+            b = next;
+        }
+        Ok(b)
     }
 
     /// The last series whose roll-up of the slice `[a, b)` a stopped pass committed, if the
@@ -455,12 +553,20 @@ impl Inner {
     }
 }
 
+/// What [`compact`] did to one series.
+struct Compacted {
+    chunks: usize,
+    blocks: usize,
+    /// Bytes of chunks read.
+    bytes: usize,
+}
+
 /// Merges the series' oldest chunks that end before `before` into one block per hour,
 /// dropping samples before `drop_before` (expired). Only a prefix in write order is merged,
 /// so every chunk left is newer than every block and reads can keep "blocks, then chunks,
 /// in write order; the last write wins". The series' newest chunk may straddle `before`:
 /// its older part is merged and the rest written back as the newest chunk.
-fn compact(conn: &mut Connection, id: SeriesId, before: i64, drop_before: i64) -> Result<(usize, usize), StoreError> {
+fn compact(conn: &Connection, id: SeriesId, before: i64, drop_before: i64) -> Result<Compacted, StoreError> {
     let sid = i64::from(id);
     let mut rows: Vec<(i64, i64, i64)> = Vec::new();
     {
@@ -475,13 +581,15 @@ fn compact(conn: &mut Connection, id: SeriesId, before: i64, drop_before: i64) -
     if split_last {
         n += 1;
     }
-    let Some(&(upto, _, _)) = rows.get(n.wrapping_sub(1)) else { return Ok((0, 0)) };
+    let Some(&(upto, _, _)) = rows.get(n.wrapping_sub(1)) else { return Ok(Compacted { chunks: 0, blocks: 0, bytes: 0 }) };
     let mut samples: Vec<(i64, Value)> = Vec::new();
+    let mut bytes = 0;
     {
         let mut st = conn.prepare_cached("SELECT data, fmt FROM chunks WHERE series_id = ?1 AND rowid <= ?2 ORDER BY rowid")?;
         let mut q = st.query(params![sid, upto])?;
         while let Some(r) = q.next()? {
             let data: Vec<u8> = r.get(0)?;
+            bytes += data.len();
             codec::decode_chunk_fmt(r.get(1)?, &data, &mut samples)?;
         }
     }
@@ -490,7 +598,9 @@ fn compact(conn: &mut Connection, id: SeriesId, before: i64, drop_before: i64) -
     let split = samples.partition_point(|(t, _)| *t < before);
     let (old, rest) = samples.split_at(split);
     let old = old.get(keep_from..).unwrap_or(&[]);
-    let tx = conn.transaction()?;
+    // Inside the caller's transaction, with other series: the blocks and the deletion of the
+    // chunks they replace commit together.
+    let tx = conn;
     let mut blocks = 0;
     {
         let mut ins = tx.prepare_cached("INSERT INTO blocks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
@@ -504,8 +614,7 @@ fn compact(conn: &mut Connection, id: SeriesId, before: i64, drop_before: i64) -
             tx.prepare_cached("INSERT INTO chunks(series_id, t_min, t_max, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![sid, t_min, t_max, rest.len() as i64, codec::encode_chunk(rest)])?;
         }
     }
-    tx.commit()?;
-    Ok((n, blocks))
+    Ok(Compacted { chunks: n, blocks, bytes })
 }
 
 #[cfg(test)]
@@ -660,6 +769,45 @@ mod tests {
         // And the raw read sees the replacement once, after compaction merged the late chunk.
         let raw = s.read_with_neighbours(p, T0 + 10 * S, T0 + 10 * S).expect("read");
         assert_eq!(raw[1], (T0 + 10 * S, Value::Num(2_000_000.0)));
+    }
+
+    /// A catch-up far behind rolls up in slices of several days (`slice_end`); the rows are
+    /// the ones a pass a day writes, and so are reads over them.
+    #[test]
+    fn a_catch_up_in_week_slices_writes_what_day_slices_write() {
+        let write = |s: &Store| {
+            for q in 0..(20 * 24 * 4) {
+                let t = T0 + q * 900 * S;
+                let pts = [
+                    Point::new("meter", Timestamp(t)).tag("meter", "grid").field("energy_kwh", 1000.0 + q as f64 * 2.5).field("power_w", 900_000.0 + (q % 7) as f64),
+                    Point::new("cooling", Timestamp(t)).tag("unit", "cu1").field("mode", if (q / 13) % 2 == 0 { "free" } else { "evaporative" }),
+                ];
+                s.write(&pts).expect("write");
+            }
+            s.checkpoint().expect("checkpoint");
+        };
+        let keep = Retention { raw: 3 * DAY, minute: 10 * DAY, hour: None };
+        let (d1, d2) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let (behind, daily) = (Store::open(d1.path()).expect("open"), Store::open(d2.path()).expect("open"));
+        write(&behind);
+        write(&daily);
+        let rep = behind.maintain(&keep, i64::MAX).expect("maintain");
+        assert_eq!(rep.hours_rolled_up, 20 * 24 - 1, "{rep:?}");
+        for day in 1..=21 {
+            daily.maintain(&keep, T0 + day * DAY).expect("maintain");
+        }
+        assert_eq!(behind.horizons().expect("h"), daily.horizons().expect("h"));
+        for (m, f) in [("meter", "energy_kwh"), ("meter", "power_w"), ("cooling", "mode")] {
+            let (a, b) = (id(&behind, m, f), id(&daily, m, f));
+            for level in [Level::Minute, Level::Hour] {
+                let (x, y) = (behind.read_rollups(a, level, T0, T0 + 21 * DAY).expect("r"), daily.read_rollups(b, level, T0, T0 + 21 * DAY).expect("r"));
+                assert!(!x.is_empty() && x.len() == y.len(), "{m}.{f} {level:?}: {} vs {}", x.len(), y.len());
+                for (p, q) in x.iter().zip(&y) {
+                    assert_eq!((p.t, p.n, p.last.clone(), p.first.clone(), p.energy, p.resets), (q.t, q.n, q.last.clone(), q.first.clone(), q.energy, q.resets), "{m}.{f} {level:?}");
+                }
+            }
+            assert_eq!(behind.read_with_neighbours(a, T0, T0 + 21 * DAY).expect("read"), daily.read_with_neighbours(b, T0, T0 + 21 * DAY).expect("read"), "{m}.{f}");
+        }
     }
 
     /// What a chart reads of one series over `[from, to)`, as the dashboard does: hour

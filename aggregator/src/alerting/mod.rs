@@ -367,6 +367,15 @@ fn guard(st: &AppState, headers: &HeaderMap, token: Option<&str>, write: bool) -
     let presented = Auth::presented(headers, token);
     let grant = st.auth.grant(presented);
     let ok = if write { grant == Grant::Write } else { st.auth.may_read(presented) };
+    // A silence mutes alerts site-wide: a write token narrowed to nodes or owners (a node's
+    // collector, a tenant's) must not hide another tenant's alerts, or the site's.
+    if ok && write && st.auth.write_scope(presented).is_some() && st.auth.admin(presented).is_err() {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this write token is narrowed to nodes or owners ([[auth.tokens]] nodes, owners): silences mute alerts site-wide and need a write token that is not narrowed, or the admin scope",
+        )));
+    }
     if !ok {
         // As on every write route: a read token is known but not allowed (403).
         if write && grant == Grant::Read {

@@ -123,7 +123,7 @@ pub async fn write(State(st): State<AppState>, Extension(rx): Extension<Arc<Rece
             WriteStored { bytes: out.bytes, summary: &out.summary, skipped: &kilowatch_model::SkippedLines::default(), writer: &who }.emit(m);
             answer(&out)
         }
-        Ok(Err(Refused::Store(e @ StoreError::OverBudget { .. }))) => over_budget(&e, &who, m),
+        Ok(Err(Refused::Store(e @ StoreError::OverBudget { .. }))) => over_budget(&e, &who, &st.store, m),
         Ok(Err(Refused::Store(e))) => {
             WriteNotStored { bytes: 0, error: &e, writer: &who }.emit(m);
             retry_later(&e)
