@@ -71,8 +71,48 @@ pub(crate) struct TagSet {
     pub measurement: Name,
     pub tags: Arc<Tags>,
     pub fields: Vec<(Name, SeriesId)>,
-    /// The measurement and tags as lines spell them (`Line::series_text`), once one did.
-    text: Option<Box<str>>,
+    /// Whether a line spelled this set as its names render (`measurement,k=v,…`, see
+    /// [`TagSet::spells`]) and the set is in `Names::by_text` under that text. The text itself
+    /// is not kept: it is the names again (about 100 bytes a series, 12 MB of the
+    /// high-cardinality bench's 100,000 series), compared name by name instead.
+    spelled: bool,
+}
+
+impl TagSet {
+    /// Whether `text` is exactly this set's measurement and tags, `measurement,k=v,…` in key
+    /// order. Exact as a lookup only for a set whose names hold none of the separators
+    /// ([`TagSet::renders_unambiguously`]): otherwise two sets could render alike.
+    fn spells(&self, text: &str) -> bool {
+        let Some(mut rest) = text.strip_prefix(&*self.measurement) else { return false };
+        for (k, v) in self.tags.iter() {
+            let Some(r) = rest.strip_prefix(',').and_then(|r| r.strip_prefix(k)).and_then(|r| r.strip_prefix('=')).and_then(|r| r.strip_prefix(v)) else {
+                return false;
+            };
+            rest = r;
+        }
+        rest.is_empty()
+    }
+
+    /// Whether no name holds a separator of the rendered text, so that the text names one
+    /// set only.
+    fn renders_unambiguously(&self) -> bool {
+        let plain = |n: &str| !n.bytes().any(|b| matches!(b, b',' | b'=' | b' ' | b'\\'));
+        plain(&self.measurement) && self.tags.iter().all(|(k, v)| plain(k) && plain(v))
+    }
+
+    /// `measurement,k=v,…`: the text a set in `Names::by_text` is hashed by (rebuilt only when
+    /// that table grows).
+    fn rendered(&self) -> String {
+        let mut t = String::with_capacity(64);
+        t.push_str(&self.measurement);
+        for (k, v) in self.tags.iter() {
+            t.push(',');
+            t.push_str(k);
+            t.push('=');
+            t.push_str(v);
+        }
+        t
+    }
 }
 
 /// Every name and tag set the store holds, and the way from a line's names to its series.
@@ -85,10 +125,11 @@ pub(crate) struct Names {
     /// Indices into `sets`, by the hash of (measurement, tags).
     by_names: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    /// Tag sets by the hash of their text as sent (`TagSet::text`): what most lines are found
-    /// by, without reading their names one by one.
+    /// Tag sets by the hash of their text as lines send it (`TagSet::spelled`): what most
+    /// lines are found by, without parsing their names.
     by_text: HashTable<u32>,
-    /// Other spellings of known tag sets (the same tags in another order): rare.
+    /// Other spellings of known tag sets (the same tags in another order, or names holding a
+    /// separator): rare.
     other_texts: HashMap<Box<str>, u32>,
 }
 
@@ -115,27 +156,28 @@ impl Names {
     /// misses the cache on a large site (10% of the high-cardinality bench's CPU).
     pub fn find_text(&self, text: &str, guess: Option<u32>) -> Option<u32> {
         if let Some(g) = guess
-            && self.sets.get(g as usize).and_then(|s| s.text.as_deref()) == Some(text)
+            && self.sets.get(g as usize).is_some_and(|s| s.spelled && s.spells(text))
         {
             return guess;
         }
         let sets = &self.sets;
-        self.by_text.find(self.hasher.hash_one(text), |&i| sets[i as usize].text.as_deref() == Some(text)).copied().or_else(|| self.other_texts.get(text).copied())
+        self.by_text.find(self.hasher.hash_one(text), |&i| sets[i as usize].spells(text)).copied().or_else(|| self.other_texts.get(text).copied())
     }
 
     /// Remembers that `text` names tag set `set`.
     pub fn remember_text(&mut self, text: &str, set: u32) {
         let Some(s) = self.sets.get_mut(set as usize) else { return };
-        match &s.text {
-            Some(t) if **t == *text => {}
-            Some(_) => {
-                self.other_texts.insert(text.into(), set);
-            }
-            None => {
-                s.text = Some(text.into());
-                let (sets, hasher) = (&self.sets, &self.hasher);
-                self.by_text.insert_unique(hasher.hash_one(text), set, |&j| hasher.hash_one(sets[j as usize].text.as_deref().unwrap_or_default()));
-            }
+        if s.spelled && s.spells(text) {
+            return;
+        }
+        if !s.spelled && s.spells(text) && s.renders_unambiguously() {
+            s.spelled = true;
+            let (sets, hasher) = (&self.sets, &self.hasher);
+            self.by_text.insert_unique(hasher.hash_one(text), set, |&j| hasher.hash_one(sets[j as usize].rendered().as_str()));
+            return;
+        }
+        if !self.other_texts.contains_key(text) {
+            self.other_texts.insert(text.into(), set);
         }
     }
 
@@ -145,7 +187,7 @@ impl Names {
             return i;
         }
         let h = hash_names(&self.hasher, measurement, tags.clone());
-        let set = TagSet { measurement: self.intern(measurement), tags: Arc::new(Tags(tags.map(|(k, v)| (self.intern(k), self.intern(v))).collect())), fields: Vec::new(), text: None };
+        let set = TagSet { measurement: self.intern(measurement), tags: Arc::new(Tags(tags.map(|(k, v)| (self.intern(k), self.intern(v))).collect())), fields: Vec::new(), spelled: false };
         let i = u32::try_from(self.sets.len()).unwrap_or(u32::MAX);
         self.sets.push(set);
         let (sets, hasher) = (&self.sets, &self.hasher);
@@ -232,6 +274,23 @@ mod tests {
             let v = i.to_string();
             let s = n.find("m", [("k", v.as_str())].into_iter()).expect("found");
             assert_eq!(n.sets[s as usize].tags.get("k"), Some(v.as_str()));
+            n.remember_text(&format!("m,k={v}"), s);
         }
+        // Found by their texts after the text index grew (rehashed from the names).
+        for i in 0..10_000 {
+            let s = n.find_text(&format!("m,k={i}"), None).expect("found by text");
+            assert_eq!(n.sets[s as usize].tags.get("k"), Some(i.to_string().as_str()));
+        }
+        assert_eq!(n.find_text("m,k=10000", None), None);
+        assert_eq!(n.find_text("m,k=1,j=2", None), None, "a longer text is another set");
+        assert_eq!(n.find_text("m,k=", None), None);
+        // A name holding a separator renders like another set's names: never found by that
+        // rendering, only by a text remembered for it.
+        let odd = n.find_or_add("m", [("k", "1,j=2")].into_iter());
+        let plain = n.find_or_add("m", [("j", "2"), ("k", "1")].into_iter());
+        n.remember_text("m,j=2,k=1", plain);
+        n.remember_text("m,k=1,j=2", odd);
+        assert_eq!(n.find_text("m,j=2,k=1", Some(odd)), Some(plain));
+        assert_eq!(n.find_text("m,k=1,j=2", Some(odd)), Some(odd));
     }
 }
