@@ -121,24 +121,6 @@ fn push(out: &mut Vec<(i64, f64)>, ns: i64, v: Option<f64>) {
     }
 }
 
-/// Adds samples (ns, in order) as PromQL's (ms), as `push` does one by one: converted in one
-/// pass the compiler can unroll, then the samples that share a millisecond folded into the
-/// first of them carrying the newest value (duplicates are rare, so the fold is mostly a scan).
-fn extend_ms(out: &mut Vec<(i64, f64)>, pieces: &[&[(i64, f64)]]) {
-    out.reserve(pieces.iter().map(|p| p.len()).sum());
-    for p in pieces {
-        out.extend(p.iter().map(|&(ns, v)| (ns.div_euclid(NS_PER_MS), v)));
-    }
-    // `dedup_by` hands (later, kept): the later sample's value overwrites the kept one's.
-    out.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            kept.1 = later.1;
-        }
-        same
-    });
-}
-
 impl SeriesSource for StoreSource {
     fn select(&self, matchers: &[Matcher], from_ms: i64, to_ms: i64) -> Result<Selection, SourceError> {
         let (from, to) = (from_ms.saturating_mul(NS_PER_MS), to_ms.saturating_mul(NS_PER_MS) + NS_PER_MS - 1);
@@ -161,7 +143,13 @@ impl SeriesSource for StoreSource {
                 if from >= h.raw_from {
                     // Every matching series in one read of the store, numbers only and only
                     // the window's blobs.
-                    self.store.read_many_numeric(&ids, from, to, |i, pieces| extend_ms(&mut samples[i], pieces))?;
+                    self.store.read_many_numeric(&ids, from, to, |i, pieces| {
+                        let out = &mut samples[i];
+                        out.reserve(pieces.iter().map(|p| p.len()).sum());
+                        for &(ts, v) in pieces.iter().flat_map(|p| p.iter()) {
+                            push(out, ts, Some(v));
+                        }
+                    })?;
                 } else if to >= h.raw_from {
                     // Roll-ups before the window's raw part: the general read, whose left
                     // neighbour may fall inside the window.
@@ -188,27 +176,5 @@ impl SeriesSource for StoreSource {
 
     fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>, SourceError> {
         Ok(self.matching(matchers)?.into_iter().map(|(_, l)| l).collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extend_ms_keeps_what_push_keeps_sample_by_sample() {
-        // Samples sharing a millisecond within a piece and across pieces, before the epoch
-        // too (where truncation and `div_euclid` differ), and NaN values kept as values.
-        let a: &[(i64, f64)] = &[(-1_500_000, 1.0), (-1_000_001, 2.0), (-999_999, 3.0), (0, 4.0), (999_999, f64::NAN), (1_000_000, 6.0)];
-        let b: &[(i64, f64)] = &[(1_999_999, 7.0), (2_000_000, 8.0), (2_000_001, 9.0), (2_500_000, 10.0), (5_000_000, 11.0)];
-        let mut by_push = Vec::new();
-        for &(ns, v) in a.iter().chain(b) {
-            push(&mut by_push, ns, Some(v));
-        }
-        let mut by_extend = Vec::new();
-        extend_ms(&mut by_extend, &[a, b]);
-        let bits = |s: &[(i64, f64)]| s.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>();
-        assert_eq!(bits(&by_extend), bits(&by_push));
-        assert_eq!(bits(&by_extend), bits(&[(-2, 2.0), (-1, 3.0), (0, f64::NAN), (1, 7.0), (2, 10.0), (5, 11.0)]));
     }
 }
