@@ -1,5 +1,5 @@
 //! InfluxDB line protocol, the lingua franca of the wire schema, read as InfluxDB stores it.
-//! Lines are split as InfluxData's `influxdb-line-protocol` crate splits them; what each line
+//! Lines are split by `split.rs` (InfluxDB's `scanLine` with the escapes its name parsers use); what each line
 //! means is `line.rs` (InfluxData's reference decoder's rules, held to its test corpus by
 //! `tests/influx_corpus.rs`; that crate's own parser reads `\\` in a name as one backslash,
 //! which InfluxDB does not). `parse_batch` tries `fast.rs` on each line first; `encode.rs` writes
@@ -9,14 +9,13 @@
 use std::borrow::Cow;
 use std::str::FromStr;
 
-use influxdb_line_protocol as ilp;
-
 use crate::point::{FieldValue, Point};
 use crate::time::Timestamp;
 
 mod encode;
 mod fast;
 mod line;
+mod split;
 
 pub use encode::encode_points;
 use fast::{NAME, parse_fast};
@@ -98,7 +97,7 @@ pub fn parse_lines(body: &str, precision: Precision, default_ts: Timestamp) -> R
 #[doc(hidden)]
 pub fn parse_lines_reference(body: &str, precision: Precision, default_ts: Timestamp) -> Result<Vec<Point>, LineError> {
     let mut out = Lines::default();
-    for (idx, raw) in ilp::split_lines(body).enumerate() {
+    for (idx, raw) in split::split_lines(body).enumerate() {
         parse_slow(raw, idx + 1, precision, default_ts, &mut out)?;
     }
     Ok(out.to_points())
@@ -389,7 +388,7 @@ fn parse_each<'a, E>(body: &'a str, precision: Precision, default_ts: Timestamp,
             // splitter ends it at the same newline.
             seg.len()
         } else {
-            let raw = ilp::split_lines(rest).next().unwrap_or(rest);
+            let raw = split::first_line(rest);
             let f0 = out.fields.len();
             if let Err(e) = parse_slow(raw, number, precision, default_ts, &mut out) {
                 // A line refused after some of its fields were read leaves none behind.
@@ -412,7 +411,7 @@ fn parse_slow<'a>(raw: &'a str, line: usize, precision: Precision, default_ts: T
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(());
     }
-    // `split_lines` keeps a trailing '\r' from CRLF bodies: it ends the line, as '\n' does.
+    // `split::first_line` keeps a trailing '\r' from CRLF bodies: it ends the line, as '\n' does.
     let text = trimmed.strip_suffix('\r').unwrap_or(trimmed);
     line::parse_line(text, line, precision, default_ts, out)
 }
